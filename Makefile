@@ -1,0 +1,39 @@
+# agentstream: `make demo` runs the whole pipeline on the embedded default; `make test` tests it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo up test test-unit test-integration codegen bench clean
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/agentstream demo
+
+up: $(STAMP)
+	$(BIN)/agentstream up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit tests/contract
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+codegen: $(STAMP)
+	$(BIN)/python -m agentstream.schemas.codegen
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .agentstream build *.egg-info

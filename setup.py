@@ -1,0 +1,29 @@
+"""Maps each top-level folder to ``agentstream.<folder>``.
+
+Subpackages are discovered so that a new folder with an ``__init__.py`` needs no edit here.
+"""
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent
+PARTS = ["schemas", "producer", "stream_processors", "sink", "api", "cli"]
+
+packages: list[str] = []
+package_dir: dict[str, str] = {}
+for part in PARTS:
+    for init in sorted((ROOT / part).rglob("__init__.py")):
+        rel = init.parent.relative_to(ROOT)
+        name = "agentstream." + ".".join(rel.parts)
+        packages.append(name)
+        package_dir[name] = str(rel)
+
+setup(
+    packages=packages,
+    package_dir=package_dir,
+    package_data={
+        "agentstream.schemas": ["avro/*.avsc", "registry.json"],
+        "agentstream.api": ["static/**/*", "templates/*"],
+        "agentstream.sink": ["migrations/*.sql"],
+    },
+)
