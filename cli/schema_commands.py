@@ -1,0 +1,60 @@
+"""``agentstream topics create`` and ``agentstream schemas register``: one-shot setup jobs."""
+from __future__ import annotations
+
+import typer
+
+topics_app = typer.Typer(help="Kafka topics from the schema catalog.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Avro schemas and the Schema Registry.", no_args_is_help=True)
+
+
+@topics_app.command("create")
+def topics_create(
+    bootstrap_servers: str = typer.Option(..., envvar="AGENTSTREAM_BOOTSTRAP_SERVERS"),
+    prefix: str = typer.Option("agentstream.", envvar="AGENTSTREAM_TOPIC_PREFIX"),
+    partitions: int = typer.Option(0, help="override the catalog's partition counts (0 = keep)"),
+    replication_factor: int = typer.Option(1, envvar="AGENTSTREAM_REPLICATION_FACTOR"),
+) -> None:
+    """Create every catalog topic that does not exist yet (idempotent)."""
+    from agentstream.schemas.topics import create_topics
+
+    created = create_topics(
+        bootstrap_servers, prefix=prefix, partitions=partitions or None,
+        replication_factor=replication_factor,
+    )
+    typer.echo(f"created {len(created)} topics: {', '.join(sorted(created)) or '-'}")
+
+
+@topics_app.command("list")
+def topics_list(prefix: str = typer.Option("agentstream.")) -> None:
+    """Print the catalog: name, key, partitions, retention, compaction."""
+    from agentstream.schemas.topics import TOPICS, topic_name
+
+    for spec in TOPICS.values():
+        retention = "forever" if spec.retention_ms < 0 else f"{spec.retention_ms / 3.6e6:g}h"
+        flags = ",".join(f for f, on in [("compacted", spec.compacted), ("restricted", spec.restricted)] if on)
+        typer.echo(f"{topic_name(spec.logical, prefix):28} key={spec.key:12} "
+                   f"partitions={spec.partitions:<3} retention={retention:8} {flags}")
+
+
+@schemas_app.command("register")
+def schemas_register(
+    registry_url: str = typer.Option(..., envvar="AGENTSTREAM_SCHEMA_REGISTRY_URL"),
+) -> None:
+    """Register every catalog schema version, in order, under RecordNameStrategy subjects."""
+    from agentstream.schemas import RegistryResolver
+
+    for name, sid in sorted(RegistryResolver(registry_url).register_all().items()):
+        typer.echo(f"{name}: id {sid}")
+
+
+@schemas_app.command("codegen")
+def schemas_codegen(check: bool = typer.Option(False, "--check")) -> None:
+    """Regenerate schemas/generated.py from the .avsc files (or check it is current)."""
+    from agentstream.schemas import codegen
+
+    raise typer.Exit(codegen.main(["--check"] if check else []))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(topics_app, name="topics")
+    app.add_typer(schemas_app, name="schemas")

@@ -1,0 +1,166 @@
+"""``agentstream up``, ``agentstream demo`` and ``serve-embedded`` (the sink and API process)."""
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import typer
+
+DEMO_TENANTS = ("acme", "globex")
+
+
+def ensure_demo_keys(data_dir: Path) -> dict[str, str]:
+    """Random demo keys, made once per data dir; the keys file the API reads holds only hashes."""
+    from agentstream.api.auth import add_key
+
+    plain_path = data_dir / "demo_keys.json"
+    if plain_path.exists():
+        return json.loads(plain_path.read_text())
+    keys = {t: f"as_demo_{t}_{secrets.token_urlsafe(18)}" for t in DEMO_TENANTS}
+    for tenant, key in keys.items():
+        add_key(data_dir / "api_keys.json", tenant, key, scopes=["read", "write"], name="demo")
+    plain_path.write_text(json.dumps(keys, indent=2))
+    plain_path.chmod(0o600)
+    return keys
+
+
+def _print_where_to_look(stack, keys: dict[str, str]) -> None:
+    api = stack.api_url
+    typer.echo("")
+    typer.echo("agentstream is running on the embedded default (Tansu broker + chDB).")
+    typer.echo(f"  query API + dashboard  {api}    (OpenAPI docs: {api}/docs)")
+    typer.echo(f"  dashboard              {api}/ui   (log in with a demo key)")
+    if stack.config.with_gateway:
+        typer.echo(f"  ingest gateway         {stack.gateway_url}/v1/ingest  and  /v1/traces (OTLP/HTTP)")
+    typer.echo(f"  Kafka bootstrap        {stack.broker.bootstrap_servers}")
+    typer.echo(f"  logs and data          {stack.config.data_dir.resolve()}")
+    for tenant, key in keys.items():
+        typer.echo(f"  demo key for {tenant:7}   {key}")
+    first = next(iter(keys.values()))
+    typer.echo("")
+    typer.echo(f'  curl -H "Authorization: Bearer {first}" {api}/v1/runs')
+    typer.echo(f'  curl -H "Authorization: Bearer {first}" {api}/v1/stats')
+    typer.echo("")
+
+
+def _watch(stack, stop: threading.Event, interval: float = 5.0) -> None:
+    last = None
+    while not stop.is_set():
+        st = stack.status()
+        line = "  ".join(f"{k}={v}" for k, v in st.items())
+        if line != last:
+            typer.echo(f"[{time.strftime('%H:%M:%S')}] {line}")
+            last = line
+        stop.wait(interval)
+
+
+def _start(data_dir: Path, api_port: int, broker_port: int, gateway: bool):
+    from .stack import Stack, StackConfig
+
+    stack = Stack(StackConfig(data_dir=data_dir, api_port=api_port, broker_port=broker_port,
+                              with_gateway=gateway))
+    keys = ensure_demo_keys(data_dir)
+    typer.echo("starting the embedded broker, processors, sink and API ...")
+    stack.start()
+    try:
+        stack.wait_ready()
+    except RuntimeError as exc:
+        stack.stop()
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    return stack, keys
+
+
+def up(
+    data_dir: Path = typer.Option(Path(".agentstream"), help="where chDB, the spool and logs live"),
+    api_port: int = typer.Option(8000),
+    broker_port: int = typer.Option(9092),
+    gateway: bool = typer.Option(True, help="also run the ingest gateway"),
+) -> None:
+    """Run the embedded stack until Ctrl-C: broker, processors, sink + API, gateway."""
+    stack, keys = _start(data_dir, api_port, broker_port, gateway)
+    _print_where_to_look(stack, keys)
+    stop = threading.Event()
+    try:
+        _watch(stack, stop)
+    except KeyboardInterrupt:
+        typer.echo("\nstopping ...")
+    finally:
+        stop.set()
+        stack.stop()
+        typer.echo("stopped.")
+
+
+def demo(
+    data_dir: Path = typer.Option(Path(".agentstream")),
+    api_port: int = typer.Option(8000),
+    broker_port: int = typer.Option(9092),
+    runs: int = typer.Option(600, help="runs in the first burst; the fleet then keeps a trickle going"),
+    exit_after: bool = typer.Option(False, "--exit", help="stop after the first burst (for scripts)"),
+) -> None:
+    """Run the embedded stack and drive a synthetic multi-tenant fleet into it."""
+    from agentstream.producer import ProducerSettings
+
+    from .fleet import Fleet
+    from .demo_policies import apply_demo_policies
+
+    stack, keys = _start(data_dir, api_port, broker_port, gateway=True)
+    stop = threading.Event()
+    fleet = None
+    try:
+        env = stack.env()
+        settings = ProducerSettings(
+            bootstrap_servers=stack.broker.bootstrap_servers,
+            topic_prefix=stack.config.topic_prefix,
+            spool_dir=str(data_dir / "spool"),
+            session_timeout_ms=int(env["AGENTSTREAM_PRODUCER_SESSION_TIMEOUT_MS"]),
+        )
+        apply_demo_policies(stack.broker.bootstrap_servers, stack.config.topic_prefix)
+        fleet = Fleet(settings)
+        typer.echo(f"driving {runs} runs of a synthetic fleet ({len(DEMO_TENANTS)} tenants) ...")
+        outcomes = fleet.run(runs, stop)
+        typer.echo(f"fleet outcomes: {json.dumps(outcomes, sort_keys=True)}")
+        _print_where_to_look(stack, keys)
+        if exit_after:
+            return
+        typer.echo("the fleet keeps a trickle of runs going; Ctrl-C stops everything.")
+        watcher = threading.Thread(target=_watch, args=(stack, stop, 15.0), daemon=True)
+        watcher.start()
+        while not stop.is_set():
+            fleet.run(fleet._count + 20, stop)
+            stop.wait(2.0)
+    except KeyboardInterrupt:
+        typer.echo("\nstopping ...")
+    finally:
+        stop.set()
+        if fleet:
+            fleet.close()
+        stack.stop()
+
+
+def serve_embedded() -> None:
+    """The sink and the query API in one process: chDB allows one owner per data directory."""
+    import uvicorn
+
+    from agentstream.api.app import create_app
+    from agentstream.api.settings import ApiSettings
+    from agentstream.sink import Sink, SinkSettings
+
+    sink_settings = SinkSettings()
+    api_settings = ApiSettings()
+    sink = Sink(sink_settings)
+    sink.start()
+    app = create_app(api_settings, client=sink.client)
+    try:
+        uvicorn.run(app, host=api_settings.host, port=api_settings.port, log_level="warning")
+    finally:
+        sink.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("demo")(demo)
+    app.command("serve-embedded", hidden=True)(serve_embedded)
