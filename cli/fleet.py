@@ -62,8 +62,12 @@ def run_once(tracer: Tracer, profile: AgentProfile, rng: random.Random, *, loopi
                 with run.step("tool", tool, **attrs):
                     _pause(5, 40, rng)
             if rng.random() < 0.25:  # a timeout and its retry, linked by the SDK
-                run.failure("tool", "timeout", message="upstream timed out after 30s")
-                with run.step("tool", profile.tools[-1], retry=True):
+                with run.step("tool", profile.tools[-1]) as first:
+                    _pause(20, 60, rng)
+                    first.set_status("TIMEOUT")
+                run.failure("tool", "timeout", message="upstream timed out after 30s",
+                            step_id=first.step_id, retryable=True)
+                with run.step("tool", profile.tools[-1], retry_of=first):
                     _pause(5, 30, rng)
             for _ in range(rng.randint(*profile.llm_calls)):
                 tokens_in = rng.randint(400, 3000)

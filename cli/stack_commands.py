@@ -147,13 +147,13 @@ def serve_embedded() -> None:
 
     from agentstream.api.app import create_app
     from agentstream.api.settings import ApiSettings
-    from agentstream.sink import Sink, SinkSettings
+    from agentstream.sink import Sink, SinkSettings, make_client
 
     sink_settings = SinkSettings()
     api_settings = ApiSettings()
-    sink = Sink(sink_settings)
-    sink.start()
-    app = create_app(api_settings, client=sink.client)
+    client = make_client(sink_settings.clickhouse_dsn)
+    sink = Sink(sink_settings, client=client).start()
+    app = create_app(api_settings, client=client)
     try:
         uvicorn.run(app, host=api_settings.host, port=api_settings.port, log_level="warning")
     finally:

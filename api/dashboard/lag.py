@@ -1,0 +1,150 @@
+"""Consumer lag per pipeline stage, read from Kafka: committed offsets against end offsets.
+
+Each consumer group reading one of the catalog's topics (under the API's prefix) is one stage: the
+redaction processor reads ``raw``, the detectors and the sink read ``events``, the sink reads
+``alerts``. Lag is ``end offset - committed offset`` summed over partitions.
+
+The end offset is what the broker reports, and a broker can report it short: Tansu 0.6 answers a
+high watermark of 1 for a partition holding hundreds of records. So lag is a lower bound, marked
+``exact: False`` whenever any partition's committed offset is above its reported end (the one
+case where the report is provably wrong), and the dashboard always shows it with that caveat. The
+consumed rate (committed offsets advancing between two reads) does not depend on the end offset.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentstream.schemas import TOPICS, topic_name
+
+# What a stage is called, by the logical topic it reads; the group id says who reads it.
+STAGE_OF_TOPIC = {
+    "raw": "redaction (raw → events)",
+    "events": "events consumer",
+    "alerts": "alerts consumer",
+    "commands": "commands consumer",
+    "policies": "policies table",
+    "dlq": "DLQ consumer",
+    "quarantine": "quarantine consumer",
+}
+
+
+@dataclass
+class StageLag:
+    group_id: str
+    topic: str
+    stage: str
+    partitions: int
+    committed: int
+    reported_end: int
+    lag: int
+    exact: bool
+    rate_per_s: float | None = None
+    detail: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (
+            "group_id", "topic", "stage", "partitions", "committed", "reported_end", "lag",
+            "exact", "rate_per_s", "detail")}
+
+
+def stage_name(group_id: str, logical: str) -> str:
+    g = group_id.lower()
+    if "sink" in g:
+        return f"sink ({logical} → ClickHouse)"
+    if logical == "raw":
+        return STAGE_OF_TOPIC["raw"]
+    if logical == "events" and ("processor" in g or "detect" in g or "faust" in g):
+        return "detectors (events → alerts, commands)"
+    return f"{STAGE_OF_TOPIC.get(logical, logical)} [{group_id}]"
+
+
+class LagReader:
+    """Reads every group's lag; results are cached briefly so page views do not hammer Kafka."""
+
+    def __init__(self, bootstrap_servers: str, prefix: str, client_conf: dict[str, str] | None = None,
+                 timeout_s: float = 5.0, cache_s: float = 2.0) -> None:
+        self.bootstrap = bootstrap_servers
+        self.prefix = prefix
+        self.conf = dict(client_conf or {})
+        self.timeout = timeout_s
+        self.cache_s = cache_s
+        self._admin = None
+        self._lock = threading.Lock()
+        self._cached: tuple[float, dict[str, Any]] | None = None
+        self._last_committed: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def _admin_client(self):
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
+
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, **self.conf})
+        return self._admin
+
+    def read(self) -> dict[str, Any]:
+        if not self.bootstrap:
+            return {"available": False, "stages": [], "note": "no Kafka configured for the API "
+                    "(AGENTSTREAM_API_BOOTSTRAP_SERVERS); lag is unknown"}
+        with self._lock:
+            now = time.monotonic()
+            if self._cached and now - self._cached[0] < self.cache_s:
+                return self._cached[1]
+            try:
+                out = {"available": True, "stages": [s.to_json() for s in self._read_stages(now)]}
+            except Exception as exc:  # noqa: BLE001 - Kafka being down is a state to show, not a 500
+                out = {"available": False, "stages": [], "note": f"Kafka unavailable: {exc}"}
+            out["caveat"] = ("Lag = reported end offset − committed offset. Some brokers (the embedded "
+                             "Tansu) report end offsets short, so this is a lower bound, never exact.")
+            self._cached = (now, out)
+            return out
+
+    def _read_stages(self, now: float) -> list[StageLag]:
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+
+        admin = self._admin_client()
+        ours = {topic_name(t, self.prefix): t for t in TOPICS}
+        groups = admin.list_consumer_groups(request_timeout=self.timeout).result(timeout=self.timeout)
+        committed: dict[tuple[str, str], dict[int, int]] = {}
+        for g in groups.valid:
+            try:
+                fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g.group_id)],
+                                                        request_timeout=self.timeout)[g.group_id]
+                res = fut.result(timeout=self.timeout)
+            except Exception:  # noqa: BLE001 - a group that vanished meanwhile
+                continue
+            for tp in res.topic_partitions or []:
+                if tp.topic in ours and tp.offset >= 0:
+                    committed.setdefault((g.group_id, tp.topic), {})[tp.partition] = tp.offset
+        if not committed:
+            return []
+        wanted = {TopicPartition(t, p): OffsetSpec.latest()
+                  for (_, t), parts in committed.items() for p in parts}
+        ends: dict[tuple[str, int], int] = {}
+        for tp, fut in admin.list_offsets(wanted, request_timeout=self.timeout).items():
+            try:
+                ends[(tp.topic, tp.partition)] = fut.result(timeout=self.timeout).offset
+            except Exception:  # noqa: BLE001
+                ends[(tp.topic, tp.partition)] = -1
+        stages = []
+        for (group, topic), parts in sorted(committed.items()):
+            detail, lag, end_sum, exact = [], 0, 0, True
+            for p, off in sorted(parts.items()):
+                end = ends.get((topic, p), -1)
+                if end < 0 or end < off:
+                    exact = False
+                plag = max(0, end - off) if end >= 0 else 0
+                lag += plag
+                end_sum += max(end, 0)
+                detail.append({"partition": p, "committed": off, "reported_end": end, "lag": plag})
+            total = sum(parts.values())
+            rate = None
+            prev = self._last_committed.get((group, topic))
+            if prev and now > prev[0]:
+                rate = round(max(0, total - prev[1]) / (now - prev[0]), 2)
+            self._last_committed[(group, topic)] = (now, total)
+            stages.append(StageLag(group, topic, stage_name(group, ours[topic]), len(parts), total,
+                                   end_sum, lag, exact, rate, detail))
+        return stages

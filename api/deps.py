@@ -1,0 +1,113 @@
+"""Request dependencies: the app's state, the caller (tenant principal), paging and time range."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from .auth import KeyStore, Principal
+from .db import Db
+from .errors import ApiError
+from .settings import ApiSettings
+
+
+@dataclass
+class AppState:
+    """Everything a route needs, built once by ``create_app`` and kept on ``app.state``."""
+
+    settings: ApiSettings
+    db: Db
+    keys: KeyStore
+    metrics: Any = None
+    kafka: Any = None  # KafkaWriter, created on first write
+    policies: Any = None  # PolicyCache, started on first policy read
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.agentstream
+
+
+def get_db(state: AppState = Depends(get_state)) -> Db:
+    return state.db
+
+
+def get_settings(state: AppState = Depends(get_state)) -> ApiSettings:
+    return state.settings
+
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <tenant API key>")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the tenant API key")
+
+
+def principal(
+    state: AppState = Depends(get_state),
+    creds: HTTPAuthorizationCredentials | None = Security(_bearer),
+    x_api_key: str | None = Security(_api_key),
+) -> Principal:
+    key = creds.credentials if creds is not None else x_api_key
+    if not key:
+        raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'",
+                       headers={"WWW-Authenticate": "Bearer"})
+    who = state.keys.verify(key)
+    if who is None:
+        raise ApiError(401, "unauthorized", "invalid API key",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return who
+
+
+def require_read(who: Principal = Depends(principal)) -> Principal:
+    if not who.has("read"):
+        raise ApiError(403, "forbidden", "this key has no 'read' scope")
+    return who
+
+
+def require_write(who: Principal = Depends(principal)) -> Principal:
+    if not who.has("write"):
+        raise ApiError(403, "forbidden", "this key has no 'write' scope")
+    return who
+
+
+@dataclass
+class PageParams:
+    limit: int
+    cursor: str | None
+
+
+def page_params(
+    state: AppState = Depends(get_state),
+    limit: int | None = Query(None, ge=1, le=10_000, description="page size"),
+    cursor: str | None = Query(None, max_length=2048, description="next_cursor of the previous page"),
+) -> PageParams:
+    s = state.settings
+    return PageParams(min(limit or s.page_size_default, s.page_size_max), cursor)
+
+
+def to_us(dt: datetime | None) -> int | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1_000_000)
+
+
+@dataclass
+class TimeRange:
+    since_us: int | None
+    until_us: int | None
+
+
+def time_range(
+    since: datetime | None = Query(None, description="inclusive lower bound (ISO 8601, UTC if no zone)"),
+    until: datetime | None = Query(None, description="exclusive upper bound (ISO 8601)"),
+) -> TimeRange:
+    try:
+        lo, hi = to_us(since), to_us(until)
+    except (OverflowError, ValueError, OSError) as exc:
+        raise ApiError(422, "validation_error", f"time out of range: {exc}") from exc
+    if lo is not None and hi is not None and hi < lo:
+        raise ApiError(422, "validation_error", "until is before since")
+    return TimeRange(lo, hi)

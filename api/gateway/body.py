@@ -1,0 +1,53 @@
+"""Reads a request body within the size limit, before and after decompression."""
+from __future__ import annotations
+
+import zlib
+
+from starlette.requests import Request
+
+from .errors import GatewayError
+
+
+def too_large(limit: int, what: str = "request body") -> GatewayError:
+    return GatewayError(413, "payload_too_large", f"{what} exceeds {limit} bytes",
+                        {"max_body_bytes": limit})
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise too_large(limit)  # refused before reading a byte of it
+        except ValueError:
+            raise GatewayError(400, "invalid_request", "Content-Length is not a number") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "deflate"):
+        return _inflate(body, limit, gzip=encoding == "gzip")
+    raise GatewayError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not "
+                       "supported; use gzip, deflate or none")
+
+
+def _inflate(body: bytes, limit: int, gzip: bool) -> bytes:
+    # The limit applies to the decompressed size too: a small bomb must not become a big body.
+    d = zlib.decompressobj(wbits=31 if gzip else 15)
+    try:
+        out = d.decompress(body, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise too_large(limit, "decompressed request body")
+        out += d.flush()
+    except zlib.error as exc:
+        raise GatewayError(400, "malformed_body", f"body is not valid {'gzip' if gzip else 'deflate'}: {exc}") from None
+    if len(out) > limit:
+        raise too_large(limit, "decompressed request body")
+    return out

@@ -1,0 +1,157 @@
+"""The query API's two Kafka paths: writing policies/feedback, and tailing the policies topic.
+
+Both are created on first use, so the read routes never need a broker.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from agentstream.schemas import POLICY, Codec, DecodeError, make_resolver, topic_name
+from .errors import ApiError
+from .settings import ApiSettings
+
+log = logging.getLogger("agentstream.api.kafka")
+
+
+def _require_broker(settings: ApiSettings) -> None:
+    if not settings.bootstrap_servers:
+        raise ApiError(503, "kafka_not_configured",
+                       "no Kafka broker is configured (AGENTSTREAM_API_BOOTSTRAP_SERVERS)")
+
+
+class KafkaWriter:
+    """Produces one record and waits for the broker's ack, so a 2xx means it is durable."""
+
+    def __init__(self, settings: ApiSettings, metrics: Any = None) -> None:
+        from confluent_kafka import Producer
+
+        _require_broker(settings)
+        self.settings = settings
+        self.metrics = metrics
+        self.codec = Codec(resolver=make_resolver(settings.schema_registry_url))
+        self.producer = Producer({
+            "bootstrap.servers": settings.bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "message.timeout.ms": int(settings.kafka_timeout_s * 1000),
+            **settings.kafka_client_conf,
+        })
+
+    def topic(self, logical: str) -> str:
+        return topic_name(logical, self.settings.topic_prefix)
+
+    def write(self, logical: str, key: str, schema: str, record: dict[str, Any]) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            value = self.codec.encode(schema, record)
+        except Exception as exc:  # noqa: BLE001 - an invalid record is the caller's bad input
+            raise ApiError(400, "invalid_record", f"record does not fit {schema}: {exc}") from exc
+        topic = self.topic(logical)
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def on_delivery(err, _msg) -> None:
+            outcome["err"] = err
+            done.set()
+
+        try:
+            self.producer.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
+        except (KafkaException, BufferError) as exc:
+            self._count(topic, "error")
+            raise ApiError(503, "kafka_unavailable", f"could not produce to {topic}: {exc}") from exc
+        deadline = time.monotonic() + self.settings.kafka_timeout_s + 1
+        while not done.is_set() and time.monotonic() < deadline:
+            self.producer.poll(0.05)
+        if not done.is_set() or outcome.get("err") is not None:
+            self._count(topic, "error")
+            reason = outcome.get("err") or "no acknowledgement in time"
+            raise ApiError(503, "kafka_unavailable", f"{topic} did not acknowledge: {reason}")
+        self._count(topic, "ok")
+
+    def _count(self, topic: str, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.kafka_writes.labels(topic, result).inc()
+
+    def close(self) -> None:
+        self.producer.flush(2.0)
+
+
+class PolicyCache:
+    """Latest policy per tenant, from tailing the compacted policies topic in a thread.
+
+    No consumer group: every API replica reads the whole (small) topic. It never stops at the
+    high watermark (the embedded broker reports it short); "caught up" means one poll found
+    nothing new.
+    """
+
+    def __init__(self, settings: ApiSettings) -> None:
+        from confluent_kafka import Consumer
+
+        _require_broker(settings)
+        self.settings = settings
+        self.codec = Codec(resolver=make_resolver(settings.schema_registry_url))
+        self.topic = topic_name("policies", settings.topic_prefix)
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": "agentstream-api-policies",  # required by librdkafka; never committed
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            **settings.kafka_client_conf,
+        })
+        self.policies: dict[str, dict[str, Any]] = {}
+        self.caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="api-policy-cache", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        try:
+            meta = self.consumer.list_topics(self.topic, timeout=self.settings.kafka_timeout_s)
+            parts = sorted((meta.topics.get(self.topic).partitions or {}).keys()) or [0]
+            self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
+        except Exception as exc:  # noqa: BLE001 - reported through caught_up never being set
+            log.warning("cannot read %s: %s", self.topic, exc)
+            return
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.5)
+            if msg is None:
+                self.caught_up.set()
+                continue
+            if msg.error() is not None:
+                continue
+            tenant = (msg.key() or b"").decode(errors="replace")
+            if msg.value() is None:
+                with self._lock:  # tombstone: the tenant's policy was deleted
+                    self.policies.pop(tenant, None)
+                continue
+            try:
+                record = self.codec.decode_as(POLICY, msg.value())
+            except DecodeError as exc:
+                log.warning("undecodable policy at %s offset %s: %s", self.topic, msg.offset(), exc.reason)
+                continue
+            self.remember(record)
+
+    def remember(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            current = self.policies.get(record["tenant_id"])
+            if current is None or record.get("updated_us", 0) >= current.get("updated_us", 0):
+                self.policies[record["tenant_id"]] = record
+
+    def get(self, tenant: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.policies.get(tenant)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3)
+        try:
+            self.consumer.close()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,50 @@
+"""Runs: listing with filters, and one run in full."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from ..auth import Principal
+from ..db import Db
+from ..deps import PageParams, TimeRange, get_db, page_params, require_read, time_range
+from ..errors import ERROR_RESPONSES, not_found
+from ..models import RunDetail, RunPage, RunStatus
+from ..store.runs import RunFilters, list_runs, run_detail
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
+
+RUN_ID = Path(..., min_length=1, max_length=256, description="the run id")
+
+
+def run_filters(
+    agent: str | None = Query(None, max_length=256, description="agent_id"),
+    version: str | None = Query(None, max_length=256, description="agent_version"),
+    status: RunStatus | None = Query(None),
+    environment: str | None = Query(None, max_length=256),
+    tr: TimeRange = Depends(time_range),
+) -> RunFilters:
+    return RunFilters(agent, version, status.value if status else None, environment,
+                      tr.since_us, tr.until_us)
+
+
+@router.get("", response_model=RunPage, summary="List runs, newest first")
+def get_runs(
+    who: Principal = Depends(require_read),
+    filters: RunFilters = Depends(run_filters),
+    page: PageParams = Depends(page_params),
+    db: Db = Depends(get_db),
+) -> RunPage:
+    items, next_cursor = list_runs(db, who.tenant_id, filters, page.limit, page.cursor)
+    return RunPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{run_id}", response_model=RunDetail,
+            summary="One run with its steps in order, failures, decisions and signals")
+def get_run(
+    run_id: str = RUN_ID,
+    who: Principal = Depends(require_read),
+    db: Db = Depends(get_db),
+) -> RunDetail:
+    detail = run_detail(db, who.tenant_id, run_id)
+    if detail is None:
+        raise not_found("run", run_id)
+    return RunDetail(**detail)

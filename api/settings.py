@@ -1,0 +1,52 @@
+"""The query API's one settings object (env prefix ``AGENTSTREAM_API_``), built at the entry point."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTSTREAM_API_", extra="ignore")
+
+    # ClickHouse: ``chdb://<path>`` (embedded, relative paths resolve against the cwd) or an
+    # ``http(s)://user:pass@host:port/db`` server DSN.
+    clickhouse_dsn: str = "chdb://.agentstream/chdb"
+    clickhouse_password: SecretStr | None = Field(
+        default=None, description="overrides the DSN's password for server mode"
+    )
+    clickhouse_query_timeout_s: float = 30.0
+
+    api_keys_file: Path = Path(".agentstream/api_keys.json")
+
+    # Kafka, for the two write paths: PUT /v1/policies and POST /v1/feedback. Empty means no
+    # broker: those routes answer 503 and everything else keeps working.
+    bootstrap_servers: str = ""
+    topic_prefix: str = "agentstream."
+    schema_registry_url: str | None = None
+    kafka_client_conf: dict[str, str] = Field(default_factory=dict)
+    kafka_timeout_s: float = 10.0
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cors_origins: list[str] = Field(default_factory=list)
+    docs_enabled: bool = True
+
+    page_size_default: int = 50
+    page_size_max: int = 500
+
+    # /v1/sql limits, applied as ClickHouse settings on every analyst query.
+    sql_max_rows: int = 10_000
+    sql_max_execution_time_s: float = 10.0
+    sql_max_memory_bytes: int = 1 << 30
+    sql_max_rows_to_read: int = 200_000_000
+    sql_max_query_chars: int = 20_000
+
+    # Alert stream: how often the SSE endpoint polls ClickHouse, and the keep-alive period.
+    alerts_poll_interval_s: float = 1.0
+    sse_heartbeat_s: float = 15.0
+
+    # Compare/drift read at most this many per-run samples per version for rank tests.
+    stats_sample_size: int = 20_000
+    significance_alpha: float = 0.05

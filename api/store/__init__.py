@@ -1,0 +1,1 @@
+"""Read models over the ClickHouse tables (the contract), one module per resource."""

@@ -1,0 +1,197 @@
+"""Runs: the per-run rollup (``runs``, AggregatingMergeTree) and a run's events (``events``)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..db import Db
+from ..pagination import decode_cursor, page_of
+
+# One row per run. ``runs`` holds partial aggregate rows until background merges, so every read
+# re-aggregates by run_id with the functions the table declares.
+RUN_COLUMNS = """
+    run_id,
+    anyLast(agent_id) AS agent_id,
+    anyLast(agent_version) AS agent_version,
+    anyLast(environment) AS environment,
+    max(session_id) AS session_id,
+    max(parent_run_id) AS parent_run_id,
+    max(entrypoint) AS entrypoint,
+    toUnixTimestamp64Micro(min(started_ts)) AS started_us,
+    toUnixTimestamp64Micro(max(last_ts)) AS last_us,
+    max(status) AS status,
+    max(outcome) AS outcome,
+    max(duration_ms) AS duration_ms,
+    sum(event_count) AS event_count,
+    sum(step_count) AS step_count,
+    sum(llm_calls) AS llm_calls,
+    sum(tool_calls) AS tool_calls,
+    sum(retry_count) AS retry_count,
+    sum(failure_count) AS failure_count,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cost_usd) AS cost_usd
+"""
+
+
+@dataclass
+class RunFilters:
+    agent: str | None = None
+    version: str | None = None
+    status: str | None = None  # SUCCESS / FAILURE / PARTIAL / RUNNING
+    environment: str | None = None
+    since_us: int | None = None
+    until_us: int | None = None
+
+    def having(self, params: dict[str, Any]) -> str:
+        """HAVING clauses over the aggregated run columns; binds values into ``params``."""
+        parts = ["1"]
+        if self.agent is not None:
+            parts.append("agent_id = {f_agent:String}")
+            params["f_agent"] = self.agent
+        if self.version is not None:
+            parts.append("agent_version = {f_version:String}")
+            params["f_version"] = self.version
+        if self.environment is not None:
+            parts.append("environment = {f_env:String}")
+            params["f_env"] = self.environment
+        if self.status is not None:
+            parts.append("status = {f_status:String}")
+            params["f_status"] = "" if self.status == "RUNNING" else self.status
+        if self.since_us is not None:
+            parts.append("started_us >= {f_since:Int64}")
+            params["f_since"] = self.since_us
+        if self.until_us is not None:
+            parts.append("started_us < {f_until:Int64}")
+            params["f_until"] = self.until_us
+        return " AND ".join(parts)
+
+
+def runs_subquery(filters: RunFilters, params: dict[str, Any]) -> str:
+    """SELECT of one aggregated row per run of the tenant, filtered; ``params`` needs ``tenant``."""
+    return (
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = {{tenant:String}} "
+        f"GROUP BY run_id HAVING {filters.having(params)}"
+    )
+
+
+def shape_run(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    finished = bool(row["status"])
+    out["status"] = row["status"] or "RUNNING"
+    out["duration_ms"] = row["duration_ms"] if finished else None
+    return out
+
+
+def list_runs(db: Db, tenant: str, filters: RunFilters, limit: int, cursor: str | None):
+    """Newest first; the cursor is the last row's (started_us, run_id)."""
+    params: dict[str, Any] = {"tenant": tenant, "limit": limit + 1}
+    after = decode_cursor("runs", cursor, (int, str))
+    having = filters.having(params)
+    if after is not None:
+        having += " AND (started_us, run_id) < ({c_ts:Int64}, {c_id:String})"
+        params["c_ts"], params["c_id"] = after
+    sql = (
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = {{tenant:String}} "
+        f"GROUP BY run_id HAVING {having} "
+        "ORDER BY started_us DESC, run_id DESC LIMIT {limit:UInt32}"
+    )
+    rows, next_cursor = page_of("runs", db.rows(sql, params), limit, ["started_us", "run_id"])
+    return [shape_run(r) for r in rows], next_cursor
+
+
+def get_run(db: Db, tenant: str, run_id: str) -> dict[str, Any] | None:
+    row = db.one(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = {{tenant:String}} "
+        "AND run_id = {run_id:String} GROUP BY run_id",
+        {"tenant": tenant, "run_id": run_id},
+    )
+    return shape_run(row) if row else None
+
+
+EVENT_COLUMNS = """
+    kind, seq, event_id,
+    toUnixTimestamp64Micro(ts) AS ts_us,
+    step_id, step_kind, name, status, parent_step_id,
+    toUnixTimestamp64Micro(started_ts) AS started_us,
+    latency_ms, attempt, retry_of,
+    provider, request_model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+    cost_usd, tool_name, args_digest,
+    failure_type, failure_code,
+    decision_type, selected, candidates, reason_code, confidence,
+    signal_type, signal_code, signal_value,
+    run_status, outcome, duration_ms,
+    payload, attributes
+"""
+
+
+def run_events(db: Db, tenant: str, run_id: str) -> list[dict[str, Any]]:
+    # FINAL: the table deduplicates by event_id in merges; a redelivered event must not show twice.
+    return db.rows(
+        f"SELECT {EVENT_COLUMNS} FROM events FINAL "
+        "WHERE tenant_id = {tenant:String} AND run_id = {run_id:String} ORDER BY seq, ts_us",
+        {"tenant": tenant, "run_id": run_id},
+    )
+
+
+def _payload(row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        data = json.loads(row.get("payload") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def _step_ref(row: dict[str, Any]) -> str:
+    # The sink may map a failure's/decision's linked step into step_id or leave it in payload.
+    ref = row.get("step_id") or _payload(row).get("step_id") or ""
+    return ref if isinstance(ref, str) else str(ref)
+
+
+def _step(row: dict[str, Any]) -> dict[str, Any]:
+    llm = None
+    if row["step_kind"] == "LLM" or row["request_model"]:
+        llm = {k: row[k] for k in ("provider", "request_model", "input_tokens", "output_tokens",
+                                   "cache_read_tokens", "cache_write_tokens", "cost_usd")}
+    tool = {"tool_name": row["tool_name"], "args_digest": row["args_digest"]} if row["tool_name"] else None
+    return {
+        "seq": row["seq"], "event_id": row["event_id"], "step_id": row["step_id"],
+        "step_kind": row["step_kind"], "name": row["name"], "status": row["status"],
+        "parent_step_id": row["parent_step_id"], "started_us": row["started_us"],
+        "ts_us": row["ts_us"], "latency_ms": row["latency_ms"], "attempt": row["attempt"],
+        "retry_of": row["retry_of"], "llm": llm, "tool": tool, "details": _payload(row),
+        "attributes": dict(row["attributes"] or {}),
+    }
+
+
+def run_detail(db: Db, tenant: str, run_id: str) -> dict[str, Any] | None:
+    run = get_run(db, tenant, run_id)
+    if run is None:
+        return None
+    steps, failures, decisions, signals, other = [], [], [], [], []
+    for r in run_events(db, tenant, run_id):
+        base = {"seq": r["seq"], "event_id": r["event_id"], "ts_us": r["ts_us"]}
+        kind = r["kind"]
+        if kind == "STEP":
+            steps.append(_step(r))
+        elif kind == "FAILURE":
+            failures.append({**base, "failure_type": r["failure_type"],
+                             "failure_code": r["failure_code"], "step_id": _step_ref(r),
+                             "details": _payload(r)})
+        elif kind == "DECISION":
+            decisions.append({**base, "decision_type": r["decision_type"],
+                              "selected": r["selected"], "candidates": list(r["candidates"]),
+                              "reason_code": r["reason_code"], "confidence": r["confidence"],
+                              "step_id": _step_ref(r)})
+        elif kind == "QUALITY_SIGNAL":
+            p = _payload(r)
+            weight = p.get("weight")
+            signals.append({**base, "signal_type": r["signal_type"],
+                            "signal_code": r["signal_code"], "value": r["signal_value"],
+                            "weight": weight if isinstance(weight, (int, float)) else None,
+                            "step_id": _step_ref(r)})
+        else:
+            other.append({**base, "kind": kind, "details": _payload(r)})
+    return {"run": run, "steps": steps, "failures": failures, "decisions": decisions,
+            "signals": signals, "other_events": other}

@@ -1,0 +1,119 @@
+"""Loads N synthetic events (default 10M) into its own chDB and times the API's hot queries.
+
+run detail (two ways: the run_id bloom-filter skip index alone, and the runs table as a lookup
+for the run's time bounds + the skip index), fleet latency quantiles over a day (hourly rollup)
+and version comparison (rollup). Each query is run 20 times after a warm-up; the median is
+reported. Last line: JSON with run_detail_ms, fleet_quantiles_ms, compare_ms.
+Usage: python bench/queries.py [--events 10000000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+LOAD = """
+INSERT INTO events (tenant_id, ts, event_id, agent_id, agent_version, environment, run_id, seq, kind,
+                    step_kind, name, status, latency_ms, attempt, provider, request_model,
+                    input_tokens, output_tokens, cost_usd, tool_name, run_status, duration_ms)
+SELECT
+    concat('tenant-', toString(r % 20)) AS tenant_id,
+    toDateTime64(now64(6) - toIntervalSecond(604800 * (r / {runs:UInt64})) + toIntervalMillisecond(seq * 50), 6, 'UTC') AS ts,
+    generateUUIDv4() AS event_id,
+    concat('agent-', toString(r % 13)) AS agent_id,
+    if(r % 3 = 0, '2.0', '1.0') AS agent_version,
+    'prod', concat('run-', toString(r)) AS run_id, seq,
+    multiIf(seq = 0, 'RUN_START', seq = 19, 'RUN_END', seq = 7 AND r % 10 = 0, 'FAILURE', 'STEP') AS kind,
+    if(kind = 'STEP', if(seq % 2 = 0, 'LLM', 'TOOL'), '') AS step_kind,
+    if(kind = 'STEP', if(seq % 2 = 0, 'chat', concat('tool-', toString(seq % 5))), '') AS name,
+    if(kind = 'STEP', if(rand() % 50 = 0, 'ERROR', 'OK'), '') AS status,
+    if(kind = 'STEP', 5 + (rand() % 2000) / (if(agent_version = '2.0', 1.2, 1.0)), 0) AS latency_ms,
+    1, if(step_kind = 'LLM', 'openai', ''), if(step_kind = 'LLM', 'gpt-4o', ''),
+    if(step_kind = 'LLM', 100 + rand() % 400, 0), if(step_kind = 'LLM', 20 + rand() % 200, 0),
+    if(step_kind = 'LLM', (rand() % 1000) / 100000, 0), if(step_kind = 'TOOL', name, ''),
+    if(kind = 'RUN_END', if(r % 10 = 0, 'FAILURE', 'SUCCESS'), ''), if(kind = 'RUN_END', 1000 + rand() % 30000, 0)
+FROM (SELECT intDiv(number, 20) AS r, number % 20 AS seq FROM numbers({offset:UInt64}, {n:UInt64}))
+"""
+
+RUN_DETAIL_INDEX = """
+SELECT seq, kind, step_kind, name, status, latency_ms, input_tokens, output_tokens, cost_usd, payload
+FROM events WHERE tenant_id = {t:String} AND run_id = {r:String} ORDER BY seq LIMIT 1 BY event_id
+"""
+RUN_DETAIL_LOOKUP = """
+WITH (SELECT (min(started_ts), max(last_ts)) FROM runs WHERE tenant_id = {t:String} AND run_id = {r:String}) AS b
+SELECT seq, kind, step_kind, name, status, latency_ms, input_tokens, output_tokens, cost_usd, payload
+FROM events
+WHERE tenant_id = {t:String} AND ts BETWEEN b.1 AND b.2 AND run_id = {r:String}
+ORDER BY seq LIMIT 1 BY event_id
+"""
+FLEET_QUANTILES = """
+SELECT agent_id, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(latency_state) AS q, sum(events), sum(failures)
+FROM step_rollup_hourly
+WHERE tenant_id = {t:String} AND hour >= toStartOfHour(now() - INTERVAL 1 DAY) AND kind = 'STEP'
+GROUP BY agent_id ORDER BY agent_id
+"""
+COMPARE = """
+SELECT agent_version,
+       sum(runs_ended) AS runs, sum(runs_failed) / greatest(sum(runs_ended), 1) AS run_failure_rate,
+       sumIf(failures, kind = 'STEP') / greatest(sumIf(events, kind = 'STEP'), 1) AS step_failure_rate,
+       quantilesTDigestMergeIf(0.5, 0.9, 0.99)(latency_state, kind = 'RUN_END') AS run_latency_q,
+       sum(cost_usd) AS cost, sum(input_tokens + output_tokens) AS tokens,
+       arraySort(x -> -x.2, groupArrayIf((name, events), kind = 'STEP' AND step_kind = 'TOOL')) AS tool_mix
+FROM step_rollup_hourly
+WHERE tenant_id = {t:String} AND agent_id = {a:String} AND agent_version IN ('1.0', '2.0')
+  AND hour >= toStartOfHour(now() - INTERVAL 7 DAY)
+GROUP BY agent_version ORDER BY agent_version
+"""
+
+
+def timed(client, sql: str, params: dict, reps: int = 20) -> tuple[float, int]:
+    client.query(sql, parameters=params)
+    samples = []
+    rows = 0
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        rows = len(client.query(sql, parameters=params).result_rows)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples), rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=10_000_000)
+    args = ap.parse_args()
+    from agentstream.sink import apply_migrations, make_client
+
+    client = make_client(f"chdb://{tempfile.mkdtemp(prefix='querybench-')}")
+    apply_migrations(client)
+    n = args.events - args.events % 20
+    runs = n // 20
+    t0 = time.perf_counter()
+    step = 1_000_000
+    for off in range(0, n, step):
+        client.command(LOAD, parameters={"offset": off, "n": min(step, n - off), "runs": runs})
+    load_s = time.perf_counter() - t0
+    client.command("OPTIMIZE TABLE runs FINAL")
+    total = client.query("SELECT count() FROM events").result_rows[0][0]
+    print(f"loaded {total:,} events ({runs:,} runs) in {load_s:.1f}s")
+
+    probe = runs // 2 + 7
+    t = f"tenant-{probe % 20}"
+    r = f"run-{probe}"
+    idx_ms, idx_rows = timed(client, RUN_DETAIL_INDEX, {"t": t, "r": r})
+    look_ms, look_rows = timed(client, RUN_DETAIL_LOOKUP, {"t": t, "r": r})
+    fleet_ms, fleet_rows = timed(client, FLEET_QUANTILES, {"t": t})
+    cmp_ms, cmp_rows = timed(client, COMPARE, {"t": t, "a": f"agent-{probe % 13}"})
+    assert idx_rows == look_rows == 20, (idx_rows, look_rows)
+    print(f"run detail, skip index only        : {idx_ms:7.1f} ms ({idx_rows} rows)")
+    print(f"run detail, runs lookup + index    : {look_ms:7.1f} ms ({look_rows} rows)")
+    print(f"fleet quantiles over a day (rollup): {fleet_ms:7.1f} ms ({fleet_rows} agents)")
+    print(f"version comparison (rollup)        : {cmp_ms:7.1f} ms ({cmp_rows} versions)")
+    print(json.dumps({"run_detail_ms": round(min(idx_ms, look_ms), 1), "run_detail_index_only_ms": round(idx_ms, 1),
+                      "run_detail_lookup_ms": round(look_ms, 1), "fleet_quantiles_ms": round(fleet_ms, 1),
+                      "compare_ms": round(cmp_ms, 1), "events": total, "load_s": round(load_s, 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Capture policy: what content (if any) may leave the agent, and keyed digests of arguments.
+
+``metadata_only`` (default): no content at all. ``redacted``: a short preview that passed this
+small local redactor (the processors run the full rule set downstream); if anything forbidden
+survives, the preview is dropped (fail closed). ``secure_reference``: the content goes to a
+store the agent team controls and only an opaque reference travels; without a store, nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from typing import Any, Callable
+
+MODES = {"metadata_only": "METADATA_ONLY", "redacted": "REDACTED",
+         "secure_reference": "SECURE_REFERENCE"}
+PREVIEW_CHARS = 160
+
+# Ordered: specific key formats before the generic long-token rule.
+_RULES: list[tuple[str, re.Pattern[str]]] = [
+    ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")),
+    ("openai_key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}")),
+    ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("github_token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b")),
+    ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("bearer", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{12,}")),
+    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    ("card_number", re.compile(r"\b(?:\d[ -]?){13,19}\b")),
+    ("phone", re.compile(r"(?<!\w)\+?\d[\d ().-]{8,}\d(?!\w)")),
+]
+
+
+def redact_text(text: str) -> tuple[str, dict[str, int]]:
+    counts: dict[str, int] = {}
+    for name, rx in _RULES:
+        text, n = rx.subn(f"[{name.upper()}]", text)
+        if n:
+            counts[name] = n
+    return text, counts
+
+
+def residual_findings(text: str) -> list[str]:
+    return [name for name, rx in _RULES if rx.search(text)]
+
+
+def canonical_json(value: Any) -> bytes:
+    """Stable bytes for a JSON-like value: sorted keys, no whitespace, non-JSON types as str."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode("utf-8")
+
+
+class CapturePolicy:
+    def __init__(self, mode: str, policy_version: str, digest_key: bytes,
+                 content_store: Callable[[str], str] | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"capture_mode must be one of {sorted(MODES)}, not {mode!r}")
+        self.mode = mode
+        self.wire_mode = MODES[mode]
+        self.policy_version = policy_version
+        self._key = digest_key
+        self.content_store = content_store
+        self.blocked = 0
+
+    def digest(self, value: Any) -> str:
+        """HMAC-SHA256 of the canonical JSON of ``value`` under the tenant's protected key."""
+        return hmac.new(self._key, canonical_json(value), hashlib.sha256).hexdigest()
+
+    def project(self, content: Any) -> dict[str, str | None] | None:
+        """The ``content`` record a step may carry under this policy, or None."""
+        if self.mode == "metadata_only" or content is None:
+            return None
+        text = content if isinstance(content, str) else canonical_json(content).decode()
+        if self.mode == "redacted":
+            redacted, _ = redact_text(text)
+            preview = redacted[:PREVIEW_CHARS]
+            if residual_findings(preview):
+                self.blocked += 1  # fail closed: nothing rather than something unsafe
+                return None
+            return {"preview": preview, "reference": None}
+        if self.content_store is None:
+            self.blocked += 1
+            return None
+        return {"preview": None, "reference": str(self.content_store(text))}

@@ -1,0 +1,123 @@
+"""Remote enforcement: reads the commands topic for this process's live runs.
+
+No consumer group per agent: the listener assigns every partition of the commands topic
+directly, starting at the end, and keeps no committed offsets. Commands are keyed by run_id;
+a command for a run this process does not have live is ignored. Because Tansu may report a
+short end offset, old commands can be re-read at start: they are ignored the same way.
+The command is applied by the run at its next step (``Run._gate_check``).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+log = logging.getLogger("agentstream.producer")
+
+
+class CommandListener:
+    def __init__(self, bootstrap_servers: str, topic: str, tenant_id: str,
+                 live: dict[str, Any], decode: Callable[[bytes], dict[str, Any]],
+                 session_timeout_ms: int, client_conf: dict[str, str] | None = None) -> None:
+        self.topic = topic
+        self.tenant_id = tenant_id
+        self.live = live
+        self.decode = decode
+        self.received = 0
+        self.applied = 0
+        self.ignored = 0
+        self.errors = 0
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._conf = {
+            "bootstrap.servers": bootstrap_servers,
+            # Required by the client even though no group is joined (assign, never subscribe).
+            "group.id": f"agentstream-sdk-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "session.timeout.ms": session_timeout_ms,
+            "auto.offset.reset": "latest",
+            "logger": logging.getLogger("agentstream.producer.kafka"),
+            "client.id": "agentstream-sdk-commands",
+            **(client_conf or {}),
+        }
+        self._thread = threading.Thread(target=self._run, name="agentstream-commands",
+                                        daemon=True)
+
+    def start(self) -> "CommandListener":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _assign(self, consumer: Any) -> bool:
+        from confluent_kafka import OFFSET_END, TopicPartition
+
+        md = consumer.list_topics(self.topic, timeout=2.0)
+        t = md.topics.get(self.topic)
+        if t is None or t.error is not None or not t.partitions:
+            return False
+        consumer.assign([TopicPartition(self.topic, p, OFFSET_END) for p in t.partitions])
+        return True
+
+    def _run(self) -> None:
+        from confluent_kafka import Consumer
+
+        try:
+            consumer = Consumer(self._conf)
+        except Exception:  # noqa: BLE001
+            log.exception("agentstream: command listener could not start")
+            return
+        try:
+            while not self._stop.is_set() and not self.ready.is_set():
+                try:
+                    if self._assign(consumer):
+                        self._wait_positions(consumer)
+                        self.ready.set()
+                except Exception:  # noqa: BLE001 - broker not there yet: retry
+                    self._stop.wait(1.0)
+            while not self._stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None or msg.error() is not None:
+                    continue
+                self._handle(msg.key(), msg.value())
+        finally:
+            try:
+                consumer.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _wait_positions(self, consumer: Any) -> None:
+        # OFFSET_END is resolved on the first fetch; until every partition has a concrete
+        # position, a command produced now could land before the resolved end and be skipped.
+        deadline = time.monotonic() + 10.0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            msg = consumer.poll(0.1)
+            if msg is not None and msg.error() is None:
+                self._handle(msg.key(), msg.value())
+            if all(tp.offset >= 0 for tp in consumer.position(consumer.assignment())):
+                return
+
+    def _handle(self, key: bytes | None, value: bytes | None) -> None:
+        self.received += 1
+        run_id = key.decode("utf-8", "replace") if key else None
+        if run_id is None or run_id not in self.live:
+            self.ignored += 1
+            return
+        try:
+            cmd = self.decode(value)
+        except Exception:  # noqa: BLE001 - undecodable command: not ours to DLQ, just skip it
+            self.errors += 1
+            return
+        run = self.live.get(cmd.get("run_id"))
+        if run is None or cmd.get("tenant_id") != self.tenant_id:
+            self.ignored += 1
+            return
+        run._commands.append(cmd)
+        run._gate = True
+        self.applied += 1

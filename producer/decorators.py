@@ -1,0 +1,171 @@
+"""``@tracer.agent``, ``@tracer.tool``, ``@tracer.llm`` and ``@tracer.step``.
+
+Each works on plain functions, coroutines, generators and async generators. ``agent`` opens a
+run per call (a nested call becomes a child run: handoff); the others open a step in the
+current run and call straight through when there is none.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+from .context import current_run
+from .enforcement import Budget
+
+_USAGE_EXTRACTORS: list[Callable[[Any], dict[str, Any] | None]] = []
+
+
+def _bound_args(fn: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
+    try:
+        ba = inspect.signature(fn).bind(*args, **kwargs)
+        ba.apply_defaults()
+        return {k: v for k, v in ba.arguments.items() if k not in ("self", "cls")}
+    except (TypeError, ValueError):
+        return {"args": list(args), "kwargs": kwargs}
+
+
+def usage_from_response(resp: Any) -> dict[str, Any] | None:
+    """Token usage from an OpenAI- or Anthropic-shaped response object, if it has one."""
+    usage = getattr(resp, "usage", None)
+    if usage is None:
+        return None
+    from .instrument.usage import normalise_usage
+
+    return normalise_usage(usage, getattr(resp, "model", None))
+
+
+def _wrap(fn: Callable, opener: Callable[[tuple, dict], Any],
+          on_result: Callable[[Any, Any], None] | None = None) -> Callable:
+    """Wraps ``fn`` so each call runs inside ``opener(args, kwargs)`` (a context manager)."""
+    if inspect.isasyncgenfunction(fn):
+        @functools.wraps(fn)
+        async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            cm = opener(args, kwargs)
+            if cm is None:
+                async for item in fn(*args, **kwargs):
+                    yield item
+                return
+            async with cm:
+                async for item in fn(*args, **kwargs):
+                    yield item
+        return agen_wrapper
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            cm = opener(args, kwargs)
+            if cm is None:
+                return await fn(*args, **kwargs)
+            async with cm as handle:
+                result = await fn(*args, **kwargs)
+                if on_result is not None:
+                    on_result(handle, result)
+                return result
+        return async_wrapper
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            cm = opener(args, kwargs)
+            if cm is None:
+                return (yield from fn(*args, **kwargs))
+            with cm:
+                return (yield from fn(*args, **kwargs))
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        cm = opener(args, kwargs)
+        if cm is None:
+            return fn(*args, **kwargs)
+        with cm as handle:
+            result = fn(*args, **kwargs)
+            if on_result is not None:
+                on_result(handle, result)
+            return result
+    return wrapper
+
+
+def _maybe_called(fn: Callable | None, make: Callable[[Callable], Callable]) -> Any:
+    return make(fn) if fn is not None else make
+
+
+class Decorators:
+    """Mixed into ``Tracer``."""
+
+    def agent(self, fn: Callable | None = None, *, name: str | None = None,
+              role: str | None = None, budget: Budget | None = None,
+              session_arg: str | None = None) -> Any:
+        """Each call is one run. Called inside another run, it is a handoff: a child run with
+        the parent's id and session. ``session_arg`` names a parameter holding the session id."""
+        def make(f: Callable) -> Callable:
+            run_name = name or f.__qualname__
+
+            def opener(args: tuple, kwargs: dict) -> Any:
+                parent = current_run.get()
+                session = None
+                if session_arg:
+                    session = kwargs.get(session_arg)
+                    if session is None:
+                        session = _bound_args(f, args, kwargs).get(session_arg)
+                return self.run(run_name, role=role, budget=budget,
+                                parent=parent if parent is not None and not parent.ended else None,
+                                session_id=None if session is None else str(session))
+            return _wrap(f, opener)
+        return _maybe_called(fn, make)
+
+    def tool(self, fn: Callable | None = None, *, name: str | None = None,
+             digest_args: bool = True) -> Any:
+        """A TOOL step per call; the bound arguments travel only as a keyed digest (and feed
+        the repeated-call fingerprint, checked before the tool runs)."""
+        def make(f: Callable) -> Callable:
+            tool_name = name or f.__name__
+
+            def opener(args: tuple, kwargs: dict) -> Any:
+                run = current_run.get()
+                if run is None or run.ended:
+                    return None
+                if digest_args:
+                    return run.tool_step(tool_name, _bound_args(f, args, kwargs))
+                return run.tool_step(tool_name)
+            return _wrap(f, opener)
+        return _maybe_called(fn, make)
+
+    def llm(self, fn: Callable | None = None, *, provider: str = "unknown",
+            model: str | None = None, name: str | None = None,
+            estimated_tokens: int = 0) -> Any:
+        """An LLM step per call; budgets are checked before the call. If the function returns
+        an OpenAI- or Anthropic-shaped response, its usage is recorded and priced."""
+        def make(f: Callable) -> Callable:
+            def opener(args: tuple, kwargs: dict) -> Any:
+                run = current_run.get()
+                if run is None or run.ended:
+                    return None
+                m = model or str(kwargs.get("model") or "unknown")
+                return run.llm_step(provider, m, name or f.__name__,
+                                    estimated_tokens=estimated_tokens)
+
+            def on_result(step: Any, result: Any) -> None:
+                try:
+                    u = usage_from_response(result)
+                except Exception:  # noqa: BLE001
+                    u = None
+                if u is not None and step.llm is None:
+                    req_model = model or u.pop("response_model", None) or "unknown"
+                    step.record_llm(provider, req_model, response_model=getattr(
+                        result, "model", None), **{k: v for k, v in u.items()
+                                                   if k != "response_model"})
+            return _wrap(f, opener, on_result)
+        return _maybe_called(fn, make)
+
+    def step(self, kind: str = "custom", name: str | None = None) -> Callable:
+        """A step of ``kind`` per call (plan, retrieval, respond, guardrail, ...)."""
+        def make(f: Callable) -> Callable:
+            step_name = name or f.__name__
+
+            def opener(args: tuple, kwargs: dict) -> Any:
+                run = current_run.get()
+                if run is None or run.ended:
+                    return None
+                return run.step(kind, step_name)
+            return _wrap(f, opener)
+        return make

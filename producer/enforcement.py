@@ -1,0 +1,83 @@
+"""Local enforcement: run budgets and no-progress fingerprints, checked before the operation.
+
+Pure logic, no I/O: ``RunLimits`` says what is allowed, ``RunBudget`` counts and raises.
+Limits resolve explicit argument > environment variable (``AGENTSTREAM_PRODUCER_MAX_*``) > unset.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+
+from .errors import BudgetExceeded, LackOfProgress
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-run limits; a field left None falls back to the settings (environment)."""
+
+    max_steps: int | None = None
+    max_model_calls: int | None = None
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    max_wall_time_s: float | None = None
+    max_repeated_fingerprints: int | None = None
+
+    def resolve(self, fallback: object) -> "Budget":
+        return Budget(**{f.name: getattr(self, f.name) if getattr(self, f.name) is not None
+                         else getattr(fallback, f.name, None) for f in fields(self)})
+
+    def any(self) -> bool:
+        return any(getattr(self, f.name) is not None for f in fields(self))
+
+
+class RunBudget:
+    """Counters of one run against its limits. Methods named ``before_*`` raise when the next
+    operation would exceed a limit; ``add_*`` only count."""
+
+    def __init__(self, limits: Budget, run_id: str | None = None) -> None:
+        self.limits = limits
+        self.run_id = run_id
+        self.started = time.monotonic()
+        self.steps_started = 0
+        self.model_calls = 0
+        self.tokens = 0
+        self.cost_usd = 0.0
+        self.fingerprints: dict[str, int] = {}
+
+    def before_step(self) -> None:
+        lim = self.limits
+        if lim.max_steps is not None and self.steps_started >= lim.max_steps:
+            raise BudgetExceeded("steps", lim.max_steps, self.steps_started, self.run_id)
+        if lim.max_wall_time_s is not None:
+            elapsed = time.monotonic() - self.started
+            if elapsed >= lim.max_wall_time_s:
+                raise BudgetExceeded("wall_time_s", lim.max_wall_time_s, round(elapsed, 3),
+                                     self.run_id)
+
+    def before_model_call(self, estimated_tokens: int = 0, estimated_cost_usd: float = 0.0) -> None:
+        lim = self.limits
+        if lim.max_model_calls is not None and self.model_calls >= lim.max_model_calls:
+            raise BudgetExceeded("model_calls", lim.max_model_calls, self.model_calls, self.run_id)
+        if lim.max_tokens is not None and self.tokens + estimated_tokens >= lim.max_tokens:
+            raise BudgetExceeded("tokens", lim.max_tokens, self.tokens, self.run_id)
+        if lim.max_cost_usd is not None and \
+                self.cost_usd + estimated_cost_usd >= lim.max_cost_usd:
+            raise BudgetExceeded("cost_usd", lim.max_cost_usd, round(self.cost_usd, 6), self.run_id)
+
+    def add_step(self) -> None:
+        self.steps_started += 1
+
+    def add_model_call(self) -> None:
+        self.model_calls += 1
+
+    def add_usage(self, tokens: int, cost_usd: float) -> None:
+        self.tokens += tokens
+        self.cost_usd += cost_usd
+
+    def record_fingerprint(self, fingerprint: str) -> None:
+        """Counts a fingerprint; raises when it repeats more often than allowed."""
+        count = self.fingerprints.get(fingerprint, 0) + 1
+        self.fingerprints[fingerprint] = count
+        limit = self.limits.max_repeated_fingerprints
+        if limit is not None and count > limit:
+            raise LackOfProgress(fingerprint, count, self.run_id)

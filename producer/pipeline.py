@@ -1,0 +1,82 @@
+"""Background-thread work per event: sequence numbers, sampling buffers and encoding.
+
+Runs only on the transport thread, so ``seq`` is assigned in queue order: gap-free and in the
+order records are produced, whatever thread the agent emitted from.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .wire import RunWire
+
+MAX_ATTRS = 64
+MAX_ATTR_LEN = 1024
+
+
+def _attr_str(v: Any) -> str:
+    if v.__class__ is str:
+        return v if len(v) <= MAX_ATTR_LEN else v[:MAX_ATTR_LEN]
+    if v is None:
+        return ""
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    s = str(v)
+    return s if len(s) <= MAX_ATTR_LEN else s[:MAX_ATTR_LEN]
+
+
+def clean_attributes(attrs: dict[str, Any]) -> dict[str, str]:
+    if len(attrs) > MAX_ATTRS:
+        attrs = dict(list(attrs.items())[:MAX_ATTRS])
+    return {str(k): _attr_str(v) for k, v in attrs.items()}
+
+
+class EventPipeline:
+    def __init__(self, header: Callable[[], bytes], sdk_version: str, capture_mode: str,
+                 policy_version: str, buffer_max: int) -> None:
+        self._header_fn = header
+        self._header: bytes | None = None
+        self.sdk_version = sdk_version
+        self.capture_mode = capture_mode
+        self.policy_version = policy_version
+        self.buffer_max = buffer_max
+        self.sampled_out = 0
+
+    def _wire(self, run: Any) -> RunWire:
+        if self._header is None:
+            self._header = self._header_fn()
+        w = RunWire(header=self._header, tenant_id=run.tenant_id, agent_id=run.agent_id,
+                    agent_version=run.agent_version, environment=run.environment,
+                    run_id=run.run_id, session_id=run.session_id,
+                    parent_run_id=run.parent_run_id, sdk_version=self.sdk_version,
+                    capture_mode=self.capture_mode, policy_version=self.policy_version,
+                    event_id_seed=run._event_seed)
+        run._wire = w
+        return w
+
+    def process(self, item: tuple) -> list[tuple[bytes, bytes]]:
+        run, kind, ts_us, parent_step_id, attrs, payload = item
+        wire = run._wire or self._wire(run)
+        if attrs:
+            attrs = clean_attributes(attrs)
+        data = wire.encode(run._seq, ts_us, ts_us, parent_step_id, attrs, kind, payload)
+        run._seq += 1
+        if run._sampled:
+            return [(run._key, data)]
+        # Unsampled run: hold its records until RUN_END says whether it failed.
+        buf = run._buf
+        buf.append((run._key, data))
+        if kind == "RUN_END":
+            run._buf = []
+            if payload["status"] != "SUCCESS" or run._had_failure:
+                return buf
+            self.sampled_out += len(buf)
+            return []
+        if kind == "FAILURE":
+            run._had_failure = True
+        if len(buf) >= self.buffer_max:  # too long to hold: keep the run rather than lose it
+            run._sampled = True
+            run._buf = []
+            return buf
+        return []

@@ -1,0 +1,57 @@
+"""The producer SDK's one settings object (env prefix ``AGENTSTREAM_PRODUCER_``).
+
+Built by ``Tracer`` when the agent does not pass one; never read at import time. Explicit
+arguments (``Tracer(..., max_steps=5)``, ``tracer.run(budget=Budget(...))``) beat environment
+variables, which beat the unset default.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CaptureModeSetting = Literal["metadata_only", "redacted", "secure_reference"]
+
+
+class ProducerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTSTREAM_PRODUCER_", extra="ignore")
+
+    enabled: bool = True
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "agentstream."
+    schema_registry_url: str | None = None
+    client_conf: dict[str, str] = Field(default_factory=dict, description="extra librdkafka conf")
+
+    # transport
+    queue_size: int = Field(100_000, ge=16, description="agent-side queue; full => drop and count")
+    flush_timeout_s: float = Field(5.0, ge=0, description="bound on flush at close/exit")
+    delivery_timeout_ms: int = Field(30_000, ge=1000, description="after this a record is spooled")
+    linger_ms: int = Field(20, ge=0)
+    compression: str = "lz4"
+    spool_dir: str = ".agentstream/spool"
+    spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+    spool_segment_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
+    probe_interval_s: float = Field(1.0, gt=0, description="broker probe while spooling")
+
+    # remote commands
+    commands_enabled: bool = True
+    session_timeout_ms: int = Field(45_000, description="command listener consumer; tests use 6000")
+
+    # sampling and capture
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="head sampling; failed runs kept")
+    sample_buffer_max: int = Field(10_000, ge=10, description="unsampled run buffer; over => kept")
+    capture_mode: CaptureModeSetting = "metadata_only"
+    policy_version: str = "default"
+    digest_key: SecretStr = Field(
+        SecretStr(""), description="HMAC key for tool-arg and approval digests; empty => random "
+                                   "per process (digests then only compare within a process)")
+    price_table_path: str | None = None
+
+    # local enforcement (None = unset)
+    max_steps: int | None = None
+    max_model_calls: int | None = None
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    max_wall_time_s: float | None = None
+    max_repeated_fingerprints: int | None = None

@@ -1,0 +1,216 @@
+"""The agent's entry point: ``Tracer(tenant_id, agent_id, agent_version, environment)``."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import struct
+import threading
+from typing import Any, Callable
+
+from agentstream.schemas import COMMAND, EVENT, Codec, load_catalog, make_resolver, topic_name
+
+from .capture import CapturePolicy
+from .commands import CommandListener
+from .context import current_run, current_step, propagate
+from .decorators import Decorators
+from .enforcement import Budget
+from .pipeline import EventPipeline
+from .pricing import PriceTable
+from .run import Run
+from .settings import ProducerSettings
+from .transport import Transport
+
+SDK_VERSION = "agentstream-py/0.1.0"
+log = logging.getLogger("agentstream.producer")
+log.addHandler(logging.NullHandler())
+
+
+def _event_v1_header(settings: ProducerSettings) -> Callable[[], bytes]:
+    """The Confluent frame of Event *v1*, which the wire encoder writes."""
+
+    def header() -> bytes:
+        v1 = next(v for v in load_catalog().versions(EVENT) if v.version == 1)
+        if settings.schema_registry_url:
+            from confluent_kafka.schema_registry import Schema
+
+            resolver = make_resolver(settings.schema_registry_url)
+            sid = resolver.client.register_schema(EVENT, Schema(v1.text, "AVRO"))
+        else:
+            sid = v1.id
+        return struct.pack(">bI", 0, sid)
+
+    return header
+
+
+class Tracer(Decorators):
+    def __init__(self, tenant_id: str, agent_id: str, agent_version: str = "0.0.0",
+                 environment: str = "development", settings: ProducerSettings | None = None, *,
+                 prices: dict[str, Any] | None = None,
+                 content_store: Callable[[str], str] | None = None,
+                 producer_factory: Callable[[dict], Any] | None = None,
+                 **overrides: Any) -> None:
+        """``overrides`` are ProducerSettings fields (e.g. ``max_steps=20``); they beat the
+        ``AGENTSTREAM_PRODUCER_*`` environment, which beats the defaults."""
+        if settings is None:
+            settings = ProducerSettings(**overrides)
+        elif overrides:
+            settings = settings.model_copy(update=overrides)
+        self.settings = settings
+        self.tenant_id = tenant_id
+        self.agent_id = agent_id
+        self.agent_version = agent_version
+        self.environment = environment
+        key = settings.digest_key.get_secret_value().encode() or secrets.token_bytes(32)
+        self._policy = CapturePolicy(settings.capture_mode, settings.policy_version, key,
+                                     content_store)
+        try:
+            self.prices = PriceTable.load(settings.price_table_path, prices)
+        except Exception:  # noqa: BLE001 - a broken override file must not break the agent
+            log.exception("agentstream: price table override unreadable, using the bundled one")
+            self.prices = PriceTable.load()
+        self.topic = topic_name("raw", settings.topic_prefix)
+        self.commands_topic = topic_name("commands", settings.topic_prefix)
+        self._pipeline = EventPipeline(_event_v1_header(settings), SDK_VERSION,
+                                       self._policy.wire_mode, settings.policy_version,
+                                       settings.sample_buffer_max)
+        self._transport = Transport(settings, self.topic, self._pipeline.process,
+                                    producer_factory)
+        self._live: dict[str, Run] = {}
+        self._limits = Budget().resolve(settings)
+        self._listener: CommandListener | None = None
+        self._listener_lock = threading.Lock()
+        self._listener_pid = os.getpid()
+
+    # ---- runs ---------------------------------------------------------------------------
+    def run(self, name: str = "run", *, session_id: str | None = None,
+            parent_run_id: str | None = None, parent: Run | None = None, role: str | None = None,
+            budget: Budget | None = None, run_id: str | None = None,
+            sampled: bool | None = None, **attrs: Any) -> Run:
+        """``with tracer.run("triage") as run:`` (or ``async with``). ``parent`` links a
+        handoff: the parent's run id and session carry over. ``budget`` fields override the
+        environment's limits for this run."""
+        if parent is not None:
+            parent_run_id = parent_run_id or parent.run_id
+            session_id = session_id or parent.session_id
+        limits = budget.resolve(self._limits) if budget is not None else self._limits
+        rid = run_id
+        if sampled is None:
+            rate = self.settings.sample_rate
+            if rate >= 1.0:
+                sampled = True
+            else:
+                import uuid as _uuid
+
+                rid = rid or str(_uuid.uuid4())
+                sampled = (int(rid.replace("-", "")[:8], 16) / 0xFFFFFFFF) < rate \
+                    if _is_hex(rid) else (hash(rid) % 10_000) / 10_000 < rate
+        if self._transport.needs_start and self.settings.enabled:
+            self._transport.start()
+        if self.settings.commands_enabled and self.settings.enabled:
+            self._ensure_listener()
+        r = Run(self, name, rid, session_id, parent_run_id, role, limits, sampled, attrs)
+        if not self.settings.enabled:
+            r._t = _DISABLED
+        return r
+
+    start_run = run
+
+    def current_run(self) -> Run | None:
+        return current_run.get()
+
+    def current_step(self) -> Any:
+        return current_step.get()
+
+    @staticmethod
+    def wrap(fn: Callable) -> Callable:
+        """Carries the current run/step into another thread or an executor."""
+        return propagate(fn)
+
+    def feedback(self, interaction_id: str, value: str, *, run_id: str | None = None,
+                 session_id: str | None = None, source: str = "sdk") -> bool:
+        """Feedback that arrives after the rated run ended: a one-event run whose parent is
+        the rated run (RUN_START and RUN_END stay first and last of every run)."""
+        with self.run("feedback", parent_run_id=run_id, session_id=session_id,
+                      sampled=True) as r:
+            return r.feedback(interaction_id, value, source)
+
+    def negative_signal(self, interaction_id: str, signal_name: str, *,
+                        run_id: str | None = None, session_id: str | None = None,
+                        source: str = "sdk") -> bool:
+        with self.run("negative_signal", parent_run_id=run_id, session_id=session_id,
+                      sampled=True) as r:
+            return r.negative_signal(interaction_id, signal_name, source)
+
+    # ---- commands -----------------------------------------------------------------------
+    def _ensure_listener(self) -> None:
+        if self._listener is not None and self._listener_pid == os.getpid():
+            return
+        with self._listener_lock:
+            if self._listener is not None and self._listener_pid == os.getpid():
+                return
+            codec = Codec(make_resolver(self.settings.schema_registry_url))
+            self._listener = CommandListener(
+                self.settings.bootstrap_servers, self.commands_topic, self.tenant_id, self._live,
+                lambda b: codec.decode_as(COMMAND, b), self.settings.session_timeout_ms,
+                self.settings.client_conf).start()
+            self._listener_pid = os.getpid()
+
+    def commands_ready(self, timeout: float = 10.0) -> bool:
+        """True once the command listener has its partitions (tests wait on this)."""
+        if self._listener is None:
+            self._ensure_listener()
+        return self._listener.ready.wait(timeout)
+
+    # ---- transport ----------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits (bounded) until everything emitted so far is acked by Kafka or spooled."""
+        try:
+            return self._transport.flush(timeout)
+        except Exception:  # noqa: BLE001
+            log.exception("agentstream: flush failed")
+            return False
+
+    def close(self, timeout: float | None = None) -> bool:
+        try:
+            if self._listener is not None:
+                self._listener.stop()
+            return self._transport.close(timeout)
+        except Exception:  # noqa: BLE001
+            log.exception("agentstream: close failed")
+            return False
+
+    def stats(self) -> dict[str, Any]:
+        s = self._transport.stats()
+        s["sampled_out"] = self._pipeline.sampled_out
+        s["content_blocked"] = self._policy.blocked
+        s["live_runs"] = len(self._live)
+        if self._listener is not None:
+            s["commands_received"] = self._listener.applied
+        return s
+
+    def __enter__(self) -> "Tracer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _is_hex(rid: str) -> bool:
+    try:
+        int(rid.replace("-", "")[:8], 16)
+        return True
+    except ValueError:
+        return False
+
+
+class _Disabled:
+    """The transport of a disabled tracer: accepts nothing, counts nothing."""
+
+    q: Any = type("_NoQueue", (), {"__len__": lambda self: 1, "append": lambda self, x: None})()
+    maxsize = 0
+    dropped = 0
+    failed = 0
+
+
+_DISABLED = _Disabled()

@@ -1,0 +1,63 @@
+"""Offset ranges: the batch ledger that makes a replayed insert carry the same dedup token.
+
+A flush takes, per Kafka partition, a contiguous offset range. The range is written to
+``sink_batches`` *before* its rows are inserted, and the insert's ``insert_deduplication_token``
+is derived from it. If the process dies after the insert but before the offset commit, the
+restarted sink finds the range in the ledger, waits until it holds exactly those records
+again, and inserts them with the same token: ClickHouse drops the repeat (in ``events`` and,
+with ``deduplicate_blocks_in_dependent_materialized_views``, in every view target).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class OffsetRange:
+    topic: str
+    partition: int
+    start: int
+    end: int  # inclusive: the last offset in the range
+    # Kafka timestamp of the first record: offsets restart at 0 when a topic is recreated, and
+    # a token made of offsets alone would then drop new rows as repeats of old ones.
+    first_ts_ms: int = 0
+
+    @property
+    def token(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.start}-{self.end}@{self.first_ts_ms}"
+
+
+LEDGER_COLUMNS = ["consumer_group", "topic", "partition", "start_offset", "end_offset", "first_ts_ms", "row_count"]
+
+
+def record_plans(client, group: str, ranges: list[tuple[OffsetRange, int]]) -> None:
+    if not ranges:
+        return
+    client.insert(
+        "sink_batches",
+        [[group, r.topic, r.partition, r.start, r.end, r.first_ts_ms, n] for r, n in ranges],
+        column_names=LEDGER_COLUMNS,
+    )
+
+
+def pending_plans(client, group: str, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], list[OffsetRange]]:
+    """Ranges planned at or after each partition's committed offset, oldest first.
+
+    ``committed`` maps (topic, partition) to the next offset to read (the committed offset).
+    Ranges that start before it were committed already and need no replay.
+    """
+    out: dict[tuple[str, int], list[OffsetRange]] = {}
+    if not committed:
+        return out
+    result = client.query(
+        "SELECT topic, partition, start_offset, end_offset, first_ts_ms FROM sink_batches FINAL "
+        "WHERE consumer_group = {g:String} AND topic IN {topics:Array(String)} "
+        "ORDER BY topic, partition, start_offset",
+        parameters={"g": group, "topics": sorted({t for t, _ in committed})},
+    )
+    for topic, partition, start, end, first_ts in result.result_rows:
+        nxt = committed.get((topic, int(partition)))
+        if nxt is None or int(start) < nxt:
+            continue
+        out.setdefault((topic, int(partition)), []).append(OffsetRange(topic, int(partition), int(start), int(end), int(first_ts)))
+    return out

@@ -1,0 +1,26 @@
+"""Prometheus metrics of the sink, in the default registry (the API's /metrics shows them too
+when both run in one process; standalone, ``agentstream sink run`` serves them)."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ROWS = Counter("agentstream_sink_rows_total", "Rows stored in ClickHouse", ["table", "path"])
+BATCHES = Counter("agentstream_sink_batches_total", "Offset ranges inserted", ["table"])
+BATCH_ROWS = Histogram(
+    "agentstream_sink_batch_rows", "Rows per inserted offset range", ["table"],
+    buckets=(1, 10, 100, 1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000),
+)
+INSERT_SECONDS = Histogram(
+    "agentstream_sink_insert_seconds", "Latency of one ClickHouse insert", ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+INSERT_FAILURES = Counter("agentstream_sink_insert_failures_total", "Failed ClickHouse calls", ["table"])
+DLQ = Counter("agentstream_sink_dlq_total", "Records sent to the DLQ", ["topic", "reason_kind"])
+LAG = Gauge(
+    "agentstream_sink_lag_records",
+    "High watermark minus consumed position; Tansu reports watermarks short of the real end, "
+    "so on the embedded broker this under-reports",
+    ["topic", "partition"],
+)
+PAUSED = Gauge("agentstream_sink_paused", "1 while partitions are paused for a ClickHouse outage")
+REPLAYS = Counter("agentstream_sink_replayed_ranges_total", "Ledger ranges re-inserted after a restart", ["topic"])

@@ -1,0 +1,81 @@
+"""Per-tenant retention, read from the compacted policies topic.
+
+Rows are stamped with ``retention_days`` when stored; the table partitions by it and its TTL
+deletes whole parts. A policy change applies to rows stored after the sink has read it; rows
+already stored keep the retention they were written with.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from agentstream.schemas import POLICY, Codec, DecodeError
+
+log = logging.getLogger(__name__)
+
+MAX_DAYS = 65_535
+
+
+class RetentionBook:
+    def __init__(self, default_days: int, alert_default_days: int) -> None:
+        self.default_days = default_days
+        self.alert_default_days = alert_default_days
+        self._days: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def set(self, tenant_id: str, days: int | None) -> None:
+        with self._lock:
+            if days is None:
+                self._days.pop(tenant_id, None)
+            else:
+                self._days[tenant_id] = max(1, min(int(days), MAX_DAYS))
+
+    def events_days(self, tenant_id: str) -> int:
+        return self._days.get(tenant_id, self.default_days)
+
+    def alerts_days(self, tenant_id: str) -> int:
+        # Alerts outlive the events that caused them unless the tenant asked for longer.
+        return max(self._days.get(tenant_id, 0), self.alert_default_days)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._days)
+
+    def apply_record(self, codec: Codec, key: bytes | None, value: bytes | None) -> None:
+        """One record of the policies topic; a tombstone removes the tenant's policy."""
+        if value is None:
+            if key:
+                self.set(key.decode(errors="replace"), None)
+            return
+        try:
+            policy = codec.decode_as(POLICY, value)
+        except DecodeError as exc:
+            log.warning("policies topic: skipping undecodable record: %s", exc.reason)
+            return
+        self.set(policy["tenant_id"], policy.get("retention_days"))
+
+
+class PolicyFollower:
+    """Reads the policies topic from the beginning with no consumer group (every sink keeps the
+    whole table), polled without blocking from the sink's loop."""
+
+    def __init__(self, conf: dict, topic: str, book: RetentionBook, codec: Codec) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.book = book
+        self.codec = codec
+        self.consumer = Consumer({**conf, "group.id": "agentstream-sink-policies",
+                                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        meta = self.consumer.list_topics(topic, timeout=10)
+        parts = meta.topics[topic].partitions if topic in meta.topics and not meta.topics[topic].error else {0: None}
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+
+    def poll(self, max_records: int = 500) -> int:
+        msgs = self.consumer.consume(num_messages=max_records, timeout=0)
+        for m in msgs:
+            if m.error() is None:
+                self.book.apply_record(self.codec, m.key(), m.value())
+        return len(msgs)
+
+    def close(self) -> None:
+        self.consumer.close()

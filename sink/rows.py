@@ -1,0 +1,194 @@
+"""Pure row mappers: a decoded Event/Alert record -> one row of the ``events``/``alerts`` table.
+
+No I/O. A record that cannot be mapped raises ``RowError`` with a reason for the DLQ headers.
+Timestamps stay integers (µs since epoch): clickhouse-connect writes ints into DateTime64(6)
+as raw ticks, which is both exact and cheaper than building datetime objects.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import orjson
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "tenant_id", "ts", "event_id", "agent_id", "agent_version", "environment", "run_id",
+    "session_id", "parent_run_id", "parent_step_id", "seq", "kind",
+    "step_id", "step_kind", "name", "status", "started_ts", "latency_ms", "attempt", "retry_of",
+    "provider", "request_model", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "cost_usd", "tool_name", "args_digest",
+    "failure_type", "failure_code",
+    "decision_type", "selected", "candidates", "reason_code", "confidence",
+    "signal_type", "signal_code", "signal_value",
+    "run_status", "outcome", "duration_ms",
+    "payload", "attributes", "capture_mode", "policy_version", "redaction_counts", "retention_days",
+)
+
+ALERT_COLUMNS: tuple[str, ...] = (
+    "tenant_id", "detected_ts", "alert_id", "alert_type", "severity", "agent_id", "agent_version",
+    "run_id", "title", "evidence", "source_offsets", "retention_days",
+)
+
+# Column defaults of the events table, so a row is complete whatever the payload branch.
+_EVENT_DEFAULTS: dict[str, Any] = {
+    "step_id": "", "step_kind": "", "name": "", "status": "", "latency_ms": 0.0, "attempt": 0,
+    "retry_of": "", "provider": "", "request_model": "", "input_tokens": 0, "output_tokens": 0,
+    "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.0, "tool_name": "",
+    "args_digest": "", "failure_type": "", "failure_code": "", "decision_type": "", "selected": "",
+    "candidates": [], "reason_code": "", "confidence": None, "signal_type": "", "signal_code": "",
+    "signal_value": None, "run_status": "", "outcome": "", "duration_ms": 0.0,
+}
+
+UINT16_MAX = 65_535
+UINT32_MAX = 4_294_967_295
+
+
+class RowError(ValueError):
+    """A decoded record that does not fit the table; ``reason`` goes to the DLQ headers."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    """Drops absent optionals so ``payload`` holds only what the event said."""
+    return {k: v for k, v in d.items() if v is not None and v != [] and v != {}}
+
+
+def _run_start(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    row["name"] = p["entrypoint"]
+    return {"role": p.get("role"), "sampled": p.get("sampled")}
+
+
+def _run_end(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    row["run_status"] = p["status"]
+    row["outcome"] = p.get("outcome") or ""
+    row["duration_ms"] = float(p["duration_ms"])
+    row["started_ts"] = int(p["started_us"])
+    # Totals stay in payload only: token/cost columns belong to LLM steps, so sums never double.
+    return {k: p.get(k) for k in ("step_count", "llm_calls", "input_tokens", "output_tokens", "cost_usd")}
+
+
+def _step(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    row.update(
+        step_id=p["step_id"], step_kind=p["step_kind"], name=p["name"], status=p["status"],
+        started_ts=int(p["started_us"]), latency_ms=float(p["latency_ms"]),
+        attempt=int(p.get("attempt") or 0), retry_of=p.get("retry_of") or "",
+    )
+    if not 0 <= row["attempt"] <= UINT16_MAX:
+        raise RowError(f"step attempt {row['attempt']} is outside 0..{UINT16_MAX}")
+    rest: dict[str, Any] = {}
+    llm = p.get("llm")
+    if llm:
+        row.update(
+            provider=llm["provider"], request_model=llm["request_model"],
+            input_tokens=int(llm.get("input_tokens") or 0),
+            output_tokens=int(llm.get("output_tokens") or 0),
+            cache_read_tokens=int(llm.get("cache_read_tokens") or 0),
+            cache_write_tokens=int(llm.get("cache_write_tokens") or 0),
+            cost_usd=float(llm.get("cost_usd") or 0.0),
+        )
+        for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+            if row[k] < 0:
+                raise RowError(f"llm {k} is negative ({row[k]})")
+        rest["llm"] = _compact({k: llm.get(k) for k in
+                                ("operation", "response_model", "finish_reasons", "tool_calls")})
+    tool = p.get("tool")
+    if tool:
+        row["tool_name"] = tool["tool_name"]
+        row["args_digest"] = tool.get("args_digest") or ""
+        rest["tool"] = _compact({"call_id": tool.get("call_id")})
+    for k in ("handoff", "approval", "fallback", "content"):
+        if p.get(k):
+            rest[k] = _compact(p[k])
+    return _compact(rest)
+
+
+def _failure(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    row.update(failure_type=p["failure_type"], failure_code=p["failure_code"],
+               step_id=p.get("step_id") or "")
+    return {"message": p.get("message"), "retryable": p.get("retryable")}
+
+
+def _decision(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    row.update(decision_type=p["decision_type"], selected=p["selected"],
+               candidates=list(p.get("candidates") or []), reason_code=p["reason_code"],
+               confidence=p.get("confidence"), step_id=p.get("step_id") or "")
+    return {}
+
+
+def _quality(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    row.update(signal_type=p["signal_type"], signal_code=p["signal_code"],
+               signal_value=bool(p["value"]), step_id=p.get("step_id") or "")
+    return {"weight": p.get("weight")}
+
+
+def _as_payload(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    return dict(p)
+
+
+_BRANCHES: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+    "RUN_START": _run_start, "RUN_END": _run_end, "STEP": _step, "FAILURE": _failure,
+    "DECISION": _decision, "QUALITY_SIGNAL": _quality, "FEEDBACK": _as_payload,
+    "COMMAND_ACK": _as_payload,
+}
+
+
+def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple:
+    """The ``events`` row (in ``EVENT_COLUMNS`` order) of one decoded Event."""
+    try:
+        kind = ev["kind"]
+        branch = _BRANCHES.get(kind)
+        if branch is None:
+            raise RowError(f"unknown event kind {kind!r}")
+        payload = ev["payload"]
+        if isinstance(payload, tuple):  # fastavro's (branch name, record) form
+            payload = payload[1]
+        if not isinstance(payload, dict):
+            raise RowError(f"{kind} event has no payload record")
+        seq = int(ev["seq"])
+        if not 0 <= seq <= UINT32_MAX:
+            raise RowError(f"seq {seq} is outside 0..{UINT32_MAX}")
+        if not ev["tenant_id"] or not ev["run_id"] or not ev["event_id"]:
+            raise RowError("tenant_id, run_id and event_id must be non-empty")
+        ts = int(ev["ts_us"])
+        row: dict[str, Any] = dict(_EVENT_DEFAULTS)
+        row["started_ts"] = ts
+        rest = _compact(branch(payload, row))
+        red = ev.get("redaction") or {}
+        row.update(
+            tenant_id=ev["tenant_id"], ts=ts, event_id=ev["event_id"], agent_id=ev["agent_id"],
+            agent_version=ev["agent_version"], environment=ev["environment"], run_id=ev["run_id"],
+            session_id=ev.get("session_id") or "", parent_run_id=ev.get("parent_run_id") or "",
+            parent_step_id=ev.get("parent_step_id") or "", seq=seq, kind=kind,
+            payload=orjson.dumps(rest, option=orjson.OPT_SORT_KEYS).decode(),
+            attributes=dict(ev.get("attributes") or {}),
+            capture_mode=ev.get("capture_mode") or "METADATA_ONLY",
+            policy_version=ev.get("policy_version") or "",
+            redaction_counts={k: int(v) for k, v in (red.get("rule_counts") or {}).items()},
+            retention_days=retention_days,
+        )
+    except RowError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RowError(f"event does not map to the events table: {type(exc).__name__}: {exc}") from exc
+    return tuple(row[c] for c in EVENT_COLUMNS)
+
+
+def alert_row(al: dict[str, Any], retention_days: int = 90) -> tuple:
+    """The ``alerts`` row (in ``ALERT_COLUMNS`` order) of one decoded Alert."""
+    try:
+        if not al["tenant_id"] or not al["alert_id"]:
+            raise RowError("tenant_id and alert_id must be non-empty")
+        offsets = [{"topic": o["topic"], "partition": int(o["partition"]), "offset": int(o["offset"])}
+                   for o in al.get("source_offsets") or []]
+        return (
+            al["tenant_id"], int(al["detected_us"]), al["alert_id"], al["alert_type"],
+            al["severity"], al.get("agent_id") or "", al.get("agent_version") or "",
+            al.get("run_id") or "", al["title"], {str(k): str(v) for k, v in (al.get("evidence") or {}).items()},
+            orjson.dumps(offsets).decode(), retention_days,
+        )
+    except RowError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RowError(f"alert does not map to the alerts table: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,352 @@
+"""The sink: poll -> batch (by rows and time) -> plan -> insert -> DLQ -> commit.
+
+Exactly-once into ClickHouse rests on three things: offsets are committed only after the rows
+(and any dead letters) are stored; every partition's range is recorded in the ``sink_batches``
+ledger before its insert and carries a dedup token derived from it, so a replay after a crash
+re-forms the same range and ClickHouse drops the repeat; and ``events`` is a ReplacingMergeTree
+on ``event_id`` as the last line of defence. While ClickHouse is down the partitions are paused
+and the insert retried with backoff; nothing is committed until it succeeds.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from agentstream.schemas import Codec, make_resolver, topic_name
+
+from . import metrics as m
+from .dlq import DeadLetters, Rejected
+from .ledger import OffsetRange, pending_plans, record_plans
+from .retention import PolicyFollower, RetentionBook
+from .settings import SinkSettings
+from .storage import apply_migrations, make_client
+from .tables import TABLE_SPECS, TableSpec, convert
+
+log = logging.getLogger(__name__)
+
+_INVALID = -1001  # librdkafka's OFFSET_INVALID: nothing committed yet
+
+
+class Sink:
+    def __init__(self, settings: SinkSettings, client: Any = None, codec: Codec | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self.codec = codec or Codec(make_resolver(settings.schema_registry_url))
+        self.retention = RetentionBook(settings.default_retention_days, settings.default_alert_retention_days)
+        self.specs: dict[str, TableSpec] = {
+            topic_name(t, settings.topic_prefix): TABLE_SPECS[t] for t in settings.topics
+        }
+        self._buffers: dict[tuple[str, int], list] = {}
+        self._plans: dict[tuple[str, int], list[OffsetRange]] = {}
+        self._assigned: set[tuple[str, int]] = set()
+        self._pending_rows = 0
+        self._oldest_at: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer = None
+        self.migrated = False
+        self.paused = False
+        self.last_error: str | None = None
+        self.stored_rows = 0
+        self.committed_ranges = 0
+        self.dlq_records = 0
+        self.last_commit_at: float | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = make_client(self.settings.clickhouse_dsn)
+        return self._client
+
+    def kafka_conf(self) -> dict[str, Any]:
+        return {"bootstrap.servers": self.settings.bootstrap_servers, **self.settings.kafka_config}
+
+    def start(self) -> "Sink":
+        """Runs the sink in a daemon thread; ``stop()`` ends it after a final flush."""
+        self._thread = threading.Thread(target=self.run, name="agentstream-sink", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self, stop_event: threading.Event | None = None) -> None:
+        """Blocks until ``stop_event`` (or ``stop()``) is set; applies migrations first."""
+        from confluent_kafka import Consumer, Producer
+
+        stop = stop_event or self._stop
+        self._with_retry("migrations", lambda: apply_migrations(self.client), stop)
+        self.migrated = True
+        conf = self.kafka_conf()
+        self._consumer = Consumer({
+            **conf,
+            "group.id": self.settings.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": self.settings.auto_offset_reset,
+            "session.timeout.ms": self.settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, self.settings.session_timeout_ms // 6),
+            "statistics.interval.ms": 5000,
+            "stats_cb": lambda _s: None,
+        })
+        dead = DeadLetters(Producer({**conf, "linger.ms": 5}), topic_name("dlq", self.settings.topic_prefix))
+        follower = None
+        if self.settings.read_policies:
+            try:
+                follower = PolicyFollower(conf, topic_name("policies", self.settings.topic_prefix),
+                                          self.retention, self.codec)
+            except Exception as exc:  # noqa: BLE001 - retention falls back to the default
+                log.warning("cannot follow the policies topic, default retention applies: %s", exc)
+        self._consumer.subscribe(list(self.specs), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        next_lag = 0.0
+        try:
+            while not stop.is_set():
+                self._poll(timeout=0.1)
+                if follower is not None:
+                    follower.poll()
+                if self._due():
+                    self._flush(dead, stop)
+                if time.monotonic() >= next_lag:
+                    self._update_lag()
+                    next_lag = time.monotonic() + 5.0
+            if self._pending_rows:
+                self._flush(dead, stop, final=True)
+        finally:
+            if follower is not None:
+                follower.close()
+            self._consumer.close()
+            self._consumer = None
+
+    # ---- consuming -------------------------------------------------------------------------
+
+    def _on_assign(self, consumer, partitions) -> None:
+        committed = {}
+        for tp in consumer.committed(partitions, timeout=30):
+            committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else 0
+        # Inside a librdkafka callback: retry without polling the consumer again.
+        plans = self._with_retry("sink_batches", lambda: pending_plans(self.client, self.settings.group_id, committed),
+                                 self._stop, poll=False)
+        plans = plans if isinstance(plans, dict) else {}
+        for key in committed:
+            self._assigned.add(key)
+            self._buffers[key] = []
+            self._plans[key] = plans.get(key, [])
+        log.info("assigned %s; ledger ranges to replay: %s", sorted(committed),
+                 {k: len(v) for k, v in plans.items()})
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        # Uncommitted records go back to the group; the next owner replays the ledger.
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._assigned.discard(key)
+            self._pending_rows -= len(self._buffers.pop(key, []))
+            self._plans.pop(key, None)
+        if not self._pending_rows:
+            self._oldest_at = None
+
+    def _poll(self, timeout: float) -> None:
+        msgs = self._consumer.consume(num_messages=min(self.settings.batch_max_rows, 20_000), timeout=timeout)
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if not err.code() == -191:  # _PARTITION_EOF
+                    log.warning("consumer error: %s", err)
+                continue
+            key = (msg.topic(), msg.partition())
+            buf = self._buffers.get(key)
+            if buf is None:  # a record from a partition revoked meanwhile
+                continue
+            buf.append(msg)
+            self._pending_rows += 1
+        if self._pending_rows and self._oldest_at is None:
+            self._oldest_at = time.monotonic()
+
+    def _due(self) -> bool:
+        if not self._pending_rows:
+            return False
+        return (self._pending_rows >= self.settings.batch_max_rows
+                or time.monotonic() - (self._oldest_at or 0) >= self.settings.batch_max_seconds)
+
+    def _cut(self) -> list[tuple[OffsetRange, list, bool]]:
+        """Takes each partition's next range out of its buffer: a pending ledger range exactly
+        (waiting until all of it has been read again), otherwise everything buffered."""
+        chunks = []
+        for key, buf in self._buffers.items():
+            if not buf:
+                continue
+            plans = self._plans.get(key) or []
+            while plans:
+                p = plans[0]
+                first = buf[0]
+                if first.offset() > p.start or (first.offset() == p.start and first.timestamp()[1] != p.first_ts_ms):
+                    plans.pop(0)  # stale: committed meanwhile, or from a recreated topic
+                    continue
+                break
+            if plans:
+                p = plans[0]
+                if buf[0].offset() < p.start:
+                    take = [x for x in buf if x.offset() < p.start]
+                    replay = False
+                elif buf[-1].offset() < p.end:
+                    continue  # not all of the ledger range is back yet
+                else:
+                    take = [x for x in buf if x.offset() <= p.end]
+                    plans.pop(0)
+                    m.REPLAYS.labels(key[0]).inc()
+                    chunks.append((p, take, True))
+                    del buf[: len(take)]
+                    continue
+            else:
+                take, replay = list(buf), False
+            rng = OffsetRange(key[0], key[1], take[0].offset(), take[-1].offset(), take[0].timestamp()[1])
+            chunks.append((rng, take, replay))
+            del buf[: len(take)]
+        taken = sum(len(c[1]) for c in chunks)
+        self._pending_rows -= taken
+        self._oldest_at = time.monotonic() if self._pending_rows else None
+        return chunks
+
+    # ---- storing ---------------------------------------------------------------------------
+
+    def _flush(self, dead: DeadLetters, stop: threading.Event, final: bool = False) -> None:
+        chunks = self._cut()
+        if not chunks:
+            return
+        new = [(r, len(msgs)) for r, msgs, replay in chunks if not replay]
+        if self._with_retry("sink_batches", lambda: record_plans(self.client, self.settings.group_id, new), stop) is _STOPPED:
+            return
+        rejected: list[Rejected] = []
+        done: list[OffsetRange] = []
+        for rng, msgs, _replay in chunks:
+            if (rng.topic, rng.partition) not in self._assigned:
+                continue
+            spec = self.specs[rng.topic]
+            result = self._with_retry(spec.table, lambda: self._store(spec, rng, msgs), stop)
+            if result is _STOPPED:
+                return  # nothing more is committed; the ledger replays the rest on restart
+            rejected.extend(result)
+            done.append(rng)
+        if rejected:
+            if self._with_retry("dlq", lambda: dead.send(rejected), stop) is _STOPPED:
+                return
+            self.dlq_records += len(rejected)
+        self._commit([r for r in done if (r.topic, r.partition) in self._assigned], stop)
+
+    def _store(self, spec: TableSpec, rng: OffsetRange, msgs: list) -> list[Rejected]:
+        """Inserts one range under its dedup token; returns the records it rejected."""
+        settings = {"insert_deduplicate": 1, "insert_deduplication_token": rng.token,
+                    "deduplicate_blocks_in_dependent_materialized_views": 1}
+        t0 = time.perf_counter()
+        path = "python"
+        rows, rejected = convert(spec, self.codec, self.retention, msgs)
+        if rows:
+            self.client.insert(spec.table, rows, column_names=list(spec.columns), settings=settings)
+        stored = len(rows)
+        m.INSERT_SECONDS.labels(spec.table).observe(time.perf_counter() - t0)
+        m.BATCH_ROWS.labels(spec.table).observe(stored)
+        m.BATCHES.labels(spec.table).inc()
+        m.ROWS.labels(spec.table, path).inc(stored)
+        self.stored_rows += stored
+        return rejected
+
+    def _commit(self, ranges: list[OffsetRange], stop: threading.Event) -> None:
+        from confluent_kafka import TopicPartition
+
+        if not ranges:
+            return
+        offsets = [TopicPartition(r.topic, r.partition, r.end + 1) for r in ranges]
+
+        def commit():
+            live = [tp for tp in offsets if (tp.topic, tp.partition) in self._assigned]
+            if live:
+                self._consumer.commit(offsets=live, asynchronous=False)
+
+        if self._with_retry("commit", commit, stop) is not _STOPPED:
+            self.committed_ranges += len(ranges)
+            self.last_commit_at = time.time()
+
+    def _with_retry(self, what: str, fn: Callable[[], Any], stop: threading.Event, poll: bool = True) -> Any:
+        """Calls ``fn`` until it succeeds, pausing consumption meanwhile (backpressure) and
+        backing off exponentially. Returns ``_STOPPED`` if asked to stop first."""
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - any ClickHouse/Kafka failure is retried
+                self.last_error = f"{what}: {exc}"
+                m.INSERT_FAILURES.labels(what).inc()
+                log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
+                if poll:
+                    self._pause(True)
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline:
+                    if stop.is_set():
+                        return _STOPPED
+                    if poll and self._consumer is not None:
+                        self._poll(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
+                    else:
+                        time.sleep(0.05)
+                delay = min(delay * 2, self.settings.retry_max_s)
+                continue
+            if self.paused:
+                self._pause(False)
+            self.last_error = None
+            return result
+
+    def _pause(self, on: bool) -> None:
+        from confluent_kafka import TopicPartition
+
+        self.paused = on
+        m.PAUSED.set(1 if on else 0)
+        if self._consumer is None:
+            return
+        parts = [TopicPartition(t, p) for t, p in self._assigned]
+        if parts:
+            (self._consumer.pause if on else self._consumer.resume)(parts)
+
+    def _update_lag(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        if self._consumer is None or not self._assigned:
+            return
+        try:
+            positions = self._consumer.position([TopicPartition(t, p) for t, p in self._assigned])
+            for tp in positions:
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    m.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+        except Exception as exc:  # noqa: BLE001 - lag is informative only
+            log.debug("lag update failed: %s", exc)
+
+    # ---- readiness -------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "ready": self.migrated and self._consumer is not None,
+            "migrated": self.migrated,
+            "paused": self.paused,
+            "assigned": sorted(f"{t}[{p}]" for t, p in self._assigned),
+            "pending_rows": self._pending_rows,
+            "stored_rows": self.stored_rows,
+            "committed_ranges": self.committed_ranges,
+            "dlq_records": self.dlq_records,
+            "last_commit_at": self.last_commit_at,
+            "last_error": self.last_error,
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        return self.health()
+
+
+class _Stopped:
+    def __repr__(self) -> str:
+        return "STOPPED"
+
+
+_STOPPED = _Stopped()

@@ -1,0 +1,38 @@
+"""The sink's one settings object (env prefix ``AGENTSTREAM_SINK_``), built at the entry point."""
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SinkSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTSTREAM_SINK_", extra="ignore")
+
+    bootstrap_servers: str = "localhost:9092"
+    topic_prefix: str = "agentstream."
+    # None: embedded schema ids from the catalog; a URL: a Confluent-compatible registry.
+    schema_registry_url: str | None = None
+    group_id: str = "agentstream-sink"
+    # chdb:///path (embedded, one owner per process) or http(s)://user:pass@host:8123/db (server).
+    clickhouse_dsn: str = "chdb://.agentstream/chdb"
+    # Logical topics the sink stores; each maps to one table.
+    topics: list[str] = Field(default_factory=lambda: ["events", "alerts"])
+    batch_max_rows: int = 50_000
+    batch_max_seconds: float = 1.0
+    # Production keeps Kafka's default; the embedded profile and tests use 6000 (joins in ~3 s).
+    session_timeout_ms: int = 45_000
+    auto_offset_reset: str = "earliest"
+    # Retention stamped on rows when the tenant has no policy on the policies topic.
+    default_retention_days: int = 30
+    default_alert_retention_days: int = 90
+    read_policies: bool = True
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 10.0
+    metrics_port: int = 9108
+    metrics_host: str = "0.0.0.0"
+    # Extra librdkafka settings (security.protocol, sasl.*) for production clusters.
+    kafka_config: dict[str, str] = Field(default_factory=dict)
+
+    def embedded(self) -> "SinkSettings":
+        """The laptop/CI profile: fast group joins."""
+        return self.model_copy(update={"session_timeout_ms": 6000})

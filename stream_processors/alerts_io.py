@@ -1,0 +1,157 @@
+"""Alert consumers: ``agentstream alerts tail`` and the webhook forwarder.
+
+The forwarder commits an alert's offset only after the webhook accepted it (2xx); failures are
+retried with exponential backoff and jitter, and a 4xx other than 408/429 is logged and skipped
+(the receiver will never accept that body). Slack gets ``{"text", "blocks"}``; PagerDuty gets an
+Events API v2 ``trigger`` with ``dedup_key`` = alert_id, so a replayed alert does not page twice.
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+import uuid
+from typing import Any, Callable, TextIO
+
+from agentstream.schemas import ALERT, Codec, DecodeError, make_resolver, topic_name
+
+from .settings import ProcessorsSettings
+
+_SEVERITY_PD = {"INFO": "info", "WARNING": "warning", "CRITICAL": "critical"}
+
+
+def format_line(a: dict[str, Any]) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(a["detected_us"] / 1e6))
+    who = "/".join(x for x in (a["tenant_id"], a.get("agent_id"), a.get("agent_version"), a.get("run_id")) if x)
+    ev = " ".join(f"{k}={v}" for k, v in sorted(a.get("evidence", {}).items()))
+    return f"{when} {a['severity']:<8} {a['alert_type']:<20} {who}  {a['title']}  {ev}"
+
+
+def slack_body(a: dict[str, Any]) -> dict[str, Any]:
+    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in sorted(a.get("evidence", {}).items())][:10]
+    text = f"[{a['severity']}] {a['alert_type']}: {a['title']} (tenant {a['tenant_id']})"
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                                     *([{"type": "section", "fields": fields}] if fields else [])]}
+
+
+def pagerduty_body(a: dict[str, Any], routing_key: str) -> dict[str, Any]:
+    return {"routing_key": routing_key, "event_action": "trigger", "dedup_key": a["alert_id"],
+            "payload": {"summary": f"{a['alert_type']}: {a['title']}"[:1024],
+                        "source": f"agentstream/{a['tenant_id']}/{a.get('agent_id') or '-'}",
+                        "severity": _SEVERITY_PD.get(a["severity"], "warning"),
+                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(a["detected_us"] / 1e6)),
+                        "custom_details": {**a.get("evidence", {}), "run_id": a.get("run_id"),
+                                           "agent_version": a.get("agent_version")}}}
+
+
+def post_with_retries(client: Any, url: str, body: dict[str, Any], max_retries: int = 6, base_s: float = 0.5,
+                      cap_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """True when accepted; False when the receiver rejected it for good or retries ran out."""
+    for attempt in range(max_retries + 1):
+        try:
+            r = client.post(url, json=body, timeout=10.0)
+            if 200 <= r.status_code < 300:
+                return True
+            if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
+                print(f"webhook rejected alert ({r.status_code}): {r.text[:200]}", file=sys.stderr)
+                return False
+            retry_after = r.headers.get("retry-after")
+            delay = float(retry_after) if retry_after and retry_after.isdigit() else None
+        except Exception as exc:  # noqa: BLE001 - network errors are retried
+            print(f"webhook error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            delay = None
+        if attempt == max_retries:
+            break
+        sleep(delay if delay is not None else min(cap_s, base_s * 2 ** attempt) * (0.5 + random.random() / 2))
+    return False
+
+
+def _rejected_for_good(client: Any, url: str, body: dict[str, Any]) -> bool:
+    try:
+        r = client.post(url, json=body, timeout=10.0)
+    except Exception:  # noqa: BLE001
+        return False
+    # Settled: accepted on this last try, or refused for good (no retry can change that).
+    return r.status_code < 300 or (400 <= r.status_code < 500 and r.status_code not in (408, 429))
+
+
+def _consumer(settings: ProcessorsSettings, group: str, from_beginning: bool) -> Any:
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
+                  "auto.offset.reset": "earliest" if from_beginning else "latest",
+                  "enable.auto.commit": False, "session.timeout.ms": int(settings.broker_session_timeout * 1000)})
+    c.subscribe([topic_name("alerts", settings.topic_prefix)])
+    return c
+
+
+def tail_alerts(settings: ProcessorsSettings, tenant: str | None = None, from_beginning: bool = False,
+                limit: int = 0, as_json: bool = False, out: TextIO = sys.stdout,
+                idle_timeout: float | None = None) -> int:
+    codec = Codec(make_resolver(settings.schema_registry_url))
+    c = _consumer(settings, f"alerts-tail-{uuid.uuid4().hex}", from_beginning)
+    n = 0
+    last = time.monotonic()
+    try:
+        while not limit or n < limit:
+            if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                break
+            for m in c.consume(100, 0.5):
+                if m.error() is not None:
+                    continue
+                try:
+                    a = codec.decode_as(ALERT, m.value())
+                except DecodeError as exc:
+                    print(f"undecodable alert at {m.partition()}/{m.offset()}: {exc.reason}", file=sys.stderr)
+                    continue
+                if tenant and a["tenant_id"] != tenant:
+                    continue
+                out.write((json.dumps(a) if as_json else format_line(a)) + "\n")
+                out.flush()
+                n += 1
+                last = time.monotonic()
+                if limit and n >= limit:
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
+    return n
+
+
+def forward_alerts(settings: ProcessorsSettings, webhook: str, fmt: str = "slack", routing_key: str = "",
+                   tenant: str | None = None, max_retries: int = 6, group: str | None = None,
+                   stop_after: int = 0, client: Any = None) -> int:
+    import httpx
+
+    if fmt not in ("slack", "pagerduty"):
+        raise ValueError("format must be slack or pagerduty")
+    codec = Codec(make_resolver(settings.schema_registry_url))
+    c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True)
+    http = client or httpx.Client()
+    sent = 0
+    try:
+        while not stop_after or sent < stop_after:
+            for m in c.consume(50, 0.5):
+                if m.error() is not None:
+                    continue
+                try:
+                    a = codec.decode_as(ALERT, m.value())
+                except DecodeError:
+                    c.commit(message=m, asynchronous=False)
+                    continue
+                if not tenant or a["tenant_id"] == tenant:
+                    body = slack_body(a) if fmt == "slack" else pagerduty_body(a, routing_key)
+                    if post_with_retries(http, webhook, body, max_retries):
+                        sent += 1
+                    elif not _rejected_for_good(http, webhook, body):
+                        # Out of retries on a transient error: stop without committing, so a
+                        # restarted forwarder resumes at this alert instead of dropping it.
+                        raise RuntimeError(f"webhook unavailable; alert {a['alert_id']} not delivered")
+                c.commit(message=m, asynchronous=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
+    return sent

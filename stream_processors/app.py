@@ -1,0 +1,174 @@
+"""The faust-streaming app: thin agents around the batch core in ``chain.py``.
+
+Design for throughput (see docs/processors.md): the raw topic is read as raw bytes with
+``stream.take_events`` so faust does no per-message deserialisation; the whole batch is decoded,
+redacted, run through every detector in one pass and re-encoded by plain Python; output goes out
+through one confluent-kafka producer and the batch is acked only once all of it is acknowledged.
+Per-run detector state is written back to a changelog-backed table once per touched run per batch,
+not once per event. Fleet state (tenant spend windows, drift sketches) is pre-aggregated per batch
+and repartitioned by tenant through an internal topic, so the fleet agent sees a handful of
+records per batch rather than every event.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+
+from agentstream.schemas import POLICY, Codec, make_resolver, topic_name
+
+from .chain import Chain
+from .emitter import Emitter
+from .metrics import ProcessorMetrics
+from .policies import PolicyBook
+from .records import InRecord
+from .redaction.engine import Redactor
+from .settings import ProcessorsSettings
+
+log = logging.getLogger("agentstream.processors")
+
+
+def _broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
+
+
+def raw_partitions(settings: ProcessorsSettings, timeout: float = 10.0) -> int:
+    """Per-run tables must have exactly as many partitions as raw (their changelogs are
+    co-partitioned with it), so the count is read from the broker rather than configured."""
+    from confluent_kafka.admin import AdminClient
+
+    name = topic_name("raw", settings.topic_prefix)
+    md = AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(name, timeout=timeout)
+    t = md.topics.get(name)
+    if t is None or t.error is not None or not t.partitions:
+        raise RuntimeError(f"topic {name} does not exist on {settings.bootstrap_servers}; create the "
+                           "catalog topics first (agentstream up does, or schemas.topics.create_topics)")
+    return len(t.partitions)
+
+
+def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> faust.App:
+    partitions = partitions or raw_partitions(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=_broker_url(settings.bootstrap_servers),
+        store="memory://",  # state is rebuilt from the changelogs on start
+        datadir=str(settings.data_dir),
+        topic_partitions=partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 3),
+        broker_max_poll_records=settings.batch_size * 2,
+        stream_buffer_maxsize=settings.batch_size * 2,
+        stream_wait_empty=False,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_in_thread=False,
+        table_cleanup_interval=60.0,
+    )
+    codec = Codec(make_resolver(settings.schema_registry_url))
+    prefix = settings.topic_prefix
+    metrics = ProcessorMetrics()
+
+    raw_topic = app.topic(topic_name("raw", prefix), key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw")
+    policies_topic = app.topic(topic_name("policies", prefix), key_type=bytes, value_type=bytes,
+                               key_serializer="raw", value_serializer="raw")
+    # Faust never finishes assigning when a GlobalTable's changelog is a pre-existing topic on
+    # Tansu, so the policies topic is mirrored into the table's own (compacted) changelog by the
+    # ``policies`` agent below; every worker's GlobalTable then reads that changelog in full.
+    policy_table = app.GlobalTable("policies", key_type=bytes, value_type=bytes, partitions=1)
+    run_table = app.Table("run-state", key_type=bytes, value_type=bytes, partitions=partitions)
+    fleet_table = app.Table("fleet-state", key_type=bytes, value_type=bytes, partitions=partitions)
+    fleet_topic = app.topic(f"{prefix}{settings.app_id}-fleet", key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw", partitions=partitions,
+                            internal=True)
+
+    def lookup_policy(tenant: str) -> bytes | None:
+        return policy_table.data.get(tenant.encode())
+
+    policies = PolicyBook(lookup_policy, lambda b: codec.decode_as(POLICY, b))
+    chain = Chain(settings, codec, Redactor(settings.hash_key_bytes()), policies, fleet_topic.get_topic_name())
+    emitter = Emitter(settings.bootstrap_servers)
+    app.agentstream_chain = chain  # type: ignore[attr-defined]
+    app.agentstream_metrics = metrics  # type: ignore[attr-defined]
+
+    def table_get(table: Any, partition: int, key: bytes) -> bytes | None:
+        return table.data.get(key)
+
+    def table_put(table: Any, partition: int, key: bytes, value: bytes | None) -> None:
+        # Explicit partition: a batch mixes partitions, so faust's "current event" is not the
+        # right one for every key.
+        if value is None:
+            table.data.pop(key, None)
+            table.send_changelog(partition, key, None, value_serializer="raw")
+        else:
+            table.data[key] = value
+            table.send_changelog(partition, key, value)
+
+    @app.agent(raw_topic, name="chain")
+    async def chain_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            t0 = time.perf_counter()
+            batch = [InRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
+                     for m in (e.message for e in events)]
+            out = chain.process(batch, lambda p, k: table_get(run_table, p, k),
+                                lambda p, k, v: table_put(run_table, p, k, v))
+            await emitter.send_batch(out)
+            metrics.observe_batch(len(batch), out, time.perf_counter() - t0)
+
+    @app.agent(fleet_topic, name="fleet")
+    async def fleet_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(1000, within=0.2):
+            batch = [InRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
+                     for m in (e.message for e in events)]
+            out = chain.process_fleet(batch, lambda p, k: table_get(fleet_table, p, k),
+                                      lambda p, k, v: table_put(fleet_table, p, k, v))
+            await emitter.send_batch(out)
+            metrics.observe_fleet(out)
+
+    @app.agent(policies_topic, name="policies")
+    async def policies_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            key, value = event.message.key, event.message.value
+            if not key:
+                continue
+            if value is None:
+                policy_table.pop(key, None)
+            else:
+                try:
+                    codec.decode_as(POLICY, value)
+                except Exception as exc:  # noqa: BLE001 - a bad policy must not stop the mirror
+                    log.error("ignoring undecodable policy for %r: %s", key, exc)
+                    continue
+                policy_table[key] = value
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = app.tables.recovery.completed.is_set() and bool(app.consumer.assignment())
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        body, ctype = metrics.render()
+        return web.bytes(body, content_type=ctype.split(";")[0])
+
+    return app
+
+
+def run_worker(settings: ProcessorsSettings) -> None:
+    """Blocks: runs the worker until SIGINT/SIGTERM (what ``agentstream processors run`` calls)."""
+    from faust.worker import Worker
+
+    app = create_app(settings)
+    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True,
+                    redirect_stdouts=False, override_logging=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,153 @@
+"""The batch core every worker runs: redaction, then every per-run detector in one pass over the
+batch, plus per-tenant fleet deltas for the fleet detectors.
+
+Pure with respect to Kafka: records in, records out. State goes through ``get_state`` /
+``put_state`` callables so faust tables (or a dict, in the bench and unit tests) back it; each
+touched run's state is read once and written once per batch.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any, Callable
+
+import orjson
+
+from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
+
+from .detectors import fleet, runs
+from .policies import PolicyBook
+from .records import InRecord, OutRecord
+from .redaction.engine import Redactor
+from .redaction_stage import RedactionStage
+from .settings import ProcessorsSettings
+
+GetState = Callable[[int, bytes], "bytes | None"]
+PutState = Callable[[int, bytes, "bytes | None"], None]
+ISSUER = "agentstream-processors"
+
+
+def _id(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+class Chain:
+    def __init__(self, settings: ProcessorsSettings, codec: Codec, redactor: Redactor,
+                 policies: PolicyBook, fleet_topic: str) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.policies = policies
+        self.redaction = RedactionStage(codec, redactor, policies, settings.topic_prefix)
+        self.fleet_topic = fleet_topic
+        self.alerts_topic = topic_name("alerts", settings.topic_prefix)
+        self.commands_topic = topic_name("commands", settings.topic_prefix)
+
+    # ---- hot path: raw -> events + per-run detectors --------------------------------------
+
+    def process(self, batch: list[InRecord], get_state: GetState, put_state: PutState) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        passed = self.redaction.process(batch, out)
+        states: dict[str, tuple[int, dict[str, Any], bool]] = {}
+        deltas: dict[str, dict[str, Any]] = {}
+        for r in passed:
+            e = r.event
+            run_id, tenant = e["run_id"], e["tenant_id"]
+            entry = states.get(run_id)
+            if entry is None:
+                raw = get_state(r.source.partition, run_id.encode())
+                entry = (r.source.partition, orjson.loads(raw) if raw else runs.new_state(), False)
+            policy = self.policies.get(tenant)
+            for f in runs.observe(entry[1], e, policy.loops, policy.budgets):
+                alert_id = _id(tenant, run_id, f.key or f.alert_type)
+                out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
+                                       e.get("agent_id"), e.get("agent_version"), run_id, [r.source]))
+                if f.stop:
+                    out.append(self._command(tenant, run_id, f"{f.alert_type}: {f.title}", alert_id))
+            kind = e["kind"]
+            states[run_id] = (entry[0], entry[1], entry[2] or kind == "RUN_END")
+            self._fleet_delta(deltas, e, r.source)
+        for run_id, (partition, st, ended) in states.items():
+            put_state(partition, run_id.encode(), None if ended else orjson.dumps(st))
+        for tenant, d in deltas.items():
+            out.append(OutRecord(self.fleet_topic, tenant.encode(), orjson.dumps(d)))
+        return out
+
+    @staticmethod
+    def _fleet_delta(deltas: dict[str, dict[str, Any]], e: dict[str, Any], src: InRecord) -> None:
+        kind = e["kind"]
+        p = e.get("payload") or {}
+        if kind == "STEP":
+            llm = p.get("llm")
+            tool = p.get("tool")
+            if not llm and not tool:
+                return
+        elif kind not in ("RUN_START", "RUN_END"):
+            return
+        tenant = e["tenant_id"]
+        d = deltas.get(tenant)
+        if d is None:
+            d = deltas[tenant] = fleet.new_delta(tenant)
+            d["src"] = {}
+        d["src"][f"{src.topic}|{src.partition}"] = src.offset
+        ts, agent, version = e["ts_us"], e["agent_id"], e["agent_version"]
+        if kind == "RUN_START":
+            d["active"].append(e["run_id"])
+            d["ts_us"] = max(d["ts_us"], ts)
+        elif kind == "RUN_END":
+            d["ended"].append(e["run_id"])
+            fleet.drift.add_run(fleet.drift_sample(d, agent, version, ts), p.get("status") != "SUCCESS",
+                                float(p.get("duration_ms") or 0.0), float(p.get("cost_usd") or 0.0),
+                                int(p.get("step_count") or 0))
+        else:
+            if llm and llm.get("cost_usd"):
+                fleet.add_spend(d, agent, ts, float(llm["cost_usd"]))
+            if tool:
+                fleet.drift.add_tool(fleet.drift_sample(d, agent, version, ts), tool.get("tool_name") or p["name"])
+            if e["run_id"] not in d["active"]:
+                d["active"].append(e["run_id"])
+
+    # ---- fleet path: per-tenant deltas -> budgets, drift -------------------------------------
+
+    def process_fleet(self, batch: list[InRecord], get_state: GetState, put_state: PutState) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        states: dict[bytes, tuple[int, dict[str, Any]]] = {}
+        for rec in batch:
+            if not rec.key or not rec.value:
+                continue
+            delta = orjson.loads(rec.value)
+            tenant = delta["tenant"]
+            entry = states.get(rec.key)
+            if entry is None:
+                raw = get_state(rec.partition, rec.key)
+                entry = states[rec.key] = (rec.partition, orjson.loads(raw) if raw else fleet.new_state())
+            policy = self.policies.get(tenant)
+            sources = []
+            for k, off in (delta.get("src") or {}).items():
+                topic, part = k.rsplit("|", 1)
+                sources.append(InRecord(topic, int(part), off, None, None))
+            for f in fleet.apply(entry[1], delta, policy.budgets):
+                alert_id = _id(tenant, f.key)
+                out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
+                                       f.agent_id, f.agent_version, None, sources))
+                for run_id in f.stop_runs:
+                    out.append(self._command(tenant, run_id, f"{f.alert_type}: {f.title}", alert_id))
+        for key, (partition, st) in states.items():
+            put_state(partition, key, orjson.dumps(st))
+        return out
+
+    # ---- output records ------------------------------------------------------------------
+
+    def _alert(self, alert_id: str, alert_type: str, severity: str, title: str, evidence: dict[str, str],
+               tenant: str, agent: str | None, version: str | None, run_id: str | None,
+               sources: list[InRecord]) -> OutRecord:
+        rec = {"alert_id": alert_id, "alert_type": alert_type, "severity": severity, "tenant_id": tenant,
+               "agent_id": agent, "agent_version": version, "run_id": run_id, "title": title,
+               "evidence": evidence, "detected_us": int(time.time() * 1_000_000),
+               "source_offsets": [{"topic": s.topic, "partition": s.partition, "offset": s.offset} for s in sources]}
+        return OutRecord(self.alerts_topic, tenant.encode(), self.codec.encode(ALERT, rec))
+
+    def _command(self, tenant: str, run_id: str, reason: str, alert_id: str) -> OutRecord:
+        rec = {"command_id": _id("stop", alert_id, run_id), "tenant_id": tenant, "run_id": run_id,
+               "command_type": "STOP", "reason": reason[:500], "issued_by": ISSUER,
+               "issued_us": int(time.time() * 1_000_000), "alert_id": alert_id}
+        return OutRecord(self.commands_topic, run_id.encode(), self.codec.encode(COMMAND, rec))

@@ -1,0 +1,39 @@
+"""Prometheus metrics for one worker, on its own registry (several apps may share a process)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .records import OutRecord
+
+
+class ProcessorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records_in = Counter("agentstream_processors_records_in", "records read from raw", registry=r)
+        self.records_out = Counter("agentstream_processors_records_out", "records written, by topic",
+                                   ["topic"], registry=r)
+        self.batch_seconds = Histogram("agentstream_processors_batch_seconds", "time to process one batch",
+                                       buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=r)
+        self.fleet_out = Counter("agentstream_processors_fleet_records_out", "fleet agent outputs",
+                                 ["topic"], registry=r)
+
+    def observe_batch(self, n_in: int, out: list[OutRecord], seconds: float) -> None:
+        self.records_in.inc(n_in)
+        self.batch_seconds.observe(seconds)
+        self._count(self.records_out, out)
+
+    def observe_fleet(self, out: list[OutRecord]) -> None:
+        self._count(self.fleet_out, out)
+
+    @staticmethod
+    def _count(counter: Counter, out: list[OutRecord]) -> None:
+        per: dict[str, int] = {}
+        for o in out:
+            per[o.topic] = per.get(o.topic, 0) + 1
+        for t, n in per.items():
+            counter.labels(topic=t).inc(n)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,107 @@
+"""Reading and writing the compacted ``policies`` topic (``agentstream policy set``)."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Iterable
+
+from agentstream.schemas import POLICY, Codec, make_resolver, topic_name
+
+from .policies import BUDGET_DEFAULTS, LOOP_DEFAULTS, TenantPolicy, validate_actions
+from .settings import ProcessorsSettings
+
+
+def _parse_value(raw: str, default: Any) -> Any:
+    low = raw.strip().lower()
+    if low in ("none", "null", ""):
+        return None
+    if isinstance(default, bool) or low in ("true", "false"):
+        if low not in ("true", "false"):
+            raise ValueError(f"expected true/false, got {raw!r}")
+        return low == "true"
+    if isinstance(default, int) and not isinstance(default, bool):
+        return int(raw)
+    return float(raw)
+
+
+def _pairs(items: Iterable[str], defaults: dict[str, Any], what: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"{what}: expected name=value, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if k not in defaults:
+            raise ValueError(f"{what}: unknown setting {k!r}; one of {', '.join(defaults)}")
+        out[k] = _parse_value(v, defaults[k])
+        if k.endswith(("_steps", "_tokens")) and out[k] is not None:
+            out[k] = int(out[k])
+    return out
+
+
+def read_policy(settings: ProcessorsSettings, tenant: str, idle_s: float = 1.5,
+                timeout: float = 15.0) -> dict[str, Any] | None:
+    """The tenant's latest policy record, or None. Reads the whole topic from the start and
+    stops once it has been idle for ``idle_s`` (not at the high watermark: Tansu reports it short)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    codec = Codec(make_resolver(settings.schema_registry_url))
+    name = topic_name("policies", settings.topic_prefix)
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"policy-read-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        md = c.list_topics(name, timeout=10)
+        parts = md.topics[name].partitions if name in md.topics else {}
+        c.assign([TopicPartition(name, p, 0) for p in parts])
+        latest = None
+        deadline, idle_until = time.monotonic() + timeout, time.monotonic() + idle_s
+        while time.monotonic() < min(deadline, idle_until):
+            for m in c.consume(500, 0.2):
+                if m.error() is None and m.key() == tenant.encode():
+                    latest = codec.decode_as(POLICY, m.value()) if m.value() else None
+                idle_until = time.monotonic() + idle_s
+        return latest
+    finally:
+        c.close()
+
+
+def write_policy(settings: ProcessorsSettings, record: dict[str, Any]) -> None:
+    from confluent_kafka import Producer
+
+    codec = Codec(make_resolver(settings.schema_registry_url))
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all"})
+    p.produce(topic_name("policies", settings.topic_prefix), codec.encode(POLICY, record), record["tenant_id"].encode())
+    if p.flush(30):
+        raise RuntimeError("the policy was not acknowledged by the broker within 30 s")
+
+
+def set_policy(settings: ProcessorsSettings, tenant: str, *, version: str | None = None,
+               capture_mode: str | None = None, actions: Iterable[str] = (), loops: Iterable[str] = (),
+               budgets: Iterable[str] = (), retention_days: int | None = None,
+               base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merges the changes over the tenant's current policy and writes it; returns the record."""
+    current = base if base is not None else read_policy(settings, tenant)
+    policy = TenantPolicy.from_record(current) if current else TenantPolicy.default(tenant)
+    act = dict(policy.actions)
+    for item in actions:
+        if "=" not in item:
+            raise ValueError(f"--action: expected category=mask|hash|drop, got {item!r}")
+        k, v = item.split("=", 1)
+        act[k.strip()] = v.strip()
+    validate_actions(act)
+    if capture_mode and capture_mode not in ("METADATA_ONLY", "REDACTED", "SECURE_REFERENCE"):
+        raise ValueError(f"capture mode {capture_mode!r} is not METADATA_ONLY, REDACTED or SECURE_REFERENCE")
+    now = int(time.time() * 1_000_000)
+    new = TenantPolicy(
+        tenant_id=tenant, version=version or time.strftime("v%Y%m%dT%H%M%S", time.gmtime()),
+        capture_mode=capture_mode or policy.capture_mode, actions=act,
+        loops={**policy.loops, **_pairs(loops, LOOP_DEFAULTS, "--loop")},
+        budgets={**policy.budgets, **_pairs(budgets, {**BUDGET_DEFAULTS, "run_max_steps": 0, "run_max_tokens": 0,
+                                                      "run_max_cost_usd": 0.0, "run_max_wall_s": 0.0,
+                                                      "tenant_usd_per_hour": 0.0, "tenant_usd_per_day": 0.0,
+                                                      "agent_usd_per_day": 0.0}, "--budget")},
+        retention_days=retention_days or policy.retention_days,
+    )
+    rec = new.to_record(now)
+    write_policy(settings, rec)
+    return rec

@@ -1,0 +1,237 @@
+"""The redaction engine: scan every string of an event, apply the policy's action per category,
+then check the result again. Any error or leftover match raises ``RedactionError``; the caller
+quarantines the event (fail closed), it never passes it on.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from .rules import CATEGORIES, RULES, Rule
+
+ACTIONS = ("mask", "hash", "drop")
+DEFAULT_ACTIONS: Mapping[str, str] = {c: "mask" for c in CATEGORIES}
+
+# Identifiers are joined on downstream (run_id is the Kafka key); rewriting them would break
+# the run, so a secret in one is not redactable: the event is quarantined instead.
+IDENTIFIER_FIELDS = ("event_id", "tenant_id", "agent_id", "agent_version", "environment", "run_id",
+                     "parent_run_id", "sdk_version", "policy_version")
+# Enums and fixed vocabularies never carry free text; skipping them saves work on every event.
+SKIP_FIELDS = frozenset(("kind", "capture_mode", "step_kind", "status", "failure_type", "redaction"))
+DEFAULT_MAX_CHARS = 256 * 1024
+
+
+class RedactionError(Exception):
+    """Redaction could not make the event safe; ``reason`` goes into the quarantine headers."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Drop:
+    __slots__ = ()
+
+
+DROP = _Drop()
+
+
+@functools.cache
+def nullable_string_fields() -> frozenset[str]:
+    """Field names that are ``["null", "string"]`` wherever they appear in the Event schema, so a
+    dropped value can become null; other dropped strings become a placeholder."""
+    from agentstream.schemas import EVENT, load_catalog
+
+    nullable: set[str] = set()
+    required: set[str] = set()
+
+    def walk(t: Any) -> None:
+        if isinstance(t, list):
+            for b in t:
+                walk(b)
+        elif isinstance(t, dict):
+            if t.get("type") == "record":
+                for f in t["fields"]:
+                    ft = f["type"]
+                    if isinstance(ft, list) and "null" in ft and "string" in ft:
+                        nullable.add(f["name"])
+                    elif ft == "string":
+                        required.add(f["name"])
+                    walk(ft)
+            elif t.get("type") in ("array", "map"):
+                walk(t.get("items") or t.get("values"))
+
+    walk(json.loads(load_catalog().latest(EVENT).text))
+    return frozenset(nullable - required)
+
+
+@dataclass
+class Finding:
+    rule: Rule
+    start: int
+    end: int
+
+
+class Redactor:
+    def __init__(self, hash_key: bytes, rules: Iterable[Rule] = RULES,
+                 max_chars: int = DEFAULT_MAX_CHARS) -> None:
+        if not hash_key:
+            raise ValueError("a non-empty hash key is required for keyed hashing")
+        self.hash_key = hash_key
+        self.rules = tuple(rules)
+        self.max_chars = max_chars
+
+    # ---- text ----------------------------------------------------------------------------
+
+    def scan(self, text: str) -> list[Finding]:
+        if len(text) > self.max_chars:
+            # A bounded-time guarantee matters more than scanning a megabyte blob: fail closed.
+            raise RedactionError(f"text of {len(text)} chars exceeds the {self.max_chars}-char scan limit")
+        found: list[Finding] = []
+        for rule in self.rules:
+            for s, e in rule.find(text):
+                found.append(Finding(rule, s, e))
+        if len(found) > 1:
+            found.sort(key=lambda f: (f.start, -(f.end - f.start)))
+            merged = [found[0]]
+            for f in found[1:]:
+                last = merged[-1]
+                if f.start < last.end:  # overlap: the earlier/longer span wins, both are covered
+                    if f.end > last.end:
+                        merged[-1] = Finding(last.rule, last.start, f.end)
+                    continue
+                merged.append(f)
+            found = merged
+        return found
+
+    def token(self, category: str, value: str, action: str) -> str:
+        if action == "hash":
+            digest = hmac.new(self.hash_key, value.encode(), hashlib.sha256).hexdigest()[:16]
+            return f"[{category}:hmac:{digest}]"
+        return f"[REDACTED:{category}]"
+
+    def redact_text(self, text: str, actions: Mapping[str, str],
+                    counts: dict[str, int]) -> str | _Drop:
+        findings = self.scan(text)
+        if not findings:
+            return text
+        out: list[str] = []
+        pos = 0
+        dropped = False
+        for f in findings:
+            counts[f.rule.name] = counts.get(f.rule.name, 0) + 1
+            action = actions.get(f.rule.category, "mask")
+            if action not in ACTIONS:
+                raise RedactionError(f"policy action {action!r} for {f.rule.category} is not one of {ACTIONS}")
+            if action == "drop":
+                dropped = True
+                continue
+            out.append(text[pos:f.start])
+            out.append(self.token(f.rule.category, text[f.start:f.end], action))
+            pos = f.end
+        if dropped:
+            return DROP
+        out.append(text[pos:])
+        return "".join(out)
+
+    # ---- events --------------------------------------------------------------------------
+
+    def redact_event(self, event: Mapping[str, Any], actions: Mapping[str, str], policy_version: str,
+                     capture_mode: str = "METADATA_ONLY") -> dict[str, Any]:
+        """A redacted copy of a decoded Event, with its ``redaction`` summary set."""
+        try:
+            return self._redact_event(event, actions, policy_version, capture_mode)
+        except RedactionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any detector bug must fail closed
+            # The message may quote the input, so only the type travels into headers and alerts.
+            raise RedactionError(f"redaction raised {type(exc).__name__}") from exc
+
+    def _redact_event(self, event: Mapping[str, Any], actions: Mapping[str, str], policy_version: str,
+                      capture_mode: str) -> dict[str, Any]:
+        for name in IDENTIFIER_FIELDS:
+            v = event.get(name)
+            if isinstance(v, str) and v:
+                hits = self.scan(v)
+                if hits:
+                    raise RedactionError(f"identifier field {name} matches rule {hits[0].rule.name}")
+        counts: dict[str, int] = {}
+        changed: list[str] = []
+        out = dict(event)
+        nullable = nullable_string_fields()
+        for name, v in event.items():
+            if name in IDENTIFIER_FIELDS or name in SKIP_FIELDS or v is None:
+                continue
+            nv = self._walk(name, v, actions, counts, changed, nullable)
+            if nv is not v:
+                out[name] = nv
+        payload = out.get("payload")
+        if isinstance(payload, dict) and payload.get("content"):
+            out["payload"] = self._apply_capture(payload, capture_mode, counts)
+        for text in changed:  # post-check: what we wrote must be clean
+            leftover = self.scan(text)
+            if leftover:
+                raise RedactionError(f"post-check: rule {leftover[0].rule.name} still matches after redaction")
+        out["redaction"] = {"policy_version": policy_version, "rule_counts": counts}
+        return out
+
+    def _walk(self, name: str, v: Any, actions: Mapping[str, str], counts: dict[str, int],
+              changed: list[str], nullable: frozenset[str]) -> Any:
+        if isinstance(v, str):
+            nv = self.redact_text(v, actions, counts)
+            if nv is DROP:
+                return None if name in nullable else "[DROPPED]"
+            if nv is not v and nv != v:
+                changed.append(nv)
+                return nv
+            return v
+        if isinstance(v, dict):
+            new: dict[str, Any] | None = None
+            for k, item in v.items():
+                if k in SKIP_FIELDS or item is None or isinstance(item, (int, float, bool)):
+                    continue
+                nk = self.redact_text(k, actions, counts) if isinstance(k, str) else k
+                ni = self._walk(k, item, actions, counts, changed, nullable)
+                if nk is not k or ni is not item:
+                    if new is None:
+                        new = dict(v)
+                    if nk is not k:
+                        new.pop(k, None)
+                        if nk is DROP:
+                            continue
+                        changed.append(nk)
+                        k = nk
+                    if name == "attributes" and (ni is None or ni == "[DROPPED]"):
+                        new.pop(k, None)  # a dropped map value removes the entry
+                    else:
+                        new[k] = ni
+            return v if new is None else new
+        if isinstance(v, list):
+            items = []
+            touched = False
+            for item in v:
+                ni = self._walk(name, item, actions, counts, changed, nullable)
+                touched |= ni is not item
+                if ni is not None and ni != "[DROPPED]":
+                    items.append(ni)
+            return items if touched else v
+        return v
+
+    @staticmethod
+    def _apply_capture(payload: dict[str, Any], capture_mode: str, counts: dict[str, int]) -> dict[str, Any]:
+        # The tenant's capture policy wins over whatever the SDK sent.
+        content = payload["content"]
+        if capture_mode == "REDACTED":
+            return payload
+        new = dict(content)
+        if new.get("preview") is not None:
+            new["preview"] = None
+            counts["capture_policy"] = counts.get("capture_policy", 0) + 1
+        if capture_mode == "METADATA_ONLY" and new.get("reference") is not None:
+            new["reference"] = None
+            counts["capture_policy"] = counts.get("capture_policy", 0) + 1
+        return {**payload, "content": new}

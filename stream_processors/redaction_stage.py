@@ -1,0 +1,117 @@
+"""The raw → events step for a batch: decode, redact under the tenant's policy, re-encode.
+
+Three exits, never a silent loss: redacted events to ``events``; records the codec cannot read to
+``dlq`` with the reason in headers; events redaction cannot make safe to ``quarantine`` (original
+bytes, restricted topic) plus an alert that says so without the content.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentstream.schemas import ALERT, DLQ_HEADERS, EVENT, Codec, DecodeError, topic_name
+
+from .policies import PolicyBook
+from .records import InRecord, OutRecord, Redacted
+from .redaction.engine import RedactionError, Redactor
+
+STAGE = "redaction"
+
+
+@dataclass
+class StageCounts:
+    events: int = 0
+    dlq: int = 0
+    quarantine: int = 0
+    rules: dict[str, int] = field(default_factory=dict)
+
+
+def failure_headers(reason: str, stage: str, src: InRecord) -> list[tuple[str, bytes]]:
+    h = list(src.headers or [])
+    h += [
+        (DLQ_HEADERS["reason"], reason.encode()[:1000]),
+        (DLQ_HEADERS["stage"], stage.encode()),
+        (DLQ_HEADERS["source_topic"], src.topic.encode()),
+        (DLQ_HEADERS["source_partition"], str(src.partition).encode()),
+        (DLQ_HEADERS["source_offset"], str(src.offset).encode()),
+    ]
+    return h
+
+
+def source_alert_id(kind: str, src: InRecord) -> str:
+    return hashlib.sha256(f"{kind}|{src.topic}|{src.partition}|{src.offset}".encode()).hexdigest()[:32]
+
+
+class RedactionStage:
+    def __init__(self, codec: Codec, redactor: Redactor, policies: PolicyBook, prefix: str) -> None:
+        self.codec = codec
+        self.redactor = redactor
+        self.policies = policies
+        self.events_topic = topic_name("events", prefix)
+        self.dlq_topic = topic_name("dlq", prefix)
+        self.quarantine_topic = topic_name("quarantine", prefix)
+        self.alerts_topic = topic_name("alerts", prefix)
+        self.counts = StageCounts()
+
+    def process(self, batch: list[InRecord], out: list[OutRecord]) -> list[Redacted]:
+        """Appends every output record to ``out``; returns the redacted events for the detectors."""
+        passed: list[Redacted] = []
+        codec = self.codec
+        for rec in batch:
+            try:
+                name, event = codec.decode(rec.value)
+                if name != EVENT:
+                    raise DecodeError(f"expected {EVENT} on raw, got {name}")
+            except DecodeError as exc:
+                self.counts.dlq += 1
+                out.append(OutRecord(self.dlq_topic, rec.key, rec.value,
+                                     failure_headers(exc.reason, STAGE, rec)))
+                continue
+            policy = self.policies.get(event["tenant_id"])
+            try:
+                clean = self.redactor.redact_event(event, policy.actions, policy.version, policy.capture_mode)
+                value = codec.encode(EVENT, clean)
+            except (RedactionError, ValueError) as exc:
+                # fastavro's messages quote the datum: only the exception type leaves this process.
+                reason = exc.reason if isinstance(exc, RedactionError) else f"re-encode failed: {type(exc).__name__}"
+                self.counts.quarantine += 1
+                out.append(OutRecord(self.quarantine_topic, rec.key, rec.value,
+                                     failure_headers(reason, STAGE, rec)))
+                out.append(self._quarantine_alert(event, rec, reason))
+                continue
+            self.counts.events += 1
+            rules = clean["redaction"]["rule_counts"]
+            if rules:
+                for k, v in rules.items():
+                    self.counts.rules[k] = self.counts.rules.get(k, 0) + v
+            out.append(OutRecord(self.events_topic, rec.key, value, list(rec.headers or [])))
+            passed.append(Redacted(clean, rec))
+        return passed
+
+    def _clean_id(self, value: Any) -> str | None:
+        # The identifier that failed may itself be the secret: only clean ones go into the alert.
+        if not isinstance(value, str):
+            return None
+        try:
+            return None if self.redactor.scan(value) else value
+        except RedactionError:
+            return None
+
+    def _quarantine_alert(self, event: dict[str, Any], src: InRecord, reason: str) -> OutRecord:
+        alert = {
+            "alert_id": source_alert_id("redaction_quarantine", src),
+            "alert_type": "redaction_quarantine",
+            "severity": "WARNING",
+            "tenant_id": event["tenant_id"],
+            "agent_id": self._clean_id(event.get("agent_id")),
+            "agent_version": self._clean_id(event.get("agent_version")),
+            "run_id": self._clean_id(event.get("run_id")),
+            "title": "event quarantined: redaction could not make it safe",
+            # The reason names rules and fields, never the matched value.
+            "evidence": {"reason": reason, "event_id": self._clean_id(event.get("event_id")) or ""},
+            "detected_us": int(time.time() * 1_000_000),
+            "source_offsets": [{"topic": src.topic, "partition": src.partition, "offset": src.offset}],
+        }
+        return OutRecord(self.alerts_topic, event["tenant_id"].encode(), self.codec.encode(ALERT, alert))

@@ -1,0 +1,35 @@
+"""The processors' one settings object (env prefix ``AGENTSTREAM_PROCESSORS_``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Only for embedded/demo use: production must set AGENTSTREAM_PROCESSORS_HASH_KEY.
+DEMO_HASH_KEY = "agentstream-embedded-demo-hash-key"
+
+
+class ProcessorsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTSTREAM_PROCESSORS_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "agentstream."
+    schema_registry_url: str | None = None
+    app_id: str = "agentstream-processors"
+    # Production keeps Kafka's usual 30 s; the embedded profile and tests use 6.0 so a group
+    # joins in ~3 s on Tansu.
+    broker_session_timeout: float = 30.0
+    web_host: str = "0.0.0.0"
+    web_port: int = 6066
+    data_dir: Path = Path(".agentstream/processors")
+    hash_key: SecretStr = SecretStr(DEMO_HASH_KEY)
+    replication_factor: int = 1
+    environment: str = "embedded"
+    # Hot path: records handed to the batch core at once, and how long to wait to fill a batch.
+    batch_size: int = 2000
+    batch_within_s: float = 0.05
+    log_level: str = "info"
+
+    def hash_key_bytes(self) -> bytes:
+        return self.hash_key.get_secret_value().encode()

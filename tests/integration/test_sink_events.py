@@ -1,0 +1,114 @@
+"""The sink against the real broker and chDB: events and alerts stored once, bad records in the DLQ."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from agentstream.schemas import ALERT, DLQ_HEADERS, EVENT, Codec, topic_name
+from agentstream.sink import Sink, SinkSettings, apply_migrations
+
+from test_sink_support import produce, run_events, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _migrated(chdb_client):
+    apply_migrations(chdb_client)
+
+
+def _settings(bootstrap: str, prefix: str, unique: str, **kw) -> SinkSettings:
+    return SinkSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, group_id=f"sink-{unique}",
+                        session_timeout_ms=6000, batch_max_rows=500, batch_max_seconds=0.3, **kw)
+
+
+def _count(client, sql: str, **params) -> int:
+    return int(client.query(sql, parameters=params).result_rows[0][0])
+
+
+def test_events_and_alerts_reach_clickhouse_once(bootstrap, topic_prefix, chdb_client, unique):
+    codec = Codec()
+    tenant = f"tenant-{unique}"
+    runs = [f"run-{unique}-{i}" for i in range(5)]
+    events = [e for r in runs for e in run_events(tenant, r, n_steps=4)]
+    produce(bootstrap, topic_name("events", topic_prefix),
+            [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in events])
+    alert = {"alert_id": f"loop-{unique}", "alert_type": "loop", "severity": "WARNING", "tenant_id": tenant,
+             "agent_id": "planner", "run_id": runs[0], "title": "loop detected", "evidence": {"repeats": "6"},
+             "detected_us": int(time.time() * 1e6),
+             "source_offsets": [{"topic": "events", "partition": 1, "offset": 7}]}
+    produce(bootstrap, topic_name("alerts", topic_prefix), [(tenant.encode(), codec.encode(ALERT, alert))])
+
+    sink = Sink(_settings(bootstrap, topic_prefix, unique), client=chdb_client).start()
+    try:
+        wait_for(lambda: _count(chdb_client, "SELECT count() FROM events WHERE tenant_id={t:String}", t=tenant)
+                 >= len(events), what="events stored")
+        wait_for(lambda: _count(chdb_client, "SELECT count() FROM alerts WHERE tenant_id={t:String}", t=tenant) == 1,
+                 what="alert stored")
+        wait_for(lambda: sink.health()["last_commit_at"], what="a commit")
+    finally:
+        sink.stop()
+    assert _count(chdb_client, "SELECT count() FROM events FINAL WHERE tenant_id={t:String}", t=tenant) == len(events)
+    row = chdb_client.query(
+        "SELECT count(), sum(event_count), sum(step_count), sum(llm_calls), sum(input_tokens), "
+        "round(sum(cost_usd), 4), groupUniqArray(status) FROM runs FINAL WHERE tenant_id={t:String}",
+        parameters={"t": tenant}).result_rows[0]
+    assert row[:6] == (5, len(events), 20, 10, 100, 0.1)
+    assert row[6] == ["SUCCESS"]
+    roll = chdb_client.query(
+        "SELECT sum(events), sum(failures), sum(retries), sum(runs_ended), sum(input_tokens), "
+        "round(sum(cost_usd), 4), arrayMap(x -> round(x), quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(latency_state)) "
+        "FROM step_rollup_hourly WHERE tenant_id={t:String} AND kind='STEP' AND step_kind='LLM'",
+        parameters={"t": tenant}).result_rows[0]
+    assert roll[:6] == (10, 0, 0, 0, 100, 0.1)
+    assert 100 <= roll[6][0] <= 102
+    fails = chdb_client.query("SELECT sum(failures), sum(retries) FROM step_rollup_hourly WHERE tenant_id={t:String}",
+                              parameters={"t": tenant}).result_rows[0]
+    assert fails == (5 + 10, 10)  # 5 FAILURE events + 10 ERROR tool steps; 10 retried attempts
+    step = chdb_client.query(
+        "SELECT step_kind, request_model, input_tokens, payload, retention_days, attributes FROM events "
+        "WHERE tenant_id={t:String} AND kind='STEP' AND step_kind='LLM' LIMIT 1", parameters={"t": tenant}).result_rows[0]
+    assert step[:3] == ("LLM", "gpt-4o", 10)
+    assert '"finish_reasons":["stop"]' in step[3]
+    assert step[4] == 30 and step[5] == {"team": "core"}
+    a = chdb_client.query("SELECT alert_type, severity, evidence, source_offsets FROM alerts WHERE tenant_id={t:String}",
+                          parameters={"t": tenant}).result_rows[0]
+    assert a[:3] == ("loop", "WARNING", {"repeats": "6"})
+    assert '"offset":7' in a[3]
+
+
+def test_undecodable_records_go_to_the_dlq_and_later_events_flow(bootstrap, topic_prefix, chdb_client, unique):
+    from confluent_kafka import Consumer
+
+    codec = Codec()
+    tenant = f"tenant-{unique}"
+    good = run_events(tenant, f"run-{unique}", n_steps=2)
+    marker = f"garbage-{unique}".encode()
+    bad_seq = dict(good[1], event_id=str(uuid.uuid4()), seq=2**40)  # encodes, but seq overflows UInt32
+    records = [(b"k", marker), (b"k", codec.encode(EVENT, bad_seq))] + \
+              [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in good]
+    produce(bootstrap, topic_name("events", topic_prefix), records)
+    sink = Sink(_settings(bootstrap, topic_prefix, unique), client=chdb_client).start()
+    try:
+        wait_for(lambda: _count(chdb_client, "SELECT count() FROM events WHERE tenant_id={t:String}", t=tenant)
+                 == len(good), what="good events stored")
+    finally:
+        sink.stop()
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dlq-{unique}", "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 6000})
+    c.subscribe([topic_name("dlq", topic_prefix)])
+    found: dict[bytes, dict[str, bytes]] = {}
+    try:
+        def seen():
+            for msg in c.consume(100, timeout=0.5):
+                if msg.error() is None and msg.value() in (marker, records[1][1]):
+                    found[msg.value()] = dict(msg.headers() or [])
+            return len(found) == 2
+        wait_for(seen, what="both rejects in the DLQ")
+    finally:
+        c.close()
+    assert b"magic byte" in found[marker][DLQ_HEADERS["reason"]]
+    assert found[marker][DLQ_HEADERS["stage"]] == b"sink"
+    assert b"seq" in found[records[1][1]][DLQ_HEADERS["reason"]]

@@ -1,0 +1,132 @@
+"""``kill -9`` the sink at random points 20 times; every event must be stored exactly once.
+
+The sink owns its own chDB directory in a subprocess (chDB allows one data directory per
+process); the result is read by another subprocess after the sink has exited.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from agentstream.schemas import EVENT, Codec, topic_name
+from agentstream.schemas.topics import create_topics
+
+from test_sink_support import run_events, wait_for
+
+pytestmark = pytest.mark.integration
+
+KILLS = 20
+VERIFY = """
+import json, sys
+from agentstream.sink import make_client
+c = make_client("chdb://" + sys.argv[1])
+q = lambda s: c.query(s).result_rows[0]
+print(json.dumps({
+  "rows": q("SELECT count() FROM events")[0],
+  "final": q("SELECT count() FROM events FINAL")[0],
+  "distinct": q("SELECT uniqExact(event_id) FROM events")[0],
+  "runs": q("SELECT count() FROM runs FINAL")[0],
+  "run_events": q("SELECT sum(event_count) FROM runs FINAL")[0],
+  "run_steps": q("SELECT sum(step_count) FROM runs FINAL")[0],
+  "ledger_ranges": q("SELECT count() FROM sink_batches")[0],
+}))
+"""
+
+
+def _sink_env(bootstrap: str, prefix: str, group: str, data: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "AGENTSTREAM_SINK_BOOTSTRAP_SERVERS": bootstrap,
+        "AGENTSTREAM_SINK_TOPIC_PREFIX": prefix,
+        "AGENTSTREAM_SINK_GROUP_ID": group,
+        "AGENTSTREAM_SINK_CLICKHOUSE_DSN": f"chdb://{data}",
+        "AGENTSTREAM_SINK_TOPICS": '["events"]',
+        "AGENTSTREAM_SINK_BATCH_MAX_ROWS": "300",
+        "AGENTSTREAM_SINK_BATCH_MAX_SECONDS": "0.2",
+        "AGENTSTREAM_SINK_METRICS_PORT": "0",
+        "AGENTSTREAM_SINK_READ_POLICIES": "false",
+        # A killed member would hold its partitions until its session expires; a short session
+        # lets most restarted lives get them back and store (and be killed) mid-stream.
+        "AGENTSTREAM_SINK_SESSION_TIMEOUT_MS": "3000",
+    })
+    return env
+
+
+def _committed(bootstrap: str, group: str, topic: str, partitions: list[int]) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        return {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)}
+    finally:
+        c.close()
+
+
+def test_kill_minus_nine_twenty_times_loses_and_duplicates_nothing(bootstrap, tmp_path):
+    from confluent_kafka import Producer
+
+    prefix = f"k{uuid.uuid4().hex[:6]}."
+    create_topics(bootstrap, prefix=prefix, partitions=4)
+    topic = topic_name("events", prefix)
+    group = f"sink-kill-{uuid.uuid4().hex[:6]}"
+    data = str(tmp_path / "chdb")
+    codec = Codec()
+    events = [e for i in range(300) for e in run_events(f"tenant-{i % 3}", f"run-{i}", n_steps=6)]
+    last: dict[int, int] = {}
+
+    def delivered(err, msg):
+        assert err is None, err
+        last[msg.partition()] = max(last.get(msg.partition(), -1), msg.offset())
+
+    # Events keep arriving while the sink is being killed, so kills land mid-batch, mid-insert
+    # and mid-commit as well as during start-up.
+    def produce_slowly():
+        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        for i in range(0, len(events), 150):
+            for e in events[i:i + 150]:
+                p.produce(topic, key=e["run_id"].encode(), value=codec.encode(EVENT, e), on_delivery=delivered)
+            p.poll(0)
+            time.sleep(3.0)  # spread over the whole kill loop
+        assert p.flush(30) == 0
+
+    producer = threading.Thread(target=produce_slowly)
+    producer.start()
+    env = _sink_env(bootstrap, prefix, group, data)
+    cmd = [sys.executable, "-m", "agentstream.cli.main", "sink", "run"]
+    rng = random.Random(int(os.environ.get("SINK_KILL_SEED", "0")) or None)
+    for _ in range(KILLS):
+        life = open(tmp_path / "lives.log", "a")
+        proc = subprocess.Popen(cmd, env=env, stdout=life, stderr=subprocess.STDOUT)
+        time.sleep(rng.uniform(1.0, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    producer.join()
+
+    log = tmp_path / "final.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            parts = sorted(last)
+            wait_for(lambda: all(off >= last[p] + 1 for p, off in _committed(bootstrap, group, topic, parts).items()),
+                     deadline_s=120, what="every offset committed")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    out = subprocess.run([sys.executable, "-c", VERIFY, data], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    n = len(events)
+    assert got["final"] == n and got["distinct"] == n, got
+    assert got["runs"] == 300 and got["run_events"] == n and got["run_steps"] == 300 * 6, got
+    # Sinks killed before their first insert prove nothing: most lives must have stored ranges.
+    assert got["ledger_ranges"] >= KILLS, got
+    # The ledger's dedup tokens keep even the raw row count exact, not just FINAL.
+    assert got["rows"] == n, got
