@@ -18,12 +18,13 @@ for part in PARTS:
         packages.append(name)
         package_dir[name] = str(rel)
 
-setup(
-    packages=packages,
-    package_dir=package_dir,
-    package_data={
-        "agentstream.schemas": ["avro/*.avsc", "registry.json"],
-        "agentstream.api": ["static/**/*", "templates/*"],
-        "agentstream.sink": ["migrations/*.sql"],
-    },
-)
+# Data files travel with the package that holds them (schemas, migrations, price table,
+# dashboard assets), so a non-editable install works the same as the checkout.
+DATA = ["*.json", "*.avsc", "*.sql", "*.html", "*.js", "*.css", "*.svg", "*.png", "*.ico",
+        "*.txt", "*.jsonl", "LICENSE*"]
+package_data = {name: DATA for name in packages}
+package_data["agentstream.schemas"] = DATA + ["avro/*.avsc"]
+package_data["agentstream.sink"] = DATA + ["migrations/*.sql"]
+package_data["agentstream.api"] = DATA + ["static/**/*", "templates/*"]
+
+setup(packages=packages, package_dir=package_dir, package_data=package_data)

@@ -120,10 +120,10 @@ def demo(
         )
         apply_demo_policies(stack.broker.bootstrap_servers, stack.config.topic_prefix)
         fleet = Fleet(settings)
+        _print_where_to_look(stack, keys)
         typer.echo(f"driving {runs} runs of a synthetic fleet ({len(DEMO_TENANTS)} tenants) ...")
         outcomes = fleet.run(runs, stop)
         typer.echo(f"fleet outcomes: {json.dumps(outcomes, sort_keys=True)}")
-        _print_where_to_look(stack, keys)
         if exit_after:
             return
         typer.echo("the fleet keeps a trickle of runs going; Ctrl-C stops everything.")
