@@ -91,7 +91,9 @@ def create_topics(
         for spec in TOPICS.values()
         if topic_name(spec.logical, prefix) not in existing
     ]
-    created = []
+    created: list[str] = []
+    if not wanted:  # the admin client refuses an empty request
+        return created
     for name, fut in admin.create_topics(wanted, request_timeout=timeout).items():
         try:
             fut.result()
