@@ -45,8 +45,10 @@ LABEL org.opencontainers.image.title="agentstream" \
       org.opencontainers.image.description="Kafka-native, privacy-safe telemetry for fleets of AI agents" \
       org.opencontainers.image.licenses="Apache-2.0"
 # A fixed numeric uid/gid so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
+# HOME is the working directory, the one writable place besides /tmp once the root filesystem
+# is read-only, so anything a library caches under ~ lands on the mounted volume.
 RUN groupadd --system --gid 10001 agentstream \
- && useradd --system --uid 10001 --gid 10001 --home-dir /home/agentstream --create-home \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/agentstream --no-create-home \
       --shell /usr/sbin/nologin agentstream \
  && mkdir -p /var/lib/agentstream /etc/agentstream \
  && chown 10001:10001 /var/lib/agentstream
@@ -55,7 +57,7 @@ COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/agentstream-entrypo
 ENV PATH=/opt/agentstream/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/home/agentstream
+    HOME=/var/lib/agentstream
 # Relative data paths of the embedded defaults (.agentstream/...) land here; Kubernetes mounts
 # an emptyDir on it because the root filesystem is read-only.
 WORKDIR /var/lib/agentstream

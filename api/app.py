@@ -66,4 +66,7 @@ def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastA
         )
     for module in ROUTERS:
         app.include_router(module.router)
+    from .dashboard import mount_dashboard
+
+    mount_dashboard(app, settings)
     return app

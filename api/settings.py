@@ -50,3 +50,11 @@ class ApiSettings(BaseSettings):
     # Compare/drift read at most this many per-run samples per version for rank tests.
     stats_sample_size: int = 20_000
     significance_alpha: float = 0.05
+
+    # Dashboard sessions: a signed cookie after logging in with an API key. Several replicas
+    # must share the secret; without one, each process makes its own and sessions end at restart.
+    dashboard_session_secret: SecretStr | None = None
+    dashboard_session_hours: float = 12.0
+    dashboard_secure_cookie: bool | None = Field(
+        None, description="None: Secure only when the request came over https"
+    )

@@ -7,29 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .wire import RunWire
-
-MAX_ATTRS = 64
-MAX_ATTR_LEN = 1024
-
-
-def _attr_str(v: Any) -> str:
-    if v.__class__ is str:
-        return v if len(v) <= MAX_ATTR_LEN else v[:MAX_ATTR_LEN]
-    if v is None:
-        return ""
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    s = str(v)
-    return s if len(s) <= MAX_ATTR_LEN else s[:MAX_ATTR_LEN]
-
+from .wire import MAX_ATTRS, RunWire, attr_str
 
 def clean_attributes(attrs: dict[str, Any]) -> dict[str, str]:
-    if len(attrs) > MAX_ATTRS:
-        attrs = dict(list(attrs.items())[:MAX_ATTRS])
-    return {str(k): _attr_str(v) for k, v in attrs.items()}
+    """What the wire encoder makes of raw attributes (for callers that need the dict)."""
+    return {str(k): attr_str(v) for k, v in list(attrs.items())[:MAX_ATTRS]}
 
 
 class EventPipeline:
@@ -58,8 +40,16 @@ class EventPipeline:
     def process(self, item: tuple) -> list[tuple[bytes, bytes]]:
         run, kind, ts_us, parent_step_id, attrs, payload = item
         wire = run._wire or self._wire(run)
-        if attrs:
-            attrs = clean_attributes(attrs)
+        if kind == "STEP":
+            # The agent thread left raw numbers; make the wire tuple here, off its thread.
+            sid = run._sid
+            started = (payload[4] + run._clock_off) // 1000
+            lat_ns = payload[5]
+            ts_us = started + lat_ns // 1000
+            payload = (sid + str(payload[0]), payload[1], payload[2], payload[3], started,
+                       lat_ns / 1e6) + payload[6:]
+            if parent_step_id is not None and parent_step_id.__class__ is int:
+                parent_step_id = sid + str(parent_step_id)
         data = wire.encode(run._seq, ts_us, ts_us, parent_step_id, attrs, kind, payload)
         run._seq += 1
         if run._sampled:

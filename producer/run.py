@@ -41,6 +41,8 @@ class Run:
                  attrs: dict[str, Any] | None) -> None:
         self.tracer = tracer
         self._t = tracer._transport
+        self._q = self._t.q
+        self._qmax = self._t.maxsize
         self._policy = tracer._policy
         self.tenant_id = tracer.tenant_id
         self.agent_id = tracer.agent_id
@@ -72,6 +74,8 @@ class Run:
         self.started_us = 0
         self._t0 = 0
         self._tokens: tuple | None = None
+        # wall clock = perf_counter + offset: one clock read per step edge instead of two
+        self._clock_off = _time_ns() - _perf_ns()
         self.ended = False
         # Owned by the transport thread (pipeline.py).
         self._key = self.run_id.encode()
@@ -88,6 +92,7 @@ class Run:
         t = self._t
         if len(t.q) < t.maxsize:
             t.q.append((self, kind, ts_us or _time_ns() // 1000, parent_step_id, attrs, payload))
+
         else:
             t.dropped += 1
 
@@ -96,18 +101,14 @@ class Run:
         log.warning("agentstream: %s failed", what, exc_info=True)
 
     def _close_step(self, step: Step, status: int, lat_ns: int) -> None:
+        """Emits a step whose ``_n``, ``_t0`` (perf_counter ns) and parent are already set."""
         self.step_count += 1
         if step.kind == LLM:
             self.llm_calls += 1
-        t = self._t
-        if len(t.q) < t.maxsize:
-            t.q.append((self, "STEP", step.started_us + lat_ns // 1000, step.parent_step_id,
-                        step.attrs, (step.step_id, step.kind, step.name, status, step.started_us,
-                                     lat_ns / 1e6, step.attempt, step.retry_of, step.llm,
-                                     step.tool, step.handoff, step.approval, step.fallback,
-                                     step.content)))
-        else:
-            t.dropped += 1
+        self._emit("STEP", (step._n, step.kind, step.name, status, step._t0, lat_ns,
+                            step.attempt, step.retry_of, step.llm, step.tool, step.handoff,
+                            step.approval, step.fallback, step.content), step.attrs, step._pn, 1)
+        step._t0 = None
 
     def _note_attempt(self, step_id: str, attempt: int) -> None:
         if len(self._attempts) > 10_000:
@@ -213,11 +214,15 @@ class Run:
 
         ``retry_of`` (a step or its id) links a retry to the attempt it retries; the attempt
         number follows from it unless given."""
+        k = KIND_LOOKUP.get(kind)
+        s = Step(self, _kind(kind) if k is None else k, name, attrs or None)
         if retry_of is not None:
             rid = retry_of if retry_of.__class__ is str else retry_of.step_id
-            return Step(self, _kind(kind), name, attrs or None,
-                        attempt or self._attempts.get(rid, 1) + 1, rid)
-        return Step(self, _kind(kind), name, attrs or None, attempt or 1)
+            s.retry_of = rid
+            s.attempt = attempt or self._attempts.get(rid, 1) + 1
+        elif attempt:
+            s.attempt = attempt
+        return s
 
     def tool_step(self, tool_name: str, args: Any = ..., *, call_id: str | None = None,
                   retry_of: "Step | str | None" = None, **attrs: Any) -> Step:
@@ -302,13 +307,14 @@ class Run:
             return None
 
     def _record_done(self, s: Step, status: str, latency_ms: float) -> str:
-        s.step_id = self._sid + str(next(self._counter))
+        s._n = next(self._counter)
         if s.attempt > 1:
             self._note_attempt(s.step_id, s.attempt)
         parent = current_step.get()
-        s.parent_step_id = parent.step_id if parent is not None and parent.run is self else None
+        if parent is not None and parent.run is self:
+            s._pn = parent._n
         lat_ns = int(float(latency_ms) * 1e6)
-        s.started_us = _time_ns() // 1000 - lat_ns // 1000
+        s._t0 = _perf_ns() - lat_ns
         s.set_status(status)
         self._close_step(s, s.status, lat_ns)
         return s.step_id

@@ -168,7 +168,7 @@ class Spool:
         return self._used
 
     def empty(self) -> bool:
-        return self.own.empty() and not self.adopted
+        return self.own.empty() and all(d.empty() for d, _ in self.adopted)
 
     def append(self, records: list[tuple[int, bytes, bytes]]) -> int:
         """Appends records (ascending ``w``); returns how many fit under ``max_bytes``."""

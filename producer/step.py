@@ -27,25 +27,39 @@ _ERROR, _TIMEOUT, _CANCELLED = (STEP_STATUS_INDEX[s] for s in ("ERROR", "TIMEOUT
 
 
 class Step:
-    __slots__ = ("run", "kind", "name", "attrs", "step_id", "parent_step_id", "started_us", "_t0",
-                 "_token", "attempt", "retry_of", "status", "llm", "tool", "handoff", "approval",
-                 "fallback", "content", "fingerprint", "estimate")
+    """Defaults live on the class so opening a step sets only what differs (cheaper)."""
 
-    def __init__(self, run: "Run", kind: int, name: str, attrs: dict | None,
-                 attempt: int = 1, retry_of: str | None = None) -> None:
+    status = 0
+    llm = tool = handoff = approval = fallback = content = None
+    fingerprint = None
+    estimate = None
+    attempt = 1
+    retry_of = None
+    _n: int | None = None          # step number in the run; step_id is derived from it
+    _pn: int | str | None = None   # parent step's number (or id)
+    _t0: int | None = None         # perf_counter_ns at open; None once closed
+    _token = None
+
+    def __init__(self, run: "Run", kind: int, name: str, attrs: dict | None) -> None:
         self.run = run
         self.kind = kind
         self.name = name
         self.attrs = attrs
-        self.attempt = attempt
-        self.retry_of = retry_of
-        self.status = 0
-        self.llm = self.tool = self.handoff = self.approval = self.fallback = self.content = None
-        self.fingerprint = None
-        self.estimate = None
-        self.step_id = None
-        self._t0 = None
-        self._token = None
+
+    @property
+    def step_id(self) -> str | None:
+        n = self._n
+        return None if n is None else self.run._sid + str(n)
+
+    @property
+    def parent_step_id(self) -> str | None:
+        pn = self._pn
+        return pn if pn is None or pn.__class__ is str else self.run._sid + str(pn)
+
+    @property
+    def started_us(self) -> int | None:
+        t0 = self._t0
+        return None if t0 is None else (t0 + self.run._clock_off) // 1000
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "Step":
@@ -54,7 +68,14 @@ class Step:
             delay = run._gate_check(self)  # enforcement: may raise before the step starts
             if delay:
                 time.sleep(delay)
-        self._open(run)
+        self._n = next(run._counter)
+        if self.attempt > 1:
+            run._note_attempt(self.step_id, self.attempt)
+        parent = current_step.get()
+        if parent is not None and parent.run is run:
+            self._pn = parent._n
+        self._token = current_step.set(self)
+        self._t0 = _perf_ns()
         return self
 
     async def __aenter__(self) -> "Step":
@@ -63,18 +84,20 @@ class Step:
             delay = run._gate_check(self)
             if delay:
                 await asyncio.sleep(delay)
-        self._open(run)
-        return self
+        self._token = None
+        return self._begin(run, True)
 
-    def _open(self, run: "Run") -> None:
-        self.step_id = sid = run._sid + str(next(run._counter))
+    def _begin(self, run: "Run", make_current: bool) -> "Step":
+        self._n = next(run._counter)
         if self.attempt > 1:
-            run._note_attempt(sid, self.attempt)
+            run._note_attempt(self.step_id, self.attempt)
         parent = current_step.get()
-        self.parent_step_id = parent.step_id if parent is not None and parent.run is run else None
-        self._token = current_step.set(self)
-        self.started_us = _time_ns() // 1000
+        if parent is not None and parent.run is run:
+            self._pn = parent._n
+        if make_current:
+            self._token = current_step.set(self)
         self._t0 = _perf_ns()
+        return self
 
     def begin(self) -> "Step":
         """Opens the step without making it the current step (for work that outlives the
@@ -84,23 +107,18 @@ class Step:
             delay = run._gate_check(self)
             if delay:
                 time.sleep(delay)
-        self.step_id = run._sid + str(next(run._counter))
-        parent = current_step.get()
-        self.parent_step_id = parent.step_id if parent is not None and parent.run is run else None
-        self._token = None
-        self.started_us = _time_ns() // 1000
-        self._t0 = _perf_ns()
-        return self
+        return self._begin(run, False)
 
     def end(self, exc: BaseException | None = None) -> None:
         """Closes a step opened with ``begin`` (idempotent)."""
-        if self.step_id is not None and self._t0 is not None:
+        if self._t0 is not None:
             self.__exit__(type(exc) if exc is not None else None, exc, None)
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        if self._t0 is None:  # already closed
+        t0 = self._t0
+        if t0 is None:  # already closed
             return False
-        lat_ns = _perf_ns() - self._t0
+        lat_ns = _perf_ns() - t0
         self._t0 = None
         if self._token is not None:
             try:
@@ -117,7 +135,20 @@ class Step:
                 if attrs is None:
                     self.attrs = attrs = {}
                 attrs["error.type"] = et.__name__
-        self.run._close_step(self, status, lat_ns)
+        # inlined Run._close_step: this is the hot path
+        run = self.run
+        run.step_count += 1
+        kind = self.kind
+        if kind == LLM:
+            run.llm_calls += 1
+        q = run._q
+        if len(q) < run._qmax:
+            q.append((run, "STEP", 0, self._pn, self.attrs,
+                      (self._n, kind, self.name, status, t0, lat_ns, self.attempt, self.retry_of,
+                       self.llm, self.tool, self.handoff, self.approval, self.fallback,
+                       self.content)))
+        else:
+            run._t.dropped += 1
         return False
 
     async def __aexit__(self, et: Any, ev: Any, tb: Any) -> bool:

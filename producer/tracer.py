@@ -112,6 +112,7 @@ class Tracer(Decorators):
         r = Run(self, name, rid, session_id, parent_run_id, role, limits, sampled, attrs)
         if not self.settings.enabled:
             r._t = _DISABLED
+            r._q, r._qmax = _DISABLED.q, 0
         return r
 
     start_run = run

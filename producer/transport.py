@@ -30,7 +30,9 @@ log = logging.getLogger("agentstream.producer")
 
 _FLUSH = object()
 _REPLAY_CHUNK = 1000
+_FAIL_BLOCK = 10_000_000  # > librdkafka's queue.buffering.max.messages
 _LIVE: "weakref.WeakSet[Transport]" = weakref.WeakSet()
+_FORK_ORPHANS: list = []
 
 
 class _Marker:
@@ -60,6 +62,7 @@ class Transport:
         self.replayed = 0
         self.sampled_out = 0
         self._w = 0
+        self._fail_w = 0
         self._online = True
         self._broker_down = False
         self._fatal = False
@@ -129,6 +132,9 @@ class Transport:
             "delivery.report.only.error": True,
             "queue.buffering.max.messages": 200_000,
             "error_cb": self._on_error,
+            # Only failures call back (delivery.report.only.error): no per-record callback
+            # object on the hot path. Replay passes per-record callbacks that carry ``w``.
+            "on_delivery": self._on_delivery_online,
             "logger": logging.getLogger("agentstream.producer.kafka"),
             "client.id": "agentstream-sdk",
         }
@@ -151,10 +157,23 @@ class Transport:
             self._failed_batch.append((w, msg.key() or b"", msg.value() or b""))
             self._go_offline()
 
+    def _on_delivery_online(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._go_offline()
+            self.delivery_failed += 1
+            w = self._fail_w
+            self._fail_w += 1
+            self._failed_batch.append((w, msg.key() or b"", msg.value() or b""))
+
     def _go_offline(self) -> None:
         if self._online:
             log.warning("agentstream: Kafka unreachable, spooling events to %s",
                         self.settings.spool_dir)
+            # Records still inside librdkafka were produced before anything spooled from now
+            # on; their failures (reported in order) get numbers from a block reserved here,
+            # so they replay before the newer records.
+            self._fail_w = self._w + 1
+            self._w += _FAIL_BLOCK
         self._online = False
 
     def _ensure_spool(self) -> Spool:
@@ -214,15 +233,12 @@ class Transport:
             self._to_spool.append((w, key, value))
             return
         try:
-            self._producer.produce(self.topic, value, key,
-                                   on_delivery=functools.partial(self._on_delivery, w))
+            self._producer.produce(self.topic, value, key)
             self.produced += 1
-        except BufferError:  # librdkafka's local queue is full: spool, keep order
+        except Exception:  # noqa: BLE001 - BufferError: librdkafka's queue is full
             self._go_offline()
-            self._to_spool.append((w, key, value))
-        except Exception:  # noqa: BLE001
-            self._go_offline()
-            self._to_spool.append((w, key, value))
+            self._w += 1  # numbered after the block reserved for in-flight failures
+            self._to_spool.append((self._w, key, value))
 
     def _settle(self) -> None:
         """Moves failed deliveries and offline records to the spool (oldest ``w`` first)."""
@@ -327,9 +343,13 @@ class Transport:
     # ---- fork ---------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:
         # The parent's thread, producer and spool directory do not exist for us; its queued
-        # items are the parent's to send.
-        self.q = deque()
+        # items are the parent's to send. Cleared in place: runs hold a reference to it.
+        self.q.clear()
         self._thread = None
+        if self._producer is not None:
+            # Destroying a librdkafka handle whose threads did not survive the fork crashes:
+            # keep the parent's copy alive and unused for the child's lifetime.
+            _FORK_ORPHANS.append(self._producer)
         self._producer = None
         self._spool = None
         self._failed_batch = []

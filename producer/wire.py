@@ -106,6 +106,34 @@ def enc_str_map(m: dict[str, str] | None) -> bytes:
     return b"".join(parts)
 
 
+MAX_ATTRS = 64
+MAX_ATTR_LEN = 1024
+
+
+def attr_str(v: Any) -> str:
+    """Attribute values are strings on the wire: bools as true/false, None as empty."""
+    if v.__class__ is not str:
+        v = "" if v is None else "true" if v is True else "false" if v is False else str(v)
+    return v if len(v) <= MAX_ATTR_LEN else v[:MAX_ATTR_LEN]
+
+
+def enc_attr_map(m: dict[str, Any] | None) -> bytes:
+    """``enc_str_map`` for raw agent attributes: converts and bounds values while encoding."""
+    if not m:
+        return _NULL
+    n = len(m)
+    if n > MAX_ATTRS:
+        m = dict(list(m.items())[:MAX_ATTRS])
+        n = MAX_ATTRS
+    parts = [_SMALL_LONGS[n]]
+    append = parts.append
+    for k, v in m.items():
+        append(enc_str(k if k.__class__ is str else str(k)))
+        append(enc_str(v if v.__class__ is str and len(v) <= MAX_ATTR_LEN else attr_str(v)))
+    append(_NULL)
+    return b"".join(parts)
+
+
 def _opt_rec(rec: dict | None, enc) -> bytes:
     return _NULL if rec is None else b"\x02" + enc(rec)
 
@@ -231,7 +259,7 @@ class RunWire:
         return b"".join((
             self.head, enc_str(self.id_prefix + format(seq, "012x")), self.middle,
             enc_opt_str(parent_step_id), enc_long(seq), enc_long(ts_us), enc_long(emitted_us),
-            self.id_base, enc_str_map(attributes), _NULL, _KIND_PREFIX[kind], body,
+            self.id_base, enc_attr_map(attributes), _NULL, _KIND_PREFIX[kind], body,
         ))
 
 

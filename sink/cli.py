@@ -4,6 +4,32 @@ from __future__ import annotations
 import typer
 
 
+def run_standalone(embedded: bool = False) -> None:
+    import logging
+    import signal
+    import threading
+
+    from .probes import serve_probes
+    from .service import Sink
+    from .settings import SinkSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = SinkSettings()
+    if embedded:
+        settings = settings.embedded()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sink = Sink(settings)
+    server = serve_probes(sink, settings.metrics_host, settings.metrics_port)
+    print(f"sink: metrics on http://{settings.metrics_host}:{server.server_address[1]}/metrics, "
+          f"ClickHouse {settings.clickhouse_dsn.split('@')[-1]}", flush=True)
+    try:
+        sink.run(stop)
+    finally:
+        server.shutdown()
+
+
 def register(app: typer.Typer) -> None:
     sink_app = typer.Typer(name="sink", help="Kafka events/alerts -> ClickHouse.", no_args_is_help=True)
 
@@ -12,29 +38,7 @@ def register(app: typer.Typer) -> None:
         embedded: bool = typer.Option(False, help="Embedded profile: 6 s session timeout for fast joins."),
     ) -> None:
         """Consume until Ctrl-C / SIGTERM, serving Prometheus metrics and probes on metrics_port."""
-        import logging
-        import signal
-        import threading
-
-        from .probes import serve_probes
-        from .service import Sink
-        from .settings import SinkSettings
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        settings = SinkSettings()
-        if embedded:
-            settings = settings.embedded()
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        sink = Sink(settings)
-        server = serve_probes(sink, settings.metrics_host, settings.metrics_port)
-        typer.echo(f"sink: metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics, "
-                   f"ClickHouse {settings.clickhouse_dsn.split('@')[-1]}")
-        try:
-            sink.run(stop)
-        finally:
-            server.shutdown()
+        run_standalone(embedded)
 
     @sink_app.command("migrate")
     def migrate() -> None:

@@ -38,7 +38,7 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
 def _secret(settings: Any) -> str | None:
-    s = getattr(settings, "dashboard_session_secret", None)
+    s = settings.dashboard_session_secret
     if s is None:
         return None
     return s.get_secret_value() if hasattr(s, "get_secret_value") else str(s)
@@ -60,11 +60,10 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 def mount_dashboard(app: FastAPI, settings: Any) -> None:
     sessions = SessionManager(
         settings.api_keys_file, _secret(settings),
-        max_age_s=float(getattr(settings, "dashboard_session_hours", 12.0)) * 3600,
-        secure_cookie=getattr(settings, "dashboard_secure_cookie", None),
+        max_age_s=settings.dashboard_session_hours * 3600,
+        secure_cookie=settings.dashboard_secure_cookie,
     )
-    lag = LagReader(getattr(settings, "bootstrap_servers", ""), getattr(settings, "topic_prefix", "agentstream."),
-                    getattr(settings, "kafka_client_conf", None) or {})
+    lag = LagReader(settings.bootstrap_servers, settings.topic_prefix, settings.kafka_client_conf or {})
     app.state.dashboard_sessions = sessions
 
     def session_principal(

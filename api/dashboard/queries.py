@@ -112,6 +112,17 @@ def version_distributions(db: Db, tenant: str, agent: str, versions: list[str]) 
             "latency_ms": clean(r["latency"]) if int(r["finished"]) else [],
             "cost_usd": clean(r["cost"]),
         }
+    # Failures by type and code, per version: what the failure-rate difference is made of.
+    codes = db.rows("""
+        SELECT agent_version, concat(failure_type, ':', failure_code) AS code, count() AS n
+        FROM events
+        WHERE tenant_id = {tenant:String} AND agent_id = {agent:String}
+          AND agent_version IN {versions:Array(String)} AND kind = 'FAILURE'
+        GROUP BY agent_version, code ORDER BY n DESC LIMIT 200
+    """, {"tenant": tenant, "agent": agent, "versions": versions})
+    for r in codes:
+        if r["agent_version"] in out:
+            out[r["agent_version"]].setdefault("failure_codes", {})[r["code"]] = int(r["n"])
     return {"agent": agent, "versions": out}
 
 

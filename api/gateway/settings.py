@@ -55,6 +55,9 @@ class GatewaySettings(BaseSettings):
             # 2xx means durable: every in-sync replica has the record, written exactly once.
             "acks": "all",
             "enable.idempotence": True,
+            # Java's and aiokafka's partitioner: a run's events from the gateway, the SDK and
+            # the processors share one partition.
+            "partitioner": "murmur2_random",
             "linger.ms": self.linger_ms,
             "compression.type": self.compression_type,
             "message.timeout.ms": self.delivery_timeout_ms,

@@ -136,9 +136,9 @@ class AgentstreamSpanProcessor:
                 else "handoff" if op == "invoke_agent" else "custom")
         attrs = {k: v for k, v in (span.attributes or {}).items() if k in SAFE_ATTRIBUTES}
         step = run.step(kind, span.name, **attrs)
-        step.step_id = run._sid + str(next(run._counter))
-        step.parent_step_id = step_ids.get(span.parent.span_id) if span.parent else None
-        step.started_us = span.start_time // 1000
+        step._n = next(run._counter)
+        step._pn = step_ids.get(span.parent.span_id) if span.parent else None
+        step._t0 = span.start_time - run._clock_off
         if kind == "llm":
             provider = str(_attr(span, "gen_ai.provider.name") or _attr(span, "gen_ai.system")
                            or "unknown")
@@ -161,8 +161,9 @@ class AgentstreamSpanProcessor:
         status = 1 if _is_error(span) else 0
         if status and span.status.description is None and "error.type" not in attrs:
             step.set_attribute("error.type", "span_error")
+        step_id = step.step_id
         run._close_step(step, status, span.end_time - span.start_time)
-        return step.step_id
+        return step_id
 
 
 def _is_error(span: Any) -> bool:

@@ -100,10 +100,12 @@ def _budgets(state: dict[str, Any], delta: Mapping[str, Any], budgets: Mapping[s
         ratio = used / float(limit)
         ev = {"limit_name": limit_name, "window": window, "used_usd": f"{used:.4f}", "limit_usd": f"{float(limit):.4f}"}
         if ratio >= 1.0:
-            runs = sorted(state["active"]) if hard else []
-            _raise(state, out, FleetFinding("budget_breach", "CRITICAL", f"{limit_name} exceeded ({ratio:.0%})",
-                                            ev, key=f"breach|{window}", agent_id=agent, stop_runs=runs))
-            if hard:
+            if f"breach|{window}" not in state["raised"]:
+                runs = sorted(state["active"]) if hard else []
+                _raise(state, out, FleetFinding("budget_breach", "CRITICAL", f"{limit_name} exceeded ({ratio:.0%})",
+                                                ev, key=f"breach|{window}", agent_id=agent, stop_runs=runs))
+                state["raised"].extend(f"breach|{window}|{run}" for run in runs)
+            elif hard:
                 # Runs that start after the breach, in the same window, are stopped too (once each).
                 for run in delta["active"]:
                     _raise(state, out, FleetFinding("budget_breach", "CRITICAL", f"{limit_name} exceeded: run stopped",

@@ -50,7 +50,9 @@ def observe(state: dict[str, Any], event: Mapping[str, Any], loops: Mapping[str,
     if state["first_us"] is None:
         state["first_us"] = event["ts_us"]
     stop_on_loop = bool(loops.get("stop_on_loop", True))
-    if kind == "STEP":
+    if kind == "STEP" and p.get("step_kind") == "LLM":
+        state["steps"] += 1  # model calls repeat by nature; loops are judged on actions, not on chat turns
+    elif kind == "STEP":
         state["steps"] += 1
         sig = _signature(p)
         sigs = state["sigs"]
@@ -69,6 +71,7 @@ def observe(state: dict[str, Any], event: Mapping[str, Any], loops: Mapping[str,
             _raise(state, out, Finding("ping_pong", "CRITICAL", "ping-pong between two steps",
                                        {"between": f"{a} <-> {b}", "alternations": str(len(tail))},
                                        stop=stop_on_loop))
+    if kind == "STEP":
         if int(p.get("attempt") or 1) > 1 or p.get("retry_of"):
             now = event["ts_us"]
             retries = [t for t in state["retries"] if now - t <= RETRY_WINDOW_US] + [now]

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .rules import CATEGORIES, RULES, Rule
+from .rules import CATEGORIES, PREFILTER, RULES, Rule
 
 ACTIONS = ("mask", "hash", "drop")
 DEFAULT_ACTIONS: Mapping[str, str] = {c: "mask" for c in CATEGORIES}
@@ -84,6 +84,7 @@ class Redactor:
         self.hash_key = hash_key
         self.rules = tuple(rules)
         self.max_chars = max_chars
+        self._prefilter = PREFILTER.search
 
     # ---- text ----------------------------------------------------------------------------
 
@@ -91,6 +92,8 @@ class Redactor:
         if len(text) > self.max_chars:
             # A bounded-time guarantee matters more than scanning a megabyte blob: fail closed.
             raise RedactionError(f"text of {len(text)} chars exceeds the {self.max_chars}-char scan limit")
+        if self._prefilter(text) is None:
+            return []
         found: list[Finding] = []
         for rule in self.rules:
             for s, e in rule.find(text):

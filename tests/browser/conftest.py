@@ -4,11 +4,11 @@ The session broker and topics, the session chDB client with the tables migrated,
 in a thread (events and alerts topics → ClickHouse), and uvicorn serving the query API with the
 dashboard mounted, on a free loopback port. Demo-like data is produced to the topics, so what the
 pages show went through the sink. Headless Chromium is Debian's, driven by Playwright.
+Package-scoped: the stack stops once this folder's tests are done, not at the end of the suite.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -57,7 +57,7 @@ class Stack:
         return self.client.query(sql, parameters=params).result_rows
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dashboard_stack(bootstrap: str, chdb_client, chdb_path, tmp_path_factory) -> Iterator[Stack]:
     import uvicorn
 
@@ -116,7 +116,7 @@ def dashboard_stack(bootstrap: str, chdb_client, chdb_path, tmp_path_factory) ->
     sink.stop(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (.ci/run does)")
@@ -131,17 +131,23 @@ def browser():
 class Session:
     """One logged-in browser context; collects console errors and every request's URL."""
 
-    def __init__(self, browser, stack: Stack, tenant: str) -> None:
+    def __init__(self, browser, stack: Stack, tenant: str, logins: dict[str, Any] | None = None) -> None:
         self.stack = stack
         self.tenant = tenant
-        self.context = browser.new_context(base_url=stack.base_url, viewport={"width": 1440, "height": 900})
+        # Log in through the form once per tenant; later contexts reuse that session cookie.
+        state = (logins or {}).get(tenant)
+        self.context = browser.new_context(base_url=stack.base_url, viewport={"width": 1440, "height": 900},
+                                           storage_state=state)
         self.page = self.context.new_page()
         self.console_errors: list[str] = []
         self.requests: list[str] = []
         self.page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.console_errors.append(f"pageerror: {e}"))
         self.page.on("request", lambda r: self.requests.append(r.url))
-        self.login()
+        if state is None:
+            self.login()
+            if logins is not None:
+                logins[tenant] = self.context.storage_state()
 
     def login(self) -> None:
         self.page.goto("/ui/login")
@@ -156,16 +162,21 @@ class Session:
         self.context.close()
 
 
+@pytest.fixture(scope="package")
+def logins() -> dict[str, Any]:
+    return {}
+
+
 @pytest.fixture
-def acme(browser, dashboard_stack) -> Iterator[Session]:
-    s = Session(browser, dashboard_stack, dashboard_stack.tenants[0])
+def acme(browser, dashboard_stack, logins) -> Iterator[Session]:
+    s = Session(browser, dashboard_stack, dashboard_stack.tenants[0], logins)
     yield s
     s.close()
 
 
 @pytest.fixture
-def globex(browser, dashboard_stack) -> Iterator[Session]:
-    s = Session(browser, dashboard_stack, dashboard_stack.tenants[1])
+def globex(browser, dashboard_stack, logins) -> Iterator[Session]:
+    s = Session(browser, dashboard_stack, dashboard_stack.tenants[1], logins)
     yield s
     s.close()
 
@@ -173,9 +184,7 @@ def globex(browser, dashboard_stack) -> Iterator[Session]:
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")  # a sticky header would otherwise land mid-page
     page.screenshot(path=str(path), full_page=True)
     return path
 
-
-def have_chromium() -> bool:
-    return Path(CHROMIUM).exists() or shutil.which("chromium") is not None

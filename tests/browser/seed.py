@@ -136,7 +136,7 @@ def normal_run(tenant: str, p: Profile, start_us: int, rng: random.Random, drift
         r.tool(p.tools[-1], rng.uniform(150, 700) * slow, parent=outer_id, attempt=2, retry_of=first)
     # The enclosing step ends (and is emitted) after its children, as an SDK would emit it.
     r.step("CUSTOM", "act", (r.clock - outer_start) / 1000, sid=outer_id, started=outer_start)
-    if "refund_api" in p.tools and rng.random() < 0.3:
+    if "refund_api" in p.tools and (force_retry or rng.random() < 0.3):
         wait = rng.uniform(2000, 9000)
         r.step("APPROVAL", "refund_approval", wait, approval={"action_digest": "hmac:" + uuid.uuid4().hex[:16],
                                                               "decision": "approved", "approval_latency_ms": wait})

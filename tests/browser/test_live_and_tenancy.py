@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from .conftest import wait_for
 from . import seed
 
 pytestmark = pytest.mark.integration
@@ -81,6 +80,12 @@ def test_login_is_required_and_checked(browser, dashboard_stack):
         cookie = next(c for c in ctx.cookies() if c["name"] == "as_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert dashboard_stack.keys[dashboard_stack.tenants[0]] not in cookie["value"]
+        assert ctx.request.get("/v1/runs?limit=1").status == 200
+        # Log out: the cookie is gone and the pages ask for a key again.
+        page.click("header form button[type=submit]")
+        page.wait_for_url("**/ui/login")
+        assert not [c for c in ctx.cookies() if c["name"] == "as_session"]
+        assert ctx.request.get("/v1/runs").status == 401
         # A forged cookie (another tenant's name, re-encoded) is refused.
         body, sig = cookie["value"].rsplit(".", 1)
         ctx.add_cookies([{**cookie, "value": body[:-2] + "AA." + sig}])

@@ -94,6 +94,8 @@ def test_run_waterfall_one_bar_per_step_with_retries_linked(acme, dashboard_stac
     assert page.locator(".wf-marker.FAILURE").count() >= 1
     assert page.locator(".wf-marker.DECISION").count() == 1
     assert page.locator(".wf-bar.k-LLM .lbl").first.inner_text().count("tok") == 1
+    assert page.locator(".wf-bar.k-APPROVAL.wait").count() == 1  # the human wait, drawn apart
+    assert "human wait" in page.inner_text("#kpis")
     page.locator(".wf-marker.DECISION").click()
     assert "fresh_data_required" in page.inner_text("#detail")
     screenshot(page, "run_waterfall")

@@ -57,6 +57,8 @@ def _sink_env(bootstrap: str, prefix: str, group: str, data: str) -> dict[str, s
         # A killed member would hold its partitions until its session expires; a short session
         # lets most restarted lives get them back and store (and be killed) mid-stream.
         "AGENTSTREAM_SINK_SESSION_TIMEOUT_MS": "3000",
+        # Static membership: a restarted life takes over its dead predecessor at once.
+        "AGENTSTREAM_SINK_KAFKA_CONFIG": json.dumps({"group.instance.id": f"{group}-0"}),
     })
     return env
 
@@ -101,12 +103,20 @@ def test_kill_minus_nine_twenty_times_loses_and_duplicates_nothing(bootstrap, tm
     producer = threading.Thread(target=produce_slowly)
     producer.start()
     env = _sink_env(bootstrap, prefix, group, data)
-    cmd = [sys.executable, "-m", "agentstream.cli.main", "sink", "run"]
+    cmd = [sys.executable, "-m", "agentstream.sink"]
     rng = random.Random(int(os.environ.get("SINK_KILL_SEED", "0")) or None)
-    for _ in range(KILLS):
-        life = open(tmp_path / "lives.log", "a")
-        proc = subprocess.Popen(cmd, env=env, stdout=life, stderr=subprocess.STDOUT)
-        time.sleep(rng.uniform(1.0, 6.0))
+    lives = tmp_path / "lives.log"
+    for i in range(KILLS):
+        seen = lives.read_text().count(" assigned [") if lives.exists() else 0
+        with open(lives, "a") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        if i % 4 == 0:
+            time.sleep(rng.uniform(0.2, 3.0))  # during start-up, migrations or the group join
+        else:
+            # while consuming: after the partitions are assigned, mid-batch/insert/commit
+            wait_for(lambda: lives.read_text().count(" assigned [") > seen, deadline_s=60,
+                     what="the restarted sink to be assigned its partitions")
+            time.sleep(rng.uniform(0.0, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     producer.join()

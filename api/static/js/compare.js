@@ -62,6 +62,20 @@ AS.page(async function (main) {
   ], { fmt: (v) => fmt.pct(v) });
   AS.$("#cmp-failure").append(el("p", { class: "note" }, A.failures + " of " + A.finished_runs + " finished runs failed for A, " + B.failures + " of " + B.finished_runs + " for B. ", sig(T.failure_rate, B.failure_rate > A.failure_rate)));
 
+  const codesA = (dist.versions[A.version] || {}).failure_codes || {}, codesB = (dist.versions[B.version] || {}).failure_codes || {};
+  const codes = [...new Set(Object.keys(codesA).concat(Object.keys(codesB)))]
+    .sort((x, y) => ((codesB[y] || 0) + (codesA[y] || 0)) - ((codesB[x] || 0) + (codesA[x] || 0))).slice(0, 8);
+  if (codes.length) {
+    const perRun = (c, n) => (n ? (c || 0) / n : 0);
+    const box = AS.$("#cmp-failure");
+    box.append(el("h2", { style: { marginTop: "14px" } }, "Failure events per run, by type:code"));
+    AS.hbars(box, codes, [
+      { label: "A · " + A.version, values: codes.map((c) => perRun(codesA[c], A.runs)) },
+      { label: "B · " + B.version, values: codes.map((c) => perRun(codesB[c], B.runs)) },
+    ], { fmt: (v) => fmt.num(v, 2) });
+    box.append(el("p", { class: "note" }, "Includes failures a retry recovered from, so a run can count more than one."));
+  }
+
   const da = dist.versions[A.version] || { latency_ms: [], cost_usd: [], levels: [] };
   const db = dist.versions[B.version] || { latency_ms: [], cost_usd: [], levels: [] };
   const levels = (da.levels.length ? da.levels : db.levels).map((x) => x * 100);

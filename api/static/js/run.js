@@ -16,12 +16,12 @@ AS.page(async function (main) {
     " · ", run.environment, " · entrypoint ", el("code", {}, run.entrypoint || "–"),
     " · started ", fmt.time(run.started_us), run.session_id ? " · session " + run.session_id : "");
   const kpi = (k, v) => el("div", { class: "kpi" }, el("div", { class: "v" }, v), el("div", { class: "k" }, k));
-  AS.$("#kpis").append(
+  AS.$("#kpis").append(...[
     kpi("status", AS.badge(run.status, run.status)), kpi("outcome", run.outcome || "–"),
     kpi("duration", fmt.ms(run.duration_ms)), kpi("steps", fmt.int(run.step_count)),
     kpi("LLM calls", fmt.int(run.llm_calls)), kpi("tokens in / out", fmt.tokens(run.input_tokens) + " / " + fmt.tokens(run.output_tokens)),
     kpi("cost", fmt.usd(run.cost_usd)), kpi("retries · failures", run.retry_count + " · " + run.failure_count),
-    timeline && timeline.wait_ms ? kpi("human wait", fmt.ms(timeline.wait_ms)) : null);
+    timeline && timeline.wait_ms ? kpi("human wait", fmt.ms(timeline.wait_ms)) : null].filter(Boolean));
 
   // ---- enforcement: stops, commands and their acknowledgements, and the alerts on this run
   const enf = AS.clear(AS.$("#enforcement"));

@@ -12,6 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import dockerfile
 import pytest
 from deploy_code import cli_root, resolve_command
 from deploy_render import ROOT, agentstream_workloads
@@ -21,66 +22,61 @@ ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 UID = 10001
 
 
-def _instructions() -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            op, _, rest = line.partition(" ")
-            out.append((op.upper(), rest.strip()))
-    return out
-
-
-def _stages() -> dict[str, list[tuple[str, str]]]:
-    stages: dict[str, list[tuple[str, str]]] = {}
+def _stages() -> dict[str, list]:
+    """Stage name -> its instructions, parsed by BuildKit's own Dockerfile parser."""
+    stages: dict[str, list] = {}
     current = None
-    for op, rest in _instructions():
-        if op == "FROM":
-            m = re.match(r"(\S+)\s+AS\s+(\S+)", rest, re.I)
-            assert m, f"unnamed stage: FROM {rest}"
-            current = m.group(2)
+    for cmd in dockerfile.parse_file(str(DOCKERFILE)):
+        if cmd.cmd == "FROM":
+            assert len(cmd.value) == 3 and cmd.value[1].upper() == "AS", f"unnamed stage: {cmd.original}"
+            current = cmd.value[2]
             stages[current] = []
         elif current:
-            stages[current].append((op, rest))
+            stages[current].append(cmd)
     return stages
 
 
+def _ops(stage, op: str) -> list:
+    return [c for c in stage if c.cmd == op]
+
+
 def _copy_sources(stage) -> list[str]:
-    out = []
-    for op, rest in stage:
-        if op == "COPY" and "--from=" not in rest:
-            args = [a for a in rest.split() if not a.startswith("--")]
-            out += args[:-1]
-    return out
+    return [src for c in _ops(stage, "COPY") if not any(f.startswith("--from=") for f in c.flags)
+            for src in c.value[:-1]]
 
 
 def test_multi_stage_with_a_lean_runtime():
     stages = _stages()
     assert list(stages) == ["build", "runtime"]
     runtime = stages["runtime"]
-    runs = " ".join(rest for op, rest in runtime if op == "RUN")
+    runs = " ".join(c.value[0] for c in _ops(runtime, "RUN"))
     # No package manager, compiler or pip run in the runtime stage: it only receives the venv.
     for tool in ("apt-get", "pip ", "build-essential", "gcc"):
         assert tool not in runs, f"runtime stage runs {tool}"
-    assert ("COPY", "--from=build /opt/agentstream /opt/agentstream") in runtime
-    assert "build-essential" in " ".join(rest for op, rest in stages["build"] if op == "RUN")
-    args = {rest.split("=")[0]: rest.split("=", 1)[1] for op, rest in _instructions()[:1] if op == "ARG"}
-    assert re.match(r"python:3\.\d+-slim", args["PYTHON_IMAGE"]), "pin a slim Python base"
+    copies_from = [(c.flags, c.value) for c in _ops(runtime, "COPY") if c.flags and c.flags[0].startswith("--from=")]
+    assert copies_from == [(("--from=build",), ("/opt/agentstream", "/opt/agentstream"))]
+    assert "build-essential" in " ".join(c.value[0] for c in _ops(stages["build"], "RUN"))
+    (arg,) = [c for c in dockerfile.parse_file(str(DOCKERFILE)) if c.cmd == "ARG"]
+    assert re.match(r"PYTHON_IMAGE=python:3\.\d+-slim", arg.value[0]), "pin a slim Python base"
 
 
 def test_runtime_runs_as_the_uid_the_manifests_declare(overlays, compose):
     runtime = _stages()["runtime"]
-    users = [rest for op, rest in runtime if op == "USER"]
-    assert users == [f"{UID}:{UID}"], "numeric uid:gid, so runAsNonRoot can verify it"
-    assert [rest for op, rest in runtime if op == "ENTRYPOINT"] == ['["/usr/local/bin/agentstream-entrypoint"]']
+    assert [c.value for c in _ops(runtime, "USER")] == [(f"{UID}:{UID}",)], "numeric uid:gid for runAsNonRoot"
+    (entrypoint,) = _ops(runtime, "ENTRYPOINT")
+    assert entrypoint.json and entrypoint.value == ("/usr/local/bin/agentstream-entrypoint",)
     for docs in overlays.values():
         for w in agentstream_workloads(docs):
             assert w["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == UID
     assert compose["services"]["sink"]["user"] == f"{UID}:{UID}"
-    env = " ".join(rest for op, rest in runtime if op == "ENV")
-    assert "PYTHONDONTWRITEBYTECODE=1" in env, "the root filesystem is read-only"
-    exposed = {int(p) for op, rest in runtime if op == "EXPOSE" for p in rest.split()}
+    env = {}
+    for c in _ops(runtime, "ENV"):
+        env.update(dict(zip(c.value[::2], c.value[1::2])))
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1", "the root filesystem is read-only"
+    # The only writable paths are the mounted ones: HOME and the working directory among them.
+    assert env["HOME"] == "/var/lib/agentstream"
+    assert [c.value for c in _ops(runtime, "WORKDIR")] == [("/var/lib/agentstream",)]
+    exposed = {int(p) for c in _ops(runtime, "EXPOSE") for p in c.value}
     assert exposed == {8000, 8001, 6066, 9108}
 
 
@@ -221,7 +217,7 @@ def test_dependency_layer_installs_exactly_the_pinned_runtime_deps(tmp_path):
     run that same one-liner here and compare."""
     import tomllib
 
-    run = next(rest for op, rest in _stages()["build"] if op == "RUN" and "tomllib" in rest)
+    run = next(c.value[0] for c in _ops(_stages()["build"], "RUN") if "tomllib" in c.value[0])
     script = re.search(r'python -c "(.*?)" >', run).group(1)
     shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30)

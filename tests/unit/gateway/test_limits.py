@@ -80,6 +80,16 @@ def test_settings_producer_conf_is_durable(monkeypatch):
     s = GatewaySettings()
     conf = s.producer_conf()
     assert conf["acks"] == "all" and conf["enable.idempotence"] is True
+    assert conf["partitioner"] == "murmur2_random"
     assert conf["bootstrap.servers"] == "k:9092" and conf["sasl.password"] == "s3cret"
     assert "s3cret" not in repr(s)
     assert conf["message.timeout.ms"] == s.delivery_timeout_ms
+
+
+def test_price_override_in_the_sdk_layout(tmp_path):
+    f = tmp_path / "prices.json"
+    f.write_text(json.dumps({"doc": "x", "providers": {"acme": {"acme-1": {
+        "input": 1, "output": 1, "cache_read": 0.5, "cache_write": 0}}}}))
+    q = PriceTable.load(str(f))
+    assert q.cost(("acme-1-2025",), 10, 0, 4) == pytest.approx((6 + 2) / 1e6)
+    assert q.find("gpt-4o") is not None  # defaults kept

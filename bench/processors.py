@@ -1,0 +1,153 @@
+"""Processors throughput: the full chain worker (faust app: redaction + every detector, output to
+events/alerts/commands/fleet) against a plain confluent-kafka consume → decode → encode → produce
+loop, on the same pre-produced raw data, in one run on the embedded broker.
+
+    python bench/processors.py [--events 100000]
+
+The chain's rate is measured from its first to its last processed record (read from the worker's
+/metrics), so group join and table recovery are excluded, as the plain loop's connect is.
+Last line: JSON with chain_ev_s, plain_loop_ev_s, ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+
+from agentstream.cli.embedded_broker import EmbeddedBroker
+from agentstream.schemas import EVENT, Codec, topic_name
+from agentstream.schemas.topics import create_topics
+from agentstream.stream_processors import synthetic as syn
+from agentstream.stream_processors.worker_process import start_worker
+
+
+def make_events(n: int) -> list[tuple[bytes, bytes]]:
+    codec = Codec()
+    out = []
+    i = 0
+    while len(out) < n:
+        tenant, run = f"tenant-{i % 5}", f"run-{i}"
+        evs = [syn.run_start(tenant, run, attributes={"user.id": f"u{i}"})]
+        for s in range(1, 7):
+            attrs = {"http.route": "/v1/search", "note": f"step {s} of the plan"}
+            if s == 3 and i % 10 == 0:
+                attrs["note"] = "contact jane.doe@example.com with key AKIAIOSFODNN7EXAMPLE"
+            evs.append(syn.llm_step(tenant, run, s, cost_usd=0.001, attributes=attrs) if s % 2 else
+                       syn.step(tenant, run, s, name=f"tool{s}", args_digest=f"d{s}", attributes=attrs))
+        evs.append(syn.run_end(tenant, run, 7))
+        out.extend((run.encode(), codec.encode(EVENT, e)) for e in evs)
+        i += 1
+    return out[:n]
+
+
+def produce(bootstrap: str, topic: str, data: list[tuple[bytes, bytes]]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000,
+                  "partitioner": "murmur2_random"})
+    for k, v in data:
+        while True:
+            try:
+                p.produce(topic, v, k)
+                break
+            except BufferError:
+                p.poll(0.05)
+    p.flush(60)
+
+
+def plain_loop(bootstrap: str, prefix: str, n: int) -> float:
+    codec = Codec()
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "plain-" + uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "enable.auto.commit": False})
+    c.subscribe([topic_name("raw", prefix)])
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.num.messages": 10000})
+    out_topic = topic_name("events", prefix)
+    seen = 0
+    t0 = None
+    while seen < n:
+        msgs = c.consume(2000, 1.0)
+        if msgs and t0 is None:
+            t0 = time.perf_counter()
+        for m in msgs:
+            if m.error():
+                continue
+            rec = codec.decode_as(EVENT, m.value())
+            while True:
+                try:
+                    p.produce(out_topic, codec.encode(EVENT, rec), m.key())
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            seen += 1
+        p.poll(0)
+    p.flush(60)
+    c.commit(asynchronous=False)
+    dt = time.perf_counter() - (t0 or time.perf_counter())
+    c.close()
+    return seen / dt
+
+
+def records_in(url: str) -> float:
+    try:
+        body = urllib.request.urlopen(url + "/metrics", timeout=2).read().decode()
+    except Exception:  # noqa: BLE001
+        return 0.0
+    m = re.search(r"^agentstream_processors_records_in_total (\S+)$", body, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, str]:
+    w = start_worker(bootstrap, prefix, "bench-" + uuid.uuid4().hex[:6], tmp / "data", tmp / "worker.log")
+    try:
+        w.wait_ready(120)
+        t_first = None
+        last = 0.0
+        deadline = time.monotonic() + 600
+        while last < n and time.monotonic() < deadline:
+            last = records_in(w.url)
+            if last > 0 and t_first is None:
+                t_first = (time.perf_counter(), last)
+            time.sleep(0.05)
+        t_end = time.perf_counter()
+        if t_first is None or last < n:
+            raise RuntimeError(f"chain processed {last} of {n}; log {w.log_path}\n{w.log_tail()}")
+        return (n - t_first[1]) / (t_end - t_first[0]), str(w.log_path)
+    finally:
+        w.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--partitions", type=int, default=4)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-processors-"))
+    broker = EmbeddedBroker(log_path=str(tmp / "tansu.log")).start()
+    try:
+        bs = broker.bootstrap_servers
+        data = make_events(args.events)
+        prefixes = {}
+        for which in ("plain", "chain"):
+            prefixes[which] = f"b{uuid.uuid4().hex[:5]}."
+            create_topics(bs, prefix=prefixes[which], partitions=args.partitions)
+            produce(bs, topic_name("raw", prefixes[which]), data)
+        print(f"{args.events} events on raw ({args.partitions} partitions), "
+              f"{sum(len(v) for _, v in data) / len(data):.0f} B/event", file=sys.stderr)
+        plain = plain_loop(bs, prefixes["plain"], args.events)
+        print(f"plain confluent-kafka consume->decode->encode->produce: {plain:,.0f} ev/s", file=sys.stderr)
+        chain_rate, _ = chain(bs, prefixes["chain"], args.events, tmp)
+        print(f"full chain worker (faust, redaction + detectors): {chain_rate:,.0f} ev/s", file=sys.stderr)
+        print(json.dumps({"events": args.events, "chain_ev_s": round(chain_rate), "plain_loop_ev_s": round(plain),
+                          "ratio": round(chain_rate / plain, 3)}))
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
