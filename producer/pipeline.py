@@ -1,13 +1,18 @@
-"""Background-thread work per event: sequence numbers, sampling buffers and encoding.
+"""Background-thread work per event: ids, times, sequence numbers, sampling buffers and
+encoding.
 
 Runs only on the transport thread, so ``seq`` is assigned in queue order: gap-free and in the
-order records are produced, whatever thread the agent emitted from.
+order records are produced, whatever thread the agent emitted from. A closed ``Step`` arrives
+as itself (the agent thread did no more than queue it); everything else arrives as a tuple
+``(run, kind, ts_us, parent_step_id, attrs, payload)``.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from .step import Step
 from .wire import MAX_ATTRS, RunWire, attr_str
+
 
 def clean_attributes(attrs: dict[str, Any]) -> dict[str, str]:
     """What the wire encoder makes of raw attributes (for callers that need the dict)."""
@@ -37,24 +42,47 @@ class EventPipeline:
         run._wire = w
         return w
 
-    def process(self, item: tuple) -> list[tuple[bytes, bytes]]:
+    def process(self, item: Any) -> list[tuple[bytes, bytes]]:
+        if item.__class__ is Step:
+            return self._step(item)
         run, kind, ts_us, parent_step_id, attrs, payload = item
         wire = run._wire or self._wire(run)
-        if kind == "STEP":
-            # The agent thread left raw numbers; make the wire tuple here, off its thread.
-            sid = run._sid
-            started = (payload[4] + run._clock_off) // 1000
-            lat_ns = payload[5]
-            ts_us = started + lat_ns // 1000
-            payload = (sid + str(payload[0]), payload[1], payload[2], payload[3], started,
-                       lat_ns / 1e6) + payload[6:]
-            if parent_step_id is not None and parent_step_id.__class__ is int:
-                parent_step_id = sid + str(parent_step_id)
         data = wire.encode(run._seq, ts_us, ts_us, parent_step_id, attrs, kind, payload)
         run._seq += 1
         if run._sampled:
             return [(run._key, data)]
-        # Unsampled run: hold its records until RUN_END says whether it failed.
+        return self._hold(run, kind, payload, data)
+
+    def _step(self, s: Step) -> list[tuple[bytes, bytes]]:
+        # The agent thread left raw numbers and references; make ids and wall times here.
+        run = s.run
+        wire = run._wire or self._wire(run)
+        sid = run._sid
+        started = (s._t0 + run._clock_off) // 1000
+        lat_ns = s._lat
+        ts_us = started + lat_ns // 1000
+        n = s._n
+        if n is None:
+            n = run._number(s)
+        p = s._parent
+        if p is None or p.__class__ is str:
+            psid = p
+        elif p.run is run:
+            pn = p._n
+            psid = sid + str(run._number(p) if pn is None else pn)
+        else:
+            psid = None
+        kind = s.kind
+        data = wire.encode(run._seq, ts_us, ts_us, psid, s.attrs, "STEP", (
+            sid + str(n), kind, s.name, s.status, started, lat_ns / 1e6, s.attempt,
+            s.retry_of, s.llm, s.tool, s.handoff, s.approval, s.fallback, s.content))
+        run._seq += 1
+        if run._sampled:
+            return [(run._key, data)]
+        return self._hold(run, "STEP", None, data)
+
+    def _hold(self, run: Any, kind: str, payload: Any, data: bytes) -> list[tuple[bytes, bytes]]:
+        """Unsampled run: hold its records until RUN_END says whether it failed."""
         buf = run._buf
         buf.append((run._key, data))
         if kind == "RUN_END":

@@ -1,12 +1,19 @@
 """One step of a run: a context manager that emits a single STEP event when it closes.
 
-This is the hottest path of the SDK, so it does the least it can on the agent's thread: two
-clock reads, a contextvar set/reset and one deque append of a tuple. Encoding happens later on
-the transport thread.
+This is the hottest path of the SDK, so the agent's thread does only what must happen there:
+the enforcement gate (one flag test unless a budget, throttle or command is active), a
+contextvar get/set/reset (the parent is the step that was current), two ``perf_counter_ns``
+reads, two run counters and one bounded ``deque.append`` of the step object itself. The step
+number, step and parent ids, wall-clock times and encoding are derived on the transport thread
+(``pipeline.py``); a step number is drawn earlier only if the agent asks for ``step_id``.
+
+The contextvar stays: a per-run stack would save ~0.3 µs but is wrong for concurrent asyncio
+tasks and threads of one run, whose steps are siblings, not parent and child.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +24,6 @@ from .wire import STEP_KIND_INDEX, STEP_STATUS_INDEX
 if TYPE_CHECKING:
     from .run import Run
 
-_time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
 KIND_LOOKUP = {**STEP_KIND_INDEX, **{k.lower(): v for k, v in STEP_KIND_INDEX.items()}}
 CUSTOM = STEP_KIND_INDEX["CUSTOM"]
@@ -27,7 +33,11 @@ _ERROR, _TIMEOUT, _CANCELLED = (STEP_STATUS_INDEX[s] for s in ("ERROR", "TIMEOUT
 
 
 class Step:
-    """Defaults live on the class so opening a step sets only what differs (cheaper)."""
+    """Defaults live on the class so opening a step sets only what differs: four attributes
+    at creation, two at open, one at close. (``__slots__`` would force every field to be set
+    per step, which costs more than it saves on CPython 3.11.)
+
+    Once closed, the step object itself is the queue item; the transport thread reads it."""
 
     status = 0
     llm = tool = handoff = approval = fallback = content = None
@@ -35,10 +45,13 @@ class Step:
     estimate = None
     attempt = 1
     retry_of = None
-    _n: int | None = None          # step number in the run; step_id is derived from it
-    _pn: int | str | None = None   # parent step's number (or id)
-    _t0: int | None = None         # perf_counter_ns at open; None once closed
-    _token = None
+    _n: int | None = None          # step number in the run (drawn lazily: ``Run._number``)
+    _parent: "Step | str | None" = None  # the enclosing step, or an explicit parent step id
+    # Dropped at close: a queued step should not keep its token (and the token its context)
+    # alive; every object that survives in the queue makes the cyclic GC's passes longer.
+    _token: contextvars.Token | None = None
+    _t0: int | None = None         # perf_counter_ns at open
+    _lat: int | None = None        # latency in ns; set once, at close
 
     def __init__(self, run: "Run", kind: int, name: str, attrs: dict | None) -> None:
         self.run = run
@@ -47,19 +60,25 @@ class Step:
         self.attrs = attrs
 
     @property
-    def step_id(self) -> str | None:
+    def step_id(self) -> str:
         n = self._n
-        return None if n is None else self.run._sid + str(n)
+        return self.run._sid + str(self.run._number(self) if n is None else n)
 
     @property
     def parent_step_id(self) -> str | None:
-        pn = self._pn
-        return pn if pn is None or pn.__class__ is str else self.run._sid + str(pn)
+        p = self._parent
+        if p is None or p.__class__ is str:
+            return p
+        return p.step_id if p.run is self.run else None
 
     @property
     def started_us(self) -> int | None:
         t0 = self._t0
         return None if t0 is None else (t0 + self.run._clock_off) // 1000
+
+    @property
+    def closed(self) -> bool:
+        return self._lat is not None
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "Step":
@@ -68,12 +87,7 @@ class Step:
             delay = run._gate_check(self)  # enforcement: may raise before the step starts
             if delay:
                 time.sleep(delay)
-        self._n = next(run._counter)
-        if self.attempt > 1:
-            run._note_attempt(self.step_id, self.attempt)
-        parent = current_step.get()
-        if parent is not None and parent.run is run:
-            self._pn = parent._n
+        self._parent = current_step.get()
         self._token = current_step.set(self)
         self._t0 = _perf_ns()
         return self
@@ -84,18 +98,8 @@ class Step:
             delay = run._gate_check(self)
             if delay:
                 await asyncio.sleep(delay)
-        self._token = None
-        return self._begin(run, True)
-
-    def _begin(self, run: "Run", make_current: bool) -> "Step":
-        self._n = next(run._counter)
-        if self.attempt > 1:
-            run._note_attempt(self.step_id, self.attempt)
-        parent = current_step.get()
-        if parent is not None and parent.run is run:
-            self._pn = parent._n
-        if make_current:
-            self._token = current_step.set(self)
+        self._parent = current_step.get()
+        self._token = current_step.set(self)
         self._t0 = _perf_ns()
         return self
 
@@ -107,49 +111,46 @@ class Step:
             delay = run._gate_check(self)
             if delay:
                 time.sleep(delay)
-        return self._begin(run, False)
+        self._parent = current_step.get()
+        self._t0 = _perf_ns()
+        return self
 
     def end(self, exc: BaseException | None = None) -> None:
         """Closes a step opened with ``begin`` (idempotent)."""
-        if self._t0 is not None:
+        if self._t0 is not None and self._lat is None:
             self.__exit__(type(exc) if exc is not None else None, exc, None)
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
         t0 = self._t0
-        if t0 is None:  # already closed
+        if t0 is None or self._lat is not None:  # never opened, or already closed
             return False
-        lat_ns = _perf_ns() - t0
-        self._t0 = None
-        if self._token is not None:
+        self._lat = _perf_ns() - t0
+        token = self._token
+        if token is not None:
+            self._token = None
             try:
-                current_step.reset(self._token)
+                current_step.reset(token)
             except ValueError:  # closed in another context (a generator finished elsewhere)
                 current_step.set(None)
-        status = self.status
         if et is not None:
-            if not status:
-                status = (_CANCELLED if issubclass(et, asyncio.CancelledError)
-                          else _TIMEOUT if issubclass(et, TimeoutError) else _ERROR)
-            if not issubclass(et, EnforcementError):
-                attrs = self.attrs
-                if attrs is None:
-                    self.attrs = attrs = {}
-                attrs["error.type"] = et.__name__
-        # inlined Run._close_step: this is the hot path
+            self._failed(et)
         run = self.run
-        run.step_count += 1
-        kind = self.kind
-        if kind == LLM:
+        run.step_count += 1  # on this thread: budgets and readers of run totals need them now
+        if self.kind == LLM:
             run.llm_calls += 1
         q = run._q
         if len(q) < run._qmax:
-            q.append((run, "STEP", 0, self._pn, self.attrs,
-                      (self._n, kind, self.name, status, t0, lat_ns, self.attempt, self.retry_of,
-                       self.llm, self.tool, self.handoff, self.approval, self.fallback,
-                       self.content)))
+            q.append(self)
         else:
             run._t.dropped += 1
         return False
+
+    def _failed(self, et: type) -> None:
+        if not self.status:
+            self.status = (_CANCELLED if issubclass(et, asyncio.CancelledError)
+                           else _TIMEOUT if issubclass(et, TimeoutError) else _ERROR)
+        if not issubclass(et, EnforcementError):
+            self.set_attribute("error.type", et.__name__)
 
     async def __aexit__(self, et: Any, ev: Any, tb: Any) -> bool:
         return self.__exit__(et, ev, tb)

@@ -21,21 +21,28 @@ class OffsetRange:
     # Kafka timestamp of the first record: offsets restart at 0 when a topic is recreated, and
     # a token made of offsets alone would then drop new rows as repeats of old ones.
     first_ts_ms: int = 0
+    # Planned on the Avro fast path; ``fallback``: writer schema ids whose container ClickHouse
+    # refused, redone in Python. A replay takes the same path, so its tokens match.
+    avro: bool = False
+    fallback: tuple[int, ...] = ()
 
     @property
     def token(self) -> str:
         return f"{self.topic}/{self.partition}/{self.start}-{self.end}@{self.first_ts_ms}"
 
 
-LEDGER_COLUMNS = ["consumer_group", "topic", "partition", "start_offset", "end_offset", "first_ts_ms", "row_count"]
+LEDGER_COLUMNS = ["consumer_group", "topic", "partition", "start_offset", "end_offset", "first_ts_ms", "row_count",
+                  "avro", "fallback"]
 
 
 def record_plans(client, group: str, ranges: list[tuple[OffsetRange, int]]) -> None:
+    """Records ranges (re-recording one replaces its row: ReplacingMergeTree on its start)."""
     if not ranges:
         return
     client.insert(
         "sink_batches",
-        [[group, r.topic, r.partition, r.start, r.end, r.first_ts_ms, n] for r, n in ranges],
+        [[group, r.topic, r.partition, r.start, r.end, r.first_ts_ms, n, int(r.avro), list(r.fallback)]
+         for r, n in ranges],
         column_names=LEDGER_COLUMNS,
     )
 
@@ -50,14 +57,15 @@ def pending_plans(client, group: str, committed: dict[tuple[str, int], int]) -> 
     if not committed:
         return out
     result = client.query(
-        "SELECT topic, partition, start_offset, end_offset, first_ts_ms FROM sink_batches FINAL "
+        "SELECT topic, partition, start_offset, end_offset, first_ts_ms, avro, fallback FROM sink_batches FINAL "
         "WHERE consumer_group = {g:String} AND topic IN {topics:Array(String)} "
         "ORDER BY topic, partition, start_offset",
         parameters={"g": group, "topics": sorted({t for t, _ in committed})},
     )
-    for topic, partition, start, end, first_ts in result.result_rows:
+    for topic, partition, start, end, first_ts, avro, fallback in result.result_rows:
         nxt = committed.get((topic, int(partition)))
         if nxt is None or int(start) < nxt:
             continue
-        out.setdefault((topic, int(partition)), []).append(OffsetRange(topic, int(partition), int(start), int(end), int(first_ts)))
+        out.setdefault((topic, int(partition)), []).append(OffsetRange(
+            topic, int(partition), int(start), int(end), int(first_ts), bool(avro), tuple(int(x) for x in fallback)))
     return out

@@ -24,3 +24,5 @@ LAG = Gauge(
 )
 PAUSED = Gauge("agentstream_sink_paused", "1 while partitions are paused for a ClickHouse outage")
 REPLAYS = Counter("agentstream_sink_replayed_ranges_total", "Ledger ranges re-inserted after a restart", ["topic"])
+FALLBACKS = Counter("agentstream_sink_avro_fallbacks_total",
+                    "Avro containers ClickHouse refused, redone through the Python mapper", ["table"])

@@ -55,6 +55,13 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None and v != [] and v != {}}
 
 
+def _rule_counts(counts: dict[str, Any]) -> dict[str, int]:
+    out = {k: int(v) for k, v in counts.items()}
+    if any(v < 0 for v in out.values()):
+        raise RowError("redaction rule count is negative")
+    return out
+
+
 def _run_start(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     row["name"] = p["entrypoint"]
     return {"role": p.get("role"), "sampled": p.get("sampled")}
@@ -165,7 +172,7 @@ def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple:
             attributes=dict(ev.get("attributes") or {}),
             capture_mode=ev.get("capture_mode") or "METADATA_ONLY",
             policy_version=ev.get("policy_version") or "",
-            redaction_counts={k: int(v) for k, v in (red.get("rule_counts") or {}).items()},
+            redaction_counts=_rule_counts(red.get("rule_counts") or {}),
             retention_days=retention_days,
         )
     except RowError:

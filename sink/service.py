@@ -22,7 +22,8 @@ from .ledger import OffsetRange, pending_plans, record_plans
 from .retention import PolicyFollower, RetentionBook
 from .settings import SinkSettings
 from .storage import apply_migrations, make_client
-from .tables import TABLE_SPECS, TableSpec, convert
+from .tables import TABLE_SPECS, TableSpec
+from .writer import RangeWriter
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Sink:
         self.specs: dict[str, TableSpec] = {
             topic_name(t, settings.topic_prefix): TABLE_SPECS[t] for t in settings.topics
         }
+        self.writer = RangeWriter(lambda: self.client, self.codec, self.retention, settings.group_id)
         self._buffers: dict[tuple[str, int], list] = {}
         self._plans: dict[tuple[str, int], list[OffsetRange]] = {}
         self._assigned: set[tuple[str, int]] = set()
@@ -204,7 +206,8 @@ class Sink:
                     continue
             else:
                 take, replay = list(buf), False
-            rng = OffsetRange(key[0], key[1], take[0].offset(), take[-1].offset(), take[0].timestamp()[1])
+            rng = OffsetRange(key[0], key[1], take[0].offset(), take[-1].offset(), take[0].timestamp()[1],
+                              avro=self.settings.avro_fast_path and RangeWriter.fast_path_for(self.specs[key[0]]))
             chunks.append((rng, take, replay))
             del buf[: len(take)]
         taken = sum(len(c[1]) for c in chunks)
@@ -227,7 +230,8 @@ class Sink:
             if (rng.topic, rng.partition) not in self._assigned:
                 continue
             spec = self.specs[rng.topic]
-            result = self._with_retry(spec.table, lambda: self._store(spec, rng, msgs), stop)
+            cell = {"range": rng}
+            result = self._with_retry(spec.table, lambda: self._store(spec, cell, msgs), stop)
             if result is _STOPPED:
                 return  # nothing more is committed; the ledger replays the rest on restart
             rejected.extend(result)
@@ -238,20 +242,18 @@ class Sink:
             self.dlq_records += len(rejected)
         self._commit([r for r in done if (r.topic, r.partition) in self._assigned], stop)
 
-    def _store(self, spec: TableSpec, rng: OffsetRange, msgs: list) -> list[Rejected]:
-        """Inserts one range under its dedup token; returns the records it rejected."""
-        settings = {"insert_deduplicate": 1, "insert_deduplication_token": rng.token,
-                    "deduplicate_blocks_in_dependent_materialized_views": 1}
+    def _store(self, spec: TableSpec, cell: dict[str, OffsetRange], msgs: list) -> list[Rejected]:
+        """Inserts one range under its dedup tokens (see ``writer``); returns the records it
+        rejected. ``cell`` keeps the range's path choice across retries."""
         t0 = time.perf_counter()
-        path = "python"
-        rows, rejected = convert(spec, self.codec, self.retention, msgs)
-        if rows:
-            self.client.insert(spec.table, rows, column_names=list(spec.columns), settings=settings)
-        stored = len(rows)
+        by_path, rejected = self.writer.store(spec, cell, msgs)
+        stored = sum(by_path.values())
         m.INSERT_SECONDS.labels(spec.table).observe(time.perf_counter() - t0)
         m.BATCH_ROWS.labels(spec.table).observe(stored)
         m.BATCHES.labels(spec.table).inc()
-        m.ROWS.labels(spec.table, path).inc(stored)
+        for path, n in by_path.items():
+            if n:
+                m.ROWS.labels(spec.table, path).inc(n)
         self.stored_rows += stored
         return rejected
 

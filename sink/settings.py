@@ -17,6 +17,9 @@ class SinkSettings(BaseSettings):
     clickhouse_dsn: str = "chdb://.agentstream/chdb"
     # Logical topics the sink stores; each maps to one table.
     topics: list[str] = Field(default_factory=lambda: ["events", "alerts"])
+    # Hand ClickHouse the records' own Avro bytes (migration 0005's staging table + view) for
+    # writer schemas it mirrors; False: decode and map every record in Python (sink/rows.py).
+    avro_fast_path: bool = True
     batch_max_rows: int = 50_000
     batch_max_seconds: float = 1.0
     # Production keeps Kafka's default; the embedded profile and tests use 6000 (joins in ~3 s).

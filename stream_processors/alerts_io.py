@@ -45,35 +45,37 @@ def pagerduty_body(a: dict[str, Any], routing_key: str) -> dict[str, Any]:
                                            "agent_version": a.get("agent_version")}}}
 
 
-def post_with_retries(client: Any, url: str, body: dict[str, Any], max_retries: int = 6, base_s: float = 0.5,
-                      cap_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> bool:
-    """True when accepted; False when the receiver rejected it for good or retries ran out."""
+DELIVERED, REJECTED, UNAVAILABLE = "delivered", "rejected", "unavailable"
+
+
+def deliver(client: Any, url: str, body: dict[str, Any], max_retries: int = 6, base_s: float = 0.5,
+            cap_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Posts until the receiver settles it: ``DELIVERED`` (2xx), ``REJECTED`` (a 4xx other than
+    408/429: no retry can change it) or ``UNAVAILABLE`` (5xx, 408/429 or network errors on every
+    one of the 1 + max_retries tries). Each try is one POST; there is never a post after a 2xx."""
     for attempt in range(max_retries + 1):
         try:
             r = client.post(url, json=body, timeout=10.0)
             if 200 <= r.status_code < 300:
-                return True
+                return DELIVERED
             if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
                 print(f"webhook rejected alert ({r.status_code}): {r.text[:200]}", file=sys.stderr)
-                return False
+                return REJECTED
             retry_after = r.headers.get("retry-after")
-            delay = float(retry_after) if retry_after and retry_after.isdigit() else None
+            delay = min(cap_s, float(retry_after)) if retry_after and retry_after.isdigit() else None
         except Exception as exc:  # noqa: BLE001 - network errors are retried
             print(f"webhook error: {type(exc).__name__}: {exc}", file=sys.stderr)
             delay = None
         if attempt == max_retries:
             break
         sleep(delay if delay is not None else min(cap_s, base_s * 2 ** attempt) * (0.5 + random.random() / 2))
-    return False
+    return UNAVAILABLE
 
 
-def _rejected_for_good(client: Any, url: str, body: dict[str, Any]) -> bool:
-    try:
-        r = client.post(url, json=body, timeout=10.0)
-    except Exception:  # noqa: BLE001
-        return False
-    # Settled: accepted on this last try, or refused for good (no retry can change that).
-    return r.status_code < 300 or (400 <= r.status_code < 500 and r.status_code not in (408, 429))
+def post_with_retries(client: Any, url: str, body: dict[str, Any], max_retries: int = 6, base_s: float = 0.5,
+                      cap_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """True when accepted; False when the receiver rejected it for good or retries ran out."""
+    return deliver(client, url, body, max_retries, base_s, cap_s, sleep) == DELIVERED
 
 
 def _consumer(settings: ProcessorsSettings, group: str, from_beginning: bool) -> Any:
@@ -122,7 +124,7 @@ def tail_alerts(settings: ProcessorsSettings, tenant: str | None = None, from_be
 
 def forward_alerts(settings: ProcessorsSettings, webhook: str, fmt: str = "slack", routing_key: str = "",
                    tenant: str | None = None, max_retries: int = 6, group: str | None = None,
-                   stop_after: int = 0, client: Any = None) -> int:
+                   stop_after: int = 0, client: Any = None, base_s: float = 0.5) -> int:
     import httpx
 
     if fmt not in ("slack", "pagerduty"):
@@ -130,6 +132,7 @@ def forward_alerts(settings: ProcessorsSettings, webhook: str, fmt: str = "slack
     codec = Codec(make_resolver(settings.schema_registry_url))
     c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True)
     http = client or httpx.Client()
+    own_client = client is None
     sent = 0
     try:
         while not stop_after or sent < stop_after:
@@ -143,15 +146,19 @@ def forward_alerts(settings: ProcessorsSettings, webhook: str, fmt: str = "slack
                     continue
                 if not tenant or a["tenant_id"] == tenant:
                     body = slack_body(a) if fmt == "slack" else pagerduty_body(a, routing_key)
-                    if post_with_retries(http, webhook, body, max_retries):
+                    outcome = deliver(http, webhook, body, max_retries, base_s)
+                    if outcome == DELIVERED:
                         sent += 1
-                    elif not _rejected_for_good(http, webhook, body):
+                    elif outcome == UNAVAILABLE:
                         # Out of retries on a transient error: stop without committing, so a
                         # restarted forwarder resumes at this alert instead of dropping it.
+                        # (No extra "settling" post: after a 2xx that would send the alert twice.)
                         raise RuntimeError(f"webhook unavailable; alert {a['alert_id']} not delivered")
                 c.commit(message=m, asynchronous=False)
     except KeyboardInterrupt:
         pass
     finally:
         c.close()
+        if own_client:
+            http.close()
     return sent

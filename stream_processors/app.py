@@ -1,18 +1,16 @@
-"""The faust-streaming app: thin agents around the batch core in ``chain.py``.
+"""The faust-streaming app around the batch core in ``chain.py``.
 
-Design for throughput (see docs/processors.md): the raw topic is read as raw bytes with
-``stream.take_events`` so faust does no per-message deserialisation; the whole batch is decoded,
-redacted, run through every detector in one pass and re-encoded by plain Python; output goes out
-through one confluent-kafka producer and the batch is acked only once all of it is acknowledged.
-Per-run detector state is written back to a changelog-backed table once per touched run per batch,
-not once per event. Fleet state (tenant spend windows, drift sketches) is pre-aggregated per batch
-and repartitioned by tenant through an internal topic, so the fleet agent sees a handful of
-records per batch rather than every event.
+Design for throughput (see docs/processors.md): the raw topic is NOT read through a faust stream;
+faust's per-message path alone tops out at a few thousand records/s here. ``raw_loop.RawLoop``
+(a service of this app) reads raw with confluent-kafka in batches, runs the whole chain on each
+batch, produces through one confluent-kafka producer and commits only after every output is
+acknowledged. Per-run detector state is kept per raw partition with its own compacted changelog.
+faust keeps what is not per-event: the fleet agent (tenant spend windows, drift) over the small
+per-batch fleet deltas, with its changelog-backed table; the policies GlobalTable; the web server.
 """
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import faust
@@ -23,6 +21,7 @@ from .chain import Chain
 from .emitter import Emitter
 from .metrics import ProcessorMetrics
 from .policies import PolicyBook
+from .raw_loop import RawLoop
 from .records import InRecord
 from .redaction.engine import Redactor
 from .settings import ProcessorsSettings
@@ -74,15 +73,12 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
     prefix = settings.topic_prefix
     metrics = ProcessorMetrics()
 
-    raw_topic = app.topic(topic_name("raw", prefix), key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw")
     policies_topic = app.topic(topic_name("policies", prefix), key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw")
     # Faust never finishes assigning when a GlobalTable's changelog is a pre-existing topic on
     # Tansu, so the policies topic is mirrored into the table's own (compacted) changelog by the
     # ``policies`` agent below; every worker's GlobalTable then reads that changelog in full.
     policy_table = app.GlobalTable("policies", key_type=bytes, value_type=bytes, partitions=1)
-    run_table = app.Table("run-state", key_type=bytes, value_type=bytes, partitions=partitions)
     fleet_table = app.Table("fleet-state", key_type=bytes, value_type=bytes, partitions=partitions)
     fleet_topic = app.topic(f"{prefix}{settings.app_id}-fleet", key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw", partitions=partitions,
@@ -94,7 +90,10 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
     policies = PolicyBook(lookup_policy, lambda b: codec.decode_as(POLICY, b))
     chain = Chain(settings, codec, Redactor(settings.hash_key_bytes()), policies, fleet_topic.get_topic_name())
     emitter = Emitter(settings.bootstrap_servers)
+    raw_loop = RawLoop(settings, chain, metrics, partitions)
+    app.add_dependency(raw_loop)
     app.agentstream_chain = chain  # type: ignore[attr-defined]
+    app.agentstream_raw_loop = raw_loop  # type: ignore[attr-defined]
     app.agentstream_metrics = metrics  # type: ignore[attr-defined]
 
     def table_get(table: Any, partition: int, key: bytes) -> bytes | None:
@@ -109,17 +108,6 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
         else:
             table.data[key] = value
             table.send_changelog(partition, key, value)
-
-    @app.agent(raw_topic, name="chain")
-    async def chain_agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            t0 = time.perf_counter()
-            batch = [InRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
-                     for m in (e.message for e in events)]
-            out = chain.process(batch, lambda p, k: table_get(run_table, p, k),
-                                lambda p, k, v: table_put(run_table, p, k, v))
-            await emitter.send_batch(out)
-            metrics.observe_batch(len(batch), out, time.perf_counter() - t0)
 
     @app.agent(fleet_topic, name="fleet")
     async def fleet_agent(stream: faust.StreamT) -> None:
@@ -153,7 +141,8 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = app.tables.recovery.completed.is_set() and bool(app.consumer.assignment())
+        ready = (app.tables.recovery.completed.is_set() and bool(app.consumer.assignment())
+                 and raw_loop.ready.is_set())
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/metrics")

@@ -56,8 +56,16 @@ class Chain:
             if entry is None:
                 raw = get_state(r.source.partition, run_id.encode())
                 entry = (r.source.partition, orjson.loads(raw) if raw else runs.new_state(), False)
+            st = entry[1]
+            offset = r.source.offset
+            if st.get("_o", -1) >= offset:
+                # Redelivered after a crash between flush and commit: already in this state (and
+                # in the fleet deltas flushed with it); the event itself is re-emitted, not recounted.
+                states[run_id] = entry
+                continue
+            st["_o"] = offset
             policy = self.policies.get(tenant)
-            for f in runs.observe(entry[1], e, policy.loops, policy.budgets):
+            for f in runs.observe(st, e, policy.loops, policy.budgets):
                 alert_id = _id(tenant, run_id, f.key or f.alert_type)
                 out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
                                        e.get("agent_id"), e.get("agent_version"), run_id, [r.source]))

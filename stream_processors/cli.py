@@ -80,8 +80,12 @@ def policy_set(
     from .policy_io import set_policy
     from .settings import ProcessorsSettings
 
-    rec = set_policy(ProcessorsSettings(), tenant, version=version, capture_mode=capture_mode,
-                     actions=action, loops=loop, budgets=budget, retention_days=retention_days)
+    try:
+        rec = set_policy(ProcessorsSettings(), tenant, version=version, capture_mode=capture_mode,
+                         actions=action, loops=loop, budgets=budget, retention_days=retention_days)
+    except ValueError as exc:  # bad --action/--loop/--budget/--capture-mode: a message, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"policy {rec['version']} written for tenant {tenant}")
 
 

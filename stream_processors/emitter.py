@@ -37,20 +37,29 @@ class Emitter:
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err}")
 
-    def produce_all(self, records: Iterable[OutRecord]) -> int:
+    def produce_all(self, records: Iterable[OutRecord], on_delivery: Any = None) -> int:
+        """Queues every record; ``on_delivery(err, msg)`` (default: collect errors for
+        ``flush_sync``) runs from ``poll``/``flush``."""
         produce = self._producer.produce
         poll = self._producer.poll
-        cb = self._on_delivery
+        cb = on_delivery or self._on_delivery
         n = 0
         for r in records:
             while True:
                 try:
-                    produce(r.topic, r.value, r.key, headers=r.headers or None, on_delivery=cb)
+                    if r.partition is None:
+                        produce(r.topic, r.value, r.key, headers=r.headers or None, on_delivery=cb)
+                    else:
+                        produce(r.topic, r.value, r.key, partition=r.partition, headers=r.headers or None,
+                                on_delivery=cb)
                     break
                 except BufferError:  # local queue full: let librdkafka drain, then retry
                     poll(0.05)
             n += 1
         return n
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return self._producer.poll(timeout)
 
     def flush_sync(self, timeout: float = 30.0) -> None:
         left = self._producer.flush(timeout)

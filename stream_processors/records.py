@@ -24,6 +24,9 @@ class OutRecord:
     key: bytes | None
     value: bytes | None
     headers: Headers = field(default_factory=list)
+    # Set only where the partition must follow another topic's (state changelogs); None lets
+    # the producer's key partitioner decide.
+    partition: int | None = None
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from agentstream.schemas import ALERT, DLQ_HEADERS, EVENT, Codec, DecodeError, t
 from .policies import PolicyBook
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import RedactionError, Redactor
+from .summary_patch import SummaryPatcher
 
 STAGE = "redaction"
 
@@ -54,6 +55,8 @@ class RedactionStage:
         self.quarantine_topic = topic_name("quarantine", prefix)
         self.alerts_topic = topic_name("alerts", prefix)
         self.counts = StageCounts()
+        sid = codec.resolver.writer_id(EVENT)
+        self.patcher = SummaryPatcher(codec.catalog.latest(EVENT).text, sid)
 
     def process(self, batch: list[InRecord], out: list[OutRecord]) -> list[Redacted]:
         """Appends every output record to ``out``; returns the redacted events for the detectors."""
@@ -72,7 +75,10 @@ class RedactionStage:
             policy = self.policies.get(event["tenant_id"])
             try:
                 clean = self.redactor.redact_event(event, policy.actions, policy.version, policy.capture_mode)
-                value = codec.encode(EVENT, clean)
+                # Nothing redacted (the common case): the input bytes plus the summary, no re-encode.
+                value = None if clean["redaction"]["rule_counts"] else self.patcher.patch(rec.value, policy.version)
+                if value is None:
+                    value = codec.encode(EVENT, clean)
             except (RedactionError, ValueError) as exc:
                 # fastavro's messages quote the datum: only the exception type leaves this process.
                 reason = exc.reason if isinstance(exc, RedactionError) else f"re-encode failed: {type(exc).__name__}"

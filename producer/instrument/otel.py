@@ -137,7 +137,7 @@ class AgentstreamSpanProcessor:
         attrs = {k: v for k, v in (span.attributes or {}).items() if k in SAFE_ATTRIBUTES}
         step = run.step(kind, span.name, **attrs)
         step._n = next(run._counter)
-        step._pn = step_ids.get(span.parent.span_id) if span.parent else None
+        step._parent = step_ids.get(span.parent.span_id) if span.parent else None
         step._t0 = span.start_time - run._clock_off
         if kind == "llm":
             provider = str(_attr(span, "gen_ai.provider.name") or _attr(span, "gen_ai.system")

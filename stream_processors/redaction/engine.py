@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .rules import CATEGORIES, PREFILTER, RULES, Rule
+from .rules import CATEGORIES, PREFILTER, RULES, UUID, Rule
 
 ACTIONS = ("mask", "hash", "drop")
 DEFAULT_ACTIONS: Mapping[str, str] = {c: "mask" for c in CATEGORIES}
@@ -23,6 +23,12 @@ IDENTIFIER_FIELDS = ("event_id", "tenant_id", "agent_id", "agent_version", "envi
 # Enums and fixed vocabularies never carry free text; skipping them saves work on every event.
 SKIP_FIELDS = frozenset(("kind", "capture_mode", "step_kind", "status", "failure_type", "redaction"))
 DEFAULT_MAX_CHARS = 256 * 1024
+_UUID = UUID.fullmatch
+# Verdict cache: tenant ids, agent ids, tool names, routes and attribute values repeat on almost
+# every event. ``scan`` is a pure function of the text (the rule set is fixed per Redactor; the
+# policy only decides what to do with the findings), so a verdict can be reused safely.
+CACHE_MAX_CHARS = 512
+CACHE_MAX_ENTRIES = 200_000
 
 
 class RedactionError(Exception):
@@ -69,7 +75,7 @@ def nullable_string_fields() -> frozenset[str]:
     return frozenset(nullable - required)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule: Rule
     start: int
@@ -85,15 +91,28 @@ class Redactor:
         self.rules = tuple(rules)
         self.max_chars = max_chars
         self._prefilter = PREFILTER.search
+        self._verdicts: dict[str, tuple[Finding, ...]] = {}
 
     # ---- text ----------------------------------------------------------------------------
 
-    def scan(self, text: str) -> list[Finding]:
-        if len(text) > self.max_chars:
+    def scan(self, text: str) -> tuple[Finding, ...]:
+        hit = self._verdicts.get(text)
+        if hit is not None:
+            return hit
+        n = len(text)
+        if n > self.max_chars:
             # A bounded-time guarantee matters more than scanning a megabyte blob: fail closed.
-            raise RedactionError(f"text of {len(text)} chars exceeds the {self.max_chars}-char scan limit")
-        if self._prefilter(text) is None:
-            return []
+            raise RedactionError(f"text of {n} chars exceeds the {self.max_chars}-char scan limit")
+        # A canonical UUID (event ids, run ids) cannot hold a match of any rule: hex digits and
+        # dashes in 8-4-4-4-12 groups; card and phone validators reject spans inside one.
+        found = () if self._prefilter(text) is None or (n == 36 and _UUID(text)) else self._scan_rules(text)
+        if n <= CACHE_MAX_CHARS:
+            if len(self._verdicts) >= CACHE_MAX_ENTRIES:
+                self._verdicts.clear()  # cheaper than LRU bookkeeping on every hit
+            self._verdicts[text] = found
+        return found
+
+    def _scan_rules(self, text: str) -> tuple[Finding, ...]:
         found: list[Finding] = []
         for rule in self.rules:
             for s, e in rule.find(text):
@@ -109,7 +128,7 @@ class Redactor:
                     continue
                 merged.append(f)
             found = merged
-        return found
+        return tuple(found)
 
     def token(self, category: str, value: str, action: str) -> str:
         if action == "hash":
@@ -145,7 +164,10 @@ class Redactor:
 
     def redact_event(self, event: Mapping[str, Any], actions: Mapping[str, str], policy_version: str,
                      capture_mode: str = "METADATA_ONLY") -> dict[str, Any]:
-        """A redacted copy of a decoded Event, with its ``redaction`` summary set."""
+        """A redacted copy of a decoded Event, with its ``redaction`` summary set.
+
+        Invariant the hot path relies on: every change (rule hit, drop, capture policy) adds to
+        ``rule_counts``, so empty counts mean the copy equals the input apart from the summary."""
         try:
             return self._redact_event(event, actions, policy_version, capture_mode)
         except RedactionError:
@@ -162,6 +184,15 @@ class Redactor:
                 hits = self.scan(v)
                 if hits:
                     raise RedactionError(f"identifier field {name} matches rule {hits[0].rule.name}")
+        payload = event.get("payload")
+        if not (isinstance(payload, dict) and payload.get("content")) and not any(
+                self._has_findings(v) for name, v in event.items()
+                if v is not None and name not in IDENTIFIER_FIELDS and name not in SKIP_FIELDS):
+            # Fast path (most events): a read-only pass over cached verdicts found nothing, so
+            # the rewriting walk below would return the event as it is.
+            out = dict(event)
+            out["redaction"] = {"policy_version": policy_version, "rule_counts": {}}
+            return out
         counts: dict[str, int] = {}
         changed: list[str] = []
         out = dict(event)
@@ -181,6 +212,38 @@ class Redactor:
                 raise RedactionError(f"post-check: rule {leftover[0].rule.name} still matches after redaction")
         out["redaction"] = {"policy_version": policy_version, "rule_counts": counts}
         return out
+
+    def _has_findings(self, v: Any) -> bool:
+        """Whether ``_walk`` would find anything under ``v`` (same fields and keys, no copies)."""
+        if type(v) is str:
+            f = self._verdicts.get(v)
+            return bool(self.scan(v) if f is None else f)
+        if isinstance(v, dict):
+            verdicts, scan = self._verdicts, self.scan
+            for k, item in v.items():
+                if k in SKIP_FIELDS or item is None:
+                    continue
+                t = type(item)
+                if t is int or t is float or t is bool:
+                    continue
+                if type(k) is str:
+                    f = verdicts.get(k)
+                    if f is None:
+                        f = scan(k)
+                    if f:
+                        return True
+                if t is str:
+                    f = verdicts.get(item)
+                    if f is None:
+                        f = scan(item)
+                    if f:
+                        return True
+                elif self._has_findings(item):
+                    return True
+            return False
+        if isinstance(v, list):
+            return any(self._has_findings(item) for item in v)
+        return isinstance(v, str) and bool(self.scan(v))  # str subclasses
 
     def _walk(self, name: str, v: Any, actions: Mapping[str, str], counts: dict[str, int],
               changed: list[str], nullable: frozenset[str]) -> Any:

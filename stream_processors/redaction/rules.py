@@ -60,7 +60,24 @@ def luhn_ok(digits: str) -> bool:
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[068]|35|6011|65|64[4-9]|62)")
 
 
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX_DASH = frozenset("0123456789abcdefABCDEF-")
+
+
+def inside_uuid(m: re.Match[str]) -> bool:
+    """True when the match lies within a UUID-shaped token: its digit groups joined by dashes
+    (``a07-8224-123456789012``) can pass Luhn by chance, about one UUID in a few thousand."""
+    text, s, e = m.string, m.start(), m.end()
+    while s > 0 and text[s - 1] in _HEX_DASH:
+        s -= 1
+    while e < len(text) and text[e] in _HEX_DASH:
+        e += 1
+    return e - s == 36 and UUID.fullmatch(text, s, e) is not None
+
+
 def _card_ok(m: re.Match[str]) -> bool:
+    if inside_uuid(m):
+        return False
     digits = re.sub(r"[ -]", "", m.group(0))
     if not 13 <= len(digits) <= 19 or len(set(digits)) < 2:
         return False
@@ -118,6 +135,8 @@ def _ipv6_ok(m: re.Match[str]) -> bool:
 
 
 def _phone_ok(m: re.Match[str]) -> bool:
+    if inside_uuid(m):
+        return False
     digits = re.sub(r"\D", "", m.group(0))
     return 10 <= len(digits) <= 15 and len(set(digits)) > 2
 

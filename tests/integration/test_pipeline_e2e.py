@@ -33,6 +33,11 @@ def pipeline(bootstrap, topic_prefix, chdb_path, chdb_client, tmp_path_factory):
                              group_id=f"e2e-sink-{uuid.uuid4().hex[:6]}",
                              clickhouse_dsn=f"chdb://{chdb_path}", batch_max_seconds=0.2,
                              session_timeout_ms=6000), client=chdb_client).start()
+    # the 10 s budget is the pipeline's latency, not its consumer-group join: start the clock
+    # once the sink owns its partitions (the worker's readiness already includes its own)
+    deadline = time.monotonic() + 60
+    while not sink.health()["assigned"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     keys_file = tmp / "api_keys.json"
     keys = {t: add_key(keys_file, t, scopes=("read", "write")) for t in ("e2e-acme", "e2e-globex")}
     port = free_port()

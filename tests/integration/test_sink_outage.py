@@ -32,6 +32,9 @@ def test_sink_rides_out_a_clickhouse_outage(bootstrap, topic_prefix, chdb_client
     try:
         produce(bootstrap, topic, [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in before])
         wait_for(lambda: _count(chdb_client, tenant) == len(before), what="first run stored")
+        # Rows are visible before their offsets are committed: let that commit land first.
+        wait_for(lambda: sink.health()["last_commit_at"] and not sink.health()["pending_rows"],
+                 what="the first run committed")
         chdb_client.command("DETACH TABLE events")
         detached = True
         commits_at_outage = sink.committed_ranges

@@ -36,7 +36,10 @@ def apply_migrations(client) -> None:
         for stmt in "\n".join(text.splitlines()).split("\n;\n"):
             body = "\n".join(l for l in stmt.splitlines() if not l.strip().startswith("--")).strip()
             if body.rstrip(";").strip():
-                client.command(stmt.strip().rstrip(";"))
+                # the sink's own migration runner (sink/storage.py) passes the same setting: the
+                # Avro staging table's payload Variant has two same-shaped branches
+                client.command(stmt.strip().rstrip(";"),
+                               settings={"allow_suspicious_variant_types": 1})
 
 
 def now_us() -> int:

@@ -115,3 +115,17 @@ def resolve_env_value(entry: dict[str, Any], docs: list[dict[str, Any]]) -> str 
     if r.get("optional"):
         return None
     raise AssertionError(f"{entry['name']}: {kind} {r['name']} key {r['key']} not rendered")
+
+
+def processors_raw_group(app_id: str) -> str:
+    """The consumer group that reads raw in the processors: RawLoop names it from the app id.
+    Read from the code so a rename fails here rather than leaving KEDA watching a dead group."""
+    import inspect
+
+    from agentstream.stream_processors import raw_loop
+
+    src = inspect.getsource(raw_loop.RawLoop.run_blocking)
+    assert '"group.id": f"{s.app_id}-raw"' in src, (
+        "RawLoop no longer names its group <app_id>-raw: update the processors ScaledObject's "
+        "consumerGroup and this function")
+    return f"{app_id}-raw"

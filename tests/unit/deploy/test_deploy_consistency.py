@@ -310,3 +310,19 @@ def test_sink_and_processor_inputs_match_the_code(overlays):
 def test_compose_file_is_the_one_documented():
     assert COMPOSE_FILE.name == "compose.yaml" and json.dumps  # docs/deploy.md links this path
     assert "deploy/compose/compose.yaml" in (COMPOSE_FILE.parents[2] / "docs" / "deploy.md").read_text()
+
+
+def test_run_on_kubernetes_snippet_matches_the_manifests(overlays):
+    """The three lines the README quotes apply kustomizations that exist and reach a Service
+    the dev overlay renders."""
+    doc = (COMPOSE_FILE.parents[2] / "docs" / "deploy.md").read_text()
+    section = doc.split("## Run on Kubernetes", 1)[1]
+    block = section.split("```sh", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert len(block) == 3
+    applied = re.findall(r"kubectl apply -k (\S+)", "\n".join(block))
+    assert applied and all(p.removeprefix("deploy/k8s/") in KUSTOMIZATIONS for p in applied), applied
+    m = re.search(r"kubectl -n (\S+) port-forward svc/(\S+) (\d+):(\d+)", block[2])
+    ns, svc, _, port = m.groups()
+    service = by_name(overlays["dev"], "Service", svc)
+    assert service["metadata"]["namespace"] == ns
+    assert int(port) in {p["port"] for p in service["spec"]["ports"]}

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from deploy_code import processors_raw_group
 from deploy_render import OVERLAYS, ROOT, agentstream_workloads, by_name, configmap_value, of_kind
 
 from agentstream.schemas.topics import TOPICS
@@ -110,9 +111,12 @@ def test_autoscaling(overlays, overlay):
         assert so["spec"]["maxReplicaCount"] <= max(partitions), f"{overlay} {name}: above partitions"
         for t in so["spec"]["triggers"]:
             assert t["metadata"]["bootstrapServers"] == bootstrap, f"{overlay} {name}: stale bootstrap"
-            env = {e["name"]: e for e in by_name(docs, "Deployment", name)["spec"]["template"]["spec"]
-                   ["containers"][0]["env"]}
-            group = next((e.get("value") for k, e in env.items() if k.endswith(("_GROUP_ID", "_APP_ID"))), None)
+            env = {e["name"]: e.get("value") for e in by_name(docs, "Deployment", name)["spec"]["template"]
+                   ["spec"]["containers"][0]["env"]}
+            if name == "agentstream-sink":
+                group = env["AGENTSTREAM_SINK_GROUP_ID"]
+            else:
+                group = processors_raw_group(env["AGENTSTREAM_PROCESSORS_APP_ID"])
             assert t["metadata"]["consumerGroup"] == group, f"{overlay} {name}: lag of a group it is not in"
 
 

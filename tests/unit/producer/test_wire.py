@@ -91,6 +91,9 @@ def test_long_encoding_matches_avro_for_edge_values():
     rng = random.Random(7)
     values = [0, 1, -1, 63, 64, -64, -65, 4095, 4096, 2**31, -2**31, 2**49, 2**55, 2**56,
               2**62, 2**63 - 1, -2**63] + [rng.randrange(-2**63, 2**63) for _ in range(500)]
+    # the table path for µs timestamps (zigzag in [2**49, 2**56)), edges and today's range
+    values += [2**48, 2**48 - 1, 2**55 - 1, -2**48, -2**55, 1760000000000000 + 2**27,
+               1760000000000000 + 2**27 - 1] + [rng.randrange(2**48, 2**55) for _ in range(2000)]
     for v in values:
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, "long", v)

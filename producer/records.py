@@ -1,0 +1,247 @@
+"""One-shot records of a run: things that already happened, recorded in one call.
+
+``llm_call``/``tool_call`` (a STEP that already ran), failures, decisions, quality signals,
+bounded feedback, approvals bound to an action digest, fallbacks and handoffs. None of them
+raise into the agent: they report what happened, and the next step enforces budgets.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .context import current_step
+from .step import Step
+from .wire import FAILURE_TYPE_INDEX
+
+if TYPE_CHECKING:
+    from .run import Run
+
+log = logging.getLogger("agentstream.producer")
+_perf_ns = time.perf_counter_ns
+FEEDBACK_VALUES = frozenset({"positive", "negative"})
+NEGATIVE_SIGNALS = frozenset({"repeated_question", "user_reformulated_request",
+                              "conversation_abandoned", "human_takeover", "response_ignored",
+                              "response_copied"})
+APPROVAL_DECISIONS = frozenset({"approved", "rejected", "expired"})
+
+
+class RunRecords:
+    """Mixed into ``Run``: the one-shot record helpers (state lives on the run)."""
+
+    def _llm_record(self, provider: str, model: str, input_tokens: int, output_tokens: int,
+                    cache_read: int, cache_write: int, response_model: str | None,
+                    operation: str, finish_reasons: Any, tool_calls: Any,
+                    cost_usd: float | None, step: Step | None) -> dict[str, Any]:
+        input_tokens, output_tokens = int(input_tokens or 0), int(output_tokens or 0)
+        cache_read, cache_write = int(cache_read or 0), int(cache_write or 0)
+        if cost_usd is None:
+            cost_usd = self.tracer.prices.cost(provider, response_model or model, input_tokens,
+                                               output_tokens, cache_read, cache_write)
+            if cost_usd is None and response_model:
+                cost_usd = self.tracer.prices.cost(provider, model, input_tokens, output_tokens,
+                                                   cache_read, cache_write)
+            if cost_usd is None:
+                cost_usd = 0.0
+                if step is not None:
+                    step.set_attribute("agentstream.cost.unknown_model", "true")
+        # Counted here, on the agent thread: token and cost budgets need them before the
+        # next model call.
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cost_usd += cost_usd
+        if self.budget is not None:
+            self.budget.add_usage(input_tokens + output_tokens, cost_usd)
+        return {"provider": provider, "operation": operation, "request_model": model,
+                "response_model": response_model, "input_tokens": input_tokens,
+                "output_tokens": output_tokens, "cache_read_tokens": cache_read,
+                "cache_write_tokens": cache_write, "cost_usd": float(cost_usd),
+                "finish_reasons": [str(f) for f in finish_reasons or ()],
+                "tool_calls": [str(t) for t in tool_calls or ()]}
+
+    def llm_call(self, provider: str, model: str, input_tokens: int = 0, output_tokens: int = 0,
+                 cache_read_tokens: int = 0, cache_write_tokens: int = 0, latency_ms: float = 0.0,
+                 *, response_model: str | None = None, operation: str = "chat",
+                 finish_reasons: Iterable[str] = (), tool_calls: Iterable[str] = (),
+                 cost_usd: float | None = None, status: str = "OK", name: str | None = None,
+                 retry_of: "Step | str | None" = None, **attrs: Any) -> str | None:
+        """Records a model call that already happened (one LLM STEP). Returns its step id.
+        Never raises: the next ``llm_step`` or ``check_llm_budget`` enforces budgets."""
+        try:
+            s = self.llm_step(provider, model, name, retry_of=retry_of, **attrs)
+            s.record_llm(provider, model, input_tokens, output_tokens, cache_read_tokens,
+                         cache_write_tokens, response_model, operation, finish_reasons,
+                         tool_calls, cost_usd)
+            return self._record_done(s, status, latency_ms)
+        except Exception:  # noqa: BLE001
+            self._count_failure("llm_call")
+            return None
+
+    def tool_call(self, tool_name: str, args: Any = ..., latency_ms: float = 0.0, *,
+                  call_id: str | None = None, status: str = "OK",
+                  retry_of: "Step | str | None" = None, **attrs: Any) -> str | None:
+        """Records a tool call that already happened (one TOOL STEP). Returns its step id."""
+        try:
+            s = self.step("tool", tool_name, retry_of=retry_of, **attrs)
+            s.record_tool(tool_name, args, call_id)
+            return self._record_done(s, status, latency_ms)
+        except Exception:  # noqa: BLE001
+            self._count_failure("tool_call")
+            return None
+
+    def _record_done(self, s: Step, status: str, latency_ms: float) -> str:
+        s._parent = current_step.get()
+        lat_ns = int(float(latency_ms) * 1e6)
+        s._t0 = _perf_ns() - lat_ns
+        s.set_status(status)
+        self._close_step(s, s.status, lat_ns)
+        return s.step_id
+
+    def failure(self, failure_type: str, failure_code: str, message: str | None = None,
+                step_id: str | None = None, retryable: bool = False) -> None:
+        """A semantic failure: type tool|model|retrieval|orchestration|policy|budget."""
+        try:
+            ftype = str(failure_type).upper()
+            if ftype not in FAILURE_TYPE_INDEX:
+                ftype = "UNKNOWN"
+            if step_id is None:
+                step_id = self._current_step_id()
+            self.failures += 1
+            self._emit("FAILURE", {"failure_type": ftype, "failure_code": str(failure_code),
+                                   "step_id": step_id, "message": message,
+                                   "retryable": bool(retryable)})
+        except Exception:  # noqa: BLE001
+            self._count_failure("failure")
+
+    def decision(self, decision_type: str, selected: str, candidates: Iterable[str] = (),
+                 reason_code: str = "unspecified", confidence: float | None = None,
+                 step_id: str | None = None) -> None:
+        try:
+            if confidence is not None:
+                confidence = min(1.0, max(0.0, float(confidence)))
+            self._emit("DECISION", {"decision_type": str(decision_type), "selected": str(selected),
+                                    "candidates": [str(c) for c in candidates],
+                                    "reason_code": str(reason_code), "confidence": confidence,
+                                    "step_id": step_id or self._current_step_id()})
+        except Exception:  # noqa: BLE001
+            self._count_failure("decision")
+
+    def quality_signal(self, signal_type: str, signal_code: str, value: bool = True,
+                       weight: float | None = None, step_id: str | None = None) -> None:
+        try:
+            self._emit("QUALITY_SIGNAL", {
+                "signal_type": str(signal_type), "signal_code": str(signal_code),
+                "value": bool(value), "weight": None if weight is None else float(weight),
+                "step_id": step_id or self._current_step_id()})
+        except Exception:  # noqa: BLE001
+            self._count_failure("quality_signal")
+
+    def feedback(self, interaction_id: str, value: str, source: str = "sdk") -> bool:
+        """Bounded user feedback: ``positive`` or ``negative`` only (no free text)."""
+        if value not in FEEDBACK_VALUES:
+            self._t.failed += 1
+            log.warning("agentstream: feedback value %r rejected (allowed: %s)", value,
+                        sorted(FEEDBACK_VALUES))
+            return False
+        self._emit("FEEDBACK", {"interaction_id": str(interaction_id),
+                                "feedback_type": "user_rating", "value": value, "source": source})
+        return True
+
+    def negative_signal(self, interaction_id: str, signal_name: str, source: str = "sdk") -> bool:
+        """A triage selector, not a correctness label: one of ``NEGATIVE_SIGNALS``."""
+        if signal_name not in NEGATIVE_SIGNALS:
+            self._t.failed += 1
+            log.warning("agentstream: negative signal %r rejected", signal_name)
+            return False
+        self._emit("FEEDBACK", {"interaction_id": str(interaction_id),
+                                "feedback_type": "negative_signal", "value": signal_name,
+                                "source": source})
+        return True
+
+    def approval(self, action: Any, decision: str, approval_latency_ms: float,
+                 name: str | None = None, **attrs: Any) -> str | None:
+        """An approval bound to the HMAC digest of the canonical action. The human wait is
+        recorded as ``approval_latency_ms``, apart from the step's (agent) latency."""
+        try:
+            digest = self._policy.digest(_canonical_action(action))
+            decision = decision if decision in APPROVAL_DECISIONS else "rejected"
+            s = self.step("approval", name or f"approval {_action_name(action)}", **attrs)
+            s.approval = {"action_digest": digest, "decision": decision,
+                          "approval_latency_ms": float(approval_latency_ms)}
+            self.approval_wait_ms += float(approval_latency_ms)
+            self._record_done(s, "OK", 0.0)
+            return digest
+        except Exception:  # noqa: BLE001
+            self._count_failure("approval")
+            return None
+
+    def approval_request(self, action: Any, name: str | None = None) -> "ApprovalRequest":
+        """``with run.approval_request(action) as req: ...; req.decide("approved")``."""
+        return ApprovalRequest(self, action, name)
+
+    def fallback(self, source: str, target: str, reason: str, preserves_safety_posture: bool,
+                 kind: str = "llm", name: str | None = None, **attrs: Any) -> str | None:
+        """Records a fallback and whether it keeps the safety posture (authz, filtering,
+        validation, budgets, tenant isolation, audit)."""
+        try:
+            s = self.step(kind, name or f"fallback {source}->{target}", **attrs)
+            s.fallback = {"source": str(source), "target": str(target), "reason": str(reason),
+                          "preserves_safety_posture": bool(preserves_safety_posture)}
+            return self._record_done(s, "OK", 0.0)
+        except Exception:  # noqa: BLE001
+            self._count_failure("fallback")
+            return None
+
+    def handoff(self, to_agent_id: str, role: str | None = None, to_run_id: str | None = None,
+                **attrs: Any) -> str:
+        """Records a handoff and returns the child's run id; open the child with
+        ``tracer.run(..., run_id=that, parent=run)`` (same session, parent link)."""
+        to_run_id = to_run_id or str(uuid.uuid4())
+        try:
+            s = self.step("handoff", f"handoff {to_agent_id}", **attrs)
+            s.handoff = {"to_agent_id": str(to_agent_id), "to_run_id": to_run_id, "role": role}
+            self._record_done(s, "OK", 0.0)
+        except Exception:  # noqa: BLE001
+            self._count_failure("handoff")
+        return to_run_id
+
+
+class ApprovalRequest:
+    """Times the wait for a decision; the step records it as approval latency only."""
+
+    def __init__(self, run: "Run", action: Any, name: str | None) -> None:
+        self.run, self.action, self.name = run, action, name
+        self.decision = "expired"
+        self.digest: str | None = None
+
+    def decide(self, decision: str) -> None:
+        self.decision = decision
+
+    def __enter__(self) -> "ApprovalRequest":
+        self._t0 = _perf_ns()
+        self.digest = self.run._policy.digest(_canonical_action(self.action))
+        return self
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        wait_ms = (_perf_ns() - self._t0) / 1e6
+        self.run.approval(self.action, self.decision if et is None else "rejected", wait_ms,
+                          self.name)
+        return False
+
+
+def _canonical_action(action: Any) -> Any:
+    if hasattr(action, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(action)
+    if hasattr(action, "model_dump"):
+        return action.model_dump()
+    return action
+
+
+def _action_name(action: Any) -> str:
+    a = _canonical_action(action)
+    if isinstance(a, dict):
+        return str(a.get("tool") or a.get("action") or a.get("name") or "action")
+    return "action"
