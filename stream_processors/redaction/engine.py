@@ -20,8 +20,12 @@ DEFAULT_ACTIONS: Mapping[str, str] = {c: "mask" for c in CATEGORIES}
 # the run, so a secret in one is not redactable: the event is quarantined instead.
 IDENTIFIER_FIELDS = ("event_id", "tenant_id", "agent_id", "agent_version", "environment", "run_id",
                      "parent_run_id", "sdk_version", "policy_version")
-# Enums and fixed vocabularies never carry free text; skipping them saves work on every event.
-SKIP_FIELDS = frozenset(("kind", "capture_mode", "step_kind", "status", "failure_type", "redaction"))
+# Fields that are an enum wherever they appear never carry free text; skipping them saves work on
+# every event. ``status`` is not here: it is an enum in Step and RunEnd but free text in
+# CommandAck. tests/contract checks this set against the schema.
+SKIP_FIELDS = frozenset(("kind", "capture_mode", "step_kind", "failure_type", "redaction"))
+# Map fields: their keys are the user's, so a key that happens to be "kind" is still scanned.
+MAP_FIELDS = frozenset(("attributes",))
 DEFAULT_MAX_CHARS = 256 * 1024
 _UUID = UUID.fullmatch
 # Verdict cache: tenant ids, agent ids, tool names, routes and attribute values repeat on almost
@@ -186,7 +190,7 @@ class Redactor:
                     raise RedactionError(f"identifier field {name} matches rule {hits[0].rule.name}")
         payload = event.get("payload")
         if not (isinstance(payload, dict) and payload.get("content")) and not any(
-                self._has_findings(v) for name, v in event.items()
+                self._has_findings(v, () if name in MAP_FIELDS else SKIP_FIELDS) for name, v in event.items()
                 if v is not None and name not in IDENTIFIER_FIELDS and name not in SKIP_FIELDS):
             # Fast path (most events): a read-only pass over cached verdicts found nothing, so
             # the rewriting walk below would return the event as it is.
@@ -213,7 +217,7 @@ class Redactor:
         out["redaction"] = {"policy_version": policy_version, "rule_counts": counts}
         return out
 
-    def _has_findings(self, v: Any) -> bool:
+    def _has_findings(self, v: Any, skip: frozenset[str] | tuple = SKIP_FIELDS) -> bool:
         """Whether ``_walk`` would find anything under ``v`` (same fields and keys, no copies)."""
         if type(v) is str:
             f = self._verdicts.get(v)
@@ -221,7 +225,7 @@ class Redactor:
         if isinstance(v, dict):
             verdicts, scan = self._verdicts, self.scan
             for k, item in v.items():
-                if k in SKIP_FIELDS or item is None:
+                if k in skip or item is None:
                     continue
                 t = type(item)
                 if t is int or t is float or t is bool:
@@ -257,8 +261,9 @@ class Redactor:
             return v
         if isinstance(v, dict):
             new: dict[str, Any] | None = None
+            skip = () if name in MAP_FIELDS else SKIP_FIELDS
             for k, item in v.items():
-                if k in SKIP_FIELDS or item is None or isinstance(item, (int, float, bool)):
+                if k in skip or item is None or isinstance(item, (int, float, bool)):
                     continue
                 nk = self.redact_text(k, actions, counts) if isinstance(k, str) else k
                 ni = self._walk(k, item, actions, counts, changed, nullable)
