@@ -22,6 +22,9 @@ from typing import Any, Callable
 
 from fastavro.schema import to_parsing_canonical_form
 
+from agentstream.schemas.avro_binary import encode_long as zigzag
+from agentstream.schemas.avro_binary import read_long
+
 STAGING_TABLE = {"events": "events_avro_staging"}
 RETENTION_FIELD = "sink_retention_days"
 MARK_FIELD = "sink_mark"
@@ -33,30 +36,6 @@ STAGED_SCHEMAS: frozenset[str] = frozenset({
     "b35d70f3b8e9d1c79ac11256aebdd8ad32c1a54ce1a74a7da09bfe712654e3ef",  # agentstream.v1.Event (id 1)
 })
 MAGIC = b"Obj\x01"
-
-
-def zigzag(n: int) -> bytes:
-    """Avro's long/int encoding: zigzag, then little-endian base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def read_long(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
 
 
 def second_string(body: bytes, start: int = 5) -> str:

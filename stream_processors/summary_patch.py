@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from agentstream.schemas.avro_binary import encode_long
+
 Skip = Callable[[bytes, int], int]
 
 
@@ -116,16 +118,6 @@ def compile_skip(t: Any, named: dict[str, Any]) -> Skip:
     return compile_skip(kind, named)
 
 
-def _encode_long(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 class SummaryPatcher:
     """``patch(data, policy_version)`` → framed bytes with an empty summary set, or None when the
     record cannot be patched (older writer schema, summary already set) and must be re-encoded."""
@@ -151,7 +143,7 @@ class SummaryPatcher:
         if s is None:
             pv = policy_version.encode()
             # union branch 1, policy_version string, empty rule_counts map
-            s = self._summaries[policy_version] = b"\x02" + _encode_long(len(pv)) + pv + b"\x00"
+            s = self._summaries[policy_version] = b"\x02" + encode_long(len(pv)) + pv + b"\x00"
         return s
 
     def patch(self, data: bytes, policy_version: str) -> bytes | None:
