@@ -5,7 +5,7 @@ The sink runs on its default Avro fast path (records' own bytes -> staging table
 
 Runs its own EmbeddedBroker and its own chDB directory (this process owns it). Both sides write
 into the same ``events`` table, so both pay for the same materialized views.
-Usage: python bench/sink.py [--events 200000]
+Usage: python bench/sink.py [--events 400000]
 Last line: JSON with sink_rows_s, insert_arrow_rows_s, ratio.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def synthetic(n: int, tenant: str) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--events", type=int, default=400_000)
     # 4 partitions: 200k buffered rows flush as ~50k-row ranges, one insert each, the same block
     # size as the insert_arrow side below (per-insert overhead dominates smaller ranges).
     ap.add_argument("--batch-rows", type=int, default=200_000)

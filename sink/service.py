@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable
 
 from agentstream.schemas import Codec, make_resolver, topic_name
@@ -46,6 +47,10 @@ class Sink:
         self._pending_rows = 0
         self._oldest_at: float | None = None
         self._stop = threading.Event()
+        # Held around every ClickHouse call that can overlap another: an insert on the insert
+        # thread and a rebalance callback (reading the ledger) fired by the poll meanwhile.
+        self._client_lock = threading.Lock()
+        self._inserter: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         self._consumer = None
         self.migrated = False
@@ -106,6 +111,8 @@ class Sink:
             except Exception as exc:  # noqa: BLE001 - retention falls back to the default
                 log.warning("cannot follow the policies topic, default retention applies: %s", exc)
         self._consumer.subscribe(list(self.specs), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        if self.settings.read_during_insert:
+            self._inserter = ThreadPoolExecutor(1, thread_name_prefix="agentstream-sink-insert")
         next_lag = 0.0
         try:
             while not stop.is_set():
@@ -120,6 +127,9 @@ class Sink:
             if self._pending_rows:
                 self._flush(dead, stop, final=True)
         finally:
+            if self._inserter is not None:
+                self._inserter.shutdown(wait=True)
+                self._inserter = None
             if follower is not None:
                 follower.close()
             self._consumer.close()
@@ -132,8 +142,11 @@ class Sink:
         for tp in consumer.committed(partitions, timeout=30):
             committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else 0
         # Inside a librdkafka callback: retry without polling the consumer again.
-        plans = self._with_retry("sink_batches", lambda: pending_plans(self.client, self.settings.group_id, committed),
-                                 self._stop, poll=False)
+        def read_ledger():
+            with self._client_lock:
+                return pending_plans(self.client, self.settings.group_id, committed)
+
+        plans = self._with_retry("sink_batches", read_ledger, self._stop, poll=False)
         plans = plans if isinstance(plans, dict) else {}
         for key in committed:
             self._assigned.add(key)
@@ -231,7 +244,7 @@ class Sink:
                 continue
             spec = self.specs[rng.topic]
             cell = {"range": rng}
-            result = self._with_retry(spec.table, lambda: self._store(spec, cell, msgs), stop)
+            result = self._with_retry(spec.table, lambda: self._while_reading(lambda: self._store(spec, cell, msgs)), stop)
             if result is _STOPPED:
                 return  # nothing more is committed; the ledger replays the rest on restart
             rejected.extend(result)
@@ -242,11 +255,27 @@ class Sink:
             self.dlq_records += len(rejected)
         self._commit([r for r in done if (r.topic, r.partition) in self._assigned], stop)
 
+    def _while_reading(self, insert: Callable[[], Any]) -> Any:
+        """Runs ``insert`` on the insert thread while this thread keeps reading the next batch
+        into the buffers. The insert spends most of its time in ClickHouse (chDB and the HTTP
+        client release the GIL), so polling overlaps it instead of adding to it. Reading stops
+        at ``batch_max_rows`` buffered; nothing read here is stored or committed before its turn."""
+        if self._inserter is None or self._consumer is None:
+            return insert()
+        fut = self._inserter.submit(insert)
+        while not fut.done():
+            if self._pending_rows < self.settings.batch_max_rows and not self.paused:
+                self._poll(timeout=0.005)
+            else:
+                wait([fut], timeout=0.05)
+        return fut.result()
+
     def _store(self, spec: TableSpec, cell: dict[str, OffsetRange], msgs: list) -> list[Rejected]:
         """Inserts one range under its dedup tokens (see ``writer``); returns the records it
         rejected. ``cell`` keeps the range's path choice across retries."""
         t0 = time.perf_counter()
-        by_path, rejected = self.writer.store(spec, cell, msgs)
+        with self._client_lock:
+            by_path, rejected = self.writer.store(spec, cell, msgs)
         stored = sum(by_path.values())
         m.INSERT_SECONDS.labels(spec.table).observe(time.perf_counter() - t0)
         m.BATCH_ROWS.labels(spec.table).observe(stored)

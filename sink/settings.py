@@ -20,6 +20,8 @@ class SinkSettings(BaseSettings):
     # Hand ClickHouse the records' own Avro bytes (migration 0005's staging table + view) for
     # writer schemas it mirrors; False: decode and map every record in Python (sink/rows.py).
     avro_fast_path: bool = True
+    # Keep polling Kafka on the sink's thread while a range is inserted on a second one.
+    read_during_insert: bool = True
     batch_max_rows: int = 50_000
     batch_max_seconds: float = 1.0
     # Production keeps Kafka's default; the embedded profile and tests use 6000 (joins in ~3 s).

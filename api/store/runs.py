@@ -126,13 +126,19 @@ EVENT_COLUMNS = """
 """
 
 
-def run_events(db: Db, tenant: str, run_id: str) -> list[dict[str, Any]]:
+def run_events(db: Db, tenant: str, run_id: str, bounds: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """The run's events in order. ``bounds``: the (first, last) event time in µs from its ``runs``
+    row; both are kept by the insert that stores the events, so they cover every stored event
+    and let ``FINAL`` read a granule or two of the tenant's key range instead of all of it
+    (41.9 -> 23.4 ms on 10M events, docs/storage.md)."""
     # FINAL: the table deduplicates by event_id in merges; a redelivered event must not show twice.
-    return db.rows(
-        f"SELECT {EVENT_COLUMNS} FROM events FINAL "
-        "WHERE tenant_id = {tenant:String} AND run_id = {run_id:String} ORDER BY seq, ts_us",
-        {"tenant": tenant, "run_id": run_id},
-    )
+    params: dict[str, Any] = {"tenant": tenant, "run_id": run_id}
+    where = "WHERE tenant_id = {tenant:String} AND run_id = {run_id:String}"
+    if bounds is not None:
+        where += (" AND ts BETWEEN fromUnixTimestamp64Micro({lo:Int64}, 'UTC')"
+                  " AND fromUnixTimestamp64Micro({hi:Int64}, 'UTC')")
+        params.update(lo=bounds[0], hi=bounds[1])
+    return db.rows(f"SELECT {EVENT_COLUMNS} FROM events FINAL {where} ORDER BY seq, ts_us", params)
 
 
 def _payload(row: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +176,7 @@ def run_detail(db: Db, tenant: str, run_id: str) -> dict[str, Any] | None:
     if run is None:
         return None
     steps, failures, decisions, signals, other = [], [], [], [], []
-    for r in run_events(db, tenant, run_id):
+    for r in run_events(db, tenant, run_id, (run["started_us"], run["last_us"])):
         base = {"seq": r["seq"], "event_id": r["event_id"], "ts_us": r["ts_us"]}
         kind = r["kind"]
         if kind == "STEP":
