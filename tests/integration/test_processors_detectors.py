@@ -3,7 +3,9 @@ a tenant's daily budget breach is alerted once, a failure-rate drift between ver
 alerted, and a worker killed with SIGKILL and restarted keeps its state and repeats no alert."""
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -38,6 +40,12 @@ def produce(bootstrap, prefix, events):
     for e in events:
         p.produce(topic_name("raw", prefix), codec.encode(EVENT, e), e["run_id"].encode())
     assert p.flush(30) == 0
+
+
+def records_in(url: str) -> float:
+    body = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    m = re.search(r"^agentstream_processors_records_in_total (\S+)$", body, re.M)
+    return float(m.group(1)) if m else 0.0
 
 
 class Reader:
@@ -130,6 +138,36 @@ def test_failure_rate_drift_between_versions_is_alerted(worker, bootstrap, topic
     ev = drift[0]["evidence"]
     assert drift[0]["agent_version"] == "1.1" and ev["comparison"] == "version"
     assert 0.06 < float(ev["effect_size"]) < 0.10 and float(ev["p_value"]) < 1e-4
+
+
+def test_two_versions_that_do_not_differ_raise_no_alert_over_10k_runs(worker, bootstrap, topic_prefix, unique,
+                                                                      reader):
+    tenant, agent = f"same-{unique}", "planner"
+    settings = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix)
+    set_policy(settings, tenant, version="s1", budgets=["tenant_usd_per_day=1.0"], base={})
+    time.sleep(1.0)
+    events = []
+    for i in range(10_000):
+        version = "1.0" if i % 2 else "1.1"
+        run = f"r-{unique}-{i}"
+        # the same 5 % failure rate, duration mix, step count and cost in both versions
+        failed = (i // 2 * 7919) % 1000 < 50
+        events.append(syn.run_end(tenant, run, 1, status="FAILURE" if failed else "SUCCESS", agent_id=agent,
+                                  agent_version=version, duration_ms=900 + (i // 2 % 200), cost_usd=0.0))
+    before = records_in(worker["w"].url)
+    produce(bootstrap, topic_prefix, events)
+    deadline = time.monotonic() + 120
+    while records_in(worker["w"].url) < before + len(events) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert records_in(worker["w"].url) >= before + len(events), worker["w"].log_tail()
+    # Sentinel, produced once the raw stage has read all 10k runs: the fleet stage applies one
+    # tenant's deltas in order, so once its spend breaches the budget, every run before it has
+    # reached the drift detector.
+    sentinel = f"sentinel-{unique}"
+    produce(bootstrap, topic_prefix, [syn.run_start(tenant, sentinel), syn.llm_step(tenant, sentinel, 1, cost_usd=5.0)])
+    assert reader.poll_until(lambda r: any(a["tenant_id"] == tenant and a["alert_type"] == "budget_breach"
+                                           for a in r.alerts), timeout=180, settle=5.0)
+    assert [a for a in reader.alerts if a["tenant_id"] == tenant and a["alert_type"] == "drift"] == []
 
 
 def test_killed_worker_restarts_without_lost_state_or_repeated_alerts(worker, bootstrap, topic_prefix, unique,
