@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -96,15 +94,6 @@ def plain_loop(bootstrap: str, prefix: str, n: int) -> float:
     return seen / dt
 
 
-def records_in(url: str) -> float:
-    try:
-        body = urllib.request.urlopen(url + "/metrics", timeout=2).read().decode()
-    except Exception:  # noqa: BLE001
-        return 0.0
-    m = re.search(r"^agentstream_processors_records_in_total (\S+)$", body, re.M)
-    return float(m.group(1)) if m else 0.0
-
-
 def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, str]:
     w = start_worker(bootstrap, prefix, "bench-" + uuid.uuid4().hex[:6], tmp / "data", tmp / "worker.log")
     try:
@@ -113,7 +102,7 @@ def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, str]:
         last = 0.0
         deadline = time.monotonic() + 600
         while last < n and time.monotonic() < deadline:
-            last = records_in(w.url)
+            last = w.records_in()
             if last > 0 and t_first is None:
                 t_first = (time.perf_counter(), last)
             time.sleep(0.05)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,6 +57,15 @@ class WorkerProcess:
                 return bool(json.load(r).get("ready"))
         except Exception:  # noqa: BLE001 - not up yet
             return False
+
+    def records_in(self) -> float:
+        """Records the worker has read from raw so far (its /metrics counter); 0 while it is not up."""
+        try:
+            body = urllib.request.urlopen(f"{self.url}/metrics", timeout=5).read().decode()
+        except Exception:  # noqa: BLE001 - not up yet
+            return 0.0
+        m = re.search(r"^agentstream_processors_records_in_total (\S+)$", body, re.M)
+        return float(m.group(1)) if m else 0.0
 
     def wait_ready(self, timeout: float = 90.0) -> "WorkerProcess":
         deadline = time.monotonic() + timeout

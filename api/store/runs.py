@@ -130,7 +130,7 @@ def run_events(db: Db, tenant: str, run_id: str, bounds: tuple[int, int] | None 
     """The run's events in order. ``bounds``: the (first, last) event time in µs from its ``runs``
     row; both are kept by the insert that stores the events, so they cover every stored event
     and let ``FINAL`` read a granule or two of the tenant's key range instead of all of it
-    (41.9 -> 23.4 ms on 10M events, docs/storage.md)."""
+    (42–119 ms -> 19 ms for the statement on 10M events, docs/storage.md)."""
     # FINAL: the table deduplicates by event_id in merges; a redelivered event must not show twice.
     params: dict[str, Any] = {"tenant": tenant, "run_id": run_id}
     where = "WHERE tenant_id = {tenant:String} AND run_id = {run_id:String}"

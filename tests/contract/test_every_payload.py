@@ -62,9 +62,12 @@ def _named() -> dict[str, Any]:
     return named
 
 
+NAMED = _named()
+
+
 def example_event(kind: str, filled: bool) -> dict[str, Any]:
     """A schema-generated event of ``kind``: optional fields null (branch 0) or filled (1)."""
-    named = _named()
+    named = dict(NAMED)
     branch = 1 if filled else 0
     ev = example_record({**SCHEMA, "fields": [f for f in SCHEMA["fields"] if f["name"] != "payload"]},
                         named, branch)
@@ -93,8 +96,7 @@ def test_codec_round_trips_every_payload(kind, filled):
 
 
 def test_every_kind_and_optional_field_is_exercised():
-    kinds = json.loads(V1.text)
-    symbols = next(f for f in kinds["fields"] if f["name"] == "kind")["type"]["symbols"]
+    symbols = next(f for f in SCHEMA["fields"] if f["name"] == "kind")["type"]["symbols"]
     assert sorted(symbols) == sorted(KIND_TO_BRANCH)
     nulls, filled = example_event("STEP", False), example_event("STEP", True)
     assert nulls["payload"]["llm"] is None and filled["payload"]["llm"] is not None
@@ -192,8 +194,7 @@ def _chain() -> Chain:
 def test_chain_redacts_detects_and_emits_every_payload(kind, filled):
     ev = example_event(kind, filled)
     planted = copy.deepcopy(ev)
-    named = _named()
-    planted["payload"] = _plant(ev["payload"], named[KIND_TO_BRANCH[kind]], named)
+    planted["payload"] = _plant(ev["payload"], NAMED[KIND_TO_BRANCH[kind]], NAMED)
     planted["attributes"] = {k: f"{v} {SECRET}" for k, v in ev["attributes"].items()}
     chain, state = _chain(), {}
     out = chain.process([InRecord("c.raw", 0, 0, ev["run_id"].encode(), codec.encode(EVENT, e))
@@ -222,12 +223,12 @@ def test_chain_redacts_detects_and_emits_every_payload(kind, filled):
 
 def test_redaction_skips_only_fields_that_are_enums_everywhere():
     types: dict[str, set[str]] = {}
-    for t in _named().values():
+    for t in NAMED.values():
         for f in t.get("fields", ()):
             branches = f["type"] if isinstance(f["type"], list) else [f["type"]]
             for b in branches:
                 if b != "null":
-                    b = _named().get(b, b) if isinstance(b, str) else b
+                    b = NAMED.get(b, b) if isinstance(b, str) else b
                     types.setdefault(f["name"], set()).add(b if isinstance(b, str) else b["type"])
     enum_only = {name for name, kinds in types.items() if kinds == {"enum"}}
     assert SKIP_FIELDS - {"redaction"} == enum_only
