@@ -110,7 +110,10 @@ def get_run(db: Db, tenant: str, run_id: str) -> dict[str, Any] | None:
     return shape_run(row) if row else None
 
 
-EVENT_COLUMNS = """
+# What run detail reads of each event. On chDB each column a point read touches costs ~0.3–0.5
+# ms whatever the row count (the plan and one granule per column), so only what the response
+# shows is read: RUN_END's status/outcome/duration come from the run header instead.
+DETAIL_COLUMNS = """
     kind, seq, event_id,
     toUnixTimestamp64Micro(ts) AS ts_us,
     step_id, step_kind, name, status, parent_step_id,
@@ -121,24 +124,54 @@ EVENT_COLUMNS = """
     failure_type, failure_code,
     decision_type, selected, candidates, reason_code, confidence,
     signal_type, signal_code, signal_value,
-    run_status, outcome, duration_ms,
     payload, attributes
+"""
+# The run's non-additive header fields from ``runs`` (FINAL merges its partial rows by the sort
+# key). Its first two elements, the run's first and last event time, bound the events read.
+HEADER = ("agent_id", "agent_version", "environment", "session_id", "parent_run_id", "entrypoint",
+          "status", "outcome", "duration_ms")
+DETAIL_SQL = f"""
+WITH (SELECT (started_ts, last_ts, {", ".join(HEADER)}) FROM runs FINAL
+      WHERE tenant_id = {{tenant:String}} AND run_id = {{run_id:String}}) AS run
+SELECT run, {DETAIL_COLUMNS}
+FROM events FINAL
+WHERE tenant_id = {{tenant:String}} AND run_id = {{run_id:String}} AND ts BETWEEN run.1 AND run.2
+ORDER BY seq, ts_us
 """
 
 
-def run_events(db: Db, tenant: str, run_id: str, bounds: tuple[int, int] | None = None) -> list[dict[str, Any]]:
-    """The run's events in order. ``bounds``: the (first, last) event time in µs from its ``runs``
-    row; both are kept by the insert that stores the events, so they cover every stored event
-    and let ``FINAL`` read a granule or two of the tenant's key range instead of all of it
-    (42–119 ms -> 19 ms for the statement on 10M events, docs/storage.md)."""
-    # FINAL: the table deduplicates by event_id in merges; a redelivered event must not show twice.
-    params: dict[str, Any] = {"tenant": tenant, "run_id": run_id}
-    where = "WHERE tenant_id = {tenant:String} AND run_id = {run_id:String}"
-    if bounds is not None:
-        where += (" AND ts BETWEEN fromUnixTimestamp64Micro({lo:Int64}, 'UTC')"
-                  " AND fromUnixTimestamp64Micro({hi:Int64}, 'UTC')")
-        params.update(lo=bounds[0], hi=bounds[1])
-    return db.rows(f"SELECT {EVENT_COLUMNS} FROM events FINAL {where} ORDER BY seq, ts_us", params)
+def run_events(db: Db, tenant: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's events in order, each with the run's header tuple in ``run``: one statement.
+
+    The bounds are the (first, last) event time kept in the run's ``runs`` row by the insert
+    that stores the events, so they cover every stored event and let ``FINAL`` (the table
+    deduplicates redelivered events by event_id in merges) read a granule or two of the tenant's
+    key range instead of all of it: 42–119 ms unbounded on 10M events (docs/storage.md)."""
+    return db.rows(DETAIL_SQL, {"tenant": tenant, "run_id": run_id})
+
+
+def run_header(run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pure: the run's row, shaped like ``get_run``'s, from its events read by ``run_events``.
+
+    The additive totals are counted from the events themselves, by the same rules as
+    ``runs_mv`` (0002_runs.sql); the events are ``FINAL``, so a redelivery is counted once."""
+    head = events[0]["run"]
+    out: dict[str, Any] = {"run_id": run_id, **dict(zip(HEADER[:6], head[2:8]))}
+    out["started_us"] = min(e["ts_us"] for e in events)
+    out["last_us"] = max(e["ts_us"] for e in events)
+    out["status"], out["outcome"], out["duration_ms"] = head[8], head[9], head[10]
+    steps = [e for e in events if e["kind"] == "STEP"]
+    out.update(
+        event_count=len(events), step_count=len(steps),
+        llm_calls=sum(e["step_kind"] == "LLM" for e in steps),
+        tool_calls=sum(e["step_kind"] == "TOOL" for e in steps),
+        retry_count=sum(e["attempt"] > 1 for e in steps),
+        failure_count=sum(e["kind"] == "FAILURE" for e in events),
+        input_tokens=sum(e["input_tokens"] for e in events),
+        output_tokens=sum(e["output_tokens"] for e in events),
+        cost_usd=sum(e["cost_usd"] for e in events),
+    )
+    return shape_run(out)
 
 
 def _payload(row: dict[str, Any]) -> dict[str, Any]:
@@ -172,11 +205,12 @@ def _step(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_detail(db: Db, tenant: str, run_id: str) -> dict[str, Any] | None:
-    run = get_run(db, tenant, run_id)
-    if run is None:
+    events = run_events(db, tenant, run_id)
+    if not events:
         return None
+    run = run_header(run_id, events)
     steps, failures, decisions, signals, other = [], [], [], [], []
-    for r in run_events(db, tenant, run_id, (run["started_us"], run["last_us"])):
+    for r in events:
         base = {"seq": r["seq"], "event_id": r["event_id"], "ts_us": r["ts_us"]}
         kind = r["kind"]
         if kind == "STEP":

@@ -106,6 +106,41 @@ def test_run_detail_steps_in_order_and_totals(api, ch, tenant, auth):
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
+def test_run_detail_header_equals_the_runs_row(api, ch, tenant, auth):
+    """run detail counts its totals from the run's events (one statement, api/store/runs.py);
+    they must be the ``runs`` row's, for finished, failed and live runs alike."""
+    runs = [make_run(tenant, 0), make_run(tenant, 1, status="FAILURE"),
+            make_run(tenant, 2, status="RUNNING", agent="agent-b", version="v9", env="stage")]
+    insert_runs(ch, runs)
+    listed = {r["run_id"]: r for r in api.get("/v1/runs", params={"limit": 10},
+                                             headers=auth).json()["items"]}
+    for run in runs:
+        detail = api.get(f"/v1/runs/{run.run_id}", headers=auth).json()["run"]
+        row = listed[run.run_id]
+        assert list(detail) == list(row)
+        assert detail == pytest.approx(row), run.run_id
+    live = api.get(f"/v1/runs/{runs[2].run_id}", headers=auth).json()["run"]
+    assert live["status"] == "RUNNING" and live["duration_ms"] is None
+    assert (live["agent_id"], live["agent_version"], live["environment"]) == ("agent-b", "v9", "stage")
+
+
+def test_run_detail_shows_a_redelivered_event_once(api, ch, tenant, auth):
+    """The same event stored twice (a redelivery under another insert) is one step in detail."""
+    run = make_run(tenant, 0)
+    insert_runs(ch, [run])
+    # Same event ids again, in a block that differs (one event more), so insert deduplication
+    # does not drop it: the table holds the events twice until a merge, and FINAL folds them.
+    run.tool("late", 1.0)
+    insert_runs(ch, [run])
+    stored = ch.query("SELECT count() FROM events WHERE tenant_id = {t:String} AND run_id = {r:String}",
+                      parameters={"t": tenant, "r": run.run_id}).result_rows[0][0]
+    assert stored > len(run.rows())  # the duplicates really are stored
+    body = api.get(f"/v1/runs/{run.run_id}", headers=auth).json()
+    assert [s["step_kind"] for s in body["steps"]] == ["PLAN", "LLM", "TOOL", "TOOL", "TOOL"]
+    assert body["run"]["step_count"] == 5 and body["run"]["input_tokens"] == 100
+    assert body["run"]["event_count"] == len(run.rows())
+
+
 def test_other_tenant_gets_404_never_data(api, ch, tenant, auth, keys_file, unique):
     run = make_run(tenant, 0)
     insert_runs(ch, [run])
