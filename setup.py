@@ -4,7 +4,7 @@ Subpackages are discovered so that a new folder with an ``__init__.py`` needs no
 """
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 ROOT = Path(__file__).parent
 PARTS = ["schemas", "producer", "stream_processors", "sink", "api", "cli"]
@@ -27,4 +27,10 @@ package_data["agentstream.schemas"] = DATA + ["avro/*.avsc"]
 package_data["agentstream.sink"] = DATA + ["migrations/*.sql"]
 package_data["agentstream.api"] = DATA + ["static/**/*", "templates/*"]
 
-setup(packages=packages, package_dir=package_dir, package_data=package_data)
+# The SDK's step hot path in C (producer/_speedups.c). Optional: without a compiler the build
+# goes on and the SDK runs its pure-Python core (producer/step.py), which has the same behaviour.
+SPEEDUPS = Extension("agentstream.producer._speedups", ["producer/_speedups.c"], optional=True,
+                     extra_compile_args=["-O2"])
+
+setup(packages=packages, package_dir=package_dir, package_data=package_data,
+      ext_modules=[SPEEDUPS])

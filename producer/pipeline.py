@@ -43,7 +43,7 @@ class EventPipeline:
         return w
 
     def process(self, item: Any) -> list[tuple[bytes, bytes]]:
-        if item.__class__ is Step:
+        if item.__class__ is not tuple:  # a closed Step (either core)
             return self._step(item)
         run, kind, ts_us, parent_step_id, attrs, payload = item
         wire = run._wire or self._wire(run)
@@ -55,6 +55,7 @@ class EventPipeline:
 
     def _step(self, s: Step) -> list[tuple[bytes, bytes]]:
         # The agent thread left raw numbers and references; make ids and wall times here.
+        s._taken()
         run = s.run
         wire = run._wire or self._wire(run)
         sid = run._sid

@@ -22,7 +22,7 @@ from .errors import EnforcementError
 from .gate import RunGate
 from .records import (APPROVAL_DECISIONS, FEEDBACK_VALUES, NEGATIVE_SIGNALS, ApprovalRequest,
                       RunRecords)
-from .step import CUSTOM, KIND_LOOKUP, LLM, TOOL, Step
+from .step import CUSTOM, KIND_LOOKUP, LLM, TOOL, FastStep, PyStep, Step, _speedups
 from .wire import STEP_KIND_INDEX
 
 if TYPE_CHECKING:
@@ -34,11 +34,15 @@ _perf_ns = time.perf_counter_ns
 
 
 def _kind(kind: Any) -> int:
-    k = KIND_LOOKUP.get(kind)
-    return k if k is not None else KIND_LOOKUP.get(str(kind).upper(), CUSTOM)
+    """Any other spelling of a kind, or anything else (even unhashable): CUSTOM."""
+    return KIND_LOOKUP.get(str(kind).upper(), CUSTOM)
 
 
 class Run(RunGate, RunRecords):
+    """A run on the pure-Python step core; ``FastRun`` (below) is the same with ``step`` in C."""
+
+    _step_type: type = PyStep
+
     def __init__(self, tracer: "Tracer", name: str, run_id: str | None, session_id: str | None,
                  parent_run_id: str | None, role: str | None, limits: Any, sampled: bool,
                  attrs: dict[str, Any] | None) -> None:
@@ -146,11 +150,14 @@ class Run(RunGate, RunRecords):
         copied, so mutating it later does not change the event; cheaper than ``**attrs``).
         ``retry_of`` (a step or its id) links a retry to the attempt it retries; the attempt
         number follows from it unless given."""
-        k = KIND_LOOKUP.get(kind)
+        try:
+            k = KIND_LOOKUP.get(kind)
+        except TypeError:  # unhashable: never raise into the agent for a bad kind
+            k = None
         if attributes is not None:
             attrs = {**attributes, **attrs} if attrs else (
                 attributes.copy() if attributes.__class__ is dict else dict(attributes))
-        s = Step(self, _kind(kind) if k is None else k, name, attrs or None)
+        s = self._step_type(self, _kind(kind) if k is None else k, name, attrs or None)
         if retry_of is not None:
             rid = retry_of if retry_of.__class__ is str else retry_of.step_id
             s.retry_of = rid
@@ -251,5 +258,17 @@ class Run(RunGate, RunRecords):
         return False
 
 
-__all__ = ["APPROVAL_DECISIONS", "FEEDBACK_VALUES", "NEGATIVE_SIGNALS", "ApprovalRequest", "Run",
+if _speedups is not None:
+    class FastRun(_speedups.RunCore, Run):  # type: ignore[misc,name-defined]
+        """``Run`` whose ``step()`` common case (no retry, a known kind, attributes as keywords
+        or one dict) is C; every other call goes to ``Run.step`` unchanged."""
+
+        _step_type = FastStep
+
+    _speedups.configure(current_step, FastStep, KIND_LOOKUP, LLM, Run.step)
+else:
+    FastRun = None  # type: ignore[assignment,misc]
+
+
+__all__ = ["APPROVAL_DECISIONS", "FastRun", "FEEDBACK_VALUES", "NEGATIVE_SIGNALS", "ApprovalRequest", "Run",
            "STEP_KIND_INDEX", "TOOL"]

@@ -23,6 +23,10 @@ class ProducerSettings(BaseSettings):
     schema_registry_url: str | None = None
     client_conf: dict[str, str] = Field(default_factory=dict, description="extra librdkafka conf")
 
+    # the step hot path in C when the build made it (producer/_speedups.c); False runs the
+    # pure-Python core, which behaves the same (for debugging, or to compare)
+    speedups: bool = True
+
     # transport
     queue_size: int = Field(100_000, ge=16, description="agent-side queue; full => drop and count")
     flush_timeout_s: float = Field(5.0, ge=0, description="bound on flush at close/exit")

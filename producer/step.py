@@ -9,6 +9,11 @@ number, step and parent ids, wall-clock times and encoding are derived on the tr
 
 The contextvar stays: a per-run stack would save ~0.3 µs but is wrong for concurrent asyncio
 tasks and threads of one run, whose steps are siblings, not parent and child.
+
+Two cores implement the open/close path with the same behaviour: ``_PyStepCore`` here (the
+reference) and ``_speedups.StepCore`` in C (``_speedups.c``), built at install time when a
+compiler is there. ``Step`` holds everything else and is the base of both concrete classes,
+``PyStep`` and ``FastStep``; a tracer uses the C one unless told not to (``speedups=False``).
 """
 from __future__ import annotations
 
@@ -20,6 +25,11 @@ from typing import TYPE_CHECKING, Any
 from .context import current_step
 from .errors import EnforcementError
 from .wire import STEP_KIND_INDEX, STEP_STATUS_INDEX
+
+try:
+    from . import _speedups
+except ImportError:  # built without a compiler: the pure-Python core only
+    _speedups = None
 
 if TYPE_CHECKING:
     from .run import Run
@@ -33,9 +43,11 @@ _ERROR, _TIMEOUT, _CANCELLED = (STEP_STATUS_INDEX[s] for s in ("ERROR", "TIMEOUT
 
 
 class Step:
-    """Defaults live on the class so opening a step sets only what differs: four attributes
-    at creation, two at open, one at close. (``__slots__`` would force every field to be set
-    per step, which costs more than it saves on CPython 3.11.)
+    """A step of a run. Defaults live on the class so opening a step sets only what differs.
+    (``__slots__`` would force every field to be set per step, which costs more than it saves
+    on CPython 3.11.) The core fields (``run``, ``kind``, ``name``, ``attrs``, ``_parent``,
+    ``_token``, ``_n``, ``_t0``, ``_lat``) and ``__init__``/``__enter__``/``__exit__`` come from
+    the core class: ``_PyStepCore`` or the C ``StepCore``.
 
     Once closed, the step object itself is the queue item; the transport thread reads it."""
 
@@ -45,19 +57,6 @@ class Step:
     estimate = None
     attempt = 1
     retry_of = None
-    _n: int | None = None          # step number in the run (drawn lazily: ``Run._number``)
-    _parent: "Step | str | None" = None  # the enclosing step, or an explicit parent step id
-    # Dropped at close: a queued step should not keep its token (and the token its context)
-    # alive; every object that survives in the queue makes the cyclic GC's passes longer.
-    _token: contextvars.Token | None = None
-    _t0: int | None = None         # perf_counter_ns at open
-    _lat: int | None = None        # latency in ns; set once, at close
-
-    def __init__(self, run: "Run", kind: int, name: str, attrs: dict | None) -> None:
-        self.run = run
-        self.kind = kind
-        self.name = name
-        self.attrs = attrs
 
     @property
     def step_id(self) -> str:
@@ -80,13 +79,12 @@ class Step:
     def closed(self) -> bool:
         return self._lat is not None
 
-    # -- context manager ------------------------------------------------------------------
-    def __enter__(self) -> "Step":
-        run = self.run
-        if run._gate:
-            delay = run._gate_check(self)  # enforcement: may raise before the step starts
-            if delay:
-                time.sleep(delay)
+    # -- opening and closing beyond the core's __enter__/__exit__ -----------------------
+    def _enter_gated(self) -> "Step":
+        """``__enter__`` of a run whose gate is up: enforcement may raise before the step starts."""
+        delay = self.run._gate_check(self)
+        if delay:
+            time.sleep(delay)
         self._parent = current_step.get()
         self._token = current_step.set(self)
         self._t0 = _perf_ns()
@@ -102,6 +100,9 @@ class Step:
         self._token = current_step.set(self)
         self._t0 = _perf_ns()
         return self
+
+    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        return self.__exit__(et, ev, tb)
 
     def begin(self) -> "Step":
         """Opens the step without making it the current step (for work that outlives the
@@ -120,40 +121,12 @@ class Step:
         if self._t0 is not None and self._lat is None:
             self.__exit__(type(exc) if exc is not None else None, exc, None)
 
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        t0 = self._t0
-        if t0 is None or self._lat is not None:  # never opened, or already closed
-            return False
-        self._lat = _perf_ns() - t0
-        token = self._token
-        if token is not None:
-            self._token = None
-            try:
-                current_step.reset(token)
-            except ValueError:  # closed in another context (a generator finished elsewhere)
-                current_step.set(None)
-        if et is not None:
-            self._failed(et)
-        run = self.run
-        run.step_count += 1  # on this thread: budgets and readers of run totals need them now
-        if self.kind == LLM:
-            run.llm_calls += 1
-        q = run._q
-        if len(q) < run._qmax:
-            q.append(self)
-        else:
-            run._t.dropped += 1
-        return False
-
     def _failed(self, et: type) -> None:
         if not self.status:
             self.status = (_CANCELLED if issubclass(et, asyncio.CancelledError)
                            else _TIMEOUT if issubclass(et, TimeoutError) else _ERROR)
         if not issubclass(et, EnforcementError):
             self.set_attribute("error.type", et.__name__)
-
-    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        return self.__exit__(et, ev, tb)
 
     # -- while open -----------------------------------------------------------------------
     def set_attribute(self, key: str, value: Any) -> "Step":
@@ -207,3 +180,70 @@ class Step:
         self.run.failure(failure_type, failure_code, message, step_id=self.step_id,
                          retryable=retryable)
         return self
+
+
+class _PyStepCore:
+    """The pure-Python core: the reference for ``_speedups.StepCore``."""
+
+    _n: int | None = None          # step number in the run (drawn lazily: ``Run._number``)
+    _parent: "Step | str | None" = None  # the enclosing step, or an explicit parent step id
+    # Dropped at close: a queued step should not keep its token (and the token its context)
+    # alive; every object that survives in the queue makes the cyclic GC's passes longer.
+    _token: contextvars.Token | None = None
+    _t0: int | None = None         # perf_counter_ns at open
+    _lat: int | None = None        # latency in ns; set once, at close
+
+    def __init__(self, run: "Run", kind: int, name: str, attrs: dict | None) -> None:
+        self.run = run
+        self.kind = kind
+        self.name = name
+        self.attrs = attrs
+
+    def __enter__(self) -> "Step":
+        if self.run._gate:
+            return self._enter_gated()  # type: ignore[attr-defined]
+        self._parent = current_step.get()
+        self._token = current_step.set(self)
+        self._t0 = _perf_ns()
+        return self  # type: ignore[return-value]
+
+    def _taken(self) -> None:
+        """The transport took the step off the queue (the C core re-enables GC tracking)."""
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        t0 = self._t0
+        if t0 is None or self._lat is not None:  # never opened, or already closed
+            return False
+        self._lat = _perf_ns() - t0
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                current_step.reset(token)
+            except ValueError:  # closed in another context (a generator finished elsewhere)
+                current_step.set(None)
+        if et is not None:
+            self._failed(et)  # type: ignore[attr-defined]
+        run = self.run
+        run.step_count += 1  # on this thread: budgets and readers of run totals need them now
+        if self.kind == LLM:
+            run.llm_calls += 1
+        q = run._q
+        if len(q) < run._qmax:
+            q.append(self)
+        else:
+            run._t.dropped += 1
+        return False
+
+
+class PyStep(Step, _PyStepCore):
+    """A step on the pure-Python core."""
+
+
+if _speedups is not None:
+    class FastStep(Step, _speedups.StepCore):  # type: ignore[misc,name-defined]
+        """A step on the C core (``_speedups.c``)."""
+else:
+    FastStep = None  # type: ignore[assignment,misc]
+
+STEP_TYPES = tuple(t for t in (PyStep, FastStep) if t is not None)

@@ -17,7 +17,7 @@ from .decorators import Decorators
 from .enforcement import Budget
 from .pipeline import EventPipeline
 from .pricing import PriceTable
-from .run import Run
+from .run import FastRun, Run
 from .settings import ProducerSettings
 from .transport import Transport
 
@@ -77,6 +77,7 @@ class Tracer(Decorators):
         self._transport = Transport(settings, self.topic, self._pipeline.process,
                                     producer_factory)
         self._live: dict[str, Run] = {}
+        self._run_type = FastRun if settings.speedups and FastRun is not None else Run
         self._limits = Budget().resolve(settings)
         self._listener: CommandListener | None = None
         self._listener_lock = threading.Lock()
@@ -109,7 +110,8 @@ class Tracer(Decorators):
             self._transport.start()
         if self.settings.commands_enabled and self.settings.enabled:
             self._ensure_listener()
-        r = Run(self, name, rid, session_id, parent_run_id, role, limits, sampled, attrs)
+        r = self._run_type(self, name, rid, session_id, parent_run_id, role, limits, sampled,
+                           attrs)
         if not self.settings.enabled:
             r._t = _DISABLED
             r._q, r._qmax = _DISABLED.q, 0

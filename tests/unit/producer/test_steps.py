@@ -11,10 +11,12 @@ from agentstream.producer import Tracer
 from agentstream.schemas import Codec
 
 
-@pytest.fixture
-def tracer(tmp_path):
+@pytest.fixture(params=[True, False], ids=["c-core", "python-core"])
+def tracer(tmp_path, request):
+    """Every test here runs on both step cores: the C one and the pure-Python reference."""
     t = Tracer("acme", "agent", "1.0", "test", bootstrap_servers="127.0.0.1:1",
-               spool_dir=str(tmp_path / "spool"), commands_enabled=False)
+               spool_dir=str(tmp_path / "spool"), commands_enabled=False,
+               speedups=request.param)
     t._transport.needs_start = False  # no background thread: the test drains the queue itself
     yield t
 

@@ -1,0 +1,196 @@
+"""The C step core (producer/_speedups.c) against the pure-Python one (producer/step.py): the
+same observable behaviour on every path, plus what only the C core does (GC untracking while
+queued). The shared behaviour tests in test_steps.py also run on both cores."""
+from __future__ import annotations
+
+import gc
+import sys
+import time
+import weakref
+
+import pytest
+
+from agentstream.producer import Budget, BudgetExceeded, Tracer
+from agentstream.producer import step as step_mod
+from agentstream.producer.run import FastRun, Run
+from agentstream.producer.step import FastStep, PyStep, Step
+from agentstream.schemas import Codec
+
+
+def make_tracer(tmp_path, speedups: bool, **kw) -> Tracer:
+    t = Tracer("acme", "agent", "1.0", "test", bootstrap_servers="127.0.0.1:1",
+               spool_dir=str(tmp_path / f"spool-{speedups}"), commands_enabled=False,
+               speedups=speedups, **kw)
+    t._transport.needs_start = False  # the test drains the queue itself
+    return t
+
+
+def drain(tracer) -> list[dict]:
+    codec, out = Codec(), []
+    q = tracer._transport.q
+    while q:
+        for _key, value in tracer._pipeline.process(q.popleft()):
+            out.append(codec.decode(value)[1])
+    return out
+
+
+@pytest.fixture(params=[True, False], ids=["c-core", "python-core"])
+def tracer(tmp_path, request):
+    return make_tracer(tmp_path, request.param)
+
+
+def test_the_c_core_is_built_and_used_by_default(tmp_path):
+    # `pip install` builds it wherever there is a compiler (setup.py); CI and make have one.
+    assert step_mod._speedups is not None, "producer/_speedups.c was not built"
+    fast, slow = make_tracer(tmp_path, True), make_tracer(tmp_path, False)
+    with fast.run("r") as run:
+        assert type(run) is FastRun and isinstance(run, Run)
+        s = run.step("tool", "x")
+        assert type(s) is FastStep and isinstance(s, Step)
+    with slow.run("r") as run:
+        assert type(run) is Run
+        assert type(run.step("tool", "x")) is PyStep
+
+
+def test_times_are_perf_counter_ns_on_both_cores(tracer):
+    with tracer.run("r") as run:
+        before = time.perf_counter_ns()
+        with run.step("tool", "t") as s:
+            opened = s._t0
+            time.sleep(0.002)
+        after = time.perf_counter_ns()
+    assert before <= opened <= after
+    assert 2_000_000 <= s._lat <= after - before
+    assert s.closed and s.started_us == (opened + run._clock_off) // 1000
+
+
+def test_unusual_calls_take_the_python_path_with_the_same_result(tracer):
+    class Attrs(dict):
+        pass
+
+    with tracer.run("r") as run:
+        with run.step("no-such-kind", "custom"):
+            pass
+        with run.step(["unhashable"], "unhashable"):
+            pass
+        with run.step("TOOL", "mapping", Attrs(a=1), b=2):
+            pass
+        first = run.tool_call("search", {"q": 1}, latency_ms=1.0, status="error")
+        with run.step("tool", "retry", retry_of=first, k="v") as retry:
+            pass
+        with run.step("tool", "third", attempt=3):
+            pass
+        with run.step("llm", "empty", {}):
+            pass
+    steps = {e["payload"]["name"]: e for e in drain(tracer) if e["kind"] == "STEP"}
+    assert steps["custom"]["payload"]["step_kind"] == "CUSTOM"
+    assert steps["unhashable"]["payload"]["step_kind"] == "CUSTOM"
+    assert steps["mapping"]["attributes"] == {"a": "1", "b": "2"}
+    assert retry.attempt == 2 and steps["retry"]["payload"]["retry_of"] == first
+    assert steps["retry"]["attributes"] == {"k": "v"}
+    assert steps["third"]["payload"]["attempt"] == 3
+    assert steps["empty"]["attributes"] in ({}, None)
+    assert run.llm_calls == 1 and run.step_count == 7
+
+
+def test_a_budget_is_enforced_before_the_step_on_both_cores(tracer):
+    with pytest.raises(BudgetExceeded):
+        with tracer.run("r", budget=Budget(max_steps=2)) as run:
+            for i in range(5):
+                with run.step("tool", f"s{i}"):
+                    pass
+    assert run.step_count == 2
+    events = drain(tracer)
+    assert [e["payload"]["name"] for e in events if e["kind"] == "STEP"] == ["s0", "s1"]
+    assert events[-1]["kind"] == "RUN_END" and events[-1]["payload"]["outcome"] == "budget_stopped"
+
+
+def test_a_full_queue_drops_and_counts_on_both_cores(tmp_path):
+    for speedups in (True, False):
+        t = make_tracer(tmp_path, speedups, queue_size=16)
+        with t.run("r") as run:
+            for _ in range(40):
+                with run.step("tool", "x"):
+                    pass
+        assert len(t._transport.q) == 16
+        assert t._transport.dropped == 1 + 40 + 1 - 16  # RUN_START, 40 steps, RUN_END; 16 fit
+        assert run.step_count == 40
+
+
+def test_a_step_closed_in_another_context_resets_the_current_step(tracer):
+    def gen(run):
+        with run.step("tool", "gen"):
+            yield 1
+            yield 2
+
+    with tracer.run("r") as run:
+        g = gen(run)
+        next(g)
+        import contextvars
+
+        contextvars.copy_context().run(g.close)  # closes the step in a different context
+        assert tracer.current_step() is not None  # this context still sees the open step ...
+    steps = [e for e in drain(tracer) if e["kind"] == "STEP"]
+    assert [s["payload"]["name"] for s in steps] == ["gen"]
+
+
+def test_steps_are_freed_and_cycles_through_them_collected(tracer):
+    with tracer.run("r") as run:
+        with run.step("tool", "plain") as plain:
+            pass
+        with run.step("tool", "cycle") as cyc:
+            cyc.set_attribute("me", cyc)  # a cycle through the step's own attrs
+    refs = [weakref.ref(plain), weakref.ref(cyc)]
+    drain(tracer)
+    del plain, cyc
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+
+
+def test_queued_steps_are_not_scanned_by_the_gc_until_taken(tmp_path):
+    t = make_tracer(tmp_path, True)
+    with t.run("r") as run:
+        with run.step("tool", "queued") as s:
+            pass
+        q = t._transport.q
+        assert q[-1] is s and not gc.is_tracked(s)
+        while q:
+            t._pipeline.process(q.popleft())
+        assert gc.is_tracked(s)  # taken by the transport: tracked again
+
+
+def test_the_c_core_does_not_leak_references(tmp_path):
+    t = make_tracer(tmp_path, True)
+    attrs = {"k": "v"}
+    with t.run("r") as run:
+        for _ in range(100):  # warm up
+            with run.step("tool", "x", attrs, a=1):
+                pass
+        drain(t)
+        name = "x"
+        before = (sys.getrefcount(run), sys.getrefcount(attrs), sys.getrefcount(name))
+        for _ in range(1000):
+            with run.step("tool", name, attrs, a=1):
+                pass
+            with run.step("tool", name, k=2):
+                pass
+        drain(t)
+        after = (sys.getrefcount(run), sys.getrefcount(attrs), sys.getrefcount(name))
+    assert after == before
+
+
+def test_the_core_constructor_checks_its_arguments(tmp_path):
+    t = make_tracer(tmp_path, True)
+    with t.run("r") as run:
+        with pytest.raises(TypeError):
+            FastStep(run, 1, "x")
+        with pytest.raises(TypeError):
+            FastStep(run, 1, "x", None, extra=1)
+        s = FastStep(run, 1, "x", None)
+        assert s.attrs is None and s._t0 is None and s._parent is None
+        s._t0 = 5
+        assert s._t0 == 5
+        s._t0 = None
+        assert s._t0 is None and not s.closed
+        assert s.__exit__(None, None, None) is False  # never opened: nothing queued
+        assert run.step_count == 0
