@@ -6,7 +6,8 @@
    - agentstream: ``with run.step("tool", "search", **ATTRS)`` = one STEP event with 8
      attributes (the same workload as every earlier version of this bench), and the same step
      with the attributes passed as one mapping, ``run.step("tool", "search", ATTRS)``, which
-     skips CPython's keyword re-packing (~1 µs for 8 keywords here);
+     skips CPython's keyword re-packing; both on the C step core (``producer/_speedups.c``, the
+     default), and the first also on the pure-Python core (``speedups=False``, the fallback);
    - OpenTelemetry SDK: a span with 8 attributes under a BatchSpanProcessor whose exporter
      discards (the cheapest real OTel pipeline), attributes set one by one as before, and
      passed at start (``attributes=``, OTel's cheapest form);
@@ -187,6 +188,7 @@ def main() -> None:
 
     from agentstream.cli.embedded_broker import EmbeddedBroker
     from agentstream.producer import Tracer
+    from agentstream.producer.run import FastRun
     from agentstream.schemas import topic_name
     from agentstream.schemas.topics import create_topics
 
@@ -198,7 +200,12 @@ def main() -> None:
         tracer = Tracer("bench", "bench-agent", "1.0", "bench",
                         bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix,
                         spool_dir=spool, commands_enabled=False, queue_size=n + 1000)
+        py_tracer = Tracer("bench", "bench-agent", "1.0", "bench",
+                           bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix,
+                           spool_dir=spool + "-py", commands_enabled=False, queue_size=n + 1000,
+                           speedups=False)
         # warm up both paths (imports, connections, caches)
+        agent_thread_agentstream(py_tracer, 2000)
         agent_thread_agentstream(tracer, 2000)
         agent_thread_agentstream(tracer, 2000, mapping=True)
         total_cpu_baseline(broker.bootstrap_servers, topic_name("raw", prefix), 2000)
@@ -208,6 +215,7 @@ def main() -> None:
         floor = best(lambda: agent_thread_floor(n))
         ours, ours_gc = best(lambda: agent_thread_agentstream(tracer, n, False, meter))
         mapped, mapped_gc = best(lambda: agent_thread_agentstream(tracer, n, True, meter))
+        pure, pure_gc = best(lambda: agent_thread_agentstream(py_tracer, n, False, meter))
         short = best(lambda: agent_thread_short_bursts(tracer, n, False))
         short_mapped = best(lambda: agent_thread_short_bursts(tracer, n, True))
         otel = best(lambda: agent_thread_otel(n))
@@ -217,6 +225,7 @@ def main() -> None:
                                                      topic_name("raw", prefix), n))
         stats = tracer.stats()
         tracer.close(10)
+        py_tracer.close(10)
     finally:
         broker.stop()
 
@@ -226,6 +235,7 @@ def main() -> None:
           f"{'OTel / it':>11}")
     rows = [("agentstream  step(**attrs)", ours, ours_gc),
             ("agentstream  step(attrs)", mapped, mapped_gc),
+            ("  step(**attrs), pure-Python core", pure, pure_gc),
             ("  same, bursts of 1000, queue drained between", short, None),
             ("  same with step(attrs)", short_mapped, None),
             ("OTel span    set_attribute x8", otel, None),
@@ -244,6 +254,8 @@ def main() -> None:
         "agent_thread_us": round(ours, 3),
         "agent_thread_gc_us": round(ours_gc, 3),
         "agent_thread_mapping_us": round(mapped, 3),
+        "agent_thread_python_core_us": round(pure, 3),
+        "speedups": FastRun is not None,
         "agent_thread_short_bursts_us": round(short, 3),
         "agent_thread_short_bursts_mapping_us": round(short_mapped, 3),
         "otel_span_us": round(otel, 3),

@@ -112,6 +112,11 @@ class Run(RunGate, RunRecords):
         """Queues a step whose ``_t0`` (perf_counter ns) and parent are already set."""
         step.status = status
         step._lat = lat_ns
+        self._queue_step(step)
+
+    def _queue_step(self, step: Step) -> None:
+        """Counts a closed step and queues it (the C core does the same in ``_speedups.c``).
+        Counted on the agent's thread: budgets and readers of run totals need them now."""
         self.step_count += 1
         if step.kind == LLM:
             self.llm_calls += 1

@@ -224,15 +224,7 @@ class _PyStepCore:
                 current_step.set(None)
         if et is not None:
             self._failed(et)  # type: ignore[attr-defined]
-        run = self.run
-        run.step_count += 1  # on this thread: budgets and readers of run totals need them now
-        if self.kind == LLM:
-            run.llm_calls += 1
-        q = run._q
-        if len(q) < run._qmax:
-            q.append(self)
-        else:
-            run._t.dropped += 1
+        self.run._queue_step(self)
         return False
 
 

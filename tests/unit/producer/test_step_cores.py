@@ -10,28 +10,12 @@ import weakref
 
 import pytest
 
-from agentstream.producer import Budget, BudgetExceeded, Tracer
+from agentstream.producer import Budget, BudgetExceeded
 from agentstream.producer import step as step_mod
 from agentstream.producer.run import FastRun, Run
 from agentstream.producer.step import FastStep, PyStep, Step
-from agentstream.schemas import Codec
 
-
-def make_tracer(tmp_path, speedups: bool, **kw) -> Tracer:
-    t = Tracer("acme", "agent", "1.0", "test", bootstrap_servers="127.0.0.1:1",
-               spool_dir=str(tmp_path / f"spool-{speedups}"), commands_enabled=False,
-               speedups=speedups, **kw)
-    t._transport.needs_start = False  # the test drains the queue itself
-    return t
-
-
-def drain(tracer) -> list[dict]:
-    codec, out = Codec(), []
-    q = tracer._transport.q
-    while q:
-        for _key, value in tracer._pipeline.process(q.popleft()):
-            out.append(codec.decode(value)[1])
-    return out
+from step_support import drain, make_tracer
 
 
 @pytest.fixture(params=[True, False], ids=["c-core", "python-core"])

@@ -7,27 +7,13 @@ import threading
 
 import pytest
 
-from agentstream.producer import Tracer
-from agentstream.schemas import Codec
+from step_support import drain, make_tracer
 
 
 @pytest.fixture(params=[True, False], ids=["c-core", "python-core"])
 def tracer(tmp_path, request):
     """Every test here runs on both step cores: the C one and the pure-Python reference."""
-    t = Tracer("acme", "agent", "1.0", "test", bootstrap_servers="127.0.0.1:1",
-               spool_dir=str(tmp_path / "spool"), commands_enabled=False,
-               speedups=request.param)
-    t._transport.needs_start = False  # no background thread: the test drains the queue itself
-    yield t
-
-
-def _drain(tracer) -> list[dict]:
-    codec, out = Codec(), []
-    q = tracer._transport.q
-    while q:
-        for _key, value in tracer._pipeline.process(q.popleft()):
-            out.append(codec.decode(value)[1])
-    return out
+    return make_tracer(tmp_path, request.param)
 
 
 def _steps(events):
@@ -47,7 +33,7 @@ def test_ids_parents_and_totals_match_what_the_agent_saw(tracer):
         with run.step("tool", "search", retry_of=first) as retry:
             pass
         run.failure("tool", "timeout", step_id=first)
-    events = _drain(tracer)
+    events = drain(tracer)
     steps = _steps(events)
     assert steps["inner"]["payload"]["step_id"] == seen["inner"]
     assert steps["outer"]["payload"]["step_id"] == seen["outer"]
@@ -86,7 +72,7 @@ def test_concurrent_tasks_and_threads_are_siblings_not_nested(tracer):
             pass
 
     outer_id = asyncio.run(main())
-    steps = _steps(_drain(tracer))
+    steps = _steps(drain(tracer))
     for name in "abc":
         assert steps[name]["parent_step_id"] == outer_id
 
@@ -100,7 +86,7 @@ def test_mapping_attributes_are_copied_and_kwargs_merge(tracer):
         with run.step("tool", "second", attrs, extra=True):
             pass
     assert attrs == {"k": "changed-later"}  # the caller's dict was never written to
-    steps = _steps(_drain(tracer))
+    steps = _steps(drain(tracer))
     assert steps["first"]["attributes"] == {"k": "v1", "added": "1"}
     assert steps["second"]["attributes"] == {"k": "changed-later", "extra": "true"}
 
@@ -110,7 +96,7 @@ def test_a_failing_step_keeps_its_status_and_error_type(tracer):
         with pytest.raises(TimeoutError):
             with run.step("tool", "slow"):
                 raise TimeoutError
-    events = _drain(tracer)
+    events = drain(tracer)
     step = _steps(events)["slow"]
     assert step["payload"]["status"] == "TIMEOUT"
     assert step["attributes"]["error.type"] == "TimeoutError"
