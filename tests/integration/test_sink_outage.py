@@ -2,6 +2,8 @@
 retries with backoff, commits nothing meanwhile, and catches up with nothing lost or doubled."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from agentstream.schemas import EVENT, Codec, topic_name
@@ -15,6 +17,18 @@ pytestmark = pytest.mark.integration
 def _count(client, tenant: str, final: str = "") -> int:
     return int(client.query(f"SELECT count() FROM events {final} WHERE tenant_id={{t:String}}",
                             parameters={"t": tenant}).result_rows[0][0])
+
+
+def _settled(sink, quiet_s: float = 1.0) -> bool:
+    """Nothing buffered, and no row stored nor range committed for ``quiet_s`` (several times
+    the test's batch_max_seconds): every insert the sink started has been committed."""
+    def snap():
+        h = sink.health()
+        return h["pending_rows"], h["stored_rows"], h["committed_ranges"]
+
+    first = snap()
+    time.sleep(quiet_s)
+    return first[0] == 0 and snap() == first and sink.health()["last_commit_at"] is not None
 
 
 def test_sink_rides_out_a_clickhouse_outage(bootstrap, topic_prefix, chdb_client, unique):
@@ -32,9 +46,10 @@ def test_sink_rides_out_a_clickhouse_outage(bootstrap, topic_prefix, chdb_client
     try:
         produce(bootstrap, topic, [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in before])
         wait_for(lambda: _count(chdb_client, tenant) == len(before), what="first run stored")
-        # Rows are visible before their offsets are committed: let that commit land first.
-        wait_for(lambda: sink.health()["last_commit_at"] and not sink.health()["pending_rows"],
-                 what="the first run committed")
+        # Rows are visible before their offsets are committed, and the sink also works through
+        # the shared topic's older records: wait until it is idle, so that no commit of an
+        # insert already under way lands after the table is gone.
+        wait_for(lambda: _settled(sink), what="the sink idle with everything committed")
         chdb_client.command("DETACH TABLE events")
         detached = True
         commits_at_outage = sink.committed_ranges
