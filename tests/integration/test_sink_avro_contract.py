@@ -212,6 +212,34 @@ def test_a_refused_container_is_redone_in_python_and_only_the_bad_record_is_reje
     assert writer.store(SPEC, {"range": r2}, [Msg(trailing, 0)]) == ({"avro": 0, "python": 1}, [])
 
 
+def test_invalid_utf8_split_across_list_items_is_refused_like_python_does(chdb_client, unique):
+    """Each of two attribute keys, values or decision candidates is invalid UTF-8 while the two
+    joined are valid ("Q\\xc3" + "\\xa9R" = "Qé" + "R"). fastavro refuses such a record, so the
+    view must too: its per-list checks join items with a separator (migration 0006)."""
+    codec = Codec()
+    writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
+    tenant = f"utf-{unique}"
+    base = run_events(tenant, f"run-{unique}", n_steps=1)[1]
+    cases = {
+        "attribute values": dict(base, attributes={"k1": "QQ", "k2": "RR"}),
+        "attribute keys": dict(base, attributes={"QQ": "v", "RR": "v"}),
+        "candidates": dict(base, kind="DECISION", payload={
+            "decision_type": "route", "selected": "a", "candidates": ["QQ", "RR"],
+            "reason_code": "r", "confidence": None, "step_id": None}),
+    }
+    for i, (what, ev) in enumerate(cases.items()):
+        raw = codec.encode(EVENT, dict(ev, event_id=str(uuid.uuid4())))
+        assert raw.count(b"QQ") == 1 and raw.count(b"RR") == 1
+        bad = raw.replace(b"QQ", b"Q\xc3").replace(b"RR", b"\xa9R")
+        rng = OffsetRange(f"utf-{unique}-{i}", 0, 0, 0, NOW, avro=True)
+        by_path, rejected = writer.store(SPEC, {"range": rng}, [Msg(bad, 0)])
+        assert by_path == {"avro": 0, "python": 0}, what
+        assert len(rejected) == 1 and "avro body" in rejected[0].reason, what
+    count = chdb_client.query("SELECT count() FROM events WHERE tenant_id = {t:String}",
+                              parameters={"t": tenant}).result_rows[0][0]
+    assert count == 0
+
+
 def test_staging_table_mirrors_what_clickhouse_infers_from_the_staged_schema(chdb_client, tmp_path):
     """If Event gains a version, this keeps the staged set honest: only schemas whose inferred
     columns equal the staging table's may take the fast path."""
