@@ -214,15 +214,18 @@ FROM
                 ',"status":', toJSONString(assumeNotNull(tupleElement(ca, 'status')))),
             ''), 2), '}') AS pj,
         -- fastavro refuses strings that are not UTF-8 (ClickHouse would store them). Every string
-        -- of a record lands in a column or in pj, except the few listed here.
+        -- of a record lands in a column or in pj, except the few listed here. A list's items are
+        -- joined with an ASCII separator: joined without one, two invalid items can be valid
+        -- ("Q\xc3" + "\xa9R"), and an ASCII byte can neither continue nor start a multi-byte
+        -- sequence, so the joined text is valid exactly when every item is.
         isValidUTF8(event_id) AND isValidUTF8(tenant_id) AND isValidUTF8(agent_id) AND
             isValidUTF8(agent_version) AND isValidUTF8(environment) AND isValidUTF8(run_id) AND
             isValidUTF8(ifNull(session_id, '')) AND isValidUTF8(ifNull(parent_run_id, '')) AND
             isValidUTF8(ifNull(parent_step_id, '')) AND isValidUTF8(sdk_version) AND
-            isValidUTF8(policy_version) AND isValidUTF8(arrayStringConcat(mapKeys(attributes))) AND
-            isValidUTF8(arrayStringConcat(mapValues(attributes))) AND
+            isValidUTF8(policy_version) AND isValidUTF8(arrayStringConcat(mapKeys(attributes), '\n')) AND
+            isValidUTF8(arrayStringConcat(mapValues(attributes), '\n')) AND
             isValidUTF8(ifNull(tupleElement(redaction, 'policy_version'), '')) AND
-            isValidUTF8(arrayStringConcat(mapKeys(rule_counts))) AND isValidUTF8(pj) AND
+            isValidUTF8(arrayStringConcat(mapKeys(rule_counts), '\n')) AND isValidUTF8(pj) AND
             isValidUTF8(st_step_id) AND isValidUTF8(ifNull(tupleElement(st, 'name'), '')) AND
             isValidUTF8(ifNull(tupleElement(st, 'retry_of'), '')) AND
             isValidUTF8(ifNull(tupleElement(rs, 'entrypoint'), '')) AND
@@ -235,7 +238,7 @@ FROM
             isValidUTF8(ifNull(tupleElement(fl, 'step_id'), '')) AND
             isValidUTF8(ifNull(tupleElement(dc, 'decision_type'), '')) AND
             isValidUTF8(ifNull(tupleElement(dc, 'selected'), '')) AND
-            isValidUTF8(arrayStringConcat(tupleElement(dc, 'candidates'))) AND
+            isValidUTF8(arrayStringConcat(tupleElement(dc, 'candidates'), '\n')) AND
             isValidUTF8(ifNull(tupleElement(dc, 'reason_code'), '')) AND
             isValidUTF8(ifNull(tupleElement(dc, 'step_id'), '')) AND
             isValidUTF8(ifNull(tupleElement(qs, 'signal_type'), '')) AND

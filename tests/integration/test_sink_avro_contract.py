@@ -215,7 +215,7 @@ def test_a_refused_container_is_redone_in_python_and_only_the_bad_record_is_reje
 def test_invalid_utf8_split_across_list_items_is_refused_like_python_does(chdb_client, unique):
     """Each of two attribute keys, values or decision candidates is invalid UTF-8 while the two
     joined are valid ("Q\\xc3" + "\\xa9R" = "Qé" + "R"). fastavro refuses such a record, so the
-    view must too: its per-list checks join items with a separator (migration 0006)."""
+    view must too: its per-list checks join items with a separator (0005_avro_ingest.sql)."""
     codec = Codec()
     writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
     tenant = f"utf-{unique}"
