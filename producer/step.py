@@ -80,15 +80,19 @@ class Step:
         return self._lat is not None
 
     # -- opening and closing beyond the core's __enter__/__exit__ -----------------------
+    def _open(self) -> "Step":
+        """Makes the step current and starts its clock (the cores' ``__enter__`` inline this)."""
+        self._parent = current_step.get()
+        self._token = current_step.set(self)
+        self._t0 = _perf_ns()
+        return self
+
     def _enter_gated(self) -> "Step":
         """``__enter__`` of a run whose gate is up: enforcement may raise before the step starts."""
         delay = self.run._gate_check(self)
         if delay:
             time.sleep(delay)
-        self._parent = current_step.get()
-        self._token = current_step.set(self)
-        self._t0 = _perf_ns()
-        return self
+        return self._open()
 
     async def __aenter__(self) -> "Step":
         run = self.run
@@ -96,10 +100,7 @@ class Step:
             delay = run._gate_check(self)
             if delay:
                 await asyncio.sleep(delay)
-        self._parent = current_step.get()
-        self._token = current_step.set(self)
-        self._t0 = _perf_ns()
-        return self
+        return self._open()
 
     async def __aexit__(self, et: Any, ev: Any, tb: Any) -> bool:
         return self.__exit__(et, ev, tb)
@@ -202,6 +203,7 @@ class _PyStepCore:
     def __enter__(self) -> "Step":
         if self.run._gate:
             return self._enter_gated()  # type: ignore[attr-defined]
+        # ``Step._open`` inlined: this is the pure-Python core's hot path.
         self._parent = current_step.get()
         self._token = current_step.set(self)
         self._t0 = _perf_ns()
@@ -237,5 +239,3 @@ if _speedups is not None:
         """A step on the C core (``_speedups.c``)."""
 else:
     FastStep = None  # type: ignore[assignment,misc]
-
-STEP_TYPES = tuple(t for t in (PyStep, FastStep) if t is not None)

@@ -155,11 +155,12 @@ def run_header(run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
 
     The additive totals are counted from the events themselves, by the same rules as
     ``runs_mv`` (0002_runs.sql); the events are ``FINAL``, so a redelivery is counted once."""
-    head = events[0]["run"]
-    out: dict[str, Any] = {"run_id": run_id, **dict(zip(HEADER[:6], head[2:8]))}
-    out["started_us"] = min(e["ts_us"] for e in events)
-    out["last_us"] = max(e["ts_us"] for e in events)
-    out["status"], out["outcome"], out["duration_ms"] = head[8], head[9], head[10]
+    head = dict(zip(HEADER, events[0]["run"][2:]))
+    # Key order as get_run's (RUN_COLUMNS): identity, time span, outcome, totals.
+    out: dict[str, Any] = {"run_id": run_id, **{k: head[k] for k in HEADER[:6]},
+                           "started_us": min(e["ts_us"] for e in events),
+                           "last_us": max(e["ts_us"] for e in events),
+                           **{k: head[k] for k in HEADER[6:]}}
     steps = [e for e in events if e["kind"] == "STEP"]
     out.update(
         event_count=len(events), step_count=len(steps),
