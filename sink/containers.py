@@ -1,11 +1,13 @@
 """The Avro fast path: Kafka values -> Avro object containers ClickHouse reads itself.
 
-No record is decoded. Each value's 5-byte Confluent header is stripped; the body is followed
-by one Avro ``int`` (the tenant's retention, read from the body's second field without decoding
-the rest) and a 4-byte mark, so the container's writer schema is the record's writer schema plus
-trailing ``sink_retention_days`` and ``sink_mark`` fields. One container per writer schema id:
+No record is decoded, and no value is copied on its own: each Kafka value goes into the container
+whole, its 5-byte Confluent header read as a leading ``fixed(5)`` field (``sink_head``) of the
+container's writer schema, and is followed by one Avro ``int`` (the tenant's retention, read from
+the body's second field without decoding the rest) and a 4-byte mark. So the container's writer
+schema is the record's writer schema between a leading ``sink_head`` and trailing
+``sink_retention_days`` and ``sink_mark`` fields. One container per writer schema id:
 ``Obj\\x01`` + metadata map (``avro.schema``, ``avro.codec`` = null) + 16-byte sync marker, then
-one block: record count, byte size, the bodies, the sync marker.
+one block: record count, byte size, the values and their trailers, the sync marker.
 
 Only writer schemas whose parsing canonical form is in ``STAGED_SCHEMAS`` take this path: the
 ``events_avro_staging`` table (migration 0005) mirrors exactly those, and a newer schema takes
@@ -26,6 +28,8 @@ from agentstream.schemas.avro_binary import encode_long as zigzag
 from agentstream.schemas.avro_binary import read_long
 
 STAGING_TABLE = {"events": "events_avro_staging"}
+HEAD_FIELD = "sink_head"
+HEAD_SIZE = 5  # Confluent framing: magic byte 0, then the writer schema id (4 bytes, big-endian)
 RETENTION_FIELD = "sink_retention_days"
 MARK_FIELD = "sink_mark"
 # After each body: a record whose real length differs from what its schema says (trailing
@@ -55,9 +59,11 @@ def canonical_hash(schema: Any) -> str:
 
 
 def container_schema(schema: Any) -> str:
-    """The writer schema plus the trailing retention field, as JSON."""
+    """The writer schema between the leading framing field and the trailing retention and mark
+    fields, as JSON."""
     doc = json.loads(to_parsing_canonical_form(schema))
-    doc["fields"] = [*doc["fields"], {"name": RETENTION_FIELD, "type": "int"},
+    doc["fields"] = [{"name": HEAD_FIELD, "type": {"type": "fixed", "name": "SinkHead", "size": HEAD_SIZE}},
+                     *doc["fields"], {"name": RETENTION_FIELD, "type": "int"},
                      {"name": MARK_FIELD, "type": {"type": "fixed", "name": "SinkMark", "size": len(MARK)}}]
     return json.dumps(doc, separators=(",", ":"))
 
@@ -122,32 +128,66 @@ class ContainerBuilder:
         return self._heads[sid]
 
     def split(self, msgs: list, days_for: Callable[[str], int]) -> tuple[list[Container], list]:
-        """(containers by schema id, messages the Python path must handle)."""
-        groups: dict[int, Container] = {}
+        """(containers by schema id, messages the Python path must handle).
+
+        The sink's hot loop (every record of the fast path passes here): a container is found by
+        the value's 5 framing bytes, and the tenant's trailer by the tenant's raw bytes, so the
+        common record costs two dict lookups and no decoding."""
+        groups: dict[bytes, Container | None] = {}
+        trailers: dict[bytes, bytes | None] = {}  # tenant bytes -> retention + mark; None: not UTF-8
         rest = []
-        days_bytes = self._days
         for m in msgs:
             v = m.value()
-            if v is None or len(v) < 6 or v[0] != 0:
+            try:
+                c = groups[v[:HEAD_SIZE]]
+            except KeyError:
+                c = groups[v[:HEAD_SIZE]] = self._container(v)
+            except TypeError:  # no value (a tombstone)
+                c = None
+            if c is None:
                 rest.append(m)
                 continue
-            sid = int.from_bytes(v[1:5], "big")
-            c = groups.get(sid)
-            if c is None:
-                head = self._head(sid)
-                if head is None:
-                    rest.append(m)
-                    continue
-                c = groups[sid] = Container(sid, head[0], head[1])
             try:
-                days = days_for(second_string(v))
+                # the two leading strings' lengths, one varint byte each in the common case
+                # (non-negative and under 64 bytes); anything else goes the careful way
+                b0 = v[5]
+                p = 6 + (b0 >> 1)
+                b1 = v[p]
+                if b0 < 0x80 and b1 < 0x80 and not (b0 | b1) & 1:
+                    end = p + 1 + (b1 >> 1)
+                    if end > len(v):
+                        raise ValueError("string runs past the end of the record")
+                    tenant = v[p + 1:end]
+                else:
+                    tenant = second_string(v).encode()
             except (ValueError, IndexError, UnicodeDecodeError):
                 rest.append(m)  # a corrupt body: Python decodes it and says why
                 continue
-            d = days_bytes.get(days)
-            if d is None:
-                d = days_bytes[days] = zigzag(days) + MARK
-            c.parts.append(v[5:])
-            c.parts.append(d)
+            try:
+                t = trailers[tenant]
+            except KeyError:
+                t = trailers[tenant] = self._trailer(tenant, days_for)
+            if t is None:
+                rest.append(m)
+                continue
+            c.parts.append(v)
+            c.parts.append(t)
             c.msgs.append(m)
-        return [c for c in groups.values() if c.msgs], rest
+        return [c for c in groups.values() if c is not None and c.msgs], rest
+
+    def _container(self, v: bytes) -> Container | None:
+        if len(v) < HEAD_SIZE + 1 or v[0] != 0:
+            return None
+        sid = int.from_bytes(v[1:HEAD_SIZE], "big")
+        head = self._head(sid)
+        return None if head is None else Container(sid, head[0], head[1])
+
+    def _trailer(self, tenant: bytes, days_for: Callable[[str], int]) -> bytes | None:
+        try:
+            days = days_for(tenant.decode())
+        except UnicodeDecodeError:
+            return None
+        t = self._days.get(days)
+        if t is None:
+            t = self._days[days] = zigzag(days) + MARK
+        return t

@@ -42,6 +42,16 @@ UINT16_MAX = 65_535
 UINT32_MAX = 4_294_967_295
 
 
+def payload_json(rest: dict[str, Any]) -> str:
+    """The payload column's JSON text: sorted keys, no spaces, and U+2028/U+2029 escaped as
+    ClickHouse's toJSONString writes them (orjson leaves them raw), so the Avro fast path's view
+    and this mapper store the same text."""
+    text = orjson.dumps(rest, option=orjson.OPT_SORT_KEYS).decode()
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text
+
+
 class RowError(ValueError):
     """A decoded record that does not fit the table; ``reason`` goes to the DLQ headers."""
 
@@ -168,7 +178,7 @@ def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple:
             agent_version=ev["agent_version"], environment=ev["environment"], run_id=ev["run_id"],
             session_id=ev.get("session_id") or "", parent_run_id=ev.get("parent_run_id") or "",
             parent_step_id=ev.get("parent_step_id") or "", seq=seq, kind=kind,
-            payload=orjson.dumps(rest, option=orjson.OPT_SORT_KEYS).decode(),
+            payload=payload_json(rest),
             attributes=dict(ev.get("attributes") or {}),
             capture_mode=ev.get("capture_mode") or "METADATA_ONLY",
             policy_version=ev.get("policy_version") or "",

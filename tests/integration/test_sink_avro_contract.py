@@ -56,7 +56,7 @@ def _examples(tenant: str) -> list[dict]:
     """Every payload branch, with optionals both present and absent, awkward strings and floats."""
     base = dict(tenant_id=tenant, agent_id="planner", agent_version="1.0", environment="prod", run_id="run-1",
                 sdk_version="0.1", ts_us=NOW, emitted_us=NOW)
-    odd = 'a/b \\ "q" é\t\n\x01 ✓'
+    odd = 'a/b \\ "q" é\t\n\x01 ✓ \u2028\u2029 \x7f'
     llm_full = {"provider": "openai", "operation": "chat", "request_model": "gpt-4o", "response_model": "gpt-4o-2024",
                 "input_tokens": 7, "output_tokens": 3, "cache_read_tokens": 2, "cache_write_tokens": 1,
                 "cost_usd": 0.000123, "finish_reasons": ["stop", "length"], "tool_calls": ["search"]}

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from agentstream.schemas import ALERT, EVENT, Codec
-from agentstream.sink.rows import ALERT_COLUMNS, EVENT_COLUMNS, RowError, alert_row, event_row
+from agentstream.sink.rows import ALERT_COLUMNS, EVENT_COLUMNS, RowError, alert_row, event_row, payload_json
 
 NOW = 1_750_000_000_000_000
 BASE = dict(event_id="e1", tenant_id="t1", agent_id="a", agent_version="1.0", environment="prod",
@@ -85,6 +85,15 @@ def test_records_that_do_not_fit_raise_row_error_with_a_reason(over, reason):
 def test_missing_fields_are_a_row_error_not_a_crash():
     with pytest.raises(RowError, match="KeyError"):
         event_row({"kind": "STEP", "payload": {}, "seq": 1, "tenant_id": "t", "run_id": "r", "event_id": "e"})
+
+
+def test_payload_json_escapes_the_line_separators_as_clickhouse_does():
+    # The Avro fast path's view writes strings with toJSONString, which escapes U+2028/U+2029;
+    # both texts must be identical (the contract test checks it against the real view).
+    text = payload_json({"b": "x\u2028y\u2029", "a": "é/\u2028"})
+    assert text == '{"a":"é/\\u2028","b":"x\\u2028y\\u2029"}'
+    assert json.loads(text) == {"a": "é/\u2028", "b": "x\u2028y\u2029"}
+    assert payload_json({"m": "plain ✓"}) == '{"m":"plain ✓"}'
 
 
 def test_alert_row():
