@@ -152,7 +152,10 @@ def serve_embedded() -> None:
     sink_settings = SinkSettings()
     api_settings = ApiSettings()
     client = make_client(sink_settings.clickhouse_dsn)
-    sink = Sink(sink_settings, client=client).start()
+    # the API shares the main connection; each insert thread opens its own handle on the same
+    # engine (one process, so chDB's one-owner rule holds)
+    sink = Sink(sink_settings, client=client,
+                client_factory=lambda: make_client(sink_settings.clickhouse_dsn)).start()
     app = create_app(api_settings, client=client)
     try:
         uvicorn.run(app, host=api_settings.host, port=api_settings.port, log_level="warning")

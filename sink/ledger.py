@@ -10,6 +10,7 @@ with ``deduplicate_blocks_in_dependent_materialized_views``, in every view targe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True, order=True)
@@ -69,3 +70,42 @@ def pending_plans(client, group: str, committed: dict[tuple[str, int], int]) -> 
         out.setdefault((topic, int(partition)), []).append(OffsetRange(
             topic, int(partition), int(start), int(end), int(first_ts), bool(avro), tuple(int(x) for x in fallback)))
     return out
+
+
+def cut_ranges(buffers: dict[tuple[str, int], list], plans: dict[tuple[str, int], list[OffsetRange]],
+               avro_for: Callable[[str], bool]) -> list[tuple[OffsetRange, list, bool]]:
+    """Takes each partition's next range out of its buffer (pure: the buffers and plans are
+    updated in place): a pending ledger range exactly (waiting until all of it has been read
+    again), otherwise everything buffered. Returns (range, records, is a replay) per partition;
+    ``avro_for(topic)`` says whether a new range of that topic is planned on the Avro path."""
+    chunks = []
+    for key, buf in buffers.items():
+        if not buf:
+            continue
+        pending = plans.get(key) or []
+        while pending:
+            p = pending[0]
+            first = buf[0]
+            if first.offset() > p.start or (first.offset() == p.start and first.timestamp()[1] != p.first_ts_ms):
+                pending.pop(0)  # stale: committed meanwhile, or from a recreated topic
+                continue
+            break
+        if pending:
+            p = pending[0]
+            if buf[0].offset() < p.start:
+                take = [x for x in buf if x.offset() < p.start]
+            elif buf[-1].offset() < p.end:
+                continue  # not all of the ledger range is back yet
+            else:
+                take = [x for x in buf if x.offset() <= p.end]
+                pending.pop(0)
+                chunks.append((p, take, True))
+                del buf[: len(take)]
+                continue
+        else:
+            take = list(buf)
+        rng = OffsetRange(key[0], key[1], take[0].offset(), take[-1].offset(), take[0].timestamp()[1],
+                          avro=avro_for(key[0]))
+        chunks.append((rng, take, False))
+        del buf[: len(take)]
+    return chunks

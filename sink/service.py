@@ -9,17 +9,18 @@ and the insert retried with backoff; nothing is committed until it succeeds.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable
 
 from agentstream.schemas import Codec, make_resolver, topic_name
 
 from . import metrics as m
 from .dlq import DeadLetters, Rejected
-from .ledger import OffsetRange, pending_plans, record_plans
+from .ledger import OffsetRange, cut_ranges, pending_plans, record_plans
 from .retention import PolicyFollower, RetentionBook
 from .settings import SinkSettings
 from .storage import apply_migrations, make_client
@@ -32,15 +33,23 @@ _INVALID = -1001  # librdkafka's OFFSET_INVALID: nothing committed yet
 
 
 class Sink:
-    def __init__(self, settings: SinkSettings, client: Any = None, codec: Codec | None = None) -> None:
+    def __init__(self, settings: SinkSettings, client: Any = None, codec: Codec | None = None,
+                 client_factory: Callable[[], Any] | None = None) -> None:
         self.settings = settings
         self._client = client
+        # Makes each insert thread's own connection; without one (a client object given), the
+        # insert threads share ``client`` under ``_client_lock``.
+        self._client_factory = client_factory if client_factory is not None else (
+            None if client is not None else (lambda: make_client(settings.clickhouse_dsn)))
+        self._local = threading.local()
+        self._worker_clients: list[Any] = []
+        self._stats_lock = threading.Lock()
         self.codec = codec or Codec(make_resolver(settings.schema_registry_url))
         self.retention = RetentionBook(settings.default_retention_days, settings.default_alert_retention_days)
         self.specs: dict[str, TableSpec] = {
             topic_name(t, settings.topic_prefix): TABLE_SPECS[t] for t in settings.topics
         }
-        self.writer = RangeWriter(lambda: self.client, self.codec, self.retention, settings.group_id)
+        self.writer = RangeWriter(self._db, self.codec, self.retention, settings.group_id)
         self._buffers: dict[tuple[str, int], list] = {}
         self._plans: dict[tuple[str, int], list[OffsetRange]] = {}
         self._assigned: set[tuple[str, int]] = set()
@@ -68,6 +77,24 @@ class Sink:
         if self._client is None:
             self._client = make_client(self.settings.clickhouse_dsn)
         return self._client
+
+    def _db(self):
+        """The connection of the calling thread: an insert thread's own, or the main one."""
+        return getattr(self._local, "client", None) or self.client
+
+    def _own_client(self):
+        """On an insert thread with a factory: its own connection, made on first use (inside
+        the insert's retry, so a server that is down is retried like any insert)."""
+        if not getattr(self._local, "worker", False) or self._client_factory is None:
+            return None
+        if getattr(self._local, "client", None) is None:
+            self._local.client = self._client_factory()
+            with self._stats_lock:
+                self._worker_clients.append(self._local.client)
+        return self._local.client
+
+    def _mark_worker(self) -> None:
+        self._local.worker = True
 
     def kafka_conf(self) -> dict[str, Any]:
         return {"bootstrap.servers": self.settings.bootstrap_servers, **self.settings.kafka_config}
@@ -111,8 +138,9 @@ class Sink:
             except Exception as exc:  # noqa: BLE001 - retention falls back to the default
                 log.warning("cannot follow the policies topic, default retention applies: %s", exc)
         self._consumer.subscribe(list(self.specs), on_assign=self._on_assign, on_revoke=self._on_revoke)
-        if self.settings.read_during_insert:
-            self._inserter = ThreadPoolExecutor(1, thread_name_prefix="agentstream-sink-insert")
+        if self.settings.read_during_insert or self.settings.insert_workers > 1:
+            self._inserter = ThreadPoolExecutor(max(1, self.settings.insert_workers), initializer=self._mark_worker,
+                                                thread_name_prefix="agentstream-sink-insert")
         next_lag = 0.0
         try:
             while not stop.is_set():
@@ -130,6 +158,10 @@ class Sink:
             if self._inserter is not None:
                 self._inserter.shutdown(wait=True)
                 self._inserter = None
+            for c in self._worker_clients:
+                with contextlib.suppress(Exception):
+                    c.close()
+            self._worker_clients.clear()
             if follower is not None:
                 follower.close()
             self._consumer.close()
@@ -189,42 +221,12 @@ class Sink:
                 or time.monotonic() - (self._oldest_at or 0) >= self.settings.batch_max_seconds)
 
     def _cut(self) -> list[tuple[OffsetRange, list, bool]]:
-        """Takes each partition's next range out of its buffer: a pending ledger range exactly
-        (waiting until all of it has been read again), otherwise everything buffered."""
-        chunks = []
-        for key, buf in self._buffers.items():
-            if not buf:
-                continue
-            plans = self._plans.get(key) or []
-            while plans:
-                p = plans[0]
-                first = buf[0]
-                if first.offset() > p.start or (first.offset() == p.start and first.timestamp()[1] != p.first_ts_ms):
-                    plans.pop(0)  # stale: committed meanwhile, or from a recreated topic
-                    continue
-                break
-            if plans:
-                p = plans[0]
-                if buf[0].offset() < p.start:
-                    take = [x for x in buf if x.offset() < p.start]
-                    replay = False
-                elif buf[-1].offset() < p.end:
-                    continue  # not all of the ledger range is back yet
-                else:
-                    take = [x for x in buf if x.offset() <= p.end]
-                    plans.pop(0)
-                    m.REPLAYS.labels(key[0]).inc()
-                    chunks.append((p, take, True))
-                    del buf[: len(take)]
-                    continue
-            else:
-                take, replay = list(buf), False
-            rng = OffsetRange(key[0], key[1], take[0].offset(), take[-1].offset(), take[0].timestamp()[1],
-                              avro=self.settings.avro_fast_path and RangeWriter.fast_path_for(self.specs[key[0]]))
-            chunks.append((rng, take, replay))
-            del buf[: len(take)]
-        taken = sum(len(c[1]) for c in chunks)
-        self._pending_rows -= taken
+        chunks = cut_ranges(self._buffers, self._plans, lambda topic: self.settings.avro_fast_path
+                            and RangeWriter.fast_path_for(self.specs[topic]))
+        for rng, _msgs, replay in chunks:
+            if replay:
+                m.REPLAYS.labels(rng.topic).inc()
+        self._pending_rows -= sum(len(c[1]) for c in chunks)
         self._oldest_at = time.monotonic() if self._pending_rows else None
         return chunks
 
@@ -237,44 +239,67 @@ class Sink:
         new = [(r, len(msgs)) for r, msgs, replay in chunks if not replay]
         if self._with_retry("sink_batches", lambda: record_plans(self.client, self.settings.group_id, new), stop) is _STOPPED:
             return
-        rejected: list[Rejected] = []
-        done: list[OffsetRange] = []
-        for rng, msgs, _replay in chunks:
-            if (rng.topic, rng.partition) not in self._assigned:
-                continue
-            spec = self.specs[rng.topic]
-            cell = {"range": rng}
-            result = self._with_retry(spec.table, lambda: self._while_reading(lambda: self._store(spec, cell, msgs)), stop)
-            if result is _STOPPED:
-                return  # nothing more is committed; the ledger replays the rest on restart
-            rejected.extend(result)
-            done.append(rng)
+        todo = [(rng, msgs) for rng, msgs, _replay in chunks if (rng.topic, rng.partition) in self._assigned]
+        results = self._store_all(todo, stop)
+        if results is _STOPPED:
+            return  # nothing more is committed; the ledger replays the rest on restart
+        rejected = [r for bad in results for r in bad]
         if rejected:
             if self._with_retry("dlq", lambda: dead.send(rejected), stop) is _STOPPED:
                 return
             self.dlq_records += len(rejected)
-        self._commit([r for r in done if (r.topic, r.partition) in self._assigned], stop)
+        self._commit([r for r, _ in todo if (r.topic, r.partition) in self._assigned], stop)
 
-    def _while_reading(self, insert: Callable[[], Any]) -> Any:
-        """Runs ``insert`` on the insert thread while this thread keeps reading the next batch
-        into the buffers. The insert spends most of its time in ClickHouse (chDB and the HTTP
+    def _store_all(self, todo: list[tuple[OffsetRange, list]], stop: threading.Event) -> Any:
+        """Stores every range of a flush; returns the rejected records of each (or _STOPPED).
+
+        The ranges are of different partitions and independent (each has its own ledger row and
+        tokens), so up to ``insert_workers`` are inserted at once. A range whose concurrent
+        attempt fails is then retried on its own, with backoff and the partitions paused, as
+        every insert is; the commit waits for all of them either way."""
+        cells = [{"range": rng} for rng, _ in todo]
+        calls = [(lambda spec=self.specs[rng.topic], cell=cell, msgs=msgs: self._store(spec, cell, msgs))
+                 for (rng, msgs), cell in zip(todo, cells)]
+        first: list[Future | None] = [None] * len(calls)
+        if self._inserter is not None and self.settings.insert_workers > 1 and len(calls) > 1:
+            first = self._while_reading(calls)
+        results = []
+        for (rng, _msgs), call, fut in zip(todo, calls, first):
+            if fut is not None and fut.exception() is None:
+                results.append(fut.result())
+                continue
+            if fut is not None:
+                self._note_failure(self.specs[rng.topic].table, fut.exception())
+            if self._inserter is None:
+                result = self._with_retry(self.specs[rng.topic].table, call, stop)
+            else:
+                result = self._with_retry(self.specs[rng.topic].table,
+                                          lambda call=call: self._while_reading([call])[0].result(), stop)
+            if result is _STOPPED:
+                return _STOPPED
+            results.append(result)
+        return results
+
+    def _while_reading(self, calls: list[Callable[[], Any]]) -> list[Future]:
+        """Runs ``calls`` on the insert threads while this thread keeps reading the next batch
+        into the buffers. An insert spends most of its time in ClickHouse (chDB and the HTTP
         client release the GIL), so polling overlaps it instead of adding to it. Reading stops
         at ``batch_max_rows`` buffered; nothing read here is stored or committed before its turn."""
-        if self._inserter is None or self._consumer is None:
-            return insert()
-        fut = self._inserter.submit(insert)
-        while not fut.done():
-            if self._pending_rows < self.settings.batch_max_rows and not self.paused:
+        futs = [self._inserter.submit(c) for c in calls]
+        while not all(f.done() for f in futs):
+            if (self.settings.read_during_insert and self._consumer is not None and not self.paused
+                    and self._pending_rows < self.settings.batch_max_rows):
                 self._poll(timeout=0.005)
             else:
-                wait([fut], timeout=0.05)
-        return fut.result()
+                wait(futs, timeout=0.05)
+        return futs
 
     def _store(self, spec: TableSpec, cell: dict[str, OffsetRange], msgs: list) -> list[Rejected]:
         """Inserts one range under its dedup tokens (see ``writer``); returns the records it
         rejected. ``cell`` keeps the range's path choice across retries."""
         t0 = time.perf_counter()
-        with self._client_lock:
+        own = self._own_client()
+        with contextlib.nullcontext() if own is not None else self._client_lock:
             by_path, rejected = self.writer.store(spec, cell, msgs)
         stored = sum(by_path.values())
         m.INSERT_SECONDS.labels(spec.table).observe(time.perf_counter() - t0)
@@ -283,7 +308,8 @@ class Sink:
         for path, n in by_path.items():
             if n:
                 m.ROWS.labels(spec.table, path).inc(n)
-        self.stored_rows += stored
+        with self._stats_lock:
+            self.stored_rows += stored
         return rejected
 
     def _commit(self, ranges: list[OffsetRange], stop: threading.Event) -> None:
@@ -310,9 +336,7 @@ class Sink:
             try:
                 result = fn()
             except Exception as exc:  # noqa: BLE001 - any ClickHouse/Kafka failure is retried
-                self.last_error = f"{what}: {exc}"
-                m.INSERT_FAILURES.labels(what).inc()
-                log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
+                self._note_failure(what, exc, delay)
                 if poll:
                     self._pause(True)
                 deadline = time.monotonic() + delay
@@ -329,6 +353,11 @@ class Sink:
                 self._pause(False)
             self.last_error = None
             return result
+
+    def _note_failure(self, what: str, exc: BaseException, delay: float = 0.0) -> None:
+        self.last_error = f"{what}: {exc}"
+        m.INSERT_FAILURES.labels(what).inc()
+        log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
 
     def _pause(self, on: bool) -> None:
         from confluent_kafka import TopicPartition

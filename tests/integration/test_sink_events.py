@@ -1,6 +1,7 @@
 """The sink against the real broker and chDB: events and alerts stored once, bad records in the DLQ."""
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -115,3 +116,58 @@ def test_undecodable_records_go_to_the_dlq_and_later_events_flow(bootstrap, topi
     assert b"magic byte" in found[marker][DLQ_HEADERS["reason"]]
     assert found[marker][DLQ_HEADERS["stage"]] == b"sink"
     assert b"seq" in found[records[1][1]][DLQ_HEADERS["reason"]]
+
+
+class _Rendezvous:
+    """A real chDB client whose first two Avro inserts must meet: each waits (up to 20 s) until
+    the other has started too, which only happens if the sink runs them at the same time."""
+
+    def __init__(self, client, barrier: "threading.Barrier", met: list) -> None:
+        self._client, self._barrier, self._met = client, barrier, met
+
+    def raw_insert(self, *args, **kwargs):
+        if len(self._met) < 2:
+            try:
+                self._barrier.wait()
+                self._met.append(True)
+            except threading.BrokenBarrierError:
+                self._met.append(False)
+        return self._client.raw_insert(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_ranges_of_several_partitions_are_inserted_at_once_and_stored_once(
+        bootstrap, topic_prefix, chdb_client, chdb_path, unique):
+    from agentstream.sink import make_client
+
+    codec = Codec()
+    tenant = f"tenant-{unique}"
+    events = [e for i in range(40) for e in run_events(tenant, f"run-{unique}-{i}", n_steps=3)]
+    produce(bootstrap, topic_name("events", topic_prefix),
+            [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in events])
+    barrier, met, made = threading.Barrier(2, timeout=20), [], []
+
+    def factory():
+        made.append(_Rendezvous(make_client(f"chdb://{chdb_path}"), barrier, met))
+        return made[-1]
+
+    # one flush holds every partition's range: all records are read before the 2 s batch is due
+    settings = SinkSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix, group_id=f"sink-{unique}",
+                            session_timeout_ms=6000, topics=["events"], insert_workers=2,
+                            batch_max_rows=100_000, batch_max_seconds=2.0)
+    sink = Sink(settings, client=chdb_client, client_factory=factory).start()
+    try:
+        wait_for(lambda: _count(chdb_client, "SELECT count() FROM events WHERE tenant_id={t:String}", t=tenant)
+                 >= len(events), what="events stored")
+        wait_for(lambda: sink.health()["last_commit_at"], what="a commit")
+    finally:
+        sink.stop()
+    assert met[:2] == [True, True], "the first two range inserts did not run at the same time"
+    assert len(made) == 2  # one connection per insert thread, made once
+    assert sink._worker_clients == []  # closed when the sink stopped
+    assert _count(chdb_client, "SELECT count() FROM events WHERE tenant_id={t:String}", t=tenant) == len(events)
+    assert _count(chdb_client, "SELECT sum(event_count) FROM runs WHERE tenant_id={t:String}", t=tenant) == len(events)
+    assert _count(chdb_client, "SELECT sum(events) FROM step_rollup_hourly WHERE tenant_id={t:String}",
+                  t=tenant) == len(events)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from agentstream.schemas import EVENT, Codec, topic_name
-from agentstream.sink import Sink, SinkSettings, apply_migrations
+from agentstream.sink import Sink, SinkSettings, apply_migrations, make_client
 
 from test_sink_support import produce, run_events, wait_for
 
@@ -31,7 +31,7 @@ def _settled(sink, quiet_s: float = 1.0) -> bool:
     return first[0] == 0 and snap() == first and sink.health()["last_commit_at"] is not None
 
 
-def test_sink_rides_out_a_clickhouse_outage(bootstrap, topic_prefix, chdb_client, unique):
+def test_sink_rides_out_a_clickhouse_outage(bootstrap, topic_prefix, chdb_client, chdb_path, unique):
     apply_migrations(chdb_client)
     codec = Codec()
     tenant = f"tenant-{unique}"
@@ -41,7 +41,9 @@ def test_sink_rides_out_a_clickhouse_outage(bootstrap, topic_prefix, chdb_client
     settings = SinkSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix, group_id=f"sink-{unique}",
                             session_timeout_ms=6000, batch_max_rows=200, batch_max_seconds=0.2,
                             topics=["events"], retry_initial_s=0.1, retry_max_s=0.5)
-    sink = Sink(settings, client=chdb_client).start()
+    # the default shape: two insert threads, each with its own handle on the same engine, so
+    # ranges fail concurrently and are then retried one at a time
+    sink = Sink(settings, client=chdb_client, client_factory=lambda: make_client(f"chdb://{chdb_path}")).start()
     detached = False
     try:
         produce(bootstrap, topic, [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in before])
