@@ -3,14 +3,15 @@
 The sink runs on its default Avro fast path (records' own bytes -> staging table -> view), then
 (unless --no-python) once through the Python mapper, the fallback path.
 
-The sink inserts up to ``insert_workers`` ranges at once (default 2, each on its own chDB
+The sink inserts up to ``insert_workers`` ranges at once (default 4, each on its own chDB
 handle); the target's reference is one insert_arrow stream, and the same rows in two streams at
 once are reported too (``ratio_2streams``), so the two cores' share of the gain is visible.
 
 This machine is noisy, and one sink run is only ~7 ranges: so the two sides are measured in
 alternating rounds (sink, then insert_arrow, --rounds times), each round with its own topic and
 its own fresh rows (a repeat of a range or block would be dropped by ClickHouse's insert
-deduplication and look fast), and the headline ratio is the median of the rounds' ratios.
+deduplication and look fast), each timed side starting once the previous side's merges are
+done, and the headline ratio is the median of the rounds' ratios.
 
 Runs its own EmbeddedBroker and its own chDB directory (this process owns it). Both sides write
 into the same ``events`` table, so both pay for the same materialized views.
@@ -54,7 +55,7 @@ def main() -> None:
     # size as the insert_arrow side below (per-insert overhead dominates smaller ranges).
     ap.add_argument("--batch-rows", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3, help="alternating sink / insert_arrow rounds")
-    ap.add_argument("--insert-workers", type=int, default=2, help="the sink's insert_workers (its default: 2)")
+    ap.add_argument("--insert-workers", type=int, default=None, help="the sink's insert_workers (default: its own)")
     ap.add_argument("--no-python", dest="python_too", action="store_false",
                     help="skip the Python-mapper sink run (the fallback path)")
     args = ap.parse_args()
@@ -98,7 +99,7 @@ def main() -> None:
             sink = Sink(SinkSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix, group_id=group,
                                      topics=["events"], batch_max_rows=args.batch_rows, batch_max_seconds=1.0,
                                      session_timeout_ms=6000, read_policies=False, avro_fast_path=fast,
-                                     insert_workers=args.insert_workers),
+                                     **({} if args.insert_workers is None else {"insert_workers": args.insert_workers})),
                         client=client, client_factory=lambda: make_client(dsn)).start()
             # The clock starts when the first range is stored: the group join is not throughput.
             while sink.stored_rows == 0:
@@ -148,11 +149,21 @@ def main() -> None:
                                   range(streams)))
             return table.num_rows / (time.perf_counter() - t0)
 
+        def quiesce() -> None:
+            # Each timed side starts with no merge of the previous side's parts under way: they
+            # compete for the same two cores, and would tax whichever side runs next.
+            end = time.monotonic() + 120
+            while time.monotonic() < end and client.query("SELECT count() FROM system.merges").result_rows[0][0]:
+                time.sleep(0.2)
+
         before = {k: ROWS.labels("events", k)._value.get() for k in ("avro", "python")}
         rounds = []
         for r, prefix in enumerate(prefixes):
+            quiesce()
             sink_rows, sink_s = run_sink(prefix, f"bench-avro-{r}", True)
+            quiesce()
             arrow_rows_s = run_arrow()
+            quiesce()
             arrow2_rows_s = run_arrow(streams=2)
             rounds.append({"sink_rows_s": round(sink_rows / sink_s), "insert_arrow_rows_s": round(arrow_rows_s),
                            "ratio": round(sink_rows / sink_s / arrow_rows_s, 3),
@@ -166,6 +177,7 @@ def main() -> None:
         if args.python_too:
             # The first round's records again through the Python mapper (another group, whose
             # tokens differ from the Avro path's; ReplacingMergeTree collapses the repeats later).
+            quiesce()
             py_rows, py_s = run_sink(prefixes[0], "bench-python", False)
             py_rows_s = py_rows / py_s
         stored = client.query("SELECT tenant_id, count() FROM events GROUP BY tenant_id ORDER BY 1").result_rows
@@ -178,7 +190,7 @@ def main() -> None:
         out = {"sink_rows_s": round(median("sink_rows_s")), "insert_arrow_rows_s": round(median("insert_arrow_rows_s")),
                "ratio": round(median("ratio"), 3), "ratio_min": min(x["ratio"] for x in rounds),
                "insert_arrow_2streams_rows_s": round(median("insert_arrow_2streams_rows_s")),
-               "ratio_2streams": round(median("ratio_2streams"), 3), "insert_workers": args.insert_workers,
+               "ratio_2streams": round(median("ratio_2streams"), 3), "insert_workers": args.insert_workers or SinkSettings().insert_workers,
                "rounds": rounds, "events": len(events), "batch_rows": args.batch_rows,
                "path": "avro" if by_path["python"] == 0 else "mixed"}
         print(f"sink, Avro fast path  : {out['sink_rows_s']:,} rows/s (median of {len(rounds)} rounds)")
