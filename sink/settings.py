@@ -25,8 +25,9 @@ class SinkSettings(BaseSettings):
     # Ranges of one flush (one per partition) inserted at once, each on its own ClickHouse
     # connection (a chDB handle or an HTTP client): an insert is one thread inside ClickHouse,
     # and part of it is Python (building the container, holding the GIL), so a few more than
-    # the cores keep them busy (bench/sink.py on 2 cores: 4 beat 2 by ~25%). 1: one range at a
-    # time. A Sink given only a client object (no factory) shares it, one insert at a time.
+    # the cores keep ClickHouse busy meanwhile (bench/sink.py on 2 cores: 4 and 2 within noise
+    # of each other, both well ahead of 1). 1: one range at a time. A Sink given only a client
+    # object (no factory) shares it, one insert at a time.
     insert_workers: int = 4
     batch_max_rows: int = 50_000
     batch_max_seconds: float = 1.0
