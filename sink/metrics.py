@@ -2,7 +2,11 @@
 when both run in one process; standalone, ``agentstream sink run`` serves them)."""
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
 
 ROWS = Counter("agentstream_sink_rows_total", "Rows stored in ClickHouse", ["table", "path"])
 BATCHES = Counter("agentstream_sink_batches_total", "Offset ranges inserted", ["table"])
@@ -26,3 +30,20 @@ PAUSED = Gauge("agentstream_sink_paused", "1 while partitions are paused for a C
 REPLAYS = Counter("agentstream_sink_replayed_ranges_total", "Ledger ranges re-inserted after a restart", ["topic"])
 FALLBACKS = Counter("agentstream_sink_avro_fallbacks_total",
                     "Avro containers ClickHouse refused, redone through the Python mapper", ["table"])
+
+
+def report_lag(consumer, assigned: set[tuple[str, int]]) -> None:
+    """Sets ``LAG`` per assigned partition: high watermark minus the consumer's position (on
+    Tansu the watermark runs short of the real end, so this under-reports there)."""
+    from confluent_kafka import TopicPartition
+
+    if not assigned:
+        return
+    try:
+        positions = consumer.position([TopicPartition(t, p) for t, p in assigned])
+        for tp in positions:
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+    except Exception as exc:  # noqa: BLE001 - lag is informative only
+        log.debug("lag update failed: %s", exc)

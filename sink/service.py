@@ -150,7 +150,8 @@ class Sink:
                 if self._due():
                     self._flush(dead, stop)
                 if time.monotonic() >= next_lag:
-                    self._update_lag()
+                    if self._consumer is not None:
+                        m.report_lag(self._consumer, self._assigned)
                     next_lag = time.monotonic() + 5.0
             if self._pending_rows:
                 self._flush(dead, stop, final=True)
@@ -369,20 +370,6 @@ class Sink:
         parts = [TopicPartition(t, p) for t, p in self._assigned]
         if parts:
             (self._consumer.pause if on else self._consumer.resume)(parts)
-
-    def _update_lag(self) -> None:
-        from confluent_kafka import TopicPartition
-
-        if self._consumer is None or not self._assigned:
-            return
-        try:
-            positions = self._consumer.position([TopicPartition(t, p) for t, p in self._assigned])
-            for tp in positions:
-                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0 and tp.offset >= 0:
-                    m.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
-        except Exception as exc:  # noqa: BLE001 - lag is informative only
-            log.debug("lag update failed: %s", exc)
 
     # ---- readiness -------------------------------------------------------------------------
 
