@@ -74,7 +74,7 @@ def pending_plans(client, group: str, committed: dict[tuple[str, int], int]) -> 
 
 def cut_ranges(buffers: dict[tuple[str, int], list], plans: dict[tuple[str, int], list[OffsetRange]],
                avro_for: Callable[[str], bool]) -> list[tuple[OffsetRange, list, bool]]:
-    """Takes each partition's next range out of its buffer (pure: the buffers and plans are
+    """Takes each partition's next range out of its buffer (no I/O; the buffers and plans are
     updated in place): a pending ledger range exactly (waiting until all of it has been read
     again), otherwise everything buffered. Returns (range, records, is a replay) per partition;
     ``avro_for(topic)`` says whether a new range of that topic is planned on the Avro path."""

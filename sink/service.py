@@ -80,7 +80,7 @@ class Sink:
 
     def _db(self):
         """The connection of the calling thread: an insert thread's own, or the main one."""
-        return getattr(self._local, "client", None) or self.client
+        return self._own_client() or self.client
 
     def _own_client(self):
         """On an insert thread with a factory: its own connection, made on first use (inside
