@@ -17,7 +17,10 @@ deduplication and look fast), each timed side starting once the previous side's 
 done, and the headline ratio is the median of the rounds' ratios.
 
 Runs its own EmbeddedBroker and its own chDB directory (this process owns it). Both sides write
-into the same ``events`` table, so both pay for the same materialized views.
+into the same ``events`` table, so both pay for the same materialized views. The sink runs as
+its entry points run it: with the sink's GC policy (``sink/gc_policy.py``; ``--interpreter-gc``
+keeps CPython's defaults), after the bench has dropped its own set-up objects (the source
+events and the arrow side's Python rows), which no sink process holds.
 Usage: python bench/sink.py [--events 400000] [--rounds 3]
 Last line: JSON with sink_rows_s, insert_arrow_rows_s, ratio (medians over the rounds) and rounds.
 """
@@ -54,11 +57,14 @@ def synthetic(n: int, tenant: str) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=400_000)
-    # 4 partitions: 200k buffered rows flush as ~50k-row ranges, one insert each, the same block
-    # size as the insert_arrow side below (per-insert overhead dominates smaller ranges).
+    # 200k buffered rows flush as ranges of at most 50k rows (range_max_rows), one insert each,
+    # the block size of the insert_arrow side below (per-insert overhead dominates smaller ones),
+    # enough ranges for the 4 insert workers.
     ap.add_argument("--batch-rows", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3, help="alternating sink / insert_arrow rounds")
     ap.add_argument("--insert-workers", type=int, default=None, help="the sink's insert_workers (default: its own)")
+    ap.add_argument("--interpreter-gc", action="store_true",
+                    help="keep CPython's GC thresholds instead of the sink's GC policy")
     ap.add_argument("--no-python", dest="python_too", action="store_false",
                     help="skip the Python-mapper sink run (the fallback path)")
     args = ap.parse_args()
@@ -70,6 +76,7 @@ def main() -> None:
     from agentstream.schemas import EVENT, Codec, topic_name
     from agentstream.schemas.topics import create_topics
     from agentstream.sink import Sink, SinkSettings, apply_migrations, make_client
+    from agentstream.sink.gc_policy import apply_gc_policy
     from agentstream.sink.metrics import ROWS
     from agentstream.sink.rows import EVENT_COLUMNS, event_row
 
@@ -96,7 +103,8 @@ def main() -> None:
                     except BufferError:
                         p.poll(0.05)
         p.flush(120)
-        print(f"produced {len(events)} events into each of {len(prefixes)} topics")
+        n_events = len(events)
+        print(f"produced {n_events} events into each of {len(prefixes)} topics")
 
         def run_sink(prefix: str, group: str, fast: bool) -> tuple[int, float]:
             sink = Sink(SinkSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix, group_id=group,
@@ -122,7 +130,7 @@ def main() -> None:
 
             def timed_commit(*a, **kw):
                 commit(*a, **kw)
-                if sink.stored_rows >= len(events) and not finished:
+                if sink.stored_rows >= n_events and not finished:
                     finished.append(time.perf_counter())
 
             sink.writer.store = timed_store
@@ -131,7 +139,7 @@ def main() -> None:
             while not finished:
                 time.sleep(0.005)
             sink.stop()
-            return len(events), finished[0] - started[0]
+            return n_events, finished[0] - started[0]
 
         rows = [event_row(dict(e, tenant_id="bench-arrow"), 30) for e in
                 (codec.decode_as(EVENT, v) for _, v in values)]
@@ -148,6 +156,10 @@ def main() -> None:
             else:
                 arrays.append(pa.array(col))
         base_table = pa.Table.from_arrays(arrays, names=list(EVENT_COLUMNS))
+        del events, values, rows, cols, arrays
+        gc_policy = "interpreter" if args.interpreter_gc else "sink"
+        if not args.interpreter_gc:
+            apply_gc_policy(SinkSettings().gc_gen0_threshold)
         id_col = EVENT_COLUMNS.index("event_id")
 
         arrow_clients = [client, make_client(dsn)]
@@ -156,7 +168,7 @@ def main() -> None:
             """insert_arrow of 50k-row blocks; ``streams`` > 1: that many at once, each on its own
             connection, like the sink's insert threads (reported, not the target's reference)."""
             # fresh event ids: an identical block would be dropped by insert deduplication
-            table = base_table.set_column(id_col, "event_id", pa.array([str(uuid.uuid4()) for _ in events]))
+            table = base_table.set_column(id_col, "event_id", pa.array([str(uuid.uuid4()) for _ in range(n_events)]))
             blocks = [table.slice(off, 50_000) for off in range(0, table.num_rows, 50_000)]
             t0 = time.perf_counter()
             if streams == 1:
@@ -210,7 +222,7 @@ def main() -> None:
                "ratio": round(median("ratio"), 3), "ratio_min": min(x["ratio"] for x in rounds),
                "insert_arrow_2streams_rows_s": round(median("insert_arrow_2streams_rows_s")),
                "ratio_2streams": round(median("ratio_2streams"), 3), "insert_workers": args.insert_workers or SinkSettings().insert_workers,
-               "rounds": rounds, "events": len(events), "batch_rows": args.batch_rows,
+               "rounds": rounds, "events": n_events, "batch_rows": args.batch_rows, "gc_policy": gc_policy,
                "path": "avro" if by_path["python"] == 0 else "mixed"}
         print(f"sink, Avro fast path  : {out['sink_rows_s']:,} rows/s (median of {len(rounds)} rounds)")
         if py_rows_s is not None:

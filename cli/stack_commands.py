@@ -148,9 +148,11 @@ def serve_embedded() -> None:
     from agentstream.api.app import create_app
     from agentstream.api.settings import ApiSettings
     from agentstream.sink import Sink, SinkSettings, make_client
+    from agentstream.sink.gc_policy import apply_gc_policy
 
     sink_settings = SinkSettings()
     api_settings = ApiSettings()
+    apply_gc_policy(sink_settings.gc_gen0_threshold)
     client = make_client(sink_settings.clickhouse_dsn)
     # the API shares the main connection; each insert thread opens its own handle on the same
     # engine (one process, so chDB's one-owner rule holds)

@@ -9,6 +9,7 @@ def run_standalone(embedded: bool = False) -> None:
     import signal
     import threading
 
+    from .gc_policy import apply_gc_policy
     from .probes import serve_probes
     from .service import Sink
     from .settings import SinkSettings
@@ -17,6 +18,7 @@ def run_standalone(embedded: bool = False) -> None:
     settings = SinkSettings()
     if embedded:
         settings = settings.embedded()
+    apply_gc_policy(settings.gc_gen0_threshold)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -73,39 +73,39 @@ def pending_plans(client, group: str, committed: dict[tuple[str, int], int]) -> 
 
 
 def cut_ranges(buffers: dict[tuple[str, int], list], plans: dict[tuple[str, int], list[OffsetRange]],
-               avro_for: Callable[[str], bool]) -> list[tuple[OffsetRange, list, bool]]:
-    """Takes each partition's next range out of its buffer (no I/O; the buffers and plans are
-    updated in place): a pending ledger range exactly (waiting until all of it has been read
-    again), otherwise everything buffered. Returns (range, records, is a replay) per partition;
-    ``avro_for(topic)`` says whether a new range of that topic is planned on the Avro path."""
+               avro_for: Callable[[str], bool], max_rows: int = 0) -> list[tuple[OffsetRange, list, bool]]:
+    """Takes the next ranges out of each partition's buffer (no I/O; the buffers and plans are
+    updated in place), oldest first: each pending ledger range exactly (waiting until all of it
+    has been read again: nothing after it is cut before it), otherwise what is buffered, in
+    consecutive ranges of at most ``max_rows`` records (0: no limit). Returns (range, records,
+    is a replay) per range; ``avro_for(topic)`` says whether a new range of that topic is
+    planned on the Avro path."""
     chunks = []
     for key, buf in buffers.items():
-        if not buf:
-            continue
         pending = plans.get(key) or []
-        while pending:
-            p = pending[0]
-            first = buf[0]
-            if first.offset() > p.start or (first.offset() == p.start and first.timestamp()[1] != p.first_ts_ms):
-                pending.pop(0)  # stale: committed meanwhile, or from a recreated topic
-                continue
-            break
-        if pending:
-            p = pending[0]
-            if buf[0].offset() < p.start:
-                take = [x for x in buf if x.offset() < p.start]
-            elif buf[-1].offset() < p.end:
-                continue  # not all of the ledger range is back yet
-            else:
+        while buf:
+            while pending:
+                p = pending[0]
+                first = buf[0]
+                if first.offset() > p.start or (first.offset() == p.start and first.timestamp()[1] != p.first_ts_ms):
+                    pending.pop(0)  # stale: committed meanwhile, or from a recreated topic
+                    continue
+                break
+            if pending and buf[0].offset() >= pending[0].start:
+                p = pending[0]
+                if buf[-1].offset() < p.end:
+                    break  # not all of the ledger range is back yet
                 take = [x for x in buf if x.offset() <= p.end]
                 pending.pop(0)
                 chunks.append((p, take, True))
                 del buf[: len(take)]
                 continue
-        else:
-            take = list(buf)
-        rng = OffsetRange(key[0], key[1], take[0].offset(), take[-1].offset(), take[0].timestamp()[1],
-                          avro=avro_for(key[0]))
-        chunks.append((rng, take, False))
-        del buf[: len(take)]
+            # a new range: records before the next ledger range, if any
+            take = [x for x in buf if x.offset() < pending[0].start] if pending else list(buf)
+            if max_rows > 0:
+                take = take[:max_rows]
+            rng = OffsetRange(key[0], key[1], take[0].offset(), take[-1].offset(), take[0].timestamp()[1],
+                              avro=avro_for(key[0]))
+            chunks.append((rng, take, False))
+            del buf[: len(take)]
     return chunks

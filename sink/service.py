@@ -223,7 +223,7 @@ class Sink:
 
     def _cut(self) -> list[tuple[OffsetRange, list, bool]]:
         chunks = cut_ranges(self._buffers, self._plans, lambda topic: self.settings.avro_fast_path
-                            and RangeWriter.fast_path_for(self.specs[topic]))
+                            and RangeWriter.fast_path_for(self.specs[topic]), self.settings.range_max_rows)
         for rng, _msgs, replay in chunks:
             if replay:
                 m.REPLAYS.labels(rng.topic).inc()
@@ -318,7 +318,10 @@ class Sink:
 
         if not ranges:
             return
-        offsets = [TopicPartition(r.topic, r.partition, r.end + 1) for r in ranges]
+        ends: dict[tuple[str, int], int] = {}
+        for r in ranges:  # a partition's ranges of one flush: commit past the last
+            ends[(r.topic, r.partition)] = max(r.end, ends.get((r.topic, r.partition), -1))
+        offsets = [TopicPartition(t, p, end + 1) for (t, p), end in ends.items()]
 
         def commit():
             live = [tp for tp in offsets if (tp.topic, tp.partition) in self._assigned]

@@ -22,7 +22,7 @@ class SinkSettings(BaseSettings):
     avro_fast_path: bool = True
     # Keep polling Kafka on the sink's thread while a range is inserted on a second one.
     read_during_insert: bool = True
-    # Ranges of one flush (one per partition) inserted at once, each on its own ClickHouse
+    # Ranges of one flush inserted at once, each on its own ClickHouse
     # connection (a chDB handle or an HTTP client): an insert is one thread inside ClickHouse,
     # and part of it is Python (building the container, holding the GIL), so a few more than
     # the cores keep ClickHouse busy meanwhile (bench/sink.py on 2 cores: 4 and 2 within noise
@@ -30,7 +30,16 @@ class SinkSettings(BaseSettings):
     # object (no factory) shares it, one insert at a time.
     insert_workers: int = 4
     batch_max_rows: int = 50_000
+    # A partition's buffered records are cut into consecutive ranges of at most this many (each
+    # its own ledger row, token and insert): one insert's block stays near the size ClickHouse
+    # writes best, and a flush's work spreads evenly over insert_workers however unevenly the
+    # partitions were read. 0: one range per partition per flush.
+    range_max_rows: int = 50_000
     batch_max_seconds: float = 1.0
+    # The process's first GC threshold, applied by the sink's entry points (sink/gc_policy.py:
+    # buffered records are GC-tracked, and the default 700 made GC ~25% of a busy sink's time).
+    # 0: leave the interpreter's.
+    gc_gen0_threshold: int = 50_000
     # Production keeps Kafka's default; the embedded profile and tests use 6000 (joins in ~3 s).
     session_timeout_ms: int = 45_000
     auto_offset_reset: str = "earliest"

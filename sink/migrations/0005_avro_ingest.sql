@@ -258,10 +258,11 @@ FROM
             isValidUTF8(assumeNotNull(tupleElement(qs, 'step_id'))) AS utf8_ok
     FROM events_avro_staging
 )
--- Short-circuit evaluation filters the (wide) columns once per branch of every if/multiIf/AND:
--- measured 2x slower here; nothing in this view relies on it (no branch can throw). chDB did not
--- apply it from here, so the sink also sets it per insert.
-SETTINGS output_format_json_escape_forward_slashes = 0, short_circuit_function_evaluation = 'disable'
+-- Short-circuit evaluation as ClickHouse's default ('enable'): the whole insert ~15% faster than
+-- with it off; 'force_enable' filters the wide payload columns once per branch, ~2x slower.
+-- Nothing here relies on it (no branch can throw). chDB does not apply it from here, so the sink
+-- also sets it per insert.
+SETTINGS output_format_json_escape_forward_slashes = 0, short_circuit_function_evaluation = 'enable'
 ;
 -- Which path stored each ledger range, so a replay after a crash takes the same one and its
 -- dedup token matches: avro = 1 for ranges planned on the Avro path; fallback lists the writer

@@ -52,6 +52,8 @@ def _sink_env(bootstrap: str, prefix: str, group: str, data: str) -> dict[str, s
         "AGENTSTREAM_SINK_CLICKHOUSE_DSN": f"chdb://{data}",
         "AGENTSTREAM_SINK_TOPICS": '["events"]',
         "AGENTSTREAM_SINK_BATCH_MAX_ROWS": "300",
+        # several ranges per partition per flush, so replays after a kill cover that too
+        "AGENTSTREAM_SINK_RANGE_MAX_ROWS": "60",
         "AGENTSTREAM_SINK_BATCH_MAX_SECONDS": "0.2",
         "AGENTSTREAM_SINK_METRICS_PORT": "0",
         "AGENTSTREAM_SINK_READ_POLICIES": "false",

@@ -23,8 +23,8 @@ class Rec:
         return (1, self._ts + self._o)
 
 
-def sink_with(buffers: dict, plans: dict | None = None) -> Sink:
-    s = Sink(SinkSettings(topics=["events"]), client=object())
+def sink_with(buffers: dict, plans: dict | None = None, **settings) -> Sink:
+    s = Sink(SinkSettings(topics=["events"], **settings), client=object())
     s._buffers = {k: [Rec(o) for o in v] for k, v in buffers.items()}
     s._plans = plans or {}
     s._assigned = set(buffers)
@@ -47,9 +47,44 @@ def test_a_ledger_range_is_replayed_exactly_and_waits_until_complete():
     s._pending_rows += 3
     chunks = s._cut()
     assert chunks[0][0] == plan and chunks[0][2] is True and [r.offset() for r in chunks[0][1]] == [5, 6, 7, 8]
-    assert [r.offset() for r in s._buffers[(T, 0)]] == [9, 10] and s._pending_rows == 2
-    nxt = s._cut()[0][0]
+    # what follows the replayed range is a new range of the same flush
+    nxt = chunks[1][0]
+    assert len(chunks) == 2 and chunks[1][2] is False and [r.offset() for r in chunks[1][1]] == [9, 10]
     assert (nxt.start, nxt.end, nxt.token) == (9, 10, f"{T}/0/9-10@1009")
+    assert s._buffers[(T, 0)] == [] and s._pending_rows == 0
+
+
+def test_nothing_after_an_incomplete_ledger_range_is_cut_but_what_precedes_it_is():
+    plan = OffsetRange(T, 0, 5, 8, 1005)
+    s = sink_with({(T, 0): [3, 4, 5, 6]}, {(T, 0): [plan]})
+    chunks = s._cut()
+    assert [(c[0].start, c[0].end, c[2]) for c in chunks] == [(3, 4, False)]
+    assert [r.offset() for r in s._buffers[(T, 0)]] == [5, 6] and s._pending_rows == 2
+
+
+def test_a_partition_is_cut_into_ranges_of_at_most_range_max_rows_and_committed_past_the_last():
+    s = sink_with({(T, 0): list(range(10, 20)), (T, 1): [0, 1]}, range_max_rows=4)
+    chunks = s._cut()
+    assert [(c[0].partition, c[0].start, c[0].end, len(c[1])) for c in chunks] == [
+        (0, 10, 13, 4), (0, 14, 17, 4), (0, 18, 19, 2), (1, 0, 1, 2)]
+    assert len({c[0].token for c in chunks}) == 4 and s._pending_rows == 0
+    committed = []
+
+    class Consumer:
+        def commit(self, offsets, asynchronous):
+            committed.extend((tp.partition, tp.offset) for tp in offsets)
+
+    s._consumer = Consumer()
+    s._commit([c[0] for c in chunks], threading.Event())
+    assert sorted(committed) == [(0, 20), (1, 2)] and s.committed_ranges == 4
+
+
+def test_consecutive_ledger_ranges_replay_in_one_flush_exactly_as_recorded():
+    # recorded with another range_max_rows: a replay keeps the recorded boundaries
+    plans = [OffsetRange(T, 0, 0, 5, 1000), OffsetRange(T, 0, 6, 7, 1006)]
+    s = sink_with({(T, 0): list(range(0, 11))}, {(T, 0): list(plans)}, range_max_rows=3)
+    chunks = s._cut()
+    assert [(c[0].start, c[0].end, c[2]) for c in chunks] == [(0, 5, True), (6, 7, True), (8, 10, False)]
 
 
 def test_stale_ledger_ranges_are_ignored():
