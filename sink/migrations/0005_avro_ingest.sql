@@ -61,8 +61,9 @@ ENGINE = Null
 -- fraction); strings are written by toJSONString without escaping '/' (the SETTINGS below; the
 -- sink also sets it per insert).
 --
--- Cost, not style: every expression here runs over every row of the block (short-circuit
--- evaluation is off, below), and each string function copies a column. So a field of a payload
+-- Cost, not style: most expressions here run over every row of the block (short-circuit
+-- evaluation, below, skips a branch only where ClickHouse deems it worth filtering the branch's
+-- inputs), and each string function copies a column. So a field of a payload
 -- branch is read as assumeNotNull(tupleElement(branch, 'field')) with no if(kind = ...) around
 -- it: for a row of another kind the branch is NULL and its fields hold the type's default ('' or
 -- 0), which is the column's default too, and a NULL optional inside a present branch holds ''
