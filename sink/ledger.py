@@ -72,6 +72,14 @@ def pending_plans(client, group: str, committed: dict[tuple[str, int], int]) -> 
     return out
 
 
+def next_offsets(ranges: list[OffsetRange]) -> dict[tuple[str, int], int]:
+    """Per partition, the offset to commit once ``ranges`` are stored: past the last of its ranges."""
+    out: dict[tuple[str, int], int] = {}
+    for r in ranges:
+        out[(r.topic, r.partition)] = max(r.end + 1, out.get((r.topic, r.partition), 0))
+    return out
+
+
 def cut_ranges(buffers: dict[tuple[str, int], list], plans: dict[tuple[str, int], list[OffsetRange]],
                avro_for: Callable[[str], bool], max_rows: int = 0) -> list[tuple[OffsetRange, list, bool]]:
     """Takes the next ranges out of each partition's buffer (no I/O; the buffers and plans are

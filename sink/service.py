@@ -20,7 +20,7 @@ from agentstream.schemas import Codec, make_resolver, topic_name
 
 from . import metrics as m
 from .dlq import DeadLetters, Rejected
-from .ledger import OffsetRange, cut_ranges, pending_plans, record_plans
+from .ledger import OffsetRange, cut_ranges, next_offsets, pending_plans, record_plans
 from .retention import PolicyFollower, RetentionBook
 from .settings import SinkSettings
 from .storage import apply_migrations, make_client
@@ -318,10 +318,7 @@ class Sink:
 
         if not ranges:
             return
-        ends: dict[tuple[str, int], int] = {}
-        for r in ranges:  # a partition's ranges of one flush: commit past the last
-            ends[(r.topic, r.partition)] = max(r.end, ends.get((r.topic, r.partition), -1))
-        offsets = [TopicPartition(t, p, end + 1) for (t, p), end in ends.items()]
+        offsets = [TopicPartition(t, p, nxt) for (t, p), nxt in next_offsets(ranges).items()]
 
         def commit():
             live = [tp for tp in offsets if (tp.topic, tp.partition) in self._assigned]
