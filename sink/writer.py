@@ -74,7 +74,7 @@ class RangeWriter:
             settings["max_insert_block_size"] = max(_DEFAULT_BLOCK, len(c.msgs) + 1)
             settings["output_format_json_escape_forward_slashes"] = 0
             # ClickHouse's default, set because chDB does not apply the view's own SETTINGS and a
-            # profile may change it: 'disable' made the whole insert ~15% slower (measured), and
+            # profile may change it: 'disable' made the sink ~12% slower (measured), and
             # 'force_enable' ~2x slower (it filters the wide payload columns once per branch).
             settings["short_circuit_function_evaluation"] = "enable"
             try:
