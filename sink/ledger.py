@@ -109,9 +109,8 @@ def cut_ranges(buffers: dict[tuple[str, int], list], plans: dict[tuple[str, int]
                 del buf[: len(take)]
                 continue
             # a new range: records before the next ledger range, if any
-            take = [x for x in buf if x.offset() < pending[0].start] if pending else list(buf)
-            if max_rows > 0:
-                take = take[:max_rows]
+            limit = max_rows if max_rows > 0 else len(buf)
+            take = ([x for x in buf if x.offset() < pending[0].start] if pending else buf)[:limit]
             rng = OffsetRange(key[0], key[1], take[0].offset(), take[-1].offset(), take[0].timestamp()[1],
                               avro=avro_for(key[0]))
             chunks.append((rng, take, False))

@@ -254,8 +254,8 @@ class Sink:
     def _store_all(self, todo: list[tuple[OffsetRange, list]], stop: threading.Event) -> Any:
         """Stores every range of a flush; returns the rejected records of each (or _STOPPED).
 
-        The ranges are of different partitions and independent (each has its own ledger row and
-        tokens), so up to ``insert_workers`` are inserted at once. A range whose concurrent
+        The ranges are independent (each has its own ledger row and tokens, whether of one
+        partition or of several), so up to ``insert_workers`` are inserted at once. A range whose concurrent
         attempt fails is then retried on its own, with backoff and the partitions paused, as
         every insert is; the commit waits for all of them either way."""
         cells = [{"range": rng} for rng, _ in todo]

@@ -22,12 +22,12 @@ class SinkSettings(BaseSettings):
     avro_fast_path: bool = True
     # Keep polling Kafka on the sink's thread while a range is inserted on a second one.
     read_during_insert: bool = True
-    # Ranges of one flush inserted at once, each on its own ClickHouse
-    # connection (a chDB handle or an HTTP client): an insert is one thread inside ClickHouse,
-    # and part of it is Python (building the container, holding the GIL), so a few more than
-    # the cores keep ClickHouse busy meanwhile (bench/sink.py on 2 cores: 4 and 2 within noise
-    # of each other, both well ahead of 1). 1: one range at a time. A Sink given only a client
-    # object (no factory) shares it, one insert at a time.
+    # Ranges of one flush inserted at once, each on its own ClickHouse connection (a chDB handle
+    # or an HTTP client): an insert is one thread inside ClickHouse, and part of it is Python
+    # (building the container, holding the GIL), so a few more than the cores keep ClickHouse
+    # busy meanwhile (bench/sink.py on 2 cores: 4 and 2 within noise of each other, both well
+    # ahead of 1). 1: one range at a time. A Sink given only a client object (no factory)
+    # shares it, one insert at a time.
     insert_workers: int = 4
     batch_max_rows: int = 50_000
     # A partition's buffered records are cut into consecutive ranges of at most this many (each
