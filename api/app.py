@@ -31,6 +31,32 @@ paginated with an opaque `cursor`: pass the previous page's `next_cursor` until 
 """
 
 
+DOCS_ASSETS = "/docs/assets"
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its JS and CSS served from the swagger-ui-bundle package, so the
+    page works on a machine without internet (FastAPI's default loads them from a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            oauth2_redirect_url="/docs/oauth2-redirect")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect():
+        return get_swagger_ui_oauth2_redirect_html()
+
+
 def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastAPI:
     """Builds the app. ``client`` is a clickhouse-connect client to use instead of connecting to
     ``settings.clickhouse_dsn`` (the embedded stack shares its chDB client; tests pass theirs)."""
@@ -52,8 +78,10 @@ def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastA
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url="/redoc" if settings.docs_enabled else None,
+        # /docs is our own route below (assets from the package, no CDN); ReDoc needs a CDN
+        # script no pinned package ships, so it is not offered.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.agentstream = state
@@ -66,6 +94,8 @@ def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastA
         )
     for module in ROUTERS:
         app.include_router(module.router)
+    if settings.docs_enabled:
+        install_offline_docs(app)
     from .dashboard import mount_dashboard
 
     mount_dashboard(app, settings)
