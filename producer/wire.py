@@ -47,17 +47,18 @@ def _varint(z: int) -> bytes:
 _SMALL_LONGS = [_varint((n << 1) ^ (n >> 63)) for n in range(4096)]
 
 
-# µs timestamps are 8-byte varints. Their low 28 bits come from a table of 14-bit groups
-# (built on first use, on the transport thread); the high part changes every ~2 minutes and
-# is cached. About 2.5x faster than shifting out eight groups one by one.
-_GROUPS14: list[bytes] = []
+# µs timestamps are 8-byte varints. Their low 28 bits come from a table of 14-bit groups; the
+# high part changes every ~2 minutes and is cached. About 2.5x faster than shifting out eight
+# groups one by one. The table is complete before any thread can see it (built at import,
+# ~2 ms): it used to be filled on first use, and with several Tracers the transport threads
+# read it half-filled (IndexError, events lost). _TS_HIGH only ever gains complete values, and
+# a dict's get/set/clear are atomic, so a concurrent clear costs a recompute, never a wrong byte.
+_GROUPS14: tuple[bytes, ...] = tuple(bytes((v & 127 | 128, v >> 7 | 128)) for v in range(16384))
 _TS_HIGH: dict[int, bytes] = {}
 
 
 def _enc_ts(z: int) -> bytes:
     t = _GROUPS14
-    if not t:
-        t.extend(bytes((v & 127 | 128, v >> 7 | 128)) for v in range(16384))
     hi = z >> 28
     h = _TS_HIGH.get(hi)
     if h is None:
