@@ -22,6 +22,7 @@ app = typer.Typer(
 PART_COMMANDS = [
     "agentstream.cli.stack_commands",
     "agentstream.cli.schema_commands",
+    "agentstream.cli.runs",
     "agentstream.stream_processors.cli",
     "agentstream.sink.cli",
     "agentstream.api.cli",
