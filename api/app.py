@@ -17,10 +17,12 @@ from .settings import ApiSettings
 
 log = logging.getLogger("agentstream.api")
 
-from .routes import alerts, compare, drift, feedback, health, policies, runs, sql, stats, timeline
+from .routes import (alerts, compare, costs, drift, feedback, health, policies, runs, sessions, sql,
+                     stats, timeline)
 
 # Included in this order (timeline before nothing that shadows /v1/runs/{run_id}/timeline).
-ROUTERS = [health, runs, timeline, stats, compare, alerts, drift, sql, policies, feedback]
+ROUTERS = [health, runs, timeline, sessions, stats, costs, compare, alerts, drift, sql, policies,
+           feedback]
 
 DESCRIPTION = """\
 Read API over agentstream's ClickHouse tables. Every request needs a tenant API key

@@ -6,13 +6,38 @@ from fastapi import APIRouter, Depends, Path, Query
 from ..auth import Principal
 from ..db import Db
 from ..deps import PageParams, TimeRange, get_db, page_params, require_read, time_range
-from ..errors import ERROR_RESPONSES, not_found
+from ..errors import ERROR_RESPONSES, bad_request, not_found
 from ..models import RunDetail, RunPage, RunStatus
 from ..store.runs import RunFilters, list_runs, run_detail
+from ..store.search import SearchFilters, parse_attribute
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
 RUN_ID = Path(..., min_length=1, max_length=256, description="the run id")
+
+
+def search_filters(
+    session: str | None = Query(None, min_length=1, max_length=256, description="session_id"),
+    attribute: list[str] = Query([], max_length=1024,
+                                 description="key=value of an event attribute; repeat to AND several"),
+    failure_type: str | None = Query(None, max_length=128, description="a FAILURE event's type"),
+    failure_code: str | None = Query(None, max_length=256, description="a FAILURE event's code"),
+    tool: str | None = Query(None, max_length=256, description="a TOOL step's tool_name"),
+    model: str | None = Query(None, max_length=256, description="an LLM step's request_model"),
+    end_user: str | None = Query(None, min_length=1, max_length=256,
+                                 description="end_user_id as stored (the SDK's keyed hash, never raw)"),
+    min_cost_usd: float | None = Query(None, ge=0, le=1e12, description="run cost at least this"),
+    min_latency_ms: float | None = Query(None, ge=0, le=1e12,
+                                         description="run duration at least this (ended runs only)"),
+) -> SearchFilters:
+    if len(attribute) > 16:
+        raise bad_request("validation_error", "at most 16 attribute filters")
+    try:
+        pairs = [parse_attribute(a) for a in attribute]
+    except ValueError as exc:
+        raise bad_request("validation_error", str(exc)) from exc
+    return SearchFilters(session, pairs, failure_type, failure_code, tool, model, end_user,
+                         min_cost_usd, min_latency_ms)
 
 
 def run_filters(
@@ -21,9 +46,10 @@ def run_filters(
     status: RunStatus | None = Query(None),
     environment: str | None = Query(None, max_length=256),
     tr: TimeRange = Depends(time_range),
+    search: SearchFilters = Depends(search_filters),
 ) -> RunFilters:
     return RunFilters(agent, version, status.value if status else None, environment,
-                      tr.since_us, tr.until_us)
+                      tr.since_us, tr.until_us, search)
 
 
 @router.get("", response_model=RunPage, summary="List runs, newest first")

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..db import Db
 from ..pagination import decode_cursor, page_of
+from .search import SearchFilters
 
 # One row per run. ``runs`` holds partial aggregate rows until background merges, so every read
 # re-aggregates by run_id with the functions the table declares.
@@ -43,10 +44,15 @@ class RunFilters:
     environment: str | None = None
     since_us: int | None = None
     until_us: int | None = None
+    search: SearchFilters = field(default_factory=SearchFilters)
+
+    def where(self, params: dict[str, Any]) -> str:
+        """Conditions on ``runs`` rows before aggregation (the search filters: api/store/search.py)."""
+        return self.search.where(params, self.since_us)
 
     def having(self, params: dict[str, Any]) -> str:
         """HAVING clauses over the aggregated run columns; binds values into ``params``."""
-        parts = ["1"]
+        parts = [self.search.having(params)]
         if self.agent is not None:
             parts.append("agent_id = {f_agent:String}")
             params["f_agent"] = self.agent
@@ -72,7 +78,7 @@ def runs_subquery(filters: RunFilters, params: dict[str, Any]) -> str:
     """SELECT of one aggregated row per run of the tenant, filtered; ``params`` needs ``tenant``."""
     return (
         f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = {{tenant:String}} "
-        f"GROUP BY run_id HAVING {filters.having(params)}"
+        f"AND {filters.where(params)} GROUP BY run_id HAVING {filters.having(params)}"
     )
 
 
@@ -94,7 +100,7 @@ def list_runs(db: Db, tenant: str, filters: RunFilters, limit: int, cursor: str 
         params["c_ts"], params["c_id"] = after
     sql = (
         f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = {{tenant:String}} "
-        f"GROUP BY run_id HAVING {having} "
+        f"AND {filters.where(params)} GROUP BY run_id HAVING {having} "
         "ORDER BY started_us DESC, run_id DESC LIMIT {limit:UInt32}"
     )
     rows, next_cursor = page_of("runs", db.rows(sql, params), limit, ["started_us", "run_id"])

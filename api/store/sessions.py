@@ -1,0 +1,88 @@
+"""Sessions: the runs sharing a ``session_id``, listed with totals, and one session's runs.
+
+A session is not stored as a row of its own: it is an aggregate over the tenant's runs (one
+row per run after re-aggregating ``runs``), so it is always consistent with /v1/runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..db import Db
+from ..pagination import decode_cursor, page_of
+from .runs import RunFilters, runs_subquery, shape_run
+from .search import SearchFilters
+
+# Totals over one aggregated run per row (the ``runs_subquery`` columns). The aliases carry a
+# t_ prefix: an alias named like an inner column would shadow it inside the aggregates.
+SESSION_TOTALS = """
+    count() AS t_run_count,
+    countIf(status = '') AS t_running_runs,
+    countIf(status != '' AND status != 'SUCCESS') AS t_failed_runs,
+    toInt64(min(started_us)) AS t_started_us,
+    toInt64(max(last_us)) AS t_last_us,
+    (max(last_us) - min(started_us)) / 1000 AS t_duration_ms,
+    sum(duration_ms) AS t_run_duration_ms,
+    sum(step_count) AS t_step_count,
+    sum(llm_calls) AS t_llm_calls,
+    sum(tool_calls) AS t_tool_calls,
+    sum(failure_count) AS t_failure_count,
+    sum(input_tokens) AS t_input_tokens,
+    sum(output_tokens) AS t_output_tokens,
+    sum(input_tokens) + sum(output_tokens) AS t_total_tokens,
+    sum(cost_usd) AS t_cost_usd,
+    arraySort(groupUniqArray(16)(agent_id)) AS t_agents
+"""
+
+
+@dataclass
+class SessionFilters:
+    agent: str | None = None
+    since_us: int | None = None  # sessions with a run started at or after
+    until_us: int | None = None
+    min_cost_usd: float | None = None
+
+    def run_filters(self) -> RunFilters:
+        return RunFilters(agent=self.agent, since_us=self.since_us, until_us=self.until_us)
+
+
+def list_sessions(db: Db, tenant: str, f: SessionFilters, limit: int, cursor: str | None):
+    """Most recently active first; the cursor is the last row's (last_us, session_id)."""
+    params: dict[str, Any] = {"tenant": tenant, "limit": limit + 1}
+    inner = runs_subquery(f.run_filters(), params)
+    having = ["1"]
+    if f.min_cost_usd is not None:
+        having.append("t_cost_usd >= {min_cost:Float64}")
+        params["min_cost"] = f.min_cost_usd
+    after = decode_cursor("sessions", cursor, (int, str))
+    if after is not None:
+        having.append("(t_last_us, session_id) < ({c_ts:Int64}, {c_id:String})")
+        params["c_ts"], params["c_id"] = after
+    sql = (f"SELECT session_id, {SESSION_TOTALS} FROM ({inner}) WHERE session_id != '' "
+           f"GROUP BY session_id HAVING {' AND '.join(having)} "
+           "ORDER BY t_last_us DESC, session_id DESC LIMIT {limit:UInt32}")
+    rows = [shape_session(r) for r in db.rows(sql, params)]
+    return page_of("sessions", rows, limit, ["last_us", "session_id"])
+
+
+def shape_session(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k[2:] if k.startswith("t_") else k: v for k, v in row.items()}
+    row = out
+    out["agents"] = list(row["agents"])
+    out["status"] = "RUNNING" if row["running_runs"] else ("FAILURE" if row["failed_runs"] else "SUCCESS")
+    return out
+
+
+def session_detail(db: Db, tenant: str, session_id: str, max_runs: int = 1000) -> dict[str, Any] | None:
+    """The session's totals and its runs in start order (at most ``max_runs``; ``truncated``
+    says when there were more)."""
+    params: dict[str, Any] = {"tenant": tenant, "limit": max_runs + 1}
+    inner = runs_subquery(RunFilters(search=SearchFilters(session=session_id)), params)
+    runs = db.rows(f"SELECT * FROM ({inner}) ORDER BY started_us, run_id LIMIT {{limit:UInt32}}", params)
+    if not runs:
+        return None
+    totals = db.one(f"SELECT session_id, {SESSION_TOTALS} FROM ({inner}) GROUP BY session_id", params)
+    truncated = len(runs) > max_runs
+    return {"session": shape_session(totals), "runs": [shape_run(r) for r in runs[:max_runs]],
+            "truncated": truncated}
+
