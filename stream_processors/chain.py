@@ -83,36 +83,32 @@ class Chain:
     @staticmethod
     def _fleet_delta(deltas: dict[str, dict[str, Any]], e: dict[str, Any], src: InRecord) -> None:
         kind = e["kind"]
-        p = e.get("payload") or {}
-        if kind == "STEP":
-            llm = p.get("llm")
-            tool = p.get("tool")
-            if not llm and not tool:
-                return
-        elif kind not in ("RUN_START", "RUN_END"):
+        if kind not in ("STEP", "RUN_START", "RUN_END"):
             return
+        p = e.get("payload") or {}
         tenant = e["tenant_id"]
         d = deltas.get(tenant)
         if d is None:
             d = deltas[tenant] = fleet.new_delta(tenant)
             d["src"] = {}
         d["src"][f"{src.topic}|{src.partition}"] = src.offset
-        ts, agent, version = e["ts_us"], e["agent_id"], e["agent_version"]
+        ts, agent, version, run_id = e["ts_us"], e["agent_id"], e["agent_version"], e["run_id"]
         if kind == "RUN_START":
-            d["active"].append(e["run_id"])
-            d["ts_us"] = max(d["ts_us"], ts)
+            fleet.add_active(d, run_id, agent, ts)
         elif kind == "RUN_END":
-            d["ended"].append(e["run_id"])
+            d["ended"].append(run_id)
+            d["active"].pop(run_id, None)
             fleet.drift.add_run(fleet.drift_sample(d, agent, version, ts), p.get("status") != "SUCCESS",
                                 float(p.get("duration_ms") or 0.0), float(p.get("cost_usd") or 0.0),
                                 int(p.get("step_count") or 0))
         else:
+            llm = p.get("llm")
             if llm and llm.get("cost_usd"):
                 fleet.add_spend(d, agent, ts, float(llm["cost_usd"]))
-            if tool:
-                fleet.drift.add_tool(fleet.drift_sample(d, agent, version, ts), tool.get("tool_name") or p["name"])
-            if e["run_id"] not in d["active"]:
-                d["active"].append(e["run_id"])
+            fleet.drift.add_step(fleet.drift_sample(d, agent, version, ts), p.get("name") or "step",
+                                 float(p.get("latency_ms") or 0.0))
+            if run_id not in d["ended"]:
+                fleet.add_active(d, run_id, agent, ts)
 
     # ---- fleet path: per-tenant deltas -> budgets, drift -------------------------------------
 
@@ -135,8 +131,9 @@ class Chain:
                 sources.append(InRecord(topic, int(part), off, None, None))
             for f in fleet.apply(entry[1], delta, policy.budgets):
                 alert_id = _id(tenant, f.key)
-                out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
-                                       f.agent_id, f.agent_version, None, sources))
+                if f.alert:
+                    out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
+                                           f.agent_id, f.agent_version, None, sources))
                 for run_id in f.stop_runs:
                     out.append(self._command(tenant, run_id, f"{f.alert_type}: {f.title}", alert_id))
         for key, (partition, st) in states.items():

@@ -12,12 +12,16 @@ from .redaction.engine import ACTIONS, DEFAULT_ACTIONS
 
 DEFAULT_VERSION = "default"
 
+# Every threshold is the amount allowed (a finding goes over it). ``repeat_window``: logical
+# steps a repeat is counted over, 0 = the whole run. ``warn_fraction``: share of a budget that
+# raises a warning, 0 = no warnings. Both travel in Policy records once the Avro Policy carries
+# them; until then they take these defaults (or a PolicyBook.set policy, in process).
 LOOP_DEFAULTS = {"max_repeats": 5, "max_ping_pong": 4, "max_no_progress": 3, "max_retries": 5,
-                 "stop_on_loop": True}
+                 "stop_on_loop": True, "repeat_window": 24}
 BUDGET_DEFAULTS: dict[str, Any] = {
     "run_max_steps": None, "run_max_tokens": None, "run_max_cost_usd": None, "run_max_wall_s": None,
     "tenant_usd_per_hour": None, "tenant_usd_per_day": None, "agent_usd_per_day": None,
-    "hard_limit": False,
+    "hard_limit": False, "warn_fraction": 0.8,
 }
 
 

@@ -1,9 +1,24 @@
 """Fleet-level detection, per tenant: spend windows (tenant per hour and day, agent per day) and
-drift per agent (new version vs previous version; current hour vs the trailing 24 h).
+drift per agent (a new version against the old version's concurrent traffic).
 
-Input is a per-batch delta pre-aggregated by the chain (``new_delta``/``add_*``), so this runs a
-handful of times per batch, not per event. State is a plain dict kept per tenant in a changelog
-table; ``raised`` remembers every alert already sent, so a restart does not repeat one.
+Interface (stable): the chain pre-aggregates a per-batch delta (``new_delta``, ``add_spend``,
+``add_active``, ``drift_sample`` + ``drift.add_run``/``drift.add_step``), so ``apply(state,
+delta, budgets)`` runs a handful of times per batch, not per event. ``state`` is a JSON-able dict
+kept per tenant in a changelog table; ``raised`` remembers every alert already sent (pruned with
+its window), so a restart repeats none.
+
+Spend: a limit is the amount allowed; ``budget_breach`` once spend > limit, ``budget_warning``
+once spend >= ``warn_fraction`` x limit (0 = off); each level once per window. With
+``hard_limit`` the breach stops the tenant's live runs (the agent's, for ``agent_usd_per_day``),
+and every run that becomes active later in the same window gets a STOP citing the same alert
+(commands only: no second alert).
+
+Drift: when an agent's version not seen before appears, a comparison opens between it and the
+version before it. The baseline is the old version's traffic in the hours the new one has
+traffic (concurrent, so time of day does not confound); when the old version had too little
+concurrent traffic (a hard cut-over), its last ``PRE_HOURS`` hours before the rollout. Each
+batch re-tests every metric with an always-valid p-value (``drift.py``); an alert per metric per
+rollout, when p <= alpha's share and the effect is material.
 """
 from __future__ import annotations
 
@@ -11,10 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import drift
+from .runs import levels, warn_fraction
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
-MAX_RAISED = 2000
+PRE_HOURS = 3
 
 
 @dataclass
@@ -27,15 +43,21 @@ class FleetFinding:
     agent_id: str | None = None
     agent_version: str | None = None
     stop_runs: list[str] = field(default_factory=list)
+    alert: bool = True  # False: STOP commands citing the alert ``key`` raised earlier
 
 
 def new_delta(tenant: str) -> dict[str, Any]:
-    return {"tenant": tenant, "spend": {}, "active": [], "ended": [], "drift": {}, "ts_us": 0}
+    return {"tenant": tenant, "spend": {}, "active": {}, "ended": [], "drift": {}, "ts_us": 0}
 
 
 def add_spend(d: dict[str, Any], agent: str, ts_us: int, usd: float) -> None:
     k = f"{agent}|{ts_us // HOUR_US}"
     d["spend"][k] = d["spend"].get(k, 0.0) + usd
+    d["ts_us"] = max(d["ts_us"], ts_us)
+
+
+def add_active(d: dict[str, Any], run_id: str, agent: str, ts_us: int) -> None:
+    d["active"][run_id] = agent
     d["ts_us"] = max(d["ts_us"], ts_us)
 
 
@@ -49,115 +71,170 @@ def drift_sample(d: dict[str, Any], agent: str, version: str, ts_us: int) -> dic
 
 
 def new_state() -> dict[str, Any]:
-    return {"spend": {}, "raised": [], "active": {}, "agents": {}}
+    return {"v": 2, "spend": {}, "raised": {}, "active": {}, "stopped": {}, "agents": {}}
 
 
-def _raise(state: dict[str, Any], out: list[FleetFinding], f: FleetFinding) -> None:
-    if f.key in state["raised"]:
-        return
-    state["raised"].append(f.key)
-    del state["raised"][:-MAX_RAISED]
-    out.append(f)
+def _upgrade(state: dict[str, Any]) -> None:
+    if state.get("v") != 2:
+        old_raised = state.get("raised")
+        state.clear()
+        state.update(new_state())
+        # Keys of the list form carried no window end: they are dropped (at worst a window
+        # open across the upgrade warns once more).
+        state["raised"] = dict(old_raised) if isinstance(old_raised, dict) else {}
 
 
 def apply(state: dict[str, Any], delta: Mapping[str, Any], budgets: Mapping[str, Any],
           cfg: drift.DriftConfig = drift.DriftConfig()) -> list[FleetFinding]:
+    _upgrade(state)
     out: list[FleetFinding] = []
     now = delta["ts_us"]
-    for run in delta["active"]:
-        state["active"][run] = now
+    active = delta["active"]
+    if isinstance(active, list):  # a delta written before run agents were carried
+        active = {r: "" for r in active}
+    for run, agent in active.items():
+        state["active"][run] = [now, agent]
     for run in delta["ended"]:
         state["active"].pop(run, None)
     # Runs that went quiet for a day are not live any more; keeps the set bounded.
-    state["active"] = {r: t for r, t in state["active"].items() if now - t < DAY_US}
+    state["active"] = {r: v for r, v in state["active"].items() if now - v[0] < DAY_US}
     spend = state["spend"]
     for key, usd in delta["spend"].items():
-        agent, hour = key.split("|")
+        agent, hour = key.rsplit("|", 1)
         day = int(hour) * HOUR_US // DAY_US
         for k in (f"t|h|{hour}", f"t|d|{day}", f"a|{agent}|d|{day}"):
             spend[k] = spend.get(k, 0.0) + usd
     cur_hour, cur_day = now // HOUR_US, now // DAY_US
-    state["spend"] = {k: v for k, v in spend.items()
-                      if int(k.rsplit("|", 1)[1]) >= (cur_hour - 2 if "|h|" in k else cur_day - 2)}
-    _budgets(state, delta, budgets, out)
+    # Windows end: keep 2 hours / 2 days back for late events; their alert keys go with them.
+    keep_h, keep_d = cur_hour - 2, cur_day - 2
+    state["spend"] = {k: v for k, v in spend.items() if _window_index(k) >= (keep_h if "|h|" in k else keep_d)}
+    state["raised"] = {k: v for k, v in state["raised"].items() if v >= keep_h}
+    state["stopped"] = {k: v for k, v in state["stopped"].items() if v >= keep_h}
+    _budgets(state, active, budgets, now, out)
     _drift(state, delta, cfg, out)
     return out
 
 
-def _budgets(state: dict[str, Any], delta: Mapping[str, Any], budgets: Mapping[str, Any],
+def _window_index(k: str) -> int:
+    return int(k.rsplit("|", 1)[1])
+
+
+def _window_hour(k: str) -> int:
+    """The last hour of window ``k`` (for pruning the keys raised in it)."""
+    i = _window_index(k)
+    return i if "|h|" in k else (i + 1) * 24 - 1
+
+
+def _budgets(state: dict[str, Any], new_active: Mapping[str, str], budgets: Mapping[str, Any], now: int,
              out: list[FleetFinding]) -> None:
     hard = bool(budgets.get("hard_limit"))
-    checks = []
-    for k, used in state["spend"].items():
+    warn_at = warn_fraction(budgets)
+    for k, used in sorted(state["spend"].items()):
         parts = k.split("|")
-        if parts[0] == "t" and parts[1] == "h" and budgets.get("tenant_usd_per_hour"):
-            checks.append(("tenant_usd_per_hour", k, used, budgets["tenant_usd_per_hour"], None))
-        elif parts[0] == "t" and parts[1] == "d" and budgets.get("tenant_usd_per_day"):
-            checks.append(("tenant_usd_per_day", k, used, budgets["tenant_usd_per_day"], None))
-        elif parts[0] == "a" and budgets.get("agent_usd_per_day"):
-            checks.append(("agent_usd_per_day", k, used, budgets["agent_usd_per_day"], parts[1]))
-    for limit_name, window, used, limit, agent in checks:
-        ratio = used / float(limit)
-        ev = {"limit_name": limit_name, "window": window, "used_usd": f"{used:.4f}", "limit_usd": f"{float(limit):.4f}"}
-        if ratio >= 1.0:
-            if f"breach|{window}" not in state["raised"]:
-                runs = sorted(state["active"]) if hard else []
-                _raise(state, out, FleetFinding("budget_breach", "CRITICAL", f"{limit_name} exceeded ({ratio:.0%})",
-                                                ev, key=f"breach|{window}", agent_id=agent, stop_runs=runs))
-                state["raised"].extend(f"breach|{window}|{run}" for run in runs)
-            elif hard:
-                # Runs that start after the breach, in the same window, are stopped too (once each).
-                for run in delta["active"]:
-                    _raise(state, out, FleetFinding("budget_breach", "CRITICAL", f"{limit_name} exceeded: run stopped",
-                                                    {**ev, "run_id": run}, key=f"breach|{window}|{run}",
-                                                    agent_id=agent, stop_runs=[run]))
-        elif ratio >= 0.8:
-            _raise(state, out, FleetFinding("budget_warning", "WARNING", f"{limit_name} at {ratio:.0%}", ev,
-                                            key=f"warn|{window}", agent_id=agent))
+        if parts[0] == "t":
+            limit_name = "tenant_usd_per_hour" if parts[1] == "h" else "tenant_usd_per_day"
+            agent = None
+        else:
+            limit_name, agent = "agent_usd_per_day", parts[1]
+        limit = budgets.get(limit_name)
+        if not limit:
+            continue
+        limit = float(limit)
+        ev = {"limit_name": limit_name, "window": k, "used_usd": f"{used:.4f}", "limit_usd": f"{limit:.4f}",
+              "event_us": str(now)}
+        hour = _window_hour(k)
+        for level in levels(used, limit, warn_at):
+            key = f"{level}|{k}"
+            if key in state["raised"]:
+                continue
+            state["raised"][key] = hour
+            if level == "budget_warning":
+                out.append(FleetFinding(level, "WARNING", f"{limit_name} at {used / limit:.0%}", ev, key=key,
+                                        agent_id=agent))
+                continue
+            runs = _stoppable(state, agent, k, hour) if hard else []
+            out.append(FleetFinding(level, "CRITICAL", f"{limit_name} exceeded ({used:.4f} > {limit:.4f} USD)",
+                                    ev, key=key, agent_id=agent, stop_runs=runs))
+        if hard and f"budget_breach|{k}" in state["raised"]:
+            # Runs that become active after the breach, in the same window, are stopped too.
+            late = [r for r, a in new_active.items() if (agent is None or a == agent)
+                    and f"{k}|{r}" not in state["stopped"]]
+            for r in late:
+                state["stopped"][f"{k}|{r}"] = hour
+            if late:
+                out.append(FleetFinding("budget_breach", "CRITICAL", f"{limit_name} exceeded: run stopped", ev,
+                                        key=f"budget_breach|{k}", agent_id=agent, stop_runs=late, alert=False))
+
+
+def _stoppable(state: dict[str, Any], agent: str | None, window: str, hour: int) -> list[str]:
+    runs = sorted(r for r, (_, a) in state["active"].items() if agent is None or a == agent)
+    for r in runs:
+        state["stopped"][f"{window}|{r}"] = hour
+    return runs
+
+
+# ---- drift -------------------------------------------------------------------------------
+
+def _agent(state: dict[str, Any], agent: str) -> dict[str, Any]:
+    a = state["agents"].get(agent)
+    if a is None or "order" not in a:
+        a = state["agents"][agent] = {"order": [], "buf": {}, "cmp": None}
+    return a
 
 
 def _drift(state: dict[str, Any], delta: Mapping[str, Any], cfg: drift.DriftConfig, out: list[FleetFinding]) -> None:
     touched: set[str] = set()
-    for key, sample in delta["drift"].items():
-        agent, version, hour = key.split("|")
-        a = state["agents"].setdefault(agent, {"versions": [], "samples": {}, "hours": {}, "drifting": {},
-                                               "checked": {}})
-        if version not in a["versions"]:
-            a["versions"].append(version)
-            del a["versions"][:-3]
-        drift.merge(a["samples"].setdefault(version, drift.new_sample()), sample)
-        drift.merge(a["hours"].setdefault(hour, drift.new_sample()), sample)
+    for key in sorted(delta["drift"], key=lambda k: int(k.rsplit("|", 1)[1])):
+        sample = delta["drift"][key]
+        agent, version, hour_s = key.rsplit("|", 2)
+        hour = int(hour_s)
+        a = _agent(state, agent)
+        if version not in a["order"]:
+            a["order"].append(version)
+            del a["order"][:-3]
+            if len(a["order"]) >= 2:
+                old = a["order"][-2]
+                pre = drift.new_sample()
+                for h, s in (a["buf"].get(old) or {}).items():
+                    if int(h) < hour:
+                        drift.merge(pre, s)
+                a["cmp"] = {"old": old, "new": version, "start_us": delta["ts_us"], "hours": [],
+                            "old_s": drift.new_sample(), "new_s": drift.new_sample(), "pre": pre, "alarmed": []}
+        c = a["cmp"]
+        if c is not None and version == c["new"]:
+            drift.merge(c["new_s"], sample)
+            if hour not in c["hours"]:
+                c["hours"].append(hour)
+                seen = (a["buf"].get(c["old"]) or {}).get(str(hour))
+                if seen:
+                    drift.merge(c["old_s"], seen)
+        elif c is not None and version == c["old"] and hour in c["hours"]:
+            drift.merge(c["old_s"], sample)
+        buf = a["buf"].setdefault(version, {})
+        drift.merge(buf.setdefault(str(hour), drift.new_sample()), sample)
+        # Bounded: the last PRE_HOURS + 1 hours of the two newest versions.
+        a["buf"] = {v: {h: s for h, s in b.items() if int(h) >= hour - PRE_HOURS}
+                    for v, b in a["buf"].items() if v in a["order"][-2:]}
         touched.add(agent)
-    for agent in touched:
-        a = state["agents"][agent]
-        a["samples"] = {v: s for v, s in a["samples"].items() if v in a["versions"]}
-        hours = sorted(a["hours"], key=int)[-25:]
-        a["hours"] = {h: a["hours"][h] for h in hours}
-        comparisons = []
-        if len(a["versions"]) >= 2:
-            prev, cur = a["versions"][-2], a["versions"][-1]
-            comparisons.append((f"version|{prev}->{cur}", a["samples"][prev], a["samples"][cur], cur, prev))
-        if len(hours) >= 2:
-            base = drift.new_sample()
-            for h in hours[:-1]:
-                drift.merge(base, a["hours"][h])
-            comparisons.append((f"window|{hours[-1]}", base, a["hours"][hours[-1]], None, "trailing 24h"))
-        for ckey, base, cur, version, baseline in comparisons:
-            # Re-test only when the sample grew by 10 %: repeated looks at a growing sample would
-            # otherwise inflate the false-alarm rate of two identical versions.
-            last = a["checked"].get(ckey, 0)
-            if cur["n"] < max(last * 1.1, last + 50):
+    for agent in sorted(touched):
+        c = state["agents"][agent]["cmp"]
+        if c is None:
+            continue
+        concurrent = c["old_s"]["n"] >= cfg.min_n or c["pre"]["n"] < cfg.min_n
+        base = c["old_s"] if concurrent else c["pre"]
+        result = drift.compare(base, c["new_s"], cfg)
+        names = len(base.get("step_lat") or {})
+        for metric, r in result.items():
+            alpha = drift.metric_alpha(metric, names, cfg)
+            if metric in c["alarmed"] or r["p_value"] > alpha or not r["material"]:
                 continue
-            a["checked"][ckey] = cur["n"]
-            result = drift.compare(base, cur, cfg)
-            flags = a["drifting"].setdefault(ckey, {})
-            for metric in drift.transitions(result, flags, cfg):
-                r = result[metric]
-                ev = {"metric": metric, "comparison": ckey.split("|")[0], "baseline": baseline,
-                      "effect_size": f"{r['effect']:.4g}", "p_value": f"{r['p_value']:.3g}",
-                      "baseline_n": str(base["n"]), "current_n": str(cur["n"])}
-                ev.update({k: f"{v:.4g}" for k, v in r.items() if k not in ("effect", "p_value", "material")})
-                n_entered = sum(1 for k in state["raised"] if k.startswith(f"drift|{agent}|{ckey}|{metric}|"))
-                _raise(state, out, FleetFinding("drift", "WARNING", f"{agent}: {metric} drifted ({ckey.split('|')[0]})",
-                                                ev, key=f"drift|{agent}|{ckey}|{metric}|{n_entered}",
-                                                agent_id=agent, agent_version=version))
+            c["alarmed"].append(metric)
+            ev = {"metric": metric, "comparison": "version", "old_version": c["old"],
+                  "baseline": "concurrent" if concurrent else "pre_rollout",
+                  "effect_size": f"{r['effect']:.4g}", "p_value": f"{r['p_value']:.3g}", "alpha": f"{alpha:.3g}",
+                  "baseline_n": str(base["n"]), "current_n": str(c["new_s"]["n"]),
+                  "rollout_us": str(c["start_us"]), "event_us": str(delta["ts_us"])}
+            ev.update({k: f"{v:.4g}" for k, v in r.items() if k not in ("effect", "p_value", "material")})
+            key = f"drift|{agent}|{c['old']}->{c['new']}|{metric}"
+            out.append(FleetFinding("drift", "WARNING", f"{agent} {c['new']}: {metric} drifted vs {c['old']}",
+                                    ev, key=key, agent_id=agent, agent_version=c["new"]))

@@ -1,16 +1,49 @@
-"""Per-run detection: loops (repeats, ping-pong, no-progress fingerprints, retry storms) and run
-budgets (steps, tokens, cost, wall time). Event in, findings out; the state is a plain dict that
-the worker persists per run in a changelog-backed table, including which findings were already
-raised, so a restarted worker never raises them again.
+"""Per-run detection: loops and run budgets. Event in, findings out.
+
+Interface (stable; the hot path feeds it): ``observe(state, event, loops, budgets)`` where
+``event`` is a decoded Event dict (only ``kind``, ``ts_us``, ``seq``, ``attributes`` and the
+payload fields named below are read), ``loops``/``budgets`` are the tenant policy mappings and
+``state`` is the JSON-able dict from ``new_state()`` that the worker persists per run (a state
+written by an older version is upgraded in place). It returns the findings to emit now.
+
+Every threshold is the amount allowed; a finding is going over it (the SDK's rule, see
+``exceeds``):
+
+- a step's *signature* is (kind, name, digest) where the digest is the tool's ``args_digest``,
+  the LLM call's ``request_digest`` (model, messages, tools; never content) or an
+  ``agentstream.args_digest`` attribute. A step without one has unknown arguments and never
+  counts as a repeat of anything, nor as half of a ping-pong.
+- a retry (``attempt`` > 1 or ``retry_of`` set) is another attempt of the same logical call: it
+  lengthens that call's chain and is judged by the chain's length; it is not a new repeat.
+- reasons: ``repeat`` (a signature seen more than ``max_repeats`` times within the last
+  ``repeat_window`` logical steps that have a signature; 0 = the whole run, counted per
+  signature), ``ping_pong`` (two signatures strictly alternating for more than
+  ``2 * max_ping_pong`` steps), ``retry_chain`` (a chain of more than ``max_retries`` retries),
+  ``no_progress`` (a progress fingerprint seen more than ``max_no_progress`` times).
+- one ``loop`` alert per run, raised at the first step where any reason fires and naming every
+  reason firing at that step; ``stop_on_loop`` attaches a STOP.
+- budgets (steps, tokens, cost, wall time): ``budget_breach`` once ``used > limit``;
+  ``budget_warning`` once ``used >= warn_fraction * limit`` (``warn_fraction`` 0 turns warnings
+  off). Each level is raised once per run and metric; a step that jumps past both raises both.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-WINDOW = 24          # recent step signatures kept per run
-RETRY_WINDOW_US = 60_000_000
 PROGRESS_ATTR = "agentstream.progress_fingerprint"
+DIGEST_ATTR = "agentstream.args_digest"
+DEFAULT_WINDOW = 24
+DEFAULT_WARN_FRACTION = 0.8
+MAX_SIGNATURES = 2048   # whole-run counting keeps at most this many distinct signatures
+MAX_CHAINS = 64         # retry chains remembered (a retry links to a recent attempt)
+MAX_FINGERPRINTS = 256
+
+
+def exceeds(used: float, limit: float) -> bool:
+    """The one budget rule, shared with the SDK (``producer.enforcement.exceeds``): a limit is
+    the amount allowed; only going over it is a breach."""
+    return used > limit
 
 
 @dataclass
@@ -24,14 +57,84 @@ class Finding:
 
 
 def new_state() -> dict[str, Any]:
-    return {"sigs": [], "fp": {}, "retries": [], "steps": 0, "tokens": 0, "cost": 0.0,
-            "first_us": None, "raised": []}
+    return {"v": 2, "win": [], "cnt": {}, "alt": [None, None, 0], "chains": {}, "fp": {},
+            "steps": 0, "tokens": 0, "cost": 0.0, "first_us": None, "raised": []}
 
 
-def _signature(p: Mapping[str, Any]) -> str:
-    tool = p.get("tool") or {}
-    digest = tool.get("args_digest") or ""
-    return f"{p.get('step_kind')}|{p.get('name')}|{digest}"
+def _upgrade(state: dict[str, Any]) -> None:
+    if state.get("v") != 2:
+        keep = {k: state[k] for k in ("steps", "tokens", "cost", "first_us", "raised", "fp", "_o") if k in state}
+        state.clear()
+        state.update(new_state())
+        state.update(keep)
+
+
+def signature(p: Mapping[str, Any], attributes: Mapping[str, str] | None) -> str | None:
+    """(kind, name, digest) of a step, or None when its arguments are unknown."""
+    tool, llm = p.get("tool"), p.get("llm")
+    digest = None
+    name = p.get("name")
+    if tool:
+        digest = tool.get("args_digest")
+        name = tool.get("tool_name") or name
+    elif llm:
+        digest = llm.get("request_digest")
+        name = llm.get("request_model") or name
+    if not digest and attributes:
+        digest = attributes.get(DIGEST_ATTR)
+    if not digest:
+        return None
+    return f"{p.get('step_kind')}|{name}|{digest}"
+
+
+def _chain_length(state: dict[str, Any], p: Mapping[str, Any]) -> int:
+    """Attempts so far of this step's logical call (1 for a first attempt)."""
+    n = max(1, int(p.get("attempt") or 1))
+    parent = p.get("retry_of")
+    chains = state["chains"]
+    if parent:
+        n = max(n, chains.get(parent, 1) + 1)
+    sid = p.get("step_id")
+    if sid and (n > 1 or parent is None):
+        chains[sid] = n
+        if len(chains) > MAX_CHAINS:
+            for k in list(chains)[: len(chains) - MAX_CHAINS]:
+                del chains[k]
+    return n
+
+
+def _count(state: dict[str, Any], sig: str, window: int) -> int:
+    cnt = state["cnt"]
+    n = cnt.get(sig, 0) + 1
+    cnt[sig] = n
+    if window > 0:
+        win = state["win"]
+        win.append(sig)
+        while len(win) > window:
+            old = win.pop(0)
+            left = cnt[old] - 1
+            if left:
+                cnt[old] = left
+            else:
+                del cnt[old]
+    elif len(cnt) > MAX_SIGNATURES:
+        # Bounded whole-run memory: forget signatures seen once, oldest first.
+        for k in [k for k, v in cnt.items() if v == 1 and k != sig][: len(cnt) - MAX_SIGNATURES]:
+            del cnt[k]
+    return cnt.get(sig, 0)
+
+
+def _alternation(state: dict[str, Any], sig: str) -> int:
+    """Length of the strictly alternating A/B tail ending with ``sig``."""
+    a, b, n = state["alt"]  # a = second-last signature, b = last
+    if sig == b:
+        n = 1
+    elif a is not None and sig == a and n >= 2:
+        n += 1
+    else:
+        n = 2 if b is not None else 1
+    state["alt"] = [b, sig, n]
+    return n
 
 
 def _raise(state: dict[str, Any], out: list[Finding], f: Finding) -> None:
@@ -44,60 +147,79 @@ def _raise(state: dict[str, Any], out: list[Finding], f: Finding) -> None:
 
 def observe(state: dict[str, Any], event: Mapping[str, Any], loops: Mapping[str, Any],
             budgets: Mapping[str, Any]) -> list[Finding]:
+    _upgrade(state)
     out: list[Finding] = []
     kind = event["kind"]
     p = event.get("payload") or {}
+    attrs = event.get("attributes") or {}
     if state["first_us"] is None:
         state["first_us"] = event["ts_us"]
-    stop_on_loop = bool(loops.get("stop_on_loop", True))
-    if kind == "STEP" and p.get("step_kind") == "LLM":
-        state["steps"] += 1  # model calls repeat by nature; loops are judged on actions, not on chat turns
-    elif kind == "STEP":
-        state["steps"] += 1
-        sig = _signature(p)
-        sigs = state["sigs"]
-        sigs.append(sig)
-        del sigs[:-WINDOW]
-        repeats = sigs.count(sig)
-        max_repeats = int(loops.get("max_repeats", 5))
-        if repeats >= max_repeats:
-            _raise(state, out, Finding("loop", "CRITICAL", f"step {p.get('name')!s} repeated {repeats} times",
-                                       {"signature": sig, "repeats": str(repeats), "threshold": str(max_repeats)},
-                                       stop=stop_on_loop))
-        pp = int(loops.get("max_ping_pong", 4))
-        tail = sigs[-2 * pp:]
-        if len(tail) == 2 * pp and len(set(tail)) == 2 and all(tail[i] != tail[i + 1] for i in range(len(tail) - 1)):
-            a, b = sorted(set(tail))
-            _raise(state, out, Finding("ping_pong", "CRITICAL", "ping-pong between two steps",
-                                       {"between": f"{a} <-> {b}", "alternations": str(len(tail))},
-                                       stop=stop_on_loop))
+    reasons: dict[str, str] = {}
     if kind == "STEP":
-        if int(p.get("attempt") or 1) > 1 or p.get("retry_of"):
-            now = event["ts_us"]
-            retries = [t for t in state["retries"] if now - t <= RETRY_WINDOW_US] + [now]
-            state["retries"] = retries
-            max_retries = int(loops.get("max_retries", 5))
-            if len(retries) >= max_retries:
-                _raise(state, out, Finding("retry_storm", "WARNING", f"{len(retries)} retries within 60 s",
-                                           {"retries": str(len(retries)), "threshold": str(max_retries)},
-                                           stop=stop_on_loop))
+        state["steps"] += 1
         llm = p.get("llm") or {}
         state["tokens"] += int(llm.get("input_tokens") or 0) + int(llm.get("output_tokens") or 0)
         state["cost"] += float(llm.get("cost_usd") or 0.0)
-    fp = (event.get("attributes") or {}).get(PROGRESS_ATTR)
+        _loop_reasons(state, p, attrs, loops, reasons)
+    fp = attrs.get(PROGRESS_ATTR)
     if fp is None and kind == "DECISION":
         fp = f"{p.get('decision_type')}|{p.get('selected')}|{p.get('reason_code')}"
     if fp is not None:
-        n = state["fp"].get(fp, 0) + 1
-        state["fp"][fp] = n
-        if len(state["fp"]) > 256:  # bounded: keep the hottest fingerprints
-            state["fp"] = dict(sorted(state["fp"].items(), key=lambda kv: -kv[1])[:128])
-        max_np = int(loops.get("max_no_progress", 3))
-        if n > max_np:
-            _raise(state, out, Finding("no_progress", "CRITICAL", f"no progress: fingerprint seen {n} times",
-                                       {"fingerprint": fp[:64], "seen": str(n), "threshold": str(max_np)},
-                                       stop=stop_on_loop))
+        seen = state["fp"].get(fp, 0) + 1
+        state["fp"][fp] = seen
+        if len(state["fp"]) > MAX_FINGERPRINTS:  # bounded: keep the hottest fingerprints
+            state["fp"] = dict(sorted(state["fp"].items(), key=lambda kv: -kv[1])[:MAX_FINGERPRINTS // 2])
+        limit = int(loops.get("max_no_progress", 3))
+        if exceeds(seen, limit):
+            reasons["no_progress"] = f"fingerprint {fp[:64]} seen {seen} times (allowed {limit})"
+    if reasons:
+        ev = {"reasons": ",".join(sorted(reasons)), "step_seq": str(event.get("seq", "")),
+              "event_us": str(event["ts_us"])}
+        ev.update({f"reason.{k}": v for k, v in reasons.items()})
+        _raise(state, out, Finding("loop", "CRITICAL", f"loop: {', '.join(sorted(reasons))}", ev,
+                                   stop=bool(loops.get("stop_on_loop", True)), key="loop"))
     _check_budgets(state, event, budgets, out)
+    return out
+
+
+def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[str, str],
+                  loops: Mapping[str, Any], reasons: dict[str, str]) -> None:
+    attempts = _chain_length(state, p)
+    max_retries = int(loops.get("max_retries", 5))
+    if exceeds(attempts - 1, max_retries):
+        reasons["retry_chain"] = f"{p.get('name')}: {attempts - 1} retries in one chain (allowed {max_retries})"
+    if attempts > 1:
+        return  # another attempt of the same logical call, judged above by its chain's length
+    sig = signature(p, attrs)
+    if sig is None:
+        return  # unknown arguments: never a repeat of anything
+    window = int(loops.get("repeat_window", DEFAULT_WINDOW) or 0)
+    seen = _count(state, sig, window)
+    max_repeats = int(loops.get("max_repeats", 5))
+    if exceeds(seen, max_repeats):
+        where = f"the last {window} steps" if window > 0 else "the run"
+        reasons["repeat"] = f"{sig} seen {seen} times in {where} (allowed {max_repeats})"
+    alt = _alternation(state, sig)
+    pp = int(loops.get("max_ping_pong", 4))
+    if exceeds(alt, 2 * pp):
+        a, b = sorted(state["alt"][:2])
+        reasons["ping_pong"] = f"{a} <-> {b} alternated for {alt} steps (allowed {2 * pp})"
+
+
+def warn_fraction(budgets: Mapping[str, Any]) -> float:
+    v = budgets.get("warn_fraction", DEFAULT_WARN_FRACTION)
+    return DEFAULT_WARN_FRACTION if v is None else float(v)
+
+
+def levels(used: float, limit: float, warn_at: float) -> list[str]:
+    """The alert levels ``used`` has reached against ``limit``, lowest first."""
+    out = []
+    if warn_at > 0 and used >= warn_at * limit:
+        out.append("budget_warning")
+    if exceeds(used, limit):
+        if not out and warn_at > 0:
+            out.append("budget_warning")
+        out.append("budget_breach")
     return out
 
 
@@ -105,6 +227,7 @@ def _check_budgets(state: dict[str, Any], event: Mapping[str, Any], budgets: Map
                    out: list[Finding]) -> None:
     wall_s = (event["ts_us"] - (state["first_us"] or event["ts_us"])) / 1e6
     hard = bool(budgets.get("hard_limit"))
+    warn_at = warn_fraction(budgets)
     for metric, used, limit_key in (("steps", state["steps"], "run_max_steps"),
                                     ("tokens", state["tokens"], "run_max_tokens"),
                                     ("cost_usd", state["cost"], "run_max_cost_usd"),
@@ -112,11 +235,16 @@ def _check_budgets(state: dict[str, Any], event: Mapping[str, Any], budgets: Map
         limit = budgets.get(limit_key)
         if not limit:
             continue
-        ratio = used / float(limit)
-        ev = {"metric": metric, "used": f"{used:.6g}", "limit": f"{float(limit):.6g}", "scope": "run"}
-        if ratio >= 1.0:
-            _raise(state, out, Finding("budget_breach", "CRITICAL", f"run {metric} budget exceeded", ev,
-                                       stop=hard, key=f"budget_breach:{metric}"))
-        elif ratio >= 0.8:
-            _raise(state, out, Finding("budget_warning", "WARNING", f"run {metric} at {ratio:.0%} of budget", ev,
-                                       key=f"budget_warning:{metric}"))
+        limit = float(limit)
+        for level in levels(used, limit, warn_at):
+            if f"{level}:{metric}" in state["raised"]:
+                continue
+            ev = {"metric": metric, "used": f"{used:.6g}", "limit": f"{limit:.6g}", "scope": "run",
+                  "step_seq": str(event.get("seq", "")), "event_us": str(event["ts_us"])}
+            if level == "budget_breach":
+                f = Finding(level, "CRITICAL", f"run {metric} budget exceeded ({used:.6g} > {limit:.6g})", ev,
+                            stop=hard, key=f"{level}:{metric}")
+            else:
+                f = Finding(level, "WARNING", f"run {metric} at {used / limit:.0%} of budget", ev,
+                            key=f"{level}:{metric}")
+            _raise(state, out, f)
