@@ -32,7 +32,7 @@ from agentstream.schemas import EVENT, Codec, topic_name
 from agentstream.schemas.topics import create_topics
 
 BATCH = 100
-T0 = 1_760_000_000_000_000
+T0 = (time.time_ns() // 1000 // 1_000_000 - 3600) * 1_000_000  # within the accepted event times
 
 
 def make_events(n: int) -> list[dict]:

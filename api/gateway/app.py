@@ -15,9 +15,9 @@ from starlette.responses import Response
 
 from agentstream.schemas import Codec, make_resolver, topic_name
 
-from .batch import parse_events, prepare
+from .batch import parse_events, prepare, refusal_for
 from .body import read_body
-from .delivery import BrokerUnavailable, DeliveryResult, KafkaDelivery, Overloaded
+from .delivery import TOO_LARGE, BrokerUnavailable, DeliveryResult, KafkaDelivery, Overloaded
 from .errors import GatewayError, error_response, install_error_handlers, json_response
 from .keys import WRITE_SCOPE, KeyStore, Principal, bearer_key
 from .metrics import GatewayMetrics
@@ -67,7 +67,9 @@ def create_gateway_app(settings: GatewaySettings, producer: KafkaDelivery | None
         keys=KeyStore(settings.api_keys_file),
         buckets=TokenBuckets(settings.rate_limit_events_per_s, settings.rate_limit_burst),
         metrics=metrics,
-        validator=EventValidator(),
+        validator=EventValidator(max_past_s=settings.max_event_age_s,
+                                 max_future_s=settings.max_event_ahead_s,
+                                 end_user_key=settings.digest_key_bytes()),
         codec=Codec(make_resolver(settings.schema_registry_url)),
         prices=PriceTable.load(settings.price_table_file),
         seqs=SeqAllocator(),
@@ -116,22 +118,20 @@ def create_gateway_app(settings: GatewaySettings, producer: KafkaDelivery | None
         try:
             principal = authenticate(state, request)
             body = await read_body(request, settings.max_body_bytes)
-            ctype = request.headers.get("content-type", "application/json")
-            if "json" not in ctype.lower():
-                raise GatewayError(415, "unsupported_media_type",
-                                   f"{INGEST} takes application/json, not {ctype!r}")
+            require_json(request, INGEST)
             events = parse_events(body, settings.max_batch_events)
         except GatewayError as exc:
             return refused(state, INGEST, exc)
         throttle(state, INGEST, principal, len(events))
-        prepared = prepare(events, principal.tenant_id, state.validator, state.codec)
+        prepared = prepare(events, principal.tenant_id, state.validator, state.codec,
+                           settings.max_record_bytes)
         for r in prepared.rejected:
             metrics.rejected.labels(INGEST, r["reason"]).inc()
         if not prepared.records:
             state.buckets.refund(principal.tenant_id, prepared.total)
-            metrics.requests.labels(INGEST, "400").inc()
-            raise GatewayError(400, "invalid_events", "no event of the batch is valid",
-                               {"rejected": prepared.rejected})
+            status, code, message = refusal_for(prepared.rejected)
+            metrics.requests.labels(INGEST, str(status)).inc()
+            raise GatewayError(status, code, message, {"rejected": prepared.rejected})
         result = await deliver(state, INGEST, principal, prepared.records)
         if not result.ok:
             return delivery_failed(state, INGEST, result, prepared.indexes, prepared.rejected)
@@ -163,6 +163,19 @@ def authenticate(state: GatewayState, request: Request) -> Principal:
         raise GatewayError(403, "insufficient_scope", "this API key lacks the 'write' scope",
                            {"scopes": sorted(principal.scopes)})
     return principal
+
+
+def require_json(request: Request, endpoint: str) -> None:
+    """A body is JSON only when it says so. No Content-Type is refused too (415): guessing would
+    take curl's form default or a stray text/plain for JSON, and a client that says nothing
+    about its body gets a clear answer instead of a parse error about the wrong format."""
+    raw = request.headers.get("content-type")
+    media = (raw or "").split(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        sent = f"Content-Type {raw!r}" if raw else "no Content-Type"
+        raise GatewayError(415, "unsupported_media_type",
+                           f"{endpoint} takes a JSON body with 'Content-Type: application/json'"
+                           f"; the request sent {sent}")
 
 
 def refused(state: GatewayState, endpoint: str, exc: GatewayError) -> Response:
@@ -208,6 +221,14 @@ def delivery_failed(state: GatewayState, endpoint: str, result: DeliveryResult,
     delivered = [indexes[i] for i in range(len(indexes)) if i not in result.failed]
     failed = [{"index": indexes[i], "reason": r} for i, r in sorted(result.failed.items())]
     state.metrics.accepted.labels(endpoint).inc(len(delivered))
+    too_large = [f for f in failed if f["reason"].startswith(TOO_LARGE)]
+    if too_large:  # resending the batch would fail the same way: say so, do not ask for a retry
+        state.metrics.requests.labels(endpoint, "413").inc()
+        return error_response(GatewayError(
+            413, "record_too_large",
+            f"Kafka refused {len(too_large)} event(s) for their size (first: index "
+            f"{too_large[0]['index']}); shorten them, resending cannot help",
+            {"failed": failed, "delivered": delivered, "rejected": rejected}))
     state.metrics.throttled.labels(endpoint, "kafka_failed").inc()
     state.metrics.requests.labels(endpoint, "503").inc()
     return error_response(GatewayError(

@@ -41,8 +41,14 @@ def parse_events(body: bytes, max_events: int) -> list[Any]:
     return events
 
 
-def prepare(events: list[Any], tenant_id: str, validator: EventValidator, codec: Codec
-            ) -> PreparedBatch:
+def record_too_large(event_id: str, size: int, limit: int) -> Issue:
+    return issue("", "record_too_large",
+                 f"event {event_id} encodes to {size} bytes; Kafka takes at most {limit} bytes a"
+                 " record, so no retry can deliver it: shorten its largest fields")
+
+
+def prepare(events: list[Any], tenant_id: str, validator: EventValidator, codec: Codec,
+            max_record_bytes: int | None = None) -> PreparedBatch:
     out = PreparedBatch(total=len(events))
     now_us = time.time_ns() // 1000
     for i, raw in enumerate(events):
@@ -53,12 +59,29 @@ def prepare(events: list[Any], tenant_id: str, validator: EventValidator, codec:
             except EncodeError as exc:
                 issues = [issue("", "encode_error", str(exc))]
             else:
+                size = len(value) + len(record["run_id"].encode())
+                if max_record_bytes is not None and size > max_record_bytes:
+                    out.rejected.append(_rejection(
+                        i, record, [record_too_large(record["event_id"], size, max_record_bytes)]))
+                    continue
                 out.records.append((record["run_id"].encode(), value))
                 out.event_ids.append(record["event_id"])
                 out.indexes.append(i)
                 continue
         out.rejected.append(_rejection(i, raw, issues))
     return out
+
+
+def refusal_for(rejected: list[dict[str, Any]]) -> tuple[int, str, str]:
+    """Status, code and message when no event of a batch is valid: a reason all rejections share
+    is the answer's code (413 when the records are too large: resending cannot help)."""
+    reasons = {r["reason"] for r in rejected}
+    first = rejected[0]["errors"][0]["message"] if rejected and rejected[0]["errors"] else ""
+    if reasons == {"record_too_large"}:
+        return 413, "record_too_large", first
+    if reasons == {"out_of_range"}:
+        return 400, "out_of_range", first
+    return 400, "invalid_events", "no event of the batch is valid"
 
 
 def _rejection(index: int, raw: Any, issues: list[Issue]) -> dict[str, Any]:

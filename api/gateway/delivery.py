@@ -25,6 +25,18 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 log = logging.getLogger(__name__)
 
 
+# A record Kafka refuses for its size (librdkafka's own check or the broker's) fails the same way
+# on every retry: its reason starts with this, so the request is answered 413, never "retry".
+TOO_LARGE = "record_too_large"
+_SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})  # local and broker use one code
+
+
+def failure_reason(err: KafkaError) -> str:
+    if err.code() in _SIZE_ERRORS:
+        return f"{TOO_LARGE}: kafka: {err.str()}"
+    return f"kafka: {err.str()}"
+
+
 class Overloaded(Exception):
     """The in-flight queue cannot take the batch."""
 
@@ -105,7 +117,7 @@ class _Batch:
             self.settled[idx] = 1
             self.remaining -= 1
             finished = self.remaining == 0
-        if reason is not None and self.handle.tainted is None:
+        if reason is not None and self.handle.tainted is None and not reason.startswith(TOO_LARGE):
             self.handle.tainted = reason
         if finished:
             self.done_at = time.perf_counter()
@@ -116,7 +128,7 @@ class _Batch:
 
     def callback(self, idx: int) -> Callable[[KafkaError | None, Any], None]:
         def cb(err: KafkaError | None, msg: Any) -> None:
-            self.settle(idx, None if err is None else f"kafka: {err.str()}")
+            self.settle(idx, None if err is None else failure_reason(err))
         return cb
 
     def abandon(self, reason: str) -> None:
@@ -301,7 +313,10 @@ class KafkaDelivery:
         for i, (key, value) in enumerate(records):
             try:
                 produce(topic, value, key, on_delivery=batch.callback(i))
-            except (BufferError, KafkaException) as exc:
+            except KafkaException as exc:
+                batch.settle(i, failure_reason(exc.args[0]) if exc.args and isinstance(
+                    exc.args[0], KafkaError) else f"not produced: {exc}")
+            except BufferError as exc:
                 batch.settle(i, f"not produced: {exc}")
         try:
             # librdkafka reports every record within message.timeout.ms; the margin covers

@@ -1,7 +1,7 @@
 """``POST /v1/traces``: OTLP/HTTP (protobuf or JSON) spans mapped to events on raw."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -18,6 +18,63 @@ if TYPE_CHECKING:
     from .app import GatewayState
 
 TRACES = "/v1/traces"
+
+
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(v), "a number")
+
+
+def _objects(v: Any, path: str) -> list[tuple[str, dict]]:
+    """The objects of an optional array at ``path``; ValueError names the first misfit."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ValueError(f"{path} is {_kind(v)}, not an array")
+    for i, item in enumerate(v):
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}[{i}] is {_kind(item)}, not an object")
+    return [(f"{path}[{i}]", item) for i, item in enumerate(v)]
+
+
+def _attributes(v: Any, path: str) -> None:
+    for apath, kv in _objects(v, path):
+        if not isinstance(kv.get("key"), str):
+            raise ValueError(f"{apath} has no string 'key' (an attribute is {{key, value}})")
+
+
+def _object(d: dict, key: str, path: str) -> dict:
+    v = d.get(key)
+    if v is not None and not isinstance(v, dict):
+        raise ValueError(f"{path}.{key} is {_kind(v)}, not an object")
+    return v or {}
+
+
+def _field(d: dict, camel: str, snake: str) -> tuple[str, Any]:
+    return (camel, d[camel]) if camel in d else (snake, d.get(snake))
+
+
+def json_shape_problem(doc: Any) -> str | None:
+    """Where an OTLP/JSON document departs from ExportTraceServiceRequest's shape, as a path a
+    client can act on (``resourceSpans[0].scopeSpans[1].spans[2] is a string, not an
+    object``); None when every container the decoder walks has the right JSON type."""
+    if not isinstance(doc, dict):
+        return f"the body is {_kind(doc)}, not an object with resourceSpans"
+    try:
+        name, value = _field(doc, "resourceSpans", "resource_spans")
+        for rpath, rs in _objects(value, name):
+            _attributes(_object(rs, "resource", rpath).get("attributes"), f"{rpath}.resource.attributes")
+            name, value = _field(rs, "scopeSpans", "scope_spans")
+            for spath, ss in _objects(value, f"{rpath}.{name}"):
+                _object(ss, "scope", spath)
+                for path, span in _objects(ss.get("spans"), f"{spath}.spans"):
+                    _object(span, "status", path)
+                    _attributes(span.get("attributes"), f"{path}.attributes")
+                    for epath, event in _objects(span.get("events"), f"{path}.events"):
+                        _attributes(event.get("attributes"), f"{epath}.attributes")
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def add_traces_route(app: FastAPI, state: "GatewayState") -> None:
@@ -40,7 +97,14 @@ def add_traces_route(app: FastAPI, state: "GatewayState") -> None:
                                    f", not {ctype or 'no Content-Type'!r}")
             body = await read_body(request, settings.max_body_bytes)
             try:
-                spans = decode_json(orjson.loads(body)) if as_json else decode_protobuf(body)
+                if as_json:
+                    doc = orjson.loads(body)
+                    problem = json_shape_problem(doc)
+                    if problem:
+                        raise OtlpDecodeError(f"not an OTLP/JSON ExportTraceServiceRequest: {problem}")
+                    spans = decode_json(doc)
+                else:
+                    spans = decode_protobuf(body)
             except orjson.JSONDecodeError as exc:
                 raise GatewayError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
             except OtlpDecodeError as exc:
@@ -68,11 +132,22 @@ def add_traces_route(app: FastAPI, state: "GatewayState") -> None:
             key = run.run_id.encode()
             for ev in run.events:
                 ev["seq"] += start
+                ref = f"{run.run_id}/{ev['payload'].get('step_id', '?')}"
+                bad_time = state.validator.time_issues(ev, ctx.now_us)
+                if bad_time:
+                    rejected.append((ref, bad_time[0]["message"]))
+                    continue
                 try:
-                    records.append((key, state.codec.encode(EVENT, ev)))
+                    value = state.codec.encode(EVENT, ev)
                 except EncodeError as exc:
-                    rejected.append((f"{run.run_id}/{ev['payload'].get('step_id', '?')}",
-                                     f"encode: {exc}"))
+                    rejected.append((ref, f"encode: {exc}"))
+                    continue
+                if len(value) + len(key) > settings.max_record_bytes:
+                    rejected.append((ref, f"record_too_large: the span's event encodes to "
+                                     f"{len(value) + len(key)} bytes, more than Kafka's "
+                                     f"{settings.max_record_bytes}"))
+                    continue
+                records.append((key, value))
         for _, reason in rejected:
             metrics.rejected.labels(TRACES, "invalid_span").inc()
 

@@ -36,10 +36,19 @@ class GatewaySettings(BaseSettings):
     retry_after_s: int = Field(1, ge=1)
     rate_limit_events_per_s: float = Field(5_000.0, gt=0)
     rate_limit_burst: int = Field(10_000, ge=1)
+    # One encoded record (key + value). librdkafka refuses a larger one (message.max.bytes,
+    # 1,000,000 by default) and no retry can help, so the gateway answers 413 instead.
+    max_record_bytes: int = Field(1_000_000, ge=1024)
+    # Event times accepted (ts_us, emitted_us, a payload's started_us), in seconds: a year back
+    # for late spool replays, a day ahead for clock skew. Anything else is 400 out_of_range.
+    max_event_age_s: float = Field(365 * 86_400, gt=0)
+    max_event_ahead_s: float = Field(86_400, gt=0)
 
     # --- OTLP mapping
-    # Key for the HMAC of tool-call arguments (gen_ai.tool.call.arguments); without it the
-    # arguments are dropped and no digest is computed. The arguments themselves never travel.
+    # Key for the HMAC of tool-call arguments (gen_ai.tool.call.arguments) and of end-user ids
+    # (/v1/ingest end_user_id, OTLP enduser.id/user.id); without it both are dropped and no
+    # digest is computed. Neither ever travels raw. Give the SDK's digest_key the same value
+    # for the same user to get the same digest on both paths.
     args_digest_key: SecretStr | None = None
     # JSON file {"model": {"input": usd_per_1M, "output": ..., "cache_read": ..., "cache_write": ...}}
     # merged over the built-in price table.
@@ -47,6 +56,9 @@ class GatewaySettings(BaseSettings):
 
     # --- health
     health_probe_interval_s: float = Field(1.0, gt=0)
+
+    def digest_key_bytes(self) -> bytes | None:
+        return self.args_digest_key.get_secret_value().encode() if self.args_digest_key else None
 
     def producer_conf(self) -> dict[str, str | int | bool]:
         conf: dict[str, str | int | bool] = {

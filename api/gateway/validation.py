@@ -16,6 +16,7 @@ import orjson
 
 from agentstream.schemas import EVENT, load_catalog
 from agentstream.schemas.codec import KIND_TO_BRANCH
+from agentstream.schemas.digests import end_user_digest
 
 Issue = dict[str, str]
 Check = Callable[[Any, list[Issue]], Any]
@@ -25,6 +26,13 @@ LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 # Filled in by the gateway when absent; everything else is the client's to send.
 GATEWAY_FILLED = ("tenant_id", "event_id", "emitted_us", "sdk_version")
 NON_EMPTY = ("event_id", "agent_id", "run_id")
+# Event times outside [now - max_past, now + max_future] are refused (GatewaySettings holds the
+# bounds): a year-9999 row would sort at the top of every listing and break every date
+# conversion that reads it.
+# Wall-clock fields in microseconds: the envelope's and the payload's (STEP and RUN_END carry
+# started_us, which the timeline and the run header read).
+TIME_FIELDS = ("ts_us", "emitted_us")
+PAYLOAD_TIME_FIELDS = ("started_us",)
 
 
 def issue(path: str, reason: str, message: str) -> Issue:
@@ -256,9 +264,19 @@ def _record_check(fields: list[tuple[str, Check, Callable[[], Any] | None]],
 class EventValidator:
     """``validate(raw, tenant_id)`` -> (record, []) or (None, issues)."""
 
-    def __init__(self, schema_text: str | None = None, sdk_version: str = "gateway-http") -> None:
+    def __init__(self, schema_text: str | None = None, sdk_version: str = "gateway-http", *,
+                 max_past_s: float | None = None,
+                 max_future_s: float | None = None,
+                 end_user_key: bytes | None = None) -> None:
+        """``max_past_s``/``max_future_s`` None only where the contract itself is checked
+        against fixed historic fixtures; the gateway always passes its settings' bounds."""
         schema = orjson.loads(schema_text or load_catalog().latest(EVENT).text)
         self.sdk_version = sdk_version
+        # end_user_id arrives raw and leaves as its keyed digest; without a key it is dropped,
+        # never forwarded (issue #20: an end user's id is never stored raw)
+        self.end_user_key = end_user_key or None
+        self.max_past_us = None if max_past_s is None else int(max_past_s * 1_000_000)
+        self.max_future_us = None if max_future_s is None else int(max_future_s * 1_000_000)
         comp = _Compiler()
         ns = schema.get("namespace", "")
         fields = []
@@ -304,8 +322,28 @@ class EventValidator:
                 issues.append(issue(name, "empty_value", "must not be empty"))
         if type(out.get("seq")) is int and out["seq"] < 0:
             issues.append(issue("seq", "out_of_range", "seq counts from 0"))
-        if type(out.get("ts_us")) is int and out["ts_us"] <= 0:
-            issues.append(issue("ts_us", "out_of_range", "ts_us is microseconds since the epoch"))
+        issues += self.time_issues(out, now_us if now_us is not None else time.time_ns() // 1000)
         if issues:
             return None, issues
+        if out.get("end_user_id") is not None:
+            out["end_user_id"] = (end_user_digest(self.end_user_key, out["end_user_id"])
+                                  if self.end_user_key and out["end_user_id"] else None)
         return out, []
+
+    def time_issues(self, out: dict[str, Any], now_us: int) -> list[Issue]:
+        """``out_of_range`` issues for the event's wall-clock fields (also used for OTLP spans)."""
+        issues: list[Issue] = []
+        # The schema's long already bounds ts_us; an epoch before 1970 is never an event time.
+        lo = 1 if self.max_past_us is None else now_us - self.max_past_us
+        hi = LONG_MAX if self.max_future_us is None else now_us + self.max_future_us
+        payload = out.get("payload")
+        found = [(name, out.get(name)) for name in TIME_FIELDS]
+        if isinstance(payload, dict):
+            found += [(f"payload.{name}", payload.get(name)) for name in PAYLOAD_TIME_FIELDS]
+        for path, v in found:
+            if type(v) is int and not lo <= v <= hi:
+                issues.append(issue(path, "out_of_range",
+                                    f"{path} = {v} is outside the accepted event times [{lo}, {hi}]"
+                                    " (microseconds since the epoch; the gateway takes events from"
+                                    " max_event_age_s before to max_event_ahead_s after now)"))
+        return issues

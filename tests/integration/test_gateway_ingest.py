@@ -19,7 +19,7 @@ from agentstream.api.gateway.server import ThreadedGateway, free_port
 from agentstream.schemas import EVENT, Codec, topic_name
 
 pytestmark = pytest.mark.integration
-T0 = 1_760_000_000_000_000
+T0 = (time.time_ns() // 1000 // 1_000_000 - 3600) * 1_000_000  # within the accepted event times
 
 
 def read_raw(bootstrap: str, prefix: str, tenant: str, expected: int, timeout: float = 30.0,
@@ -225,7 +225,7 @@ def test_all_invalid_is_400_with_details(gateway, keys):
              keys["write"])
     assert r.status_code == 400
     err = r.json()["error"]
-    assert err["code"] == "invalid_events"
+    assert err["code"] == "out_of_range"  # the reason every rejection shares
     assert [x["reason"] for x in err["details"]["rejected"]] == ["out_of_range", "out_of_range"]
 
 
