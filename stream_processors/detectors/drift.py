@@ -145,11 +145,11 @@ def compare(base: Mapping[str, Any], cur: Mapping[str, Any], cfg: DriftConfig = 
     if n1 >= cfg.min_n and n2 >= cfg.min_n:
         d, p = proportions(base["fail"], n1, cur["fail"], n2, cfg.tau_failure)
         out["failure_rate"] = {"effect": d, "p_value": p, "material": float(abs(d) >= cfg.min_failure_diff),
-                               "baseline": base["fail"] / n1, "current": cur["fail"] / n2}
+                               "old_value": base["fail"] / n1, "new_value": cur["fail"] / n2}
         for k in ("cost", "steps"):
             rel, p = means(base[k], n1, cur[k], n2, cfg.tau_rel)
             out[f"{k}_per_run"] = {"effect": rel, "p_value": p, "material": float(abs(rel) >= cfg.min_rel_change),
-                                   "baseline": base[k][0] / n1, "current": cur[k][0] / n2}
+                                   "old_value": base[k][0] / n1, "new_value": cur[k][0] / n2}
         out["run_latency_p95"] = _tail(base["lat"], cur["lat"], cfg)
     b_steps, c_steps = base.get("step_lat") or {}, cur.get("step_lat") or {}
     for name in sorted(set(b_steps) & set(c_steps)):
