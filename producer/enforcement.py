@@ -2,6 +2,12 @@
 
 Pure logic, no I/O: ``RunLimits`` says what is allowed, ``RunBudget`` counts and raises.
 Limits resolve explicit argument > environment variable (``AGENTSTREAM_PRODUCER_MAX_*``) > unset.
+
+One rule, the processors' too (``stream_processors.detectors.runs.exceeds``, held to this one by
+a test): a limit is the amount allowed and a breach is going over it. So an operation is
+refused only when it would take the run over a limit: ``max_steps=40`` runs 40 steps and
+refuses the 41st; a run at exactly its token or cost limit has breached nothing, but admits no
+further model call (any call uses tokens; a paid call costs more than nothing).
 """
 from __future__ import annotations
 
@@ -30,6 +36,11 @@ class Budget:
         return any(getattr(self, f.name) is not None for f in fields(self))
 
 
+def exceeds(used: float, limit: float) -> bool:
+    """A limit is the amount allowed; only going over it is a breach."""
+    return used > limit
+
+
 class RunBudget:
     """Counters of one run against its limits. Methods named ``before_*`` raise when the next
     operation would exceed a limit; ``add_*`` only count."""
@@ -46,22 +57,25 @@ class RunBudget:
 
     def before_step(self) -> None:
         lim = self.limits
-        if lim.max_steps is not None and self.steps_started >= lim.max_steps:
+        if lim.max_steps is not None and exceeds(self.steps_started + 1, lim.max_steps):
             raise BudgetExceeded("steps", lim.max_steps, self.steps_started, self.run_id)
         if lim.max_wall_time_s is not None:
             elapsed = time.monotonic() - self.started
-            if elapsed >= lim.max_wall_time_s:
+            if exceeds(elapsed, lim.max_wall_time_s):
                 raise BudgetExceeded("wall_time_s", lim.max_wall_time_s, round(elapsed, 3),
                                      self.run_id)
 
     def before_model_call(self, estimated_tokens: int = 0, estimated_cost_usd: float = 0.0) -> None:
         lim = self.limits
-        if lim.max_model_calls is not None and self.model_calls >= lim.max_model_calls:
+        if lim.max_model_calls is not None and exceeds(self.model_calls + 1, lim.max_model_calls):
             raise BudgetExceeded("model_calls", lim.max_model_calls, self.model_calls, self.run_id)
-        if lim.max_tokens is not None and self.tokens + estimated_tokens >= lim.max_tokens:
+        # A model call uses at least one token, so a run at its token limit admits none.
+        if lim.max_tokens is not None and \
+                exceeds(self.tokens + max(estimated_tokens, 1), lim.max_tokens):
             raise BudgetExceeded("tokens", lim.max_tokens, self.tokens, self.run_id)
-        if lim.max_cost_usd is not None and \
-                self.cost_usd + estimated_cost_usd >= lim.max_cost_usd:
+        if lim.max_cost_usd is not None and (
+                exceeds(self.cost_usd + estimated_cost_usd, lim.max_cost_usd)
+                or (estimated_cost_usd <= 0 and 0 < lim.max_cost_usd <= self.cost_usd)):
             raise BudgetExceeded("cost_usd", lim.max_cost_usd, round(self.cost_usd, 6), self.run_id)
 
     def add_step(self) -> None:
@@ -79,5 +93,5 @@ class RunBudget:
         count = self.fingerprints.get(fingerprint, 0) + 1
         self.fingerprints[fingerprint] = count
         limit = self.limits.max_repeated_fingerprints
-        if limit is not None and count > limit:
+        if limit is not None and exceeds(count, limit):
             raise LackOfProgress(fingerprint, count, self.run_id)
