@@ -19,6 +19,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from .keywords import TRIGGER_WORDS, find_assignments
+from .phones import PHONE_CONTEXT_SOURCE, find_phones
+
 CATEGORIES = (
     "email", "phone", "payment_card", "iban", "national_id", "ip_address",
     "api_key", "jwt", "private_key", "bearer_token", "url_credentials", "credential_assignment",
@@ -34,9 +37,14 @@ class Rule:
     trigger: Callable[[str], bool]
     validate: Callable[[re.Match[str]], bool] | None = None
     group: int = 0  # which group is the secret (e.g. only the value of ``password=...``)
+    # A rule that is code rather than one pattern (key-aware assignments, libphonenumber).
+    finder: Callable[[str], Iterator[tuple[int, int]]] | None = None
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         if not self.trigger(text):
+            return
+        if self.finder is not None:
+            yield from self.finder(text)
             return
         for m in self.pattern.finditer(text):
             if self.validate is None or self.validate(m):
@@ -105,7 +113,10 @@ def iban_ok(raw: str) -> bool:
 
 
 def _ssn_ok(m: re.Match[str]) -> bool:
-    area, group, serial = m.group(1), m.group(2), m.group(3)
+    return _ssn_ok_groups(m.group(1), m.group(2), m.group(3))
+
+
+def _ssn_ok_groups(area: str, group: str, serial: str) -> bool:
     return not (area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000")
 
 
@@ -224,13 +235,25 @@ RULES: tuple[Rule, ...] = (
                     r"client_secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|"
                     r"secret[_-]?key|private[_-]?key))[\"']?\s*[:=]\s*[\"']?([^\s\"',;&}]{4,})"),
          _regex_trigger(r"(?i)pass|pwd|secret|key|token"), _assignment_ok, group=2),
+    Rule("sensitive_assignment", "credential_assignment", re.compile(""),
+         _regex_trigger("(?ai)" + "|".join(TRIGGER_WORDS)), finder=lambda t: find_assignments(t, "secret")),
+    Rule("national_id_assignment", "national_id", re.compile(""),
+         _regex_trigger("(?ai)" + "|".join(TRIGGER_WORDS)), finder=lambda t: find_assignments(t, "national_id")),
+    Rule("us_ssn_context", "national_id",
+         re.compile(r"(?i)\b(?:ssn|social[ _-]?security(?:[ _-]?(?:number|no\.?|num|#))?|soc\.? ?sec\.?)"
+                    r"[^0-9\n]{0,30}?(?<!\d)((\d{3})[ -]?(\d{2})[ -]?(\d{4}))(?![\d-])"),
+         _regex_trigger(r"(?i)ssn|soc"), lambda m: _ssn_ok_groups(m.group(2), m.group(3), m.group(4)), group=1),
+    Rule("phone_international", "phone", re.compile(""), _regex_trigger(r"\+[ \t]?[1-9]|\d{3}"),
+         finder=find_phones),
     Rule("email", "email",
          re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
                     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b"),
          _contains("@")),
     Rule("iban", "iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"),
          _DIGITS, lambda m: iban_ok(m.group(0))),
-    Rule("payment_card", "payment_card", re.compile(r"(?<![\d.-])\d(?:[ -]?\d){12,18}(?![\d])"),
+    Rule("payment_card", "payment_card",
+         re.compile(r"(?<![\w.-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})"
+                    r"(?![\w-]|\.\d)"),
          _DIGITS, _card_ok),
     Rule("us_ssn", "national_id", re.compile(r"(?<![\d-])(\d{3})-(\d{2})-(\d{4})(?![\d-])"), _contains("-"),
          _ssn_ok),
@@ -251,10 +274,20 @@ RULES: tuple[Rule, ...] = (
 RULES_BY_NAME = {r.name: r for r in RULES}
 
 # One pass that every rule's match needs to pass first: most telemetry strings ("search",
-# "/v1/chat", "gpt-4o", "step 3") hit none of these, and skip all twenty rules at once. A unit test
-# checks that every corpus positive passes the prefilter.
-PREFILTER = re.compile(
-    r"@|://|PRIVATE KEY|eyJ|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|sk-|_live_|_test_|gh[pousr]_|github_pat_"
-    r"|xox|hooks\.slack|AIza|ya29\.|(?i:bearer|pass|pwd|secret|key|token|aws)"
-    r"|\d[\d .()+/-]{5,}\d|\d\.\d|:[0-9A-Fa-f]*:|[A-Z]{2}\d{2}"
+# "/v1/chat", "gpt-4o", "step 3") hit none of these, and skip every rule at once. ASCII-only, so the
+# same source compiled over bytes (prefilter.py) fires on a raw record exactly when it fires on one
+# of its strings. A unit test checks that every planted value of the generated corpus passes it.
+PREFILTER_PATTERNS: tuple[str, ...] = (
+    r"[A-Za-z0-9._%+-]@[A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9]", "://", "PRIVATE KEY", "eyJ",
+    "AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA", "sk-", "_live_|_test_", "gh[pousr]_|github_pat_", "xox",
+    r"hooks\.slack", "AIza", r"ya29\.", "(?i:bearer|aws|" + "|".join(TRIGGER_WORDS) + ")",
+    # digit shapes of cards, phones, SSNs, addresses (no lookarounds: a string's neighbours in a
+    # raw record are other bytes, and the byte prefilter must fire wherever this fires on the
+    # string alone)
+    r"\d{13}", r"\d{4}[ -]\d{4}[ -]\d{4}", r"\d{4}[ -]\d{6}[ -]\d{4}", r"\d\d[ .-]\d{3,4}[ .-]\d{3}",
+    r"\)[ .-]?\d{3,4}[ .-]\d{3}", r"\+[ \t]?[1-9]", r"\d{3}-\d{2}-\d{4}", "(?i:soc)",
+    r"\d\.\d{1,3}\.\d{1,3}\.\d", "::",
+    r"(?:[0-9A-Fa-f]{1,4}:){7}", r"[A-Z]{2} ?\d{2}", PHONE_CONTEXT_SOURCE,
 )
+PREFILTER_SOURCE = "|".join(f"(?:{p})" for p in PREFILTER_PATTERNS)
+PREFILTER = re.compile(PREFILTER_SOURCE, re.ASCII)

@@ -1,0 +1,147 @@
+"""Key-name-aware detection: a value assigned to a sensitive name is a secret, whatever the syntax.
+
+Learned from detect-secrets' keyword plugin: find an assignment first (``k=v``, ``k: v``,
+``"k": "v"``, ``k = 'v'``, ``export K="v"``, ``&k=v``, ``SET k = 'v'``, ``k => v``, ``k := v``,
+``--k v``, JSON escaped inside a string, an HTTP header), then judge the NAME by its words
+(``AWS_SECRET_ACCESS_KEY`` → aws/secret/access/key) rather than listing spellings, and the VALUE
+by what it must look like: any non-placeholder for a password or secret, something random-looking
+(entropy, character classes) for a name that is only weakly sensitive (``encryption_key`` yes,
+``cache_key=user:42`` no), digits of the right shape for a national id.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Iterator
+
+# Words that make a name a credential on their own.
+STRONG = frozenset((
+    "password", "passwd", "pwd", "pass", "passphrase", "passcode", "secret", "secrets", "credential",
+    "credentials", "creds", "cred", "apikey", "token", "accesstoken", "authtoken", "bearer", "cookie",
+    "privatekey", "secretkey", "accesskey", "clientsecret", "signature", "salt", "dsn", "otp", "pin",
+    "authorization", "auth", "sessionid", "jwt", "connstr", "connectionstring", "pat",
+))
+# "key" is sensitive next to one of these ("encryption_key"), or when its value looks random.
+KEY_QUALIFIERS = frozenset((
+    "api", "access", "secret", "private", "encryption", "encrypt", "decryption", "signing", "sign",
+    "master", "license", "licence", "client", "app", "service", "account", "crypto", "hmac", "aes",
+    "ssh", "gpg", "pgp", "deploy", "admin", "root", "jwt", "session", "webhook", "auth", "subscription",
+    "consumer", "shared", "kms", "rsa", "ed25519", "cipher", "x", "ocp", "apim", "storage",
+))
+# Names that say the value is a count, a type or a public handle, not a credential.
+BENIGN = frozenset((
+    "count", "counts", "tokens", "usage", "limit", "limits", "max", "min", "total", "num", "budget",
+    "type", "types", "kind", "len", "length", "size", "estimate", "expires", "expiry", "exp", "ttl",
+    "expiration", "expired", "name", "names", "id", "ids", "field", "format", "version", "public",
+    "pub", "primary", "sort", "partition", "cache", "idempotency", "foreign", "routing", "dedup",
+    "shard", "lookup", "object", "bucket", "row", "map", "index", "unique", "hint", "path", "file",
+    "url", "uri", "endpoint", "header", "param", "policy", "rotation", "rotated", "hash", "fingerprint",
+    "prefix", "suffix", "ref", "arn", "location", "store", "vault", "provider", "mode", "strength",
+    "min_length", "reset", "page", "next", "cursor", "continuation", "spacing", "placeholder", "label",
+    "required", "enabled", "policy", "last4", "last", "mask", "masked", "hint", "valid", "status",
+    "sha", "commit", "digest", "checksum", "algorithm", "alg", "scheme", "scope", "scopes", "audience",
+))
+NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin", "nino", "nationalid",
+                         "nationalinsurance", "taxid", "tin", "itin", "passport", "aadhaar", "cpf",
+                         "nif", "nie", "dni", "bsn", "steuerid", "idnr", "personnummer", "pesel",
+                         "codicefiscale", "insee", "nir", "curp", "rfc", "medicare", "nhs"))
+# Every word stem a sensitive name can hold: the trigger and the byte prefilter are built from it, so
+# a text the assignment rule can flag always passes both.
+TRIGGER_WORDS = ("pass", "pwd", "secret", "cred", "key", "token", "bearer", "cookie", "signature",
+                 "salt", "dsn", "otp", "pin", "auth", "session", "sid", "jwt", "conn", "pat",
+                 "ssn", "social", "sin", "nino", "national", "tax", "tin", "passport", "aadhaar", "cpf",
+                 "nif", "nie", "dni", "bsn", "steuer", "idnr", "personnummer", "pesel", "fiscal",
+                 "insee", "nir", "curp", "rfc", "medicare", "nhs")
+TRIGGER = re.compile("|".join(TRIGGER_WORDS), re.IGNORECASE | re.ASCII)
+
+_Q = r"(?:\\{0,3}[\"'`])?"  # an optional quote, possibly escaped once or twice (JSON in a string)
+ASSIGNMENT = re.compile(
+    r"(?<![A-Za-z0-9_])(?P<dash>--?)?(?P<key>[A-Za-z_][A-Za-z0-9_.\-]{0,80})" + _Q +
+    r"[ \t]*(?:=>|:=|==|=|:|[ \t](?=\\{0,3}[\"'])|(?(dash)[ \t]|(?!)))[ \t]*"
+    r"(?:(?i:basic|bearer|token|digest|apikey|key|sso-key)[ \t]+)?"
+    r"(?:(?P<qq>\\{0,3}[\"'`])(?P<qv>(?:(?!(?P=qq)).){1,512}?)(?P=qq)"
+    r"|(?P<v>[^\s\"'`\\,;&}<>)\]]{1,512}))",
+    re.ASCII)
+_SPLIT = re.compile(r"[_.\-\s]+|(?<=[a-z0-9])(?=[A-Z])")
+_PLACEHOLDER = re.compile(
+    r"^(?:\*+|x+|X+|•+|\.+|-+|_+|\?+|#+|0+|<.*>|\[.*\]|\{.*\}|\$\{.*\}|\$[A-Z_]+|%\(?\w+\)?s?|"
+    r"\(?(?:none|null|nil|true|false|yes|no|on|off|required|redacted|hidden|masked|omitted|"
+    r"changeme|example|placeholder|undefined|unset|empty|string|str|int|bool|optional|secret|"
+    r"password|token|your[-_ ]?\w*|env|default|test|dummy|n/?a|tbd|todo)\)?)$", re.IGNORECASE)
+
+
+def words(key: str) -> list[str]:
+    return [w.lower() for w in _SPLIT.split(key) if w]
+
+
+def shannon_bits(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def looks_random(v: str) -> bool:
+    """A token a person did not write: long enough, several character classes, high entropy."""
+    if len(v) < 8 or " " in v:
+        return False
+    classes = sum((any(c.islower() for c in v), any(c.isupper() for c in v), any(c.isdigit() for c in v),
+                   any(c in "+/=_-~." for c in v)))
+    if v.isdigit() or classes < 2:
+        return False
+    return shannon_bits(v) >= min(3.0, math.log2(len(v)) - 0.3)
+
+
+def classify(key: str) -> str | None:
+    """'strong', 'key', 'national_id' or None for a name that is not sensitive."""
+    ws = words(key)
+    if not ws:
+        return None
+    joined = "".join(ws)
+    tail = ws[-1]
+    if joined in NATIONAL_ID or tail in NATIONAL_ID or any(w in NATIONAL_ID for w in ws) and not (
+            set(ws) & BENIGN - {"number"}):
+        return "national_id"
+    benign = set(ws) & BENIGN
+    if benign and tail in BENIGN:
+        return None  # token_count, password_policy, key_id, secret_name, api_key_prefix …
+    if any(w in STRONG for w in ws) or joined in STRONG:
+        return "strong"
+    if "key" in ws or joined.endswith("key") or tail.endswith("key"):
+        if any(w in KEY_QUALIFIERS for w in ws[:-1]) or joined in ("apikey", "accesskey", "secretkey"):
+            return "strong"
+        return None if benign else "key"  # cache_key, primary_key, public_key name things
+    return None
+
+
+def placeholder(v: str) -> bool:
+    return bool(_PLACEHOLDER.match(v)) or v.startswith(("${", "{{", "$(", "%(", "<", "[REDACTED", "[DROPPED"))
+
+
+_NAT_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ./-]{4,30}[A-Za-z0-9]")
+_DECIMAL = re.compile(r"-?\d+\.\d+")
+_HEX_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{40}|[0-9a-f]{64}",
+                     re.IGNORECASE)
+
+
+def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
+    """Spans of values assigned to sensitive names; ``want`` is 'secret' or 'national_id'."""
+    for m in ASSIGNMENT.finditer(text):
+        kind = classify(m.group("key"))
+        if kind is None:
+            continue
+        g = "qv" if m.group("qv") is not None else "v"
+        v = m.group(g)
+        if kind == "national_id":
+            if want != "national_id":
+                continue
+            digits = sum(c.isdigit() for c in v)
+            if digits >= 7 and _NAT_VALUE.fullmatch(v) and not _DECIMAL.fullmatch(v) and not placeholder(v):
+                yield m.start(g), m.end(g)
+            continue
+        if want != "secret" or placeholder(v) or len(v) < 3:
+            continue
+        if kind == "key" and (not looks_random(v) or _HEX_ID.fullmatch(v)):
+            continue  # an unqualified "key" holding a UUID or a SHA names a thing, not a secret
+        if kind == "strong" and len(v) < 6 and v.isalpha() and v.islower():
+            continue  # "token: value", "password: hunter"? short lowercase words read as prose
+        yield m.start(g), m.end(g)
