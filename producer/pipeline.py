@@ -38,7 +38,7 @@ class EventPipeline:
                     run_id=run.run_id, session_id=run.session_id,
                     parent_run_id=run.parent_run_id, sdk_version=self.sdk_version,
                     capture_mode=self.capture_mode, policy_version=self.policy_version,
-                    event_id_seed=run._event_seed)
+                    event_id_seed=run._event_seed, end_user_id=run.end_user_id)
         run._wire = w
         return w
 

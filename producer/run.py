@@ -45,7 +45,7 @@ class Run(RunGate, RunRecords):
 
     def __init__(self, tracer: "Tracer", name: str, run_id: str | None, session_id: str | None,
                  parent_run_id: str | None, role: str | None, limits: Any, sampled: bool,
-                 attrs: dict[str, Any] | None) -> None:
+                 attrs: dict[str, Any] | None, *, end_user_id: str | None = None) -> None:
         self.tracer = tracer
         self._t = tracer._transport
         self._q = self._t.q
@@ -59,6 +59,7 @@ class Run(RunGate, RunRecords):
         self.run_id = run_id or str(uuid.uuid4())
         self.session_id = session_id
         self.parent_run_id = parent_run_id
+        self.end_user_id = end_user_id  # the keyed digest (Tracer.run made it), never the raw id
         self.role = role
         self.attrs = attrs or None
         self.budget = RunBudget(limits, self.run_id) if limits.any() else None

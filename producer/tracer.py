@@ -26,18 +26,21 @@ log = logging.getLogger("agentstream.producer")
 log.addHandler(logging.NullHandler())
 
 
-def _event_v1_header(settings: ProducerSettings) -> Callable[[], bytes]:
-    """The Confluent frame of Event *v1*, which the wire encoder writes."""
+WIRE_EVENT_VERSION = 2  # the Event version producer/wire.py encodes
+
+
+def _event_header(settings: ProducerSettings) -> Callable[[], bytes]:
+    """The Confluent frame of the Event version the wire encoder writes (v2)."""
 
     def header() -> bytes:
-        v1 = next(v for v in load_catalog().versions(EVENT) if v.version == 1)
+        v = next(v for v in load_catalog().versions(EVENT) if v.version == WIRE_EVENT_VERSION)
         if settings.schema_registry_url:
             from confluent_kafka.schema_registry import Schema
 
             resolver = make_resolver(settings.schema_registry_url)
-            sid = resolver.client.register_schema(EVENT, Schema(v1.text, "AVRO"))
+            sid = resolver.client.register_schema(EVENT, Schema(v.text, "AVRO"))
         else:
-            sid = v1.id
+            sid = v.id
         return struct.pack(">bI", 0, sid)
 
     return header
@@ -71,7 +74,7 @@ class Tracer(Decorators):
             self.prices = PriceTable.load()
         self.topic = topic_name("raw", settings.topic_prefix)
         self.commands_topic = topic_name("commands", settings.topic_prefix)
-        self._pipeline = EventPipeline(_event_v1_header(settings), SDK_VERSION,
+        self._pipeline = EventPipeline(_event_header(settings), SDK_VERSION,
                                        self._policy.wire_mode, settings.policy_version,
                                        settings.sample_buffer_max)
         self._transport = Transport(settings, self.topic, self._pipeline.process,
@@ -87,13 +90,16 @@ class Tracer(Decorators):
     def run(self, name: str = "run", *, session_id: str | None = None,
             parent_run_id: str | None = None, parent: Run | None = None, role: str | None = None,
             budget: Budget | None = None, run_id: str | None = None,
-            sampled: bool | None = None, **attrs: Any) -> Run:
+            sampled: bool | None = None, end_user_id: Any = None, **attrs: Any) -> Run:
         """``with tracer.run("triage") as run:`` (or ``async with``). ``parent`` links a
-        handoff: the parent's run id and session carry over. ``budget`` fields override the
-        environment's limits for this run."""
+        handoff: the parent's run id, session and end user carry over. ``budget`` fields
+        override the environment's limits for this run. ``end_user_id`` (the user the agent
+        acts for) travels only as its keyed digest (``digest_key``), never raw."""
+        digest = self._end_user_digest(end_user_id)
         if parent is not None:
             parent_run_id = parent_run_id or parent.run_id
             session_id = session_id or parent.session_id
+            digest = digest or parent.end_user_id
         limits = budget.resolve(self._limits) if budget is not None else self._limits
         rid = run_id
         if sampled is None:
@@ -111,13 +117,25 @@ class Tracer(Decorators):
         if self.settings.commands_enabled and self.settings.enabled:
             self._ensure_listener()
         r = self._run_type(self, name, rid, session_id, parent_run_id, role, limits, sampled,
-                           attrs)
+                           attrs, end_user_id=digest)
         if not self.settings.enabled:
             r._t = _DISABLED
             r._q, r._qmax = _DISABLED.q, 0
         return r
 
     start_run = run
+
+    def _end_user_digest(self, end_user_id: Any) -> str | None:
+        """The keyed digest of an end-user id (the same keyed HMAC as tool arguments, so the
+        gateway, given the same key, makes the same digest); None for no id. Never raises."""
+        if end_user_id is None:
+            return None
+        try:
+            raw = end_user_id if isinstance(end_user_id, str) else str(end_user_id)
+            return self._policy.digest(raw) if raw else None
+        except Exception:  # noqa: BLE001 - a bad id must not break the agent; dropped, not sent
+            log.warning("agentstream: end_user_id could not be digested; dropped", exc_info=True)
+            return None
 
     def current_run(self) -> Run | None:
         return current_run.get()

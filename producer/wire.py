@@ -1,17 +1,19 @@
-"""A hand-specialised Avro encoder for ``agentstream.v1.Event`` (schema id of Event v1).
+"""A hand-specialised Avro encoder for ``agentstream.v1.Event`` version 2 (schema id 5).
 
 Why not fastavro: a generic ``schemaless_writer`` call on a full event dict costs tens of µs
 here, most of it walking the schema. An event's envelope is mostly constant per run, so the run's
 constant fields are encoded once (``RunWire``) and each event only encodes what changes. The
-output is byte-identical to fastavro's for the v1 writer schema (a unit test checks every
-payload kind), and it is framed with the v1 id, so readers resolve it to any newer version.
+output is byte-identical to fastavro's for the v2 writer schema (a unit test checks every
+payload kind), and it is framed with the v2 id, so readers resolve it to any newer version.
+v2 appended two optionals to v1: ``LlmCall.request_digest`` and the envelope's ``end_user_id``
+(constant per run, so it is pre-encoded as the record's tail).
 """
 from __future__ import annotations
 
 import struct
 from typing import Any
 
-# Branch order of the payload union and symbol order of the enums in Event.v1.avsc.
+# Branch order of the payload union and symbol order of the enums in Event.v2.avsc (as in v1).
 KIND_INDEX = {k: i for i, k in enumerate(
     ["RUN_START", "RUN_END", "STEP", "FAILURE", "DECISION", "QUALITY_SIGNAL", "FEEDBACK", "COMMAND_ACK"])}
 CAPTURE_INDEX = {"METADATA_ONLY": 0, "REDACTED": 1, "SECURE_REFERENCE": 2}
@@ -179,6 +181,7 @@ def _llm(r: dict) -> bytes:
         enc_long(r.get("output_tokens", 0)), enc_long(r.get("cache_read_tokens", 0)),
         enc_long(r.get("cache_write_tokens", 0)), enc_double(r.get("cost_usd", 0.0)),
         enc_str_array(r.get("finish_reasons")), enc_str_array(r.get("tool_calls")),
+        enc_opt_str(r.get("request_digest")),
     ))
 
 
@@ -268,12 +271,13 @@ _KIND_PREFIX = {k: bytes([i << 1, i << 1]) for k, i in KIND_INDEX.items()}
 class RunWire:
     """The pre-encoded constant parts of one run's envelope."""
 
-    __slots__ = ("head", "middle", "id_prefix", "id_head", "id_base")
+    __slots__ = ("head", "middle", "id_prefix", "id_head", "id_base", "tail")
 
     def __init__(self, *, header: bytes, tenant_id: str, agent_id: str, agent_version: str,
                  environment: str, run_id: str, session_id: str | None,
                  parent_run_id: str | None, sdk_version: str, capture_mode: str,
-                 policy_version: str, event_id_seed: str) -> None:
+                 policy_version: str, event_id_seed: str,
+                 end_user_id: str | None = None) -> None:
         self.head = header
         self.middle = b"".join((
             enc_str(tenant_id), enc_str(agent_id), enc_str(agent_version), enc_str(environment),
@@ -284,6 +288,8 @@ class RunWire:
         # so the sink's dedup on event_id holds across spool replays. Costs no uuid4() per event.
         self.id_prefix = event_id_seed[:24]
         self.id_head = _SMALL_LONGS[36] + self.id_prefix.encode("ascii")
+        # end_user_id: already the keyed digest (the tracer hashes it), never the raw id
+        self.tail = enc_opt_str(end_user_id)
 
     def event_id(self, seq: int) -> str:
         return self.id_prefix + format(seq, "012x")
@@ -296,7 +302,7 @@ class RunWire:
             self.head, self.id_head, format(seq, "012x").encode(), self.middle,
             _NULL if parent_step_id is None else b"\x02" + enc_id(parent_step_id), enc_long(seq), ts, ts if emitted_us == ts_us else
             enc_long(emitted_us),
-            self.id_base, enc_attr_map(attributes), _NULL, _KIND_PREFIX[kind], body,
+            self.id_base, enc_attr_map(attributes), _NULL, _KIND_PREFIX[kind], body, self.tail,
         ))
 
 

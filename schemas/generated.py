@@ -106,6 +106,7 @@ class LlmCall(TypedDict):
     cost_usd: NotRequired[float]
     finish_reasons: NotRequired[list[str]]
     tool_calls: NotRequired[list[str]]
+    request_digest: NotRequired[str | None]
 
 
 class ToolCall(TypedDict):
@@ -201,7 +202,7 @@ class CommandAck(TypedDict):
 
 
 class Event(TypedDict):
-    """One telemetry event of one agent run. Keyed by run_id on raw, events and commands. Timestamps are microseconds since the Unix epoch (UTC). Field docs name the OpenTelemetry GenAI attribute a field carries where one exists."""
+    """One telemetry event of one agent run (version 2: adds end_user_id and LlmCall.request_digest; fields are appended, never reordered). Keyed by run_id on raw, events and commands. Timestamps are microseconds since the Unix epoch (UTC). Field docs name the OpenTelemetry GenAI attribute a field carries where one exists."""
 
     event_id: str
     tenant_id: str
@@ -222,6 +223,7 @@ class Event(TypedDict):
     redaction: NotRequired[RedactionSummary | None]
     kind: EventKind
     payload: Union[RunStart, RunEnd, Step, Failure, Decision, QualitySignal, Feedback, CommandAck]
+    end_user_id: NotRequired[str | None]
 
 
 class LoopPolicy(TypedDict):

@@ -9,9 +9,10 @@ schema is the record's writer schema between a leading ``sink_head`` and trailin
 ``Obj\\x01`` + metadata map (``avro.schema``, ``avro.codec`` = null) + 16-byte sync marker, then
 one block: record count, byte size, the values and their trailers, the sync marker.
 
-Only writer schemas whose parsing canonical form is in ``STAGED_SCHEMAS`` take this path: the
-``events_avro_staging`` table (migration 0005) mirrors exactly those, and a newer schema takes
-the Python path until a migration stages it too.
+Only writer schemas whose parsing canonical form is in ``STAGED_SCHEMAS`` take this path, each
+into the staging table that mirrors it exactly (Event v1: ``events_avro_staging``, migration 0005;
+Event v2: ``events_avro_staging_v2``, migration 0006); a newer schema takes the Python path until
+a migration stages it too.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from fastavro.schema import to_parsing_canonical_form
 from agentstream.schemas.avro_binary import encode_long as zigzag
 from agentstream.schemas.avro_binary import read_long
 
+# The tables that have a fast path (by table), and which staging table each writer schema goes to.
 STAGING_TABLE = {"events": "events_avro_staging"}
 HEAD_FIELD = "sink_head"
 HEAD_SIZE = 5  # Confluent framing: magic byte 0, then the writer schema id (4 bytes, big-endian)
@@ -35,10 +37,12 @@ MARK_FIELD = "sink_mark"
 # After each body: a record whose real length differs from what its schema says (trailing
 # bytes) would shift the retention and every later record; the view refuses a wrong mark.
 MARK = b"AGS1"
-# sha256 of the parsing canonical form of each writer schema events_avro_staging mirrors.
-STAGED_SCHEMAS: frozenset[str] = frozenset({
-    "b35d70f3b8e9d1c79ac11256aebdd8ad32c1a54ce1a74a7da09bfe712654e3ef",  # agentstream.v1.Event (id 1)
-})
+# sha256 of the parsing canonical form of each staged writer schema -> the staging table that
+# mirrors it (a wrong pairing is refused by ClickHouse as a type error, never stored skewed).
+STAGED_SCHEMAS: dict[str, str] = {
+    "b35d70f3b8e9d1c79ac11256aebdd8ad32c1a54ce1a74a7da09bfe712654e3ef": "events_avro_staging",  # Event v1 (id 1)
+    "0adefaa84bc0414db748e93370f7969702abbcc6c259a59fa30ff7a9e6a44490": "events_avro_staging_v2",  # Event v2 (id 5)
+}
 MAGIC = b"Obj\x01"
 
 
@@ -86,6 +90,7 @@ class Container:
     schema_id: int
     head: bytes
     sync: bytes
+    table: str  # the staging table mirroring this writer schema
     parts: list[bytes] = field(default_factory=list)
     msgs: list = field(default_factory=list)
 
@@ -111,20 +116,21 @@ def rejected_data(exc: BaseException) -> bool:
 class ContainerBuilder:
     """Sorts one range's messages into per-schema containers and the rest (for Python)."""
 
-    def __init__(self, schema_for_id: Callable[[int], Any], staged: frozenset[str] = STAGED_SCHEMAS) -> None:
+    def __init__(self, schema_for_id: Callable[[int], Any], staged: dict[str, str] = STAGED_SCHEMAS) -> None:
         self._schema_for_id = schema_for_id
         self._staged = staged
-        self._heads: dict[int, tuple[bytes, bytes] | None] = {}
+        self._heads: dict[int, tuple[bytes, bytes, str] | None] = {}
         self._days: dict[int, bytes] = {}
 
-    def _head(self, sid: int) -> tuple[bytes, bytes] | None:
+    def _head(self, sid: int) -> tuple[bytes, bytes, str] | None:
         if sid not in self._heads:
             schema = self._schema_for_id(sid)
-            if schema is None or canonical_hash(schema) not in self._staged:
+            table = None if schema is None else self._staged.get(canonical_hash(schema))
+            if table is None:
                 self._heads[sid] = None
             else:
                 sync = os.urandom(16)
-                self._heads[sid] = (header(container_schema(schema), sync), sync)
+                self._heads[sid] = (header(container_schema(schema), sync), sync, table)
         return self._heads[sid]
 
     def split(self, msgs: list, days_for: Callable[[str], int]) -> tuple[list[Container], list]:
@@ -180,7 +186,7 @@ class ContainerBuilder:
             return None
         sid = int.from_bytes(v[1:HEAD_SIZE], "big")
         head = self._head(sid)
-        return None if head is None else Container(sid, head[0], head[1])
+        return None if head is None else Container(sid, head[0], head[1], head[2])
 
     def _trailer(self, tenant: bytes, days_for: Callable[[str], int]) -> bytes | None:
         try:

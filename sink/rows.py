@@ -12,10 +12,10 @@ import orjson
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "tenant_id", "ts", "event_id", "agent_id", "agent_version", "environment", "run_id",
-    "session_id", "parent_run_id", "parent_step_id", "seq", "kind",
+    "session_id", "parent_run_id", "parent_step_id", "end_user_id", "seq", "kind",
     "step_id", "step_kind", "name", "status", "started_ts", "latency_ms", "attempt", "retry_of",
     "provider", "request_model", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "cost_usd", "tool_name", "args_digest",
+    "cache_write_tokens", "cost_usd", "request_digest", "tool_name", "args_digest",
     "failure_type", "failure_code",
     "decision_type", "selected", "candidates", "reason_code", "confidence",
     "signal_type", "signal_code", "signal_value",
@@ -32,7 +32,8 @@ ALERT_COLUMNS: tuple[str, ...] = (
 _EVENT_DEFAULTS: dict[str, Any] = {
     "step_id": "", "step_kind": "", "name": "", "status": "", "latency_ms": 0.0, "attempt": 0,
     "retry_of": "", "provider": "", "request_model": "", "input_tokens": 0, "output_tokens": 0,
-    "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.0, "tool_name": "",
+    "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.0, "request_digest": "",
+    "tool_name": "",
     "args_digest": "", "failure_type": "", "failure_code": "", "decision_type": "", "selected": "",
     "candidates": [], "reason_code": "", "confidence": None, "signal_type": "", "signal_code": "",
     "signal_value": None, "run_status": "", "outcome": "", "duration_ms": 0.0,
@@ -104,6 +105,7 @@ def _step(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
             cache_read_tokens=int(llm.get("cache_read_tokens") or 0),
             cache_write_tokens=int(llm.get("cache_write_tokens") or 0),
             cost_usd=float(llm.get("cost_usd") or 0.0),
+            request_digest=llm.get("request_digest") or "",  # Event v2; absent in v1
         )
         for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
             if row[k] < 0:
@@ -177,7 +179,9 @@ def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple:
             tenant_id=ev["tenant_id"], ts=ts, event_id=ev["event_id"], agent_id=ev["agent_id"],
             agent_version=ev["agent_version"], environment=ev["environment"], run_id=ev["run_id"],
             session_id=ev.get("session_id") or "", parent_run_id=ev.get("parent_run_id") or "",
-            parent_step_id=ev.get("parent_step_id") or "", seq=seq, kind=kind,
+            parent_step_id=ev.get("parent_step_id") or "",
+            end_user_id=ev.get("end_user_id") or "",  # Event v2; absent in v1
+            seq=seq, kind=kind,
             payload=payload_json(rest),
             attributes=dict(ev.get("attributes") or {}),
             capture_mode=ev.get("capture_mode") or "METADATA_ONLY",

@@ -78,7 +78,7 @@ class RangeWriter:
             # 'force_enable' ~2x slower (it filters the wide payload columns once per branch).
             settings["short_circuit_function_evaluation"] = "enable"
             try:
-                self._client().raw_insert(STAGING_TABLE[spec.table], insert_block=c.data(), fmt="Avro",
+                self._client().raw_insert(c.table, insert_block=c.data(), fmt="Avro",
                                           settings=settings)
             except Exception as exc:  # noqa: BLE001 - classified below; outages propagate
                 if not rejected_data(exc):

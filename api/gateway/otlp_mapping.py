@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentstream.schemas.digests import end_user_digest
+
 from .otlp_decode import STATUS_ERROR, OtlpSpan
 
 LLM_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
@@ -31,6 +33,10 @@ CONTENT_PREFIXES = (
     "input.value", "output.value", "traceloop.entity.input", "traceloop.entity.output",
     "db.statement", "db.query.text", "exception.stacktrace",
 )
+# Who the end user is (OTel enduser.*, user.*): it travels only as Event v2's end_user_id, the
+# keyed digest of the first of END_USER_KEYS present (span before resource), never as attributes.
+IDENTITY_PREFIXES = ("enduser.", "user.")
+END_USER_KEYS = ("enduser.id", "user.id", "enduser.pseudo.id")
 MAX_ATTRIBUTES = 32
 MAX_VALUE_CHARS = 256
 MAX_MESSAGE_CHARS = 512
@@ -258,7 +264,21 @@ def _event(ctx: MappingContext, s: OtlpSpan, kind: str, ts_us: int,
         "redaction": None,
         "kind": kind,
         "payload": payload,
+        "end_user_id": _end_user(s, ctx),
     }
+
+
+def _end_user(s: OtlpSpan, ctx: MappingContext) -> str | None:
+    """The keyed digest of the span's (else the resource's) end-user id; None without an id or
+    without a key (the raw id is never forwarded)."""
+    if not ctx.args_digest_key:
+        return None
+    for attrs in (s.attributes, s.resource):
+        for k in END_USER_KEYS:
+            v = _str(attrs.get(k))
+            if v:
+                return end_user_digest(ctx.args_digest_key, v)
+    return None
 
 
 def safe_attributes(s: OtlpSpan) -> dict[str, str]:
@@ -269,7 +289,7 @@ def safe_attributes(s: OtlpSpan) -> dict[str, str]:
         if len(out) >= MAX_ATTRIBUTES:
             out["agentstream.attributes_truncated"] = "true"
             break
-        if v is None or k.startswith(CONTENT_PREFIXES):
+        if v is None or k.startswith(CONTENT_PREFIXES) or k.startswith(IDENTITY_PREFIXES):
             continue
         text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
         out[k] = text[:MAX_VALUE_CHARS]

@@ -23,6 +23,7 @@ from agentstream.schemas import ALERT, COMMAND, EVENT, Codec
 from agentstream.schemas.catalog import load_catalog
 from agentstream.schemas.codec import KIND_TO_BRANCH
 from agentstream.schemas.compatibility import example_record
+from agentstream.schemas.digests import end_user_digest
 from agentstream.sink.containers import MARK, ContainerBuilder
 from agentstream.sink.rows import ALERT_COLUMNS, EVENT_COLUMNS, alert_row, event_row
 from agentstream.stream_processors.chain import Chain
@@ -110,7 +111,8 @@ def test_sdk_wire_encoder_gives_the_codecs_bytes(kind, filled):
                 agent_version=ev["agent_version"], environment=ev["environment"], run_id=ev["run_id"],
                 session_id=ev["session_id"], parent_run_id=ev["parent_run_id"],
                 sdk_version=ev["sdk_version"], capture_mode=ev["capture_mode"],
-                policy_version=ev["policy_version"], event_id_seed="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee")
+                policy_version=ev["policy_version"], event_id_seed="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+                end_user_id=ev["end_user_id"])
     assert ev["capture_mode"] in CAPTURE_INDEX
     p = ev["payload"]
     if kind == "STEP":
@@ -124,9 +126,11 @@ def test_sdk_wire_encoder_gives_the_codecs_bytes(kind, filled):
 @pytest.mark.parametrize("kind,filled", CASES, ids=IDS)
 def test_gateway_json_validation_accepts_every_payload_unchanged(kind, filled):
     ev = example_event(kind, filled)
-    out, issues = EventValidator().validate(_jsonable(ev), "acme")
+    out, issues = EventValidator(end_user_key=b"contract-key").validate(_jsonable(ev), "acme")
     assert issues == []
-    assert codec.encode(EVENT, out) == codec.encode(EVENT, ev)
+    # the one field the gateway rewrites: an end user's id is stored as its keyed digest only
+    digest = ev["end_user_id"] and end_user_digest(b"contract-key", ev["end_user_id"])
+    assert codec.encode(EVENT, out) == codec.encode(EVENT, {**ev, "end_user_id": digest})
 
 
 @pytest.mark.parametrize("kind,filled", CASES, ids=IDS)

@@ -1,7 +1,7 @@
 """The Avro fast path against the Python mapper (the reference), on the real chDB.
 
-Contract: for every payload branch the rows that land in ``events`` are identical whichever path
-stored them. Exactly once: the same range inserted twice through the staging table + view
+Contract: for every payload branch, and for records written with Event v1 (old producers, old
+data) as well as v2, the rows that land in ``events`` are identical whichever path stored them. Exactly once: the same range inserted twice through the staging table + view
 leaves ``events``, ``runs`` and the rollup unchanged. Bad records: ClickHouse refuses the
 container, the range is redone in Python, the bad record is rejected with its reason and the
 rest are stored.
@@ -9,16 +9,19 @@ rest are stored.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import subprocess
 import sys
 import time
 import uuid
 
+import fastavro
 import pytest
 
 from agentstream.schemas import EVENT, Codec
 from agentstream.schemas.catalog import load_catalog
+from agentstream.schemas.codec import KIND_TO_BRANCH
 from agentstream.sink import apply_migrations
 from agentstream.sink.containers import STAGED_SCHEMAS, ContainerBuilder, canonical_hash
 from agentstream.sink.ledger import OffsetRange, pending_plans, record_plans
@@ -59,7 +62,8 @@ def _examples(tenant: str) -> list[dict]:
     odd = 'a/b \\ "q" é\t\n\x01 ✓ \u2028\u2029 \x7f'
     llm_full = {"provider": "openai", "operation": "chat", "request_model": "gpt-4o", "response_model": "gpt-4o-2024",
                 "input_tokens": 7, "output_tokens": 3, "cache_read_tokens": 2, "cache_write_tokens": 1,
-                "cost_usd": 0.000123, "finish_reasons": ["stop", "length"], "tool_calls": ["search"]}
+                "cost_usd": 0.000123, "finish_reasons": ["stop", "length"], "tool_calls": ["search"],
+                "request_digest": "9c" * 32}
     step = {"step_id": "s1", "step_kind": "LLM", "name": "chat", "status": "OK", "started_us": NOW - 50,
             "latency_ms": 12.0, "attempt": 1}
     payloads = [
@@ -100,11 +104,29 @@ def _examples(tenant: str) -> list[dict]:
         extra = {}
         if i % 3 == 1:
             extra = dict(session_id="sess/1", parent_run_id="run-0", parent_step_id="s9", capture_mode="REDACTED",
-                         policy_version="p7", attributes={"team": "core", "k/ey": odd},
+                         end_user_id="e7" * 32, policy_version="p7", attributes={"team": "core", "k/ey": odd},
                          redaction={"policy_version": "p7", "rule_counts": {"email": 2, "phone": 0}})
         out.append(dict(base, event_id=f"e{i:02d}-{uuid.uuid4()}", seq=i, ts_us=NOW + i, kind=kind,
                         payload=payload, **extra))
     return out
+
+
+V1_SCHEMA = load_catalog().by_id(1).parsed
+
+
+def encode_as(version: str, codec: Codec, ev: dict) -> bytes:
+    """``ev`` framed as a writer of that Event version wrote it: v2 is the codec's (the newest),
+    v1 is an SDK or gateway from before v2 (its additions dropped, as such a writer had none)."""
+    if version == "v2":
+        return codec.encode(EVENT, ev)
+    ev = {k: v for k, v in ev.items() if k != "end_user_id"}
+    payload = ev["payload"]
+    if payload.get("llm"):
+        payload = dict(payload, llm={k: v for k, v in payload["llm"].items() if k != "request_digest"})
+    buf = io.BytesIO()
+    buf.write(b"\x00\x00\x00\x00\x01")
+    fastavro.schemaless_writer(buf, V1_SCHEMA, dict(ev, payload=(KIND_TO_BRANCH[ev["kind"]], payload)))
+    return buf.getvalue()
 
 
 def _rows(client, tenant: str) -> list[tuple]:
@@ -117,16 +139,19 @@ def _ticks(v):
     return round(v.timestamp() * 1_000_000) if isinstance(v, dt.datetime) else v
 
 
-def test_both_paths_store_identical_rows_for_every_payload_branch(chdb_client, unique):
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_both_paths_store_identical_rows_for_every_payload_branch(chdb_client, unique, version):
     codec = Codec()
     book = RetentionBook(30, 90)
+    unique = f"{unique}-{version}"
     book.set(f"avro-{unique}", 14)
     book.set(f"py-{unique}", 14)
     writer = RangeWriter(lambda: chdb_client, codec, book, f"g-{unique}")
     stored = {}
     for path in ("avro", "py"):
         tenant = f"{path}-{unique}"
-        msgs = [Msg(codec.encode(EVENT, e), i) for i, e in enumerate(_examples(tenant))]
+        msgs = [Msg(encode_as(version, codec, e), i) for i, e in enumerate(_examples(tenant))]
+        assert {int.from_bytes(m.value()[1:5], "big") for m in msgs} == {1 if version == "v1" else 5}
         rng = OffsetRange(f"contract-{unique}-{path}", 0, 0, len(msgs) - 1, NOW, avro=path == "avro")
         by_path, rejected = writer.store(SPEC, {"range": rng}, msgs)
         assert rejected == []
@@ -140,8 +165,11 @@ def test_both_paths_store_identical_rows_for_every_payload_branch(chdb_client, u
                 continue
             assert va == vp, (a[1][:3], name, va, vp)
     # ... and both equal the Python mapper's own tuples (not only what ClickHouse made of them).
-    mapped = {e["event_id"][:3]: dict(zip(EVENT_COLUMNS, event_row(codec.decode_as(EVENT, codec.encode(EVENT, e)), 14)))
+    mapped = {e["event_id"][:3]: dict(zip(EVENT_COLUMNS, event_row(codec.decode_as(EVENT, encode_as(version, codec, e)), 14)))
               for e in _examples(f"avro-{unique}")}
+    # v2's additions arrive in their columns (and as '' from v1 writers, which had none)
+    assert {w["end_user_id"] for w in mapped.values()} == ({"", "e7" * 32} if version == "v2" else {""})
+    assert {w["request_digest"] for w in mapped.values()} == ({"", "9c" * 32} if version == "v2" else {""})
     for got in stored["avro"]:
         want = mapped[got[1][:3]]
         for name, v in zip([c for c in EVENT_COLUMNS if c != "tenant_id"], got):
@@ -199,7 +227,7 @@ def test_a_refused_container_is_redone_in_python_and_only_the_bad_record_is_reje
     assert set(reasons) == {len(good) + i for i in range(4)}
     assert "seq" in reasons[len(good)] and "magic byte" in reasons[len(good) + 3]
     assert "avro body" in reasons[len(good) + 1]
-    assert cell["range"].fallback == (1,)
+    assert cell["range"].fallback == (codec.resolver.writer_id(EVENT),)
     # The ledger knows, so a replay after a crash redoes it in Python under the same token.
     plans = pending_plans(chdb_client, group, {(rng.topic, 0): 0})[(rng.topic, 0)]
     assert plans == [cell["range"]]
@@ -240,24 +268,33 @@ def test_invalid_utf8_split_across_list_items_is_refused_like_python_does(chdb_c
     assert count == 0
 
 
-def test_staging_table_mirrors_what_clickhouse_infers_from_the_staged_schema(chdb_client, tmp_path):
+def test_staging_tables_mirror_what_clickhouse_infers_from_the_staged_schemas(chdb_client, tmp_path):
     """If Event gains a version, this keeps the staged set honest: only schemas whose inferred
-    columns equal the staging table's may take the fast path."""
+    columns equal their staging table's may take the fast path (v1 and v2 each checked)."""
     codec = Codec()
-    event_v1 = load_catalog().by_id(1)
-    assert canonical_hash(event_v1.parsed) in STAGED_SCHEMAS
+    catalog = load_catalog()
+    assert sorted(STAGED_SCHEMAS.values()) == ["events_avro_staging", "events_avro_staging_v2"]
     builder = ContainerBuilder(codec.resolver.schema_for_id)
-    conts, _ = builder.split([Msg(codec.encode(EVENT, run_events("t", "r", 1)[0]), 0)], lambda t: 30)
-    path = tmp_path / "one.avro"
-    path.write_bytes(conts[0].data())
+    ev = run_events("t", "r", 1)[0]
+    files = {}
+    for version, sid in (("v1", 1), ("v2", 5)):
+        assert canonical_hash(catalog.by_id(sid).parsed) in STAGED_SCHEMAS
+        conts, rest = builder.split([Msg(encode_as(version, codec, ev), 0)], lambda t: 30)
+        assert rest == [] and conts[0].schema_id == sid
+        files[conts[0].table] = tmp_path / f"{version}.avro"
+        files[conts[0].table].write_bytes(conts[0].data())
     # file() reads relative to chDB's user_files; a subprocess chDB owns its own directory.
     out = subprocess.run([sys.executable, "-c", (
         "import sys, json; from agentstream.sink import make_client\n"
-        "c = make_client('chdb://' + sys.argv[2])\n"
-        "print(json.dumps(c.query(f\"DESCRIBE file('{sys.argv[1]}', Avro) SETTINGS print_pretty_type_names=0\").result_rows))"),
-        str(path), str(tmp_path / "db")], capture_output=True, text=True, check=True, env=dict(os.environ))
+        "c = make_client('chdb://' + sys.argv[1])\n"
+        "print(json.dumps([c.query(f\"DESCRIBE file('{f}', Avro) SETTINGS print_pretty_type_names=0\").result_rows"
+        " for f in sys.argv[2:]]))"),
+        str(tmp_path / "db"), *map(str, files.values())], capture_output=True, text=True, check=True,
+        env=dict(os.environ))
     import json
-    inferred = [(r[0], r[1]) for r in json.loads(out.stdout.strip().splitlines()[-1])]
-    staged = [(r[0], r[1]) for r in chdb_client.query(
-        "DESCRIBE TABLE events_avro_staging SETTINGS print_pretty_type_names=0").result_rows]
-    assert inferred == staged
+    described = json.loads(out.stdout.strip().splitlines()[-1])
+    for table, rows in zip(files, described):
+        inferred = [(r[0], r[1]) for r in rows]
+        staged = [(r[0], r[1]) for r in chdb_client.query(
+            f"DESCRIBE TABLE {table} SETTINGS print_pretty_type_names=0").result_rows]
+        assert inferred == staged, table

@@ -1,4 +1,5 @@
-"""The hand-specialised encoder must write exactly what fastavro writes for Event v1."""
+"""The hand-specialised encoder must write exactly what fastavro writes for Event v2 (the
+version it frames its records with), with and without v2's additions."""
 from __future__ import annotations
 
 import io
@@ -13,8 +14,9 @@ from agentstream.producer.wire import (STEP_KINDS, STEP_STATUSES, RunWire, enc_l
 from agentstream.schemas import EVENT, Codec, load_catalog
 from agentstream.schemas.codec import KIND_TO_BRANCH
 
-V1 = next(v for v in load_catalog().versions(EVENT) if v.version == 1)
-HEADER = struct.pack(">bI", 0, V1.id)
+V2 = next(v for v in load_catalog().versions(EVENT) if v.version == 2)
+HEADER = struct.pack(">bI", 0, V2.id)
+END_USER = "9f" * 32  # a keyed digest, as the tracer passes it
 
 
 def _wire(session=None, parent=None, mode="METADATA_ONLY"):
@@ -22,7 +24,8 @@ def _wire(session=None, parent=None, mode="METADATA_ONLY"):
                    environment="prod", run_id="11111111-2222-4333-8444-555555555555",
                    session_id=session, parent_run_id=parent, sdk_version="py/0.1",
                    capture_mode=mode, policy_version="p7",
-                   event_id_seed="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee")
+                   event_id_seed="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+                   end_user_id=END_USER if session else None)
 
 
 def _fastavro(wire, seq, ts, psid, attrs, kind, payload, session, parent, mode):
@@ -32,16 +35,17 @@ def _fastavro(wire, seq, ts, psid, attrs, kind, payload, session, parent, mode):
            "parent_run_id": parent, "parent_step_id": psid, "seq": seq, "ts_us": ts,
            "emitted_us": ts, "sdk_version": "py/0.1", "capture_mode": mode,
            "policy_version": "p7", "attributes": attrs or {}, "redaction": None, "kind": kind,
-           "payload": (KIND_TO_BRANCH[kind], payload)}
+           "payload": (KIND_TO_BRANCH[kind], payload),
+           "end_user_id": END_USER if session else None}
     buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, V1.parsed, rec)
+    fastavro.schemaless_writer(buf, V2.parsed, rec)
     return HEADER + buf.getvalue()
 
 
 LLM = {"provider": "openai", "operation": "chat", "request_model": "gpt-4o",
        "response_model": "gpt-4o-2024", "input_tokens": 123456, "output_tokens": 7,
        "cache_read_tokens": 0, "cache_write_tokens": 99, "cost_usd": 0.0123,
-       "finish_reasons": ["stop"], "tool_calls": ["a", "b"]}
+       "finish_reasons": ["stop"], "tool_calls": ["a", "b"], "request_digest": "c0" * 32}
 PAYLOADS = [
     ("RUN_START", {"entrypoint": "triage", "role": None, "sampled": True}),
     ("RUN_START", {"entrypoint": "t", "role": "planner", "sampled": False}),
@@ -69,6 +73,9 @@ STEPS = [
      {"action_digest": "d", "decision": "approved", "approval_latency_ms": 18420.0},
      {"source": "a", "target": "b", "reason": "down", "preserves_safety_posture": True},
      {"preview": "hi [EMAIL]", "reference": None}),
+    # an LLM step without v2's request_digest (what v1-era callers build)
+    ("s.3", 3, "chat", 0, 1760000000000002, 3.25, 1, None,
+     {k: v for k, v in LLM.items() if k != "request_digest"}, None, None, None, None, None),
 ]
 
 
@@ -101,7 +108,7 @@ def test_long_encoding_matches_avro_for_edge_values():
 
 
 def test_enum_tables_follow_schema_order():
-    step = next(t for t in V1.parsed["fields"] if t["name"] == "payload")["type"]
+    step = next(t for t in V2.parsed["fields"] if t["name"] == "payload")["type"]
     step_rec = next(b for b in step if b["name"].endswith(".Step"))
     fields = {f["name"]: f["type"] for f in step_rec["fields"]}
     assert tuple(fields["step_kind"]["symbols"]) == STEP_KINDS

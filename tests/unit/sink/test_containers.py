@@ -42,7 +42,8 @@ def test_containers_are_valid_avro_files_with_retention_and_mark_appended():
     days = {"t1": 7, "t2": 400}
     msgs = [Msg(codec.encode(EVENT, _event(i, f"t{1 + i % 2}"))) for i in range(5)]
     containers, rest = ContainerBuilder(codec.resolver.schema_for_id).split(msgs, days.__getitem__)
-    assert rest == [] and len(containers) == 1 and containers[0].schema_id == 1
+    assert rest == [] and len(containers) == 1 and containers[0].schema_id == 5
+    assert containers[0].table == "events_avro_staging_v2"
     records = list(fastavro.reader(io.BytesIO(containers[0].data())))
     assert [r["seq"] for r in records] == list(range(5))
     assert [r["sink_retention_days"] for r in records] == [7, 400, 7, 400, 7]
@@ -67,9 +68,37 @@ def test_second_string_reads_the_tenant_without_decoding():
     assert second_string(v) == "tenant-ü"
 
 
-def test_only_event_v1_is_staged():
-    v1 = load_catalog().by_id(1)
-    assert STAGED_SCHEMAS == {canonical_hash(v1.parsed)}
+def test_event_v1_and_v2_are_staged_each_into_its_own_table():
+    catalog = load_catalog()
+    assert STAGED_SCHEMAS == {canonical_hash(catalog.by_id(1).parsed): "events_avro_staging",
+                              canonical_hash(catalog.by_id(5).parsed): "events_avro_staging_v2"}
+
+
+def _v1_framed(record: dict) -> bytes:
+    """A record as a v1 writer (an SDK or gateway from before v2) framed it."""
+    buf = io.BytesIO()
+    buf.write(b"\x00\x00\x00\x00\x01")
+    fastavro.schemaless_writer(buf, load_catalog().by_id(1).parsed,
+                               {**record, "payload": ("agentstream.v1.Step", record["payload"])})
+    return buf.getvalue()
+
+
+def test_a_range_mixing_v1_and_v2_records_splits_into_one_container_per_version():
+    codec = Codec()
+    v2 = {**_event(1, "t"), "end_user_id": "ab" * 32}
+    v2["payload"] = {**v2["payload"], "llm": {**v2["payload"]["llm"], "request_digest": "cd" * 32}}
+    msgs = [Msg(_v1_framed(_event(0, "t"))), Msg(codec.encode(EVENT, v2)), Msg(_v1_framed(_event(2, "t")))]
+    containers, rest = ContainerBuilder(codec.resolver.schema_for_id).split(msgs, lambda t: 30)
+    assert rest == []
+    by_id = {c.schema_id: c for c in containers}
+    assert sorted(by_id) == [1, 5]
+    assert by_id[1].table == "events_avro_staging" and by_id[5].table == "events_avro_staging_v2"
+    old = list(fastavro.reader(io.BytesIO(by_id[1].data())))
+    new = list(fastavro.reader(io.BytesIO(by_id[5].data())))
+    assert [r["seq"] for r in old] == [0, 2] and "end_user_id" not in old[0]
+    assert new[0]["end_user_id"] == "ab" * 32
+    assert new[0]["payload"]["llm"]["request_digest"] == "cd" * 32
+    assert new[0]["sink_retention_days"] == 30 and new[0]["sink_mark"] == MARK
 
 
 @pytest.mark.parametrize("msg,data", [
