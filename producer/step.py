@@ -54,6 +54,7 @@ class Step:
     status = 0
     llm = tool = handoff = approval = fallback = content = None
     fingerprint = None
+    request_digest = None  # keyed digest of an LLM request (model, messages, tools)
     estimate = None
     attempt = 1
     retry_of = None
@@ -156,6 +157,21 @@ class Step:
         self.llm = self.run._llm_record(provider, model, input_tokens, output_tokens,
                                         cache_read_tokens, cache_write_tokens, response_model,
                                         operation, finish_reasons, tool_calls, cost_usd, self)
+        if self.request_digest is not None:
+            self.llm["request_digest"] = self.request_digest
+        return self
+
+    def record_request(self, model: str, messages: Any, tools: Any = None) -> "Step":
+        """The request this LLM step sends, as a keyed digest only (``request_model``,
+        messages and tool definitions; never the content). Equal digests in one run mean the
+        same request again: the processors count them as repeats, as they do tool calls with
+        equal argument digests. The auto-instrumentation calls it for you."""
+        try:
+            self.request_digest = self.run._policy.digest(request_canonical(model, messages, tools))
+            if self.llm is not None:
+                self.llm["request_digest"] = self.request_digest
+        except Exception:  # noqa: BLE001 - a digest failure must not break the agent's call
+            self.run._count_failure("llm request digest")
         return self
 
     def record_tool(self, tool_name: str | None = None, args: Any = ..., call_id: str | None = None
@@ -181,6 +197,12 @@ class Step:
         self.run.failure(failure_type, failure_code, message, step_id=self.step_id,
                          retryable=retryable)
         return self
+
+
+def request_canonical(model: Any, messages: Any, tools: Any = None) -> dict[str, Any]:
+    """What an LLM request digest covers; the gateway's OTLP mapping digests the same shape
+    (``api/gateway/span_digest.py``), so one key gives one request one digest on both paths."""
+    return {"model": str(model), "messages": messages, "tools": tools or []}
 
 
 class _PyStepCore:

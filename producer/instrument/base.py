@@ -75,8 +75,21 @@ def _open(provider: str, kwargs: dict, operation: str) -> tuple[Any, CallObserve
     model = str(kwargs.get("model") or "unknown")
     step = run.llm_step(provider, model, f"{operation} {model}")
     step.set_attribute("gen_ai.operation.name", operation)
+    step.record_request(model, request_messages(kwargs), kwargs.get("tools"))
     step.begin()  # enforcement may raise here, before the request
     return step, CallObserver(provider, model, operation)
+
+
+def request_messages(kwargs: dict) -> Any:
+    """The conversation a client call sends, across client APIs: chat ``messages``, the
+    responses API's ``input`` + ``instructions``, Anthropic's ``system`` + ``messages``."""
+    msgs = kwargs.get("messages")
+    if msgs is None:
+        msgs = kwargs.get("input")
+    system = kwargs.get("system", kwargs.get("instructions"))
+    if system is not None:
+        return {"system": system, "messages": msgs}
+    return msgs
 
 
 def _safe(fn: Callable, *args: Any) -> None:

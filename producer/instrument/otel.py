@@ -11,11 +11,14 @@ other attributes are copied only from an allowlist.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
 from collections import OrderedDict
 from typing import Any
+
+from ..step import request_canonical
 
 log = logging.getLogger("agentstream.producer")
 
@@ -34,6 +37,17 @@ MAX_SPANS_PER_TRACE = 5_000
 
 def _attr(span: Any, name: str, default: Any = None) -> Any:
     return (span.attributes or {}).get(name, default)
+
+
+def _json_or_text(value: Any) -> Any:
+    """GenAI semconv carries messages as a JSON string: digest the parsed value, so key order
+    and whitespace do not split one request into two digests."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 class AgentstreamSpanProcessor:
@@ -150,6 +164,11 @@ class AgentstreamSpanProcessor:
                 _attr(span, "gen_ai.usage.cache_read.input_tokens", 0),
                 _attr(span, "gen_ai.usage.cache_creation.input_tokens", 0),
                 _attr(span, "gen_ai.response.model"), str(op), list(reasons), (), None, step)
+            messages = _attr(span, "gen_ai.input.messages")
+            if messages is not None:  # digested, never kept (a content attribute)
+                step.llm["request_digest"] = run._policy.digest(request_canonical(
+                    step.llm["request_model"], _json_or_text(messages),
+                    _json_or_text(_attr(span, "gen_ai.tool.definitions"))))
         elif kind == "tool":
             args = _attr(span, "gen_ai.tool.call.arguments")
             step.tool = {"tool_name": str(_attr(span, "gen_ai.tool.name") or span.name),
