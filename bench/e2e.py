@@ -1,0 +1,321 @@
+"""End to end: the real SDK → raw → processors → events → sink → ClickHouse → query API.
+
+    python bench/e2e.py [--events 300000] [--tenants 3] [--agents 4] [--loads 0,2000,10000]
+
+Starts the embedded stack as ``agentstream up`` does (``cli.stack.Stack``: the Tansu broker,
+the processors worker, the sink+API process; the gateway only with --gateway) on free loopback
+ports and a private data dir. The SDK always runs in separate processes (bench/e2e_sdk.py).
+
+1. Latency, under stepped background loads (``--loads``, events/s offered by a paced SDK
+   process; 0 = idle): a probe run (RUN_START, 3 steps, RUN_END) every 200 ms from this process's
+   own Tracer; each probe's clock starts when its ``with tracer.run()`` block exits (RUN_END
+   queued, no flush: the SDK's linger counts) and stops at the first ``GET /v1/runs/{id}`` that
+   answers with the run final (SUCCESS, all 5 events). Polled every 20 ms, so figures carry up
+   to 20 ms of polling resolution. The GET's own latency is reported too.
+2. Throughput: ``--events`` events from ``--tenants`` tenants × ``--agents`` agents, emitted as
+   fast as ``--emitters`` SDK processes can, from the first emit until every event is queryable
+   (``uniqExact(event_id)`` per tenant through ``POST /v1/sql`` equals what the SDK emitted).
+3. Accounting over every event of the run (probes, background loads, throughput): emitted by
+   the SDK vs stored in ClickHouse, the processors' and sink's own counters (events, DLQ,
+   quarantine), and ``lost`` = emitted − stored − DLQ − quarantine.
+
+CPU: utime+stime of each stage's process tree from /proc, before and after the throughput
+phase, reported as CPU-seconds and µs per event per stage (robust to a busy machine, unlike
+ev/s). The machine's load average is printed with the figures.
+Last line: JSON with e2e_ev_s, latency_p50_ms_idle, latency_p99_ms_idle, latency_p99_ms_10k,
+lost, cpu_by_stage (and more).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from agentstream.api.auth import add_key
+from agentstream.cli.embedded_broker import free_port
+from agentstream.cli.stack import Stack, StackConfig
+from agentstream.producer import Tracer
+
+HERE = Path(__file__).resolve().parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# ---- CPU of a process tree, from /proc --------------------------------------------------------
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK  # ppid, utime+stime
+
+
+def tree_cpu(root: int) -> float:
+    procs = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit() and (st := _stat(int(d))) is not None:
+            procs[int(d)] = st
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in procs:
+            total += procs[pid][1]
+            todo += [p for p, (pp, _) in procs.items() if pp == pid]
+    return total
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+# ---- the stack and its clients ----------------------------------------------------------------
+
+class Bench:
+    def __init__(self, data_dir: Path, tenants: list[str], partitions: int, gateway: bool) -> None:
+        self.data = data_dir
+        self.tenants = tenants
+        self.keys = {t: add_key(data_dir / "api_keys.json", t, scopes=["read"], name="e2e")
+                     for t in tenants}
+        # uncommon, free ports: other engineers run stacks on this machine too
+        self.stack = Stack(StackConfig(data_dir=data_dir, partitions=partitions,
+                                       broker_port=free_port(), api_port=free_port(),
+                                       gateway_port=free_port(), processors_port=free_port(),
+                                       with_gateway=gateway))
+        self.http = httpx.Client(timeout=30.0)
+        self.sdk_procs: list[dict] = []
+
+    def start(self) -> None:
+        self.stack.start()
+        self.stack.wait_ready(180)
+        self.bootstrap = self.stack.broker.bootstrap_servers
+        self.prefix = self.stack.config.topic_prefix
+
+    def stop(self) -> None:
+        self.http.close()
+        self.stack.stop()
+
+    def pids(self) -> dict[str, int]:
+        out = {"broker": self.stack.broker.proc.pid}
+        out.update({p.name: p.proc.pid for p in self.stack.parts})
+        return out
+
+    def auth(self, tenant: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[tenant]}"}
+
+    def sql(self, tenant: str, sql: str) -> list[list]:
+        r = self.http.post(f"{self.stack.api_url}/v1/sql", json={"sql": sql}, headers=self.auth(tenant))
+        r.raise_for_status()
+        return r.json()["rows"]
+
+    def stored(self) -> dict[str, int]:
+        return {t: int(self.sql(t, "SELECT uniqExact(event_id) FROM events")[0][0]) for t in self.tenants}
+
+    def metrics(self) -> dict[str, float]:
+        """The processors' and the sink's own counters, summed per series name and label."""
+        out: dict[str, float] = {}
+        for url in (f"http://127.0.0.1:{self.stack.config.processors_port}/metrics",
+                    f"{self.stack.api_url}/metrics"):
+            for line in self.http.get(url).text.splitlines():
+                m = re.match(r"^(agentstream_(?:processors|sink)_\w+_total)(\{[^}]*\})? (\S+)$", line)
+                if m:
+                    key = m.group(1) + (m.group(2) or "").replace(self.prefix, "")
+                    out[key] = out.get(key, 0.0) + float(m.group(3))
+        return out
+
+    # ---- SDK processes ----
+    def sdk(self, *, events: int = 0, rate: float = 0, duration_s: float = 1e9,
+            tenants: list[str] | None = None, agents: int = 2, steps: int = 6) -> subprocess.Popen:
+        cfg = {"bootstrap": self.bootstrap, "prefix": self.prefix, "tenants": tenants or self.tenants,
+               "agents": agents, "steps": steps, "events": events, "rate": rate,
+               "duration_s": duration_s, "spool": str(self.data / "sdk-spool" / str(len(self.sdk_procs)))}
+        return subprocess.Popen([sys.executable, str(HERE / "e2e_sdk.py"), json.dumps(cfg)],
+                                stdout=subprocess.PIPE, text=True)
+
+    def sdk_result(self, proc: subprocess.Popen) -> dict:
+        out, _ = proc.communicate(timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(f"SDK process exited with {proc.returncode}")
+        res = json.loads(out.strip().splitlines()[-1])
+        self.sdk_procs.append(res)
+        return res
+
+
+# ---- 1. latency under load --------------------------------------------------------------------
+
+def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: float = 0.2) -> dict:
+    lat_ms: list[float] = []
+    get_ms: list[float] = []
+    missing: list[str] = []
+    lock = threading.Lock()
+
+    def watch(run_id: str, t_emit: float) -> None:
+        client = httpx.Client(timeout=30.0)
+        deadline = t_emit + 60.0
+        try:
+            while time.monotonic() < deadline:
+                t = time.monotonic()
+                r = client.get(f"{b.stack.api_url}/v1/runs/{run_id}", headers=b.auth(tenant))
+                done = time.monotonic()
+                if r.status_code == 200:
+                    run = r.json()["run"]
+                    with lock:
+                        get_ms.append((done - t) * 1000)
+                    if run["status"] == "SUCCESS" and run["event_count"] == 5:
+                        with lock:
+                            lat_ms.append((done - t_emit) * 1000)
+                        return
+                time.sleep(max(0.0, 0.02 - (time.monotonic() - t)))
+            with lock:
+                missing.append(run_id)
+        finally:
+            client.close()
+
+    watchers = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t = time.monotonic()
+        with tracer.run("probe") as run:
+            for s in range(3):
+                with run.step("tool", f"probe-{s}"):
+                    pass
+        th = threading.Thread(target=watch, args=(run.run_id, time.monotonic()), daemon=True)
+        th.start()
+        watchers.append(th)
+        time.sleep(max(0.0, every - (time.monotonic() - t)))
+    for th in watchers:
+        th.join(90)
+    r = lambda x: round(x, 1)  # noqa: E731
+    return {"n": len(lat_ms), "missing": len(missing), "p50_ms": r(pct(lat_ms, 0.5)),
+            "p99_ms": r(pct(lat_ms, 0.99)), "max_ms": r(max(lat_ms, default=float("nan"))),
+            "get_p50_ms": r(pct(get_ms, 0.5)), "get_p99_ms": r(pct(get_ms, 0.99)), "gets": len(get_ms)}
+
+
+def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float) -> dict[float, dict]:
+    probe_tenant = b.tenants[0]
+    tracer = Tracer(probe_tenant, "probe-agent", "1.0.0", "bench", bootstrap_servers=b.bootstrap,
+                    topic_prefix=b.prefix, spool_dir=str(b.data / "probe-spool"), commands_enabled=False)
+    out = {}
+    try:
+        for load in loads:
+            bg = b.sdk(rate=load, duration_s=warm_s + probe_s + 1) if load else None
+            if bg is not None:
+                time.sleep(warm_s)
+            out[load] = probe_latency(b, tracer, probe_tenant, probe_s)
+            if bg is not None:
+                res = b.sdk_result(bg)
+                out[load]["offered_ev_s"] = round(res["total"] / max(1e-9, res["last_emit"] - res["first_emit"]))
+            print(f"latency at {load:>6.0f} ev/s offered: {json.dumps(out[load])}", flush=True)
+        tracer.flush(30)
+        out["probe_stats"] = tracer.stats()
+    finally:
+        tracer.close(5)
+    out["probe_emitted"] = {probe_tenant: sum(v["n"] + v["missing"] for k, v in out.items()
+                                              if isinstance(k, float)) * 5}
+    return out
+
+
+# ---- 2. throughput ----------------------------------------------------------------------------
+
+def throughput(b: Bench, events: int, emitters: int, agents: int, expect: dict[str, int]) -> dict:
+    pids = b.pids()
+    cpu0 = {k: tree_cpu(p) for k, p in pids.items()}
+    per = events // emitters
+    procs = [b.sdk(events=per, agents=agents) for _ in range(emitters)]
+    results = [b.sdk_result(p) for p in procs]
+    first = min(r["first_emit"] for r in results)
+    last_emit = max(r["last_emit"] for r in results)
+    total = sum(r["total"] for r in results)
+    for r in results:
+        for t, n in r["emitted"].items():
+            expect[t] = expect.get(t, 0) + n
+    deadline = time.time() + max(120.0, total / 2000)
+    stored: dict[str, int] = {}
+    while time.time() < deadline:
+        stored = b.stored()
+        if all(stored[t] >= expect.get(t, 0) for t in b.tenants):
+            break
+        time.sleep(0.25)
+    done = time.time()
+    cpu1 = {k: tree_cpu(p) for k, p in pids.items()}
+    cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in pids}
+    cpu["sdk"] = round(sum(r["cpu_s"] for r in results), 2)
+    return {"events": total, "emit_ev_s": round(total / max(1e-9, last_emit - first)),
+            "e2e_s": round(done - first, 2), "e2e_ev_s": round(total / (done - first)),
+            "complete": all(stored.get(t, 0) >= expect.get(t, 0) for t in b.tenants),
+            "cpu_s": cpu, "cpu_us_per_event": {k: round(v / total * 1e6, 1) for k, v in cpu.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--tenants", type=int, default=3)
+    ap.add_argument("--agents", type=int, default=4, help="agents per tenant per SDK process")
+    ap.add_argument("--emitters", type=int, default=2, help="SDK processes in the throughput phase")
+    ap.add_argument("--loads", default="0,2000,10000", help="background ev/s for the latency steps")
+    ap.add_argument("--probe-s", type=float, default=10.0)
+    ap.add_argument("--warm-s", type=float, default=3.0)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--gateway", action="store_true")
+    ap.add_argument("--data-dir", default=None)
+    a = ap.parse_args()
+    tenants = [f"e2e-{i}" for i in range(a.tenants)]
+    tmp = tempfile.TemporaryDirectory(prefix="agentstream-e2e-")
+    data = Path(a.data_dir or tmp.name)
+    loadavg = os.getloadavg()
+    b = Bench(data, tenants, a.partitions, a.gateway)
+    t_start = time.monotonic()
+    b.start()
+    print(f"stack ready in {time.monotonic() - t_start:.1f}s; load average before: "
+          f"{', '.join(f'{x:.2f}' for x in loadavg)} on {os.cpu_count()} cores", flush=True)
+    try:
+        lat = latency_steps(b, [float(x) for x in a.loads.split(",") if x != ""], a.probe_s, a.warm_s)
+        expect: dict[str, int] = dict(lat["probe_emitted"])
+        for r in b.sdk_procs:
+            for t, n in r["emitted"].items():
+                expect[t] = expect.get(t, 0) + n
+        tp = throughput(b, a.events, a.emitters, a.agents, expect) if a.events else {}
+        print(f"throughput: {json.dumps(tp)}", flush=True)
+        time.sleep(2.0)  # let the sink's last flush land before the final count
+        stored, metrics = b.stored(), b.metrics()
+        dlq = sum(v for k, v in metrics.items() if "dlq" in k)
+        quarantine = sum(v for k, v in metrics.items() if "quarantine" in k)
+        sdk_lost = sum(r["sdk_stats"].get(k, 0) for r in b.sdk_procs for k in ("failed", "dropped"))
+        sdk_lost += sum(lat["probe_stats"].get(k, 0) for k in ("failed", "dropped"))
+        emitted = sum(expect.values())
+        lost = emitted - sum(stored.values()) - int(dlq) - int(quarantine)
+        accounting = {"emitted": emitted, "stored": sum(stored.values()), "dlq": int(dlq),
+                      "quarantine": int(quarantine), "sdk_failed_or_dropped": sdk_lost,
+                      "per_tenant": {t: [expect.get(t, 0), stored[t]] for t in tenants},
+                      "counters": {k: v for k, v in metrics.items() if "records" in k or "rows" in k
+                                   or "dlq" in k}}
+        print(f"accounting: {json.dumps(accounting)}", flush=True)
+    finally:
+        b.stop()
+        tmp.cleanup()
+    idle = lat.get(0.0, {})
+    busiest = lat.get(max([k for k in lat if isinstance(k, float)], default=0.0), {})
+    print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(json.dumps({
+        "e2e_ev_s": tp.get("e2e_ev_s"), "emit_ev_s": tp.get("emit_ev_s"),
+        "latency_p50_ms_idle": idle.get("p50_ms"), "latency_p99_ms_idle": idle.get("p99_ms"),
+        "latency_max_ms_idle": idle.get("max_ms"),
+        "latency_p99_ms_10k": lat.get(10000.0, busiest).get("p99_ms"),
+        "latency": {str(int(k)): v for k, v in lat.items() if isinstance(k, float)},
+        "lost": lost, "cpu_by_stage": tp.get("cpu_us_per_event"), "cpu_s": tp.get("cpu_s"),
+        "accounting": {k: v for k, v in accounting.items() if k != "counters"},
+        "loadavg_before": [round(x, 2) for x in loadavg],
+    }))
+
+
+if __name__ == "__main__":
+    main()
