@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from .auth import KeyStore
-from .db import Db, connect
+from .db import Db, connect, sibling_factory
 from .deps import AppState
 from .errors import install_error_handlers
 from .metrics import ApiMetrics, install_metrics
@@ -64,9 +64,14 @@ def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastA
     ``settings.clickhouse_dsn`` (the embedded stack shares its chDB client; tests pass theirs)."""
     settings = settings or ApiSettings()
     password = settings.clickhouse_password.get_secret_value() if settings.clickhouse_password else None
-    db = Db(client) if client is not None else Db(factory=lambda: connect(settings.clickhouse_dsn, password))
+    factory = sibling_factory(client) if client is not None else (
+        lambda: connect(settings.clickhouse_dsn, password))
+    db = Db(client, factory, pool_size=settings.clickhouse_pool_size)
+    # /v1/sql gets connections of its own: the routes' pool never waits behind ad-hoc SQL.
+    sql_db = Db(None if factory else client, factory, pool_size=settings.sql_pool_size)
     state = AppState(settings=settings, db=db, keys=KeyStore(settings.api_keys_file),
                      metrics=ApiMetrics())
+    state.extras["sql_db"] = sql_db
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

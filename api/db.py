@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 from .errors import ApiError
@@ -58,29 +60,90 @@ def error_code(exc: BaseException) -> int | None:
     return None
 
 
-class Db:
-    """A thin wrapper: rows as dicts, and ClickHouse failures as the API's error model."""
+def sibling_factory(client: Any) -> Callable[[], Any] | None:
+    """Opens more handles on the engine of an embedded (chDB) client, else None.
 
-    def __init__(self, client: Any = None, factory: Callable[[], Any] | None = None) -> None:
+    chDB serialises the calls on one handle but runs calls on separate handles of the same
+    engine at once; the API's pools open their own handles so they queue behind nobody.
+    """
+    path = getattr(client, "path", None)
+    if type(client).__name__ != "ChdbClient" or not isinstance(path, str):
+        return None
+
+    def make() -> Any:
+        import clickhouse_connect
+
+        return clickhouse_connect.get_client(dsn="chdb://" + path)
+
+    return make
+
+
+class Db:
+    """Rows as dicts, ClickHouse failures as the API's error model, and a pool of connections.
+
+    A query leases one connection of up to ``pool_size`` (opened on demand by ``factory``), so
+    queries run side by side instead of one at a time on a shared client. With a client and no
+    factory the pool holds that one client.
+    """
+
+    def __init__(self, client: Any = None, factory: Callable[[], Any] | None = None,
+                 pool_size: int = 1) -> None:
         if client is None and factory is None:
             raise ValueError("Db needs a client or a factory")
         self._client = client
         self._factory = factory
         self._lock = threading.Lock()
+        self._pool_size = max(1, pool_size) if factory is not None else 1
+        self._idle: "queue.LifoQueue[Any]" = queue.LifoQueue()
+        self._opened = 0
+        if client is not None:
+            self._idle.put(client)
+            self._opened = 1
 
     @property
     def client(self) -> Any:
-        # Connect on first use: the app starts (and answers /healthz) while ClickHouse is down.
+        """The first connection (opened on first use: the app answers /healthz while ClickHouse is down)."""
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    try:
-                        self._client = self._factory()
-                    except Exception as exc:  # noqa: BLE001
-                        log.warning("cannot connect to ClickHouse: %s", exc)
-                        raise ApiError(503, "clickhouse_unavailable",
-                                       "cannot connect to ClickHouse; retry later") from exc
+                    self._client = self._open()
+                    self._opened += 1
+                    self._idle.put(self._client)
         return self._client
+
+    def _open(self) -> Any:
+        try:
+            return self._factory()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cannot connect to ClickHouse: %s", exc)
+            raise ApiError(503, "clickhouse_unavailable",
+                           "cannot connect to ClickHouse; retry later") from exc
+
+    @contextmanager
+    def lease(self) -> Iterator[Any]:
+        """One connection for one query, returned to the pool afterwards."""
+        self.client  # noqa: B018 - the first connection, opened (or refused) here
+        try:
+            c = self._idle.get_nowait()
+        except queue.Empty:
+            c = None
+            with self._lock:
+                grow = self._opened < self._pool_size
+                if grow:
+                    self._opened += 1
+            if grow:
+                try:
+                    c = self._open()
+                except ApiError:
+                    with self._lock:
+                        self._opened -= 1
+                    raise
+            else:
+                c = self._idle.get()
+        try:
+            yield c
+        finally:
+            self._idle.put(c)
 
     def rows(
         self,
@@ -97,20 +160,22 @@ class Db:
         return rows[0] if rows else None
 
     def _query(self, sql: str, params: dict[str, Any] | None, settings: dict[str, Any] | None):
-        client = self.client
-        try:
-            return client.query(sql, parameters=params or {}, settings=settings or {})
-        except Exception as exc:  # noqa: BLE001 - clickhouse-connect raises several types
-            raise self.map_error(exc) from exc
+        with self.lease() as client:
+            try:
+                return client.query(sql, parameters=params or {}, settings=settings or {})
+            except Exception as exc:  # noqa: BLE001 - clickhouse-connect raises several types
+                raise self.map_error(exc) from exc
 
     def raw_query(self, sql: str, params: dict[str, Any] | None = None,
                   settings: dict[str, Any] | None = None):
         """The clickhouse-connect result, errors unmapped (the SQL endpoint maps its own)."""
-        return self.client.query(sql, parameters=params or {}, settings=settings or {})
+        with self.lease() as client:
+            return client.query(sql, parameters=params or {}, settings=settings or {})
 
     def ping(self) -> bool:
         try:
-            self.client.query("SELECT 1")
+            with self.lease() as client:
+                client.query("SELECT 1")
         except ApiError:
             return False
         except Exception:  # noqa: BLE001

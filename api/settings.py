@@ -42,6 +42,15 @@ class ApiSettings(BaseSettings):
     sql_max_memory_bytes: int = 1 << 30
     sql_max_rows_to_read: int = 200_000_000
     sql_max_query_chars: int = 20_000
+    # /v1/sql fair sharing: queries one tenant runs at once and may queue (more get 429 with
+    # Retry-After), how long a queued one waits, and the SQL pool: its own ClickHouse
+    # connections and threads, apart from the API routes' pool, so routes never wait behind SQL.
+    sql_max_concurrent_per_tenant: int = 2
+    sql_max_queued_per_tenant: int = 4
+    sql_queue_wait_s: float = 10.0
+    sql_pool_size: int = 4
+    # Connections the API's own routes use (chDB: handles on the same engine; run side by side).
+    clickhouse_pool_size: int = 8
 
     # Alert stream: how often the SSE endpoint polls ClickHouse, and the keep-alive period.
     alerts_poll_interval_s: float = 1.0

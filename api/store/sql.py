@@ -1,4 +1,5 @@
-"""/v1/sql execution: tenant-scoped, read-only, limited. The static checks live in sql_guard."""
+"""/v1/sql execution: tenant-scoped by a tree rewrite (api/sql/), checked on ClickHouse's own
+query tree, read-only and limited."""
 from __future__ import annotations
 
 import base64
@@ -13,27 +14,35 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..db import Db, error_code
+from ..db import Db
 from ..errors import ApiError
 from ..pagination import decode_cursor, encode_cursor
 from ..settings import ApiSettings
-from ..sql_guard import SqlRejected, check_ast, check_tokens, lex, parse_explain_ast, strip_statement, table_filters
+from ..sql.describe import aggregate_hint, describe, describe_target
+from ..sql.error_map import map_sql_error
+from ..sql.rejections import SqlRejected
+from ..sql.rewrite import TENANT_PARAM, scope_query
+from ..sql.tree_check import check_query_tree, parse_query_tree, result_columns
+from ..sql_guard import check_tokens, lex, strip_statement
 
-_LIMIT_CODES = {158: "rows read", 396: "rows or bytes", 159: "execution time", 241: "memory",
-                160: "execution speed", 307: "bytes read"}
-_UNAVAILABLE = {209, 210, 394, 202, 999, 1002}
 CATALOG_TTL_S = 30.0
+# Engines whose tables hold rows a tenant may read; views, MVs and Null staging tables are not.
+_STORAGE_ENGINE_SUFFIX = "MergeTree"
 
 
 @dataclass
 class Catalog:
     database: str
-    tenant_tables: set[str]  # current database, has a tenant_id column: readable, filtered
-    other_tables: set[str]  # every other table the server knows: filtered to nothing
+    readable: set[str]  # MergeTree tables of the current database with a tenant_id column
     loaded: float
 
 
 class SqlRunner:
+    """Runs one analyst query: token look, tree rewrite, ClickHouse's query-tree check, execution.
+
+    ``db`` is the SQL pool (its own connections, apart from the API routes' pool).
+    """
+
     def __init__(self, db: Db, settings: ApiSettings) -> None:
         self.db = db
         self.settings = settings
@@ -45,23 +54,14 @@ class SqlRunner:
         if c is not None and time.monotonic() - c.loaded < CATALOG_TTL_S:
             return c
         with self._lock:
-            database = self.db.rows("SELECT currentDatabase() AS d")[0]["d"]
             rows = self.db.rows(
-                "SELECT t.database AS db, t.name AS name, "
-                "  (t.database = currentDatabase() AND (t.database, t.name) IN "
-                "   (SELECT database, table FROM system.columns WHERE name = 'tenant_id')) AS tenant "
-                "FROM system.tables AS t WHERE NOT t.is_temporary"
-            )
-            tenant = {r["name"] for r in rows if r["tenant"]}
-            other = set()
-            for r in rows:
-                # system.one is the dummy row behind a SELECT without FROM: no data, must read.
-                if r["tenant"] or (r["db"], r["name"]) == ("system", "one"):
-                    continue
-                other.add(f"{r['db']}.{r['name']}")
-                if r["db"] == database:
-                    other.add(r["name"])
-            self._catalog = c = Catalog(database, tenant, other, time.monotonic())
+                "SELECT currentDatabase() AS db, t.name AS name FROM system.tables AS t "
+                "WHERE t.database = currentDatabase() AND endsWith(t.engine, {suffix:String}) "
+                "  AND t.name IN (SELECT table FROM system.columns "
+                "                 WHERE database = currentDatabase() AND name = 'tenant_id')",
+                {"suffix": _STORAGE_ENGINE_SUFFIX})
+            database = rows[0]["db"] if rows else self.db.rows("SELECT currentDatabase() AS db")[0]["db"]
+            self._catalog = c = Catalog(database, {r["name"] for r in rows}, time.monotonic())
         return c
 
     def run(self, tenant: str, sql: str, limit: int | None, cursor: str | None) -> dict[str, Any]:
@@ -69,7 +69,14 @@ class SqlRunner:
         if len(sql) > s.sql_max_query_chars:
             raise SqlRejected("sql_too_long", f"the query is longer than {s.sql_max_query_chars} characters")
         sql = strip_statement(sql)
-        ctes = check_tokens(lex(sql))
+        tokens = lex(sql)
+        check_tokens(tokens)
+        cat = self.catalog()
+        target = describe_target(tokens, cat.database)
+        if target is not None:
+            return describe(target, cat.readable, cat.database,
+                            lambda q: self._call(q, {}, self._limits(), sql).result_rows)
+        scoped = scope_query(sql, cat.readable, cat.database)
         page = min(limit or s.sql_max_rows, s.sql_max_rows)
         digest = hashlib.sha256(sql.encode()).hexdigest()[:16]
         after = decode_cursor("sql", cursor, (str, int))
@@ -78,15 +85,15 @@ class SqlRunner:
             if after[0] != digest:
                 raise ApiError(400, "invalid_cursor", "this cursor belongs to another query")
             offset = after[1]
-        # The newline before ')' keeps a trailing '-- comment' from swallowing the wrapper.
-        wrapped = f"SELECT * FROM (\n{sql}\n) LIMIT {page + 1} OFFSET {offset}"
-        cat = self.catalog()
-        qs = self._settings(tenant, cat)
-        explain = self._call(f"EXPLAIN AST {wrapped}", qs)
-        check_ast(parse_explain_ast([r[0] for r in explain.result_rows]), cat.tenant_tables, ctes,
-                  cat.database)
+        wrapped = f"SELECT * FROM ({scoped.sql}) LIMIT {page + 1} OFFSET {offset}"
+        params = {TENANT_PARAM: tenant}
+        qs = self._limits()
+        tree = parse_query_tree([r[0] for r in self._call(f"EXPLAIN QUERY TREE {wrapped}", params, qs,
+                                                          sql).result_rows])
+        check_query_tree(tree, tenant, cat.readable, cat.database)
+        _check_result_types(result_columns(tree))
         started = time.perf_counter()
-        result = self._call(wrapped, qs)
+        result = self._call(wrapped, params, qs, sql)
         elapsed_ms = (time.perf_counter() - started) * 1000
         rows = [list(r) for r in result.result_rows]
         next_cursor = None
@@ -101,49 +108,35 @@ class SqlRunner:
             "elapsed_ms": round(elapsed_ms, 3),
         }
 
-    def _settings(self, tenant: str, cat: Catalog) -> dict[str, Any]:
+    def _limits(self) -> dict[str, Any]:
         s = self.settings
         return {
             "max_execution_time": s.sql_max_execution_time_s,
             "max_memory_usage": s.sql_max_memory_bytes,
             "max_rows_to_read": s.sql_max_rows_to_read,
-            "additional_table_filters": table_filters(tenant, cat.tenant_tables, cat.other_tables),
             # Last: on a server, settings after readonly=1 in the same request would be refused.
             "readonly": 1,
         }
 
-    def _call(self, sql: str, settings: dict[str, Any]):
+    def _call(self, sql: str, params: dict[str, Any], settings: dict[str, Any], caller_sql: str):
         try:
-            return self.db.raw_query(sql, settings=settings)
+            return self.db.raw_query(sql, params, settings=settings)
         except ApiError:
             raise
         except Exception as exc:  # noqa: BLE001 - every ClickHouse error maps to a clear answer
-            raise map_sql_error(exc) from exc
+            raise map_sql_error(exc, caller_sql) from exc
 
 
-def _clean_message(text: str) -> str:
-    text = text.split("\n")[0]
-    for marker in (" (version ", ". Stack trace"):
-        text = text.split(marker)[0]
-    while text.startswith("Code: "):
-        text = text.split("DB::Exception: ", 1)[-1]
-    return text.strip()[:500]
-
-
-def map_sql_error(exc: BaseException) -> ApiError:
-    code = error_code(exc)
-    if code is None or code in _UNAVAILABLE:
-        return ApiError(503, "clickhouse_unavailable", "ClickHouse is unavailable; retry later")
-    message = _clean_message(str(exc))
-    if code in _LIMIT_CODES:
-        return ApiError(400, "sql_limit_exceeded",
-                        f"the query exceeded the {_LIMIT_CODES[code]} limit: {message}",
-                        {"clickhouse_code": code})
-    if code == 164:
-        return ApiError(400, "sql_not_select", f"read-only: {message}", {"clickhouse_code": code})
-    if code == 62:
-        return ApiError(400, "sql_syntax", message, {"clickhouse_code": code})
-    return ApiError(400, "sql_error", message, {"clickhouse_code": code})
+def _check_result_types(columns: list[str]) -> None:
+    for line in columns:
+        at = line.find("AggregateFunction(")
+        if at > 0:
+            name = line[:at].rsplit(" ", 1)[0]
+            hint = aggregate_hint(name, line[at:])
+            raise SqlRejected("sql_aggregate_state",
+                              f"column {name} is an aggregate state and cannot be returned as a "
+                              f"value; {hint or 'read it with finalizeAggregation()'}",
+                              {"column": name})
 
 
 def jsonable(v: Any) -> Any:

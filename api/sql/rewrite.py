@@ -1,0 +1,190 @@
+"""Scopes analyst SQL to one tenant by rewriting its syntax tree (the first wall of /v1/sql).
+
+The caller's text is parsed with sqlglot's ClickHouse dialect and only SQL generated from the
+rewritten tree is ever executed, so what runs is exactly what was checked: a clause the parser
+did not understand is a parse error (rejected), never text passed through.
+
+Every table reference becomes ``(SELECT * FROM db.t PREWHERE tenant_id = {agentstream_tenant:String})``
+with the tenant bound as a query parameter. PREWHERE is the first read step of a MergeTree scan:
+no other column of another tenant's row is read, and every expression of the caller's (WHERE,
+JOIN ON, a pushed-down filter, a function that throws) runs above that subquery. The caller's
+own PREWHERE cannot stay (ClickHouse allows it on tables only), so it moves into WHERE.
+FINAL and SAMPLE move into the subquery, which is where ClickHouse accepts them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Collection
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from .functions import check_function_name
+from .rejections import SqlRejected, forbidden_table
+
+TENANT_PARAM = "agentstream_tenant"
+DIALECT = "clickhouse"
+
+# Statement kinds that are not a query. Checked on every node, so a nested one is caught too.
+_NOT_QUERY = tuple(getattr(exp, n) for n in (
+    "Command", "Insert", "Create", "Drop", "Alter", "Delete", "Update", "Merge", "Set", "Use",
+    "Describe", "Show", "Pragma", "TruncateTable", "Kill", "Transaction", "Commit", "Rollback",
+    "Cache", "Uncache", "Refresh", "Analyze", "Grant", "Revoke", "Copy", "Attach", "Detach",
+    "Export", "LoadData",
+) if hasattr(exp, n))
+_QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery)
+# Arguments of a table reference the rewrite carries into the subquery or keeps on it. Any other
+# (time travel, hints, pivots, partitions ...) is refused rather than guessed at.
+_TABLE_ARGS = {"this", "db", "catalog", "alias", "sample"}
+
+
+@dataclass(frozen=True)
+class ScopedQuery:
+    sql: str  # generated from the rewritten tree: the only text that reaches ClickHouse
+    tables: tuple[str, ...]  # the readable tables it reads, each through the tenant subquery
+
+
+def parse_one(sql: str) -> exp.Expression:
+    try:
+        trees = [t for t in sqlglot.parse(sql, read=DIALECT) if t is not None]
+    except (ParseError, TokenError) as exc:
+        raise SqlRejected("sql_syntax", f"the query could not be parsed: {_parse_message(exc)}") from exc
+    if not trees:
+        raise SqlRejected("sql_empty", "the query is empty")
+    if len(trees) > 1:
+        raise SqlRejected("sql_multiple_statements", "only one statement is allowed per request")
+    return trees[0]
+
+
+def _parse_message(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None) or []
+    if errors:
+        e = errors[0]
+        return f"{e.get('description', 'invalid syntax')} at line {e.get('line')}, column {e.get('col')}"
+    return str(exc).split("\n")[0][:200]
+
+
+def scope_query(sql: str, readable: Collection[str], database: str) -> ScopedQuery:
+    """The caller's query, rewritten so every table it reads is the tenant's rows only."""
+    tree = parse_one(sql)
+    if not isinstance(tree, _QUERY_ROOTS):
+        kind = type(tree).__name__.upper()
+        raise SqlRejected("sql_not_select",
+                          f"{kind} statements are not allowed: /v1/sql runs read-only SELECT queries",
+                          {"statement": kind})
+    _check_nodes(tree, database)
+    _relocate_prewhere(tree)
+    _attach_final_sample(tree)
+    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+    read: list[str] = []
+    # Collected first: replacing while walking would revisit the subqueries we insert.
+    for table in list(tree.find_all(exp.Table)):
+        if not table.args.get("db") and not table.args.get("catalog") and table.name in ctes \
+                and isinstance(table.this, exp.Identifier):
+            continue  # a CTE reference; its body's tables are rewritten where they stand
+        read.append(_scope_table(table, readable, database))
+    return ScopedQuery(tree.sql(dialect=DIALECT), tuple(read))
+
+
+def _check_nodes(tree: exp.Expression, database: str) -> None:
+    for node in tree.walk():
+        if isinstance(node, _NOT_QUERY):
+            raise SqlRejected("sql_not_select", "only SELECT queries run through /v1/sql")
+        if node.args.get("settings"):
+            raise SqlRejected("sql_settings_forbidden",
+                              "SETTINGS clauses are not allowed; limits are set by the server")
+        if node.args.get("format") is not None and isinstance(node, _QUERY_ROOTS):
+            raise SqlRejected("sql_output_forbidden",
+                              "FORMAT clauses are not allowed; results are returned as JSON")
+        if isinstance(node, exp.Into) or node.args.get("into") is not None:
+            raise SqlRejected("sql_output_forbidden", "INTO is not allowed")
+        if isinstance(node, exp.Placeholder):
+            raise SqlRejected("sql_parameters", "query parameters ({name:Type}) are not supported")
+        if isinstance(node, exp.Func) and not isinstance(node.parent, exp.Table):
+            # (a function in table position is a table function: refused with the tables)
+            check_function_name(_function_name(node))
+        if isinstance(node, exp.Column):
+            _unqualify_database(node, database)
+
+
+def _function_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return node.name
+    return node.sql_name()
+
+
+def _unqualify_database(col: exp.Column, database: str) -> None:
+    # ``default.events.run_id`` names the table, which is now a subquery aliased ``events``.
+    if col.args.get("catalog") is not None:
+        raise SqlRejected("sql_unsupported", "four-part column names are not supported")
+    db = col.args.get("db")
+    if db is None:
+        return
+    if db.name != database:
+        raise forbidden_table(f"{db.name}.{col.table}")
+    col.set("db", None)
+
+
+def _relocate_prewhere(tree: exp.Expression) -> None:
+    for select in list(tree.find_all(exp.Select)):
+        pre = select.args.get("prewhere")
+        if pre is None:
+            continue
+        where = select.args.get("where")
+        cond = exp.paren(pre.this.copy())
+        if where is not None:
+            cond = exp.and_(cond, exp.paren(where.this.copy()))
+        select.set("prewhere", None)
+        select.set("where", exp.Where(this=cond))
+
+
+def _attach_final_sample(tree: exp.Expression) -> None:
+    # ``FROM t FINAL SAMPLE n``: sqlglot hangs the SAMPLE on the SELECT; it belongs to t.
+    for select in list(tree.find_all(exp.Select)):
+        sample = select.args.get("sample")
+        if sample is None:
+            continue
+        source = select.args.get("from_")
+        table = source.this if source is not None else None
+        if isinstance(table, exp.Final):
+            table = table.this
+        if not isinstance(table, exp.Table) or table.args.get("sample") is not None:
+            raise SqlRejected("sql_unsupported", "SAMPLE applies to the table in FROM only")
+        select.set("sample", None)
+        table.set("sample", sample)
+
+
+def _scope_table(table: exp.Table, readable: Collection[str], database: str) -> str:
+    if not isinstance(table.this, exp.Identifier):
+        name = table.this.name if isinstance(table.this, exp.Func) else table.this.sql(DIALECT)
+        raise SqlRejected("sql_table_function",
+                          f"table function {name}() is not allowed; query the tables {sorted(readable)}",
+                          {"function": name})
+    extra = {k for k, v in table.args.items() if v and k not in _TABLE_ARGS}
+    if extra:
+        raise SqlRejected("sql_unsupported",
+                          f"table modifiers {sorted(extra)} are not supported on {table.name}")
+    db = table.args.get("db")
+    if table.args.get("catalog") is not None or (db is not None and db.name != database):
+        raise forbidden_table(table.sql(DIALECT), readable)
+    if table.name not in readable:
+        raise forbidden_table(table.sql(DIALECT), readable)
+    target: exp.Expression = table
+    final = isinstance(table.parent, exp.Final)
+    if final:
+        target = table.parent
+    inner = exp.Table(this=exp.to_identifier(table.name, quoted=True),
+                      db=exp.to_identifier(database, quoted=True))
+    if table.args.get("sample") is not None:
+        inner.set("sample", table.args["sample"].copy())
+    source: exp.Expression = exp.Final(this=inner) if final else inner
+    tenant = exp.Placeholder(this=exp.var(TENANT_PARAM), kind=exp.DataType.build("String", dialect=DIALECT))
+    sub = exp.Select(expressions=[exp.Star()], from_=exp.From(this=source),
+                     prewhere=exp.PreWhere(this=exp.EQ(this=exp.column("tenant_id", quoted=True),
+                                                       expression=tenant)))
+    alias = table.args.get("alias")
+    alias = alias.copy() if alias is not None else exp.TableAlias(
+        this=exp.to_identifier(table.name, quoted=True))
+    target.replace(exp.Subquery(this=sub, alias=alias))
+    return table.name
