@@ -20,6 +20,7 @@ from typing import Any
 
 from agentstream.schemas.digests import end_user_digest
 
+from . import span_digest
 from .otlp_decode import STATUS_ERROR, OtlpSpan
 
 LLM_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
@@ -162,7 +163,8 @@ def _step(s: OtlpSpan, ctx: MappingContext) -> dict[str, Any]:
         kind = "TOOL"
         name = _str(a.get("gen_ai.tool.name")) or name
         tool = {"tool_name": name, "call_id": _str(a.get("gen_ai.tool.call.id")),
-                "args_digest": _args_digest(a.get("gen_ai.tool.call.arguments"), ctx)}
+                "args_digest": _args_digest(a.get("gen_ai.tool.call.arguments"), ctx)
+                or span_digest.tool_args_digest(a, ctx.args_digest_key)}
     elif op == "invoke_agent":
         kind = "HANDOFF"
         handoff = {"to_agent_id": _str(a.get("gen_ai.agent.id")) or _agent_name(s) or name,
@@ -200,6 +202,7 @@ def _llm(s: OtlpSpan, op: str, ctx: MappingContext) -> dict[str, Any]:
         "cache_write_tokens": cw, "cost_usd": cost or 0.0,
         "finish_reasons": [str(r) for r in reasons] if isinstance(reasons, list) else [],
         "tool_calls": [],
+        "request_digest": span_digest.llm_request_digest(a, req or resp or "unknown", ctx.args_digest_key),
     }
 
 
