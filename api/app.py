@@ -17,12 +17,12 @@ from .settings import ApiSettings
 
 log = logging.getLogger("agentstream.api")
 
-from .routes import (alerts, compare, costs, drift, feedback, health, policies, runs, sessions, sql,
-                     stats, timeline)
+from .routes import (alert_lifecycle, alerts, compare, costs, drift, feedback, health, policies, runs,
+                     sessions, sql, stats, timeline)
 
 # Included in this order (timeline before nothing that shadows /v1/runs/{run_id}/timeline).
-ROUTERS = [health, runs, timeline, sessions, stats, costs, compare, alerts, drift, sql, policies,
-           feedback]
+ROUTERS = [health, runs, timeline, sessions, stats, costs, compare, alerts, alert_lifecycle, drift, sql,
+           policies, feedback]
 
 DESCRIPTION = """\
 Read API over agentstream's ClickHouse tables. Every request needs a tenant API key
@@ -76,7 +76,7 @@ def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastA
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
-        for resource in (state.policies, state.kafka):
+        for resource in (state.policies, state.kafka, state.extras.get("alerting")):
             if resource is not None:
                 resource.close()
 

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from agentstream.schemas import POLICY, Codec, DecodeError, make_resolver, topic_name
+from agentstream.schemas.alerting import is_alerting_key
 from .errors import ApiError
 from .settings import ApiSettings
 
@@ -44,12 +45,16 @@ class KafkaWriter:
         return topic_name(logical, self.settings.topic_prefix)
 
     def write(self, logical: str, key: str, schema: str, record: dict[str, Any]) -> None:
-        from confluent_kafka import KafkaException
-
         try:
             value = self.codec.encode(schema, record)
         except Exception as exc:  # noqa: BLE001 - an invalid record is the caller's bad input
             raise ApiError(400, "invalid_record", f"record does not fit {schema}: {exc}") from exc
+        self.write_bytes(logical, key.encode(), value)
+
+    def write_bytes(self, logical: str, key: bytes, value: bytes | None) -> None:
+        """Produces an already-encoded value (None: a tombstone) and waits for the ack."""
+        from confluent_kafka import KafkaException
+
         topic = self.topic(logical)
         done = threading.Event()
         outcome: dict[str, Any] = {}
@@ -59,7 +64,7 @@ class KafkaWriter:
             done.set()
 
         try:
-            self.producer.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
+            self.producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
         except (KafkaException, BufferError) as exc:
             self._count(topic, "error")
             raise ApiError(503, "kafka_unavailable", f"could not produce to {topic}: {exc}") from exc
@@ -126,6 +131,8 @@ class PolicyCache:
                 continue
             if msg.error() is not None:
                 continue
+            if is_alerting_key(msg.key()):
+                continue  # alert routing/silence/state records: api/alerting_io.py reads those
             tenant = (msg.key() or b"").decode(errors="replace")
             if msg.value() is None:
                 with self._lock:  # tombstone: the tenant's policy was deleted

@@ -49,13 +49,14 @@ DELIVERED, REJECTED, UNAVAILABLE = "delivered", "rejected", "unavailable"
 
 
 def deliver(client: Any, url: str, body: dict[str, Any], max_retries: int = 6, base_s: float = 0.5,
-            cap_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> str:
+            cap_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
+            headers: dict[str, str] | None = None) -> str:
     """Posts until the receiver settles it: ``DELIVERED`` (2xx), ``REJECTED`` (a 4xx other than
     408/429: no retry can change it) or ``UNAVAILABLE`` (5xx, 408/429 or network errors on every
     one of the 1 + max_retries tries). Each try is one POST; there is never a post after a 2xx."""
     for attempt in range(max_retries + 1):
         try:
-            r = client.post(url, json=body, timeout=10.0)
+            r = client.post(url, json=body, timeout=10.0, headers=headers)
             if 200 <= r.status_code < 300:
                 return DELIVERED
             if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
@@ -122,43 +123,26 @@ def tail_alerts(settings: ProcessorsSettings, tenant: str | None = None, from_be
     return n
 
 
-def forward_alerts(settings: ProcessorsSettings, webhook: str, fmt: str = "slack", routing_key: str = "",
-                   tenant: str | None = None, max_retries: int = 6, group: str | None = None,
-                   stop_after: int = 0, client: Any = None, base_s: float = 0.5) -> int:
-    import httpx
+def forward_alerts(settings: ProcessorsSettings, webhook: str | None = None, fmt: str = "slack",
+                   routing_key: str = "", tenant: str | None = None, max_retries: int = 6,
+                   group: str | None = None, stop_after: int = 0, client: Any = None,
+                   base_s: float = 0.5, ledger: str | None = None, idle_timeout: float | None = None) -> int:
+    """Forwards alerts; returns how many posts were accepted. ``webhook``: every alert to that one
+    URL as ``fmt`` (slack, pagerduty or webhook); without it, each tenant's routing rules decide.
+    See alert_forwarder.py for silences, the ledger and offsets."""
+    from agentstream.schemas.alerting import AlertingError, Destination
 
-    if fmt not in ("slack", "pagerduty"):
-        raise ValueError("format must be slack or pagerduty")
-    codec = Codec(make_resolver(settings.schema_registry_url))
-    c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True)
-    http = client or httpx.Client()
-    own_client = client is None
-    sent = 0
-    try:
-        while not stop_after or sent < stop_after:
-            for m in c.consume(50, 0.5):
-                if m.error() is not None:
-                    continue
-                try:
-                    a = codec.decode_as(ALERT, m.value())
-                except DecodeError:
-                    c.commit(message=m, asynchronous=False)
-                    continue
-                if not tenant or a["tenant_id"] == tenant:
-                    body = slack_body(a) if fmt == "slack" else pagerduty_body(a, routing_key)
-                    outcome = deliver(http, webhook, body, max_retries, base_s)
-                    if outcome == DELIVERED:
-                        sent += 1
-                    elif outcome == UNAVAILABLE:
-                        # Out of retries on a transient error: stop without committing, so a
-                        # restarted forwarder resumes at this alert instead of dropping it.
-                        # (No extra "settling" post: after a 2xx that would send the alert twice.)
-                        raise RuntimeError(f"webhook unavailable; alert {a['alert_id']} not delivered")
-                c.commit(message=m, asynchronous=False)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        c.close()
-        if own_client:
-            http.close()
-    return sent
+    from .alert_forwarder import forward
+
+    static = None
+    if webhook:
+        if fmt not in ("slack", "pagerduty", "webhook"):
+            raise ValueError("format must be slack, pagerduty or webhook")
+        try:
+            static = Destination.from_doc({"kind": fmt, "url": webhook, "routing_key": routing_key})
+        except AlertingError as exc:
+            raise ValueError(str(exc)) from exc
+    stats = forward(settings, static=static, tenant=tenant, max_retries=max_retries, group=group,
+                    stop_after=stop_after, client=client, base_s=base_s, ledger=ledger,
+                    idle_timeout=idle_timeout)
+    return stats.delivered

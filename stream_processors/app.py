@@ -16,6 +16,7 @@ from typing import Any
 import faust
 
 from agentstream.schemas import POLICY, Codec, make_resolver, topic_name
+from agentstream.schemas.alerting import is_alerting_key
 
 from .chain import Chain
 from .emitter import Emitter
@@ -123,8 +124,8 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
     async def policies_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             key, value = event.message.key, event.message.value
-            if not key:
-                continue
+            if not key or is_alerting_key(key):
+                continue  # alert routing/silence/state records are the forwarder's, not a policy
             if value is None:
                 policy_table.pop(key, None)
             else:

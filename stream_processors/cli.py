@@ -5,6 +5,7 @@ Imports stay inside the commands so ``agentstream --help`` does not load faust.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Optional
 
 import typer
@@ -53,17 +54,112 @@ def alerts_tail(tenant: Optional[str] = typer.Option(None, help="only this tenan
 
 
 @alerts_app.command("forward")
-def alerts_forward(webhook: str = typer.Option(..., "--webhook", help="URL to POST each alert to"),
-                   fmt: str = typer.Option("slack", "--format", help="slack or pagerduty"),
-                   routing_key: str = typer.Option("", help="PagerDuty Events v2 routing key"),
+def alerts_forward(webhook: Optional[str] = typer.Option(None, "--webhook", help="send every alert to this "
+                                                         "one URL (default: each tenant's routing rules)"),
+                   fmt: str = typer.Option("slack", "--format", help="with --webhook: slack, pagerduty or webhook"),
+                   routing_key: str = typer.Option("", help="PagerDuty Events v2 routing key (with --webhook)"),
                    tenant: Optional[str] = typer.Option(None),
+                   ledger: Optional[str] = typer.Option(
+                       ".agentstream/alerts-forward.ledger", "--ledger",
+                       help="delivery ledger file: never the same alert twice to one destination"),
                    max_retries: int = typer.Option(6)) -> None:
-    """Forward alerts to a webhook (Slack- or PagerDuty-style JSON), with retries and backoff."""
+    """Forward alerts by the tenants' routing rules (or to one --webhook), minus silenced ones."""
     from .alerts_io import forward_alerts
     from .settings import ProcessorsSettings
 
-    forward_alerts(ProcessorsSettings(), webhook, fmt=fmt, routing_key=routing_key, tenant=tenant,
-                   max_retries=max_retries)
+    try:
+        forward_alerts(ProcessorsSettings(), webhook, fmt=fmt, routing_key=routing_key, tenant=tenant,
+                       max_retries=max_retries, ledger=ledger or None)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _state_command(state: str):
+    def command(alert_id: str = typer.Argument(..., help="the alert id"),
+                tenant: str = typer.Option(..., "--tenant"),
+                note: str = typer.Option("", "--note")) -> None:
+        from .alerting_io import set_state
+        from .settings import ProcessorsSettings
+
+        st = set_state(ProcessorsSettings(), tenant, alert_id, state, note)
+        typer.echo(f"alert {st.alert_id} {st.state} for tenant {tenant}")
+
+    command.__doc__ = f"Mark an alert {state} (on the policies topic; the API and dashboard show it)."
+    return command
+
+
+alerts_app.command("ack")(_state_command("acknowledged"))
+alerts_app.command("resolve")(_state_command("resolved"))
+alerts_app.command("reopen")(_state_command("open"))
+
+
+@alerts_app.command("silence")
+def alerts_silence(tenant: str = typer.Option(..., "--tenant"),
+                   duration: str = typer.Option("1h", "--for", help="how long: 30m, 2h, 1d or seconds"),
+                   alert_type: Optional[str] = typer.Option(None, "--type"),
+                   agent: Optional[str] = typer.Option(None, "--agent"),
+                   severity: Optional[str] = typer.Option(None, "--severity", help="INFO, WARNING or CRITICAL"),
+                   comment: str = typer.Option("", "--comment"),
+                   expire: Optional[str] = typer.Option(None, "--expire", help="end this silence id now"),
+                   list_: bool = typer.Option(False, "--list", help="list the tenant's silences")) -> None:
+    """Silence matching alerts (type, agent, severity) until an expiry; --list and --expire ID too."""
+    from .alerting_io import add_silence, expire_silence, now_us, read_book
+    from .settings import ProcessorsSettings
+
+    settings = ProcessorsSettings()
+    try:
+        if list_:
+            now = now_us()
+            for s in read_book(settings).tenant(tenant).silences.values():
+                state = "active" if s.active(now) else "expired"
+                typer.echo(f"{s.silence_id} {state} until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(s.expires_us / 1e6))} "
+                           f"{s.matcher.to_doc()} {s.comment}")
+            return
+        if expire:
+            s = expire_silence(settings, tenant, expire)
+            typer.echo(f"silence {s.silence_id} expired")
+            return
+        s = add_silence(settings, tenant, parse_duration(duration), alert_type, agent, severity, comment)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"silence {s.silence_id} until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(s.expires_us / 1e6))}")
+
+
+@alerts_app.command("routing")
+def alerts_routing(tenant: str = typer.Option(..., "--tenant"),
+                   file: Optional[str] = typer.Option(None, "--file", help='JSON {"rules": [...]} to set; '
+                                                      "without it, show the current rules")) -> None:
+    """Set (--file) or show a tenant's routing rules: type or severity -> webhook, Slack or PagerDuty."""
+    import json
+
+    from agentstream.schemas.alerting import AlertingError
+
+    from .alerting_io import read_book, set_routing
+    from .settings import ProcessorsSettings
+
+    settings = ProcessorsSettings()
+    if file is None:
+        for r in read_book(settings).tenant(tenant).rules:
+            typer.echo(json.dumps({**r.to_doc(), "destination": r.destination.redacted()}))
+        return
+    try:
+        with open(file, encoding="utf-8") as fh:
+            n = set_routing(settings, tenant, json.load(fh))
+    except (OSError, ValueError, AlertingError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{n} routing rules written for tenant {tenant}")
+
+
+def parse_duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    try:
+        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError as exc:
+        raise ValueError(f"duration {text!r} is not like 30m, 2h, 1d or seconds") from exc
 
 
 @policy_app.command("set")

@@ -11,18 +11,18 @@ import json
 import time
 from collections import OrderedDict
 from datetime import datetime
-from typing import AsyncIterator
+from typing import AsyncIterator, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..auth import Principal
 from ..db import Db
 from ..deps import AppState, PageParams, TimeRange, get_db, get_state, page_params, require_read, time_range, to_us
 from ..errors import ERROR_RESPONSES, ApiError
 from ..pagination import decode_cursor, encode_cursor
-from ..store.alerts import AlertFilters, alerts_after, list_alerts, server_now_us
+from ..store.alerts import AlertFilters, alerts_after, list_alerts, server_now_us, state_condition
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=ERROR_RESPONSES)
 
@@ -38,6 +38,48 @@ class Alert(BaseModel):
     evidence: dict[str, str]
     detected_us: int
     inserted_us: int
+    state: Literal["open", "acknowledged", "resolved"] | None = Field(
+        None, description="lifecycle state; null when no broker is configured (it lives on the policies topic)")
+    state_by: str = ""
+    state_at_us: int | None = None
+    state_note: str = ""
+    silenced_by: str | None = Field(None, description="id of an active silence matching the alert")
+
+
+def with_lifecycle(rows: list[dict], tenant: str, state: AppState) -> list[dict]:
+    """The rows with their lifecycle state and active silence, when a broker is configured."""
+    from .alert_lifecycle import alerting_if_configured
+
+    cache = alerting_if_configured(state)
+    if cache is None:
+        return rows
+    now = int(time.time() * 1_000_000)
+
+    def fold(book):
+        t = book.tenant(tenant)
+        out = []
+        for r in rows:
+            st = t.states.get(r["alert_id"])
+            sil = book.silenced_by({**r, "tenant_id": tenant}, now)
+            out.append({**r, "state": st.state if st else "open", "state_by": st.by if st else "",
+                        "state_at_us": st.at_us if st else None, "state_note": st.note if st else "",
+                        "silenced_by": sil.silence_id if sil else None})
+        return out
+
+    return cache.read(fold)
+
+
+def ids_by_state(tenant: str, state: AppState) -> dict[str, list[str]]:
+    from .alert_lifecycle import alerting
+
+    def fold(book):
+        out: dict[str, list[str]] = {"acknowledged": [], "resolved": []}
+        for aid, st in book.tenant(tenant).states.items():
+            if st.state in out:
+                out[st.state].append(aid)
+        return out
+
+    return alerting(state).read(fold)
 
 
 class AlertPage(BaseModel):
@@ -57,9 +99,15 @@ def alert_filters(
 
 @router.get("", response_model=AlertPage, summary="Detector alerts, newest first")
 def get_alerts(who: Principal = Depends(require_read), f: AlertFilters = Depends(alert_filters),
-               page: PageParams = Depends(page_params), db: Db = Depends(get_db)) -> AlertPage:
-    items, next_cursor = list_alerts(db, who.tenant_id, f, page.limit, page.cursor)
-    return AlertPage(items=items, next_cursor=next_cursor)
+               page: PageParams = Depends(page_params), db: Db = Depends(get_db),
+               lifecycle: Literal["open", "acknowledged", "resolved"] | None = Query(
+                   None, alias="state", description="only alerts in this lifecycle state"),
+               state: AppState = Depends(get_state)) -> AlertPage:
+    where, params = "", {}
+    if lifecycle is not None:
+        where = state_condition(lifecycle, ids_by_state(who.tenant_id, state), params)
+    items, next_cursor = list_alerts(db, who.tenant_id, f, page.limit, page.cursor, where, params)
+    return AlertPage(items=with_lifecycle(items, who.tenant_id, state), next_cursor=next_cursor)
 
 
 @router.get(

@@ -44,9 +44,11 @@ def shape_alert(r: dict[str, Any]) -> dict[str, Any]:
     return {**r, "evidence": dict(r["evidence"] or {})}
 
 
-def list_alerts(db: Db, tenant: str, f: AlertFilters, limit: int, cursor: str | None):
-    params: dict[str, Any] = {"tenant": tenant, "limit": limit + 1}
-    where = f.where(params)
+def list_alerts(db: Db, tenant: str, f: AlertFilters, limit: int, cursor: str | None,
+                extra_where: str = "", extra_params: dict[str, Any] | None = None):
+    """``extra_where``/``extra_params``: the lifecycle state condition (``state_condition``)."""
+    params: dict[str, Any] = {"tenant": tenant, "limit": limit + 1, **(extra_params or {})}
+    where = f.where(params) + (f" AND {extra_where}" if extra_where else "")
     after = decode_cursor("alerts", cursor, (int, str))
     if after is not None:
         where += " AND (toUnixTimestamp64Micro(detected_ts), alert_id) < ({c_ts:Int64}, {c_id:String})"
@@ -75,3 +77,21 @@ def alerts_after(db: Db, tenant: str, f: AlertFilters, after_us: int, limit: int
 
 def server_now_us(db: Db) -> int:
     return int(db.rows("SELECT toUnixTimestamp64Micro(now64(6)) AS n")[0]["n"])
+
+
+def get_alert(db: Db, tenant: str, alert_id: str) -> dict[str, Any] | None:
+    row = db.one(f"SELECT {ALERT_COLUMNS} FROM alerts FINAL WHERE tenant_id = {{tenant:String}} "
+                 "AND alert_id = {alert_id:String} LIMIT 1", {"tenant": tenant, "alert_id": alert_id})
+    return shape_alert(row) if row else None
+
+
+def state_condition(state: str, ids_by_state: dict[str, list[str]], params: dict[str, Any]) -> str:
+    """The WHERE condition for alerts in lifecycle ``state``, given the ids the tenant's
+    acknowledgement/resolution records name (an alert without a record is open)."""
+    params["st_ack"] = ids_by_state.get("acknowledged", [])
+    params["st_res"] = ids_by_state.get("resolved", [])
+    if state == "acknowledged":
+        return "alert_id IN {st_ack:Array(String)}"
+    if state == "resolved":
+        return "alert_id IN {st_res:Array(String)}"
+    return "alert_id NOT IN {st_ack:Array(String)} AND alert_id NOT IN {st_res:Array(String)}"

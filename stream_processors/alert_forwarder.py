@@ -1,0 +1,208 @@
+"""``agentstream alerts forward``: alerts → webhook, Slack or PagerDuty, by the tenant's routing
+rules, minus what its silences cover, each alert at most once per destination.
+
+- **Rules and silences** are the alerting records of the compacted policies topic
+  (schemas/alerting.py), followed live: read to the end before the first alert, then polled
+  between alert batches, so a silence written through the API applies to the next batch.
+- **Silences** cover an alert when active at its detection time or at forwarding time: a backlog
+  replayed after an outage stays silent if it was raised during the silence.
+- **Once per destination**: a delivery ledger (``--ledger``, one JSON line per delivered
+  (destination, alert) pair, fsynced before the offset is committed) is consulted before each
+  post, so a restart after a partial fan-out, a redelivered record or a re-emitted alert id
+  never posts twice to a destination that already accepted it. Every post also carries an
+  ``Idempotency-Key`` header (and PagerDuty's ``dedup_key``) for the one window no client can
+  close: a crash between the receiver's 2xx and the ledger write.
+- **Offsets** are committed after every destination of the alert settled (accepted or rejected
+  for good); when one stays unavailable after the retries the forwarder stops uncommitted, and
+  a restart resumes at that alert without re-posting to the destinations already in the ledger.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentstream.schemas import ALERT, Codec, DecodeError, make_resolver, topic_name
+from agentstream.schemas.alerting import AlertingBook, Destination, is_alerting_key
+
+from .alerts_io import DELIVERED, REJECTED, UNAVAILABLE, _consumer, deliver, pagerduty_body, slack_body
+from .settings import ProcessorsSettings
+
+log = logging.getLogger("agentstream.alerts.forward")
+LEDGER_DAYS = 35  # longer than the alerts topic keeps a record (30 days)
+
+
+def body_for(dest: Destination, alert: dict[str, Any]) -> dict[str, Any]:
+    if dest.kind == "slack":
+        return slack_body(alert)
+    if dest.kind == "pagerduty":
+        return pagerduty_body(alert, dest.routing_key)
+    return {"alert": alert}
+
+
+class DeliveryLedger:
+    """(destination id, alert id) pairs already accepted; append-only file, pruned on open."""
+
+    def __init__(self, path: str | os.PathLike | None) -> None:
+        self.path = Path(path) if path else None
+        self.sent: dict[tuple[str, str], int] = {}
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        horizon = time.time() - LEDGER_DAYS * 86_400
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    d, a, t = json.loads(line)
+                except (ValueError, TypeError):
+                    continue  # a torn last line after a crash: that pair was never confirmed
+                if t >= horizon:
+                    self.sent[(d, a)] = t
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps([d, a, t]) + "\n" for (d, a), t in self.sent.items()))
+            os.replace(tmp, self.path)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def __contains__(self, pair: tuple[str, str]) -> bool:
+        return pair in self.sent
+
+    def add(self, dest_id: str, alert_id: str) -> None:
+        now = int(time.time())
+        self.sent[(dest_id, alert_id)] = now
+        if self.path is not None:
+            self._fh.write(json.dumps([dest_id, alert_id, now]) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self.path is not None:
+            self._fh.close()
+
+
+class AlertingFollower:
+    """Folds the policies topic's alerting records into an ``AlertingBook``, from the start."""
+
+    def __init__(self, settings: ProcessorsSettings) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.book = AlertingBook()
+        name = topic_name("policies", settings.topic_prefix)
+        self.consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
+                                  "group.id": "agentstream-alerts-forward-rules",  # never committed
+                                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        md = self.consumer.list_topics(name, timeout=10)
+        parts = sorted(md.topics[name].partitions) if name in md.topics else [0]
+        self.consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in parts])
+
+    def catch_up(self, idle_s: float = 1.0, timeout_s: float = 30.0) -> None:
+        """Reads until a poll of ``idle_s`` finds nothing (never to the high watermark: the
+        embedded broker reports it short)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.poll(idle_s):
+            pass
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        n = 0
+        for m in self.consumer.consume(500, timeout_s):
+            if m.error() is None and is_alerting_key(m.key()):
+                if not self.book.apply(m.key(), m.value()):
+                    log.warning("skipping malformed alerting record at offset %s", m.offset())
+                n += 1
+            elif m.error() is None:
+                n += 1
+        return n
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@dataclass
+class ForwardStats:
+    delivered: int = 0
+    silenced: int = 0
+    unrouted: int = 0
+    rejected: int = 0
+    duplicate: int = 0
+    by_destination: dict[str, int] = field(default_factory=dict)
+
+
+def forward(settings: ProcessorsSettings, *, static: Destination | None = None, tenant: str | None = None,
+            max_retries: int = 6, group: str | None = None, stop_after: int = 0, client: Any = None,
+            base_s: float = 0.5, ledger: str | os.PathLike | None = None,
+            idle_timeout: float | None = None) -> ForwardStats:
+    """Forwards until ``stop_after`` deliveries (0: forever), ``idle_timeout`` seconds without an
+    alert, or Ctrl-C. ``static``: one destination for every alert (``--webhook``) instead of the
+    tenants' routing rules; silences apply either way."""
+    import httpx
+
+    codec = Codec(make_resolver(settings.schema_registry_url))
+    follower = AlertingFollower(settings)
+    follower.catch_up()
+    c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True)
+    http = client or httpx.Client()
+    book_ledger = DeliveryLedger(ledger)
+    stats = ForwardStats()
+    last = time.monotonic()
+    try:
+        while not stop_after or stats.delivered < stop_after:
+            follower.poll()
+            batch = c.consume(50, 0.5)
+            if not batch and idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                break
+            for m in batch:
+                if m.error() is not None:
+                    continue
+                last = time.monotonic()
+                try:
+                    a = codec.decode_as(ALERT, m.value())
+                except DecodeError as exc:
+                    print(f"undecodable alert at {m.partition()}/{m.offset()}: {exc.reason}", file=sys.stderr)
+                    c.commit(message=m, asynchronous=False)
+                    continue
+                if not tenant or a["tenant_id"] == tenant:
+                    _route_one(a, follower.book, static, http, book_ledger, stats, max_retries, base_s)
+                c.commit(message=m, asynchronous=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
+        follower.close()
+        book_ledger.close()
+        if client is None:
+            http.close()
+    return stats
+
+
+def _route_one(a: dict[str, Any], book: AlertingBook, static: Destination | None, http: Any,
+               ledger: DeliveryLedger, stats: ForwardStats, max_retries: int, base_s: float) -> None:
+    now = int(time.time() * 1_000_000)
+    silence = book.silenced_by(a, a["detected_us"]) or book.silenced_by(a, now)
+    if silence is not None:
+        stats.silenced += 1
+        return
+    dests = [static] if static is not None else book.destinations(a)
+    if not dests:
+        stats.unrouted += 1
+        return
+    for dest in dests:
+        if (dest.dest_id, a["alert_id"]) in ledger:
+            stats.duplicate += 1
+            continue
+        headers = {"Idempotency-Key": f"{dest.dest_id}:{a['alert_id']}"}
+        outcome = deliver(http, dest.url, body_for(dest, a), max_retries, base_s, headers=headers)
+        if outcome == UNAVAILABLE:
+            # Stop uncommitted: a restart resumes at this alert; the ledger keeps the
+            # destinations that already accepted it from getting it again.
+            raise RuntimeError(f"{dest.kind} destination {dest.dest_id} unavailable; "
+                               f"alert {a['alert_id']} not delivered")
+        ledger.add(dest.dest_id, a["alert_id"])  # rejected for good is settled too: never re-posted
+        if outcome == DELIVERED:
+            stats.delivered += 1
+            stats.by_destination[dest.dest_id] = stats.by_destination.get(dest.dest_id, 0) + 1
+        elif outcome == REJECTED:
+            stats.rejected += 1
