@@ -6,7 +6,9 @@ than importing them into one another.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -23,6 +25,7 @@ PART_COMMANDS = [
     "agentstream.cli.stack_commands",
     "agentstream.cli.schema_commands",
     "agentstream.cli.runs",
+    "agentstream.cli.export_commands",
     "agentstream.stream_processors.cli",
     "agentstream.sink.cli",
     "agentstream.api.cli",
@@ -50,11 +53,85 @@ def _register_parts() -> list[str]:
     return problems
 
 
+@app.callback()
+def _options(
+    bootstrap_servers: str = typer.Option(
+        None, "--bootstrap-servers", metavar="HOST:PORT",
+        help="Kafka for every part and command (also accepted after the command name). Without "
+             "it: the AGENTSTREAM_*_BOOTSTRAP_SERVERS variables, else the running embedded stack "
+             "(its data dir's stack.json, AGENTSTREAM_DATA_DIR or .agentstream), else 127.0.0.1:9092."),
+) -> None:
+    """Kafka-native, privacy-safe telemetry for fleets of AI agents."""
+    # applied in main() before any command runs (so it works after the command name too)
+
+
+# Commands that start the stack themselves: an address found in a data dir must not leak into
+# the stack they start.
+STACK_COMMANDS = {"up", "demo", "serve-embedded"}
+# Client commands that talk to Kafka and nothing else: checked for a listening broker first, so
+# a wrong address is one clear line, not librdkafka retrying into the terminal.
+KAFKA_CLIENT_COMMANDS = {("alerts", "tail"), ("alerts", "forward"), ("policy", "set"),
+                         ("policy", "show"), ("topics", "create")}
+
+
+def take_bootstrap(argv: list[str]) -> tuple[list[str], str | None]:
+    """Removes ``--bootstrap-servers X`` / ``--bootstrap-servers=X`` wherever it is in argv."""
+    out, value, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--bootstrap-servers" and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+            continue
+        if a.startswith("--bootstrap-servers="):
+            value, i = a.split("=", 1)[1], i + 1
+            continue
+        out.append(a)
+        i += 1
+    return out, value
+
+
+def resolve_kafka(argv: list[str]) -> tuple[list[str], str | None]:
+    """Sets every part's Kafka address for this command; returns argv without the global option
+    and where the address came from (None: nothing found, the parts' defaults apply)."""
+    from .stack_state import apply_bootstrap_defaults, read_state
+
+    argv, named = take_bootstrap(argv)
+    if named:
+        apply_bootstrap_defaults(named, None, override=True)
+        return argv, "--bootstrap-servers"
+    words = [a for a in argv if not a.startswith("-")]
+    if words and words[0] in STACK_COMMANDS:
+        return argv, None
+    data_dir = Path(os.environ.get("AGENTSTREAM_DATA_DIR", ".agentstream"))
+    state = read_state(data_dir)
+    if state and state.get("bootstrap_servers"):
+        apply_bootstrap_defaults(state["bootstrap_servers"], state.get("topic_prefix"), override=False)
+        return argv, str(data_dir / "stack.json")
+    return argv, None
+
+
+def check_broker(argv: list[str], source: str | None) -> None:
+    from .stack_state import reachable
+
+    words = [a for a in argv if not a.startswith("-")]
+    if tuple(words[:2]) not in KAFKA_CLIENT_COMMANDS or "--help" in argv:
+        return
+    bootstrap = (os.environ.get("AGENTSTREAM_PROCESSORS_BOOTSTRAP_SERVERS")
+                 or os.environ.get("AGENTSTREAM_BOOTSTRAP_SERVERS") or "127.0.0.1:9092")
+    if not reachable(bootstrap):
+        where = f" (from {source})" if source else ""
+        print(f"agentstream: no Kafka broker listens at {bootstrap}{where}; start one with "
+              "'agentstream up', or name yours with --bootstrap-servers HOST:PORT", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main() -> None:
+    argv, source = resolve_kafka(sys.argv[1:])
+    check_broker(argv, source)
     problems = _register_parts()
     for p in problems:
         print(f"agentstream: commands unavailable: {p}", file=sys.stderr)
-    app()
+    app(args=argv, prog_name="agentstream")
 
 
 if __name__ == "__main__":

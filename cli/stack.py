@@ -18,10 +18,15 @@ from pathlib import Path
 import httpx
 
 from .embedded_broker import EmbeddedBroker, free_port
+from .stack_state import drain, remove_state, write_state
 
 # The embedded profile: Tansu completes a group join after about half the session timeout, so
 # a short timeout makes a restart rejoin in ~3 s instead of ~30 s. Production keeps its own.
 EMBEDDED_SESSION_TIMEOUT_MS = 6000
+
+
+class PortInUse(RuntimeError):
+    """A port the user named is taken: the stack must not quietly run somewhere else."""
 
 
 def port_or_free(preferred: int) -> int:
@@ -31,6 +36,18 @@ def port_or_free(preferred: int) -> int:
             return preferred
         except OSError:
             return free_port()
+
+
+def claim_port(what: str, preferred: int, explicit: bool, moved: dict[str, tuple[int, int]]) -> int:
+    """The port to use: a named one or a clear error; a default one, moved if it is taken (and
+    recorded in ``moved`` so the banner can say so)."""
+    got = port_or_free(preferred)
+    if got != preferred:
+        if explicit:
+            raise PortInUse(f"{what} port {preferred} is in use on 127.0.0.1; free it or pick "
+                            f"another with --{what}-port")
+        moved[what] = (preferred, got)
+    return got
 
 
 @dataclass
@@ -55,6 +72,10 @@ class StackConfig:
     gateway_port: int = 8001
     processors_port: int = 6066
     with_gateway: bool = True
+    # The ports the user named ("broker", "api", "gateway", "processors"): used or an error.
+    explicit: frozenset[str] = frozenset()
+    # Defaults that were taken and moved: name -> (default, used).
+    moved: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,14 +122,18 @@ class Stack:
         c.data_dir.mkdir(parents=True, exist_ok=True)
         logs = c.data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        self.broker = EmbeddedBroker(port=port_or_free(c.broker_port),
-                                     log_path=str(logs / "broker.log")).start()
+        # Every port is checked before anything starts, so a named port that is taken stops
+        # the stack before it owns a process.
+        c.broker_port = claim_port("broker", c.broker_port, "broker" in c.explicit, c.moved)
+        c.api_port = claim_port("api", c.api_port, "api" in c.explicit, c.moved)
+        if c.with_gateway:
+            c.gateway_port = claim_port("gateway", c.gateway_port, "gateway" in c.explicit, c.moved)
+        c.processors_port = claim_port("processors", c.processors_port, "processors" in c.explicit,
+                                       c.moved)
+        self.broker = EmbeddedBroker(port=c.broker_port, log_path=str(logs / "broker.log")).start()
         from agentstream.schemas.topics import create_topics
 
         create_topics(self.broker.bootstrap_servers, prefix=c.topic_prefix, partitions=c.partitions)
-        c.api_port = port_or_free(c.api_port)
-        c.gateway_port = port_or_free(c.gateway_port)
-        c.processors_port = port_or_free(c.processors_port)
         cmd = [sys.executable, "-m", "agentstream.cli.main"]
         self.parts = [
             Part("processors", cmd + ["processors", "run"],
@@ -123,6 +148,20 @@ class Stack:
             part.proc = subprocess.Popen(part.args, env=env, stdout=open(part.log, "ab"),
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
+        write_state(c.data_dir, self.state())
+
+    def state(self) -> dict:
+        """What stack.json says: where everything listens and which processes are the stack's."""
+        c = self.config
+        return {
+            "pid": os.getpid(), "bootstrap_servers": self.broker.bootstrap_servers if self.broker else "",
+            "topic_prefix": c.topic_prefix, "api_url": self.api_url,
+            "gateway_url": self.gateway_url if c.with_gateway else None,
+            "processors_url": f"http://127.0.0.1:{c.processors_port}",
+            "children": {"broker": self.broker.proc.pid if self.broker and self.broker.proc else None,
+                         **{p.name: p.proc.pid for p in self.parts if p.proc}},
+            "moved": {k: {"default": a, "used": b} for k, (a, b) in c.moved.items()},
+        }
 
     def status(self) -> dict[str, str]:
         out = {"broker": "up" if self.broker and self.broker.alive() else "DOWN"}
@@ -148,18 +187,54 @@ class Stack:
                 raise RuntimeError("embedded stack did not become ready: " + json.dumps(st))
             time.sleep(0.5)
 
-    def stop(self, timeout: float = 15.0) -> None:
-        for part in reversed(self.parts):
-            if part.alive():
-                os.killpg(part.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for part in self.parts:
-            if part.proc is None:
-                continue
+    def part(self, name: str) -> Part | None:
+        return next((p for p in self.parts if p.name == name), None)
+
+    def stop(self, timeout: float = 15.0, say=lambda _msg: None, drain_s: float = 45.0) -> None:
+        """Stops in the order that loses nothing, each step bounded: the gateway (a producer;
+        the caller has stopped its own producers first), then, once the consumers have caught
+        up, the processors (they commit on SIGTERM), then, caught up again, the sink, which
+        stores and commits what it holds, and the broker last."""
+        bootstrap = self.broker.bootstrap_servers if self.broker and self.broker.alive() else None
+        try:
+            self._stop_part(self.part("gateway"), timeout, say)
+            for name in ("processors", "sink+api"):
+                part = self.part(name)
+                if part is None or not part.alive():
+                    continue
+                if bootstrap and drain_s > 0:
+                    say(f"waiting for the pipeline to drain before stopping {name} ...")
+                    if not drain(bootstrap, timeout_s=drain_s, say=say):
+                        say(f"the pipeline did not drain in {drain_s:g} s; stopping {name} anyway")
+                self._stop_part(part, timeout, say)
+            for part in self.parts:  # anything else, and anything that survived
+                self._stop_part(part, timeout, say)
+        finally:
+            if self.broker:
+                self.broker.stop()
+            remove_state(self.config.data_dir)
+
+    @staticmethod
+    def _stop_part(part: Part | None, timeout: float, say) -> None:
+        if part is None or part.proc is None:
+            return
+        if part.alive():
+            say(f"stopping {part.name} ...")
             try:
-                part.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+                os.killpg(part.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            part.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            say(f"{part.name} did not stop in {timeout:g} s; killing it")
+            try:
                 os.killpg(part.proc.pid, signal.SIGKILL)
-                part.proc.wait()
-        if self.broker:
-            self.broker.stop()
+            except ProcessLookupError:
+                pass
+            part.proc.wait()
+        # the part's own children (its process group) must not outlive it either
+        try:
+            os.killpg(part.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -37,6 +39,9 @@ def _print_where_to_look(stack, keys: dict[str, str]) -> None:
         typer.echo(f"  ingest gateway         {stack.gateway_url}/v1/ingest  and  /v1/traces (OTLP/HTTP)")
     typer.echo(f"  Kafka bootstrap        {stack.broker.bootstrap_servers}")
     typer.echo(f"  logs and data          {stack.config.data_dir.resolve()}")
+    for what, (default, used) in stack.config.moved.items():
+        typer.echo(f"  NOTE: the default {what} port {default} was in use; {what} is on {used}"
+                   f" (other agentstream commands find it in {stack.config.data_dir}/stack.json)")
     for tenant, key in keys.items():
         typer.echo(f"  demo key for {tenant:7}   {key}")
     first = next(iter(keys.values()))
@@ -57,47 +62,107 @@ def _watch(stack, stop: threading.Event, interval: float = 5.0) -> None:
         stop.wait(interval)
 
 
-def _start(data_dir: Path, api_port: int, broker_port: int, gateway: bool):
-    from .stack import Stack, StackConfig
+class Stopping(BaseException):
+    """SIGTERM/SIGINT: unwinds the main thread into the ordered stop (BaseException, so no
+    ``except Exception`` on the way swallows it)."""
 
-    stack = Stack(StackConfig(data_dir=data_dir, api_port=api_port, broker_port=broker_port,
-                              with_gateway=gateway))
+
+def _on_signal(signum, _frame) -> None:
+    # Restored to ignore once the stop has begun: a second Ctrl-C or a repeated SIGTERM must not
+    # interrupt the ordered stop halfway (the stop is bounded on its own).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Stopping(signal.Signals(signum).name)
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM (docker stop, systemd, Kubernetes) and SIGINT stop the stack in order. Both are
+    set explicitly: a shell starts a background job with SIGINT ignored, and Python's default
+    SIGTERM ends the process without running any cleanup."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+def _say(msg: str) -> None:
+    typer.echo(f"  {msg}")
+
+
+PORT_DEFAULTS = {"api": 8000, "broker": 9092, "gateway": 8001, "processors": 6066}
+
+
+def _start(data_dir: Path, ports: dict[str, Optional[int]], gateway: bool):
+    from .stack import PortInUse, Stack, StackConfig
+
+    _install_signal_handlers()
+    chosen = {k: (v if v is not None else PORT_DEFAULTS[k]) for k, v in ports.items()}
+    stack = Stack(StackConfig(data_dir=data_dir, api_port=chosen["api"], broker_port=chosen["broker"],
+                              gateway_port=chosen["gateway"], processors_port=chosen["processors"],
+                              with_gateway=gateway,
+                              explicit=frozenset(k for k, v in ports.items() if v is not None)))
     keys = ensure_demo_keys(data_dir)
     typer.echo("starting the embedded broker, processors, sink and API ...")
-    stack.start()
     try:
+        stack.start()
         stack.wait_ready()
+    except PortInUse as exc:
+        stack.stop(say=_say, drain_s=0)
+        typer.echo(f"agentstream: {exc}", err=True)
+        raise typer.Exit(2) from None
     except RuntimeError as exc:
-        stack.stop()
+        stack.stop(say=_say, drain_s=0)
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
+    except BaseException:
+        typer.echo("\nstopping ...")
+        stack.stop(say=_say, drain_s=0)
+        typer.echo("stopped.")
+        raise typer.Exit(0) from None
     return stack, keys
+
+
+def _port_options():
+    return {
+        "api_port": typer.Option(None, help="query API + dashboard port (default 8000, moved if "
+                                 "taken). A port named here is used, or up fails."),
+        "broker_port": typer.Option(None, help="embedded Kafka port (default 9092, moved if taken)"),
+        "gateway_port": typer.Option(None, help="ingest gateway port (default 8001, moved if taken)"),
+        "processors_port": typer.Option(None, help="processors' health/metrics port (default 6066, moved if taken)"),
+    }
+
+
+_P = _port_options()
 
 
 def up(
     data_dir: Path = typer.Option(Path(".agentstream"), help="where chDB, the spool and logs live"),
-    api_port: int = typer.Option(8000),
-    broker_port: int = typer.Option(9092),
+    api_port: Optional[int] = _P["api_port"],
+    broker_port: Optional[int] = _P["broker_port"],
+    gateway_port: Optional[int] = _P["gateway_port"],
+    processors_port: Optional[int] = _P["processors_port"],
     gateway: bool = typer.Option(True, help="also run the ingest gateway"),
 ) -> None:
-    """Run the embedded stack until Ctrl-C: broker, processors, sink + API, gateway."""
-    stack, keys = _start(data_dir, api_port, broker_port, gateway)
+    """Run the embedded stack until Ctrl-C or SIGTERM: broker, processors, sink + API, gateway.
+    Stopping drains the pipeline first, so every acknowledged event is stored."""
+    stack, keys = _start(data_dir, {"api": api_port, "broker": broker_port,
+                                    "gateway": gateway_port, "processors": processors_port}, gateway)
     _print_where_to_look(stack, keys)
     stop = threading.Event()
     try:
         _watch(stack, stop)
-    except KeyboardInterrupt:
+    except (Stopping, KeyboardInterrupt):
         typer.echo("\nstopping ...")
     finally:
         stop.set()
-        stack.stop()
+        stack.stop(say=_say)
         typer.echo("stopped.")
 
 
 def demo(
     data_dir: Path = typer.Option(Path(".agentstream")),
-    api_port: int = typer.Option(8000),
-    broker_port: int = typer.Option(9092),
+    api_port: Optional[int] = _P["api_port"],
+    broker_port: Optional[int] = _P["broker_port"],
+    gateway_port: Optional[int] = _P["gateway_port"],
+    processors_port: Optional[int] = _P["processors_port"],
     runs: int = typer.Option(600, help="runs in the first burst; the fleet then keeps a trickle going"),
     exit_after: bool = typer.Option(False, "--exit", help="stop after the first burst (for scripts)"),
 ) -> None:
@@ -107,7 +172,9 @@ def demo(
     from .fleet import Fleet
     from .demo_policies import apply_demo_policies
 
-    stack, keys = _start(data_dir, api_port, broker_port, gateway=True)
+    stack, keys = _start(data_dir, {"api": api_port, "broker": broker_port,
+                                    "gateway": gateway_port, "processors": processors_port},
+                         gateway=True)
     stop = threading.Event()
     fleet = None
     try:
@@ -132,13 +199,15 @@ def demo(
         while not stop.is_set():
             fleet.run(fleet._count + 20, stop)
             stop.wait(2.0)
-    except KeyboardInterrupt:
+    except (Stopping, KeyboardInterrupt):
         typer.echo("\nstopping ...")
     finally:
         stop.set()
-        if fleet:
+        if fleet:  # the producers first: flushed, or spooled to disk for the next start
+            _say("stopping the synthetic fleet ...")
             fleet.close()
-        stack.stop()
+        stack.stop(say=_say)
+        typer.echo("stopped.")
 
 
 def serve_embedded() -> None:

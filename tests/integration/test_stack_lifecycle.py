@@ -1,0 +1,161 @@
+"""``agentstream up`` as an operator runs it: SIGTERM (docker stop, systemd, Kubernetes) and
+SIGINT while backgrounded stop every child in order; every event the gateway acknowledged is
+queryable after a restart; the addresses are in the data dir for the other commands; a port
+the user names is used or ``up`` fails. The stack owns its chDB, so it runs as a subprocess
+with its own data dir, broker and ports."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agentstream.cli.embedded_broker import free_port
+from agentstream.cli.stack_state import pid_alive
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "agentstream.cli.main"]
+
+
+class Up:
+    def __init__(self, data_dir: Path, cwd: Path, ignore_sigint: bool = False, extra=()):
+        self.data_dir = data_dir
+        self.ports = {k: free_port() for k in ("api", "broker", "gateway", "processors")}
+        args = CLI + ["up", "--data-dir", str(data_dir)] + [
+            a for k, p in self.ports.items() for a in (f"--{k}-port", str(p))] + list(extra)
+        # A shell starts a background job with SIGINT ignored; the stack must still stop on it.
+        pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+        self.out = open(cwd / f"up-{uuid.uuid4().hex[:6]}.log", "w+")
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT, cwd=cwd,
+                                     start_new_session=True, preexec_fn=pre)
+
+    def log(self) -> str:
+        self.out.flush()
+        return Path(self.out.name).read_text()
+
+    def wait_ready(self, timeout: float = 150.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail("up exited early:\n" + self.log())
+            if "broker=up  processors=ready  sink+api=ready  gateway=ready" in self.log():
+                return json.loads((self.data_dir / "stack.json").read_text())
+            time.sleep(0.5)
+        pytest.fail("up did not become ready:\n" + self.log())
+
+    def signal_and_wait(self, sig: int, timeout: float = 180.0) -> int:
+        """Hang guard only (the stop is bounded by its own timeouts, well inside this)."""
+        os.kill(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            pytest.fail(f"up did not exit after {signal.Signals(sig).name}:\n" + self.log())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def run_events(run_id: str, n_steps: int) -> list[dict]:
+    t = time.time_ns() // 1000
+    base = {"agent_id": "lifecycle-agent", "agent_version": "1.0", "environment": "test",
+            "run_id": run_id}
+    evs = [{**base, "seq": 0, "ts_us": t, "kind": "RUN_START", "payload": {"entrypoint": "main"}}]
+    for i in range(1, n_steps + 1):
+        evs.append({**base, "seq": i, "ts_us": t + i * 1000, "kind": "STEP", "payload": {
+            "step_id": f"{run_id}-s{i}", "step_kind": "TOOL", "name": "lookup", "status": "OK",
+            "started_us": t + i * 1000, "latency_ms": 0.5, "tool": {"tool_name": "lookup"}}})
+    evs.append({**base, "seq": n_steps + 1, "ts_us": t + (n_steps + 1) * 1000, "kind": "RUN_END",
+                "payload": {"status": "SUCCESS", "outcome": "completed", "started_us": t,
+                            "duration_ms": (n_steps + 1) / 1000, "step_count": n_steps}})
+    return evs
+
+
+def stored_event_ids(api_url: str, key: str, run_ids: list[str]) -> set[str]:
+    in_list = ", ".join(f"'{r}'" for r in run_ids)
+    r = httpx.post(api_url + "/v1/sql", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                   json={"sql": f"SELECT DISTINCT event_id FROM events WHERE run_id IN ({in_list})",
+                         "limit": 100_000})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    cols = body["columns"]
+    idx = cols.index("event_id") if isinstance(cols[0], str) else [c["name"] for c in cols].index("event_id")
+    return {row[idx] for row in body["rows"]}
+
+
+def test_sigterm_stops_every_child_in_order_and_loses_no_acknowledged_event(tmp_path):
+    data = tmp_path / "data"
+    up = Up(data, tmp_path)
+    try:
+        state = up.wait_ready()
+        # the addresses are where the other commands look for them
+        assert state["bootstrap_servers"] == f"127.0.0.1:{up.ports['broker']}"
+        assert state["api_url"].endswith(f":{up.ports['api']}")
+        assert state["gateway_url"].endswith(f":{up.ports['gateway']}")
+        key = json.loads((data / "demo_keys.json").read_text())["acme"]
+        acked: set[str] = set()
+        run_ids = [f"life-{uuid.uuid4().hex[:8]}" for _ in range(12)]
+        with httpx.Client(base_url=state["gateway_url"], timeout=30,
+                          headers={"Authorization": f"Bearer {key}"}) as gw:
+            for rid in run_ids:
+                r = gw.post("/v1/ingest", json={"events": run_events(rid, 40)})
+                assert r.status_code == 200, r.text
+                acked.update(r.json()["event_ids"])
+        # straight away: the events are acknowledged by Kafka, not yet stored
+        rc = up.signal_and_wait(signal.SIGTERM)
+        log = up.log()
+        assert rc == 0, log
+        order = [log.index(f"stopping {name} ...") for name in ("gateway", "processors", "sink+api")]
+        assert order == sorted(order), log
+        survivors = {name: pid for name, pid in state["children"].items() if pid and pid_alive(pid)}
+        assert survivors == {}, (survivors, log)
+        assert not (data / "stack.json").exists()
+    finally:
+        up.kill()
+
+    # the restart runs as a shell's background job (SIGINT ignored) and is stopped with SIGINT
+    again = Up(data, tmp_path, ignore_sigint=True)
+    try:
+        state = again.wait_ready()
+        stored = stored_event_ids(state["api_url"], key, run_ids)
+        assert acked - stored == set(), f"{len(acked - stored)} of {len(acked)} acknowledged events lost"
+        assert again.signal_and_wait(signal.SIGINT) == 0, again.log()
+        assert {n: p for n, p in state["children"].items() if p and pid_alive(p)} == {}
+        assert "stopped." in again.log()
+    finally:
+        again.kill()
+
+
+def test_a_named_port_that_is_taken_fails_up_with_a_clear_message(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run(CLI + ["up", "--data-dir", str(tmp_path / "d"), "--api-port", str(port),
+                                  "--broker-port", str(free_port())],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"api port {port} is in use" in r.stderr and "--api-port" in r.stderr
+    assert not (tmp_path / "d" / "stack.json").exists()
+    assert "agentstream is running" not in r.stdout
+
+
+def test_a_client_command_without_a_broker_says_so_in_one_line(tmp_path):
+    r = subprocess.run(CLI + ["alerts", "tail", "--bootstrap-servers", f"127.0.0.1:{free_port()}"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "no Kafka broker listens at" in lines[0], r.stderr
+    assert "Connection refused" not in r.stderr and r.stdout == ""
