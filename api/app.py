@@ -19,10 +19,11 @@ log = logging.getLogger("agentstream.api")
 
 from .routes import (alert_lifecycle, alerts, compare, costs, drift, feedback, health, policies, runs,
                      sessions, sql, stats, timeline)
+from .routes import export, run_ops
 
 # Included in this order (timeline before nothing that shadows /v1/runs/{run_id}/timeline).
 ROUTERS = [health, runs, timeline, sessions, stats, costs, compare, alerts, alert_lifecycle, drift, sql,
-           policies, feedback]
+           policies, feedback, run_ops, export]
 
 DESCRIPTION = """\
 Read API over agentstream's ClickHouse tables. Every request needs a tenant API key

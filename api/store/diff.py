@@ -145,8 +145,8 @@ def diff_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         elif x is not None:
             op = "removed"
             entry = {"op": op, "a": _brief(x), "b": None, "changes": [],
-                     "delta": {"latency_ms": -x["latency_ms"], "tokens": -_tokens(x),
-                               "cost_usd": round(-_cost(x), 8)}}
+                     "delta": {"latency_ms": -x["latency_ms"] + 0.0, "tokens": -_tokens(x),
+                               "cost_usd": round(-_cost(x), 8) + 0.0}}  # + 0.0: never -0.0
         else:
             op = "inserted"
             entry = {"op": op, "a": None, "b": _brief(y), "changes": [],

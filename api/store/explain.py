@@ -230,7 +230,10 @@ def explain_run(detail: dict[str, Any], alerts: list[dict[str, Any]] | None = No
     ended = "is still running" if status == "RUNNING" else f"ended {status} ({run['outcome'] or 'no outcome'})"
     lines.append(f"Run {run['run_id']} of {run['agent_id']} {run['agent_version']} {ended} after "
                  f"{_ms(time_s['wall_ms'])}: {run['step_count']} steps, {run['llm_calls']} LLM calls, "
-                 f"{run['tool_calls']} tool calls, {_usd(cost_s['cost_usd'])}.")
+                 f"{run['tool_calls']} tool calls, {_usd(cost_s['cost_usd'])}."
+                 + (f" {run['failure_count']} failure event{'s' * (run['failure_count'] != 1)}, "
+                    f"{run['retry_count']} retr{'ies' if run['retry_count'] != 1 else 'y'}."
+                    if run["failure_count"] or run["retry_count"] else ""))
     if run["outcome"] in ENFORCEMENT_OUTCOMES:
         lines.append(f"It was stopped by {ENFORCEMENT_OUTCOMES[run['outcome']]}.")
     if time_s["by_kind"]:
@@ -245,11 +248,12 @@ def explain_run(detail: dict[str, Any], alerts: list[dict[str, Any]] | None = No
         lines.append(f"{_ms(time_s['untracked_ms'])} of wall time was outside any step.")
     if time_s["waits"]:
         lines.append(f"Humans kept it waiting {_ms(time_s['human_wait_ms'])} over "
-                     f"{len(time_s['waits'])} approval(s), not counted as agent time: "
+                     f"{len(time_s['waits'])} approval{'s' * (len(time_s['waits']) != 1)}, not counted as agent time: "
                      + "; ".join(f"'{w['name']}' {_ms(w['wait_ms'])} {w['decision'] or ''}".rstrip()
                                  for w in time_s["waits"]) + ".")
     if cost_s["by_model"]:
-        parts = ", ".join(f"{m['model']} {_usd(m['cost_usd'])} ({m['calls']} calls)" for m in cost_s["by_model"])
+        parts = ", ".join(f"{m['model']} {_usd(m['cost_usd'])} ({m['calls']} call{'s' * (m['calls'] != 1)})"
+                          for m in cost_s["by_model"])
         lines.append(f"Cost by model: {parts}; {cost_s['input_tokens']} input and "
                      f"{cost_s['output_tokens']} output tokens.")
     if cost_s["costliest"]:
@@ -263,7 +267,8 @@ def explain_run(detail: dict[str, Any], alerts: list[dict[str, Any]] | None = No
         lines.append(f"The failure started at {where}: {codes}.")
         if len(fail_s["chain"]) > 1:
             lines.append("It propagated through " + " → ".join(
-                f"'{c['name']}' {c['status']}" for c in fail_s["chain"][1:]) + ".")
+                f"'{c['name']}' {c['status']}" + (f" ({', '.join(c['failures'])})" if c["failures"] else "")
+                for c in fail_s["chain"][1:]) + ".")
     elif status == "FAILURE":
         lines.append("It failed without a failed step or failure event recorded.")
     for r in retries:
