@@ -33,9 +33,10 @@ class Moment:
 
 def parse_speed(text: str) -> float:
     """'10x', '10', '0.5x' → a factor; 'max' → infinity (no waiting)."""
-    t = text.strip().lower().rstrip("x")
+    t = text.strip().lower()
     if t in ("max", "inf", "instant"):
         return float("inf")
+    t = t.removesuffix("x")
     try:
         v = float(t)
     except ValueError:

@@ -1,0 +1,203 @@
+"""`agentstream runs` against a real query API over HTTP (uvicorn on loopback, chDB, the broker).
+
+The commands only know a URL and a key, as on an operator's laptop. The interactive replay is
+driven through tmux when it is installed: a real terminal, real keys.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "api"))
+from api_fleet import RunBuilder, apply_migrations, insert_runs  # noqa: E402
+from run_pair import RUN_A, RUN_B, build_pair, pair_alerts  # noqa: E402
+from api_fleet import insert_alerts  # noqa: E402
+
+from agentstream.cli.runs import runs_app  # noqa: E402
+from agentstream.schemas import COMMAND, Codec, topic_name  # noqa: E402
+
+pytestmark = pytest.mark.integration
+VENV_BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, chdb_client, bootstrap, topic_prefix):
+    import uvicorn
+
+    from agentstream.api.app import create_app
+    from agentstream.api.auth import add_key
+    from agentstream.api.settings import ApiSettings
+
+    apply_migrations(chdb_client)
+    tmp = tmp_path_factory.mktemp("runs-cli")
+    tenant = "cli-" + uuid.uuid4().hex[:8]
+    keys = tmp / "keys.json"
+    key = add_key(keys, tenant, scopes=["read", "write"], name="laptop")
+    a, b = build_pair(tenant)
+    live = RunBuilder(tenant, agent="support-bot", version="v2")
+    live.step("PLAN", "plan", 5)
+    insert_runs(chdb_client, [a, b, live])
+    insert_alerts(chdb_client, tenant, pair_alerts(b))
+    settings = ApiSettings(api_keys_file=keys, bootstrap_servers=bootstrap, topic_prefix=topic_prefix,
+                           kafka_client_conf={"session.timeout.ms": "6000"})
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings, client=chdb_client), host="127.0.0.1",
+                                        port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started
+    env = {"AGENTSTREAM_API_URL": f"http://127.0.0.1:{port}", "AGENTSTREAM_API_KEY": key,
+           "COLUMNS": "200",  # rich tables at a wide terminal's width
+           "AGENTSTREAM_PSEUDONYM_KEY": "a-long-pseudonym-secret-0123456789",
+           "XDG_CONFIG_HOME": str(tmp / "xdg")}
+    yield env, live.run_id, tmp
+    srv.should_exit = True
+    thread.join(10)
+
+
+def _run(env, *args):
+    result = CliRunner().invoke(runs_app, list(args), env=env, catch_exceptions=False)
+    return result
+
+
+def test_explain_json_and_terminal(server):
+    env, _, _ = server
+    r = _run(env, "explain", RUN_B, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["failure"]["root"]["step_id"] == "b-lookup-1"
+    r = _run(env, "explain", RUN_B)
+    assert r.exit_code == 0 and "The failure started at tool 'lookup_order'" in r.stdout
+    assert "failure chain" in r.stdout and "retries" in r.stdout
+
+
+def test_diff_terminal_and_json(server):
+    env, _, _ = server
+    r = _run(env, "diff", RUN_A, RUN_B)
+    assert r.exit_code == 0, r.output
+    assert "first divergence at position 1" in r.stdout and "search_docs" in r.stdout
+    doc = json.loads(_run(env, "diff", RUN_A, RUN_B, "--json").stdout)
+    assert doc["counts"] == {"changed": 2, "inserted": 3, "removed": 3, "same": 2}
+
+
+def test_replay_non_interactive(server):
+    env, _, _ = server
+    r = _run(env, "replay", RUN_B, "--speed", "max", "--no-interactive")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith("▶ plan plan") and lines[-1].startswith("replayed ")
+    assert any("■ tool lookup_order TIMEOUT" in ln for ln in lines)
+    assert _run(env, "replay", RUN_B, "--speed", "fast").exit_code == 2
+
+
+def test_export_sample_and_anonymize_to_files(server):
+    env, _, tmp = server
+    out = tmp / "all.jsonl"
+    r = _run(env, "export", "-o", str(out), "--agent", "support-bot")
+    assert r.exit_code == 0, r.output
+    ids = [json.loads(x)["run"]["run_id"] for x in out.read_text().splitlines()]
+    assert set(ids) >= {RUN_A, RUN_B} and len(ids) == 3
+    r = _run(env, "export", "--format", "otlp", "--limit", "1")
+    assert r.exit_code == 0 and "resourceSpans" in r.stdout and len(r.stdout.splitlines()) == 1
+    r = _run(env, "sample", "--worst", "1", "--by", "failures")
+    assert json.loads(r.stdout)["run"]["run_id"] == RUN_B
+    anon = _run(env, "export", "--anonymize", "--agent", "support-bot").stdout
+    assert RUN_A not in anon and "support-bot" not in anon and len(anon.splitlines()) == 3
+    assert anon == _run(env, "export", "--anonymize", "--agent", "support-bot").stdout  # stable
+    no_key = {k: v for k, v in env.items() if k != "AGENTSTREAM_PSEUDONYM_KEY"}
+    r = _run(no_key, "export", "--anonymize")
+    assert r.exit_code == 1 and "pseudonym key" in r.stderr
+
+
+def test_stop_from_the_cli_sends_the_command(server, bootstrap, topic_prefix):
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    env, live_run, _ = server
+    r = _run(env, "stop", live_run, "--reason", "runaway spend", "--actor", "bob", "--json")
+    assert r.exit_code == 0, r.output
+    issued = json.loads(r.stdout)
+    assert issued["issued_by"] == "bob (key laptop)"
+    topic = topic_name("commands", topic_prefix)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "cli-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
+              for p in c.list_topics(topic, timeout=10).topics[topic].partitions])
+    found, deadline = None, time.monotonic() + 30
+    while found is None and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            rec = Codec().decode_as(COMMAND, m.value())
+            if rec["command_id"] == issued["command_id"]:
+                found = rec
+    c.close()
+    assert found is not None and found["command_type"] == "STOP" and found["reason"] == "runaway spend"
+
+
+def test_errors_are_one_line_and_non_zero(server):
+    env, _, _ = server
+    r = _run(env, "stop", RUN_A, "--reason", "late")
+    assert r.exit_code == 1 and "409 run_finished" in r.stderr
+    r = _run(env, "explain", "no-such-run")
+    assert r.exit_code == 1 and "404" in r.stderr
+    r = _run({**env, "AGENTSTREAM_API_KEY": "ask_wrong_wrong_wrong_wrong"}, "explain", RUN_A)
+    assert r.exit_code == 1 and "401" in r.stderr
+    r = _run({**env, "AGENTSTREAM_API_URL": f"http://127.0.0.1:{_free_port()}"}, "explain", RUN_A)
+    assert r.exit_code == 1 and "cannot reach" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_interactive_replay_in_a_real_terminal(server):
+    env, _, tmp = server
+    session = "h19-" + uuid.uuid4().hex[:6]
+    sock = str(tmp / "tmux.sock")
+    tmux = ["tmux", "-S", sock]
+    cmd = f"{VENV_BIN / 'agentstream'} runs replay {RUN_B} --speed 0.001x; echo EXITED-$?; sleep 30"
+    full_env = {**os.environ, **env, "TERM": "xterm-256color"}
+    subprocess.run(tmux + ["new-session", "-d", "-s", session, "-x", "160", "-y", "40", cmd],
+                   env=full_env, check=True)
+
+    def screen() -> str:
+        return subprocess.run(tmux + ["capture-pane", "-p", "-t", session], capture_output=True,
+                              text=True).stdout
+
+    def wait_for(text: str) -> str:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            s = screen()
+            if text in s:
+                return s
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; screen:\n{screen()}")
+
+    try:
+        wait_for("space pause")
+        # at 0.001x nothing moves on its own: each 'n' steps to the next moment
+        subprocess.run(tmux + ["send-keys", "-t", session, "n"], check=True)
+        first = wait_for("paused")
+        assert "plan" in first and "lookup_order" not in first
+        for _ in range(4):
+            subprocess.run(tmux + ["send-keys", "-t", session, "n"], check=True)
+        wait_for("lookup_order")
+        subprocess.run(tmux + ["send-keys", "-t", session, "q"], check=True)
+        wait_for("EXITED-0")
+    finally:
+        subprocess.run(tmux + ["kill-server"], capture_output=True)
