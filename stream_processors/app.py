@@ -156,9 +156,10 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
 
 def run_worker(settings: ProcessorsSettings) -> None:
     """Blocks: runs the worker until SIGINT/SIGTERM (what ``agentstream processors run`` calls)."""
-    from faust.worker import Worker
+    from .shutdown_guard import bounded_worker
 
     app = create_app(settings)
-    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True,
-                    redirect_stdouts=False, override_logging=True)
+    worker = bounded_worker(settings.shutdown_grace_s)(
+        app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False,
+        override_logging=True)
     worker.execute_from_commandline()

@@ -30,6 +30,10 @@ class ProcessorsSettings(BaseSettings):
     batch_size: int = 2000
     batch_within_s: float = 0.05
     log_level: str = "info"
+    # After SIGTERM/SIGINT, how long a clean stop (final commit, producer flush) may take before
+    # the worker exits without it (stream_processors/shutdown_guard.py). Below the embedded
+    # stack's 15 s per part, so the stack never has to SIGKILL.
+    shutdown_grace_s: float = 10.0
 
     def hash_key_bytes(self) -> bytes:
         return self.hash_key.get_secret_value().encode()

@@ -119,6 +119,7 @@ def test_sigterm_stops_every_child_in_order_and_loses_no_acknowledged_event(tmp_
         assert rc == 0, log
         order = [log.index(f"stopping {name} ...") for name in ("gateway", "processors", "sink+api")]
         assert order == sorted(order), log
+        assert "killing it" not in log and "did not drain" not in log, log  # clean, not forced
         survivors = {name: pid for name, pid in state["children"].items() if pid and pid_alive(pid)}
         assert survivors == {}, (survivors, log)
         assert not (data / "stack.json").exists()
@@ -159,3 +160,45 @@ def test_a_client_command_without_a_broker_says_so_in_one_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "no Kafka broker listens at" in lines[0], r.stderr
     assert "Connection refused" not in r.stderr and r.stdout == ""
+
+
+def test_processors_exit_on_sigterm_when_their_broker_is_gone(tmp_path):
+    from agentstream.cli.embedded_broker import EmbeddedBroker
+    from agentstream.schemas.topics import create_topics
+
+    broker = EmbeddedBroker(log_path=str(tmp_path / "broker.log")).start()
+    port = free_port()
+    env = dict(os.environ, AGENTSTREAM_PROCESSORS_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+               AGENTSTREAM_PROCESSORS_TOPIC_PREFIX="gone.", AGENTSTREAM_PROCESSORS_WEB_PORT=str(port),
+               AGENTSTREAM_PROCESSORS_DATA_DIR=str(tmp_path / "p"),
+               AGENTSTREAM_PROCESSORS_BROKER_SESSION_TIMEOUT="6",
+               AGENTSTREAM_PROCESSORS_SHUTDOWN_GRACE_S="3")
+    proc = None
+    try:
+        create_topics(broker.bootstrap_servers, prefix="gone.", partitions=2)
+        proc = subprocess.Popen(CLI + ["processors", "run"], env=env, cwd=tmp_path,
+                                stdout=open(tmp_path / "p.log", "w"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "p.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        broker.stop()
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            rc = proc.wait(60)  # hang guard; the grace is 3 s
+        except subprocess.TimeoutExpired:
+            pytest.fail("processors ignored SIGTERM with the broker gone")
+        assert rc != 0  # it says it left without the final commit
+        assert "clean shutdown did not finish in 3 s" in (tmp_path / "p.log").read_text()
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        broker.stop()
