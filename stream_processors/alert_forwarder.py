@@ -198,7 +198,7 @@ def _route_one(a: dict[str, Any], book: AlertingBook, static: Destination | None
         if outcome == UNAVAILABLE:
             # Stop uncommitted: a restart resumes at this alert; the ledger keeps the
             # destinations that already accepted it from getting it again.
-            raise RuntimeError(f"{dest.kind} destination {dest.dest_id} unavailable; "
+            raise RuntimeError(f"webhook unavailable ({dest.kind} destination {dest.dest_id}); "
                                f"alert {a['alert_id']} not delivered")
         ledger.add(dest.dest_id, a["alert_id"])  # rejected for good is settled too: never re-posted
         if outcome == DELIVERED:
