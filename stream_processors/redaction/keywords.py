@@ -22,6 +22,9 @@ STRONG = frozenset((
     "privatekey", "secretkey", "accesskey", "clientsecret", "signature", "salt", "dsn", "otp", "pin",
     "authorization", "auth", "sessionid", "jwt", "connstr", "connectionstring", "pat",
 ))
+# Unambiguous inside one unsplit word too (ADMINPASSWORD, dbsecret, myapikey).
+_STRONG_STEMS = ("password", "passwd", "passphrase", "secret", "credential", "apikey", "accesstoken",
+                 "authtoken", "refreshtoken", "sessiontoken", "privatekey", "secretkey", "accesskey")
 # "key" is sensitive next to one of these ("encryption_key"), or when its value looks random.
 KEY_QUALIFIERS = frozenset((
     "api", "access", "secret", "private", "encryption", "encrypt", "decryption", "signing", "sign",
@@ -57,11 +60,11 @@ TRIGGER = re.compile("|".join(TRIGGER_WORDS), re.IGNORECASE | re.ASCII)
 
 _Q = r"(?:\\{0,3}[\"'`])?"  # an optional quote, possibly escaped once or twice (JSON in a string)
 ASSIGNMENT = re.compile(
-    r"(?<![A-Za-z0-9_])(?P<dash>--?)?(?P<key>[A-Za-z_][A-Za-z0-9_.\-]{0,80})" + _Q +
-    r"[ \t]*(?:=>|:=|==|=|:|[ \t](?=\\{0,3}[\"'])|(?(dash)[ \t]|(?!)))[ \t]*"
+    r"(?<![A-Za-z0-9_])(?:(?P<dash>--?)|(?P<lt><))?(?P<key>[A-Za-z_][A-Za-z0-9_.\-]{0,80})" + _Q +
+    r"[ \t]*(?:=>|:=|==|=|:|[ \t](?=\\{0,3}[\"'])|(?(dash)[ \t]|(?!))|(?(lt)>|(?!)))[ \t]*"
     r"(?:(?i:basic|bearer|token|digest|apikey|key|sso-key)[ \t]+)?"
     r"(?:(?P<qq>\\{0,3}[\"'`])(?P<qv>(?:(?!(?P=qq)).){1,512}?)(?P=qq)"
-    r"|(?P<v>[^\s\"'`\\,;&}<>)\]]{1,512}))",
+    r"|(?P<v>\d{1,6}(?: \d{1,6}){1,5}(?![\w.-])|[^\s\"'`\\,;&}<>)\]]{1,512}))",
     re.ASCII)
 _SPLIT = re.compile(r"[_.\-\s]+|(?<=[a-z0-9])(?=[A-Z])")
 _PLACEHOLDER = re.compile(
@@ -104,7 +107,7 @@ def classify(key: str) -> str | None:
     benign = set(ws) & BENIGN
     if benign and tail in BENIGN:
         return None  # token_count, password_policy, key_id, secret_name, api_key_prefix …
-    if any(w in STRONG for w in ws) or joined in STRONG:
+    if any(w in STRONG for w in ws) or joined in STRONG or any(st in joined for st in _STRONG_STEMS):
         return "strong"
     if "key" in ws or joined.endswith("key") or tail.endswith("key"):
         if any(w in KEY_QUALIFIERS for w in ws[:-1]) or joined in ("apikey", "accesskey", "secretkey"):
@@ -125,8 +128,12 @@ _HEX_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
     """Spans of values assigned to sensitive names; ``want`` is 'secret' or 'national_id'."""
-    for m in ASSIGNMENT.finditer(text):
+    pos, search = 0, ASSIGNMENT.search
+    while (m := search(text, pos)) is not None:
         kind = classify(m.group("key"))
+        # a benign name's "value" may be the next assignment (``locals: ssn='…'``): go on from
+        # the end of the name, not of the value
+        pos = m.end() if kind is not None else max(m.end("key"), m.start() + 1)
         if kind is None:
             continue
         g = "qv" if m.group("qv") is not None else "v"

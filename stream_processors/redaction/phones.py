@@ -17,15 +17,41 @@ import phonenumbers
 # Regions tried for a national number named as a phone; the countries most agent fleets serve.
 NATIONAL_REGIONS = ("US", "GB", "DE", "FR", "IN", "BR", "ES", "IT", "NL", "MX", "JP", "AU", "CA", "PL",
                     "SE", "CH", "IE", "ZA", "NG", "KE", "PH", "ID", "SG", "KR", "AR", "CO", "TR", "PT")
-_INTL = re.compile(r"(?<![\w+])\+[ \t]?[1-9][\d \t().\-/]{5,22}\d(?!\w)")
+# "+CC…" or the "00CC…" international prefix most of the world dials
+_INTL = re.compile(r"(?<![\w+])(?:\+[ \t]?|00[ \t]?)[1-9][\d \t().\-/]{5,22}\d(?!\w)")
 PHONE_CONTEXT_SOURCE = (
     r"(?i:phone|tel|telephone|mobile|cell|fax|callback|call[ _-]?back|whatsapp|sms|contact[ _-]?number"
     r"|msisdn|call(?: me)?(?: on| at)?|ring|text(?: me)?(?: on| at)?|dial|number)"
-    r"[\w\\\"' \t]{0,24}?[:=\s>\"']\s*\\{0,3}[\"']?\(?\d[\d \t().\-/]{5,20}\d"
+    r"[\w\\\"' \t]{0,24}?[:= \t>\"'][ \t]*\\{0,3}[\"']?\(?\d[\d \t().\-/]{5,20}\d"
 )
 _CONTEXT = re.compile(
+    r"(?<![A-Za-z])" +  # "ring" in "string", "tel" in "hotel" are no context
     PHONE_CONTEXT_SOURCE.replace(r"\(?\d[\d \t().\-/]{5,20}\d", r"(?P<num>\(?\d[\d \t().\-/]{5,20}\d)")
     + r"(?![\w])")
+
+
+def _shortened(cand: str, min_digits: int) -> Iterator[str]:
+    """The candidate, then without its last group, while it keeps ``min_digits`` digits: the loose
+    pattern may run into the next number ("+353 855 230309 19:29", "655 75 3217 2026-01")."""
+    while True:
+        cand = cand.rstrip(" \t.-/(")
+        if sum(c.isdigit() for c in cand) < min_digits:
+            return
+        yield cand
+        cut = max(cand.rfind(c) for c in " \t-./(")
+        if cut <= 0:
+            return
+        cand = cand[:cut]
+
+
+def _ends_clean(text: str, end: int) -> bool:
+    """A number ends a token: not "…800 11" of "11:12:01" nor "…3217 2026" of "2026-01-03"."""
+    if end >= len(text):
+        return True
+    nxt = text[end]
+    if nxt.isalnum() or nxt in ":-/_":
+        return False
+    return not (nxt == "." and end + 1 < len(text) and text[end + 1].isdigit())
 
 
 def _valid(candidate: str, region: str | None) -> bool:
@@ -38,13 +64,20 @@ def _valid(candidate: str, region: str | None) -> bool:
 
 def find_phones(text: str) -> Iterator[tuple[int, int]]:
     for m in _INTL.finditer(text):
-        cand = m.group(0).rstrip(" \t.-/(")
-        if _valid(cand, None):
-            yield m.start(), m.start() + len(cand)
+        # the loose pattern may run into the next number ("+353 855 230309 19:29"): try the
+        # candidate, then without its last group, down to two groups
+        cand = m.group(0)
+        lead = 0
+        if cand.startswith("00"):
+            lead = 2 + (cand[2] in " \t")
+            cand = "+" + cand[lead:]
+            lead -= 1  # "+" stands for the two zeros (and a space)
+        for c in _shortened(cand, 7):
+            if _ends_clean(text, m.start() + lead + len(c)) and _valid(c, None):
+                yield m.start(), m.start() + lead + len(c)
+                break
     for m in _CONTEXT.finditer(text):
-        cand = m.group("num")
-        digits = sum(c.isdigit() for c in cand)
-        if digits < 7 or digits > 15:
-            continue
-        if any(_valid(cand, r) for r in NATIONAL_REGIONS):
-            yield m.start("num"), m.end("num")
+        for c in _shortened(m.group("num"), 7):
+            if _ends_clean(text, m.start("num") + len(c)) and sum(ch.isdigit() for ch in c) <= 15 and any(_valid(c, r) for r in NATIONAL_REGIONS):
+                yield m.start("num"), m.start("num") + len(c)
+                break

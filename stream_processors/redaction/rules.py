@@ -87,7 +87,8 @@ def _card_ok(m: re.Match[str]) -> bool:
     if inside_uuid(m):
         return False
     digits = re.sub(r"[ -]", "", m.group(0))
-    if not 13 <= len(digits) <= 19 or len(set(digits)) < 2:
+    # 13-digit Visa numbers are long retired; 13 digits starting with 4 are mostly EAN barcodes
+    if not 14 <= len(digits) <= 19 or len(set(digits)) < 2:
         return False
     return bool(_CARD_PREFIX.match(digits)) and luhn_ok(digits)
 
@@ -110,6 +111,28 @@ def iban_ok(raw: str) -> bool:
     moved = iban[4:] + iban[:4]
     num = "".join(str(int(c, 36)) for c in moved)
     return int(num) % 97 == 1
+
+
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+
+
+def _find_ibans(text: str) -> Iterator[tuple[int, int]]:
+    pos = 0
+    while (m := _IBAN.search(text, pos)) is not None:
+        # the country fixes the length: cut the match there (it may run on into the next word
+        # or the next IBAN), then check the digits
+        want, n, end = IBAN_LENGTHS.get(m.group(0)[:2]), 0, m.start()
+        for i in range(m.start(), m.end()):
+            if text[i] != " ":
+                n += 1
+            if n == want:
+                end = i + 1
+                break
+        if want and n == want and (end == len(text) or not text[end].isalnum()) and iban_ok(text[m.start():end]):
+            yield m.start(), end
+            pos = end
+        else:
+            pos = m.start() + 1
 
 
 def _ssn_ok(m: re.Match[str]) -> bool:
@@ -169,7 +192,10 @@ def _has_digit_and_letter(m: re.Match[str]) -> bool:
 def _openai_ok(m: re.Match[str]) -> bool:
     body = m.group(0)[3:]
     digits = sum(c.isdigit() for c in body)
-    return digits >= 2 and sum(c.isalpha() for c in body) >= 8
+    # a 48-character key may by chance hold one digit or none; mixed case over that length is
+    # not a word ("sk-learn-…" slugs are lowercase)
+    return (digits >= 2 or len(body) >= 40 and body != body.lower() and body != body.upper()) and \
+        sum(c.isalpha() for c in body) >= 8
 
 
 def _assignment_ok(m: re.Match[str]) -> bool:
@@ -243,16 +269,15 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"(?i)\b(?:ssn|social[ _-]?security(?:[ _-]?(?:number|no\.?|num|#))?|soc\.? ?sec\.?)"
                     r"[^0-9\n]{0,30}?(?<!\d)((\d{3})[ -]?(\d{2})[ -]?(\d{4}))(?![\d-])"),
          _regex_trigger(r"(?i)ssn|soc"), lambda m: _ssn_ok_groups(m.group(2), m.group(3), m.group(4)), group=1),
-    Rule("phone_international", "phone", re.compile(""), _regex_trigger(r"\+[ \t]?[1-9]|\d{3}"),
+    Rule("phone_international", "phone", re.compile(""), _regex_trigger(r"\+[ \t]?[1-9]|\d{3}|00"),
          finder=find_phones),
     Rule("email", "email",
          re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
                     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b"),
          _contains("@")),
-    Rule("iban", "iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"),
-         _DIGITS, lambda m: iban_ok(m.group(0))),
+    Rule("iban", "iban", _IBAN, _DIGITS, finder=_find_ibans),
     Rule("payment_card", "payment_card",
-         re.compile(r"(?<![\w.-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})"
+         re.compile(r"(?<![\w.-])(?:\d{14,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{2,7}|\d{4}([ -])\d{6}\2\d{4,5})"
                     r"(?![\w-]|\.\d)"),
          _DIGITS, _card_ok),
     Rule("us_ssn", "national_id", re.compile(r"(?<![\d-])(\d{3})-(\d{2})-(\d{4})(?![\d-])"), _contains("-"),
@@ -261,7 +286,7 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),
          _DIGITS),
     Rule("phone", "phone",
-         re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,5}(?![\w-])"
+         re.compile(r"(?<![\w+.:-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,5}(?![\w-])"
                     r"|(?<![\w+])\+[1-9]\d{9,14}(?!\w)"),
          _DIGITS, _phone_ok),
     Rule("ipv4", "ip_address",
@@ -284,8 +309,8 @@ PREFILTER_PATTERNS: tuple[str, ...] = (
     # digit shapes of cards, phones, SSNs, addresses (no lookarounds: a string's neighbours in a
     # raw record are other bytes, and the byte prefilter must fire wherever this fires on the
     # string alone)
-    r"\d{13}", r"\d{4}[ -]\d{4}[ -]\d{4}", r"\d{4}[ -]\d{6}[ -]\d{4}", r"\d\d[ .-]\d{3,4}[ .-]\d{3}",
-    r"\)[ .-]?\d{3,4}[ .-]\d{3}", r"\+[ \t]?[1-9]", r"\d{3}-\d{2}-\d{4}", "(?i:soc)",
+    r"\d{14}", r"\d{4}[ -]\d{4}[ -]\d{4}", r"\d{4}[ -]\d{6}[ -]\d{4}", r"\d\d[ .-]\d{3,4}[ .-]\d{3}",
+    r"\)[ .-]?\d{3,4}[ .-]\d{3}", r"\+[ \t]?[1-9]", r"00[ \t]?[1-9]\d{5}", r"\d{3}-\d{2}-\d{4}", "(?i:soc)",
     r"\d\.\d{1,3}\.\d{1,3}\.\d", "::",
     r"(?:[0-9A-Fa-f]{1,4}:){7}", r"[A-Z]{2} ?\d{2}", PHONE_CONTEXT_SOURCE,
 )

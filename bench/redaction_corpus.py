@@ -1,0 +1,387 @@
+"""A seeded generator of realistic texts with planted secrets/PII and look-alikes, and the recall
+report of ``agentstream redact``'s engine on it, per category and per context, strict and lenient.
+
+    python bench/redaction_corpus.py [--texts 3000] [--seed 7]
+
+Lenient: the planted value no longer appears verbatim. Strict: no alphanumeric run of 4+
+characters of it survives either (a half-masked phone number fails strict). Look-alikes (UUIDs,
+SHAs, order/run ids, timestamps, versions, prices, ISBNs, token counts…) must survive verbatim.
+Every value is drawn fresh from the seed: nothing here is copied from an example.
+Last line: JSON with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import re
+import string
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import phonenumbers
+
+A, D, H = string.ascii_letters, string.digits, "0123456789abcdef"
+CONTEXTS = ("chat", "env", "locals", "sql", "json_args", "url", "http_headers", "log", "yaml")
+
+
+def _s(r: random.Random, alphabet: str, n: int) -> str:
+    return "".join(r.choice(alphabet) for _ in range(n))
+
+
+def _luhn_complete(r: random.Random, prefix: str, length: int) -> str:
+    body = prefix + _s(r, D, length - len(prefix) - 1)
+    for c in D:
+        cand = body + c
+        total = sum((d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == len(cand) % 2 else d
+                    for i, d in enumerate(map(int, cand)))
+        if total % 10 == 0:
+            return cand
+    raise AssertionError
+
+
+def card(r: random.Random) -> str:
+    prefix, length = r.choice([("4", 16), ("51", 16), ("55", 16), ("2221", 16), ("37", 15), ("34", 15),
+                               ("6011", 16), ("65", 16), ("4", 19), ("36", 14), ("35", 16)])
+    n = _luhn_complete(r, prefix, length)
+    style = r.random()
+    if length == 15 and style < 0.5:
+        return f"{n[:4]} {n[4:10]} {n[10:]}"
+    if length == 16 and style < 0.6:
+        sep = r.choice(" -")
+        return sep.join(n[i:i + 4] for i in range(0, 16, 4))
+    return n
+
+
+def iban(r: random.Random) -> str:
+    cc, n = r.choice([("DE", 18), ("GB", 18), ("FR", 23), ("NL", 14), ("ES", 20), ("IT", 23), ("CH", 17)])
+    if cc == "GB":
+        bban = _s(r, string.ascii_uppercase, 4) + _s(r, D, 14)
+    elif cc == "NL":
+        bban = _s(r, string.ascii_uppercase, 4) + _s(r, D, 10)
+    elif cc == "IT":
+        bban = r.choice(string.ascii_uppercase) + _s(r, D, 22)
+    else:
+        bban = _s(r, D, n)
+    num = int("".join(str(int(c, 36)) for c in bban + cc + "00"))
+    out = f"{cc}{98 - num % 97:02d}{bban}"
+    return " ".join(out[i:i + 4] for i in range(0, len(out), 4)) if r.random() < 0.4 else out
+
+
+def phone_intl(r: random.Random) -> str:
+    while True:
+        region = r.choice(["GB", "BR", "DE", "IN", "FR", "US", "ES", "IT", "MX", "JP", "AU", "NL", "ZA",
+                           "NG", "PL", "SE", "KE", "PH", "AR", "TR", "IE", "SG"])
+        ex = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        nsn = str(ex.national_number)
+        cand = phonenumbers.parse(f"+{ex.country_code}{nsn[:2]}{_s(r, D, len(nsn) - 2)}", None)
+        if phonenumbers.is_valid_number(cand):
+            break
+    style = r.random()
+    if style < 0.45:
+        return phonenumbers.format_number(cand, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    if style < 0.7:
+        return phonenumbers.format_number(cand, phonenumbers.PhoneNumberFormat.E164)
+    if style < 0.78:
+        intl = phonenumbers.format_number(cand, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        return "00" + intl[1:] if style < 0.74 else intl.replace(" ", ".")
+    nat = phonenumbers.format_number(cand, phonenumbers.PhoneNumberFormat.NATIONAL)
+    if nat.startswith("0") and style < 0.85:
+        return f"+{cand.country_code} (0){nat[1:]}"
+    return f"+{cand.country_code} {str(cand.national_number)[:3]} {str(cand.national_number)[3:]}"
+
+
+def ssn_digits(r: random.Random) -> tuple[str, str, str]:
+    area = r.choice([a for a in range(1, 900) if a != 666])
+    return f"{area:03d}", f"{r.randint(1, 99):02d}", f"{r.randint(1, 9999):04d}"
+
+
+def jwt(r: random.Random) -> str:
+    def b64(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+    head = b64({"alg": r.choice(["HS256", "RS256", "ES256"]), "typ": "JWT"})
+    body = b64({"sub": _s(r, D, 8), "iat": r.randint(1_600_000_000, 1_800_000_000)})
+    return f"{head}.{body}.{_s(r, A + D + '-_', 43)}"
+
+
+def rand_secret(r: random.Random) -> str:
+    kind = r.random()
+    if kind < 0.5:
+        return _s(r, A + D, r.randint(16, 40))
+    if kind < 0.7:
+        return _s(r, A + D + "/+", 40)
+    if kind < 0.85:
+        return _s(r, A + D + "!@#%^*_-", r.randint(10, 24))
+    return _s(r, string.ascii_lowercase, 5) + _s(r, D, 3) + r.choice("!#%") + _s(r, A, 4)
+
+
+SECRET_NAMES = ("password", "db_password", "DB_PASS", "passwd", "private_token", "encryption_key",
+                "SECRET", "client_secret", "api_key", "apiKey", "auth_token", "signing_key", "webhook_secret",
+                "passphrase", "REDIS_PASSWORD", "access_token", "refresh_token", "x-api-key", "SECRET_KEY",
+                "jwtSecret", "smtp_password", "master_key", "session_token", "credentials", "app_secret",
+                "adminPassword", "GITHUB_TOKEN", "service_account_key", "hmac_secret", "private_key_passphrase",
+                "MYSQL_ROOT_PASSWORD", "stripeSecret", "oauth_client_secret", "Ocp-Apim-Subscription-Key",
+                "X-Auth-Token", "db.password", "spring.datasource.password", "licenseKey", "BOT_TOKEN",
+                "id_token", "cookie_secret", "sessionToken", "SENDGRID_API_KEY", "PGPASSWORD", "pwd",
+                "bearer_token", "deploy_key", "aes_key", "ENCRYPTION_KEY", "secretKey", "api-key", "pass")
+AWS_SECRET_NAMES = ("secret_access_key", "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "secretAccessKey",
+                    "aws_secret_key", "SecretAccessKey")
+SSN_NAMES = ("ssn", "SSN", "social_security_number", "socialSecurityNumber", "ssn_number", "customer_ssn")
+PHONE_NAMES = ("phone", "CALLBACK_NUMBER", "mobile", "phone_number", "contactPhone", "tel", "whatsapp")
+
+
+@dataclass
+class Planted:
+    category: str
+    value: str
+    key: str | None = None  # a name to assign it to, or None for prose
+
+
+def plant(r: random.Random) -> Planted:
+    c = r.choice(["email", "phone_intl", "payment_card", "iban", "us_ssn", "us_ssn_keyed", "aws_access_key_id",
+                  "aws_secret_keyed", "us_ssn_prose", "openai_key", "github_token", "slack_token", "stripe_key", "google_api_key",
+                  "jwt", "bearer_token", "url_credentials", "secret_keyed", "ipv4", "ipv6", "uk_nino",
+                  "phone_keyed", "private_key"])
+    if c == "email":
+        return Planted(c, f"{r.choice(['jane', 'li.wei', 'o.brien', 'ana-maria', 'k.tanaka', 'ops+alerts'])}"
+                          f"{r.randint(1, 999)}@{r.choice(['example.com', 'mail.co.uk', 'corp.io', 'gmx.de'])}")
+    if c == "phone_intl":
+        return Planted(c, phone_intl(r))
+    if c == "phone_keyed":
+        return Planted("phone_intl", phone_intl(r), r.choice(PHONE_NAMES))
+    if c == "payment_card":
+        return Planted(c, card(r))
+    if c == "iban":
+        return Planted(c, iban(r))
+    if c == "us_ssn":
+        return Planted(c, "-".join(ssn_digits(r)))
+    if c == "us_ssn_prose":
+        return Planted("us_ssn", r.choice(["", " "]).join(ssn_digits(r)), r.choice(
+            ["my social security number is", "SSN", "Social Security No.", "ssn#"]))
+    if c == "us_ssn_keyed":
+        return Planted("us_ssn", r.choice(["", " ", "-"]).join(ssn_digits(r)), r.choice(SSN_NAMES))
+    if c == "aws_access_key_id":
+        return Planted("api_key", r.choice(["AKIA", "ASIA"]) + _s(r, string.ascii_uppercase + D, 16))
+    if c == "aws_secret_keyed":
+        return Planted("aws_secret_key", _s(r, A + D + "/+", 40), r.choice(AWS_SECRET_NAMES))
+    if c == "openai_key":
+        return Planted("api_key", r.choice(["sk-proj-", "sk-"]) + _s(r, A + D, 48))
+    if c == "github_token":
+        return Planted("api_key", r.choice(["ghp_", "gho_", "ghs_"]) + _s(r, A + D, 36))
+    if c == "slack_token":
+        return Planted("api_key", f"xoxb-{_s(r, D, 11)}-{_s(r, D, 12)}-{_s(r, A + D, 24)}")
+    if c == "stripe_key":
+        return Planted("api_key", f"{r.choice(['sk', 'rk'])}_{r.choice(['live', 'test'])}_{_s(r, A + D, 24)}")
+    if c == "google_api_key":
+        return Planted("api_key", "AIza" + _s(r, A + D + "_-", 35))
+    if c == "jwt":
+        return Planted(c, jwt(r))
+    if c == "bearer_token":
+        return Planted(c, _s(r, A + D + "._-", r.randint(24, 48)), "Authorization: Bearer")
+    if c == "url_credentials":
+        return Planted(c, f"{r.choice(['svc', 'admin', 'app_user'])}:{rand_secret(r).replace('@', 'a').replace('/', 'b')}")
+    if c == "secret_keyed":
+        return Planted("secret_assignment", rand_secret(r), r.choice(SECRET_NAMES))
+    if c == "ipv4":
+        return Planted(c, f"{r.randint(11, 223)}.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}")
+    if c == "ipv6":
+        return Planted(c, ":".join(_s(r, H, 4) for _ in range(8)) if r.random() < 0.5 else
+                       f"2001:db8:{_s(r, H, 4)}::{_s(r, H, 3)}")
+    if c == "uk_nino":
+        prefix = r.choice([a + b for a in "ABCEHJKLMNPRSTWXYZ" for b in "ABCEHJKLMNPRSTWXYZ"
+                           if a + b not in ("BG", "GB", "NK", "KN", "TN", "NT", "ZZ")])
+        digits = _s(r, D, 6)
+        if r.random() < 0.4:
+            digits = " ".join(digits[i:i + 2] for i in (0, 2, 4)) + " "
+        return Planted("national_id_other", f"{prefix}{' ' if digits[-1] == ' ' else ''}{digits}{r.choice('ABCD')}")
+    body = "\n".join(_s(r, A + D + "+/", 64) for _ in range(r.randint(2, 4)))
+    return Planted("private_key", f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----")
+
+
+def _not_luhn(r: random.Random, n: int, prefix: str = "") -> str:
+    """A long number that is no card: a number passing Luhn with a card prefix IS card-shaped."""
+    good = _luhn_complete(r, prefix or r.choice("123456789"), n)
+    return good[:-1] + str((int(good[-1]) + 1) % 10)
+
+
+def lookalike(r: random.Random) -> str:
+    k = r.randrange(16)
+    if k == 0:
+        return "-".join(_s(r, H, n) for n in (8, 4, 4, 4, 12))
+    if k == 1:
+        return _s(r, H, r.choice([40, 64, 7, 12]))
+    if k == 2:
+        return f"{r.choice(['ORD', 'INV', 'PO', 'ord'])}-{r.randint(2019, 2026)}-{r.randint(100000, 999999)}"
+    if k == 3:
+        return f"{r.randint(2019, 2026)}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:" \
+               f"{r.randint(0, 59):02d}:{r.randint(0, 59):02d}.{r.randint(0, 999):03d}Z"
+    if k == 4:
+        return f"run_{_s(r, H, 16)}" if r.random() < 0.5 else f"{r.choice(['run', 'sess', 'step', 'evt'])}-{_s(r, A + D, 12)}"
+    if k == 5:
+        return f"v{r.randint(0, 12)}.{r.randint(0, 40)}.{r.randint(0, 200)}"
+    if k == 6:
+        return f"${r.randint(1, 99999)}.{r.randint(0, 99):02d}"
+    if k == 7:
+        return f"978-{r.randint(0, 9)}-{r.randint(100, 999)}-{r.randint(10000, 99999)}-{r.randint(0, 9)}"
+    if k == 8:
+        return str(r.randint(1_600_000_000_000, 1_800_000_000_000))
+    if k == 9:
+        return _not_luhn(r, 16, "4")
+    if k == 10:
+        return f"{r.choice(['max_tokens', 'token_count', 'input_tokens', 'prompt_tokens'])}={r.randint(1, 200000)}"
+    if k == 11:
+        return f"trace_id={_s(r, H, 32)}"
+    if k == 12:
+        return f"{r.choice(['gpt-4o-2024-08-06', 'claude-3-5-sonnet-20241022', 'llama-3.1-70b'])}"
+    if k == 13:
+        return f"pod/{r.choice(['api', 'worker'])}-{_s(r, H, 10)}-{_s(r, string.ascii_lowercase + D, 5)}"
+    if k == 14:
+        return r.choice([f"{r.randint(1, 23)}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}",
+                         f"sha256:{_s(r, H, 64)}", f"v{r.randint(1, 3)}.{r.randint(0, 9)}.{r.randint(0, 9)}-"
+                         f"{r.randint(1, 99)}-g{_s(r, H, 7)}", f"{r.choice('45')}{_s(r, D, 12)}",
+                         f"{r.uniform(-80, 80):.4f},{r.uniform(-170, 170):.4f}",
+                         ":".join(_s(r, H, 2) for _ in range(6)), f"2024{_s(r, D, 10)}",
+                         f"{r.randint(1_600_000_000, 1_800_000_000)}", f"#{_s(r, H, 6)}",
+                         f"etag {_s(r, H, 32)}", f"order {_not_luhn(r, 16)}"])
+    return f"idempotency_key={'-'.join(_s(r, H, n) for n in (8, 4, 4, 4, 12))}"
+
+
+def _assign(r: random.Random, ctx: str, key: str, value: str) -> str:
+    if key == "Authorization: Bearer":
+        return f"Authorization: Bearer {value}" if ctx != "json_args" else f'"authorization": "Bearer {value}"'
+    if " " in key or "#" in key or key == "SSN" and r.random() < 0.3:  # prose context words
+        return f"{key} {value}" if r.random() < 0.5 else f"{key}: {value}"
+    forms = {
+        "env": [f"{key.upper()}={value}", f'export {key.upper()}="{value}"', f"{key}='{value}'"],
+        "locals": [f"{key} = '{value}'", f"'{key}': '{value}'", f"{key}={value!r}"],
+        "sql": [f"SET {key} = '{value}';", f"UPDATE users SET {key} = '{value}' WHERE id = 42;",
+                f"WHERE {key} = '{value}'"],
+        "json_args": [f'"{key}": "{value}"', f'\\"{key}\\": \\"{value}\\"', f'"{key}":"{value}"'],
+        "url": [f"https://api.example.com/v1/cb?user=9&{key}={value}&page=2", f"?{key}={value}"],
+        "http_headers": [f"{key}: {value}", f"X-{key}: {value}"],
+        "log": [f"level=info msg=login {key}={value} took=12ms", f"[WARN] {key}: {value}"],
+        "yaml": [f"{key}: {value}", f"  {key}: \"{value}\""],
+        "chat": [f"my {key} is {key}={value}", f"use {key}: {value} for now", f"{key} = '{value}'"],
+    }[ctx] + [f"{key} => '{value}'", f'{key} := "{value}"', f"<{key}>{value}</{key}>", f"--{key} {value}",
+              f"-e {key.upper()}={value}", f'{key}: "{value}"', f"{key}={value}"]
+    if ctx in ("json_args", "url", "http_headers", "sql") and r.random() < 0.7:
+        return r.choice(forms[:len(forms) - 7])
+    return r.choice(forms)
+
+
+def _place(r: random.Random, ctx: str, items: list[str]) -> str:
+    """A text of the context's shape around the given fragments."""
+    if ctx == "json_args":
+        inner = ", ".join(f'\\"note{i}\\": \\"{it}\\"' if '"' not in it else it.replace('"', '\\"')
+                          for i, it in enumerate(items))
+        return '{"tool": "lookup", "arguments": "{' + inner + '}", "call_id": "c_' + _s(r, A + D, 8) + '"}'
+    if ctx == "env":
+        return "\n".join(["PATH=/usr/local/bin:/usr/bin", "HOME=/home/app", *items, "LANG=en_US.UTF-8"])
+    if ctx == "locals":
+        return "Traceback (most recent call last):\n  File \"app/handler.py\", line 88, in handle\n" \
+               "    locals: " + "; ".join(items)
+    if ctx == "sql":
+        return " ".join(["-- migration", *items, "COMMIT;"])
+    if ctx == "url":
+        return "GET " + " ".join(items) + " HTTP/1.1"
+    if ctx == "http_headers":
+        return "\r\n".join(["POST /v1/chat HTTP/1.1", "Host: api.example.com", *items, "Accept: */*"])
+    if ctx == "log":
+        return "\n".join(f"2025-0{r.randint(1, 9)}-1{r.randint(0, 9)} 10:0{r.randint(0, 9)}:00 {it}" for it in items)
+    if ctx == "yaml":
+        return "service:\n  name: billing\n" + "\n".join("  " + it for it in items)
+    fill = ["Sure, here are the details:", "Please check", "and also", "thanks!", "FYI", "as discussed"]
+    return " ".join(f"{r.choice(fill)} {it}" for it in items)
+
+
+@dataclass
+class Case:
+    id: int
+    context: str
+    text: str
+    planted: list[Planted]
+    lookalikes: list[str] = field(default_factory=list)
+
+
+def generate(n: int, seed: int) -> list[Case]:
+    r = random.Random(seed)
+    out = []
+    for i in range(n):
+        ctx = CONTEXTS[i % len(CONTEXTS)]
+        planted = [plant(r) for _ in range(r.randint(1, 2))]
+        looks = [lookalike(r) for _ in range(r.randint(1, 3))]
+        items: list[str] = []
+        for p in planted:
+            if p.key:
+                items.append(_assign(r, ctx, p.key, p.value))
+            elif p.category == "url_credentials":
+                items.append(f"postgres://{p.value}@db.internal:5432/app")
+            else:
+                items.append(p.value)
+        items += [f"ref {x}" if ctx in ("chat", "log") else x for x in looks]
+        r.shuffle(items)
+        out.append(Case(i, ctx, _place(r, ctx, items), planted, looks))
+    return out
+
+
+_RUN = re.compile(r"[A-Za-z0-9]{4,}")
+_TOKEN = re.compile(r"\[REDACTED:[a-z_]+\]|\[[a-z_]+:hmac:[0-9a-f]{16}\]")
+
+
+def evaluate(cases: list[Case], redact: Callable[[str], str]) -> dict:
+    cat = defaultdict(lambda: [0, 0, 0])  # lenient hits, strict hits, total
+    ctx = defaultdict(lambda: [0, 0, 0])
+    kept = [0, 0]
+    misses: list[tuple[str, str, str]] = []
+    for c in cases:
+        out = redact(c.text)
+        bare = _TOKEN.sub(" ", out)  # "[REDACTED:email]" holds "mail": not a leak of the value
+        for p in c.planted:
+            lenient = p.value not in out
+            # a run of the value may also occur in the text around it ("mail" of mail.co.uk): only
+            # more copies in the output than outside the value in the input is a leak
+            rest = c.text.replace(p.value, " ")
+            strict = lenient and not any(bare.count(run) > rest.count(run) for run in _RUN.findall(p.value))
+            for agg in (cat[p.category], ctx[c.context], cat["overall"]):
+                agg[0] += lenient
+                agg[1] += strict
+                agg[2] += 1
+            if not strict and len(misses) < 40:
+                misses.append((p.category, c.context, p.value))
+        for x in c.lookalikes:
+            kept[1] += 1
+            kept[0] += x in out
+    return {
+        "per_category": {k: {"lenient": v[0] / v[2], "strict": v[1] / v[2], "n": v[2]} for k, v in sorted(cat.items())},
+        "per_context": {k: {"lenient": v[0] / v[2], "strict": v[1] / v[2], "n": v[2]} for k, v in sorted(ctx.items())},
+        "lookalikes_kept": kept[0] / max(kept[1], 1), "lookalikes": kept[1], "misses": misses,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--texts", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    from agentstream.stream_processors.redaction import DEFAULT_ACTIONS, Redactor
+    red = Redactor(b"bench-key")
+    rep = evaluate(generate(args.texts, args.seed), lambda t: red.redact_text(t, DEFAULT_ACTIONS, {}))
+    for section in ("per_category", "per_context"):
+        print(section)
+        for k, v in rep[section].items():
+            print(f"  {k:22s} lenient {v['lenient']:.3f}  strict {v['strict']:.3f}  (n={v['n']})")
+    print(f"look-alikes kept {rep['lookalikes_kept']:.4f} of {rep['lookalikes']}")
+    for m in rep["misses"][:40]:
+        print("  miss", m, file=sys.stderr)
+    overall = rep["per_category"]["overall"]
+    print(json.dumps({"texts": args.texts, "seed": args.seed, "recall": round(overall["lenient"], 4),
+                      "recall_strict": round(overall["strict"], 4),
+                      "min_category_recall": round(min(v["lenient"] for v in rep["per_category"].values()), 4),
+                      "lookalikes_kept": round(rep["lookalikes_kept"], 4)}))
+
+
+if __name__ == "__main__":
+    main()
