@@ -20,8 +20,9 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/agentstream up
 
+# Chromium for the browser tests: installed when it can be, else one line says how and they skip.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@AGENTSTREAM_BROWSER_TESTS=$$(sh .ci/ensure-chromium.sh) $(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/contract
