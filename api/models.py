@@ -150,3 +150,6 @@ class StatsRow(BaseModel):
 class StatsPage(BaseModel):
     items: list[StatsRow]
     next_cursor: str | None = None
+    quantile_function: str = Field(
+        "quantileExact", description="the ClickHouse function behind latency_p*_ms, over the finished "
+        "runs' duration_ms; docs/tables.md recommends the same one in SQL")

@@ -53,7 +53,7 @@ def fleet_series(db: Db, tenant: str, window_s: int | None = None) -> dict[str, 
                count() AS runs,
                countIf(status != '') AS finished,
                countIf(status = 'FAILURE') AS failures,
-               quantileIf(0.95)(duration_ms, status != '') AS p95,
+               quantileExactIf(0.95)(duration_ms, status != '') AS p95,
                sum(input_tokens + output_tokens) AS tokens,
                sum(cost_usd) AS cost
         FROM ({inner})
@@ -129,8 +129,8 @@ def version_distributions(db: Db, tenant: str, agent: str, versions: list[str]) 
 # metric -> (SQL aggregate over one bucket's runs, unit)
 DRIFT_METRICS = {
     "failure_rate": ("countIf(status = 'FAILURE') / nullIf(countIf(status != ''), 0)", "ratio"),
-    "latency_p95_ms": ("quantileIf(0.95)(duration_ms, status != '')", "ms"),
-    "latency_p50_ms": ("quantileIf(0.5)(duration_ms, status != '')", "ms"),
+    "latency_p95_ms": ("quantileExactIf(0.95)(duration_ms, status != '')", "ms"),
+    "latency_p50_ms": ("quantileExactIf(0.5)(duration_ms, status != '')", "ms"),
     "cost_per_run_usd": ("avg(cost_usd)", "usd"),
     "tokens_per_run": ("avg(input_tokens + output_tokens)", "tokens"),
     "retries_per_run": ("avg(retry_count)", "count"),

@@ -7,6 +7,8 @@ from ..db import Db
 from ..pagination import decode_cursor, page_of
 from .runs import RunFilters, runs_subquery
 
+QUANTILE_FUNCTION = "quantileExact"
+
 
 def fleet_stats(db: Db, tenant: str, filters: RunFilters, limit: int, cursor: str | None):
     """One row per (agent_id, agent_version), ordered by that key; cursor = the last key."""
@@ -17,13 +19,15 @@ def fleet_stats(db: Db, tenant: str, filters: RunFilters, limit: int, cursor: st
     if after is not None:
         having = "(agent_id, agent_version) > ({c_agent:String}, {c_version:String})"
         params["c_agent"], params["c_version"] = after
-    # Latency is the duration of finished runs: a live run has no duration yet.
+    # Latency is the duration of finished runs: a live run has no duration yet. The quantile is
+    # QUANTILE_FUNCTION (docs/tables.md recommends the same one in SQL), so the API and an
+    # analyst's query agree to the digit; `quantile` would interpolate (and sample past 8192).
     sql = f"""
         SELECT agent_id, agent_version,
                count() AS runs,
                countIf(status != '') AS finished_runs,
                countIf(status = 'FAILURE') AS failures,
-               quantilesIf(0.5, 0.95, 0.99)(duration_ms, status != '') AS q,
+               quantilesExactIf(0.5, 0.95, 0.99)(duration_ms, status != '') AS q,
                sum(input_tokens) AS input_tokens,
                sum(output_tokens) AS output_tokens,
                sum(cost_usd) AS cost_usd,

@@ -44,7 +44,7 @@ AS.page(async function (main) {
       el("a", { href: "/ui/compare" + AS.qs({ agent: r.agent_id, b: r.agent_version }), class: "note", title: "compare with another version" }, "⇄")] },
     { label: "runs", num: true, render: (r) => cell(r, "runs", fmt.int(r.runs), "#3b5bdb") },
     { label: "failure rate", num: true, render: (r) => cell(r, "failure_rate", fmt.pct(r.failure_rate), "#c92a2a") },
-    { label: "p95 latency", num: true, render: (r) => cell(r, "p95_ms", fmt.ms(r.latency_p95_ms), "#e8590c") },
+    { label: "p95 latency (quantileExact)", num: true, render: (r) => cell(r, "p95_ms", fmt.ms(r.latency_p95_ms), "#e8590c") },
     { label: "tokens", num: true, render: (r) => cell(r, "tokens", fmt.tokens(r.total_tokens), "#7048e8") },
     { label: "cost", num: true, render: (r) => cell(r, "cost_usd", fmt.usd(r.cost_usd), "#2f9e44") },
   ];
