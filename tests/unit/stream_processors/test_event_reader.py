@@ -1,0 +1,196 @@
+"""The generated Event reader and the byte pass-through must not change what comes out.
+
+The reader yields exactly ``Codec.decode``'s dict for every payload kind of both Event versions
+(schema-generated, optional fields null and filled, plus random values), returns None for any
+record it cannot read to its last byte, and the redaction stage's pass-through gives the same
+events, DLQ and quarantine records as the full decode → redact → encode path.
+"""
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+import struct
+
+import fastavro
+import pytest
+
+from agentstream.schemas import EVENT, Codec, load_catalog
+from agentstream.schemas.codec import KIND_TO_BRANCH
+from agentstream.schemas.compatibility import example_record
+from agentstream.stream_processors import redaction_stage
+from agentstream.stream_processors import synthetic as syn
+from agentstream.stream_processors.chain import Chain
+from agentstream.stream_processors.event_reader import EventReader
+from agentstream.stream_processors.policies import PolicyBook, TenantPolicy
+from agentstream.stream_processors.records import InRecord
+from agentstream.stream_processors.redaction import Redactor
+from agentstream.stream_processors.settings import ProcessorsSettings
+
+codec = Codec()
+VERSIONS = load_catalog().versions(EVENT)
+
+
+def _named(schema: dict) -> dict:
+    named: dict = {}
+
+    def walk(t, ns):
+        if isinstance(t, list):
+            for b in t:
+                walk(b, ns)
+        elif isinstance(t, dict):
+            if t.get("type") in ("record", "enum", "fixed"):
+                ns = t.get("namespace", ns)
+                named[t["name"]] = named[f"{ns}.{t['name']}"] = t
+            for f in t.get("fields", ()):
+                walk(f["type"], ns)
+            for key in ("items", "values"):
+                if key in t:
+                    walk(t[key], ns)
+
+    walk(schema, schema.get("namespace", ""))
+    return named
+
+
+def _encode(version, event: dict) -> bytes:
+    rec = {**event, "payload": (KIND_TO_BRANCH[event["kind"]], event["payload"])}
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, version.parsed, rec)
+    return struct.pack(">bI", 0, version.id) + buf.getvalue()
+
+
+def _example(version, kind: str, filled: bool) -> dict:
+    schema = json.loads(version.text)
+    named = _named(schema)
+    branch = 1 if filled else 0
+    ev = example_record({**schema, "fields": [f for f in schema["fields"] if f["name"] != "payload"]},
+                        dict(named), branch)
+    ev.update(kind=kind, tenant_id="acme", run_id=f"run-{kind}", ts_us=1_760_000_000_000_000)
+    ev["payload"] = example_record(named[KIND_TO_BRANCH[kind]], dict(named), branch)
+    return ev
+
+
+READER = EventReader(codec)
+CASES = [(v, k, f) for v in VERSIONS for k in KIND_TO_BRANCH for f in (False, True)]
+
+
+@pytest.mark.parametrize("version,kind,filled", CASES,
+                         ids=[f"v{v.version}-{k}-{'filled' if f else 'nulls'}" for v, k, f in CASES])
+def test_reader_equals_codec_decode_for_every_payload_of_both_versions(version, kind, filled):
+    raw = _encode(version, _example(version, kind, filled))
+    event, at = READER.read(raw)
+    assert event == codec.decode_as(EVENT, raw)  # newest-schema defaults filled for older writers
+    assert raw[at] == (0 if event["redaction"] is None else 2)  # where the summary splice goes
+    for cut in range(5, len(raw)):
+        assert READER.read(raw[:cut]) is None
+    assert READER.read(raw + b"\x00") is None
+
+
+def _text(rng: random.Random) -> str:
+    alphabet = "abcxyz019 -_./:é✓\U0001f600\u2028\\\"'"
+    return "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 1, 5, 40, 200])))
+
+
+def test_reader_equals_codec_decode_on_random_values():
+    rng = random.Random(18)
+    reader = EventReader(codec)
+    longs = [0, 1, -1, 63, 64, -65, 2**31, -(2**31), 2**62, -(2**63), 2**63 - 1]
+    for n in range(400):
+        e = syn.llm_step("t", f"r{n}", rng.choice(longs) % 2**31, cost_usd=rng.random() * 1e6,
+                         tokens=abs(rng.choice(longs)) % 2**40,
+                         attributes={_text(rng): _text(rng) for _ in range(rng.choice([0, 1, 3, 70]))})
+        e["seq"], e["ts_us"] = rng.choice(longs), rng.choice(longs)
+        e["session_id"] = rng.choice([None, _text(rng)])
+        raw = codec.encode(EVENT, e)
+        got = reader.read(raw)
+        assert got is not None and got[0] == codec.decode_as(EVENT, raw)
+
+
+def test_reader_reads_negative_block_counts_and_refuses_what_it_cannot_read():
+    raw = codec.encode(EVENT, syn.step("t", "r", 1, attributes={"a": "1", "b": "2"}))
+    event, at = READER.read(raw)
+    # the same map as one block with a negative count and its byte size (the spec allows it)
+    plain = b"\x04\x02a\x021\x02b\x022\x00"
+    assert plain in raw
+    blocked = raw.replace(plain, b"\x03\x10\x02a\x021\x02b\x022\x00")
+    assert READER.read(blocked)[0] == event
+    assert READER.read(None) is None
+    assert READER.read(b"\x01" + raw[1:]) is None  # not the Confluent magic
+    assert READER.read(raw[:1] + (999).to_bytes(4, "big") + raw[5:]) is None  # unknown id
+    alert_id = codec.resolver.writer_id("agentstream.v1.Alert")
+    assert READER.read(raw[:1] + alert_id.to_bytes(4, "big") + raw[5:]) is None
+    bad_utf8 = raw.replace(b"\x02a\x021", b"\x02a\x02\xff")
+    assert READER.read(bad_utf8) is None
+    # an enum index past the end, and a negative one (Python would index from the end)
+    kind_at = raw.index(b"\x04\x04", at)  # kind STEP (2) then payload branch 2
+    for bad in (b"\x7e", b"\x01"):
+        assert READER.read(raw[:kind_at] + bad + raw[kind_at + 1:]) is None
+
+
+SECRET = "AKIAIOSFODNN7EXAMPLE"
+
+
+def _batch() -> list[InRecord]:
+    v1 = next(v for v in VERSIONS if v.version == 1)
+    events = []
+    for n in range(30):
+        t, r = f"tenant-{n % 3}", f"run-{n}"
+        events += [syn.run_start(t, r, attributes={"ticket": f"T-{n}"}),
+                   syn.llm_step(t, r, 1, cost_usd=0.01, attributes={"gen_ai.request.model": "gpt-4o"}),
+                   syn.step(t, r, 2, name="search", args_digest="d" * 64),
+                   syn.run_end(t, r, 3)]
+    events[5]["attributes"] = {"note": f"key {SECRET}"}  # a rule hit: redacted, re-encoded
+    events[9]["payload"]["content"] = {"preview": "the user asked about refunds", "reference": None}
+    events[13]["run_id"] = f"run-{SECRET}"  # a secret in an identifier: quarantined
+    events[17]["attributes"] = {"prompt": "what is my balance"}  # a content key
+    raws = [codec.encode(EVENT, e) for e in events]
+    raws[21] = _encode(v1, {k: v for k, v in events[21].items() if k != "end_user_id"}
+                       | {"payload": {k: v for k, v in events[21]["payload"].items()}})
+    raws[22] = b"\x00\x00\x00\x00\x05garbage"  # undecodable: DLQ
+    raws[23] = raws[23][:-3]  # truncated: DLQ
+    return [InRecord("u.raw", n % 4, n, e["run_id"].encode(), raw) for n, (e, raw) in enumerate(zip(events, raws))]
+
+
+BATCH = _batch()  # built once: synthetic events carry fresh ids and times
+
+
+def _run(monkeypatch, pass_through: bool):
+    if not pass_through:
+        monkeypatch.setattr(redaction_stage, "may_need_redaction", lambda raw: True)
+    book = PolicyBook()
+    book.set(TenantPolicy("tenant-1", version="p-7"))
+    chain = Chain(ProcessorsSettings(topic_prefix="u."), codec, Redactor(b"k"), book, "u.fleet")
+    state: dict = {}
+    out = chain.process(BATCH, lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
+    monkeypatch.undo()
+    return chain, out, state
+
+
+def _decoded(out, topic):
+    # a DLQ reason may quote an object address (fastavro's message): compare it without one
+    return [(o.key, codec.decode_as(EVENT, o.value) if topic == "u.events" else o.value,
+             [(h, re.sub(rb" at 0x[0-9a-f]+", b"", v)) for h, v in o.headers])
+            for o in out if o.topic == topic]
+
+
+def test_pass_through_gives_what_the_full_path_gives(monkeypatch):
+    fast_chain, fast, fast_state = _run(monkeypatch, True)
+    slow_chain, slow, slow_state = _run(monkeypatch, False)
+    assert fast_chain.redaction.counts.passed_bytes > 80  # most of the batch took the bytes path
+    assert slow_chain.redaction.counts.passed_bytes == 0
+    for topic in ("u.events", "u.dlq", "u.quarantine"):
+        assert _decoded(fast, topic) == _decoded(slow, topic), topic
+    fast_counts, slow_counts = vars(fast_chain.redaction.counts), vars(slow_chain.redaction.counts)
+    assert {**fast_counts, "passed_bytes": 0} == slow_counts
+    assert fast_counts["dlq"] == 2 and fast_counts["quarantine"] == 1
+    assert fast_state == slow_state  # the detectors saw the same events
+    assert sorted(o.key for o in fast if o.topic == "u.alerts") == \
+        sorted(o.key for o in slow if o.topic == "u.alerts")
+    events = [codec.decode_as(EVENT, o.value) for o in fast if o.topic == "u.events"]
+    assert all(e["redaction"]["policy_version"] == ("p-7" if e["tenant_id"] == "tenant-1" else "default")
+               for e in events)
+    assert not any(SECRET.encode() in o.value for o in fast if o.topic == "u.events")
+    preview = next(e for e in events if e["run_id"] == "run-2" and e["kind"] == "STEP" and e["seq"] == 1)
+    assert preview["payload"]["content"] is None or "refunds" not in str(preview["payload"]["content"])
+
