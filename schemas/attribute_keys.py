@@ -13,6 +13,7 @@ schemas), so the three paths cannot disagree.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 # A free-form value with a longer run of text than this is not a "short scalar": dropped under
@@ -121,14 +122,24 @@ def is_content_key(key: str) -> bool:
     return bool(ws) and ws[-1] in CONTENT_WORDS
 
 
+@functools.lru_cache(maxsize=65536)
+def key_class(key: str) -> str:
+    """'content', 'metadata' or 'free' (cached: the same few keys come with every event)."""
+    if is_content_key(key):
+        return "content"
+    return "metadata" if is_metadata_key(key) else "free"
+
+
 def attribute_verdict(key: str, value: str, mode: str) -> str | None:
     """None to keep (the caller still redacts), else the reason the attribute is dropped.
 
     ``mode`` is the wire capture mode (METADATA_ONLY, REDACTED, SECURE_REFERENCE)."""
     if mode == "REDACTED":
         return None  # previews may travel; the processors redact every value
-    if is_content_key(key):
+    kind = key_class(key)
+    if kind == "content":
         return "content_key"
-    if mode == "METADATA_ONLY" and not is_metadata_key(key) and _LONG.search(value):
+    if (mode == "METADATA_ONLY" and kind == "free" and len(value) > MAX_FREE_VALUE_CHARS
+            and _LONG.search(value)):
         return "free_value_too_long"
     return None

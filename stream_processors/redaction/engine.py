@@ -11,19 +11,23 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from .fields import ID_FIELDS, IdChecker, effective_mode, filter_attributes
 from .rules import CATEGORIES, PREFILTER, RULES, UUID, Rule
 
 ACTIONS = ("mask", "hash", "drop")
 DEFAULT_ACTIONS: Mapping[str, str] = {c: "mask" for c in CATEGORIES}
 
 # Identifiers are joined on downstream (run_id is the Kafka key); rewriting them would break
-# the run, so a secret in one is not redactable: the event is quarantined instead.
-IDENTIFIER_FIELDS = ("event_id", "tenant_id", "agent_id", "agent_version", "environment", "run_id",
-                     "parent_run_id", "sdk_version", "policy_version")
+# the run, so a secret in one is not redactable: the event is quarantined instead. Names (tenant,
+# agent, version…) are scanned as text; ids (fields.ID_FIELDS, at any depth) by their format.
+NAME_FIELDS = ("tenant_id", "agent_id", "agent_version", "environment", "sdk_version", "policy_version")
+ENVELOPE_IDS = ("event_id", "run_id", "session_id", "parent_run_id", "parent_step_id")
+IDENTIFIER_FIELDS = NAME_FIELDS + ENVELOPE_IDS
 # Fields that are an enum wherever they appear never carry free text; skipping them saves work on
 # every event. ``status`` is not here: it is an enum in Step and RunEnd but free text in
 # CommandAck. tests/contract checks this set against the schema.
 SKIP_FIELDS = frozenset(("kind", "capture_mode", "step_kind", "failure_type", "redaction"))
+
 # Map fields: their keys are the user's, so a key that happens to be "kind" is still scanned.
 MAP_FIELDS = frozenset(("attributes",))
 DEFAULT_MAX_CHARS = 256 * 1024
@@ -96,6 +100,7 @@ class Redactor:
         self.max_chars = max_chars
         self._prefilter = PREFILTER.search
         self._verdicts: dict[str, tuple[Finding, ...]] = {}
+        self._ids = IdChecker(self.rules, self.scan)
 
     # ---- text ----------------------------------------------------------------------------
 
@@ -182,14 +187,24 @@ class Redactor:
 
     def _redact_event(self, event: Mapping[str, Any], actions: Mapping[str, str], policy_version: str,
                       capture_mode: str) -> dict[str, Any]:
-        for name in IDENTIFIER_FIELDS:
+        for name in NAME_FIELDS:
             v = event.get(name)
             if isinstance(v, str) and v:
                 hits = self.scan(v)
                 if hits:
                     raise RedactionError(f"identifier field {name} matches rule {hits[0].rule.name}")
+        for name in ENVELOPE_IDS:
+            v = event.get(name)
+            if isinstance(v, str) and v and (hit := self._ids.check(v)):
+                raise RedactionError(f"identifier field {name} matches rule {hit}")
+        counts: dict[str, int] = {}
+        attrs = event.get("attributes")
+        if attrs:
+            kept = filter_attributes(attrs, effective_mode(capture_mode, event.get("capture_mode")), counts)
+            if kept is not attrs:
+                event = {**event, "attributes": kept}
         payload = event.get("payload")
-        if not (isinstance(payload, dict) and payload.get("content")) and not any(
+        if not counts and not (isinstance(payload, dict) and payload.get("content")) and not any(
                 self._has_findings(v, () if name in MAP_FIELDS else SKIP_FIELDS) for name, v in event.items()
                 if v is not None and name not in IDENTIFIER_FIELDS and name not in SKIP_FIELDS):
             # Fast path (most events): a read-only pass over cached verdicts found nothing, so
@@ -197,7 +212,6 @@ class Redactor:
             out = dict(event)
             out["redaction"] = {"policy_version": policy_version, "rule_counts": {}}
             return out
-        counts: dict[str, int] = {}
         changed: list[str] = []
         out = dict(event)
         nullable = nullable_string_fields()
@@ -228,6 +242,8 @@ class Redactor:
                 if k in skip or item is None:
                     continue
                 t = type(item)
+                if t is str and k in ID_FIELDS and skip and self._ids.id_shaped_and_clean(item):
+                    continue
                 if t is int or t is float or t is bool:
                     continue
                 if type(k) is str:
@@ -265,6 +281,8 @@ class Redactor:
             for k, item in v.items():
                 if k in skip or item is None or isinstance(item, (int, float, bool)):
                     continue
+                if k in ID_FIELDS and skip and isinstance(item, str) and self._ids.id_shaped_and_clean(item):
+                    continue  # a step/call id: validated by format, not scanned as free text
                 nk = self.redact_text(k, actions, counts) if isinstance(k, str) else k
                 ni = self._walk(k, item, actions, counts, changed, nullable)
                 if nk is not k or ni is not item:

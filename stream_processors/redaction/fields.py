@@ -1,0 +1,74 @@
+"""Fields the engine treats by their role, not as free text: identifiers and attributes.
+
+Identifiers (event, run, session, step, parent, call ids) are joined on downstream; they are
+validated by FORMAT: a token of id characters passes without the free-text rules (a digit run in
+``run_7a52225967589722`` is not a card), and only token-shaped secret formats (API keys, JWTs,
+PEM, bearer tokens, credentials in URLs) are looked for, since those are whole tokens by
+construction. An id that is not id-shaped (spaces, ``@``…) is scanned as text. For the envelope's
+ids either finding quarantines the event (run_id is the Kafka key: it cannot be rewritten without
+breaking the run); an id nested in a payload that fails is redacted like any text.
+
+Attributes follow the shared allow-list (``schemas/attribute_keys.py``) under the stricter of the
+tenant's capture mode and the event's own: content keys and over-long free values are dropped,
+counted as ``dropped_attribute:<reason>`` in ``redaction.rule_counts`` (never the value).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Iterable
+
+from agentstream.schemas.attribute_keys import attribute_verdict
+
+ID_FIELDS = frozenset(("event_id", "run_id", "session_id", "parent_run_id", "parent_step_id", "step_id",
+                       "retry_of", "to_run_id", "call_id", "command_id", "interaction_id"))
+ID_FORMAT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=#-]{0,255}")
+# Rules whose matches are whole tokens of a documented format: the ones an id can hold.
+TOKEN_CATEGORIES = frozenset(("api_key", "jwt", "private_key", "bearer_token", "url_credentials"))
+_STRICTNESS = {"REDACTED": 0, "SECURE_REFERENCE": 1, "METADATA_ONLY": 2}
+
+
+def effective_mode(tenant_mode: str, event_mode: Any) -> str:
+    """The stricter of the two: an SDK that promised metadata_only keeps that promise even where
+    the tenant would allow previews; a tenant's stricter mode wins over what the SDK sent."""
+    ev = event_mode if event_mode in _STRICTNESS else "METADATA_ONLY"
+    t = tenant_mode if tenant_mode in _STRICTNESS else "METADATA_ONLY"
+    return t if _STRICTNESS[t] >= _STRICTNESS[ev] else ev
+
+
+class IdChecker:
+    """``check(name, value)`` returns the name of the rule an id matches, or None."""
+
+    def __init__(self, rules: Iterable[Any], scan_text: Callable[[str], tuple]) -> None:
+        self.token_rules = tuple(r for r in rules if r.category in TOKEN_CATEGORIES)
+        self.scan_text = scan_text
+
+    def check(self, value: str) -> str | None:
+        if ID_FORMAT.fullmatch(value):
+            for rule in self.token_rules:
+                for _ in rule.find(value):
+                    return rule.name
+            return None
+        hits = self.scan_text(value)
+        return hits[0].rule.name if hits else None
+
+    def id_shaped_and_clean(self, value: str) -> bool:
+        """An id nested in a payload (step_id, call_id…) that may skip the free-text rules."""
+        if not ID_FORMAT.fullmatch(value):
+            return False
+        return not any(True for rule in self.token_rules for _ in rule.find(value))
+
+
+def filter_attributes(attrs: dict[str, Any], mode: str, counts: dict[str, int]) -> dict[str, Any]:
+    """The attributes a capture mode keeps (the same dict when nothing is dropped)."""
+    if mode == "REDACTED":
+        return attrs
+    out: dict[str, Any] | None = None
+    for k, v in attrs.items():
+        reason = attribute_verdict(k, v if isinstance(v, str) else "", mode)
+        if reason is not None:
+            if out is None:
+                out = dict(attrs)
+            del out[k]
+            key = f"dropped_attribute:{reason}"
+            counts[key] = counts.get(key, 0) + 1
+    return attrs if out is None else out
