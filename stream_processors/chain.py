@@ -17,7 +17,7 @@ from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
 
 from .detectors import fleet, runs
 from .policies import PolicyBook
-from .records import InRecord, OutRecord
+from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import Redactor
 from .redaction_stage import RedactionStage
 from .settings import ProcessorsSettings
@@ -47,6 +47,13 @@ class Chain:
     def process(self, batch: list[InRecord], get_state: GetState, put_state: PutState) -> list[OutRecord]:
         out: list[OutRecord] = []
         passed = self.redaction.process(batch, out)
+        out += self.detect(passed, get_state, put_state)
+        return out
+
+    def detect(self, passed: list[Redacted], get_state: GetState, put_state: PutState) -> list[OutRecord]:
+        """The per-run detectors and the fleet deltas over events that passed redaction
+        (decoded dicts with their source record): alerts, STOP commands and fleet records."""
+        out: list[OutRecord] = []
         states: dict[str, tuple[int, dict[str, Any], bool]] = {}
         deltas: dict[str, dict[str, Any]] = {}
         for r in passed:

@@ -12,12 +12,14 @@ and the always-valid p-value is the running minimum of ``1/Lambda``. It may be l
 every batch, at any sample size, and its false-alarm rate stays below ``alpha`` (Ville's
 inequality), so there is no fixed minimum sample: only ``min_n`` observations per side for the
 variance estimate to mean something. ``alpha`` is split (Bonferroni) across the metrics of a
-comparison. An alert also needs a material effect, so a tiny real change at large n stays quiet.
+comparison (``ALPHA_SHARES``). An alert also needs a material effect, so a tiny real change at large n stays quiet.
 
-Metrics: failure rate (two proportions), cost and steps per run (difference of means), run
+Metrics: failure rate (two proportions), cost and steps per run (difference of mean logs), run
 latency p95 and each step name's latency p95. A p95 is tested as the share of observations
 slower than the old version's p95 (a proportion that is ~5 % when nothing changed); it is
-material when that share at least doubles or halves.
+material when that share at least doubles. Failure rate and latency are regressions only
+(one-sided: a version that fails less or runs faster raises nothing); cost and steps per run
+are two-sided (a version that suddenly does half the work is as suspect as one that costs more).
 """
 from __future__ import annotations
 
@@ -29,8 +31,12 @@ LAT_BASE = 1.25  # log-scale histogram: bucket i covers [1.25^i, 1.25^(i+1)) ms
 MAX_STEP_NAMES = 20
 
 
+COST_FLOOR_USD = 1e-4  # log(cost + floor): a run without model calls is not -infinity
+
+
 def new_sample() -> dict[str, Any]:
-    return {"n": 0, "fail": 0, "lat": {}, "cost": [0.0, 0.0], "steps": [0.0, 0.0], "step_lat": {}}
+    return {"n": 0, "fail": 0, "lat": {}, "cost": [0.0, 0.0], "steps": [0.0, 0.0], "step_lat": {},
+            "lcost": [0.0, 0.0], "lsteps": [0.0, 0.0]}
 
 
 def lat_bucket(ms: float) -> str:
@@ -46,6 +52,13 @@ def add_run(s: dict[str, Any], failed: bool, duration_ms: float, cost: float, st
     s["cost"][1] += cost * cost
     s["steps"][0] += steps
     s["steps"][1] += steps * steps
+    # Cost and steps per run are compared as logs (ratios of geometric means): a handful of
+    # runaway runs would otherwise own the variance and hide a fleet-wide 1.5x change.
+    lc, ls = math.log(max(cost, 0.0) + COST_FLOOR_USD), math.log1p(max(steps, 0))
+    s["lcost"][0] += lc
+    s["lcost"][1] += lc * lc
+    s["lsteps"][0] += ls
+    s["lsteps"][1] += ls * ls
 
 
 def add_step(s: dict[str, Any], name: str, latency_ms: float) -> None:
@@ -63,9 +76,11 @@ def merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     a["fail"] += b["fail"]
     for kk, v in b["lat"].items():
         a["lat"][kk] = a["lat"].get(kk, 0) + v
-    for k in ("cost", "steps"):
-        a[k][0] += b[k][0]
-        a[k][1] += b[k][1]
+    for k in ("cost", "steps", "lcost", "lsteps"):
+        if k in b:
+            a.setdefault(k, [0.0, 0.0])
+            a[k][0] += b[k][0]
+            a[k][1] += b[k][1]
     sl = a.setdefault("step_lat", {})
     for name, h in (b.get("step_lat") or {}).items():
         mine = sl.get(name)
@@ -80,34 +95,38 @@ def merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
 
 # ---- the sequential test -------------------------------------------------------------------
 
-def msprt_p(d: float, v: float, tau: float) -> float:
-    """1/Lambda of the normal mSPRT for a difference estimate ``d`` with variance ``v``."""
+def msprt_p(d: float, v: float, tau: float, one_sided: bool = False) -> float:
+    """1/Lambda of the normal mSPRT for a difference estimate ``d`` with variance ``v``.
+
+    ``one_sided``: the mixing prior is the half-normal on increases, which gives
+    ``Lambda+ = 2 * Lambda * Phi(d * tau / sqrt(v * (v + tau^2)))`` (the posterior mass above 0):
+    about twice the evidence for an increase, none for a decrease."""
     if v <= 0:
         return 1.0
     t2 = tau * tau
     log_lam = 0.5 * math.log(v / (v + t2)) + t2 * d * d / (2 * v * (v + t2))
+    if one_sided:
+        phi = 0.5 * math.erfc(-d * tau / math.sqrt(v * (v + t2)) / math.sqrt(2))
+        log_lam += math.log(2 * phi) if phi > 0 else -700.0
     return 1.0 if log_lam <= 0 else math.exp(-min(log_lam, 700.0))
 
 
-def proportions(x1: int, n1: int, x2: int, n2: int, tau: float) -> tuple[float, float]:
-    """(p2 - p1, 1/Lambda) with the pooled variance (the null's)."""
-    pool = (x1 + x2) / (n1 + n2)
-    # A pooled rate of 0 (nothing failed yet) has no variance; half an event keeps it positive.
-    pool = min(max(pool, 0.5 / (n1 + n2)), 1 - 0.5 / (n1 + n2))
-    v = pool * (1 - pool) * (1 / n1 + 1 / n2)
-    d = x2 / n2 - x1 / n1
-    return d, msprt_p(d, v, tau)
+def proportions(x1: int, n1: int, x2: int, n2: int, tau: float, one_sided: bool = False) -> tuple[float, float]:
+    """(p2 - p1, 1/Lambda), tested on the variance-stabilised scale 2*asin(sqrt(p)) where each
+    side's variance is 1/n whatever the rate (no plug-in variance that is ~0 for rare failures,
+    and more power than a pooled z at rates of a few per cent)."""
+    # Half an event each side keeps 0 and 1 off the edges (Anscombe-like continuity).
+    a1 = 2 * math.asin(math.sqrt((x1 + 0.375) / (n1 + 0.75)))
+    a2 = 2 * math.asin(math.sqrt((x2 + 0.375) / (n2 + 0.75)))
+    return x2 / n2 - x1 / n1, msprt_p(a2 - a1, 1 / n1 + 1 / n2, tau, one_sided)
 
 
-def means(s1: list[float], n1: int, s2: list[float], n2: int, tau_rel: float) -> tuple[float, float]:
-    """(relative change of the mean, 1/Lambda); ``tau`` scales with the old mean."""
+def means(s1: list[float], n1: int, s2: list[float], n2: int, tau: float) -> tuple[float, float]:
+    """(difference of means, 1/Lambda) from [sum, sum of squares] of each sample."""
     m1, m2 = s1[0] / n1, s2[0] / n2
     v1 = max(s1[1] / n1 - m1 * m1, 0.0) * n1 / max(n1 - 1, 1)
     v2 = max(s2[1] / n2 - m2 * m2, 0.0) * n2 / max(n2 - 1, 1)
-    v = v1 / n1 + v2 / n2
-    tau = tau_rel * abs(m1) if m1 else tau_rel
-    rel = (m2 - m1) / m1 if m1 else 0.0
-    return rel, msprt_p(m2 - m1, v, tau)
+    return m2 - m1, msprt_p(m2 - m1, v1 / n1 + v2 / n2, tau)
 
 
 def quantile_edge(h: Mapping[str, int], q: float) -> int:
@@ -127,14 +146,14 @@ def above(h: Mapping[str, int], edge: int) -> int:
 
 @dataclass(frozen=True)
 class DriftConfig:
-    alpha: float = 0.02          # per comparison (one rollout): half to the 4 run metrics, half to step names
+    alpha: float = 0.05          # per comparison (one rollout), shared out by ALPHA_SHARES
     min_n: int = 30              # per side, for the variance estimates (not a power gate)
-    tau_failure: float = 0.05    # mixing scale: the failure-rate change worth finding
-    tau_rel: float = 0.3         # ... relative change of a mean
-    tau_tail: float = 0.05       # ... change of the share above the old p95
+    tau_failure: float = 0.25    # mixing scale (arcsine units; 2 % -> 10 % is 0.36)
+    tau_log: float = 0.3         # ... change of a mean log (0.3: about x1.35)
+    tau_tail: float = 0.25       # ... share above the old p95 (arcsine units; 5 % -> 10 % is 0.19)
     min_failure_diff: float = 0.02
     min_rel_change: float = 0.2
-    min_tail_ratio: float = 2.0  # p95 material: share above the old p95 x2 (or /2)
+    min_tail_ratio: float = 2.0  # p95 material: share above the old p95 at least x2
 
 
 def compare(base: Mapping[str, Any], cur: Mapping[str, Any], cfg: DriftConfig = DriftConfig()
@@ -143,13 +162,15 @@ def compare(base: Mapping[str, Any], cur: Mapping[str, Any], cfg: DriftConfig = 
     out: dict[str, dict[str, float]] = {}
     n1, n2 = base["n"], cur["n"]
     if n1 >= cfg.min_n and n2 >= cfg.min_n:
-        d, p = proportions(base["fail"], n1, cur["fail"], n2, cfg.tau_failure)
-        out["failure_rate"] = {"effect": d, "p_value": p, "material": float(abs(d) >= cfg.min_failure_diff),
+        d, p = proportions(base["fail"], n1, cur["fail"], n2, cfg.tau_failure, one_sided=True)
+        out["failure_rate"] = {"effect": d, "p_value": p, "material": float(d >= cfg.min_failure_diff),
                                "old_value": base["fail"] / n1, "new_value": cur["fail"] / n2}
         for k in ("cost", "steps"):
-            rel, p = means(base[k], n1, cur[k], n2, cfg.tau_rel)
-            out[f"{k}_per_run"] = {"effect": rel, "p_value": p, "material": float(abs(rel) >= cfg.min_rel_change),
-                                   "old_value": base[k][0] / n1, "new_value": cur[k][0] / n2}
+            d, p = means(base["l" + k], n1, cur["l" + k], n2, cfg.tau_log)
+            rel = math.exp(d) - 1  # change of the geometric mean
+            out[f"{k}_per_run"] = {"effect": rel, "p_value": p,
+                                   "material": float(abs(rel) >= cfg.min_rel_change),
+                                   "old_mean": base[k][0] / n1, "new_mean": cur[k][0] / n2}
         out["run_latency_p95"] = _tail(base["lat"], cur["lat"], cfg)
     b_steps, c_steps = base.get("step_lat") or {}, cur.get("step_lat") or {}
     for name in sorted(set(b_steps) & set(c_steps)):
@@ -162,18 +183,21 @@ def _tail(h1: Mapping[str, int], h2: Mapping[str, int], cfg: DriftConfig) -> dic
     n1, n2 = sum(h1.values()), sum(h2.values())
     edge = quantile_edge(h1, 0.95)
     x1, x2 = above(h1, edge), above(h2, edge)
-    d, p = proportions(x1, n1, x2, n2, cfg.tau_tail)
+    d, p = proportions(x1, n1, x2, n2, cfg.tau_tail, one_sided=True)
     s1, s2 = max(x1 / n1, 0.5 / n1), max(x2 / n2, 0.5 / n2)
     ratio = s2 / s1
-    material = ratio >= cfg.min_tail_ratio or ratio <= 1 / cfg.min_tail_ratio
-    return {"effect": d, "p_value": p, "material": float(material and abs(d) >= 0.02),
+    return {"effect": d, "p_value": p, "material": float(ratio >= cfg.min_tail_ratio and d >= 0.02),
             "baseline_p95_ms": LAT_BASE ** (edge + 1), "current_p95_ms": LAT_BASE ** (quantile_edge(h2, 0.95) + 1),
             "share_above_baseline_p95": x2 / n2}
 
 
+# Shares of a comparison's alpha per metric (Bonferroni with unequal weights): the failure rate,
+# what an operator acts on first, gets the most; step names split their share evenly.
+ALPHA_SHARES = {"failure_rate": 0.4, "cost_per_run": 0.15, "steps_per_run": 0.1, "run_latency_p95": 0.15,
+                "step_latency_p95": 0.2}
+
+
 def metric_alpha(metric: str, step_names: int, cfg: DriftConfig) -> float:
-    """Bonferroni share of one metric: half of alpha to the 4 run metrics, half to the step
-    names the baseline has (so many step names do not dilute the run metrics)."""
     if metric.startswith("step_latency_p95:"):
-        return cfg.alpha / 2 / max(1, step_names)
-    return cfg.alpha / 8
+        return cfg.alpha * ALPHA_SHARES["step_latency_p95"] / max(1, step_names)
+    return cfg.alpha * ALPHA_SHARES[metric]

@@ -122,10 +122,15 @@ def test_repeat_window_is_configurable_and_whole_run_is_bounded(window):
     evs = [syn.step("t", "r", i, name="poll", args_digest="same") if i % 30 == 0
            else syn.step("t", "r", i, name="search", args_digest=str(i)) for i in range(1, 181)]
     st, f = _observe(evs, loops=loops)
-    assert bool(f) == (window != 24)  # 200: all 6 are in it  # the 24-step window never sees two of them at once
-    big = [syn.step("t", "r", i, name="s", args_digest=str(i)) for i in range(1, 6000)]
-    st, f = _observe(big, loops={**LOOP_DEFAULTS, "repeat_window": 0})
+    # a 24-step window never holds two of them; 200 steps or the whole run hold all 6
+    assert bool(f) == (window != 24)
+
+
+def test_whole_run_counting_is_bounded_and_keeps_the_repeated_signatures():
+    big = [syn.step("t", "r", i, name="s", args_digest=str(i) if i % 7 else "hot") for i in range(1, 6000)]
+    st, f = _observe(big, loops={**LOOP_DEFAULTS, "repeat_window": 0, "max_repeats": 10_000})
     assert f == [] and len(st["cnt"]) <= runs.MAX_SIGNATURES + 1
+    assert st["cnt"]["TOOL|s|hot"] == 5999 // 7
 
 
 def test_progress_fingerprint_over_the_limit_is_a_loop_reason():
