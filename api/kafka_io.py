@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from agentstream.schemas import POLICY, Codec, DecodeError, make_resolver, topic_name
+from agentstream.schemas import PARTITIONER, POLICY, Codec, DecodeError, make_resolver, topic_name
 from agentstream.schemas.alerting import is_alerting_key
 from .errors import ApiError
 from .settings import ApiSettings
@@ -38,6 +38,8 @@ class KafkaWriter:
             "enable.idempotence": True,
             "acks": "all",
             "message.timeout.ms": int(settings.kafka_timeout_s * 1000),
+            # commands keyed by run_id go where the run's events went (one partitioner everywhere)
+            "partitioner": PARTITIONER,
             **settings.kafka_client_conf,
         })
 

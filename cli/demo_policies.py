@@ -18,10 +18,10 @@ DEMO_POLICIES = {
 def apply_demo_policies(bootstrap_servers: str, prefix: str) -> None:
     from confluent_kafka import Producer
 
-    from agentstream.schemas import POLICY, Codec, topic_name
+    from agentstream.schemas import PARTITIONER, POLICY, Codec, topic_name
 
     codec = Codec()
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "acks": "all"})
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "acks": "all", "partitioner": PARTITIONER})
     now_us = int(time.time() * 1e6)
     for tenant, policy in DEMO_POLICIES.items():
         record = {"tenant_id": tenant, "updated_us": now_us, **policy}

@@ -39,12 +39,44 @@ def topics_list(prefix: str = typer.Option("agentstream.")) -> None:
 @schemas_app.command("register")
 def schemas_register(
     registry_url: str = typer.Option(..., envvar="AGENTSTREAM_SCHEMA_REGISTRY_URL"),
+    subject_strategy: str = typer.Option(
+        "topic_name", envvar="AGENTSTREAM_SCHEMA_SUBJECT_STRATEGY",
+        help="topic_name: Confluent's default TopicNameStrategy, '<topic>-value' subjects; "
+             "record_name: RecordNameStrategy, the record's full name"),
+    prefix: str = typer.Option("agentstream.", envvar="AGENTSTREAM_TOPIC_PREFIX",
+                               help="topic prefix (names the topic_name subjects)"),
 ) -> None:
-    """Register every catalog schema version, in order, under RecordNameStrategy subjects."""
-    from agentstream.schemas import RegistryResolver
+    """Make the registry hold every catalog schema version under its built-in id (IMPORT mode
+    where the registry has it), then read every id back; exits 1 naming each mismatch."""
+    from agentstream.schemas import RegistryResolver, SchemaIdMismatch
+    from agentstream.schemas.registry_sync import STRATEGIES, subjects_for
 
-    for name, sid in sorted(RegistryResolver(registry_url).register_all().items()):
-        typer.echo(f"{name}: id {sid}")
+    if subject_strategy not in STRATEGIES:
+        raise typer.BadParameter(f"one of {', '.join(STRATEGIES)}", param_hint="--subject-strategy")
+    resolver = RegistryResolver(registry_url, verify=False)
+    try:
+        ids = resolver.register_all(subject_strategy, prefix)
+    except SchemaIdMismatch as exc:
+        for p in exc.problems:
+            typer.echo(f"mismatch: {p}", err=True)
+        raise typer.Exit(1) from None
+    for name in sorted(ids):
+        versions = ", ".join(f"v{v.version}=id {v.id}" for v in resolver.catalog.versions(name))
+        typer.echo(f"{name}: {versions} under {', '.join(subjects_for(name, subject_strategy, prefix))}")
+
+
+@schemas_app.command("check")
+def schemas_check(registry_url: str = typer.Option(..., envvar="AGENTSTREAM_SCHEMA_REGISTRY_URL")) -> None:
+    """Read every built-in id back from the registry (what each service does on start)."""
+    from agentstream.schemas import RegistryResolver
+    from agentstream.schemas.registry_sync import check_ids
+
+    problems = check_ids(RegistryResolver(registry_url, verify=False).client)
+    for p in problems:
+        typer.echo(f"mismatch: {p}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("the registry holds every built-in schema id")
 
 
 @schemas_app.command("codegen")

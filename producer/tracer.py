@@ -35,13 +35,10 @@ def _event_header(settings: ProducerSettings) -> Callable[[], bytes]:
     def header() -> bytes:
         v = next(v for v in load_catalog().versions(EVENT) if v.version == WIRE_EVENT_VERSION)
         if settings.schema_registry_url:
-            from confluent_kafka.schema_registry import Schema
-
-            resolver = make_resolver(settings.schema_registry_url)
-            sid = resolver.client.register_schema(EVENT, Schema(v.text, "AVRO"))
-        else:
-            sid = v.id
-        return struct.pack(">bI", 0, sid)
+            # raises SchemaIdMismatch unless the registry holds the built-in ids (`agentstream
+            # schemas register`); the transport then drops and logs rather than mis-frame
+            make_resolver(settings.schema_registry_url)
+        return struct.pack(">bI", 0, v.id)
 
     return header
 

@@ -23,6 +23,8 @@ import weakref
 from collections import deque
 from typing import Any, Callable
 
+from agentstream.schemas import PARTITIONER
+
 from .settings import ProducerSettings
 from .spool import Spool
 
@@ -137,6 +139,8 @@ class Transport:
             "on_delivery": self._on_delivery_online,
             "logger": logging.getLogger("agentstream.producer.kafka"),
             "client.id": "agentstream-sdk",
+            # a run's records land where the gateway's, the processors' and Java clients' do
+            "partitioner": PARTITIONER,
         }
         conf.update(s.client_conf)
         return conf

@@ -5,8 +5,9 @@ from them by ``python -m agentstream.schemas.codegen``.
 """
 from .catalog import SchemaCatalog, SchemaVersion, load_catalog
 from .codec import Codec, DecodeError, EncodeError
+from .registry_sync import SchemaIdMismatch
 from .resolvers import EmbeddedResolver, RegistryResolver, make_resolver
-from .topics import DLQ_HEADERS, TOPICS, TopicSpec, topic_name
+from .topics import DLQ_HEADERS, PARTITIONER, TOPICS, TopicSpec, partition_for, topic_name
 
 EVENT = "agentstream.v1.Event"
 COMMAND = "agentstream.v1.Command"
@@ -18,6 +19,7 @@ __all__ = [
     "COMMAND",
     "DLQ_HEADERS",
     "EVENT",
+    "PARTITIONER",
     "POLICY",
     "TOPICS",
     "Codec",
@@ -26,9 +28,11 @@ __all__ = [
     "EncodeError",
     "RegistryResolver",
     "SchemaCatalog",
+    "SchemaIdMismatch",
     "SchemaVersion",
     "TopicSpec",
     "load_catalog",
     "make_resolver",
+    "partition_for",
     "topic_name",
 ]

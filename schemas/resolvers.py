@@ -1,10 +1,10 @@
 """Where schema ids come from: the embedded catalog, or a Confluent-compatible Schema Registry."""
 from __future__ import annotations
 
-import threading
 from typing import Any, Protocol
 
-from .catalog import SchemaCatalog, SchemaVersion, load_catalog, parse
+from .catalog import SchemaCatalog, load_catalog, parse
+from .registry_sync import SchemaIdMismatch, check_ids, register
 
 
 class SchemaResolver(Protocol):
@@ -30,50 +30,46 @@ class EmbeddedResolver:
 
 
 class RegistryResolver:
-    """Registers the catalog's latest versions under RecordNameStrategy subjects.
+    """Ids from a Confluent-compatible Schema Registry, which must hold the catalog's own ids.
 
-    Subjects are the record's full name (``agentstream.v1.Event``) rather than the topic name,
-    because the raw and events topics share one schema and topic names carry a prefix.
+    Records written before a registry existed carry the built-in ids, so the registry is brought
+    to them (``register_all``, i.e. ``agentstream schemas register``) and every process checks it
+    on start: a registry answering an id with another schema makes the constructor raise
+    ``SchemaIdMismatch`` rather than frame records that readers would misread.
     """
 
     def __init__(
-        self, url: str, catalog: SchemaCatalog | None = None, client: Any = None, **conf: Any
+        self, url: str, catalog: SchemaCatalog | None = None, client: Any = None, *,
+        verify: bool = True, **conf: Any
     ) -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         self.catalog = catalog or load_catalog()
-        # new_client() returns the in-memory mock for mock:// URLs, used by the tests.
+        # new_client() returns the in-memory mock for mock:// URLs, used by the unit tests.
         self.client = client or SchemaRegistryClient.new_client({"url": url, **conf})
-        self._ids: dict[str, int] = {}
         self._schemas: dict[int, Any] = {}
-        self._lock = threading.Lock()
+        if verify:
+            problems = check_ids(self.client, self.catalog)
+            if problems:
+                raise SchemaIdMismatch(problems)
 
-    def register_all(self) -> dict[str, int]:
-        """Registers every version in order, so the registry's compatibility check sees each step."""
-        from confluent_kafka.schema_registry import Schema
-
-        for name in self.catalog.names():
-            for v in self.catalog.versions(name):
-                sid = self.client.register_schema(name, Schema(v.text, "AVRO"))
-                self._remember(sid, v)
-                self._ids[name] = sid
-        return dict(self._ids)
+    def register_all(self, strategy: str = "record_name", prefix: str = "agentstream.") -> dict[str, int]:
+        """Imports every catalog version under its built-in id (see ``registry_sync.register``);
+        returns each record name's newest id, the one writers frame with."""
+        register(self.client, self.catalog, strategy, prefix)
+        return {name: self.catalog.latest(name).id for name in self.catalog.names()}
 
     def writer_id(self, name: str) -> int:
-        sid = self._ids.get(name)
-        if sid is None:
-            from confluent_kafka.schema_registry import Schema
-
-            v = self.catalog.latest(name)
-            with self._lock:
-                sid = self.client.register_schema(name, Schema(v.text, "AVRO"))
-                self._remember(sid, v)
-                self._ids[name] = sid
-        return sid
+        # checked on construction: the registry's id for this version is the built-in one
+        return self.catalog.latest(name).id
 
     def schema_for_id(self, schema_id: int) -> Any | None:
+        v = self.catalog.by_id(schema_id)
+        if v is not None:
+            return v.parsed
         parsed = self._schemas.get(schema_id)
         if parsed is None:
+            # another producer's schema: only the registry knows it
             try:
                 schema = self.client.get_schema(schema_id)
             except Exception:  # noqa: BLE001 - unknown id or registry down: the caller DLQs it
@@ -81,9 +77,6 @@ class RegistryResolver:
             parsed = parse(schema.schema_str)
             self._schemas[schema_id] = parsed
         return parsed
-
-    def _remember(self, sid: int, v: SchemaVersion) -> None:
-        self._schemas[sid] = v.parsed
 
 
 def make_resolver(registry_url: str | None, **conf: Any) -> SchemaResolver:

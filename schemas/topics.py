@@ -17,6 +17,46 @@ DLQ_HEADERS = {
 }
 
 
+# Every agentstream producer (SDK, gateway, API, processors, sink DLQ) sets this, so a record's
+# partition depends only on its key and the partition count: a run's events share a partition
+# whichever path they took. librdkafka's murmur2_random is the Java client's default partitioner
+# (murmur2 of the key bytes, positive, modulo the partitions; random for a null key), so Kafka
+# Streams, Connect and Java producers keyed by run_id agree too. librdkafka's own default
+# (consistent_random, CRC32) would put a key elsewhere.
+PARTITIONER = "murmur2_random"
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``) as a signed 32-bit int."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    length = len(data)
+    h = (0x9747B28C ^ length) & mask
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
+    tail = length % 4
+    base = length - tail
+    if tail == 3:
+        h ^= data[base + 2] << 16
+    if tail >= 2:
+        h ^= data[base + 1] << 8
+    if tail >= 1:
+        h ^= data[base]
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Java's default partitioner (and ``PARTITIONER``) gives a non-null key."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     logical: str

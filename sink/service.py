@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable
 
-from agentstream.schemas import Codec, make_resolver, topic_name
+from agentstream.schemas import PARTITIONER, Codec, make_resolver, topic_name
 
 from . import metrics as m
 from .dlq import DeadLetters, Rejected
@@ -129,7 +129,7 @@ class Sink:
             "statistics.interval.ms": 5000,
             "stats_cb": lambda _s: None,
         })
-        dead = DeadLetters(Producer({**conf, "linger.ms": 5}), topic_name("dlq", self.settings.topic_prefix))
+        dead = DeadLetters(Producer({**conf, "linger.ms": 5, "partitioner": PARTITIONER}), topic_name("dlq", self.settings.topic_prefix))
         follower = None
         if self.settings.read_policies:
             try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Iterable
 
+from agentstream.schemas import PARTITIONER
+
 from .records import OutRecord
 
 
@@ -28,7 +30,7 @@ class Emitter:
             "enable.idempotence": False,
             "acks": "all",
             # Java/aiokafka-compatible key hashing, so run_id lands where other clients put it.
-            "partitioner": "murmur2_random",
+            "partitioner": PARTITIONER,
             **(extra or {}),
         })
         self._errors: list[str] = []

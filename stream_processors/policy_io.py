@@ -5,7 +5,7 @@ import time
 import uuid
 from typing import Any, Iterable
 
-from agentstream.schemas import POLICY, Codec, make_resolver, topic_name
+from agentstream.schemas import PARTITIONER, POLICY, Codec, make_resolver, topic_name
 
 from .policies import BUDGET_DEFAULTS, LOOP_DEFAULTS, TenantPolicy, validate_actions
 from .settings import ProcessorsSettings
@@ -69,7 +69,7 @@ def write_policy(settings: ProcessorsSettings, record: dict[str, Any]) -> None:
     from confluent_kafka import Producer
 
     codec = Codec(make_resolver(settings.schema_registry_url))
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all"})
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "partitioner": PARTITIONER})
     p.produce(topic_name("policies", settings.topic_prefix), codec.encode(POLICY, record), record["tenant_id"].encode())
     if p.flush(30):
         raise RuntimeError("the policy was not acknowledged by the broker within 30 s")

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentstream.schemas import PARTITIONER
+
 
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTSTREAM_GATEWAY_", extra="ignore")
@@ -69,7 +71,7 @@ class GatewaySettings(BaseSettings):
             "enable.idempotence": True,
             # Java's and aiokafka's partitioner: a run's events from the gateway, the SDK and
             # the processors share one partition.
-            "partitioner": "murmur2_random",
+            "partitioner": PARTITIONER,
             "linger.ms": self.linger_ms,
             "compression.type": self.compression_type,
             "message.timeout.ms": self.delivery_timeout_ms,
