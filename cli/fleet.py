@@ -40,8 +40,18 @@ PLANTED_SECRETS = [
 ]
 
 
+# The demo's clock runs fast: an LLM call of 15-90 ms stands for one of 0.3-2.5 s. Every step
+# really takes the time it reports, inside its run, so waterfalls and durations agree.
+LLM_MS = (15, 90)
+
+
 def _pause(lo_ms: float, hi_ms: float, rng: random.Random) -> None:
     time.sleep(rng.uniform(lo_ms, hi_ms) / 1000)
+
+
+def _args(tool: str, rng: random.Random) -> dict:
+    """Arguments of a tool call (they travel only as a keyed digest)."""
+    return {"tool": tool, "query_id": rng.randrange(10_000)}
 
 
 def run_once(tracer: Tracer, profile: AgentProfile, rng: random.Random, *, looping: bool = False) -> str:
@@ -59,22 +69,27 @@ def run_once(tracer: Tracer, profile: AgentProfile, rng: random.Random, *, loopi
             for _ in range(repeats):
                 tool = profile.tools[0] if looping else rng.choice(profile.tools)
                 attrs = {"note": rng.choice(PLANTED_SECRETS)} if rng.random() < 0.05 else {}
-                with run.step("tool", tool, **attrs):
+                # a looping run repeats the same call: same tool, same arguments
+                args = {"tool": tool, "query_id": 1} if looping else _args(tool, rng)
+                with run.tool_step(tool, args, **attrs):
                     _pause(5, 40, rng)
             if rng.random() < 0.25:  # a timeout and its retry, linked by the SDK
-                with run.step("tool", profile.tools[-1]) as first:
+                tool = profile.tools[-1]
+                args = _args(tool, rng)
+                with run.tool_step(tool, args) as first:
                     _pause(20, 60, rng)
                     first.set_status("TIMEOUT")
                 run.failure("tool", "timeout", message="upstream timed out after 30s",
                             step_id=first.step_id, retryable=True)
-                with run.step("tool", profile.tools[-1], retry_of=first):
+                with run.tool_step(tool, args, retry_of=first):
                     _pause(5, 30, rng)
             for _ in range(rng.randint(*profile.llm_calls)):
                 tokens_in = rng.randint(400, 3000)
-                run.llm_call(provider=provider, model=model, input_tokens=tokens_in,
-                             output_tokens=rng.randint(50, 600),
-                             cache_read_tokens=tokens_in // 3 if rng.random() < 0.4 else 0,
-                             latency_ms=rng.uniform(300, 2500))
+                with run.llm_step(provider, model, estimated_tokens=tokens_in) as llm:
+                    _pause(*LLM_MS, rng)
+                    llm.record_llm(provider, model, input_tokens=tokens_in,
+                                   output_tokens=rng.randint(50, 600),
+                                   cache_read_tokens=tokens_in // 3 if rng.random() < 0.4 else 0)
             run.quality_signal("schema_valid", "full_match", value=rng.random() > 0.1)
             if rng.random() < profile.failure_rate:
                 run.failure("tool", rng.choice(["timeout", "rate_limited", "schema_invalid"]))

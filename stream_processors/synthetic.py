@@ -25,8 +25,11 @@ def run_start(tenant: str, run_id: str, **kw: Any) -> dict[str, Any]:
 def step(tenant: str, run_id: str, seq: int, name: str = "search", step_kind: str = "TOOL",
          args_digest: str | None = "d0", status: str = "OK", latency_ms: float = 12.0, attempt: int = 1,
          llm: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    # the step ends at its event's time and started latency_ms before it, so a waterfall built
+    # from these never puts a step outside its run
+    ends = kw.get("ts_us") or int(time.time() * 1_000_000)
     payload: dict[str, Any] = {"step_id": f"{run_id}-s{seq}", "step_kind": step_kind, "name": name,
-                               "status": status, "started_us": int(time.time() * 1_000_000),
+                               "status": status, "started_us": ends - int(latency_ms * 1000),
                                "latency_ms": latency_ms, "attempt": attempt}
     if step_kind == "TOOL":
         payload["tool"] = {"tool_name": name, "args_digest": args_digest}
@@ -42,9 +45,10 @@ def llm_step(tenant: str, run_id: str, seq: int, cost_usd: float, tokens: int = 
 
 def run_end(tenant: str, run_id: str, seq: int, status: str = "SUCCESS", duration_ms: float = 1000.0,
             step_count: int = 3, cost_usd: float = 0.01, **kw: Any) -> dict[str, Any]:
+    ends = kw.get("ts_us") or int(time.time() * 1_000_000)
     return event(tenant, run_id, seq, "RUN_END", {
         "status": status, "outcome": "completed" if status == "SUCCESS" else "error",
-        "started_us": int(time.time() * 1_000_000) - int(duration_ms * 1000), "duration_ms": duration_ms,
+        "started_us": ends - int(duration_ms * 1000), "duration_ms": duration_ms,
         "step_count": step_count, "cost_usd": cost_usd}, **kw)
 
 

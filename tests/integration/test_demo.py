@@ -49,6 +49,7 @@ def test_demo_prints_where_to_look_and_lists_runs_of_several_agents(tmp_path):
                     agents = {run["agent_id"] for run in r.json()["items"]}
                 time.sleep(0.5)
         assert len(agents) >= 2, f"agents listed within 30 s: {agents}"
+        check_demo_shows_what_the_readme_shows(api, key)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -57,3 +58,31 @@ def test_demo_prints_where_to_look_and_lists_runs_of_several_agents(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode is not None
+
+
+def check_demo_shows_what_the_readme_shows(api: str, key: str) -> None:
+    """The README's Compare and waterfall on the demo's own data: TOOL steps carry their tool
+    names (so Compare has a tool mix and a chi-square test), and every step sits inside its run
+    (the timeline starts where the run starts, no bar before it or past its end)."""
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=10) as http:
+        deadline = time.monotonic() + 90
+        while True:
+            cmp = http.get("/v1/compare", params={"agent": "support-agent", "a": "1.4.0", "b": "1.5.0"})
+            assert cmp.status_code == 200, cmp.text
+            body = cmp.json()
+            if body["tool_mix"] and body["tests"]["tool_mix_chi_square"]["p_value"] is not None:
+                break
+            assert time.monotonic() < deadline, f"Compare's tool mix stayed empty: {body}"
+            time.sleep(1)
+        tools = {row["tool"] for row in body["tool_mix"]}
+        assert {"order_lookup", "refund_api"} <= tools, tools
+        runs = http.get("/v1/runs", params={"limit": 40, "status": "SUCCESS"}).json()["items"]
+        assert runs
+        for run in runs[:15]:
+            tl = http.get(f"/v1/runs/{run['run_id']}/timeline").json()
+            assert tl["started_us"] == run["started_us"], (run, tl["started_us"])
+            for span in tl["spans"]:
+                assert span["start_ms"] >= 0, (run["run_id"], span)
+                assert span["end_ms"] <= tl["duration_ms"] + 5, (run["run_id"], span, tl["duration_ms"])
+            kinds = {s["kind"] for s in tl["spans"]}
+            assert "TOOL" in kinds and "LLM" in kinds, kinds
