@@ -33,8 +33,10 @@ _EVENT_SUMS = """
     sum(cache_read_tokens) AS cached_tokens, sum(cache_write_tokens) AS cache_write_tokens,
     sum(cost_usd) AS cost_usd
 """
-# The rollup's row condition (its materialized view's WHERE), for the events path.
-LLM_STEP = "kind = 'STEP' AND (step_kind = 'LLM' OR request_model != '' OR cost_usd != 0)"
+# The rollup's row condition (its materialized view's WHERE), for the events path; qualified,
+# since the SELECT's sum(cost_usd) AS cost_usd would shadow the column.
+LLM_STEP = ("events.kind = 'STEP' AND (events.step_kind = 'LLM' OR events.request_model != '' "
+            "OR events.cost_usd != 0)")
 
 
 def parse_group_by(text: str) -> list[str]:

@@ -20,7 +20,7 @@ MIN = 60_000_000
 DAY = 24 * 60 * MIN
 # Recent: rows older than the table TTL (retention_days) are dropped on insert.
 T0 = (int(time.time() * 1e6) // DAY - 3) * DAY
-COLS = EVENT_COLS + ["cache_read_tokens", "cache_write_tokens"]
+COLS = EVENT_COLS + ["cache_read_tokens", "cache_write_tokens", "end_user_id"]
 MODELS = ["gpt-4o", "claude-3-5", "llama=3"]  # '=' in a value is searchable too
 TOOLS = ["search", "sql", "browser"]
 CODES = [("TOOL", "timeout"), ("LLM", "rate_limited"), ("POLICY", "denied")]
@@ -45,8 +45,9 @@ def fleet(tenant: str, seed: int, n: int = 60):
         start = T0 + rnd.randrange(0, 3 * DAY - 60 * MIN)
         b = RunBuilder(tenant, agent, rnd.choice(["v1", "v2"]), "prod", run_id=f"r{i:03d}-{tenant}",
                        start_us=start, session_id=session)
+        user = rnd.choice(["", "u-1f3a", "u-9b2c", "u-77d0"])  # keyed hashes as the SDK writes them
         f = {"session": session, "agent": agent, "version": b.version, "models": set(), "tools": set(),
-             "codes": set(), "attrs": set(), "cost": 0.0, "calls": []}
+             "codes": set(), "attrs": set(), "cost": 0.0, "calls": [], "user": user}
         for _ in range(rnd.randint(1, 5)):
             kind = rnd.random()
             attrs = {}
@@ -60,11 +61,11 @@ def fleet(tenant: str, seed: int, n: int = 60):
                 it, ot, cr = rnd.randint(10, 900), rnd.randint(5, 300), rnd.randint(0, 200)
                 cost = round(rnd.uniform(0.0001, 0.05), 6)
                 b.llm("think", rnd.uniform(50, 900), it, ot, cost, model=m, attributes=attrs,
-                      cache_read_tokens=cr, cache_write_tokens=1)
+                      cache_read_tokens=cr, cache_write_tokens=1, end_user_id=user)
                 f["models"].add(m)
                 f["cost"] += cost
                 f["calls"].append((datetime.fromtimestamp(b.t / 1e6, tz=timezone.utc).date(), agent,
-                                   b.version, m, it, ot, cr, cost))
+                                   b.version, m, it, ot, cr, cost, user))
             else:
                 t = rnd.choice(TOOLS)
                 b.tool(t, rnd.uniform(5, 300), attributes=attrs)
@@ -112,6 +113,7 @@ def test_run_search_filters_match_the_generated_facts(api, auth, seeded):
               for k, v in [("customer.tier", "gold"), ("region", "eu"), ("a", "b=c"), ("region", "us")]]
     # key=value splits at the first '=': "a=b=c" is key a, value b=c, and never matches the
     # runs that carry key "a=b" with value "c" (both store the pair text "a=b=c")
+    cases += [({"end_user": u}, lambda f, u=u: f["user"] == u and bool(f["calls"])) for u in ("u-1f3a", "u-77d0")]
     cases += [({"min_cost_usd": 0.05}, lambda f: f["cost"] >= 0.05 - 1e-9),
               ({"min_latency_ms": 600}, lambda f: f["duration"] is not None and f["duration"] >= 600),
               ({"model": "gpt-4o", "tool": "sql"}, lambda f: "gpt-4o" in f["models"] and "sql" in f["tools"]),
@@ -184,10 +186,11 @@ def test_sessions_are_tenant_scoped(api, auth, seeded, keys_file, unique):
     assert all_runs(api, other, session=sid) == set()
 
 
-@pytest.mark.parametrize("group_by", ["model", "agent", "version", "day", "day,model", "agent,version,model"])
+@pytest.mark.parametrize("group_by", ["model", "agent", "version", "day", "user", "day,model", "agent,version,model",
+                                      "user,model"])
 def test_costs_grouped_match_the_generated_calls(api, auth, seeded, group_by):
     calls = [c for f in seeded.values() for c in f["calls"]]
-    idx = {"day": 0, "agent": 1, "version": 2, "model": 3}
+    idx = {"day": 0, "agent": 1, "version": 2, "model": 3, "user": 8}
     dims = group_by.split(",")
     want = defaultdict(lambda: [0, 0, 0, 0, 0.0])
     for c in calls:
