@@ -135,7 +135,8 @@ def mount_dashboard(app: FastAPI, settings: Any) -> None:
 
     for path, name, title in [("", "fleet", "Fleet"), ("/", "fleet", "Fleet"), ("/runs", "runs", "Runs"),
                               ("/compare", "compare", "Compare"), ("/alerts", "alerts", "Alerts"),
-                              ("/drift", "drift", "Drift"), ("/policies", "policies", "Policies")]:
+                              ("/drift", "drift", "Drift"), ("/policies", "policies", "Policies"),
+                              ("/diff", "diff", "Diff runs")]:
         router.add_api_route(path, page(name, title), methods=["GET"], response_class=HTMLResponse)
 
     @router.get("/runs/{run_id}")

@@ -109,6 +109,16 @@ SKELETONS: dict[str, str] = {
 <section class="panel"><h2 id="drift-title">Metric</h2><div id="drift-chart" class="chart"></div><p class="note" id="drift-note"></p></section>
 <section class="panel"><h2>Drift alerts</h2><div id="drift-alerts" class="empty">loading…</div></section>
 """,
+    "diff": """
+<h1>Diff two runs</h1>
+<p class="sub">Steps aligned by kind, name and argument digest (a sequence alignment, not by position).</p>
+<form class="filters" id="diff-form">
+  <label>run A (baseline)<input name="a" size="28" required></label>
+  <label>run B<input name="b" size="28" required></label>
+  <button type="submit">Diff</button>
+</form>
+<div id="diff" class="empty">loading…</div>
+""",
     "policies": """
 <h1>Policies</h1>
 <p class="sub">Budgets, loop thresholds and redaction for this tenant. Saving writes the policy to the
@@ -118,6 +128,10 @@ policies topic through the API; every processor reads it from there.</p>
   <button type="submit" id="save">Save policy</button> <span class="note" id="policy-version"></span></form>
 """,
 }
+
+
+# Scripts a page loads after its own: the run page's operations (stop, explain, play) live apart.
+EXTRA_SCRIPTS: dict[str, tuple[str, ...]] = {"run": ("run_ops",)}
 
 
 def shell(page: str, title: str, tenant: str | None, body: str, data: dict[str, str] | None = None) -> str:
@@ -134,6 +148,8 @@ def shell(page: str, title: str, tenant: str | None, body: str, data: dict[str, 
         scripts = (f'<script src="/ui/static/vendor/uplot/uPlot.iife.min.js?v={ASSET_VERSION}"></script>'
                    f'<script src="/ui/static/js/common.js?v={ASSET_VERSION}"></script>'
                    f'<script src="/ui/static/js/{page}.js?v={ASSET_VERSION}"></script>')
+        scripts += "".join(f'<script src="/ui/static/js/{extra}.js?v={ASSET_VERSION}"></script>'
+                           for extra in EXTRA_SCRIPTS.get(page, ()))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · agentstream</title>

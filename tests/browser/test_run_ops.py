@@ -1,0 +1,155 @@
+"""The run page's operations in a browser: Stop (with confirmation) ending a live agent, the
+explanation, the waterfall's play control, and the diff page. Screenshots: run_stop, run_diff."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from .conftest import screenshot, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class RawToEvents:
+    """Passes the given runs' records from the raw topic to the events topic, bytes unchanged.
+
+    It stands in for the redaction processor (which passes a clean record on as its original
+    bytes) so this test's stack needs no processors worker, whose loop detector would otherwise
+    stop the looping agent before the person at the dashboard does.
+    """
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+        from agentstream.schemas import topic_name
+
+        self.runs: set[bytes] = set()
+        self.raw, self.events = topic_name("raw", prefix), topic_name("events", prefix)
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "relay-" + uuid.uuid4().hex,
+                                  "enable.auto.commit": False})
+        parts = self.consumer.list_topics(self.raw, timeout=10).topics[self.raw].partitions
+        self.consumer.assign([TopicPartition(self.raw, p, OFFSET_BEGINNING) for p in parts])
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            m = self.consumer.poll(0.2)
+            if m is not None and m.error() is None and m.key() in self.runs:
+                self.producer.produce(self.events, key=m.key(), value=m.value())
+            self.producer.poll(0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.producer.flush(5)
+        self.consumer.close()
+
+
+@pytest.fixture
+def live_agent(dashboard_stack, tmp_path, acme):
+    from agentstream.producer import RunStopped, Tracer
+
+    relay = RawToEvents(dashboard_stack.bootstrap, dashboard_stack.prefix)
+    tracer = Tracer(acme.tenant, "support-agent", "1.5.0", "production",
+                    bootstrap_servers=dashboard_stack.bootstrap, topic_prefix=dashboard_stack.prefix,
+                    spool_dir=str(tmp_path / "spool"), session_timeout_ms=6000, commands_enabled=True,
+                    linger_ms=5)
+    state: dict = {"steps": 0}
+    started = threading.Event()
+
+    def agent() -> None:
+        try:
+            with tracer.run("poll-forever") as run:
+                state["run_id"] = run.run_id
+                relay.runs.add(run.run_id.encode())
+                started.set()
+                for _ in range(3000):  # ten minutes unless someone stops it
+                    with run.step("tool", "poll_queue"):
+                        time.sleep(0.2)
+                    state["steps"] += 1
+        except RunStopped as exc:
+            state["stopped"] = exc
+
+    assert tracer.commands_ready(30)
+    worker = threading.Thread(target=agent, daemon=True)
+    worker.start()
+    assert started.wait(10)
+    yield state, worker
+    tracer.close(5)
+    relay.close()
+
+
+def test_stop_button_stops_a_live_agent(acme, dashboard_stack, live_agent):
+    state, worker = live_agent
+    run_id = state["run_id"]
+    page = acme.page
+    wait_for(lambda: page.request.get(f"/v1/runs/{run_id}").status == 200, 60, "the live run to be stored")
+    page.goto(f"/ui/runs/{run_id}")
+    page.wait_for_selector("#stop-run:not([disabled])")
+    page.wait_for_selector(".wf-bar[data-step-id]")
+    page.click("#stop-run")
+    page.wait_for_selector("#op-dialog[open]")
+    page.fill("#op-reason", "polling the queue forever")
+    page.fill("#op-actor", "ann")
+    screenshot(page, "run_stop")
+    page.click("#op-confirm")
+    sent = page.wait_for_selector("#op-sent")
+    assert "ann (key browser-test)" in sent.inner_text()
+    worker.join(30)
+    assert not worker.is_alive(), "the agent was not stopped"
+    command_id = sent.query_selector("code").inner_text()
+    assert state["stopped"].command_id == command_id
+    # the page reloads once the run has ended; the stop is recorded with who and why
+    page.wait_for_selector("#enforcement li.enf-alert", timeout=60_000)
+    enforcement = page.inner_text("#enforcement")
+    assert "manual_stop" in enforcement and "polling the queue forever" in enforcement
+    page.wait_for_selector("#enforcement li.enf-ack", timeout=30_000)
+    assert command_id in page.inner_text("#enforcement")
+    assert page.is_disabled("#stop-run")
+    assert acme.console_errors == []
+
+
+def test_explanation_and_play_control_on_a_finished_run(acme, dashboard_stack):
+    page = acme.page
+    page.goto(f"/ui/runs/{dashboard_stack.seeded.retry_run}")
+    page.wait_for_selector("#explain li")
+    assert "Run " + dashboard_stack.seeded.retry_run in page.inner_text("#explain")
+    assert page.is_disabled("#stop-run")  # the run ended: nothing to stop
+    page.wait_for_selector("#play")
+    rows = page.locator(".wf-row[data-step-id]")
+    total = rows.count()
+    page.click("#play-step")
+    at = float(page.get_attribute("#waterfall", "data-play-at"))
+    assert 0 <= at < 100
+    visible = sum(rows.nth(i).is_visible() for i in range(total))
+    assert 1 <= visible < total
+    page.click("#play-reset")
+    assert page.get_attribute("#waterfall", "data-play-at") == "100"
+    assert sum(rows.nth(i).is_visible() for i in range(total)) == total
+    page.click("#play")  # plays to the end on its own
+    wait_for(lambda: page.get_attribute("#waterfall", "data-play-at") == "100", 60, "the replay to finish")
+    assert acme.console_errors == []
+
+
+def test_diff_page(acme, dashboard_stack):
+    seeded = dashboard_stack.seeded
+    other = next(r for r in seeded.runs[acme.tenant] if r != seeded.retry_run)
+    page = acme.page
+    page.goto(f"/ui/runs/{other}")
+    page.wait_for_selector("#diff-other")
+    page.fill("#diff-other", seeded.retry_run)
+    page.click("#diff-form button[type=submit]")
+    page.wait_for_url("**/ui/diff?*")
+    page.wait_for_selector("#diff-steps tbody tr[data-op]")
+    ops = page.eval_on_selector_all("#diff-steps tbody tr[data-op]", "rs => rs.map(r => r.dataset.op)")
+    api = page.request.get(f"/v1/runs/{other}/diff/{seeded.retry_run}").json()
+    assert ops == [o["op"] for o in api["ops"]]
+    assert "first divergence" in page.inner_text("#diff-summary") or api["identical"]
+    screenshot(page, "run_diff")
+    assert acme.console_errors == []
