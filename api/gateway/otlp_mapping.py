@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentstream.schemas.attribute_keys import attribute_verdict
 from agentstream.schemas.digests import end_user_digest
 
 from . import span_digest
@@ -25,6 +26,11 @@ from .otlp_decode import STATUS_ERROR, OtlpSpan
 
 LLM_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 AGENT_OPS = frozenset({"invoke_agent", "create_agent"})
+# OpenInference's span kinds (openinference.span.kind) -> step kinds. CHAIN and unknown kinds are
+# CUSTOM steps; an AGENT span is the run at the root and a handoff below it.
+OI_KIND = "openinference.span.kind"
+OI_STEP_KINDS = {"LLM": "LLM", "EMBEDDING": "LLM", "TOOL": "TOOL", "RETRIEVER": "RETRIEVAL",
+                 "RERANKER": "RETRIEVAL", "GUARDRAIL": "GUARDRAIL", "AGENT": "HANDOFF"}
 # Attributes that carry content. Prefix match, so indexed variants (gen_ai.prompt.0.content)
 # are caught too.
 CONTENT_PREFIXES = (
@@ -142,30 +148,42 @@ def _map_trace(trace_id: str, spans: list[OtlpSpan], ctx: MappingContext) -> Map
 def _is_step_op(s: OtlpSpan) -> bool:
     """A root span that is itself an LLM or tool call is both the run and its one step."""
     op = s.attributes.get("gen_ai.operation.name")
+    oi = _oi_kind(s)
+    if op is None and oi is not None:
+        return oi in OI_STEP_KINDS and oi != "AGENT"
     return op not in AGENT_OPS and (op is not None or _looks_like_llm(s))
+
+
+def _oi_kind(s: OtlpSpan) -> str | None:
+    k = s.attributes.get(OI_KIND)
+    return k.upper() if isinstance(k, str) and k else None
 
 
 def _looks_like_llm(s: OtlpSpan) -> bool:
     # Instrumentations predating gen_ai.operation.name still set a model or token counts.
     a = s.attributes
     return any(k in a for k in ("gen_ai.request.model", "gen_ai.usage.input_tokens",
-                                "gen_ai.usage.prompt_tokens"))
+                                "gen_ai.usage.prompt_tokens", "llm.model_name", "llm.token_count.prompt"))
 
 
 def _step(s: OtlpSpan, ctx: MappingContext) -> dict[str, Any]:
     a = s.attributes
     op = _str(a.get("gen_ai.operation.name"))
+    oi = OI_STEP_KINDS.get(_oi_kind(s) or "") if op is None else None
     kind, llm, tool, handoff = "CUSTOM", None, None, None
     name = s.name or op or "span"
-    if op in LLM_OPS or (op is None and _looks_like_llm(s)):
-        kind, llm = "LLM", _llm(s, op or "chat", ctx)
-    elif op == "execute_tool":
+    if op in LLM_OPS or oi == "LLM" or (op is None and _oi_kind(s) is None and _looks_like_llm(s)):
+        kind = "LLM"
+        llm = _llm(s, op or ("embeddings" if _oi_kind(s) == "EMBEDDING" else "chat"), ctx)
+    elif op == "execute_tool" or oi == "TOOL":
         kind = "TOOL"
-        name = _str(a.get("gen_ai.tool.name")) or name
-        tool = {"tool_name": name, "call_id": _str(a.get("gen_ai.tool.call.id")),
+        name = _str(a.get("gen_ai.tool.name")) or _str(a.get("tool.name")) or name
+        tool = {"tool_name": name, "call_id": _str(a.get("gen_ai.tool.call.id")) or _str(a.get("tool_call.id")),
                 "args_digest": _args_digest(a.get("gen_ai.tool.call.arguments"), ctx)
                 or span_digest.tool_args_digest(a, ctx.args_digest_key)}
-    elif op == "invoke_agent":
+    elif oi in ("RETRIEVAL", "GUARDRAIL"):
+        kind = oi
+    elif op == "invoke_agent" or oi == "HANDOFF":
         kind = "HANDOFF"
         handoff = {"to_agent_id": _str(a.get("gen_ai.agent.id")) or _agent_name(s) or name,
                    "to_run_id": None, "role": _str(a.get("gen_ai.agent.role"))}
@@ -181,14 +199,16 @@ def _step(s: OtlpSpan, ctx: MappingContext) -> dict[str, Any]:
 def _llm(s: OtlpSpan, op: str, ctx: MappingContext) -> dict[str, Any]:
     a = s.attributes
     req = _str(a.get("gen_ai.request.model"))
-    resp = _str(a.get("gen_ai.response.model"))
-    tin = _int(a.get("gen_ai.usage.input_tokens", a.get("gen_ai.usage.prompt_tokens")))
-    tout = _int(a.get("gen_ai.usage.output_tokens", a.get("gen_ai.usage.completion_tokens")))
-    cr = _int(a.get("gen_ai.usage.cache_read.input_tokens",
-                    a.get("gen_ai.usage.cache_read_input_tokens")))
-    cw = _int(a.get("gen_ai.usage.cache_creation.input_tokens",
-                    a.get("gen_ai.usage.cache_creation_input_tokens")))
-    cost = _float(a.get("gen_ai.usage.cost"))
+    # OpenInference names one model (the response's where the client reports it)
+    resp = _str(a.get("gen_ai.response.model")) or _str(a.get("llm.model_name"))
+    tin = _int(_first(a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"))
+    tout = _int(_first(a, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+                       "llm.token_count.completion"))
+    cr = _int(_first(a, "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
+                     "llm.token_count.prompt_details.cache_read"))
+    cw = _int(_first(a, "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
+                     "llm.token_count.prompt_details.cache_write"))
+    cost = _float(_first(a, "gen_ai.usage.cost", "llm.cost.total"))
     if cost is None:
         cost = ctx.cost((resp, req), tin, tout, cr, cw)
     reasons = a.get("gen_ai.response.finish_reasons")
@@ -196,7 +216,7 @@ def _llm(s: OtlpSpan, op: str, ctx: MappingContext) -> dict[str, Any]:
         reasons = [reasons]
     return {
         "provider": _str(a.get("gen_ai.provider.name")) or _str(a.get("gen_ai.system"))
-        or "unknown",
+        or _str(a.get("llm.provider")) or _str(a.get("llm.system")) or "unknown",
         "operation": op, "request_model": req or resp or "unknown", "response_model": resp,
         "input_tokens": tin, "output_tokens": tout, "cache_read_tokens": cr,
         "cache_write_tokens": cw, "cost_usd": cost or 0.0,
@@ -209,11 +229,12 @@ def _llm(s: OtlpSpan, op: str, ctx: MappingContext) -> dict[str, Any]:
 def _failure(s: OtlpSpan, step: dict[str, Any] | None) -> dict[str, Any]:
     kind = step["step_kind"] if step else "RUN"
     exc_type, exc_msg = _exception(s)
-    code = _str(s.attributes.get("error.type")) or exc_type or "error"
+    status = _int(_first(s.attributes, "http.response.status_code", "http.status_code"))
+    code = _str(s.attributes.get("error.type")) or exc_type or (f"http_{status}" if status else "error")
     message = s.status_message or exc_msg
     return {
-        "failure_type": {"LLM": "MODEL", "TOOL": "TOOL", "HANDOFF": "ORCHESTRATION",
-                         "RUN": "ORCHESTRATION"}.get(kind, "UNKNOWN"),
+        "failure_type": {"LLM": "MODEL", "TOOL": "TOOL", "HANDOFF": "ORCHESTRATION", "RETRIEVAL": "RETRIEVAL",
+                         "GUARDRAIL": "POLICY", "RUN": "ORCHESTRATION"}.get(kind, "UNKNOWN"),
         "failure_code": code[:64],
         "step_id": step["step_id"] if step else None,
         "message": message[:MAX_MESSAGE_CHARS] if message else None,
@@ -295,6 +316,10 @@ def safe_attributes(s: OtlpSpan) -> dict[str, str]:
         if v is None or k.startswith(CONTENT_PREFIXES) or k.startswith(IDENTITY_PREFIXES):
             continue
         text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
+        # the shared allow-list: content keys (OpenInference messages, tool schemas, invocation
+        # parameters…) and long free values never reach the raw topic
+        if attribute_verdict(k, text, "METADATA_ONLY") is not None:
+            continue
         out[k] = text[:MAX_VALUE_CHARS]
     return out
 
@@ -313,6 +338,14 @@ def _args_digest(args: Any, ctx: MappingContext) -> str | None:
 
 def _agent_name(s: OtlpSpan) -> str | None:
     return _str(s.attributes.get("gen_ai.agent.name"))
+
+
+def _first(a: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        v = a.get(k)
+        if v is not None:
+            return v
+    return None
 
 
 def _str(v: Any) -> str | None:

@@ -147,6 +147,10 @@ def test_attributes_are_bounded_and_content_free():
     a = ev["attributes"]
     assert len(a) <= 33 and a["agentstream.attributes_truncated"] == "true"
     assert not any(k.startswith(("gen_ai.prompt", "gen_ai.completion")) for k in a)
-    ev = map_spans([span("b", "a", long="x" * 1000, arr=[1, 2])], ctx()).runs[0].events[0]
-    assert len(ev["attributes"]["long"]) == 256 and ev["attributes"]["arr"] == "[1,2]"
+    # a long free value is not a short scalar: dropped, not cut to a 256-char piece of a prompt;
+    # a known metadata key is kept, bounded
+    ev = map_spans([span("b", "a", long="x" * 1000, arr=[1, 2], **{"gen_ai.response.id": "r" * 1000})],
+                   ctx()).runs[0].events[0]
+    assert "long" not in ev["attributes"] and ev["attributes"]["arr"] == "[1,2]"
+    assert len(ev["attributes"]["gen_ai.response.id"]) == 256
     assert all(isinstance(v, str) for v in ev["attributes"].values())
