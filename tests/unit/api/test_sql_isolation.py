@@ -24,7 +24,7 @@ from agentstream.api.app import create_app
 from agentstream.api.auth import add_key
 from agentstream.api.settings import ApiSettings
 
-from api_fleet import RunBuilder, insert_alerts, insert_runs
+from api_fleet import ALERT_COLS, RunBuilder, dt, insert_alerts, insert_runs, now_us
 from sql_attacks import ESCAPES, PLACEMENTS, PROBES, corpus, place
 
 CANARY_COLUMNS = ("run_id", "title", "name", "agent_id")
@@ -62,6 +62,16 @@ def _plant(ch, victim: str, marker: str, n: int) -> None:
                                 "run_id": f"canary-run-{marker}-0", "evidence": {"k": marker}}])
 
 
+def _alerts(ch, rows: list[tuple[str, dict]]) -> None:
+    data = []
+    for tenant, a in rows:
+        row = {"tenant_id": tenant, "detected_ts": dt(now_us()), "alert_id": uuid.uuid4().hex,
+               "alert_type": "loop", "severity": "WARNING", "agent_id": "", "agent_version": "",
+               "run_id": "", "title": "", "evidence": {}, **a}
+        data.append([row[c] for c in ALERT_COLS])
+    ch.insert("alerts", data, column_names=ALERT_COLS)
+
+
 @pytest.fixture(scope="module")
 def world(ch, tmp_path_factory):
     marker = uuid.uuid4().hex[:12]
@@ -72,9 +82,12 @@ def world(ch, tmp_path_factory):
         b.llm("own-step", 10, 5, 5, 0.1)
         b.end()
         mine.append(b)
-    insert_runs(ch, mine)
-    insert_alerts(ch, attacker, [{"title": "own alert"}])
-    _plant(ch, victim, marker, 3)
+    # One insert for both tenants: their rows share a part and a granule, as after a merge, so
+    # the primary key cannot prune the victim's rows away and a misplaced filter would show.
+    insert_runs(ch, mine + _victim_runs(victim, marker, 3))
+    _alerts(ch, [(attacker, {"title": "own alert"}),
+                 (victim, {"title": f"canary title {marker}", "alert_type": "budget_breach",
+                           "run_id": f"canary-run-{marker}-0", "evidence": {"k": marker}})])
     keys = tmp_path_factory.mktemp("sqlkeys") / "keys.json"
     app = create_app(ApiSettings(api_keys_file=keys, bootstrap_servers=""), client=ch)
     key = add_key(keys, attacker, scopes=["read"], name="attacker")
