@@ -8,7 +8,7 @@ Two passes in one run:
 1. the large fleet (default 3 tenants x 3 agents x 10 h x ~300 runs/h/agent: ~24k runs, ~300k
    events, 6 drift episodes and 3 null-control rollouts) replayed in process through the per-run
    detectors and fleet stage of ``Chain`` (the code the workers run), in event-time order;
-2. a smaller fleet (2 tenants x 2 agents x 4 h) through a real worker process on the embedded
+2. a smaller fleet (2 tenants x 2 agents x 5 h) through a real worker process on the embedded
    broker, scored the same way, beside the same fleet replayed in process.
 
 Prints each pass's full score, then one line of JSON: loop_recall, loop_precision, budget_recall,
@@ -48,7 +48,7 @@ def _real(args: argparse.Namespace) -> dict:
     from agentstream.schemas.topics import create_topics
     from agentstream.stream_processors.scenario_broker import replay_on_broker
 
-    spec = scenarios.FleetSpec(seed=args.seed + 1000, tenants=2, agents_per_tenant=2, hours=4,
+    spec = scenarios.FleetSpec(seed=args.seed + 1000, tenants=2, agents_per_tenant=2, hours=5,
                                runs_per_hour=args.real_runs_per_hour, tenant_prefix="real")
     fleet = scenarios.generate(spec)
     a, c = scenario_score.replay_in_process(fleet)

@@ -12,16 +12,17 @@ from .redaction.engine import ACTIONS, DEFAULT_ACTIONS
 
 DEFAULT_VERSION = "default"
 
-# Every threshold is the amount allowed (a finding goes over it). ``repeat_window``: logical
-# steps a repeat is counted over, 0 = the whole run. ``warn_fraction``: share of a budget that
-# raises a warning, 0 = no warnings. Both travel in Policy records once the Avro Policy carries
-# them; until then they take these defaults (or a PolicyBook.set policy, in process).
+# Every threshold is the amount allowed (a finding goes over it). The detectors also read
+# ``loops.repeat_window`` (logical steps a repeat is counted over, 0 = the whole run; default
+# 24) and ``budgets.warn_fraction`` (share of a budget that raises a warning, 0 = none; default
+# 0.8) when a policy has them: the Avro Policy v1 does not carry them yet, so they are not
+# defaults here (``policy set`` refuses them rather than dropping them silently).
 LOOP_DEFAULTS = {"max_repeats": 5, "max_ping_pong": 4, "max_no_progress": 3, "max_retries": 5,
-                 "stop_on_loop": True, "repeat_window": 24}
+                 "stop_on_loop": True}
 BUDGET_DEFAULTS: dict[str, Any] = {
     "run_max_steps": None, "run_max_tokens": None, "run_max_cost_usd": None, "run_max_wall_s": None,
     "tenant_usd_per_hour": None, "tenant_usd_per_day": None, "agent_usd_per_day": None,
-    "hard_limit": False, "warn_fraction": 0.8,
+    "hard_limit": False,
 }
 
 

@@ -51,6 +51,7 @@ class FleetSpec:
     near_share: float = 0.04
     drift: bool = True
     tenant_prefix: str = "tenant"  # unique per test when several share a broker
+    start_hour: int = 8            # hour of day (UTC) the fleet's event time starts at
 
 
 @dataclass
@@ -264,8 +265,12 @@ def _rollouts(spec: FleetSpec, agents: list[tuple[str, str]], g: _Gen) -> dict[s
         elif kind == "step_latency":
             g.slow_step[(agent, new)] = "kb_search"
         out[agent] = {"tenant": tenant, "agent": agent, "kind": kind, "old": old, "new": new,
-                      "rollout_us": START_US + hour * HOUR_US + g.rng.randint(0, HOUR_US // 2)}
+                      "rollout_us": _start(spec) + hour * HOUR_US + g.rng.randint(0, HOUR_US // 2)}
     return out
+
+
+def _start(spec: FleetSpec) -> int:
+    return START_US + spec.start_hour * HOUR_US
 
 
 def generate(spec: FleetSpec) -> Fleet:
@@ -284,9 +289,10 @@ def generate(spec: FleetSpec) -> Fleet:
         pol = fleet.policies[tenant]
         ro = rollouts[agent]
         for h in range(spec.hours):
-            swing = 1 + 0.35 * math.sin(2 * math.pi * (h - 6) / 24)  # busier by day
+            hod = h + spec.start_hour
+            swing = 1 + 0.35 * math.sin(2 * math.pi * (hod - 9) / 24)  # busiest mid-afternoon
             for _ in range(int(spec.runs_per_hour * swing)):
-                t0 = START_US + h * HOUR_US + g.rng.randrange(HOUR_US)
+                t0 = _start(spec) + h * HOUR_US + g.rng.randrange(HOUR_US)
                 new = t0 >= ro["rollout_us"] and g.rng.random() < 0.5
                 version = ro["new"] if new else ro["old"]
                 run_id = f"run-{g.uid()[:16]}"
@@ -305,7 +311,7 @@ def generate(spec: FleetSpec) -> Fleet:
                 else:
                     for _ in range(g.rng.randint(3, 14)):
                         r.any_step()
-                base_fail = 0.02 * (1 + 0.4 * math.sin(2 * math.pi * h / 24))  # time of day matters
+                base_fail = 0.02 * (1 + 0.4 * math.sin(2 * math.pi * hod / 24))  # time of day matters
                 fail = 0.10 if (new and ro["kind"] == "failure_rate") else base_fail
                 fleet.events += r.end(g.rng.random() < fail)
                 fleet.runs[run_id] = truth

@@ -80,8 +80,9 @@ def reader(bootstrap, topic_prefix):
 
 def test_looping_run_gets_a_stop_command(worker, bootstrap, topic_prefix, unique, reader):
     tenant, run = f"loop-{unique}", f"run-{unique}"
+    # max_repeats (5) identical calls are allowed; the 6th is the loop
     events = [syn.run_start(tenant, run)] + [syn.step(tenant, run, i, name="search", args_digest="abc")
-                                              for i in range(1, 6)]
+                                              for i in range(1, 7)]
     produce(bootstrap, topic_prefix, events)
     assert reader.poll_until(lambda r: any(c["run_id"] == run for c in r.commands))
     cmd = [c for c in reader.commands if c["run_id"] == run]
@@ -129,7 +130,8 @@ def test_failure_rate_drift_between_versions_is_alerted(worker, bootstrap, topic
     assert [a["evidence"]["metric"] for a in drift] == ["failure_rate"]
     ev = drift[0]["evidence"]
     assert drift[0]["agent_version"] == "1.1" and ev["comparison"] == "version"
-    assert 0.06 < float(ev["effect_size"]) < 0.10 and float(ev["p_value"]) < 1e-4
+    # found at the first look where the always-valid p-value is under the metric's alpha
+    assert 0.04 < float(ev["effect_size"]) < 0.12 and float(ev["p_value"]) <= float(ev["alpha"])
 
 
 def test_two_versions_that_do_not_differ_raise_no_alert_over_10k_runs(worker, bootstrap, topic_prefix, unique,
@@ -166,21 +168,21 @@ def test_two_versions_that_do_not_differ_raise_no_alert_over_10k_runs(worker, bo
 def test_killed_worker_restarts_without_lost_state_or_repeated_alerts(worker, bootstrap, topic_prefix, unique,
                                                                      reader, app_id):
     tenant, run = f"restart-{unique}", f"run-{unique}"
-    # 4 repeats: one short of the loop threshold (5), so the state must survive to catch the 5th.
+    # 5 repeats: at the loop threshold (5 allowed), so the state must survive to catch the 6th.
     produce(bootstrap, topic_prefix, [syn.run_start(tenant, run)] +
-            [syn.step(tenant, run, i, name="fetch", args_digest="same") for i in range(1, 5)])
+            [syn.step(tenant, run, i, name="fetch", args_digest="same") for i in range(1, 6)])
     # and one finding already raised before the crash, for a second run
     run2 = f"run2-{unique}"
     produce(bootstrap, topic_prefix, [syn.run_start(tenant, run2)] +
-            [syn.step(tenant, run2, i, name="fetch", args_digest="x") for i in range(1, 6)])
+            [syn.step(tenant, run2, i, name="fetch", args_digest="x") for i in range(1, 7)])
     assert reader.poll_until(lambda r: any(a["run_id"] == run2 for a in r.alerts))
     time.sleep(1.5)  # let the worker commit offsets of the batch (commit interval) before the crash
     w = worker["w"]
     w.kill()
     d = worker["dir"]
     worker["w"] = start_worker(bootstrap, topic_prefix, app_id, d / "data2", d / "worker2.log").wait_ready()
-    produce(bootstrap, topic_prefix, [syn.step(tenant, run, 5, name="fetch", args_digest="same"),
-                                      syn.step(tenant, run2, 6, name="fetch", args_digest="x")])
+    produce(bootstrap, topic_prefix, [syn.step(tenant, run, 6, name="fetch", args_digest="same"),
+                                      syn.step(tenant, run2, 7, name="fetch", args_digest="x")])
     assert reader.poll_until(lambda r: any(a["run_id"] == run for a in r.alerts), timeout=90, settle=3.0)
     assert [a["alert_type"] for a in reader.alerts if a["run_id"] == run] == ["loop"]
     assert len({a["alert_id"] for a in reader.alerts if a["run_id"] == run2}) == 1
