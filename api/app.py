@@ -69,7 +69,10 @@ def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastA
         lambda: connect(settings.clickhouse_dsn, password))
     db = Db(client, factory, pool_size=settings.clickhouse_pool_size)
     # /v1/sql gets connections of its own: the routes' pool never waits behind ad-hoc SQL.
-    sql_db = Db(None if factory else client, factory, pool_size=settings.sql_pool_size)
+    sql_factory = factory
+    if settings.sql_clickhouse_dsn:
+        sql_factory = lambda: connect(settings.sql_clickhouse_dsn, None)  # noqa: E731
+    sql_db = Db(None if sql_factory else client, sql_factory, pool_size=settings.sql_pool_size)
     state = AppState(settings=settings, db=db, keys=KeyStore(settings.api_keys_file),
                      metrics=ApiMetrics())
     state.extras["sql_db"] = sql_db

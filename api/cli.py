@@ -72,5 +72,29 @@ def keys_revoke(key: str = typer.Argument(..., help="the plain key or its sha256
         raise typer.Exit(1)
 
 
+@api_app.command("row-policies")
+def row_policies(table: List[str] = typer.Option([], "--table", help="readable table; repeatable "
+                                                  "(default: discovered like /v1/sql does)"),
+                 database: Optional[str] = typer.Option(None, help="default: the DSN's current database"),
+                 user: str = typer.Option("agentstream_sql", help="the SQL pool's ClickHouse user"),
+                 password: Optional[str] = typer.Option(None, help="hashed into the DDL; "
+                                                        "default: a placeholder to fill in")) -> None:
+    """Print the DDL of /v1/sql's second wall on a ClickHouse server: a restricted user and a
+    row policy per tenant table (docs/deploy.md, "Row policies")."""
+    from .sql.row_policies import row_policy_ddl
+
+    if not table or database is None:
+        from .db import Db, connect
+        from .store.sql import SqlRunner
+
+        s = _settings()
+        pw = s.clickhouse_password.get_secret_value() if s.clickhouse_password else None
+        cat = SqlRunner(Db(factory=lambda: connect(s.clickhouse_dsn, pw)), s).catalog()
+        table = table or sorted(cat.readable)
+        database = database or cat.database
+    for stmt in row_policy_ddl(database, table, user=user, password=password):
+        typer.echo(stmt + ";")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(api_app, name="api")

@@ -51,6 +51,10 @@ class ApiSettings(BaseSettings):
     sql_pool_size: int = 4
     # Connections the API's own routes use (chDB: handles on the same engine; run side by side).
     clickhouse_pool_size: int = 8
+    # Server mode, second wall: the SQL pool's own restricted user, and the custom setting its row
+    # policies read the tenant from (``agentstream api row-policies`` prints the DDL; docs/deploy.md).
+    sql_clickhouse_dsn: str | None = None
+    sql_tenant_setting: str | None = None
 
     # Alert stream: how often the SSE endpoint polls ClickHouse, and the keep-alive period.
     alerts_poll_interval_s: float = 1.0

@@ -75,7 +75,7 @@ class SqlRunner:
         target = describe_target(tokens, cat.database)
         if target is not None:
             return describe(target, cat.readable, cat.database,
-                            lambda q: self._call(q, {}, self._limits(), sql).result_rows)
+                            lambda q: self._call(q, {}, self._limits(tenant), sql).result_rows)
         scoped = scope_query(sql, cat.readable, cat.database)
         page = min(limit or s.sql_max_rows, s.sql_max_rows)
         digest = hashlib.sha256(sql.encode()).hexdigest()[:16]
@@ -87,7 +87,7 @@ class SqlRunner:
             offset = after[1]
         wrapped = f"SELECT * FROM ({scoped.sql}) LIMIT {page + 1} OFFSET {offset}"
         params = {TENANT_PARAM: tenant}
-        qs = self._limits()
+        qs = self._limits(tenant)
         tree = parse_query_tree([r[0] for r in self._call(f"EXPLAIN QUERY TREE {wrapped}", params, qs,
                                                           sql).result_rows])
         check_query_tree(tree, tenant, cat.readable, cat.database)
@@ -108,15 +108,21 @@ class SqlRunner:
             "elapsed_ms": round(elapsed_ms, 3),
         }
 
-    def _limits(self) -> dict[str, Any]:
+    def _limits(self, tenant: str) -> dict[str, Any]:
         s = self.settings
-        return {
+        out: dict[str, Any] = {}
+        if s.sql_tenant_setting:
+            # The row policies' tenant (api/sql/row_policies.py); their profile enforces readonly.
+            out[s.sql_tenant_setting] = tenant
+        out.update({
             "max_execution_time": s.sql_max_execution_time_s,
             "max_memory_usage": s.sql_max_memory_bytes,
             "max_rows_to_read": s.sql_max_rows_to_read,
+        })
+        if not s.sql_tenant_setting:
             # Last: on a server, settings after readonly=1 in the same request would be refused.
-            "readonly": 1,
-        }
+            out["readonly"] = 1
+        return out
 
     def _call(self, sql: str, params: dict[str, Any], settings: dict[str, Any], caller_sql: str):
         try:

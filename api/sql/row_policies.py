@@ -1,0 +1,52 @@
+"""Row policies for a ClickHouse server: a second wall under the /v1/sql rewrite.
+
+The SQL pool connects as its own user (``AGENTSTREAM_API_SQL_CLICKHOUSE_DSN``). Every readable
+table gets a row policy for that user, ``tenant_id = getSetting('SQL_agentstream_tenant')``, and
+the API sends the caller's tenant in that custom setting with every analyst query. ClickHouse
+applies a row policy as the first filter of the scan, below anything in the query, so even a
+query that got past the rewrite reads one tenant's rows; without the setting it fails (fail
+closed). The user may read the listed tables only, cannot write and cannot change settings
+other than the tenant and the query limits the API sends.
+
+This trusts the API to bind the tenant (it holds the SQL user's password); it is a wall against
+query-level escapes, not against a compromised API.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Iterable
+
+TENANT_SETTING = "SQL_agentstream_tenant"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Settings the API sends with each analyst query; the profile lets them change under readonly.
+_CHANGEABLE = ("max_execution_time", "max_memory_usage", "max_rows_to_read")
+
+
+def _ident(name: str) -> str:
+    if not _IDENT.match(name):
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return f"`{name}`"
+
+
+def row_policy_ddl(database: str, tables: Iterable[str], user: str = "agentstream_sql",
+                   password: str | None = None, setting: str = TENANT_SETTING) -> list[str]:
+    """The statements, in order, that create the SQL user, its profile, grants and policies."""
+    db, u = _ident(database), _ident(user)
+    profile = _ident(user + "_profile")
+    if not setting.startswith("SQL_") or not _IDENT.match(setting):
+        raise ValueError("the tenant setting must be a custom setting named SQL_<identifier>")
+    auth = (f"IDENTIFIED WITH sha256_hash BY '{hashlib.sha256(password.encode()).hexdigest()}'"
+            if password is not None else "IDENTIFIED WITH sha256_password BY '<choose a password>'")
+    changeable = ", ".join(f"{s} CHANGEABLE_IN_READONLY" for s in _CHANGEABLE)
+    out = [
+        f"CREATE SETTINGS PROFILE IF NOT EXISTS {profile} SETTINGS readonly = 1, "
+        f"{setting} = '' CHANGEABLE_IN_READONLY, {changeable}",
+        f"CREATE USER IF NOT EXISTS {u} {auth} DEFAULT DATABASE {db} SETTINGS PROFILE {profile}",
+    ]
+    for t in sorted(set(tables)):
+        table = f"{db}.{_ident(t)}"
+        out.append(f"GRANT SELECT ON {table} TO {u}")
+        out.append(f"CREATE ROW POLICY IF NOT EXISTS {_ident('agentstream_tenant_' + t)} ON {table} "
+                   f"AS permissive FOR SELECT USING tenant_id = getSetting('{setting}') TO {u}")
+    return out
