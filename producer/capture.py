@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any, Callable
 
+from agentstream.schemas.attribute_keys import split_attributes
+
 MODES = {"metadata_only": "METADATA_ONLY", "redacted": "REDACTED",
          "secure_reference": "SECURE_REFERENCE"}
 PREVIEW_CHARS = 160
@@ -29,6 +31,20 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("card_number", re.compile(r"\b(?:\d[ -]?){13,19}\b")),
     ("phone", re.compile(r"(?<!\w)\+?\d[\d ().-]{8,}\d(?!\w)")),
 ]
+
+
+def allowed_attributes(attrs: dict[str, Any] | None, wire_mode: str) -> dict[str, Any] | None:
+    """The attributes a capture mode lets leave the agent (schemas/attribute_keys.py, the list
+    the gateway and the processors apply too): under metadata_only and secure_reference, content
+    keys (prompts, messages, tool arguments…) are dropped, and so are long free values under
+    metadata_only. How many were dropped travels as ``agentstream.attributes_dropped``, never
+    what. Runs on the transport thread, not the agent's."""
+    if not attrs:
+        return attrs
+    kept, dropped = split_attributes(attrs, wire_mode)
+    if dropped:
+        kept["agentstream.attributes_dropped"] = str(sum(dropped.values()))
+    return kept
 
 
 def redact_text(text: str) -> tuple[str, dict[str, int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .capture import allowed_attributes
 from .step import Step
 from .wire import MAX_ATTRS, RunWire, attr_str
 
@@ -47,7 +48,8 @@ class EventPipeline:
             return self._step(item)
         run, kind, ts_us, parent_step_id, attrs, payload = item
         wire = run._wire or self._wire(run)
-        data = wire.encode(run._seq, ts_us, ts_us, parent_step_id, attrs, kind, payload)
+        data = wire.encode(run._seq, ts_us, ts_us, parent_step_id, allowed_attributes(attrs, self.capture_mode),
+                           kind, payload)
         run._seq += 1
         if run._sampled:
             return [(run._key, data)]
@@ -74,7 +76,8 @@ class EventPipeline:
         else:
             psid = None
         kind = s.kind
-        data = wire.encode(run._seq, ts_us, ts_us, psid, s.attrs, "STEP", (
+        attrs = allowed_attributes(s.attrs, self.capture_mode)
+        data = wire.encode(run._seq, ts_us, ts_us, psid, attrs, "STEP", (
             sid + str(n), kind, s.name, s.status, started, lat_ns / 1e6, s.attempt,
             s.retry_of, s.llm, s.tool, s.handoff, s.approval, s.fallback, s.content))
         run._seq += 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any
 
 # A free-form value with a longer run of text than this is not a "short scalar": dropped under
 # metadata_only. Measured as a run without C0 control characters (tab and line breaks count as
@@ -143,3 +144,21 @@ def attribute_verdict(key: str, value: str, mode: str) -> str | None:
             and _LONG.search(value)):
         return "free_value_too_long"
     return None
+
+
+def split_attributes(attrs: dict[str, Any], mode: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """(the attributes ``mode`` keeps, {"dropped_attribute:<reason>": count}); the same dict
+    back when nothing is dropped."""
+    if not attrs or mode == "REDACTED":
+        return attrs, {}
+    out: dict[str, Any] | None = None
+    counts: dict[str, int] = {}
+    for k, v in attrs.items():
+        reason = attribute_verdict(str(k), v if isinstance(v, str) else str(v), mode)
+        if reason is not None:
+            if out is None:
+                out = dict(attrs)
+            del out[k]
+            key = "dropped_attribute:" + reason
+            counts[key] = counts.get(key, 0) + 1
+    return (attrs if out is None else out), counts

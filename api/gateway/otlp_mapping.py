@@ -261,6 +261,7 @@ def _event(ctx: MappingContext, s: OtlpSpan, kind: str, ts_us: int,
            payload: dict[str, Any]) -> dict[str, Any]:
     res = s.resource
     a = s.attributes
+    dropped: dict[str, int] = {}
     sdk = "-".join(str(x) for x in (res.get("telemetry.sdk.name"),
                                     res.get("telemetry.sdk.language")) if x)
     return {
@@ -284,8 +285,9 @@ def _event(ctx: MappingContext, s: OtlpSpan, kind: str, ts_us: int,
         "sdk_version": f"otlp:{sdk or 'unknown'}/{res.get('telemetry.sdk.version', '?')}",
         "capture_mode": "METADATA_ONLY",
         "policy_version": "default",
-        "attributes": safe_attributes(s) if kind in ("STEP", "RUN_START") else {},
-        "redaction": None,
+        "attributes": safe_attributes(s, dropped) if kind in ("STEP", "RUN_START") else {},
+        # what the allow-list dropped, by count; the processors carry it into their summary
+        "redaction": {"policy_version": "gateway", "rule_counts": dropped} if dropped else None,
         "kind": kind,
         "payload": payload,
         "end_user_id": _end_user(s, ctx),
@@ -305,7 +307,7 @@ def _end_user(s: OtlpSpan, ctx: MappingContext) -> str | None:
     return None
 
 
-def safe_attributes(s: OtlpSpan) -> dict[str, str]:
+def safe_attributes(s: OtlpSpan, dropped: dict[str, int] | None = None) -> dict[str, str]:
     out = {"otel.span_name": s.name[:MAX_VALUE_CHARS], "otel.span_id": s.span_id}
     if s.scope:
         out["otel.scope"] = s.scope[:MAX_VALUE_CHARS]
@@ -313,12 +315,15 @@ def safe_attributes(s: OtlpSpan) -> dict[str, str]:
         if len(out) >= MAX_ATTRIBUTES:
             out["agentstream.attributes_truncated"] = "true"
             break
-        if v is None or k.startswith(CONTENT_PREFIXES) or k.startswith(IDENTITY_PREFIXES):
+        if v is None or k.startswith(IDENTITY_PREFIXES):
             continue
         text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
         # the shared allow-list: content keys (OpenInference messages, tool schemas, invocation
         # parameters…) and long free values never reach the raw topic
-        if attribute_verdict(k, text, "METADATA_ONLY") is not None:
+        reason = "content_key" if k.startswith(CONTENT_PREFIXES) else attribute_verdict(k, text, "METADATA_ONLY")
+        if reason is not None:
+            if dropped is not None:
+                dropped["dropped_attribute:" + reason] = dropped.get("dropped_attribute:" + reason, 0) + 1
             continue
         out[k] = text[:MAX_VALUE_CHARS]
     return out

@@ -16,7 +16,9 @@ import orjson
 
 from agentstream.schemas import EVENT, load_catalog
 from agentstream.schemas.codec import KIND_TO_BRANCH
+from agentstream.schemas.attribute_keys import split_attributes
 from agentstream.schemas.digests import end_user_digest
+from agentstream.schemas.id_format import is_id_shaped
 
 Issue = dict[str, str]
 Check = Callable[[Any, list[Issue]], Any]
@@ -26,6 +28,8 @@ LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 # Filled in by the gateway when absent; everything else is the client's to send.
 GATEWAY_FILLED = ("tenant_id", "event_id", "emitted_us", "sdk_version")
 NON_EMPTY = ("event_id", "agent_id", "run_id")
+# Validated by format, never scanned as free text downstream (issue #16)
+ID_FIELDS = ("event_id", "run_id", "session_id", "parent_run_id", "parent_step_id")
 # Event times outside [now - max_past, now + max_future] are refused (GatewaySettings holds the
 # bounds): a year-9999 row would sort at the top of every listing and break every date
 # conversion that reads it.
@@ -320,11 +324,22 @@ class EventValidator:
         for name in NON_EMPTY:
             if type(out.get(name)) is str and not out[name].strip():
                 issues.append(issue(name, "empty_value", "must not be empty"))
+        for name in ID_FIELDS:
+            v = out.get(name)
+            if type(v) is str and v.strip() and not is_id_shaped(v):
+                issues.append(issue(name, "invalid_id", "an id is one token (letters, digits and "
+                                                        "._:/+=#-, at most 256 characters)"))
         if type(out.get("seq")) is int and out["seq"] < 0:
             issues.append(issue("seq", "out_of_range", "seq counts from 0"))
         issues += self.time_issues(out, now_us if now_us is not None else time.time_ns() // 1000)
         if issues:
             return None, issues
+        if out.get("attributes"):
+            # content stays out of raw under metadata_only: the shared allow-list, counts only
+            kept, dropped = split_attributes(out["attributes"], out.get("capture_mode") or "METADATA_ONLY")
+            if dropped:
+                out["attributes"] = kept
+                out["redaction"] = {"policy_version": "gateway", "rule_counts": dropped}
         if out.get("end_user_id") is not None:
             out["end_user_id"] = (end_user_digest(self.end_user_key, out["end_user_id"])
                                   if self.end_user_key and out["end_user_id"] else None)

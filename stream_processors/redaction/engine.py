@@ -198,6 +198,12 @@ class Redactor:
             if isinstance(v, str) and v and (hit := self._ids.check(v)):
                 raise RedactionError(f"identifier field {name} matches rule {hit}")
         counts: dict[str, int] = {}
+        prior = event.get("redaction")
+        if isinstance(prior, dict) and prior.get("rule_counts"):
+            # what an edge (SDK, gateway) dropped before the record reached raw, by count
+            for k, n in prior["rule_counts"].items():
+                if k.startswith("dropped_attribute:") and type(n) is int and n > 0:
+                    counts[k] = counts.get(k, 0) + n
         attrs = event.get("attributes")
         if attrs:
             kept = filter_attributes(attrs, effective_mode(capture_mode, event.get("capture_mode")), counts)

@@ -14,14 +14,13 @@ counted as ``dropped_attribute:<reason>`` in ``redaction.rule_counts`` (never th
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Iterable
 
-from agentstream.schemas.attribute_keys import attribute_verdict
+from agentstream.schemas.attribute_keys import split_attributes
+from agentstream.schemas.id_format import ID_FORMAT
 
 ID_FIELDS = frozenset(("event_id", "run_id", "session_id", "parent_run_id", "parent_step_id", "step_id",
                        "retry_of", "to_run_id", "call_id", "command_id", "interaction_id"))
-ID_FORMAT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=#-]{0,255}")
 # Rules whose matches are whole tokens of a documented format: the ones an id can hold.
 TOKEN_CATEGORIES = frozenset(("api_key", "jwt", "private_key", "bearer_token", "url_credentials"))
 _STRICTNESS = {"REDACTED": 0, "SECURE_REFERENCE": 1, "METADATA_ONLY": 2}
@@ -60,15 +59,7 @@ class IdChecker:
 
 def filter_attributes(attrs: dict[str, Any], mode: str, counts: dict[str, int]) -> dict[str, Any]:
     """The attributes a capture mode keeps (the same dict when nothing is dropped)."""
-    if mode == "REDACTED":
-        return attrs
-    out: dict[str, Any] | None = None
-    for k, v in attrs.items():
-        reason = attribute_verdict(k, v if isinstance(v, str) else "", mode)
-        if reason is not None:
-            if out is None:
-                out = dict(attrs)
-            del out[k]
-            key = f"dropped_attribute:{reason}"
-            counts[key] = counts.get(key, 0) + 1
-    return attrs if out is None else out
+    kept, dropped = split_attributes(attrs, mode)
+    for k, n in dropped.items():
+        counts[k] = counts.get(k, 0) + n
+    return kept

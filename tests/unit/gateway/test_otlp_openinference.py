@@ -96,3 +96,10 @@ def test_no_openinference_content_attribute_survives():
     assert step["attributes"]["openinference.span.kind"] == "LLM"
     assert not [k for k in step["attributes"] if k.startswith(("llm.input", "llm.output", "llm.tools",
                                                                "llm.invocation", "input.value", "output.value"))]
+
+
+def test_what_was_dropped_is_counted_never_by_value():
+    step = map_spans([oi_llm("a")], ctx()).runs[0].events[1]
+    counts = step["redaction"]["rule_counts"]
+    assert counts == {"dropped_attribute:content_key": len(OI_CONTENT) - 1}  # input.mime_type is kept
+    assert "Jane" not in json.dumps(step["redaction"])

@@ -165,3 +165,11 @@ def test_stage_emits_the_filtered_event_with_counts():
     got = codec.decode_as(EVENT, rec.value)
     assert got["attributes"] == {} and b"launch" not in rec.value
     assert got["redaction"]["rule_counts"] == {"dropped_attribute:content_key": 1}
+
+
+def test_what_an_edge_dropped_is_carried_into_the_summary():
+    ev = syn.step("acme", "run-1", 2, attributes={"note": "ok"})
+    ev["redaction"] = {"policy_version": "gateway", "rule_counts": {"dropped_attribute:content_key": 3,
+                                                                    "email": 9}}  # only drops carry over
+    out = Redactor(b"k").redact_event(ev, {}, "p")
+    assert out["redaction"] == {"policy_version": "p", "rule_counts": {"dropped_attribute:content_key": 3}}
