@@ -15,8 +15,9 @@ and every run that becomes active later in the same window gets a STOP citing th
 
 Drift: when an agent's version not seen before appears, a comparison opens between it and the
 version before it. The baseline is the old version's traffic in the hours the new one has
-traffic (concurrent, so time of day does not confound); when the old version had too little
-concurrent traffic (a hard cut-over), its last ``PRE_HOURS`` hours before the rollout. Each
+traffic (concurrent, so time of day does not confound); when the old version has less than half
+the new one's runs concurrently (a hard cut-over), its last ``PRE_HOURS`` hours before the
+rollout are added. Each
 batch re-tests every metric with an always-valid p-value (``drift.py``); an alert per metric per
 rollout, when p <= alpha's share and the effect is material.
 """
@@ -220,8 +221,11 @@ def _drift(state: dict[str, Any], delta: Mapping[str, Any], cfg: drift.DriftConf
         c = state["agents"][agent]["cmp"]
         if c is None:
             continue
-        concurrent = c["old_s"]["n"] >= cfg.min_n or c["pre"]["n"] < cfg.min_n
-        base = c["old_s"] if concurrent else c["pre"]
+        # Concurrent old traffic is the baseline. After a hard cut-over it stops growing (only
+        # the rollout hour's head has any): then the old version's hours just before the
+        # rollout are added, adjacent hours, so the time of day still barely differs.
+        concurrent = c["old_s"]["n"] >= max(cfg.min_n, c["new_s"]["n"] // 2) or c["pre"]["n"] == 0
+        base = c["old_s"] if concurrent else drift.merge(drift.merge(drift.new_sample(), c["old_s"]), c["pre"])
         result = drift.compare(base, c["new_s"], cfg)
         names = len(base.get("step_lat") or {})
         for metric, r in result.items():
@@ -230,7 +234,7 @@ def _drift(state: dict[str, Any], delta: Mapping[str, Any], cfg: drift.DriftConf
                 continue
             c["alarmed"].append(metric)
             ev = {"metric": metric, "comparison": "version", "old_version": c["old"],
-                  "baseline": "concurrent" if concurrent else "pre_rollout",
+                  "baseline": "concurrent" if concurrent else "concurrent+pre_rollout",
                   "effect_size": f"{r['effect']:.4g}", "p_value": f"{r['p_value']:.3g}", "alpha": f"{alpha:.3g}",
                   "baseline_n": str(base["n"]), "current_n": str(c["new_s"]["n"]),
                   "rollout_us": str(c["start_us"]), "event_us": str(delta["ts_us"])}

@@ -88,18 +88,25 @@ def signature(p: Mapping[str, Any], attributes: Mapping[str, str] | None) -> str
 
 
 def _chain_length(state: dict[str, Any], p: Mapping[str, Any]) -> int:
-    """Attempts so far of this step's logical call (1 for a first attempt)."""
+    """Attempts so far of this step's logical call (1 for a first attempt). A retry may link to
+    the previous attempt or to the first one: both find the chain's root."""
     n = max(1, int(p.get("attempt") or 1))
     parent = p.get("retry_of")
-    chains = state["chains"]
-    if parent:
-        n = max(n, chains.get(parent, 1) + 1)
     sid = p.get("step_id")
-    if sid and (n > 1 or parent is None):
-        chains[sid] = n
-        if len(chains) > MAX_CHAINS:
-            for k in list(chains)[: len(chains) - MAX_CHAINS]:
-                del chains[k]
+    chains = state["chains"]  # step_id -> [root step_id, attempts of that root's chain so far]
+    if parent:
+        root, seen = chains.get(parent, [parent, 1])
+        n = max(n, seen + 1)
+        for k in (parent, root):
+            if k in chains:
+                chains[k][1] = n
+        if sid:
+            chains[sid] = [root, n]
+    elif sid:
+        chains[sid] = [sid, n]
+    if len(chains) > MAX_CHAINS:
+        for k in list(chains)[: len(chains) - MAX_CHAINS]:
+            del chains[k]
     return n
 
 

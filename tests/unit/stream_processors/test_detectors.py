@@ -293,3 +293,25 @@ def test_msprt_is_valid_and_powerful():
                 alarms += 1
                 break
     assert alarms <= 10  # <= alpha (5 %) of 200
+
+
+def test_retry_chain_linked_to_its_first_attempt_is_one_chain():
+    loops = {**LOOP_DEFAULTS, "max_retries": 2}
+    evs = [syn.step("t", "r", 1, name="api", args_digest="a")]
+    for i in range(2, 6):
+        e = syn.step("t", "r", i, name="api", args_digest="a")
+        e["payload"]["retry_of"] = "r-s1"  # every retry names the first attempt
+        evs.append(e)
+    _, f = _observe(evs, loops=loops)
+    assert [(seq, x.evidence["reasons"]) for seq, x in f] == [(4, "retry_chain")]
+
+
+def test_a_hard_cut_over_is_judged_against_the_hours_before_it():
+    st = fleet.new_state()
+    assert _traffic(st, 3, 300, 0.0, 0.02, 0.02, random.Random(8)) == []
+    out = _traffic(st, 2, 300, 1.0, 0.02, 0.10, random.Random(9), t0=3 * HOUR)  # 100 % new from hour 3
+    assert [f.evidence["metric"] for _, f in out] == ["failure_rate"]
+    assert out[0][1].evidence["baseline"] == "concurrent+pre_rollout" and out[0][0] <= 1
+    st = fleet.new_state()  # and a null cut-over stays silent
+    rng = random.Random(10)
+    assert _traffic(st, 3, 300, 0.0, 0.03, 0.03, rng) + _traffic(st, 6, 300, 1.0, 0.03, 0.03, rng, t0=3 * HOUR) == []
