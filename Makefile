@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo up test test-unit test-integration codegen bench clean
 
+# Quiet unless something is wrong: pip -q, and .ci/pip-quiet.sh drops the one warning this
+# machine's pip configuration repeats for every package (its exit status is pip's).
 $(STAMP): pyproject.toml setup.py
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	touch $(STAMP)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@sh .ci/pip-quiet.sh $(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@sh .ci/pip-quiet.sh $(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
 
 install: $(STAMP)
 

@@ -12,8 +12,12 @@ PARTS = ["schemas", "producer", "stream_processors", "sink", "api", "cli"]
 packages: list[str] = []
 package_dir: dict[str, str] = {}
 for part in PARTS:
-    for init in sorted((ROOT / part).rglob("__init__.py")):
-        rel = init.parent.relative_to(ROOT)
+    # Every importable-named folder is listed, data-only ones (sink/migrations, api/static/...)
+    # too: setuptools warns at length about each folder it could import but was not told about.
+    for folder in sorted([ROOT / part, *(p for p in (ROOT / part).rglob("*") if p.is_dir())]):
+        rel = folder.relative_to(ROOT)
+        if not all(s.isidentifier() for s in rel.parts) or "__pycache__" in rel.parts:
+            continue
         name = "agentstream." + ".".join(rel.parts)
         packages.append(name)
         package_dir[name] = str(rel)

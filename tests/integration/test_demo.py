@@ -3,12 +3,15 @@
 subprocess with its own data dir and broker."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+
+from pathlib import Path
 
 import httpx
 import pytest
@@ -50,6 +53,7 @@ def test_demo_prints_where_to_look_and_lists_runs_of_several_agents(tmp_path):
                 time.sleep(0.5)
         assert len(agents) >= 2, f"agents listed within 30 s: {agents}"
         check_demo_shows_what_the_readme_shows(api, key)
+        check_readme_curl_examples(api, key, tmp_path / "data", tmp_path)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -86,3 +90,37 @@ def check_demo_shows_what_the_readme_shows(api: str, key: str) -> None:
                 assert span["end_ms"] <= tl["duration_ms"] + 5, (run["run_id"], span, tl["duration_ms"])
             kinds = {s["kind"] for s in tl["spans"]}
             assert "TOOL" in kinds and "LLM" in kinds, kinds
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_commands() -> tuple[str, list[str]]:
+    """The README's demo-key line and its curl commands (continuation lines joined)."""
+    text = README.read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    block = next(b for b in blocks if "curl" in b and "KEY=" in b)
+    joined = re.sub(r"\\\n\s*", " ", block)
+    lines = [ln.strip() for ln in joined.splitlines() if ln.strip()]
+    key_line = next(ln for ln in lines if ln.startswith("KEY="))
+    return key_line, [ln for ln in lines if ln.startswith("curl")]
+
+
+def check_readme_curl_examples(api: str, key: str, data_dir: Path, cwd: Path) -> None:
+    key_line, curls = readme_commands()
+    assert len(curls) >= 8, curls
+    port = api.rsplit(":", 1)[1]
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=10) as http:
+        run_id = http.get("/v1/runs", params={"limit": 1}).json()["items"][0]["run_id"]
+    for cmd in curls:
+        # the README's own text, pointed at this demo: its port, a real run id, and curl told to
+        # fail on an HTTP error (a 4xx/5xx answer must fail the test, not print and pass)
+        line = (cmd.replace("localhost:8000", f"127.0.0.1:{port}").replace("<run_id>", run_id)
+                .replace("curl ", "curl --fail-with-body ", 1).split("  #")[0])
+        script = "set -euo pipefail\n" + key_line.replace(".agentstream/", f"{data_dir}/") + "\n" + line
+        r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, cwd=cwd)
+        assert r.returncode == 0, f"README command failed ({r.returncode}): {cmd}\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
+        out = r.stdout.strip()
+        assert out, cmd
+        doc = json.loads(out)
+        assert "error" not in doc, (cmd, out[:500])

@@ -63,9 +63,21 @@ class Up:
             pytest.fail(f"up did not exit after {signal.Signals(sig).name}:\n" + self.log())
 
     def kill(self) -> None:
+        """After a failure: the stack's children run in their own sessions, so each is killed
+        by the pid stack.json gives (a failed test must not leave a stack running)."""
+        try:
+            children = json.loads((self.data_dir / "stack.json").read_text())["children"]
+        except (OSError, ValueError, KeyError):
+            children = {}
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        for pid in children.values():
+            if pid and pid_alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def run_events(run_id: str, n_steps: int) -> list[dict]:
