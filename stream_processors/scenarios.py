@@ -6,13 +6,14 @@ A fleet is tenants x agents over some hours of event time, a few hundred runs pe
 is ordinary, a planted finding or a near miss that must stay silent:
 
 - loops (``repeat`` of one tool call, ``llm_repeat`` of one prompt, ``ping_pong`` between an LLM
-  request and a tool call or two tool calls, ``retry_chain`` longer than allowed), each with the
-  step (``seq``) at which its threshold is first exceeded;
+  request and a tool call or two tool calls, ``retry_chain`` longer than allowed, ``cycle3`` of
+  the same three calls), each with the step (``seq``) at which its threshold is first exceeded;
 - run budget breaches (steps, cost), with the step that goes over;
 - near misses: exactly ``run_max_steps`` steps, cost exactly at ``run_max_cost_usd``, a call
   repeated exactly ``max_repeats`` times, ``2 * max_ping_pong`` alternating steps, legal
   chains (at most ``max_retries`` retries each) plus unrelated retries, long legal runs calling a
-  tool with different arguments, OTLP-style runs (no argument or request digests);
+  tool with different arguments, LLM <-> tool alternation with new arguments each time, a status
+  call polled too sparsely to exceed the repeat window, OTLP-style runs (no digests);
 - per agent one rollout (a new version taking half the traffic): a drift (failure rate 2 % ->
   10 %, cost per run x1.5, one step's latency x1.7) or a null control (nothing changes);
 - one tenant whose daily spend goes over its ``tenant_usd_per_day``.
@@ -34,9 +35,9 @@ LOOPS = {"max_repeats": 5, "max_ping_pong": 4, "max_no_progress": 3, "max_retrie
 TOOLS = ("repo_read_file", "kb_search", "http_fetch", "sql_query", "send_email")
 DRIFT_KINDS = ("failure_rate", "null", "cost_per_run", "null", "step_latency", "failure_rate", "null",
                "cost_per_run", "step_latency")
-LOOP_KINDS = ("repeat", "llm_repeat", "ping_pong", "retry_chain")
+LOOP_KINDS = ("repeat", "llm_repeat", "ping_pong", "retry_chain", "cycle3")
 NEAR_KINDS = ("at_step_limit", "at_cost_limit", "repeats_at_limit", "ping_pong_at_limit", "legal_chains",
-              "long_legal", "otlp_style")
+              "long_legal", "otlp_style", "alternating_progress", "polling")
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,13 @@ def _planted(r: _Run, kind: str, pol: dict[str, Any], truth: RunTruth) -> None:
             e = r.tool(name, d, attempt=k + 1)
             if k == loops["max_retries"] + 1:
                 mark(e)
+    elif kind == "loop:cycle3":  # LLM -> tool -> tool, the same three calls over and over
+        calls = [(None, g.digest()), (rng.choice(TOOLS), g.digest()), (rng.choice(TOOLS), g.digest())]
+        for i in range(3 * loops["max_repeats"] + rng.randint(1, 6)):
+            name, d = calls[i % 3]
+            e = r.llm(d) if name is None else r.tool(name, d)
+            if i == 3 * loops["max_repeats"]:
+                mark(e)
     elif kind == "budget:steps":
         limit = budgets["run_max_steps"]
         target = limit + rng.randint(1, 6)
@@ -243,6 +251,15 @@ def _near(r: _Run, kind: str, pol: dict[str, Any]) -> None:
         n = min(budgets["run_max_steps"], 110) - rng.randint(1, 10)
         while r.seq - 1 < n:
             r.tool("repo_read_file") if rng.random() < 0.6 else r.llm(cost=0.0005)
+    elif kind == "near:alternating_progress":  # LLM <-> the same tool, new arguments each time
+        for _ in range(rng.randint(8, 14)):
+            r.llm()
+            r.tool("kb_search")
+    elif kind == "near:polling":  # the same status call, but never max_repeats+1 within the window
+        gap = loops["repeat_window"] // (loops["max_repeats"] - 1) + 1
+        d = g.digest()
+        for i in range(min(budgets["run_max_steps"], 110) - 5):
+            r.tool("http_fetch", d) if i % gap == 0 else r.any_step()
     elif kind == "near:otlp_style":
         for _ in range(rng.randint(15, 35)):
             x = rng.random()
