@@ -172,6 +172,12 @@ def test_export_streams_every_matching_run_across_pages(api, auth, fleet, monkey
     assert set(one) == {"run", "steps", "failures", "decisions", "signals", "other_events"}
 
 
+def test_an_exported_run_is_the_run_detail(api, auth, pair):
+    exported = {d["run"]["run_id"]: d for d in _lines(api.get("/v1/export", headers=auth))}
+    for run_id in (RUN_A, RUN_B):
+        assert exported[run_id] == api.get(f"/v1/runs/{run_id}", headers=auth).json()
+
+
 def test_export_filters_match_the_runs_listing(api, auth, fleet):
     listed = {x["run_id"] for x in api.get("/v1/runs", params={"agent": "exp-b", "status": "FAILURE"},
                                            headers=auth).json()["items"]}
