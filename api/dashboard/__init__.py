@@ -136,7 +136,8 @@ def mount_dashboard(app: FastAPI, settings: Any) -> None:
     for path, name, title in [("", "fleet", "Fleet"), ("/", "fleet", "Fleet"), ("/runs", "runs", "Runs"),
                               ("/compare", "compare", "Compare"), ("/alerts", "alerts", "Alerts"),
                               ("/drift", "drift", "Drift"), ("/policies", "policies", "Policies"),
-                              ("/diff", "diff", "Diff runs")]:
+                              ("/diff", "diff", "Diff runs"), ("/sessions", "sessions", "Sessions"),
+                              ("/costs", "costs", "Costs")]:
         router.add_api_route(path, page(name, title), methods=["GET"], response_class=HTMLResponse)
 
     @router.get("/runs/{run_id}")
@@ -150,6 +151,18 @@ def mount_dashboard(app: FastAPI, settings: Any) -> None:
         if len(run_id) > 256 or get_run(db, s.tenant_id, run_id) is None:
             return _html(pages.not_found_html(s.tenant_id, f"Run {run_id!r}"), 404)
         return _html(pages.page_html("run", f"Run {run_id}", s.tenant_id, {"run-id": run_id}))
+
+    @router.get("/sessions/{session_id}")
+    def session_page(request: Request, session_id: str, db=Depends(deps.get_db)) -> Response:
+        s = current_session(request)
+        if s is None:
+            return login_redirect(request)
+        # The same answer for an unknown id and another tenant's: never confirm it exists.
+        if len(session_id) > 256 or not db.rows(
+                "SELECT 1 FROM runs WHERE tenant_id = {t:String} AND session_id = {s:String} LIMIT 1",
+                {"t": s.tenant_id, "s": session_id}):
+            return _html(pages.not_found_html(s.tenant_id, f"Session {session_id!r}"), 404)
+        return _html(pages.page_html("session", f"Session {session_id}", s.tenant_id, {"session-id": session_id}))
 
     @router.get("/api/whoami")
     def whoami(s: Session = Depends(require_session)) -> dict:

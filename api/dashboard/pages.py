@@ -12,6 +12,8 @@ ASSET_VERSION = "1"
 NAV = [
     ("fleet", "/ui", "Fleet"),
     ("runs", "/ui/runs", "Runs"),
+    ("sessions", "/ui/sessions", "Sessions"),
+    ("costs", "/ui/costs", "Costs"),
     ("compare", "/ui/compare", "Compare"),
     ("alerts", "/ui/alerts", "Alerts"),
     ("drift", "/ui/drift", "Drift"),
@@ -91,11 +93,65 @@ SKELETONS: dict[str, str] = {
   <label>severity<select name="severity"><option value="">any</option><option>INFO</option><option>WARNING</option><option>CRITICAL</option></select></label>
   <label>agent<input name="agent_id" size="14"></label>
   <label>run<input name="run_id" size="14"></label>
+  <label>state<select name="state"><option value="">any</option><option>open</option><option>acknowledged</option>
+    <option>resolved</option></select></label>
   <button type="submit">Apply</button>
 </form>
 <section class="panel"><div id="alerts-table" class="empty">loading…</div>
   <div class="pager"><button type="button" class="secondary" id="first">⇤ newest</button>
   <button type="button" id="next">next page →</button></div></section>
+<section class="panel" style="margin-top:16px"><h2>Silences</h2>
+  <p class="note">A silence stops the forwarder from sending matching alerts until it expires; they still show here.</p>
+  <form class="filters" id="silence-form">
+    <label>type<input name="alert_type" size="12" placeholder="any"></label>
+    <label>agent<input name="agent_id" size="12" placeholder="any"></label>
+    <label>severity<select name="severity"><option value="">any</option><option>INFO</option><option>WARNING</option>
+      <option>CRITICAL</option></select></label>
+    <label>for<select name="duration_s"><option value="3600">1 hour</option><option value="14400">4 hours</option>
+      <option value="86400">1 day</option><option value="604800">7 days</option></select></label>
+    <label>comment<input name="comment" size="18"></label>
+    <button type="submit">Silence</button>
+  </form>
+  <div id="silences" class="empty">loading…</div></section>
+""",
+    "sessions": """
+<h1>Sessions</h1>
+<p class="sub">Runs that share a session id (a conversation), most recently active first, with their totals.</p>
+<form class="filters" id="filters">
+  <label>agent<input name="agent" size="14"></label>
+  <label>min cost (USD)<input name="min_cost_usd" size="6" inputmode="decimal"></label>
+  <button type="submit">Apply</button>
+</form>
+<section class="panel"><div id="sessions-table" class="empty">loading…</div>
+  <div class="pager"><button type="button" class="secondary" id="first">⇤ newest</button>
+  <button type="button" id="next">next page →</button></div></section>
+""",
+    "session": """
+<p class="note"><a href="/ui/sessions">← sessions</a></p>
+<h1>Session <span class="mono" id="session-title"></span></h1>
+<p class="sub" id="session-sub"></p>
+<div class="kpis" id="kpis"></div>
+<section class="panel"><h2>Runs in order</h2><div id="session-timeline" class="session-timeline"></div>
+  <div id="session-runs" class="empty">loading…</div></section>
+""",
+    "costs": """
+<h1>Costs</h1>
+<p class="sub">LLM spend and tokens from the daily cost rollup. Tokens are split into input, output and
+cached (input read from the provider's prompt cache).</p>
+<form class="filters" id="filters">
+  <label>period<select name="days"><option value="7">last 7 days</option><option value="30" selected>last 30 days</option>
+    <option value="90">last 90 days</option></select></label>
+  <label>stack by<select name="stack"><option value="model">model</option><option value="agent">agent</option>
+    <option value="version">version</option><option value="provider">provider</option></select></label>
+  <button type="submit">Apply</button>
+</form>
+<div class="kpis" id="kpis"></div>
+<section class="panel"><h2>Cost per day (USD), stacked by <span id="stack-name">model</span></h2>
+  <div class="legend" id="cost-legend"></div><div id="cost-chart" class="stacked">loading…</div></section>
+<div class="grid cols-2">
+  <section class="panel"><h2>By model</h2><div id="by-model" class="empty">loading…</div></section>
+  <section class="panel"><h2>By agent and version</h2><div id="by-agent" class="empty">loading…</div></section>
+</div>
 """,
     "drift": """
 <h1>Drift</h1>
@@ -131,12 +187,12 @@ policies topic through the API; every processor reads it from there.</p>
 
 
 # Scripts a page loads after its own: the run page's operations (stop, explain, play) live apart.
-EXTRA_SCRIPTS: dict[str, tuple[str, ...]] = {"run": ("run_ops",)}
+EXTRA_SCRIPTS: dict[str, tuple[str, ...]] = {"run": ("run_ops",), "alerts": ("alert_silences",)}
 
 
 def shell(page: str, title: str, tenant: str | None, body: str, data: dict[str, str] | None = None) -> str:
     nav = "".join(
-        f'<a href="{href}" class="{"active" if key == page or (page == "run" and key == "runs") else ""}">{label}</a>'
+        f'<a href="{href}" class="{"active" if key == page or (page, key) in (("run", "runs"), ("session", "sessions")) else ""}">{label}</a>'
         for key, href, label in NAV
     ) if tenant else ""
     who = (f'<div class="who"><span>tenant <b>{escape(tenant)}</b></span>'
