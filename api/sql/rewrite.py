@@ -126,11 +126,16 @@ def _unqualify_database(col: exp.Column, database: str) -> None:
     col.set("db", None)
 
 
-def _relocate_prewhere(tree: exp.Expression) -> None:
+def _selects_with(tree: exp.Expression, arg: str):
+    """(select, its ``arg``) for every SELECT in the tree that has it; listed before any change."""
     for select in list(tree.find_all(exp.Select)):
-        pre = select.args.get("prewhere")
-        if pre is None:
-            continue
+        value = select.args.get(arg)
+        if value is not None:
+            yield select, value
+
+
+def _relocate_prewhere(tree: exp.Expression) -> None:
+    for select, pre in _selects_with(tree, "prewhere"):
         where = select.args.get("where")
         cond = exp.paren(pre.this.copy())
         if where is not None:
@@ -141,10 +146,7 @@ def _relocate_prewhere(tree: exp.Expression) -> None:
 
 def _attach_final_sample(tree: exp.Expression) -> None:
     # ``FROM t FINAL SAMPLE n``: sqlglot hangs the SAMPLE on the SELECT; it belongs to t.
-    for select in list(tree.find_all(exp.Select)):
-        sample = select.args.get("sample")
-        if sample is None:
-            continue
+    for select, sample in _selects_with(tree, "sample"):
         source = select.args.get("from_")
         table = source.this if source is not None else None
         if isinstance(table, exp.Final):

@@ -18,7 +18,8 @@ from .rejections import SqlRejected, forbidden_table
 DUMMY_TABLE = "system.one"
 
 _HEAD = re.compile(r"^([A-Z][A-Z_ ]*?)(?: id: (\d+)(?:, (.*))?)?$")
-_TABLE_NAME = re.compile(r"(?:^|, )table_name: (.+)$")
+# Names of readable tables are plain identifiers; anything after them (", final: 1") is a flag.
+_TABLE_NAME = re.compile(r"(?:^|, )table_name: ([^,\s]+)")
 _FUNCTION_NAME = re.compile(r"^function_name: ([^,]+)")
 _COLUMN = re.compile(r"^column_name: (.+?), result_type: .*, source_id: (\d+)$")
 _CONSTANT = re.compile(r"^constant_value: (.*), constant_value_type: ")

@@ -8,6 +8,7 @@ import decimal
 import hashlib
 import ipaddress
 import math
+import re
 import threading
 import time
 import uuid
@@ -133,12 +134,16 @@ class SqlRunner:
             raise map_sql_error(exc, caller_sql) from exc
 
 
+_STATE_TYPE = re.compile(r"(?<!Simple)AggregateFunction\(")
+
+
 def _check_result_types(columns: list[str]) -> None:
     for line in columns:
-        at = line.find("AggregateFunction(")
-        if at > 0:
-            name = line[:at].rsplit(" ", 1)[0]
-            hint = aggregate_hint(name, line[at:])
+        # SimpleAggregateFunction columns hold plain values; only AggregateFunction is a state.
+        m = _STATE_TYPE.search(line)
+        if m:
+            name = line[:m.start()].rsplit(" ", 1)[0]
+            hint = aggregate_hint(name, line[m.start():])
             raise SqlRejected("sql_aggregate_state",
                               f"column {name} is an aggregate state and cannot be returned as a "
                               f"value; {hint or 'read it with finalizeAggregation()'}",

@@ -24,15 +24,21 @@ from api_fleet import RunBuilder, insert_runs
 HEAVY = "SELECT sum(sleepEachRow(0.5)) FROM (SELECT * FROM events LIMIT 4)"
 
 
+def _holder(lim: TenantLimiter):
+    """An event, and a coroutine that takes a slot for a tenant and keeps it until the event."""
+    release = asyncio.Event()
+
+    async def hold(tenant: str) -> None:
+        async with lim.slot(tenant):
+            await release.wait()
+
+    return release, hold
+
+
 def test_limiter_queues_then_refuses_with_retry_after():
     async def scenario():
         lim = TenantLimiter(per_tenant=1, queue=1, total=4, wait_s=5, retry_after_s=2.5)
-        release = asyncio.Event()
-
-        async def hold(tenant):
-            async with lim.slot(tenant):
-                await release.wait()
-
+        release, hold = _holder(lim)
         first = asyncio.create_task(hold("a"))
         await asyncio.sleep(0)
         queued = asyncio.create_task(hold("a"))
@@ -55,12 +61,7 @@ def test_limiter_queues_then_refuses_with_retry_after():
 def test_limiter_times_out_a_queued_query_and_caps_the_total():
     async def scenario():
         lim = TenantLimiter(per_tenant=2, queue=2, total=2, wait_s=0.05, retry_after_s=1)
-        release = asyncio.Event()
-
-        async def hold(tenant):
-            async with lim.slot(tenant):
-                await release.wait()
-
+        release, hold = _holder(lim)
         holders = [asyncio.create_task(hold(t)) for t in ("a", "b")]
         await asyncio.sleep(0)
         with pytest.raises(ApiError) as timed_out:

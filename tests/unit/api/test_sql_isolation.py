@@ -244,3 +244,44 @@ def test_property_probe_placements_answer_as_for_a_tenant_that_does_not_exist(
     assert aimed.status_code == 200 or aimed.json()["error"]["code"] not in (
         "sql_value_error", "sql_throw"), (build(world.victim, world.marker), aimed.text)
     assert normal(aimed) == normal(blind), build(world.victim, world.marker)
+
+
+# What analysts write: the rewrite must keep ordinary ClickHouse SQL working.
+ANALYST_QUERIES = [
+    "SELECT agent_id, count() AS runs, avg(duration_ms) FROM runs FINAL GROUP BY agent_id",
+    "SELECT run_id, sum(cost_usd) AS c FROM runs GROUP BY run_id ORDER BY c DESC LIMIT 5",
+    "SELECT toStartOfHour(ts) AS h, countIf(kind = 'STEP') AS steps FROM events GROUP BY h ORDER BY h",
+    "SELECT quantile(0.9)(latency_ms), quantiles(0.5, 0.99)(latency_ms) FROM events WHERE kind = 'STEP'",
+    "SELECT step_kind, quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(latency_state) AS q "
+    "FROM step_rollup_hourly GROUP BY step_kind",
+    "SELECT uniqExact(run_id), uniq(agent_id), topK(3)(name) FROM events",
+    "SELECT argMax(status, ts), any(agent_id) FROM events GROUP BY run_id",
+    "SELECT * FROM events WHERE ts > now() - INTERVAL 30 DAY ORDER BY ts DESC LIMIT 3",
+    "SELECT run_id, name FROM events WHERE kind = 'STEP' LIMIT 1 BY run_id",
+    "SELECT e.run_id, r.cost_usd FROM events AS e INNER JOIN runs AS r ON e.run_id = r.run_id LIMIT 5",
+    "SELECT e.run_id FROM events AS e LEFT JOIN alerts AS a USING (run_id) WHERE a.alert_id = ''",
+    "WITH costly AS (SELECT run_id FROM runs WHERE cost_usd > 0) "
+    "SELECT count() FROM events WHERE run_id IN (SELECT run_id FROM costly)",
+    "SELECT run_id, row_number() OVER (PARTITION BY agent_id ORDER BY ts) AS n FROM events LIMIT 5",
+    "SELECT arrayMap(x -> x * 2, [1, 2, 3]) AS a, arrayFilter(x -> x > 1, a)",
+    "SELECT c FROM events ARRAY JOIN candidates AS c LIMIT 3",
+    "SELECT mapKeys(attributes), attributes['k'] FROM events LIMIT 1",
+    "SELECT JSONExtractString(payload, 'entrypoint') FROM events WHERE kind = 'RUN_START' LIMIT 1",
+    "SELECT multiIf(cost_usd > 1, 'high', cost_usd > 0, 'low', 'free') AS band, count() FROM events GROUP BY band",
+    "SELECT if(status = 'OK', 1, 0) AS ok, dateDiff('second', started_ts, ts) FROM events LIMIT 2",
+    "SELECT * EXCEPT (payload, attributes) FROM events LIMIT 1",
+    "SELECT toString(ts), CAST(seq AS String), seq::String FROM events LIMIT 1",
+    "SELECT name ILIKE '%step%', match(name, '^own') FROM events LIMIT 1",
+    "SELECT count() FROM events WHERE (agent_id, environment) IN (('agent-a', 'prod'))",
+    "SELECT agent_id, count() FROM events GROUP BY agent_id WITH TOTALS",
+    "SELECT 1 AS x UNION ALL SELECT 2",
+    "SELECT count() FROM (SELECT run_id FROM events UNION DISTINCT SELECT run_id FROM runs)",
+    "SELECT formatReadableSize(sum(length(payload))) FROM events",
+    "SELECT title, severity FROM alerts ORDER BY detected_ts DESC LIMIT 5",
+]
+
+
+@pytest.mark.parametrize("q", ANALYST_QUERIES)
+def test_ordinary_analyst_queries_still_work(world, q):
+    r = world.ask(q)
+    assert r.status_code == 200, f"{q!r}: {r.text[:300]}"
