@@ -2,6 +2,8 @@
 partitioner (murmur2) gives its run_id, whichever path wrote them: the SDK, POST /v1/ingest,
 OTLP /v1/traces, the API's producer (commands) and the processors' emitter (events). Against
 the real broker, on topics with 12 partitions, for several runs, so agreement by chance is out.
+The same runs carry an end user's id on every path: with one key, the SDK and the gateway store
+one keyed digest for it, and the raw id is on no record.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from agentstream.api.kafka_io import KafkaWriter
 from agentstream.api.settings import ApiSettings
 from agentstream.producer import Tracer
 from agentstream.schemas import COMMAND, EVENT, Codec, partition_for, topic_name
+from agentstream.schemas.digests import end_user_digest
 from agentstream.schemas.topics import create_topics
 from agentstream.stream_processors.emitter import Emitter
 from agentstream.stream_processors.records import OutRecord
@@ -27,6 +30,8 @@ from agentstream.stream_processors.records import OutRecord
 pytestmark = pytest.mark.integration
 PARTITIONS = 12
 RUNS = 6
+KEY = "fleet-digest-key-0123456789"
+USER = "alice@example.com"
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +69,9 @@ def test_every_path_puts_a_run_on_its_murmur2_partition(bootstrap, prefix, tmp_p
     now_us = time.time_ns() // 1000
 
     tracer = Tracer("acme", "sdk-agent", "1.0", "test", bootstrap_servers=bootstrap, topic_prefix=prefix,
-                    commands_enabled=False, spool_dir=str(tmp_path / "spool"))
+                    commands_enabled=False, spool_dir=str(tmp_path / "spool"), digest_key=KEY)
     for r in runs:
-        with tracer.run("sdk", run_id=r):
+        with tracer.run("sdk", run_id=r, end_user_id=USER):
             pass
     assert tracer.flush(30)
     tracer.close(10)
@@ -74,17 +79,20 @@ def test_every_path_puts_a_run_on_its_murmur2_partition(bootstrap, prefix, tmp_p
     keys = tmp_path / "keys.json"
     key = add_key(keys, "acme", scopes=["write"], name="writer")
     gw = ThreadedGateway(GatewaySettings(bootstrap_servers=bootstrap, topic_prefix=prefix,
-                                         api_keys_file=str(keys), port=free_port())).start()
+                                         api_keys_file=str(keys), port=free_port(),
+                                         args_digest_key=KEY)).start()
     try:
         gw.wait_ready()
         auth = {"authorization": f"Bearer {key}", "content-type": "application/json"}
         events = [{"agent_id": "http-agent", "agent_version": "1", "environment": "test", "run_id": r, "seq": 0,
-                   "ts_us": now_us, "kind": "RUN_START", "payload": {"entrypoint": "http"}} for r in runs]
+                   "ts_us": now_us, "kind": "RUN_START", "payload": {"entrypoint": "http"},
+                   "end_user_id": USER} for r in runs]
         resp = httpx.post(gw.url + "/v1/ingest", json={"events": events}, headers=auth, timeout=60)
         assert resp.status_code == 200, resp.text
         t = time.time_ns()
         spans = [{"traceId": r, "spanId": uuid.uuid4().hex[:16], "name": "agent run",
-                  "startTimeUnixNano": str(t), "endTimeUnixNano": str(t + 1_000_000)} for r in runs]
+                  "startTimeUnixNano": str(t), "endTimeUnixNano": str(t + 1_000_000),
+                  "attributes": [{"key": "enduser.id", "value": {"stringValue": USER}}]} for r in runs]
         body = {"resourceSpans": [{"resource": {"attributes": [
             {"key": "service.name", "value": {"stringValue": "otlp-agent"}}]},
             "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}]}
@@ -111,6 +119,8 @@ def test_every_path_puts_a_run_on_its_murmur2_partition(bootstrap, prefix, tmp_p
     for k, part, value in raw:
         ev = codec.decode_as(EVENT, value)
         paths[k.decode()].add(ev["agent_id"])
+        assert USER.encode() not in value
+        assert ev["end_user_id"] == end_user_digest(KEY.encode(), USER), ev["agent_id"]
         assert part == expected[k.decode()], (ev["agent_id"], k, part)
     assert all(p == {"sdk-agent", "http-agent", "otlp-agent"} for p in paths.values()), paths
     for logical in ("commands", "events"):
