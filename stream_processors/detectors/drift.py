@@ -31,12 +31,9 @@ LAT_BASE = 1.25  # log-scale histogram: bucket i covers [1.25^i, 1.25^(i+1)) ms
 MAX_STEP_NAMES = 20
 
 
-COST_FLOOR_USD = 1e-4  # log(cost + floor): a run without model calls is not -infinity
-
-
 def new_sample() -> dict[str, Any]:
     return {"n": 0, "fail": 0, "lat": {}, "cost": [0.0, 0.0], "steps": [0.0, 0.0], "step_lat": {},
-            "lcost": [0.0, 0.0], "lsteps": [0.0, 0.0]}
+            "lcost": [0.0, 0.0], "lsteps": [0.0, 0.0], "paid": 0}
 
 
 def lat_bucket(ms: float) -> str:
@@ -53,10 +50,15 @@ def add_run(s: dict[str, Any], failed: bool, duration_ms: float, cost: float, st
     s["steps"][0] += steps
     s["steps"][1] += steps * steps
     # Cost and steps per run are compared as logs (ratios of geometric means): a handful of
-    # runaway runs would otherwise own the variance and hide a fleet-wide 1.5x change.
-    lc, ls = math.log(max(cost, 0.0) + COST_FLOOR_USD), math.log1p(max(steps, 0))
-    s["lcost"][0] += lc
-    s["lcost"][1] += lc * lc
+    # runaway runs would otherwise own the variance and hide a fleet-wide 1.5x change. Cost is
+    # over the runs that paid anything: free runs (no model call) would put a second mode far
+    # below the rest and triple the variance.
+    if cost > 0:
+        lc = math.log(cost)
+        s["lcost"][0] += lc
+        s["lcost"][1] += lc * lc
+        s["paid"] = s.get("paid", 0) + 1
+    ls = math.log1p(max(steps, 0))
     s["lsteps"][0] += ls
     s["lsteps"][1] += ls * ls
 
@@ -76,6 +78,7 @@ def merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     a["fail"] += b["fail"]
     for kk, v in b["lat"].items():
         a["lat"][kk] = a["lat"].get(kk, 0) + v
+    a["paid"] = a.get("paid", 0) + b.get("paid", 0)
     for k in ("cost", "steps", "lcost", "lsteps"):
         if k in b:
             a.setdefault(k, [0.0, 0.0])
@@ -165,8 +168,10 @@ def compare(base: Mapping[str, Any], cur: Mapping[str, Any], cfg: DriftConfig = 
         d, p = proportions(base["fail"], n1, cur["fail"], n2, cfg.tau_failure, one_sided=True)
         out["failure_rate"] = {"effect": d, "p_value": p, "material": float(d >= cfg.min_failure_diff),
                                "old_value": base["fail"] / n1, "new_value": cur["fail"] / n2}
-        for k in ("cost", "steps"):
-            d, p = means(base["l" + k], n1, cur["l" + k], n2, cfg.tau_log)
+        for k, m1, m2 in (("cost", base.get("paid", 0), cur.get("paid", 0)), ("steps", n1, n2)):
+            if m1 < cfg.min_n or m2 < cfg.min_n:
+                continue
+            d, p = means(base["l" + k], m1, cur["l" + k], m2, cfg.tau_log)
             rel = math.exp(d) - 1  # change of the geometric mean
             out[f"{k}_per_run"] = {"effect": rel, "p_value": p,
                                    "material": float(abs(rel) >= cfg.min_rel_change),
