@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 
@@ -28,7 +28,11 @@ class ApiMetrics:
             ["topic", "result"], registry=self.registry)
 
     def render(self) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        # Plus the process's default registry: on the embedded default the sink runs in this
+        # process and counts its rows, DLQ records and lag there (sink/metrics.py); without it
+        # nothing showed where the sink's records went.
+        body = generate_latest(self.registry) + generate_latest(REGISTRY)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def install_metrics(app: FastAPI, metrics: ApiMetrics) -> None:

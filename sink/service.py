@@ -20,6 +20,7 @@ from agentstream.schemas import PARTITIONER, Codec, make_resolver, topic_name
 
 from . import metrics as m
 from .dlq import DeadLetters, Rejected
+from .flush_policy import FlushPolicy
 from .ledger import OffsetRange, cut_ranges, next_offsets, pending_plans, record_plans
 from .retention import PolicyFollower, RetentionBook
 from .settings import SinkSettings
@@ -55,6 +56,9 @@ class Sink:
         self._assigned: set[tuple[str, int]] = set()
         self._pending_rows = 0
         self._oldest_at: float | None = None
+        st = settings
+        self._flush_policy = FlushPolicy(st.batch_max_rows, st.batch_max_seconds, st.flush_idle_seconds,
+                                         st.flush_min_interval_seconds)
         self._stop = threading.Event()
         # Held around every ClickHouse call that can overlap another: an insert on the insert
         # thread and a rebalance callback (reading the ledger) fired by the poll meanwhile.
@@ -126,6 +130,7 @@ class Sink:
             "auto.offset.reset": self.settings.auto_offset_reset,
             "session.timeout.ms": self.settings.session_timeout_ms,
             "heartbeat.interval.ms": max(100, self.settings.session_timeout_ms // 6),
+            "fetch.wait.max.ms": self.settings.fetch_wait_max_ms,
             "statistics.interval.ms": 5000,
             "stats_cb": lambda _s: None,
         })
@@ -144,7 +149,7 @@ class Sink:
         next_lag = 0.0
         try:
             while not stop.is_set():
-                self._poll(timeout=0.1)
+                self._flush_policy.polled(self._poll(timeout=0.1))
                 if follower is not None:
                     follower.poll()
                 if self._due():
@@ -198,7 +203,7 @@ class Sink:
         if not self._pending_rows:
             self._oldest_at = None
 
-    def _poll(self, timeout: float) -> None:
+    def _poll(self, timeout: float) -> int:
         msgs = self._consumer.consume(num_messages=min(self.settings.batch_max_rows, 20_000), timeout=timeout)
         for msg in msgs:
             err = msg.error()
@@ -214,12 +219,10 @@ class Sink:
             self._pending_rows += 1
         if self._pending_rows and self._oldest_at is None:
             self._oldest_at = time.monotonic()
+        return len(msgs)
 
     def _due(self) -> bool:
-        if not self._pending_rows:
-            return False
-        return (self._pending_rows >= self.settings.batch_max_rows
-                or time.monotonic() - (self._oldest_at or 0) >= self.settings.batch_max_seconds)
+        return self._flush_policy.due(self._pending_rows, self._oldest_at, time.monotonic())
 
     def _cut(self) -> list[tuple[OffsetRange, list, bool]]:
         chunks = cut_ranges(self._buffers, self._plans, lambda topic: self.settings.avro_fast_path
@@ -229,6 +232,7 @@ class Sink:
                 m.REPLAYS.labels(rng.topic).inc()
         self._pending_rows -= sum(len(c[1]) for c in chunks)
         self._oldest_at = time.monotonic() if self._pending_rows else None
+        self._flush_policy.flushed(time.monotonic())
         return chunks
 
     # ---- storing ---------------------------------------------------------------------------

@@ -36,6 +36,16 @@ class SinkSettings(BaseSettings):
     # partitions were read. 0: one range per partition per flush.
     range_max_rows: int = 50_000
     batch_max_seconds: float = 1.0
+    # Adaptive flush (sink/flush_policy.py): once a poll finds nothing more to read, a batch goes
+    # when its oldest record is this old, at most once per min interval (bounds the parts a
+    # trickle creates); busy, batches wait for batch_max_rows or batch_max_seconds as before.
+    flush_idle_seconds: float = 0.05
+    flush_min_interval_seconds: float = 0.2
+    # How long a fetch waits for data. The embedded broker (Tansu) answers an empty fetch only at
+    # this deadline even when records arrive meanwhile, so librdkafka's 500 ms default added
+    # ~120 ms median / 500 ms worst to every hop; a Kafka broker returns as soon as data arrives,
+    # so a short wait costs only more idle fetch requests.
+    fetch_wait_max_ms: int = 50
     # The process's first GC threshold, applied by the sink's entry points (sink/gc_policy.py:
     # buffered records are GC-tracked, and the default 700 made GC ~25% of a busy sink's time).
     # 0: leave the interpreter's.

@@ -167,7 +167,8 @@ class RawLoop(Service):
                       "enable.auto.commit": False, "auto.offset.reset": "earliest",
                       "session.timeout.ms": int(s.broker_session_timeout * 1000),
                       "heartbeat.interval.ms": int(min(3.0, s.broker_session_timeout / 3) * 1000),
-                      "partition.assignment.strategy": "range"})
+                      "partition.assignment.strategy": "range",
+                      "fetch.wait.max.ms": s.fetch_wait_max_ms})
 
         def on_assign(consumer: Any, tps: list[Any]) -> None:
             parts = [tp.partition for tp in tps]

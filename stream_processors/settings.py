@@ -29,6 +29,10 @@ class ProcessorsSettings(BaseSettings):
     # Hot path: records handed to the batch core at once, and how long to wait to fill a batch.
     batch_size: int = 2000
     batch_within_s: float = 0.05
+    # How long a fetch of raw waits for data: the embedded broker answers an empty fetch only at
+    # this deadline (librdkafka's 500 ms default added ~120 ms median to the hop); on Kafka a
+    # short wait costs only idle fetch requests.
+    fetch_wait_max_ms: int = 50
     log_level: str = "info"
     # After SIGTERM/SIGINT, how long a clean stop (final commit, producer flush) may take before
     # the worker exits without it (stream_processors/shutdown_guard.py). Below the embedded
