@@ -109,8 +109,8 @@ def apply(state: dict[str, Any], delta: Mapping[str, Any], budgets: Mapping[str,
     # Windows end: keep 2 hours / 2 days back for late events; their alert keys go with them.
     keep_h, keep_d = cur_hour - 2, cur_day - 2
     state["spend"] = {k: v for k, v in spend.items() if _window_index(k) >= (keep_h if "|h|" in k else keep_d)}
-    state["raised"] = {k: v for k, v in state["raised"].items() if v >= keep_h}
-    state["stopped"] = {k: v for k, v in state["stopped"].items() if v >= keep_h}
+    state["raised"] = {k: v for k, v in state["raised"].items() if v >= cur_hour}
+    state["stopped"] = {k: v for k, v in state["stopped"].items() if v >= cur_hour}
     _budgets(state, active, budgets, now, out)
     _drift(state, delta, cfg, out)
     return out
@@ -121,9 +121,10 @@ def _window_index(k: str) -> int:
 
 
 def _window_hour(k: str) -> int:
-    """The last hour of window ``k`` (for pruning the keys raised in it)."""
+    """The last hour window ``k``'s spend is kept (see ``apply``): its raised keys live as long,
+    so a late event for a window already alerted cannot raise it again."""
     i = _window_index(k)
-    return i if "|h|" in k else (i + 1) * 24 - 1
+    return i + 2 if "|h|" in k else (i + 3) * 24 - 1
 
 
 def _budgets(state: dict[str, Any], new_active: Mapping[str, str], budgets: Mapping[str, Any], now: int,

@@ -315,3 +315,18 @@ def test_a_hard_cut_over_is_judged_against_the_hours_before_it():
     st = fleet.new_state()  # and a null cut-over stays silent
     rng = random.Random(10)
     assert _traffic(st, 3, 300, 0.0, 0.03, 0.03, rng) + _traffic(st, 6, 300, 1.0, 0.03, 0.03, rng, t0=3 * HOUR) == []
+
+
+def test_late_spend_for_an_alerted_day_does_not_alert_it_again():
+    st = fleet.new_state()
+    b = {**BUDGET_DEFAULTS, "tenant_usd_per_day": 1.0}
+    t0 = 1000 * fleet.DAY_US
+    assert [x.alert_type for x in _spend(st, b, t0, 5, 0.25)] == ["budget_warning", "budget_breach"]
+    # the next day is under way (1 h, 10 h, 30 h in) when late events of the first day arrive
+    for later in (25, 34, 54):
+        out = _spend(st, b, t0 + later * HOUR, 1, 0.01, first=200 + later)
+        d = fleet.new_delta("t")
+        fleet.add_spend(d, "a", t0 + HOUR, 0.5)  # late: first day's event time
+        d["ts_us"] = t0 + later * HOUR
+        out += fleet.apply(st, d, b)
+        assert [x for x in out if x.alert] == [], later
