@@ -6,7 +6,8 @@ and version comparison (rollup). Each query is run 20 times after a warm-up; the
 reported. ``run_detail_ms`` is the API's own ``run_detail()`` (one statement: the run's header
 and time bounds from ``runs`` as a scalar subquery, its events ``FINAL`` within those bounds);
 the earlier two-statement forms and the other variants are printed beside it. Last line:
-JSON with run_detail_ms, fleet_quantiles_ms, compare_ms.
+JSON with run_detail_ms, fleet_quantiles_ms, compare_ms, and the search, session and cost
+queries of issue #20 (``runs_by_*_ms``, ``sessions_list_ms``, ``session_detail_ms``, ``costs_*_ms``).
 Usage: python bench/queries.py [--events 10000000]
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ import time
 LOAD = """
 INSERT INTO events (tenant_id, ts, event_id, agent_id, agent_version, environment, run_id, seq, kind,
                     step_kind, name, status, latency_ms, attempt, provider, request_model,
-                    input_tokens, output_tokens, cost_usd, tool_name, run_status, duration_ms)
+                    input_tokens, output_tokens, cost_usd, tool_name, run_status, duration_ms,
+                    session_id, end_user_id, failure_type, failure_code, attributes)
 SELECT
     concat('tenant-', toString(r % 20)) AS tenant_id,
     toDateTime64(now64(6) - toIntervalSecond(604800 * (r / {runs:UInt64})) + toIntervalMillisecond(seq * 50), 6, 'UTC') AS ts,
@@ -36,7 +38,13 @@ SELECT
     1, if(step_kind = 'LLM', 'openai', ''), if(step_kind = 'LLM', 'gpt-4o', ''),
     if(step_kind = 'LLM', 100 + rand() % 400, 0), if(step_kind = 'LLM', 20 + rand() % 200, 0),
     if(step_kind = 'LLM', (rand() % 1000) / 100000, 0), if(step_kind = 'TOOL', name, ''),
-    if(kind = 'RUN_END', if(r % 10 = 0, 'FAILURE', 'SUCCESS'), ''), if(kind = 'RUN_END', 1000 + rand() % 30000, 0)
+    if(kind = 'RUN_END', if(r % 10 = 0, 'FAILURE', 'SUCCESS'), ''), if(kind = 'RUN_END', 1000 + rand() % 30000, 0),
+    -- search columns (issue #20): sessions of 4 runs of one tenant, 5000 end users, 7 failure
+    -- codes (on tenant-0's, -10's… failing runs), 2 attributes
+    concat('sess-', toString(intDiv(r, 80)), '-', toString(r % 20)), if(r % 3 = 0, '', concat('u-', toString(r % 5000))),
+    if(kind = 'FAILURE', 'TOOL', ''), if(kind = 'FAILURE', concat('code-', toString(r % 7)), ''),
+    if(kind = 'STEP', map('customer.tier', if(r % 5 = 0, 'gold', 'free'), 'region', concat('r', toString(r % 9))),
+       map())
 FROM (SELECT intDiv(number, 20) AS r, number % 20 AS seq FROM numbers({offset:UInt64}, {n:UInt64}))
 """
 
@@ -140,6 +148,52 @@ def timed(client, sql: str, params: dict, reps: int = 20) -> tuple[float, int]:
     return statistics.median(samples), rows
 
 
+def timed_search(client, t: str, probe: int, reps: int = 10) -> dict[str, tuple[float, int]]:
+    """/v1/runs' search filters, /v1/sessions and /v1/costs, each through the API's own store
+    function (what the route runs), median of ``reps``."""
+    from agentstream.api.db import Db
+    from agentstream.api.store.costs import cost_report
+    from agentstream.api.store.runs import RunFilters, list_runs
+    from agentstream.api.store.search import SearchFilters
+    from agentstream.api.store.sessions import SessionFilters, list_sessions, session_detail
+
+    db = Db(client)
+    week_ago = int((time.time() - 7 * 86400) * 1e6)
+    day_ago = int((time.time() - 86400) * 1e6)
+    cases = {
+        "runs_unfiltered": lambda: list_runs(db, t, RunFilters(), 50, None)[0],
+        "runs_by_session": lambda: list_runs(db, t, RunFilters(search=SearchFilters(
+            session=f"sess-{probe // 80}-{probe % 20}")), 50, None)[0],
+        "runs_by_end_user": lambda: list_runs(db, t, RunFilters(search=SearchFilters(
+            end_user=f"u-{probe % 5000}")), 50, None)[0],
+        # on a tenant whose runs fail (every tenth run of tenant-0 does)
+        "runs_by_failure_code": lambda: list_runs(db, "tenant-0", RunFilters(search=SearchFilters(
+            failure_code="code-3")), 50, None)[0],
+        "runs_by_tool_day": lambda: list_runs(db, t, RunFilters(since_us=day_ago, search=SearchFilters(
+            tool="tool-3")), 50, None)[0],
+        "runs_by_model_min_cost": lambda: list_runs(db, t, RunFilters(search=SearchFilters(
+            model="gpt-4o", min_cost_usd=0.05)), 50, None)[0],
+        "runs_by_attribute": lambda: list_runs(db, t, RunFilters(search=SearchFilters(
+            attributes=[("region", "r4")])), 50, None)[0],
+        "runs_min_latency": lambda: list_runs(db, t, RunFilters(search=SearchFilters(
+            min_duration_ms=30000)), 50, None)[0],
+        "sessions_list": lambda: list_sessions(db, t, SessionFilters(), 50, None)[0],
+        "session_detail": lambda: session_detail(db, t, f"sess-{probe // 80}-{probe % 20}")["runs"],
+        "costs_day_model_week": lambda: cost_report(db, t, ["day", "model"], week_ago, None)["items"],
+        "costs_by_user_week": lambda: cost_report(db, t, ["user"], week_ago, None, limit=100)["items"],
+    }
+    out = {}
+    for name, fn in cases.items():
+        fn()
+        samples, n = [], 0
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            n = len(fn())
+            samples.append((time.perf_counter() - t0) * 1000)
+        out[name] = (statistics.median(samples), n)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=10_000_000)
@@ -180,7 +234,11 @@ def main() -> None:
     print(f"API's own run_detail() (what /v1/runs/{{id}} runs): {store_ms:6.1f} ms ({store_rows} events)")
     print(f"fleet quantiles over a day (rollup): {fleet_ms:7.1f} ms ({fleet_rows} agents)")
     print(f"version comparison (rollup)        : {cmp_ms:7.1f} ms ({cmp_rows} versions)")
-    print(json.dumps({"run_detail_ms": round(store_ms, 1),
+    search = timed_search(client, t, probe)
+    for name, (ms, n) in search.items():
+        print(f"{name:<35}: {ms:7.1f} ms ({n} rows)")
+    print(json.dumps({**{f"{k}_ms": round(v[0], 1) for k, v in search.items()},
+                      "run_detail_ms": round(store_ms, 1),
                       "run_detail_index_only_ms": round(idx_ms, 1), "run_detail_lookup_ms": round(look_ms, 1),
                       "run_detail_bounds_ms": round(bounds_ms, 1), "api_run_detail_ms": round(api_ms, 1),
                       "api_run_detail_bounded_ms": round(api_b_ms, 1), "fleet_quantiles_ms": round(fleet_ms, 1),

@@ -1,9 +1,10 @@
 """Cost reports: spend and tokens grouped by model, agent, version, provider, day or end user.
 
-Read from ``cost_rollup_daily`` (0007_search_and_costs.sql), which holds one row per tenant,
-day, agent, version, provider and model: a month of a busy tenant is a few thousand rows.
-Grouping by end user reads ``events`` (the rollup has no user dimension: a user column there
-would make it as large as the events), bounded by the time range and the LLM-step condition.
+Read from the daily cost rollups: ``cost_rollup_daily`` (0007: per day, agent, version,
+provider and model; a month of a busy tenant is a few thousand rows) and
+``cost_rollup_daily_user`` (0009: per day, end user, agent and model). A grouping neither
+answers (the user with the version or provider) reads ``events``, bounded by the time range
+and the same LLM-step condition as the rollups' views.
 """
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ from typing import Any
 from ..db import Db
 from .columns import require_column
 
-# group_by name -> (rollup column, events column)
-DIMENSIONS = {
-    "model": ("request_model", "request_model"),
-    "provider": ("provider", "provider"),
-    "agent": ("agent_id", "agent_id"),
-    "version": ("agent_version", "agent_version"),
-    "day": ("day", "toDate(ts)"),
-    "user": (None, "end_user_id"),
-}
+# group_by name -> its events expression; each rollup maps the names it can answer to columns.
+DIMENSIONS = {"model": "request_model", "provider": "provider", "agent": "agent_id",
+              "version": "agent_version", "day": "toDate(ts)", "user": "end_user_id"}
+ROLLUPS = [
+    ("cost_rollup_daily", {"model": "request_model", "provider": "provider", "agent": "agent_id",
+                           "version": "agent_version", "day": "day"}),
+    ("cost_rollup_daily_user", {"user": "end_user_id", "agent": "agent_id", "model": "request_model",
+                                "day": "day"}),
+]
 MAX_DIMENSIONS = 3
 
 _ROLLUP_SUMS = """
@@ -58,16 +59,16 @@ def cost_report(db: Db, tenant: str, dims: list[str], since_us: int | None, unti
     """Rows of ``{group: {dim: value}, calls, input/output/cached/cache_write tokens, cost}``,
     by day ascending when grouped by day, else by cost descending; plus the totals."""
     params: dict[str, Any] = {"tenant": tenant, "limit": limit + 1}
-    from_events = "user" in dims
-    if from_events:
+    if "user" in dims:
         require_column(db, "events", "end_user_id", "group_by=user")
-    col = 1 if from_events else 0
+    table, cols = next(((t, c) for t, c in ROLLUPS if set(dims) <= set(c)), ("events", DIMENSIONS))
+    from_events = table == "events"
     where = ["tenant_id = {tenant:String}"]
     if from_events:
         where.append(LLM_STEP)
     day = "toDate(ts)" if from_events else "day"
     if since_us is not None:
-        # Day granularity on the rollup: a day is in when it overlaps [since, until).
+        # Day granularity on the rollups: a day is in when it overlaps [since, until).
         where.append(f"{day} >= toDate(fromUnixTimestamp64Micro({{since:Int64}}))")
         if from_events:
             where.append("ts >= fromUnixTimestamp64Micro({since:Int64})")
@@ -80,10 +81,10 @@ def cost_report(db: Db, tenant: str, dims: list[str], since_us: int | None, unti
     if agent is not None:
         where.append("agent_id = {agent:String}")
         params["agent"] = agent
-    keys = [f"{DIMENSIONS[d][col]} AS g_{d}" for d in dims]
+    keys = [f"{cols[d]} AS g_{d}" for d in dims]
     order = ("g_day ASC, cost_usd DESC" if "day" in dims else "cost_usd DESC") + ", " + \
         ", ".join(f"g_{d}" for d in dims)
-    table, sums = ("events", _EVENT_SUMS) if from_events else ("cost_rollup_daily", _ROLLUP_SUMS)
+    sums = _EVENT_SUMS if from_events else _ROLLUP_SUMS
     rows = db.rows(f"SELECT {', '.join(keys)}, {sums} FROM {table} WHERE {' AND '.join(where)} "
                    f"GROUP BY {', '.join(f'g_{d}' for d in dims)} ORDER BY {order} "
                    "LIMIT {limit:UInt32}", params)

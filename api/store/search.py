@@ -2,8 +2,8 @@
 
 Each filter is its own ``run_id IN (SELECT run_id FROM events WHERE ...)``, so several filters
 mean "the run has an event matching each" (a TIMEOUT failure *and* a call to model m), never
-"one event matching all". The event conditions are written as the skip indexes of
-``0007_search_and_costs.sql`` are declared, so the indexes apply; the runs' start time, when
+"one event matching all". The event conditions are written so the skip indexes of
+``0007_search_and_costs.sql``, ``0008`` and ``0009`` apply; the runs' start time, when
 given, bounds the events read (a run's events are never older than its start).
 
 Values are always bound parameters; nothing of the caller's is formatted into SQL.
@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-# The exact expression of idx_attribute_pairs: the index applies only to this spelling.
-ATTRIBUTE_PAIRS = "arrayMap((k, v) -> concat(k, '=', v), mapKeys(attributes), mapValues(attributes))"
 
 # filter name -> the events condition (one bound parameter, the value)
 EVENT_CONDITIONS = {
@@ -61,12 +58,11 @@ class SearchFilters:
                 parts.append(_events_in(cond % pname, bound))
         for i, (k, v) in enumerate(self.attributes):
             pname = f"s_attr{i}"
-            params[pname], params[pname + "k"], params[pname + "v"] = f"{k}={v}", k, v
-            # The pair test is what the index answers; 'a=b'='c' and 'a'='b=c' share a pair, so
-            # the exact key/value test decides.
+            params[pname + "k"], params[pname + "v"] = k, v
+            # The exact test, and the form the key and value bloom filters apply to (0009).
             parts.append(_events_in(
-                f"has({ATTRIBUTE_PAIRS}, {{{pname}:String}}) AND mapContains(attributes, "
-                f"{{{pname}k:String}}) AND attributes[{{{pname}k:String}}] = {{{pname}v:String}}", bound))
+                f"mapContains(attributes, {{{pname}k:String}}) "
+                f"AND attributes[{{{pname}k:String}}] = {{{pname}v:String}}", bound))
         return " AND ".join(parts) if parts else "1"
 
     def having(self, params: dict[str, Any]) -> str:

@@ -187,7 +187,7 @@ def test_sessions_are_tenant_scoped(api, auth, seeded, keys_file, unique):
 
 
 @pytest.mark.parametrize("group_by", ["model", "agent", "version", "day", "user", "day,model", "agent,version,model",
-                                      "user,model"])
+                                      "user,model", "user,day", "user,version"])
 def test_costs_grouped_match_the_generated_calls(api, auth, seeded, group_by):
     calls = [c for f in seeded.values() for c in f["calls"]]
     idx = {"day": 0, "agent": 1, "version": 2, "model": 3, "user": 8}
