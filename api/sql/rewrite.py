@@ -76,15 +76,35 @@ def scope_query(sql: str, readable: Collection[str], database: str) -> ScopedQue
     _check_nodes(tree, database)
     _relocate_prewhere(tree)
     _attach_final_sample(tree)
-    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
     read: list[str] = []
     # Collected first: replacing while walking would revisit the subqueries we insert.
     for table in list(tree.find_all(exp.Table)):
-        if not table.args.get("db") and not table.args.get("catalog") and table.name in ctes \
-                and isinstance(table.this, exp.Identifier):
-            continue  # a CTE reference; its body's tables are rewritten where they stand
+        if _is_cte_reference(table):
+            continue  # its body's tables are rewritten where they stand
         read.append(_scope_table(table, readable, database))
     return ScopedQuery(tree.sql(dialect=DIALECT), tuple(read))
+
+
+def _is_cte_reference(table: exp.Table) -> bool:
+    """Whether ``table`` names a CTE in scope, as ClickHouse resolves names: the innermost WITH
+    first; a CTE body sees the CTEs listed before it, not itself (``WITH events AS (SELECT *
+    FROM events ...)`` reads the table). Misjudging fails closed: the query-tree check then
+    finds a table read outside the tenant subquery."""
+    if table.args.get("db") or table.args.get("catalog") or not isinstance(table.this, exp.Identifier):
+        return False
+    passed: set[int] = set()  # ids of the nodes between the table and the current ancestor
+    node: exp.Expression | None = table
+    while node is not None:
+        passed.add(id(node))
+        with_ = node.args.get("with_") if isinstance(node, _QUERY_ROOTS) else None
+        if with_ is not None:
+            ctes = list(with_.expressions)
+            inside = next((i for i, c in enumerate(ctes) if id(c) in passed), None)
+            visible = ctes[:inside] if inside is not None else ctes
+            if any(c.alias_or_name == table.name for c in visible):
+                return True
+        node = node.parent
+    return False
 
 
 def _check_nodes(tree: exp.Expression, database: str) -> None:

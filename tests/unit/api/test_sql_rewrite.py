@@ -41,6 +41,20 @@ def test_ctes_are_not_tables_but_their_bodies_are_scoped():
     assert sql.count(FILTER) == 1
 
 
+def test_cte_scoping_follows_clickhouse():
+    # A CTE body sees earlier CTEs, not itself: ``events`` inside is the table, outside the CTE.
+    q = scope_query("WITH events AS (SELECT * FROM events WHERE seq = 0) SELECT count() FROM events",
+                    READABLE, "default")
+    assert q.tables == ("events",) and q.sql.endswith("SELECT count() FROM events")
+    q = scope_query("WITH a AS (SELECT * FROM runs), b AS (SELECT * FROM a) SELECT * FROM b, alerts",
+                    READABLE, "default")
+    assert sorted(q.tables) == ["alerts", "runs"]
+    # the innermost WITH wins
+    q = scope_query("WITH runs AS (SELECT 1) SELECT * FROM (WITH x AS (SELECT 2) SELECT * FROM runs)",
+                    READABLE, "default")
+    assert q.tables == ()
+
+
 def test_database_qualified_columns_lose_the_database():
     assert "default.events.run_id" not in scoped("SELECT default.events.run_id FROM default.events")
     with pytest.raises(SqlRejected):
