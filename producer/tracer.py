@@ -6,6 +6,7 @@ import os
 import secrets
 import struct
 import threading
+import time
 from typing import Any, Callable
 
 from agentstream.schemas import COMMAND, EVENT, Codec, load_catalog, make_resolver, topic_name
@@ -27,17 +28,27 @@ log.addHandler(logging.NullHandler())
 
 
 WIRE_EVENT_VERSION = 2  # the Event version producer/wire.py encodes
+REGISTRY_RECHECK_S = 30.0
 
 
 def _event_header(settings: ProducerSettings) -> Callable[[], bytes]:
     """The Confluent frame of the Event version the wire encoder writes (v2)."""
 
+    failed: list[tuple[float, Exception]] = []
+
     def header() -> bytes:
         v = next(v for v in load_catalog().versions(EVENT) if v.version == WIRE_EVENT_VERSION)
         if settings.schema_registry_url:
-            # raises SchemaIdMismatch unless the registry holds the built-in ids (`agentstream
-            # schemas register`); the transport then drops and logs rather than mis-frame
-            make_resolver(settings.schema_registry_url)
+            # Raises SchemaIdMismatch unless the registry holds the built-in ids (`agentstream
+            # schemas register`); the transport then drops and logs rather than mis-frame. A
+            # failure is re-checked at most every REGISTRY_RECHECK_S, not once per event.
+            if failed and time.monotonic() - failed[0][0] < REGISTRY_RECHECK_S:
+                raise failed[0][1]
+            try:
+                make_resolver(settings.schema_registry_url)
+            except Exception as exc:
+                failed[:] = [(time.monotonic(), exc)]
+                raise
         return struct.pack(">bI", 0, v.id)
 
     return header
@@ -167,7 +178,12 @@ class Tracer(Decorators):
         with self._listener_lock:
             if self._listener is not None and self._listener_pid == os.getpid():
                 return
-            codec = Codec(make_resolver(self.settings.schema_registry_url))
+            try:
+                codec = Codec(make_resolver(self.settings.schema_registry_url))
+            except Exception:  # noqa: BLE001 - registry down or mismatched: never raise into run()
+                log.warning("agentstream: schema registry unusable; commands decoded with the "
+                            "built-in schema ids", exc_info=True)
+                codec = Codec()
             self._listener = CommandListener(
                 self.settings.bootstrap_servers, self.commands_topic, self.tenant_id, self._live,
                 lambda b: codec.decode_as(COMMAND, b), self.settings.session_timeout_ms,
