@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from agentstream.schemas import topic_name
+from agentstream.schemas import PARTITIONER, topic_name
 from agentstream.schemas.alerting import (AlertingBook, AlertState, Matcher, Silence, encode, make_key,
                                           parse_rules, routing_doc)
 
@@ -23,7 +23,7 @@ def now_us() -> int:
 def write_record(settings: ProcessorsSettings, key: bytes, doc: dict[str, Any] | None) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all"})
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "partitioner": PARTITIONER})
     p.produce(topic_name("policies", settings.topic_prefix), encode(doc) if doc is not None else None, key)
     if p.flush(30):
         raise RuntimeError("the record was not acknowledged by the broker within 30 s")
