@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .fields import ID_FIELDS, IdChecker, effective_mode, filter_attributes
-from .rules import CATEGORIES, PREFILTER, RULES, UUID, Rule
+from .multipattern import compile_any
+from .rules import CATEGORIES, PREFILTER_PATTERNS, RULES, UUID, Rule
 
 ACTIONS = ("mask", "hash", "drop")
 DEFAULT_ACTIONS: Mapping[str, str] = {c: "mask" for c in CATEGORIES}
@@ -98,9 +99,11 @@ class Redactor:
         self.hash_key = hash_key
         self.rules = tuple(rules)
         self.max_chars = max_chars
-        self._prefilter = PREFILTER.search
+        any_match = compile_any(PREFILTER_PATTERNS)
+        # surrogatepass: a lone surrogate (JSON input can hold one) is scanned, not an error
+        self._prefilter = lambda text: any_match(text.encode("utf-8", "surrogatepass"))
         self._verdicts: dict[str, tuple[Finding, ...]] = {}
-        self._ids = IdChecker(self.rules, self.scan)
+        self._ids = IdChecker(self.rules, self.scan, self._prefilter)
 
     # ---- text ----------------------------------------------------------------------------
 
@@ -114,7 +117,7 @@ class Redactor:
             raise RedactionError(f"text of {n} chars exceeds the {self.max_chars}-char scan limit")
         # A canonical UUID (event ids, run ids) cannot hold a match of any rule: hex digits and
         # dashes in 8-4-4-4-12 groups; card and phone validators reject spans inside one.
-        found = () if self._prefilter(text) is None or (n == 36 and _UUID(text)) else self._scan_rules(text)
+        found = () if not self._prefilter(text) or (n == 36 and _UUID(text)) else self._scan_rules(text)
         if n <= CACHE_MAX_CHARS:
             if len(self._verdicts) >= CACHE_MAX_ENTRIES:
                 self._verdicts.clear()  # cheaper than LRU bookkeeping on every hit

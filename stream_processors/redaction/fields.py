@@ -37,24 +37,30 @@ def effective_mode(tenant_mode: str, event_mode: Any) -> str:
 class IdChecker:
     """``check(name, value)`` returns the name of the rule an id matches, or None."""
 
-    def __init__(self, rules: Iterable[Any], scan_text: Callable[[str], tuple]) -> None:
+    def __init__(self, rules: Iterable[Any], scan_text: Callable[[str], tuple],
+                 prefilter: Callable[[str], bool]) -> None:
         self.token_rules = tuple(r for r in rules if r.category in TOKEN_CATEGORIES)
         self.scan_text = scan_text
+        # every rule's match passes the engine's prefilter: one search clears most ids at once
+        self.prefilter = prefilter
+
+    def _token_hit(self, value: str) -> str | None:
+        if not self.prefilter(value):
+            return None
+        for rule in self.token_rules:
+            for _ in rule.find(value):
+                return rule.name
+        return None
 
     def check(self, value: str) -> str | None:
         if ID_FORMAT.fullmatch(value):
-            for rule in self.token_rules:
-                for _ in rule.find(value):
-                    return rule.name
-            return None
+            return self._token_hit(value)
         hits = self.scan_text(value)
         return hits[0].rule.name if hits else None
 
     def id_shaped_and_clean(self, value: str) -> bool:
         """An id nested in a payload (step_id, call_id…) that may skip the free-text rules."""
-        if not ID_FORMAT.fullmatch(value):
-            return False
-        return not any(True for rule in self.token_rules for _ in rule.find(value))
+        return ID_FORMAT.fullmatch(value) is not None and self._token_hit(value) is None
 
 
 def filter_attributes(attrs: dict[str, Any], mode: str, counts: dict[str, int]) -> dict[str, Any]:

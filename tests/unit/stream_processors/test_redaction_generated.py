@@ -57,6 +57,12 @@ def test_prefilter_fires_on_every_text_with_a_planted_value_alone_and_inside_an_
             assert may_need_redaction(codec.encode(EVENT, ev)), c.text[:200]
 
 
+def test_hyperscan_and_re_prefilters_agree_on_every_text():
+    # the engine scans with Hyperscan over UTF-8; rules.PREFILTER (re, ASCII) is the reference
+    texts = [c.text for c in CASES] + [x for c in CASES for x in c.lookalikes]
+    assert all(bool(PREFILTER.search(t)) == R._prefilter(t) for t in texts)
+
+
 def test_prefilter_is_a_superset_of_what_the_engine_changes():
     # look-alike-only texts: whenever the engine changes one (or its prefilter fires), bytes fire too
     for c in CASES:

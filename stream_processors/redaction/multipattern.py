@@ -1,0 +1,32 @@
+"""Many patterns, one pass: a Hyperscan database that answers "does any of them match?".
+
+Python's ``re`` tries a sixty-word alternation at every position (~60 µs for a short string,
+~3k raw records/s); Hyperscan compiles the set into one automaton and scans in C (~1 µs a call,
+>400k records/s). Used for the engine's per-string prefilter and the raw-record prefilter, with
+ASCII-only patterns without lookarounds, so that matching over UTF-8 bytes is matching over text.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import hyperscan
+
+
+def _stop(*_: object) -> bool:
+    return True  # the first match answers the question
+
+
+def compile_any(patterns: Sequence[str]) -> Callable[[bytes], bool]:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=[p.encode() for p in patterns], ids=list(range(len(patterns))),
+               elements=len(patterns), flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(patterns))
+    scan = db.scan
+
+    def any_match(data: bytes) -> bool:
+        try:
+            scan(data, match_event_handler=_stop)
+        except hyperscan.ScanTerminated:
+            return True
+        return False
+
+    return any_match
