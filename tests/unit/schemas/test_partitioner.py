@@ -33,3 +33,21 @@ def test_every_producer_configuration_sets_it(tmp_path):
     assert GatewaySettings().producer_conf()["partitioner"] == PARTITIONER
     t = Transport(ProducerSettings(spool_dir=str(tmp_path)), "t.raw", lambda item: [], lambda conf: None)
     assert t._conf()["partitioner"] == PARTITIONER
+
+
+def test_no_producer_in_the_code_goes_without_it():
+    """A guard for the next producer someone adds: every module that builds a confluent-kafka
+    Producer names the partitioner (the gateway's delivery module takes its conf from
+    GatewaySettings.producer_conf, checked above)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    conf_from_settings = {root / "api" / "gateway" / "delivery.py"}
+    missing = []
+    for part in ("producer", "stream_processors", "sink", "api", "cli"):
+        for path in (root / part).rglob("*.py"):
+            text = path.read_text()
+            if "Producer(" in text and path not in conf_from_settings \
+                    and "PARTITIONER" not in text and '"murmur2_random"' not in text:
+                missing.append(str(path.relative_to(root)))
+    assert not missing, f"producers without the shared partitioner: {missing}"
