@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 
 DIGEST_HEX_CHARS = 64
 
@@ -20,3 +21,13 @@ def end_user_digest(key: bytes, end_user_id: str) -> str:
         raise ValueError("an end-user digest needs a non-empty key")
     canonical = json.dumps(end_user_id, ensure_ascii=False, separators=(",", ":"))
     return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# A keyed digest on the wire is lowercase or uppercase hex, 16 to 128 characters (the SDK and the
+# gateway write 64): the format is checked at the edges instead of the text being scanned, so a
+# client cannot pass content through a digest field.
+DIGEST_FORMAT = re.compile(r"[0-9a-fA-F]{16,128}")
+
+
+def is_digest_shaped(value: str) -> bool:
+    return DIGEST_FORMAT.fullmatch(value) is not None

@@ -17,7 +17,7 @@ import orjson
 from agentstream.schemas import EVENT, load_catalog
 from agentstream.schemas.codec import KIND_TO_BRANCH
 from agentstream.schemas.attribute_keys import split_attributes
-from agentstream.schemas.digests import end_user_digest
+from agentstream.schemas.digests import end_user_digest, is_digest_shaped
 from agentstream.schemas.id_format import is_id_shaped
 
 Issue = dict[str, str]
@@ -265,6 +265,17 @@ def _record_check(fields: list[tuple[str, Check, Callable[[], Any] | None]],
     return check
 
 
+def _digest_issues(out: dict[str, Any]) -> list[Issue]:
+    """Event v2's LLM request digest is a keyed hex digest: checked by format, never scanned."""
+    payload = out.get("payload")
+    llm = payload.get("llm") if isinstance(payload, dict) else None
+    v = llm.get("request_digest") if isinstance(llm, dict) else None
+    if type(v) is str and not is_digest_shaped(v):
+        return [issue("payload.llm.request_digest", "invalid_digest",
+                      "a digest is 16 to 128 hex characters (the keyed HMAC-SHA256 of the request)")]
+    return []
+
+
 class EventValidator:
     """``validate(raw, tenant_id)`` -> (record, []) or (None, issues)."""
 
@@ -329,6 +340,7 @@ class EventValidator:
             if type(v) is str and v.strip() and not is_id_shaped(v):
                 issues.append(issue(name, "invalid_id", "an id is one token (letters, digits and "
                                                         "._:/+=#-, at most 256 characters)"))
+        issues += _digest_issues(out)
         if type(out.get("seq")) is int and out["seq"] < 0:
             issues.append(issue("seq", "out_of_range", "seq counts from 0"))
         issues += self.time_issues(out, now_us if now_us is not None else time.time_ns() // 1000)

@@ -58,6 +58,17 @@ def test_v2_request_digest_is_accepted_on_llm_steps():
     assert issues == [] and record["payload"]["llm"]["request_digest"] == "ab" * 32
 
 
+@pytest.mark.parametrize("bad", ["summarise the contract for alice@example.com", "ab" * 100, "xyz" * 10, "abc"])
+def test_a_request_digest_that_is_not_a_hex_digest_is_refused(bad):
+    """The field is a keyed digest; free text there (a prompt, say) would carry content past the
+    metadata allow-list, so its format is checked rather than its text scanned."""
+    step = {"step_id": "s", "step_kind": "LLM", "name": "chat", "status": "OK", "started_us": NOW,
+            "latency_ms": 1.0, "llm": {"provider": "openai", "request_model": "gpt-4o", "request_digest": bad}}
+    record, issues = EventValidator().validate(_event(kind="STEP", payload=step), "t", NOW)
+    assert record is None
+    assert [(i["field"], i["reason"]) for i in issues] == [("payload.llm.request_digest", "invalid_digest")]
+
+
 def test_the_settings_key_reaches_the_validator_and_matches_the_sdk_construction():
     s = GatewaySettings(args_digest_key="k" * 32)
     assert s.digest_key_bytes() == b"k" * 32
