@@ -71,6 +71,21 @@ PLACEMENTS = {
     "with_scalar": "WITH (SELECT count() FROM {t} WHERE {p}) AS n SELECT n",
     "parenthesized_from": "SELECT count() FROM ({t}) WHERE {p}",
     "limit_by": "SELECT count() FROM (SELECT * FROM {t} WHERE {p} LIMIT 1 BY tenant_id)",
+    "global_in": "SELECT count() FROM {t} WHERE 1 GLOBAL IN (SELECT 1 FROM {t} WHERE {p})",
+    "semi_join": "SELECT count() FROM {t} AS a LEFT SEMI JOIN {t} AS b ON a.tenant_id = b.tenant_id AND {pb}",
+    "anti_join": "SELECT count() FROM {t} AS a LEFT ANTI JOIN {t} AS b ON a.tenant_id = b.tenant_id AND {pb}",
+    "any_join": "SELECT count() FROM {t} AS a ANY INNER JOIN {t} AS b ON a.tenant_id = b.tenant_id AND {pb}",
+    "intersect": "SELECT 1 FROM {t} WHERE {p} INTERSECT SELECT 1 FROM {t}",
+    "except": "SELECT 1 FROM {t} EXCEPT SELECT 1 FROM {t} WHERE NOT ({p})",
+    "qualify": "SELECT tenant_id FROM {t} QUALIFY max(toUInt8({p})) OVER () = 1 LIMIT 1",
+    "window_frame": "SELECT sum(toUInt8({p})) OVER (ORDER BY tenant_id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS s FROM {t} LIMIT 1",
+    "nested_lambda": "SELECT sum(length(arrayMap(x -> arrayFilter(y -> {p}, [x]), [1]))) FROM {t}",
+    "array_join_select": "SELECT count() FROM (SELECT arrayJoin([toUInt8({p})]) AS j FROM {t})",
+    "scalar_cte_alias": "WITH '{v}' AS victim SELECT count() FROM {t} WHERE tenant_id = victim OR {p}",
+    "tuple_untuple": "SELECT count() FROM {t} WHERE tupleElement(tuple({p}), 1)",
+    "spaced_qualified": "SELECT count() FROM default . {t} WHERE {p}",
+    "alias_final_prewhere": "SELECT count() FROM {t} AS {t} FINAL PREWHERE {p}",
+    "having_subquery": "SELECT count() AS n FROM {t} HAVING n >= (SELECT count() FROM {t} WHERE {p})",
 }
 
 
@@ -85,17 +100,18 @@ def place(placement: str, probe: str, table: str, column: str, attacker: str, vi
     def p(q: str) -> str:
         return PROBES[probe].format(q=q, col=column, a=attacker, v=victim, c=canary)
 
-    return PLACEMENTS[placement].format(t=table, p=p(""), pb=p("b."), px=p("x."), col=column)
+    return PLACEMENTS[placement].format(t=table, p=p(""), pb=p("b."), px=p("x."), col=column, v=victim)
 
 
-_EVERY_PLACEMENT = ("cast_leak", "throw_oracle", "throw_canary")
+_EVERY_PLACEMENT = ("cast_leak", "throw_canary", "throw_oracle")
+_FIRST_TABLE = _EVERY_PLACEMENT[:2]
 _SOME_PLACEMENTS = ("where", "prewhere", "join_on", "subquery", "cte", "window", "lambda", "final")
 
 
 def corpus(tables: dict[str, str], attacker: str, victim: str, canary: str) -> list[Probe]:
     """``tables`` maps each readable table to a column holding the canary. The first table gets
-    every placement with the three sharpest probes and the other probes at the main placements;
-    every other table gets every placement with one leak probe (alternating)."""
+    every placement with the two sharpest probes and the other probes at the main placements;
+    every other table gets every placement with one of three probes (alternating)."""
     out = []
     names = sorted(tables)
 
@@ -106,14 +122,14 @@ def corpus(tables: dict[str, str], attacker: str, victim: str, canary: str) -> l
     for i, t in enumerate(names):
         for j, placement in enumerate(PLACEMENTS):
             if i == 0:
-                for probe in _EVERY_PLACEMENT:
+                for probe in _FIRST_TABLE:
                     add(t, placement, probe)
             else:
                 add(t, placement, _EVERY_PLACEMENT[(i + j) % 3])
         if i == 0:
             for placement in _SOME_PLACEMENTS:
                 for probe in PROBES:
-                    if probe not in _EVERY_PLACEMENT:
+                    if probe not in _FIRST_TABLE:
                         add(t, placement, probe)
     return out
 
@@ -186,4 +202,23 @@ ESCAPES = [
     "KILL QUERY WHERE 1",
     "SELECT * FROM events WHERE tenant_id = {agentstream_tenant:String}",
     "SELECT * FROM events e FINAL SAMPLE 1/2 OFFSET 1/2",
+    "SELECT * FROM `default.events`",
+    "SELECT * FROM default.`events` AS e, `system`.`one` AS o, `system`.tables AS t",
+    "SELECT * FROM events WHERE run_id GLOBAL IN alerts",
+    "SELECT * FROM events AS e PASTE JOIN system.tables AS t",
+    "SELECT * FROM events ASOF JOIN system.parts AS p ON 1 = 1 AND e.ts >= p.modification_time",
+    "SELECT * FROM events WHERE (SELECT count() FROM system.tables) > 0",
+    "WITH (SELECT groupArray(name) FROM system.tables) AS t SELECT t",
+    "SELECT * FROM events UNION ALL SELECT * FROM system.tables",
+    "SELECT * FROM loop(events)",
+    "SELECT * FROM generateRandom('a String')",
+    "SELECT * FROM dictionary('d')",
+    "SELECT * FROM events -- comment\n SETTINGS readonly = 0",
+    "SELECT * FROM events /* SETTINGS */ SETTINGS readonly = 0",
+    "SELECT * FROM events WHERE 1 = 1 FORMAT Native",
+    "SELECT getServerSetting('path')",
+    "SELECT filesystemCapacity()",
+    "SELECT __getScalar('x')",
+    "SELECT dictHas('d', 1)",
+    "SELECT joinGetOrNull('default.events', 'run_id', 1)",
 ]
