@@ -87,13 +87,16 @@ class KafkaWriter:
         self.producer.flush(2.0)
 
 
-class PolicyCache:
-    """Latest policy per tenant, from tailing the compacted policies topic in a thread.
+class PoliciesTail:
+    """Reads the whole compacted policies topic from the start in a thread, handing each record
+    to ``apply`` (subclasses fold it into their view, under ``self._lock``).
 
     No consumer group: every API replica reads the whole (small) topic. It never stops at the
     high watermark (the embedded broker reports it short); "caught up" means one poll found
     nothing new.
     """
+
+    group_id = "agentstream-api-policies"  # required by librdkafka; never committed
 
     def __init__(self, settings: ApiSettings) -> None:
         from confluent_kafka import Consumer
@@ -104,16 +107,15 @@ class PolicyCache:
         self.topic = topic_name("policies", settings.topic_prefix)
         self.consumer = Consumer({
             "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "agentstream-api-policies",  # required by librdkafka; never committed
+            "group.id": self.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             **settings.kafka_client_conf,
         })
-        self.policies: dict[str, dict[str, Any]] = {}
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="api-policy-cache", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"api-{self.group_id}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -131,21 +133,42 @@ class PolicyCache:
             if msg is None:
                 self.caught_up.set()
                 continue
-            if msg.error() is not None:
-                continue
-            if is_alerting_key(msg.key()):
-                continue  # alert routing/silence/state records: api/alerting_io.py reads those
-            tenant = (msg.key() or b"").decode(errors="replace")
-            if msg.value() is None:
-                with self._lock:  # tombstone: the tenant's policy was deleted
-                    self.policies.pop(tenant, None)
-                continue
-            try:
-                record = self.codec.decode_as(POLICY, msg.value())
-            except DecodeError as exc:
-                log.warning("undecodable policy at %s offset %s: %s", self.topic, msg.offset(), exc.reason)
-                continue
-            self.remember(record)
+            if msg.error() is None:
+                self.apply(msg)
+
+    def apply(self, msg: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3)
+        try:
+            self.consumer.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class PolicyCache(PoliciesTail):
+    """Latest policy per tenant, from tailing the compacted policies topic in a thread."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.policies: dict[str, dict[str, Any]] = {}
+        super().__init__(settings)
+
+    def apply(self, msg: Any) -> None:
+        if is_alerting_key(msg.key()):
+            return  # alert routing/silence/state records: api/alerting_io.py reads those
+        tenant = (msg.key() or b"").decode(errors="replace")
+        if msg.value() is None:
+            with self._lock:  # tombstone: the tenant's policy was deleted
+                self.policies.pop(tenant, None)
+            return
+        try:
+            record = self.codec.decode_as(POLICY, msg.value())
+        except DecodeError as exc:
+            log.warning("undecodable policy at %s offset %s: %s", self.topic, msg.offset(), exc.reason)
+            return
+        self.remember(record)
 
     def remember(self, record: dict[str, Any]) -> None:
         with self._lock:
@@ -156,11 +179,3 @@ class PolicyCache:
     def get(self, tenant: str) -> dict[str, Any] | None:
         with self._lock:
             return self.policies.get(tenant)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=3)
-        try:
-            self.consumer.close()
-        except Exception:  # noqa: BLE001
-            pass
