@@ -30,11 +30,14 @@ class TenantLimiter:
         self.waiting: dict[str, int] = defaultdict(int)
         self._busy = 0
         self._changed: asyncio.Condition | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _condition(self) -> asyncio.Condition:
-        # Created lazily: it binds to the loop of the first request, not of the importer.
-        if self._changed is None:
-            self._changed = asyncio.Condition()
+        # Bound to the running loop on first use (an asyncio primitive cannot cross loops; an app
+        # served again, as tests do, gets a fresh one).
+        loop = asyncio.get_running_loop()
+        if self._changed is None or self._loop is not loop:
+            self._changed, self._loop = asyncio.Condition(), loop
         return self._changed
 
     def _may_run(self, tenant: str) -> bool:

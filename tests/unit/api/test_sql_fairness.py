@@ -74,6 +74,18 @@ def test_limiter_times_out_a_queued_query_and_caps_the_total():
     asyncio.run(scenario())
 
 
+def test_limiter_survives_a_new_event_loop():
+    lim = TenantLimiter(per_tenant=1, queue=0, total=1, wait_s=1, retry_after_s=1)
+
+    async def once():
+        async with lim.slot("a"):
+            pass
+
+    asyncio.run(once())
+    asyncio.run(once())  # a second loop, as when an app is served again
+    assert not lim.running
+
+
 def test_sql_runs_apart_from_the_routes():
     """Structurally: SQL waits on the event loop, runs on its own threads and connections."""
     assert inspect.iscoroutinefunction(sql_route.post_sql)
