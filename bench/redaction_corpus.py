@@ -126,7 +126,12 @@ SECRET_NAMES = ("password", "db_password", "DB_PASS", "passwd", "private_token",
                 "MYSQL_ROOT_PASSWORD", "stripeSecret", "oauth_client_secret", "Ocp-Apim-Subscription-Key",
                 "X-Auth-Token", "db.password", "spring.datasource.password", "licenseKey", "BOT_TOKEN",
                 "id_token", "cookie_secret", "sessionToken", "SENDGRID_API_KEY", "PGPASSWORD", "pwd",
-                "bearer_token", "deploy_key", "aes_key", "ENCRYPTION_KEY", "secretKey", "api-key", "pass")
+                "bearer_token", "deploy_key", "aes_key", "ENCRYPTION_KEY", "secretKey", "api-key", "pass",
+                "TWILIO_AUTH_TOKEN", "npm_token", "X-Vault-Token", "signingSecret", "AZURE_CLIENT_SECRET",
+                "csrftoken", "mysql_pwd", "ldap_bind_password", "kafka.sasl.password", "ssh_passphrase",
+                "DJANGO_SECRET_KEY", "NEXTAUTH_SECRET", "openai_api_key", "HF_TOKEN", "slack_signing_secret")
+NATIONAL_ID_NAMES = ("cpf", "aadhaar", "SIN", "bsn", "pesel", "steuer_id", "tax_id", "passport_number",
+                     "national_id", "nhs_number", "personnummer", "dni")
 AWS_SECRET_NAMES = ("secret_access_key", "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "secretAccessKey",
                     "aws_secret_key", "SecretAccessKey")
 SSN_NAMES = ("ssn", "SSN", "social_security_number", "socialSecurityNumber", "ssn_number", "customer_ssn")
@@ -144,7 +149,22 @@ def plant(r: random.Random) -> Planted:
     c = r.choice(["email", "phone_intl", "payment_card", "iban", "us_ssn", "us_ssn_keyed", "aws_access_key_id",
                   "aws_secret_keyed", "us_ssn_prose", "openai_key", "github_token", "slack_token", "stripe_key", "google_api_key",
                   "jwt", "bearer_token", "url_credentials", "secret_keyed", "ipv4", "ipv6", "uk_nino",
-                  "phone_keyed", "private_key"])
+                  "phone_keyed", "private_key", "national_id_keyed", "phone_national_prose"])
+    if c == "national_id_keyed":
+        key = r.choice(NATIONAL_ID_NAMES)
+        shape = r.choice(["###.###.###-##", "#### #### ####", "### ### ###", "#########", "###########",
+                          "########A", "##########"])
+        return Planted("national_id_other", "".join(r.choice(D) if ch == "#" else ch for ch in shape), key)
+    if c == "phone_national_prose":
+        region = r.choice(["GB", "DE", "FR", "US", "IN", "BR", "ES", "IT"])
+        while True:
+            ex = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+            nsn = str(ex.national_number)
+            cand = phonenumbers.parse(f"+{ex.country_code}{nsn[:2]}{_s(r, D, len(nsn) - 2)}", None)
+            if phonenumbers.is_valid_number(cand):
+                break
+        nat = phonenumbers.format_number(cand, phonenumbers.PhoneNumberFormat.NATIONAL)
+        return Planted("phone_intl", nat, r.choice(["call me on", "my number is", "ring", "mobile:", "tel."]))
     if c == "email":
         return Planted(c, f"{r.choice(['jane', 'li.wei', 'o.brien', 'ana-maria', 'k.tanaka', 'ops+alerts'])}"
                           f"{r.randint(1, 999)}@{r.choice(['example.com', 'mail.co.uk', 'corp.io', 'gmx.de'])}")
@@ -245,15 +265,29 @@ def lookalike(r: random.Random) -> str:
                          f"{r.uniform(-80, 80):.4f},{r.uniform(-170, 170):.4f}",
                          ":".join(_s(r, H, 2) for _ in range(6)), f"2024{_s(r, D, 10)}",
                          f"{r.randint(1_600_000_000, 1_800_000_000)}", f"#{_s(r, H, 6)}",
-                         f"etag {_s(r, H, 32)}", f"order {_not_luhn(r, 16)}"])
+                         f"etag {_s(r, H, 32)}", f"order {_not_luhn(r, 16)}",
+                         f"build {r.randint(2019, 2026)}.{r.randint(1, 12):02d}.{r.randint(1, 28):02d}.{r.randint(1000, 2359)}",
+                         f"PR #{r.randint(100, 99999)}", f"latency_ms={r.uniform(1, 9999):.2f}",
+                         f"bytes={r.randint(1, 10**9)}", f"port {r.randint(1024, 65535)}",
+                         f"{r.randint(2019, 2026)}-W{r.randint(1, 52):02d}", f"JIRA-{r.randint(1, 99999)}",
+                         f"ts={r.randint(1_600_000_000_000, 1_800_000_000_000)}", f"pid={r.randint(2, 4_000_000)}",
+                         f"0x{_s(r, H, 12)}", f"chrome/{r.randint(90, 130)}.0.{r.randint(1000, 9999)}.{r.randint(10, 250)}",
+                         f"exit code {r.randint(0, 255)}", f"UTC+{r.randint(1, 12)}:{r.choice(['00', '30'])}"])
+    if r.random() < 0.5:  # settings under sensitive-sounding names that hold no secret
+        return r.choice([f"auth_method: {r.choice(['oauth2', 'saml', 'basic'])}", "token_type=bearer",
+                         f"cookie_max_age={r.randint(60, 86400)}", f"password_min_length={r.randint(8, 16)}",
+                         f"secret_name=prod/{r.choice(['db', 'api', 'smtp'])}", f"session_timeout={r.randint(5, 120)}",
+                         f"api_key_id=key_{_s(r, H, 8)}", f"max_tokens={r.randint(64, 8192)}",
+                         f"signature_method=HMAC-SHA{r.choice(['1', '256'])}", "cookie_samesite=Lax",
+                         f"token_count: {r.randint(1, 99999)}", f"secret_rotation_days={r.randint(7, 90)}"])
     return f"idempotency_key={'-'.join(_s(r, H, n) for n in (8, 4, 4, 4, 12))}"
 
 
 def _assign(r: random.Random, ctx: str, key: str, value: str) -> str:
     if key == "Authorization: Bearer":
         return f"Authorization: Bearer {value}" if ctx != "json_args" else f'"authorization": "Bearer {value}"'
-    if " " in key or "#" in key or key == "SSN" and r.random() < 0.3:  # prose context words
-        return f"{key} {value}" if r.random() < 0.5 else f"{key}: {value}"
+    if " " in key or "#" in key or key.endswith((":", ".")) or key == "SSN" and r.random() < 0.3:  # prose words
+        return f"{key} {value}" if r.random() < 0.5 or key[-1] in ":." else f"{key}: {value}"
     forms = {
         "env": [f"{key.upper()}={value}", f'export {key.upper()}="{value}"', f"{key}='{value}'"],
         "locals": [f"{key} = '{value}'", f"'{key}': '{value}'", f"{key}={value!r}"],

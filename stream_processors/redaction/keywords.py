@@ -44,11 +44,16 @@ BENIGN = frozenset((
     "min_length", "reset", "page", "next", "cursor", "continuation", "spacing", "placeholder", "label",
     "required", "enabled", "policy", "last4", "last", "mask", "masked", "hint", "valid", "status",
     "sha", "commit", "digest", "checksum", "algorithm", "alg", "scheme", "scope", "scopes", "audience",
+    "method", "methods", "flow", "server", "domain", "host", "realm", "issuer", "strategy", "backend",
+    "level", "timeout", "retries", "duration", "at", "time", "date", "created", "updated", "age",
+    "samesite", "secure", "httponly", "source", "owner", "user", "username", "email", "headers",
+    "region", "zone", "env", "ms", "seconds", "secs", "minutes", "days", "used", "remaining",
 ))
 NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin", "nino", "nationalid",
                          "nationalinsurance", "taxid", "tin", "itin", "passport", "aadhaar", "cpf",
                          "nif", "nie", "dni", "bsn", "steuerid", "idnr", "personnummer", "pesel",
                          "codicefiscale", "insee", "nir", "curp", "rfc", "medicare", "nhs"))
+_LONG_NATIONAL = tuple(n for n in NATIONAL_ID if len(n) >= 5)
 # Every word stem a sensitive name can hold: the trigger and the byte prefilter are built from it, so
 # a text the assignment rule can flag always passes both.
 TRIGGER_WORDS = ("pass", "pwd", "secret", "cred", "key", "token", "bearer", "cookie", "signature",
@@ -102,12 +107,13 @@ def classify(key: str) -> str | None:
     joined = "".join(ws)
     tail = ws[-1]
     if joined in NATIONAL_ID or tail in NATIONAL_ID or any(w in NATIONAL_ID for w in ws) and not (
-            set(ws) & BENIGN - {"number"}):
-        return "national_id"
+            set(ws) & BENIGN - {"number"}) or any(joined.endswith(n) for n in _LONG_NATIONAL):
+        return "national_id"  # x-tax-id, customer_taxid: the long names also as a suffix
     benign = set(ws) & BENIGN
     if benign and tail in BENIGN:
         return None  # token_count, password_policy, key_id, secret_name, api_key_prefix …
-    if any(w in STRONG for w in ws) or joined in STRONG or any(st in joined for st in _STRONG_STEMS):
+    if any(w in STRONG for w in ws) or joined in STRONG or any(st in joined for st in _STRONG_STEMS) \
+            or joined.endswith(("token", "secret", "pwd")):  # csrftoken, appsecret, dbpwd
         return "strong"
     if "key" in ws or joined.endswith("key") or tail.endswith("key"):
         if any(w in KEY_QUALIFIERS for w in ws[:-1]) or joined in ("apikey", "accesskey", "secretkey"):
@@ -149,6 +155,6 @@ def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
             continue
         if kind == "key" and (not looks_random(v) or _HEX_ID.fullmatch(v)):
             continue  # an unqualified "key" holding a UUID or a SHA names a thing, not a secret
-        if kind == "strong" and len(v) < 6 and v.isalpha() and v.islower():
-            continue  # "token: value", "password: hunter"? short lowercase words read as prose
+        if kind == "strong" and len(v) < 6 and v.isalpha():
+            continue  # "auth: none", "cookie_samesite=Lax": a short bare word reads as a setting
         yield m.start(g), m.end(g)

@@ -22,7 +22,7 @@ _INTL = re.compile(r"(?<![\w+])(?:\+[ \t]?|00[ \t]?)[1-9][\d \t().\-/]{5,22}\d(?
 PHONE_CONTEXT_SOURCE = (
     r"(?i:phone|tel|telephone|mobile|cell|fax|callback|call[ _-]?back|whatsapp|sms|contact[ _-]?number"
     r"|msisdn|call(?: me)?(?: on| at)?|ring|text(?: me)?(?: on| at)?|dial|number)"
-    r"[\w\\\"' \t]{0,24}?[:= \t>\"'][ \t]*\\{0,3}[\"']?\(?\d[\d \t().\-/]{5,20}\d"
+    r"[\w\\\"' \t]{0,24}?[:= \t>\"'.]{1,3}[ \t]*\\{0,3}[\"']?\(?\d[\d \t().\-/]{5,20}\d"
 )
 _CONTEXT = re.compile(
     r"(?<![A-Za-z])" +  # "ring" in "string", "tel" in "hotel" are no context

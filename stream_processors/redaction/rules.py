@@ -185,7 +185,7 @@ def _jwt_ok(m: re.Match[str]) -> bool:
 
 
 def _has_digit_and_letter(m: re.Match[str]) -> bool:
-    s = m.group(0)
+    s = m.group(m.re.groups and 1)
     return any(c.isdigit() for c in s) and any(c.isalpha() for c in s)
 
 
@@ -251,7 +251,7 @@ RULES: tuple[Rule, ...] = (
     Rule("google_api_key", "api_key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"), _contains("AIza")),
     Rule("google_oauth_token", "api_key", re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}"), _contains("ya29.")),
     Rule("bearer_token", "bearer_token",
-         re.compile(r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{16,}=*)"),
+         re.compile(r"(?i)\bbearer[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
          _regex_trigger(r"(?i)bearer"), _has_digit_and_letter, group=1),
     Rule("url_credentials", "url_credentials",
          re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://([^\s:/@]+:[^\s@/]+)@"),
@@ -269,7 +269,7 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"(?i)\b(?:ssn|social[ _-]?security(?:[ _-]?(?:number|no\.?|num|#))?|soc\.? ?sec\.?)"
                     r"[^0-9\n]{0,30}?(?<!\d)((\d{3})[ -]?(\d{2})[ -]?(\d{4}))(?![\d-])"),
          _regex_trigger(r"(?i)ssn|soc"), lambda m: _ssn_ok_groups(m.group(2), m.group(3), m.group(4)), group=1),
-    Rule("phone_international", "phone", re.compile(""), _regex_trigger(r"\+[ \t]?[1-9]|\d{3}|00"),
+    Rule("phone_international", "phone", re.compile(""), _regex_trigger(r"\+[ \t]?[1-9]|\d\d"),
          finder=find_phones),
     Rule("email", "email",
          re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
