@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -114,10 +116,52 @@ def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, str]:
         w.stop()
 
 
+def scaled(bootstrap: str, data: list[tuple[bytes, bytes]], partitions: int, workers: int,
+           tmp: Path) -> dict:
+    """``workers`` chain workers in one group on a fresh ``partitions``-partition raw topic: all
+    join first (so no rebalance runs inside the timing), then the data is produced and the rate
+    runs from the first to the last record read by any of them. CPU-seconds per event are summed
+    over the workers (robust to a busy machine, unlike ev/s)."""
+    prefix = f"s{uuid.uuid4().hex[:5]}."
+    create_topics(bootstrap, prefix=prefix, partitions=partitions)
+    app = "scale-" + uuid.uuid4().hex[:6]
+    ws = [start_worker(bootstrap, prefix, app, tmp / f"{app}-{i}", tmp / f"{app}-{i}.log") for i in range(workers)]
+    try:
+        for w in ws:
+            w.wait_ready(180)
+        time.sleep(2.0)  # let the last join's rebalance settle
+        cpu0 = sum(_cpu(w.proc.pid) for w in ws)
+        threading.Thread(target=produce, args=(bootstrap, topic_name("raw", prefix), data), daemon=True).start()
+        n, t_first, last = len(data), None, 0.0
+        deadline = time.monotonic() + 600
+        while last < n and time.monotonic() < deadline:
+            last = sum(w.records_in() for w in ws)
+            if last > 0 and t_first is None:
+                t_first = (time.perf_counter(), last)
+            time.sleep(0.05)
+        t_end = time.perf_counter()
+        if t_first is None or last < n:
+            raise RuntimeError(f"{workers} workers processed {last} of {n}")
+        cpu = sum(_cpu(w.proc.pid) for w in ws) - cpu0
+        return {"workers": workers, "partitions": partitions,
+                "ev_s": round((n - t_first[1]) / (t_end - t_first[0])),
+                "cpu_us_per_event": round(cpu / n * 1e6, 1)}
+    finally:
+        for w in ws:
+            w.stop()
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--scaling", action="store_true",
+                    help="also: one worker, then two workers, on the same partitions, side by side")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-processors-"))
     broker = EmbeddedBroker(log_path=str(tmp / "tansu.log")).start()
@@ -138,9 +182,14 @@ def main() -> None:
         plain2 = plain_loop(bs, prefixes["plain2"], args.events)
         print(f"plain loop again, after the chain: {plain2:,.0f} ev/s", file=sys.stderr)
         plain = (plain1 + plain2) / 2
+        scaling = []
+        if args.scaling:
+            for workers in (1, 2):
+                scaling.append(scaled(bs, data, args.partitions, workers, tmp))
+                print(f"scaling: {json.dumps(scaling[-1])}", file=sys.stderr)
         print(json.dumps({"events": args.events, "chain_ev_s": round(chain_rate), "plain_loop_ev_s": round(plain),
                           "plain_runs_ev_s": [round(plain1), round(plain2)],
-                          "ratio": round(chain_rate / plain, 3)}))
+                          "ratio": round(chain_rate / plain, 3), "scaling": scaling}))
     finally:
         broker.stop()
 
