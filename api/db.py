@@ -10,6 +10,7 @@ import os
 import queue
 import threading
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
@@ -58,6 +59,49 @@ def error_code(exc: BaseException) -> int | None:
         except ValueError:
             return None
     return None
+
+
+_MAX_US = 253_402_300_799_999_999  # datetime.max as microseconds since the epoch
+
+
+def _materialized(result: Any) -> Any:
+    # clickhouse-connect may convert rows lazily; converting here puts a bad stored time inside
+    # the caller's try, where the clamped re-read can take over
+    result.result_rows  # noqa: B018
+    return result
+
+
+def clamped_times(result: Any) -> Any:
+    """``result`` with its Date/DateTime columns (read as integers) turned into datetimes, each
+    clamped to [1970-01-01, 9999-12-31T23:59:59.999999] UTC."""
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    converters: dict[int, Callable[[Any], Any]] = {}
+    for i, t in enumerate(result.column_types):
+        name = getattr(t, "name", str(t))
+        m = re.search(r"DateTime64\((\d+)", name)
+        per_us = 10 ** int(m.group(1)) / 1_000_000 if m else None
+        if m is None and "DateTime" in name:
+            per_us = 1 / 1_000_000
+        elif m is None and "Date" in name:
+            per_us = 1 / 86_400_000_000
+        if per_us is None:
+            continue
+        aware = "'" in name  # a timezone argument: clickhouse-connect returns aware datetimes
+
+        def conv(v: Any, per_us: float = per_us, aware: bool = aware) -> Any:
+            if not isinstance(v, int):
+                return v
+            us = min(max(int(v / per_us), 0), _MAX_US)
+            d = epoch + timedelta(microseconds=us)
+            return d if aware else d.replace(tzinfo=None)
+        converters[i] = conv
+    rows = [tuple(converters[i](v) if i in converters else v for i, v in enumerate(row))
+            for row in result.result_rows]
+    return SimpleNamespace(column_names=result.column_names, column_types=result.column_types,
+                           result_rows=rows)
 
 
 def sibling_factory(client: Any) -> Callable[[], Any] | None:
@@ -162,15 +206,37 @@ class Db:
     def _query(self, sql: str, params: dict[str, Any] | None, settings: dict[str, Any] | None):
         with self.lease() as client:
             try:
-                return client.query(sql, parameters=params or {}, settings=settings or {})
+                return _materialized(client.query(sql, parameters=params or {},
+                                                  settings=settings or {}))
+            except (ValueError, OverflowError) as exc:
+                if error_code(exc) is not None:
+                    raise self.map_error(exc) from exc
+                # Python could not convert a stored time (DateTime64 keeps any Int64, e.g. a
+                # ts_us of 2**62 stored before ingest bounded times): read times as integers and
+                # clamp them to what datetime holds, rather than failing the whole route.
+                try:
+                    return clamped_times(client.query(sql, parameters=params or {},
+                                                      settings=settings or {},
+                                                      query_formats={"Date*": "int"}))
+                except Exception as again:  # noqa: BLE001
+                    raise self.map_error(again) from again
             except Exception as exc:  # noqa: BLE001 - clickhouse-connect raises several types
                 raise self.map_error(exc) from exc
 
     def raw_query(self, sql: str, params: dict[str, Any] | None = None,
                   settings: dict[str, Any] | None = None):
-        """The clickhouse-connect result, errors unmapped (the SQL endpoint maps its own)."""
+        """The clickhouse-connect result, errors unmapped (the SQL endpoint maps its own); times
+        Python cannot hold come back clamped, as in ``rows``."""
         with self.lease() as client:
-            return client.query(sql, parameters=params or {}, settings=settings or {})
+            try:
+                return _materialized(client.query(sql, parameters=params or {},
+                                                  settings=settings or {}))
+            except (ValueError, OverflowError) as exc:
+                if error_code(exc) is not None:
+                    raise
+                return clamped_times(client.query(sql, parameters=params or {},
+                                                  settings=settings or {},
+                                                  query_formats={"Date*": "int"}))
 
     def ping(self) -> bool:
         try:
