@@ -39,10 +39,6 @@ def _pct(part: float, whole: float) -> str:
     return f"{100 * part / whole:.0f}%" if whole > 0 else "0%"
 
 
-def _label(step: dict[str, Any]) -> str:
-    return f"{step['step_kind'].lower()} '{step['name']}' (#{step['seq']})"
-
-
 def _wait_ms(step: dict[str, Any]) -> float:
     approval = (step.get("details") or {}).get("approval")
     if isinstance(approval, dict) and isinstance(approval.get("approval_latency_ms"), (int, float)):

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from .conftest import screenshot, wait_for
+from .conftest import Session, screenshot, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,11 +52,24 @@ class RawToEvents:
 
 
 @pytest.fixture
-def live_agent(dashboard_stack, tmp_path, acme):
+def operator(browser, dashboard_stack):
+    """A tenant of its own, so the live run leaves the other pages' seeded counts alone."""
+    from agentstream.api.auth import add_key
+
+    tenant = "ops-" + uuid.uuid4().hex[:6]
+    dashboard_stack.keys[tenant] = add_key(dashboard_stack.settings.api_keys_file, tenant,
+                                           scopes=["read", "write"], name="browser-test")
+    s = Session(browser, dashboard_stack, tenant)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def live_agent(dashboard_stack, tmp_path, operator):
     from agentstream.producer import RunStopped, Tracer
 
     relay = RawToEvents(dashboard_stack.bootstrap, dashboard_stack.prefix)
-    tracer = Tracer(acme.tenant, "support-agent", "1.5.0", "production",
+    tracer = Tracer(operator.tenant, "support-agent", "1.5.0", "production",
                     bootstrap_servers=dashboard_stack.bootstrap, topic_prefix=dashboard_stack.prefix,
                     spool_dir=str(tmp_path / "spool"), session_timeout_ms=6000, commands_enabled=True,
                     linger_ms=5)
@@ -85,10 +98,10 @@ def live_agent(dashboard_stack, tmp_path, acme):
     relay.close()
 
 
-def test_stop_button_stops_a_live_agent(acme, dashboard_stack, live_agent):
+def test_stop_button_stops_a_live_agent(operator, dashboard_stack, live_agent):
     state, worker = live_agent
     run_id = state["run_id"]
-    page = acme.page
+    page = operator.page
     wait_for(lambda: page.request.get(f"/v1/runs/{run_id}").status == 200, 60, "the live run to be stored")
     page.goto(f"/ui/runs/{run_id}")
     page.wait_for_selector("#stop-run:not([disabled])")
@@ -112,7 +125,7 @@ def test_stop_button_stops_a_live_agent(acme, dashboard_stack, live_agent):
     page.wait_for_selector("#enforcement li.enf-ack", timeout=30_000)
     assert command_id in page.inner_text("#enforcement")
     assert page.is_disabled("#stop-run")
-    assert acme.console_errors == []
+    assert operator.console_errors == []
 
 
 def test_explanation_and_play_control_on_a_finished_run(acme, dashboard_stack):
