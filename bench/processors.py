@@ -100,18 +100,10 @@ def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, str]:
     w = start_worker(bootstrap, prefix, "bench-" + uuid.uuid4().hex[:6], tmp / "data", tmp / "worker.log")
     try:
         w.wait_ready(120)
-        t_first = None
-        last = 0.0
-        deadline = time.monotonic() + 600
-        while last < n and time.monotonic() < deadline:
-            last = w.records_in()
-            if last > 0 and t_first is None:
-                t_first = (time.perf_counter(), last)
-            time.sleep(0.05)
-        t_end = time.perf_counter()
-        if t_first is None or last < n:
-            raise RuntimeError(f"chain processed {last} of {n}; log {w.log_path}\n{w.log_tail()}")
-        return (n - t_first[1]) / (t_end - t_first[0]), str(w.log_path)
+        rate = _rate(w.records_in, n)
+        if rate is None:
+            raise RuntimeError(f"chain processed {w.records_in()} of {n}; log {w.log_path}\n{w.log_tail()}")
+        return rate, str(w.log_path)
     finally:
         w.stop()
 
@@ -132,23 +124,31 @@ def scaled(bootstrap: str, data: list[tuple[bytes, bytes]], partitions: int, wor
         time.sleep(2.0)  # let the last join's rebalance settle
         cpu0 = sum(_cpu(w.proc.pid) for w in ws)
         threading.Thread(target=produce, args=(bootstrap, topic_name("raw", prefix), data), daemon=True).start()
-        n, t_first, last = len(data), None, 0.0
-        deadline = time.monotonic() + 600
-        while last < n and time.monotonic() < deadline:
-            last = sum(w.records_in() for w in ws)
-            if last > 0 and t_first is None:
-                t_first = (time.perf_counter(), last)
-            time.sleep(0.05)
-        t_end = time.perf_counter()
-        if t_first is None or last < n:
-            raise RuntimeError(f"{workers} workers processed {last} of {n}")
+        n = len(data)
+        rate = _rate(lambda: sum(w.records_in() for w in ws), n)
+        if rate is None:
+            raise RuntimeError(f"{workers} workers did not process all {n} records")
         cpu = sum(_cpu(w.proc.pid) for w in ws) - cpu0
-        return {"workers": workers, "partitions": partitions,
-                "ev_s": round((n - t_first[1]) / (t_end - t_first[0])),
+        return {"workers": workers, "partitions": partitions, "ev_s": round(rate),
                 "cpu_us_per_event": round(cpu / n * 1e6, 1)}
     finally:
         for w in ws:
             w.stop()
+
+
+def _rate(records_in, n: int, timeout: float = 600.0) -> float | None:
+    """Records/s from the first to the last of ``n`` records read (``records_in()`` polled every
+    50 ms), so group join and state restore are outside the clock; None if not all were read."""
+    t_first, last = None, 0.0
+    deadline = time.monotonic() + timeout
+    while last < n and time.monotonic() < deadline:
+        last = records_in()
+        if last > 0 and t_first is None:
+            t_first = (time.perf_counter(), last)
+        time.sleep(0.05)
+    if t_first is None or last < n:
+        return None
+    return (n - t_first[1]) / (time.perf_counter() - t_first[0])
 
 
 def _cpu(pid: int) -> float:

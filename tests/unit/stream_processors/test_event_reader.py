@@ -8,7 +8,6 @@ events, DLQ and quarantine records as the full decode → redact → encode path
 from __future__ import annotations
 
 import io
-import json
 import random
 import re
 import struct
@@ -32,27 +31,6 @@ codec = Codec()
 VERSIONS = load_catalog().versions(EVENT)
 
 
-def _named(schema: dict) -> dict:
-    named: dict = {}
-
-    def walk(t, ns):
-        if isinstance(t, list):
-            for b in t:
-                walk(b, ns)
-        elif isinstance(t, dict):
-            if t.get("type") in ("record", "enum", "fixed"):
-                ns = t.get("namespace", ns)
-                named[t["name"]] = named[f"{ns}.{t['name']}"] = t
-            for f in t.get("fields", ()):
-                walk(f["type"], ns)
-            for key in ("items", "values"):
-                if key in t:
-                    walk(t[key], ns)
-
-    walk(schema, schema.get("namespace", ""))
-    return named
-
-
 def _encode(version, event: dict) -> bytes:
     rec = {**event, "payload": (KIND_TO_BRANCH[event["kind"]], event["payload"])}
     buf = io.BytesIO()
@@ -61,8 +39,8 @@ def _encode(version, event: dict) -> bytes:
 
 
 def _example(version, kind: str, filled: bool) -> dict:
-    schema = json.loads(version.text)
-    named = _named(schema)
+    schema = version.parsed  # fastavro's: named types by full name in __named_schemas
+    named = schema["__named_schemas"]
     branch = 1 if filled else 0
     ev = example_record({**schema, "fields": [f for f in schema["fields"] if f["name"] != "payload"]},
                         dict(named), branch)
