@@ -89,6 +89,9 @@ class Bench:
         self.tenants = tenants
         self.keys = {t: add_key(data_dir / "api_keys.json", t, scopes=["read"], name="e2e")
                      for t in tenants}
+        self.write_key = add_key(data_dir / "api_keys.json", OTLP_TENANT, scopes=["read", "write"],
+                                 name="e2e-otlp")
+        self.keys[OTLP_TENANT] = self.write_key
         # uncommon, free ports: other engineers run stacks on this machine too
         self.stack = Stack(StackConfig(data_dir=data_dir, partitions=partitions,
                                        broker_port=free_port(), api_port=free_port(),
@@ -129,10 +132,12 @@ class Bench:
     def metrics(self) -> dict[str, float]:
         """The processors' and the sink's own counters, summed per series name and label."""
         out: dict[str, float] = {}
-        for url in (f"http://127.0.0.1:{self.stack.config.processors_port}/metrics",
-                    f"{self.stack.api_url}/metrics"):
+        urls = [f"http://127.0.0.1:{self.stack.config.processors_port}/metrics", f"{self.stack.api_url}/metrics"]
+        if self.stack.config.with_gateway:
+            urls.append(f"{self.stack.gateway_url}/metrics")
+        for url in urls:
             for line in self.http.get(url).text.splitlines():
-                m = re.match(r"^(agentstream_(?:processors|sink)_\w+_total)(\{[^}]*\})? (\S+)$", line)
+                m = re.match(r"^(agentstream_(?:processors|sink|gateway)_\w+_total)(\{[^}]*\})? (\S+)$", line)
                 if m:
                     key = m.group(1) + (m.group(2) or "").replace(self.prefix, "")
                     out[key] = out.get(key, 0.0) + float(m.group(3))
@@ -141,7 +146,8 @@ class Bench:
     # ---- SDK processes ----
     def sdk(self, *, events: int = 0, rate: float = 0, duration_s: float = 1e9,
             tenants: list[str] | None = None, agents: int = 2, steps: int = 6) -> subprocess.Popen:
-        cfg = {"bootstrap": self.bootstrap, "prefix": self.prefix, "tenants": tenants or self.tenants,
+        sdk_tenants = tenants or [t for t in self.tenants if t != OTLP_TENANT]
+        cfg = {"bootstrap": self.bootstrap, "prefix": self.prefix, "tenants": sdk_tenants,
                "agents": agents, "steps": steps, "events": events, "rate": rate,
                "duration_s": duration_s, "spool": str(self.data / "sdk-spool" / str(len(self.sdk_procs)))}
         return subprocess.Popen([sys.executable, str(HERE / "e2e_sdk.py"), json.dumps(cfg)],
@@ -268,20 +274,78 @@ def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float) -
     return out
 
 
+# ---- 2b. OTLP through the gateway ------------------------------------------------------------
+
+OTLP_TENANT = "e2e-otlp"
+
+
+def otlp_traces(b: Bench, traces: int, spans: int, per_request: int = 20) -> dict:
+    """``traces`` OTLP/JSON traces (a root span and ``spans - 1`` children: one RUN_START, one
+    RUN_END and a STEP per child) posted to the gateway's /v1/traces; every 2xx counts as
+    accepted (the gateway answers only after Kafka acked). Returns the events expected."""
+    key = b.write_key
+    url = f"{b.stack.gateway_url}/v1/traces"
+    accepted = rejected = 0
+    client = httpx.Client(timeout=60.0)
+    t0 = time.time_ns()
+    try:
+        for start in range(0, traces, per_request):
+            out = []
+            for n in range(start, min(traces, start + per_request)):
+                tid, t = os.urandom(16).hex(), t0 + n * 1_000_000
+                root = os.urandom(8).hex()
+                out.append({"traceId": tid, "spanId": root, "name": "invoke_agent bench", "kind": 1,
+                            "startTimeUnixNano": str(t), "endTimeUnixNano": str(t + 900_000)})
+                for c in range(spans - 1):
+                    out.append({"traceId": tid, "spanId": os.urandom(8).hex(), "parentSpanId": root,
+                                "name": "chat gpt-4o", "kind": 3,
+                                "startTimeUnixNano": str(t + c * 1000 + 1),
+                                "endTimeUnixNano": str(t + c * 1000 + 500),
+                                "attributes": [
+                                    {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                                    {"key": "gen_ai.system", "value": {"stringValue": "openai"}},
+                                    {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
+                                    {"key": "gen_ai.usage.input_tokens", "value": {"intValue": str(100 + c)}}]})
+            body = {"resourceSpans": [{"resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "otlp-bench-agent"}}]},
+                "scopeSpans": [{"scope": {"name": "bench"}, "spans": out}]}]}
+            r = client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
+            if r.status_code // 100 == 2:
+                accepted += len(out) // spans
+                rejected += int((r.json().get("partialSuccess") or {}).get("rejectedSpans") or 0)
+            else:
+                print(f"OTLP request refused: {r.status_code} {r.text[:200]}", flush=True)
+    finally:
+        client.close()
+    return {"traces_accepted": accepted, "spans_rejected": rejected,
+            "events_expected": accepted * (spans + 1)}
+
+
 # ---- 2. throughput ----------------------------------------------------------------------------
 
-def throughput(b: Bench, events: int, emitters: int, agents: int, expect: dict[str, int]) -> dict:
+def throughput(b: Bench, events: int, emitters: int, agents: int, expect: dict[str, int],
+               otlp: tuple[int, int] = (0, 0)) -> dict:
     pids = b.pids()
     cpu0 = {k: tree_cpu(p) for k, p in pids.items()}
     per = events // emitters
+    first = time.time()
     procs = [b.sdk(events=per, agents=agents) for _ in range(emitters)]
+    otlp_res: dict = {}
+    sender = threading.Thread(target=lambda: otlp_res.update(otlp_traces(b, *otlp)), daemon=True)
+    if otlp[0]:
+        sender.start()
     results = [b.sdk_result(p) for p in procs]
-    first = min(r["first_emit"] for r in results)
+    if otlp[0]:
+        sender.join()
+    first = min([r["first_emit"] for r in results] + ([first] if otlp[0] else []))
     last_emit = max(r["last_emit"] for r in results)
-    total = sum(r["total"] for r in results)
+    total = sum(r["total"] for r in results) + otlp_res.get("events_expected", 0)
     for r in results:
         for t, n in r["emitted"].items():
             expect[t] = expect.get(t, 0) + n
+    if otlp_res:
+        expect[OTLP_TENANT] = expect.get(OTLP_TENANT, 0) + otlp_res["events_expected"]
+        print(f"otlp: {json.dumps(otlp_res)}", flush=True)
     deadline = time.time() + max(120.0, total / 2000)
     want = sum(expect.values())
     stored: dict[str, int] = {}
@@ -315,6 +379,10 @@ def main() -> None:
     ap.add_argument("--warm-s", type=float, default=3.0)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--gateway", action="store_true")
+    ap.add_argument("--otlp-traces", type=int, default=0,
+                    help="also post this many OTLP traces (--otlp-spans spans each) to the gateway "
+                         "during the throughput phase, tenant e2e-otlp (implies --gateway)")
+    ap.add_argument("--otlp-spans", type=int, default=50)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--set", action="append", default=[], metavar="ENV=VALUE",
                     help="a setting for the stack's parts, e.g. AGENTSTREAM_SINK_FLUSH_IDLE_SECONDS=1")
@@ -326,7 +394,9 @@ def main() -> None:
     for kv in a.set:
         k, _, v = kv.partition("=")
         os.environ[k] = v  # the stack's parts inherit this process's environment
-    b = Bench(data, tenants, a.partitions, a.gateway)
+    if a.otlp_traces:
+        tenants.append(OTLP_TENANT)
+    b = Bench(data, tenants, a.partitions, a.gateway or a.otlp_traces > 0)
     t_start = time.monotonic()
     b.start()
     print(f"stack ready in {time.monotonic() - t_start:.1f}s; load average before: "
@@ -337,7 +407,8 @@ def main() -> None:
         for r in b.sdk_procs:
             for t, n in r["emitted"].items():
                 expect[t] = expect.get(t, 0) + n
-        tp = throughput(b, a.events, a.emitters, a.agents, expect) if a.events else {}
+        tp = throughput(b, a.events, a.emitters, a.agents, expect,
+                        (a.otlp_traces, a.otlp_spans)) if a.events else {}
         print(f"throughput: {json.dumps(tp)}", flush=True)
         time.sleep(2.0)  # let the sink's last flush land before the final count
         stored, metrics = b.stored(), b.metrics()
@@ -350,7 +421,7 @@ def main() -> None:
         accounting = {"emitted": emitted, "stored": sum(stored.values()), "dlq": int(dlq),
                       "quarantine": int(quarantine), "sdk_failed_or_dropped": sdk_lost,
                       "per_tenant": {t: [expect.get(t, 0), stored[t]] for t in tenants},
-                      "counters": {k: v for k, v in metrics.items() if "records" in k or "rows" in k
+                      "counters": {k: v for k, v in metrics.items() if "records" in k or "rows" in k or "gateway_events" in k
                                    or "dlq" in k}}
         print(f"accounting: {json.dumps(accounting)}", flush=True)
     finally:
