@@ -114,8 +114,10 @@ def replay(run_id: str = typer.Argument(...),
         timeline = _client(api_url, api_key).get(run_path(run_id, "timeline"))
     except CliError as exc:
         _fail(exc)
-    live = interactive if interactive is not None else (sys.stdin.isatty() and sys.stdout.isatty())
-    if live:
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive and not tty:
+        raise typer.BadParameter("needs a terminal on stdin and stdout", param_hint="--interactive")
+    if interactive if interactive is not None else tty:
         play_live(timeline, factor, Console())
     else:
         play_log(timeline, factor, sys.stdout)

@@ -107,6 +107,8 @@ def test_replay_non_interactive(server):
     assert lines[0].endswith("▶ plan plan") and lines[-1].startswith("replayed ")
     assert any("■ tool lookup_order TIMEOUT" in ln for ln in lines)
     assert _run(env, "replay", RUN_B, "--speed", "fast").exit_code == 2
+    r = _run(env, "replay", RUN_B, "--interactive")  # no terminal here: a clear refusal
+    assert r.exit_code == 2 and "needs a terminal" in r.output
 
 
 def test_export_sample_and_anonymize_to_files(server):

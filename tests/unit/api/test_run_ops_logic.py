@@ -181,3 +181,29 @@ def test_otlp_ids_are_deterministic_and_well_formed():
     attrs = {a["key"]: a["value"] for a in spans[1]["attributes"]}
     assert attrs["gen_ai.tool.name"] == {"stringValue": "a"}
     assert attrs["agentstream.step.attempt"] == {"intValue": "1"}
+
+
+def test_explain_and_diff_terminate_on_cyclic_links():
+    # ids come from agents: a retry_of or parent cycle must not hang or recurse forever
+    steps = [_step(0, "x", status="ERROR", step_id="a", retry_of="b", parent="b"),
+             _step(1, "x", status="ERROR", step_id="b", retry_of="a", parent="a", attempt=2)]
+    out = explain_run(_detail(steps, status="FAILURE"))
+    assert out["failure"]["root"] is None or out["failure"]["root"]["step_id"] in {"a", "b"}
+    assert len(out["failure"]["chain"]) <= 2
+    assert diff_runs(_detail(steps), _detail(steps))["identical"]
+    assert run_to_otlp(_detail(steps))["resourceSpans"]
+
+
+def test_anonymized_otlp_keeps_no_original_identifier():
+    s = _step(0, "charge_card", digest="4111111111111111")
+    s["tool"]["tool_name"] = "charge_card"
+    d = _detail([s], run_id="run-secret-123")
+    d["run"].update(agent_id="billing-bot", session_id="sess-alice")
+    d["other_events"] = [{"seq": 2, "event_id": "ev-9", "ts_us": 2, "kind": "COMMAND_ACK",
+                          "details": {"command_id": "cmd-7", "command_type": "STOP", "status": "applied",
+                                      "detail": "stopped by alice@example.com"}}]
+    text = json.dumps(run_to_otlp(anonymize_detail(d, Pseudonymizer(b"k" * 16))))
+    for leaked in ("run-secret-123", "billing-bot", "sess-alice", "charge_card", "4111111111111111",
+                   "cmd-7", "ev-9", "alice"):
+        assert leaked not in text, leaked
+    assert '"STOP"' in text  # categorical metadata stays
