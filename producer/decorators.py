@@ -133,16 +133,18 @@ class Decorators:
     def llm(self, fn: Callable | None = None, *, provider: str = "unknown",
             model: str | None = None, name: str | None = None,
             estimated_tokens: int = 0) -> Any:
-        """An LLM step per call; budgets are checked before the call. If the function returns
-        an OpenAI- or Anthropic-shaped response, its usage is recorded and priced."""
+        """An LLM step per call; budgets are checked before the call. The bound arguments
+        travel only as the step's ``request_digest``. If the function returns an OpenAI- or
+        Anthropic-shaped response, its usage is recorded and priced."""
         def make(f: Callable) -> Callable:
             def opener(args: tuple, kwargs: dict) -> Any:
                 run = current_run.get()
                 if run is None or run.ended:
                     return None
                 m = model or str(kwargs.get("model") or "unknown")
-                return run.llm_step(provider, m, name or f.__name__,
-                                    estimated_tokens=estimated_tokens)
+                s = run.llm_step(provider, m, name or f.__name__, estimated_tokens=estimated_tokens)
+                # The call's arguments are its request: the same prompt again is the same digest.
+                return s.record_request(m, _bound_args(f, args, kwargs))
 
             def on_result(step: Any, result: Any) -> None:
                 try:
@@ -154,6 +156,12 @@ class Decorators:
                     step.record_llm(provider, req_model, response_model=getattr(
                         result, "model", None), **{k: v for k, v in u.items()
                                                    if k != "response_model"})
+                elif step.llm is None:
+                    # No usage in the result: still an LLM call (model, request digest), as the
+                    # client instrumentation records it.
+                    step.record_llm(provider, model or str(step.attrs.get("gen_ai.request.model")
+                                                           or "unknown"))
+                    step.set_attribute("agentstream.usage.missing", "true")
             return _wrap(f, opener, on_result)
         return _maybe_called(fn, make)
 

@@ -70,3 +70,21 @@ def test_manual_steps_record_the_request_and_the_key_matters(tmp_path):
 
 def test_the_canonical_request_shape():
     assert request_canonical("m", [1], None) == {"model": "m", "messages": [1], "tools": []}
+
+
+def test_the_llm_decorator_digests_the_bound_arguments(tmp_path):
+    tracer = make_tracer(tmp_path, True, digest_key="k1")
+
+    @tracer.llm(provider="openai", model="gpt-4o")
+    def ask(prompt, temperature=0.0):
+        return None
+
+    with tracer.run("r"):
+        ask("PRIVATE same")
+        ask(prompt="PRIVATE same")
+        ask("PRIVATE other")
+    events = drain(tracer)
+    d = [e["payload"]["llm"]["request_digest"] for e in events
+         if e["kind"] == "STEP" and e["payload"]["llm"] is not None]
+    assert len(d) == 3 and d[0] == d[1] != d[2]
+    assert "PRIVATE" not in json.dumps(events, default=str)
