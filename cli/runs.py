@@ -162,11 +162,9 @@ def _export(path: Optional[Path], params: dict[str, Any], anonymize: bool, api_u
 FILTERS_HELP = "filters are those of /v1/runs"
 
 
-def _filters(agent, version, status, environment, since, until, session, attribute, tool, model,
-             failure_code) -> dict[str, Any]:
+def _filters(agent, version, status, environment, since, until, **search: Any) -> dict[str, Any]:
     return {"agent": agent, "version": version, "status": status, "environment": environment,
-            "since": since, "until": until, "session": session, "attribute": attribute or None,
-            "tool": tool, "model": model, "failure_code": failure_code}
+            "since": since, "until": until, **{k: (v or None) for k, v in search.items()}}
 
 
 @runs_app.command("export")
@@ -182,11 +180,17 @@ def export(output: Optional[Path] = typer.Option(None, "-o", "--output", help="f
            session: Optional[str] = typer.Option(None),
            attribute: Optional[List[str]] = typer.Option(None, help="key=value, repeatable"),
            tool: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None),
+           failure_type: Optional[str] = typer.Option(None),
            failure_code: Optional[str] = typer.Option(None),
+           end_user: Optional[str] = typer.Option(None, help="as stored: the SDK's keyed hash"),
+           min_cost_usd: Optional[float] = typer.Option(None),
+           min_latency_ms: Optional[float] = typer.Option(None),
            api_url: Optional[str] = API_URL, api_key: Optional[str] = API_KEY) -> None:
     """Export selected runs (newest first), streamed, as JSONL or OTLP JSON."""
-    params = _filters(agent, version, status, environment, since, until, session, attribute, tool,
-                      model, failure_code)
+    params = _filters(agent, version, status, environment, since, until, session=session,
+                      attribute=attribute, tool=tool, model=model, failure_type=failure_type,
+                      failure_code=failure_code, end_user=end_user, min_cost_usd=min_cost_usd,
+                      min_latency_ms=min_latency_ms)
     params.update(format=fmt, limit=limit)
     _export(output, params, anonymize, api_url, api_key, "exporting")
 
@@ -205,7 +209,7 @@ def sample(worst: int = typer.Option(50, "--worst", min=1, max=100_000, help="ho
     """The N worst runs by cost, latency, failures or retries, exported like `export`."""
     if by not in ("cost", "latency", "failures", "retries"):
         raise typer.BadParameter("one of cost, latency, failures, retries", param_hint="--by")
-    params = _filters(agent, version, status, environment, since, until, None, None, None, None, None)
+    params = _filters(agent, version, status, environment, since, until)
     params.update(format=fmt, worst=worst, by=by)
     _export(output, params, anonymize, api_url, api_key, f"sampling the {worst} worst by {by}")
 

@@ -243,8 +243,9 @@ def explain_run(detail: dict[str, Any], alerts: list[dict[str, Any]] | None = No
     if time_s["untracked_ms"] >= 1:
         lines.append(f"{_ms(time_s['untracked_ms'])} of wall time was outside any step.")
     if time_s["waits"]:
+        n = len(time_s["waits"])
         lines.append(f"Humans kept it waiting {_ms(time_s['human_wait_ms'])} over "
-                     f"{len(time_s['waits'])} approval{'s' * (len(time_s['waits']) != 1)}, not counted as agent time: "
+                     f"{n} approval{'s' * (n != 1)}, not counted as agent time: "
                      + "; ".join(f"'{w['name']}' {_ms(w['wait_ms'])} {w['decision'] or ''}".rstrip()
                                  for w in time_s["waits"]) + ".")
     if cost_s["by_model"]:

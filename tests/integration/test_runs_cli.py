@@ -118,6 +118,8 @@ def test_export_sample_and_anonymize_to_files(server):
     assert r.exit_code == 0, r.output
     ids = [json.loads(x)["run"]["run_id"] for x in out.read_text().splitlines()]
     assert set(ids) >= {RUN_A, RUN_B} and len(ids) == 3
+    r = _run(env, "export", "--tool", "refund")  # the search filters of /v1/runs reach the export
+    assert [json.loads(x)["run"]["run_id"] for x in r.stdout.splitlines()] == [RUN_B]
     r = _run(env, "export", "--format", "otlp", "--limit", "1")
     assert r.exit_code == 0 and "resourceSpans" in r.stdout and len(r.stdout.splitlines()) == 1
     r = _run(env, "sample", "--worst", "1", "--by", "failures")
