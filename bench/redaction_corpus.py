@@ -71,15 +71,19 @@ def iban(r: random.Random) -> str:
     return " ".join(out[i:i + 4] for i in range(0, len(out), 4)) if r.random() < 0.4 else out
 
 
-def phone_intl(r: random.Random) -> str:
+def valid_mobile(r: random.Random, regions: tuple[str, ...]) -> phonenumbers.PhoneNumber:
+    """A random number that libphonenumber calls a valid mobile of one of ``regions``."""
     while True:
-        region = r.choice(["GB", "BR", "DE", "IN", "FR", "US", "ES", "IT", "MX", "JP", "AU", "NL", "ZA",
-                           "NG", "PL", "SE", "KE", "PH", "AR", "TR", "IE", "SG"])
-        ex = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        ex = phonenumbers.example_number_for_type(r.choice(regions), phonenumbers.PhoneNumberType.MOBILE)
         nsn = str(ex.national_number)
         cand = phonenumbers.parse(f"+{ex.country_code}{nsn[:2]}{_s(r, D, len(nsn) - 2)}", None)
         if phonenumbers.is_valid_number(cand):
-            break
+            return cand
+
+
+def phone_intl(r: random.Random) -> str:
+    cand = valid_mobile(r, ("GB", "BR", "DE", "IN", "FR", "US", "ES", "IT", "MX", "JP", "AU", "NL", "ZA",
+                            "NG", "PL", "SE", "KE", "PH", "AR", "TR", "IE", "SG"))
     style = r.random()
     if style < 0.45:
         return phonenumbers.format_number(cand, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
@@ -156,13 +160,7 @@ def plant(r: random.Random) -> Planted:
                           "########A", "##########"])
         return Planted("national_id_other", "".join(r.choice(D) if ch == "#" else ch for ch in shape), key)
     if c == "phone_national_prose":
-        region = r.choice(["GB", "DE", "FR", "US", "IN", "BR", "ES", "IT"])
-        while True:
-            ex = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
-            nsn = str(ex.national_number)
-            cand = phonenumbers.parse(f"+{ex.country_code}{nsn[:2]}{_s(r, D, len(nsn) - 2)}", None)
-            if phonenumbers.is_valid_number(cand):
-                break
+        cand = valid_mobile(r, ("GB", "DE", "FR", "US", "IN", "BR", "ES", "IT"))
         nat = phonenumbers.format_number(cand, phonenumbers.PhoneNumberFormat.NATIONAL)
         return Planted("phone_intl", nat, r.choice(["call me on", "my number is", "ring", "mobile:", "tel."]))
     if c == "email":

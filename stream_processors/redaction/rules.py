@@ -251,7 +251,8 @@ RULES: tuple[Rule, ...] = (
     Rule("google_api_key", "api_key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"), _contains("AIza")),
     Rule("google_oauth_token", "api_key", re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}"), _contains("ya29.")),
     Rule("bearer_token", "bearer_token",
-         re.compile(r"(?i)\bbearer[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
+         # not "token_type=bearer <next field>": there Bearer is a value, not a scheme
+         re.compile(r"(?i)(?<!=)(?<!= )\bbearer[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
          _regex_trigger(r"(?i)bearer"), _has_digit_and_letter, group=1),
     Rule("url_credentials", "url_credentials",
          re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://([^\s:/@]+:[^\s@/]+)@"),
@@ -310,7 +311,7 @@ PREFILTER_PATTERNS: tuple[str, ...] = (
     # raw record are other bytes, and the byte prefilter must fire wherever this fires on the
     # string alone)
     r"\d{14}", r"\d{4}[ -]\d{4}[ -]\d{4}", r"\d{4}[ -]\d{6}[ -]\d{4}", r"\d\d[ .-]\d{3,4}[ .-]\d{3}",
-    r"\)[ .-]?\d{3,4}[ .-]\d{3}", r"\+[ \t]?[1-9]", r"00[ \t]?[1-9]\d{5}", r"\d{3}-\d{2}-\d{4}", "(?i:soc)",
+    r"\)[ .-]?\d{3,4}[ .-]\d{3}", r"\+[ \t]?[1-9]", r"00[ \t]?[1-9][\d \t().\-/]{5}", r"\d{3}-\d{2}-\d{4}", "(?i:soc)",
     r"\d\.\d{1,3}\.\d{1,3}\.\d", "::",
     r"(?:[0-9A-Fa-f]{1,4}:){7}", r"[A-Z]{2} ?\d{2}", PHONE_CONTEXT_SOURCE,
 )
