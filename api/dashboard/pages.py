@@ -186,8 +186,9 @@ policies topic through the API; every processor reads it from there.</p>
 }
 
 
-# Scripts a page loads after its own: the run page's operations (stop, explain, play) live apart.
-EXTRA_SCRIPTS: dict[str, tuple[str, ...]] = {"run": ("run_ops",), "alerts": ("alert_silences",)}
+# Scripts a page loads after its own, for features kept in files of their own.
+EXTRA_SCRIPTS: dict[str, tuple[str, ...]] = {"run": ("run_ops",), "alerts": ("alert_silences",),
+                                              "runs": ("runs_export",)}
 
 
 def shell(page: str, title: str, tenant: str | None, body: str, data: dict[str, str] | None = None) -> str:

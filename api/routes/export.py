@@ -65,7 +65,8 @@ def get_export(
         raise ApiError(422, "validation_error", "give either worst or limit, not both")
     req = ExportRequest(filters=filters, fmt=format.value, limit=worst or limit,
                         worst_by=by.value if worst is not None else None, pseudonym_key=key)
-    name = f"agentstream-{'sample' if worst else 'export'}.{format.value}.jsonl"
+    what = f"worst-{worst}-by-{by.value}" if worst is not None else "export"
+    name = f"agentstream-{what}.{format.value}.jsonl"
     return StreamingResponse(stream_export(db, who.tenant_id, req), media_type=MEDIA[format.value],
                              headers={"Content-Disposition": f'attachment; filename="{name}"',
                                       "Cache-Control": "no-store"})

@@ -166,3 +166,26 @@ def test_diff_page(acme, dashboard_stack):
     assert "first divergence" in page.inner_text("#diff-summary") or api["identical"]
     screenshot(page, "run_diff")
     assert acme.console_errors == []
+
+
+def test_runs_page_exports_the_filtered_runs_and_the_worst(acme, dashboard_stack):
+    import json
+
+    page = acme.page
+    page.goto("/ui/runs?agent=support-agent&status=FAILURE")
+    page.wait_for_selector("#export-all[href]")
+    listed = {r["run_id"] for r in page.request.get(
+        "/v1/runs?agent=support-agent&status=FAILURE&limit=1000").json()["items"]}
+    with page.expect_download() as got:
+        page.click("#export-all")
+    lines = [json.loads(x) for x in open(got.value.path()).read().splitlines()]
+    assert {d["run"]["run_id"] for d in lines} == listed and listed
+    page.fill("#sample-n", "3")
+    page.select_option("#sample-by", "latency")
+    page.select_option("#export-format", "otlp")
+    with page.expect_download() as got:
+        page.click("#sample-worst")
+    lines = [json.loads(x) for x in open(got.value.path()).read().splitlines()]
+    assert len(lines) == 3 and all("resourceSpans" in d for d in lines)
+    assert got.value.suggested_filename == "agentstream-worst-3-by-latency.otlp.jsonl"
+    assert acme.console_errors == []
