@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 
@@ -131,6 +132,8 @@ def test_otel_sdk_agent_becomes_a_run_on_raw(env, bootstrap, topic_prefix):
     assert start["payload"]["entrypoint"] == "support"
     prices = PriceTable()
     gpt = by[("STEP", "chat gpt-4o-mini")]["payload"]
+    # the prompt travels only as the keyed request digest (span_digest.py), never as text
+    assert re.fullmatch(r"[0-9a-f]{64}", gpt["llm"].pop("request_digest"))
     assert gpt["status"] == "OK" and gpt["llm"] == {
         "provider": "openai", "operation": "chat", "request_model": "gpt-4o-mini",
         "response_model": "gpt-4o-mini-2024-07-18", "input_tokens": 1500,
