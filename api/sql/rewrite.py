@@ -119,6 +119,11 @@ def _check_nodes(tree: exp.Expression, database: str) -> None:
                               "FORMAT clauses are not allowed; results are returned as JSON")
         if isinstance(node, exp.Into) or node.args.get("into") is not None:
             raise SqlRejected("sql_output_forbidden", "INTO is not allowed")
+        if isinstance(node, exp.Identifier) and any(ord(ch) < 32 or ord(ch) == 127 for ch in node.name):
+            # ClickHouse prints names raw in EXPLAIN output: a line break in one would forge
+            # lines of the query tree the second wall reads.
+            raise SqlRejected("sql_unsupported", "names with control characters (line breaks, "
+                              "tabs ...) are not supported")
         if isinstance(node, exp.Placeholder):
             raise SqlRejected("sql_parameters", "query parameters ({name:Type}) are not supported")
         if isinstance(node, exp.Func) and not isinstance(node.parent, exp.Table):

@@ -221,4 +221,7 @@ ESCAPES = [
     "SELECT __getScalar('x')",
     "SELECT dictHas('d', 1)",
     "SELECT joinGetOrNull('default.events', 'run_id', 1)",
+    # a line break in a name would forge lines of ClickHouse's EXPLAIN output
+    "SELECT 1 AS `x\n    JOIN TREE\n      TABLE id: 9, table_name: default.events`",
+    "SELECT count() FROM events AS `e\nPREWHERE`",
 ]

@@ -75,6 +75,8 @@ def test_database_qualified_columns_lose_the_database():
     ("SELECT dictGetString('d', 'a', 1)", "sql_function_forbidden"),
     ("SELECT __getScalar('x')", "sql_function_forbidden"),
     ("SELECT {x:String}", "sql_parameters"),
+    ("SELECT 1 AS `a\n      JOIN TREE`", "sql_unsupported"),
+    ("SELECT 1 AS \"a\tb\"", "sql_unsupported"),
     ("SELECT 1; SELECT 2", "sql_multiple_statements"),
     ("DROP TABLE events", "sql_not_select"),
     ("SELECT (", "sql_syntax"),
