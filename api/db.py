@@ -64,11 +64,20 @@ def error_code(exc: BaseException) -> int | None:
 _MAX_US = 253_402_300_799_999_999  # datetime.max as microseconds since the epoch
 
 
-def _materialized(result: Any) -> Any:
-    # clickhouse-connect may convert rows lazily; converting here puts a bad stored time inside
-    # the caller's try, where the clamped re-read can take over
-    result.result_rows  # noqa: B018
-    return result
+def query_clamped(client: Any, sql: str, params: dict[str, Any] | None,
+                  settings: dict[str, Any] | None) -> Any:
+    """``client.query``, rows converted here. If Python cannot hold a stored time (DateTime64
+    keeps any Int64, e.g. a ts_us of 2**62 stored before ingest bounded times), the times are
+    read again as integers and clamped, rather than failing the whole route."""
+    try:
+        result = client.query(sql, parameters=params or {}, settings=settings or {})
+        result.result_rows  # noqa: B018 - conversion may be lazy: make it happen inside the try
+        return result
+    except (ValueError, OverflowError) as exc:
+        if error_code(exc) is not None:
+            raise
+        return clamped_times(client.query(sql, parameters=params or {}, settings=settings or {},
+                                          query_formats={"Date*": "int"}))
 
 
 def clamped_times(result: Any) -> Any:
@@ -206,20 +215,7 @@ class Db:
     def _query(self, sql: str, params: dict[str, Any] | None, settings: dict[str, Any] | None):
         with self.lease() as client:
             try:
-                return _materialized(client.query(sql, parameters=params or {},
-                                                  settings=settings or {}))
-            except (ValueError, OverflowError) as exc:
-                if error_code(exc) is not None:
-                    raise self.map_error(exc) from exc
-                # Python could not convert a stored time (DateTime64 keeps any Int64, e.g. a
-                # ts_us of 2**62 stored before ingest bounded times): read times as integers and
-                # clamp them to what datetime holds, rather than failing the whole route.
-                try:
-                    return clamped_times(client.query(sql, parameters=params or {},
-                                                      settings=settings or {},
-                                                      query_formats={"Date*": "int"}))
-                except Exception as again:  # noqa: BLE001
-                    raise self.map_error(again) from again
+                return query_clamped(client, sql, params, settings)
             except Exception as exc:  # noqa: BLE001 - clickhouse-connect raises several types
                 raise self.map_error(exc) from exc
 
@@ -228,15 +224,7 @@ class Db:
         """The clickhouse-connect result, errors unmapped (the SQL endpoint maps its own); times
         Python cannot hold come back clamped, as in ``rows``."""
         with self.lease() as client:
-            try:
-                return _materialized(client.query(sql, parameters=params or {},
-                                                  settings=settings or {}))
-            except (ValueError, OverflowError) as exc:
-                if error_code(exc) is not None:
-                    raise
-                return clamped_times(client.query(sql, parameters=params or {},
-                                                  settings=settings or {},
-                                                  query_formats={"Date*": "int"}))
+            return query_clamped(client, sql, params, settings)
 
     def ping(self) -> bool:
         try:
