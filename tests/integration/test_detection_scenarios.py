@@ -27,8 +27,8 @@ def _check(s: dict, where: str) -> None:
 def test_a_generated_fleet_through_the_real_worker(bootstrap, topic_prefix, tmp_path, unique):
     # 2 tenants x 2 agents: a failure-rate drift, a cost drift and two null-control rollouts
     fleet = scenarios.generate(scenarios.FleetSpec(
-        seed=7, tenants=2, agents_per_tenant=2, hours=5, runs_per_hour=300, loop_share=0.05,
-        budget_share=0.02, near_share=0.06, tenant_prefix=f"scn{unique}"))
+        seed=7, tenants=2, agents_per_tenant=2, hours=4, start_hour=11, runs_per_hour=300, loop_share=0.06,
+        budget_share=0.025, near_share=0.08, tenant_prefix=f"scn{unique}"))
     alerts, commands = scenario_score.replay_in_process(fleet)
     _check(scenario_score.score(fleet, alerts, commands), "in process")
     alerts, commands, _ = replay_on_broker(fleet, bootstrap, topic_prefix, tmp_path)
