@@ -97,6 +97,7 @@ def apply(state: dict[str, Any], delta: Mapping[str, Any], budgets: Mapping[str,
         state["active"][run] = [now, agent]
     for run in delta["ended"]:
         state["active"].pop(run, None)
+        state["stopped"].pop(run, None)  # ended: its STOP is settled, nothing to repeat
     # Runs that went quiet for a day are not live any more; keeps the set bounded.
     state["active"] = {r: v for r, v in state["active"].items() if now - v[0] < DAY_US}
     spend = state["spend"]
@@ -160,18 +161,19 @@ def _budgets(state: dict[str, Any], new_active: Mapping[str, str], budgets: Mapp
         if hard and f"budget_breach|{k}" in state["raised"]:
             # Runs that become active after the breach, in the same window, are stopped too.
             late = [r for r, a in new_active.items() if (agent is None or a == agent)
-                    and f"{k}|{r}" not in state["stopped"]]
+                    and r not in state["stopped"] and r in state["active"]]
             for r in late:
-                state["stopped"][f"{k}|{r}"] = hour
+                state["stopped"][r] = hour
             if late:
                 out.append(FleetFinding("budget_breach", "CRITICAL", f"{limit_name} exceeded: run stopped", ev,
                                         key=f"budget_breach|{k}", agent_id=agent, stop_runs=late, alert=False))
 
 
 def _stoppable(state: dict[str, Any], agent: str | None, window: str, hour: int) -> list[str]:
-    runs = sorted(r for r, (_, a) in state["active"].items() if agent is None or a == agent)
+    runs = sorted(r for r, (_, a) in state["active"].items()
+                  if (agent is None or a == agent) and r not in state["stopped"])
     for r in runs:
-        state["stopped"][f"{window}|{r}"] = hour
+        state["stopped"][r] = hour
     return runs
 
 
