@@ -330,3 +330,14 @@ def test_late_spend_for_an_alerted_day_does_not_alert_it_again():
         d["ts_us"] = t0 + later * HOUR
         out += fleet.apply(st, d, b)
         assert [x for x in out if x.alert] == [], later
+
+
+def test_a_run_gets_one_stop_however_many_windows_breach():
+    st = fleet.new_state()
+    b = {**BUDGET_DEFAULTS, "tenant_usd_per_hour": 1.0, "tenant_usd_per_day": 1.5, "hard_limit": True}
+    t0 = 1000 * fleet.DAY_US
+    out = _spend(st, b, t0, 8, 0.25)  # the hour breaches at run 4, the day at run 6
+    stops = [r for x in out for r in x.stop_runs]
+    assert sorted(stops) == sorted(set(stops)) == [f"r{i}" for i in range(8)]
+    assert [x.evidence["limit_name"] for x in out if x.alert and x.alert_type == "budget_breach"] == [
+        "tenant_usd_per_hour", "tenant_usd_per_day"]
