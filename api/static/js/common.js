@@ -219,6 +219,16 @@
     return es;
   };
 
+  // The cursor pager under a listing (#next, #first): "next page" follows the API's next_cursor,
+  // "newest" drops it; both keep the page's filters in the URL.
+  AS.pager = function (nextCursor, cursor, filters) {
+    const next = AS.$("#next"), first = AS.$("#first");
+    next.disabled = !nextCursor;
+    next.addEventListener("click", () => { location.search = AS.qs(Object.assign(filters(), { cursor: nextCursor })); });
+    first.disabled = !cursor;
+    first.addEventListener("click", () => { location.search = AS.qs(filters()); });
+  };
+
   // Pages register a start function; it runs once the DOM is ready.
   AS.page = function (fn) {
     const run = () => {

@@ -24,10 +24,5 @@ AS.page(async function (main) {
   const box = AS.clear(AS.$("#sessions-table"));
   box.classList.remove("empty");
   box.append(AS.table(columns, page.items, { empty: "no sessions match", rowAttrs: (s) => ({ dataset: { sessionId: s.session_id } }) }));
-  const next = AS.$("#next");
-  next.disabled = !page.next_cursor;
-  next.addEventListener("click", () => { location.search = AS.qs(Object.assign(filters(), { cursor: page.next_cursor })); });
-  const first = AS.$("#first");
-  first.disabled = !cursor;
-  first.addEventListener("click", () => { location.search = AS.qs(filters()); });
+  AS.pager(page.next_cursor, cursor, filters);
 });
