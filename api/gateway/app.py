@@ -134,7 +134,8 @@ def create_gateway_app(settings: GatewaySettings, producer: KafkaDelivery | None
             raise GatewayError(status, code, message, {"rejected": prepared.rejected})
         result = await deliver(state, INGEST, principal, prepared.records)
         if not result.ok:
-            return delivery_failed(state, INGEST, result, prepared.indexes, prepared.rejected)
+            return delivery_failed(state, INGEST, result, prepared.indexes, prepared.rejected,
+                                   prepared.event_ids)
         metrics.accepted.labels(INGEST).inc(len(prepared.records))
         metrics.requests.labels(INGEST, "200").inc()
         return json_response(200, {
@@ -215,19 +216,25 @@ async def deliver(state: GatewayState, endpoint: str, principal: Principal,
 
 
 def delivery_failed(state: GatewayState, endpoint: str, result: DeliveryResult,
-                    indexes: list[int], rejected: list[dict[str, Any]]) -> Response:
+                    indexes: list[int], rejected: list[dict[str, Any]],
+                    event_ids: list[str] | None = None) -> Response:
     """Kafka refused some records: 503, and the client resends the batch. Records that did land
     land twice then; event ids are stable, so the sink keeps one."""
     delivered = [indexes[i] for i in range(len(indexes)) if i not in result.failed]
     failed = [{"index": indexes[i], "reason": r} for i, r in sorted(result.failed.items())]
     state.metrics.accepted.labels(endpoint).inc(len(delivered))
+    if event_ids is not None:
+        for i, f in zip(sorted(result.failed), failed):
+            f["event_id"] = event_ids[i]
     too_large = [f for f in failed if f["reason"].startswith(TOO_LARGE)]
     if too_large:  # resending the batch would fail the same way: say so, do not ask for a retry
         state.metrics.requests.labels(endpoint, "413").inc()
+        first = too_large[0]
+        named = f"event {first['event_id']}" if "event_id" in first else f"index {first['index']}"
         return error_response(GatewayError(
             413, "record_too_large",
-            f"Kafka refused {len(too_large)} event(s) for their size (first: index "
-            f"{too_large[0]['index']}); shorten them, resending cannot help",
+            f"Kafka refused {len(too_large)} event(s) for their size (first: {named}); "
+            "shorten them, resending cannot help",
             {"failed": failed, "delivered": delivered, "rejected": rejected}))
     state.metrics.throttled.labels(endpoint, "kafka_failed").inc()
     state.metrics.requests.labels(endpoint, "503").inc()

@@ -58,6 +58,16 @@ def event(run_id: str, seq: int = 0, ts: int | None = None, **over) -> dict:
     return ev
 
 
+def big_event(run_id: str, seq: int = 0, nbytes: int = 1_200_000) -> dict:
+    """A valid event that encodes to about ``nbytes``: a decision among many candidates (long
+    attribute values would be dropped at the edge, so size comes from a contract field)."""
+    ev = event(run_id, seq)
+    ev.update(kind="DECISION", payload={"decision_type": "route", "selected": "c0",
+                                        "candidates": [f"cand{i:07d}" for i in range(nbytes // 11)],
+                                        "reason_code": "many_options"})
+    return ev
+
+
 def post(gw, body, key, ctype: str | None = "application/json", path="/v1/ingest"):
     headers = {"authorization": f"Bearer {key}"}
     if ctype is not None:
@@ -69,7 +79,7 @@ def post(gw, body, key, ctype: str | None = "application/json", path="/v1/ingest
 # --- record size ------------------------------------------------------------------------------
 
 def test_an_oversized_event_is_413_record_too_large_naming_it(gw, key_file):
-    big = event("big-" + uuid.uuid4().hex[:6], attributes={"blob": "x" * 1_200_000})
+    big = big_event("big-" + uuid.uuid4().hex[:6])
     r = post(gw, {"events": [big]}, key_file[1])
     assert r.status_code == 413, r.text
     err = r.json()["error"]
@@ -81,7 +91,7 @@ def test_an_oversized_event_is_413_record_too_large_naming_it(gw, key_file):
 
 def test_an_oversized_event_in_a_batch_is_rejected_and_the_rest_delivered(gw, key_file):
     run = "mix-" + uuid.uuid4().hex[:6]
-    good, big = event(run, 0), event(run, 1, attributes={"blob": "y" * 1_100_000})
+    good, big = event(run, 0), big_event(run, 1, 1_100_000)
     r = post(gw, {"events": [good, big]}, key_file[1])
     assert r.status_code == 200, r.text
     body = r.json()
@@ -95,10 +105,11 @@ def test_kafkas_own_size_refusal_is_413_not_503(bootstrap, topic_prefix, key_fil
     refusal comes from Kafka's client: still 413, never 'kafka_unavailable, retry'."""
     g = start(bootstrap, topic_prefix, key_file[0], max_record_bytes=4_000_000)
     try:
-        big = event("k-" + uuid.uuid4().hex[:6], attributes={"blob": "z" * 1_500_000})
+        big = big_event("k-" + uuid.uuid4().hex[:6], 1_500_000)
         r = post(g, {"events": [big]}, key_file[1])
         assert r.status_code == 413, r.text
         assert r.json()["error"]["code"] == "record_too_large"
+        assert big["event_id"] in r.json()["error"]["message"]
         # the producer was not retired for it: the next normal batch goes through at once
         ok = post(g, {"events": [event("k2-" + uuid.uuid4().hex[:6])]}, key_file[1])
         assert ok.status_code == 200 and ok.json()["accepted"] == 1, ok.text
