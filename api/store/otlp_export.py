@@ -51,8 +51,12 @@ def run_to_otlp(detail: dict[str, Any]) -> dict[str, Any]:
     trace_id = _hex("trace", run["run_id"], n=32)
     root_id = _hex("run", run["run_id"], n=16)
     steps = sorted(detail["steps"], key=lambda s: s["seq"])
-    step_ids = {s["step_id"] for s in steps if s["step_id"]}
-    span_of = {sid: _hex("step", run["run_id"], sid, n=16) for sid in step_ids}
+    # A step id names a span only if it is unique in the run (agents reuse ids); any other step
+    # gets a span id from its event id, so no two spans share one.
+    seen: dict[str, int] = {}
+    for s in steps:
+        seen[s["step_id"]] = seen.get(s["step_id"], 0) + 1
+    span_of = {sid: _hex("step", run["run_id"], sid, n=16) for sid, k in seen.items() if sid and k == 1}
     events_by_span: dict[str, list[dict[str, Any]]] = {}
 
     def add_event(step_id: str, name: str, ts_us: int, pairs: list[tuple[str, Any]]) -> None:
@@ -106,8 +110,10 @@ def run_to_otlp(detail: dict[str, Any]) -> dict[str, Any]:
     }]
     for s in steps:
         llm, tool = s.get("llm") or {}, s.get("tool") or {}
-        sid = span_of.get(s["step_id"]) or _hex("event", run["run_id"], s["event_id"], n=16)
+        sid = span_of.get(s["step_id"]) or _hex("event", run["run_id"], s["event_id"], str(s["seq"]), n=16)
         parent = span_of.get(s["parent_step_id"], root_id)
+        if parent == sid:  # a step named as its own parent hangs off the run instead
+            parent = root_id
         pairs: list[tuple[str, Any]] = [
             ("gen_ai.operation.name", OP_BY_KIND.get(s["step_kind"], s["step_kind"].lower())),
             ("agentstream.step.kind", s["step_kind"]), ("agentstream.step.id", s["step_id"]),

@@ -191,6 +191,9 @@ def test_explain_and_diff_terminate_on_cyclic_links():
     assert out["failure"]["root"] is None or out["failure"]["root"]["step_id"] in {"a", "b"}
     assert len(out["failure"]["chain"]) <= 2
     assert diff_runs(_detail(steps), _detail(steps))["identical"]
+    own = run_to_otlp(_detail([_step(0, "x", step_id="self", parent="self")]))
+    assert own["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["parentSpanId"] == \
+        own["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"]
     assert run_to_otlp(_detail(steps))["resourceSpans"]
 
 
@@ -207,3 +210,58 @@ def test_anonymized_otlp_keeps_no_original_identifier():
                    "cmd-7", "ev-9", "alice"):
         assert leaked not in text, leaked
     assert '"STOP"' in text  # categorical metadata stays
+
+
+KINDS = ["PLAN", "RETRIEVAL", "TOOL", "LLM", "RESPOND", "HANDOFF", "APPROVAL", "GUARDRAIL", "CUSTOM"]
+STATUSES = ["OK", "OK", "OK", "ERROR", "TIMEOUT", "CANCELLED"]
+
+
+def _random_detail(rng: random.Random, run_id: str):
+    """Runs as odd as agents make them: empty and repeated step ids, dangling parents and retries,
+    unicode names, approvals without decisions, failures on unknown steps, unfinished runs."""
+    steps, ids = [], []
+    for seq in range(rng.randint(0, 30)):
+        kind = rng.choice(KINDS)
+        sid = rng.choice(["", f"s{seq}", f"s{seq}", "dup"] + ids[-3:])
+        s = _step(seq, rng.choice(["fetch", "plan", "naïve 名前", "", "a" * 300]), kind=kind,
+                  digest=rng.choice(["", "d1", "d2"]), status=rng.choice(STATUSES),
+                  latency=rng.choice([0.0, 0.5, 12.0, 1e7]), attempt=rng.randint(1, 4),
+                  retry_of=rng.choice(["", "", "ghost"] + ids[-3:]),
+                  parent=rng.choice(["", "", "ghost"] + ids[-3:]), step_id=sid,
+                  cost=rng.random() / 10, tokens=rng.randint(0, 10_000))
+        if kind == "APPROVAL" and rng.random() < 0.7:
+            s["details"] = {"approval": {"decision": rng.choice(["approved", "rejected"]),
+                                         "approval_latency_ms": rng.choice([0.0, 5.0, 1e6])}}
+        steps.append(s)
+        ids.append(sid)
+    failures = [{"seq": 100 + k, "event_id": f"f{k}", "ts_us": 1_000_000 + k, "failure_type": "TOOL",
+                 "failure_code": rng.choice(["timeout", "http_500"]),
+                 "step_id": rng.choice(ids + ["", "ghost"]) if ids else "", "details": {"message": "secret"}}
+                for k in range(rng.randint(0, 4))]
+    d = _detail(steps, status=rng.choice(["SUCCESS", "FAILURE", "PARTIAL", "RUNNING"]), run_id=run_id,
+                failures=failures, outcome=rng.choice(["completed", "stopped_by_command", ""]))
+    if d["run"]["status"] == "RUNNING":
+        d["run"]["duration_ms"] = None
+    d["decisions"] = [{"seq": 200, "event_id": "dx", "ts_us": 1_000_001, "decision_type": "route",
+                       "selected": "naïve 名前", "candidates": ["naïve 名前", "other"], "reason_code": "r",
+                       "confidence": rng.choice([None, 0.5]), "step_id": rng.choice(ids + [""]) if ids else ""}]
+    return d
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_operation_handles_odd_runs(seed):
+    rng = random.Random(seed)
+    a, b = _random_detail(rng, "run-a"), _random_detail(rng, "run-b")
+    out = explain_run(a)
+    assert out["summary"] and all(isinstance(x, str) for x in out["summary"])
+    assert out["time"]["agent_ms"] >= 0 and out["time"]["human_wait_ms"] >= 0
+    d = diff_runs(a, b)
+    assert sum(d["counts"].values()) == len(d["ops"])
+    assert [o["a"]["seq"] for o in d["ops"] if o["a"]] == sorted(s["seq"] for s in a["steps"])
+    assert [o["b"]["seq"] for o in d["ops"] if o["b"]] == sorted(s["seq"] for s in b["steps"])
+    spans = run_to_otlp(a)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    json.dumps(spans)  # serialisable, whatever the ids
+    assert len({x["spanId"] for x in spans}) == len(spans) == len(a["steps"]) + 1
+    assert {x["parentSpanId"] for x in spans[1:]} <= {x["spanId"] for x in spans}
+    anon = json.dumps(anonymize_detail(a, Pseudonymizer(b"k" * 16)), ensure_ascii=False)
+    assert "naïve 名前" not in anon and "secret" not in anon and "run-a" not in anon
