@@ -147,7 +147,9 @@ def forward(settings: ProcessorsSettings, *, static: Destination | None = None, 
     http = client or httpx.Client()
     book_ledger = DeliveryLedger(ledger)
     stats = ForwardStats()
-    last = time.monotonic()
+    # Idle time counts from the last alert read; before the first, the group join (several
+    # seconds) gets 30 s more, so a slow join is not mistaken for an empty topic.
+    last = time.monotonic() + 30
     try:
         while not stop_after or stats.delivered < stop_after:
             follower.poll()

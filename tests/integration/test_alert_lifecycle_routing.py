@@ -204,7 +204,7 @@ def test_forwarder_follows_rules_respects_silences_never_posts_twice(bootstrap, 
 
     # A replay of the whole topic (a new consumer group) with the same ledger posts nothing again.
     before = (len(critical.posts), len(drift.posts))
-    stats = forward(settings, tenant=tenant, group="g2-" + unique, base_s=0.01, ledger=ledger, idle_timeout=5)
+    stats = forward(settings, tenant=tenant, group="g2-" + unique, base_s=0.01, ledger=ledger, idle_timeout=3)
     assert stats.delivered == 0 and stats.duplicate == 4 and stats.silenced == 1 and stats.unrouted == 1
     assert (len(critical.posts), len(drift.posts)) == before
 

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 
 import pytest
 
+from fastapi.testclient import TestClient
+
+from agentstream.api.app import create_app
 from agentstream.api.auth import add_key
+from agentstream.api.settings import ApiSettings
 
 from api_fleet import EVENT_COLS, _DEFAULTS, RunBuilder
 
@@ -84,9 +89,32 @@ def fleet(tenant: str, seed: int, n: int = 60):
     return runs, facts
 
 
-@pytest.fixture
-def seeded(api, ch, tenant, auth):
-    runs, facts = fleet(tenant, seed=hash(tenant) % 1000)
+# One tenant, app and fleet for the whole module: every test here only reads it.
+@pytest.fixture(scope="module")
+def keys_file(tmp_path_factory):
+    return tmp_path_factory.mktemp("keys") / "api_keys.json"
+
+
+@pytest.fixture(scope="module")
+def tenant() -> str:
+    return "t-" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def api(keys_file, ch):
+    settings = ApiSettings(api_keys_file=keys_file, bootstrap_servers="", alerts_poll_interval_s=0.05)
+    with TestClient(create_app(settings, client=ch), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def auth(keys_file, tenant) -> dict[str, str]:
+    return {"Authorization": "Bearer " + add_key(keys_file, tenant, scopes=["read", "write"], name="test")}
+
+
+@pytest.fixture(scope="module")
+def seeded(ch, tenant):
+    runs, facts = fleet(tenant, seed=int(tenant[2:], 16) % 1000)
     insert(ch, runs)
     return facts
 
