@@ -26,7 +26,6 @@ PART_COMMANDS = [
     "agentstream.cli.schema_commands",
     "agentstream.cli.runs",
     "agentstream.cli.export_commands",
-    "agentstream.cli.export_commands",
     "agentstream.stream_processors.cli",
     "agentstream.sink.cli",
     "agentstream.api.cli",
@@ -111,11 +110,15 @@ def resolve_kafka(argv: list[str]) -> tuple[list[str], str | None]:
     return argv, None
 
 
+def is_kafka_client_command(argv: list[str]) -> bool:
+    words = [a for a in argv if not a.startswith("-")]
+    return tuple(words[:2]) in KAFKA_CLIENT_COMMANDS and "--help" not in argv
+
+
 def check_broker(argv: list[str], source: str | None) -> None:
     from .stack_state import reachable
 
-    words = [a for a in argv if not a.startswith("-")]
-    if tuple(words[:2]) not in KAFKA_CLIENT_COMMANDS or "--help" in argv:
+    if not is_kafka_client_command(argv):
         return
     bootstrap = (os.environ.get("AGENTSTREAM_PROCESSORS_BOOTSTRAP_SERVERS")
                  or os.environ.get("AGENTSTREAM_BOOTSTRAP_SERVERS") or "127.0.0.1:9092")
@@ -129,6 +132,10 @@ def check_broker(argv: list[str], source: str | None) -> None:
 def main() -> None:
     argv, source = resolve_kafka(sys.argv[1:])
     check_broker(argv, source)
+    if is_kafka_client_command(argv):
+        from .kafka_log_quiet import QuietKafkaLog
+
+        QuietKafkaLog().start()  # a broker that goes away later: one line, not hundreds
     problems = _register_parts()
     for p in problems:
         print(f"agentstream: commands unavailable: {p}", file=sys.stderr)

@@ -214,3 +214,36 @@ def test_processors_exit_on_sigterm_when_their_broker_is_gone(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         broker.stop()
+
+
+def test_a_client_command_whose_broker_goes_away_does_not_flood_the_terminal(tmp_path):
+    from agentstream.cli.embedded_broker import EmbeddedBroker
+    from agentstream.schemas.topics import create_topics
+
+    broker = EmbeddedBroker(log_path=str(tmp_path / "broker.log")).start()
+    proc = None
+    try:
+        create_topics(broker.bootstrap_servers, prefix="flood.", partitions=1)
+        env = {**os.environ, "AGENTSTREAM_TOPIC_PREFIX": "flood."}
+        env.pop("AGENTSTREAM_PROCESSORS_TOPIC_PREFIX", None)
+        proc = subprocess.Popen(CLI + ["alerts", "tail", "--bootstrap-servers", broker.bootstrap_servers],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
+                                start_new_session=True)
+        time.sleep(4)  # connected and polling
+        broker.stop()
+        time.sleep(6)  # librdkafka retries several times a second meanwhile
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("alerts tail did not stop on SIGINT")
+        lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+        refused = [ln for ln in lines if "Connection refused" in ln]
+        assert len(refused) <= 2, lines  # shown once (per client), not every retry
+        assert len(lines) <= 12, lines
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        broker.stop()
