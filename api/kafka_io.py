@@ -9,12 +9,23 @@ import threading
 import time
 from typing import Any
 
-from agentstream.schemas import PARTITIONER, POLICY, Codec, DecodeError, make_resolver, topic_name
+from agentstream.schemas import (PARTITIONER, POLICY, Codec, DecodeError, SchemaIdMismatch, make_resolver,
+                                 topic_name)
 from agentstream.schemas.alerting import is_alerting_key
 from .errors import ApiError
 from .settings import ApiSettings
 
 log = logging.getLogger("agentstream.api.kafka")
+
+
+def _codec(settings: ApiSettings) -> Codec:
+    """The codec of the Kafka paths; a Schema Registry that does not hold agentstream's schema
+    ids refuses them with a 503 naming the mismatch (never records framed with other ids)."""
+    try:
+        return Codec(resolver=make_resolver(settings.schema_registry_url))
+    except SchemaIdMismatch as exc:
+        raise ApiError(503, "schema_registry_mismatch", f"{exc}; run `agentstream schemas register`",
+                       {"problems": exc.problems}) from None
 
 
 def _require_broker(settings: ApiSettings) -> None:
@@ -32,7 +43,7 @@ class KafkaWriter:
         _require_broker(settings)
         self.settings = settings
         self.metrics = metrics
-        self.codec = Codec(resolver=make_resolver(settings.schema_registry_url))
+        self.codec = _codec(settings)
         self.producer = Producer({
             "bootstrap.servers": settings.bootstrap_servers,
             "enable.idempotence": True,
@@ -103,7 +114,7 @@ class PoliciesTail:
 
         _require_broker(settings)
         self.settings = settings
-        self.codec = Codec(resolver=make_resolver(settings.schema_registry_url))
+        self.codec = _codec(settings)
         self.topic = topic_name("policies", settings.topic_prefix)
         self.consumer = Consumer({
             "bootstrap.servers": settings.bootstrap_servers,
