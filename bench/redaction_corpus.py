@@ -158,6 +158,8 @@ def plant(r: random.Random) -> Planted:
         key = r.choice(NATIONAL_ID_NAMES)
         shape = r.choice(["###.###.###-##", "#### #### ####", "### ### ###", "#########", "###########",
                           "########A", "##########"])
+        if r.random() < 0.35:  # in prose: "my CPF is …", "Aadhaar no. …"
+            key = r.choice([f"my {key} is", f"{key} no.", f"{key} number", f"{key} #"])
         return Planted("national_id_other", "".join(r.choice(D) if ch == "#" else ch for ch in shape), key)
     if c == "phone_national_prose":
         cand = valid_mobile(r, ("GB", "DE", "FR", "US", "IN", "BR", "ES", "IT"))

@@ -73,7 +73,7 @@ ASSIGNMENT = re.compile(
     re.ASCII)
 _SPLIT = re.compile(r"[_.\-\s]+|(?<=[a-z0-9])(?=[A-Z])")
 _PLACEHOLDER = re.compile(
-    r"^(?:\*+|x+|X+|•+|\.+|-+|_+|\?+|#+|0+|<.*>|\[.*\]|\{.*\}|\$\{.*\}|\$[A-Z_]+|%\(?\w+\)?s?|"
+    r"^(?:\*+|x+|X+|•+|\.+|-+|_+|\?+|#+|0+|<.*>|\[.*\]|\{.*\}|\$\{.*\}|\$[A-Z_]+|%\(\w+\)[sd]|%[sd]|"
     r"\(?(?:none|null|nil|true|false|yes|no|on|off|required|redacted|hidden|masked|omitted|"
     r"changeme|example|placeholder|undefined|unset|empty|string|str|int|bool|optional|secret|"
     r"password|token|your[-_ ]?\w*|env|default|test|dummy|n/?a|tbd|todo)\)?)$", re.IGNORECASE)

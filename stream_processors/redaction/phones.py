@@ -18,7 +18,7 @@ import phonenumbers
 NATIONAL_REGIONS = ("US", "GB", "DE", "FR", "IN", "BR", "ES", "IT", "NL", "MX", "JP", "AU", "CA", "PL",
                     "SE", "CH", "IE", "ZA", "NG", "KE", "PH", "ID", "SG", "KR", "AR", "CO", "TR", "PT")
 # "+CC…" or the "00CC…" international prefix most of the world dials
-_INTL = re.compile(r"(?<![\w+])(?:\+[ \t]?|00[ \t]?)[1-9][\d \t().\-/]{5,22}\d(?!\w)")
+_INTL = re.compile(r"(?<![\w+])(?:\+[ \t]?|(?<![:.])00[ \t]?)[1-9][\d \t().\-/]{5,22}\d(?!\w)")
 PHONE_CONTEXT_SOURCE = (
     r"(?i:phone|tel|telephone|mobile|cell|fax|callback|call[ _-]?back|whatsapp|sms|contact[ _-]?number"
     r"|msisdn|call(?: me)?(?: on| at)?|ring|text(?: me)?(?: on| at)?|dial|number)"

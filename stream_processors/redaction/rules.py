@@ -135,6 +135,12 @@ def _find_ibans(text: str) -> Iterator[tuple[int, int]]:
             pos = m.start() + 1
 
 
+def _national_value_ok(m: re.Match[str]) -> bool:
+    v = m.group(1)
+    digits = sum(c.isdigit() for c in v)
+    return 7 <= digits <= 16 and not re.fullmatch(r"\d+\.\d+", v)
+
+
 def _ssn_ok(m: re.Match[str]) -> bool:
     return _ssn_ok_groups(m.group(1), m.group(2), m.group(3))
 
@@ -270,6 +276,16 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"(?i)\b(?:ssn|social[ _-]?security(?:[ _-]?(?:number|no\.?|num|#))?|soc\.? ?sec\.?)"
                     r"[^0-9\n]{0,30}?(?<!\d)((\d{3})[ -]?(\d{2})[ -]?(\d{4}))(?![\d-])"),
          _regex_trigger(r"(?i)ssn|soc"), lambda m: _ssn_ok_groups(m.group(2), m.group(3), m.group(4)), group=1),
+    # other locales' ids after their name in prose ("my CPF is 123.456.789-09", "Aadhaar no.
+    # 2345 6789 0123"); key=value forms are the national_id_assignment rule's
+    Rule("national_id_context", "national_id",
+         re.compile(r"(?i)\b(?:aadhaar|cpf|bsn|pesel|sin|social[ _-]insurance(?:[ _-]number)?|nie|nif|dni|"
+                    r"steuer[ _-]?id|tax[ _-]?id|tin|personnummer|insee|nir|curp|nhs(?:[ _-]number)?|"
+                    r"passport(?:[ _-](?:no\.?|number|#))?|national[ _-](?:id|insurance)(?:[ _-]number)?)\b"
+                    r"(?:[ \t]*(?:is|was|number|no\.?|#|:|=)){0,3}[ \t:#=]*"
+                    r"([A-Z]{0,2}\d[\d./-]*(?: \d{2,6}){0,4}[A-Z]?)(?![\w-])"),
+         _regex_trigger(r"(?i)aadhaar|cpf|bsn|pesel|sin|social|nie|nif|dni|steuer|tax|tin|personnummer|insee"
+                        r"|nir|curp|nhs|passport|national"), _national_value_ok, group=1),
     Rule("phone_international", "phone", re.compile(""), _regex_trigger(r"\+[ \t]?[1-9]|\d\d"),
          finder=find_phones),
     Rule("email", "email",
