@@ -88,3 +88,10 @@ def test_the_recommended_quantile_is_the_one_the_api_uses():
 
     assert StatsPage(items=[]).quantile_function == QUANTILE_FUNCTION == "quantileExact"
     assert f"**`{QUANTILE_FUNCTION}`**" in DOC.read_text()
+
+
+def test_every_sql_example_on_the_page_runs(ch):
+    blocks = re.findall(r"```sql\n(.*?)```", DOC.read_text(), re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        ch.query("\n".join(line.strip() for line in block.splitlines()))
