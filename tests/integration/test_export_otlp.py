@@ -177,3 +177,15 @@ def test_backend_down_commits_nothing_and_a_restart_sends_it_all(bootstrap, topi
 def test_bad_headers_are_refused_before_anything_runs():
     with pytest.raises(ValueError, match="name=value"):
         OtlpExportSettings(headers="novalue").header_map()
+
+
+def test_cli_refuses_bad_headers_with_a_message():
+    import typer
+    from typer.testing import CliRunner
+
+    from agentstream.cli.export_commands import register
+
+    app = typer.Typer()
+    register(app)
+    r = CliRunner().invoke(app, ["export", "otlp", "--endpoint", "http://127.0.0.1:9", "--headers", "nokey"])
+    assert r.exit_code == 2 and "expected name=value" in r.output
