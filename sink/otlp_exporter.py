@@ -54,11 +54,12 @@ class OtlpExportSettings(BaseSettings):
 
     def header_map(self) -> dict[str, str]:
         out = {}
-        for item in self.headers.get_secret_value().split(","):
+        for n, item in enumerate(self.headers.get_secret_value().split(","), 1):
             if item.strip():
                 k, sep, v = item.partition("=")
                 if not sep or not k.strip():
-                    raise ValueError(f"header {item.split('=')[0]!r}: expected name=value")
+                    # never echo the item: a malformed one may be the secret itself
+                    raise ValueError(f"header #{n} of --headers: expected name=value")
                 out[k.strip()] = v.strip()
         return out
 

@@ -187,5 +187,7 @@ def test_cli_refuses_bad_headers_with_a_message():
 
     app = typer.Typer()
     register(app)
-    r = CliRunner().invoke(app, ["export", "otlp", "--endpoint", "http://127.0.0.1:9", "--headers", "nokey"])
-    assert r.exit_code == 2 and "expected name=value" in r.output
+    r = CliRunner().invoke(app, ["export", "otlp", "--endpoint", "http://127.0.0.1:9", "--headers",
+                                 "x-team=a,sk-SECRET-VALUE"])
+    assert r.exit_code == 2 and "header #2" in r.output and "expected name=value" in r.output
+    assert "SECRET" not in r.output  # a malformed header may be the key itself: never echoed
