@@ -255,3 +255,24 @@ def test_cli_ack_silence_routing_seen_by_the_api(lifecycle_api, chdb_client, boo
         time.sleep(0.3)
     assert a["state"] == "acknowledged" and a["state_note"] == "on it" and a["silenced_by"].startswith("sil-")
     assert [r["rule_id"] for r in api.get("/v1/alerts/routing", headers=auth).json()["rules"]] == ["all"]
+
+
+def test_alert_listing_survives_an_unreachable_broker(tmp_path, chdb_client, unique):
+    """The lifecycle lives on Kafka; with the broker down the listing still answers (state null)
+    and only the state filter, which needs it, is a 503."""
+    import socket
+
+    apply_migrations(chdb_client)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    keys = tmp_path / "keys.json"
+    tenant = "down-" + unique
+    auth = {"Authorization": "Bearer " + add_key(keys, tenant, scopes=["read"])}
+    insert_alerts(chdb_client, tenant, [{"alert_id": f"{tenant}-1"}])
+    settings = ApiSettings(api_keys_file=keys, bootstrap_servers=dead, kafka_timeout_s=1.0)
+    with TestClient(create_app(settings, client=chdb_client), raise_server_exceptions=False) as api:
+        r = api.get("/v1/alerts", headers=auth)
+        assert r.status_code == 200 and [(a["alert_id"], a["state"]) for a in r.json()["items"]] == [(f"{tenant}-1", None)]
+        r = api.get("/v1/alerts", params={"state": "open"}, headers=auth)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "kafka_unavailable"
