@@ -10,6 +10,7 @@ import logging
 import threading
 
 from agentstream.schemas import POLICY, Codec, DecodeError
+from agentstream.schemas.alerting import is_alerting_key
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class RetentionBook:
 
     def apply_record(self, codec: Codec, key: bytes | None, value: bytes | None) -> None:
         """One record of the policies topic; a tombstone removes the tenant's policy."""
+        if is_alerting_key(key):
+            return  # alert routing/silence/state records share the topic; not a policy
         if value is None:
             if key:
                 self.set(key.decode(errors="replace"), None)

@@ -110,3 +110,17 @@ def test_book_folds_in_order_skips_malformed_and_keeps_tenants_apart():
     assert book.apply(make_key("a", "silence", "sil-1"), None)
     assert book.apply(make_key("a", "routing"), None)
     assert book.tenant("a").silences == {} and book.tenant("a").rules == ()
+
+
+def test_the_sinks_retention_book_ignores_alerting_records():
+    """The sink follows the policies topic for retention: alerting records (and their
+    tombstones) share the topic and must neither warn nor touch a tenant's retention."""
+    from agentstream.schemas import POLICY, Codec
+    from agentstream.sink.retention import RetentionBook
+
+    codec, book = Codec(), RetentionBook(30, 90)
+    book.apply_record(codec, b"a", codec.encode(POLICY, {"tenant_id": "a", "retention_days": 7}))
+    silence = Silence("sil-1", Matcher(), 0, 10)
+    book.apply_record(codec, make_key("a", "silence", "sil-1"), encode(silence.to_doc()))
+    book.apply_record(codec, make_key("a", "routing"), None)
+    assert book.snapshot() == {"a": 7}
