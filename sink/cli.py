@@ -1,4 +1,4 @@
-"""``agentstream sink run`` (standalone, serves /metrics /healthz /readyz) and ``sink migrate``."""
+"""``agentstream sink run`` (standalone, serves /metrics /healthz /readyz) and ``(sink) migrate``."""
 from __future__ import annotations
 
 import typer
@@ -42,14 +42,31 @@ def register(app: typer.Typer) -> None:
         """Consume until Ctrl-C / SIGTERM, serving Prometheus metrics and probes on metrics_port."""
         run_standalone(embedded)
 
-    @sink_app.command("migrate")
-    def migrate() -> None:
+    def migrate(
+        cluster: str = typer.Option(
+            None, help="A ClickHouse cluster (remote_servers) name: Replicated local tables ON CLUSTER, "
+                       "Distributed tables under the embedded names (docs/storage.md)."),
+        print_sql: bool = typer.Option(False, "--print", help="Print the DDL (with --cluster) and exit."),
+    ) -> None:
         """Apply pending DDL migrations and exit (a one-shot job before rolling out sinks/APIs)."""
+        from .cluster import ClusterSchemaError, apply_cluster_migrations, render_sql
         from .settings import SinkSettings
         from .storage import apply_migrations, make_client
 
-        settings = SinkSettings()
-        applied = apply_migrations(make_client(settings.clickhouse_dsn))
-        typer.echo(f"applied migrations: {applied or 'none (up to date)'}")
+        try:
+            if print_sql:
+                if not cluster:
+                    raise typer.BadParameter("--print needs --cluster (the embedded DDL is sink/migrations/)")
+                typer.echo(render_sql(cluster))
+                return
+            client = make_client(SinkSettings().clickhouse_dsn)
+            applied = apply_cluster_migrations(client, cluster) if cluster else apply_migrations(client)
+        except ClusterSchemaError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        where = f" on cluster {cluster}" if cluster else ""
+        typer.echo(f"applied migrations{where}: {applied or 'none (up to date)'}")
 
+    sink_app.command("migrate")(migrate)
     app.add_typer(sink_app)
+    # top level too: the first step of a deployment, before any part runs
+    app.command("migrate")(migrate)

@@ -1,0 +1,216 @@
+"""The cluster schema (sink/cluster.py): parsed by ClickHouse's own parser, and held to the
+embedded schema's columns by running it, reduced to one node, in chDB next to the embedded one.
+
+chDB has no Keeper and no remote_servers, so it cannot execute ``ON CLUSTER`` or a
+``Replicated``/``Distributed`` engine; it parses them. The reduction (``single_node``) changes
+only those three things, so what it runs is otherwise the generated text itself: its columns,
+views (reading the local tables), backfills and the per-cluster migration record.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+
+import clickhouse_connect
+import pytest
+
+from agentstream.sink.cluster import (GLOBAL_TABLES, LOCAL_SUFFIX, ClusterSchemaError, ClusterPlan,
+                                      apply_cluster_migrations, cluster_migrations, cluster_statements,
+                                      render_sql)
+from agentstream.sink.storage import apply_migrations, load_migrations
+
+CLUSTER = "agentstream_prod"
+
+
+def single_node(stmt: str) -> str:
+    """The cluster DDL as one node without Keeper would run it (test-only reduction)."""
+    s = stmt.replace(f" ON CLUSTER {CLUSTER}", "")
+    s = re.sub(r"Replicated(\w*MergeTree)\('[^']*', '\{replica\}'(?:, )?", r"\1(", s)
+    s = s.replace("replicated_deduplication_window", "non_replicated_deduplication_window")
+    s = re.sub(rf"Distributed\({CLUSTER}, currentDatabase\(\), (\w+), .*\)$", r"Merge(currentDatabase(), '^\1$')", s)
+    # a backfill goes through Distributed; a Merge table cannot be written, so write its local table
+    return re.sub(r"^INSERT INTO (\w+)", rf"INSERT INTO \1{LOCAL_SUFFIX}", s)
+
+
+class SingleNode:
+    """A chDB client that runs each cluster statement through ``single_node``."""
+
+    def __init__(self, client):
+        self.client = client
+        self.ran: list[str] = []
+
+    def command(self, sql, settings=None):
+        self.ran.append(sql)
+        return self.client.command(single_node(sql), settings=settings)
+
+    def query(self, sql, **kw):
+        return self.client.query(sql, **kw)
+
+    def insert(self, *a, **kw):
+        return self.client.insert(*a, **kw)
+
+
+@pytest.fixture(scope="module")
+def databases(chdb_client, chdb_path):
+    suffix = uuid.uuid4().hex[:8]
+    emb, clu = f"emb_{suffix}", f"clu_{suffix}"
+    for db in (emb, clu):
+        chdb_client.command(f"CREATE DATABASE {db}")
+    e = clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), database=emb)
+    c = clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), database=clu)
+    apply_migrations(e)
+    node = SingleNode(c)
+    applied = apply_cluster_migrations(node, CLUSTER)
+    yield {"emb": emb, "clu": clu, "client": chdb_client, "node": node, "applied": applied, "c": c}
+    for db in (emb, clu):
+        chdb_client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
+
+
+def _statements() -> list[str]:
+    return [s for m in cluster_migrations(CLUSTER) for s in m.statements]
+
+
+def _columns(client, db: str) -> dict[str, list[tuple]]:
+    rows = client.query(
+        "SELECT table, name, type, default_kind, default_expression FROM system.columns "
+        "WHERE database = {db:String} AND table IN (SELECT name FROM system.tables WHERE database = {db:String} "
+        "AND engine != 'MaterializedView') ORDER BY table, position", parameters={"db": db}).result_rows
+    out: dict[str, list[tuple]] = {}
+    for table, *col in rows:
+        out.setdefault(table, []).append(tuple(col))
+    return out
+
+
+def _format(client, sql: str) -> str:
+    return client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql}).result_rows[0][0]
+
+
+def test_every_cluster_statement_parses_and_formats_as_clickhouse_reads_it(chdb_client):
+    stmts = _statements()
+    assert len(stmts) > 40
+    for stmt in stmts:
+        ast = chdb_client.query("EXPLAIN AST " + stmt).result_rows
+        assert ast, stmt[:80]
+        formatted = _format(chdb_client, stmt)
+        if stmt.startswith(("CREATE", "ALTER")):
+            # ClickHouse's own rendering holds the clause: nothing was lost in a comment or string
+            assert f"ON CLUSTER {CLUSTER}" in formatted, formatted[:200]
+        # and it parses to the same statement again
+        assert _format(chdb_client, formatted) == formatted
+
+
+def test_engines_are_replicated_with_keeper_paths_and_reads_are_distributed():
+    for stmt in _statements():
+        if not stmt.startswith("CREATE TABLE"):
+            continue
+        name = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", stmt).group(1)
+        engine = re.search(r"ENGINE = (\w+)", stmt).group(1)
+        if name in GLOBAL_TABLES:
+            assert engine.startswith("Replicated") and f"/{CLUSTER}/all/" in stmt
+        elif name.endswith(LOCAL_SUFFIX):
+            assert engine == "Null" or (engine.startswith("Replicated") and f"/{CLUSTER}/{{shard}}/" in stmt)
+            assert "non_replicated_deduplication_window" not in stmt
+        else:
+            assert engine == "Distributed", name
+            assert f"AS {name}{LOCAL_SUFFIX}" in stmt
+
+
+def test_a_run_stays_on_one_shard_whichever_table_holds_it():
+    keys = {}
+    for stmt in _statements():
+        m = re.search(r"CREATE TABLE IF NOT EXISTS (\w+) .*Distributed\(\S+, currentDatabase\(\), \w+, (.*)\)$", stmt, re.S)
+        if m:
+            keys[m.group(1)] = m.group(2)
+    # the sink's two paths (Avro staging v1/v2, rows into events) and the run's own row and alerts
+    for table in ("events", "events_avro_staging", "events_avro_staging_v2", "runs", "alerts"):
+        assert keys[table] == "cityHash64(tenant_id, run_id)", table
+    assert set(keys) >= {"step_rollup_hourly", "cost_rollup_daily", "cost_rollup_daily_user"}
+
+
+def test_the_staging_key_hashes_like_the_events_key(chdb_client):
+    # staging holds String, events LowCardinality(String): both must send a run to the same shard
+    same = chdb_client.command(
+        "SELECT countIf(cityHash64(toLowCardinality(t), r) != cityHash64(t, r)) FROM "
+        "(SELECT toString(number % 7) AS t, concat('run-', toString(number), 'é') AS r FROM numbers(5000))")
+    assert int(same) == 0
+
+
+def test_cluster_and_embedded_schemas_have_the_same_columns(databases):
+    emb = _columns(databases["client"], databases["emb"])
+    clu = _columns(databases["client"], databases["clu"])
+    for table, cols in emb.items():
+        if table in GLOBAL_TABLES:
+            assert clu[table] == cols, table
+            continue
+        assert clu[table + LOCAL_SUFFIX] == cols, table
+        assert clu[table] == cols, f"{table} (the read table)"
+    assert set(clu) == set(emb) | {t + LOCAL_SUFFIX for t in emb if t not in GLOBAL_TABLES}
+
+
+def test_views_run_on_the_shard_tables(databases):
+    c, node = databases["c"], databases["node"]
+    views = [s for s in node.ran if s.startswith("CREATE MATERIALIZED VIEW")]
+    assert views and all(re.search(r" TO \w+_local AS", v) for v in views)
+    c.command(
+        "INSERT INTO events_local (tenant_id, ts, event_id, agent_id, agent_version, environment, run_id, seq, "
+        "kind, step_kind, name, status, request_model, input_tokens, cost_usd, attributes, redaction_counts) "
+        "VALUES ('t1', now64(6), 'e1', 'a', '1', 'prod', 'r1', 1, 'STEP', 'LLM', 'call', 'OK', "
+        "'m', 10, 0.5, {}, {})")
+    assert c.query("SELECT run_id, step_count, llm_calls FROM runs_local FINAL").result_rows == [("r1", 1, 1)]
+    assert c.command("SELECT sum(events) FROM step_rollup_hourly_local") == 1
+    assert float(c.command("SELECT sum(cost_usd) FROM cost_rollup_daily_local")) == 0.5
+    # (a timestamp of now: the tables' TTL drops rows older than their retention on insert)
+    # and the read table (Merge here, Distributed on a cluster) answers for it
+    assert c.command("SELECT count() FROM events WHERE tenant_id = 't1'") == 1
+
+
+def test_the_migration_record_is_the_clusters_and_a_rerun_applies_nothing(databases):
+    assert databases["applied"] == [m.version for m in load_migrations()]
+    assert apply_cluster_migrations(databases["node"], CLUSTER) == []
+
+
+@pytest.mark.parametrize("stmt", [
+    "DROP TABLE events",
+    "CREATE VIEW v AS SELECT 1",
+    "CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Log",
+    "CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = MergeTree ORDER BY x",  # no tenant_id to shard on
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS v TO events AS SELECT * FROM somewhere_else",
+    "ALTER TABLE unknown_table ADD COLUMN x UInt8",
+    "INSERT INTO sink_batches SELECT 1",
+])
+def test_statements_without_a_known_cluster_form_are_refused(stmt):
+    plan = ClusterPlan(CLUSTER)
+    for s in load_migrations()[0].statements:
+        cluster_statements(plan, s)
+    with pytest.raises(ClusterSchemaError):
+        cluster_statements(plan, stmt)
+
+
+@pytest.mark.parametrize("name", ["", "prod; DROP TABLE events", "a b", "x'y", "{shard}", "prod-eu", "1st", "a.b"])
+def test_bad_cluster_names_are_refused(name):
+    with pytest.raises(ClusterSchemaError):
+        cluster_migrations(name)
+
+
+def test_render_sql_lists_every_migration_in_order():
+    text = render_sql(CLUSTER)
+    heads = re.findall(r"^-- (\d{4})_", text, re.M)
+    assert [int(h) for h in heads] == [m.version for m in load_migrations()]
+
+
+def test_migrate_command_prints_the_cluster_schema_and_refuses_bad_names():
+    import typer
+    from typer.testing import CliRunner
+
+    from agentstream.sink.cli import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    out = runner.invoke(app, ["migrate", "--cluster", CLUSTER, "--print"])
+    assert out.exit_code == 0, out.output
+    assert out.output.strip() == render_sql(CLUSTER).strip()
+    same = runner.invoke(app, ["sink", "migrate", "--cluster", CLUSTER, "--print"])
+    assert same.output == out.output
+    bad = runner.invoke(app, ["migrate", "--cluster", "prod;DROP", "--print"])
+    assert bad.exit_code == 2 and "cluster name" in bad.output
