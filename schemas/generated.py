@@ -232,6 +232,7 @@ class LoopPolicy(TypedDict):
     max_no_progress: NotRequired[int]
     max_retries: NotRequired[int]
     stop_on_loop: NotRequired[bool]
+    repeat_window: NotRequired[int]
 
 
 class BudgetPolicy(TypedDict):
@@ -243,10 +244,25 @@ class BudgetPolicy(TypedDict):
     tenant_usd_per_day: NotRequired[float | None]
     agent_usd_per_day: NotRequired[float | None]
     hard_limit: NotRequired[bool]
+    warn_fraction: NotRequired[float]
+
+
+class GovernancePolicy(TypedDict):
+    tool_allow: NotRequired[list[str]]
+    tool_deny: NotRequired[list[str]]
+    max_calls_per_tool: NotRequired[dict[str, int]]
+    forbidden_arg_digests: NotRequired[list[str]]
+    require_approval: NotRequired[list[str]]
+    stop_on: NotRequired[list[str]]
+    durable_tools: NotRequired[list[str]]
+    max_delegation_depth: NotRequired[int | None]
+    max_fan_out: NotRequired[int | None]
+    max_handoff_cycles: NotRequired[int]
+    stop_on_multi_agent: NotRequired[bool]
 
 
 class Policy(TypedDict):
-    """A tenant's policy, on the compacted policies topic keyed by tenant_id. Every field has a default so an empty policy is valid."""
+    """A tenant's policy, on the compacted policies topic keyed by tenant_id (version 2: adds loops.repeat_window, budgets.warn_fraction and governance; fields are appended, never reordered). Every field has a default so an empty policy is valid."""
 
     tenant_id: str
     version: NotRequired[str]
@@ -256,3 +272,4 @@ class Policy(TypedDict):
     retention_days: NotRequired[int]
     loops: NotRequired[LoopPolicy]
     budgets: NotRequired[BudgetPolicy]
+    governance: NotRequired[GovernancePolicy]

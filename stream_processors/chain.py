@@ -15,7 +15,7 @@ import orjson
 
 from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
 
-from .detectors import fleet, runs
+from .detectors import fleet, governance, runs
 from .policies import PolicyBook
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import Redactor
@@ -72,7 +72,13 @@ class Chain:
                 continue
             st["_o"] = offset
             policy = self.policies.get(tenant)
-            for f in runs.observe(st, e, policy.loops, policy.budgets):
+            findings = runs.observe(st, e, policy.loops, policy.budgets)
+            if e["kind"] == "STEP":
+                gst = st.get("gov")
+                if gst is None:
+                    gst = st["gov"] = governance.new_state()
+                findings += governance.observe(gst, e, policy.governance)
+            for f in findings:
                 alert_id = _id(tenant, run_id, f.key or f.alert_type)
                 out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
                                        e.get("agent_id"), e.get("agent_version"), run_id, [r.source]))

@@ -171,6 +171,9 @@ def policy_set(
     loop: list[str] = typer.Option([], "--loop", help="max_repeats=5, stop_on_loop=false, ... repeatable"),
     budget: list[str] = typer.Option([], "--budget", help="tenant_usd_per_day=50, hard_limit=true, ..."),
     retention_days: Optional[int] = typer.Option(None),
+    govern: list[str] = typer.Option([], "--govern", help="governance: tool_deny=shell,fs_*  "
+                                     "max_calls_per_tool=search:10,*:50  require_approval=pay  "
+                                     "stop_on=tool_denied,...  max_delegation_depth=3  max_fan_out=8 ..."),
 ) -> None:
     """Write a tenant's policy to the compacted policies topic (merged over its current one)."""
     from .policy_io import set_policy
@@ -178,8 +181,9 @@ def policy_set(
 
     try:
         rec = set_policy(ProcessorsSettings(), tenant, version=version, capture_mode=capture_mode,
-                         actions=action, loops=loop, budgets=budget, retention_days=retention_days)
-    except ValueError as exc:  # bad --action/--loop/--budget/--capture-mode: a message, no traceback
+                         actions=action, loops=loop, budgets=budget, retention_days=retention_days,
+                         governance=govern)
+    except ValueError as exc:  # bad --action/--loop/--budget/--govern/--capture-mode: a message, no traceback
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"policy {rec['version']} written for tenant {tenant}")

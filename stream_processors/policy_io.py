@@ -7,7 +7,8 @@ from typing import Any, Iterable
 
 from agentstream.schemas import PARTITIONER, POLICY, Codec, make_resolver, topic_name
 
-from .policies import BUDGET_DEFAULTS, LOOP_DEFAULTS, TenantPolicy, validate_actions
+from .policies import (BUDGET_DEFAULTS, GOVERNANCE_DEFAULTS, LOOP_DEFAULTS, TenantPolicy, governance_of,
+                       validate_actions)
 from .settings import ProcessorsSettings
 
 
@@ -36,6 +37,45 @@ def _pairs(items: Iterable[str], defaults: dict[str, Any], what: str) -> dict[st
         out[k] = _parse_value(v, defaults[k])
         if k.endswith(("_steps", "_tokens")) and out[k] is not None:
             out[k] = int(out[k])
+    return out
+
+
+def _check_ranges(loops: dict[str, Any], budgets: dict[str, Any]) -> None:
+    if loops.get("repeat_window") is not None and loops["repeat_window"] < 0:
+        raise ValueError("--loop: repeat_window must be >= 0 (0 = the whole run)")
+    wf = budgets.get("warn_fraction")
+    if wf is not None and not 0 <= wf <= 1:
+        raise ValueError("--budget: warn_fraction must be within 0..1 (0 = no warnings)")
+
+
+def governance_pairs(items: Iterable[str]) -> dict[str, Any]:
+    """``--govern name=value`` items: lists are comma separated (``tool_deny=shell,fs_*``),
+    ``max_calls_per_tool`` is ``tool:count,...``; an empty value clears a list or limit."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--govern: expected name=value, got {item!r}")
+        k, v = (x.strip() for x in item.split("=", 1))
+        if k not in GOVERNANCE_DEFAULTS:
+            raise ValueError(f"--govern: unknown setting {k!r}; one of {', '.join(GOVERNANCE_DEFAULTS)}")
+        default = GOVERNANCE_DEFAULTS[k]
+        parts = [x.strip() for x in v.split(",") if x.strip()]
+        if isinstance(default, list):
+            out[k] = parts
+        elif isinstance(default, dict):
+            limits = {}
+            for part in parts:
+                name, sep, count = part.rpartition(":")
+                if not sep or not name:
+                    raise ValueError(f"--govern: max_calls_per_tool expects tool:count, got {part!r}")
+                limits[name] = int(count)
+            out[k] = limits
+        elif k.startswith("max_") and k != "max_handoff_cycles":
+            out[k] = None if v.lower() in ("", "none", "null") else int(v)
+            if out[k] is not None and out[k] < 0:
+                raise ValueError(f"--govern: {k} must be >= 0")
+        else:
+            out[k] = _parse_value(v, default)
     return out
 
 
@@ -78,7 +118,7 @@ def write_policy(settings: ProcessorsSettings, record: dict[str, Any]) -> None:
 def set_policy(settings: ProcessorsSettings, tenant: str, *, version: str | None = None,
                capture_mode: str | None = None, actions: Iterable[str] = (), loops: Iterable[str] = (),
                budgets: Iterable[str] = (), retention_days: int | None = None,
-               base: dict[str, Any] | None = None) -> dict[str, Any]:
+               governance: Iterable[str] = (), base: dict[str, Any] | None = None) -> dict[str, Any]:
     """Merges the changes over the tenant's current policy and writes it; returns the record."""
     current = base if base is not None else read_policy(settings, tenant)
     policy = TenantPolicy.from_record(current) if current else TenantPolicy.default(tenant)
@@ -92,15 +132,18 @@ def set_policy(settings: ProcessorsSettings, tenant: str, *, version: str | None
     if capture_mode and capture_mode not in ("METADATA_ONLY", "REDACTED", "SECURE_REFERENCE"):
         raise ValueError(f"capture mode {capture_mode!r} is not METADATA_ONLY, REDACTED or SECURE_REFERENCE")
     now = int(time.time() * 1_000_000)
+    new_loops = {**policy.loops, **_pairs(loops, LOOP_DEFAULTS, "--loop")}
+    new_budgets = {**policy.budgets, **_pairs(budgets, {**BUDGET_DEFAULTS, "run_max_steps": 0, "run_max_tokens": 0,
+                                                        "run_max_cost_usd": 0.0, "run_max_wall_s": 0.0,
+                                                        "tenant_usd_per_hour": 0.0, "tenant_usd_per_day": 0.0,
+                                                        "agent_usd_per_day": 0.0}, "--budget")}
+    _check_ranges(new_loops, new_budgets)
     new = TenantPolicy(
         tenant_id=tenant, version=version or time.strftime("v%Y%m%dT%H%M%S", time.gmtime()),
         capture_mode=capture_mode or policy.capture_mode, actions=act,
-        loops={**policy.loops, **_pairs(loops, LOOP_DEFAULTS, "--loop")},
-        budgets={**policy.budgets, **_pairs(budgets, {**BUDGET_DEFAULTS, "run_max_steps": 0, "run_max_tokens": 0,
-                                                      "run_max_cost_usd": 0.0, "run_max_wall_s": 0.0,
-                                                      "tenant_usd_per_hour": 0.0, "tenant_usd_per_day": 0.0,
-                                                      "agent_usd_per_day": 0.0}, "--budget")},
+        loops=new_loops, budgets=new_budgets,
         retention_days=retention_days or policy.retention_days,
+        governance=governance_of({**policy.governance, **governance_pairs(governance)}, strict=True),
     )
     rec = new.to_record(now)
     write_policy(settings, rec)

@@ -1,0 +1,145 @@
+"""Per-run governance: what a run's tool calls may do, and approvals that bind. Event in,
+findings out (pure; ``Chain.detect`` feeds it next to ``runs.observe``).
+
+Interface: ``observe(state, event, gov)`` where ``gov`` is the tenant's governance mapping
+(``policies.GOVERNANCE_DEFAULTS`` filled) and ``state`` the JSON-able dict from ``new_state()``
+kept inside the run's detector state. Tool names in rules are fnmatch patterns.
+
+Tool rules (one ``policy_violation`` alert per rule and tool per run; CRITICAL with a STOP when
+the rule is in ``stop_on``, else WARNING):
+
+- ``tool_denied``: the tool matches ``tool_deny`` (deny wins over allow);
+- ``tool_not_allowed``: ``tool_allow`` is not empty and the tool matches none of it;
+- ``max_tool_calls``: more calls of one tool in the run than the smallest limit of the
+  ``max_calls_per_tool`` patterns it matches (every attempt is a call: a retry runs it again);
+- ``forbidden_args``: the call's keyed args digest is in ``forbidden_arg_digests``.
+
+Approvals (``approval_violation``, always CRITICAL and a STOP): an APPROVAL step binds the
+*next* TOOL step of the run, which must carry the approved action digest (the SDK digests the
+approved action and the tool's arguments with the same key, so approving the tool's arguments
+gives equal digests):
+
+- ``approval_mismatch``: an approved action is followed by a tool call with another digest or
+  with none (a call whose arguments cannot be proven equal is not let through);
+- ``approval_rejected_executed``: the action a rejected or expired approval was about runs anyway;
+- ``approval_missing``: a tool in ``require_approval`` runs without an approval of its exact
+  arguments right before it. A retry of an approved call (``retry_of``, same digest) is covered
+  by that approval.
+"""
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any, Iterable, Mapping
+
+from .runs import DIGEST_ATTR, Finding, exceeds
+
+APPROVED = "approved"
+MAX_APPROVED_STEPS = 64  # approved step ids remembered for their retries
+MAX_TOOLS = 1024  # distinct tool names counted per run (oldest forgotten past it)
+
+
+def new_state() -> dict[str, Any]:
+    return {"calls": {}, "pending": None, "ok_steps": {}, "raised": []}
+
+
+def matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatchcase(name, p) for p in patterns)
+
+
+def call_limit(name: str, limits: Mapping[str, int]) -> int | None:
+    """The smallest limit among the patterns ``name`` matches (the strictest rule applies)."""
+    hits = [int(v) for p, v in limits.items() if fnmatchcase(name, p)]
+    return min(hits) if hits else None
+
+
+def _raise(state: dict[str, Any], out: list[Finding], f: Finding) -> None:
+    if f.key in state["raised"]:
+        return
+    state["raised"].append(f.key)
+    out.append(f)
+
+
+def _tool_rule(state: dict[str, Any], out: list[Finding], gov: Mapping[str, Any], rule: str, tool: str,
+               title: str, ev: dict[str, str], key: str | None = None) -> None:
+    stop = rule in gov["stop_on"]
+    _raise(state, out, Finding("policy_violation", "CRITICAL" if stop else "WARNING", title,
+                               {**ev, "rule": rule}, stop=stop, key=key or f"{rule}:{tool}"))
+
+
+def _approval(state: dict[str, Any], out: list[Finding], rule: str, title: str, ev: dict[str, str],
+              step_id: str) -> None:
+    # One alert per offending step: every unapproved high-risk action is its own incident.
+    _raise(state, out, Finding("approval_violation", "CRITICAL", title, {**ev, "rule": rule},
+                               stop=True, key=f"{rule}:{step_id}"))
+
+
+def observe(state: dict[str, Any], event: Mapping[str, Any], gov: Mapping[str, Any]) -> list[Finding]:
+    if event["kind"] != "STEP":
+        return []
+    p = event.get("payload") or {}
+    kind = p.get("step_kind")
+    out: list[Finding] = []
+    if kind == "APPROVAL" and p.get("approval"):
+        a = p["approval"]
+        state["pending"] = [a.get("action_digest"), a.get("decision"), p.get("step_id") or "",
+                            str(event.get("seq", ""))]
+        return out
+    if kind != "TOOL":
+        return out
+    tool = p.get("tool") or {}
+    name = tool.get("tool_name") or p.get("name") or "tool"
+    digest = tool.get("args_digest") or (event.get("attributes") or {}).get(DIGEST_ATTR)
+    step_id = p.get("step_id") or str(event.get("seq", ""))
+    ev = {"tool": name, "step_id": step_id, "step_seq": str(event.get("seq", "")),
+          "event_us": str(event.get("ts_us", "")), "args_digest": digest or ""}
+
+    if matches(name, gov["tool_deny"]):
+        _tool_rule(state, out, gov, "tool_denied", name, f"tool {name} is denied by the tenant policy", ev)
+    elif gov["tool_allow"] and not matches(name, gov["tool_allow"]):
+        _tool_rule(state, out, gov, "tool_not_allowed", name, f"tool {name} is not on the tenant's allow list", ev)
+    calls = state["calls"]
+    calls[name] = calls.get(name, 0) + 1
+    if len(calls) > MAX_TOOLS:
+        del calls[next(iter(calls))]
+    limit = call_limit(name, gov["max_calls_per_tool"])
+    if limit is not None and exceeds(calls[name], limit):
+        _tool_rule(state, out, gov, "max_tool_calls", name,
+                   f"tool {name} called {calls[name]} times in one run (allowed {limit})",
+                   {**ev, "calls": str(calls[name]), "limit": str(limit)})
+    if digest and digest in gov["forbidden_arg_digests"]:
+        _tool_rule(state, out, gov, "forbidden_args", name, f"tool {name} called with forbidden arguments",
+                   ev, key=f"forbidden_args:{name}:{digest}")
+
+    pending, state["pending"] = state["pending"], None
+    ok = state["ok_steps"]
+    if pending is not None:
+        want, decision, approval_step, approval_seq = pending
+        ev = {**ev, "approved_digest": want or "", "decision": str(decision),
+              "approval_step_id": approval_step, "approval_seq": approval_seq}
+        if decision == APPROVED:
+            if digest and digest == want:
+                ok[step_id] = digest
+                _trim(ok)
+                return out
+            _approval(state, out, "approval_mismatch",
+                      f"tool {name} ran with arguments other than the ones approved", ev, step_id)
+            return out
+        if digest and digest == want:
+            _approval(state, out, "approval_rejected_executed",
+                      f"tool {name} ran the action whose approval was {decision}", ev, step_id)
+            return out
+    if matches(name, gov["require_approval"]):
+        retry_of = p.get("retry_of")
+        if retry_of and digest and ok.get(retry_of) == digest:
+            ok[step_id] = digest  # a further attempt of an approved call
+            _trim(ok)
+            return out
+        _approval(state, out, "approval_missing", f"tool {name} requires an approval and ran without one", ev,
+                  step_id)
+    return out
+
+
+def _trim(ok: dict[str, str]) -> None:
+    if len(ok) > MAX_APPROVED_STEPS:
+        for k in list(ok)[: len(ok) - MAX_APPROVED_STEPS]:
+            del ok[k]

@@ -1,0 +1,93 @@
+"""Governance through the real worker on the embedded broker: a Policy v2 written over the
+policies topic (``set_policy``, as ``agentstream policy set`` does) drives the tool rules, the
+binding approvals, the loop repeat window and the budget warn fraction in flight."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from test_processors_detectors import Reader, produce
+
+from agentstream.stream_processors import synthetic as syn
+from agentstream.stream_processors.policy_io import read_policy, set_policy
+from agentstream.stream_processors.settings import ProcessorsSettings
+from agentstream.stream_processors.worker_process import start_worker
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def worker(bootstrap, topic_prefix, tmp_path_factory):
+    d = tmp_path_factory.mktemp("processors-gov")
+    w = start_worker(bootstrap, topic_prefix, "test-gov-" + uuid.uuid4().hex[:6], d / "data",
+                     d / "worker.log").wait_ready()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def reader(bootstrap, topic_prefix):
+    r = Reader(bootstrap, topic_prefix)
+    yield r
+    r.close()
+
+
+def tool(tenant, run, seq, name, digest="d"):
+    return syn.step(tenant, run, seq, name=name, args_digest=digest)
+
+
+def approval(tenant, run, seq, digest, decision="approved"):
+    e = syn.step(tenant, run, seq, name="approve", step_kind="APPROVAL", args_digest=None)
+    e["payload"]["approval"] = {"action_digest": digest, "decision": decision, "approval_latency_ms": 3.0}
+    return e
+
+
+def test_policy_v2_rules_alert_and_stop_in_flight(worker, bootstrap, topic_prefix, unique, reader):
+    tenant = f"gov-{unique}"
+    settings = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix)
+    rec = set_policy(settings, tenant, version="g1", base={},
+                     loops=["repeat_window=0", "max_repeats=2"],
+                     budgets=["run_max_steps=10", "warn_fraction=0.5"],
+                     governance=["tool_deny=shell", "max_calls_per_tool=search:3",
+                                 "forbidden_arg_digests=deadbeef00", "require_approval=pay*"])
+    assert rec["loops"]["repeat_window"] == 0 and rec["budgets"]["warn_fraction"] == 0.5
+    back = read_policy(settings, tenant)  # v2 round trip over the topic
+    assert back["governance"]["require_approval"] == ["pay*"] and back["loops"]["repeat_window"] == 0
+    time.sleep(1.0)  # the policy reaches the workers' global table
+    r = {k: f"{k}-{unique}" for k in ("deny", "calls", "forbid", "ok", "swap", "missing", "window", "warn")}
+    produce(bootstrap, topic_prefix, [
+        syn.run_start(tenant, r["deny"]), tool(tenant, r["deny"], 1, "shell"),
+        *[tool(tenant, r["calls"], i, "search", f"q{i}") for i in range(1, 5)],
+        tool(tenant, r["forbid"], 1, "fetch", "deadbeef00"),
+        approval(tenant, r["ok"], 1, "a1"), tool(tenant, r["ok"], 2, "payout", "a1"),
+        approval(tenant, r["swap"], 1, "a1"), tool(tenant, r["swap"], 2, "payout", "a2"),
+        tool(tenant, r["missing"], 1, "pay", "a1"),
+        # one call three times, 30 other calls apart: a loop only over the whole run (window 0)
+        *[tool(tenant, r["window"], i, "lookup" if i % 31 == 0 else f"other{i}", "same" if i % 31 == 0 else f"x{i}")
+          for i in range(0, 63)],
+        *[syn.llm_step(tenant, r["warn"], i, cost_usd=0.0) for i in range(1, 6)],
+    ])
+    want = {(r["deny"], "policy_violation"), (r["calls"], "policy_violation"), (r["forbid"], "policy_violation"),
+            (r["swap"], "approval_violation"), (r["missing"], "approval_violation"), (r["window"], "loop"),
+            (r["warn"], "budget_warning")}
+
+    def seen(rd):
+        return {(a["run_id"], a["alert_type"]) for a in rd.alerts if a["tenant_id"] == tenant}
+
+    assert reader.poll_until(lambda rd: want <= seen(rd), timeout=60, settle=2.0), seen(reader)
+    mine = [a for a in reader.alerts if a["tenant_id"] == tenant]
+    assert not [a for a in mine if a["run_id"] == r["ok"]]  # the bound approval passes
+    by_run = {a["run_id"]: a for a in mine if a["alert_type"] != "budget_warning"}
+    assert by_run[r["deny"]]["evidence"]["rule"] == "tool_denied"
+    assert by_run[r["calls"]]["evidence"]["rule"] == "max_tool_calls"
+    assert by_run[r["calls"]]["severity"] == "WARNING"  # max_tool_calls is not in the default stop_on
+    assert by_run[r["forbid"]]["evidence"]["rule"] == "forbidden_args"
+    assert by_run[r["swap"]]["evidence"]["rule"] == "approval_mismatch"
+    assert by_run[r["swap"]]["severity"] == "CRITICAL"
+    assert by_run[r["missing"]]["evidence"]["rule"] == "approval_missing"
+    warn = [a for a in mine if a["alert_type"] == "budget_warning"][0]
+    assert warn["evidence"]["step_seq"] == "5"  # 5 of 10 steps at warn_fraction 0.5 (default 0.8: 8)
+    stopped = {c["run_id"]: c for c in reader.commands if c["tenant_id"] == tenant}
+    assert set(stopped) == {r["deny"], r["forbid"], r["swap"], r["missing"], r["window"]}
+    assert stopped[r["swap"]]["alert_id"] == by_run[r["swap"]]["alert_id"]
