@@ -32,8 +32,9 @@ _CONTEXT = re.compile(
 
 def _shortened(cand: str, min_digits: int) -> Iterator[str]:
     """The candidate, then without its last group, while it keeps ``min_digits`` digits: the loose
-    pattern may run into the next number ("+353 855 230309 19:29", "655 75 3217 2026-01")."""
-    while True:
+    pattern may run into the next number ("+353 855 230309 19:29", "655 75 3217 2026-01"). At most
+    four tries: each is a libphonenumber parse, and a 256 KiB run of digit groups must stay cheap."""
+    for _ in range(4):
         cand = cand.rstrip(" \t.-/(")
         if sum(c.isdigit() for c in cand) < min_digits:
             return
