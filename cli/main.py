@@ -26,6 +26,8 @@ PART_COMMANDS = [
     "agentstream.cli.schema_commands",
     "agentstream.cli.runs",
     "agentstream.cli.export_commands",
+    "agentstream.cli.mcp_commands",
+    "agentstream.cli.hooks_commands",
     "agentstream.stream_processors.cli",
     "agentstream.sink.cli",
     "agentstream.api.cli",
