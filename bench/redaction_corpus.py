@@ -164,7 +164,9 @@ def plant(r: random.Random) -> Planted:
     if c == "phone_national_prose":
         cand = valid_mobile(r, ("GB", "DE", "FR", "US", "IN", "BR", "ES", "IT"))
         nat = phonenumbers.format_number(cand, phonenumbers.PhoneNumberFormat.NATIONAL)
-        return Planted("phone_intl", nat, r.choice(["call me on", "my number is", "ring", "mobile:", "tel."]))
+        return Planted("phone_intl", nat, r.choice(["call me on", "my number is", "ring", "mobile:", "tel.",
+                                                    "mi teléfono es", "Telefonnummer:", "Handy:", "celular:",
+                                                    "número:", "telefono", "Tel.:"]))
     if c == "email":
         return Planted(c, f"{r.choice(['jane', 'li.wei', 'o.brien', 'ana-maria', 'k.tanaka', 'ops+alerts'])}"
                           f"{r.randint(1, 999)}@{r.choice(['example.com', 'mail.co.uk', 'corp.io', 'gmx.de'])}")

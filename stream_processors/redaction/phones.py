@@ -21,6 +21,8 @@ NATIONAL_REGIONS = ("US", "GB", "DE", "FR", "IN", "BR", "ES", "IT", "NL", "MX", 
 _INTL = re.compile(r"(?<![\w+])(?:\+[ \t]?|(?<![:.])00[ \t]?)[1-9][\d \t().\-/]{5,22}\d(?!\w)")
 PHONE_CONTEXT_SOURCE = (
     r"(?i:phone|tel|telephone|mobile|cell|fax|callback|call[ _-]?back|whatsapp|sms|contact[ _-]?number"
+    # other languages' words, by an ASCII stem (teléfono, Telefonnummer, número, Handy, celular…)
+    r"|fono|numero|mero|nummer|celular|handy|movil|portable|cellulare"
     r"|msisdn|call(?: me)?(?: on| at)?|ring|text(?: me)?(?: on| at)?|dial|number)"
     r"[\w\\\"' \t]{0,24}?[:= \t>\"'.]{1,3}[ \t]*\\{0,3}[\"']?\(?\d[\d \t().\-/]{5,20}\d"
 )
