@@ -29,12 +29,24 @@ from ..sql_guard import check_tokens, lex, strip_statement
 CATALOG_TTL_S = 30.0
 # Engines whose tables hold rows a tenant may read; views, MVs and Null staging tables are not.
 _STORAGE_ENGINE_SUFFIX = "MergeTree"
+# The cluster schema (sink/cluster.py): storage table T_local on each shard, read as T (Distributed).
+_LOCAL_SUFFIX = "_local"
+
+
+def readable_tables(tables: dict[str, str]) -> set[str]:
+    """Of a database's tenant tables (name -> engine), those /v1/sql reads: the storage tables,
+    except that on a cluster a shard's ``T_local`` is read only through its ``Distributed`` ``T``
+    (the local one holds one shard's rows), and a ``Distributed`` over anything but storage
+    (the Avro staging tables' Null) is not readable."""
+    storage = {n for n, e in tables.items() if e.endswith(_STORAGE_ENGINE_SUFFIX)}
+    dist = {n for n, e in tables.items() if e == "Distributed" and n + _LOCAL_SUFFIX in storage}
+    return dist | {n for n in storage if not (n.endswith(_LOCAL_SUFFIX) and n[:-len(_LOCAL_SUFFIX)] in dist)}
 
 
 @dataclass
 class Catalog:
     database: str
-    readable: set[str]  # MergeTree tables of the current database with a tenant_id column
+    readable: set[str]  # tenant tables of the current database (readable_tables)
     loaded: float
 
 
@@ -56,13 +68,15 @@ class SqlRunner:
             return c
         with self._lock:
             rows = self.db.rows(
-                "SELECT currentDatabase() AS db, t.name AS name FROM system.tables AS t "
-                "WHERE t.database = currentDatabase() AND endsWith(t.engine, {suffix:String}) "
+                "SELECT currentDatabase() AS db, t.name AS name, t.engine AS engine FROM system.tables AS t "
+                "WHERE t.database = currentDatabase() "
+                "  AND (endsWith(t.engine, {suffix:String}) OR t.engine = 'Distributed') "
                 "  AND t.name IN (SELECT table FROM system.columns "
                 "                 WHERE database = currentDatabase() AND name = 'tenant_id')",
                 {"suffix": _STORAGE_ENGINE_SUFFIX})
             database = rows[0]["db"] if rows else self.db.rows("SELECT currentDatabase() AS db")[0]["db"]
-            self._catalog = c = Catalog(database, {r["name"] for r in rows}, time.monotonic())
+            readable = readable_tables({r["name"]: r["engine"] for r in rows})
+            self._catalog = c = Catalog(database, readable, time.monotonic())
         return c
 
     def run(self, tenant: str, sql: str, limit: int | None, cursor: str | None) -> dict[str, Any]:

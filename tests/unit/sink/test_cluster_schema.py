@@ -214,3 +214,30 @@ def test_migrate_command_prints_the_cluster_schema_and_refuses_bad_names():
     assert same.output == out.output
     bad = runner.invoke(app, ["migrate", "--cluster", "prod;DROP", "--print"])
     assert bad.exit_code == 2 and "cluster name" in bad.output
+
+
+def test_sql_reads_the_distributed_tables_and_never_a_shard(databases):
+    """/v1/sql's catalog (api/store/sql.py readable_tables) on the cluster schema's tables and
+    engines is exactly the embedded one: the same names, now Distributed; no *_local table."""
+    from agentstream.api.store.sql import readable_tables
+
+    def tenant_tables(db: str) -> dict[str, str]:
+        rows = databases["client"].query(
+            "SELECT name, engine FROM system.tables WHERE database = {db:String} "
+            "AND engine != 'MaterializedView' AND name IN "
+            "(SELECT table FROM system.columns WHERE database = {db:String} AND name = 'tenant_id')",
+            parameters={"db": db}).result_rows
+        return dict(rows)
+
+    embedded = readable_tables(tenant_tables(databases["emb"]))
+    # the engines as the cluster has them (the reduction ran Merge/plain engines in their place)
+    engines = {}
+    for stmt in _statements():
+        m = re.match(r"CREATE TABLE IF NOT EXISTS (\w+) .*?ENGINE = (\w+)", stmt, re.S)
+        if m:
+            engines[m.group(1)] = m.group(2)
+    cluster = {n: engines[n] for n in tenant_tables(databases["clu"])}
+    assert any(e == "Distributed" for e in cluster.values())
+    assert readable_tables(cluster) == embedded
+    assert embedded >= {"events", "runs", "alerts", "step_rollup_hourly", "cost_rollup_daily"}
+    assert not any(n.endswith(LOCAL_SUFFIX) or "staging" in n for n in embedded)
