@@ -60,6 +60,8 @@ def test_the_users_profile_makes_distributed_inserts_synchronous_and_deduplicate
     assert settings["insert_distributed_sync"] == "1"
     assert settings["insert_deduplicate"] == "1"
     assert settings["deduplicate_blocks_in_dependent_materialized_views"] == "1"
+    # the API's IN-subqueries over Distributed tables are refused under the default 'deny'
+    assert settings["distributed_product_mode"] == "global"
     assert all(isinstance(v, str) for v in conf["profiles"].values())
     # the password is a Secret reference, never a value
     assert "agentstream/password" not in conf["users"]
