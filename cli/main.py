@@ -27,6 +27,7 @@ PART_COMMANDS = [
     "agentstream.cli.runs",
     "agentstream.cli.export_commands",
     "agentstream.cli.mcp_commands",
+    "agentstream.cli.audit_commands",
     "agentstream.cli.hooks_commands",
     "agentstream.stream_processors.cli",
     "agentstream.sink.cli",

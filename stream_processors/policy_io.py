@@ -79,10 +79,10 @@ def governance_pairs(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def read_policy(settings: ProcessorsSettings, tenant: str, idle_s: float = 1.5,
-                timeout: float = 15.0) -> dict[str, Any] | None:
-    """The tenant's latest policy record, or None. Reads the whole topic from the start and
-    stops once it has been idle for ``idle_s`` (not at the high watermark: Tansu reports it short)."""
+def read_policies(settings: ProcessorsSettings, idle_s: float = 1.5,
+                  timeout: float = 15.0) -> dict[str, dict[str, Any]]:
+    """Every tenant's latest policy record. Reads the whole topic from the start and stops once
+    it has been idle for ``idle_s`` (not at the high watermark: Tansu reports it short)."""
     from confluent_kafka import Consumer, TopicPartition
 
     codec = Codec(make_resolver(settings.schema_registry_url))
@@ -93,16 +93,26 @@ def read_policy(settings: ProcessorsSettings, tenant: str, idle_s: float = 1.5,
         md = c.list_topics(name, timeout=10)
         parts = md.topics[name].partitions if name in md.topics else {}
         c.assign([TopicPartition(name, p, 0) for p in parts])
-        latest = None
+        latest: dict[str, dict[str, Any]] = {}
         deadline, idle_until = time.monotonic() + timeout, time.monotonic() + idle_s
         while time.monotonic() < min(deadline, idle_until):
             for m in c.consume(500, 0.2):
-                if m.error() is None and m.key() == tenant.encode():
-                    latest = codec.decode_as(POLICY, m.value()) if m.value() else None
+                if m.error() is None and m.key():
+                    tenant = m.key().decode("utf-8", "replace")
+                    if m.value():
+                        latest[tenant] = codec.decode_as(POLICY, m.value())
+                    else:
+                        latest.pop(tenant, None)  # a tombstone deletes the policy
                 idle_until = time.monotonic() + idle_s
         return latest
     finally:
         c.close()
+
+
+def read_policy(settings: ProcessorsSettings, tenant: str, idle_s: float = 1.5,
+                timeout: float = 15.0) -> dict[str, Any] | None:
+    """The tenant's latest policy record, or None."""
+    return read_policies(settings, idle_s, timeout).get(tenant)
 
 
 def write_policy(settings: ProcessorsSettings, record: dict[str, Any]) -> None:
