@@ -34,7 +34,7 @@ static PyObject *g_kinds = NULL;        /* dict: kind name -> kind index */
 static PyObject *g_slow_step = NULL;    /* Run.step, the pure-Python function */
 static long g_llm_kind = -1;
 
-static PyObject *s_gate, *s_step_count, *s_llm_calls, *s_q, *s_qmax, *s_t, *s_dropped,
+static PyObject *s_gate, *s_step_count, *s_llm_calls, *s_q, *s_qmax, *s_t, *s_overflow,
     *s_append, *s_failed, *s_enter_gated, *s_attempt, *s_retry_of, *s_one;
 
 typedef struct {
@@ -211,10 +211,14 @@ static int queue_step(StepCore *self) {
         }
         Py_XDECREF(r);
     } else {
+        /* Full: the transport drops the oldest queued event to make room (a cold path, in
+           Python: transport_queue.EventQueue.overflow). */
         PyObject *t = PyObject_GetAttr(run, s_t);
         if (t == NULL) rc = -1;
         else {
-            rc = incr_attr(t, s_dropped);
+            PyObject *r = PyObject_CallMethodOneArg(t, s_overflow, (PyObject *)self);
+            if (r == NULL) rc = -1;
+            Py_XDECREF(r);
             Py_DECREF(t);
         }
     }
@@ -434,7 +438,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     INTERN(s_q, "_q");
     INTERN(s_qmax, "_qmax");
     INTERN(s_t, "_t");
-    INTERN(s_dropped, "dropped");
+    INTERN(s_overflow, "overflow");
     INTERN(s_append, "append");
     INTERN(s_failed, "_failed");
     INTERN(s_enter_gated, "_enter_gated");

@@ -100,10 +100,11 @@ class Run(RunGate, RunRecords):
     def _emit(self, kind: str, payload: Any, attrs: dict | None = None,
               parent_step_id: str | None = None, ts_us: int | None = None) -> None:
         t = self._t
+        item = (self, kind, ts_us or _time_ns() // 1000, parent_step_id, attrs, payload)
         if len(t.q) < t.maxsize:
-            t.q.append((self, kind, ts_us or _time_ns() // 1000, parent_step_id, attrs, payload))
+            t.q.append(item)
         else:
-            t.dropped += 1
+            t.overflow(item)  # drops the oldest queued event, counts and warns
 
     def _count_failure(self, what: str) -> None:
         self._t.failed += 1
@@ -125,7 +126,7 @@ class Run(RunGate, RunRecords):
         if len(q) < self._qmax:
             q.append(step)
         else:
-            self._t.dropped += 1
+            self._t.overflow(step)  # drops the oldest queued event, counts and warns
 
     def _number(self, step: Step) -> int:
         """A step's number, drawn once by whichever thread asks first: the agent reading

@@ -1,16 +1,188 @@
-"""Helpers for agent teams' tests: read back what a tracer produced, straight from Kafka.
+"""Helpers for agent teams' tests.
 
-Reads by assigning partitions (no consumer group, so no join wait) from the beginning and
-stops when every wanted run has its RUN_END or the deadline passes. It never trusts the high
-watermark (the embedded broker reports it short).
+- ``InMemoryTransport``: test an instrumented agent without Kafka. A tracer built on it runs
+  the SDK's whole path (queue, worker, encoding, the outage spool) and "delivers" to memory,
+  where the test reads the events back decoded, like OpenTelemetry's ``InMemorySpanExporter``.
+- ``read_events``: read back what a tracer produced, straight from a real Kafka topic.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from typing import Any, Iterable
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable
 
 from agentstream.schemas import EVENT, Codec
+
+from .tracer import Tracer
+
+
+class InMemoryTransport:
+    """Kafka, as far as a ``Tracer`` can tell, kept in this process's memory.
+
+    ``memory.tracer(...)`` (or ``Tracer(..., producer_factory=memory.producer_factory)``)
+    builds a tracer whose records land here instead of in a topic. Everything before the
+    broker is the real SDK: the bounded queue, the worker thread, the wire encoding, sampling,
+    redaction by capture policy, and the disk spool. Guarantees:
+
+    - ``tracer.flush()`` returning True means every event emitted before it is readable here.
+    - ``events()`` returns them decoded with the same codec the pipeline uses (so a test sees
+      exactly what the stream processors would), in produce order, which within one run is
+      ``seq`` order - also across a simulated outage.
+    - ``set_reachable(False)`` simulates a broker outage: deliveries fail and metadata probes
+      fail, so the tracer spools to its ``spool_dir`` (give it a temporary directory) and
+      replays once ``set_reachable(True)``; nothing is lost or duplicated.
+    - Thread-safe: tracers on several threads (or several tracers) may share one instance.
+    """
+
+    def __init__(self, codec: Codec | None = None) -> None:
+        self._codec = codec or Codec()
+        self._lock = threading.Lock()
+        self._records: list[tuple[str, bytes, bytes]] = []
+        self._reachable = True
+
+    # ---- building tracers ---------------------------------------------------------------
+    def producer_factory(self, conf: dict[str, Any]) -> "_InMemoryKafkaClient":
+        """Pass as ``Tracer(producer_factory=...)``: called with the librdkafka config."""
+        return _InMemoryKafkaClient(self, conf)
+
+    def tracer(self, tenant_id: str, agent_id: str, agent_version: str, environment: str,
+               **overrides: Any) -> Tracer:
+        """A ``Tracer`` delivering here. Remote commands are off unless asked for (they need
+        a real broker); ``overrides`` are ``ProducerSettings`` fields as for ``Tracer``."""
+        overrides.setdefault("commands_enabled", False)
+        return Tracer(tenant_id, agent_id, agent_version, environment,
+                      producer_factory=self.producer_factory, **overrides)
+
+    # ---- reading back -------------------------------------------------------------------
+    def records(self) -> list[tuple[str, bytes, bytes]]:
+        """Every delivered record as ``(topic, key, framed value)``, in delivery order."""
+        with self._lock:
+            return list(self._records)
+
+    def events(self, run_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Delivered events, decoded; only one run's and/or one kind's when given."""
+        out = []
+        for _topic, key, value in self.records():
+            if run_id is not None and key != run_id.encode():
+                continue
+            event = self._codec.decode_as(EVENT, value)
+            if kind is None or event["kind"] == kind:
+                out.append(event)
+        return out
+
+    def runs(self) -> dict[str, list[dict[str, Any]]]:
+        """Delivered events grouped by run id, each run's in ``seq`` order."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for event in self.events():
+            out.setdefault(event["run_id"], []).append(event)
+        return out
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    # ---- simulating an outage -----------------------------------------------------------
+    @property
+    def reachable(self) -> bool:
+        return self._reachable
+
+    def set_reachable(self, reachable: bool) -> None:
+        self._reachable = reachable
+
+    def _deliver(self, topic: str, key: bytes, value: bytes) -> None:
+        with self._lock:
+            self._records.append((topic, key, value))
+
+
+class _InMemoryMessage:
+    """The part of ``confluent_kafka.Message`` a delivery callback reads."""
+
+    def __init__(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self._topic, self._key, self._value = topic, key, value
+
+    def topic(self) -> str:
+        return self._topic
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return -1
+
+    def error(self) -> None:
+        return None
+
+
+class _InMemoryKafkaClient:
+    """The part of ``confluent_kafka.Producer`` the SDK uses, with librdkafka's semantics:
+    ``produce`` only queues, ``poll``/``flush`` deliver and serve callbacks (errors only, as
+    configured with ``delivery.report.only.error``), ``len()`` is what is still undelivered,
+    ``purge`` fails queued records with ``_PURGE_QUEUE``."""
+
+    def __init__(self, memory: InMemoryTransport, conf: dict[str, Any]) -> None:
+        self._memory = memory
+        self._default_cb: Callable[[Any, Any], None] | None = conf.get("on_delivery")
+        self._error_cb: Callable[[Any], None] | None = conf.get("error_cb")
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                on_delivery: Callable[[Any, Any], None] | None = None, **_: Any) -> None:
+        with self._lock:
+            self._pending.append((topic, key, value, on_delivery, None))
+
+    def poll(self, timeout: float | None = None) -> int:
+        from confluent_kafka import KafkaError
+
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending and timeout:
+            time.sleep(min(timeout, 0.01))
+        reachable = self._memory.reachable
+        if pending and not reachable and self._error_cb is not None:
+            self._error_cb(KafkaError(KafkaError._ALL_BROKERS_DOWN, "in-memory broker down"))
+        for topic, key, value, cb, err_code in pending:
+            if err_code is None and reachable:
+                self._memory._deliver(topic, key or b"", value or b"")
+                continue
+            cb = cb or self._default_cb
+            if cb is not None:
+                code = KafkaError._MSG_TIMED_OUT if err_code is None else err_code
+                cb(KafkaError(code), _InMemoryMessage(topic, key, value))
+        return len(pending)
+
+    def flush(self, timeout: float | None = None) -> int:
+        self.poll(0)
+        return len(self)
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True,
+              blocking: bool = True) -> None:
+        from confluent_kafka import KafkaError
+
+        if in_queue:
+            with self._lock:
+                self._pending = [(t, k, v, cb, KafkaError._PURGE_QUEUE)
+                                 for t, k, v, cb, _ in self._pending]
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        from confluent_kafka import KafkaError, KafkaException
+
+        if not self._memory.reachable:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "in-memory broker down"))
+        meta = SimpleNamespace(error=None, partitions={0: SimpleNamespace(id=0)})
+        return SimpleNamespace(topics={topic: meta} if topic else {})
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
 
 
 def read_events(bootstrap_servers: str, topic: str, run_ids: Iterable[str], *,

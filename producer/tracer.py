@@ -246,5 +246,8 @@ class _Disabled:
     dropped = 0
     failed = 0
 
+    def overflow(self, item: Any) -> None:
+        pass
+
 
 _DISABLED = _Disabled()

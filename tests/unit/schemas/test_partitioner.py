@@ -32,7 +32,7 @@ def test_every_producer_configuration_sets_it(tmp_path):
 
     assert GatewaySettings().producer_conf()["partitioner"] == PARTITIONER
     t = Transport(ProducerSettings(spool_dir=str(tmp_path)), "t.raw", lambda item: [], lambda conf: None)
-    assert t._conf()["partitioner"] == PARTITIONER
+    assert t.delivery.conf()["partitioner"] == PARTITIONER
 
 
 def test_no_producer_in_the_code_goes_without_it():

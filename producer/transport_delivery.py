@@ -1,0 +1,312 @@
+"""The Kafka-facing half of the transport: online -> offline -> replaying, and the disk spool.
+
+Runs only on the transport thread (``transport.py``), except librdkafka's callbacks, which
+librdkafka calls from that same thread inside ``poll``/``flush``.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import logging
+import os
+import time
+from typing import Any, Callable
+
+from agentstream.schemas import PARTITIONER
+
+from .settings import ProducerSettings
+from .spool import Spool
+
+log = logging.getLogger("agentstream.producer")
+
+_REPLAY_CHUNK = 1000
+_FAIL_BLOCK = 10_000_000  # > librdkafka's queue.buffering.max.messages
+
+Record = tuple[int, bytes, bytes]  # (w, key, value)
+
+
+class DeliveryState(enum.Enum):
+    ONLINE = "online"        # records go straight to librdkafka
+    OFFLINE = "offline"      # records go to the spool; the broker is probed
+    REPLAYING = "replaying"  # the spool is being sent; new records join its tail
+
+
+class Delivery:
+    """Gets framed records into Kafka, or onto disk until Kafka is back.
+
+    Every record is numbered ``w`` in the order ``send`` saw it. Guarantees:
+
+    - **Online**, records are produced with an idempotent producer (acks=all); librdkafka keeps
+      them in order per partition and retries without duplicates.
+    - A record is never silently lost: it is acked by Kafka, or written to the spool, or
+      counted in ``dropped`` (spool full or disk error, with a log line).
+    - **Offline** (a transport error, all brokers down, a fatal producer error, a failed
+      delivery or a full librdkafka queue), new records are spooled in ``w`` order; records
+      that fail in flight are numbered from a block reserved when going offline, so on disk
+      they sort *before* everything sent after them.
+    - The broker is probed every ``probe_interval_s``. When it answers, the producer is
+      recreated (an embedded broker that restarted forgot our idempotence state) and the state
+      is **replaying**: the spool is sent chunk by chunk, each chunk committed only after its
+      acks, and records sent meanwhile join the spool's tail. Only then is the state online
+      again, so a run's records reach Kafka in order, and a record is re-sent only if its
+      delivery was not acknowledged (at-least-once across an outage; the pipeline dedups by
+      event id).
+    - Records a previous process left in the spool directory are replayed first.
+    - Nothing here raises into the agent: the transport thread catches and counts.
+    """
+
+    def __init__(self, settings: ProducerSettings, topic: str,
+                 producer_factory: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        self.settings = settings
+        self.topic = topic
+        self._factory = producer_factory or _default_producer
+        self.state = DeliveryState.ONLINE
+        self.produced = 0
+        self.delivery_failed = 0
+        self.spooled = 0
+        self.replayed = 0
+        self.dropped = 0          # spool full or unwritable
+        self._w = 0
+        self._fail_w = 0
+        self._fatal = False
+        self._next_probe = 0.0
+        self._failed_batch: list[Record] = []
+        self._to_spool: list[Record] = []
+        self._spool: Spool | None = None
+        self.producer: Any = None
+
+    @property
+    def online(self) -> bool:
+        return self.state is DeliveryState.ONLINE
+
+    def in_flight(self) -> int:
+        return len(self.producer) if self.producer is not None else 0
+
+    def spool_bytes(self) -> int:
+        return self._spool.bytes_used() if self._spool else 0
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def open(self) -> None:
+        """Creates the producer; a spool an earlier process left behind starts us offline."""
+        try:
+            self.producer = self._factory(self.conf())
+        except Exception:  # noqa: BLE001 - never raise into the agent: spool until a probe works
+            log.exception("agentstream: producer start failed")
+            self.state = DeliveryState.OFFLINE
+        try:
+            d = self.settings.spool_dir
+            if os.path.isdir(d) and os.listdir(d) and not self._ensure_spool().empty():
+                self.state = DeliveryState.OFFLINE
+        except OSError:  # an unreadable spool: nothing to replay from it; online if we can
+            log.exception("agentstream: spool directory unreadable")
+
+    def close(self) -> None:
+        """Flushes what it can (bounded by ``flush_timeout_s``) and spools the rest."""
+        try:
+            if self.producer is not None and self.online:
+                self.producer.flush(self.settings.flush_timeout_s)
+            if self.producer is not None:
+                # Whatever is still undelivered goes to disk for the next process to replay.
+                self.producer.purge(in_queue=True, in_flight=False, blocking=True)
+                self.producer.poll(0)
+            self.settle()
+        except Exception:  # noqa: BLE001 - at exit: log, and leave the spool consistent
+            log.exception("agentstream: shutdown flush failed")
+        if self._spool is not None:
+            self._spool.close()
+
+    def forget_after_fork(self, orphans: list[Any]) -> None:
+        """In a forked child: the parent's producer and spool are not ours to use."""
+        if self.producer is not None:
+            # Destroying a librdkafka handle whose threads did not survive the fork crashes:
+            # keep the parent's copy alive and unused for the child's lifetime.
+            orphans.append(self.producer)
+        self.producer = None
+        self._spool = None
+        self._failed_batch = []
+        self._to_spool = []
+        self.state = DeliveryState.ONLINE
+
+    # ---- records ------------------------------------------------------------------------
+    def send(self, key: bytes, value: bytes) -> None:
+        self._w += 1
+        if not self.online or self.producer is None:
+            self._to_spool.append((self._w, key, value))
+            return
+        try:
+            self.producer.produce(self.topic, value, key)
+            self.produced += 1
+        except Exception:  # noqa: BLE001 - BufferError (local queue full) or a fatal producer
+            self._go_offline()
+            self._w += 1  # numbered after the block reserved for in-flight failures
+            self._to_spool.append((self._w, key, value))
+
+    def tick(self, busy: bool, drain_to_spool: Callable[[], None]) -> None:
+        """One turn of the transport loop: serve librdkafka's callbacks, move failures to
+        the spool, and probe/replay when offline. ``drain_to_spool`` sends the queue's
+        pending items (they are spooled while replaying)."""
+        if self.producer is not None:
+            self.producer.poll(0 if busy else 0.02)
+        elif not busy:
+            time.sleep(0.02)
+        self.settle()
+        if not self.online and time.monotonic() >= self._next_probe:
+            self._try_recover(drain_to_spool)
+
+    def flush(self, timeout: float) -> bool:
+        """True when every record sent so far is acked or spooled."""
+        deadline = time.monotonic() + timeout
+        self.settle()
+        if self.online and self.producer is not None:
+            self.producer.flush(max(0.0, deadline - time.monotonic()))
+            self.settle()
+        return self.in_flight() == 0 and not self._failed_batch
+
+    def settle(self) -> None:
+        """Moves failed deliveries and offline records to the spool (oldest ``w`` first)."""
+        for batch in (self._failed_batch, self._to_spool):
+            if not batch:
+                continue
+            batch.sort(key=lambda r: r[0])
+            try:
+                written = self._ensure_spool().append(batch)
+            except Exception:  # noqa: BLE001 - disk trouble: the records are lost, say so
+                log.exception("agentstream: spool write failed")
+                written = 0
+            self.spooled += written
+            self.dropped += len(batch) - written
+            batch.clear()
+
+    # ---- librdkafka callbacks -------------------------------------------------------------
+    def conf(self) -> dict[str, Any]:
+        """The librdkafka configuration every producer of this delivery is created with."""
+        s = self.settings
+        conf: dict[str, Any] = {
+            "bootstrap.servers": s.bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": s.compression,
+            "linger.ms": s.linger_ms,
+            "message.timeout.ms": s.delivery_timeout_ms,
+            "delivery.report.only.error": True,
+            "queue.buffering.max.messages": 200_000,
+            "error_cb": self._on_error,
+            # Only failures call back (delivery.report.only.error): no per-record callback
+            # object on the hot path. Replay passes per-record callbacks that carry ``w``.
+            "on_delivery": self._on_delivery_online,
+            "logger": logging.getLogger("agentstream.producer.kafka"),
+            "client.id": "agentstream-sdk",
+            # a run's records land where the gateway's, the processors' and Java clients' do
+            "partitioner": PARTITIONER,
+        }
+        conf.update(s.client_conf)
+        return conf
+
+    def _on_error(self, err: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        if err.fatal():
+            self._fatal = True
+            self._go_offline()
+        elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self._go_offline()
+
+    def _on_delivery(self, w: int, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.delivery_failed += 1
+            self._failed_batch.append((w, msg.key() or b"", msg.value() or b""))
+            self._go_offline()
+
+    def _on_delivery_online(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._go_offline()
+            self.delivery_failed += 1
+            w = self._fail_w
+            self._fail_w += 1
+            self._failed_batch.append((w, msg.key() or b"", msg.value() or b""))
+
+    def _go_offline(self) -> None:
+        if self.online:
+            log.warning("agentstream: Kafka unreachable, spooling events to %s",
+                        self.settings.spool_dir)
+            # Records still inside librdkafka were produced before anything spooled from now
+            # on; their failures (reported in order) get numbers from a block reserved here,
+            # so they replay before the newer records.
+            self._fail_w = self._w + 1
+            self._w += _FAIL_BLOCK
+        self.state = DeliveryState.OFFLINE
+
+    # ---- offline -> replaying -> online ---------------------------------------------------
+    def _ensure_spool(self) -> Spool:
+        if self._spool is None:
+            s = self.settings
+            self._spool = Spool(s.spool_dir, s.spool_max_bytes, s.spool_segment_bytes)
+        return self._spool
+
+    def _try_recover(self, drain_to_spool: Callable[[], None]) -> None:
+        self._next_probe = time.monotonic() + self.settings.probe_interval_s
+        if not self._probe():
+            return
+        old = self.producer
+        if old is not None:
+            # Only never-sent records are purged (no duplicate risk); in-flight ones resolve
+            # first and land in the spool if they failed.
+            try:
+                old.purge(in_queue=True, in_flight=False, blocking=True)
+            except Exception:  # noqa: BLE001 - a producer in a fatal state may refuse; flush next
+                log.debug("agentstream: purge before replay failed", exc_info=True)
+            old.flush(self.settings.delivery_timeout_ms / 1000)
+            self.settle()
+        self.producer = self._factory(self.conf())
+        self._fatal = False
+        self.state = DeliveryState.REPLAYING
+        spool = self._spool
+        while spool is not None and not spool.empty():
+            d, recs = spool.peek(_REPLAY_CHUNK)
+            if not recs:
+                break
+            if not self._replay_chunk(spool, d, recs):
+                return
+            drain_to_spool()  # new items join the spool's tail between chunks
+            self.settle()
+        self.state = DeliveryState.ONLINE
+        log.warning("agentstream: Kafka reachable again, spool replayed")
+
+    def _replay_chunk(self, spool: Spool, d: Any, recs: list[Any]) -> bool:
+        failed_before = self.delivery_failed
+        taken = []
+        for rec in recs:
+            w, key, value = rec[0], rec[1], rec[2]
+            try:
+                self.producer.produce(self.topic, value, key,
+                                      on_delivery=functools.partial(self._on_delivery, w))
+            except Exception:  # noqa: BLE001 - local queue full or fatal: stop this chunk here
+                break
+            taken.append(rec)
+        self.producer.flush(self.settings.delivery_timeout_ms / 1000 + 1)
+        spool.commit(d, taken)
+        failures = self.delivery_failed - failed_before
+        self.produced += len(taken)
+        self.replayed += len(taken) - failures
+        self.settle()  # failed ones go back into the spool, sorted by their original w
+        if failures or len(taken) < len(recs):
+            self.state = DeliveryState.OFFLINE
+            return False
+        return True
+
+    def _probe(self) -> bool:
+        """Can the broker serve our topic? (a metadata request, bounded at 1 s)"""
+        try:
+            if self.producer is None:
+                self.producer = self._factory(self.conf())
+            md = self.producer.list_topics(self.topic, timeout=1.0)
+            t = md.topics.get(self.topic)
+            return bool(t is not None and t.error is None and t.partitions)
+        except Exception:  # noqa: BLE001 - any failure to get metadata means "not yet"
+            return False
+
+
+def _default_producer(conf: dict[str, Any]) -> Any:
+    from confluent_kafka import Producer
+
+    return Producer(conf)

@@ -1,0 +1,146 @@
+"""agentstream.producer.testing.InMemoryTransport: what agent teams use to test an instrumented
+agent without Kafka. The events read back must be exactly what the pipeline would decode, in
+order, also across a simulated outage (spool -> replay), with nothing lost or duplicated."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from agentstream.producer import Tracer
+from agentstream.producer.testing import InMemoryTransport
+
+
+@pytest.fixture
+def memory() -> InMemoryTransport:
+    return InMemoryTransport()
+
+
+def _tracer(memory: InMemoryTransport, tmp_path, **kw) -> Tracer:
+    return memory.tracer("acme", "support-bot", "1.4.2", "test",
+                         spool_dir=str(tmp_path / "spool"), probe_interval_s=0.05, **kw)
+
+
+def _settle(tracer: Tracer, memory: InMemoryTransport, run_ids: list[str]) -> None:
+    """Waits (at most 30 s, a bound on a hang, not a timing claim) until the spool is replayed
+    and every run in ``run_ids`` has arrived up to its RUN_END."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        s = tracer.stats()
+        runs = memory.runs()
+        if s["online"] and s["spool_bytes"] == 0 and tracer.flush(5) and \
+                all(runs.get(r) and runs[r][-1]["kind"] == "RUN_END" for r in run_ids):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the spool was not replayed: {tracer.stats()}")
+
+
+def test_an_agent_run_reads_back_decoded_and_in_order(memory, tmp_path):
+    tracer = _tracer(memory, tmp_path)
+    with tracer.run("triage", end_user_id="user-42") as run:
+        with run.step("tool", "search", query_len=12):
+            pass
+        run.llm_call("openai", "gpt-4o-mini", input_tokens=100, output_tokens=20, latency_ms=5)
+        run.failure("retrieval", "empty_result")
+    assert tracer.flush(10)
+    events = memory.events(run.run_id)
+    assert [e["kind"] for e in events] == ["RUN_START", "STEP", "STEP", "FAILURE", "RUN_END"]
+    assert [e["seq"] for e in events] == list(range(5))
+    assert {e["tenant_id"] for e in events} == {"acme"}
+    assert {e["agent_version"] for e in events} == {"1.4.2"}
+    assert "user-42" not in repr(events)  # only the keyed digest travels
+    steps = memory.events(run.run_id, kind="STEP")
+    assert [e["payload"]["name"] for e in steps] == ["search", "chat gpt-4o-mini"]
+    assert memory.runs() == {run.run_id: events}
+    topics = {topic for topic, _key, _value in memory.records()}
+    assert topics == {tracer.topic}
+    memory.clear()
+    assert memory.events() == []
+    tracer.close(5)
+
+
+def test_a_tracer_built_by_hand_delivers_there_too(memory, tmp_path):
+    tracer = Tracer("acme", "a", "1", "test", producer_factory=memory.producer_factory,
+                    commands_enabled=False, spool_dir=str(tmp_path / "spool"))
+    with tracer.run("r") as run:
+        run.tool_call("lookup", latency_ms=3)
+    assert tracer.flush(10)
+    assert [e["kind"] for e in memory.events(run.run_id)] == ["RUN_START", "STEP", "RUN_END"]
+    tracer.close(5)
+
+
+def test_an_outage_spools_and_replays_without_loss_or_duplicates(memory, tmp_path):
+    tracer = _tracer(memory, tmp_path)
+    with tracer.run("r") as run:
+        for _ in range(5):
+            run.tool_call("x", latency_ms=1)
+        assert tracer.flush(10)
+        memory.set_reachable(False)
+        for _ in range(200):
+            run.tool_call("x", latency_ms=1)
+        tracer.flush(10)  # spooled (flush cannot confirm delivery while offline)
+        stats = tracer.stats()
+        assert stats["spooled"] > 0 and not stats["online"] and stats["state"] == "offline"
+        assert stats["spool_bytes"] > 0
+        memory.set_reachable(True)
+    _settle(tracer, memory, [run.run_id])
+    events = memory.events(run.run_id)
+    assert [e["seq"] for e in events] == list(range(207))
+    assert len({e["event_id"] for e in events}) == 207
+    stats = tracer.stats()
+    assert stats["replayed"] > 0 and stats["dropped"] == 0 and stats["state"] == "online"
+    tracer.close(5)
+
+
+def test_records_left_by_a_dead_process_replay_before_new_ones(memory, tmp_path):
+    first = _tracer(memory, tmp_path)
+    memory.set_reachable(False)
+    with first.run("before-restart") as old:
+        for _ in range(20):
+            old.tool_call("x", latency_ms=1)
+    first.close(5)  # what was not delivered is on disk for the next process
+    assert memory.events() == []
+    memory.set_reachable(True)
+    second = _tracer(memory, tmp_path)
+    with second.run("after-restart") as new:
+        new.tool_call("y", latency_ms=1)
+    _settle(second, memory, [old.run_id, new.run_id])
+    runs = [e["run_id"] for e in memory.events()]
+    assert runs.index(new.run_id) > max(i for i, r in enumerate(runs) if r == old.run_id)
+    assert [e["seq"] for e in memory.events(old.run_id)] == list(range(22))
+    second.close(5)
+
+
+def test_concurrent_agent_threads_lose_nothing(memory, tmp_path):
+    tracer = _tracer(memory, tmp_path)
+    run_ids: list[str] = []
+
+    def agent(n: int) -> None:
+        with tracer.run(f"agent-{n}") as run:
+            run_ids.append(run.run_id)
+            for i in range(100):
+                with run.step("tool", f"t{i}"):
+                    pass
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert tracer.flush(10)
+    runs = memory.runs()
+    assert sorted(runs) == sorted(run_ids)
+    for events in runs.values():
+        assert [e["seq"] for e in events] == list(range(102))
+    tracer.close(5)
+
+
+def test_a_sampled_out_run_never_arrives(memory, tmp_path):
+    tracer = _tracer(memory, tmp_path, sample_rate=0.0)
+    with tracer.run("fine") as run:
+        run.tool_call("x", latency_ms=1)
+    assert tracer.flush(10)
+    assert memory.events(run.run_id) == []
+    assert tracer.stats()["sampled_out"] == 3
+    tracer.close(5)
