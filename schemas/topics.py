@@ -90,7 +90,9 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec("commands", "run_id", "agentstream.v1.Command", 12, HOUR_MS,
                   doc="stop/throttle commands to live runs; useless once the run is over"),
         TopicSpec("policies", "tenant_id", "agentstream.v1.Policy", 1, -1, compacted=True,
-                  doc="per-tenant policy, read as a global table", extra={"min.compaction.lag.ms": "0"}),
+                  doc="per-tenant policy, read as a global table; under NUL-prefixed keys, alert "
+                      "routing, silence and state records (JSON, schemas/alerting.py)",
+                  extra={"min.compaction.lag.ms": "0"}),
         TopicSpec("dlq", "original key", None, 3, 14 * DAY_MS,
                   doc="undecodable or invalid records, original bytes, reason in headers"),
         TopicSpec("quarantine", "run_id", None, 3, 7 * DAY_MS, restricted=True,
