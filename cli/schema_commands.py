@@ -12,16 +12,26 @@ def topics_create(
     bootstrap_servers: str = typer.Option(..., envvar="AGENTSTREAM_BOOTSTRAP_SERVERS"),
     prefix: str = typer.Option("agentstream.", envvar="AGENTSTREAM_TOPIC_PREFIX"),
     partitions: int = typer.Option(0, help="override the catalog's partition counts (0 = keep)"),
-    replication_factor: int = typer.Option(1, envvar="AGENTSTREAM_REPLICATION_FACTOR"),
+    profile: str = typer.Option(
+        "production", envvar="AGENTSTREAM_TOPIC_PROFILE",
+        help="production: replication factor 3, min.insync.replicas 2, production retention (raw 1 h); "
+             "embedded: one broker, the catalog's retention"),
+    replication_factor: int = typer.Option(
+        0, envvar="AGENTSTREAM_REPLICATION_FACTOR",
+        help="override the profile's replication factor (0 = keep); min.insync.replicas follows (RF - 1, at most 2)"),
 ) -> None:
-    """Create every catalog topic that does not exist yet (idempotent)."""
-    from agentstream.schemas.topics import create_topics
+    """Create every catalog topic that does not exist yet (idempotent); existing topics are not altered."""
+    from agentstream.schemas.topics import PROFILES, create_topics
 
+    if profile not in PROFILES:
+        raise typer.BadParameter(f"one of {', '.join(PROFILES)}", param_hint="--profile")
+    if replication_factor < 0:
+        raise typer.BadParameter("must be 1 or more (0 keeps the profile's)", param_hint="--replication-factor")
     created = create_topics(
         bootstrap_servers, prefix=prefix, partitions=partitions or None,
-        replication_factor=replication_factor,
+        replication_factor=replication_factor or None, profile=profile,
     )
-    typer.echo(f"created {len(created)} topics: {', '.join(sorted(created)) or '-'}")
+    typer.echo(f"created {len(created)} topics ({profile} profile): {', '.join(sorted(created)) or '-'}")
 
 
 @topics_app.command("list")

@@ -58,6 +58,27 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 @dataclass(frozen=True)
+class TopicProfile:
+    """How topics are created: ``embedded`` (one Tansu broker, the catalog's retention) or
+    ``production`` (replicated, and each topic's production retention)."""
+
+    name: str
+    replication_factor: int
+    production_retention: bool
+
+    def min_insync_replicas(self, replication_factor: int) -> int:
+        # 2 of 3: a write survives one broker lost with it, and one broker may be down (rolling
+        # restart) without stopping producers. Never more than RF - 1, or one broker down
+        # stops every acks=all producer of the topic.
+        return max(1, min(2, replication_factor - 1))
+
+
+EMBEDDED = TopicProfile("embedded", replication_factor=1, production_retention=False)
+PRODUCTION = TopicProfile("production", replication_factor=3, production_retention=True)
+PROFILES = {p.name: p for p in (EMBEDDED, PRODUCTION)}
+
+
+@dataclass(frozen=True)
 class TopicSpec:
     logical: str
     key: str
@@ -68,12 +89,24 @@ class TopicSpec:
     restricted: bool = False
     doc: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # Retention in the production profile (None: retention_ms). What a day of raw or events
+    # costs at fleet rates is in docs/deploy.md ("Retention per topic").
+    production_retention_ms: int | None = None
 
-    def config(self) -> dict[str, str]:
+    def config(self, profile: TopicProfile | str = EMBEDDED, replication_factor: int | None = None) -> dict[str, str]:
+        profile = PROFILES[profile] if isinstance(profile, str) else profile
+        retention = self.retention_ms
+        if profile.production_retention and self.production_retention_ms is not None:
+            retention = self.production_retention_ms
         conf = {
             "cleanup.policy": "compact" if self.compacted else "delete",
-            "retention.ms": str(self.retention_ms),
+            "retention.ms": str(retention),
         }
+        if profile is not EMBEDDED:
+            rf = replication_factor or profile.replication_factor
+            conf["min.insync.replicas"] = str(profile.min_insync_replicas(rf))
+            # an out-of-sync replica never becomes leader: acked records are never dropped
+            conf["unclean.leader.election.enable"] = "false"
         conf.update(self.extra)
         return conf
 
@@ -81,10 +114,14 @@ class TopicSpec:
 TOPICS: dict[str, TopicSpec] = {
     t.logical: t
     for t in [
+        # unredacted: production keeps only what a short processor outage needs replayed
         TopicSpec("raw", "run_id", "agentstream.v1.Event", 12, DAY_MS, restricted=True,
-                  doc="unredacted SDK and gateway output; short retention, restricted ACLs"),
+                  doc="unredacted SDK and gateway output; short retention, restricted ACLs",
+                  production_retention_ms=HOUR_MS),
+        # ClickHouse is the system of record: a day covers a sink or ClickHouse outage
         TopicSpec("events", "run_id", "agentstream.v1.Event", 12, 7 * DAY_MS,
-                  doc="redacted events, the input of every detector and the sink"),
+                  doc="redacted events, the input of every detector and the sink",
+                  production_retention_ms=DAY_MS),
         TopicSpec("alerts", "tenant_id", "agentstream.v1.Alert", 3, 30 * DAY_MS,
                   doc="detector findings for the sink and alert consumers"),
         TopicSpec("commands", "run_id", "agentstream.v1.Command", 12, HOUR_MS,
@@ -96,7 +133,8 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec("dlq", "original key", None, 3, 14 * DAY_MS,
                   doc="undecodable or invalid records, original bytes, reason in headers"),
         TopicSpec("quarantine", "run_id", None, 3, 7 * DAY_MS, restricted=True,
-                  doc="events redaction could not make safe; never reaches events"),
+                  doc="events redaction could not make safe; never reaches events",
+                  production_retention_ms=3 * DAY_MS),
     ]
 }
 
@@ -107,31 +145,52 @@ def topic_name(logical: str, prefix: str = "agentstream.") -> str:
     return f"{prefix}{logical}"
 
 
+@dataclass(frozen=True)
+class TopicRequest:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+
+
+def topic_requests(
+    prefix: str = "agentstream.",
+    partitions: int | None = None,
+    profile: TopicProfile | str = EMBEDDED,
+    replication_factor: int | None = None,
+) -> list[TopicRequest]:
+    """What ``create_topics`` asks the broker for, topic by topic."""
+    profile = PROFILES[profile] if isinstance(profile, str) else profile
+    rf = replication_factor or profile.replication_factor
+    return [
+        TopicRequest(topic_name(spec.logical, prefix), 1 if spec.compacted else (partitions or spec.partitions),
+                     rf, spec.config(profile, rf))
+        for spec in TOPICS.values()
+    ]
+
+
 def create_topics(
     bootstrap_servers: str,
     prefix: str = "agentstream.",
     partitions: int | None = None,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     client_conf: dict[str, Any] | None = None,
     timeout: float = 30.0,
+    profile: TopicProfile | str = EMBEDDED,
 ) -> list[str]:
     """Creates every catalog topic that does not exist yet; returns the names it created.
 
-    ``partitions`` overrides the catalog's counts (the embedded broker wants few).
+    ``partitions`` overrides the catalog's counts (the embedded broker wants few);
+    ``replication_factor`` overrides the profile's (a one-broker dev Kafka).
     """
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(client_conf or {})})
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
-        NewTopic(
-            topic_name(spec.logical, prefix),
-            num_partitions=1 if spec.compacted else (partitions or spec.partitions),
-            replication_factor=replication_factor,
-            config=spec.config(),
-        )
-        for spec in TOPICS.values()
-        if topic_name(spec.logical, prefix) not in existing
+        NewTopic(r.name, num_partitions=r.partitions, replication_factor=r.replication_factor, config=r.config)
+        for r in topic_requests(prefix, partitions, profile, replication_factor)
+        if r.name not in existing
     ]
     created: list[str] = []
     if not wanted:  # the admin client refuses an empty request

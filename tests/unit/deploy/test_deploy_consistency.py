@@ -21,7 +21,7 @@ from deploy_code import (
 )
 from deploy_render import COMPOSE_FILE, KUSTOMIZATIONS, OVERLAYS, agentstream_workloads, by_name, of_kind
 
-from agentstream.schemas.topics import TOPICS, topic_name
+from agentstream.schemas.topics import PRODUCTION, TOPICS, topic_name
 
 TOPIC_REF = re.compile(r"(?<![\w/.-])agentstream\.([a-z_]+)(?![\w-])")
 COMPOSE_DEFAULT = re.compile(r"\$\{[A-Z_]+:-([^}]*)\}")
@@ -293,7 +293,8 @@ def test_strimzi_topics_equal_the_catalog(rendered):
     for logical, spec in TOPICS.items():
         t = topics[topic_name(logical)]
         assert t["partitions"] == (1 if spec.compacted else spec.partitions), logical
-        for key, value in spec.config().items():
+        assert t["replicas"] == PRODUCTION.replication_factor, logical
+        for key, value in spec.config(PRODUCTION).items():
             assert t["config"][key] == value, f"{logical}: {key}"
 
 
