@@ -2,12 +2,13 @@
 
 The agent's thread only enqueues; a background thread encodes and produces, spooling to disk
 while Kafka is unreachable. The only exceptions that reach the agent are ``EnforcementError``
-subclasses (budgets, lack of progress, remote stop).
+subclasses (budgets, lack of progress, remote stop, a durable action whose audit record Kafka
+did not acknowledge).
 """
 from .capture import CapturePolicy, canonical_json, redact_text
 from .context import get_current_run, get_current_step, propagate
 from .enforcement import Budget
-from .errors import BudgetExceeded, EnforcementError, LackOfProgress, RunStopped
+from .errors import AuditUnavailable, BudgetExceeded, EnforcementError, LackOfProgress, RunStopped
 from .pricing import PriceTable
 from .run import ApprovalRequest, Run
 from .settings import ProducerSettings
@@ -21,6 +22,7 @@ __all__ = [
     "BudgetExceeded",
     "CapturePolicy",
     "EnforcementError",
+    "AuditUnavailable",
     "LackOfProgress",
     "PriceTable",
     "ProducerSettings",

@@ -114,21 +114,70 @@ class Decorators:
         return _maybe_called(fn, make)
 
     def tool(self, fn: Callable | None = None, *, name: str | None = None,
-             digest_args: bool = True) -> Any:
+             digest_args: bool = True, durable: bool = False, action_class: str | None = None,
+             durable_timeout_s: float | None = None) -> Any:
         """A TOOL step per call; the bound arguments travel only as a keyed digest (and feed
-        the repeated-call fingerprint, checked before the tool runs)."""
+        the repeated-call fingerprint, checked before the tool runs).
+
+        ``durable=True``, or an ``action_class`` (or tool name) matching the patterns given to
+        ``set_durable_tools`` (a policy's ``governance.durable_tools``), makes it fail closed:
+        the call's audit record must be acknowledged by Kafka (acks=all) within
+        ``durable_timeout_s`` (default 5 s) before the body runs, else ``AuditUnavailable``
+        is raised and the body does not run."""
         def make(f: Callable) -> Callable:
             tool_name = name or f.__name__
 
             def opener(args: tuple, kwargs: dict) -> Any:
                 run = current_run.get()
                 if run is None or run.ended:
+                    if durable or self._durable_for(tool_name, action_class):
+                        # no run to audit under: a durable action still never runs unaudited
+                        from .errors import AuditUnavailable
+                        raise AuditUnavailable(f"durable tool {tool_name} called outside a run")
                     return None
                 if digest_args:
-                    return run.tool_step(tool_name, _bound_args(f, args, kwargs))
-                return run.tool_step(tool_name)
+                    s = run.tool_step(tool_name, _bound_args(f, args, kwargs))
+                else:
+                    s = run.tool_step(tool_name)
+                if durable or self._durable_for(tool_name, action_class):
+                    from .durable import DEFAULT_TIMEOUT_S, DurableStep
+                    return DurableStep(s, self._audit_writer(), tool_name, action_class,
+                                       DEFAULT_TIMEOUT_S if durable_timeout_s is None else durable_timeout_s)
+                return s
             return _wrap(f, opener)
         return _maybe_called(fn, make)
+
+    def set_durable_tools(self, patterns: list[str] | tuple[str, ...]) -> None:
+        """The policy-named action classes that fail closed (``governance.durable_tools`` of
+        the tenant's policy, e.g. from ``GET /v1/policies``): fnmatch patterns matched against
+        each tool's ``action_class`` and name."""
+        self._durable_patterns = tuple(str(p) for p in patterns)
+
+    def _durable_for(self, tool_name: str, action_class: str | None) -> bool:
+        patterns = getattr(self, "_durable_patterns", ())
+        if not patterns:
+            return False
+        from .durable import is_durable
+        return is_durable(tool_name, action_class, patterns)
+
+    def _audit_writer(self) -> Any:
+        w = getattr(self, "_durable_writer", None)
+        if w is None:
+            import threading
+
+            from .durable import AuditWriter
+            lock = self.__dict__.setdefault("_durable_lock", threading.Lock())
+            with lock:
+                w = getattr(self, "_durable_writer", None)
+                if w is None:
+                    st = self.settings
+                    try:
+                        w = AuditWriter(st.bootstrap_servers, self.topic, st.client_conf)
+                    except Exception as exc:  # noqa: BLE001 - bad client conf: fail closed, documented
+                        from .errors import AuditUnavailable
+                        raise AuditUnavailable(f"cannot create the audit producer: {exc}") from exc
+                    self._durable_writer = w
+        return w
 
     def llm(self, fn: Callable | None = None, *, provider: str = "unknown",
             model: str | None = None, name: str | None = None,

@@ -53,3 +53,14 @@ class RunStopped(EnforcementError):
         super().__init__(f"run stopped by command {command_id}: {reason}", run_id)
         self.command_id = command_id
         self.reason = reason
+
+
+class AuditUnavailable(EnforcementError):
+    """A durable action (``@tracer.tool(durable=True)`` or a policy-named action class) did not
+    run: Kafka did not acknowledge its audit record (acks=all) within the bounded wait.
+
+    Raised *before* the action's body runs; the TOOL step is recorded as failed. Safe to retry
+    the call once Kafka is reachable again.
+    """
+
+    outcome = "audit_unavailable"
