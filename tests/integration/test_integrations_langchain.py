@@ -1,0 +1,138 @@
+"""The LangChain callback handler with real langchain-core/langchain-openai against a local
+fake model server, events read back from the real broker: steps and their parents, tokens,
+cost, tool digests, failures, and a budget stopping the chain before the model call."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("langchain_openai")
+
+from langchain_core.messages import HumanMessage  # noqa: E402
+from langchain_core.runnables import RunnableLambda  # noqa: E402
+from langchain_core.tools import tool  # noqa: E402
+from langchain_openai import ChatOpenAI  # noqa: E402
+
+from agentstream.producer import BudgetExceeded, Tracer  # noqa: E402
+from agentstream.producer.instrument.langchain import AgentstreamCallbackHandler  # noqa: E402
+from agentstream.schemas import topic_name  # noqa: E402
+
+from integrations_fake_server import FakeModels, failures, steps, tenant_runs  # noqa: E402
+
+pytestmark = pytest.mark.integration
+SECRET = "Oslo-secret-4242"
+
+
+@tool
+def weather(query: str) -> str:
+    """Weather for a place."""
+    return f"sunny in {query}"
+
+
+@tool
+def broken(query: str) -> str:
+    """A tool whose backend is down."""
+    raise ValueError("backend down for " + query)
+
+
+def _agent(base_url, model, tools):
+    llm = ChatOpenAI(base_url=base_url + "/v1", api_key="test", model=model, max_retries=0)
+    bound = llm.bind_tools(tools)
+    by_name = {t.name: t for t in tools}
+
+    def agent(question, config):
+        msgs = [HumanMessage(question + " " + SECRET)]
+        ai = bound.invoke(msgs, config)
+        msgs.append(ai)
+        for call in ai.tool_calls:
+            msgs.append(by_name[call["name"]].invoke(call, config))
+        return bound.invoke(msgs, config).content
+
+    return RunnableLambda(agent, name="weather_agent")
+
+
+@pytest.fixture
+def make(bootstrap, topic_prefix, tmp_path, unique):
+    made = []
+
+    def _make(**kw):
+        t = Tracer(f"lc-{unique}-{len(made)}", "lc-agent", "1.0", "test",
+                   bootstrap_servers=bootstrap, topic_prefix=topic_prefix, digest_key="k",
+                   spool_dir=str(tmp_path / f"spool{len(made)}"), commands_enabled=False, **kw)
+        made.append(t)
+        return t
+
+    yield _make
+    for t in made:
+        t.close(5)
+
+
+def _runs(t, bootstrap, topic_prefix, n=1):
+    t.flush(10)
+    return tenant_runs(bootstrap, topic_name("raw", topic_prefix), t.tenant_id, n,
+                       forbidden=SECRET.encode())
+
+
+def test_chain_is_a_run_with_llm_and_tool_steps(make, bootstrap, topic_prefix):
+    t = make()
+    with FakeModels() as fake:
+        out = _agent(fake.url, "gpt-4.1-mini", [weather]).invoke(
+            "weather?", config={"callbacks": [AgentstreamCallbackHandler(t)]})
+    assert out == "It is sunny."
+    (events,) = _runs(t, bootstrap, topic_prefix).values()
+    assert events[0]["kind"] == "RUN_START" and events[0]["payload"]["entrypoint"] == "weather_agent"
+    llms, tools = steps(events, "LLM"), steps(events, "TOOL")
+    assert [s["llm"]["input_tokens"] for s in llms] == [10, 30]
+    assert [s["llm"]["output_tokens"] for s in llms] == [7, 7]
+    assert all(s["llm"]["provider"] == "openai" and s["llm"]["request_model"] == "gpt-4.1-mini"
+               for s in llms)
+    assert llms[0]["llm"]["tool_calls"] == ["weather"]
+    assert llms[0]["llm"]["request_digest"] != llms[1]["llm"]["request_digest"]
+    cost = sum(t.prices.cost("openai", "gpt-4.1-mini", i, 7) for i in (10, 30))
+    assert cost > 0 and abs(sum(s["llm"]["cost_usd"] for s in llms) - cost) < 1e-12
+    assert [s["tool"]["tool_name"] for s in tools] == ["weather"]
+    assert tools[0]["tool"]["args_digest"] == t._policy.digest({"query": "weather in Oslo"})
+    assert all(s["status"] == "OK" for s in llms + tools)
+    end = events[-1]["payload"]
+    assert (end["status"], end["llm_calls"], end["input_tokens"], end["output_tokens"]) == (
+        "SUCCESS", 2, 40, 14)
+    assert abs(end["cost_usd"] - cost) < 1e-12
+
+
+def test_inside_an_open_run_steps_join_it_and_failures_are_recorded(make, bootstrap,
+                                                                    topic_prefix):
+    t = make()
+    handler = AgentstreamCallbackHandler()  # no tracer: records only inside the agent's run
+    with FakeModels() as fake, t.run("outer") as run:
+        with pytest.raises(ValueError):
+            _agent(fake.url, "gpt-4.1-mini", [broken]).invoke(
+                "weather?", config={"callbacks": [handler]})
+        with pytest.raises(Exception) as bad:
+            _agent(fake.url, "fail-400", [weather]).invoke(
+                "weather?", config={"callbacks": [handler]})
+        assert bad.value.status_code == 400
+        run.set_status("SUCCESS")
+    events = _runs(t, bootstrap, topic_prefix)[run.run_id]
+    tools, llms = steps(events, "TOOL"), steps(events, "LLM")
+    assert [(s["tool"]["tool_name"], s["status"]) for s in tools] == [("broken", "ERROR")]
+    assert [s["status"] for s in llms] == ["OK", "ERROR"]
+    assert failures(events) == [("TOOL", "tool_error"), ("MODEL", "bad_request")]
+    custom = steps(events, "CUSTOM")
+    assert [c["name"] for c in custom] == ["weather_agent", "weather_agent"]
+    by_id = {s["step_id"]: s for s in steps(events)}
+    parents = {e["payload"]["name"]: e["parent_step_id"] for e in events if e["kind"] == "STEP"}
+    assert by_id[parents["broken"]]["name"] == "weather_agent"
+    assert "backend down" not in repr(events)
+
+
+def test_a_model_call_budget_stops_the_chain_before_the_call(make, bootstrap, topic_prefix):
+    t = make(max_model_calls=1)
+    with FakeModels() as fake:
+        with pytest.raises(BudgetExceeded):
+            _agent(fake.url, "gpt-4.1-mini", [weather]).invoke(
+                "weather?", config={"callbacks": [AgentstreamCallbackHandler(t)]})
+        served = len(fake.requests)
+    assert served == 1  # the second model call never reached the server
+    (events,) = _runs(t, bootstrap, topic_prefix).values()
+    assert len(steps(events, "LLM")) == 1
+    assert ("BUDGET", "model_calls_budget_exceeded") in failures(events)
+    assert events[-1]["payload"]["outcome"] == "budget_stopped"
