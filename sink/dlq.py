@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from agentstream.schemas import DLQ_HEADERS
 
+from .errors import TransientError
 from .metrics import DLQ
 
 STAGE = "sink"
@@ -59,5 +60,7 @@ class DeadLetters:
             DLQ.labels(r.topic, reason_kind(r.reason)).inc()
         remaining = self.producer.flush(timeout)
         if remaining or errors:
-            raise RuntimeError(f"DLQ delivery failed ({remaining} undelivered): {errors[:3]}")
+            # The DLQ topic's broker is unavailable: retried like any outage (the records were
+            # accepted by Kafka once, so neither size nor format is why).
+            raise TransientError(f"DLQ delivery failed ({remaining} undelivered): {errors[:3]}")
         self.sent += len(rejected)

@@ -27,23 +27,34 @@ LAG = Gauge(
     ["topic", "partition"],
 )
 PAUSED = Gauge("agentstream_sink_paused", "1 while partitions are paused for a ClickHouse outage")
+PAUSED_SECONDS = Counter("agentstream_sink_paused_seconds",
+                         "Time the partitions spent paused while a transient failure was retried")
+BLOCKED_SECONDS = Counter("agentstream_sink_blocked_seconds",
+                          "Time the consumer thread waited on inserts without reading (buffer full)")
+ERRORS = Counter("agentstream_sink_errors_total", "Failed calls by what failed and error class "
+                 "(transient: retried; bug: the sink stopped)", ["what", "error_class"])
 REPLAYS = Counter("agentstream_sink_replayed_ranges_total", "Ledger ranges re-inserted after a restart", ["topic"])
 FALLBACKS = Counter("agentstream_sink_avro_fallbacks_total",
                     "Avro containers ClickHouse refused, redone through the Python mapper", ["table"])
 
 
-def report_lag(consumer, assigned: set[tuple[str, int]]) -> None:
+def report_lag(consumer, assigned: set[tuple[str, int]]) -> int:
     """Sets ``LAG`` per assigned partition: high watermark minus the consumer's position (on
-    Tansu the watermark runs short of the real end, so this under-reports there)."""
-    from confluent_kafka import TopicPartition
+    Tansu the watermark runs short of the real end, so this under-reports there); returns the
+    total (0 when unknown)."""
+    from confluent_kafka import KafkaException, TopicPartition
 
+    total = 0
     if not assigned:
-        return
+        return 0
     try:
         positions = consumer.position([TopicPartition(t, p) for t, p in assigned])
         for tp in positions:
             _low, high = consumer.get_watermark_offsets(tp, cached=True)
             if high >= 0 and tp.offset >= 0:
-                LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
-    except Exception as exc:  # noqa: BLE001 - lag is informative only
+                lag = max(0, high - tp.offset)
+                LAG.labels(tp.topic, str(tp.partition)).set(lag)
+                total += lag
+    except KafkaException as exc:  # lag is informative only; the loop goes on
         log.debug("lag update failed: %s", exc)
+    return total

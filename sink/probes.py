@@ -1,4 +1,5 @@
-"""Standalone HTTP endpoints: ``/metrics`` (Prometheus), ``/healthz`` (alive), ``/readyz``
+"""Standalone HTTP endpoints: ``/metrics`` (Prometheus), ``/healthz`` (alive: not crashed, not
+stuck), ``/readyz``
 (migrations applied and consuming; 503 while ClickHouse is paused-for-outage)."""
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ def serve_probes(sink, host: str, port: int) -> ThreadingHTTPServer:
             if self.path == "/metrics":
                 self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
-                self._send(200, b'{"status":"ok"}', "application/json")
+                # Fails once the loop crashed or is stuck (no commit while records wait): a
+                # restart is the cure for both, and the body says which.
+                h = sink.health()
+                body = {"status": "ok" if h["alive"] else "unhealthy", "failed": h["failed"],
+                        "stuck_seconds": h["stuck_seconds"], "paused": h["paused"]}
+                self._send(200 if h["alive"] else 503, json.dumps(body).encode(), "application/json")
             elif self.path == "/readyz":
                 h = sink.health()
                 ok = h["ready"] and not h["paused"]

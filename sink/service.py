@@ -17,9 +17,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable
 
 from agentstream.schemas import PARTITIONER, Codec, make_resolver, topic_name
-
 from . import metrics as m
+from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard, ErrorClass
+
 from .dlq import DeadLetters, Rejected
+from .errors import classify
 from .flush_policy import FlushPolicy
 from .ledger import OffsetRange, cut_ranges, next_offsets, pending_plans, record_plans
 from .retention import PolicyFollower, RetentionBook
@@ -73,6 +75,11 @@ class Sink:
         self.committed_ranges = 0
         self.dlq_records = 0
         self.last_commit_at: float | None = None
+        self.failed: str | None = None
+        self._dlq_guard = DlqRatioGuard(st.dlq_max_ratio, st.dlq_window_records, st.dlq_min_records)
+        self._paused_at: float | None = None
+        self._progress_at = time.monotonic()  # last commit, or last moment with nothing to do
+        self._lag = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -115,11 +122,24 @@ class Sink:
             self._thread.join(timeout)
 
     def run(self, stop_event: threading.Event | None = None) -> None:
-        """Blocks until ``stop_event`` (or ``stop()``) is set; applies migrations first."""
+        """Blocks until ``stop_event`` (or ``stop()``) is set; applies migrations first. Raises
+        ``ConsumerCrash`` (after logging it with the range's coordinates) on a bug or when most
+        records of a window are dead letters; transient failures are retried, never raised."""
+        stop = stop_event or self._stop
+        try:
+            self._run(stop)
+        except BaseException as exc:
+            # A bug or a DLQ ratio over its limit: the loop is gone, nothing past the last
+            # commit is, and /healthz says so until the process is restarted.
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.critical("sink stopped: %s", self.failed, exc_info=not isinstance(exc, ConsumerCrash))
+            raise
+
+    def _run(self, stop: threading.Event) -> None:
         from confluent_kafka import Consumer, Producer
 
-        stop = stop_event or self._stop
-        self._with_retry("migrations", lambda: apply_migrations(self.client), stop)
+        if self._with_retry("migrations", lambda: apply_migrations(self.client), stop) is _STOPPED:
+            return  # stopped during an outage: never reach Kafka with an unmigrated database
         self.migrated = True
         conf = self.kafka_conf()
         self._consumer = Consumer({
@@ -156,8 +176,10 @@ class Sink:
                     self._flush(dead, stop)
                 if time.monotonic() >= next_lag:
                     if self._consumer is not None:
-                        m.report_lag(self._consumer, self._assigned)
+                        self._lag = m.report_lag(self._consumer, self._assigned)
                     next_lag = time.monotonic() + 5.0
+                if not self._pending_rows and not self._lag:
+                    self._progress_at = time.monotonic()
             if self._pending_rows:
                 self._flush(dead, stop, final=True)
         finally:
@@ -242,15 +264,22 @@ class Sink:
         if not chunks:
             return
         new = [(r, len(msgs)) for r, msgs, replay in chunks if not replay]
-        if self._with_retry("sink_batches", lambda: record_plans(self.client, self.settings.group_id, new), stop) is _STOPPED:
+        where = _ranges_coordinates([r for r, _msgs, _replay in chunks])
+        if self._with_retry("sink_batches", lambda: record_plans(self.client, self.settings.group_id, new), stop,
+                            where=where) is _STOPPED:
             return
         todo = [(rng, msgs) for rng, msgs, _replay in chunks if (rng.topic, rng.partition) in self._assigned]
         results = self._store_all(todo, stop)
         if results is _STOPPED:
             return  # nothing more is committed; the ledger replays the rest on restart
         rejected = [r for bad in results for r in bad]
+        # Before anything of this flush is dead-lettered or committed: a tripped guard leaves
+        # the whole flush to be re-read (its stored rows dedup under their tokens on replay).
+        self._dlq_guard.observe(sum(len(msgs) for _rng, msgs in todo), len(rejected),
+                                _coordinates(rejected[-1].topic, rejected[-1].partition, rejected[-1].offset,
+                                             rejected[-1].offset) if rejected else "")
         if rejected:
-            if self._with_retry("dlq", lambda: dead.send(rejected), stop) is _STOPPED:
+            if self._with_retry("dlq", lambda: dead.send(rejected), stop, where=where) is _STOPPED:
                 return
             self.dlq_records += len(rejected)
         self._commit([r for r, _ in todo if (r.topic, r.partition) in self._assigned], stop)
@@ -273,13 +302,14 @@ class Sink:
             if fut is not None and fut.exception() is None:
                 results.append(fut.result())
                 continue
+            table, where = self.specs[rng.topic].table, _range_coordinates(rng)
             if fut is not None:
-                self._note_failure(self.specs[rng.topic].table, fut.exception())
+                self._note_failure(table, fut.exception(), where=where)
             if self._inserter is None:
-                result = self._with_retry(self.specs[rng.topic].table, call, stop)
+                result = self._with_retry(table, call, stop, where=where)
             else:
-                result = self._with_retry(self.specs[rng.topic].table,
-                                          lambda call=call: self._while_reading([call])[0].result(), stop)
+                result = self._with_retry(table, lambda call=call: self._while_reading([call])[0].result(),
+                                          stop, where=where)
             if result is _STOPPED:
                 return _STOPPED
             results.append(result)
@@ -296,7 +326,9 @@ class Sink:
                     and self._pending_rows < self.settings.batch_max_rows):
                 self._poll(timeout=0.005)
             else:
+                t0 = time.perf_counter()
                 wait(futs, timeout=0.05)
+                m.BLOCKED_SECONDS.inc(time.perf_counter() - t0)
         return futs
 
     def _store(self, spec: TableSpec, cell: dict[str, OffsetRange], msgs: list) -> list[Rejected]:
@@ -329,19 +361,23 @@ class Sink:
             if live:
                 self._consumer.commit(offsets=live, asynchronous=False)
 
-        if self._with_retry("commit", commit, stop) is not _STOPPED:
+        if self._with_retry("commit", commit, stop, where=_ranges_coordinates(ranges)) is not _STOPPED:
             self.committed_ranges += len(ranges)
             self.last_commit_at = time.time()
+            self._progress_at = time.monotonic()
 
-    def _with_retry(self, what: str, fn: Callable[[], Any], stop: threading.Event, poll: bool = True) -> Any:
-        """Calls ``fn`` until it succeeds, pausing consumption meanwhile (backpressure) and
-        backing off exponentially. Returns ``_STOPPED`` if asked to stop first."""
+    def _with_retry(self, what: str, fn: Callable[[], Any], stop: threading.Event, poll: bool = True,
+                    where: str = "") -> Any:
+        """Calls ``fn`` until it succeeds while its failures are transient (``errors.classify``),
+        pausing consumption meanwhile (backpressure) and backing off exponentially. Returns
+        ``_STOPPED`` if asked to stop first; any other failure is a bug and raises
+        ``ConsumerCrash`` naming ``where`` (the range's topic, partition and offsets)."""
         delay = self.settings.retry_initial_s
         while True:
             try:
                 result = fn()
-            except Exception as exc:  # noqa: BLE001 - any ClickHouse/Kafka failure is retried
-                self._note_failure(what, exc, delay)
+            except Exception as exc:
+                self._note_failure(what, exc, delay, where)
                 if poll:
                     self._pause(True)
                 deadline = time.monotonic() + delay
@@ -359,14 +395,26 @@ class Sink:
             self.last_error = None
             return result
 
-    def _note_failure(self, what: str, exc: BaseException, delay: float = 0.0) -> None:
+    def _note_failure(self, what: str, exc: BaseException, delay: float = 0.0, where: str = "") -> None:
+        """Counts and logs a failed call; raises ``ConsumerCrash`` unless it is transient."""
         self.last_error = f"{what}: {exc}"
+        kind = classify(exc)
         m.INSERT_FAILURES.labels(what).inc()
-        log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
+        m.ERRORS.labels(what, kind.value).inc()
+        if kind is not ErrorClass.TRANSIENT:
+            at = f" at {where}" if where else ""
+            raise ConsumerCrash(f"{what}{at} failed with {type(exc).__name__} (not a transient error, not "
+                                f"retried; nothing from here on is committed): {exc}") from exc
+        log.warning("%s%s failed, retrying in %.1fs: %s", what, f" ({where})" if where else "", delay, exc)
 
     def _pause(self, on: bool) -> None:
         from confluent_kafka import TopicPartition
 
+        if on and self._paused_at is None:
+            self._paused_at = time.monotonic()
+        elif not on and self._paused_at is not None:
+            m.PAUSED_SECONDS.inc(time.monotonic() - self._paused_at)
+            self._paused_at = None
         self.paused = on
         m.PAUSED.set(1 if on else 0)
         if self._consumer is None:
@@ -377,9 +425,23 @@ class Sink:
 
     # ---- readiness -------------------------------------------------------------------------
 
+    def stuck_for(self) -> float:
+        """Seconds without progress (a commit) while records wait (buffered, or lag > 0); 0
+        while caught up or moving."""
+        if not self._pending_rows and not self._lag:
+            return 0.0
+        return max(0.0, time.monotonic() - self._progress_at)
+
     def health(self) -> dict[str, Any]:
+        """``alive`` is False once the loop has crashed or has made no progress for
+        ``stuck_after_s`` with records waiting; /healthz answers 503 then."""
+        stuck = self.stuck_for()
         return {
-            "ready": self.migrated and self._consumer is not None,
+            "alive": self.failed is None and stuck < self.settings.stuck_after_s,
+            "failed": self.failed,
+            "stuck_seconds": round(stuck, 1),
+            "lag": self._lag,
+            "ready": self.migrated and self._consumer is not None and self.failed is None,
             "migrated": self.migrated,
             "paused": self.paused,
             "assigned": sorted(f"{t}[{p}]" for t, p in self._assigned),
@@ -393,6 +455,19 @@ class Sink:
 
     def metrics(self) -> dict[str, Any]:
         return self.health()
+
+
+def _coordinates(topic: str, partition: int, start: int, end: int) -> str:
+    return f"{topic}[{partition}] offsets {start}-{end}"
+
+
+def _range_coordinates(rng: OffsetRange) -> str:
+    return _coordinates(rng.topic, rng.partition, rng.start, rng.end)
+
+
+def _ranges_coordinates(ranges: list[OffsetRange]) -> str:
+    shown = ", ".join(_range_coordinates(r) for r in ranges[:3])
+    return shown + (f" and {len(ranges) - 3} more ranges" if len(ranges) > 3 else "")
 
 
 class _Stopped:

@@ -57,6 +57,16 @@ class SinkSettings(BaseSettings):
     default_retention_days: int = 30
     default_alert_retention_days: int = 90
     read_policies: bool = True
+    # DLQ ratio guard: the sink stops (health fails, nothing of that flush committed) when more
+    # than dlq_max_ratio of the records in the last dlq_window_records (whole flushes, at least
+    # dlq_min_records) were dead letters: a stream that is mostly invalid is a misconfiguration
+    # (wrong registry, another producer's format) to fix, not data to dead-letter. 1.0: never.
+    dlq_max_ratio: float = 0.5
+    dlq_window_records: int = 1000
+    dlq_min_records: int = 100
+    # /healthz fails once the sink has committed nothing for this long while records wait
+    # (buffered, or lag > 0): a wedged loop or an outage long enough that a restart is due.
+    stuck_after_s: float = 300.0
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
     metrics_port: int = 9108
