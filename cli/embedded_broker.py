@@ -34,6 +34,10 @@ class EmbeddedBroker:
     port: int = field(default_factory=free_port)
     log_path: str | None = None
     proc: subprocess.Popen | None = None
+    # The stack runs the broker in its own session: a Ctrl-C at the terminal goes to the whole
+    # foreground process group, and the broker must outlive the parts that still commit to it
+    # (the stack stops it last). Tests keep it in their group, so it dies with them.
+    own_session: bool = False
 
     @property
     def bootstrap_servers(self) -> str:
@@ -50,6 +54,7 @@ class EmbeddedBroker:
              "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            start_new_session=self.own_session,
         )
         _wait_listening(self.port, timeout)
         return self

@@ -130,7 +130,8 @@ class Stack:
             c.gateway_port = claim_port("gateway", c.gateway_port, "gateway" in c.explicit, c.moved)
         c.processors_port = claim_port("processors", c.processors_port, "processors" in c.explicit,
                                        c.moved)
-        self.broker = EmbeddedBroker(port=c.broker_port, log_path=str(logs / "broker.log")).start()
+        self.broker = EmbeddedBroker(port=c.broker_port, log_path=str(logs / "broker.log"),
+                                     own_session=True).start()
         from agentstream.schemas.topics import create_topics
 
         create_topics(self.broker.bootstrap_servers, prefix=c.topic_prefix, partitions=c.partitions)

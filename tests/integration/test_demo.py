@@ -62,6 +62,10 @@ def test_demo_prints_where_to_look_and_lists_runs_of_several_agents(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode is not None
+    # Ctrl-C reaches the whole process group; the broker (own session) outlived the processors,
+    # which stopped cleanly instead of by their deadline
+    log = (tmp_path / "data" / "logs" / "processors.log").read_text()
+    assert "clean shutdown did not finish" not in log
 
 
 def check_demo_shows_what_the_readme_shows(api: str, key: str) -> None:
