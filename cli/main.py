@@ -26,6 +26,7 @@ PART_COMMANDS = [
     "agentstream.cli.schema_commands",
     "agentstream.cli.runs",
     "agentstream.cli.export_commands",
+    "agentstream.cli.plan",
     "agentstream.cli.mcp_commands",
     "agentstream.cli.audit_commands",
     "agentstream.cli.hooks_commands",

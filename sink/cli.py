@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
 
     def migrate(
         cluster: str = typer.Option(
-            None, help="A ClickHouse cluster (remote_servers) name: Replicated local tables ON CLUSTER, "
+            None, envvar="AGENTSTREAM_CLICKHOUSE_CLUSTER",
+            help="A ClickHouse cluster (remote_servers) name: Replicated local tables ON CLUSTER, "
                        "Distributed tables under the embedded names (docs/storage.md)."),
         print_sql: bool = typer.Option(False, "--print", help="Print the DDL (with --cluster) and exit."),
     ) -> None:
