@@ -1,9 +1,8 @@
 """A local model server for the framework integration tests (no network): OpenAI chat
 completions and Gemini generateContent, scripted from the request itself.
 
-Chat: a request whose last message is not a tool result and that offers tools gets a call of
-the first tool whose name the ``route`` picks (default: the first offered); otherwise a text
-answer. Model ``fail-400`` answers HTTP 400. Usage is deterministic: 10 input tokens per message,
+Chat: a request gets a call of the tool the ``route`` picks (default: the first offered tool
+the conversation has not called yet); otherwise a text answer. Model ``fail-400`` answers HTTP 400. Usage is deterministic: 10 input tokens per message,
 7 output tokens, so tests can assert tokens and cost exactly.
 """
 from __future__ import annotations
@@ -16,9 +15,15 @@ from typing import Any, Callable
 IN_PER_MESSAGE, OUT_TOKENS = 10, 7
 
 
+def _first_uncalled(tools: list[str], messages: list[dict]) -> str | None:
+    called = {c["function"]["name"] for m in messages if m.get("role") == "assistant"
+              for c in m.get("tool_calls") or ()}
+    return next((t for t in tools if t not in called), None)
+
+
 class FakeModels:
     def __init__(self, route: Callable[[list[str], list[dict]], str | None] | None = None):
-        self.route = route or (lambda tools, messages: tools[0] if tools else None)
+        self.route = route or _first_uncalled
         self.requests: list[dict] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -41,10 +46,9 @@ class FakeModels:
             return 400, {"error": {"message": "bad request", "type": "invalid_request_error"}}
         messages = body.get("messages") or []
         tools = [t["function"]["name"] for t in body.get("tools") or ()]
-        last = messages[-1] if messages else {}
         usage = {"prompt_tokens": IN_PER_MESSAGE * len(messages), "completion_tokens": OUT_TOKENS,
                  "total_tokens": IN_PER_MESSAGE * len(messages) + OUT_TOKENS}
-        pick = self.route(tools, messages) if last.get("role") != "tool" else None
+        pick = self.route(tools, messages)
         if pick:
             message = {"role": "assistant", "content": None, "tool_calls": [{
                 "id": f"call_{len(self.requests)}", "type": "function",
