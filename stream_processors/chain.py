@@ -15,7 +15,7 @@ import orjson
 
 from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
 
-from .detectors import fleet, governance, runs
+from .detectors import fleet, governance, governance_topology, runs
 from .policies import PolicyBook
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import Redactor
@@ -108,6 +108,8 @@ class Chain:
         ts, agent, version, run_id = e["ts_us"], e["agent_id"], e["agent_version"], e["run_id"]
         if kind == "RUN_START":
             fleet.add_active(d, run_id, agent, ts)
+            # A root is registered too: its agent is the first of every chain below it.
+            d.setdefault("links", []).append([run_id, e.get("parent_run_id"), agent, "", ts])
         elif kind == "RUN_END":
             d["ended"].append(run_id)
             d["active"].pop(run_id, None)
@@ -115,6 +117,10 @@ class Chain:
                                 float(p.get("duration_ms") or 0.0), float(p.get("cost_usd") or 0.0),
                                 int(p.get("step_count") or 0))
         else:
+            handoff = p.get("handoff")
+            if handoff and handoff.get("to_run_id"):
+                d.setdefault("links", []).append([handoff["to_run_id"], run_id, handoff.get("to_agent_id") or "",
+                                                  agent, ts])
             llm = p.get("llm")
             if llm and llm.get("cost_usd"):
                 fleet.add_spend(d, agent, ts, float(llm["cost_usd"]))
@@ -142,11 +148,17 @@ class Chain:
             for k, off in (delta.get("src") or {}).items():
                 topic, part = k.rsplit("|", 1)
                 sources.append(InRecord(topic, int(part), off, None, None))
-            for f in fleet.apply(entry[1], delta, policy.budgets):
+            findings = [(f, None) for f in fleet.apply(entry[1], delta, policy.budgets)]
+            if delta.get("links") or ("topo" in entry[1] and delta.get("ended")):
+                topo = entry[1].setdefault("topo", governance_topology.new_state())
+                findings += [(f, f.evidence.get("run_id"))
+                             for f in governance_topology.apply(topo, delta.get("links") or [], policy.governance)]
+                governance_topology.forget_ended(topo, delta.get("ended") or [])
+            for f, run in findings:
                 alert_id = _id(tenant, f.key)
                 if f.alert:
                     out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
-                                           f.agent_id, f.agent_version, None, sources))
+                                           f.agent_id, f.agent_version, run, sources))
                 for run_id in f.stop_runs:
                     out.append(self._command(tenant, run_id, f"{f.alert_type}: {f.title}", alert_id))
         for key, (partition, st) in states.items():

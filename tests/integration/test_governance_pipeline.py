@@ -86,8 +86,41 @@ def test_policy_v2_rules_alert_and_stop_in_flight(worker, bootstrap, topic_prefi
     assert by_run[r["swap"]]["evidence"]["rule"] == "approval_mismatch"
     assert by_run[r["swap"]]["severity"] == "CRITICAL"
     assert by_run[r["missing"]]["evidence"]["rule"] == "approval_missing"
-    warn = [a for a in mine if a["alert_type"] == "budget_warning"][0]
+    warn = next(a for a in mine if a["alert_type"] == "budget_warning" and a["run_id"] == r["warn"])
     assert warn["evidence"]["step_seq"] == "5"  # 5 of 10 steps at warn_fraction 0.5 (default 0.8: 8)
     stopped = {c["run_id"]: c for c in reader.commands if c["tenant_id"] == tenant}
     assert set(stopped) == {r["deny"], r["forbid"], r["swap"], r["missing"], r["window"]}
     assert stopped[r["swap"]]["alert_id"] == by_run[r["swap"]]["alert_id"]
+
+
+def test_handoff_loop_across_runs_and_fan_out_limit_in_flight(worker, bootstrap, topic_prefix, unique, reader):
+    tenant = f"multi-{unique}"
+    settings = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix)
+    set_policy(settings, tenant, version="m1", base={}, governance=["max_fan_out=2"])
+    time.sleep(1.0)
+    # A -> B -> A -> B -> A: five runs keyed apart (so on different partitions), linked by
+    # parent_run_id only; the fifth is A's second return.
+    runs = [f"h{i}-{unique}" for i in range(5)]
+    events = []
+    for i, run in enumerate(runs):
+        start = syn.run_start(tenant, run, agent_id="AB"[i % 2])
+        start["parent_run_id"] = runs[i - 1] if i else None
+        events.append(start)
+    boss = f"boss-{unique}"
+    events.append(syn.run_start(tenant, boss, agent_id="boss"))
+    for i in range(3):  # the third child is over max_fan_out=2, linked by the boss's handoff steps
+        h = syn.step(tenant, boss, i + 1, name="handoff", step_kind="HANDOFF", args_digest=None, agent_id="boss")
+        h["payload"]["handoff"] = {"to_agent_id": "worker", "to_run_id": f"w{i}-{unique}", "role": None}
+        events.append(h)
+    produce(bootstrap, topic_prefix, events)
+
+    def got(rd):
+        return {(a["alert_type"], a["run_id"]) for a in rd.alerts if a["tenant_id"] == tenant}
+
+    want = {("handoff_loop", runs[4]), ("delegation_limit", f"w2-{unique}")}
+    assert reader.poll_until(lambda rd: want <= got(rd), timeout=60, settle=2.0), got(reader)
+    assert got(reader) == want
+    loop = next(a for a in reader.alerts if a["tenant_id"] == tenant and a["alert_type"] == "handoff_loop")
+    assert loop["evidence"]["agents"] == "A -> B -> A -> B -> A" and loop["severity"] == "CRITICAL"
+    stopped = {c["run_id"] for c in reader.commands if c["tenant_id"] == tenant}
+    assert stopped == {runs[4], f"w2-{unique}"}
