@@ -15,15 +15,15 @@ from .errors import install_error_handlers
 from .metrics import ApiMetrics, install_metrics
 from .settings import ApiSettings
 
-log = logging.getLogger("agentstream.api")
-
 from .routes import (alert_lifecycle, alerts, compare, costs, drift, feedback, health, policies, runs,
                      sessions, sql, stats, timeline)
-from .routes import export, run_ops
+from .routes import export, run_ops, topology
+
+log = logging.getLogger("agentstream.api")
 
 # Included in this order (timeline before nothing that shadows /v1/runs/{run_id}/timeline).
 ROUTERS = [health, runs, timeline, sessions, stats, costs, compare, alerts, alert_lifecycle, drift, sql,
-           policies, feedback, run_ops, export]
+           policies, feedback, run_ops, export, topology]
 
 DESCRIPTION = """\
 Read API over agentstream's ClickHouse tables. Every request needs a tenant API key

@@ -88,8 +88,9 @@ SKELETONS: dict[str, str] = {
 <p class="sub">Detector findings, newest first. Each links to its run or agent, with its evidence.</p>
 <form class="filters" id="filters">
   <label>type<select name="alert_type"><option value="">any</option>
-    <option>loop</option><option>ping_pong</option><option>no_progress</option><option>retry_storm</option>
-    <option>budget_warning</option><option>budget_breach</option><option>drift</option><option>redaction_quarantine</option></select></label>
+    <option>loop</option><option>budget_warning</option><option>budget_breach</option><option>drift</option>
+    <option>redaction_quarantine</option><option>policy_violation</option><option>approval_violation</option>
+    <option>handoff_loop</option><option>delegation_limit</option></select></label>
   <label>severity<select name="severity"><option value="">any</option><option>INFO</option><option>WARNING</option><option>CRITICAL</option></select></label>
   <label>agent<input name="agent_id" size="14"></label>
   <label>run<input name="run_id" size="14"></label>
@@ -177,8 +178,8 @@ cached (input read from the provider's prompt cache).</p>
 """,
     "policies": """
 <h1>Policies</h1>
-<p class="sub">Budgets, loop thresholds and redaction for this tenant. Saving writes the policy to the
-policies topic through the API; every processor reads it from there.</p>
+<p class="sub">Budgets, loop thresholds, redaction and governance (tool rules, approvals, delegation) for
+this tenant. Saving writes the policy to the policies topic through the API; every processor reads it from there.</p>
 <div id="policy-status"></div>
 <form id="policy-form" class="panel"><div id="policy-fields" class="empty">loading…</div>
   <button type="submit" id="save">Save policy</button> <span class="note" id="policy-version"></span></form>
