@@ -167,7 +167,7 @@ class Db:
     def _open(self) -> Any:
         try:
             return self._factory()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("cannot connect to ClickHouse: %s", exc)
             raise ApiError(503, "clickhouse_unavailable",
                            "cannot connect to ClickHouse; retry later") from exc
@@ -216,7 +216,7 @@ class Db:
         with self.lease() as client:
             try:
                 return query_clamped(client, sql, params, settings)
-            except Exception as exc:  # noqa: BLE001 - clickhouse-connect raises several types
+            except Exception as exc:  # clickhouse-connect raises several types
                 raise self.map_error(exc) from exc
 
     def raw_query(self, sql: str, params: dict[str, Any] | None = None,

@@ -60,7 +60,7 @@ class KafkaWriter:
     def write(self, logical: str, key: str, schema: str, record: dict[str, Any]) -> None:
         try:
             value = self.codec.encode(schema, record)
-        except Exception as exc:  # noqa: BLE001 - an invalid record is the caller's bad input
+        except Exception as exc:  # an invalid record is the caller's bad input
             raise ApiError(400, "invalid_record", f"record does not fit {schema}: {exc}") from exc
         self.write_bytes(logical, key.encode(), value)
 

@@ -14,7 +14,6 @@ Rows are written to the contract tables the way the sink writes them (the API's 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import random
 import sys

@@ -101,7 +101,7 @@ def agent_thread_otel(n: int, at_start: bool = False) -> float:
                                                 SpanExportResult)
 
     class Discard(SpanExporter):
-        def export(self, spans):  # noqa: ANN001
+        def export(self, spans):
             return SpanExportResult.SUCCESS
 
     provider = TracerProvider()

@@ -131,7 +131,7 @@ def run_audit(since_us: int, until_us: int | None, rules: dict[str, Any] | None,
         try:
             client = make_client(clickhouse_dsn)
             rows = list(clickhouse_rows(client, audit_sql(since_us, until_us, tenant)))
-        except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
+        except Exception as exc:  # one line for the user, not a traceback
             raise CliError(f"cannot read {clickhouse_dsn}: {exc}") from exc
         if rules is not None:
             policy_for = lambda _t: rules  # noqa: E731
@@ -153,7 +153,7 @@ def stored_policies() -> Callable[[str], Any]:
 
     try:
         found = read_policies(ProcessorsSettings())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CliError(f"cannot read the policies topic ({exc}); pass --policy FILE") from exc
     return lambda t: (found.get(t) or {}).get("governance") or {}
 

@@ -112,7 +112,7 @@ def _start(data_dir: Path, ports: dict[str, Optional[int]], gateway: bool):
         stack.stop(say=_say, drain_s=0)
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - Ctrl-C or a crash: stop the stack, then exit
         typer.echo("\nstopping ...")
         stack.stop(say=_say, drain_s=0)
         typer.echo("stopped.")

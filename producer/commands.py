@@ -70,7 +70,7 @@ class CommandListener:
 
         try:
             consumer = Consumer(self._conf)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("agentstream: command listener could not start")
             return
         try:

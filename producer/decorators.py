@@ -173,7 +173,7 @@ class Decorators:
                     st = self.settings
                     try:
                         w = AuditWriter(st.bootstrap_servers, self.topic, st.client_conf)
-                    except Exception as exc:  # noqa: BLE001 - bad client conf: fail closed, documented
+                    except Exception as exc:  # bad client conf: fail closed, documented
                         from .errors import AuditUnavailable
                         raise AuditUnavailable(f"cannot create the audit producer: {exc}") from exc
                     self._durable_writer = w

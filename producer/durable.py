@@ -95,7 +95,7 @@ class AuditWriter:
         try:
             value = self.codec.encode(EVENT, record)
             self._p.produce(self.topic, value, record["run_id"].encode(), on_delivery=delivered)
-        except Exception as exc:  # noqa: BLE001 - encoding or a full local queue: not audited
+        except Exception as exc:  # encoding or a full local queue: not audited
             raise AuditUnavailable(f"audit record not sent: {exc}", record["run_id"]) from exc
         deadline = time.monotonic() + timeout_s
         while not done.is_set():

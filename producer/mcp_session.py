@@ -101,7 +101,7 @@ class McpSession:
                 self._cancelled(msg.get("params"))
             elif method == "tools/call" and "id" in msg:
                 return self._tool_call(msg)
-        except Exception:  # noqa: BLE001 - capture must never break the proxied session
+        except Exception:  # capture must never break the proxied session
             log.warning("agentstream: MCP capture failed; message forwarded", exc_info=True)
             self.tracer._transport.failed += 1
         return None
@@ -120,7 +120,7 @@ class McpSession:
                 run = self.ensure_run()
                 if isinstance(info, dict) and info.get("name"):
                     run.attrs = {**(run.attrs or {}), "mcp.server.name": _short(info["name"])}
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.warning("agentstream: MCP capture failed on a response", exc_info=True)
             self.tracer._transport.failed += 1
 

@@ -17,6 +17,7 @@ import struct
 import uuid
 import zlib
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 _REC = struct.Struct(">IIQH")  # body length, crc32(body), w, key length; body = key + value
 _POS = struct.Struct(">Q")
@@ -89,7 +90,7 @@ class SpoolDir:
             self._fill(s, limit)
         heads = [(s.buf[0][0], i, 0) for i, s in enumerate(self.segments) if s.buf]
         heapq.heapify(heads)
-        out = []
+        out: list[tuple[int, bytes, bytes, _Segment, int]] = []
         while heads and len(out) < limit:
             w, i, j = heapq.heappop(heads)
             s = self.segments[i]
@@ -143,7 +144,7 @@ class Spool:
         self.adopted: list[tuple[SpoolDir, int]] = []
         self._adopt_orphans()
         self._used = self.own.bytes_used() + sum(d.bytes_used() for d, _ in self.adopted)
-        self._wfile = None
+        self._wfile: BinaryIO | None = None
 
     def _adopt_orphans(self) -> None:
         for name in sorted(os.listdir(self.root)):
@@ -236,7 +237,7 @@ class Spool:
 
     def close(self, remove_if_empty: bool = True) -> None:
         self._close_writer()
-        for d, fd in self.adopted:
+        for _d, fd in self.adopted:
             os.close(fd)
         if remove_if_empty and self.own.empty():
             _remove_dir(self.own_path)

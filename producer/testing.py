@@ -219,9 +219,12 @@ def read_events(bootstrap_servers: str, topic: str, run_ids: Iterable[str], *,
 
         while time.monotonic() < deadline and not done():
             msg = c.poll(0.2)
-            if msg is None or msg.error() is not None or msg.key() not in wanted:
+            if msg is None or msg.error() is not None:
                 continue
-            out[msg.key().decode()].append(codec.decode_as(EVENT, msg.value()))
+            key = msg.key()
+            if key is None or key not in wanted:
+                continue
+            out[key.decode()].append(codec.decode_as(EVENT, msg.value()))
         return out
     finally:
         c.close()

@@ -77,7 +77,7 @@ class Tracer(Decorators):
                                      content_store)
         try:
             self.prices = PriceTable.load(settings.price_table_path, prices)
-        except Exception:  # noqa: BLE001 - a broken override file must not break the agent
+        except Exception:  # a broken override file must not break the agent
             log.exception("agentstream: price table override unreadable, using the bundled one")
             self.prices = PriceTable.load()
         self.topic = topic_name("raw", settings.topic_prefix)
@@ -141,7 +141,7 @@ class Tracer(Decorators):
         try:
             raw = end_user_id if isinstance(end_user_id, str) else str(end_user_id)
             return self._policy.digest(raw) if raw else None
-        except Exception:  # noqa: BLE001 - a bad id must not break the agent; dropped, not sent
+        except Exception:  # a bad id must not break the agent; dropped, not sent
             log.warning("agentstream: end_user_id could not be digested; dropped", exc_info=True)
             return None
 
@@ -180,7 +180,7 @@ class Tracer(Decorators):
                 return
             try:
                 codec = Codec(make_resolver(self.settings.schema_registry_url))
-            except Exception:  # noqa: BLE001 - registry down or mismatched: never raise into run()
+            except Exception:  # registry down or mismatched: never raise into run()
                 log.warning("agentstream: schema registry unusable; commands decoded with the "
                             "built-in schema ids", exc_info=True)
                 codec = Codec()
@@ -201,7 +201,7 @@ class Tracer(Decorators):
         """Waits (bounded) until everything emitted so far is acked by Kafka or spooled."""
         try:
             return self._transport.flush(timeout)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("agentstream: flush failed")
             return False
 
@@ -210,7 +210,7 @@ class Tracer(Decorators):
             if self._listener is not None:
                 self._listener.stop()
             return self._transport.close(timeout)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("agentstream: close failed")
             return False
 

@@ -128,7 +128,7 @@ class Transport:
                 self.delivery.tick(busy, self._drain)
                 if self._stop and not q:
                     break
-            except Exception:  # noqa: BLE001 - the worker must outlive any one bad turn
+            except Exception:  # the worker must outlive any one bad turn
                 self.failed += 1
                 log.exception("agentstream: transport loop error")
                 time.sleep(0.05)
@@ -148,7 +148,7 @@ class Transport:
                 continue
             try:
                 records = process(item)
-            except Exception:  # noqa: BLE001 - one unencodable item must not stop the rest
+            except Exception:  # one unencodable item must not stop the rest
                 self.failed += 1
                 log.exception("agentstream: could not encode an event")
                 continue

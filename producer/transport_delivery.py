@@ -90,7 +90,7 @@ class Delivery:
         """Creates the producer; a spool an earlier process left behind starts us offline."""
         try:
             self.producer = self._factory(self.conf())
-        except Exception:  # noqa: BLE001 - never raise into the agent: spool until a probe works
+        except Exception:  # never raise into the agent: spool until a probe works
             log.exception("agentstream: producer start failed")
             self.state = DeliveryState.OFFLINE
         try:
@@ -110,7 +110,7 @@ class Delivery:
                 self.producer.purge(in_queue=True, in_flight=False, blocking=True)
                 self.producer.poll(0)
             self.settle()
-        except Exception:  # noqa: BLE001 - at exit: log, and leave the spool consistent
+        except Exception:  # at exit: log, and leave the spool consistent
             log.exception("agentstream: shutdown flush failed")
         if self._spool is not None:
             self._spool.close()
@@ -141,7 +141,7 @@ class Delivery:
             self._w += 1  # numbered after the block reserved for in-flight failures
             self._to_spool.append((self._w, key, value))
 
-    def tick(self, busy: bool, drain_to_spool: Callable[[], None]) -> None:
+    def tick(self, busy: bool, drain_to_spool: Callable[[], object]) -> None:
         """One turn of the transport loop: serve librdkafka's callbacks, move failures to
         the spool, and probe/replay when offline. ``drain_to_spool`` sends the queue's
         pending items (they are spooled while replaying)."""
@@ -170,7 +170,7 @@ class Delivery:
             batch.sort(key=lambda r: r[0])
             try:
                 written = self._ensure_spool().append(batch)
-            except Exception:  # noqa: BLE001 - disk trouble: the records are lost, say so
+            except Exception:  # disk trouble: the records are lost, say so
                 log.exception("agentstream: spool write failed")
                 written = 0
             self.spooled += written
@@ -243,7 +243,7 @@ class Delivery:
             self._spool = Spool(s.spool_dir, s.spool_max_bytes, s.spool_segment_bytes)
         return self._spool
 
-    def _try_recover(self, drain_to_spool: Callable[[], None]) -> None:
+    def _try_recover(self, drain_to_spool: Callable[[], object]) -> None:
         self._next_probe = time.monotonic() + self.settings.probe_interval_s
         if not self._probe():
             return
@@ -253,7 +253,7 @@ class Delivery:
             # first and land in the spool if they failed.
             try:
                 old.purge(in_queue=True, in_flight=False, blocking=True)
-            except Exception:  # noqa: BLE001 - a producer in a fatal state may refuse; flush next
+            except Exception:  # a producer in a fatal state may refuse; flush next
                 log.debug("agentstream: purge before replay failed", exc_info=True)
             old.flush(self.settings.delivery_timeout_ms / 1000)
             self.settle()

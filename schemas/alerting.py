@@ -38,7 +38,7 @@ class AlertingError(ValueError):
 
 
 def is_alerting_key(key: bytes | None) -> bool:
-    return bool(key) and key.startswith(KEY_PREFIX)
+    return key is not None and key.startswith(KEY_PREFIX)
 
 
 def make_key(tenant: str, kind: str, ident: str = "") -> bytes:
@@ -125,8 +125,8 @@ class Silence:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "Silence":
-        sid = _text(doc, "silence_id", required=True)
-        if not _ID.match(sid or ""):
+        sid = _text(doc, "silence_id", required=True) or ""
+        if not _ID.match(sid):
             raise AlertingError("silence_id must match [A-Za-z0-9._:-]{1,128}")
         s = cls(sid, Matcher.from_doc(doc.get("matcher") or {}), _int(doc, "starts_us"),
                 _int(doc, "expires_us"), _text(doc, "created_by") or "", _text(doc, "comment") or "")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 
@@ -67,7 +67,7 @@ class Codec:
             record = {**record, "payload": (KIND_TO_BRANCH[record["kind"]], payload)}
         try:
             fastavro.schemaless_writer(buf, schema, record)
-        except Exception as exc:  # noqa: BLE001 - fastavro raises many types for bad records
+        except Exception as exc:  # fastavro raises many types for bad records
             raise EncodeError(f"{name}: {exc}") from exc
         return buf.getvalue()
 
@@ -77,7 +77,7 @@ class Codec:
         magic, sid = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise DecodeError(f"magic byte {magic} is not the Confluent framing magic 0")
-        return sid
+        return cast(int, sid)
 
     def decode(self, data: bytes | None) -> tuple[str, dict[str, Any]]:
         """Returns (record full name, record). Reads into the newest schema of that name."""
@@ -94,9 +94,9 @@ class Codec:
             record = fastavro.schemaless_reader(
                 io.BytesIO(data[5:]), writer, None if reader is writer else reader
             )
-        except Exception as exc:  # noqa: BLE001 - truncated or corrupt Avro body
+        except Exception as exc:  # truncated or corrupt Avro body
             raise DecodeError(f"avro body does not match schema id {sid}: {exc!r}") from exc
-        return name, record
+        return cast(str, name), cast(dict[str, Any], record)
 
     def decode_as(self, expected: str, data: bytes | None) -> dict[str, Any]:
         name, record = self.decode(data)

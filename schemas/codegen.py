@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .catalog import load_catalog
 
@@ -41,10 +41,10 @@ class _Gen:
         kind = t["type"]
         if kind == "record":
             self.record(t)
-            return t["name"]
+            return cast(str, t["name"])
         if kind == "enum":
             self.enum(t)
-            return t["name"]
+            return cast(str, t["name"])
         if kind == "array":
             return f"list[{self.type_of(t['items'])}]"
         if kind == "map":

@@ -5,7 +5,7 @@ every union branch so tests also exercise fastavro's actual resolution.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 PROMOTIONS = {
     "int": {"int", "long", "float", "double"},
@@ -20,15 +20,15 @@ def _kind(t: Any) -> str:
     if isinstance(t, list):
         return "union"
     if isinstance(t, dict):
-        return t["type"]
-    return t
+        return cast(str, t["type"])
+    return cast(str, t)
 
 
 def _name(t: Any) -> str | None:
     return t.get("name") if isinstance(t, dict) else None
 
 
-def check_backward(old: Any, new: Any, path: str = "$", named: dict | None = None) -> list[str]:
+def check_backward(old: Any, new: Any, path: str = "$", named: dict[str, Any] | None = None) -> list[str]:
     """Problems that stop ``new`` reading data written with ``old``; empty means compatible."""
     named = {} if named is None else named
     if isinstance(old, str) and old in named:
@@ -68,7 +68,7 @@ def check_backward(old: Any, new: Any, path: str = "$", named: dict | None = Non
     return []
 
 
-def _branch_problems(branch: Any, new_union: Any, path: str, named: dict) -> list[str]:
+def _branch_problems(branch: Any, new_union: Any, path: str, named: dict[str, Any]) -> list[str]:
     candidates = new_union if isinstance(new_union, list) else [new_union]
     for c in candidates:
         same_named = _name(branch) and _name(branch) == _name(c)
@@ -77,7 +77,7 @@ def _branch_problems(branch: Any, new_union: Any, path: str, named: dict) -> lis
     return [f"{path}: union branch {_name(branch) or _kind(branch)} has no match in the new schema"]
 
 
-def example_record(schema: Any, named: dict | None = None, branch: int = 0) -> Any:
+def example_record(schema: Any, named: dict[str, Any] | None = None, branch: int = 0) -> Any:
     """A record valid for ``schema``; ``branch`` picks which union member to fill."""
     named = {} if named is None else named
     if isinstance(schema, str) and schema in named:

@@ -1,7 +1,7 @@
 """Where schema ids come from: the embedded catalog, or a Confluent-compatible Schema Registry."""
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .catalog import SchemaCatalog, load_catalog, parse
 from .registry_sync import SchemaIdMismatch, check_ids, register
@@ -74,7 +74,7 @@ class RegistryResolver:
                 schema = self.client.get_schema(schema_id)
             except Exception:  # noqa: BLE001 - unknown id or registry down: the caller DLQs it
                 return None
-            parsed = parse(schema.schema_str)
+            parsed = parse(cast(str, schema.schema_str))
             self._schemas[schema_id] = parsed
         return parsed
 

@@ -199,7 +199,7 @@ def create_topics(
         try:
             fut.result()
             created.append(name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return created

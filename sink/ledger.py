@@ -10,7 +10,9 @@ with ``deduplicate_blocks_in_dependent_materialized_views``, in every view targe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
+
+from .clickhouse_client import ClickHouseClient
 
 
 @dataclass(frozen=True, order=True)
@@ -36,7 +38,7 @@ LEDGER_COLUMNS = ["consumer_group", "topic", "partition", "start_offset", "end_o
                   "avro", "fallback"]
 
 
-def record_plans(client, group: str, ranges: list[tuple[OffsetRange, int]]) -> None:
+def record_plans(client: ClickHouseClient, group: str, ranges: list[tuple[OffsetRange, int]]) -> None:
     """Records ranges (re-recording one replaces its row: ReplacingMergeTree on its start)."""
     if not ranges:
         return
@@ -48,7 +50,7 @@ def record_plans(client, group: str, ranges: list[tuple[OffsetRange, int]]) -> N
     )
 
 
-def pending_plans(client, group: str, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], list[OffsetRange]]:
+def pending_plans(client: ClickHouseClient, group: str, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], list[OffsetRange]]:
     """Ranges planned at or after each partition's committed offset, oldest first.
 
     ``committed`` maps (topic, partition) to the next offset to read (the committed offset).
@@ -80,8 +82,8 @@ def next_offsets(ranges: list[OffsetRange]) -> dict[tuple[str, int], int]:
     return out
 
 
-def cut_ranges(buffers: dict[tuple[str, int], list], plans: dict[tuple[str, int], list[OffsetRange]],
-               avro_for: Callable[[str], bool], max_rows: int = 0) -> list[tuple[OffsetRange, list, bool]]:
+def cut_ranges(buffers: dict[tuple[str, int], list[Any]], plans: dict[tuple[str, int], list[OffsetRange]],
+               avro_for: Callable[[str], bool], max_rows: int = 0) -> list[tuple[OffsetRange, list[Any], bool]]:
     """Takes the next ranges out of each partition's buffer (no I/O; the buffers and plans are
     updated in place), oldest first: each pending ledger range exactly (waiting until all of it
     has been read again: nothing after it is cut before it), otherwise what is buffered, in

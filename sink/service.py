@@ -376,7 +376,7 @@ class Sink:
         while True:
             try:
                 result = fn()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - classified: only transient ones retry
                 self._note_failure(what, exc, delay, where)
                 if poll:
                     self._pause(True)

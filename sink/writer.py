@@ -80,7 +80,7 @@ class RangeWriter:
             try:
                 self._client().raw_insert(c.table, insert_block=c.data(), fmt="Avro",
                                           settings=settings)
-            except Exception as exc:  # noqa: BLE001 - classified below; outages propagate
+            except Exception as exc:  # classified below; outages propagate
                 if not rejected_data(exc):
                     raise
                 log.warning("%s: ClickHouse refused the Avro container of schema %d (%d records), "

@@ -66,7 +66,7 @@ class DeliveryLedger:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps([d, a, t]) + "\n" for (d, a), t in self.sent.items()))
             os.replace(tmp, self.path)
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._fh = open(self.path, "a", encoding="utf-8")  # closed in close()
 
     def __contains__(self, pair: tuple[str, str]) -> bool:
         return pair in self.sent

@@ -198,7 +198,7 @@ def read(b):
         return None
     return (d, mark) if i == len(b) else None
 """
-    exec(compile(src, f"<event_reader {writer.get('name')}>", "exec"), ns)  # noqa: S102 - our own generated code
+    exec(compile(src, f"<event_reader {writer.get('name')}>", "exec"), ns)  # our own generated code
     return ns["read"]
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
+
+if TYPE_CHECKING:
+    from agentstream.cli.embedded_broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

@@ -101,7 +101,7 @@ def mount_dashboard(app: FastAPI, settings: Any) -> None:
     router = APIRouter(prefix="/ui", include_in_schema=False)
 
     @router.get("/login")
-    def login_form(request: Request, next: str = Query("/ui", max_length=2048)) -> Response:  # noqa: A002
+    def login_form(request: Request, next: str = Query("/ui", max_length=2048)) -> Response:
         if current_session(request):
             return RedirectResponse(_safe_next(next), status_code=303)
         return _html(pages.login_html(next_url=_safe_next(next)))

@@ -56,7 +56,7 @@ CostFn = Callable[[tuple[str | None, ...], int, int, int, int], float | None]
 class MappingContext:
     tenant_id: str
     now_us: int
-    cost: CostFn = lambda models, i, o, cr, cw: None  # noqa: E731
+    cost: CostFn = lambda models, i, o, cr, cw: None
     args_digest_key: bytes | None = None
 
 

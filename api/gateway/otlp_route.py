@@ -148,7 +148,7 @@ def add_traces_route(app: FastAPI, state: "GatewayState") -> None:
                                      f"{settings.max_record_bytes}"))
                     continue
                 records.append((key, value))
-        for _, reason in rejected:
+        for _ in rejected:
             metrics.rejected.labels(TRACES, "invalid_span").inc()
 
         def give_back() -> None:

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 class ThreadedGateway:
-    def __init__(self, settings: GatewaySettings, producer=None) -> None:  # noqa: ANN001
+    def __init__(self, settings: GatewaySettings, producer=None) -> None:
         from .app import create_gateway_app
 
         self.settings = settings

@@ -144,7 +144,7 @@ class SqlRunner:
             return self.db.raw_query(sql, params, settings=settings)
         except ApiError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every ClickHouse error maps to a clear answer
+        except Exception as exc:  # every ClickHouse error maps to a clear answer
             raise map_sql_error(exc, caller_sql) from exc
 
 

@@ -95,7 +95,7 @@ def request_messages(kwargs: dict) -> Any:
 def _safe(fn: Callable, *args: Any) -> None:
     try:
         fn(*args)
-    except Exception:  # noqa: BLE001 - telemetry must not break the caller
+    except Exception:  # telemetry must not break the caller
         log.warning("agentstream: instrumentation failed", exc_info=True)
 
 

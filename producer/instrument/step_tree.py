@@ -84,7 +84,7 @@ class StepTree:
             step = make(run) if make is not None else run.step(kind, name, attrs or None)
             if make is not None and attrs:
                 step.set_attributes(**attrs)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.warning("agentstream: instrumentation failed", exc_info=True)
             return None
         step.begin()  # enforcement: may raise before the framework does the work
@@ -118,7 +118,7 @@ class StepTree:
             if status is not None:
                 step.set_status(status)
             step.end()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.warning("agentstream: instrumentation failed", exc_info=True)
         return step
 
@@ -131,7 +131,7 @@ def guarded(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except EnforcementError:
             raise
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.warning("agentstream: instrumentation failed", exc_info=True)
             return None
 

@@ -24,7 +24,7 @@ rollout, when p <= alpha's share and the effect is material.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from . import drift
 from .runs import levels, warn_fraction
@@ -68,7 +68,7 @@ def drift_sample(d: dict[str, Any], agent: str, version: str, ts_us: int) -> dic
     if s is None:
         s = d["drift"][key] = drift.new_sample()
     d["ts_us"] = max(d["ts_us"], ts_us)
-    return s
+    return cast(dict[str, Any], s)
 
 
 def new_state() -> dict[str, Any]:
@@ -183,7 +183,7 @@ def _agent(state: dict[str, Any], agent: str) -> dict[str, Any]:
     a = state["agents"].get(agent)
     if a is None or "order" not in a:
         a = state["agents"][agent] = {"order": [], "buf": {}, "cmp": None}
-    return a
+    return cast(dict[str, Any], a)
 
 
 def _drift(state: dict[str, Any], delta: Mapping[str, Any], cfg: drift.DriftConfig, out: list[FleetFinding]) -> None:

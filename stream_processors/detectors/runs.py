@@ -29,7 +29,7 @@ Every threshold is the amount allowed; a finding is going over it (the SDK's rul
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 PROGRESS_ATTR = "agentstream.progress_fingerprint"
 DIGEST_ATTR = "agentstream.args_digest"
@@ -63,7 +63,7 @@ def new_state() -> dict[str, Any]:
 
 def _upgrade(state: dict[str, Any]) -> None:
     if state.get("v") != 2:
-        keep = {k: state[k] for k in ("steps", "tokens", "cost", "first_us", "raised", "fp", "_o") if k in state}
+        keep: dict[str, Any] = {k: state[k] for k in ("steps", "tokens", "cost", "first_us", "raised", "fp", "_o") if k in state}
         state.clear()
         state.update(new_state())
         state.update(keep)
@@ -129,7 +129,7 @@ def _count(state: dict[str, Any], sig: str, window: int) -> int:
         # (in bulk, so the cost per step stays constant).
         for k in [k for k, v in cnt.items() if v == 1 and k != sig][: MAX_SIGNATURES // 4]:
             del cnt[k]
-    return cnt.get(sig, 0)
+    return cast(int, cnt.get(sig, 0))
 
 
 def _alternation(state: dict[str, Any], sig: str) -> int:
@@ -142,7 +142,7 @@ def _alternation(state: dict[str, Any], sig: str) -> int:
     else:
         n = 2 if b is not None else 1
     state["alt"] = [b, sig, n]
-    return n
+    return cast(int, n)
 
 
 def _raise(state: dict[str, Any], out: list[Finding], f: Finding) -> None:

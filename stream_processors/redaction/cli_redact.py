@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Mapping, TextIO
+from typing import Any, Mapping, TextIO
 
 from .engine import DEFAULT_ACTIONS, DROP, RedactionError, Redactor
 
 
-def redact_record(redactor: Redactor, rec: dict, actions: Mapping[str, str] = DEFAULT_ACTIONS) -> dict:
+def redact_record(redactor: Redactor, rec: dict[str, Any],
+                  actions: Mapping[str, str] = DEFAULT_ACTIONS) -> dict[str, Any]:
     counts: dict[str, int] = {}
     text = redactor.redact_text(rec["text"], actions, counts)
     out = dict(rec)

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, cast
 
 from .fields import ID_FIELDS, IdChecker, effective_mode, filter_attributes
 from .multipattern import compile_any
@@ -102,7 +102,8 @@ class Redactor:
         self.max_chars = max_chars
         any_match = compile_any(PREFILTER_PATTERNS)
         # surrogatepass: a lone surrogate (JSON input can hold one) is scanned, not an error
-        self._prefilter = lambda text: any_match(text.encode("utf-8", "surrogatepass"))
+        self._prefilter: Callable[[str], bool] = \
+            lambda text: bool(any_match(text.encode("utf-8", "surrogatepass")))
         self._verdicts: dict[str, tuple[Finding, ...]] = {}
         self._ids = IdChecker(self.rules, self.scan, self._prefilter)
 
@@ -192,7 +193,7 @@ class Redactor:
             return self._redact_event(event, actions, policy_version, capture_mode)
         except RedactionError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any detector bug must fail closed
+        except Exception as exc:  # any detector bug must fail closed
             # The message may quote the input, so only the type travels into headers and alerts.
             raise RedactionError(f"redaction raised {type(exc).__name__}") from exc
 
@@ -248,7 +249,7 @@ class Redactor:
         out["redaction"] = {"policy_version": policy_version, "rule_counts": counts}
         return out
 
-    def _has_findings(self, v: Any, skip: frozenset[str] | tuple = SKIP_FIELDS) -> bool:
+    def _has_findings(self, v: Any, skip: frozenset[str] | tuple[str, ...] = SKIP_FIELDS) -> bool:
         """Whether ``_walk`` would find anything under ``v`` (same fields and keys, no copies)."""
         if type(v) is str:
             f = self._verdicts.get(v)
@@ -289,7 +290,7 @@ class Redactor:
             if nv is DROP:
                 return None if name in nullable else "[DROPPED]"
             if nv is not v and nv != v:
-                changed.append(nv)
+                changed.append(cast(str, nv))
                 return nv
             return v
         if isinstance(v, dict):
@@ -309,6 +310,7 @@ class Redactor:
                         new.pop(k, None)
                         if nk is DROP:
                             continue
+                        nk = cast(str, nk)
                         changed.append(nk)
                         k = nk
                     if name == "attributes" and (ni is None or ni == "[DROPPED]"):

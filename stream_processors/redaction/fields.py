@@ -14,7 +14,7 @@ counted as ``dropped_attribute:<reason>`` in ``redaction.rule_counts`` (never th
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from agentstream.schemas.attribute_keys import split_attributes
 from agentstream.schemas.id_format import ID_FORMAT
@@ -37,7 +37,7 @@ def effective_mode(tenant_mode: str, event_mode: Any) -> str:
 class IdChecker:
     """``check(name, value)`` returns the name of the rule an id matches, or None."""
 
-    def __init__(self, rules: Iterable[Any], scan_text: Callable[[str], tuple],
+    def __init__(self, rules: Iterable[Any], scan_text: Callable[[str], tuple[Any, ...]],
                  prefilter: Callable[[str], bool]) -> None:
         self.token_rules = tuple(r for r in rules if r.category in TOKEN_CATEGORIES)
         self.scan_text = scan_text
@@ -49,7 +49,7 @@ class IdChecker:
             return None
         for rule in self.token_rules:
             for _ in rule.find(value):
-                return rule.name
+                return cast(str, rule.name)
         return None
 
     def check(self, value: str) -> str | None:

@@ -16,16 +16,16 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "api"))
-from api_fleet import apply_migrations, insert_alerts  # noqa: E402
+from api_fleet import apply_migrations, insert_alerts
 
-from agentstream.api.app import create_app  # noqa: E402
-from agentstream.api.auth import add_key  # noqa: E402
-from agentstream.api.settings import ApiSettings  # noqa: E402
-from agentstream.schemas import ALERT, Codec, topic_name  # noqa: E402
-from agentstream.stream_processors.alert_forwarder import forward  # noqa: E402
-from agentstream.stream_processors.alerting_io import add_silence, set_routing  # noqa: E402
-from agentstream.stream_processors.cli import register  # noqa: E402
-from agentstream.stream_processors.settings import ProcessorsSettings  # noqa: E402
+from agentstream.api.app import create_app
+from agentstream.api.auth import add_key
+from agentstream.api.settings import ApiSettings
+from agentstream.schemas import ALERT, Codec, topic_name
+from agentstream.stream_processors.alert_forwarder import forward
+from agentstream.stream_processors.alerting_io import add_silence, set_routing
+from agentstream.stream_processors.cli import register
+from agentstream.stream_processors.settings import ProcessorsSettings
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ class Receiver:
         rec = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 status = rec.script.pop(0) if rec.script else 200
                 rec.posts.append((status, dict(self.headers), body))

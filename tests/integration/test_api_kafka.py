@@ -9,12 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "api"))
-from api_fleet import RunBuilder, apply_migrations, insert_runs  # noqa: E402
+from api_fleet import RunBuilder, apply_migrations, insert_runs
 
-from agentstream.api.app import create_app  # noqa: E402
-from agentstream.api.auth import add_key  # noqa: E402
-from agentstream.api.settings import ApiSettings  # noqa: E402
-from agentstream.schemas import EVENT, POLICY, Codec, topic_name  # noqa: E402
+from agentstream.api.app import create_app
+from agentstream.api.auth import add_key
+from agentstream.api.settings import ApiSettings
+from agentstream.schemas import EVENT, POLICY, Codec, topic_name
 
 pytestmark = pytest.mark.integration
 

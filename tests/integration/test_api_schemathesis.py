@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "api"))
-from api_fleet import RunBuilder, apply_migrations, insert_alerts, insert_runs  # noqa: E402
+from api_fleet import RunBuilder, apply_migrations, insert_alerts, insert_runs
 
-import schemathesis  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from agentstream.api.app import create_app  # noqa: E402
-from agentstream.api.auth import add_key  # noqa: E402
-from agentstream.api.settings import ApiSettings  # noqa: E402
+from agentstream.api.app import create_app
+from agentstream.api.auth import add_key
+from agentstream.api.settings import ApiSettings
 
 pytestmark = pytest.mark.integration
 

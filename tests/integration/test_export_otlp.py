@@ -24,7 +24,7 @@ class OtlpReceiver:
         rec = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 status = rec.script.pop(0) if rec.script else 200
                 rec.requests.append((self.path, status, dict(self.headers), body))

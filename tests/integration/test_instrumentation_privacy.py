@@ -29,7 +29,7 @@ TOOL_MARK = "heliotrope-schema-5150"
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):  # http.server's naming
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         if body["model"] == "boom":
             self._send(500, {"error": {"message": "upstream exploded", "type": "server_error"}})

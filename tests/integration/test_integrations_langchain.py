@@ -7,16 +7,16 @@ import pytest
 
 pytest.importorskip("langchain_openai")
 
-from langchain_core.messages import HumanMessage  # noqa: E402
-from langchain_core.runnables import RunnableLambda  # noqa: E402
-from langchain_core.tools import tool  # noqa: E402
-from langchain_openai import ChatOpenAI  # noqa: E402
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
 
-from agentstream.producer import BudgetExceeded, Tracer  # noqa: E402
-from agentstream.producer.instrument.langchain import AgentstreamCallbackHandler  # noqa: E402
-from agentstream.schemas import topic_name  # noqa: E402
+from agentstream.producer import BudgetExceeded, Tracer
+from agentstream.producer.instrument.langchain import AgentstreamCallbackHandler
+from agentstream.schemas import topic_name
 
-from integrations_fake_server import FakeModels, failures, steps, tenant_runs  # noqa: E402
+from integrations_fake_server import FakeModels, failures, steps, tenant_runs
 
 pytestmark = pytest.mark.integration
 SECRET = "Oslo-secret-4242"

@@ -20,12 +20,12 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "api"))
-from api_fleet import RunBuilder, apply_migrations, insert_runs  # noqa: E402
-from run_pair import RUN_A, RUN_B, build_pair, pair_alerts  # noqa: E402
-from api_fleet import insert_alerts  # noqa: E402
+from api_fleet import RunBuilder, apply_migrations, insert_runs
+from run_pair import RUN_A, RUN_B, build_pair, pair_alerts
+from api_fleet import insert_alerts
 
-from agentstream.cli.runs import runs_app  # noqa: E402
-from agentstream.schemas import COMMAND, Codec, topic_name  # noqa: E402
+from agentstream.cli.runs import runs_app
+from agentstream.schemas import COMMAND, Codec, topic_name
 
 pytestmark = pytest.mark.integration
 VENV_BIN = Path(sys.executable).parent

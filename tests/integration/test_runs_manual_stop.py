@@ -17,14 +17,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "api"))
-from api_fleet import RunBuilder, apply_migrations, insert_runs  # noqa: E402
+from api_fleet import RunBuilder, apply_migrations, insert_runs
 
-from agentstream.api.app import create_app  # noqa: E402
-from agentstream.api.auth import add_key  # noqa: E402
-from agentstream.api.settings import ApiSettings  # noqa: E402
-from agentstream.producer import RunStopped, Tracer  # noqa: E402
-from agentstream.producer.testing import read_events  # noqa: E402
-from agentstream.schemas import ALERT, COMMAND, Codec, topic_name  # noqa: E402
+from agentstream.api.app import create_app
+from agentstream.api.auth import add_key
+from agentstream.api.settings import ApiSettings
+from agentstream.producer import RunStopped, Tracer
+from agentstream.producer.testing import read_events
+from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
 
 pytestmark = pytest.mark.integration
 

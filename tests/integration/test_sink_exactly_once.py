@@ -117,7 +117,7 @@ def test_kill_minus_nine_twenty_times_loses_and_duplicates_nothing(bootstrap, tm
             time.sleep(rng.uniform(0.2, 3.0))  # during start-up, migrations or the group join
         else:
             # while consuming: after the partitions are assigned, mid-batch/insert/commit
-            wait_for(lambda: lives.read_text().count(" assigned [") > seen, deadline_s=60,
+            wait_for(lambda seen=seen: lives.read_text().count(" assigned [") > seen, deadline_s=60,
                      what="the restarted sink to be assigned its partitions")
             time.sleep(rng.uniform(0.0, 2.5))
         proc.send_signal(signal.SIGKILL)

@@ -34,7 +34,7 @@ def apply_migrations(client) -> None:
     for f in sorted(MIGRATIONS.glob("*.sql")):
         text = f.read_text()
         for stmt in "\n".join(text.splitlines()).split("\n;\n"):
-            body = "\n".join(l for l in stmt.splitlines() if not l.strip().startswith("--")).strip()
+            body = "\n".join(ln for ln in stmt.splitlines() if not ln.strip().startswith("--")).strip()
             if body.rstrip(";").strip():
                 # the sink's own migration runner (sink/storage.py) passes the same setting: the
                 # Avro staging table's payload Variant has two same-shaped branches

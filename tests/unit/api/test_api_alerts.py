@@ -35,7 +35,7 @@ def test_alerts_list_filters_and_pages(api, ch, tenant, auth, unique):
 def _events(text: str) -> list[dict]:
     out = []
     for frame in text.split("\n\n"):
-        lines = dict(l.split(": ", 1) for l in frame.splitlines() if ": " in l and not l.startswith(":"))
+        lines = dict(ln.split(": ", 1) for ln in frame.splitlines() if ": " in ln and not ln.startswith(":"))
         if lines.get("event") == "alert":
             out.append({"id": lines["id"], **json.loads(lines["data"])})
     return out

@@ -154,7 +154,7 @@ def fleet(ch, tenant):
         r = RunBuilder(tenant, agent="exp-a" if i % 2 == 0 else "exp-b", version="v1",
                        start_us=1_000_000 * (int(__import__("time").time()) - 3600 + i))
         r.llm("think", 100 * (i + 1), 10 * i, 5 * i, 0.001 * i, step_id=f"s{i}")
-        for k in range(i % 3):
+        for _ in range(i % 3):
             r.failure("TOOL", "timeout", step_id=f"s{i}")
         r.end("FAILURE" if i % 3 else "SUCCESS")
         runs.append(r)

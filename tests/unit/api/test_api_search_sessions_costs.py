@@ -223,7 +223,11 @@ def test_costs_grouped_match_the_generated_calls(api, auth, seeded, group_by):
     want = defaultdict(lambda: [0, 0, 0, 0, 0.0])
     for c in calls:
         w = want[tuple(str(c[idx[d]]) for d in dims)]
-        w[0] += 1; w[1] += c[4]; w[2] += c[5]; w[3] += c[6]; w[4] += c[7]
+        w[0] += 1
+        w[1] += c[4]
+        w[2] += c[5]
+        w[3] += c[6]
+        w[4] += c[7]
     body = api.get("/v1/costs", params={"group_by": group_by}, headers=auth).json()
     got = {tuple(r["group"][d] for d in dims): r for r in body["items"]}
     assert set(got) == set(want)

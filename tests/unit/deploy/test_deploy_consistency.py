@@ -119,7 +119,7 @@ def _assert_parsed(where: str, actual: Any, value: str) -> None:
 
 
 def test_compose_env_values_parse(compose, monkeypatch):
-    for name, svc in _compose_parts(compose):
+    for _name, svc in _compose_parts(compose):
         env = {k: COMPOSE_DEFAULT.sub(r"\1", str(v)) for k, v in svc["environment"].items()}
         for part in PART_OF_ENTRYPOINT[svc["command"][0]]:
             with monkeypatch.context() as m:

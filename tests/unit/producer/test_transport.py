@@ -107,11 +107,11 @@ def test_head_sampling_keeps_every_failed_run(tmp_path):
 def test_outage_spools_and_replays_in_order(tmp_path):
     t = _tracer(tmp_path)
     with t.run("r") as run:
-        for i in range(5):
+        for _ in range(5):
             run.tool_call("x", latency_ms=1)
         assert t.flush(5)
         FakeKafka.up = False
-        for i in range(50):
+        for _ in range(50):
             run.tool_call("x", latency_ms=1)
         deadline = time.monotonic() + 5
         while t.stats()["spooled"] < 50 and time.monotonic() < deadline:
