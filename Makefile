@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up test test-unit test-integration screenshots codegen bench clean
+.PHONY: install demo up test test-unit test-integration lint screenshots codegen bench clean
 
 # Quiet unless something is wrong: pip -q, and .ci/pip-quiet.sh drops the one warning this
 # machine's pip configuration repeats for every package (its exit status is pip's).
@@ -31,6 +31,10 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
+
+# ruff and mypy (pyproject.toml [tool.ruff], [tool.mypy]); `make test` runs the same test.
+lint: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/ci/test_lint_and_types.py
 
 # The README's screenshots, from what `make demo` produces (Debian's chromium, as the browser tests).
 screenshots: $(STAMP)
