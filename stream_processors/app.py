@@ -138,7 +138,10 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
+        # Fails once the raw loop crashed or is stuck (no commit for stuck_after_s while raw has
+        # lag): a restart is the cure for both, and the body says which.
+        h = raw_loop.health()
+        return web.json({"status": "ok" if h["alive"] else "unhealthy", **h}, status=200 if h["alive"] else 503)
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:

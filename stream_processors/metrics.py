@@ -1,7 +1,7 @@
 """Prometheus metrics for one worker, on its own registry (several apps may share a process)."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .records import OutRecord
@@ -16,6 +16,17 @@ class ProcessorMetrics:
                                    ["topic"], registry=r)
         self.batch_seconds = Histogram("agentstream_processors_batch_seconds", "time to process one batch",
                                        buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=r)
+        # Backpressure, measured: time the raw loop waited for the broker to acknowledge outputs
+        # (max_in_flight batches out) instead of reading, and time it backed off a transient failure.
+        self.blocked_seconds = Counter("agentstream_processors_blocked_seconds",
+                                       "raw loop time spent waiting on output acknowledgements", registry=r)
+        self.paused_seconds = Counter("agentstream_processors_paused_seconds",
+                                      "raw loop time spent backing off transient broker failures", registry=r)
+        self.errors = Counter("agentstream_processors_errors", "raw loop failures by what failed and class "
+                              "(transient: retried; invalid: record to DLQ/quarantine; bug: the worker stops)",
+                              ["what", "error_class"], registry=r)
+        self.lag = Gauge("agentstream_processors_raw_lag_records", "raw high watermark minus the loop's "
+                         "position (Tansu reports watermarks short, so this under-reports there)", registry=r)
         self.fleet_out = Counter("agentstream_processors_fleet_records_out", "fleet agent outputs",
                                  ["topic"], registry=r)
 

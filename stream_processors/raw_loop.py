@@ -13,9 +13,15 @@ compacted changelog with the same partition numbers as raw. On assignment it is 
 reading the changelog partition up to a marker this worker wrote first (Tansu reports high
 watermarks short, so "read to the end" cannot be trusted). Each batch: process → produce outputs
 and state; its raw offsets are committed once every one of those records is acknowledged, while
-the next batch is already being processed (up to MAX_IN_FLIGHT batches). At-least-once; the run
-state records the last raw offset it applied, so a batch redelivered after a crash is not counted
-twice.
+the next batch is already being processed (up to ``max_in_flight`` batches). At-least-once; the
+run state records the last raw offset it applied, so a batch redelivered after a crash is not
+counted twice.
+
+Errors by class (stream_processors/errors.py): a record that fails decoding, redaction or a
+detector goes to the DLQ or quarantine with its reason and the batch proceeds, until most of a
+window does (``DlqRatioGuard``: the loop stops); an output the broker did not take for a
+transient reason is produced again with backoff; anything else stops the loop with the batch's
+coordinates, committing nothing past them.
 """
 from __future__ import annotations
 
@@ -30,9 +36,11 @@ from typing import Any
 from mode import Service
 
 from agentstream.schemas import topic_name
+from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard, ErrorClass
 
 from .chain import Chain
-from .emitter import DeliveryError, Emitter
+from .emitter import Emitter
+from .errors import classify, delivery_transient, process_isolating
 from .metrics import ProcessorMetrics
 from .records import InRecord, OutRecord
 from .settings import ProcessorsSettings
@@ -143,14 +151,33 @@ class RawLoop(Service):
         self.ready = threading.Event()
         self._stop = threading.Event()
         self.store: RunStateStore | None = None
+        self.failed: str | None = None
+        self._progress_at = time.monotonic()  # last commit, or last moment raw had no lag
+        self._lag = 0
+        self._guard = DlqRatioGuard(settings.dlq_max_ratio, settings.dlq_window_records, settings.dlq_min_records)
 
     @Service.task
     async def _run_thread(self) -> None:
         try:
             await asyncio.to_thread(self.run_blocking)
-        except Exception as exc:  # noqa: BLE001
-            log.exception("raw loop crashed")
+        except Exception as exc:  # the loop is gone: the worker must exit, not idle
+            self.failed = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, ConsumerCrash):
+                log.critical("raw loop stopped: %s", exc)
+            else:
+                log.exception("raw loop crashed")
             await self.crash(exc)
+
+    def stuck_for(self) -> float:
+        """Seconds without a commit while raw has lag (0 while caught up or moving)."""
+        return 0.0 if not self._lag else max(0.0, time.monotonic() - self._progress_at)
+
+    def health(self) -> dict[str, Any]:
+        """``alive`` is False once the loop has crashed or has committed nothing for
+        ``stuck_after_s`` while raw has lag; the worker's /healthz answers 503 then."""
+        stuck = self.stuck_for()
+        return {"alive": self.failed is None and stuck < self.settings.stuck_after_s,
+                "failed": self.failed, "stuck_seconds": round(stuck, 1), "lag": self._lag}
 
     async def on_stop(self) -> None:
         self._stop.set()
@@ -182,27 +209,51 @@ class RawLoop(Service):
             store.drop([tp.partition for tp in tps])
 
         c.subscribe([self.raw_topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
+        next_lag = 0.0
         try:
             while not self._stop.is_set():
-                self._settle(c, emitter, inflight, wait=len(inflight) >= MAX_IN_FLIGHT)
+                full = len(inflight) >= s.max_in_flight
+                t_block = time.perf_counter()
+                self._settle(c, emitter, inflight, wait=full)
+                if full:
+                    metrics.blocked_seconds.inc(time.perf_counter() - t_block)
+                if time.monotonic() >= next_lag:
+                    self._lag = _lag(c)
+                    metrics.lag.set(self._lag)
+                    next_lag = time.monotonic() + 5.0
+                if not self._lag and not inflight:
+                    self._progress_at = time.monotonic()
                 msgs = c.consume(s.batch_size, s.batch_within_s if s.batch_within_s > 0 else 0.05)
                 if not msgs:
                     continue
                 t0 = time.perf_counter()
                 batch = []
+                first: dict[int, int] = {}
                 last: dict[int, int] = {}
                 for m in msgs:
-                    if m.error() is not None:
-                        log.warning("raw consume error: %s", m.error())
+                    err = m.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise ConsumerCrash(f"raw consumer failed fatally: {err}")
+                        log.warning("raw consume error: %s", err)
                         continue
                     p, off = m.partition(), m.offset()
                     batch.append(InRecord(m.topic(), p, off, m.key(), m.value(), m.headers(), m.timestamp()[1]))
+                    if p not in last:
+                        first[p] = off
                     last[p] = off
                 if not batch:
                     continue
-                out = chain.process(batch, store.get, store.put)
+                undecodable = chain.redaction.counts.dlq
+                out, failed = process_isolating(chain, batch, store.get, store.put)
+                bad = chain.redaction.counts.dlq - undecodable + failed
+                if bad:
+                    metrics.errors.labels("record", ErrorClass.INVALID.value).inc(bad)
+                where = ", ".join(f"{self.raw_topic}[{p}] offsets {first[p]}-{o}" for p, o in sorted(last.items()))
+                # Before anything of this batch is produced: a tripped guard commits none of it.
+                self._guard.observe(len(batch), bad, where)
                 out.extend(store.drain())
-                ticket = _Ticket(last)
+                ticket = _Ticket(last, where)
                 ticket.total = emitter.produce_all(out, ticket.on_delivery)
                 inflight.append(ticket)
                 metrics.observe_batch(len(batch), out, time.perf_counter() - t0)
@@ -213,38 +264,107 @@ class RawLoop(Service):
 
     def _settle(self, c: Any, emitter: Emitter, inflight: "deque[_Ticket]", wait: bool) -> None:
         """Commits the raw offsets of every leading batch whose outputs are all acknowledged;
-        with ``wait``, first waits until every batch in flight is."""
+        with ``wait``, first waits until every batch in flight is. Outputs the broker refused
+        for a transient reason are produced again after a backoff (the batch stays uncommitted
+        meanwhile); any other refusal, or ``settle_timeout_s`` without acknowledgement, stops
+        the loop with the batch's coordinates."""
         from confluent_kafka import TopicPartition
 
+        s = self.settings
         emitter.poll(0)
-        deadline = time.monotonic() + 60.0
+        deadline = time.monotonic() + s.settle_timeout_s
         while wait and inflight and inflight[-1].remaining > 0:
             if time.monotonic() > deadline:
-                raise DeliveryError("outputs not acknowledged within 60s")
+                raise ConsumerCrash(f"outputs of {inflight[-1].where} not acknowledged within "
+                                    f"{s.settle_timeout_s:.0f}s (settle_timeout_s); nothing of it was committed")
             emitter.poll(0.05)
         offsets: dict[int, int] = {}
         while inflight and inflight[0].remaining <= 0:
-            t = inflight.popleft()
-            if t.errors:
-                raise DeliveryError(f"{len(t.errors)} records failed: {t.errors[:3]}")
+            t = inflight[0]
+            if t.failed:
+                self._produce_again(emitter, t)
+                break  # later batches commit after this one, in order
+            inflight.popleft()
             offsets.update(t.last)
         if offsets:
             # Only now, with every output of these batches acknowledged: the input is done.
-            c.commit(offsets=[TopicPartition(self.raw_topic, p, off + 1) for p, off in offsets.items()],
-                     asynchronous=not wait)
+            tps = [TopicPartition(self.raw_topic, p, off + 1) for p, off in offsets.items()]
+            self._retrying("commit", lambda: c.commit(offsets=tps, asynchronous=not wait))
+            self._progress_at = time.monotonic()
+
+    def _produce_again(self, emitter: Emitter, t: "_Ticket") -> None:
+        fatal = [f"{topic}: {err}" for topic, err, _rec in t.failed if not delivery_transient(err)]
+        if fatal:
+            self.metrics.errors.labels("produce", ErrorClass.BUG.value).inc(len(fatal))
+            raise ConsumerCrash(f"the broker refused {len(fatal)} outputs of {t.where}: {fatal[:3]}; "
+                                "nothing of it was committed")
+        self.metrics.errors.labels("produce", ErrorClass.TRANSIENT.value).inc(len(t.failed))
+        delay = min(self.settings.retry_max_s, self.settings.retry_initial_s * 2 ** t.attempts)
+        log.warning("%d outputs of %s not delivered (%s), producing them again in %.1fs", len(t.failed),
+                    t.where, t.failed[0][1], delay)
+        self._back_off(delay)
+        store = self.store
+        again = []
+        for _topic, _err, rec in t.failed:
+            if store is not None and rec.topic == store.topic and rec.partition is not None and rec.key is not None:
+                # A state record: its latest value, never an older one over a newer write.
+                rec = OutRecord(rec.topic, rec.key, store.get(rec.partition, rec.key), partition=rec.partition)
+            again.append(rec)
+        t.attempts += 1
+        t.failed = []
+        t.done -= len(again)
+        emitter.produce_all(again, t.on_delivery)
+
+    def _retrying(self, what: str, fn: Any) -> Any:
+        """``fn()``, retried with backoff while it fails for a transient reason; anything else
+        stops the loop."""
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                return fn()
+            except Exception as exc:
+                kind = classify(exc)
+                self.metrics.errors.labels(what, kind.value).inc()
+                if kind is not ErrorClass.TRANSIENT or self._stop.is_set():
+                    raise
+                log.warning("raw loop %s failed, retrying in %.1fs: %s", what, delay, exc)
+                self._back_off(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+
+    def _back_off(self, seconds: float) -> None:
+        t0 = time.perf_counter()
+        self._stop.wait(seconds)
+        self.metrics.paused_seconds.inc(time.perf_counter() - t0)
 
 
-MAX_IN_FLIGHT = 3  # batches produced but not yet acknowledged; processing overlaps their flush
+def _lag(c: Any) -> int:
+    """Raw lag over the loop's assignment (0 when unknown; Tansu's watermarks run short)."""
+    from confluent_kafka import KafkaException
+
+    try:
+        total = 0
+        for tp in c.position(c.assignment()):
+            _low, high = c.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                total += max(0, high - tp.offset)
+        return total
+    except KafkaException as exc:  # informative only
+        log.debug("raw lag update failed: %s", exc)
+        return 0
 
 
 class _Ticket:
-    __slots__ = ("last", "total", "done", "errors")
+    """One batch in flight: its outputs' delivery count, the ones refused, and its raw offsets."""
 
-    def __init__(self, last: dict[int, int]) -> None:
+    __slots__ = ("last", "where", "total", "done", "failed", "attempts")
+
+    def __init__(self, last: dict[int, int], where: str) -> None:
         self.last = last
+        self.where = where
         self.total = -1  # set right after producing (callbacks may already run while producing)
         self.done = 0
-        self.errors: list[str] = []
+        self.failed: list[tuple[str, Any, OutRecord]] = []
+        self.attempts = 0
 
     @property
     def remaining(self) -> int:
@@ -253,4 +373,7 @@ class _Ticket:
     def on_delivery(self, err: Any, msg: Any) -> None:
         self.done += 1
         if err is not None:
-            self.errors.append(f"{msg.topic()}: {err}")
+            part = msg.partition()
+            rec = OutRecord(msg.topic(), msg.key(), msg.value(), list(msg.headers() or []),
+                            partition=part if part is not None and part >= 0 else None)
+            self.failed.append((msg.topic(), err, rec))

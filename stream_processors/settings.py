@@ -38,6 +38,24 @@ class ProcessorsSettings(BaseSettings):
     # the worker exits without it (stream_processors/shutdown_guard.py). Below the embedded
     # stack's 15 s per part, so the stack never has to SIGKILL.
     shutdown_grace_s: float = 10.0
+    # Raw batches produced but not yet acknowledged: processing overlaps their delivery; the
+    # loop blocks (counted in agentstream_processors_blocked_seconds) when this many are out.
+    max_in_flight: int = 3
+    # How long a batch's outputs may stay unacknowledged before the loop gives up on the broker
+    # (the worker exits; nothing of that batch was committed, so it is re-read on restart).
+    settle_timeout_s: float = 60.0
+    # Retriable failures (a commit during a coordinator move, outputs the broker did not take):
+    # retried with exponential backoff between these bounds.
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 10.0
+    # DLQ ratio guard (schemas/consumer_errors.py): the worker stops, committing nothing of that
+    # batch, when more than dlq_max_ratio of the last dlq_window_records raw records (whole
+    # batches, at least dlq_min_records) went to the DLQ. 1.0: never.
+    dlq_max_ratio: float = 0.5
+    dlq_window_records: int = 1000
+    dlq_min_records: int = 100
+    # /healthz fails once the raw loop has committed nothing for this long while raw has lag.
+    stuck_after_s: float = 300.0
 
     def hash_key_bytes(self) -> bytes:
         return self.hash_key.get_secret_value().encode()

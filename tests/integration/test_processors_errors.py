@@ -1,0 +1,105 @@
+"""The raw loop's errors by class on the real broker: a detector failure for one run sends that
+run's records to the DLQ with the reason while every other record is processed and committed;
+a stream that is mostly undecodable stops the loop with nothing of it committed or produced."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from agentstream.schemas import DLQ_HEADERS, EVENT, Codec, topic_name
+from agentstream.schemas.consumer_errors import DlqRatioExceeded
+from agentstream.schemas.topics import create_topics
+from agentstream.stream_processors import synthetic as syn
+from agentstream.stream_processors.chain import Chain
+from agentstream.stream_processors.metrics import ProcessorMetrics
+from agentstream.stream_processors.policies import PolicyBook
+from agentstream.stream_processors.raw_loop import RawLoop
+from agentstream.stream_processors.redaction import Redactor
+from agentstream.stream_processors.settings import ProcessorsSettings
+
+from test_sink_support import produce, wait_for
+
+pytestmark = pytest.mark.integration
+codec = Codec()
+
+
+class FaultyChain(Chain):
+    """A detector bug for one run, injected behind the public ``detect``."""
+
+    def detect(self, passed, get_state, put_state):
+        if any(r.event["run_id"].startswith("boom") for r in passed):
+            raise KeyError("a detector bug")
+        return super().detect(passed, get_state, put_state)
+
+
+def loop_for(bootstrap: str, unique: str, chain_cls=Chain, **extra) -> tuple[RawLoop, str]:
+    prefix = f"e{unique}."
+    create_topics(bootstrap, prefix=prefix, partitions=2)
+    s = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, app_id=f"app-{unique}",
+                           broker_session_timeout=6.0, **extra)
+    chain = chain_cls(s, codec, Redactor(b"k"), PolicyBook(), topic_name("alerts", prefix))
+    return RawLoop(s, chain, ProcessorMetrics(), partitions=2), prefix
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        return sum(max(0, tp.offset) for tp in c.committed([TopicPartition(topic, p) for p in range(2)], timeout=10))
+    finally:
+        c.close()
+
+
+def read_all(bootstrap: str, topic: str, expect: int = 0, idle_s: float = 0.0) -> list:
+    """Every record of ``topic`` (2 partitions) by assignment, no group join: until ``expect``
+    are read, or for ``idle_s`` when nothing is expected."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{topic}", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(2)])
+    got: list = []
+    try:
+        if expect:
+            wait_for(lambda: got.extend(m for m in c.consume(500, 0.5) if m.error() is None) or len(got) >= expect,
+                     what=f"{expect} records on {topic}")
+        else:
+            got += [m for m in c.consume(500, idle_s) if m.error() is None]
+    finally:
+        c.close()
+    return got
+
+
+def test_a_detector_failure_dead_letters_that_run_and_everything_else_is_processed(bootstrap, unique):
+    loop, prefix = loop_for(bootstrap, unique, FaultyChain)
+    raw = topic_name("raw", prefix)
+    good = [e for i in range(3) for e in [syn.run_start("t", f"ok{i}"), syn.step("t", f"ok{i}", 1)]]
+    boom = [syn.run_start("t", "boom"), syn.step("t", "boom", 1), syn.step("t", "boom", 2)]
+    records = [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in good + boom]
+    records += [(b"junk", b"\x00not avro"), (b"junk", b"")]
+    produce(bootstrap, raw, records)
+    t = threading.Thread(target=loop.run_blocking, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: committed(bootstrap, f"app-{unique}-raw", raw) == len(records), what="raw committed")
+        assert loop.health()["alive"]
+    finally:
+        loop._stop.set()  # what RawLoop.on_stop does
+        t.join(30)
+    events = read_all(bootstrap, topic_name("events", prefix), len(good) + len(boom))
+    assert sorted(m.key() for m in events) == sorted(e["run_id"].encode() for e in good + boom)
+    dlq = read_all(bootstrap, topic_name("dlq", prefix), len(boom) + 2)
+    stages = sorted(dict(m.headers())[DLQ_HEADERS["stage"]] for m in dlq)
+    assert stages == [b"detectors"] * len(boom) + [b"redaction"] * 2
+    reasons = {dict(m.headers())[DLQ_HEADERS["reason"]] for m in dlq if m.key() == b"boom"}
+    assert all(r.startswith(b"detectors failed: KeyError at test_processors_errors.py") for r in reasons)
+    assert loop.metrics.errors.labels("record", "invalid")._value.get() == len(boom) + 2
+
+
+def test_a_mostly_undecodable_stream_stops_the_loop_with_nothing_committed(bootstrap, unique):
+    loop, prefix = loop_for(bootstrap, unique, dlq_min_records=20, dlq_window_records=100)
+    raw = topic_name("raw", prefix)
+    produce(bootstrap, raw, [(f"k{i}".encode(), b"\x00\x00\x00\x00\x01garbage") for i in range(40)]
+            + [(b"r", codec.encode(EVENT, syn.run_start("t", "r")))])
+    with pytest.raises(DlqRatioExceeded, match=r"dead-lettered .* the latest in .*raw\[\d\] offsets"):
+        loop.run_blocking()
+    assert committed(bootstrap, f"app-{unique}-raw", raw) == 0
+    assert not read_all(bootstrap, topic_name("dlq", prefix), idle_s=3.0)
