@@ -28,7 +28,7 @@ class ProducerSettings(BaseSettings):
     speedups: bool = True
 
     # transport
-    queue_size: int = Field(100_000, ge=16, description="agent-side queue; full => drop and count")
+    queue_size: int = Field(100_000, ge=16, description="agent-side queue; full => drop the oldest, count, warn")
     flush_timeout_s: float = Field(5.0, ge=0, description="bound on flush at close/exit")
     delivery_timeout_ms: int = Field(30_000, ge=1000, description="after this a record is spooled")
     linger_ms: int = Field(20, ge=0)

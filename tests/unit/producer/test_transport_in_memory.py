@@ -144,3 +144,24 @@ def test_a_sampled_out_run_never_arrives(memory, tmp_path):
     assert memory.events(run.run_id) == []
     assert tracer.stats()["sampled_out"] == 3
     tracer.close(5)
+
+
+def test_the_example_in_docs_sdk_md_runs(tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "sdk.md").read_text()
+    section = text.split("## Testing your agent without Kafka", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+
+    class my_agent:  # the reader's instrumented agent
+        @staticmethod
+        def triage(question: str, tracer: Tracer) -> str:
+            with tracer.run("triage") as run:
+                with run.step("tool", "retrieve", query_chars=len(question)):
+                    pass
+                run.failure("retrieval", "empty_result")
+            return run.run_id
+
+    ns: dict = {"my_agent": my_agent}
+    exec(compile(block, "docs/sdk.md", "exec"), ns)
+    ns["test_triage_agent_reports_an_empty_retrieval"](tmp_path)
