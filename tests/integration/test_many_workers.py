@@ -1,11 +1,13 @@
-"""Three processor workers share 8 partitions on the embedded broker; one is SIGKILLed while the
-stream flows. Every event is stored once (FINAL), every looping run and the tenant's budget
-breach are alerted exactly once (per-run and per-tenant state restored on the partitions' new
-owners), and the time until every partition flows again is measured and printed.
+"""Three processor workers and two sink workers share 8 partitions on the embedded broker; one of
+each dies while the stream flows. Every event is stored once, every looping run and the tenant's
+budget breach are alerted exactly once (per-run and per-tenant state restored on the partitions'
+new owners), and the time until every partition flows again is measured and printed.
 
-The sink here is one worker: chDB allows one process per data directory, so two sink processes
-cannot share the embedded ClickHouse (tests/integration/test_sink_exactly_once.py SIGKILLs a
-sink twenty times; docs/storage.md says what a cluster changes)."""
+The processor worker is SIGKILLed. The sink workers are two Sinks in this process (chDB allows
+one process per data directory, so two sink processes cannot share the embedded ClickHouse); the
+one that dies is cut at a crash's worst point instead: from the kill on it inserts but never
+commits, then leaves, so its partitions' next owner must replay its ledger ranges under the same
+dedup tokens. (tests/integration/test_sink_exactly_once.py SIGKILLs a sink process twenty times.)"""
 from __future__ import annotations
 
 import threading
@@ -13,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from agentstream.schemas import EVENT, Codec, topic_name
 from agentstream.schemas.topics import create_topics, partition_for
@@ -58,13 +60,14 @@ def test_three_workers_one_killed_mid_stream(bootstrap, chdb_client, tmp_path, u
     app_id = "mw-" + uuid.uuid4().hex[:6]
     workers = [start_worker(bootstrap, prefix, app_id, tmp_path / f"data{i}", tmp_path / f"worker{i}.log")
                for i in range(WORKERS)]
-    sink = Sink(SinkSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, group_id=f"sink-{unique}",
-                             session_timeout_ms=6000, batch_max_rows=2000, batch_max_seconds=0.3),
-                client=chdb_client).start()
+    sink_settings = SinkSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, group_id=f"sink-{unique}",
+                                 session_timeout_ms=6000, batch_max_rows=2000, batch_max_seconds=0.3)
+    sinks = [Sink(sink_settings, client=chdb_client).start() for _ in range(2)]
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5})
     try:
         for w in workers:
             w.wait_ready()
+        assert _wait(lambda: all(s._assigned for s in sinks), timeout=60), "the two sinks never shared the partitions"
         # Phase 1: 16 runs one step short of a loop (5 identical calls are allowed), $0.90 of a
         # $1.00 daily tenant budget, and the first half of a bulk stream.
         loop_runs = [f"lr-{unique}-{i}" for i in range(16)]
@@ -95,7 +98,13 @@ def test_three_workers_one_killed_mid_stream(bootstrap, chdb_client, tmp_path, u
         time.sleep(0.5)
         workers[0].kill()
         killed_at = time.monotonic()
+        uncommitted: list = []
+        sinks[0]._commit = lambda ranges, _stop: uncommitted.extend(ranges)  # stores, never commits
         feeder.join()
+        time.sleep(1.0)
+        sinks[0].stop()  # leaves the group with its last ranges stored and uncommitted
+        # not vacuous: the dead sink stored ranges its partitions' next owner had to replay
+        assert uncommitted, "the sink cut at its crash point stored nothing uncommitted"
         # the 6th identical call of every looping run, and $0.60 more: the breach needs the
         # state built before the kill, wherever its partition went
         after = [syn.step(loops_t, r, 6, name="fetch", args_digest="same") for r in loop_runs]
@@ -124,8 +133,13 @@ def test_three_workers_one_killed_mid_stream(bootstrap, chdb_client, tmp_path, u
             assert _count(chdb_client, "SELECT uniqExact(event_id) FROM events WHERE tenant_id = {t:String}",
                           t=tenant) == n_events, f"{tenant}: an event lost"
         physical = _count(chdb_client, "SELECT count() FROM events WHERE tenant_id = {t:String}", t=bulk_t)
-        print(f"many-workers: {len(bulk) + len(probes)} bulk events, {physical} rows before merges "
-              "(re-processed records after the kill are dropped by FINAL and merges)")
+        on_topic = _records_on_events(bootstrap, prefix, bulk_t)
+        print(f"many-workers: {len(bulk) + len(probes)} bulk events, {on_topic} records on the events topic "
+              f"(the processors re-emit what the killed worker had not committed), {physical} rows stored "
+              f"before merges; FINAL keeps one per event; the dead sink left {len(uncommitted)} stored, "
+              f"uncommitted ranges ({sum(r.end - r.start + 1 for r in uncommitted)} records)")
+        # the sink stored no record twice: its replayed ranges were dropped by their dedup tokens
+        assert physical <= on_topic
 
         def loop_alerts():
             return chdb_client.query(
@@ -143,6 +157,27 @@ def test_three_workers_one_killed_mid_stream(bootstrap, chdb_client, tmp_path, u
         for w in workers[1:]:
             assert w.proc.poll() is None, w.log_tail()
     finally:
-        sink.stop()
+        for s in sinks:
+            s.stop()
         for w in workers:
             w.stop()
+
+
+def _records_on_events(bootstrap: str, prefix: str, tenant: str, idle_s: float = 3.0) -> int:
+    """Records of ``tenant`` on the events topic, read until idle (Tansu's end offsets run short)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "count-" + uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    # assigned, not subscribed: no group join to wait for
+    c.assign([TopicPartition(topic_name("events", prefix), p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    n, quiet_since = 0, time.monotonic()
+    try:
+        while time.monotonic() - quiet_since < idle_s:
+            msgs = c.consume(1000, 0.5)
+            if msgs:
+                quiet_since = time.monotonic()
+            for m in msgs:
+                if m.error() is None and codec.decode_as(EVENT, m.value())["tenant_id"] == tenant:
+                    n += 1
+    finally:
+        c.close()
+    return n
