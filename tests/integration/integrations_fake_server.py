@@ -66,7 +66,7 @@ class FakeModels:
         if model == "fail-400":
             return 400, {"error": {"code": 400, "message": "bad request", "status":
                                    "INVALID_ARGUMENT"}}
-        n = len(body.get("contents") or [])
+        n = sum(len(c.get("parts") or ()) for c in body.get("contents") or ())  # 10 per part
         return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": "Sunny."}]},
                                      "finishReason": "STOP", "index": 0}],
                      "usageMetadata": {"promptTokenCount": IN_PER_MESSAGE * n,
@@ -85,13 +85,21 @@ class FakeModels:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0)))
                                   or b"{}")
                 fake.requests.append({"path": self.path, "body": body})
-                if "generateContent" in self.path:
+                stream = "streamGenerateContent" in self.path
+                if stream or "generateContent" in self.path:
                     status, out = fake.gemini(self.path, body)
                 else:
                     status, out = fake.chat(body)
                 data = json.dumps(out).encode()
+                ctype = "application/json"
+                if stream and status == 200:  # SSE: a text chunk, then usage on the last
+                    first = {"candidates": [{"content": {"role": "model", "parts": [
+                        {"text": "Sun"}]}, "index": 0}]}
+                    data = b"data: " + json.dumps(first).encode() + b"\r\n\r\ndata: " + data \
+                        + b"\r\n\r\n"
+                    ctype = "text/event-stream"
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -1,0 +1,174 @@
+"""Auto-instrumentation for Google's ``google-genai`` client (extra ``agentstream[google-genai]``).
+
+``instrument_google_genai()`` patches ``models.generate_content`` and
+``generate_content_stream``, sync and async (Gemini API and Vertex AI alike). Inside an
+agentstream run each call is an LLM step: provider ``gcp.gemini``, model, tokens (prompt,
+candidates + thoughts, cached), cost from the price table, finish reasons, names of requested
+function calls, and the keyed request digest; budgets and remote STOP commands raise before
+the request. Outside a run calls pass untouched. Contents never travel. Returns a function
+that removes the patches.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from ..context import current_run
+from .base import CallObserver, Patcher, _finish, get
+
+PROVIDER = "gcp.gemini"
+_patcher = Patcher()
+
+
+def _plain(value: Any) -> Any:
+    """SDK objects as plain data, for the request digest only."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _open(kwargs: dict) -> tuple[Any, CallObserver] | None:
+    run = current_run.get()
+    if run is None or run.ended:
+        return None
+    model = str(kwargs.get("model") or "unknown").removeprefix("models/")
+    step = run.llm_step(PROVIDER, model, f"generate_content {model}")
+    step.set_attribute("gen_ai.operation.name", "generate_content")
+    step.record_request(model, _plain(kwargs.get("contents")),
+                        _plain(get(kwargs.get("config"), "tools")))
+    step.begin()  # enforcement may raise here, before the request
+    return step, CallObserver(PROVIDER, model, "generate_content")
+
+
+def _read(resp: Any, obs: CallObserver) -> None:
+    """One response or one streamed chunk (usage arrives on the last chunk)."""
+    obs.response_model = get(resp, "model_version") or obs.response_model
+    um = get(resp, "usage_metadata")
+    if um is not None and get(um, "prompt_token_count") is not None:
+        obs.usage = {"input_tokens": int(get(um, "prompt_token_count") or 0),
+                     "output_tokens": int(get(um, "candidates_token_count") or 0)
+                     + int(get(um, "thoughts_token_count") or 0),
+                     "cache_read_tokens": int(get(um, "cached_content_token_count") or 0)}
+    for cand in get(resp, "candidates") or ():
+        reason = get(cand, "finish_reason")
+        if reason is not None:
+            obs.finish_reasons.append(str(get(reason, "value", reason)))
+        for part in get(get(cand, "content"), "parts") or ():
+            name = get(get(part, "function_call"), "name")
+            if name:
+                obs.tool_calls.append(str(name))
+
+
+def _end(step: Any, obs: CallObserver, exc: BaseException | None) -> None:
+    status = getattr(exc, "code", None) if exc is not None else None
+    if isinstance(status, int) and not hasattr(exc, "status_code"):
+        try:
+            exc.status_code = status  # type: ignore[union-attr] - so base classifies by HTTP status
+        except Exception:  # noqa: BLE001
+            pass
+    _finish(step, obs, exc)
+
+
+def _wrap(orig: Callable) -> Callable:
+    @functools.wraps(orig)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        opened = _open(kwargs)
+        if opened is None:
+            return orig(self, *args, **kwargs)
+        step, obs = opened
+        try:
+            resp = orig(self, *args, **kwargs)
+        except BaseException as exc:
+            _end(step, obs, exc)
+            raise
+        _read(resp, obs)
+        _end(step, obs, None)
+        return resp
+    wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _wrap_async(orig: Callable) -> Callable:
+    @functools.wraps(orig)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        opened = _open(kwargs)
+        if opened is None:
+            return await orig(self, *args, **kwargs)
+        step, obs = opened
+        try:
+            resp = await orig(self, *args, **kwargs)
+        except BaseException as exc:
+            _end(step, obs, exc)
+            raise
+        _read(resp, obs)
+        _end(step, obs, None)
+        return resp
+    wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _wrap_stream(orig: Callable) -> Callable:
+    @functools.wraps(orig)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        opened = _open(kwargs)
+        if opened is None:
+            return orig(self, *args, **kwargs)
+        step, obs = opened
+
+        def observed() -> Any:
+            exc: BaseException | None = None
+            try:
+                for chunk in orig(self, *args, **kwargs):
+                    _read(chunk, obs)
+                    yield chunk
+            except BaseException as e:
+                exc = None if isinstance(e, GeneratorExit) else e
+                raise
+            finally:
+                _end(step, obs, exc)
+        return observed()
+    wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _wrap_astream(orig: Callable) -> Callable:
+    @functools.wraps(orig)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        opened = _open(kwargs)
+        if opened is None:
+            return await orig(self, *args, **kwargs)
+        step, obs = opened
+        try:
+            inner = await orig(self, *args, **kwargs)
+        except BaseException as exc:
+            _end(step, obs, exc)
+            raise
+
+        async def observed() -> Any:
+            exc: BaseException | None = None
+            try:
+                async for chunk in inner:
+                    _read(chunk, obs)
+                    yield chunk
+            except BaseException as e:
+                exc = None if isinstance(e, GeneratorExit) else e
+                raise
+            finally:
+                _end(step, obs, exc)
+        return observed()
+    wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
+    return wrapper
+
+
+def instrument_google_genai() -> Callable[[], None]:
+    from google.genai import models
+
+    _patcher.patch(models.Models, "generate_content", _wrap)
+    _patcher.patch(models.Models, "generate_content_stream", _wrap_stream)
+    _patcher.patch(models.AsyncModels, "generate_content", _wrap_async)
+    _patcher.patch(models.AsyncModels, "generate_content_stream", _wrap_astream)
+    return _patcher.revert

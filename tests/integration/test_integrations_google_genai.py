@@ -1,0 +1,107 @@
+"""google-genai instrumentation with the real client against a local fake Gemini server,
+events read back from the real broker: sync, async and streamed calls, tokens, cost, a failed
+call, and a budget refusing a call before the request."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytest.importorskip("google.genai")
+
+from google import genai  # noqa: E402
+from google.genai import types  # noqa: E402
+
+from agentstream.producer import BudgetExceeded, Tracer  # noqa: E402
+from agentstream.producer.instrument.google_genai import instrument_google_genai  # noqa: E402
+from agentstream.producer.testing import read_events  # noqa: E402
+from agentstream.schemas import topic_name  # noqa: E402
+
+from integrations_fake_server import FakeModels, failures, steps  # noqa: E402
+
+pytestmark = pytest.mark.integration
+SECRET = "gemini-secret-5150"
+MODEL = "gemini-2.0-flash"
+
+
+@pytest.fixture
+def instrumented():
+    undo = instrument_google_genai()
+    yield
+    undo()
+
+
+@pytest.fixture
+def tracer(bootstrap, topic_prefix, tmp_path, unique):
+    made = []
+
+    def make(**kw):
+        t = Tracer(f"gg-{unique}-{len(made)}", "genai-app", "1.0", "test",
+                   bootstrap_servers=bootstrap, topic_prefix=topic_prefix, digest_key="k",
+                   spool_dir=str(tmp_path / f"spool{len(made)}"), commands_enabled=False, **kw)
+        made.append(t)
+        return t
+
+    yield make
+    for t in made:
+        t.close(5)
+
+
+def _client(url):
+    return genai.Client(api_key="test", http_options=types.HttpOptions(base_url=url))
+
+
+def _events(t, bootstrap, topic_prefix, run_id):
+    t.flush(10)
+    return read_events(bootstrap, topic_name("raw", topic_prefix), [run_id])[run_id]
+
+
+def test_calls_are_llm_steps_with_tokens_cost_and_failures(instrumented, tracer, bootstrap,
+                                                           topic_prefix):
+    t = tracer()
+    with FakeModels() as fake, t.run("gemini-agent") as run:
+        client = _client(fake.url)
+        r = client.models.generate_content(model=MODEL, contents="weather? " + SECRET)
+        assert r.text == "Sunny."
+        chunks = list(client.models.generate_content_stream(
+            model=MODEL, contents=["a " + SECRET, "b"]))
+        assert "".join(c.text or "" for c in chunks) == "SunSunny."
+
+        async def acall():
+            return await client.aio.models.generate_content(model=MODEL, contents=["x", "y", "z"])
+        asyncio.run(acall())
+        with pytest.raises(genai.errors.ClientError):
+            client.models.generate_content(model="fail-400", contents="x")
+    events = _events(t, bootstrap, topic_prefix, run.run_id)
+    llms = steps(events, "LLM")
+    assert [s["status"] for s in llms] == ["OK", "OK", "OK", "ERROR"]
+    assert {s["llm"]["provider"] for s in llms} == {"gcp.gemini"}
+    assert [s["llm"]["input_tokens"] for s in llms[:3]] == [10, 20, 30]
+    assert [s["llm"]["output_tokens"] for s in llms[:3]] == [7, 7, 7]
+    assert llms[0]["llm"]["finish_reasons"] == ["STOP"]
+    cost = sum(t.prices.cost("gcp.gemini", MODEL, i, 7) for i in (10, 20, 30))
+    assert cost > 0 and abs(sum(s["llm"]["cost_usd"] for s in llms) - cost) < 1e-12
+    assert len({s["llm"]["request_digest"] for s in llms}) == 4
+    assert failures(events) == [("MODEL", "bad_request")]
+    assert SECRET not in repr(events)
+
+
+def test_a_token_budget_refuses_the_call_before_the_request(instrumented, tracer, bootstrap,
+                                                            topic_prefix):
+    t = tracer(max_tokens=10)
+    with FakeModels() as fake:
+        client = _client(fake.url)
+        with pytest.raises(BudgetExceeded), t.run("gemini-agent") as run:
+            client.models.generate_content(model=MODEL, contents="one")  # 17 tokens used
+            client.models.generate_content(model=MODEL, contents="two")
+        served = len(fake.requests)
+    assert served == 1
+    events = _events(t, bootstrap, topic_prefix, run.run_id)
+    assert len(steps(events, "LLM")) == 1
+    assert ("BUDGET", "tokens_budget_exceeded") in failures(events)
+
+
+def test_outside_a_run_calls_pass_untouched(instrumented):
+    with FakeModels() as fake:
+        assert _client(fake.url).models.generate_content(model=MODEL, contents="x").text == \
+            "Sunny."
