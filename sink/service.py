@@ -36,6 +36,21 @@ _INVALID = -1001  # librdkafka's OFFSET_INVALID: nothing committed yet
 
 
 class Sink:
+    """One consumer-group member moving the raw/events/alerts topics into ClickHouse.
+
+    What callers may rely on:
+
+    - Exactly-once rows: a Kafka offset is committed only after every row before it is stored
+      in ClickHouse (or dead-lettered); each range is in the ``sink_batches`` ledger before its
+      insert and is re-formed identically after a crash, under the same dedup tokens.
+    - A record that cannot be decoded or mapped goes to the DLQ with its reason; the rest of its
+      batch is stored. A flush that is mostly dead letters stops the sink instead (ratio guard).
+    - A transient ClickHouse or Kafka failure pauses the partitions and retries with backoff;
+      nothing is committed meanwhile. Anything else stops the sink (``health()["alive"]`` False,
+      ``/healthz`` 503) naming the range, rather than retrying a bug.
+    - ``run`` blocks until ``stop``/the stop event; ``start`` runs it on a thread.
+    """
+
     def __init__(self, settings: SinkSettings, client: Any = None, codec: Codec | None = None,
                  client_factory: Callable[[], Any] | None = None) -> None:
         self.settings = settings

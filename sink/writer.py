@@ -37,6 +37,15 @@ _DEFAULT_BLOCK = 1_048_449
 
 
 class RangeWriter:
+    """Stores the records of one ledger range into one table, idempotently.
+
+    Guarantees: calling ``store`` again with the same range and records (a retry, or a replay
+    after a crash) sends the same blocks under the same dedup tokens, so ClickHouse keeps one
+    copy; records ClickHouse or the mapper refuse come back as ``Rejected`` (for the DLQ) and
+    never stop the rest; any other error propagates, and a retry takes the same paths (a
+    fallback to Python is in the ledger row before its insert). One range at a time per call.
+    """
+
     def __init__(self, client: Callable[[], Any], codec: Codec, book: RetentionBook, group: str) -> None:
         self._client = client
         self.codec = codec

@@ -32,6 +32,15 @@ def _id(*parts: str) -> str:
 
 
 class Chain:
+    """Redaction, then every detector, over one batch of raw records: records in, records out.
+
+    Guarantees: no Kafka or I/O inside (state only through ``get_state``/``put_state``, each
+    touched run's state read once and written once per batch); every output is produced from
+    redacted events, and a raw record that fails decoding or redaction becomes a DLQ record
+    with its reason, never an event; alert and STOP command ids are derived from their inputs,
+    so reprocessing a batch yields the same ids (the sink and the SDK deduplicate on them).
+    """
+
     def __init__(self, settings: ProcessorsSettings, codec: Codec, redactor: Redactor,
                  policies: PolicyBook, fleet_topic: str) -> None:
         self.settings = settings
