@@ -65,6 +65,7 @@ SKELETONS: dict[str, str] = {
   <section class="panel"><h2>Waterfall</h2><div class="legend" id="legend"></div><div id="waterfall" class="wf">loading…</div></section>
   <section class="panel"><h2>Details</h2><div id="detail" class="note">Click a bar or marker.</div></section>
 </div>
+<section class="panel" id="topology-panel" style="margin-top:16px"><h2>Agent topology</h2><div id="topology" class="empty">loading…</div></section>
 """,
     "compare": """
 <h1>Compare versions</h1>
@@ -188,7 +189,7 @@ this tenant. Saving writes the policy to the policies topic through the API; eve
 
 
 # Scripts a page loads after its own, for features kept in files of their own.
-EXTRA_SCRIPTS: dict[str, tuple[str, ...]] = {"run": ("run_ops",), "alerts": ("alert_silences",),
+EXTRA_SCRIPTS: dict[str, tuple[str, ...]] = {"run": ("run_ops", "topology"), "alerts": ("alert_silences",),
                                               "runs": ("runs_export",)}
 
 
