@@ -76,7 +76,7 @@ def process_isolating(chain: Chain, batch: list[InRecord], get_state: GetState,
     saved = dataclasses.replace(counts, rules=dict(counts.rules))
     try:
         return chain.process(batch, get_state, put_state), 0
-    except Exception as exc:  # isolated below: one record's failure must not stop the others
+    except Exception as exc:  # noqa: BLE001 - isolated below: one record's failure must not stop the others
         chain.redaction.counts = saved  # the failed attempt's counts are recounted below
         log.warning("batch %s failed (%s); processing it record by record", coordinates(batch),
                     failure_reason("chain", exc))

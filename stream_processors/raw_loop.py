@@ -64,7 +64,7 @@ def ensure_changelog(settings: ProcessorsSettings, partitions: int, timeout: flo
                                   request_timeout=timeout)[name]
         try:
             fut.result(timeout)
-        except Exception as exc:  # noqa: BLE001 - another worker may have created it meanwhile
+        except Exception as exc:  # another worker may have created it meanwhile
             if "exist" not in str(exc).lower():
                 raise
     return name

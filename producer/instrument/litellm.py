@@ -68,7 +68,7 @@ class AgentstreamLiteLLM(CustomLogger):
             step.begin()
         except EnforcementError:
             return  # recorded by the run; LiteLLM would swallow it: the agent's next step raises
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.warning("agentstream: instrumentation failed", exc_info=True)
             return
         with self._lock:
@@ -112,7 +112,7 @@ class AgentstreamLiteLLM(CustomLogger):
                             cost)
             if usage is None:
                 step.set_attribute("agentstream.usage.missing", "true")
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.warning("agentstream: instrumentation failed", exc_info=True)
         step.end()
 
@@ -133,7 +133,7 @@ class AgentstreamLiteLLM(CustomLogger):
             step.record_llm(*step._as_meta)  # model and provider of the failed call, no usage
             step.fail("model", code, retryable=code in ("timeout", "rate_limited",
                                                         "server_error", "connection_error"))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.warning("agentstream: instrumentation failed", exc_info=True)
         step.end()
 

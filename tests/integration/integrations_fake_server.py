@@ -81,7 +81,7 @@ class FakeModels:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0)))
                                   or b"{}")
                 fake.requests.append({"path": self.path, "body": body})

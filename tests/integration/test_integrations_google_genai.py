@@ -9,15 +9,15 @@ import pytest
 
 pytest.importorskip("google.genai")
 
-from google import genai  # noqa: E402
-from google.genai import types  # noqa: E402
+from google import genai
+from google.genai import types
 
-from agentstream.producer import BudgetExceeded, Tracer  # noqa: E402
-from agentstream.producer.instrument.google_genai import instrument_google_genai  # noqa: E402
-from agentstream.producer.testing import read_events  # noqa: E402
-from agentstream.schemas import topic_name  # noqa: E402
+from agentstream.producer import BudgetExceeded, Tracer
+from agentstream.producer.instrument.google_genai import instrument_google_genai
+from agentstream.producer.testing import read_events
+from agentstream.schemas import topic_name
 
-from integrations_fake_server import FakeModels, failures, steps  # noqa: E402
+from integrations_fake_server import FakeModels, failures, steps
 
 pytestmark = pytest.mark.integration
 SECRET = "gemini-secret-5150"

@@ -128,7 +128,7 @@ def test_three_workers_one_killed_mid_stream(bootstrap, chdb_client, tmp_path, u
 
         expected = {loops_t: len(loop_runs) * 7, budget_t: 5 * 3, bulk_t: len(bulk) + len(probes)}
         for tenant, n_events in expected.items():
-            assert _wait(lambda: _count(chdb_client, "SELECT count() FROM events FINAL WHERE tenant_id = {t:String}",
+            assert _wait(lambda tenant=tenant, n_events=n_events: _count(chdb_client, "SELECT count() FROM events FINAL WHERE tenant_id = {t:String}",
                                         t=tenant) == n_events), tenant
             assert _count(chdb_client, "SELECT uniqExact(event_id) FROM events WHERE tenant_id = {t:String}",
                           t=tenant) == n_events, f"{tenant}: an event lost"
