@@ -241,3 +241,61 @@ def test_sql_reads_the_distributed_tables_and_never_a_shard(databases):
     assert readable_tables(cluster) == embedded
     assert embedded >= {"events", "runs", "alerts", "step_rollup_hourly", "cost_rollup_daily"}
     assert not any(n.endswith(LOCAL_SUFFIX) or "staging" in n for n in embedded)
+
+
+def test_a_future_migration_gets_its_cluster_form(tmp_path):
+    """A new migration's statements, one of each kind, in a directory of their own."""
+    (tmp_path / "0001_base.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS facts\n(\n    tenant_id String,\n    run_id String,\n    n UInt64,\n"
+        "    INDEX idx_n n TYPE minmax GRANULARITY 1\n)\nENGINE = ReplacingMergeTree(n)\nORDER BY (tenant_id, run_id)\n"
+        "SETTINGS non_replicated_deduplication_window = 1000\n;\n"
+        "CREATE TABLE IF NOT EXISTS per_tenant\n(\n    tenant_id String,\n    total SimpleAggregateFunction(sum, UInt64)\n)\n"
+        "ENGINE = AggregatingMergeTree\nORDER BY tenant_id\n;\n"
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS per_tenant_mv TO per_tenant AS\n"
+        "SELECT tenant_id, sum(facts.n) AS total FROM facts GROUP BY tenant_id\n;\n"
+        "ALTER TABLE facts ADD COLUMN IF NOT EXISTS extra String DEFAULT '' AFTER n\n;\n"
+        "ALTER TABLE facts DROP COLUMN IF EXISTS extra\n;\n"
+        "ALTER TABLE facts ADD INDEX IF NOT EXISTS idx_run run_id TYPE bloom_filter(0.01) GRANULARITY 1\n;\n"
+        "INSERT INTO per_tenant SELECT tenant_id, sum(n) FROM facts FINAL GROUP BY tenant_id\n")
+    (mig,) = cluster_migrations("c1", tmp_path)
+    s = list(mig.statements)
+    assert s[0].startswith("CREATE TABLE IF NOT EXISTS facts_local ON CLUSTER c1 (")
+    # the engine's own argument (the version column) follows the Keeper path and replica
+    assert "ReplicatedReplacingMergeTree('/clickhouse/agentstream/c1/{shard}/{database}/facts_local', '{replica}', n)" in s[0]
+    assert "SETTINGS replicated_deduplication_window = 1000" in s[0]
+    assert s[1].endswith("Distributed(c1, currentDatabase(), facts_local, cityHash64(tenant_id, run_id))")
+    assert s[3].endswith("Distributed(c1, currentDatabase(), per_tenant_local, cityHash64(tenant_id))")
+    assert s[4] == ("CREATE MATERIALIZED VIEW IF NOT EXISTS per_tenant_mv ON CLUSTER c1 TO per_tenant_local AS\n"
+                    "SELECT tenant_id, sum(facts.n) AS total FROM facts_local AS facts GROUP BY tenant_id")
+    # a column change reaches the shard tables and the read table; an index only the shards
+    assert s[5:7] == ["ALTER TABLE facts_local ON CLUSTER c1 ADD COLUMN IF NOT EXISTS extra String DEFAULT '' AFTER n",
+                      "ALTER TABLE facts ON CLUSTER c1 ADD COLUMN IF NOT EXISTS extra String DEFAULT '' AFTER n"]
+    assert s[7:9] == ["ALTER TABLE facts_local ON CLUSTER c1 DROP COLUMN IF EXISTS extra",
+                      "ALTER TABLE facts ON CLUSTER c1 DROP COLUMN IF EXISTS extra"]
+    assert s[9] == "ALTER TABLE facts_local ON CLUSTER c1 ADD INDEX IF NOT EXISTS idx_run run_id TYPE bloom_filter(0.01) GRANULARITY 1"
+    assert s[10].startswith("INSERT INTO per_tenant SELECT") and len(s) == 11
+
+
+def test_views_over_a_table_function_or_subquery_keep_their_shape():
+    plan = ClusterPlan(CLUSTER)
+    for m in load_migrations():
+        for st in m.statements:
+            cluster_statements(plan, st)
+    out = cluster_statements(plan, "CREATE MATERIALIZED VIEW IF NOT EXISTS v TO runs AS\n"
+                                   "SELECT tenant_id, run_id FROM (SELECT tenant_id, run_id FROM events)")
+    assert out[0].endswith("FROM (SELECT tenant_id, run_id FROM events_local AS events)")
+
+
+def test_readable_tables_rules():
+    from agentstream.api.store.sql import readable_tables
+
+    embedded = {"events": "ReplacingMergeTree", "runs": "AggregatingMergeTree", "events_avro_staging": "Null"}
+    assert readable_tables(embedded) == {"events", "runs"}
+    cluster = {"events": "Distributed", "events_local": "ReplicatedReplacingMergeTree",
+               "events_avro_staging": "Distributed", "events_avro_staging_local": "Null",
+               "sink_batches_like": "ReplicatedReplacingMergeTree"}
+    assert readable_tables(cluster) == {"events", "sink_batches_like"}
+    # a storage table that merely ends in _local, with no Distributed over it, stays readable
+    assert readable_tables({"cache_local": "MergeTree"}) == {"cache_local"}
+    # a Distributed table over something that is not storage (or absent) is not readable
+    assert readable_tables({"x": "Distributed"}) == set()
