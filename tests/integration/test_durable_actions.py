@@ -46,6 +46,30 @@ def test_audit_record_is_acknowledged_before_the_action_and_lands_before_its_ste
     assert step["attributes"]["agentstream.durable"] == "acknowledged" and step["payload"]["status"] == "OK"
 
 
+def test_a_durable_tool_called_often_is_not_a_loop_of_its_audit_records(bootstrap, topic_prefix, unique, tmp_path):
+    from agentstream.stream_processors.detectors import runs
+    from agentstream.stream_processors.policies import BUDGET_DEFAULTS, LOOP_DEFAULTS
+
+    tracer = Tracer(f"dur-{unique}", "payer", "1.0", "test", bootstrap_servers=bootstrap,
+                    topic_prefix=topic_prefix, spool_dir=str(tmp_path / "spool"), commands_enabled=False)
+
+    @tracer.tool(durable=True)
+    def transfer(account: str, amount: int) -> None:
+        pass
+
+    with tracer.run("pay-many") as run:
+        for i in range(8):  # eight different transfers: eight audit records of one tool
+            transfer(f"acct-{i}", i)
+    assert tracer.flush(15)
+    events = read_events(bootstrap, topic_name("raw", topic_prefix), [run.run_id], timeout=30)[run.run_id]
+    tracer.close(5)
+    assert sum(e["kind"] == "DECISION" for e in events) == 8
+    st, found = runs.new_state(), []
+    for e in events:
+        found += runs.observe(st, e, LOOP_DEFAULTS, BUDGET_DEFAULTS)
+    assert found == []
+
+
 def test_broker_stopped_the_durable_action_does_not_run(tmp_path, unique):
     prefix = f"dur{unique[:6]}."
     broker = EmbeddedBroker(log_path=str(tmp_path / "tansu.log")).start()
