@@ -10,7 +10,9 @@ with ``deduplicate_blocks_in_dependent_materialized_views``, in every view targe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
+
+from agentstream.schemas.kafka_message import KafkaMessage
 
 from .clickhouse_client import ClickHouseClient
 
@@ -82,8 +84,8 @@ def next_offsets(ranges: list[OffsetRange]) -> dict[tuple[str, int], int]:
     return out
 
 
-def cut_ranges(buffers: dict[tuple[str, int], list[Any]], plans: dict[tuple[str, int], list[OffsetRange]],
-               avro_for: Callable[[str], bool], max_rows: int = 0) -> list[tuple[OffsetRange, list[Any], bool]]:
+def cut_ranges(buffers: dict[tuple[str, int], list[KafkaMessage]], plans: dict[tuple[str, int], list[OffsetRange]],
+               avro_for: Callable[[str], bool], max_rows: int = 0) -> list[tuple[OffsetRange, list[KafkaMessage], bool]]:
     """Takes the next ranges out of each partition's buffer (no I/O; the buffers and plans are
     updated in place), oldest first: each pending ledger range exactly (waiting until all of it
     has been read again: nothing after it is cut before it), otherwise what is buffered, in

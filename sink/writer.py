@@ -22,6 +22,7 @@ import logging
 from typing import Any, Callable
 
 from agentstream.schemas import Codec
+from agentstream.schemas.kafka_message import KafkaMessage
 
 from . import metrics as m
 from .containers import STAGING_TABLE, ContainerBuilder, rejected_data
@@ -62,7 +63,8 @@ class RangeWriter:
         return {"insert_deduplicate": 1, "insert_deduplication_token": token,
                 "deduplicate_blocks_in_dependent_materialized_views": 1}
 
-    def store(self, spec: TableSpec, cell: dict[str, OffsetRange], msgs: list) -> tuple[dict[str, int], list[Rejected]]:
+    def store(self, spec: TableSpec, cell: dict[str, OffsetRange],
+              msgs: list[KafkaMessage]) -> tuple[dict[str, int], list[Rejected]]:
         """Stores ``msgs`` (the whole range ``cell['range']``); returns rows stored per path and
         the records rejected. ``cell['range']`` is replaced when a schema falls back, so a retry
         after an outage keeps the choice."""
@@ -111,7 +113,7 @@ class RangeWriter:
             rejected.extend(bad)
         return stored, rejected
 
-    def _python(self, spec: TableSpec, token: str, msgs: list) -> tuple[int, list[Rejected]]:
+    def _python(self, spec: TableSpec, token: str, msgs: list[KafkaMessage]) -> tuple[int, list[Rejected]]:
         rows, rejected = convert(spec, self.codec, self.book, msgs)
         if rows:
             self._client().insert(spec.table, rows, column_names=list(spec.columns), settings=self._settings(token))
