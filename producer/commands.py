@@ -110,11 +110,14 @@ class CommandListener:
             self.ignored += 1
             return
         try:
+            if value is None:
+                raise ValueError("a command without a value")
             cmd = self.decode(value)
         except Exception:  # noqa: BLE001 - undecodable command: not ours to DLQ, just skip it
             self.errors += 1
             return
-        run = self.live.get(cmd.get("run_id"))
+        rid = cmd.get("run_id")
+        run = self.live.get(rid) if isinstance(rid, str) else None
         if run is None or cmd.get("tenant_id") != self.tenant_id:
             self.ignored += 1
             return

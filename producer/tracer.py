@@ -127,7 +127,7 @@ class Tracer(Decorators):
         r = self._run_type(self, name, rid, session_id, parent_run_id, role, limits, sampled,
                            attrs, end_user_id=digest)
         if not self.settings.enabled:
-            r._t = _DISABLED
+            r._t = _DISABLED  # type: ignore[assignment]  # the run-facing part of Transport
             r._q, r._qmax = _DISABLED.q, 0
         return r
 
@@ -162,14 +162,16 @@ class Tracer(Decorators):
         the rated run (RUN_START and RUN_END stay first and last of every run)."""
         with self.run("feedback", parent_run_id=run_id, session_id=session_id,
                       sampled=True) as r:
-            return r.feedback(interaction_id, value, source)
+            ok = r.feedback(interaction_id, value, source)
+        return ok
 
     def negative_signal(self, interaction_id: str, signal_name: str, *,
                         run_id: str | None = None, session_id: str | None = None,
                         source: str = "sdk") -> bool:
         with self.run("negative_signal", parent_run_id=run_id, session_id=session_id,
                       sampled=True) as r:
-            return r.negative_signal(interaction_id, signal_name, source)
+            ok = r.negative_signal(interaction_id, signal_name, source)
+        return ok
 
     # ---- commands -----------------------------------------------------------------------
     def _ensure_listener(self) -> None:
@@ -194,7 +196,8 @@ class Tracer(Decorators):
         """True once the command listener has its partitions (tests wait on this)."""
         if self._listener is None:
             self._ensure_listener()
-        return self._listener.ready.wait(timeout)
+        listener = self._listener
+        return listener is not None and listener.ready.wait(timeout)
 
     # ---- transport ----------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
