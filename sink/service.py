@@ -95,6 +95,7 @@ class Sink:
         self._paused_at: float | None = None
         self._progress_at = time.monotonic()  # last commit, or last moment with nothing to do
         self._lag = 0
+        self._flushing = False  # a flush is under way: its rows were cut from pending_rows
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -275,6 +276,13 @@ class Sink:
     # ---- storing ---------------------------------------------------------------------------
 
     def _flush(self, dead: DeadLetters, stop: threading.Event, final: bool = False) -> None:
+        self._flushing = True
+        try:
+            self._flush_chunks(dead, stop)
+        finally:
+            self._flushing = False
+
+    def _flush_chunks(self, dead: DeadLetters, stop: threading.Event) -> None:
         chunks = self._cut()
         if not chunks:
             return
@@ -441,9 +449,9 @@ class Sink:
     # ---- readiness -------------------------------------------------------------------------
 
     def stuck_for(self) -> float:
-        """Seconds without progress (a commit) while records wait (buffered, or lag > 0); 0
-        while caught up or moving."""
-        if not self._pending_rows and not self._lag:
+        """Seconds without progress (a commit) while records wait (buffered, being flushed, or
+        lag > 0); 0 while caught up or moving."""
+        if not self._pending_rows and not self._lag and not self._flushing:
             return 0.0
         return max(0.0, time.monotonic() - self._progress_at)
 

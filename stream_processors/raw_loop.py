@@ -154,6 +154,7 @@ class RawLoop(Service):
         self.failed: str | None = None
         self._progress_at = time.monotonic()  # last commit, or last moment raw had no lag
         self._lag = 0
+        self._working = False  # a batch is being processed or awaits its acknowledgements
         self._guard = DlqRatioGuard(settings.dlq_max_ratio, settings.dlq_window_records, settings.dlq_min_records)
 
     @Service.task
@@ -169,8 +170,11 @@ class RawLoop(Service):
             await self.crash(exc)
 
     def stuck_for(self) -> float:
-        """Seconds without a commit while raw has lag (0 while caught up or moving)."""
-        return 0.0 if not self._lag else max(0.0, time.monotonic() - self._progress_at)
+        """Seconds without a commit while raw has lag or a batch is under way (0 while caught
+        up or moving)."""
+        if not self._lag and not self._working:
+            return 0.0
+        return max(0.0, time.monotonic() - self._progress_at)
 
     def health(self) -> dict[str, Any]:
         """``alive`` is False once the loop has crashed or has committed nothing for
@@ -221,11 +225,13 @@ class RawLoop(Service):
                     self._lag = _lag(c)
                     metrics.lag.set(self._lag)
                     next_lag = time.monotonic() + 5.0
+                self._working = bool(inflight)
                 if not self._lag and not inflight:
                     self._progress_at = time.monotonic()
                 msgs = c.consume(s.batch_size, s.batch_within_s if s.batch_within_s > 0 else 0.05)
                 if not msgs:
                     continue
+                self._working = True
                 t0 = time.perf_counter()
                 batch = []
                 first: dict[int, int] = {}

@@ -103,3 +103,28 @@ def test_a_mostly_undecodable_stream_stops_the_loop_with_nothing_committed(boots
         loop.run_blocking()
     assert committed(bootstrap, f"app-{unique}-raw", raw) == 0
     assert not read_all(bootstrap, topic_name("dlq", prefix), idle_s=3.0)
+
+
+def test_a_loop_stuck_in_a_batch_fails_health_and_recovers_when_it_moves(bootstrap, unique):
+    gate = threading.Event()
+
+    class SlowChain(Chain):
+        def process(self, batch, get_state, put_state):
+            gate.wait(60)  # a wedged dependency inside the batch
+            return super().process(batch, get_state, put_state)
+
+    loop, prefix = loop_for(bootstrap, unique, SlowChain, stuck_after_s=1.0)
+    raw = topic_name("raw", prefix)
+    produce(bootstrap, raw, [(b"r", codec.encode(EVENT, syn.run_start("t", "r")))])
+    t = threading.Thread(target=loop.run_blocking, daemon=True)
+    t.start()
+    try:
+        h = wait_for(lambda: (lambda h: h if not h["alive"] else None)(loop.health()), what="stuck")
+        assert h["stuck_seconds"] >= 1.0 and h["failed"] is None
+        gate.set()
+        wait_for(lambda: committed(bootstrap, f"app-{unique}-raw", raw) == 1, what="raw committed")
+        wait_for(lambda: loop.health()["alive"], what="healthy again")
+    finally:
+        gate.set()
+        loop._stop.set()
+        t.join(30)
