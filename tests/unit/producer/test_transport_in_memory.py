@@ -165,3 +165,58 @@ def test_the_example_in_docs_sdk_md_runs(tmp_path):
     ns: dict = {"my_agent": my_agent}
     exec(compile(block, "docs/sdk.md", "exec"), ns)
     ns["test_triage_agent_reports_an_empty_retrieval"](tmp_path)
+
+
+def test_a_producer_that_cannot_be_created_spools_until_it_can(memory, tmp_path):
+    """A failing producer factory (bad config, a library error) never reaches the agent: events
+    are spooled, and delivered in order once a probe manages to create the producer."""
+    attempts = []
+
+    def flaky(conf):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("librdkafka refused the configuration")
+        return memory.producer_factory(conf)
+
+    tracer = Tracer("acme", "a", "1", "test", producer_factory=flaky, commands_enabled=False,
+                    spool_dir=str(tmp_path / "spool"), probe_interval_s=0.05)
+    with tracer.run("r") as run:
+        for _ in range(30):
+            run.tool_call("x", latency_ms=1)
+    _settle(tracer, memory, [run.run_id])
+    assert [e["seq"] for e in memory.events(run.run_id)] == list(range(32))
+    assert len(attempts) >= 3 and tracer.stats()["dropped"] == 0
+    tracer.close(5)
+
+
+def test_a_full_librdkafka_queue_spools_in_order(memory, tmp_path):
+    """``produce`` raising BufferError (librdkafka's local queue full) sends the record to the
+    spool, and the run's events still arrive complete and in seq order."""
+
+    class Congested:
+        def __init__(self, conf):
+            self.inner = memory.producer_factory(conf)
+            self.refusals = 0
+
+        def produce(self, topic, value, key=None, **kw):
+            if self.refusals < 20 and len(self.inner) >= 5:
+                self.refusals += 1
+                raise BufferError("Local: Queue full")
+            return self.inner.produce(topic, value, key, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __len__(self):
+            return len(self.inner)
+
+    tracer = Tracer("acme", "a", "1", "test", producer_factory=Congested, commands_enabled=False,
+                    spool_dir=str(tmp_path / "spool"), probe_interval_s=0.05)
+    with tracer.run("r") as run:
+        for _ in range(100):
+            run.tool_call("x", latency_ms=1)
+    _settle(tracer, memory, [run.run_id])
+    events = memory.events(run.run_id)
+    assert [e["seq"] for e in events] == list(range(102))
+    assert tracer.stats()["spooled"] > 0 and tracer.stats()["dropped"] == 0
+    tracer.close(5)
