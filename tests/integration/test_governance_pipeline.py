@@ -124,3 +124,35 @@ def test_handoff_loop_across_runs_and_fan_out_limit_in_flight(worker, bootstrap,
     assert loop["evidence"]["agents"] == "A -> B -> A -> B -> A" and loop["severity"] == "CRITICAL"
     stopped = {c["run_id"] for c in reader.commands if c["tenant_id"] == tenant}
     assert stopped == {runs[4], f"w2-{unique}"}
+
+
+def test_sdk_approval_of_the_tool_arguments_binds_end_to_end(worker, bootstrap, topic_prefix, unique, reader,
+                                                             tmp_path):
+    """The SDK digests an approved action and a tool's bound arguments with one key: approving the
+    arguments and calling the tool with them passes; calling it with others is caught."""
+    from agentstream.producer import Tracer
+
+    tenant = f"sdk-gov-{unique}"
+    settings = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix)
+    set_policy(settings, tenant, version="a1", base={}, governance=["require_approval=pay"])
+    time.sleep(1.0)
+    tracer = Tracer(tenant, "billing", "1.0", "test", bootstrap_servers=bootstrap, topic_prefix=topic_prefix,
+                    spool_dir=str(tmp_path / "spool"), commands_enabled=False)
+
+    @tracer.tool
+    def pay(account: str, amount: int) -> None:
+        pass
+
+    with tracer.run("good") as good:
+        with good.approval_request({"account": "a-1", "amount": 10}) as req:
+            req.decide("approved")
+        pay("a-1", 10)  # positional: the bound arguments are the same mapping
+    with tracer.run("swapped") as bad:
+        with bad.approval_request({"account": "a-1", "amount": 10}) as req:
+            req.decide("approved")
+        pay(account="a-666", amount=10)
+    assert tracer.flush(15)
+    tracer.close(5)
+    assert reader.poll_until(lambda rd: any(a["run_id"] == bad.run_id for a in rd.alerts), timeout=60, settle=3.0)
+    mine = [(a["run_id"], a["evidence"].get("rule")) for a in reader.alerts if a["tenant_id"] == tenant]
+    assert mine == [(bad.run_id, "approval_mismatch")]
