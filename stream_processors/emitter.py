@@ -27,7 +27,10 @@ class Emitter:
             "bootstrap.servers": bootstrap_servers,
             "linger.ms": 5,
             "batch.num.messages": 10000,
-            "enable.idempotence": False,
+            # acks=all + idempotence (issue #23): an acknowledged output is on min.insync.replicas
+            # brokers, and librdkafka's own retries neither duplicate nor reorder a partition's
+            # records. A fatal idempotence error is not transient: the loop stops, the pod restarts.
+            "enable.idempotence": True,
             "acks": "all",
             # Java/aiokafka-compatible key hashing, so run_id lands where other clients put it.
             "partitioner": PARTITIONER,
