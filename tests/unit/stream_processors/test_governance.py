@@ -273,3 +273,22 @@ def test_cli_governance_pairs_and_ranges():
         _check_ranges({}, {"warn_fraction": 1.5})
     with pytest.raises(ValueError, match="repeat_window"):
         _check_ranges({"repeat_window": -1}, {})
+
+
+def test_a_tenants_rules_never_apply_to_another_tenant():
+    from agentstream.schemas import ALERT, EVENT, Codec
+    from agentstream.stream_processors.chain import Chain
+    from agentstream.stream_processors.policies import PolicyBook
+    from agentstream.stream_processors.records import InRecord
+    from agentstream.stream_processors.redaction import Redactor
+    from agentstream.stream_processors.settings import ProcessorsSettings
+
+    codec = Codec()
+    book = PolicyBook()
+    book.set(TenantPolicy("strict", governance=gov(tool_deny=["*"])))
+    chain = Chain(ProcessorsSettings(topic_prefix="y."), codec, Redactor(b"k"), book, "y.fleet")
+    events = [syn.step(t, f"{t}-run", 1, name="search", args_digest="d") for t in ("strict", "relaxed")]
+    out = chain.process([InRecord("y.raw", 0, i, e["run_id"].encode(), codec.encode(EVENT, e))
+                         for i, e in enumerate(events)], lambda p, k: None, lambda p, k, v: None)
+    alerts = [codec.decode_as(ALERT, o.value) for o in out if o.topic == "y.alerts"]
+    assert [(a["tenant_id"], a["evidence"]["rule"]) for a in alerts] == [("strict", "tool_denied")]

@@ -121,3 +121,36 @@ def test_every_arrival_order_of_a_looping_chain_finds_the_loop_once():
         loops = [x for x in f if x.alert]
         assert [(x.alert_type, x.evidence["run_id"]) for x in loops] == [("handoff_loop", "r4")], (seed, shuffled)
         assert [x.evidence["run_id"] for x in f] == ["r4"]  # one STOP, never repeated on re-judging
+
+
+def test_a_run_naming_another_tenants_run_as_parent_joins_nothing_of_that_tenant():
+    """The graph is per tenant (the fleet state is keyed by tenant): a forged parent_run_id
+    pointing into another tenant's tree neither completes a loop there nor counts in its fan-out."""
+    from agentstream.schemas import ALERT, EVENT, Codec
+    from agentstream.stream_processors import synthetic as syn
+    from agentstream.stream_processors.chain import Chain
+    from agentstream.stream_processors.policies import PolicyBook, TenantPolicy
+    from agentstream.stream_processors.records import InRecord
+    from agentstream.stream_processors.redaction import Redactor
+    from agentstream.stream_processors.settings import ProcessorsSettings
+
+    codec = Codec()
+    book = PolicyBook()
+    book.set(TenantPolicy("victim", governance=governance_of({"max_fan_out": 1})))
+    c = Chain(ProcessorsSettings(topic_prefix="x."), codec, Redactor(b"k"), book, "x.fleet")
+    events = []
+    for i, a in enumerate("ABAB"):  # the victim's chain A -> B -> A -> B: allowed
+        e = syn.run_start("victim", f"v{i}", agent_id=a)
+        e["parent_run_id"] = f"v{i - 1}" if i else None
+        events.append(e)
+    for i in range(3):  # the attacker's runs claim the victim's runs as parents
+        e = syn.run_start("attacker", f"x{i}", agent_id="A")
+        e["parent_run_id"] = "v3" if i == 0 else "v0"
+        events.append(e)
+    state: dict[bytes, bytes] = {}
+    get, put = (lambda p, k: state.get(k)), (lambda p, k, v: state.__setitem__(k, v))
+    batch = [InRecord("x.raw", 0, i, e["run_id"].encode(), codec.encode(EVENT, e)) for i, e in enumerate(events)]
+    fleet_recs = [o for o in c.process(batch, get, put) if o.topic == "x.fleet"]
+    out = c.process_fleet([InRecord("x.fleet", 0, i, o.key, o.value) for i, o in enumerate(fleet_recs)], get, put)
+    victim = [codec.decode_as(ALERT, o.value) for o in out if o.topic == "x.alerts" and o.key == b"victim"]
+    assert victim == []
