@@ -81,9 +81,11 @@ def proxy(
         else:
             from agentstream.producer.mcp_stdio import StdioProxy
 
+            import uuid
+
+            run_id = run_id or str(uuid.uuid4())
             p = StdioProxy(tracer, command, run_id=run_id, session_id=session_id)
-            print(f"agentstream: MCP session -> run {p.session.run_id}", file=sys.stderr,
-                  flush=True)
+            print(f"agentstream: MCP session -> run {run_id}", file=sys.stderr, flush=True)
             try:
                 code = p.run()
             except FileNotFoundError as exc:

@@ -57,6 +57,7 @@ class McpSession:
         self._run_id = run_id
         self._session_id = session_id
         self._run_name = run_name
+        self._attrs = {"mcp.transport": transport, "mcp.server": _short(server_label)}
         self.run: Any = None
         self._pending: dict[Any, Any] = {}
         self._lock = threading.Lock()
@@ -67,9 +68,11 @@ class McpSession:
 
     # ---- the run ------------------------------------------------------------------------
     def ensure_run(self) -> Any:
+        """The session's run, started at the server's first answer or the first tool call
+        (by then an HTTP session has its id, which RUN_START carries)."""
         with self._lock:
             if self.run is None:
-                attrs = {"mcp.transport": self.transport, "mcp.server": _short(self.server_label)}
+                attrs = dict(self._attrs)
                 if self._session_id:
                     attrs["mcp.session.id"] = _short(self._session_id)
                 self.run = self.tracer.run(self._run_name, run_id=self._run_id,
@@ -77,9 +80,10 @@ class McpSession:
                 self.run.start()
             return self.run
 
-    @property
-    def run_id(self) -> str:
-        return self.ensure_run().run_id
+    def _add_attrs(self, attrs: dict[str, str]) -> None:
+        with self._lock:
+            if self.run is None:  # after RUN_START they would not travel
+                self._attrs.update(attrs)
 
     def set_session_id(self, session_id: str) -> None:
         """The server's ``Mcp-Session-Id``, known only after the initialize response."""
@@ -117,21 +121,19 @@ class McpSession:
                 self._close(step, msg)
             elif isinstance(msg.get("result"), dict) and "serverInfo" in msg["result"]:
                 info = msg["result"]["serverInfo"]
-                run = self.ensure_run()
                 if isinstance(info, dict) and info.get("name"):
-                    run.attrs = {**(run.attrs or {}), "mcp.server.name": _short(info["name"])}
+                    self._add_attrs({"mcp.server.name": _short(info["name"])})
+                self.ensure_run()
         except Exception:
             log.warning("agentstream: MCP capture failed on a response", exc_info=True)
             self.tracer._transport.failed += 1
 
     def _note_client(self, params: Any) -> None:
-        run = self.ensure_run()
         info = params.get("clientInfo") if isinstance(params, dict) else None
         if isinstance(info, dict) and info.get("name"):
-            run.attrs = {**(run.attrs or {}), "mcp.client.name": _short(info["name"])}
+            self._add_attrs({"mcp.client.name": _short(info["name"])})
         if isinstance(params, dict) and params.get("protocolVersion"):
-            run.attrs = {**(run.attrs or {}),
-                         "mcp.protocol.version": _short(params["protocolVersion"], 32)}
+            self._add_attrs({"mcp.protocol.version": _short(params["protocolVersion"], 32)})
 
     def _tool_call(self, msg: dict[str, Any]) -> dict[str, Any] | None:
         request_id = msg["id"]

@@ -111,7 +111,6 @@ class StdioProxy:
     def run(self) -> int:
         """Proxies until the client closes stdin or the server exits; returns the exit code
         (the server's own when it died first)."""
-        self.session.ensure_run()
         self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=self._env, bufsize=0)
         prev = signal.getsignal(signal.SIGTERM)

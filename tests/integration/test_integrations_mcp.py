@@ -160,6 +160,7 @@ def test_stdio_proxy_records_tool_calls_as_steps(server_script, bootstrap, topic
     assert events[0]["session_id"] == "sess-1"
     start_attrs = events[0]["attributes"] or {}
     assert start_attrs.get("mcp.transport") == "stdio"
+    assert start_attrs.get("mcp.server.name") == "fixture-tools"
     steps = _tool_steps(events)
     assert [s["tool"]["tool_name"] for s in steps] == ["add", "remember", "boom"]
     assert steps[0]["tool"]["args_digest"] == _digest({"a": 2, "b": 3})

@@ -48,6 +48,9 @@ def test_a_call_and_its_response_make_one_tool_step_with_the_digest_only(tracer)
     assert step["tool"]["args_digest"] == tracer._policy.digest({"path": "/etc/shadow"})
     assert "shadow" not in repr(events) and "root:secret" not in repr(events)
     assert events[0]["session_id"] == "s1"
+    attrs = events[0]["attributes"]
+    assert (attrs["mcp.client.name"], attrs["mcp.server.name"], attrs["mcp.transport"]) == (
+        "claude", "files", "stdio")
     assert events[-1]["payload"]["step_count"] == 1
 
 
