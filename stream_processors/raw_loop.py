@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from mode import Service
 
@@ -141,8 +141,11 @@ class RawLoop(Service):
     crashes the app (the worker exits non-zero instead of silently not processing)."""
 
     def __init__(self, settings: ProcessorsSettings, chain: Chain, metrics: ProcessorMetrics,
-                 partitions: int, **kwargs: Any) -> None:
+                 partitions: int, emitter_factory: Callable[[str], Emitter] = Emitter, **kwargs: Any) -> None:
+        """``emitter_factory(bootstrap_servers)`` makes the loop's producer (a wrapper around
+        ``Emitter`` can stand in for a broker that refuses deliveries)."""
         super().__init__(**kwargs)
+        self.emitter_factory = emitter_factory
         self.settings = settings
         self.chain = chain
         self.metrics = metrics
@@ -191,7 +194,7 @@ class RawLoop(Service):
 
         s = self.settings
         self.store = store = RunStateStore(s, ensure_changelog(s, self.partitions))
-        emitter = Emitter(s.bootstrap_servers)
+        emitter = self.emitter_factory(s.bootstrap_servers)
         chain, metrics = self.chain, self.metrics
         inflight: deque[_Ticket] = deque()
         c = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": f"{s.app_id}-raw",

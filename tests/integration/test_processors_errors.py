@@ -6,13 +6,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from agentstream.schemas import DLQ_HEADERS, EVENT, Codec, topic_name
-from agentstream.schemas.consumer_errors import DlqRatioExceeded
+from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioExceeded
 from agentstream.schemas.topics import create_topics
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.chain import Chain
+from agentstream.stream_processors.emitter import Emitter
 from agentstream.stream_processors.metrics import ProcessorMetrics
 from agentstream.stream_processors.policies import PolicyBook
 from agentstream.stream_processors.raw_loop import RawLoop
@@ -34,13 +35,13 @@ class FaultyChain(Chain):
         return super().detect(passed, get_state, put_state)
 
 
-def loop_for(bootstrap: str, unique: str, chain_cls=Chain, **extra) -> tuple[RawLoop, str]:
+def loop_for(bootstrap: str, unique: str, chain_cls=Chain, emitter_factory=Emitter, **extra) -> tuple[RawLoop, str]:
     prefix = f"e{unique}."
     create_topics(bootstrap, prefix=prefix, partitions=2)
     s = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, app_id=f"app-{unique}",
                            broker_session_timeout=6.0, **extra)
     chain = chain_cls(s, codec, Redactor(b"k"), PolicyBook(), topic_name("alerts", prefix))
-    return RawLoop(s, chain, ProcessorMetrics(), partitions=2), prefix
+    return RawLoop(s, chain, ProcessorMetrics(), partitions=2, emitter_factory=emitter_factory), prefix
 
 
 def committed(bootstrap: str, group: str, topic: str) -> int:
@@ -128,3 +129,56 @@ def test_a_loop_stuck_in_a_batch_fails_health_and_recovers_when_it_moves(bootstr
         gate.set()
         loop._stop.set()
         t.join(30)
+
+
+class RefusingEmitter(Emitter):
+    """The real producer, whose delivery reports say ``error`` for the first ``n`` outputs to
+    ``events`` (as a broker timing out would; those records may in fact have landed, which
+    at-least-once allows)."""
+
+    def __init__(self, bootstrap: str, error: int, n: int, topic: str) -> None:
+        super().__init__(bootstrap)
+        self.error, self.left, self.topic = error, n, topic
+
+    def produce_all(self, records, on_delivery=None):
+        then = on_delivery or self._on_delivery
+
+        def report(err, msg):
+            if err is None and self.left > 0 and msg.topic() == self.topic:
+                self.left -= 1
+                err = KafkaError(self.error)
+            then(err, msg)
+
+        return super().produce_all(records, report)
+
+
+def test_outputs_refused_for_a_transient_reason_are_produced_again_then_committed(bootstrap, unique):
+    prefix = f"e{unique}."
+    loop, _ = loop_for(bootstrap, unique, retry_initial_s=0.05,
+                       emitter_factory=lambda b: RefusingEmitter(b, KafkaError._MSG_TIMED_OUT, 3,
+                                                                 topic_name("events", prefix)))
+    raw = topic_name("raw", prefix)
+    evs = [syn.run_start("t", f"r{i}") for i in range(5)]
+    produce(bootstrap, raw, [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in evs])
+    t = threading.Thread(target=loop.run_blocking, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: committed(bootstrap, f"app-{unique}-raw", raw) == len(evs), what="raw committed")
+    finally:
+        loop._stop.set()
+        t.join(30)
+    got = read_all(bootstrap, topic_name("events", prefix), len(evs) + 3)  # 3 produced twice
+    assert {codec.decode_as(EVENT, m.value())["event_id"] for m in got} == {e["event_id"] for e in evs}
+    assert loop.metrics.errors.labels("produce", "transient")._value.get() == 3
+    assert loop.metrics.paused_seconds._value.get() > 0
+
+
+def test_outputs_refused_for_good_stop_the_loop_with_the_batch_uncommitted(bootstrap, unique):
+    prefix = f"e{unique}."
+    loop, _ = loop_for(bootstrap, unique, emitter_factory=lambda b: RefusingEmitter(
+        b, KafkaError.MSG_SIZE_TOO_LARGE, 1, topic_name("events", prefix)))
+    raw = topic_name("raw", prefix)
+    produce(bootstrap, raw, [(b"r", codec.encode(EVENT, syn.run_start("t", "r")))])
+    with pytest.raises(ConsumerCrash, match=rf"refused 1 outputs of {raw}\[\d\] offsets 0-0.*Broker: Message size too large"):
+        loop.run_blocking()
+    assert committed(bootstrap, f"app-{unique}-raw", raw) == 0
