@@ -78,7 +78,9 @@ def row_policies(table: List[str] = typer.Option([], "--table", help="readable t
                  database: Optional[str] = typer.Option(None, help="default: the DSN's current database"),
                  user: str = typer.Option("agentstream_sql", help="the SQL pool's ClickHouse user"),
                  password: Optional[str] = typer.Option(None, help="hashed into the DDL; "
-                                                        "default: a placeholder to fill in")) -> None:
+                                                        "default: a placeholder to fill in"),
+                 cluster: Optional[str] = typer.Option(None, help="ON CLUSTER, with policies on the "
+                                                       "shard tables too (migrate --cluster)")) -> None:
     """Print the DDL of /v1/sql's second wall on a ClickHouse server: a restricted user and a
     row policy per tenant table (docs/deploy.md, "Row policies")."""
     from .sql.row_policies import row_policy_ddl
@@ -92,7 +94,11 @@ def row_policies(table: List[str] = typer.Option([], "--table", help="readable t
         cat = SqlRunner(Db(factory=lambda: connect(s.clickhouse_dsn, pw)), s).catalog()
         table = table or sorted(cat.readable)
         database = database or cat.database
-    for stmt in row_policy_ddl(database, table, user=user, password=password):
+    try:
+        stmts = row_policy_ddl(database, table, user=user, password=password, cluster=cluster)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    for stmt in stmts:
         typer.echo(stmt + ";")
 
 

@@ -30,23 +30,33 @@ def _ident(name: str) -> str:
 
 
 def row_policy_ddl(database: str, tables: Iterable[str], user: str = "agentstream_sql",
-                   password: str | None = None, setting: str = TENANT_SETTING) -> list[str]:
-    """The statements, in order, that create the SQL user, its profile, grants and policies."""
+                   password: str | None = None, setting: str = TENANT_SETTING,
+                   cluster: str | None = None) -> list[str]:
+    """The statements, in order, that create the SQL user, its profile, grants and policies.
+
+    ``cluster``: every statement ``ON CLUSTER``, and each readable (Distributed) table's shard
+    table ``<table>_local`` gets the grant and the policy too: that is where the shards read the
+    rows, as the initial user when the cluster's remote_servers has an inter-server ``secret``
+    (docs/storage.md, "Cluster schema")."""
     db, u = _ident(database), _ident(user)
     profile = _ident(user + "_profile")
+    on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
     if not setting.startswith("SQL_") or not _IDENT.match(setting):
         raise ValueError("the tenant setting must be a custom setting named SQL_<identifier>")
     auth = (f"IDENTIFIED WITH sha256_hash BY '{hashlib.sha256(password.encode()).hexdigest()}'"
             if password is not None else "IDENTIFIED WITH sha256_password BY '<choose a password>'")
     changeable = ", ".join(f"{s} CHANGEABLE_IN_READONLY" for s in _CHANGEABLE)
     out = [
-        f"CREATE SETTINGS PROFILE IF NOT EXISTS {profile} SETTINGS readonly = 1, "
+        f"CREATE SETTINGS PROFILE IF NOT EXISTS {profile}{on} SETTINGS readonly = 1, "
         f"{setting} = '' CHANGEABLE_IN_READONLY, {changeable}",
-        f"CREATE USER IF NOT EXISTS {u} {auth} DEFAULT DATABASE {db} SETTINGS PROFILE {profile}",
+        f"CREATE USER IF NOT EXISTS {u}{on} {auth} DEFAULT DATABASE {db} SETTINGS PROFILE {profile}",
     ]
-    for t in sorted(set(tables)):
+    names = sorted(set(tables))
+    if cluster:
+        names = sorted({n for t in names for n in (t, t + "_local")})
+    for t in names:
         table = f"{db}.{_ident(t)}"
-        out.append(f"GRANT SELECT ON {table} TO {u}")
-        out.append(f"CREATE ROW POLICY IF NOT EXISTS {_ident('agentstream_tenant_' + t)} ON {table} "
+        out.append(f"GRANT{on} SELECT ON {table} TO {u}")
+        out.append(f"CREATE ROW POLICY IF NOT EXISTS {_ident('agentstream_tenant_' + t)}{on} ON {table} "
                    f"AS permissive FOR SELECT USING tenant_id = getSetting('{setting}') TO {u}")
     return out

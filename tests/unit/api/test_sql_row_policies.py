@@ -45,3 +45,17 @@ def test_cli_prints_the_ddl():
     r = CliRunner().invoke(api_app, ["row-policies", "--table", "events", "--database", "default"])
     assert r.exit_code == 0, r.output
     assert r.output.count(";\n") == 4 and "CREATE ROW POLICY IF NOT EXISTS `agentstream_tenant_events`" in r.output
+
+
+def test_cluster_ddl_parses_and_walls_the_shard_tables_too(ch):
+    ddl = row_policy_ddl("default", ["events", "runs"], password="s3cret", cluster="agentstream")
+    for stmt in ddl:
+        ch.query("EXPLAIN AST " + stmt)  # ClickHouse's own parser takes every statement
+        formatted = ch.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": stmt}).result_rows[0][0]
+        assert "ON CLUSTER agentstream" in formatted, formatted
+    policies = [s for s in ddl if s.startswith("CREATE ROW POLICY")]
+    on = {p.split(" ON `default`.")[1].split(" ")[0] for p in policies}
+    # the shards read *_local as the initial user: the policy must be there, not only on Distributed
+    assert on == {"`events`", "`events_local`", "`runs`", "`runs_local`"}
+    with pytest.raises(ValueError):
+        row_policy_ddl("default", ["events"], cluster="a; DROP")
