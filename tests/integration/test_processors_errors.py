@@ -20,7 +20,7 @@ from agentstream.stream_processors.raw_loop import RawLoop
 from agentstream.stream_processors.redaction import Redactor
 from agentstream.stream_processors.settings import ProcessorsSettings
 
-from test_sink_support import produce, wait_for
+from test_sink_support import committed, produce, wait_for
 
 pytestmark = pytest.mark.integration
 codec = Codec()
@@ -42,14 +42,6 @@ def loop_for(bootstrap: str, unique: str, chain_cls=Chain, emitter_factory=Emitt
                            broker_session_timeout=6.0, **extra)
     chain = chain_cls(s, codec, Redactor(b"k"), PolicyBook(), topic_name("alerts", prefix))
     return RawLoop(s, chain, ProcessorMetrics(), partitions=2, emitter_factory=emitter_factory), prefix
-
-
-def committed(bootstrap: str, group: str, topic: str) -> int:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        return sum(max(0, tp.offset) for tp in c.committed([TopicPartition(topic, p) for p in range(2)], timeout=10))
-    finally:
-        c.close()
 
 
 def read_all(bootstrap: str, topic: str, expect: int = 0, idle_s: float = 0.0) -> list:

@@ -19,7 +19,7 @@ from agentstream.sink import Sink, SinkSettings, make_client
 from agentstream.sink import metrics as m
 from agentstream.sink.probes import serve_probes
 
-from test_sink_support import produce, run_events, wait_for
+from test_sink_support import committed, produce, run_events, wait_for
 
 pytestmark = pytest.mark.integration
 codec = Codec()
@@ -58,14 +58,6 @@ def setup(bootstrap: str, unique: str, chdb_client, chdb_path, hook, **extra):
                             session_timeout_ms=6000, batch_max_seconds=0.2, topics=["events"],
                             read_policies=False, retry_initial_s=0.05, retry_max_s=0.2, **extra)
     return Sink(settings, client=chdb_client, client_factory=factory), prefix, clients
-
-
-def committed(bootstrap: str, group: str, topic: str) -> int:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        return sum(max(0, tp.offset) for tp in c.committed([TopicPartition(topic, p) for p in range(2)], timeout=10))
-    finally:
-        c.close()
 
 
 def records_on(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:

@@ -58,3 +58,15 @@ def wait_for(predicate: Callable[[], Any], deadline_s: float = 60.0, what: str =
             return last
         time.sleep(0.2)
     raise AssertionError(f"timed out after {deadline_s}s waiting for {what}; last value {last!r}")
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int = 2) -> int:
+    """The sum of ``group``'s committed offsets over ``topic``'s partitions (0 where none)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(0, tp.offset) for tp in tps)
+    finally:
+        c.close()
