@@ -155,7 +155,7 @@ class HookMapper:
 
     def _end(self, payload: dict, state: dict, session_id: str, now_us: int) -> list[dict]:
         out = []
-        for call, started in list(state["open"].items()):  # tools the session never finished
+        for started in list(state["open"].values()):  # tools the session never finished
             state["steps"] += 1
             out.append(self._event(state, session_id, "STEP", {
                 "step_id": f"cc.{state['steps']}", "step_kind": "TOOL", "name": "unfinished",

@@ -42,7 +42,7 @@ class CallObserver:
 def classify_error(exc: BaseException) -> tuple[str, str]:
     """(failure_code, error.type) for a client exception, from its class and HTTP status."""
     name = type(exc).__name__
-    status = getattr(exc, "status_code", None)
+    status = http_status(exc)
     if "Timeout" in name:
         return "timeout", name
     if "Connection" in name:
@@ -58,9 +58,19 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
     return "client_error", name
 
 
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status a client exception carries: ``status_code`` (openai, anthropic,
+    litellm) or an integer ``code`` (google-genai)."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        code = getattr(exc, "code", None)
+        status = code if isinstance(code, int) and not isinstance(code, bool) else None
+    return status
+
+
 def _fail(step: Any, exc: BaseException) -> None:
     code, etype = classify_error(exc)
-    status = getattr(exc, "status_code", None)
+    status = http_status(exc)
     if status is not None:
         step.set_attribute("http.response.status_code", status)
     step.set_attribute("error.type", etype)
@@ -108,10 +118,11 @@ def _finish(step: Any, obs: CallObserver, exc: BaseException | None) -> None:
 
 def wrap_sync(orig: Callable, provider: str, operation: str,
               read_response: Callable[[Any, CallObserver], None],
-              read_chunk: Callable[[Any, CallObserver], None]) -> Callable:
+              read_chunk: Callable[[Any, CallObserver], None],
+              opener: Callable[..., Any] | None = None) -> Callable:
     @functools.wraps(orig)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        opened = _open(provider, kwargs, operation)
+        opened = (opener or _open)(provider, kwargs, operation)
         if opened is None:
             return orig(self, *args, **kwargs)
         step, obs = opened
@@ -132,10 +143,11 @@ def wrap_sync(orig: Callable, provider: str, operation: str,
 
 def wrap_async(orig: Callable, provider: str, operation: str,
                read_response: Callable[[Any, CallObserver], None],
-               read_chunk: Callable[[Any, CallObserver], None]) -> Callable:
+               read_chunk: Callable[[Any, CallObserver], None],
+               opener: Callable[..., Any] | None = None) -> Callable:
     @functools.wraps(orig)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        opened = _open(provider, kwargs, operation)
+        opened = (opener or _open)(provider, kwargs, operation)
         if opened is None:
             return await orig(self, *args, **kwargs)
         step, obs = opened

@@ -14,9 +14,10 @@ import functools
 from typing import Any, Callable
 
 from ..context import current_run
-from .base import CallObserver, Patcher, _finish, get
+from .base import CallObserver, Patcher, _finish, get, wrap_async, wrap_sync
 
 PROVIDER = "gcp.gemini"
+OPERATION = "generate_content"
 _patcher = Patcher()
 
 
@@ -31,17 +32,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _open(kwargs: dict) -> tuple[Any, CallObserver] | None:
+def _open(provider: str, kwargs: dict, operation: str) -> tuple[Any, CallObserver] | None:
     run = current_run.get()
     if run is None or run.ended:
         return None
     model = str(kwargs.get("model") or "unknown").removeprefix("models/")
-    step = run.llm_step(PROVIDER, model, f"generate_content {model}")
-    step.set_attribute("gen_ai.operation.name", "generate_content")
+    step = run.llm_step(provider, model, f"{operation} {model}")
+    step.set_attribute("gen_ai.operation.name", operation)
     step.record_request(model, _plain(kwargs.get("contents")),
                         _plain(get(kwargs.get("config"), "tools")))
     step.begin()  # enforcement may raise here, before the request
-    return step, CallObserver(PROVIDER, model, "generate_content")
+    return step, CallObserver(provider, model, operation)
 
 
 def _read(resp: Any, obs: CallObserver) -> None:
@@ -63,58 +64,10 @@ def _read(resp: Any, obs: CallObserver) -> None:
                 obs.tool_calls.append(str(name))
 
 
-def _end(step: Any, obs: CallObserver, exc: BaseException | None) -> None:
-    status = getattr(exc, "code", None) if exc is not None else None
-    if isinstance(status, int) and not hasattr(exc, "status_code"):
-        try:
-            exc.status_code = status  # type: ignore[union-attr] - so base classifies by HTTP status
-        except Exception:  # noqa: BLE001
-            pass
-    _finish(step, obs, exc)
-
-
-def _wrap(orig: Callable) -> Callable:
-    @functools.wraps(orig)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        opened = _open(kwargs)
-        if opened is None:
-            return orig(self, *args, **kwargs)
-        step, obs = opened
-        try:
-            resp = orig(self, *args, **kwargs)
-        except BaseException as exc:
-            _end(step, obs, exc)
-            raise
-        _read(resp, obs)
-        _end(step, obs, None)
-        return resp
-    wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _wrap_async(orig: Callable) -> Callable:
-    @functools.wraps(orig)
-    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        opened = _open(kwargs)
-        if opened is None:
-            return await orig(self, *args, **kwargs)
-        step, obs = opened
-        try:
-            resp = await orig(self, *args, **kwargs)
-        except BaseException as exc:
-            _end(step, obs, exc)
-            raise
-        _read(resp, obs)
-        _end(step, obs, None)
-        return resp
-    wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
-    return wrapper
-
-
 def _wrap_stream(orig: Callable) -> Callable:
     @functools.wraps(orig)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        opened = _open(kwargs)
+        opened = _open(PROVIDER, kwargs, OPERATION)
         if opened is None:
             return orig(self, *args, **kwargs)
         step, obs = opened
@@ -129,7 +82,7 @@ def _wrap_stream(orig: Callable) -> Callable:
                 exc = None if isinstance(e, GeneratorExit) else e
                 raise
             finally:
-                _end(step, obs, exc)
+                _finish(step, obs, exc)
         return observed()
     wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
     return wrapper
@@ -138,14 +91,14 @@ def _wrap_stream(orig: Callable) -> Callable:
 def _wrap_astream(orig: Callable) -> Callable:
     @functools.wraps(orig)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        opened = _open(kwargs)
+        opened = _open(PROVIDER, kwargs, OPERATION)
         if opened is None:
             return await orig(self, *args, **kwargs)
         step, obs = opened
         try:
             inner = await orig(self, *args, **kwargs)
         except BaseException as exc:
-            _end(step, obs, exc)
+            _finish(step, obs, exc)
             raise
 
         async def observed() -> Any:
@@ -158,7 +111,7 @@ def _wrap_astream(orig: Callable) -> Callable:
                 exc = None if isinstance(e, GeneratorExit) else e
                 raise
             finally:
-                _end(step, obs, exc)
+                _finish(step, obs, exc)
         return observed()
     wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
     return wrapper
@@ -167,8 +120,10 @@ def _wrap_astream(orig: Callable) -> Callable:
 def instrument_google_genai() -> Callable[[], None]:
     from google.genai import models
 
-    _patcher.patch(models.Models, "generate_content", _wrap)
+    _patcher.patch(models.Models, "generate_content", lambda f: wrap_sync(
+        f, PROVIDER, OPERATION, _read, _read, opener=_open))
     _patcher.patch(models.Models, "generate_content_stream", _wrap_stream)
-    _patcher.patch(models.AsyncModels, "generate_content", _wrap_async)
+    _patcher.patch(models.AsyncModels, "generate_content", lambda f: wrap_async(
+        f, PROVIDER, OPERATION, _read, _read, opener=_open))
     _patcher.patch(models.AsyncModels, "generate_content_stream", _wrap_astream)
     return _patcher.revert

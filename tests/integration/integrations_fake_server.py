@@ -149,3 +149,30 @@ def steps(events: list[dict], kind: str | None = None) -> list[dict]:
 def failures(events: list[dict]) -> list[tuple[str, str]]:
     return [(e["payload"]["failure_type"], e["payload"]["failure_code"]) for e in events
             if e["kind"] == "FAILURE"]
+
+
+class Tracers:
+    """Tracers writing to the test broker, one tenant each (``<tenant>-<n>``), closed at exit."""
+
+    def __init__(self, bootstrap: str, topic_prefix: str, tmp_path: Any, tenant: str,
+                 agent_id: str) -> None:
+        self.conf = dict(bootstrap_servers=bootstrap, topic_prefix=topic_prefix, digest_key="k",
+                         commands_enabled=False)
+        self.tmp_path, self.tenant, self.agent_id = tmp_path, tenant, agent_id
+        self.made: list = []
+
+    def __call__(self, **kw: Any) -> Any:
+        from agentstream.producer import Tracer
+
+        n = len(self.made)
+        t = Tracer(f"{self.tenant}-{n}", self.agent_id, "1.0", "test", **self.conf,
+                   spool_dir=str(self.tmp_path / f"spool{n}"), **kw)
+        self.made.append(t)
+        return t
+
+    def __enter__(self) -> "Tracers":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for t in self.made:
+            t.close(5)

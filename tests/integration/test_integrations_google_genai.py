@@ -12,12 +12,12 @@ pytest.importorskip("google.genai")
 from google import genai
 from google.genai import types
 
-from agentstream.producer import BudgetExceeded, Tracer
+from agentstream.producer import BudgetExceeded
 from agentstream.producer.instrument.google_genai import instrument_google_genai
 from agentstream.producer.testing import read_events
 from agentstream.schemas import topic_name
 
-from integrations_fake_server import FakeModels, failures, steps
+from integrations_fake_server import FakeModels, Tracers, failures, steps
 
 pytestmark = pytest.mark.integration
 SECRET = "gemini-secret-5150"
@@ -33,18 +33,8 @@ def instrumented():
 
 @pytest.fixture
 def tracer(bootstrap, topic_prefix, tmp_path, unique):
-    made = []
-
-    def make(**kw):
-        t = Tracer(f"gg-{unique}-{len(made)}", "genai-app", "1.0", "test",
-                   bootstrap_servers=bootstrap, topic_prefix=topic_prefix, digest_key="k",
-                   spool_dir=str(tmp_path / f"spool{len(made)}"), commands_enabled=False, **kw)
-        made.append(t)
-        return t
-
-    yield make
-    for t in made:
-        t.close(5)
+    with Tracers(bootstrap, topic_prefix, tmp_path, f"gg-{unique}", "genai-app") as tracers:
+        yield tracers
 
 
 def _client(url):

@@ -12,11 +12,11 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from agentstream.producer import BudgetExceeded, Tracer
+from agentstream.producer import BudgetExceeded
 from agentstream.producer.instrument.langchain import AgentstreamCallbackHandler
 from agentstream.schemas import topic_name
 
-from integrations_fake_server import FakeModels, failures, steps, tenant_runs
+from integrations_fake_server import FakeModels, Tracers, failures, steps, tenant_runs
 
 pytestmark = pytest.mark.integration
 SECRET = "Oslo-secret-4242"
@@ -52,18 +52,8 @@ def _agent(base_url, model, tools):
 
 @pytest.fixture
 def make(bootstrap, topic_prefix, tmp_path, unique):
-    made = []
-
-    def _make(**kw):
-        t = Tracer(f"lc-{unique}-{len(made)}", "lc-agent", "1.0", "test",
-                   bootstrap_servers=bootstrap, topic_prefix=topic_prefix, digest_key="k",
-                   spool_dir=str(tmp_path / f"spool{len(made)}"), commands_enabled=False, **kw)
-        made.append(t)
-        return t
-
-    yield _make
-    for t in made:
-        t.close(5)
+    with Tracers(bootstrap, topic_prefix, tmp_path, f"lc-{unique}", "lc-agent") as tracers:
+        yield tracers
 
 
 def _runs(t, bootstrap, topic_prefix, n=1):

@@ -17,8 +17,11 @@ import pytest
 
 mcp = pytest.importorskip("mcp")
 
+from agentstream.api.gateway.server import free_port  # noqa: E402
 from agentstream.producer.capture import canonical_json  # noqa: E402
-from agentstream.schemas import COMMAND, EVENT, Codec, topic_name  # noqa: E402
+from agentstream.schemas import COMMAND, Codec, topic_name  # noqa: E402
+
+from integrations_fake_server import tenant_runs  # noqa: E402
 
 pytestmark = pytest.mark.integration
 KEY = "mcp-test-digest-key"
@@ -91,32 +94,9 @@ def _calls(log_path):
     return log_path.read_text().split() if log_path.exists() else []
 
 
-def _tenant_runs(bootstrap, topic_prefix, tenant, want_runs, timeout=45.0):
-    """Every event of ``tenant`` on the raw topic, per run, until ``want_runs`` runs ended."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    topic, codec = topic_name("raw", topic_prefix), Codec()
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"mcp-read-{uuid.uuid4().hex[:8]}",
-                  "enable.auto.commit": False})
-    runs: dict[str, list[dict]] = {}
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ended = [r for r, evs in runs.items() if evs and evs[-1]["kind"] == "RUN_END"]
-            if len(ended) >= want_runs:
-                break
-            msg = c.poll(0.2)
-            if msg is None or msg.error() is not None:
-                continue
-            assert SECRET.encode() not in msg.value()  # content never on the wire
-            ev = codec.decode_as(EVENT, msg.value())
-            if ev["tenant_id"] == tenant:
-                runs.setdefault(ev["run_id"], []).append(ev)
-    finally:
-        c.close()
-    return runs
+def _tenant_runs(bootstrap, topic_prefix, tenant, want_runs):
+    return tenant_runs(bootstrap, topic_name("raw", topic_prefix), tenant, want_runs,
+                       forbidden=SECRET.encode())  # content never on the wire
 
 
 def _payload(ev):
@@ -239,12 +219,6 @@ def test_stdio_remote_stop_refuses_the_next_call(server_script, bootstrap, topic
     assert _payload(events[-1])["outcome"] == "stopped_by_command"
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_port(port, proc, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -263,7 +237,7 @@ def test_http_proxy_one_run_per_session_and_budget(server_script, bootstrap, top
 
     tenant, log_path = f"mcph-{unique}", tmp_path / "calls.log"
     env = _env(bootstrap, topic_prefix, tmp_path, log_path)
-    up_port, proxy_port = _free_port(), _free_port()
+    up_port, proxy_port = free_port(), free_port()
     procs = []
     try:
         procs.append(subprocess.Popen([sys.executable, str(server_script), "http", str(up_port)],
