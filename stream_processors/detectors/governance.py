@@ -28,8 +28,9 @@ gives equal digests):
 """
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-from typing import Any, Iterable, Mapping
+import re
+from fnmatch import fnmatchcase, translate
+from typing import Any, Callable, Iterable, Mapping
 
 from .runs import DIGEST_ATTR, Finding, exceeds
 
@@ -52,6 +53,57 @@ def call_limit(name: str, limits: Mapping[str, int]) -> int | None:
     return min(hits) if hits else None
 
 
+def _matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
+    """All patterns as one compiled regex (fnmatch semantics): one match per call, not one per
+    pattern."""
+    pats = list(patterns)
+    if not pats:
+        return lambda _name: False
+    rx = re.compile("|".join(f"(?:{translate(p)})" for p in pats))
+    return lambda name: rx.match(name) is not None
+
+
+class Compiled:
+    """A governance mapping prepared for the hot path; per-tool answers are memoised (tool names
+    are few: MAX_TOOLS bounds the memo)."""
+
+    def __init__(self, gov: Mapping[str, Any]) -> None:
+        self.gov = gov
+        self.deny = _matcher(gov["tool_deny"])
+        self.allow = _matcher(gov["tool_allow"]) if gov["tool_allow"] else None
+        self.require = _matcher(gov["require_approval"])
+        self.forbidden = frozenset(gov["forbidden_arg_digests"])
+        self.stop_on = frozenset(gov["stop_on"])
+        self._limits = dict(gov["max_calls_per_tool"])
+        self._per_tool: dict[str, tuple[str | None, int | None, bool]] = {}
+
+    def tool(self, name: str) -> tuple[str | None, int | None, bool]:
+        """(tool rule broken by calling it at all, its call limit, whether it needs an approval)."""
+        hit = self._per_tool.get(name)
+        if hit is None:
+            rule = "tool_denied" if self.deny(name) else (
+                "tool_not_allowed" if self.allow is not None and not self.allow(name) else None)
+            hit = (rule, call_limit(name, self._limits), self.require(name))
+            if len(self._per_tool) >= MAX_TOOLS:
+                self._per_tool.clear()
+            self._per_tool[name] = hit
+        return hit
+
+
+_COMPILED: dict[int, Compiled] = {}
+
+
+def compiled(gov: Mapping[str, Any]) -> Compiled:
+    """The Compiled form of this very mapping (a policy's mapping lives as long as the policy is
+    current in the PolicyBook, so identity is the cache key; checked, never trusted alone)."""
+    c = _COMPILED.get(id(gov))
+    if c is None or c.gov is not gov:
+        if len(_COMPILED) >= 1024:
+            _COMPILED.clear()
+        c = _COMPILED[id(gov)] = Compiled(gov)
+    return c
+
+
 def _raise(state: dict[str, Any], out: list[Finding], f: Finding) -> None:
     if f.key in state["raised"]:
         return
@@ -59,9 +111,9 @@ def _raise(state: dict[str, Any], out: list[Finding], f: Finding) -> None:
     out.append(f)
 
 
-def _tool_rule(state: dict[str, Any], out: list[Finding], gov: Mapping[str, Any], rule: str, tool: str,
+def _tool_rule(state: dict[str, Any], out: list[Finding], c: "Compiled", rule: str, tool: str,
                title: str, ev: dict[str, str], key: str | None = None) -> None:
-    stop = rule in gov["stop_on"]
+    stop = rule in c.stop_on
     _raise(state, out, Finding("policy_violation", "CRITICAL" if stop else "WARNING", title,
                                {**ev, "rule": rule}, stop=stop, key=key or f"{rule}:{tool}"))
 
@@ -93,21 +145,22 @@ def observe(state: dict[str, Any], event: Mapping[str, Any], gov: Mapping[str, A
     ev = {"tool": name, "step_id": step_id, "step_seq": str(event.get("seq", "")),
           "event_us": str(event.get("ts_us", "")), "args_digest": digest or ""}
 
-    if matches(name, gov["tool_deny"]):
-        _tool_rule(state, out, gov, "tool_denied", name, f"tool {name} is denied by the tenant policy", ev)
-    elif gov["tool_allow"] and not matches(name, gov["tool_allow"]):
-        _tool_rule(state, out, gov, "tool_not_allowed", name, f"tool {name} is not on the tenant's allow list", ev)
+    c = compiled(gov)
+    rule, limit, needs_approval = c.tool(name)
+    if rule == "tool_denied":
+        _tool_rule(state, out, c, rule, name, f"tool {name} is denied by the tenant policy", ev)
+    elif rule == "tool_not_allowed":
+        _tool_rule(state, out, c, rule, name, f"tool {name} is not on the tenant's allow list", ev)
     calls = state["calls"]
     calls[name] = calls.get(name, 0) + 1
     if len(calls) > MAX_TOOLS:
         del calls[next(iter(calls))]
-    limit = call_limit(name, gov["max_calls_per_tool"])
     if limit is not None and exceeds(calls[name], limit):
-        _tool_rule(state, out, gov, "max_tool_calls", name,
+        _tool_rule(state, out, c, "max_tool_calls", name,
                    f"tool {name} called {calls[name]} times in one run (allowed {limit})",
                    {**ev, "calls": str(calls[name]), "limit": str(limit)})
-    if digest and digest in gov["forbidden_arg_digests"]:
-        _tool_rule(state, out, gov, "forbidden_args", name, f"tool {name} called with forbidden arguments",
+    if digest and digest in c.forbidden:
+        _tool_rule(state, out, c, "forbidden_args", name, f"tool {name} called with forbidden arguments",
                    ev, key=f"forbidden_args:{name}:{digest}")
 
     pending, state["pending"] = state["pending"], None
@@ -128,7 +181,7 @@ def observe(state: dict[str, Any], event: Mapping[str, Any], gov: Mapping[str, A
             _approval(state, out, "approval_rejected_executed",
                       f"tool {name} ran the action whose approval was {decision}", ev, step_id)
             return out
-    if matches(name, gov["require_approval"]):
+    if needs_approval:
         retry_of = p.get("retry_of")
         if retry_of and digest and ok.get(retry_of) == digest:
             ok[step_id] = digest  # a further attempt of an approved call
