@@ -41,7 +41,7 @@ class EventQueue:
 
     Guarantees:
 
-    - ``put`` and the agent-side hot path never block and never raise into the agent.
+    - The agent-side hot path and ``overflow`` never block and never raise into the agent.
     - The queue holds at most ``maxsize`` events (a few more only while several agent threads
       overflow at the same instant); flush markers do not count against it and are never
       dropped, so a ``flush()`` is always answered.
@@ -64,13 +64,6 @@ class EventQueue:
 
     def __len__(self) -> int:
         return len(self.q)
-
-    def put(self, item: Any) -> None:
-        """The hot path's slow twin, for callers that are not on it."""
-        if len(self.q) < self.maxsize:
-            self.q.append(item)
-        else:
-            self.overflow(item)
 
     def put_marker(self, marker: FlushMarker) -> None:
         self.q.append(marker)

@@ -99,10 +99,10 @@ def build_topology(run_id: str, root: str, nodes: dict[str, dict[str, Any]], han
             depth[x] = base + i + 1
         return depth.setdefault(r, base)
 
-    for r in nodes:
-        nodes[r]["depth"] = depth_of(r)
+    for rid in nodes:
+        nodes[rid]["depth"] = depth_of(rid)
     loops = []
-    for r, n in nodes.items():
+    for rid, n in nodes.items():
         agents, cur, hops = [], n["parent_run_id"], 0
         while cur in nodes and hops < MAX_HOPS:
             agents.append(nodes[cur]["agent_id"])
@@ -110,7 +110,7 @@ def build_topology(run_id: str, root: str, nodes: dict[str, dict[str, Any]], han
         back = sum(1 for a in agents if a and a == n["agent_id"])
         n["reappearance"] = back
         if back > 1:
-            loops.append({"run_id": r, "agent_id": n["agent_id"], "reappearances": back,
+            loops.append({"run_id": rid, "agent_id": n["agent_id"], "reappearances": back,
                           "path": " -> ".join(reversed([n["agent_id"]] + agents))})
     per_agent: dict[str, dict[str, Any]] = {}
     for n in nodes.values():

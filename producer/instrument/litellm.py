@@ -82,7 +82,8 @@ class AgentstreamLiteLLM(CustomLogger):
     # ---- after the call -----------------------------------------------------------------
     def _take(self, kwargs: dict) -> Any:
         with self._lock:
-            return self._pending.pop(kwargs.get("litellm_call_id"), None)
+            call_id = kwargs.get("litellm_call_id")
+            return self._pending.pop(call_id, None) if call_id else None  # none was ever stored
 
     def _success(self, kwargs: dict, response: Any) -> None:
         step = self._take(kwargs)

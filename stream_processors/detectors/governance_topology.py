@@ -51,7 +51,8 @@ def _node(nodes: dict[str, list[Any]], run_id: str, agent: str, ts: int) -> tupl
 
 def ancestry(nodes: Mapping[str, list[Any]], run_id: str) -> list[str]:
     """Run ids from ``run_id`` up to its root (or MAX_HOPS, or a cycle of run ids), nearest first."""
-    out, seen, cur = [], {run_id}, nodes.get(run_id, [None])[PARENT]
+    out: list[str] = []
+    seen, cur = {run_id}, nodes.get(run_id, [None])[PARENT]
     while cur is not None and cur not in seen and len(out) < MAX_HOPS:
         out.append(cur)
         seen.add(cur)
@@ -60,7 +61,8 @@ def ancestry(nodes: Mapping[str, list[Any]], run_id: str) -> list[str]:
 
 
 def _subtree(nodes: Mapping[str, list[Any]], run_id: str) -> list[str]:
-    out, seen, queue = [], {run_id}, [run_id]
+    out: list[str] = []
+    seen, queue = {run_id}, [run_id]
     while queue and len(out) < MAX_SUBTREE:
         r = queue.pop(0)
         out.append(r)
