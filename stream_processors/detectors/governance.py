@@ -43,10 +43,6 @@ def new_state() -> dict[str, Any]:
     return {"calls": {}, "pending": None, "ok_steps": {}, "raised": []}
 
 
-def matches(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatchcase(name, p) for p in patterns)
-
-
 def call_limit(name: str, limits: Mapping[str, int]) -> int | None:
     """The smallest limit among the patterns ``name`` matches (the strictest rule applies)."""
     hits = [int(v) for p, v in limits.items() if fnmatchcase(name, p)]
