@@ -174,3 +174,24 @@ def test_outputs_refused_for_good_stop_the_loop_with_the_batch_uncommitted(boots
     with pytest.raises(ConsumerCrash, match=rf"refused 1 outputs of {raw}\[\d\] offsets 0-0.*Broker: Message size too large"):
         loop.run_blocking()
     assert committed(bootstrap, f"app-{unique}-raw", raw) == 0
+
+
+def test_a_worker_whose_raw_loop_stops_exits_non_zero_and_healthz_answers_while_it_runs(bootstrap, unique, tmp_path):
+    import json
+    import urllib.request
+
+    from agentstream.stream_processors.worker_process import start_worker
+
+    prefix = f"e{unique}."
+    create_topics(bootstrap, prefix=prefix, partitions=2)
+    w = start_worker(bootstrap, prefix, f"w-{unique}", tmp_path / "data", tmp_path / "worker.log",
+                     dlq_min_records="20", dlq_window_records="100").wait_ready()
+    try:
+        with urllib.request.urlopen(f"{w.url}/healthz", timeout=5) as r:
+            body = json.load(r)
+        assert r.status == 200 and body["alive"] and body["failed"] is None and body["stuck_seconds"] == 0
+        produce(bootstrap, topic_name("raw", prefix), [(b"k", b"\x00\x00\x00\x00\x01junk")] * 60)
+        code = w.proc.wait(60)
+        assert code != 0 and "dead-lettered" in w.log_tail(200)
+    finally:
+        w.stop()
