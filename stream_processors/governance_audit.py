@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
-from .detectors import governance
+from .detectors import governance, governance_topology
 from .policies import governance_of
 
 COLUMNS = ("tenant_id", "run_id", "seq", "ts", "kind", "step_kind", "step_id", "name", "tool_name",
@@ -19,8 +19,8 @@ COLUMNS = ("tenant_id", "run_id", "seq", "ts", "kind", "step_kind", "step_id", "
 
 
 def audit_sql(since_us: int, until_us: int | None = None, tenant: str | None = None) -> str:
-    """The one SELECT both transports run (the query API adds its tenant wall itself). Only
-    STEP rows of TOOL and APPROVAL steps: the rules read nothing else."""
+    """The one SELECT both transports run (the query API adds its tenant wall itself). Only what
+    the rules read: RUN_START rows (parent links, agents) and TOOL, APPROVAL and HANDOFF steps."""
     def at(us: int) -> str:
         return "toDateTime64('" + datetime.fromtimestamp(us / 1e6, timezone.utc).strftime(
             "%Y-%m-%d %H:%M:%S.%f") + "', 6, 'UTC')"
@@ -30,7 +30,8 @@ def audit_sql(since_us: int, until_us: int | None = None, tenant: str | None = N
     # A run active in the window is judged whole: an approval stored before --since still binds
     # the call after it.
     runs = f"SELECT DISTINCT run_id FROM events WHERE {' AND '.join(window)}"
-    where = ["kind = 'STEP'", "step_kind IN ('TOOL', 'APPROVAL')", f"run_id IN ({runs})"] + scope
+    where = ["(kind = 'RUN_START' OR (kind = 'STEP' AND step_kind IN ('TOOL', 'APPROVAL', 'HANDOFF')))",
+             f"run_id IN ({runs})"] + scope
     return (f"SELECT {', '.join(COLUMNS)} FROM events WHERE {' AND '.join(where)} "
             "ORDER BY tenant_id, run_id, seq")
 
@@ -57,11 +58,24 @@ def event_of(row: Mapping[str, Any]) -> dict[str, Any]:
     if row.get("step_kind") == "TOOL":
         p["tool"] = {"tool_name": row.get("tool_name") or row.get("name") or "tool",
                      "args_digest": row.get("args_digest") or None}
-    if isinstance(rest, dict) and isinstance(rest.get("approval"), dict):
-        p["approval"] = rest["approval"]
+    for k in ("approval", "handoff"):
+        if isinstance(rest, dict) and isinstance(rest.get(k), dict):
+            p[k] = rest[k]
     return {"tenant_id": row["tenant_id"], "run_id": row["run_id"], "seq": int(row["seq"]),
-            "ts_us": _ts_us(row["ts"]), "kind": "STEP", "agent_id": row.get("agent_id") or "",
-            "attributes": {}, "payload": p}
+            "ts_us": _ts_us(row["ts"]), "kind": row.get("kind") or "STEP", "agent_id": row.get("agent_id") or "",
+            "parent_run_id": row.get("parent_run_id") or None, "attributes": {}, "payload": p}
+
+
+def _links(events: list[dict[str, Any]]) -> list[list[Any]]:
+    """The fleet stage's run links (``governance_topology``) of stored events, in time order."""
+    out = []
+    for e in events:
+        h = e["payload"].get("handoff")
+        if e["kind"] == "RUN_START":
+            out.append([e["run_id"], e["parent_run_id"], e["agent_id"], "", e["ts_us"]])
+        elif h and h.get("to_run_id"):
+            out.append([h["to_run_id"], e["run_id"], h.get("to_agent_id") or "", e["agent_id"], e["ts_us"]])
+    return sorted(out, key=lambda link: link[4])
 
 
 def audit(rows: Iterable[Mapping[str, Any]], policy_for: Callable[[str], Mapping[str, Any]]
@@ -85,4 +99,17 @@ def audit(rows: Iterable[Mapping[str, Any]], policy_for: Callable[[str], Mapping
                             "ts_us": e["ts_us"], "alert_type": f.alert_type, "rule": f.evidence.get("rule", ""),
                             "severity": f.severity, "stop": f.stop, "title": f.title,
                             "evidence": dict(f.evidence)})
-    return out
+    # Across runs, per tenant: handoff loops and delegation limits, as the fleet stage judges them.
+    by_tenant: dict[str, list[dict[str, Any]]] = {}
+    for (tenant, _run), by_seq in events.items():
+        by_tenant.setdefault(tenant, []).extend(by_seq.values())
+    for tenant, evs in by_tenant.items():
+        topo = governance_topology.new_state()
+        for link in _links(evs):
+            for f in governance_topology.apply(topo, [link], govs[tenant]):
+                if f.alert:
+                    out.append({"tenant_id": tenant, "run_id": f.evidence["run_id"], "agent_id": f.agent_id or "",
+                                "seq": 0, "ts_us": link[4], "alert_type": f.alert_type,
+                                "rule": f.evidence.get("limit_name") or f.alert_type, "severity": f.severity,
+                                "stop": bool(f.stop_runs), "title": f.title, "evidence": dict(f.evidence)})
+    return sorted(out, key=lambda v: (v["tenant_id"], v["run_id"], v["seq"]))

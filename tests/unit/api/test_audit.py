@@ -123,3 +123,23 @@ def test_render_names_rule_stop_run_and_step():
     line = render({"ts_us": 1_765_000_000_000_000, "tenant_id": "acme", "run_id": "r1", "seq": 4,
                    "severity": "CRITICAL", "stop": True, "rule": "approval_mismatch", "title": "tool pay ran ..."})
     assert line == "2025-12-06T05:46:40Z  acme  run r1 #4  CRITICAL STOP approval_mismatch: tool pay ran ..."
+
+
+def test_audit_finds_handoff_loops_and_delegation_limits_across_stored_runs(ch, tenant, unique):
+    t0 = now_us() - 1_800_000_000
+    runs = [f"h{i}-{unique}" for i in range(5)]
+    ev = []
+    for i, run in enumerate(runs):
+        e = syn.run_start(tenant, run, agent_id="AB"[i % 2], ts_us=t0 + i * 10)
+        e["parent_run_id"] = runs[i - 1] if i else None
+        ev.append(e)
+    h = syn.step(tenant, runs[0], 1, name="handoff", step_kind="HANDOFF", args_digest=None, agent_id="A",
+                 ts_us=t0 + 100)
+    h["payload"]["handoff"] = {"to_agent_id": "C", "to_run_id": f"extra-{unique}", "role": None}
+    ev.append(h)
+    store(ch, ev)
+    rows = list(clickhouse_rows(ch, audit_sql(t0 - 1000, None, tenant)))
+    got = audit(rows, lambda t: {"max_fan_out": 1})
+    assert [(v["run_id"], v["alert_type"], v["rule"]) for v in got] == [
+        (f"extra-{unique}", "delegation_limit", "max_fan_out"), (runs[4], "handoff_loop", "handoff_loop")]
+    assert got[1]["evidence"]["agents"] == "A -> B -> A -> B -> A" and got[1]["stop"]
