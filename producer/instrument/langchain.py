@@ -103,8 +103,8 @@ class AgentstreamCallbackHandler(BaseCallbackHandler):
 
     @guarded
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kw: Any) -> None:
-        if type(error).__name__ == "GraphInterrupt" or type(error).__name__.endswith("Bubble"):
-            # LangGraph control flow (interrupts, Command bubbles), not a failure
+        if any(c.__name__ == "GraphBubbleUp" for c in type(error).__mro__):
+            # LangGraph control flow (interrupts, parent commands), not a failure
             self._close_single(run_id)
             return
         self.tree.close(run_id, error)

@@ -126,3 +126,45 @@ def test_a_model_call_budget_stops_the_chain_before_the_call(make, bootstrap, to
     assert len(steps(events, "LLM")) == 1
     assert ("BUDGET", "model_calls_budget_exceeded") in failures(events)
     assert events[-1]["payload"]["outcome"] == "budget_stopped"
+
+
+def test_langgraph_nodes_are_steps_and_a_pause_is_not_a_failure(make, bootstrap, topic_prefix):
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+    from langgraph.types import interrupt
+
+    t = make()
+    with FakeModels() as fake:
+        llm = ChatOpenAI(base_url=fake.url + "/v1", api_key="test", model="gpt-4.1-mini",
+                         max_retries=0).bind_tools([weather])
+
+        def agent(state):
+            return {"messages": [llm.invoke(state["messages"])]}
+
+        def review(state):
+            interrupt("approve the answer?")  # a human-in-the-loop pause
+            return {}
+
+        g = StateGraph(MessagesState)
+        g.add_node("agent", agent)
+        g.add_node("tools", ToolNode([weather]))
+        g.add_node("review", review)
+        g.add_edge(START, "agent")
+        g.add_conditional_edges("agent", tools_condition, {"tools": "tools", "__end__": "review"})
+        g.add_edge("tools", "agent")
+        app = g.compile(checkpointer=InMemorySaver())
+        app.invoke({"messages": [HumanMessage("weather? " + SECRET)]},
+                   config={"callbacks": [AgentstreamCallbackHandler(t)],
+                           "configurable": {"thread_id": "t1"}})
+    (events,) = _runs(t, bootstrap, topic_prefix).values()
+    assert events[0]["payload"]["entrypoint"] == "LangGraph"
+    nodes = [s for s in steps(events, "CUSTOM") if s["name"] in ("agent", "tools", "review")]
+    assert [s["name"] for s in nodes] == ["agent", "tools", "agent", "review"]
+    by_id = {s["step_id"]: s for s in steps(events)}
+    parent = {e["payload"]["step_id"]: e["parent_step_id"] for e in events if e["kind"] == "STEP"}
+    (tool,) = steps(events, "TOOL")
+    assert by_id[parent[tool["step_id"]]]["name"] == "tools"
+    assert [by_id[parent[s["step_id"]]]["name"] for s in steps(events, "LLM")] == ["agent"] * 2
+    assert failures(events) == [] and events[-1]["payload"]["status"] == "SUCCESS"
+    assert all(s["status"] == "OK" for s in steps(events))
