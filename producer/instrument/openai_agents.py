@@ -12,9 +12,10 @@ guardrails (GUARDRAIL; a tripped one fails its step with POLICY/guardrail_trigge
 custom/task/turn spans (CUSTOM). Metadata only: inputs, outputs and error messages never
 travel, only their shape (error type, codes).
 
-The SDK catches exceptions from processors, so a processor cannot stop a run: enforcement
-(budgets, remote STOP) for an Agents SDK agent comes from ``instrument_openai()`` on the
-client the agent uses, which raises before the request inside the same run.
+The SDK catches exceptions from processors, so a processor cannot stop a run. Enforcement
+comes from its run hooks instead: ``Runner.run(agent, input, hooks=processor.run_hooks())``
+checks budgets and remote STOP commands before every model call and tool call, and raises
+the ``EnforcementError`` out of ``Runner.run`` before the request or the tool runs.
 """
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ import json
 import logging
 from typing import Any
 
-from agents.tracing import TracingProcessor
+from agents import RunHooks
+from agents.tracing import TracingProcessor, get_current_trace
 
+from ..context import current_run
 from .base import get
 from .step_tree import StepTree
 
@@ -145,9 +148,41 @@ class AgentstreamProcessor(TracingProcessor):
         else:
             self.tree.close(span.span_id)
 
+    def run_hooks(self) -> "EnforcingHooks":
+        """Run hooks that enforce budgets and remote commands on this processor's runs."""
+        return EnforcingHooks(self)
+
+    def run_of_current_trace(self) -> Any:
+        trace = get_current_trace()
+        run = self.tree.run_of(trace.trace_id) if trace is not None else None
+        return run if run is not None else current_run.get()
+
     def shutdown(self) -> None:
         pass
 
     def force_flush(self) -> None:
         if self.tree.tracer is not None:
             self.tree.tracer.flush()
+
+
+class EnforcingHooks(RunHooks):
+    """The SDK awaits run hooks in the run's own flow, so what they raise stops the run."""
+
+    def __init__(self, processor: AgentstreamProcessor) -> None:
+        self.processor = processor
+
+    def _run(self) -> Any:
+        run = self.processor.run_of_current_trace()
+        return None if run is None or run.ended else run
+
+    async def on_llm_start(self, context: Any, agent: Any, system_prompt: Any,
+                           input_items: Any) -> None:
+        run = self._run()
+        if run is not None:
+            run.check()  # pending STOP/THROTTLE commands, step and wall-time budgets
+            run.check_llm_budget()
+
+    async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
+        run = self._run()
+        if run is not None:
+            run.check()

@@ -70,7 +70,9 @@ class StepTree:
         if status is not None:
             run.set_status(status)
         if owned and not run.ended:
-            run.end(exc)
+            # a run stopped by enforcement ends with that outcome even when the framework
+            # reports the end without the exception (the Agents SDK's trace end)
+            run.end(exc if exc is not None else run._stop_exc)
 
     # ---- steps --------------------------------------------------------------------------
     def open(self, node_id: Any, parent_id: Any, kind: str, name: str,

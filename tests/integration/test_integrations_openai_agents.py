@@ -14,7 +14,7 @@ from agents import (Agent, GuardrailFunctionOutput, InputGuardrailTripwireTrigge
                     set_trace_processors)
 from openai import AsyncOpenAI
 
-from agentstream.producer import Tracer
+from agentstream.producer import BudgetExceeded, Tracer
 from agentstream.producer.instrument.openai_agents import AgentstreamProcessor
 from agentstream.schemas import topic_name
 
@@ -107,3 +107,25 @@ def test_tripped_guardrail_and_failed_model_call(tracer, bootstrap, topic_prefix
     assert [s["status"] for s in steps(failed, "LLM")] == ["ERROR"]
     assert ("MODEL", "model_error") in failures(failed)
     assert "something forbidden" not in repr(runs) and "bad request" not in repr(runs)
+
+
+def test_run_hooks_stop_the_run_before_the_model_call(tracer, bootstrap, topic_prefix):
+    limited = Tracer(tracer.tenant_id + "-b", "agents-app", "1.0", "test",
+                     bootstrap_servers=bootstrap, topic_prefix=topic_prefix, digest_key="k",
+                     spool_dir=tracer.settings.spool_dir + "-b", commands_enabled=False,
+                     max_model_calls=1)
+    processor = AgentstreamProcessor(limited)
+    set_trace_processors([processor])
+    try:
+        with FakeModels() as fake:
+            with pytest.raises(BudgetExceeded):
+                asyncio.run(Runner.run(_agents(fake.url), "what do I owe?",
+                                       hooks=processor.run_hooks()))
+            served = len(fake.requests)
+        assert served == 1  # the handoff target's model call never reached the server
+        (events,) = _runs(limited, bootstrap, topic_prefix, 1).values()
+        assert len(steps(events, "LLM")) == 1
+        assert ("BUDGET", "model_calls_budget_exceeded") in failures(events)
+        assert events[-1]["payload"]["outcome"] == "budget_stopped"
+    finally:
+        limited.close(5)
