@@ -23,6 +23,9 @@ HEADROOM = 1.2  # rebalances and bursts
 GROWTH = 1.2  # partitions can only be added by re-mapping runs: leave room at creation
 PARTITION_STEP = 12  # partition counts divisible by many replica counts
 MIN_REPLICAS = {"gateway": 3, "kafka_brokers": 3, "clickhouse_shards": 1}
+# Shard counts that divide a partition count of a few multiples of PARTITION_STEP: the cluster's
+# sharding key is Kafka's partitioner hash, so shards must divide the events partitions.
+SHARD_COUNTS = sorted(2 ** a * 3 ** b for a in range(12) for b in range(2))
 # topics that carry every event (raw, then events after redaction)
 FULL_RATE_TOPICS = ("raw", "events")
 
@@ -80,9 +83,21 @@ class Plan:
 
     def add(self, key: str, what: str, value: float, how: str, unit: str = "") -> float:
         self.numbers[key] = value
-        shown = f"{value:,.0f}" if float(value).is_integer() or value >= 100 else f"{value:,.1f}"
-        self.rows.append((what, f"{shown}{unit}", how))
+        self._index[key] = len(self.rows)
+        self.rows.append((what, self._shown(value, unit), how))
         return value
+
+    def revise(self, key: str, value: float, how: str) -> None:
+        what, _, old = self.rows[self._index[key]]
+        self.numbers[key] = value
+        self.rows[self._index[key]] = (what, self._shown(value, ""), f"{old}; {how}")
+
+    @staticmethod
+    def _shown(value: float, unit: str) -> str:
+        shown = f"{value:,.0f}" if float(value).is_integer() or value >= 100 else f"{value:,.1f}"
+        return f"{shown}{unit}"
+
+    _index: dict[str, int] = field(default_factory=dict)
 
 
 def replicas(rate: float, per_pod: float, minimum: int = 1) -> int:
@@ -140,10 +155,18 @@ def make_plan(inp: PlanInput, figs: Figures) -> Plan:
                   f"{r:,.0f} / {figs['clickhouse_insert_rows_s_per_core']:,.0f} rows/s per core x "
                   f"{figs['clickhouse_merge_cpu_factor']:g} for merges")
     usable = figs["clickhouse_node_cores"] * figs["clickhouse_node_cpu_utilisation"]
-    shards = p.add("clickhouse_shards", "ClickHouse shards",
-                   max(MIN_REPLICAS["clickhouse_shards"], math.ceil(cores / usable - 1e-9),
-                       math.ceil(storage_tb / figs["clickhouse_node_disk_tb"] - 1e-9)),
-                   f"cores / {usable:g} usable per node and data / {figs['clickhouse_node_disk_tb']:g} TB per node")
+    needed = max(MIN_REPLICAS["clickhouse_shards"], math.ceil(cores / usable - 1e-9),
+                 math.ceil(storage_tb / figs["clickhouse_node_disk_tb"] - 1e-9))
+    shards = p.add("clickhouse_shards", "ClickHouse shards", min(c for c in SHARD_COUNTS if c >= needed),
+                   f"cores / {usable:g} usable per node and data / {figs['clickhouse_node_disk_tb']:g} TB per node, "
+                   "up to a count of the form 2^a x 3^b (it must divide the events partitions)")
+    events_parts = p.numbers["events_partitions"]
+    if events_parts % shards:
+        # the cluster's sharding key is Kafka's partitioner hash: with shards dividing the
+        # partitions, each sink range is one shard's block (docs/storage.md, "Sharding key")
+        step = math.lcm(PARTITION_STEP, int(shards))
+        p.revise("events_partitions", step * math.ceil(events_parts / step),
+                 f"a multiple of the {shards:.0f} ClickHouse shards")
     p.add("clickhouse_replicas", "ClickHouse replicas per shard", inp.clickhouse_replicas,
           "availability and read scale; Keeper: 3 nodes")
     p.add("clickhouse_nodes", "ClickHouse nodes", shards * inp.clickhouse_replicas, "shards x replicas")

@@ -14,12 +14,14 @@ source of truth for columns, views and rollups:
 - a backfill (``INSERT ... SELECT``) runs once, on the node running the migration, through the
   ``Distributed`` tables.
 
-The sharding key keeps a run's rows on one shard: ``cityHash64(tenant_id, run_id)`` wherever
-the table has both. ``runs`` (a run's row merged from its events) and ``events FINAL`` are then
-correct per shard, and a Distributed read just concatenates shards. The sink inserts through the
-``Distributed`` tables with ``insert_distributed_sync=1`` (docs/storage.md: why): a range's block
-splits by that key the same way every time, so a retried range reaches the same shards as the
-same sub-blocks under the same dedup token, and each shard's replicated dedup log drops it.
+The sharding key keeps a run's rows on one shard: ``kafkaMurmurHash(run_id)`` (the hash Kafka's
+partitioner uses for the run_id key) wherever the table has a run. ``runs`` (a run's row merged
+from its events) and ``events FINAL`` are then correct per shard, and a Distributed read just
+concatenates shards. With the shard count dividing the events topic's partitions, a sink range
+(one Kafka partition's records) lands whole on one shard. The sink inserts through the
+``Distributed`` tables with ``insert_distributed_sync=1`` (docs/storage.md: why): a retried range
+reaches the same shard as the same block under the same dedup token, and that shard's replicated
+dedup log drops it.
 
 A statement the generator does not understand is an error, never passed through: a future
 migration must teach this module its cluster form (tests/unit/sink/test_cluster_schema.py runs
@@ -101,7 +103,10 @@ def _columns(body: str) -> list[str]:
 
 def sharding_key(columns: list[str]) -> str:
     if "tenant_id" in columns and "run_id" in columns:
-        return "cityHash64(tenant_id, run_id)"
+        # Kafka's own partitioner hash (murmur2, sign bit cleared): with shards dividing the
+        # events topic's partitions, every record of one Kafka partition, and so every range
+        # the sink inserts, goes to one shard as one block.
+        return "kafkaMurmurHash(run_id)"
     if "tenant_id" in columns:
         return "cityHash64(tenant_id)"
     raise ClusterSchemaError(f"a sharded table needs tenant_id to pick its shard (columns {columns})")

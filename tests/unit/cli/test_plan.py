@@ -73,7 +73,7 @@ def test_every_factor_comes_from_the_figures_file(tmp_path):
     assert json.loads(out.output)["plan"]["processors"] == b["processors"]
 
 
-@pytest.mark.parametrize("rate", [1, 500, 30_000, 250_000, 3_000_000])
+@pytest.mark.parametrize("rate", [1, 500, 30_000, 250_000, 1_300_000, 3_000_000, 7_000_000])
 def test_plans_grow_with_the_rate_and_stay_whole(rate):
     figs = Figures.load()
     small = make_plan(PlanInput(rate), figs).numbers
@@ -82,6 +82,8 @@ def test_plans_grow_with_the_rate_and_stay_whole(rate):
         assert float(small[key]).is_integer() and small[key] >= 1, key
         assert big[key] >= small[key], key
     assert small["raw_partitions"] >= small["processors"] and small["events_partitions"] >= small["sink"]
+    # the cluster's sharding key needs the shards to divide the events partitions
+    assert small["events_partitions"] % small["clickhouse_shards"] == 0
     assert small["kafka_brokers"] >= 3 and small["gateway"] >= 3
 
 

@@ -123,16 +123,28 @@ def test_a_run_stays_on_one_shard_whichever_table_holds_it():
             keys[m.group(1)] = m.group(2)
     # the sink's two paths (Avro staging v1/v2, rows into events) and the run's own row and alerts
     for table in ("events", "events_avro_staging", "events_avro_staging_v2", "runs", "alerts"):
-        assert keys[table] == "cityHash64(tenant_id, run_id)", table
+        assert keys[table] == "kafkaMurmurHash(run_id)", table
     assert set(keys) >= {"step_rollup_hourly", "cost_rollup_daily", "cost_rollup_daily_user"}
 
 
-def test_the_staging_key_hashes_like_the_events_key(chdb_client):
-    # staging holds String, events LowCardinality(String): both must send a run to the same shard
-    same = chdb_client.command(
-        "SELECT countIf(cityHash64(toLowCardinality(t), r) != cityHash64(t, r)) FROM "
-        "(SELECT toString(number % 7) AS t, concat('run-', toString(number), 'é') AS r FROM numbers(5000))")
-    assert int(same) == 0
+def test_one_kafka_partition_lands_on_one_shard_when_shards_divide_partitions(chdb_client):
+    """The key is Kafka's partitioner hash: a sink range (one partition's records) is one shard's
+    block, so a container ClickHouse refuses is refused whole, as on one server."""
+    import random
+
+    from agentstream.schemas.topics import partition_for
+
+    rnd = random.Random(23)
+    alphabet = "abcXYZ019-_:/é漢🙂 \t'\""
+    ids = [""] + [f"run-{rnd.random()}"] + ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 60)))
+                                           for _ in range(400)]
+    hashes = chdb_client.query("SELECT arrayMap(x -> kafkaMurmurHash(x), {ids:Array(String)})",
+                               parameters={"ids": ids}).result_rows[0][0]
+    for run_id, h in zip(ids, hashes):
+        for partitions, shards in ((8, 2), (12, 4), (48, 4), (48, 3), (64, 8)):
+            assert h % partitions == partition_for(run_id.encode(), partitions), run_id
+            # the Distributed table's shard (key modulo the shards) is a function of the partition
+            assert h % shards == partition_for(run_id.encode(), partitions) % shards
 
 
 def test_cluster_and_embedded_schemas_have_the_same_columns(databases):
@@ -263,7 +275,7 @@ def test_a_future_migration_gets_its_cluster_form(tmp_path):
     # the engine's own argument (the version column) follows the Keeper path and replica
     assert "ReplicatedReplacingMergeTree('/clickhouse/agentstream/c1/{shard}/{database}/facts_local', '{replica}', n)" in s[0]
     assert "SETTINGS replicated_deduplication_window = 1000" in s[0]
-    assert s[1].endswith("Distributed(c1, currentDatabase(), facts_local, cityHash64(tenant_id, run_id))")
+    assert s[1].endswith("Distributed(c1, currentDatabase(), facts_local, kafkaMurmurHash(run_id))")
     assert s[3].endswith("Distributed(c1, currentDatabase(), per_tenant_local, cityHash64(tenant_id))")
     assert s[4] == ("CREATE MATERIALIZED VIEW IF NOT EXISTS per_tenant_mv ON CLUSTER c1 TO per_tenant_local AS\n"
                     "SELECT tenant_id, sum(facts.n) AS total FROM facts_local AS facts GROUP BY tenant_id")
