@@ -5,7 +5,9 @@ and an outage spools to disk). A durable action turns that around for one call: 
 record goes through a small producer of its own (``acks=all``, idempotent) and the call waits,
 for at most ``timeout_s``, for the broker's acknowledgement. No acknowledgement in time (broker
 down, topic missing, record refused) raises ``AuditUnavailable`` and the action does not run;
-the unsent record is purged so an action that never ran is not reported later as audited.
+the unsent record is purged so an action that never ran is not reported later as audited. The
+first durable call of a tracer also connects this producer (metadata, idempotent producer id), so
+a bound well under a second can refuse it on a slow network: the default is 5 s.
 
 The audit record is an Event on the raw topic, keyed by run_id like every event of the run:
 kind DECISION, ``decision_type`` ``durable_action``, ``selected`` the tool name,

@@ -82,15 +82,16 @@ def test_broker_stopped_the_durable_action_does_not_run(tmp_path, unique):
         tracer.set_durable_tools(["payments.*"])
         ran = []
 
-        @tracer.tool(durable=True, durable_timeout_s=1.0)
+        # the first durable call also connects the audit producer: a bound that covers that
+        @tracer.tool(durable=True, durable_timeout_s=2.0)
         def wire_money(amount: int) -> None:
             ran.append(("wire", amount))
 
-        @tracer.tool(action_class="payments.refund", durable_timeout_s=1.0)
+        @tracer.tool(action_class="payments.refund", durable_timeout_s=0.5)
         def refund(order: str) -> None:  # durable because the policy names its class
             ran.append(("refund", order))
 
-        @tracer.tool(durable=True, durable_timeout_s=1.0)
+        @tracer.tool(durable=True, durable_timeout_s=0.5)
         async def delete_repo(name: str) -> None:
             ran.append(("delete", name))
 
