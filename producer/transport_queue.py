@@ -41,7 +41,9 @@ class EventQueue:
 
     Guarantees:
 
-    - The agent-side hot path and ``overflow`` never block and never raise into the agent.
+    - The agent-side hot path and ``overflow`` never wait on the transport thread or on I/O
+      (threads overflowing at the same instant take turns on a short lock) and never raise
+      into the agent.
     - The queue holds at most ``maxsize`` events (a few more only while several agent threads
       overflow at the same instant); flush markers do not count against it and are never
       dropped, so a ``flush()`` is always answered.
@@ -60,6 +62,9 @@ class EventQueue:
         self.maxsize = maxsize
         self.dropped = 0
         self._unreported = 0
+        # Only overflowing agent threads take it (the hot path and the worker never do): it
+        # keeps ``dropped`` exact and the bound tight when several threads overflow at once.
+        self._overflow_lock = threading.Lock()
         self._next_warning = 0.0
 
     def __len__(self) -> int:
@@ -70,6 +75,16 @@ class EventQueue:
 
     def overflow(self, item: Any) -> None:
         """Queues ``item`` in a full queue by dropping the oldest event (cold path)."""
+        with self._overflow_lock:
+            warn = self._make_room(item)
+        if warn is not None:  # outside the lock: a slow log handler must not stall the others
+            log.warning("agentstream: event queue full (queue_size=%d): dropped the %d oldest "
+                        "event(s) since the last warning, %d in all; the transport is behind "
+                        "(raise queue_size, or see tracer.stats())", self.maxsize, *warn)
+
+    def _make_room(self, item: Any) -> tuple[int, int] | None:
+        """Drops the oldest event, appends ``item``; (dropped since the last warning, in all)
+        when a warning is due."""
         q = self.q
         markers = []
         try:
@@ -83,7 +98,7 @@ class EventQueue:
             q.appendleft(m)
         q.append(item)
         if old is None:
-            return
+            return None
         # A C-core step is hidden from the cyclic GC while queued; dropped, it must be seen
         # again or a cycle through it would never be collected.
         taken = getattr(old, "_taken", None)
@@ -92,13 +107,11 @@ class EventQueue:
         self.dropped += 1
         self._unreported += 1
         now = time.monotonic()
-        if now >= self._next_warning:
-            self._next_warning = now + WARN_INTERVAL_S
-            n, self._unreported = self._unreported, 0
-            log.warning("agentstream: event queue full (queue_size=%d): dropped the %d oldest "
-                        "event(s) since the last warning, %d in all; the transport is behind "
-                        "(raise queue_size, or see tracer.stats())", self.maxsize, n,
-                        self.dropped)
+        if now < self._next_warning:
+            return None
+        self._next_warning = now + WARN_INTERVAL_S
+        n, self._unreported = self._unreported, 0
+        return n, self.dropped
 
     def clear(self) -> None:
         self.q.clear()

@@ -138,3 +138,32 @@ def test_a_disabled_tracer_queues_and_counts_nothing(tmp_path, speedups):
                 pass
     assert t.stats()["queued"] == 0 and t.stats()["dropped"] == 0
     assert run.step_count == 20
+
+
+def test_overflowing_threads_count_every_drop_exactly(tmp_path, speedups):
+    """Several agent threads overflow a small queue while the worker drains it: every event
+    emitted is either delivered or counted as dropped, none twice, and each run's delivered
+    events are still in order."""
+    memory = InMemoryTransport()
+    t = _tracer(tmp_path, speedups, memory.producer_factory, queue_size=16)
+    run_ids: list[str] = []
+
+    def agent(n: int) -> None:
+        with t.run(f"agent-{n}") as run:
+            run_ids.append(run.run_id)
+            for i in range(400):
+                with run.step("tool", f"t{i}"):
+                    pass
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert t.flush(30)
+    delivered = memory.events()
+    assert len(delivered) + t.stats()["dropped"] == 4 * 402
+    for rid in run_ids:
+        names = [e["payload"]["name"] for e in memory.events(rid, kind="STEP")]
+        assert names == sorted(names, key=lambda s: int(s[1:]))
+    t.close(5)
