@@ -166,40 +166,39 @@ def wrap_async(orig: Callable, provider: str, operation: str,
     return wrapper
 
 
+def observed_iter(inner: Any, step: Any, obs: CallObserver, read_chunk: Callable) -> Any:
+    """``inner``'s chunks, read into ``obs``; the step ends when the stream does."""
+    exc: BaseException | None = None
+    try:
+        for chunk in inner:
+            _safe(read_chunk, chunk, obs)
+            yield chunk
+    except BaseException as e:  # includes GeneratorExit when the caller stops early
+        exc = None if isinstance(e, GeneratorExit) else e
+        raise
+    finally:
+        _finish(step, obs, exc)
+
+
+async def observed_aiter(inner: Any, step: Any, obs: CallObserver, read_chunk: Callable) -> Any:
+    exc: BaseException | None = None
+    try:
+        async for chunk in inner:
+            _safe(read_chunk, chunk, obs)
+            yield chunk
+    except BaseException as e:
+        exc = None if isinstance(e, GeneratorExit) else e
+        raise
+    finally:
+        _finish(step, obs, exc)
+
+
 def _observe_stream(stream: Any, step: Any, obs: CallObserver, read_chunk: Callable) -> None:
-    inner = stream._iterator
-
-    def observed() -> Any:
-        exc: BaseException | None = None
-        try:
-            for chunk in inner:
-                _safe(read_chunk, chunk, obs)
-                yield chunk
-        except BaseException as e:  # includes GeneratorExit when the caller stops early
-            exc = None if isinstance(e, GeneratorExit) else e
-            raise
-        finally:
-            _finish(step, obs, exc)
-
-    stream.__dict__["_iterator"] = observed()
+    stream.__dict__["_iterator"] = observed_iter(stream._iterator, step, obs, read_chunk)
 
 
 def _observe_astream(stream: Any, step: Any, obs: CallObserver, read_chunk: Callable) -> None:
-    inner = stream._iterator
-
-    async def observed() -> Any:
-        exc: BaseException | None = None
-        try:
-            async for chunk in inner:
-                _safe(read_chunk, chunk, obs)
-                yield chunk
-        except BaseException as e:
-            exc = None if isinstance(e, GeneratorExit) else e
-            raise
-        finally:
-            _finish(step, obs, exc)
-
-    stream.__dict__["_iterator"] = observed()
+    stream.__dict__["_iterator"] = observed_aiter(stream._iterator, step, obs, read_chunk)
 
 
 class Patcher:

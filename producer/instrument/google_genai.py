@@ -14,7 +14,8 @@ import functools
 from typing import Any, Callable
 
 from ..context import current_run
-from .base import CallObserver, Patcher, _finish, get, wrap_async, wrap_sync
+from .base import (CallObserver, Patcher, _finish, get, observed_aiter, observed_iter, wrap_async,
+                   wrap_sync)
 
 PROVIDER = "gcp.gemini"
 OPERATION = "generate_content"
@@ -71,19 +72,12 @@ def _wrap_stream(orig: Callable) -> Callable:
         if opened is None:
             return orig(self, *args, **kwargs)
         step, obs = opened
-
-        def observed() -> Any:
-            exc: BaseException | None = None
-            try:
-                for chunk in orig(self, *args, **kwargs):
-                    _read(chunk, obs)
-                    yield chunk
-            except BaseException as e:
-                exc = None if isinstance(e, GeneratorExit) else e
-                raise
-            finally:
-                _finish(step, obs, exc)
-        return observed()
+        try:
+            inner = orig(self, *args, **kwargs)
+        except BaseException as exc:
+            _finish(step, obs, exc)
+            raise
+        return observed_iter(inner, step, obs, _read)
     wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
     return wrapper
 
@@ -100,19 +94,7 @@ def _wrap_astream(orig: Callable) -> Callable:
         except BaseException as exc:
             _finish(step, obs, exc)
             raise
-
-        async def observed() -> Any:
-            exc: BaseException | None = None
-            try:
-                async for chunk in inner:
-                    _read(chunk, obs)
-                    yield chunk
-            except BaseException as e:
-                exc = None if isinstance(e, GeneratorExit) else e
-                raise
-            finally:
-                _finish(step, obs, exc)
-        return observed()
+        return observed_aiter(inner, step, obs, _read)
     wrapper.__agentstream_original__ = orig  # type: ignore[attr-defined]
     return wrapper
 

@@ -1,5 +1,5 @@
 """google-genai instrumentation with the real client against a local fake Gemini server,
-events read back from the real broker: sync, async and streamed calls, tokens, cost, a failed
+events read back from the real broker: sync, async and streamed (both) calls, tokens, cost, a failed
 call, and a budget refusing a call before the request."""
 from __future__ import annotations
 
@@ -58,20 +58,22 @@ def test_calls_are_llm_steps_with_tokens_cost_and_failures(instrumented, tracer,
         assert "".join(c.text or "" for c in chunks) == "SunSunny."
 
         async def acall():
-            return await client.aio.models.generate_content(model=MODEL, contents=["x", "y", "z"])
-        asyncio.run(acall())
+            await client.aio.models.generate_content(model=MODEL, contents=["x", "y", "z"])
+            return [c async for c in await client.aio.models.generate_content_stream(
+                model=MODEL, contents=["p", "q"])]
+        assert len(asyncio.run(acall())) == 2
         with pytest.raises(genai.errors.ClientError):
             client.models.generate_content(model="fail-400", contents="x")
     events = _events(t, bootstrap, topic_prefix, run.run_id)
     llms = steps(events, "LLM")
-    assert [s["status"] for s in llms] == ["OK", "OK", "OK", "ERROR"]
+    assert [s["status"] for s in llms] == ["OK", "OK", "OK", "OK", "ERROR"]
     assert {s["llm"]["provider"] for s in llms} == {"gcp.gemini"}
-    assert [s["llm"]["input_tokens"] for s in llms[:3]] == [10, 20, 30]
-    assert [s["llm"]["output_tokens"] for s in llms[:3]] == [7, 7, 7]
+    assert [s["llm"]["input_tokens"] for s in llms[:4]] == [10, 20, 30, 20]
+    assert [s["llm"]["output_tokens"] for s in llms[:4]] == [7, 7, 7, 7]
     assert llms[0]["llm"]["finish_reasons"] == ["STOP"]
-    cost = sum(t.prices.cost("gcp.gemini", MODEL, i, 7) for i in (10, 20, 30))
+    cost = sum(t.prices.cost("gcp.gemini", MODEL, i, 7) for i in (10, 20, 30, 20))
     assert cost > 0 and abs(sum(s["llm"]["cost_usd"] for s in llms) - cost) < 1e-12
-    assert len({s["llm"]["request_digest"] for s in llms}) == 4
+    assert len({s["llm"]["request_digest"] for s in llms}) == 5
     assert failures(events) == [("MODEL", "bad_request")]
     assert SECRET not in repr(events)
 
