@@ -106,10 +106,10 @@ def audit(rows: Iterable[Mapping[str, Any]], policy_for: Callable[[str], Mapping
     for tenant, evs in by_tenant.items():
         topo = governance_topology.new_state()
         for link in _links(evs):
-            for f in governance_topology.apply(topo, [link], govs[tenant]):
-                if f.alert:
-                    out.append({"tenant_id": tenant, "run_id": f.evidence["run_id"], "agent_id": f.agent_id or "",
-                                "seq": 0, "ts_us": link[4], "alert_type": f.alert_type,
-                                "rule": f.evidence.get("limit_name") or f.alert_type, "severity": f.severity,
-                                "stop": bool(f.stop_runs), "title": f.title, "evidence": dict(f.evidence)})
+            for ff in governance_topology.apply(topo, [link], govs[tenant]):
+                if ff.alert:
+                    out.append({"tenant_id": tenant, "run_id": ff.evidence["run_id"], "agent_id": ff.agent_id or "",
+                                "seq": 0, "ts_us": link[4], "alert_type": ff.alert_type,
+                                "rule": ff.evidence.get("limit_name") or ff.alert_type, "severity": ff.severity,
+                                "stop": bool(ff.stop_runs), "title": ff.title, "evidence": dict(ff.evidence)})
     return sorted(out, key=lambda v: (v["tenant_id"], v["run_id"], v["seq"]))
