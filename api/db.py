@@ -232,7 +232,7 @@ class Db:
                 client.query("SELECT 1")
         except ApiError:
             return False
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - any failure of the probe query means not ready
             return False
         return True
 

@@ -155,7 +155,7 @@ class PoliciesTail:
         self._thread.join(timeout=3)
         try:
             self.consumer.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - closing at shutdown: nothing left to report to
             pass
 
 

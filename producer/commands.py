@@ -89,7 +89,7 @@ class CommandListener:
         finally:
             try:
                 consumer.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing at shutdown: nothing left to report to
                 pass
 
     def _wait_positions(self, consumer: Any) -> None:

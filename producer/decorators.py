@@ -198,7 +198,7 @@ class Decorators:
             def on_result(step: Any, result: Any) -> None:
                 try:
                     u = usage_from_response(result)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - an unreadable usage object only loses the token counts
                     u = None
                 if u is not None and step.llm is None:
                     req_model = model or u.pop("response_model", None) or "unknown"

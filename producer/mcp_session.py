@@ -205,7 +205,7 @@ class McpSession:
             try:
                 step.set_status("CANCELLED")
                 step.end()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - never raise into the agent: counted
                 self.tracer._transport.failed += 1
         if self.run is not None and not self.run.ended:
             if error is not None:

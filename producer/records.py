@@ -74,7 +74,7 @@ class RunRecords:
                          cache_write_tokens, response_model, operation, finish_reasons,
                          tool_calls, cost_usd)
             return self._record_done(s, status, latency_ms)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("llm_call")
             return None
 
@@ -86,7 +86,7 @@ class RunRecords:
             s = self.step("tool", tool_name, retry_of=retry_of, **attrs)
             s.record_tool(tool_name, args, call_id)
             return self._record_done(s, status, latency_ms)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("tool_call")
             return None
 
@@ -111,7 +111,7 @@ class RunRecords:
             self._emit("FAILURE", {"failure_type": ftype, "failure_code": str(failure_code),
                                    "step_id": step_id, "message": message,
                                    "retryable": bool(retryable)})
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("failure")
 
     def decision(self, decision_type: str, selected: str, candidates: Iterable[str] = (),
@@ -124,7 +124,7 @@ class RunRecords:
                                     "candidates": [str(c) for c in candidates],
                                     "reason_code": str(reason_code), "confidence": confidence,
                                     "step_id": step_id or self._current_step_id()})
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("decision")
 
     def quality_signal(self, signal_type: str, signal_code: str, value: bool = True,
@@ -134,7 +134,7 @@ class RunRecords:
                 "signal_type": str(signal_type), "signal_code": str(signal_code),
                 "value": bool(value), "weight": None if weight is None else float(weight),
                 "step_id": step_id or self._current_step_id()})
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("quality_signal")
 
     def feedback(self, interaction_id: str, value: str, source: str = "sdk") -> bool:
@@ -172,7 +172,7 @@ class RunRecords:
             self.approval_wait_ms += float(approval_latency_ms)
             self._record_done(s, "OK", 0.0)
             return digest
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("approval")
             return None
 
@@ -189,7 +189,7 @@ class RunRecords:
             s.fallback = {"source": str(source), "target": str(target), "reason": str(reason),
                           "preserves_safety_posture": bool(preserves_safety_posture)}
             return self._record_done(s, "OK", 0.0)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("fallback")
             return None
 
@@ -202,7 +202,7 @@ class RunRecords:
             s = self.step("handoff", f"handoff {to_agent_id}", **attrs)
             s.handoff = {"to_agent_id": str(to_agent_id), "to_run_id": to_run_id, "role": role}
             self._record_done(s, "OK", 0.0)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("handoff")
         return to_run_id
 

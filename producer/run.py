@@ -183,7 +183,7 @@ class Run(RunGate, RunRecords):
             s.record_tool(tool_name, args, call_id)
             if self.budget is not None and self.budget.limits.max_repeated_fingerprints is not None:
                 s.fingerprint = self._policy.digest(["tool", tool_name, s.tool["args_digest"]])
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("tool args digest")
         return s
 
@@ -238,7 +238,7 @@ class Run(RunGate, RunRecords):
                 "duration_ms": duration_ms, "step_count": self.step_count,
                 "llm_calls": self.llm_calls, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "cost_usd": self.cost_usd}, attrs)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("run end")
         finally:
             self.tracer._live.pop(self.run_id, None)

@@ -190,5 +190,5 @@ def _is_error(span: Any) -> bool:
         from opentelemetry.trace import StatusCode
 
         return span.status.status_code == StatusCode.ERROR
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a span without a readable status is not an error
         return False
