@@ -3,7 +3,7 @@
 Claude Code runs a hook command per event with the event's JSON on stdin (``session_id``,
 ``hook_event_name``, ``tool_name``, ``tool_input``, ``tool_use_id``, ``tool_response``...).
 A session is a run (its id derived from the session id, so every hook process agrees). A
-PreToolUse only notes when the tool started; its PostToolUse (or PostToolUseFailure) becomes
+PreToolUse only notes when the tool started (or, past ``max_tool_calls``, denies the call); its PostToolUse (or PostToolUseFailure) becomes
 one TOOL step: tool name, the keyed HMAC digest of ``tool_input``, latency, status. SessionStart
 and SessionEnd open and close the run. Never content: inputs and responses are digested or
 reduced to a status, and nothing else of the payload is copied (paths, prompts, transcripts).
@@ -72,8 +72,10 @@ def session_state(state_dir: Path, session_id: str) -> Iterator[dict]:
 
 class HookMapper:
     def __init__(self, key: bytes, agent_id: str = "claude-code", agent_version: str = "unknown",
-                 environment: str = "development") -> None:
+                 environment: str = "development", max_tool_calls: int | None = None) -> None:
         self.key = key
+        self.max_tool_calls = max_tool_calls
+        self.denial: str | None = None  # set when map() refused a PreToolUse
         self.agent_id = agent_id
         self.agent_version = agent_version
         self.environment = environment
@@ -118,6 +120,9 @@ class HookMapper:
             return self._start(state, session_id, now_us, payload.get("source"))
         out = self._start(state, session_id, now_us, None)
         if event == "PreToolUse":
+            if self.max_tool_calls is not None and \
+                    state["steps"] + len(state["open"]) >= self.max_tool_calls:
+                return out + self._deny(state, session_id, now_us)
             call = _call_key(payload)
             if len(state["open"]) >= MAX_OPEN:  # Pre without Post (a hook killed): bounded
                 state["open"].pop(next(iter(state["open"])))
@@ -128,6 +133,21 @@ class HookMapper:
         if event == "SessionEnd":
             return out + self._end(payload, state, session_id, now_us)
         return out
+
+    def _deny(self, state: dict, session_id: str, now_us: int) -> list[dict]:
+        """The session's tool-call budget is spent: the hook denies the call (Claude Code then
+        does not run the tool); the first denial records the budget FAILURE."""
+        self.denial = (f"agentstream: this session's tool-call budget ({self.max_tool_calls}) "
+                       "is exhausted")
+        state["denied"] = state.get("denied", 0) + 1
+        if state["denied"] > 1:
+            return []
+        return [self._event(state, session_id, "FAILURE", {
+            "failure_type": "BUDGET", "failure_code": "steps_budget_exceeded", "step_id": None,
+            "message": None, "retryable": False},
+            now_us, {"agentstream.budget.type": "steps",
+                     "agentstream.budget.limit": str(self.max_tool_calls),
+                     "agentstream.budget.action": "deny"})]
 
     def _tool_step(self, payload: dict, state: dict, session_id: str, now_us: int,
                    event: str) -> list[dict]:

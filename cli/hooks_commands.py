@@ -60,6 +60,8 @@ def merge_hooks(config: dict, command: str | None) -> dict:
             hooks[event] = kept
         else:
             hooks.pop(event, None)
+    if not hooks:
+        config.pop("hooks")
     return config
 
 
@@ -109,6 +111,8 @@ def install(
                                     "variable the hooks read the gateway key from (the key "
                                     "itself is never written to the settings)"),
     state_dir: Path = typer.Option(DEFAULT_STATE, "--state-dir"),
+    max_tool_calls: Optional[int] = typer.Option(None, "--max-tool-calls", help="tool calls "
+                                                 "allowed per session; later ones are denied"),
 ) -> None:
     """Writes Claude Code hook settings that send tool use (name + keyed argument digest,
     latency, status; never content) to the ingest gateway, one run per session."""
@@ -119,7 +123,8 @@ def install(
     command = " ".join(shlex.quote(a) for a in (
         sys.executable, "-m", "agentstream.cli.main", "hooks", "send", "claude-code",
         "--gateway", gateway.rstrip("/"), "--agent-id", agent_id, "--environment", environment,
-        "--api-key-env", api_key_env, "--state-dir", str(state_dir.expanduser().resolve())))
+        "--api-key-env", api_key_env, "--state-dir", str(state_dir.expanduser().resolve()),
+        *(("--max-tool-calls", str(max_tool_calls)) if max_tool_calls is not None else ())))
     try:
         data = merge_hooks(_load(path), command)
     except ValueError as exc:
@@ -150,27 +155,33 @@ def send(
     environment: str = typer.Option("development", "--environment"),
     api_key_env: str = typer.Option("AGENTSTREAM_API_KEY", "--api-key-env"),
     state_dir: Path = typer.Option(DEFAULT_STATE, "--state-dir"),
+    max_tool_calls: Optional[int] = typer.Option(None, "--max-tool-calls"),
 ) -> None:
     """Run by the hooks: one payload on stdin → events to the gateway. Always exits 0."""
     try:
         _send(gateway, agent_id, environment, api_key_env, state_dir.expanduser(),
-              sys.stdin.read())
+              sys.stdin.read(), max_tool_calls)
     except Exception as exc:  # noqa: BLE001 - a hook must never break the coding agent
         print(f"agentstream hook: {type(exc).__name__}: {exc}", file=sys.stderr)
     raise typer.Exit(0)
 
 
 def _send(gateway: str, agent_id: str, environment: str, api_key_env: str, state_dir: Path,
-          raw: str) -> None:
+          raw: str, max_tool_calls: int | None = None) -> None:
     from .hooks_claude_code import HookMapper, session_state
     from .hooks_outbox import deliver
 
     payload = json.loads(raw)
     if not isinstance(payload, dict):
         raise ValueError("hook payload is not a JSON object")
-    mapper = HookMapper(digest_key(state_dir), agent_id, environment=environment)
+    mapper = HookMapper(digest_key(state_dir), agent_id, environment=environment,
+                        max_tool_calls=max_tool_calls)
     with session_state(state_dir, str(payload.get("session_id") or "")) as state:
         events = mapper.map(payload, state)
+    if mapper.denial:  # Claude Code's documented PreToolUse decision: the tool does not run
+        print(json.dumps({"hookSpecificOutput": {
+            "hookEventName": "PreToolUse", "permissionDecision": "deny",
+            "permissionDecisionReason": mapper.denial}}), flush=True)
     deliver(gateway, os.environ.get(api_key_env, ""), state_dir, events)
 
 

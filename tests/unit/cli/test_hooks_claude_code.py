@@ -114,3 +114,25 @@ def test_merge_keeps_other_hooks_replaces_ours_and_uninstalls():
     assert removed == cfg
     with pytest.raises(ValueError):
         merge_hooks({"hooks": []}, "x")
+    assert merge_hooks(merge_hooks({"model": "x"}, f"{MARK}"), None) == {"model": "x"}
+
+
+def test_past_the_tool_call_budget_pre_tool_use_is_denied(tmp_path, capsys):
+    from agentstream.api.gateway.server import free_port
+    from agentstream.cli.hooks_commands import _send
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: events wait in the outbox
+    base = {"session_id": "budget", "tool_name": "Bash", "tool_input": {"command": "ls"}}
+    decisions = []
+    for i, event in enumerate(["PreToolUse", "PostToolUse", "PreToolUse", "PreToolUse"]):
+        _send(dead, "claude-code", "test", "NO_SUCH_KEY_VAR", tmp_path,
+              json.dumps({**base, "hook_event_name": event, "tool_use_id": f"t{i // 2}"}), 1)
+        out = capsys.readouterr().out
+        decisions.append(json.loads(out)["hookSpecificOutput"]["permissionDecision"]
+                         if out else None)
+    assert decisions == [None, None, "deny", "deny"]
+    kept = [json.loads(ln) for ln in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in kept] == ["RUN_START", "STEP", "FAILURE"]  # one FAILURE
+    assert kept[-1]["payload"]["failure_code"] == "steps_budget_exceeded"
+    for e in kept:
+        _valid(e)
