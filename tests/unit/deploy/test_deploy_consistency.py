@@ -199,7 +199,7 @@ def test_sink_probes_and_port(overlays, overlay):
 
     class Health:  # the one method the probe server calls on the sink
         def health(self) -> dict[str, Any]:
-            return {"ready": True, "paused": False}
+            return {"ready": True, "paused": False, "alive": True, "failed": None, "stuck_seconds": 0.0}
 
     cls = settings_class("SINK")
     c = _container(overlays[overlay], "agentstream-sink")
