@@ -189,6 +189,22 @@ def policy_set(
     typer.echo(f"policy {rec['version']} written for tenant {tenant}")
 
 
+@policy_app.command("show")
+def policy_show(tenant: str = typer.Option(..., "--tenant")) -> None:
+    """Print the tenant's current policy (Policy v2, every default filled) as JSON; "default"
+    when none was ever set."""
+    import json
+
+    from .policies import TenantPolicy
+    from .policy_io import read_policy
+    from .settings import ProcessorsSettings
+
+    rec = read_policy(ProcessorsSettings(), tenant)
+    policy = TenantPolicy.from_record(rec) if rec else TenantPolicy.default(tenant)
+    doc = policy.to_record(int(rec.get("updated_us") or 0) if rec else 0)
+    typer.echo(json.dumps({**doc, "source": "topic" if rec else "default"}, indent=2, sort_keys=True))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(processors_app, name="processors")
     app.command("redact")(redact)

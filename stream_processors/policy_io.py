@@ -129,32 +129,38 @@ def set_policy(settings: ProcessorsSettings, tenant: str, *, version: str | None
                capture_mode: str | None = None, actions: Iterable[str] = (), loops: Iterable[str] = (),
                budgets: Iterable[str] = (), retention_days: int | None = None,
                governance: Iterable[str] = (), base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merges the changes over the tenant's current policy and writes it; returns the record."""
-    current = base if base is not None else read_policy(settings, tenant)
-    policy = TenantPolicy.from_record(current) if current else TenantPolicy.default(tenant)
-    act = dict(policy.actions)
+    """Merges the changes over the tenant's current policy and writes it; returns the record.
+    Every change is parsed and checked before the current policy is read: bad input fails at
+    once, without a broker round trip, and nothing is written."""
+    loop_changes = _pairs(loops, LOOP_DEFAULTS, "--loop")
+    budget_changes = _pairs(budgets, {**BUDGET_DEFAULTS, "run_max_steps": 0, "run_max_tokens": 0,
+                                      "run_max_cost_usd": 0.0, "run_max_wall_s": 0.0, "tenant_usd_per_hour": 0.0,
+                                      "tenant_usd_per_day": 0.0, "agent_usd_per_day": 0.0}, "--budget")
+    _check_ranges(loop_changes, budget_changes)
+    gov_changes = governance_pairs(governance)
+    governance_of(gov_changes, strict=True)
+    act_changes = {}
     for item in actions:
         if "=" not in item:
             raise ValueError(f"--action: expected category=mask|hash|drop, got {item!r}")
         k, v = item.split("=", 1)
-        act[k.strip()] = v.strip()
-    validate_actions(act)
+        act_changes[k.strip()] = v.strip()
+    validate_actions(act_changes)
     if capture_mode and capture_mode not in ("METADATA_ONLY", "REDACTED", "SECURE_REFERENCE"):
         raise ValueError(f"capture mode {capture_mode!r} is not METADATA_ONLY, REDACTED or SECURE_REFERENCE")
-    now = int(time.time() * 1_000_000)
-    new_loops = {**policy.loops, **_pairs(loops, LOOP_DEFAULTS, "--loop")}
-    new_budgets = {**policy.budgets, **_pairs(budgets, {**BUDGET_DEFAULTS, "run_max_steps": 0, "run_max_tokens": 0,
-                                                        "run_max_cost_usd": 0.0, "run_max_wall_s": 0.0,
-                                                        "tenant_usd_per_hour": 0.0, "tenant_usd_per_day": 0.0,
-                                                        "agent_usd_per_day": 0.0}, "--budget")}
+    current = base if base is not None else read_policy(settings, tenant)
+    policy = TenantPolicy.from_record(current) if current else TenantPolicy.default(tenant)
+    act = {**policy.actions, **act_changes}
+    validate_actions(act)
+    new_loops, new_budgets = {**policy.loops, **loop_changes}, {**policy.budgets, **budget_changes}
     _check_ranges(new_loops, new_budgets)
     new = TenantPolicy(
         tenant_id=tenant, version=version or time.strftime("v%Y%m%dT%H%M%S", time.gmtime()),
         capture_mode=capture_mode or policy.capture_mode, actions=act,
         loops=new_loops, budgets=new_budgets,
         retention_days=retention_days or policy.retention_days,
-        governance=governance_of({**policy.governance, **governance_pairs(governance)}, strict=True),
+        governance=governance_of({**policy.governance, **gov_changes}, strict=True),
     )
-    rec = new.to_record(now)
+    rec = new.to_record(int(time.time() * 1_000_000))
     write_policy(settings, rec)
     return rec

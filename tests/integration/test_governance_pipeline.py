@@ -156,3 +156,37 @@ def test_sdk_approval_of_the_tool_arguments_binds_end_to_end(worker, bootstrap, 
     assert reader.poll_until(lambda rd: any(a["run_id"] == bad.run_id for a in rd.alerts), timeout=60, settle=3.0)
     mine = [(a["run_id"], a["evidence"].get("rule")) for a in reader.alerts if a["tenant_id"] == tenant]
     assert mine == [(bad.run_id, "approval_mismatch")]
+
+
+def test_policy_cli_sets_and_shows_v2_over_the_topic(bootstrap, topic_prefix, unique):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from agentstream.stream_processors.cli import register
+
+    app = typer.Typer()
+    register(app)
+    env = {"AGENTSTREAM_PROCESSORS_BOOTSTRAP_SERVERS": bootstrap, "AGENTSTREAM_PROCESSORS_TOPIC_PREFIX": topic_prefix}
+    run = lambda *a: CliRunner().invoke(app, list(a), env=env)  # noqa: E731
+    tenant = f"cli-gov-{unique}"
+    shown = json.loads(run("policy", "show", "--tenant", tenant).stdout)
+    assert shown["source"] == "default" and shown["governance"]["max_handoff_cycles"] == 1
+    res = run("policy", "set", "--tenant", tenant, "--version", "g9", "--loop", "repeat_window=0",
+              "--budget", "warn_fraction=0.25", "--govern", "tool_deny=shell,fs_rm*",
+              "--govern", "max_calls_per_tool=search:3", "--govern", "stop_on=tool_denied,max_tool_calls")
+    assert res.exit_code == 0, res.output
+    res = run("policy", "set", "--tenant", tenant, "--version", "g10", "--govern", "max_fan_out=4")  # merges
+    assert res.exit_code == 0, res.output
+    shown = json.loads(run("policy", "show", "--tenant", tenant).stdout)
+    g = shown["governance"]
+    assert shown["source"] == "topic" and shown["version"] == "g10"
+    assert g["tool_deny"] == ["shell", "fs_rm*"] and g["max_calls_per_tool"] == {"search": 3} and g["max_fan_out"] == 4
+    assert g["stop_on"] == ["tool_denied", "max_tool_calls"]
+    assert shown["loops"]["repeat_window"] == 0 and shown["budgets"]["warn_fraction"] == 0.25
+    for bad, msg in ((["--govern", "stop_on=everything"], "stop_on"), (["--budget", "warn_fraction=2"], "warn_fraction"),
+                     (["--govern", "tool_denny=x"], "unknown setting 'tool_denny'")):
+        res = run("policy", "set", "--tenant", tenant, *bad)
+        assert res.exit_code == 2 and msg in res.output, res.output
+    assert json.loads(run("policy", "show", "--tenant", tenant).stdout)["version"] == "g10"  # nothing written
