@@ -98,13 +98,15 @@ class StdioProxy:
         assert self.proc is not None and self.proc.stdout is not None
         try:
             for line in self.proc.stdout:
+                # the step closes before the client sees the answer: the client's next call
+                # (which may be refused and end the run) always comes after it
+                msg = _parse(line)
+                for m in msg if isinstance(msg, list) else (msg,):
+                    self.session.on_server(m)
                 try:
                     self._to_client(line)
                 except (BrokenPipeError, OSError, ValueError):
                     break  # the client is gone
-                msg = _parse(line)
-                for m in msg if isinstance(msg, list) else (msg,):
-                    self.session.on_server(m)
         finally:
             self._done.set()
 
