@@ -119,6 +119,7 @@ class McpSession:
                 step = self._pending.pop(_id_key(msg["id"]), None)
             if step is not None:
                 self._close(step, msg)
+                self._end_if_idle()
             elif isinstance(msg.get("result"), dict) and "serverInfo" in msg["result"]:
                 info = msg["result"]["serverInfo"]
                 if isinstance(info, dict) and info.get("name"):
@@ -156,7 +157,7 @@ class McpSession:
         except EnforcementError as exc:
             self._refused = exc
             self.refused += 1
-            self._end_run(exc)
+            self._end_if_idle()
             return refusal(request_id, exc)
         with self._lock:
             self._pending[_id_key(request_id)] = step
@@ -186,11 +187,16 @@ class McpSession:
         if step is not None:
             step.set_status("CANCELLED")
             step.end()
+            self._end_if_idle()
 
     # ---- the end ------------------------------------------------------------------------
-    def _end_run(self, exc: BaseException | None) -> None:
-        if self.run is not None and not self.run.ended:
-            self.run.end(exc)
+    def _end_if_idle(self) -> None:
+        """A refused session's run ends once the calls still running have answered, so
+        their steps come before RUN_END."""
+        with self._lock:
+            idle = not self._pending
+        if idle and self._refused is not None and self.run is not None and not self.run.ended:
+            self.run.end(self._refused)
 
     def close(self, error: BaseException | None = None) -> None:
         """The session ended (client gone, DELETE, proxy stopping): calls still waiting for a

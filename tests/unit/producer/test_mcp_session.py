@@ -170,3 +170,19 @@ def test_stdio_proxy_forwards_bytes_and_answers_refusals_itself(tmp_path):
     refused = {r["id"] for r in replies if r.get("result", {}).get("isError")}
     assert served == {1, 4} and refused == {2, 3}
     t.close(0)
+
+
+def test_a_refusal_while_calls_run_ends_the_run_after_their_steps(tmp_path):
+    t = make_tracer(tmp_path, speedups=True, digest_key="k", max_steps=2)
+    s = McpSession(t, transport="streamable_http", server_label="srv")
+    s.on_client(_call(1))
+    s.on_client(_call(2))
+    assert s.on_client(_call(3))["result"]["isError"] is True
+    assert not s.run.ended  # two calls still running
+    s.on_server({"jsonrpc": "2.0", "id": 2, "result": {}})
+    s.on_server({"jsonrpc": "2.0", "id": 1, "result": {}})
+    assert s.run.ended
+    s.close()
+    kinds = [e["kind"] for e in drain(t)]
+    assert kinds == ["RUN_START", "FAILURE", "STEP", "STEP", "RUN_END"]
+    t.close(0)
