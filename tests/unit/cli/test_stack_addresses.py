@@ -18,9 +18,14 @@ from agentstream.cli.stack_state import (PART_PREFIXES, drain, read_state, remov
 
 @pytest.fixture
 def clean_env(monkeypatch):
+    # resolve_kafka writes these into os.environ; monkeypatch restores only what it has touched,
+    # and delenv of an absent name touches nothing, so set each first to have it removed again.
     for p in PART_PREFIXES:
         for name in ("BOOTSTRAP_SERVERS", "TOPIC_PREFIX"):
-            monkeypatch.delenv(p + name, raising=False)
+            monkeypatch.setenv(p + name, "")
+            monkeypatch.delenv(p + name)
+    monkeypatch.setenv("AGENTSTREAM_BOOTSTRAP_SERVERS", "")
+    monkeypatch.delenv("AGENTSTREAM_BOOTSTRAP_SERVERS")
     return monkeypatch
 
 
