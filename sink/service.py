@@ -18,16 +18,17 @@ from typing import Any, Callable
 
 from agentstream.schemas import PARTITIONER, Codec, make_resolver, topic_name
 from . import metrics as m
-from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard, ErrorClass
+from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
 
 from .dlq import DeadLetters, Rejected
-from .errors import classify
 from .flush_policy import FlushPolicy
 from .ledger import OffsetRange, cut_ranges, next_offsets, pending_plans, record_plans
 from .retention import PolicyFollower, RetentionBook
 from .settings import SinkSettings
 from .storage import apply_migrations, make_client
 from .tables import TABLE_SPECS, TableSpec
+from .readiness import ReadinessMixin
+from .retrying import STOPPED, RetryingMixin, coordinates, range_coordinates, ranges_coordinates
 from .writer import RangeWriter
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 _INVALID = -1001  # librdkafka's OFFSET_INVALID: nothing committed yet
 
 
-class Sink:
+class Sink(RetryingMixin, ReadinessMixin):
     """One consumer-group member moving the raw/events/alerts topics into ClickHouse.
 
     What callers may rely on:
@@ -154,7 +155,7 @@ class Sink:
     def _run(self, stop: threading.Event) -> None:
         from confluent_kafka import Consumer, Producer
 
-        if self._with_retry("migrations", lambda: apply_migrations(self.client), stop) is _STOPPED:
+        if self._with_retry("migrations", lambda: apply_migrations(self.client), stop) is STOPPED:
             return  # stopped during an outage: never reach Kafka with an unmigrated database
         self.migrated = True
         conf = self.kafka_conf()
@@ -287,28 +288,28 @@ class Sink:
         if not chunks:
             return
         new = [(r, len(msgs)) for r, msgs, replay in chunks if not replay]
-        where = _ranges_coordinates([r for r, _msgs, _replay in chunks])
+        where = ranges_coordinates([r for r, _msgs, _replay in chunks])
         if self._with_retry("sink_batches", lambda: record_plans(self.client, self.settings.group_id, new), stop,
-                            where=where) is _STOPPED:
+                            where=where) is STOPPED:
             return
         todo = [(rng, msgs) for rng, msgs, _replay in chunks if (rng.topic, rng.partition) in self._assigned]
         results = self._store_all(todo, stop)
-        if results is _STOPPED:
+        if results is STOPPED:
             return  # nothing more is committed; the ledger replays the rest on restart
         rejected = [r for bad in results for r in bad]
         # Before anything of this flush is dead-lettered or committed: a tripped guard leaves
         # the whole flush to be re-read (its stored rows dedup under their tokens on replay).
         self._dlq_guard.observe(sum(len(msgs) for _rng, msgs in todo), len(rejected),
-                                _coordinates(rejected[-1].topic, rejected[-1].partition, rejected[-1].offset,
+                                coordinates(rejected[-1].topic, rejected[-1].partition, rejected[-1].offset,
                                              rejected[-1].offset) if rejected else "")
         if rejected:
-            if self._with_retry("dlq", lambda: dead.send(rejected), stop, where=where) is _STOPPED:
+            if self._with_retry("dlq", lambda: dead.send(rejected), stop, where=where) is STOPPED:
                 return
             self.dlq_records += len(rejected)
         self._commit([r for r, _ in todo if (r.topic, r.partition) in self._assigned], stop)
 
     def _store_all(self, todo: list[tuple[OffsetRange, list]], stop: threading.Event) -> Any:
-        """Stores every range of a flush; returns the rejected records of each (or _STOPPED).
+        """Stores every range of a flush; returns the rejected records of each (or STOPPED).
 
         The ranges are independent (each has its own ledger row and tokens, whether of one
         partition or of several), so up to ``insert_workers`` are inserted at once. A range whose concurrent
@@ -325,7 +326,7 @@ class Sink:
             if fut is not None and fut.exception() is None:
                 results.append(fut.result())
                 continue
-            table, where = self.specs[rng.topic].table, _range_coordinates(rng)
+            table, where = self.specs[rng.topic].table, range_coordinates(rng)
             if fut is not None:
                 self._note_failure(table, fut.exception(), where=where)
             if self._inserter is None:
@@ -333,8 +334,8 @@ class Sink:
             else:
                 result = self._with_retry(table, lambda call=call: self._while_reading([call])[0].result(),
                                           stop, where=where)
-            if result is _STOPPED:
-                return _STOPPED
+            if result is STOPPED:
+                return STOPPED
             results.append(result)
         return results
 
@@ -384,118 +385,10 @@ class Sink:
             if live:
                 self._consumer.commit(offsets=live, asynchronous=False)
 
-        if self._with_retry("commit", commit, stop, where=_ranges_coordinates(ranges)) is not _STOPPED:
+        if self._with_retry("commit", commit, stop, where=ranges_coordinates(ranges)) is not STOPPED:
             self.committed_ranges += len(ranges)
             self.last_commit_at = time.time()
             self._progress_at = time.monotonic()
 
-    def _with_retry(self, what: str, fn: Callable[[], Any], stop: threading.Event, poll: bool = True,
-                    where: str = "") -> Any:
-        """Calls ``fn`` until it succeeds while its failures are transient (``errors.classify``),
-        pausing consumption meanwhile (backpressure) and backing off exponentially. Returns
-        ``_STOPPED`` if asked to stop first; any other failure is a bug and raises
-        ``ConsumerCrash`` naming ``where`` (the range's topic, partition and offsets)."""
-        delay = self.settings.retry_initial_s
-        while True:
-            try:
-                result = fn()
-            except Exception as exc:  # noqa: BLE001 - classified: only transient ones retry
-                self._note_failure(what, exc, delay, where)
-                if poll:
-                    self._pause(True)
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:
-                    if stop.is_set():
-                        return _STOPPED
-                    if poll and self._consumer is not None:
-                        self._poll(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
-                    else:
-                        time.sleep(0.05)
-                delay = min(delay * 2, self.settings.retry_max_s)
-                continue
-            if self.paused:
-                self._pause(False)
-            self.last_error = None
-            return result
 
-    def _note_failure(self, what: str, exc: BaseException, delay: float = 0.0, where: str = "") -> None:
-        """Counts and logs a failed call; raises ``ConsumerCrash`` unless it is transient."""
-        self.last_error = f"{what}: {exc}"
-        kind = classify(exc)
-        m.INSERT_FAILURES.labels(what).inc()
-        m.ERRORS.labels(what, kind.value).inc()
-        if kind is not ErrorClass.TRANSIENT:
-            at = f" at {where}" if where else ""
-            raise ConsumerCrash(f"{what}{at} failed with {type(exc).__name__} (not a transient error, not "
-                                f"retried; nothing from here on is committed): {exc}") from exc
-        log.warning("%s%s failed, retrying in %.1fs: %s", what, f" ({where})" if where else "", delay, exc)
-
-    def _pause(self, on: bool) -> None:
-        from confluent_kafka import TopicPartition
-
-        if on and self._paused_at is None:
-            self._paused_at = time.monotonic()
-        elif not on and self._paused_at is not None:
-            m.PAUSED_SECONDS.inc(time.monotonic() - self._paused_at)
-            self._paused_at = None
-        self.paused = on
-        m.PAUSED.set(1 if on else 0)
-        if self._consumer is None:
-            return
-        parts = [TopicPartition(t, p) for t, p in self._assigned]
-        if parts:
-            (self._consumer.pause if on else self._consumer.resume)(parts)
-
-    # ---- readiness -------------------------------------------------------------------------
-
-    def stuck_for(self) -> float:
-        """Seconds without progress (a commit) while records wait (buffered, being flushed, or
-        lag > 0); 0 while caught up or moving."""
-        if not self._pending_rows and not self._lag and not self._flushing:
-            return 0.0
-        return max(0.0, time.monotonic() - self._progress_at)
-
-    def health(self) -> dict[str, Any]:
-        """``alive`` is False once the loop has crashed or has made no progress for
-        ``stuck_after_s`` with records waiting; /healthz answers 503 then."""
-        stuck = self.stuck_for()
-        return {
-            "alive": self.failed is None and stuck < self.settings.stuck_after_s,
-            "failed": self.failed,
-            "stuck_seconds": round(stuck, 1),
-            "lag": self._lag,
-            "ready": self.migrated and self._consumer is not None and self.failed is None,
-            "migrated": self.migrated,
-            "paused": self.paused,
-            "assigned": sorted(f"{t}[{p}]" for t, p in self._assigned),
-            "pending_rows": self._pending_rows,
-            "stored_rows": self.stored_rows,
-            "committed_ranges": self.committed_ranges,
-            "dlq_records": self.dlq_records,
-            "last_commit_at": self.last_commit_at,
-            "last_error": self.last_error,
-        }
-
-    def metrics(self) -> dict[str, Any]:
-        return self.health()
-
-
-def _coordinates(topic: str, partition: int, start: int, end: int) -> str:
-    return f"{topic}[{partition}] offsets {start}-{end}"
-
-
-def _range_coordinates(rng: OffsetRange) -> str:
-    return _coordinates(rng.topic, rng.partition, rng.start, rng.end)
-
-
-def _ranges_coordinates(ranges: list[OffsetRange]) -> str:
-    shown = ", ".join(_range_coordinates(r) for r in ranges[:3])
-    return shown + (f" and {len(ranges) - 3} more ranges" if len(ranges) > 3 else "")
-
-
-class _Stopped:
-    def __repr__(self) -> str:
-        return "STOPPED"
-
-
-_STOPPED = _Stopped()
+_STOPPED = STOPPED  # the name the sink's unit tests import

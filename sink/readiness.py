@@ -1,0 +1,56 @@
+"""The sink's liveness and readiness as /healthz and /readyz report them."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class ReadinessMixin:
+    """Part of ``Sink``: reads its counters; never changes them."""
+
+    settings: Any
+    _pending_rows: int
+    _lag: int
+    _flushing: bool
+    _progress_at: float
+    failed: str | None
+    migrated: bool
+    paused: bool
+    _consumer: Any
+    _assigned: set[tuple[str, int]]
+    stored_rows: int
+    committed_ranges: int
+    dlq_records: int
+    last_commit_at: float | None
+    last_error: str | None
+
+    def stuck_for(self) -> float:
+        """Seconds without progress (a commit) while records wait (buffered, being flushed, or
+        lag > 0); 0 while caught up or moving."""
+        if not self._pending_rows and not self._lag and not self._flushing:
+            return 0.0
+        return max(0.0, time.monotonic() - self._progress_at)
+
+    def health(self) -> dict[str, Any]:
+        """``alive`` is False once the loop has crashed or has made no progress for
+        ``stuck_after_s`` with records waiting; /healthz answers 503 then."""
+        stuck = self.stuck_for()
+        return {
+            "alive": self.failed is None and stuck < self.settings.stuck_after_s,
+            "failed": self.failed,
+            "stuck_seconds": round(stuck, 1),
+            "lag": self._lag,
+            "ready": self.migrated and self._consumer is not None and self.failed is None,
+            "migrated": self.migrated,
+            "paused": self.paused,
+            "assigned": sorted(f"{t}[{p}]" for t, p in self._assigned),
+            "pending_rows": self._pending_rows,
+            "stored_rows": self.stored_rows,
+            "committed_ranges": self.committed_ranges,
+            "dlq_records": self.dlq_records,
+            "last_commit_at": self.last_commit_at,
+            "last_error": self.last_error,
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        return self.health()

@@ -1,0 +1,107 @@
+"""The sink's retry discipline: transient failures pause consumption and back off; anything
+else is a bug and stops the sink with the coordinates of what it was doing (issue #24)."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from agentstream.schemas.consumer_errors import ConsumerCrash, ErrorClass
+
+from . import metrics as m
+from .errors import classify
+from .ledger import OffsetRange
+
+log = logging.getLogger("agentstream.sink.service")
+
+
+class _Stopped:
+    def __repr__(self) -> str:
+        return "STOPPED"
+
+
+STOPPED = _Stopped()
+
+
+def coordinates(topic: str, partition: int, start: int, end: int) -> str:
+    return f"{topic}[{partition}] offsets {start}-{end}"
+
+
+def range_coordinates(rng: OffsetRange) -> str:
+    return coordinates(rng.topic, rng.partition, rng.start, rng.end)
+
+
+def ranges_coordinates(ranges: list[OffsetRange]) -> str:
+    shown = ", ".join(range_coordinates(r) for r in ranges[:3])
+    return shown + (f" and {len(ranges) - 3} more ranges" if len(ranges) > 3 else "")
+
+
+class RetryingMixin:
+    """Part of ``Sink``: needs its ``settings``, ``_consumer``, ``_assigned``, ``_poll``,
+    ``paused``, ``_paused_at`` and ``last_error``."""
+
+    settings: Any
+    _consumer: Any
+    _assigned: set[tuple[str, int]]
+    _paused_at: float | None
+    paused: bool
+    last_error: str | None
+    _poll: Callable[..., int]
+
+    def _with_retry(self, what: str, fn: Callable[[], Any], stop: threading.Event, poll: bool = True,
+                    where: str = "") -> Any:
+        """Calls ``fn`` until it succeeds while its failures are transient (``errors.classify``),
+        pausing consumption meanwhile (backpressure) and backing off exponentially. Returns
+        ``STOPPED`` if asked to stop first; any other failure is a bug and raises
+        ``ConsumerCrash`` naming ``where`` (the range's topic, partition and offsets)."""
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - classified: only transient ones retry
+                self._note_failure(what, exc, delay, where)
+                if poll:
+                    self._pause(True)
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline:
+                    if stop.is_set():
+                        return STOPPED
+                    if poll and self._consumer is not None:
+                        self._poll(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
+                    else:
+                        time.sleep(0.05)
+                delay = min(delay * 2, self.settings.retry_max_s)
+                continue
+            if self.paused:
+                self._pause(False)
+            self.last_error = None
+            return result
+
+    def _note_failure(self, what: str, exc: BaseException, delay: float = 0.0, where: str = "") -> None:
+        """Counts and logs a failed call; raises ``ConsumerCrash`` unless it is transient."""
+        self.last_error = f"{what}: {exc}"
+        kind = classify(exc)
+        m.INSERT_FAILURES.labels(what).inc()
+        m.ERRORS.labels(what, kind.value).inc()
+        if kind is not ErrorClass.TRANSIENT:
+            at = f" at {where}" if where else ""
+            raise ConsumerCrash(f"{what}{at} failed with {type(exc).__name__} (not a transient error, not "
+                                f"retried; nothing from here on is committed): {exc}") from exc
+        log.warning("%s%s failed, retrying in %.1fs: %s", what, f" ({where})" if where else "", delay, exc)
+
+    def _pause(self, on: bool) -> None:
+        from confluent_kafka import TopicPartition
+
+        if on and self._paused_at is None:
+            self._paused_at = time.monotonic()
+        elif not on and self._paused_at is not None:
+            m.PAUSED_SECONDS.inc(time.monotonic() - self._paused_at)
+            self._paused_at = None
+        self.paused = on
+        m.PAUSED.set(1 if on else 0)
+        if self._consumer is None:
+            return
+        parts = [TopicPartition(t, p) for t, p in self._assigned]
+        if parts:
+            (self._consumer.pause if on else self._consumer.resume)(parts)
