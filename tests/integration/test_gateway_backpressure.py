@@ -48,7 +48,7 @@ def raw_event_ids(bootstrap: str, tenant: str, expected: set[str], timeout: floa
 def batch(n: int) -> list[dict]:
     run = "run-" + uuid.uuid4().hex[:8]
     return [{"event_id": str(uuid.uuid4()), "agent_id": "a", "agent_version": "1",
-             "environment": "test", "run_id": run, "seq": i, "ts_us": 1_760_000_000_000_000 + i,
+             "environment": "test", "run_id": run, "seq": i, "ts_us": time.time_ns() // 1000 + i,
              "kind": "FEEDBACK", "payload": {"interaction_id": f"i{i}", "feedback_type":
                                              "user_rating", "value": "positive"}}
             for i in range(n)]

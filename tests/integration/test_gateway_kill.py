@@ -70,7 +70,7 @@ def test_acknowledged_batch_survives_kill_9(bootstrap, topic_prefix, tmp_path):
         run_id = "run-" + uuid.uuid4().hex[:8]
         events = [{"event_id": str(uuid.uuid4()), "agent_id": "a", "agent_version": "1",
                    "environment": "test", "run_id": run_id, "seq": i,
-                   "ts_us": 1_760_000_000_000_000 + i, "kind": "QUALITY_SIGNAL",
+                   "ts_us": time.time_ns() // 1000 + i, "kind": "QUALITY_SIGNAL",
                    "payload": {"signal_type": "schema_valid", "signal_code": "full_match",
                                "value": True}} for i in range(200)]
         r = httpx.post(url + "/v1/ingest", json={"events": events}, timeout=60,
