@@ -1,15 +1,19 @@
 """Reading and writing the compacted ``policies`` topic (``agentstream policy set``)."""
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any, Iterable
 
 from agentstream.schemas import PARTITIONER, POLICY, Codec, make_resolver, topic_name
+from agentstream.schemas.alerting import is_alerting_key
 
 from .policies import (BUDGET_DEFAULTS, GOVERNANCE_DEFAULTS, LOOP_DEFAULTS, TenantPolicy, governance_of,
                        validate_actions)
 from .settings import ProcessorsSettings
+
+log = logging.getLogger(__name__)
 
 
 def _parse_value(raw: str, default: Any) -> Any:
@@ -97,12 +101,18 @@ def read_policies(settings: ProcessorsSettings, idle_s: float = 1.5,
         deadline, idle_until = time.monotonic() + timeout, time.monotonic() + idle_s
         while time.monotonic() < min(deadline, idle_until):
             for m in c.consume(500, 0.2):
-                if m.error() is None and m.key():
-                    tenant = m.key().decode("utf-8", "replace")
-                    if m.value():
-                        latest[tenant] = codec.decode_as(POLICY, m.value())
-                    else:
+                key = m.key() if m.error() is None else None
+                # Alert routing, silence and state records share this topic under NUL-led keys.
+                if key and not is_alerting_key(key):
+                    tenant = key.decode("utf-8", "replace")
+                    if not m.value():
                         latest.pop(tenant, None)  # a tombstone deletes the policy
+                    else:
+                        try:
+                            latest[tenant] = codec.decode_as(POLICY, m.value())
+                        except Exception as exc:  # noqa: BLE001 - one bad record must not hide the rest
+                            log.warning("skipping undecodable policy record for %r at offset %s: %s",
+                                        tenant, m.offset(), exc)
                 idle_until = time.monotonic() + idle_s
         return latest
     finally:

@@ -233,3 +233,22 @@ def test_policy_set_command_writes_and_merges(cli, bootstrap, topic_prefix, uniq
     res = cli("policy", "set", "--tenant", tenant, "--loop", "max_repeats=lots")
     assert res.exit_code == 2 and "error:" in res.output
     assert read_policy(settings, tenant)["version"] == "v8"
+
+
+def test_policy_reader_skips_alerting_records_and_bad_policies(cli, bootstrap, topic_prefix, unique):
+    """The policies topic also carries alert routing/state records (NUL-led keys, JSON) and may
+    hold a corrupt policy; ``policy show``/``set`` must read past both, not crash on them."""
+    from agentstream.schemas.alerting import make_key
+
+    tenant = f"polskip-{unique}"
+    p = Producer({"bootstrap.servers": bootstrap})
+    name = topic_name("policies", topic_prefix)
+    p.produce(name, b'{"alert_id":"al-1","state":"acknowledged","v":1}',
+              make_key(tenant, "state", "al-1"))
+    p.produce(name, b"\x00\x00\x00\x00\x07not-avro", tenant.encode())  # a corrupt policy for the tenant
+    p.produce(name, b"{not framed", f"{tenant}-other".encode())
+    assert p.flush(30) == 0
+    res = cli("policy", "set", "--tenant", tenant, "--version", "v9", "--loop", "max_repeats=4")
+    assert res.exit_code == 0, res.output
+    rec = read_policy(_settings(bootstrap, topic_prefix), tenant)
+    assert rec is not None and rec["version"] == "v9" and rec["loops"]["max_repeats"] == 4
