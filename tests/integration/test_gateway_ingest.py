@@ -11,46 +11,15 @@ import uuid
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from agentstream.api.auth import add_key
 from agentstream.api.gateway import GatewaySettings
 from agentstream.api.gateway.server import ThreadedGateway, free_port
-from agentstream.schemas import EVENT, Codec, topic_name
-from agentstream.schemas.codec import DecodeError
+
+from raw_topic import read_raw
 
 pytestmark = pytest.mark.integration
 T0 = (time.time_ns() // 1000 // 1_000_000 - 3600) * 1_000_000  # within the accepted event times
-
-
-def read_raw(bootstrap: str, prefix: str, tenant: str, expected: int, timeout: float = 30.0,
-             settle: float = 1.0, run_id: str | None = None) -> list[tuple[bytes, dict]]:
-    """Every raw record of ``tenant``: polls until ``expected`` arrived, then ``settle`` more
-    seconds to catch extras. Never stops at the high watermark (Tansu reports it short)."""
-    topic = topic_name("raw", prefix)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-" + uuid.uuid4().hex,
-                  "enable.auto.commit": False})
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-    codec, out = Codec(), []
-    deadline, settle_until = time.monotonic() + timeout, None
-    try:
-        while time.monotonic() < (settle_until or deadline):
-            msg = c.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            try:
-                rec = codec.decode_as(EVENT, msg.value())
-            except DecodeError:
-                continue  # other tests put deliberately bad records on the shared raw topic
-            # the session's raw topic holds every earlier test's records: count only the wanted ones
-            if rec["tenant_id"] == tenant and run_id in (None, rec["run_id"]):
-                out.append((msg.key(), rec))
-                if len(out) >= expected and settle_until is None:
-                    settle_until = time.monotonic() + settle
-    finally:
-        c.close()
-    return out
 
 
 def make_event(run_id: str, n: int, **over) -> dict:
@@ -149,7 +118,7 @@ def test_batch_lands_on_raw_field_for_field(gateway, keys, bootstrap, topic_pref
     body = r.json()
     assert body["accepted"] == 5 and body["rejected"] == []
     assert body["event_ids"] == [e["event_id"] for e in events]
-    got = [rec for key, rec in read_raw(bootstrap, topic_prefix, keys["tenant"], 5, run_id=run_id)]
+    got = [rec for _, _, rec in read_raw(bootstrap, topic_prefix, keys["tenant"], 5, run_id=run_id)]
     assert len(got) == 5
     by_id = {g["event_id"]: g for g in got}
     for e in events:
@@ -178,7 +147,7 @@ def test_curl_batch_with_server_filled_fields(gateway, keys, bootstrap, topic_pr
     assert status == "200", text
     event_id = json.loads(text)["event_ids"][0]
     uuid.UUID(event_id)
-    got = [rec for _, rec in read_raw(bootstrap, topic_prefix, keys["tenant"], 1, run_id=tenant_run)]
+    got = [rec for _, _, rec in read_raw(bootstrap, topic_prefix, keys["tenant"], 1, run_id=tenant_run)]
     assert len(got) == 1
     assert got[0]["event_id"] == event_id and got[0]["sdk_version"] == "gateway-http"
     check_same(ev, got[0], keys["tenant"])
@@ -208,7 +177,7 @@ def test_mixed_batch_reports_each_rejection_and_keeps_the_valid(
         5: ("tenant_mismatch", "tenant_id"), 6: ("missing_field", "payload.step_id"),
         7: ("wrong_type", ""), 8: ("unknown_field", "prompt"),
     }
-    got = [rec for _, rec in read_raw(bootstrap, topic_prefix, keys["tenant"], 2, run_id=run_id)]
+    got = [rec for _, _, rec in read_raw(bootstrap, topic_prefix, keys["tenant"], 2, run_id=run_id)]
     assert sorted(g["event_id"] for g in got) == sorted(e["event_id"] for e in good)
 
 
@@ -268,7 +237,7 @@ def test_gzip_body_is_accepted(gateway, keys, bootstrap, topic_prefix, unique):
     r = post(gateway, gzip.compress(json.dumps([ev]).encode()), keys["write"],
              {"content-encoding": "gzip"})
     assert r.status_code == 200, r.text
-    got = [rec for _, rec in read_raw(bootstrap, topic_prefix, keys["tenant"], 1, run_id=run_id)]
+    got = [rec for _, _, rec in read_raw(bootstrap, topic_prefix, keys["tenant"], 1, run_id=run_id)]
     assert [g["event_id"] for g in got] == [ev["event_id"]]
 
 

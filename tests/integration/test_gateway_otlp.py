@@ -10,7 +10,6 @@ import uuid
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,35 +20,11 @@ from agentstream.api.auth import add_key
 from agentstream.api.gateway import GatewaySettings
 from agentstream.api.gateway.pricing import PriceTable
 from agentstream.api.gateway.server import ThreadedGateway, free_port
-from agentstream.schemas import EVENT, Codec, topic_name
+
+from raw_topic import read_raw
 
 pytestmark = pytest.mark.integration
 DIGEST_KEY = "test-digest-key"
-
-
-def read_raw(bootstrap: str, prefix: str, tenant: str, expected: int, timeout: float = 30.0,
-             settle: float = 1.0) -> list[tuple[bytes, bytes, dict]]:
-    """(key, value bytes, record) of ``tenant`` on raw; reads past the high watermark."""
-    topic = topic_name("raw", prefix)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-" + uuid.uuid4().hex,
-                  "enable.auto.commit": False})
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-    codec, out = Codec(), []
-    deadline, settle_until = time.monotonic() + timeout, None
-    try:
-        while time.monotonic() < (settle_until or deadline):
-            msg = c.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            rec = codec.decode_as(EVENT, msg.value())
-            if rec["tenant_id"] == tenant:
-                out.append((msg.key(), msg.value(), rec))
-                if len(out) >= expected and settle_until is None:
-                    settle_until = time.monotonic() + settle
-    finally:
-        c.close()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +86,8 @@ def run_instrumented_agent(url: str, key: str) -> str:
 
 def test_otel_sdk_agent_becomes_a_run_on_raw(env, bootstrap, topic_prefix):
     trace_id = run_instrumented_agent(env["gw"].url, env["key"])
-    got = [(k, v, r) for k, v, r in read_raw(bootstrap, topic_prefix, env["tenant"], 7)
-           if r["run_id"] == trace_id]
+    got = [(k, v, r) for k, v, r in read_raw(bootstrap, topic_prefix, env["tenant"], 7,
+                                                         run_id=trace_id)]
     assert all(k == trace_id.encode() for k, _, _ in got)
     assert not any(b"SECRET-PROMPT" in v or b"order\": 7" in v for _, v, _ in got)
     recs = sorted((r for _, _, r in got), key=lambda r: r["seq"])
@@ -197,8 +172,8 @@ def test_otlp_json_and_partial_rejection(env, bootstrap, topic_prefix):
                    headers={"authorization": f"Bearer {env['key']}"})
     assert r.status_code == 200, r.text
     assert r.json()["partialSuccess"]["rejectedSpans"] == "1"
-    recs = sorted((rec for _, _, rec in read_raw(bootstrap, topic_prefix, env["tenant"], 5)
-                   if rec["run_id"] == trace_id), key=lambda x: x["seq"])
+    recs = sorted((rec for _, _, rec in read_raw(bootstrap, topic_prefix, env["tenant"], 4,
+                                                      run_id=trace_id)), key=lambda x: x["seq"])
     assert [x["kind"] for x in recs] == ["RUN_START", "STEP", "FAILURE", "RUN_END"]
     llm = recs[1]["payload"]["llm"]
     assert (llm["provider"], llm["input_tokens"], llm["output_tokens"], llm["cost_usd"]) == \

@@ -10,7 +10,16 @@ import uuid
 import httpx
 import pytest
 
+from test_sink_support import own_topics
+
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def topic_prefix(bootstrap):
+    """This module's own topics (see ``own_topics``), not the session's shared ones."""
+    return own_topics(bootstrap)
+
 
 EMAIL = "jane.doe.e2e@example.com"
 

@@ -10,9 +10,15 @@ import pytest
 from agentstream.schemas import ALERT, DLQ_HEADERS, EVENT, Codec, topic_name
 from agentstream.sink import Sink, SinkSettings, apply_migrations
 
-from test_sink_support import produce, run_events, wait_for
+from test_sink_support import own_topics, produce, run_events, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def topic_prefix(bootstrap):
+    """This module's own topics (see ``own_topics``), not the session's shared ones."""
+    return own_topics(bootstrap)
 
 
 @pytest.fixture(autouse=True)

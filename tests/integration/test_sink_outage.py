@@ -9,9 +9,15 @@ import pytest
 from agentstream.schemas import EVENT, Codec, topic_name
 from agentstream.sink import Sink, SinkSettings, apply_migrations, make_client
 
-from test_sink_support import produce, run_events, wait_for
+from test_sink_support import own_topics, produce, run_events, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def topic_prefix(bootstrap):
+    """This module's own topics (see ``own_topics``), not the session's shared ones."""
+    return own_topics(bootstrap)
 
 
 def _count(client, tenant: str, final: str = "") -> int:

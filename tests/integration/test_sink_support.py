@@ -70,3 +70,14 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int = 2) -> in
         return sum(max(0, tp.offset) for tp in tps)
     finally:
         c.close()
+
+
+def own_topics(bootstrap: str, partitions: int = 4) -> str:
+    """A prefix with the catalog's topics created fresh under it. A sink or stack that reads from
+    the start must not first drain everything earlier tests put on the session's topics (tens of
+    thousands of events by the time the sink tests run in one process)."""
+    from agentstream.schemas.topics import create_topics
+
+    prefix = "o" + uuid.uuid4().hex[:8] + "."
+    create_topics(bootstrap, prefix=prefix, partitions=partitions)
+    return prefix
