@@ -23,8 +23,13 @@ up: $(STAMP)
 	$(BIN)/agentstream up
 
 # Chromium for the browser tests: installed when it can be, else one line says how and they skip.
+# Four workers, one test file each at a time (module fixtures start stacks once): most
+# integration tests wait on consumer-group joins, so 4 overlap well even on 2 cores.
+# TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	@AGENTSTREAM_BROWSER_TESTS=$$(sh .ci/ensure-chromium.sh) $(BIN)/python -m pytest -q -p no:cacheprovider
+	@AGENTSTREAM_BROWSER_TESTS=$$(sh .ci/ensure-chromium.sh) $(BIN)/python -m pytest -q -p no:cacheprovider \
+		-n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/contract

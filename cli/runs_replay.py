@@ -111,14 +111,27 @@ def play_log(timeline: dict[str, Any], speed: float, out: TextIO,
     return n
 
 
-def _read_key(timeout: float) -> str | None:
+def split_keys(chunk: str) -> list[str]:
+    """Every key in one read: keys typed fast (or sent by a script) arrive together, and each
+    counts. The right arrow (ESC [ C) is ``n``; other escape sequences are dropped whole."""
+    keys, i = [], 0
+    while i < len(chunk):
+        if chunk[i] == "\x1b":
+            seq = chunk[i:i + 3]
+            if seq == "\x1b[C":
+                keys.append("n")
+            i += 3 if seq.startswith("\x1b[") else 1
+            continue
+        keys.append(chunk[i])
+        i += 1
+    return keys
+
+
+def _read_keys(timeout: float) -> list[str]:
     ready, _, _ = select.select([sys.stdin], [], [], max(0.0, timeout))
     if not ready:
-        return None
-    ch = os.read(sys.stdin.fileno(), 8).decode(errors="ignore")
-    if ch.startswith("\x1b[C"):
-        return "n"
-    return ch[:1] or None
+        return []
+    return split_keys(os.read(sys.stdin.fileno(), 64).decode(errors="ignore"))
 
 
 def play_live(timeline: dict[str, Any], speed: float, console: Console) -> None:
@@ -139,22 +152,23 @@ def play_live(timeline: dict[str, Any], speed: float, console: Console) -> None:
         with Live(render(timeline, 0.0), console=console, auto_refresh=False) as live:
             last = time.monotonic()
             while True:
-                key = _read_key(0.05)
+                keys = _read_keys(0.05)
                 tick = time.monotonic()
                 if not paused:
                     now_ms = min(end_ms, now_ms + (tick - last) * 1000 * speed)
                 last = tick
-                if key == "q":
+                if "q" in keys:
                     break
-                if key == " ":
-                    paused = not paused
-                elif key == "n":
-                    paused = True
-                    now_ms = next((m.at_ms for m in moments if m.at_ms > now_ms), end_ms)
-                elif key in ("+", "="):
-                    speed *= 2
-                elif key == "-":
-                    speed /= 2
+                for key in keys:
+                    if key == " ":
+                        paused = not paused
+                    elif key == "n":
+                        paused = True
+                        now_ms = next((m.at_ms for m in moments if m.at_ms > now_ms), end_ms)
+                    elif key in ("+", "="):
+                        speed *= 2
+                    elif key == "-":
+                        speed /= 2
                 done = now_ms >= end_ms
                 state = "done (q to quit)" if done else ("paused" if paused else f"{speed:g}x")
                 live.update(render(timeline, now_ms, state), refresh=True)

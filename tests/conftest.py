@@ -15,6 +15,31 @@ if TYPE_CHECKING:
     from agentstream.cli.embedded_broker import EmbeddedBroker
 
 
+# The longest files start first, so that under `make test`'s workers (pytest-xdist, one file per
+# worker at a time) none of them is left running alone at the end. Longest-first, by wall time
+# seen in `--durations`; a file missing here only starts later.
+LONG_FIRST = (
+    "integration/test_sink_exactly_once.py", "ci/test_lint_and_types.py",
+    "integration/test_processors_redaction.py", "integration/test_stack_lifecycle.py",
+    "integration/test_sink_events.py", "integration/test_processors_detectors.py",
+    "integration/test_many_workers.py", "integration/test_producer_outage.py",
+    "integration/test_e2e_bench.py", "integration/test_processors_errors.py",
+    "integration/test_demo.py", "integration/test_detection_scenarios.py",
+)
+
+
+def _start_rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    for i, tail in enumerate(LONG_FIRST):
+        if path.endswith(tail):
+            return i
+    return len(LONG_FIRST) + (0 if "/integration/" in path else 1 if "/browser/" in path else 2)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_start_rank)  # stable: the order inside a file is kept
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator["EmbeddedBroker"]:
     from agentstream.cli.embedded_broker import EmbeddedBroker

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from agentstream.cli.runs_client import ApiClient, CliError, config_path, resolve, run_path
-from agentstream.cli.runs_replay import frames, log_line, parse_speed, play_log, render
+from agentstream.cli.runs_replay import frames, log_line, parse_speed, play_log, render, split_keys
 
 
 def _config(tmp_path, text: str, mode: int = 0o600):
@@ -107,3 +107,10 @@ def test_replay_render_shows_only_what_has_happened():
     text = con.export_text()
     assert "plan" in text and "ok?" in text and "call" not in text
     assert "running" in text and "paused" in text
+
+
+def test_keys_read_together_each_count():
+    # a fast typist or a script sends several keys in one read: none may be lost (q among them)
+    assert split_keys("nnnnq") == ["n", "n", "n", "n", "q"]
+    assert split_keys("\x1b[Cn\x1b[A ") == ["n", "n", " "]  # right arrow steps; up arrow is ignored
+    assert split_keys("\x1b") == [] and split_keys("") == []
