@@ -10,43 +10,25 @@ import uuid
 import httpx
 import pytest
 
-from test_sink_support import own_topics
+from pipeline_stack import stack_fixtures
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def topic_prefix(bootstrap):
-    """This module's own topics (see ``own_topics``), not the session's shared ones."""
-    return own_topics(bootstrap)
-
-
+topic_prefix, stack = stack_fixtures("e2e")
 EMAIL = "jane.doe.e2e@example.com"
 
 
 @pytest.fixture(scope="module")
-def pipeline(bootstrap, topic_prefix, chdb_path, chdb_client, tmp_path_factory):
+def pipeline(stack, chdb_path, chdb_client, tmp_path_factory):
+    """The module's stack (worker + sink) and the query API over HTTP on the same chDB."""
     import uvicorn
 
     from agentstream.api.app import create_app
     from agentstream.api.auth import add_key
     from agentstream.api.settings import ApiSettings
     from agentstream.cli.embedded_broker import free_port
-    from agentstream.sink import Sink, SinkSettings
-    from agentstream.stream_processors.worker_process import start_worker
 
     tmp = tmp_path_factory.mktemp("e2e")
-    worker = start_worker(bootstrap, topic_prefix, app_id=f"e2e-{uuid.uuid4().hex[:6]}",
-                          data_dir=tmp / "processors", log_path=tmp / "processors.log").wait_ready()
-    sink = Sink(SinkSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix,
-                             group_id=f"e2e-sink-{uuid.uuid4().hex[:6]}",
-                             clickhouse_dsn=f"chdb://{chdb_path}", batch_max_seconds=0.2,
-                             session_timeout_ms=6000), client=chdb_client).start()
-    # the 10 s budget is the pipeline's latency, not its consumer-group join: start the clock
-    # once the sink owns its partitions (the worker's readiness already includes its own)
-    deadline = time.monotonic() + 60
-    while not sink.health()["assigned"] and time.monotonic() < deadline:
-        time.sleep(0.1)
     keys_file = tmp / "api_keys.json"
     keys = {t: add_key(keys_file, t, scopes=("read", "write")) for t in ("e2e-acme", "e2e-globex")}
     port = free_port()
@@ -57,11 +39,9 @@ def pipeline(bootstrap, topic_prefix, chdb_path, chdb_client, tmp_path_factory):
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    yield {"api": f"http://127.0.0.1:{port}", "keys": keys, "worker": worker, "sink": sink}
+    yield {"api": f"http://127.0.0.1:{port}", "keys": keys, "stack": stack}
     server.should_exit = True
     thread.join(10)
-    sink.stop()
-    worker.stop()
 
 
 def tracer_for(tenant, bootstrap, topic_prefix, tmp_path, agent="e2e-agent", version="1.0.0"):
@@ -130,20 +110,7 @@ def test_decorated_agent_run_is_queryable_with_steps_in_order_and_totals(pipelin
     tracer.close()
 
 
-def _tables_containing(client, needle: str) -> list[str]:
-    hits = []
-    db = client.query("SELECT currentDatabase()").result_rows[0][0]
-    tables = client.query(
-        "SELECT name FROM system.tables WHERE database = {db:String} AND engine NOT IN ('MaterializedView', 'View')",
-        parameters={"db": db}).result_rows
-    for (name,) in tables:
-        raw = client.raw_query(f"SELECT * FROM `{name}` FORMAT TabSeparated")
-        if needle.encode() in raw:
-            hits.append(name)
-    return hits
-
-
-def test_planted_email_is_absent_from_every_clickhouse_table(pipeline, bootstrap, topic_prefix, tmp_path, chdb_client):
+def test_planted_email_is_absent_from_every_clickhouse_table(pipeline, bootstrap, topic_prefix, tmp_path):
     tracer = tracer_for("e2e-acme", bootstrap, topic_prefix, tmp_path)
     with tracer.run("planted") as run:
         with run.step("tool", "crm_lookup", customer=f"contact {EMAIL} about the refund"):
@@ -155,8 +122,8 @@ def test_planted_email_is_absent_from_every_clickhouse_table(pipeline, bootstrap
     assert EMAIL not in json.dumps(body)
     step = body["steps"][0]
     assert "customer" in step["attributes"] and EMAIL not in step["attributes"]["customer"]
-    assert _tables_containing(chdb_client, EMAIL) == []
-    assert _tables_containing(chdb_client, run_id), "the scan must see the run it looks for"
+    assert pipeline["stack"].tables_containing(EMAIL) == []
+    assert pipeline["stack"].tables_containing(run_id), "the scan must see the run it looks for"
     tracer.close()
 
 
