@@ -49,8 +49,8 @@ def test_the_figures_file_is_dated_and_says_how_each_figure_was_got():
 
 def test_one_million_events_per_second():
     p = make_plan(PlanInput(1_000_000), Figures.load()).numbers
-    assert p["processors"] == 40 and p["sink"] == 20
-    assert p["raw_partitions"] == 48 and p["events_partitions"] >= p["raw_partitions"]
+    assert p["processors"] == 84 and p["sink"] == 20  # 1M / 14.3k x 1.2; 1M / 60k x 1.2
+    assert p["raw_partitions"] == 108 and p["events_partitions"] >= p["raw_partitions"]
     assert p["kafka_brokers"] == 6
     assert (p["clickhouse_shards"], p["clickhouse_replicas"]) == (4, 2)
 
