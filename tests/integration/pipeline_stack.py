@@ -11,6 +11,7 @@ earlier test's records.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -144,9 +145,12 @@ def running(bootstrap: str, prefix: str, chdb_path: Path, client: Any, tmp: Path
             time.sleep(0.1)
         yield Stack(worker, sink, client, prefix)
     finally:
+        # the worker's clean shutdown takes seconds: the sink stops meanwhile
+        stopping = threading.Thread(target=worker.stop)
+        stopping.start()
         if sink is not None:
             sink.stop()
-        worker.stop()
+        stopping.join()
 
 
 def stack_fixtures(name: str) -> tuple[Any, Any]:

@@ -1,6 +1,7 @@
 """google-genai instrumentation with the real client against a local fake Gemini server,
-events read back from the real broker: sync, async and streamed (both) calls, tokens, cost, a failed
-call, and a budget refusing a call before the request."""
+events read back from the real broker and, through the real processors and sink, from chDB: sync,
+async and streamed (both) calls, tokens, cost, a failed call, and a budget refusing a call before
+the request; no prompt content stored anywhere."""
 from __future__ import annotations
 
 import asyncio
@@ -18,10 +19,12 @@ from agentstream.producer.testing import read_events
 from agentstream.schemas import topic_name
 
 from integrations_fake_server import FakeModels, Tracers, failures, steps
+from pipeline_stack import stack_fixtures
 
 pytestmark = pytest.mark.integration
 SECRET = "gemini-secret-5150"
 MODEL = "gemini-2.0-flash"
+topic_prefix, stack = stack_fixtures("genai")
 
 
 @pytest.fixture
@@ -47,7 +50,7 @@ def _events(t, bootstrap, topic_prefix, run_id):
 
 
 def test_calls_are_llm_steps_with_tokens_cost_and_failures(instrumented, tracer, bootstrap,
-                                                           topic_prefix):
+                                                           topic_prefix, stack):
     t = tracer()
     with FakeModels() as fake, t.run("gemini-agent") as run:
         client = _client(fake.url)
@@ -76,10 +79,13 @@ def test_calls_are_llm_steps_with_tokens_cost_and_failures(instrumented, tracer,
     assert len({s["llm"]["request_digest"] for s in llms}) == 5
     assert failures(events) == [("MODEL", "bad_request")]
     assert SECRET not in repr(events)
+    stored = stack.assert_stored_as_emitted(t.tenant_id, events, secrets=(SECRET,))
+    assert {r["provider"] for r in stored if r["step_kind"] == "LLM"} == {"gcp.gemini"}
+    assert stack.run(t.tenant_id, run.run_id)["cost_usd"] == pytest.approx(cost)
 
 
 def test_a_token_budget_refuses_the_call_before_the_request(instrumented, tracer, bootstrap,
-                                                            topic_prefix):
+                                                            topic_prefix, stack):
     t = tracer(max_tokens=10)
     with FakeModels() as fake:
         client = _client(fake.url)
@@ -91,6 +97,8 @@ def test_a_token_budget_refuses_the_call_before_the_request(instrumented, tracer
     events = _events(t, bootstrap, topic_prefix, run.run_id)
     assert len(steps(events, "LLM")) == 1
     assert ("BUDGET", "tokens_budget_exceeded") in failures(events)
+    stored = stack.assert_stored_as_emitted(t.tenant_id, events)
+    assert ("BUDGET", "tokens_budget_exceeded") in [(r["failure_type"], r["failure_code"]) for r in stored]
 
 
 def test_outside_a_run_calls_pass_untouched(instrumented):

@@ -1,6 +1,7 @@
 """The LangChain callback handler with real langchain-core/langchain-openai against a local
-fake model server, events read back from the real broker: steps and their parents, tokens,
-cost, tool digests, failures, and a budget stopping the chain before the model call."""
+fake model server, events read back from the real broker and, through the real processors and
+sink, from chDB: steps and their parents, tokens, cost, tool digests, failures, and a budget
+stopping the chain before the model call; no prompt or tool content stored anywhere."""
 from __future__ import annotations
 
 import pytest
@@ -17,9 +18,11 @@ from agentstream.producer.instrument.langchain import AgentstreamCallbackHandler
 from agentstream.schemas import topic_name
 
 from integrations_fake_server import FakeModels, Tracers, failures, steps, tenant_runs
+from pipeline_stack import stack_fixtures
 
 pytestmark = pytest.mark.integration
 SECRET = "Oslo-secret-4242"
+topic_prefix, stack = stack_fixtures("lc")
 
 
 @tool
@@ -62,7 +65,7 @@ def _runs(t, bootstrap, topic_prefix, n=1):
                        forbidden=SECRET.encode())
 
 
-def test_chain_is_a_run_with_llm_and_tool_steps(make, bootstrap, topic_prefix):
+def test_chain_is_a_run_with_llm_and_tool_steps(make, bootstrap, topic_prefix, stack):
     t = make()
     with FakeModels() as fake:
         out = _agent(fake.url, "gpt-4.1-mini", [weather]).invoke(
@@ -86,10 +89,13 @@ def test_chain_is_a_run_with_llm_and_tool_steps(make, bootstrap, topic_prefix):
     assert (end["status"], end["llm_calls"], end["input_tokens"], end["output_tokens"]) == (
         "SUCCESS", 2, 40, 14)
     assert abs(end["cost_usd"] - cost) < 1e-12
+    stored = stack.assert_stored_as_emitted(t.tenant_id, events, secrets=(SECRET, "weather in Oslo"))
+    assert [r["tool_name"] for r in stored if r["step_kind"] == "TOOL"] == ["weather"]
+    assert stack.run(t.tenant_id, events[0]["run_id"])["cost_usd"] == pytest.approx(cost)
 
 
 def test_inside_an_open_run_steps_join_it_and_failures_are_recorded(make, bootstrap,
-                                                                    topic_prefix):
+                                                                    topic_prefix, stack):
     t = make()
     handler = AgentstreamCallbackHandler()  # no tracer: records only inside the agent's run
     with FakeModels() as fake, t.run("outer") as run:
@@ -112,9 +118,12 @@ def test_inside_an_open_run_steps_join_it_and_failures_are_recorded(make, bootst
     parents = {e["payload"]["name"]: e["parent_step_id"] for e in events if e["kind"] == "STEP"}
     assert by_id[parents["broken"]]["name"] == "weather_agent"
     assert "backend down" not in repr(events)
+    stored = stack.assert_stored_as_emitted(t.tenant_id, events, secrets=("backend down",))
+    assert [(r["failure_type"], r["failure_code"]) for r in stored if r["kind"] == "FAILURE"] == [
+        ("TOOL", "tool_error"), ("MODEL", "bad_request")]
 
 
-def test_a_model_call_budget_stops_the_chain_before_the_call(make, bootstrap, topic_prefix):
+def test_a_model_call_budget_stops_the_chain_before_the_call(make, bootstrap, topic_prefix, stack):
     t = make(max_model_calls=1)
     with FakeModels() as fake:
         with pytest.raises(BudgetExceeded):
@@ -126,9 +135,11 @@ def test_a_model_call_budget_stops_the_chain_before_the_call(make, bootstrap, to
     assert len(steps(events, "LLM")) == 1
     assert ("BUDGET", "model_calls_budget_exceeded") in failures(events)
     assert events[-1]["payload"]["outcome"] == "budget_stopped"
+    stack.assert_stored_as_emitted(t.tenant_id, events)
+    assert stack.run(t.tenant_id, events[0]["run_id"])["outcome"] == "budget_stopped"
 
 
-def test_langgraph_nodes_are_steps_and_a_pause_is_not_a_failure(make, bootstrap, topic_prefix):
+def test_langgraph_nodes_are_steps_and_a_pause_is_not_a_failure(make, bootstrap, topic_prefix, stack):
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.graph import START, MessagesState, StateGraph
     from langgraph.prebuilt import ToolNode, tools_condition
@@ -168,3 +179,6 @@ def test_langgraph_nodes_are_steps_and_a_pause_is_not_a_failure(make, bootstrap,
     assert [by_id[parent[s["step_id"]]]["name"] for s in steps(events, "LLM")] == ["agent"] * 2
     assert failures(events) == [] and events[-1]["payload"]["status"] == "SUCCESS"
     assert all(s["status"] == "OK" for s in steps(events))
+    stored = stack.assert_stored_as_emitted(t.tenant_id, events, secrets=(SECRET,))
+    assert [r["name"] for r in stored if r["name"] in ("agent", "tools", "review")] == [
+        "agent", "tools", "agent", "review"]

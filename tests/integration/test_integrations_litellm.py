@@ -1,5 +1,6 @@
 """The LiteLLM callback with the real litellm against a local fake model server, events
-read back from the real broker: sync and async calls, tokens, cost, tool calls, failures."""
+read back from the real broker and, through the real processors and sink, from chDB: sync and
+async calls, tokens, cost, tool calls, failures; no prompt content stored anywhere."""
 from __future__ import annotations
 
 import asyncio
@@ -17,12 +18,14 @@ from agentstream.producer.testing import read_events  # noqa: E402
 from agentstream.schemas import topic_name  # noqa: E402
 
 from integrations_fake_server import FakeModels, failures, steps  # noqa: E402
+from pipeline_stack import stack_fixtures  # noqa: E402
 
 pytestmark = pytest.mark.integration
 SECRET = "patient-id-777-secret"
 TOOLS = [{"type": "function", "function": {"name": "weather", "description": "weather",
                                            "parameters": {"type": "object", "properties": {
                                                "query": {"type": "string"}}}}}]
+topic_prefix, stack = stack_fixtures("litellm")
 
 
 @pytest.fixture
@@ -50,7 +53,7 @@ async def _acall(cb, **kw):
 
 
 def test_calls_in_a_run_are_llm_steps_with_tokens_cost_and_failures(
-        callback, bootstrap, topic_prefix, tmp_path, unique):
+        callback, bootstrap, topic_prefix, tmp_path, unique, stack):
     t = Tracer(f"ll-{unique}", "litellm-app", "1.0", "test", bootstrap_servers=bootstrap,
                topic_prefix=topic_prefix, digest_key="k", spool_dir=str(tmp_path / "spool"),
                commands_enabled=False)
@@ -84,6 +87,10 @@ def test_calls_in_a_run_are_llm_steps_with_tokens_cost_and_failures(
     assert SECRET not in repr(events)
     end = events[-1]["payload"]
     assert (end["llm_calls"], end["input_tokens"], end["output_tokens"]) == (3, 30, 14)
+    stored = stack.assert_stored_as_emitted(t.tenant_id, events, secrets=(SECRET,))
+    assert [(r["request_model"], r["status"]) for r in stored if r["step_kind"] == "LLM"] == [
+        (s["llm"]["request_model"], s["status"]) for s in steps(events, "LLM")]
+    assert stack.run(t.tenant_id, run.run_id)["cost_usd"] == pytest.approx(cost)
 
 
 def test_calls_outside_a_run_pass_unrecorded(callback):

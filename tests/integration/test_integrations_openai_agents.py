@@ -1,6 +1,7 @@
 """The OpenAI Agents SDK tracing processor with the real SDK against a local fake model
-server, events read back from the real broker: agents, a handoff, a function tool, a
-guardrail that trips, tokens, cost and a failed model call."""
+server, events read back from the real broker and, through the real processors and sink, from
+chDB: agents, a handoff, a function tool, a guardrail that trips, tokens, cost and a failed
+model call; no prompt or tool content stored anywhere."""
 from __future__ import annotations
 
 import asyncio
@@ -19,9 +20,11 @@ from agentstream.producer.instrument.openai_agents import AgentstreamProcessor
 from agentstream.schemas import topic_name
 
 from integrations_fake_server import FakeModels, failures, steps, tenant_runs
+from pipeline_stack import stack_fixtures
 
 pytestmark = pytest.mark.integration
 SECRET = "acct-9911-secret"
+topic_prefix, stack = stack_fixtures("agents")
 
 
 @function_tool
@@ -61,7 +64,7 @@ def _runs(t, bootstrap, topic_prefix, n):
                        forbidden=SECRET.encode())
 
 
-def test_handoff_tool_tokens_and_cost(tracer, bootstrap, topic_prefix):
+def test_handoff_tool_tokens_and_cost(tracer, bootstrap, topic_prefix, stack):
     with FakeModels() as fake:
         result = asyncio.run(Runner.run(_agents(fake.url), f"what do I owe? {SECRET}"))
     assert result.final_output == "It is sunny."
@@ -90,9 +93,13 @@ def test_handoff_tool_tokens_and_cost(tracer, bootstrap, topic_prefix):
     assert ancestor["name"] == "agent billing"
     end = events[-1]["payload"]
     assert (end["status"], end["llm_calls"], end["input_tokens"]) == ("SUCCESS", 3, 120)
+    stored = stack.assert_stored_as_emitted(tracer.tenant_id, events, secrets=(SECRET, "weather in Oslo"))
+    (stored_handoff,) = [r for r in stored if r["step_kind"] == "HANDOFF"]
+    assert stored_handoff["payload"]["handoff"]["to_agent_id"] == "billing"
+    assert stack.run(tracer.tenant_id, events[0]["run_id"])["cost_usd"] == pytest.approx(cost)
 
 
-def test_tripped_guardrail_and_failed_model_call(tracer, bootstrap, topic_prefix):
+def test_tripped_guardrail_and_failed_model_call(tracer, bootstrap, topic_prefix, stack):
     with FakeModels() as fake:
         with pytest.raises(InputGuardrailTripwireTriggered):
             asyncio.run(Runner.run(_agents(fake.url), "something forbidden"))
@@ -107,9 +114,13 @@ def test_tripped_guardrail_and_failed_model_call(tracer, bootstrap, topic_prefix
     assert [s["status"] for s in steps(failed, "LLM")] == ["ERROR"]
     assert ("MODEL", "model_error") in failures(failed)
     assert "something forbidden" not in repr(runs) and "bad request" not in repr(runs)
+    for run in runs:
+        stack.assert_stored_as_emitted(tracer.tenant_id, run)
+    assert stack.tables_containing("something forbidden") == []
+    assert stack.run(tracer.tenant_id, tripped[0]["run_id"])["failure_count"] >= 1
 
 
-def test_run_hooks_stop_the_run_before_the_model_call(tracer, bootstrap, topic_prefix):
+def test_run_hooks_stop_the_run_before_the_model_call(tracer, bootstrap, topic_prefix, stack):
     limited = Tracer(tracer.tenant_id + "-b", "agents-app", "1.0", "test",
                      bootstrap_servers=bootstrap, topic_prefix=topic_prefix, digest_key="k",
                      spool_dir=tracer.settings.spool_dir + "-b", commands_enabled=False,
@@ -127,5 +138,7 @@ def test_run_hooks_stop_the_run_before_the_model_call(tracer, bootstrap, topic_p
         assert len(steps(events, "LLM")) == 1
         assert ("BUDGET", "model_calls_budget_exceeded") in failures(events)
         assert events[-1]["payload"]["outcome"] == "budget_stopped"
+        stack.assert_stored_as_emitted(limited.tenant_id, events)
+        assert stack.run(limited.tenant_id, events[0]["run_id"])["outcome"] == "budget_stopped"
     finally:
         limited.close(5)
