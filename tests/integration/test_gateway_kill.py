@@ -11,37 +11,15 @@ import uuid
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from agentstream.api.auth import add_key
 from agentstream.api.gateway.server import free_port
-from agentstream.schemas import EVENT, Codec, topic_name
+
+from raw_topic import read_raw
 
 pytestmark = pytest.mark.integration
 
 
-def raw_records(bootstrap: str, prefix: str, tenant: str, expected: int,
-                timeout: float = 30.0) -> list[dict]:
-    topic = topic_name("raw", prefix)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-" + uuid.uuid4().hex,
-                  "enable.auto.commit": False})
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-    codec, out = Codec(), []
-    deadline, settle = time.monotonic() + timeout, None
-    try:
-        while time.monotonic() < (settle or deadline):
-            msg = c.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            rec = codec.decode_as(EVENT, msg.value())
-            if rec["tenant_id"] == tenant:
-                out.append(rec)
-                if len(out) >= expected and settle is None:
-                    settle = time.monotonic() + 1.0
-    finally:
-        c.close()
-    return out
 
 
 def test_acknowledged_batch_survives_kill_9(bootstrap, topic_prefix, tmp_path):
@@ -82,6 +60,6 @@ def test_acknowledged_batch_survives_kill_9(bootstrap, topic_prefix, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    got = raw_records(bootstrap, topic_prefix, tenant, 200)
+    got = [rec for _, _, rec in read_raw(bootstrap, topic_prefix, tenant, 200)]
     assert sorted(g["event_id"] for g in got) == sorted(e["event_id"] for e in events)
     assert [g["seq"] for g in got if g["run_id"] == run_id] == list(range(200))
