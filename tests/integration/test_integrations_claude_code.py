@@ -1,7 +1,8 @@
 """`agentstream hooks install claude-code`, then recorded Claude Code hook payloads (shaped as
 Claude Code's hook docs describe them) replayed through the installed command into the real
-ingest gateway and broker: one run per session, TOOL steps with keyed digests and latency,
-failures, and none of the payloads' content on the wire."""
+ingest gateway and broker, then through the real processors and sink into chDB: one run per
+session, TOOL steps with keyed digests and latency, failures, and none of the payloads' content
+on the wire or in any stored table."""
 from __future__ import annotations
 
 import hashlib
@@ -24,11 +25,13 @@ from agentstream.producer.capture import canonical_json
 from agentstream.schemas import topic_name
 
 from integrations_fake_server import failures, steps, tenant_runs
+from pipeline_stack import stack_fixtures
 
 pytestmark = pytest.mark.integration
 KEY = "hook-digest-key"
 SECRETS = ["AKIAIOSFODNN7EXAMPLE", "/home/dana/payroll", "wJalrXUtnFEMI-secret",
            "def rotate_keys", "transcripts/abc.jsonl", "octo-org/private-repo"]
+topic_prefix, stack = stack_fixtures("claude")
 
 
 def recorded_session(session_id):
@@ -80,7 +83,7 @@ def _digest(value):
 
 
 def test_installed_hooks_replay_a_session_into_one_run(gateway, bootstrap, topic_prefix,
-                                                       tmp_path):
+                                                       tmp_path, stack):
     gw, tenant, key = gateway
     settings = tmp_path / ".claude" / "settings.json"
     settings.parent.mkdir()
@@ -128,10 +131,15 @@ def test_installed_hooks_replay_a_session_into_one_run(gateway, bootstrap, topic
     assert end["payload"]["outcome"] == "prompt_input_exit"
     blob = repr(events)
     assert not [s for s in SECRETS if s in blob]
+    stored = stack.assert_stored_as_emitted(tenant, events, secrets=tuple(SECRETS))
+    assert [(r["tool_name"], r["args_digest"], r["status"]) for r in stored if r["step_kind"] == "TOOL"] == [
+        (s["tool"]["tool_name"], s["tool"]["args_digest"], s["status"]) for s in tools]
+    assert {r["session_id"] for r in stored} == {session}
+    assert stack.run(tenant, run_id_for(session))["outcome"] == "prompt_input_exit"
 
 
 def test_events_wait_in_the_outbox_while_the_gateway_is_down(gateway, bootstrap, topic_prefix,
-                                                             tmp_path):
+                                                             tmp_path, stack):
     gw, tenant, key = gateway
     session, state = str(uuid.uuid4()), tmp_path / "state"
     payloads = recorded_session(session)
@@ -151,3 +159,4 @@ def test_events_wait_in_the_outbox_while_the_gateway_is_down(gateway, bootstrap,
         run_id_for(session)]
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert len(steps(events, "TOOL")) == 3 and events[-1]["kind"] == "RUN_END"
+    stack.assert_stored_as_emitted(tenant, events, secrets=tuple(SECRETS))

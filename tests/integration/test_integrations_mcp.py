@@ -1,6 +1,7 @@
 """`agentstream mcp proxy` between the official MCP Python SDK's client and server, both
-transports, against the real broker: TOOL steps decodable on the raw topic, no argument
-content anywhere, budgets and remote STOP refusing a call before the server sees it."""
+transports, against the real broker: TOOL steps decodable on the raw topic and stored in chDB
+through the real processors and sink, no argument or result content anywhere, budgets and
+remote STOP refusing a call before the server sees it."""
 from __future__ import annotations
 
 import asyncio
@@ -22,10 +23,12 @@ from agentstream.producer.capture import canonical_json  # noqa: E402
 from agentstream.schemas import COMMAND, Codec, topic_name  # noqa: E402
 
 from integrations_fake_server import tenant_runs  # noqa: E402
+from pipeline_stack import stack_fixtures  # noqa: E402
 
 pytestmark = pytest.mark.integration
 KEY = "mcp-test-digest-key"
 SECRET = "sk-live-" + "Q7f" * 12  # an argument value that must never travel
+topic_prefix, stack = stack_fixtures("mcp")
 
 SERVER = '''
 import os, sys
@@ -116,7 +119,7 @@ async def _stdio_session(cmd, env, work):
 
 
 def test_stdio_proxy_records_tool_calls_as_steps(server_script, bootstrap, topic_prefix,
-                                                 tmp_path, unique):
+                                                 tmp_path, unique, stack):
     tenant, run_id, log_path = f"mcp-{unique}", str(uuid.uuid4()), tmp_path / "calls.log"
     env = _env(bootstrap, topic_prefix, tmp_path, log_path)
     cmd = _proxy_cmd(tenant, "--run-id", run_id, "--session-id", "sess-1", "--",
@@ -153,10 +156,16 @@ def test_stdio_proxy_records_tool_calls_as_steps(server_script, bootstrap, topic
     end = _payload(events[-1])
     assert end["step_count"] == 3 and end["status"] == "SUCCESS"
     assert "disk full" not in repr(events) and SECRET not in repr(events)
+    stored = stack.assert_stored_as_emitted(
+        tenant, events, secrets=(SECRET, "disk full", f"stored {len(SECRET)} chars"))
+    assert [(r["tool_name"], r["args_digest"], r["status"]) for r in stored if r["step_kind"] == "TOOL"] == [
+        ("add", _digest({"a": 2, "b": 3}), "OK"), ("remember", _digest({"text": SECRET}), "OK"),
+        ("boom", steps[2]["tool"]["args_digest"], "ERROR")]
+    assert {r["session_id"] for r in stored} == {"sess-1"}
 
 
 def test_stdio_budget_refuses_the_call_and_the_server_never_sees_it(
-        server_script, bootstrap, topic_prefix, tmp_path, unique):
+        server_script, bootstrap, topic_prefix, tmp_path, unique, stack):
     tenant, run_id, log_path = f"mcpb-{unique}", str(uuid.uuid4()), tmp_path / "calls.log"
     env = _env(bootstrap, topic_prefix, tmp_path, log_path)
     cmd = _proxy_cmd(tenant, "--run-id", run_id, "--max-steps", "2", "--",
@@ -175,6 +184,8 @@ def test_stdio_budget_refuses_the_call_and_the_server_never_sees_it(
             if e["kind"] == "FAILURE"] == [("BUDGET", "steps_budget_exceeded")]
     assert _payload(events[-1])["status"] == "PARTIAL"
     assert _payload(events[-1])["outcome"] == "budget_stopped"
+    stack.assert_stored_as_emitted(tenant, events)
+    assert stack.run(tenant, run_id)["outcome"] == "budget_stopped"
 
 
 def _send_stop(bootstrap, topic_prefix, tenant, run_id):
@@ -189,7 +200,7 @@ def _send_stop(bootstrap, topic_prefix, tenant, run_id):
 
 
 def test_stdio_remote_stop_refuses_the_next_call(server_script, bootstrap, topic_prefix,
-                                                 tmp_path, unique):
+                                                 tmp_path, unique, stack):
     tenant, run_id, log_path = f"mcps-{unique}", str(uuid.uuid4()), tmp_path / "calls.log"
     env = _env(bootstrap, topic_prefix, tmp_path, log_path)
     cmd = _proxy_cmd(tenant, "--run-id", run_id, "--", sys.executable, str(server_script),
@@ -217,6 +228,9 @@ def test_stdio_remote_stop_refuses_the_next_call(server_script, bootstrap, topic
     assert len(_tool_steps(events)) == len(served)
     assert any(e["kind"] == "COMMAND_ACK" and _payload(e)["status"] == "applied" for e in events)
     assert _payload(events[-1])["outcome"] == "stopped_by_command"
+    stored = stack.assert_stored_as_emitted(tenant, events)
+    assert "COMMAND_ACK" in {r["kind"] for r in stored}
+    assert stack.run(tenant, run_id)["outcome"] == "stopped_by_command"
 
 
 def _wait_port(port, proc, timeout=60.0):
@@ -232,7 +246,7 @@ def _wait_port(port, proc, timeout=60.0):
 
 
 def test_http_proxy_one_run_per_session_and_budget(server_script, bootstrap, topic_prefix,
-                                                   tmp_path, unique):
+                                                   tmp_path, unique, stack):
     from mcp import Client
 
     tenant, log_path = f"mcph-{unique}", tmp_path / "calls.log"
@@ -282,3 +296,6 @@ def test_http_proxy_one_run_per_session_and_budget(server_script, bootstrap, top
     assert _payload(a[-1])["outcome"] == "budget_stopped"
     assert _tool_steps(b)[0]["status"] == "ERROR"
     assert _payload(b[-1])["status"] in ("SUCCESS", "FAILURE")
+    for evs in (a, b):
+        stored = stack.assert_stored_as_emitted(tenant, evs, secrets=(SECRET,))
+        assert {r["session_id"] for r in stored} == {evs[0]["session_id"]}
