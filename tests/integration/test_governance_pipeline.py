@@ -1,29 +1,22 @@
 """Governance through the real worker on the embedded broker: a Policy v2 written over the
 policies topic (``set_policy``, as ``agentstream policy set`` does) drives the tool rules, the
-binding approvals, the loop repeat window and the budget warn fraction in flight."""
+binding approvals, the loop repeat window and the budget warn fraction in flight; the alerts
+they raise reach the chDB ``alerts`` table through the real sink (``pipeline_stack``)."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
+from pipeline_stack import stack_fixtures
+from test_sink_support import wait_for
 from test_processors_detectors import Reader, produce
 
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.policy_io import read_policy, set_policy
 from agentstream.stream_processors.settings import ProcessorsSettings
-from agentstream.stream_processors.worker_process import start_worker
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def worker(bootstrap, topic_prefix, tmp_path_factory):
-    d = tmp_path_factory.mktemp("processors-gov")
-    w = start_worker(bootstrap, topic_prefix, "test-gov-" + uuid.uuid4().hex[:6], d / "data",
-                     d / "worker.log").wait_ready()
-    yield w
-    w.stop()
+topic_prefix, stack = stack_fixtures("gov")  # the worker, and the sink into chDB
 
 
 @pytest.fixture
@@ -43,7 +36,7 @@ def approval(tenant, run, seq, digest, decision="approved"):
     return e
 
 
-def test_policy_v2_rules_alert_and_stop_in_flight(worker, bootstrap, topic_prefix, unique, reader):
+def test_policy_v2_rules_alert_and_stop_in_flight(stack, bootstrap, topic_prefix, unique, reader):
     tenant = f"gov-{unique}"
     settings = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix)
     rec = set_policy(settings, tenant, version="g1", base={},
@@ -91,9 +84,16 @@ def test_policy_v2_rules_alert_and_stop_in_flight(worker, bootstrap, topic_prefi
     stopped = {c["run_id"]: c for c in reader.commands if c["tenant_id"] == tenant}
     assert set(stopped) == {r["deny"], r["forbid"], r["swap"], r["missing"], r["window"]}
     assert stopped[r["swap"]]["alert_id"] == by_run[r["swap"]]["alert_id"]
+    stored = stack.wait_alerts(tenant, lambda rows: {a["alert_id"] for a in mine} <= {a["alert_id"] for a in rows})
+    assert want <= {(a["run_id"], a["alert_type"]) for a in stored}
+    stored_by_id = {a["alert_id"]: a for a in stored}
+    for a in mine:  # each alert stored as raised: type, severity, run and the rule's evidence
+        row = stored_by_id[a["alert_id"]]
+        assert (row["alert_type"], row["severity"], row["run_id"]) == (a["alert_type"], a["severity"], a["run_id"])
+        assert row["evidence"] == a["evidence"]
 
 
-def test_handoff_loop_across_runs_and_fan_out_limit_in_flight(worker, bootstrap, topic_prefix, unique, reader):
+def test_handoff_loop_across_runs_and_fan_out_limit_in_flight(stack, bootstrap, topic_prefix, unique, reader):
     tenant = f"multi-{unique}"
     settings = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix)
     set_policy(settings, tenant, version="m1", base={}, governance=["max_fan_out=2"])
@@ -124,9 +124,13 @@ def test_handoff_loop_across_runs_and_fan_out_limit_in_flight(worker, bootstrap,
     assert loop["evidence"]["agents"] == "A -> B -> A -> B -> A" and loop["severity"] == "CRITICAL"
     stopped = {c["run_id"] for c in reader.commands if c["tenant_id"] == tenant}
     assert stopped == {runs[4], f"w2-{unique}"}
+    stored = stack.wait_alerts(tenant, lambda rows: want <= {(a["alert_type"], a["run_id"]) for a in rows})
+    assert {(a["alert_type"], a["run_id"]) for a in stored} == want
+    (row,) = [a for a in stored if a["alert_type"] == "handoff_loop"]
+    assert row["evidence"]["agents"] == "A -> B -> A -> B -> A" and row["severity"] == "CRITICAL"
 
 
-def test_sdk_approval_of_the_tool_arguments_binds_end_to_end(worker, bootstrap, topic_prefix, unique, reader,
+def test_sdk_approval_of_the_tool_arguments_binds_end_to_end(stack, bootstrap, topic_prefix, unique, reader,
                                                              tmp_path):
     """The SDK digests an approved action and a tool's bound arguments with one key: approving the
     arguments and calling the tool with them passes; calling it with others is caught."""
@@ -156,6 +160,12 @@ def test_sdk_approval_of_the_tool_arguments_binds_end_to_end(worker, bootstrap, 
     assert reader.poll_until(lambda rd: any(a["run_id"] == bad.run_id for a in rd.alerts), timeout=60, settle=3.0)
     mine = [(a["run_id"], a["evidence"].get("rule")) for a in reader.alerts if a["tenant_id"] == tenant]
     assert mine == [(bad.run_id, "approval_mismatch")]
+    stored = stack.wait_alerts(tenant, lambda rows: len(rows) >= 1)
+    assert [(a["run_id"], a["evidence"].get("rule"), a["severity"]) for a in stored] == [
+        (bad.run_id, "approval_mismatch", "CRITICAL")]
+    for run_id in (good.run_id, bad.run_id):  # both runs stored whole: the approval and the call
+        status = wait_for(lambda r=run_id: (stack.run(tenant, r) or {}).get("status"), 30, "the run")
+        assert status == "SUCCESS" and stack.run(tenant, run_id)["step_count"] == 2
 
 
 def test_policy_cli_sets_and_shows_v2_over_the_topic(bootstrap, topic_prefix, unique):
