@@ -11,7 +11,7 @@ import queue
 import threading
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 from urllib.parse import urlparse
 
 from .errors import ApiError
@@ -131,6 +131,12 @@ def sibling_factory(client: Any) -> Callable[[], Any] | None:
     return make
 
 
+class RowReader(Protocol):
+    """What a read needs of ``Db``: rows as dicts. Export feeds rows it has already read."""
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+
 class Db:
     """Rows as dicts, ClickHouse failures as the API's error model, and a pool of connections.
 
@@ -165,8 +171,11 @@ class Db:
         return self._client
 
     def _open(self) -> Any:
+        factory = self._factory
+        if factory is None:  # unreachable: a Db built on one client is a pool of one
+            raise RuntimeError("this Db was built on one client and cannot open another")
         try:
-            return self._factory()
+            return factory()
         except Exception as exc:
             log.warning("cannot connect to ClickHouse: %s", exc)
             raise ApiError(503, "clickhouse_unavailable",

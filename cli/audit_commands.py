@@ -13,7 +13,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import typer
 
@@ -124,7 +124,6 @@ def run_audit(since_us: int, until_us: int | None, rules: dict[str, Any] | None,
               api_client: Any = None) -> list[dict[str, Any]]:
     from agentstream.stream_processors.governance_audit import audit, audit_sql
 
-    policy_for: Callable[[str], Any]
     if clickhouse_dsn:
         from agentstream.sink.storage import make_client
 
@@ -133,20 +132,21 @@ def run_audit(since_us: int, until_us: int | None, rules: dict[str, Any] | None,
             rows = list(clickhouse_rows(client, audit_sql(since_us, until_us, tenant)))
         except Exception as exc:  # one line for the user, not a traceback
             raise CliError(f"cannot read {clickhouse_dsn}: {exc}") from exc
-        if rules is not None:
-            policy_for = lambda _t: rules  # noqa: E731
-        else:
-            policy_for = stored_policies()
-        return audit(rows, policy_for)
+        return audit(rows, stored_policies() if rules is None else _same_for_all(rules))
     client = api_client or ApiClient(resolve(api_url, api_key))
     rows = list(api_rows(client, audit_sql(since_us, until_us)))
     if rules is None:
         current = client.get("/v1/policies") if hasattr(client, "get") else {}
         rules = current.get("governance") or {}
-    return audit(rows, lambda _t: rules)
+    return audit(rows, _same_for_all(rules))
 
 
-def stored_policies() -> Callable[[str], Any]:
+def _same_for_all(rules: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any]]:
+    """One governance mapping for every tenant (a --policy file, or the API's)."""
+    return lambda _tenant: rules
+
+
+def stored_policies() -> Callable[[str], Mapping[str, Any]]:
     """Each tenant's governance from the policies topic (the stack's or AGENTSTREAM_PROCESSORS_*)."""
     from agentstream.stream_processors.policy_io import read_policies
     from agentstream.stream_processors.settings import ProcessorsSettings

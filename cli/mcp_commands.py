@@ -10,19 +10,23 @@ says goes to stderr.
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
+
+if TYPE_CHECKING:  # the SDK is imported when the proxy starts, not for `agentstream --help`
+    from agentstream.producer import Tracer
 
 mcp_app = typer.Typer(help="Capture MCP tool calls (a proxy between client and server).",
                       no_args_is_help=True)
 
 
 def _tracer(tenant: str, agent_id: str, agent_version: str, environment: str,
-            max_steps: Optional[int], max_wall_time_s: Optional[float]):
+            max_steps: Optional[int], max_wall_time_s: Optional[float]) -> Tracer:
     from agentstream.producer import Tracer
 
-    overrides = {k: v for k, v in (("max_steps", max_steps),
+    # only the limits given, so AGENTSTREAM_PRODUCER_* fills the rest
+    overrides: dict[str, Any] = {k: v for k, v in (("max_steps", max_steps),
                                    ("max_wall_time_s", max_wall_time_s)) if v is not None}
     return Tracer(tenant, agent_id, agent_version, environment, **overrides)
 

@@ -12,11 +12,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
 from agentstream.schemas.topics import PRODUCTION, TOPICS
+
+N = TypeVar("N", int, float)
 
 FIGURES_FILE = Path(__file__).resolve().parents[1] / "bench" / "figures.json"
 HEADROOM = 1.2  # rebalances and bursts
@@ -81,7 +83,8 @@ class Plan:
     rows: list[tuple[str, str, str]] = field(default_factory=list)  # (what, value, how)
     numbers: dict[str, float] = field(default_factory=dict)
 
-    def add(self, key: str, what: str, value: float, how: str, unit: str = "") -> float:
+    def add(self, key: str, what: str, value: N, how: str, unit: str = "") -> N:
+        """Records a figure and hands it back as given: a count stays an int."""
         self.numbers[key] = value
         self._index[key] = len(self.rows)
         self.rows.append((what, self._shown(value, unit), how))

@@ -18,7 +18,7 @@ import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 from urllib.parse import quote
 
 import httpx
@@ -30,7 +30,7 @@ class CliError(Exception):
     """A failure to show the user as one line, then exit non-zero."""
 
 
-def config_path(env: dict[str, str] | None = None) -> Path:
+def config_path(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("AGENTSTREAM_CONFIG"):
         return Path(env["AGENTSTREAM_CONFIG"]).expanduser()
@@ -58,7 +58,8 @@ class ClientSettings:
     timeout_s: float = 30.0
 
 
-def resolve(api_url: str | None, api_key: str | None, env: dict[str, str] | None = None) -> ClientSettings:
+def resolve(api_url: str | None, api_key: str | None,
+            env: Mapping[str, str] | None = None) -> ClientSettings:
     env = os.environ if env is None else env
     conf = read_config(config_path(env))
     url = api_url or env.get("AGENTSTREAM_API_URL") or conf.get("api_url") or DEFAULT_URL

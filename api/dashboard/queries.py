@@ -89,6 +89,11 @@ def fleet_series(db: Db, tenant: str, window_s: int | None = None) -> dict[str, 
 CDF_POINTS = [i / 50 for i in range(1, 51)]
 
 
+def _finite(xs: list[Any]) -> list[float | None]:
+    """ClickHouse quantiles of an empty group are nan; JSON has no nan, so they become null."""
+    return [float(x) if x is not None and math.isfinite(float(x)) else None for x in xs]
+
+
 def version_distributions(db: Db, tenant: str, agent: str, versions: list[str]) -> dict[str, Any]:
     """Per version: the run-duration and cost-per-run distributions as quantile curves (CDFs)."""
     params: dict[str, Any] = {"tenant": tenant, "versions": versions}
@@ -104,13 +109,12 @@ def version_distributions(db: Db, tenant: str, agent: str, versions: list[str]) 
         WHERE agent_version IN {{versions:Array(String)}}
         GROUP BY agent_version
     """, params)
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for r in rows:
-        clean = lambda xs: [float(x) if x is not None and math.isfinite(float(x)) else None for x in xs]  # noqa: E731
         out[r["agent_version"]] = {
             "runs": int(r["runs"]), "finished": int(r["finished"]), "levels": CDF_POINTS,
-            "latency_ms": clean(r["latency"]) if int(r["finished"]) else [],
-            "cost_usd": clean(r["cost"]),
+            "latency_ms": _finite(r["latency"]) if int(r["finished"]) else [],
+            "cost_usd": _finite(r["cost"]),
         }
     # Failures by type and code, per version: what the failure-rate difference is made of.
     codes = db.rows("""
@@ -178,16 +182,16 @@ def drift_series(db: Db, tenant: str, agent: str, version: str | None, metric: s
             v = r["v"]
             ys[i] = float(v) if v is not None and math.isfinite(float(v)) else None
             counts[i] = int(r["n"])
-    have = [i for i, v in enumerate(ys) if v is not None]
+    have = [(i, v) for i, v in enumerate(ys) if v is not None]
     band = None
     if len(have) >= 4:
         base_n = max(3, int(len(have) * baseline_fraction))
-        base = [ys[i] for i in have[:base_n]]
+        base = [v for _, v in have[:base_n]]
         mean = sum(base) / len(base)
         sd = math.sqrt(sum((v - mean) ** 2 for v in base) / max(1, len(base) - 1))
         sd = max(sd, abs(mean) * 0.05, 1e-9)
         band = {"mean": mean, "lo": max(0.0, mean - k * sd),
-                "hi": mean + k * sd, "k": k, "until_s": xs[have[base_n - 1]] + step,
+                "hi": mean + k * sd, "k": k, "until_s": xs[have[base_n - 1][0]] + step,
                 "baseline_buckets": base_n}
     return {"metric": metric, "unit": unit, "x": xs, "y": ys, "runs": counts, "band": band, "bucket_s": step,
             "since_us": since_us, "until_us": now_us}

@@ -221,7 +221,8 @@ def delivery_failed(state: GatewayState, endpoint: str, result: DeliveryResult,
     """Kafka refused some records: 503, and the client resends the batch. Records that did land
     land twice then; event ids are stable, so the sink keeps one."""
     delivered = [indexes[i] for i in range(len(indexes)) if i not in result.failed]
-    failed = [{"index": indexes[i], "reason": r} for i, r in sorted(result.failed.items())]
+    failed: list[dict[str, Any]] = [{"index": indexes[i], "reason": r}
+                                    for i, r in sorted(result.failed.items())]
     state.metrics.accepted.labels(endpoint).inc(len(delivered))
     if event_ids is not None:
         for i, f in zip(sorted(result.failed), failed):

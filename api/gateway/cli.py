@@ -1,6 +1,8 @@
 """``agentstream gateway run``: the ingest gateway as its own process."""
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 gateway_app = typer.Typer(help="The write-only ingest gateway (HTTP batches, OTLP/HTTP).",
@@ -14,12 +16,12 @@ def _group() -> None:
 
 @gateway_app.command("run")
 def run(
-    host: str = typer.Option(None, help="Listen address [env AGENTSTREAM_GATEWAY_HOST, 127.0.0.1]"),
-    port: int = typer.Option(None, help="Listen port [env AGENTSTREAM_GATEWAY_PORT, 8001]"),
-    bootstrap_servers: str = typer.Option(None, "--bootstrap-servers",
+    host: str | None = typer.Option(None, help="Listen address [env AGENTSTREAM_GATEWAY_HOST, 127.0.0.1]"),
+    port: int | None = typer.Option(None, help="Listen port [env AGENTSTREAM_GATEWAY_PORT, 8001]"),
+    bootstrap_servers: str | None = typer.Option(None, "--bootstrap-servers",
                                           help="Kafka bootstrap servers"),
-    topic_prefix: str = typer.Option(None, "--topic-prefix", help="Topic name prefix"),
-    api_keys_file: str = typer.Option(None, "--api-keys-file", help="Tenant API keys JSON file"),
+    topic_prefix: str | None = typer.Option(None, "--topic-prefix", help="Topic name prefix"),
+    api_keys_file: str | None = typer.Option(None, "--api-keys-file", help="Tenant API keys JSON file"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Serve /v1/ingest, /v1/traces, /healthz, /readyz and /metrics until stopped."""
@@ -28,7 +30,8 @@ def run(
     from .app import create_gateway_app
     from .settings import GatewaySettings
 
-    overrides = {k: v for k, v in {
+    # only what was given, so the AGENTSTREAM_GATEWAY_* environment fills the rest
+    overrides: dict[str, Any] = {k: v for k, v in {
         "host": host, "port": port, "bootstrap_servers": bootstrap_servers,
         "topic_prefix": topic_prefix, "api_keys_file": api_keys_file,
     }.items() if v is not None}

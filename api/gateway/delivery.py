@@ -230,7 +230,10 @@ class KafkaDelivery:
                     self._retired.append(h)
                     self._handle = self._new_handle()
                     self.producers_replaced += 1
-            h = self._handle
+                current = self._handle
+            if current is None:  # stop() ran meanwhile
+                raise BrokerUnavailable("the gateway is stopping")
+            h = current
         return h
 
     # --- background threads
@@ -305,8 +308,8 @@ class KafkaDelivery:
         if self.known_down:
             raise BrokerUnavailable(self.last_probe_error or "kafka is unreachable")
         n = len(records)
+        handle = self._current()  # before _acquire: a refusal here holds no permits
         self._acquire(n)
-        handle = self._current()
         batch = _Batch(n, asyncio.get_running_loop(), self._release, handle)
         produce = handle.producer.produce
         topic = self.topic

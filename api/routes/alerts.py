@@ -11,7 +11,7 @@ import json
 import time
 from collections import OrderedDict
 from datetime import datetime
-from typing import AsyncIterator, Literal
+from typing import Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
@@ -108,7 +108,8 @@ def get_alerts(who: Principal = Depends(require_read), f: AlertFilters = Depends
                lifecycle: Literal["open", "acknowledged", "resolved"] | None = Query(
                    None, alias="state", description="only alerts in this lifecycle state"),
                state: AppState = Depends(get_state)) -> AlertPage:
-    where, params = "", {}
+    where = ""
+    params: dict[str, Any] = {}
     if lifecycle is not None:
         where = state_condition(lifecycle, ids_by_state(who.tenant_id, state), params)
     items, next_cursor = list_alerts(db, who.tenant_id, f, page.limit, page.cursor, where, params)
@@ -138,8 +139,9 @@ async def stream_alerts(
     f = AlertFilters(alert_type, severity, agent)
     db, s = state.db, state.settings
     resume: tuple[int, str] | None = None
-    if last_event_id:
-        ts, aid = decode_cursor("alert-stream", last_event_id, (int, str))
+    key = decode_cursor("alert-stream", last_event_id, (int, str))
+    if key is not None:
+        ts, aid = key
         start, resume = ts, (ts, aid)
     elif from_time is not None:
         try:

@@ -47,7 +47,7 @@ class ScopedQuery:
 
 def parse_one(sql: str) -> exp.Expression:
     try:
-        trees = [t for t in sqlglot.parse(sql, read=DIALECT) if t is not None]
+        trees = [t for t in sqlglot.parse(sql, read=DIALECT) if isinstance(t, exp.Expression)]
     except (ParseError, TokenError) as exc:
         raise SqlRejected("sql_syntax", f"the query could not be parsed: {_parse_message(exc)}") from exc
     if not trees:
@@ -93,7 +93,7 @@ def _is_cte_reference(table: exp.Table) -> bool:
     if table.args.get("db") or table.args.get("catalog") or not isinstance(table.this, exp.Identifier):
         return False
     passed: set[int] = set()  # ids of the nodes between the table and the current ancestor
-    node: exp.Expression | None = table
+    node: exp.Expr | None = table
     while node is not None:
         passed.add(id(node))
         with_ = node.args.get("with_") if isinstance(node, _QUERY_ROOTS) else None
@@ -162,7 +162,7 @@ def _selects_with(tree: exp.Expression, arg: str):
 def _relocate_prewhere(tree: exp.Expression) -> None:
     for select, pre in _selects_with(tree, "prewhere"):
         where = select.args.get("where")
-        cond = exp.paren(pre.this.copy())
+        cond: exp.Expr = exp.paren(pre.this.copy())
         if where is not None:
             cond = exp.and_(cond, exp.paren(where.this.copy()))
         select.set("prewhere", None)
@@ -197,10 +197,9 @@ def _scope_table(table: exp.Table, readable: Collection[str], database: str) -> 
         raise forbidden_table(table.sql(DIALECT), readable)
     if table.name not in readable:
         raise forbidden_table(table.sql(DIALECT), readable)
-    target: exp.Expression = table
-    final = isinstance(table.parent, exp.Final)
-    if final:
-        target = table.parent
+    parent = table.parent
+    final = isinstance(parent, exp.Final)
+    target = parent if isinstance(parent, exp.Final) else table
     inner = exp.Table(this=exp.to_identifier(table.name, quoted=True),
                       db=exp.to_identifier(database, quoted=True))
     if table.args.get("sample") is not None:

@@ -44,7 +44,7 @@ class Pseudonymizer:
 
 
 def _run(r: dict[str, Any], p: Pseudonymizer) -> dict[str, Any]:
-    out = {k: r[k] for k in ("agent_version", "environment", "status", "outcome", "started_us",
+    out: dict[str, Any] = {k: r[k] for k in ("agent_version", "environment", "status", "outcome", "started_us",
                              "last_us", "duration_ms", "event_count", "step_count", "llm_calls",
                              "tool_calls", "retry_count", "failure_count", "input_tokens",
                              "output_tokens", "cost_usd") if k in r}

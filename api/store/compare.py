@@ -14,12 +14,12 @@ def compare_versions(db: Db, tenant: str, agent: str, a: str, b: str, environmen
                      since_us: int | None, until_us: int | None, sample_size: int,
                      alpha: float) -> dict[str, Any]:
     filters = RunFilters(agent=agent, environment=environment, since_us=since_us, until_us=until_us)
-    params = {"ver_a": a, "ver_b": b}
+    params: dict[str, Any] = {"ver_a": a, "ver_b": b}
     cohort = ("multiIf(agent_version = {ver_a:String}, 'a', agent_version = {ver_b:String}, 'b', "
               "NULL)")
     summaries = cohort_summaries(db, tenant, filters, cohort, params, sample_size)
     where = ["agent_id = {agent:String}", "agent_version IN ({ver_a:String}, {ver_b:String})"]
-    ev_params = {**params, "agent": agent}
+    ev_params: dict[str, Any] = {**params, "agent": agent}
     if environment is not None:
         where.append("environment = {env:String}")
         ev_params["env"] = environment

@@ -16,21 +16,24 @@ from typing import Any
 MAX_CELLS = 500_000  # about 0.5-1 s of pure Python on a busy core; beyond it, difflib
 EXACT, SIMILAR = 3, 2  # scores: same kind+name+digest; same kind+name only. Gaps score 0.
 
+Key = tuple[str, str, str]  # step_key(): kind, name, argument digest or model
+Pair = tuple[int | None, int | None]  # indexes into a and b; None is a gap on that side
 
-def step_key(s: dict[str, Any]) -> tuple[str, str, str]:
+
+def step_key(s: dict[str, Any]) -> Key:
     """(kind, name, argument digest or model): what makes two steps "the same step"."""
     tool = s.get("tool") or {}
     llm = s.get("llm") or {}
     return (s["step_kind"], s["name"], tool.get("args_digest") or llm.get("request_model") or "")
 
 
-def _score(a: tuple, b: tuple) -> int:
+def _score(a: Key, b: Key) -> int:
     if a == b:
         return EXACT
     return SIMILAR if a[:2] == b[:2] else -1
 
 
-def _nw(a: list[tuple], b: list[tuple]) -> list[tuple[int | None, int | None]]:
+def _nw(a: list[Key], b: list[Key]) -> list[Pair]:
     n, m = len(a), len(b)
     # score table and traceback in flat lists: (n+1)*(m+1) ints, bounded by MAX_CELLS
     w = m + 1
@@ -56,7 +59,7 @@ def _nw(a: list[tuple], b: list[tuple]) -> list[tuple[int | None, int | None]]:
                     best = diag
             score[row + j] = best
             left = best
-    pairs: list[tuple[int | None, int | None]] = []
+    pairs: list[Pair] = []
     i, j = n, m
     # Traceback (from the end) prefers a match, then an insertion, then a removal: deterministic
     # for ties, and where a step was replaced the removal reads before the insertion.
@@ -78,8 +81,8 @@ def _nw(a: list[tuple], b: list[tuple]) -> list[tuple[int | None, int | None]]:
     return pairs
 
 
-def _blocks(a: list[tuple], b: list[tuple]) -> list[tuple[int | None, int | None]]:
-    pairs: list[tuple[int | None, int | None]] = []
+def _blocks(a: list[Key], b: list[Key]) -> list[Pair]:
+    pairs: list[Pair] = []
     ia = ib = 0
     for blk in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
         pairs.extend((i, None) for i in range(ia, blk.a))
@@ -89,7 +92,7 @@ def _blocks(a: list[tuple], b: list[tuple]) -> list[tuple[int | None, int | None
     return pairs
 
 
-def align(a: list[tuple], b: list[tuple]) -> list[tuple[int | None, int | None]]:
+def align(a: list[Key], b: list[Key]) -> list[Pair]:
     """Pairs of indexes into a and b (None = gap), in order."""
     pre = 0
     while pre < len(a) and pre < len(b) and a[pre] == b[pre]:
@@ -102,7 +105,7 @@ def align(a: list[tuple], b: list[tuple]) -> list[tuple[int | None, int | None]]
         mid = _nw(mid_a, mid_b)
     else:
         mid = _blocks(mid_a, mid_b)
-    out = [(i, i) for i in range(pre)]
+    out: list[Pair] = [(i, i) for i in range(pre)]
     out += [(None if x is None else x + pre, None if y is None else y + pre) for x, y in mid]
     out += [(len(a) - suf + k, len(b) - suf + k) for k in range(suf)]
     return out
@@ -139,9 +142,9 @@ def diff_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     counts = {"same": 0, "changed": 0, "inserted": 0, "removed": 0}
     first = None
     for i, j in align(ka, kb):
-        x = sa[i] if i is not None else None
-        y = sb[j] if j is not None else None
-        if x is not None and y is not None:
+        entry: dict[str, Any]
+        if i is not None and j is not None:
+            x, y = sa[i], sb[j]
             changes = []
             if ka[i][2] != kb[j][2]:
                 changes.append("arguments" if (x.get("tool") or y.get("tool")) else "model")
@@ -154,12 +157,15 @@ def diff_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                      "delta": {"latency_ms": round(y["latency_ms"] - x["latency_ms"], 3),
                                "tokens": _tokens(y) - _tokens(x),
                                "cost_usd": round(_cost(y) - _cost(x), 8)}}
-        elif x is not None:
+        elif i is not None:
+            x = sa[i]
             op = "removed"
             entry = {"op": op, "a": _brief(x), "b": None, "changes": [],
                      "delta": {"latency_ms": -x["latency_ms"] + 0.0, "tokens": -_tokens(x),
                                "cost_usd": round(-_cost(x), 8) + 0.0}}  # + 0.0: never -0.0
         else:
+            assert j is not None, "align() never pairs a gap with a gap"
+            y = sb[j]
             op = "inserted"
             entry = {"op": op, "a": None, "b": _brief(y), "changes": [],
                      "delta": {"latency_ms": y["latency_ms"], "tokens": _tokens(y),

@@ -132,7 +132,8 @@ def _failure_section(steps: list[dict[str, Any]], failures: list[dict[str, Any]]
         codes[f["step_id"]].append(f"{f['failure_type']}:{f['failure_code']}")
     chain: list[dict[str, Any]] = []
     if root is not None:
-        cur, seen = root, set()
+        cur: dict[str, Any] | None = root
+        seen: set[str] = set()
         while cur is not None and cur["step_id"] not in seen:
             seen.add(cur["step_id"])
             chain.append({"step_id": cur["step_id"], "seq": cur["seq"], "step_kind": cur["step_kind"],

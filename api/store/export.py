@@ -74,7 +74,7 @@ ORDER BY run_id, seq, ts_us
 
 
 class _ReadRows:
-    """A ``Db`` over one run's rows already read, so ``run_detail`` shapes them exactly as it
+    """A ``RowReader`` over one run's rows already read, so ``run_detail`` shapes them exactly as it
     shapes its own read (one shaping, whatever the path) without a query per run."""
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:

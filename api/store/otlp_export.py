@@ -25,6 +25,7 @@ def _hex(*parts: str, n: int) -> str:
 def _attr(key: str, value: Any) -> dict[str, Any] | None:
     if value is None or value == "":
         return None
+    v: dict[str, Any]  # one OTLP AnyValue
     if isinstance(value, bool):
         v = {"boolValue": value}
     elif isinstance(value, int):

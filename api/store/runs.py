@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..db import Db
+from ..db import Db, RowReader
 from ..pagination import decode_cursor, page_of
 from .search import SearchFilters
 
@@ -146,7 +146,7 @@ ORDER BY seq, ts_us
 """
 
 
-def run_events(db: Db, tenant: str, run_id: str) -> list[dict[str, Any]]:
+def run_events(db: RowReader, tenant: str, run_id: str) -> list[dict[str, Any]]:
     """The run's events in order, each with the run's header tuple in ``run``: one statement.
 
     The bounds are the (first, last) event time kept in the run's ``runs`` row by the insert
@@ -211,7 +211,7 @@ def _step(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_detail(db: Db, tenant: str, run_id: str) -> dict[str, Any] | None:
+def run_detail(db: RowReader, tenant: str, run_id: str) -> dict[str, Any] | None:
     events = run_events(db, tenant, run_id)
     if not events:
         return None

@@ -104,11 +104,11 @@ def session_detail(db: Db, tenant: str, session_id: str, max_runs: int = 1000) -
     if not runs:
         return None
     truncated = len(runs) > max_runs
-    if truncated:  # the totals cover every run, not only the ones listed
-        totals = shape_session(db.one(f"SELECT session_id, {SESSION_TOTALS} FROM ({inner}) GROUP BY session_id",
-                                      params))
-    else:
-        totals = session_totals(session_id, runs)
+    # When there are more, the totals cover every run, not only the ones listed: a second read.
+    # Its runs may have aged out since the first; then the totals are those of the runs read.
+    row = db.one(f"SELECT session_id, {SESSION_TOTALS} FROM ({inner}) GROUP BY session_id",
+                 params) if truncated else None
+    totals = shape_session(row) if row is not None else session_totals(session_id, runs)
     return {"session": totals, "runs": [shape_run(r) for r in runs[:max_runs]], "truncated": truncated}
 
 
