@@ -119,11 +119,12 @@ class Decorators:
         """A TOOL step per call; the bound arguments travel only as a keyed digest (and feed
         the repeated-call fingerprint, checked before the tool runs).
 
-        ``durable=True``, or an ``action_class`` (or tool name) matching the patterns given to
-        ``set_durable_tools`` (a policy's ``governance.durable_tools``), makes it fail closed:
-        the call's audit record must be acknowledged by Kafka (acks=all) within
-        ``durable_timeout_s`` (default 5 s) before the body runs, else ``AuditUnavailable``
-        is raised and the body does not run."""
+        ``durable=True``, or an ``action_class`` (or tool name) matching the tenant's policy
+        (``governance.durable_tools``, followed on the policies topic; ``set_durable_tools``
+        overrides it), makes it fail closed: the call's audit record must be acknowledged by
+        Kafka (acks=all) within ``durable_timeout_s`` (default 5 s) before the body runs, else
+        ``AuditUnavailable`` is raised and the body does not run. Until the policy has been
+        read, a tool with an ``action_class`` is durable (see ``DurablePolicy``)."""
         def make(f: Callable) -> Callable:
             tool_name = name or f.__name__
 
@@ -148,13 +149,16 @@ class Decorators:
         return _maybe_called(fn, make)
 
     def set_durable_tools(self, patterns: list[str] | tuple[str, ...]) -> None:
-        """The policy-named action classes that fail closed (``governance.durable_tools`` of
-        the tenant's policy, e.g. from ``GET /v1/policies``): fnmatch patterns matched against
-        each tool's ``action_class`` and name."""
+        """An explicit override of the tenant policy's ``governance.durable_tools``, which the
+        tracer otherwise follows by itself: fnmatch patterns matched against each tool's
+        ``action_class`` and name (``[]``: nothing is durable by class or name)."""
         self._durable_patterns = tuple(str(p) for p in patterns)
 
     def _durable_for(self, tool_name: str, action_class: str | None) -> bool:
-        patterns = getattr(self, "_durable_patterns", ())
+        patterns = getattr(self, "_durable_patterns", None)
+        if patterns is None:  # no override: the followed policy decides
+            followed = self._durable_policy()
+            return followed is not None and followed.durable(tool_name, action_class)
         if not patterns:
             return False
         from .durable import is_durable

@@ -41,6 +41,9 @@ class ProducerSettings(BaseSettings):
     # remote commands
     commands_enabled: bool = True
     session_timeout_ms: int = Field(45_000, description="command listener consumer; tests use 6000")
+    # the tenant's policy (governance.durable_tools) followed on the policies topic; off: only
+    # @tracer.tool(durable=True) and tracer.set_durable_tools(...) make a tool durable
+    follow_policy: bool = True
 
     # sampling and capture
     sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="head sampling; failed runs kept")

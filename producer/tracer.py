@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from agentstream.schemas import COMMAND, EVENT, Codec, load_catalog, make_resolver, topic_name
+from agentstream.schemas import COMMAND, EVENT, POLICY, Codec, load_catalog, make_resolver, topic_name
 
 from .capture import CapturePolicy
 from .commands import CommandListener
@@ -17,6 +17,7 @@ from .context import current_run, current_step, propagate
 from .decorators import Decorators
 from .enforcement import Budget
 from .pipeline import EventPipeline
+from .policy_follower import DurablePolicy, PolicyFollower
 from .pricing import PriceTable
 from .run import FastRun, Run
 from .settings import ProducerSettings
@@ -93,6 +94,8 @@ class Tracer(Decorators):
         self._listener: CommandListener | None = None
         self._listener_lock = threading.Lock()
         self._listener_pid = os.getpid()
+        self._follower: PolicyFollower | None = None
+        self._follower_pid = os.getpid()
 
     # ---- runs ---------------------------------------------------------------------------
     def run(self, name: str = "run", *, session_id: str | None = None,
@@ -180,17 +183,45 @@ class Tracer(Decorators):
         with self._listener_lock:
             if self._listener is not None and self._listener_pid == os.getpid():
                 return
-            try:
-                codec = Codec(make_resolver(self.settings.schema_registry_url))
-            except Exception:  # registry down or mismatched: never raise into run()
-                log.warning("agentstream: schema registry unusable; commands decoded with the "
-                            "built-in schema ids", exc_info=True)
-                codec = Codec()
+            codec = self._codec()
             self._listener = CommandListener(
                 self.settings.bootstrap_servers, self.commands_topic, self.tenant_id, self._live,
                 lambda b: codec.decode_as(COMMAND, b), self.settings.session_timeout_ms,
                 self.settings.client_conf).start()
             self._listener_pid = os.getpid()
+
+    def _codec(self) -> Codec:
+        try:
+            return Codec(make_resolver(self.settings.schema_registry_url))
+        except Exception:  # registry down or mismatched: never raise into the agent
+            log.warning("agentstream: schema registry unusable; commands and policies decoded "
+                        "with the built-in schema ids", exc_info=True)
+            return Codec()
+
+    # ---- the tenant's policy (durable action classes) ------------------------------------
+    def _durable_policy(self) -> DurablePolicy | None:
+        """The followed policy (started on first use, again after a fork); None when
+        ``follow_policy`` is off or the tracer is disabled."""
+        if not (self.settings.follow_policy and self.settings.enabled):
+            return None
+        f = self._follower
+        if f is not None and self._follower_pid == os.getpid():
+            return f.state
+        with self._listener_lock:
+            if self._follower is None or self._follower_pid != os.getpid():
+                codec = self._codec()
+                state = DurablePolicy(self.tenant_id, lambda b: codec.decode_as(POLICY, b))
+                self._follower = PolicyFollower(
+                    self.settings.bootstrap_servers, topic_name("policies", self.settings.topic_prefix),
+                    state, self.settings.session_timeout_ms, self.settings.client_conf).start()
+                self._follower_pid = os.getpid()
+            return self._follower.state
+
+    def policy_ready(self, timeout: float = 10.0) -> bool:
+        """Starts following the tenant's policy if not yet, and waits (bounded) until it has been
+        read; True once it has. Until then a tool with an ``action_class`` is durable."""
+        state = self._durable_policy()
+        return state is not None and state.loaded.wait(timeout)
 
     def commands_ready(self, timeout: float = 10.0) -> bool:
         """True once the command listener has its partitions (tests wait on this)."""
@@ -212,6 +243,8 @@ class Tracer(Decorators):
         try:
             if self._listener is not None:
                 self._listener.stop()
+            if self._follower is not None:
+                self._follower.stop()
             return self._transport.close(timeout)
         except Exception:
             log.exception("agentstream: close failed")
@@ -224,6 +257,8 @@ class Tracer(Decorators):
         s["live_runs"] = len(self._live)
         if self._listener is not None:
             s["commands_received"] = self._listener.applied
+        if self._follower is not None:
+            s.update(self._follower.state.stats())
         return s
 
     def __enter__(self) -> "Tracer":

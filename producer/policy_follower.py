@@ -1,0 +1,175 @@
+"""The SDK's own copy of its tenant's durable action classes (``governance.durable_tools``).
+
+A policy names action classes that must fail closed (``agentstream policy set --govern
+durable_tools=payments.*``); the SDK learns them by following the compacted ``policies`` topic,
+so no agent has to be redeployed, or told by hand, when the policy changes. Like the command
+listener there is no consumer group: every partition is assigned from the beginning and read
+for the life of the tracer; the record keyed by the tenant id is the tenant's policy (the latest
+one wins, a tombstone clears it). Alert routing, silence and state records share the topic under
+NUL-led keys and are skipped; an undecodable record is skipped and counted, never raised.
+
+``DurablePolicy`` is the state and its rules, with no I/O; ``PolicyFollower`` feeds it from Kafka.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from agentstream.schemas.alerting import is_alerting_key
+
+from .durable import is_durable
+
+log = logging.getLogger("agentstream.producer")
+
+
+class DurablePolicy:
+    """Which tools are durable for one tenant, as far as the policies topic has been read.
+
+    Until the follower has caught up with the topic (``loaded``), a tool that declares an
+    ``action_class`` is treated as durable: the class exists to be named by a policy, and not
+    having read the policy yet is not evidence that it does not name it. Failing open there
+    would let the first calls of a freshly started agent (or every call while the policies topic
+    is unreachable) run high-risk actions unaudited. The cost of failing closed is only the
+    bounded audit acknowledgement; with Kafka down it is ``AuditUnavailable``, which a durable
+    action gets in that case anyway. A tool with no ``action_class`` is matched by name only
+    once the policy is read.
+    """
+
+    def __init__(self, tenant_id: str, decode: Callable[[bytes], dict[str, Any]]) -> None:
+        self.tenant_id = tenant_id
+        self._key = tenant_id.encode("utf-8")
+        self._decode = decode
+        self.patterns: tuple[str, ...] = ()
+        self.version: str | None = None
+        self.loaded = threading.Event()
+        self.applied = 0
+        self.ignored = 0
+        self.undecodable = 0
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """One record of the policies topic, in offset order."""
+        if key is None or is_alerting_key(key) or key != self._key:
+            self.ignored += 1
+            return
+        if not value:  # a tombstone: the tenant has no policy, so nothing is durable by class
+            self.patterns, self.version = (), None
+            self.applied += 1
+            return
+        try:
+            rec = self._decode(value)
+            if rec.get("tenant_id") != self.tenant_id:
+                raise ValueError(f"a policy for {rec.get('tenant_id')!r} under this tenant's key")
+            durable = (rec.get("governance") or {}).get("durable_tools") or ()
+            patterns = tuple(str(p) for p in durable)
+        except Exception:  # a corrupt record must never reach the agent
+            self.undecodable += 1
+            log.debug("agentstream: skipped an undecodable policy record", exc_info=True)
+            return
+        self.patterns, self.version = patterns, rec.get("version")
+        self.applied += 1
+
+    def durable(self, tool_name: str, action_class: str | None) -> bool:
+        if not self.loaded.is_set():
+            return bool(action_class)
+        return bool(self.patterns) and is_durable(tool_name, action_class, self.patterns)
+
+    def stats(self) -> dict[str, Any]:
+        return {"policy_loaded": self.loaded.is_set(), "policy_version": self.version,
+                "policy_durable_tools": list(self.patterns), "policy_records": self.applied,
+                "policy_undecodable": self.undecodable}
+
+
+class PolicyFollower:
+    """A daemon thread reading the policies topic into a ``DurablePolicy``.
+
+    ``loaded`` is set once every partition has been read up to the end offsets seen at start and
+    nothing more arrived for ``idle_s``: Tansu may report an end offset a little short, so the
+    reported end alone is not trusted to mean the end.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, state: DurablePolicy,
+                 session_timeout_ms: int, client_conf: dict[str, str] | None = None,
+                 idle_s: float = 0.5) -> None:
+        self.topic, self.state, self.idle_s = topic, state, idle_s
+        self._stop = threading.Event()
+        self._conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            # Required by the client even though no group is joined (assign, never subscribe).
+            "group.id": f"agentstream-sdk-policy-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "session.timeout.ms": session_timeout_ms,
+            "auto.offset.reset": "earliest",
+            "logger": logging.getLogger("agentstream.producer.kafka"),
+            "client.id": "agentstream-sdk-policy",
+            **(client_conf or {}),
+        }
+        self._thread = threading.Thread(target=self._run, name="agentstream-policy", daemon=True)
+
+    def start(self) -> "PolicyFollower":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _assign(self, consumer: Any) -> dict[int, tuple[int, int]] | None:
+        """Assigns every partition from the beginning; returns each one's (low, end) offsets now."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        # short bounds: a tracer closing while the broker is away waits on them in stop()
+        md = consumer.list_topics(self.topic, timeout=1.0)
+        t = md.topics.get(self.topic)
+        if t is None or t.error is not None or not t.partitions:
+            return None
+        ends = {p: tuple(consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=1.0))
+                for p in t.partitions}
+        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in t.partitions])
+        return ends
+
+    def _caught_up(self, consumer: Any, ends: dict[int, tuple[int, int]]) -> bool:
+        from confluent_kafka import TopicPartition
+
+        positions = consumer.position([TopicPartition(self.topic, p) for p in ends])
+        at = {tp.partition: tp.offset for tp in positions}
+        # an empty partition never gets a position; any other must have reached its end
+        return all(end <= low or at.get(p, -1) >= end for p, (low, end) in ends.items())
+
+    def _run(self) -> None:
+        from confluent_kafka import Consumer
+
+        try:
+            consumer = Consumer(self._conf)
+        except Exception:  # never raise into the agent: the policy stays unread (fail closed)
+            log.exception("agentstream: policy follower could not start")
+            return
+        try:
+            ends: dict[int, tuple[int, int]] | None = None
+            while not self._stop.is_set() and ends is None:
+                try:
+                    ends = self._assign(consumer)
+                except Exception:  # noqa: BLE001 - broker not there yet: retry
+                    ends = None
+                if ends is None:
+                    self._stop.wait(1.0)
+            last = time.monotonic()
+            while not self._stop.is_set():
+                msg = consumer.poll(0.1)
+                if msg is not None and msg.error() is None:
+                    self.state.apply(msg.key(), msg.value())
+                    last = time.monotonic()
+                elif (ends is not None and not self.state.loaded.is_set()
+                      and time.monotonic() - last >= self.idle_s and self._caught_up(consumer, ends)):
+                    self.state.loaded.set()
+        except Exception:  # never raise into the agent; unread stays fail closed
+            log.exception("agentstream: policy follower stopped")
+        finally:
+            try:
+                consumer.close()
+            except Exception:  # noqa: BLE001 - closing at shutdown: nothing left to report to
+                pass
