@@ -38,8 +38,10 @@ def ranges_coordinates(ranges: list[OffsetRange]) -> str:
 
 
 class RetryingMixin:
-    """Part of ``Sink``: needs its ``settings``, ``_consumer``, ``_assigned``, ``_poll``,
-    ``paused``, ``_paused_at`` and ``last_error``."""
+    """Part of ``Sink``: needs its ``settings``, ``_consumer``, ``_assigned``, ``paused``,
+    ``_paused_at`` and ``last_error``. The chain's steps retry through ``schemas.steps.Retry``
+    with ``_note_failure`` as its judge; ``_with_retry`` is for the calls made outside the chain
+    (migrations before Kafka, the ledger read inside the assignment callback)."""
 
     settings: Any
     _consumer: Any
@@ -47,34 +49,24 @@ class RetryingMixin:
     _paused_at: float | None
     paused: bool
     last_error: str | None
-    _poll: Callable[..., int]
 
-    def _with_retry(self, what: str, fn: Callable[[], Any], stop: threading.Event, poll: bool = True,
-                    where: str = "") -> Any:
+    def _with_retry(self, what: str, fn: Callable[[], Any], stop: threading.Event, where: str = "") -> Any:
         """Calls ``fn`` until it succeeds while its failures are transient (``errors.classify``),
-        pausing consumption meanwhile (backpressure) and backing off exponentially. Returns
-        ``STOPPED`` if asked to stop first; any other failure is a bug and raises
-        ``ConsumerCrash`` naming ``where`` (the range's topic, partition and offsets)."""
+        backing off exponentially without polling Kafka. Returns ``STOPPED`` if asked to stop
+        first; any other failure is a bug and raises ``ConsumerCrash`` naming ``where``."""
         delay = self.settings.retry_initial_s
         while True:
             try:
                 result = fn()
             except Exception as exc:  # noqa: BLE001 - classified: only transient ones retry
                 self._note_failure(what, exc, delay, where)
-                if poll:
-                    self._pause(True)
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
                     if stop.is_set():
                         return STOPPED
-                    if poll and self._consumer is not None:
-                        self._poll(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
-                    else:
-                        time.sleep(0.05)
+                    time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, self.settings.retry_max_s)
                 continue
-            if self.paused:
-                self._pause(False)
             self.last_error = None
             return result
 

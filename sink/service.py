@@ -1,4 +1,6 @@
-"""The sink: poll -> batch (by rows and time) -> plan -> insert -> DLQ -> commit.
+"""The sink: a Kafka consumer driving the chain of steps in ``flush_chain`` (batch into ledger
+ranges -> plan -> insert in threads -> DLQ -> commit), rebuilt on each partition assignment with
+the ledger's ranges to replay.
 
 Exactly-once into ClickHouse rests on three things: offsets are committed only after the rows
 (and any dead letters) are stored; every partition's range is recorded in the ``sink_batches``
@@ -6,6 +8,10 @@ ledger before its insert and carries a dedup token derived from it, so a replay 
 re-forms the same range and ClickHouse drops the repeat; and ``events`` is a ReplacingMergeTree
 on ``event_id`` as the last line of defence. While ClickHouse is down the partitions are paused
 and the insert retried with backoff; nothing is committed until it succeeds.
+
+This module is the driver only: it reads, hands records to the chain, pauses the partitions
+while the chain refuses them (``MessageRejected``) or retries an outage, and on a revocation
+lets the chain commit what it stored (bounded by ``revoke_join_seconds``) before dropping it.
 """
 from __future__ import annotations
 
@@ -13,27 +19,33 @@ import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from agentstream.schemas import PARTITIONER, Codec, make_resolver, topic_name
-from . import metrics as m
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
+from agentstream.schemas.steps import Abandoned, MessageRejected
 
+from . import metrics as m
 from .dlq import DeadLetters, Rejected
+from .flush_chain import SinkChain, build_chain
 from .flush_policy import FlushPolicy
-from .ledger import OffsetRange, cut_ranges, next_offsets, pending_plans, record_plans
+from .ledger import OffsetRange, next_offsets, pending_plans
+from .ledger import record_plans as write_plans
+from .range_batcher import Chunk, RangeBatcher
+from .readiness import ReadinessMixin
 from .retention import PolicyFollower, RetentionBook
+from .retrying import STOPPED, RetryingMixin
 from .settings import SinkSettings
 from .storage import apply_migrations, make_client
 from .tables import TABLE_SPECS, TableSpec
-from .readiness import ReadinessMixin
-from .retrying import STOPPED, RetryingMixin, coordinates, range_coordinates, ranges_coordinates
 from .writer import RangeWriter
 
 log = logging.getLogger(__name__)
 
-_INVALID = -1001  # librdkafka's OFFSET_INVALID: nothing committed yet
+# Records refused by the chain for longer than this pause the partitions, so that the consumer
+# keeps serving rebalances and the broker stops sending what cannot be taken yet.
+BLOCKED_PAUSE_S = 1.0
 
 
 class Sink(RetryingMixin, ReadinessMixin):
@@ -69,21 +81,25 @@ class Sink(RetryingMixin, ReadinessMixin):
             topic_name(t, settings.topic_prefix): TABLE_SPECS[t] for t in settings.topics
         }
         self.writer = RangeWriter(self._db, self.codec, self.retention, settings.group_id)
-        self._buffers: dict[tuple[str, int], list] = {}
-        self._plans: dict[tuple[str, int], list[OffsetRange]] = {}
-        self._assigned: set[tuple[str, int]] = set()
-        self._pending_rows = 0
-        self._oldest_at: float | None = None
         st = settings
-        self._flush_policy = FlushPolicy(st.batch_max_rows, st.batch_max_seconds, st.flush_idle_seconds,
-                                         st.flush_min_interval_seconds)
         self._stop = threading.Event()
+        self._stopping = self._stop  # the event ``run`` was given
         # Held around every ClickHouse call that can overlap another: an insert on the insert
         # thread and a rebalance callback (reading the ledger) fired by the poll meanwhile.
         self._client_lock = threading.Lock()
-        self._inserter: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
-        self._consumer = None
+        # The insert threads (each with its own connection), shared by the chains of successive
+        # assignments.
+        self._inserter: ThreadPoolExecutor | None = None
+        self._consumer: Any = None
+        self._dead: DeadLetters | None = None
+        # The chain of the current assignment (flush_chain), the records it refused (submitted
+        # again after its next poll) and since when it has been refusing them.
+        self._chain: SinkChain | None = None
+        self._held: list[Any] = []
+        self._blocked_at: float | None = None
+        self._revoke_deadline: float | None = None
+        self._assigned: set[tuple[str, int]] = set()
         self.migrated = False
         self.paused = False
         self.last_error: str | None = None
@@ -96,7 +112,6 @@ class Sink(RetryingMixin, ReadinessMixin):
         self._paused_at: float | None = None
         self._progress_at = time.monotonic()  # last commit, or last moment with nothing to do
         self._lag = 0
-        self._flushing = False  # a flush is under way: its rows were cut from pending_rows
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -158,6 +173,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         if self._with_retry("migrations", lambda: apply_migrations(self.client), stop) is STOPPED:
             return  # stopped during an outage: never reach Kafka with an unmigrated database
         self.migrated = True
+        self._stopping = stop
         conf = self.kafka_conf()
         self._consumer = Consumer({
             **conf,
@@ -171,7 +187,8 @@ class Sink(RetryingMixin, ReadinessMixin):
             "statistics.interval.ms": 5000,
             "stats_cb": lambda _s: None,
         })
-        dead = DeadLetters(Producer({**conf, "linger.ms": 5, "partitioner": PARTITIONER}), topic_name("dlq", self.settings.topic_prefix))
+        self._dead = DeadLetters(Producer({**conf, "linger.ms": 5, "partitioner": PARTITIONER}),
+                                 topic_name("dlq", self.settings.topic_prefix))
         follower = None
         if self.settings.read_policies:
             try:
@@ -180,26 +197,22 @@ class Sink(RetryingMixin, ReadinessMixin):
             except Exception as exc:  # noqa: BLE001 - retention falls back to the default
                 log.warning("cannot follow the policies topic, default retention applies: %s", exc)
         self._consumer.subscribe(list(self.specs), on_assign=self._on_assign, on_revoke=self._on_revoke)
-        if self.settings.read_during_insert or self.settings.insert_workers > 1:
-            self._inserter = ThreadPoolExecutor(max(1, self.settings.insert_workers), initializer=self._mark_worker,
-                                                thread_name_prefix="agentstream-sink-insert")
         next_lag = 0.0
         try:
             while not stop.is_set():
-                self._flush_policy.polled(self._poll(timeout=0.1))
+                self._step()
                 if follower is not None:
                     follower.poll()
-                if self._due():
-                    self._flush(dead, stop)
                 if time.monotonic() >= next_lag:
-                    if self._consumer is not None:
-                        self._lag = m.report_lag(self._consumer, self._assigned)
+                    self._lag = m.report_lag(self._consumer, self._assigned)
                     next_lag = time.monotonic() + 5.0
-                if not self._pending_rows and not self._lag:
+                if not self._pending_rows and not self._lag and not self._flushing:
                     self._progress_at = time.monotonic()
-            if self._pending_rows:
-                self._flush(dead, stop, final=True)
+            self._drop_chain(join=True)  # the final flush: everything read is stored and committed
+        except Abandoned:
+            pass  # stopped during an outage: nothing more is committed; the ledger replays the rest
         finally:
+            self._drop_chain(join=False)
             if self._inserter is not None:
                 self._inserter.shutdown(wait=True)
                 self._inserter = None
@@ -212,9 +225,60 @@ class Sink(RetryingMixin, ReadinessMixin):
             self._consumer.close()
             self._consumer = None
 
-    # ---- consuming -------------------------------------------------------------------------
+    # ---- the driver: Kafka in, the chain's backpressure out ------------------------------------
+
+    def _step(self) -> None:
+        """One turn of the loop: read unless the chain refused the last records, hand them to
+        the chain, let it work, and pause the partitions while it retries an outage or has
+        refused records for longer than ``BLOCKED_PAUSE_S``."""
+        chain = self._chain
+        wait_inserts = (not self.settings.read_during_insert and chain is not None
+                        and chain.in_flight_rows > 0)
+        if (self._held or wait_inserts) and not self.paused:
+            t0 = time.perf_counter()
+            time.sleep(0.002)  # blocked: the inserts are behind; wait for them without reading
+            m.BLOCKED_SECONDS.inc(time.perf_counter() - t0)
+        else:
+            busy = chain is not None and (chain.inserts.busy() or chain.in_flight_rows > 0)
+            msgs = self._consumer.consume(num_messages=min(self.settings.batch_max_rows, 20_000),
+                                          timeout=0.005 if busy else 0.1)
+            chain = self._chain  # a rebalance during consume rebuilt it
+            records = [msg for msg in msgs if msg.error() is None or self._consumer_error(msg.error())]
+            if chain is not None:
+                chain.batcher.polled(len(msgs))
+            if records and chain is not None:
+                self._held.extend(records)
+        if chain is None:
+            return
+        if self._held:
+            try:
+                chain.head.submit(self._held)
+                self._held = []
+                self._blocked_at = None
+            except MessageRejected:
+                if self._blocked_at is None:
+                    self._blocked_at = time.monotonic()
+        chain.head.poll()
+        if self._held:  # the poll may have made room
+            try:
+                chain.head.submit(self._held)
+                self._held = []
+                self._blocked_at = None
+            except MessageRejected:
+                pass
+        blocked_long = self._blocked_at is not None and time.monotonic() - self._blocked_at > BLOCKED_PAUSE_S
+        want = chain.failing or blocked_long
+        if want != self.paused:
+            self._pause(want)
+
+    @staticmethod
+    def _consumer_error(err: Any) -> bool:
+        if err.code() != -191:  # _PARTITION_EOF
+            log.warning("consumer error: %s", err)
+        return False
 
     def _on_assign(self, consumer, partitions) -> None:
+        """Builds the chain for the new assignment, with the ledger ranges to replay."""
         committed = {}
         for tp in consumer.committed(partitions, timeout=30):
             committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else 0
@@ -223,145 +287,88 @@ class Sink(RetryingMixin, ReadinessMixin):
             with self._client_lock:
                 return pending_plans(self.client, self.settings.group_id, committed)
 
-        plans = self._with_retry("sink_batches", read_ledger, self._stop, poll=False)
+        plans = self._with_retry("sink_batches", read_ledger, self._stopping)
         plans = plans if isinstance(plans, dict) else {}
-        for key in committed:
-            self._assigned.add(key)
-            self._buffers[key] = []
-            self._plans[key] = plans.get(key, [])
+        self._drop_chain(join=False)
+        self._assigned = set(committed)
+        self._paused_at = None
+        self.paused = False
+        self._chain = self._new_chain(sorted(committed), plans)
         log.info("assigned %s; ledger ranges to replay: %s", sorted(committed),
                  {k: len(v) for k, v in plans.items()})
 
     def _on_revoke(self, consumer, partitions) -> None:
-        # Uncommitted records go back to the group; the next owner replays the ledger.
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            self._assigned.discard(key)
-            self._pending_rows -= len(self._buffers.pop(key, []))
-            self._plans.pop(key, None)
-        if not self._pending_rows:
-            self._oldest_at = None
-
-    def _poll(self, timeout: float) -> int:
-        msgs = self._consumer.consume(num_messages=min(self.settings.batch_max_rows, 20_000), timeout=timeout)
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if not err.code() == -191:  # _PARTITION_EOF
-                    log.warning("consumer error: %s", err)
-                continue
-            key = (msg.topic(), msg.partition())
-            buf = self._buffers.get(key)
-            if buf is None:  # a record from a partition revoked meanwhile
-                continue
-            buf.append(msg)
-            self._pending_rows += 1
-        if self._pending_rows and self._oldest_at is None:
-            self._oldest_at = time.monotonic()
-        return len(msgs)
-
-    def _due(self) -> bool:
-        return self._flush_policy.due(self._pending_rows, self._oldest_at, time.monotonic())
-
-    def _cut(self) -> list[tuple[OffsetRange, list, bool]]:
-        chunks = cut_ranges(self._buffers, self._plans, lambda topic: self.settings.avro_fast_path
-                            and RangeWriter.fast_path_for(self.specs[topic]), self.settings.range_max_rows)
-        for rng, _msgs, replay in chunks:
-            if replay:
-                m.REPLAYS.labels(rng.topic).inc()
-        self._pending_rows -= sum(len(c[1]) for c in chunks)
-        self._oldest_at = time.monotonic() if self._pending_rows else None
-        self._flush_policy.flushed(time.monotonic())
-        return chunks
-
-    # ---- storing ---------------------------------------------------------------------------
-
-    def _flush(self, dead: DeadLetters, stop: threading.Event, final: bool = False) -> None:
-        self._flushing = True
+        # What is stored is committed before the partitions go (within ``revoke_join_seconds``);
+        # anything else is left to the next owner, which replays the ledger.
+        self._revoke_deadline = time.monotonic() + self.settings.revoke_join_seconds
         try:
-            self._flush_chunks(dead, stop)
+            self._drop_chain(join=True, timeout=self.settings.revoke_join_seconds)
+        except Abandoned:
+            pass
         finally:
-            self._flushing = False
+            self._revoke_deadline = None
+            self._drop_chain(join=False)
+        self._assigned = set()
+        if self.paused:
+            self._pause(False)
 
-    def _flush_chunks(self, dead: DeadLetters, stop: threading.Event) -> None:
-        chunks = self._cut()
-        if not chunks:
+    def _new_chain(self, assigned: list[tuple[str, int]], plans: dict) -> SinkChain:
+        st = self.settings
+        policy = FlushPolicy(st.batch_max_rows, st.batch_max_seconds, st.flush_idle_seconds,
+                             st.flush_min_interval_seconds)
+        batcher = RangeBatcher(assigned, plans, policy, lambda topic: st.avro_fast_path
+                               and RangeWriter.fast_path_for(self.specs[topic]), st.batch_max_rows, st.range_max_rows)
+        if self._inserter is None:
+            self._inserter = ThreadPoolExecutor(max(1, st.insert_workers), initializer=self._mark_worker,
+                                                thread_name_prefix="agentstream-sink-insert")
+        return build_chain(self, batcher, self._dead, self._dlq_guard, st, self._give_up, self._inserter)
+
+    def _give_up(self) -> bool:
+        """A retry stops when the sink stops or a revocation's time is up."""
+        return self._stopping.is_set() or (self._revoke_deadline is not None
+                                           and time.monotonic() >= self._revoke_deadline)
+
+    def _drop_chain(self, join: bool, timeout: float | None = None) -> None:
+        chain, self._held, self._blocked_at = self._chain, [], None
+        if chain is None:
             return
-        new = [(r, len(msgs)) for r, msgs, replay in chunks if not replay]
-        where = ranges_coordinates([r for r, _msgs, _replay in chunks])
-        if self._with_retry("sink_batches", lambda: record_plans(self.client, self.settings.group_id, new), stop,
-                            where=where) is STOPPED:
-            return
-        todo = [(rng, msgs) for rng, msgs, _replay in chunks if (rng.topic, rng.partition) in self._assigned]
-        results = self._store_all(todo, stop)
-        if results is STOPPED:
-            return  # nothing more is committed; the ledger replays the rest on restart
-        rejected = [r for bad in results for r in bad]
-        # Before anything of this flush is dead-lettered or committed: a tripped guard leaves
-        # the whole flush to be re-read (its stored rows dedup under their tokens on replay).
-        self._dlq_guard.observe(sum(len(msgs) for _rng, msgs in todo), len(rejected),
-                                coordinates(rejected[-1].topic, rejected[-1].partition, rejected[-1].offset,
-                                             rejected[-1].offset) if rejected else "")
-        if rejected:
-            if self._with_retry("dlq", lambda: dead.send(rejected), stop, where=where) is STOPPED:
-                return
-            self.dlq_records += len(rejected)
-        self._commit([r for r, _ in todo if (r.topic, r.partition) in self._assigned], stop)
+        if join:
+            chain.head.close()
+            chain.head.join(timeout)
+        chain.head.terminate()
+        self._chain = None
 
-    def _store_all(self, todo: list[tuple[OffsetRange, list]], stop: threading.Event) -> Any:
-        """Stores every range of a flush; returns the rejected records of each (or STOPPED).
+    @property
+    def _pending_rows(self) -> int:
+        """Records read and not yet cut into a flush (refused by the chain, or buffered)."""
+        return len(self._held) + (self._chain.batcher.pending if self._chain is not None else 0)
 
-        The ranges are independent (each has its own ledger row and tokens, whether of one
-        partition or of several), so up to ``insert_workers`` are inserted at once. A range whose concurrent
-        attempt fails is then retried on its own, with backoff and the partitions paused, as
-        every insert is; the commit waits for all of them either way."""
-        cells = [{"range": rng} for rng, _ in todo]
-        calls = [(lambda spec=self.specs[rng.topic], cell=cell, msgs=msgs: self._store(spec, cell, msgs))
-                 for (rng, msgs), cell in zip(todo, cells)]
-        first: list[Future | None] = [None] * len(calls)
-        if self._inserter is not None and self.settings.insert_workers > 1 and len(calls) > 1:
-            first = self._while_reading(calls)
-        results = []
-        for (rng, _msgs), call, fut in zip(todo, calls, first):
-            if fut is not None and fut.exception() is None:
-                results.append(fut.result())
-                continue
-            table, where = self.specs[rng.topic].table, range_coordinates(rng)
-            if fut is not None:
-                self._note_failure(table, fut.exception(), where=where)
-            if self._inserter is None:
-                result = self._with_retry(table, call, stop, where=where)
-            else:
-                result = self._with_retry(table, lambda call=call: self._while_reading([call])[0].result(),
-                                          stop, where=where)
-            if result is STOPPED:
-                return STOPPED
-            results.append(result)
-        return results
+    @property
+    def _flushing(self) -> bool:
+        return self._chain is not None and self._chain.in_flight_rows > 0
 
-    def _while_reading(self, calls: list[Callable[[], Any]]) -> list[Future]:
-        """Runs ``calls`` on the insert threads while this thread keeps reading the next batch
-        into the buffers. An insert spends most of its time in ClickHouse (chDB and the HTTP
-        client release the GIL), so polling overlaps it instead of adding to it. Reading stops
-        at ``batch_max_rows`` buffered; nothing read here is stored or committed before its turn."""
-        futs = [self._inserter.submit(c) for c in calls]
-        while not all(f.done() for f in futs):
-            if (self.settings.read_during_insert and self._consumer is not None and not self.paused
-                    and self._pending_rows < self.settings.batch_max_rows):
-                self._poll(timeout=0.005)
-            else:
-                t0 = time.perf_counter()
-                wait(futs, timeout=0.05)
-                m.BLOCKED_SECONDS.inc(time.perf_counter() - t0)
-        return futs
+    # ---- the chain's I/O (flush_chain.SinkIO) ----------------------------------------------------
 
-    def _store(self, spec: TableSpec, cell: dict[str, OffsetRange], msgs: list) -> list[Rejected]:
+    def record_plans(self, ranges: list[tuple[OffsetRange, int]]) -> None:
+        with self._client_lock:  # the insert threads may share the main client
+            write_plans(self.client, self.settings.group_id, ranges)
+
+    def note_failure(self, what: str, exc: BaseException, delay: float, where: str) -> None:
+        self._note_failure(what, exc, delay, where)
+
+    def recovered(self) -> None:
+        self.last_error = None
+
+    def dead_lettered(self, n: int) -> None:
+        self.dlq_records += n
+
+    def store_chunk(self, spec: TableSpec, chunk: Chunk) -> list[Rejected]:
         """Inserts one range under its dedup tokens (see ``writer``); returns the records it
-        rejected. ``cell`` keeps the range's path choice across retries."""
+        rejected. ``chunk.cell`` keeps the range's path choice across retries."""
         t0 = time.perf_counter()
         own = self._own_client()
         with contextlib.nullcontext() if own is not None else self._client_lock:
-            by_path, rejected = self.writer.store(spec, cell, msgs)
+            by_path, rejected = self.writer.store(spec, chunk.cell, chunk.msgs)
         stored = sum(by_path.values())
         m.INSERT_SECONDS.labels(spec.table).observe(time.perf_counter() - t0)
         m.BATCH_ROWS.labels(spec.table).observe(stored)
@@ -373,22 +380,19 @@ class Sink(RetryingMixin, ReadinessMixin):
             self.stored_rows += stored
         return rejected
 
-    def _commit(self, ranges: list[OffsetRange], stop: threading.Event) -> None:
+    def commit_ranges(self, ranges: list[OffsetRange]) -> None:
+        """Commits past ``ranges`` (all stored) for the partitions still assigned."""
         from confluent_kafka import TopicPartition
 
         if not ranges:
             return
-        offsets = [TopicPartition(t, p, nxt) for (t, p), nxt in next_offsets(ranges).items()]
-
-        def commit():
-            live = [tp for tp in offsets if (tp.topic, tp.partition) in self._assigned]
-            if live:
-                self._consumer.commit(offsets=live, asynchronous=False)
-
-        if self._with_retry("commit", commit, stop, where=ranges_coordinates(ranges)) is not STOPPED:
-            self.committed_ranges += len(ranges)
-            self.last_commit_at = time.time()
-            self._progress_at = time.monotonic()
+        live = [TopicPartition(t, p, nxt) for (t, p), nxt in next_offsets(ranges).items()
+                if (t, p) in self._assigned]
+        if live and self._consumer is not None:
+            self._consumer.commit(offsets=live, asynchronous=False)
+        self.committed_ranges += len(ranges)
+        self.last_commit_at = time.time()
+        self._progress_at = time.monotonic()
 
 
 _STOPPED = STOPPED  # the name the sink's unit tests import

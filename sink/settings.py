@@ -67,6 +67,10 @@ class SinkSettings(BaseSettings):
     # /healthz fails once the sink has committed nothing for this long while records wait
     # (buffered, or lag > 0): a wedged loop or an outage long enough that a restart is due.
     stuck_after_s: float = 300.0
+    # On a revocation the chain stores and commits what it has read for at most this long
+    # before the partitions go (Kafka's recommended commit-on-revoke); what is left is the next
+    # owner's to re-read, and the ledger makes its replay land once.
+    revoke_join_seconds: float = 10.0
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
     metrics_port: int = 9108

@@ -99,7 +99,7 @@ def test_three_workers_one_killed_mid_stream(bootstrap, chdb_client, tmp_path, u
         workers[0].kill()
         killed_at = time.monotonic()
         uncommitted: list = []
-        sinks[0]._commit = lambda ranges, _stop: uncommitted.extend(ranges)  # stores, never commits
+        sinks[0].commit_ranges = lambda ranges: uncommitted.extend(ranges)  # stores, never commits
         feeder.join()
         time.sleep(1.0)
         sinks[0].stop()  # leaves the group with its last ranges stored and uncommitted
