@@ -97,14 +97,14 @@ class PolicyFollower:
         self._stop = threading.Event()
         self._conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
-            # Required by the client even though no group is joined (assign, never subscribe).
+            # required by the client, though no group is joined: every partition is assigned
             "group.id": f"agentstream-sdk-policy-{uuid.uuid4().hex[:12]}",
+            "client.id": "agentstream-sdk-policy",
+            "session.timeout.ms": session_timeout_ms,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "session.timeout.ms": session_timeout_ms,
             "auto.offset.reset": "earliest",
             "logger": logging.getLogger("agentstream.producer.kafka"),
-            "client.id": "agentstream-sdk-policy",
             **(client_conf or {}),
         }
         self._thread = threading.Thread(target=self._run, name="agentstream-policy", daemon=True)
@@ -141,7 +141,7 @@ class PolicyFollower:
         return all(end <= low or at.get(p, -1) >= end for p, (low, end) in ends.items())
 
     def _run(self) -> None:
-        from confluent_kafka import Consumer
+        from confluent_kafka import Consumer, KafkaException
 
         try:
             consumer = Consumer(self._conf)
@@ -153,7 +153,7 @@ class PolicyFollower:
             while not self._stop.is_set() and ends is None:
                 try:
                     ends = self._assign(consumer)
-                except Exception:  # noqa: BLE001 - broker not there yet: retry
+                except KafkaException:  # broker or topic not there yet: retry
                     ends = None
                 if ends is None:
                     self._stop.wait(1.0)
