@@ -12,13 +12,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .errors import BudgetExceeded, EnforcementError, LackOfProgress, RunStopped
+from .run_state import RunState
 from .step import LLM
 
 if TYPE_CHECKING:
     from .step import Step
 
 
-class RunGate:
+class RunGate(RunState):
     """Mixed into ``Run``: the enforcement hooks (state lives on the run)."""
 
     def _gate_check(self, step: "Step | None") -> float:
@@ -29,18 +30,18 @@ class RunGate:
             self._apply_commands()
         b = self.budget
         if b is not None:
-            is_llm = step is not None and step.kind == LLM
+            llm = step if step is not None and step.kind == LLM else None
             try:
                 b.before_step()
-                if is_llm:
-                    est = step.estimate or (0, 0.0)
+                if llm is not None:
+                    est = llm.estimate or (0, 0.0)
                     b.before_model_call(est[0], est[1])
                 if step is not None and step.fingerprint is not None:
                     b.record_fingerprint(step.fingerprint)
             except EnforcementError as exc:
                 self._enforce(exc)
             b.add_step()
-            if is_llm:
+            if llm is not None:
                 b.add_model_call()
         self._gate = self.budget is not None or self._throttle_s > 0 or bool(self._commands)
         return self._throttle_s

@@ -133,10 +133,14 @@ class HttpProxy:
         parsed = _parse(body) if request.method == "POST" else None
         msgs = parsed if isinstance(parsed, list) else [parsed]
         session, provisional = self._session(sid, msgs)
-        refusals, keep = [], []
+        refusals: list[dict[str, Any]] = []  # the proxy's own replies to refused calls
+        keep: list[Any] = []  # the messages forwarded
         for m in msgs:
             reply = await anyio.to_thread.run_sync(session.on_client, m)
-            (keep if reply is None else refusals).append(m if reply is None else reply)
+            if reply is None:
+                keep.append(m)
+            else:
+                refusals.append(reply)
         if refusals and not keep:
             return JSONResponse(refusals if isinstance(parsed, list) else refusals[0])
         if refusals:

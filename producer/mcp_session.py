@@ -138,7 +138,8 @@ class McpSession:
 
     def _tool_call(self, msg: dict[str, Any]) -> dict[str, Any] | None:
         request_id = msg["id"]
-        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        raw = msg.get("params")
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
         name = params.get("name")
         name = _short(name) if isinstance(name, str) and name else "unknown"
         args = params.get("arguments")

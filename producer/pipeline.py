@@ -61,14 +61,15 @@ class EventPipeline:
         run = s.run
         wire = run._wire or self._wire(run)
         sid = run._sid
-        started = (s._t0 + run._clock_off) // 1000
-        lat_ns = s._lat
+        t0, lat_ns = s._t0, s._lat
+        assert t0 is not None and lat_ns is not None, "only a closed step is queued"
+        started = (t0 + run._clock_off) // 1000
         ts_us = started + lat_ns // 1000
         n = s._n
         if n is None:
             n = run._number(s)
         p = s._parent
-        if p is None or p.__class__ is str:
+        if p is None or isinstance(p, str):
             psid = p
         elif p.run is run:
             pn = p._n

@@ -9,14 +9,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable, Literal
 
 from .context import current_step
+from .run_state import RunState
 from .step import Step
 from .wire import FAILURE_TYPE_INDEX
-
-if TYPE_CHECKING:
-    from .run import Run
 
 log = logging.getLogger("agentstream.producer")
 _perf_ns = time.perf_counter_ns
@@ -27,7 +25,7 @@ NEGATIVE_SIGNALS = frozenset({"repeated_question", "user_reformulated_request",
 APPROVAL_DECISIONS = frozenset({"approved", "rejected", "expired"})
 
 
-class RunRecords:
+class RunRecords(RunState):
     """Mixed into ``Run``: the one-shot record helpers (state lives on the run)."""
 
     def _llm_record(self, provider: str, model: str, input_tokens: int, output_tokens: int,
@@ -210,7 +208,7 @@ class RunRecords:
 class ApprovalRequest:
     """Times the wait for a decision; the step records it as approval latency only."""
 
-    def __init__(self, run: "Run", action: Any, name: str | None) -> None:
+    def __init__(self, run: RunRecords, action: Any, name: str | None) -> None:
         self.run, self.action, self.name = run, action, name
         self.decision = "expired"
         self.digest: str | None = None
@@ -223,7 +221,7 @@ class ApprovalRequest:
         self.digest = self.run._policy.digest(_canonical_action(self.action))
         return self
 
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
         wait_ms = (_perf_ns() - self._t0) / 1e6
         self.run.approval(self.action, self.decision if et is None else "rejected", wait_ms,
                           self.name)

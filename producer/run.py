@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .context import current_run, current_step
 from .enforcement import RunBudget
@@ -41,7 +41,7 @@ def _kind(kind: Any) -> int:
 class Run(RunGate, RunRecords):
     """A run on the pure-Python step core; ``FastRun`` (below) is the same with ``step`` in C."""
 
-    _step_type: type = PyStep
+    _step_type: type[Step] = PyStep
 
     def __init__(self, tracer: "Tracer", name: str, run_id: str | None, session_id: str | None,
                  parent_run_id: str | None, role: str | None, limits: Any, sampled: bool,
@@ -166,7 +166,7 @@ class Run(RunGate, RunRecords):
                 attributes.copy() if attributes.__class__ is dict else dict(attributes))
         s = self._step_type(self, _kind(kind) if k is None else k, name, attrs or None)
         if retry_of is not None:
-            rid = retry_of if retry_of.__class__ is str else retry_of.step_id
+            rid = retry_of if isinstance(retry_of, str) else retry_of.step_id
             s.retry_of = rid
             s.attempt = attempt or self._attempts.get(rid, 1) + 1
         elif attempt:
@@ -180,9 +180,10 @@ class Run(RunGate, RunRecords):
         """A TOOL step; args travel as a keyed digest, which also feeds loop fingerprints."""
         s = self.step("tool", tool_name, retry_of=retry_of, **attrs)
         try:
-            s.record_tool(tool_name, args, call_id)
-            if self.budget is not None and self.budget.limits.max_repeated_fingerprints is not None:
-                s.fingerprint = self._policy.digest(["tool", tool_name, s.tool["args_digest"]])
+            tool = s.record_tool(tool_name, args, call_id).tool
+            if (tool is not None and self.budget is not None
+                    and self.budget.limits.max_repeated_fingerprints is not None):
+                s.fingerprint = self._policy.digest(["tool", tool_name, tool["args_digest"]])
         except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("tool args digest")
         return s
@@ -253,20 +254,20 @@ class Run(RunGate, RunRecords):
     def __enter__(self) -> "Run":
         return self.start()
 
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
         self.end(ev)
         return False
 
     async def __aenter__(self) -> "Run":
         return self.start()
 
-    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> bool:
+    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
         self.end(ev)
         return False
 
 
 if _speedups is not None:
-    class FastRun(_speedups.RunCore, Run):  # type: ignore[misc,name-defined]
+    class FastRun(_speedups.RunCore, Run):
         """``Run`` whose ``step()`` common case (no retry, a known kind, attributes as keywords
         or one dict) is C; every other call goes to ``Run.step`` unchanged."""
 
@@ -274,7 +275,7 @@ if _speedups is not None:
 
     _speedups.configure(current_step, FastStep, KIND_LOOKUP, LLM, Run.step)
 else:
-    FastRun = None  # type: ignore[assignment,misc]
+    FastRun = None  # type: ignore[misc]  # no C core: callers test FastRun first
 
 
 __all__ = ["APPROVAL_DECISIONS", "FastRun", "FEEDBACK_VALUES", "NEGATIVE_SIGNALS", "ApprovalRequest", "Run",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .context import current_step
 from .errors import EnforcementError
@@ -29,7 +29,7 @@ from .wire import STEP_KIND_INDEX, STEP_STATUS_INDEX
 try:
     from . import _speedups
 except ImportError:  # built without a compiler: the pure-Python core only
-    _speedups = None
+    _speedups = None  # type: ignore[assignment]  # optional extension: mypy types the name as its stub
 
 if TYPE_CHECKING:
     from .run import Run
@@ -51,13 +51,40 @@ class Step:
 
     Once closed, the step object itself is the queue item; the transport thread reads it."""
 
+    # The core's fields, declared for the type checker only: a value here would shadow the C
+    # core's slots (``Step`` comes first in ``FastStep``'s MRO).
+    run: Run
+    kind: int
+    name: str
+    attrs: dict[str, Any] | None
+    _parent: Step | str | None  # the enclosing step, or an explicit parent step id
+    _token: contextvars.Token[Any] | None
+    _n: int | None  # step number in the run (drawn lazily: ``Run._number``)
+    _t0: int | None  # perf_counter_ns at open
+    _lat: int | None  # latency in ns; set once, at close
+
+    if TYPE_CHECKING:  # the core's methods (``_PyStepCore`` below, or the C ``StepCore``)
+        def __init__(self, run: Run, kind: int, name: str,
+                     attrs: dict[str, Any] | None, /) -> None: ...
+
+        def __enter__(self) -> Step: ...
+
+        def __exit__(self, et: Any, ev: Any, tb: Any, /) -> Literal[False]: ...
+
+        def _taken(self) -> None: ...
+
     status = 0
-    llm = tool = handoff = approval = fallback = content = None
-    fingerprint = None
-    request_digest = None  # keyed digest of an LLM request (model, messages, tools)
-    estimate = None
+    llm: dict[str, Any] | None = None  # the STEP payload's sections, set by the record_* calls
+    tool: dict[str, Any] | None = None
+    handoff: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
+    fallback: dict[str, Any] | None = None
+    content: dict[str, str | None] | None = None
+    fingerprint: str | None = None
+    request_digest: str | None = None  # keyed digest of an LLM request (model, messages, tools)
+    estimate: tuple[int, float] | None = None  # (tokens, cost) an LLM step expects to use
     attempt = 1
-    retry_of = None
+    retry_of: str | None = None
 
     @property
     def step_id(self) -> str:
@@ -67,7 +94,7 @@ class Step:
     @property
     def parent_step_id(self) -> str | None:
         p = self._parent
-        if p is None or p.__class__ is str:
+        if p is None or isinstance(p, str):
             return p
         return p.step_id if p.run is self.run else None
 
@@ -103,7 +130,7 @@ class Step:
                 await asyncio.sleep(delay)
         return self._open()
 
-    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> bool:
+    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
         return self.__exit__(et, ev, tb)
 
     def begin(self) -> "Step":
@@ -205,36 +232,38 @@ def request_canonical(model: Any, messages: Any, tools: Any = None) -> dict[str,
     return {"model": str(model), "messages": messages, "tools": tools or []}
 
 
-class _PyStepCore:
-    """The pure-Python core: the reference for ``_speedups.StepCore``."""
+class _PyStepCore(Step):
+    """The pure-Python core: the reference for ``_speedups.StepCore``. It derives from
+    ``Step`` (the C core cannot): its open and close call ``Step``'s gated open and failure
+    marking."""
 
-    _n: int | None = None          # step number in the run (drawn lazily: ``Run._number``)
-    _parent: "Step | str | None" = None  # the enclosing step, or an explicit parent step id
+    _n = None
+    _parent = None
     # Dropped at close: a queued step should not keep its token (and the token its context)
     # alive; every object that survives in the queue makes the cyclic GC's passes longer.
-    _token: contextvars.Token | None = None
-    _t0: int | None = None         # perf_counter_ns at open
-    _lat: int | None = None        # latency in ns; set once, at close
+    _token = None
+    _t0 = None
+    _lat = None
 
-    def __init__(self, run: "Run", kind: int, name: str, attrs: dict | None) -> None:
+    def __init__(self, run: Run, kind: int, name: str, attrs: dict[str, Any] | None) -> None:
         self.run = run
         self.kind = kind
         self.name = name
         self.attrs = attrs
 
-    def __enter__(self) -> "Step":
+    def __enter__(self) -> Step:
         if self.run._gate:
-            return self._enter_gated()  # type: ignore[attr-defined]
+            return self._enter_gated()
         # ``Step._open`` inlined: this is the pure-Python core's hot path.
         self._parent = current_step.get()
         self._token = current_step.set(self)
         self._t0 = _perf_ns()
-        return self  # type: ignore[return-value]
+        return self
 
     def _taken(self) -> None:
         """The transport took the step off the queue (the C core re-enables GC tracking)."""
 
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
         t0 = self._t0
         if t0 is None or self._lat is not None:  # never opened, or already closed
             return False
@@ -247,17 +276,17 @@ class _PyStepCore:
             except ValueError:  # closed in another context (a generator finished elsewhere)
                 current_step.set(None)
         if et is not None:
-            self._failed(et)  # type: ignore[attr-defined]
+            self._failed(et)
         self.run._queue_step(self)
         return False
 
 
-class PyStep(Step, _PyStepCore):
+class PyStep(_PyStepCore):
     """A step on the pure-Python core."""
 
 
 if _speedups is not None:
-    class FastStep(Step, _speedups.StepCore):  # type: ignore[misc,name-defined]
+    class FastStep(Step, _speedups.StepCore):
         """A step on the C core (``_speedups.c``)."""
 else:
-    FastStep = None  # type: ignore[assignment,misc]
+    FastStep = None  # type: ignore[misc]  # no C core: callers test FastStep first

@@ -109,8 +109,9 @@ class AlertingFollower:
     def poll(self, timeout_s: float = 0.0) -> int:
         n = 0
         for m in self.consumer.consume(500, timeout_s):
-            if m.error() is None and is_alerting_key(m.key()):
-                if not self.book.apply(m.key(), m.value()):
+            key = m.key()
+            if m.error() is None and key is not None and is_alerting_key(key):
+                if not self.book.apply(key, m.value()):
                     log.warning("skipping malformed alerting record at offset %s", m.offset())
                 n += 1
             elif m.error() is None:

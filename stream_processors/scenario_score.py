@@ -36,7 +36,7 @@ def _run_detector(fleet: Fleet, alerts: list[dict[str, Any]], prefix: str, alert
     for r in found:
         t = fleet.runs[r]
         first = min(per_run[r], key=lambda a: int(a["evidence"].get("step_seq") or 0))
-        if t.expect_seq is not None and first["evidence"].get("step_seq"):
+        if t.expect_seq is not None and t.expect_us is not None and first["evidence"].get("step_seq"):
             delays.append(int(first["evidence"]["step_seq"]) - t.expect_seq)
             delays_s.append((int(first["evidence"]["event_us"]) - t.expect_us) / 1e6)
     false_runs = sorted(set(per_run) - planted)

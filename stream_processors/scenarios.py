@@ -63,6 +63,10 @@ class RunTruth:
     expect_seq: int | None = None  # the step at which the threshold is first exceeded
     expect_us: int | None = None
 
+    def expect_at(self, event: dict[str, Any]) -> None:
+        """The planted behaviour crosses its threshold at ``event``."""
+        self.expect_seq, self.expect_us = event["seq"], event["ts_us"]
+
 
 @dataclass
 class Fleet:
@@ -89,7 +93,8 @@ class _Run:
 
     def __init__(self, g: "_Gen", tenant: str, agent: str, version: str, run_id: str, t0: int) -> None:
         self.g, self.tenant, self.agent, self.version, self.run_id = g, tenant, agent, version, run_id
-        self.t, self.seq, self.cost, self.events = t0, 0, 0.0, []
+        self.t, self.seq, self.cost = t0, 0, 0.0
+        self.events: list[dict[str, Any]] = []
         self.cost_mult = g.cost_mult.get((agent, version), 1.0)
         self.slow = g.slow_step.get((agent, version))
         self._emit("RUN_START", {"entrypoint": "main", "role": None, "sampled": True})
@@ -162,7 +167,7 @@ def _planted(r: _Run, kind: str, pol: dict[str, Any], truth: RunTruth) -> None:
     rng = g.rng
     for _ in range(rng.randint(1, 4)):
         r.any_step()
-    mark = lambda e: (setattr(truth, "expect_seq", e["seq"]), setattr(truth, "expect_us", e["ts_us"]))  # noqa: E731
+    mark = truth.expect_at
     if kind == "loop:repeat":
         name, d = rng.choice(TOOLS), g.digest()
         for i in range(rng.randint(loops["max_repeats"] + 1, loops["max_repeats"] + 7)):
@@ -197,8 +202,8 @@ def _planted(r: _Run, kind: str, pol: dict[str, Any], truth: RunTruth) -> None:
     elif kind == "loop:cycle3":  # LLM -> tool -> tool, the same three calls over and over
         calls = [(None, g.digest()), (rng.choice(TOOLS), g.digest()), (rng.choice(TOOLS), g.digest())]
         for i in range(3 * loops["max_repeats"] + rng.randint(1, 6)):
-            name, d = calls[i % 3]
-            e = r.llm(d) if name is None else r.tool(name, d)
+            tool, d = calls[i % 3]  # no tool: the LLM call
+            e = r.llm(d) if tool is None else r.tool(tool, d)
             if i == 3 * loops["max_repeats"]:
                 mark(e)
     elif kind == "budget:steps":

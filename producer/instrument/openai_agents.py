@@ -88,8 +88,9 @@ class AgentstreamProcessor(TracingProcessor):
         name = str(get(data, "name") or kind)[:256]
         sid = span.span_id
         if kind == "agent":
-            self.tree.open(sid, parent, "custom", f"agent {name}", **{
-                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name})
+            attrs: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent",
+                                     "gen_ai.agent.name": name}
+            self.tree.open(sid, parent, "custom", f"agent {name}", **attrs)
         elif kind in ("generation", "response"):
             model = str(get(data, "model") or "unknown")
             self.tree.open(sid, parent, "llm", f"chat {model}",
