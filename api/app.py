@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -71,7 +72,7 @@ def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastA
     # /v1/sql gets connections of its own: the routes' pool never waits behind ad-hoc SQL.
     sql_factory = factory
     if settings.sql_clickhouse_dsn:
-        sql_factory = lambda: connect(settings.sql_clickhouse_dsn, None)  # noqa: E731
+        sql_factory = partial(connect, settings.sql_clickhouse_dsn, None)
     sql_db = Db(None if sql_factory else client, sql_factory, pool_size=settings.sql_pool_size)
     state = AppState(settings=settings, db=db, keys=KeyStore(settings.api_keys_file),
                      metrics=ApiMetrics())

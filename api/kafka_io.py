@@ -130,13 +130,14 @@ class PoliciesTail:
         self._thread.start()
 
     def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
         try:
             meta = self.consumer.list_topics(self.topic, timeout=self.settings.kafka_timeout_s)
-            parts = sorted((meta.topics.get(self.topic).partitions or {}).keys()) or [0]
-            self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
-        except Exception as exc:  # noqa: BLE001 - reported through caught_up never being set
+            topic = meta.topics.get(self.topic)  # absent, or without partitions yet: read 0
+            parts = sorted(topic.partitions or {}) if topic is not None else []
+            self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts or [0]])
+        except KafkaException as exc:  # reported through caught_up never being set
             log.warning("cannot read %s: %s", self.topic, exc)
             return
         while not self._stop.is_set():

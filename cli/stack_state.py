@@ -91,7 +91,7 @@ def reachable(bootstrap: str, timeout: float = 1.0) -> bool:
 
 def committed_offsets(bootstrap: str, timeout: float = 5.0) -> dict[tuple[str, str, int], int]:
     """Every consumer group's committed offset per topic partition."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
@@ -102,7 +102,7 @@ def committed_offsets(bootstrap: str, timeout: float = 5.0) -> dict[tuple[str, s
             res = admin.list_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(g.group_id)], request_timeout=timeout
             )[g.group_id].result(timeout=timeout)
-        except Exception:  # noqa: BLE001 - a group that left meanwhile
+        except (KafkaException, TimeoutError):  # a group that left meanwhile
             continue
         for tp in res.topic_partitions or []:
             if tp.offset >= 0:

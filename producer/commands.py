@@ -66,7 +66,7 @@ class CommandListener:
         return True
 
     def _run(self) -> None:
-        from confluent_kafka import Consumer
+        from confluent_kafka import Consumer, KafkaException
 
         try:
             consumer = Consumer(self._conf)
@@ -79,13 +79,15 @@ class CommandListener:
                     if self._assign(consumer):
                         self._wait_positions(consumer)
                         self.ready.set()
-                except Exception:  # noqa: BLE001 - broker not there yet: retry
+                except KafkaException:  # broker or topic not there yet: retry
                     self._stop.wait(1.0)
             while not self._stop.is_set():
                 msg = consumer.poll(0.2)
                 if msg is None or msg.error() is not None:
                     continue
                 self._handle(msg.key(), msg.value())
+        except Exception:  # a bug, not a broker outage: stop listening, loudly, not in a loop
+            log.exception("agentstream: command listener stopped")
         finally:
             try:
                 consumer.close()

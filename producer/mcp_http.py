@@ -126,6 +126,7 @@ class HttpProxy:
 
     async def handle(self, request: Any) -> Any:
         import anyio
+        import httpx
         from starlette.responses import JSONResponse, Response
 
         sid = request.headers.get(SESSION_HEADER)
@@ -151,7 +152,7 @@ class HttpProxy:
             upstream = await self.client.send(
                 self.client.build_request(request.method, url, headers=headers,
                                           content=body or None), stream=True)
-        except Exception as exc:  # noqa: BLE001 - the server is down: every forwarded call fails
+        except httpx.HTTPError as exc:  # the server is down: every forwarded call fails
             for m in keep:
                 if isinstance(m, dict) and "id" in m and "method" in m:
                     session.on_server({"jsonrpc": "2.0", "id": m["id"], "error": {

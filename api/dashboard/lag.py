@@ -101,7 +101,7 @@ class LagReader:
             return out
 
     def _read_stages(self, now: float) -> list[StageLag]:
-        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+        from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
         from confluent_kafka.admin import OffsetSpec
 
         admin = self._admin_client()
@@ -113,7 +113,7 @@ class LagReader:
                 fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g.group_id)],
                                                         request_timeout=self.timeout)[g.group_id]
                 res = fut.result(timeout=self.timeout)
-            except Exception:  # noqa: BLE001 - a group that vanished meanwhile
+            except (KafkaException, TimeoutError):  # a group that vanished meanwhile
                 continue
             for tp in res.topic_partitions or []:
                 if tp.topic in ours and tp.offset >= 0:
@@ -126,7 +126,7 @@ class LagReader:
         for tp, fut in admin.list_offsets(wanted, request_timeout=self.timeout).items():
             try:
                 ends[(tp.topic, tp.partition)] = fut.result(timeout=self.timeout).offset
-            except Exception:  # noqa: BLE001 - a partition without an answer shows as unknown (-1)
+            except (KafkaException, TimeoutError):  # no answer for it: shown as unknown (-1)
                 ends[(tp.topic, tp.partition)] = -1
         stages = []
         for (group, topic), parts in sorted(committed.items()):

@@ -114,7 +114,9 @@ def session_detail(db: Db, tenant: str, session_id: str, max_runs: int = 1000) -
 
 def session_totals(session_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Pure: SESSION_TOTALS computed from the aggregated runs rows themselves (one query less)."""
-    add = lambda k: sum(r[k] for r in runs)  # noqa: E731
+    def add(column: str) -> Any:
+        return sum(r[column] for r in runs)
+
     started, last = min(r["started_us"] for r in runs), max(r["last_us"] for r in runs)
     return shape_session({
         "session_id": session_id, "run_count": len(runs),
