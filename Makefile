@@ -41,9 +41,12 @@ test-integration: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/ci/test_lint_and_types.py
 
-# The README's screenshots, from what `make demo` produces (Debian's chromium, as the browser tests).
+# The README's screenshots (from what `make demo` produces) and the dashboard pages' (from the
+# browser tests), in Debian's chromium.
 screenshots: $(STAMP)
 	$(BIN)/python docs/screenshots/demo_screenshots.py
+	AGENTSTREAM_BROWSER_TESTS=$$(sh .ci/ensure-chromium.sh) AGENTSTREAM_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
 
 codegen: $(STAMP)
 	$(BIN)/python -m agentstream.schemas.codegen
