@@ -7,11 +7,16 @@ The driver (the Kafka loop) owns the consumer; a step that is full raises ``Mess
 the driver keeps the item, stops reading (pausing its partitions if that lasts) and submits the
 same item again after the next ``poll``. That is the only backpressure there is.
 
-Why not arroyo itself: ``sentry-arroyo`` is not among the packages this project may install
-(and it brings its own Kafka consumer wrapper, configuration and commit policy), and its
-``RunTaskInThreads`` treats every exception as fatal, where our steps retry a transient failure
-with backoff and crash only on a bug (``consumer_errors``). The exactly-once ledger replay needs
-a batching step that re-forms recorded ranges (the sink's, built on ``Reduce``) either way.
+Why not arroyo itself (read from its source): its ``StreamProcessor`` polls and submits one
+message at a time (``consumer.poll(timeout=1.0)``), where our drivers hand a step whole
+``consume()`` batches; its ``RunTaskInThreads`` re-raises every exception, where our steps retry
+a transient failure with backoff (the driver pausing meanwhile) and crash only on a bug
+(``consumer_errors``); it brings its own consumer wrapper and commit policy and pins
+``confluent-kafka>=2.13.2``; and ``sentry-arroyo`` is not among the packages this project's
+environment offers. Its ``create_with_partitions(commit, partitions)`` could read the sink's
+ledger, so exactly-once replay was not the obstacle: the replay lives in the sink's batcher
+(``sink/range_batcher.py``) either way, and the interface here is arroyo's, so moving onto it
+later means wrapping these steps.
 
 This module lives in ``schemas/`` because it is the one package every part may import, like
 ``consumer_errors``; it knows nothing of Kafka, ClickHouse or the project's records.
@@ -31,7 +36,6 @@ Contract of every step (checked for each step type by tests/unit/steps/test_step
 from __future__ import annotations
 
 import abc
-import logging
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,7 +44,6 @@ from typing import Any, Callable, Generic, Iterable, Protocol, TypeVar
 
 from .consumer_errors import ErrorClass
 
-log = logging.getLogger(__name__)
 
 TIn = TypeVar("TIn")
 TOut = TypeVar("TOut")

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from agentstream.schemas.consumer_errors import DlqRatioGuard, ErrorClass
-from agentstream.schemas.steps import (FlatMap, ProcessingStep, Reduce, Retry, RunTask, RunTaskInThreads,
-                                       Terminal)
+from agentstream.schemas.steps import FlatMap, Reduce, Retry, RunTask, RunTaskInThreads, Terminal
 
 from . import metrics as m
 from .dlq import DeadLetters, Rejected
@@ -80,20 +79,18 @@ class FlushGrouper:
 
 @dataclass
 class SinkChain:
+    """One assignment's chain: ``head`` takes ``consume()`` batches; ``failing`` while a step
+    retries an outage (the driver pauses); ``in_flight_rows``: cut and not yet committed."""
+
     head: Reduce[list[Any], Flush]
     batcher: RangeBatcher
     inserts: RunTaskInThreads[Chunk, Chunk]
     retries: list[Retry]
+    in_flight_rows: int = 0
 
     @property
     def failing(self) -> bool:
         return any(r.failing for r in self.retries)
-
-    @property
-    def in_flight_rows(self) -> int:
-        return self._in_flight
-
-    _in_flight: int = 0
 
 
 def build_chain(io: SinkIO, batcher: RangeBatcher, dead: DeadLetters, guard: DlqRatioGuard,
@@ -112,7 +109,7 @@ def build_chain(io: SinkIO, batcher: RangeBatcher, dead: DeadLetters, guard: Dlq
 
     def commit(flush: Flush) -> None:
         io.commit_ranges(flush.ranges)
-        chain_ref[0]._in_flight -= flush.rows
+        chain_ref[0].in_flight_rows -= flush.rows
 
     r_commit = retry("commit", flush_where)
     committer = RunTask(commit, Terminal(), r_commit, what=lambda f: f)
@@ -158,17 +155,15 @@ def build_chain(io: SinkIO, batcher: RangeBatcher, dead: DeadLetters, guard: Dlq
         for c in flush.chunks:
             if c.replay:
                 m.REPLAYS.labels(c.range.topic).inc()
-        chain_ref[0]._in_flight += flush.rows
+        chain_ref[0].in_flight_rows += flush.rows
         return flush.chunks
 
     r_plan = retry("sink_batches", flush_where)
     # One flush in flight at a time (the next one is read meanwhile, up to batch_max_rows): the
     # sink holds at most about two flushes of records, as it did before it was a chain.
-    planner = FlatMap(plan, inserts, r_plan, what=lambda f: f, admit=lambda: chain_ref[0]._in_flight == 0)
+    planner = FlatMap(plan, inserts, r_plan, what=lambda f: f, admit=lambda: chain_ref[0].in_flight_rows == 0)
     head: Reduce[list[Any], Flush] = Reduce(batcher, planner)
     chain = SinkChain(head, batcher, inserts, [r_plan, r_store, r_dlq, r_commit])
     chain_ref.append(chain)
     return chain
 
-
-__all__ = ["SinkChain", "build_chain", "FlushGrouper", "ProcessingStep"]

@@ -40,7 +40,7 @@ def ranges_coordinates(ranges: list[OffsetRange]) -> str:
 class RetryingMixin:
     """Part of ``Sink``: needs its ``settings``, ``_consumer``, ``_assigned``, ``paused``,
     ``_paused_at`` and ``last_error``. The chain's steps retry through ``schemas.steps.Retry``
-    with ``_note_failure`` as its judge; ``_with_retry`` is for the calls made outside the chain
+    with ``note_failure`` as its judge; ``_with_retry`` is for the calls made outside the chain
     (migrations before Kafka, the ledger read inside the assignment callback)."""
 
     settings: Any
@@ -59,7 +59,7 @@ class RetryingMixin:
             try:
                 result = fn()
             except Exception as exc:  # noqa: BLE001 - classified: only transient ones retry
-                self._note_failure(what, exc, delay, where)
+                self.note_failure(what, exc, delay, where)
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
                     if stop.is_set():
@@ -70,7 +70,7 @@ class RetryingMixin:
             self.last_error = None
             return result
 
-    def _note_failure(self, what: str, exc: BaseException, delay: float = 0.0, where: str = "") -> None:
+    def note_failure(self, what: str, exc: BaseException, delay: float = 0.0, where: str = "") -> None:
         """Counts and logs a failed call; raises ``ConsumerCrash`` unless it is transient."""
         self.last_error = f"{what}: {exc}"
         kind = classify(exc)

@@ -61,6 +61,11 @@ class Sink(RetryingMixin, ReadinessMixin):
     - A transient ClickHouse or Kafka failure pauses the partitions and retries with backoff;
       nothing is committed meanwhile. Anything else stops the sink (``health()["alive"]`` False,
       ``/healthz`` 503) naming the range, rather than retrying a bug.
+    - Backpressure is bounded: about two flushes of records are held (one being stored, the
+      next being read, up to ``batch_max_rows``); past that the sink stops reading
+      (``blocked_seconds``), and pauses its partitions after a second (``paused_seconds``).
+    - On a revocation what was read is stored and committed before the partitions go (within
+      ``revoke_join_seconds``); each assignment gets a new chain with the ledger's ranges.
     - ``run`` blocks until ``stop``/the stop event; ``start`` runs it on a thread.
     """
 
@@ -352,9 +357,6 @@ class Sink(RetryingMixin, ReadinessMixin):
     def record_plans(self, ranges: list[tuple[OffsetRange, int]]) -> None:
         with self._client_lock:  # the insert threads may share the main client
             write_plans(self.client, self.settings.group_id, ranges)
-
-    def note_failure(self, what: str, exc: BaseException, delay: float, where: str) -> None:
-        self._note_failure(what, exc, delay, where)
 
     def recovered(self) -> None:
         self.last_error = None

@@ -117,14 +117,20 @@ def test_a_stuck_sink_fails_healthz_and_its_blocked_time_is_measured(bootstrap, 
             return e.code, json.load(e)
 
     blocked_before = m.BLOCKED_SECONDS._value.get()
+    paused_before = m.PAUSED_SECONDS._value.get()
     sink.start()
     try:
         produce(bootstrap, topic, events(f"t-{unique}", 12))  # 96 records: more than a flush holds
         code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(healthz()), what="/healthz 503")
         assert body["status"] == "unhealthy" and body["stuck_seconds"] >= 1.0 and body["failed"] is None
         assert m.BLOCKED_SECONDS._value.get() > blocked_before  # the read side waited on the inserts
+        # refused by the chain for over a second: the partitions are paused (rebalances are
+        # still served), and the time paused is counted once they resume
+        wait_for(lambda: sink.health()["paused"], what="partitions paused by the chain's backpressure")
         gate.set()
         wait_for(lambda: committed(bootstrap, f"sink-{unique}", topic) == 96, what="everything committed")
+        wait_for(lambda: not sink.health()["paused"], what="partitions resumed")
+        assert m.PAUSED_SECONDS._value.get() > paused_before
         wait_for(lambda: healthz()[0] == 200, what="/healthz 200 again")
     finally:
         gate.set()
