@@ -24,8 +24,9 @@ from test_sink_support import own_topics, wait_for
 
 EVENT_COLUMNS = ("event_id", "kind", "seq", "step_id", "step_kind", "name", "status", "provider",
                  "request_model", "input_tokens", "output_tokens", "cost_usd", "tool_name",
-                 "args_digest", "failure_type", "failure_code", "run_status", "outcome",
-                 "session_id", "parent_run_id", "payload")
+                 "args_digest", "failure_type", "failure_code", "decision_type", "selected",
+                 "reason_code", "run_status", "outcome", "session_id", "parent_run_id", "payload",
+                 "attributes")
 
 
 class Stack:
@@ -70,12 +71,19 @@ class Stack:
 
     def tables_containing(self, needle: str) -> list[str]:
         """Every stored table (views aside) whose rows hold ``needle`` anywhere."""
-        hits = []
+        return self.tables_holding(needle)[needle]
+
+    def tables_holding(self, *needles: str) -> dict[str, list[str]]:
+        """For each needle, the stored tables (views aside) whose rows hold it; one scan of each
+        table for all of them."""
+        hits: dict[str, list[str]] = {n: [] for n in needles}
         for (name,) in self.client.query(
                 "SELECT name FROM system.tables WHERE database = currentDatabase() "
                 "AND engine NOT IN ('MaterializedView', 'View')").result_rows:
-            if needle.encode() in self.client.raw_query(f"SELECT * FROM `{name}` FORMAT TabSeparated"):
-                hits.append(name)
+            raw = self.client.raw_query(f"SELECT * FROM `{name}` FORMAT TabSeparated")
+            for n in needles:
+                if n.encode() in raw:
+                    hits[n].append(name)
         return hits
 
     def assert_stored_as_emitted(self, tenant: str, raw_events: list[dict[str, Any]],
@@ -103,6 +111,9 @@ class Stack:
                     assert row["payload"]["handoff"]["to_agent_id"] == p["handoff"]["to_agent_id"]
             elif ev["kind"] == "FAILURE":
                 assert (row["failure_type"], row["failure_code"]) == (p["failure_type"], p["failure_code"])
+            elif ev["kind"] == "DECISION":
+                assert (row["decision_type"], row["selected"], row["step_id"]) == (
+                    p["decision_type"], p["selected"], p.get("step_id") or "")
             elif ev["kind"] == "RUN_END":
                 assert (row["run_status"], row["outcome"]) == (p["status"], p.get("outcome") or "")
         steps = [e["payload"] for e in raw_events if e["kind"] == "STEP"]
@@ -118,10 +129,11 @@ class Stack:
         end = [e["payload"] for e in raw_events if e["kind"] == "RUN_END"]
         if end:
             assert run["status"] == end[-1]["status"]
-        if secrets:  # the scan must see what it looks through, or finding nothing proves nothing
-            assert "events" in self.tables_containing(raw_events[0]["event_id"])
-        for secret in secrets:
-            assert self.tables_containing(secret) == [], f"{secret!r} is stored"
+        if secrets:
+            found = self.tables_holding(raw_events[0]["event_id"], *secrets)
+            # the scan must see what it looks through, or finding nothing proves nothing
+            assert "events" in found.pop(raw_events[0]["event_id"])
+            assert not {k: v for k, v in found.items() if v}, f"stored: {found}"
         return rows
 
 

@@ -4,6 +4,7 @@ binding approvals, the loop repeat window and the budget warn fraction in flight
 they raise reach the chDB ``alerts`` table through the real sink (``pipeline_stack``)."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -200,3 +201,45 @@ def test_policy_cli_sets_and_shows_v2_over_the_topic(bootstrap, topic_prefix, un
         res = run("policy", "set", "--tenant", tenant, *bad)
         assert res.exit_code == 2 and msg in res.output, res.output
     assert json.loads(run("policy", "show", "--tenant", tenant).stdout)["version"] == "g10"  # nothing written
+
+
+def test_policy_named_durable_class_is_audited_before_the_call_and_stored(stack, bootstrap, topic_prefix, unique,
+                                                                          tmp_path):
+    """durable_tools set on the policy reaches the SDK by itself; the action's audit record, acknowledged
+    before the body ran, goes through the processors into chDB beside the TOOL step it guards."""
+    from agentstream.producer import Tracer
+
+    tenant = f"sdk-dur-{unique}"
+    settings = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix)
+    set_policy(settings, tenant, version="d1", base={}, governance=["durable_tools=payments.*"])
+    tracer = Tracer(tenant, "billing", "1.0", "test", bootstrap_servers=bootstrap, topic_prefix=topic_prefix,
+                    spool_dir=str(tmp_path / "spool"), commands_enabled=False)
+    ran = []
+
+    @tracer.tool(action_class="payments.refund")
+    def refund(order: str) -> None:
+        ran.append(order)
+
+    @tracer.tool(action_class="search.web")
+    def web(q: str) -> None:
+        ran.append(q)
+
+    try:
+        assert tracer.policy_ready(30)
+        with tracer.run("refund") as run:
+            refund("ORD-7731-secret")
+            web("status")
+        assert tracer.flush(15) and ran == ["ORD-7731-secret", "status"]
+    finally:
+        tracer.close(5)
+    rows = wait_for(lambda: [r for r in stack.events(tenant, run.run_id) if r["kind"] == "RUN_END"]
+                    and stack.events(tenant, run.run_id), 60, "the run in chDB")
+    audits = [r for r in rows if r["kind"] == "DECISION"]
+    tools = {r["name"]: r for r in rows if r["step_kind"] == "TOOL"}
+    assert [(a["decision_type"], a["selected"], a["reason_code"]) for a in audits] == [
+        ("durable_action", "refund", "audit_before_run")]
+    assert audits[0]["step_id"] == tools["refund"]["step_id"]  # the call it guarded, same arguments
+    assert audits[0]["attributes"]["agentstream.args_digest"] == tools["refund"]["args_digest"]
+    assert audits[0]["attributes"]["agentstream.action_class"] == "payments.refund"
+    assert set(tools) == {"refund", "web"}  # search.web is not named: no audit record
+    assert "ORD-7731" not in json.dumps([r["payload"] for r in rows]) and stack.tables_containing("ORD-7731") == []
