@@ -95,6 +95,7 @@ class Tracer(Decorators):
         self._listener_lock = threading.Lock()
         self._listener_pid = os.getpid()
         self._follower: PolicyFollower | None = None
+        self._policy_state: DurablePolicy | None = None
         self._follower_pid = os.getpid()
 
     # ---- runs ---------------------------------------------------------------------------
@@ -204,18 +205,22 @@ class Tracer(Decorators):
         ``follow_policy`` is off or the tracer is disabled."""
         if not (self.settings.follow_policy and self.settings.enabled):
             return None
-        f = self._follower
-        if f is not None and self._follower_pid == os.getpid():
-            return f.state
+        state = self._policy_state
+        if state is not None and self._follower_pid == os.getpid():
+            return state
         with self._listener_lock:
-            if self._follower is None or self._follower_pid != os.getpid():
+            if self._policy_state is None or self._follower_pid != os.getpid():
                 codec = self._codec()
-                state = DurablePolicy(self.tenant_id, lambda b: codec.decode_as(POLICY, b))
-                self._follower = PolicyFollower(
-                    self.settings.bootstrap_servers, topic_name("policies", self.settings.topic_prefix),
-                    state, self.settings.session_timeout_ms, self.settings.client_conf).start()
+                self._policy_state = DurablePolicy(self.tenant_id, lambda b: codec.decode_as(POLICY, b))
                 self._follower_pid = os.getpid()
-            return self._follower.state
+                st = self.settings
+                try:
+                    self._follower = PolicyFollower(
+                        st.bootstrap_servers, topic_name("policies", st.topic_prefix),
+                        self._policy_state, st.session_timeout_ms, st.client_conf).start()
+                except Exception:  # never raise into the agent: the policy stays unread (fail closed)
+                    log.exception("agentstream: policy follower could not start")
+            return self._policy_state
 
     def policy_ready(self, timeout: float = 10.0) -> bool:
         """Starts following the tenant's policy if not yet, and waits (bounded) until it has been
@@ -257,8 +262,8 @@ class Tracer(Decorators):
         s["live_runs"] = len(self._live)
         if self._listener is not None:
             s["commands_received"] = self._listener.applied
-        if self._follower is not None:
-            s.update(self._follower.state.stats())
+        if self._policy_state is not None:
+            s.update(self._policy_state.stats())
         return s
 
     def __enter__(self) -> "Tracer":
