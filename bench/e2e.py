@@ -12,7 +12,9 @@ ports and a private data dir. The SDK always runs in separate processes (bench/e
    queued, no flush: the SDK's linger counts) and stops at the first ``GET /v1/runs/{id}`` that
    answers with the run final (SUCCESS, all 5 events). Two poller threads poll the pending probes
    (each at most every 50 ms, oldest first, one request in flight per thread), so a figure may
-   run up to one poll round long. The GET's own latency is reported too.
+   run up to one poll round long. The GET's own latency is reported too, and each probe's time
+   hop by hop (``hops``: SDK → raw → processors → events → sink insert → GET, bench/e2e_hops.py)
+   with the sink's inserts meanwhile (``sink_inserts``: count and mean time).
 2. Throughput: ``--events`` events from ``--tenants`` tenants × ``--agents`` agents, emitted as
    fast as ``--emitters`` SDK processes can, from the first emit until every event is queryable
    (``uniqExact(event_id)`` per tenant through ``POST /v1/sql`` equals what the SDK emitted).
@@ -46,6 +48,8 @@ from agentstream.cli.embedded_broker import free_port
 from agentstream.cli.stack import Stack, StackConfig
 from agentstream.producer import Tracer
 
+from e2e_hops import hop_budget, histogram_delta, pct, probe_stamps
+
 HERE = Path(__file__).resolve().parent
 TICK = os.sysconf("SC_CLK_TCK")
 POLL_S = 0.05  # a pending probe is polled at most this often: the figures' resolution
@@ -74,11 +78,6 @@ def tree_cpu(root: int) -> float:
             total += procs[pid][1]
             todo += [p for p, (pp, _) in procs.items() if pp == pid]
     return total
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
 # ---- the stack and its clients ----------------------------------------------------------------
@@ -128,6 +127,15 @@ class Bench:
 
     def counted(self) -> int:
         return sum(int(self.sql(t, "SELECT count() FROM events")[0][0]) for t in self.tenants)
+
+    def insert_histogram(self) -> dict[str, float]:
+        """The sink's insert-time histogram for the events table (sum and count)."""
+        out: dict[str, float] = {}
+        for line in self.http.get(f"{self.stack.api_url}/metrics").text.splitlines():
+            m = re.match(r'^(agentstream_sink_insert_seconds_(?:sum|count))\{table="events"\} (\S+)$', line)
+            if m:
+                out[m.group(1)] = float(m.group(2))
+        return out
 
     def metrics(self) -> dict[str, float]:
         """The processors' and the sink's own counters, summed per series name and label."""
@@ -206,6 +214,7 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
             client.close()
 
     missing: list = []
+    inserts_before = b.insert_histogram()
     pollers = [threading.Thread(target=poll, daemon=True) for _ in range(POLLERS)]
     for th in pollers:
         th.start()
@@ -233,11 +242,14 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
     inserted = {rid: ms / 1000 for rid, ms in rows}
     to_store = [(inserted[k] - emitted_wall[k]) * 1000 for k in final_wall if k in inserted]
     to_answer = [(final_wall[k] - inserted[k]) * 1000 for k in final_wall if k in inserted]
+    inserts = histogram_delta(inserts_before, b.insert_histogram(), "agentstream_sink_insert_seconds")
+    stamps = probe_stamps(b.bootstrap, b.prefix, emitted_wall, final_wall, inserted, 5)
     split = {"emit_to_stored_p50_ms": r(pct(to_store, 0.5)), "emit_to_stored_p99_ms": r(pct(to_store, 0.99)),
              "stored_to_answer_p50_ms": r(pct(to_answer, 0.5)), "stored_to_answer_p99_ms": r(pct(to_answer, 0.99))}
     return {**split, "n": len(lat_ms), "missing": len(missing), "p50_ms": r(pct(lat_ms, 0.5)),
             "p99_ms": r(pct(lat_ms, 0.99)), "max_ms": r(max(lat_ms, default=float("nan"))),
-            "get_p50_ms": r(pct(get_ms, 0.5)), "get_p99_ms": r(pct(get_ms, 0.99)), "gets": len(get_ms)}
+            "get_p50_ms": r(pct(get_ms, 0.5)), "get_p99_ms": r(pct(get_ms, 0.99)), "gets": len(get_ms),
+            "hops": hop_budget(stamps), "sink_inserts": inserts}
 
 
 def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float) -> dict[float, dict]:

@@ -34,6 +34,12 @@ def test_small_e2e_run_loses_nothing(tmp_path):
     assert all(emitted == stored for emitted, stored in acc["per_tenant"].values())
     lat = figures["latency"]["0"]
     assert lat["n"] >= 3 and lat["missing"] == 0, lat
+    # the latency budget: every probe that became final left a stamp at every hop (its RUN_END
+    # on raw and on events, its row's inserted_at), and the sink's inserts meanwhile are counted
+    hops = lat["hops"]
+    assert list(hops) == ["sdk_to_raw", "raw_to_events", "events_to_stored", "stored_to_final"]
+    assert all(h["n"] == lat["n"] for h in hops.values()), hops
+    assert lat["sink_inserts"]["n"] >= 1, lat
     # the parts' own counters account for the same events: read from raw, written to events,
     # and stored by the sink
     counters = json.loads(next(ln for ln in lines if ln.startswith("accounting: "))[12:])["counters"]
