@@ -45,12 +45,15 @@ def install_offline_docs(app: FastAPI) -> None:
     from fastapi.staticfiles import StaticFiles
     from swagger_ui_bundle import swagger_ui_path
 
+    openapi_url = app.openapi_url
+    if openapi_url is None:  # the schema is not served (docs disabled): no page to show it
+        return
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui():
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url, title=f"{app.title} - docs",
+            openapi_url=openapi_url, title=f"{app.title} - docs",
             swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",

@@ -15,9 +15,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentstream.schemas import TOPICS, topic_name
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
 
 # What a stage is called, by the logical topic it reads; the group id says who reads it.
 STAGE_OF_TOPIC = {
@@ -71,7 +74,7 @@ class LagReader:
         self.conf = dict(client_conf or {})
         self.timeout = timeout_s
         self.cache_s = cache_s
-        self._admin = None
+        self._admin: AdminClient | None = None
         self._lock = threading.Lock()
         self._cached: tuple[float, dict[str, Any]] | None = None
         self._last_committed: dict[tuple[str, str], tuple[float, int]] = {}
