@@ -8,11 +8,14 @@ as itself (the agent thread did no more than queue it); everything else arrives 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .capture import allowed_attributes
 from .step import Step
 from .wire import MAX_ATTRS, RunWire, attr_str
+
+if TYPE_CHECKING:
+    from .run import Run
 
 
 def clean_attributes(attrs: dict[str, Any]) -> dict[str, str]:
@@ -31,7 +34,7 @@ class EventPipeline:
         self.buffer_max = buffer_max
         self.sampled_out = 0
 
-    def _wire(self, run: Any) -> RunWire:
+    def _wire(self, run: Run) -> RunWire:
         if self._header is None:
             self._header = self._header_fn()
         w = RunWire(header=self._header, tenant_id=run.tenant_id, agent_id=run.agent_id,
@@ -86,7 +89,7 @@ class EventPipeline:
             return [(run._key, data)]
         return self._hold(run, "STEP", None, data)
 
-    def _hold(self, run: Any, kind: str, payload: Any, data: bytes) -> list[tuple[bytes, bytes]]:
+    def _hold(self, run: Run, kind: str, payload: Any, data: bytes) -> list[tuple[bytes, bytes]]:
         """Unsampled run: hold its records until RUN_END says whether it failed."""
         buf = run._buf
         buf.append((run._key, data))

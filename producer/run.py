@@ -9,6 +9,7 @@ Public methods never raise into the agent, except the enforcement checks, which 
 """
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import threading
@@ -23,7 +24,7 @@ from .gate import RunGate
 from .records import (APPROVAL_DECISIONS, FEEDBACK_VALUES, NEGATIVE_SIGNALS, ApprovalRequest,
                       RunRecords)
 from .step import CUSTOM, KIND_LOOKUP, LLM, TOOL, FastStep, PyStep, Step, _speedups
-from .wire import STEP_KIND_INDEX
+from .wire import STEP_KIND_INDEX, RunWire
 
 if TYPE_CHECKING:
     from .tracer import Tracer
@@ -82,7 +83,8 @@ class Run(RunGate, RunRecords):
         self.failures = 0
         self.started_us = 0
         self._t0 = 0
-        self._tokens: tuple | None = None
+        # current_run's and current_step's tokens while the run is current (reset at its end)
+        self._tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
         # One wall-clock anchor per run: a step's wall time is perf_counter_ns + this offset,
         # computed on the transport thread (no time.time() per step).
         self._clock_off = _time_ns() - _perf_ns()
@@ -90,9 +92,9 @@ class Run(RunGate, RunRecords):
         # Owned by the transport thread (pipeline.py).
         self._key = self.run_id.encode()
         self._event_seed = str(uuid.uuid4())
-        self._wire = None
+        self._wire: RunWire | None = None
         self._seq = 0
-        self._buf: list = []
+        self._buf: list[tuple[bytes, bytes]] = []  # an unsampled run's records, held to its end
         self._sampled = sampled
         self._had_failure = False
 
