@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
+if TYPE_CHECKING:
+    from .run import Run
+    from .step import Step
+
+# Any: the C step core and the instrumentations set and read them as plain objects; the
+# getters below are the typed public face.
 current_run: contextvars.ContextVar[Any] = contextvars.ContextVar("agentstream_run", default=None)
 current_step: contextvars.ContextVar[Any] = contextvars.ContextVar("agentstream_step",
                                                                    default=None)
@@ -25,12 +31,12 @@ def propagate(fn: F) -> F:
     def run_in_context(*args: Any, **kwargs: Any) -> Any:
         return ctx.copy().run(fn, *args, **kwargs)
 
-    return run_in_context  # type: ignore[return-value]
+    return cast(F, run_in_context)  # called as fn is: a TypeVar cannot say "same signature"
 
 
-def get_current_run() -> Any:
+def get_current_run() -> Run | None:
     return current_run.get()
 
 
-def get_current_step() -> Any:
+def get_current_step() -> Step | None:
     return current_step.get()
