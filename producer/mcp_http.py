@@ -14,10 +14,13 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 from urllib.parse import urlsplit
 
 from .mcp_session import McpSession
+
+if TYPE_CHECKING:
+    from .tracer import Tracer
 
 log = logging.getLogger("agentstream.producer")
 HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
@@ -56,7 +59,7 @@ class SseReader:
 
 
 class HttpProxy:
-    def __init__(self, tracer: Any, upstream: str, *, idle_s: float = 1800.0,
+    def __init__(self, tracer: Tracer, upstream: str, *, idle_s: float = 1800.0,
                  client: Any = None) -> None:
         import httpx
 
@@ -202,7 +205,7 @@ class HttpProxy:
                                  background=BackgroundTask(upstream.aclose))
 
 
-def serve(tracer: Any, upstream: str, host: str, port: int, *, idle_s: float = 1800.0) -> None:
+def serve(tracer: Tracer, upstream: str, host: str, port: int, *, idle_s: float = 1800.0) -> None:
     """Runs the proxy until interrupted; ends every session's run on the way out."""
     import uvicorn
 

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import EnforcementError
+
+if TYPE_CHECKING:
+    from .run import Run
+    from .tracer import Tracer
 
 log = logging.getLogger("agentstream.producer")
 
@@ -48,7 +52,7 @@ class McpSession:
     """The run of one MCP session. ``transport`` (``stdio``, ``streamable_http``) and
     ``server_label`` (the server command's name or URL host) become run attributes."""
 
-    def __init__(self, tracer: Any, *, transport: str, server_label: str,
+    def __init__(self, tracer: Tracer, *, transport: str, server_label: str,
                  run_id: str | None = None, session_id: str | None = None,
                  run_name: str = "mcp session") -> None:
         self.tracer = tracer
@@ -58,7 +62,7 @@ class McpSession:
         self._session_id = session_id
         self._run_name = run_name
         self._attrs = {"mcp.transport": transport, "mcp.server": _short(server_label)}
-        self.run: Any = None
+        self.run: Run | None = None
         self._pending: dict[Any, Any] = {}
         self._lock = threading.Lock()
         self._refused: EnforcementError | None = None
@@ -67,12 +71,12 @@ class McpSession:
         self.closed = False
 
     # ---- the run ------------------------------------------------------------------------
-    def ensure_run(self) -> Any:
+    def ensure_run(self) -> Run:
         """The session's run, started at the server's first answer or the first tool call
         (by then an HTTP session has its id, which RUN_START carries)."""
         with self._lock:
             if self.run is None:
-                attrs = dict(self._attrs)
+                attrs: dict[str, Any] = dict(self._attrs)  # run attributes, as **kwargs
                 if self._session_id:
                     attrs["mcp.session.id"] = _short(self._session_id)
                 self.run = self.tracer.run(self._run_name, run_id=self._run_id,

@@ -14,9 +14,12 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any, BinaryIO, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Sequence
 
 from .mcp_session import McpSession
+
+if TYPE_CHECKING:
+    from .tracer import Tracer
 
 log = logging.getLogger("agentstream.producer")
 SERVER_EXIT_WAIT_S = 5.0
@@ -30,7 +33,7 @@ def _parse(line: bytes) -> Any:
 
 
 class StdioProxy:
-    def __init__(self, tracer: Any, command: Sequence[str], *, run_id: str | None = None,
+    def __init__(self, tracer: Tracer, command: Sequence[str], *, run_id: str | None = None,
                  session_id: str | None = None, client_in: BinaryIO | None = None,
                  client_out: BinaryIO | None = None, env: dict[str, str] | None = None) -> None:
         if not command:
