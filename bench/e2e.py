@@ -446,6 +446,7 @@ def main() -> None:
         "latency_p50_ms_idle": idle.get("p50_ms"), "latency_p99_ms_idle": idle.get("p99_ms"),
         "latency_max_ms_idle": idle.get("max_ms"),
         "latency_p99_ms_10k": lat.get(10000.0, {}).get("p99_ms"),  # None unless 10000 was a load
+        "latency_hops_idle": idle.get("hops"),  # the budget per hop, p50/p99/max (bench/e2e_hops.py)
         "latency": {str(int(k)): v for k, v in lat.items() if isinstance(k, float)},
         "lost": lost, "cpu_by_stage": tp.get("cpu_us_per_event"), "cpu_s": tp.get("cpu_s"),
         "accounting": {k: v for k, v in accounting.items() if k != "counters"},
