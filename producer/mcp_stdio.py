@@ -146,7 +146,9 @@ class StdioProxy:
                 self.proc.terminate()
         else:
             try:
-                self.proc.stdin.close()  # type: ignore[union-attr]
+                stdin = self.proc.stdin  # a pipe: Popen was given stdin=PIPE
+                if stdin is not None:
+                    stdin.close()
             except OSError:
                 pass
             try:

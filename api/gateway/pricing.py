@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -105,5 +106,6 @@ class PriceTable:
         return round(usd / 1_000_000, 10)
 
 
-def _opt(v: object) -> float | None:
-    return None if v is None else float(v)  # type: ignore[arg-type]
+def _opt(v: Any) -> float | None:
+    """An optional price from the JSON file: float() refuses what is not a number, as for input."""
+    return None if v is None else float(v)
