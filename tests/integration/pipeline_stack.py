@@ -2,11 +2,11 @@
 topics, storing into the session's chDB, with the checks that what an integration emitted on
 ``raw`` is what was stored.
 
-A module takes it with ``topic_prefix, stack = stack_fixtures("lc")``: both are module-scoped,
-so the module's tests share one worker and one sink (a worker start plus two group joins cost
-several seconds), and isolate themselves by tenant and run id, never by table. The topics are
-the module's own because a sink reads from the start, and the session's topics hold every
-earlier test's records.
+A module takes it with ``topic_prefix, stack = stack_fixtures()``: every module of a test process
+shares one worker and one sink (a worker start plus two group joins cost several seconds) over
+topics of their own, and isolates itself by tenant and run id, never by table. The topics are
+not the session's because a sink reads from the start, and the session's topics hold every
+earlier test's records (deliberately bad ones among them).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import json
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -167,18 +167,40 @@ def running(bootstrap: str, prefix: str, chdb_path: Path, client: Any, tmp: Path
         stopping.join()
 
 
-def stack_fixtures(name: str) -> tuple[Any, Any]:
-    """A module's ``topic_prefix`` (its own topics) and ``stack`` fixtures, both module-scoped."""
+_SHARED: dict[str, Stack] = {}
+
+
+def _shared_stack(request: pytest.FixtureRequest, bootstrap: str, chdb_path: Path, client: Any,
+                  tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    """One stack per test process (per broker), started by the first module that asks and
+    stopped at the session's end: a worker start and two group joins cost ~8 s, paid once
+    rather than once per module. Every module isolates itself by tenant and run id."""
+    if bootstrap not in _SHARED:
+        exits = ExitStack()
+        _SHARED[bootstrap] = exits.enter_context(running(
+            bootstrap, own_topics(bootstrap), chdb_path, client, tmp_path_factory.mktemp("stack")))
+
+        def stop() -> None:
+            _SHARED.pop(bootstrap, None)
+            exits.close()
+
+        # registered after the session's broker fixture, so it runs before the broker stops
+        request.session.addfinalizer(stop)
+    return _SHARED[bootstrap]
+
+
+def stack_fixtures() -> tuple[Any, Any]:
+    """A module's ``topic_prefix`` (the shared stack's own topics, not the session's) and
+    ``stack`` fixtures."""
 
     @pytest.fixture(scope="module")
-    def topic_prefix(bootstrap: str) -> str:
-        return own_topics(bootstrap)
+    def topic_prefix(request: pytest.FixtureRequest, bootstrap: str, chdb_path: Path, chdb_client: Any,
+                     tmp_path_factory: pytest.TempPathFactory) -> str:
+        return _shared_stack(request, bootstrap, chdb_path, chdb_client, tmp_path_factory).prefix
 
     @pytest.fixture(scope="module")
-    def stack(bootstrap: str, topic_prefix: str, chdb_path: Path, chdb_client: Any,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-        with running(bootstrap, topic_prefix, chdb_path, chdb_client,
-                     tmp_path_factory.mktemp(f"stack-{name}"), name) as s:
-            yield s
+    def stack(request: pytest.FixtureRequest, topic_prefix: str, bootstrap: str, chdb_path: Path,
+              chdb_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Stack:
+        return _shared_stack(request, bootstrap, chdb_path, chdb_client, tmp_path_factory)
 
     return topic_prefix, stack

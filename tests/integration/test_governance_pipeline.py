@@ -17,7 +17,7 @@ from agentstream.stream_processors.policy_io import read_policy, set_policy
 from agentstream.stream_processors.settings import ProcessorsSettings
 
 pytestmark = pytest.mark.integration
-topic_prefix, stack = stack_fixtures("gov")  # the worker, and the sink into chDB
+topic_prefix, stack = stack_fixtures()  # the worker, and the sink into chDB
 
 
 @pytest.fixture

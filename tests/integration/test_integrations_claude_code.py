@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 KEY = "hook-digest-key"
 SECRETS = ["AKIAIOSFODNN7EXAMPLE", "/home/dana/payroll", "wJalrXUtnFEMI-secret",
            "def rotate_keys", "transcripts/abc.jsonl", "octo-org/private-repo"]
-topic_prefix, stack = stack_fixtures("claude")
+topic_prefix, stack = stack_fixtures()
 
 
 def recorded_session(session_id):

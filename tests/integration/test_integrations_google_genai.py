@@ -24,7 +24,7 @@ from pipeline_stack import stack_fixtures
 pytestmark = pytest.mark.integration
 SECRET = "gemini-secret-5150"
 MODEL = "gemini-2.0-flash"
-topic_prefix, stack = stack_fixtures("genai")
+topic_prefix, stack = stack_fixtures()
 
 
 @pytest.fixture

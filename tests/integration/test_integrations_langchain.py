@@ -22,7 +22,7 @@ from pipeline_stack import stack_fixtures
 
 pytestmark = pytest.mark.integration
 SECRET = "Oslo-secret-4242"
-topic_prefix, stack = stack_fixtures("lc")
+topic_prefix, stack = stack_fixtures()
 
 
 @tool

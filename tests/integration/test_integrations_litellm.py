@@ -25,7 +25,7 @@ SECRET = "patient-id-777-secret"
 TOOLS = [{"type": "function", "function": {"name": "weather", "description": "weather",
                                            "parameters": {"type": "object", "properties": {
                                                "query": {"type": "string"}}}}}]
-topic_prefix, stack = stack_fixtures("litellm")
+topic_prefix, stack = stack_fixtures()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from pipeline_stack import stack_fixtures  # noqa: E402
 pytestmark = pytest.mark.integration
 KEY = "mcp-test-digest-key"
 SECRET = "sk-live-" + "Q7f" * 12  # an argument value that must never travel
-topic_prefix, stack = stack_fixtures("mcp")
+topic_prefix, stack = stack_fixtures()
 
 SERVER = '''
 import os, sys

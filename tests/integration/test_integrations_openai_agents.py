@@ -24,7 +24,7 @@ from pipeline_stack import stack_fixtures
 
 pytestmark = pytest.mark.integration
 SECRET = "acct-9911-secret"
-topic_prefix, stack = stack_fixtures("agents")
+topic_prefix, stack = stack_fixtures()
 
 
 @function_tool

@@ -1,5 +1,6 @@
 """Issue 2's whole path on real components: SDK → Tansu raw → faust redaction → events → sink →
-chDB → the query API over HTTP. One pipeline per module; tests isolate by tenant and run id."""
+chDB → the query API over HTTP. One pipeline per test process (pipeline_stack); tests isolate by
+tenant and run id."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from pipeline_stack import stack_fixtures
 
 pytestmark = pytest.mark.integration
 
-topic_prefix, stack = stack_fixtures("e2e")
+topic_prefix, stack = stack_fixtures()
 EMAIL = "jane.doe.e2e@example.com"
 
 
