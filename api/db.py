@@ -162,6 +162,10 @@ class Db:
     @property
     def client(self) -> Any:
         """The first connection (opened on first use: the app answers /healthz while ClickHouse is down)."""
+        return self._first()
+
+    def _first(self) -> Any:
+        """Opens the first connection unless it is open (raises ApiError 503 if it cannot)."""
         if self._client is None:
             with self._lock:
                 if self._client is None:
@@ -184,7 +188,7 @@ class Db:
     @contextmanager
     def lease(self) -> Iterator[Any]:
         """One connection for one query, returned to the pool afterwards."""
-        self.client  # noqa: B018 - the first connection, opened (or refused) here
+        self._first()  # the first connection, opened (or refused) here
         try:
             c = self._idle.get_nowait()
         except queue.Empty:
