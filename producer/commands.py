@@ -12,12 +12,71 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Self
 
 log = logging.getLogger("agentstream.producer")
 
 
-class CommandListener:
+def assign_only_conf(bootstrap_servers: str, what: str, offset_reset: str, session_timeout_ms: int,
+                     client_conf: dict[str, str] | None = None) -> dict[str, Any]:
+    """The librdkafka conf of the SDK's own readers (commands, policies): they assign partitions
+    and commit nothing."""
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        # Required by the client even though no group is joined (assign, never subscribe).
+        "group.id": f"agentstream-sdk-{what}-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "session.timeout.ms": session_timeout_ms,
+        "auto.offset.reset": offset_reset,
+        "logger": logging.getLogger("agentstream.producer.kafka"),
+        "client.id": f"agentstream-sdk-{what}",
+        **(client_conf or {}),
+    }
+
+
+class ReaderThread:
+    """A daemon thread reading a topic with its own consumer (``_read``) until ``stop()``: the
+    SDK's own readers. Nothing in it ever raises into the agent: a consumer that cannot be made,
+    or a bug while reading, is logged and ends the reading."""
+
+    def __init__(self, name: str, what: str, conf: dict[str, Any]) -> None:
+        self._what, self._conf = what, conf
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from confluent_kafka import Consumer
+
+        try:
+            consumer = Consumer(self._conf)
+        except Exception:
+            log.exception("agentstream: %s could not start", self._what)
+            return
+        try:
+            self._read(consumer)
+        except Exception:  # a bug, not a broker outage: stop reading, loudly, not in a loop
+            log.exception("agentstream: %s stopped", self._what)
+        finally:
+            try:
+                consumer.close()
+            except Exception:  # noqa: BLE001 - closing at shutdown: nothing left to report to
+                pass
+
+    def _read(self, consumer: Any) -> None:
+        raise NotImplementedError
+
+
+class CommandListener(ReaderThread):
     def __init__(self, bootstrap_servers: str, topic: str, tenant_id: str,
                  live: dict[str, Any], decode: Callable[[bytes], dict[str, Any]],
                  session_timeout_ms: int, client_conf: dict[str, str] | None = None) -> None:
@@ -30,30 +89,8 @@ class CommandListener:
         self.ignored = 0
         self.errors = 0
         self.ready = threading.Event()
-        self._stop = threading.Event()
-        self._conf = {
-            "bootstrap.servers": bootstrap_servers,
-            # Required by the client even though no group is joined (assign, never subscribe).
-            "group.id": f"agentstream-sdk-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "session.timeout.ms": session_timeout_ms,
-            "auto.offset.reset": "latest",
-            "logger": logging.getLogger("agentstream.producer.kafka"),
-            "client.id": "agentstream-sdk-commands",
-            **(client_conf or {}),
-        }
-        self._thread = threading.Thread(target=self._run, name="agentstream-commands",
-                                        daemon=True)
-
-    def start(self) -> "CommandListener":
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().__init__("agentstream-commands", "command listener", assign_only_conf(
+            bootstrap_servers, "commands", "latest", session_timeout_ms, client_conf))
 
     def _assign(self, consumer: Any) -> bool:
         from confluent_kafka import OFFSET_END, TopicPartition
@@ -65,34 +102,21 @@ class CommandListener:
         consumer.assign([TopicPartition(self.topic, p, OFFSET_END) for p in t.partitions])
         return True
 
-    def _run(self) -> None:
-        from confluent_kafka import Consumer, KafkaException
+    def _read(self, consumer: Any) -> None:
+        from confluent_kafka import KafkaException
 
-        try:
-            consumer = Consumer(self._conf)
-        except Exception:
-            log.exception("agentstream: command listener could not start")
-            return
-        try:
-            while not self._stop.is_set() and not self.ready.is_set():
-                try:
-                    if self._assign(consumer):
-                        self._wait_positions(consumer)
-                        self.ready.set()
-                except KafkaException:  # broker or topic not there yet: retry
-                    self._stop.wait(1.0)
-            while not self._stop.is_set():
-                msg = consumer.poll(0.2)
-                if msg is None or msg.error() is not None:
-                    continue
-                self._handle(msg.key(), msg.value())
-        except Exception:  # a bug, not a broker outage: stop listening, loudly, not in a loop
-            log.exception("agentstream: command listener stopped")
-        finally:
+        while not self._stop.is_set() and not self.ready.is_set():
             try:
-                consumer.close()
-            except Exception:  # noqa: BLE001 - closing at shutdown: nothing left to report to
-                pass
+                if self._assign(consumer):
+                    self._wait_positions(consumer)
+                    self.ready.set()
+            except KafkaException:  # broker or topic not there yet: retry
+                self._stop.wait(1.0)
+        while not self._stop.is_set():
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error() is not None:
+                continue
+            self._handle(msg.key(), msg.value())
 
     def _wait_positions(self, consumer: Any) -> None:
         # OFFSET_END is resolved on the first fetch; until every partition has a concrete

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from typing import Any, Callable
 
 from agentstream.schemas.alerting import is_alerting_key
 
+from .commands import ReaderThread, assign_only_conf
 from .durable import is_durable
 
 log = logging.getLogger("agentstream.producer")
@@ -82,7 +82,7 @@ class DurablePolicy:
                 "policy_undecodable": self.undecodable}
 
 
-class PolicyFollower:
+class PolicyFollower(ReaderThread):
     """A daemon thread reading the policies topic into a ``DurablePolicy``.
 
     ``loaded`` is set once every partition has been read up to the end offsets seen at start and
@@ -94,29 +94,9 @@ class PolicyFollower:
                  session_timeout_ms: int, client_conf: dict[str, str] | None = None,
                  idle_s: float = 0.5) -> None:
         self.topic, self.state, self.idle_s = topic, state, idle_s
-        self._stop = threading.Event()
-        self._conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
-            # required by the client, though no group is joined: every partition is assigned
-            "group.id": f"agentstream-sdk-policy-{uuid.uuid4().hex[:12]}",
-            "client.id": "agentstream-sdk-policy",
-            "session.timeout.ms": session_timeout_ms,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "logger": logging.getLogger("agentstream.producer.kafka"),
-            **(client_conf or {}),
-        }
-        self._thread = threading.Thread(target=self._run, name="agentstream-policy", daemon=True)
-
-    def start(self) -> "PolicyFollower":
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        # a follower that cannot read leaves the policy unread: action classes stay durable
+        super().__init__("agentstream-policy", "policy follower", assign_only_conf(
+            bootstrap_servers, "policy", "earliest", session_timeout_ms, client_conf))
 
     def _assign(self, consumer: Any) -> dict[int, tuple[int, int]] | None:
         """Assigns every partition from the beginning; returns each one's (low, end) offsets now."""
@@ -140,36 +120,23 @@ class PolicyFollower:
         # an empty partition never gets a position; any other must have reached its end
         return all(end <= low or at.get(p, -1) >= end for p, (low, end) in ends.items())
 
-    def _run(self) -> None:
-        from confluent_kafka import Consumer, KafkaException
+    def _read(self, consumer: Any) -> None:
+        from confluent_kafka import KafkaException
 
-        try:
-            consumer = Consumer(self._conf)
-        except Exception:  # never raise into the agent: the policy stays unread (fail closed)
-            log.exception("agentstream: policy follower could not start")
-            return
-        try:
-            ends: dict[int, tuple[int, int]] | None = None
-            while not self._stop.is_set() and ends is None:
-                try:
-                    ends = self._assign(consumer)
-                except KafkaException:  # broker or topic not there yet: retry
-                    ends = None
-                if ends is None:
-                    self._stop.wait(1.0)
-            last = time.monotonic()
-            while not self._stop.is_set():
-                msg = consumer.poll(0.1)
-                if msg is not None and msg.error() is None:
-                    self.state.apply(msg.key(), msg.value())
-                    last = time.monotonic()
-                elif (ends is not None and not self.state.loaded.is_set()
-                      and time.monotonic() - last >= self.idle_s and self._caught_up(consumer, ends)):
-                    self.state.loaded.set()
-        except Exception:  # never raise into the agent; unread stays fail closed
-            log.exception("agentstream: policy follower stopped")
-        finally:
+        ends: dict[int, tuple[int, int]] | None = None
+        while not self._stop.is_set() and ends is None:
             try:
-                consumer.close()
-            except Exception:  # noqa: BLE001 - closing at shutdown: nothing left to report to
-                pass
+                ends = self._assign(consumer)
+            except KafkaException:  # broker or topic not there yet: retry
+                ends = None
+            if ends is None:
+                self._stop.wait(1.0)
+        last = time.monotonic()
+        while not self._stop.is_set():
+            msg = consumer.poll(0.1)
+            if msg is not None and msg.error() is None:
+                self.state.apply(msg.key(), msg.value())
+                last = time.monotonic()
+            elif (ends is not None and not self.state.loaded.is_set()
+                  and time.monotonic() - last >= self.idle_s and self._caught_up(consumer, ends)):
+                self.state.loaded.set()
