@@ -180,18 +180,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         self.migrated = True
         self._stopping = stop
         conf = self.kafka_conf()
-        self._consumer = Consumer({
-            **conf,
-            "group.id": self.settings.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": self.settings.auto_offset_reset,
-            "session.timeout.ms": self.settings.session_timeout_ms,
-            "heartbeat.interval.ms": max(100, self.settings.session_timeout_ms // 6),
-            "fetch.wait.max.ms": self.settings.fetch_wait_max_ms,
-            "statistics.interval.ms": 5000,
-            "stats_cb": lambda _s: None,
-        })
+        self._consumer = Consumer({**conf, **self.settings.consumer_config(), "stats_cb": lambda _s: None})
         self._dead = DeadLetters(Producer({**conf, "linger.ms": 5, "partitioner": PARTITIONER}),
                                  topic_name("dlq", self.settings.topic_prefix))
         follower = None
@@ -293,9 +282,10 @@ class Sink(RetryingMixin, ReadinessMixin):
                 return pending_plans(self.client, self.settings.group_id, committed)
 
         plans = self._with_retry("sink_batches", read_ledger, self._stopping)
-        plans = plans if isinstance(plans, dict) else {}
         self._drop_chain(join=False)
         self._assigned = set(committed)
+        if plans is STOPPED:
+            return  # no chain without the ledger's ranges: a new range over one would double rows
         self._paused_at = None
         self.paused = False
         self._chain = self._new_chain(sorted(committed), plans)
@@ -334,12 +324,22 @@ class Sink(RetryingMixin, ReadinessMixin):
                                            and time.monotonic() >= self._revoke_deadline)
 
     def _drop_chain(self, join: bool, timeout: float | None = None) -> None:
-        chain, self._held, self._blocked_at = self._chain, [], None
+        """``join``: the records read (those the chain refused too) are stored and committed
+        first, within ``timeout``; then whatever is left is dropped, uncommitted."""
+        chain, held, self._held, self._blocked_at = self._chain, self._held, [], None
         if chain is None:
             return
         if join:
+            end = None if timeout is None else time.monotonic() + timeout
+            while held and (end is None or time.monotonic() < end):
+                try:
+                    chain.head.submit(held)
+                    held = []
+                except MessageRejected:
+                    chain.head.poll()
+                    time.sleep(0.002)
             chain.head.close()
-            chain.head.join(timeout)
+            chain.head.join(None if end is None else max(0.0, end - time.monotonic()))
         chain.head.terminate()
         self._chain = None
 

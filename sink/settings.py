@@ -78,6 +78,19 @@ class SinkSettings(BaseSettings):
     # Extra librdkafka settings (security.protocol, sasl.*) for production clusters.
     kafka_config: dict[str, str] = Field(default_factory=dict)
 
+    def consumer_config(self) -> dict[str, object]:
+        """The sink's own consumer settings (offsets are committed by the sink, after storing)."""
+        return {
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": self.auto_offset_reset,
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, self.session_timeout_ms // 6),
+            "fetch.wait.max.ms": self.fetch_wait_max_ms,
+            "statistics.interval.ms": 5000,
+        }
+
     def embedded(self) -> "SinkSettings":
         """The laptop/CI profile: fast group joins."""
         return self.model_copy(update={"session_timeout_ms": 6000})
