@@ -1,5 +1,5 @@
-"""One real pipeline per test module: the processors worker and the sink over the module's own
-topics, storing into the session's chDB, with the checks that what an integration emitted on
+"""One real pipeline per test process: the processors worker and the sink over topics of their
+own, storing into the session's chDB, with the checks that what an integration emitted on
 ``raw`` is what was stored.
 
 A module takes it with ``topic_prefix, stack = stack_fixtures()``: every module of a test process
@@ -138,13 +138,12 @@ class Stack:
 
 
 @contextmanager
-def running(bootstrap: str, prefix: str, chdb_path: Path, client: Any, tmp: Path,
-            name: str = "it") -> Iterator[Stack]:
+def running(bootstrap: str, prefix: str, chdb_path: Path, client: Any, tmp: Path) -> Iterator[Stack]:
     """The worker and the sink over ``prefix``, ready: the sink owns its partitions."""
     from agentstream.sink import Sink, SinkSettings
     from agentstream.stream_processors.worker_process import start_worker
 
-    tag = f"{name}-{uuid.uuid4().hex[:6]}"
+    tag = f"it-{uuid.uuid4().hex[:6]}"
     worker = start_worker(bootstrap, prefix, app_id=tag, data_dir=tmp / "processors",
                           log_path=tmp / "processors.log")
     sink = None
@@ -186,7 +185,11 @@ def _shared_stack(request: pytest.FixtureRequest, bootstrap: str, chdb_path: Pat
 
         # registered after the session's broker fixture, so it runs before the broker stops
         request.session.addfinalizer(stop)
-    return _SHARED[bootstrap]
+    stack = _SHARED[bootstrap]
+    if stack.worker.proc.poll() is not None:  # say so at once, not as every later test's timeout
+        pytest.fail(f"the shared processors worker exited with {stack.worker.proc.returncode}:\n"
+                    + stack.worker.log_tail())
+    return stack
 
 
 def stack_fixtures() -> tuple[Any, Any]:
