@@ -2,33 +2,14 @@
 commit, through their public interfaces and without a broker."""
 from __future__ import annotations
 
+from kafka_records import EVENTS as T
+from kafka_records import Rec
+
 from agentstream.sink.flush_policy import FlushPolicy
 from agentstream.sink.ledger import OffsetRange
 from agentstream.sink.range_batcher import RangeBatcher
 from agentstream.sink.service import Sink
 from agentstream.sink.settings import SinkSettings
-
-T = "agentstream.events"
-
-
-class Rec:
-    """The accessors of a confluent_kafka.Message that batching uses."""
-
-    def __init__(self, offset: int, partition: int = 0, ts: int = 1000) -> None:
-        self._o, self._p, self._ts = offset, partition, ts
-
-    def topic(self) -> str:
-        return T
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self._ts + self._o)
-
 
 def batcher(partitions=(0, 1, 2), plans=None, max_rows=50_000, range_max_rows=0) -> RangeBatcher:
     return RangeBatcher([(T, p) for p in partitions], plans or {}, FlushPolicy(max_rows, 1.0, 0.05, 0.2),

@@ -10,6 +10,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from kafka_records import EVENTS as T
+from kafka_records import Rec
 
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioExceeded, DlqRatioGuard
 from agentstream.schemas.steps import Abandoned
@@ -21,32 +23,6 @@ from agentstream.sink.range_batcher import RangeBatcher
 from agentstream.sink.retrying import RetryingMixin
 from agentstream.sink.settings import SinkSettings
 from agentstream.sink.tables import TABLE_SPECS
-
-T = "agentstream.events"
-
-
-class Rec:
-    def __init__(self, partition: int, offset: int) -> None:
-        self._p, self._o = partition, offset
-
-    def topic(self) -> str:
-        return T
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1000 + self._o)
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def value(self) -> bytes:
-        return b"v"
-
 
 class Producer:
     def __init__(self) -> None:
@@ -120,7 +96,7 @@ def pool():
 
 
 def records(partition: int, offsets) -> list[Rec]:
-    return [Rec(partition, o) for o in offsets]
+    return [Rec(o, partition) for o in offsets]
 
 
 def kinds(io: IO) -> list[str]:
