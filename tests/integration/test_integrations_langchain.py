@@ -92,6 +92,15 @@ def test_chain_is_a_run_with_llm_and_tool_steps(make, bootstrap, topic_prefix, s
     stored = stack.assert_stored_as_emitted(t.tenant_id, events, secrets=(SECRET, "weather in Oslo"))
     assert [r["tool_name"] for r in stored if r["step_kind"] == "TOOL"] == ["weather"]
     assert stack.run(t.tenant_id, events[0]["run_id"])["cost_usd"] == pytest.approx(cost)
+    # the check bites: a token count the run did not store, or a text that is stored, fails it
+    import copy
+
+    tampered = copy.deepcopy(events)
+    next(e for e in tampered if e["kind"] == "STEP" and e["payload"]["llm"])["payload"]["llm"]["input_tokens"] += 1
+    with pytest.raises(AssertionError):
+        stack.assert_stored_as_emitted(t.tenant_id, tampered)
+    with pytest.raises(AssertionError, match="stored"):
+        stack.assert_stored_as_emitted(t.tenant_id, events, secrets=("weather_agent",))
 
 
 def test_inside_an_open_run_steps_join_it_and_failures_are_recorded(make, bootstrap,
