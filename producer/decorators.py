@@ -176,7 +176,8 @@ class Decorators:
                 if w is None:
                     st = self.settings
                     try:
-                        w = AuditWriter(st.bootstrap_servers, self.topic, st.client_conf)
+                        w = AuditWriter(st.bootstrap_servers, self.topic, st.client_conf,
+                                        producer_factory=getattr(self, "_producer_factory", None))
                     except Exception as exc:  # bad client conf: fail closed, documented
                         from .errors import AuditUnavailable
                         raise AuditUnavailable(f"cannot create the audit producer: {exc}") from exc

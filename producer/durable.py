@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from fnmatch import fnmatchcase
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from agentstream.schemas import EVENT, PARTITIONER, Codec
 
@@ -43,14 +43,16 @@ class AuditWriter:
     """One per tracer, created on the first durable call."""
 
     def __init__(self, bootstrap_servers: str, topic: str, client_conf: dict[str, Any] | None = None,
-                 codec: Codec | None = None) -> None:
+                 codec: Codec | None = None,
+                 producer_factory: Callable[[dict[str, Any]], Any] | None = None) -> None:
         from confluent_kafka import Producer
 
         self.topic = topic
         self.codec = codec or Codec()
         conf = {**(client_conf or {}), "bootstrap.servers": bootstrap_servers, "acks": "all",
                 "enable.idempotence": True, "partitioner": PARTITIONER, "linger.ms": 0}
-        self._p = Producer(conf)
+        # the tracer's own factory (InMemoryTransport in agent teams' tests), else librdkafka
+        self._p = (producer_factory or Producer)(conf)
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
 

@@ -49,9 +49,13 @@ class InMemoryTransport:
 
     def tracer(self, tenant_id: str, agent_id: str, agent_version: str, environment: str,
                **overrides: Any) -> Tracer:
-        """A ``Tracer`` delivering here. Remote commands are off unless asked for (they need
-        a real broker); ``overrides`` are ``ProducerSettings`` fields as for ``Tracer``."""
+        """A ``Tracer`` delivering here. Remote commands and the policy follower are off unless
+        asked for (they need a real broker; without one, an ``action_class`` tool would fail
+        closed waiting for a policy that never comes): name durable classes with
+        ``tracer.set_durable_tools`` instead. ``overrides`` are ``ProducerSettings`` fields as for
+        ``Tracer``."""
         overrides.setdefault("commands_enabled", False)
+        overrides.setdefault("follow_policy", False)
         return Tracer(tenant_id, agent_id, agent_version, environment,
                       producer_factory=self.producer_factory, **overrides)
 
@@ -123,14 +127,16 @@ class _InMemoryMessage:
 
 class _InMemoryKafkaClient:
     """The part of ``confluent_kafka.Producer`` the SDK uses, with librdkafka's semantics:
-    ``produce`` only queues, ``poll``/``flush`` deliver and serve callbacks (errors only, as
-    configured with ``delivery.report.only.error``), ``len()`` is what is still undelivered,
+    ``produce`` only queues, ``poll``/``flush`` deliver and serve callbacks (errors only when
+    configured with ``delivery.report.only.error``, as the transport is; the durable-action
+    audit producer waits for its success report), ``len()`` is what is still undelivered,
     ``purge`` fails queued records with ``_PURGE_QUEUE``."""
 
     def __init__(self, memory: InMemoryTransport, conf: dict[str, Any]) -> None:
         self._memory = memory
         self._default_cb: Callable[[Any, Any], None] | None = conf.get("on_delivery")
         self._error_cb: Callable[[Any], None] | None = conf.get("error_cb")
+        self._only_errors = str(conf.get("delivery.report.only.error", False)).lower() == "true"
         self._lock = threading.Lock()
         self._pending: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []
 
@@ -150,10 +156,12 @@ class _InMemoryKafkaClient:
         if pending and not reachable and self._error_cb is not None:
             self._error_cb(KafkaError(KafkaError._ALL_BROKERS_DOWN, "in-memory broker down"))
         for topic, key, value, cb, err_code in pending:
+            cb = cb or self._default_cb
             if err_code is None and reachable:
                 self._memory._deliver(topic, key or b"", value or b"")
+                if cb is not None and not self._only_errors:
+                    cb(None, _InMemoryMessage(topic, key, value))
                 continue
-            cb = cb or self._default_cb
             if cb is not None:
                 code = KafkaError._MSG_TIMED_OUT if err_code is None else err_code
                 cb(KafkaError(code), _InMemoryMessage(topic, key, value))

@@ -88,6 +88,7 @@ class Tracer(Decorators):
                                        settings.sample_buffer_max)
         self._transport = Transport(settings, self.topic, self._pipeline.process,
                                     producer_factory)
+        self._producer_factory = producer_factory  # the durable-action audit producer's too
         self._live: dict[str, Run] = {}
         self._run_type = FastRun if settings.speedups and FastRun is not None else Run
         self._limits = Budget().resolve(settings)

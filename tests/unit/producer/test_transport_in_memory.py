@@ -9,6 +9,7 @@ import time
 import pytest
 
 from agentstream.producer import Tracer
+from agentstream.producer.errors import AuditUnavailable
 from agentstream.producer.testing import InMemoryTransport
 
 
@@ -220,3 +221,34 @@ def test_a_full_librdkafka_queue_spools_in_order(memory, tmp_path):
     assert [e["seq"] for e in events] == list(range(102))
     assert tracer.stats()["spooled"] > 0 and tracer.stats()["dropped"] == 0
     tracer.close(5)
+
+
+def test_an_action_class_tool_runs_in_memory_and_a_named_durable_class_is_audited_first(memory, tmp_path):
+    # no broker, so no policy to follow: an action_class alone must not fail closed here
+    tracer = _tracer(memory, tmp_path)
+    calls = []
+
+    @tracer.tool(action_class="payments.refund")
+    def refund(amount: int) -> str:
+        calls.append(amount)
+        return "ok"
+
+    with tracer.run() as run:
+        assert refund(5) == "ok"
+        tracer.set_durable_tools(["payments.*"])  # the explicit override names it durable
+        assert refund(6) == "ok"
+    assert calls == [5, 6]
+    _settle(tracer, memory, [run.run_id])
+    events = memory.events(run.run_id)
+    audits = [e for e in events if e["kind"] == "DECISION"
+              and e["payload"].get("decision_type") == "durable_action"]
+    tools = [e for e in events if e["kind"] == "STEP" and e["payload"]["step_kind"] == "TOOL"]
+    assert len(tools) == 2 and len(audits) == 1  # only the second call was audited
+    assert events.index(audits[0]) < events.index(tools[1])
+    memory.set_reachable(False)  # a broker outage: the durable action must not run unaudited
+    with tracer.run():
+        with pytest.raises(AuditUnavailable):
+            refund(7)
+    assert calls == [5, 6]
+    memory.set_reachable(True)
+    tracer.close()
