@@ -85,13 +85,13 @@ def next_offsets(ranges: list[OffsetRange]) -> dict[tuple[str, int], int]:
 
 
 def cut_ranges(buffers: dict[tuple[str, int], list[KafkaMessage]], plans: dict[tuple[str, int], list[OffsetRange]],
-               avro_for: Callable[[str], bool], max_rows: int = 0) -> list[tuple[OffsetRange, list[KafkaMessage], bool]]:
+               avro_for: Callable[[str, int], bool], max_rows: int = 0) -> list[tuple[OffsetRange, list[KafkaMessage], bool]]:
     """Takes the next ranges out of each partition's buffer (no I/O; the buffers and plans are
     updated in place), oldest first: each pending ledger range exactly (waiting until all of it
     has been read again: nothing after it is cut before it), otherwise what is buffered, in
     consecutive ranges of at most ``max_rows`` records (0: no limit). Returns (range, records,
-    is a replay) per range; ``avro_for(topic)`` says whether a new range of that topic is
-    planned on the Avro path."""
+    is a replay) per range; ``avro_for(topic, rows)`` says whether a new range of that topic and
+    size is planned on the Avro path (a replay keeps the path its ledger row recorded)."""
     chunks = []
     for key, buf in buffers.items():
         pending = plans.get(key) or []
@@ -116,7 +116,7 @@ def cut_ranges(buffers: dict[tuple[str, int], list[KafkaMessage]], plans: dict[t
             limit = max_rows if max_rows > 0 else len(buf)
             take = ([x for x in buf if x.offset() < pending[0].start] if pending else buf)[:limit]
             rng = OffsetRange(key[0], key[1], take[0].offset(), take[-1].offset(), take[0].timestamp()[1],
-                              avro=avro_for(key[0]))
+                              avro=avro_for(key[0], len(take)))
             chunks.append((rng, take, False))
             del buf[: len(take)]
     return chunks

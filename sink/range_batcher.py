@@ -70,7 +70,7 @@ class RangeBatcher:
     being read again: rejecting then would wait forever)."""
 
     def __init__(self, assigned: list[Key], plans: dict[Key, list[OffsetRange]], policy: FlushPolicy,
-                 avro_for: Callable[[str], bool], max_rows: int, range_max_rows: int = 0) -> None:
+                 avro_for: Callable[[str, int], bool], max_rows: int, range_max_rows: int = 0) -> None:
         self.buffers: dict[Key, list[KafkaMessage]] = {k: [] for k in assigned}
         self.plans = {k: list(plans.get(k, [])) for k in assigned}
         self.policy = policy

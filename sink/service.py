@@ -311,7 +311,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         st = self.settings
         policy = FlushPolicy(st.batch_max_rows, st.batch_max_seconds, st.flush_idle_seconds,
                              st.flush_min_interval_seconds)
-        batcher = RangeBatcher(assigned, plans, policy, lambda topic: st.avro_fast_path
+        batcher = RangeBatcher(assigned, plans, policy, lambda topic, rows: st.avro_fast_path and rows >= st.avro_min_rows
                                and RangeWriter.fast_path_for(self.specs[topic]), st.batch_max_rows, st.range_max_rows)
         if self._inserter is None:
             self._inserter = ThreadPoolExecutor(max(1, st.insert_workers), initializer=self._mark_worker,

@@ -54,6 +54,9 @@ def _sink_env(bootstrap: str, prefix: str, group: str, data: str) -> dict[str, s
         "AGENTSTREAM_SINK_BATCH_MAX_ROWS": "300",
         # several ranges per partition per flush, so replays after a kill cover that too
         "AGENTSTREAM_SINK_RANGE_MAX_ROWS": "60",
+        # full ranges (60) on the Avro path, the smaller tails of a flush on the Python mapper:
+        # both paths are killed mid-insert
+        "AGENTSTREAM_SINK_AVRO_MIN_ROWS": "30",
         "AGENTSTREAM_SINK_BATCH_MAX_SECONDS": "0.2",
         "AGENTSTREAM_SINK_METRICS_PORT": "0",
         "AGENTSTREAM_SINK_READ_POLICIES": "false",

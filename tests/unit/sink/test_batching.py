@@ -13,7 +13,7 @@ from agentstream.sink.settings import SinkSettings
 
 def batcher(partitions=(0, 1, 2), plans=None, max_rows=50_000, range_max_rows=0) -> RangeBatcher:
     return RangeBatcher([(T, p) for p in partitions], plans or {}, FlushPolicy(max_rows, 1.0, 0.05, 0.2),
-                        lambda _t: False, max_rows, range_max_rows)
+                        lambda _t, _n: False, max_rows, range_max_rows)
 
 
 def recs(partition: int, offsets) -> list[Rec]:
@@ -126,3 +126,13 @@ def test_commit_goes_past_the_last_range_of_each_assigned_partition():
     s.commit_ranges(ranges)
     assert sorted(committed) == [(0, 20), (1, 2)] and s.committed_ranges == 4
     assert s.health()["last_commit_at"] is not None
+
+
+def test_the_path_is_chosen_by_the_ranges_size_and_a_replay_keeps_its_own():
+    # the sink plans Avro only for ranges of at least avro_min_rows (its view's fixed cost)
+    replay = OffsetRange(T, 2, 0, 0, 1000, avro=True)
+    b = RangeBatcher([(T, 0), (T, 1), (T, 2)], {(T, 2): [replay]}, FlushPolicy(1000, 1.0, 0.05, 0.2),
+                     lambda _t, n: n >= 3, 1000, 0)
+    b.add(recs(0, range(5)) + recs(1, range(2)) + recs(2, [0]))
+    got = {c[0].partition: (c[0].avro, c[2]) for c in cut(b)}
+    assert got == {0: (True, False), 1: (False, False), 2: (True, True)}

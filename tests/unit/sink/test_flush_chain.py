@@ -80,7 +80,7 @@ def chain_for(io: IO, plans=None, range_max_rows=3, guard: DlqRatioGuard | None 
               pool=None):
     # due as soon as anything is buffered: each poll cuts what was submitted before it
     batcher = RangeBatcher([(T, 0), (T, 1)], plans or {}, FlushPolicy(1000, 0.0, 0.0, 0.0),
-                           lambda _t: False, 1000, range_max_rows)
+                           lambda _t, _n: False, 1000, range_max_rows)
     producer = Producer()
     chain = build_chain(io, batcher, DeadLetters(producer, "dlq"), guard or DlqRatioGuard(1.0, 1000, 1),
                         io.settings.model_copy(update={"insert_workers": 2}),

@@ -102,7 +102,7 @@ CASES = [
     Case("Reduce(ListBatcher)", lambda nxt, fn, retry: Reduce(ListBatcher(3, 60.0), nxt), lambda i: i,
          lambda out: [x for batch in out for x in batch]),
     Case("Reduce(RangeBatcher)", lambda nxt, fn, retry: Reduce(
-        RangeBatcher([(T, 0)], {}, FlushPolicy(3, 60.0, 60.0, 60.0), lambda _t: False, 3), nxt),
+        RangeBatcher([(T, 0)], {}, FlushPolicy(3, 60.0, 60.0, 60.0), lambda _t, _n: False, 3), nxt),
          lambda i: [Rec(i)], lambda out: [m.offset() for f in out for c in f.chunks for m in c.msgs]),
     Case("Reduce(FlushGrouper)", lambda nxt, fn, retry: Reduce(FlushGrouper(), nxt), _chunk,
          lambda out: [c.range.start for f in out for c in f.chunks]),
