@@ -6,7 +6,7 @@ their unit tests pass any object with these methods.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 
 class QueryResult(Protocol):
@@ -15,9 +15,13 @@ class QueryResult(Protocol):
 
 
 class ClickHouseClient(Protocol):
-    def query(self, query: str, parameters: Mapping[str, Any] | None = None) -> QueryResult: ...
+    # ``settings`` is keyword-only: clickhouse-connect's positions after the first few differ
+    # between its methods (``insert``'s fourth is ``database``).
+    def query(self, query: str, parameters: dict[str, Any] | None = None, *,
+              settings: dict[str, Any] | None = None) -> QueryResult: ...
 
-    def insert(self, table: str, data: Sequence[Sequence[Any]],
-               column_names: Sequence[str]) -> Any: ...
+    def insert(self, table: str, data: Sequence[Sequence[Any]], column_names: Sequence[str], *,
+               settings: dict[str, Any] | None = None) -> Any: ...
 
-    def command(self, cmd: str, parameters: Mapping[str, Any] | None = None) -> Any: ...
+    def command(self, cmd: str, parameters: dict[str, Any] | None = None, *,
+                settings: dict[str, Any] | None = None) -> Any: ...

@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .clickhouse_client import ClickHouseClient
 from .storage import DDL_SETTINGS, MIGRATIONS_DIR, load_migrations
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,14 @@ class ClusterPlan:
         return f"/clickhouse/agentstream/{self.cluster}/{shard_macro}/{{database}}/{table}"
 
 
+def _must(m: re.Match[str] | None, what: str, text: str) -> re.Match[str]:
+    # The statement's form was recognised before its parts are read: a miss here is a form this
+    # module half knows, reported as such rather than as an AttributeError.
+    if m is None:
+        raise ClusterSchemaError(f"no {what} in statement: {text[:120]!r}")
+    return m
+
+
 def check_cluster_name(name: str) -> str:
     if not _CLUSTER_NAME.match(name):
         raise ClusterSchemaError(f"cluster name {name!r}: use letters, digits and '_' (an identifier, as in remote_servers)")
@@ -92,7 +101,7 @@ def strip_comments(stmt: str) -> str:
 
 def _columns(body: str) -> list[str]:
     start = body.index("(")
-    end = _ENGINE.search(body).start()
+    end = _must(_ENGINE.search(body), "ENGINE clause", body).start()
     cols = []
     for line in body[start + 1:end].splitlines():
         m = _COLUMN_LINE.match(line)
@@ -127,7 +136,8 @@ def _dedup_setting(sql: str) -> str:
 
 
 def _create_table(plan: ClusterPlan, body: str) -> list[str]:
-    table = _CREATE_TABLE.match(body).group(1)
+    head_m = _must(_CREATE_TABLE.match(body), "CREATE TABLE", body)
+    table = head_m.group(1)
     m = _ENGINE.search(body)
     if m is None:
         raise ClusterSchemaError(f"table {table}: no ENGINE clause")
@@ -137,12 +147,12 @@ def _create_table(plan: ClusterPlan, body: str) -> list[str]:
         plan.global_tables.add(table)
         head = f"CREATE TABLE IF NOT EXISTS {table} {on} "
         engine = _replicated_engine(plan, table, m.group(1), m.group(3), everywhere=True)
-        return [_dedup_setting(head + body[_CREATE_TABLE.match(body).end() - 1:m.start()] + engine + body[m.end():])]
+        return [_dedup_setting(head + body[head_m.end() - 1:m.start()] + engine + body[m.end():])]
     local = table + LOCAL_SUFFIX
     engine = _replicated_engine(plan, local, m.group(1), m.group(3), everywhere=False)
     key = sharding_key(cols)
     plan.sharded[table] = cols
-    local_ddl = (f"CREATE TABLE IF NOT EXISTS {local} {on} " + body[_CREATE_TABLE.match(body).end() - 1:m.start()]
+    local_ddl = (f"CREATE TABLE IF NOT EXISTS {local} {on} " + body[head_m.end() - 1:m.start()]
                  + engine + body[m.end():])
     dist = (f"CREATE TABLE IF NOT EXISTS {table} {on} AS {local}\n"
             f"ENGINE = Distributed({plan.cluster}, currentDatabase(), {local}, {key})")
@@ -150,7 +160,7 @@ def _create_table(plan: ClusterPlan, body: str) -> list[str]:
 
 
 def _local_sources(plan: ClusterPlan, select: str, where: str) -> str:
-    def swap(m: re.Match) -> str:
+    def swap(m: re.Match[str]) -> str:
         kw, name = m.group(1), m.group(2)
         if name in plan.sharded:
             # aliased to the embedded name, so qualified columns (events.kind) keep working
@@ -162,7 +172,7 @@ def _local_sources(plan: ClusterPlan, select: str, where: str) -> str:
 
 
 def _create_view(plan: ClusterPlan, body: str) -> list[str]:
-    m = _CREATE_MV.match(body)
+    m = _must(_CREATE_MV.match(body), "CREATE MATERIALIZED VIEW", body)
     view, target = m.group(1), m.group(2)
     if target not in plan.sharded:
         raise ClusterSchemaError(f"view {view}: target {target} is not a sharded table")
@@ -172,7 +182,7 @@ def _create_view(plan: ClusterPlan, body: str) -> list[str]:
 
 
 def _alter(plan: ClusterPlan, body: str) -> list[str]:
-    m = _ALTER.match(body)
+    m = _must(_ALTER.match(body), "ALTER TABLE", body)
     table, obj = m.group(1), m.group(3).upper()
     rest = _dedup_setting(body[len(f"ALTER TABLE {table}"):])
     on = f"ON CLUSTER {plan.cluster}"
@@ -188,7 +198,8 @@ def _alter(plan: ClusterPlan, body: str) -> list[str]:
 
 
 def _track_column_alter(plan: ClusterPlan, table: str, verb: str, rest: str) -> None:
-    name = re.search(rf"COLUMN\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?({_IDENT})", rest).group(1)
+    name = _must(re.search(rf"COLUMN\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?({_IDENT})", rest),
+                 f"column name of ALTER TABLE {table}", rest).group(1)
     cols = plan.sharded[table]
     if verb == "ADD" and name not in cols:
         cols.append(name)
@@ -197,7 +208,7 @@ def _track_column_alter(plan: ClusterPlan, table: str, verb: str, rest: str) -> 
 
 
 def _insert(plan: ClusterPlan, body: str) -> list[str]:
-    target = _INSERT.match(body).group(1)
+    target = _must(_INSERT.match(body), "INSERT INTO", body).group(1)
     if target not in plan.sharded:
         raise ClusterSchemaError(f"INSERT into {target}, not a sharded table")
     # Once, on this node, through the Distributed tables: reads every shard, writes by the key.
@@ -229,7 +240,7 @@ def cluster_migrations(cluster: str, directory: Path = MIGRATIONS_DIR) -> list[C
     """Every migration in its cluster form. The plan is built from all of them in order, since a
     later ALTER needs to know what an earlier CREATE made of its table."""
     plan = ClusterPlan(check_cluster_name(cluster))
-    out = []
+    out: list[ClusterMigration] = []
     for mig in load_migrations(directory):
         stmts = [s for stmt in mig.statements for s in cluster_statements(plan, stmt)]
         out.append(ClusterMigration(mig.version, mig.name, tuple(stmts)))
@@ -240,7 +251,7 @@ def is_backfill(stmt: str) -> bool:
     return bool(_INSERT.match(stmt))
 
 
-def apply_cluster_migrations(client, cluster: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
+def apply_cluster_migrations(client: ClickHouseClient, cluster: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Applies the cluster migrations not yet recorded in the cluster's (global, replicated)
     ``schema_migrations``. Each DDL runs ON CLUSTER (the server waits for every host, up to
     distributed_ddl_task_timeout); re-running after an interruption is safe (IF NOT EXISTS)."""
@@ -248,7 +259,7 @@ def apply_cluster_migrations(client, cluster: str, directory: Path = MIGRATIONS_
     done: set[int] = set()
     if int(client.command("EXISTS TABLE schema_migrations")):
         done = {int(r[0]) for r in client.query("SELECT version FROM schema_migrations FINAL").result_rows}
-    applied = []
+    applied: list[int] = []
     for mig in migrations:
         if mig.version in done:
             continue
@@ -266,7 +277,7 @@ def apply_cluster_migrations(client, cluster: str, directory: Path = MIGRATIONS_
 
 def render_sql(cluster: str, directory: Path = MIGRATIONS_DIR) -> str:
     """The whole cluster schema as one script (for review, or a DBA's own tooling)."""
-    parts = []
+    parts: list[str] = []
     for mig in cluster_migrations(cluster, directory):
         parts.append(f"-- {mig.version:04d}_{mig.name}")
         parts.extend(f"{s};\n" for s in mig.statements)

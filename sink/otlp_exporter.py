@@ -116,7 +116,11 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
     last = time.monotonic()
     try:
         while not stop_after_spans or stats["spans"] < stop_after_spans:
-            events, msgs, started = [], [], time.monotonic()
+            events: list[dict[str, Any]] = []
+            # every record read, committed after the batch is sent (confluent's Message types
+            # topic/partition/offset as optional; a record's are always set)
+            msgs: list[Any] = []
+            started = time.monotonic()
             while len(events) < settings.batch_max_spans and time.monotonic() - started < settings.linger_s:
                 for m in c.consume(min(500, settings.batch_max_spans - len(events)), 0.2):
                     if m.error() is not None:

@@ -156,7 +156,7 @@ def _mark_span(ev: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     pairs = [(f"agentstream.{kind.lower()}.{f}", p.get(f)) for f in fields]
     step = p.get("step_id") or ev.get("parent_step_id")
     label = p.get(fields[0]) if fields else ""
-    span = {
+    span: dict[str, Any] = {
         "traceId": trace_id(tenant, run), "spanId": span_id(tenant, run, ev["event_id"]),
         "parentSpanId": span_id(tenant, run, step) if step else root_span_id(tenant, run),
         "name": f"{kind.lower()} {label}".strip(), "kind": KIND_INTERNAL,

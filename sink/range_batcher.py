@@ -12,12 +12,15 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from agentstream.schemas.kafka_message import KafkaMessage
 
 from .flush_policy import FlushPolicy
 from .ledger import OffsetRange, cut_ranges
+
+if TYPE_CHECKING:  # the batcher does no I/O: the DLQ's module is not loaded for its type
+    from .dlq import Rejected
 
 Key = tuple[str, int]
 
@@ -35,7 +38,7 @@ class Chunk:
     flush_id: int = 0
     flush_size: int = 1
     cell: dict[str, OffsetRange] = field(default_factory=dict)
-    rejected: list = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.cell.setdefault("range", self.range)

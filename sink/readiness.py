@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .settings import SinkSettings
 
 
 class ReadinessMixin:
     """Part of ``Sink``: reads its counters; never changes them."""
 
-    settings: Any
-    _pending_rows: int
+    settings: SinkSettings
     _lag: int
-    _flushing: bool
     _progress_at: float
     failed: str | None
     migrated: bool
@@ -23,6 +24,13 @@ class ReadinessMixin:
     dlq_records: int
     last_commit_at: float | None
     last_error: str | None
+
+    if TYPE_CHECKING:  # read-only properties of ``Sink`` (service.py)
+        @property
+        def _pending_rows(self) -> int: ...
+
+        @property
+        def _flushing(self) -> bool: ...
 
     def stuck_for(self) -> float:
         """Seconds without progress (a commit) while records wait (buffered, being flushed, or

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from agentstream.schemas.consumer_errors import ConsumerCrash, ErrorClass
 
 from . import metrics as m
 from .errors import classify
 from .ledger import OffsetRange
+
+if TYPE_CHECKING:
+    from .settings import SinkSettings
 
 log = logging.getLogger("agentstream.sink.service")
 
@@ -43,7 +46,7 @@ class RetryingMixin:
     with ``note_failure`` as its judge; ``_with_retry`` is for the calls made outside the chain
     (migrations before Kafka, the ledger read inside the assignment callback)."""
 
-    settings: Any
+    settings: SinkSettings
     _consumer: Any
     _assigned: set[tuple[str, int]]
     _paused_at: float | None

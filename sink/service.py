@@ -30,8 +30,8 @@ from . import metrics as m
 from .dlq import DeadLetters, Rejected
 from .flush_chain import SinkChain, build_chain
 from .flush_policy import FlushPolicy
-from .ledger import OffsetRange, next_offsets, pending_plans
-from .ledger import record_plans as write_plans
+from .clickhouse_client import ClickHouseClient
+from .ledger import OffsetRange, next_offsets, pending_plans, record_plans as write_plans
 from .range_batcher import Chunk, RangeBatcher
 from .readiness import ReadinessMixin
 from .retention import PolicyFollower, RetentionBook
@@ -121,16 +121,16 @@ class Sink(RetryingMixin, ReadinessMixin):
     # ---- lifecycle -------------------------------------------------------------------------
 
     @property
-    def client(self):
+    def client(self) -> ClickHouseClient:
         if self._client is None:
             self._client = make_client(self.settings.clickhouse_dsn)
         return self._client
 
-    def _db(self):
+    def _db(self) -> ClickHouseClient:
         """The connection of the calling thread: an insert thread's own, or the main one."""
         return self._own_client() or self.client
 
-    def _own_client(self):
+    def _own_client(self) -> ClickHouseClient | None:
         """On an insert thread with a factory: its own connection, made on first use (inside
         the insert's retry, so a server that is down is retried like any insert)."""
         if not getattr(self._local, "worker", False) or self._client_factory is None:
@@ -273,11 +273,10 @@ class Sink(RetryingMixin, ReadinessMixin):
 
     def _on_assign(self, consumer, partitions) -> None:
         """Builds the chain for the new assignment, with the ledger ranges to replay."""
-        committed = {}
-        for tp in consumer.committed(partitions, timeout=30):
-            committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else 0
+        committed: dict[tuple[str, int], int] = {
+            (tp.topic, tp.partition): max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=30)}
         # Inside a librdkafka callback: retry without polling the consumer again.
-        def read_ledger():
+        def read_ledger() -> dict[tuple[str, int], list[OffsetRange]]:
             with self._client_lock:
                 return pending_plans(self.client, self.settings.group_id, committed)
 
@@ -307,7 +306,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         if self.paused:
             self._pause(False)
 
-    def _new_chain(self, assigned: list[tuple[str, int]], plans: dict) -> SinkChain:
+    def _new_chain(self, assigned: list[tuple[str, int]], plans: dict[tuple[str, int], list[OffsetRange]]) -> SinkChain:
         st = self.settings
         policy = FlushPolicy(st.batch_max_rows, st.batch_max_seconds, st.flush_idle_seconds,
                              st.flush_min_interval_seconds)
@@ -316,6 +315,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         if self._inserter is None:
             self._inserter = ThreadPoolExecutor(max(1, st.insert_workers), initializer=self._mark_worker,
                                                 thread_name_prefix="agentstream-sink-insert")
+        assert self._dead is not None, "a chain is built by an assignment, after _run made the DLQ"
         return build_chain(self, batcher, self._dead, self._dlq_guard, st, self._give_up, self._inserter)
 
     def _give_up(self) -> bool:

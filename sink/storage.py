@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .clickhouse_client import ClickHouseClient
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -47,7 +49,8 @@ class Migration:
 
 
 def split_statements(sql: str) -> list[str]:
-    parts, current = [], []
+    parts: list[str] = []
+    current: list[str] = []
     for line in sql.splitlines():
         if line.strip() == ";":
             parts.append("\n".join(current))
@@ -55,7 +58,7 @@ def split_statements(sql: str) -> list[str]:
         else:
             current.append(line)
     parts.append("\n".join(current))
-    out = []
+    out: list[str] = []
     for p in parts:
         body = "\n".join(ln for ln in p.splitlines() if not ln.strip().startswith("--")).strip()
         if body:
@@ -76,17 +79,17 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-def applied_versions(client) -> set[int]:
+def applied_versions(client: ClickHouseClient) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")
     if not int(exists):
         return set()
     return {int(r[0]) for r in client.query("SELECT version FROM schema_migrations FINAL").result_rows}
 
 
-def apply_migrations(client, directory: Path = MIGRATIONS_DIR) -> list[int]:
+def apply_migrations(client: ClickHouseClient, directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Applies every migration not yet recorded, in order; returns the versions applied."""
     done = applied_versions(client)
-    applied = []
+    applied: list[int] = []
     for mig in load_migrations(directory):
         if mig.version in done:
             continue
