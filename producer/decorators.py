@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .context import current_run
 from .enforcement import Budget
 
+if TYPE_CHECKING:
+    from .durable import AuditWriter
+    from .policy_follower import DurablePolicy
+    from .run import Run
+    from .settings import ProducerSettings
+
 _USAGE_EXTRACTORS: list[Callable[[Any], dict[str, Any] | None]] = []
 
+Fn = Callable[..., Any]
+# Called with a call's positional and keyword arguments; returns its step's context manager, or
+# None to call straight through.
+Opener = Callable[[tuple[Any, ...], dict[str, Any]], Any]
 
-def _bound_args(fn: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
+
+def _bound_args(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     try:
         ba = inspect.signature(fn).bind(*args, **kwargs)
         ba.apply_defaults()
@@ -35,8 +46,7 @@ def usage_from_response(resp: Any) -> dict[str, Any] | None:
     return normalise_usage(usage, getattr(resp, "model", None))
 
 
-def _wrap(fn: Callable, opener: Callable[[tuple, dict], Any],
-          on_result: Callable[[Any, Any], None] | None = None) -> Callable:
+def _wrap(fn: Fn, opener: Opener, on_result: Callable[[Any, Any], None] | None = None) -> Fn:
     """Wraps ``fn`` so each call runs inside ``opener(args, kwargs)`` (a context manager)."""
     if inspect.isasyncgenfunction(fn):
         @functools.wraps(fn)
@@ -85,22 +95,38 @@ def _wrap(fn: Callable, opener: Callable[[tuple, dict], Any],
     return wrapper
 
 
-def _maybe_called(fn: Callable | None, make: Callable[[Callable], Callable]) -> Any:
+def _maybe_called(fn: Fn | None, make: Callable[[Fn], Fn]) -> Any:
     return make(fn) if fn is not None else make
 
 
 class Decorators:
-    """Mixed into ``Tracer``."""
+    """Mixed into ``Tracer``, which sets or defines what is declared below. The declarations
+    are annotations only (no values): ``_durable_patterns`` and ``_durable_writer`` stay unset
+    until first written, so they are read through ``getattr`` with a default."""
 
-    def agent(self, fn: Callable | None = None, *, name: str | None = None,
+    settings: ProducerSettings
+    topic: str
+    _producer_factory: Callable[[dict[str, Any]], Any] | None
+    _durable_patterns: tuple[str, ...]  # set_durable_tools' override; unset: follow the policy
+    _durable_writer: AuditWriter  # the audit producer, created on the first durable call
+
+    if TYPE_CHECKING:  # defined by ``Tracer`` (tracer.py)
+        def run(self, name: str = "run", *, session_id: str | None = None,
+                parent_run_id: str | None = None, parent: Run | None = None,
+                role: str | None = None, budget: Budget | None = None, run_id: str | None = None,
+                sampled: bool | None = None, end_user_id: Any = None, **attrs: Any) -> Run: ...
+
+        def _durable_policy(self) -> DurablePolicy | None: ...
+
+    def agent(self, fn: Fn | None = None, *, name: str | None = None,
               role: str | None = None, budget: Budget | None = None,
               session_arg: str | None = None) -> Any:
         """Each call is one run. Called inside another run, it is a handoff: a child run with
         the parent's id and session. ``session_arg`` names a parameter holding the session id."""
-        def make(f: Callable) -> Callable:
+        def make(f: Fn) -> Fn:
             run_name = name or f.__qualname__
 
-            def opener(args: tuple, kwargs: dict) -> Any:
+            def opener(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 parent = current_run.get()
                 session = None
                 if session_arg:
@@ -113,7 +139,7 @@ class Decorators:
             return _wrap(f, opener)
         return _maybe_called(fn, make)
 
-    def tool(self, fn: Callable | None = None, *, name: str | None = None,
+    def tool(self, fn: Fn | None = None, *, name: str | None = None,
              digest_args: bool = True, durable: bool = False, action_class: str | None = None,
              durable_timeout_s: float | None = None) -> Any:
         """A TOOL step per call; the bound arguments travel only as a keyed digest (and feed
@@ -125,10 +151,10 @@ class Decorators:
         Kafka (acks=all) within ``durable_timeout_s`` (default 5 s) before the body runs, else
         ``AuditUnavailable`` is raised and the body does not run. Until the policy has been
         read, a tool with an ``action_class`` is durable (see ``DurablePolicy``)."""
-        def make(f: Callable) -> Callable:
+        def make(f: Fn) -> Fn:
             tool_name = name or f.__name__
 
-            def opener(args: tuple, kwargs: dict) -> Any:
+            def opener(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 run = current_run.get()
                 if run is None or run.ended:
                     if durable or self._durable_for(tool_name, action_class):
@@ -164,7 +190,7 @@ class Decorators:
         from .durable import is_durable
         return is_durable(tool_name, action_class, patterns)
 
-    def _audit_writer(self) -> Any:
+    def _audit_writer(self) -> AuditWriter:
         w = getattr(self, "_durable_writer", None)
         if w is None:
             import threading
@@ -184,14 +210,14 @@ class Decorators:
                     self._durable_writer = w
         return w
 
-    def llm(self, fn: Callable | None = None, *, provider: str = "unknown",
+    def llm(self, fn: Fn | None = None, *, provider: str = "unknown",
             model: str | None = None, name: str | None = None,
             estimated_tokens: int = 0) -> Any:
         """An LLM step per call; budgets are checked before the call. The bound arguments
         travel only as the step's ``request_digest``. If the function returns an OpenAI- or
         Anthropic-shaped response, its usage is recorded and priced."""
-        def make(f: Callable) -> Callable:
-            def opener(args: tuple, kwargs: dict) -> Any:
+        def make(f: Fn) -> Fn:
+            def opener(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 run = current_run.get()
                 if run is None or run.ended:
                     return None
@@ -219,12 +245,12 @@ class Decorators:
             return _wrap(f, opener, on_result)
         return _maybe_called(fn, make)
 
-    def step(self, kind: str = "custom", name: str | None = None) -> Callable:
+    def step(self, kind: str = "custom", name: str | None = None) -> Callable[[Fn], Fn]:
         """A step of ``kind`` per call (plan, retrieval, respond, guardrail, ...)."""
-        def make(f: Callable) -> Callable:
+        def make(f: Fn) -> Fn:
             step_name = name or f.__name__
 
-            def opener(args: tuple, kwargs: dict) -> Any:
+            def opener(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 run = current_run.get()
                 if run is None or run.ended:
                     return None
