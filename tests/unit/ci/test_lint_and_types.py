@@ -21,6 +21,7 @@ PARTS = ["schemas", "producer", "stream_processors", "sink", "api", "cli"]
 BIN = Path(sys.executable).parent
 STRICT = {"agentstream.schemas.*", "agentstream.stream_processors.detectors.*",
           "agentstream.stream_processors.redaction.*", "agentstream.sink.ledger",
+          "agentstream.sink.flush_chain", "agentstream.sink.range_batcher",
           "agentstream.producer.transport", "agentstream.producer.transport_queue",
           "agentstream.producer.transport_delivery"}
 
