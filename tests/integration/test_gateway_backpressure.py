@@ -8,41 +8,22 @@ import uuid
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from agentstream.api.auth import add_key
 from agentstream.api.gateway import GatewaySettings
 from agentstream.api.gateway.server import ThreadedGateway, free_port
 from agentstream.cli.embedded_broker import EmbeddedBroker
-from agentstream.schemas import EVENT, Codec, topic_name
+from agentstream.schemas import topic_name
 from agentstream.schemas.topics import create_topics
+
+from raw_topic import read_raw
 
 pytestmark = pytest.mark.integration
 PREFIX = "bp."
 
 
-def raw_event_ids(bootstrap: str, tenant: str, expected: set[str], timeout: float = 30.0
-                  ) -> list[str]:
-    topic = topic_name("raw", PREFIX)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-" + uuid.uuid4().hex,
-                  "enable.auto.commit": False})
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-    codec, seen = Codec(), []
-    deadline, settle = time.monotonic() + timeout, None
-    try:
-        while time.monotonic() < (settle or deadline):
-            msg = c.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            rec = codec.decode_as(EVENT, msg.value())
-            if rec["tenant_id"] == tenant:
-                seen.append(rec["event_id"])
-                if expected <= set(seen) and settle is None:
-                    settle = time.monotonic() + 1.0
-    finally:
-        c.close()
-    return seen
+def raw_event_ids(bootstrap: str, tenant: str, expected: set[str]) -> list[str]:
+    return [rec["event_id"] for _, _, rec in read_raw(bootstrap, PREFIX, tenant, 0, event_ids=expected)]
 
 
 def batch(n: int) -> list[dict]:
