@@ -49,35 +49,12 @@ from agentstream.cli.stack import Stack, StackConfig
 from agentstream.producer import Tracer
 
 from e2e_hops import hop_budget, histogram_delta, pct, probe_stamps
+from e2e_otlp import OTLP_TENANT, otlp_traces
+from proc_cpu import tree_cpu
 
 HERE = Path(__file__).resolve().parent
-TICK = os.sysconf("SC_CLK_TCK")
 POLL_S = 0.05  # a pending probe is polled at most this often: the figures' resolution
 POLLERS = 2  # GET requests in flight at once
-
-
-# ---- CPU of a process tree, from /proc --------------------------------------------------------
-
-def _stat(pid: int) -> tuple[int, float] | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK  # ppid, utime+stime
-
-
-def tree_cpu(root: int) -> float:
-    procs = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit() and (st := _stat(int(d))) is not None:
-            procs[int(d)] = st
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in procs:
-            total += procs[pid][1]
-            todo += [p for p, (pp, _) in procs.items() if pp == pid]
-    return total
 
 
 # ---- the stack and its clients ----------------------------------------------------------------
@@ -284,53 +261,6 @@ def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float) -
     out["probe_emitted"] = {probe_tenant: 2 + sum(v["n"] + v["missing"] for k, v in out.items()
                                                   if isinstance(k, float)) * 5}  # + the warm-up run
     return out
-
-
-# ---- 2b. OTLP through the gateway ------------------------------------------------------------
-
-OTLP_TENANT = "e2e-otlp"
-
-
-def otlp_traces(b: Bench, traces: int, spans: int, per_request: int = 20) -> dict:
-    """``traces`` OTLP/JSON traces (a root span and ``spans - 1`` children: one RUN_START, one
-    RUN_END and a STEP per child) posted to the gateway's /v1/traces; every 2xx counts as
-    accepted (the gateway answers only after Kafka acked). Returns the events expected."""
-    key = b.write_key
-    url = f"{b.stack.gateway_url}/v1/traces"
-    accepted = rejected = 0
-    client = httpx.Client(timeout=60.0)
-    t0 = time.time_ns()
-    try:
-        for start in range(0, traces, per_request):
-            out = []
-            for n in range(start, min(traces, start + per_request)):
-                tid, t = os.urandom(16).hex(), t0 + n * 1_000_000
-                root = os.urandom(8).hex()
-                out.append({"traceId": tid, "spanId": root, "name": "invoke_agent bench", "kind": 1,
-                            "startTimeUnixNano": str(t), "endTimeUnixNano": str(t + 900_000)})
-                for c in range(spans - 1):
-                    out.append({"traceId": tid, "spanId": os.urandom(8).hex(), "parentSpanId": root,
-                                "name": "chat gpt-4o", "kind": 3,
-                                "startTimeUnixNano": str(t + c * 1000 + 1),
-                                "endTimeUnixNano": str(t + c * 1000 + 500),
-                                "attributes": [
-                                    {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
-                                    {"key": "gen_ai.system", "value": {"stringValue": "openai"}},
-                                    {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
-                                    {"key": "gen_ai.usage.input_tokens", "value": {"intValue": str(100 + c)}}]})
-            body = {"resourceSpans": [{"resource": {"attributes": [
-                {"key": "service.name", "value": {"stringValue": "otlp-bench-agent"}}]},
-                "scopeSpans": [{"scope": {"name": "bench"}, "spans": out}]}]}
-            r = client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
-            if r.status_code // 100 == 2:
-                accepted += len(out) // spans
-                rejected += int((r.json().get("partialSuccess") or {}).get("rejectedSpans") or 0)
-            else:
-                print(f"OTLP request refused: {r.status_code} {r.text[:200]}", flush=True)
-    finally:
-        client.close()
-    return {"traces_accepted": accepted, "spans_rejected": rejected,
-            "events_expected": accepted * (spans + 1)}
 
 
 # ---- 2. throughput ----------------------------------------------------------------------------

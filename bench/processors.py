@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from agentstream.schemas import EVENT, Codec, topic_name
 from agentstream.schemas.topics import create_topics
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.worker_process import start_worker
+from proc_cpu import process_cpu
 
 
 def make_events(n: int) -> list[tuple[bytes, bytes]]:
@@ -122,13 +122,13 @@ def scaled(bootstrap: str, data: list[tuple[bytes, bytes]], partitions: int, wor
         for w in ws:
             w.wait_ready(180)
         time.sleep(2.0)  # let the last join's rebalance settle
-        cpu0 = sum(_cpu(w.proc.pid) for w in ws)
+        cpu0 = sum(process_cpu(w.proc.pid) for w in ws)
         threading.Thread(target=produce, args=(bootstrap, topic_name("raw", prefix), data), daemon=True).start()
         n = len(data)
         rate = _rate(lambda: sum(w.records_in() for w in ws), n)
         if rate is None:
             raise RuntimeError(f"{workers} workers did not process all {n} records")
-        cpu = sum(_cpu(w.proc.pid) for w in ws) - cpu0
+        cpu = sum(process_cpu(w.proc.pid) for w in ws) - cpu0
         return {"workers": workers, "partitions": partitions, "ev_s": round(rate),
                 "cpu_us_per_event": round(cpu / n * 1e6, 1)}
     finally:
@@ -149,11 +149,6 @@ def _rate(records_in, n: int, timeout: float = 600.0) -> float | None:
     if t_first is None or last < n:
         return None
     return (n - t_first[1]) / (time.perf_counter() - t_first[0])
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
