@@ -15,8 +15,9 @@ from agentstream.stream_processors.redaction import DEFAULT_ACTIONS, Redactor
 from agentstream.stream_processors.redaction.prefilter import may_need_redaction
 from agentstream.stream_processors.redaction.rules import PREFILTER
 
-_spec = importlib.util.spec_from_file_location(
-    "redaction_corpus", Path(__file__).parents[3] / "bench" / "redaction_corpus.py")
+BENCH = Path(__file__).parents[3] / "bench"
+sys.path.insert(0, str(BENCH))  # the generator imports its sibling bench/redaction_values.py
+_spec = importlib.util.spec_from_file_location("redaction_corpus", BENCH / "redaction_corpus.py")
 gen = importlib.util.module_from_spec(_spec)
 sys.modules["redaction_corpus"] = gen
 _spec.loader.exec_module(gen)
