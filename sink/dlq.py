@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from agentstream.schemas import DLQ_HEADERS
 
 from .errors import TransientError
 from .metrics import DLQ
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
 
 STAGE = "sink"
 
@@ -40,7 +44,9 @@ class DeadLetters:
     """Produces rejected records and flushes before the sink commits their offsets, so a
     record is never committed without being either stored or dead-lettered (at least once)."""
 
-    def __init__(self, producer, topic: str) -> None:
+    def __init__(self, producer: Any, topic: str) -> None:
+        # Any: confluent's stubs type produce's headers as a list of (str, str | bytes | None),
+        # which the list of (str, bytes) ``dlq_headers`` returns is not (lists are invariant)
         self.producer = producer
         self.topic = topic
         self.sent = 0
@@ -50,7 +56,7 @@ class DeadLetters:
             return
         errors: list[str] = []
 
-        def on_delivery(err, _msg) -> None:
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
                 errors.append(str(err))
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .readiness import ReadinessMixin
 
-def serve_probes(sink, host: str, port: int) -> ThreadingHTTPServer:
+
+def serve_probes(sink: ReadinessMixin, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # http.server API
             if self.path == "/metrics":
@@ -36,7 +39,7 @@ def serve_probes(sink, host: str, port: int) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *_args) -> None:
+        def log_message(self, *_args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)

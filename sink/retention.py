@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from agentstream.schemas import POLICY, Codec, DecodeError
 from agentstream.schemas.alerting import is_alerting_key
@@ -62,7 +63,7 @@ class PolicyFollower:
     """Reads the policies topic from the beginning with no consumer group (every sink keeps the
     whole table), polled without blocking from the sink's loop."""
 
-    def __init__(self, conf: dict, topic: str, book: RetentionBook, codec: Codec) -> None:
+    def __init__(self, conf: dict[str, Any], topic: str, book: RetentionBook, codec: Codec) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         self.book = book

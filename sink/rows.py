@@ -153,7 +153,7 @@ _BRANCHES: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]]
 }
 
 
-def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple:
+def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple[Any, ...]:
     """The ``events`` row (in ``EVENT_COLUMNS`` order) of one decoded Event."""
     try:
         kind = ev["kind"]
@@ -196,7 +196,7 @@ def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple:
     return tuple(row[c] for c in EVENT_COLUMNS)
 
 
-def alert_row(al: dict[str, Any], retention_days: int = 90) -> tuple:
+def alert_row(al: dict[str, Any], retention_days: int = 90) -> tuple[Any, ...]:
     """The ``alerts`` row (in ``ALERT_COLUMNS`` order) of one decoded Alert."""
     try:
         if not al["tenant_id"] or not al["alert_id"]:

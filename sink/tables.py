@@ -17,7 +17,7 @@ class TableSpec:
     table: str
     schema_name: str
     columns: tuple[str, ...]
-    mapper: Callable[[dict[str, Any], int], tuple]
+    mapper: Callable[[dict[str, Any], int], tuple[Any, ...]]
     retention: str  # which RetentionBook lookup stamps its rows
     tenant_field: str = "tenant_id"
 
@@ -28,9 +28,10 @@ TABLE_SPECS: dict[str, TableSpec] = {
 }
 
 
-def convert(spec: TableSpec, codec: Codec, book: RetentionBook, msgs: list) -> tuple[list[tuple], list[Rejected]]:
+def convert(spec: TableSpec, codec: Codec, book: RetentionBook, msgs: list[Any]
+            ) -> tuple[list[tuple[Any, ...]], list[Rejected]]:
     """Decodes and maps each record; what fails becomes a ``Rejected`` with the reason."""
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     bad: list[Rejected] = []
     days_for = getattr(book, spec.retention)
     for m in msgs:

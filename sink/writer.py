@@ -76,7 +76,7 @@ class RangeWriter:
             return stored, rejected
         days_for = getattr(self.book, spec.retention)
         containers, rest = self.builder.split(msgs, days_for)
-        redo: list[tuple[int, list]] = []
+        redo: list[tuple[int, list[KafkaMessage]]] = []
         for c in containers:
             if c.schema_id in rng.fallback:
                 redo.append((c.schema_id, c.msgs))
