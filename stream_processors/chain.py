@@ -15,7 +15,7 @@ import orjson
 
 from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
 
-from .detectors import fleet, governance, governance_topology, runs
+from .detectors import drift, fleet, governance, governance_topology, runs
 from .policies import PolicyBook
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import Redactor
@@ -122,9 +122,9 @@ class Chain:
         elif kind == "RUN_END":
             d["ended"].append(run_id)
             d["active"].pop(run_id, None)
-            fleet.drift.add_run(fleet.drift_sample(d, agent, version, ts), p.get("status") != "SUCCESS",
-                                float(p.get("duration_ms") or 0.0), float(p.get("cost_usd") or 0.0),
-                                int(p.get("step_count") or 0))
+            drift.add_run(fleet.drift_sample(d, agent, version, ts), p.get("status") != "SUCCESS",
+                          float(p.get("duration_ms") or 0.0), float(p.get("cost_usd") or 0.0),
+                          int(p.get("step_count") or 0))
         else:
             handoff = p.get("handoff")
             if handoff and handoff.get("to_run_id"):
@@ -133,8 +133,8 @@ class Chain:
             llm = p.get("llm")
             if llm and llm.get("cost_usd"):
                 fleet.add_spend(d, agent, ts, float(llm["cost_usd"]))
-            fleet.drift.add_step(fleet.drift_sample(d, agent, version, ts), p.get("name") or "step",
-                                 float(p.get("latency_ms") or 0.0))
+            drift.add_step(fleet.drift_sample(d, agent, version, ts), p.get("name") or "step",
+                           float(p.get("latency_ms") or 0.0))
             if run_id not in d["ended"]:
                 fleet.add_active(d, run_id, agent, ts)
 
@@ -157,7 +157,8 @@ class Chain:
             for k, off in (delta.get("src") or {}).items():
                 topic, part = k.rsplit("|", 1)
                 sources.append(InRecord(topic, int(part), off, None, None))
-            findings = [(f, None) for f in fleet.apply(entry[1], delta, policy.budgets)]
+            findings: list[tuple[fleet.FleetFinding, str | None]] = [
+                (f, None) for f in fleet.apply(entry[1], delta, policy.budgets)]
             if delta.get("links") or ("topo" in entry[1] and delta.get("ended")):
                 topo = entry[1].setdefault("topo", governance_topology.new_state())
                 findings += [(f, f.evidence.get("run_id"))

@@ -50,13 +50,14 @@ class Emitter:
         cb = on_delivery or self._on_delivery
         n = 0
         for r in records:
+            # Our (str, bytes) pairs are what produce() takes; its stub types the list invariantly.
+            headers: Any = r.headers or None
             while True:
                 try:
                     if r.partition is None:
-                        produce(r.topic, r.value, r.key, headers=r.headers or None, on_delivery=cb)
+                        produce(r.topic, r.value, r.key, headers=headers, on_delivery=cb)
                     else:
-                        produce(r.topic, r.value, r.key, partition=r.partition, headers=r.headers or None,
-                                on_delivery=cb)
+                        produce(r.topic, r.value, r.key, partition=r.partition, headers=headers, on_delivery=cb)
                     break
                 except BufferError:  # local queue full: let librdkafka drain, then retry
                     poll(0.05)

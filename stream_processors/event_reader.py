@@ -222,10 +222,12 @@ class EventReader:
         if data is None or len(data) < 6 or data[0] != 0:
             return None
         sid = int.from_bytes(data[1:5], "big")
-        r = self._readers.get(sid, False)
-        if r is False:
+        try:
+            r = self._readers[sid]
+        except KeyError:
             try:
-                r = self._readers[sid] = self._reader(sid)
+                r = self._reader(sid)
             except Exception:  # noqa: BLE001 - an unknown id or an unreadable schema: full path
-                r = self._readers[sid] = None
+                r = None
+            self._readers[sid] = r
         return None if r is None else r(data)

@@ -11,17 +11,19 @@ the fleet agent (a few records per batch), the policies GlobalTable and the web/
 Per-run detector state lives in ``RunStateStore``: a dict per owned raw partition, backed by a
 compacted changelog with the same partition numbers as raw. On assignment it is restored by
 reading the changelog partition up to a marker this worker wrote first (Tansu reports high
-watermarks short, so "read to the end" cannot be trusted). Each batch: process → produce outputs
-and state; its raw offsets are committed once every one of those records is acknowledged, while
-the next batch is already being processed (up to ``max_in_flight`` batches). At-least-once; the
-run state records the last raw offset it applied, so a batch redelivered after a crash is not
-counted twice.
+watermarks short, so "read to the end" cannot be trusted). At-least-once; the run state records
+the last raw offset it applied, so a batch redelivered after a crash is not counted twice.
 
-Errors by class (stream_processors/errors.py): a record that fails decoding, redaction or a
-detector goes to the DLQ or quarantine with its reason and the batch proceeds, until most of a
-window does (``DlqRatioGuard``: the loop stops); an output the broker did not take for a
-transient reason is produced again with backoff; anything else stops the loop with the batch's
-coordinates, committing nothing past them.
+``RawLoop`` is the driver only: it reads, hands each ``consume()`` batch to the chain of steps
+in ``raw_steps`` (scan → process → deliver → commit; rebuilt on each assignment), pauses raw
+while the chain refuses a batch (``MessageRejected``: ``max_in_flight`` batches await their
+acknowledgements) for more than a second or retries a broker failure, and on a revocation lets
+the chain deliver and commit what it processed before the partitions move. Errors by class are
+the chain's (see ``raw_steps`` and stream_processors/errors.py): a record that fails decoding,
+redaction or a detector goes to the DLQ or quarantine with its reason until most of a window
+does (``DlqRatioGuard``: the loop stops); an output refused for a transient reason is produced
+again with backoff; anything else stops the loop with the batch's coordinates, committing
+nothing past them.
 """
 from __future__ import annotations
 
@@ -30,22 +32,26 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
 from typing import Any, Callable
 
 from mode import Service
 
 from agentstream.schemas import topic_name
-from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard, ErrorClass
+from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
+from agentstream.schemas.steps import Abandoned, MessageRejected
 
 from .chain import Chain
 from .emitter import Emitter
-from .errors import classify, delivery_transient, process_isolating
 from .metrics import ProcessorMetrics
-from .records import InRecord, OutRecord
+from .raw_steps import RawChain, RawIO, build_raw_chain
+from .records import OutRecord
 from .settings import ProcessorsSettings
 
 log = logging.getLogger("agentstream.processors.raw")
+
+# A batch the chain has refused for longer than this pauses raw: the consumer keeps polling (it
+# stays in its group) without fetching more than the batch it holds.
+BLOCKED_PAUSE_S = 1.0
 
 
 def changelog_topic(settings: ProcessorsSettings) -> str:
@@ -119,18 +125,18 @@ class RunStateStore:
                     raise TimeoutError(f"run-state restore of partitions {sorted(pending)} did not reach "
                                        f"its marker in {timeout}s")
                 for m in c.consume(5000, 0.5):
-                    if m.error() is not None or m.partition() not in pending:
-                        continue
-                    key = m.key()
+                    p, key, value = m.partition(), m.key(), m.value()
+                    if m.error() is not None or p not in pending or key is None:
+                        continue  # every record this store writes has a key
                     if key == marker:
-                        pending.discard(m.partition())
+                        pending.discard(p)
                         continue
                     n += 1
-                    d = self.parts.setdefault(m.partition(), {})
-                    if m.value() is None:
+                    d = self.parts.setdefault(p, {})
+                    if value is None:
                         d.pop(key, None)
                     else:
-                        d[key] = m.value()
+                        d[key] = value
         finally:
             c.close()
         return n
@@ -159,6 +165,14 @@ class RawLoop(Service):
         self._lag = 0
         self._working = False  # a batch is being processed or awaits its acknowledgements
         self._guard = DlqRatioGuard(settings.dlq_max_ratio, settings.dlq_window_records, settings.dlq_min_records)
+        # The chain of the current assignment (raw_steps), the consume() batch it refused (handed
+        # to it again after the next poll), since when, and since when raw is paused.
+        self._consumer: Any = None
+        self._chain: RawChain | None = None
+        self._held: list[Any] | None = None
+        self._blocked_at: float | None = None
+        self._paused_at: float | None = None
+        self._sync_commit = False
 
     @Service.task
     async def _run_thread(self) -> None:
@@ -195,155 +209,146 @@ class RawLoop(Service):
         s = self.settings
         self.store = store = RunStateStore(s, ensure_changelog(s, self.partitions))
         emitter = self.emitter_factory(s.bootstrap_servers)
-        chain, metrics = self.chain, self.metrics
-        inflight: deque[_Ticket] = deque()
         c = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": f"{s.app_id}-raw",
                       "enable.auto.commit": False, "auto.offset.reset": "earliest",
                       "session.timeout.ms": int(s.broker_session_timeout * 1000),
                       "heartbeat.interval.ms": int(min(3.0, s.broker_session_timeout / 3) * 1000),
                       "partition.assignment.strategy": "range",
                       "fetch.wait.max.ms": s.fetch_wait_max_ms})
+        self._consumer = c
 
         def on_assign(consumer: Any, tps: list[Any]) -> None:
             parts = [tp.partition for tp in tps]
             n = store.restore(emitter, parts)
             log.info("raw partitions assigned %s; %d run-state records restored", parts, n)
+            self._drop_chain(join=False)
+            self._paused_at = None
+            self._chain = build_raw_chain(RawIO(
+                s, self.raw_topic, self.chain, self.metrics, self._guard, emitter, store.topic, store.get,
+                store.put, store.drain, self._commit, self._stop.is_set))
             self.ready.set()
 
         def on_revoke(consumer: Any, tps: list[Any]) -> None:
-            # Called inside consume(): settle every batch in flight before the partitions move.
-            self._settle(c, emitter, inflight, wait=True)
-            store.drop([tp.partition for tp in tps])
+            # Called inside consume(): every batch processed is delivered and committed before
+            # the partitions move; one read and not yet processed is left to the next owner.
+            try:
+                self._drop_chain(join=True)
+            finally:
+                self._drop_chain(join=False)
+                store.drop([tp.partition for tp in tps])
 
         c.subscribe([self.raw_topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
         next_lag = 0.0
         try:
             while not self._stop.is_set():
-                full = len(inflight) >= s.max_in_flight
-                t_block = time.perf_counter()
-                self._settle(c, emitter, inflight, wait=full)
-                if full:
-                    metrics.blocked_seconds.inc(time.perf_counter() - t_block)
+                self._turn(c)
                 if time.monotonic() >= next_lag:
                     self._lag = _lag(c)
-                    metrics.lag.set(self._lag)
+                    self.metrics.lag.set(self._lag)
                     next_lag = time.monotonic() + 5.0
-                self._working = bool(inflight)
-                if not self._lag and not inflight:
+                chain = self._chain
+                self._working = self._held is not None or (chain is not None and chain.in_flight > 0)
+                if not self._lag and not self._working:
                     self._progress_at = time.monotonic()
-                msgs = c.consume(s.batch_size, s.batch_within_s if s.batch_within_s > 0 else 0.05)
-                if not msgs:
-                    continue
-                self._working = True
-                t0 = time.perf_counter()
-                batch = []
-                first: dict[int, int] = {}
-                last: dict[int, int] = {}
-                for m in msgs:
-                    err = m.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise ConsumerCrash(f"raw consumer failed fatally: {err}")
-                        log.warning("raw consume error: %s", err)
-                        continue
-                    p, off = m.partition(), m.offset()
-                    batch.append(InRecord(m.topic(), p, off, m.key(), m.value(), m.headers(), m.timestamp()[1]))
-                    if p not in last:
-                        first[p] = off
-                    last[p] = off
-                if not batch:
-                    continue
-                undecodable = chain.redaction.counts.dlq
-                out, failed = process_isolating(chain, batch, store.get, store.put)
-                bad = chain.redaction.counts.dlq - undecodable + failed
-                if bad:
-                    metrics.errors.labels("record", ErrorClass.INVALID.value).inc(bad)
-                where = ", ".join(f"{self.raw_topic}[{p}] offsets {first[p]}-{o}" for p, o in sorted(last.items()))
-                # Before anything of this batch is produced: a tripped guard commits none of it.
-                self._guard.observe(len(batch), bad, where)
-                out.extend(store.drain())
-                ticket = _Ticket(last, where)
-                ticket.total = emitter.produce_all(out, ticket.on_delivery)
-                inflight.append(ticket)
-                metrics.observe_batch(len(batch), out, time.perf_counter() - t0)
-            self._settle(c, emitter, inflight, wait=True)
+            self._drop_chain(join=True)  # the outputs of every batch processed, then its commit
+        except Abandoned:
+            pass  # stopped while retrying a broker failure: nothing after it is committed
         finally:
+            self._drop_chain(join=False)
+            self._pause(False)
+            self._consumer = None
             c.close()
             emitter.close()
 
-    def _settle(self, c: Any, emitter: Emitter, inflight: "deque[_Ticket]", wait: bool) -> None:
-        """Commits the raw offsets of every leading batch whose outputs are all acknowledged;
-        with ``wait``, first waits until every batch in flight is. Outputs the broker refused
-        for a transient reason are produced again after a backoff (the batch stays uncommitted
-        meanwhile); any other refusal, or ``settle_timeout_s`` without acknowledgement, stops
-        the loop with the batch's coordinates."""
+    def _turn(self, c: Any) -> None:
+        """One turn of the driver: read unless the chain refused the last batch, hand it to the
+        chain, let the chain work, and pause raw while a step retries a broker failure or the
+        chain has refused a batch for longer than ``BLOCKED_PAUSE_S``."""
+        s = self.settings
+        chain = self._chain
+        if self._held is not None and self._paused_at is None:
+            t0 = time.perf_counter()
+            if chain is not None:
+                chain.head.poll()  # waits briefly for a delivery report when the chain is full
+            self.metrics.blocked_seconds.inc(time.perf_counter() - t0)
+        else:
+            # Paused, consume() only keeps the consumer in its group: a short wait, so that the
+            # chain (retrying, or waiting for acknowledgements) is polled again soon.
+            wait = 0.01 if self._paused_at is not None else s.batch_within_s if s.batch_within_s > 0 else 0.05
+            msgs = c.consume(s.batch_size, wait)
+            chain = self._chain  # a rebalance during consume() rebuilt it
+            if msgs and chain is not None:
+                self._working = True
+                self._held = msgs if self._held is None else self._held + msgs
+        if chain is None:
+            return
+        self._submit_held(chain)
+        chain.head.poll()
+        self._submit_held(chain)
+        blocked_long = self._blocked_at is not None and time.monotonic() - self._blocked_at > BLOCKED_PAUSE_S
+        self._pause(chain.failing or blocked_long)
+
+    def _submit_held(self, chain: RawChain) -> None:
+        if self._held is None:
+            return
+        try:
+            chain.head.submit(self._held)
+        except MessageRejected:
+            if self._blocked_at is None:
+                self._blocked_at = time.monotonic()
+            return
+        self._held, self._blocked_at = None, None
+
+    def _pause(self, want: bool) -> None:
+        """Pauses raw (the consumer keeps polling, so it stays in the group) or resumes it; the
+        time paused is exported as ``paused_seconds``."""
+        c = self._consumer
+        if want == (self._paused_at is not None) or c is None:
+            return
+        try:
+            parts = c.assignment()
+            if want:
+                c.pause(parts)
+                self._paused_at = time.perf_counter()
+                return
+            c.resume(parts)
+        except Exception as exc:  # noqa: BLE001 - a consumer closing or rebalancing: pausing is best effort
+            log.debug("raw pause/resume failed: %s", exc)
+            if want:
+                return
+        if self._paused_at is not None:
+            self.metrics.paused_seconds.inc(time.perf_counter() - self._paused_at)
+        self._paused_at = None
+
+    def _drop_chain(self, join: bool) -> None:
+        """``join``: every batch processed is delivered and committed first (bounded by
+        ``settle_timeout_s`` per batch); then whatever is left, and the batch read but not yet
+        taken, is dropped uncommitted (read again by whoever owns the partition next)."""
+        chain, self._held, self._blocked_at = self._chain, None, None
+        if chain is None:
+            return
+        if join:
+            self._sync_commit = True
+            try:
+                chain.head.close()
+                chain.head.join()
+            finally:
+                self._sync_commit = False
+        else:
+            chain.head.terminate()
+        if self._paused_at is not None:
+            self.metrics.paused_seconds.inc(time.perf_counter() - self._paused_at)
+            self._paused_at = None
+        self._chain = None
+
+    def _commit(self, last: dict[int, int]) -> None:
+        """Only now, with every output of the batch acknowledged: its input is done."""
         from confluent_kafka import TopicPartition
 
-        s = self.settings
-        emitter.poll(0)
-        deadline = time.monotonic() + s.settle_timeout_s
-        while wait and inflight and inflight[-1].remaining > 0:
-            if time.monotonic() > deadline:
-                raise ConsumerCrash(f"outputs of {inflight[-1].where} not acknowledged within "
-                                    f"{s.settle_timeout_s:.0f}s (settle_timeout_s); nothing of it was committed")
-            emitter.poll(0.05)
-        offsets: dict[int, int] = {}
-        while inflight and inflight[0].remaining <= 0:
-            t = inflight[0]
-            if t.failed:
-                self._produce_again(emitter, t)
-                break  # later batches commit after this one, in order
-            inflight.popleft()
-            offsets.update(t.last)
-        if offsets:
-            # Only now, with every output of these batches acknowledged: the input is done.
-            tps = [TopicPartition(self.raw_topic, p, off + 1) for p, off in offsets.items()]
-            self._retrying("commit", lambda: c.commit(offsets=tps, asynchronous=not wait))
-            self._progress_at = time.monotonic()
-
-    def _produce_again(self, emitter: Emitter, t: "_Ticket") -> None:
-        fatal = [f"{topic}: {err}" for topic, err, _rec in t.failed if not delivery_transient(err)]
-        if fatal:
-            self.metrics.errors.labels("produce", ErrorClass.BUG.value).inc(len(fatal))
-            raise ConsumerCrash(f"the broker refused {len(fatal)} outputs of {t.where}: {fatal[:3]}; "
-                                "nothing of it was committed")
-        self.metrics.errors.labels("produce", ErrorClass.TRANSIENT.value).inc(len(t.failed))
-        delay = min(self.settings.retry_max_s, self.settings.retry_initial_s * 2 ** t.attempts)
-        log.warning("%d outputs of %s not delivered (%s), producing them again in %.1fs", len(t.failed),
-                    t.where, t.failed[0][1], delay)
-        self._back_off(delay)
-        store = self.store
-        again = []
-        for _topic, _err, rec in t.failed:
-            if store is not None and rec.topic == store.topic and rec.partition is not None and rec.key is not None:
-                # A state record: its latest value, never an older one over a newer write.
-                rec = OutRecord(rec.topic, rec.key, store.get(rec.partition, rec.key), partition=rec.partition)
-            again.append(rec)
-        t.attempts += 1
-        t.failed = []
-        t.done -= len(again)
-        emitter.produce_all(again, t.on_delivery)
-
-    def _retrying(self, what: str, fn: Any) -> Any:
-        """``fn()``, retried with backoff while it fails for a transient reason; anything else
-        stops the loop."""
-        delay = self.settings.retry_initial_s
-        while True:
-            try:
-                return fn()
-            except Exception as exc:
-                kind = classify(exc)
-                self.metrics.errors.labels(what, kind.value).inc()
-                if kind is not ErrorClass.TRANSIENT or self._stop.is_set():
-                    raise
-                log.warning("raw loop %s failed, retrying in %.1fs: %s", what, delay, exc)
-                self._back_off(delay)
-                delay = min(delay * 2, self.settings.retry_max_s)
-
-    def _back_off(self, seconds: float) -> None:
-        t0 = time.perf_counter()
-        self._stop.wait(seconds)
-        self.metrics.paused_seconds.inc(time.perf_counter() - t0)
+        assert self._consumer is not None
+        tps = [TopicPartition(self.raw_topic, p, off + 1) for p, off in last.items()]
+        self._consumer.commit(offsets=tps, asynchronous=not self._sync_commit)
+        self._progress_at = time.monotonic()
 
 
 def _lag(c: Any) -> int:
@@ -360,29 +365,3 @@ def _lag(c: Any) -> int:
     except KafkaException as exc:  # informative only
         log.debug("raw lag update failed: %s", exc)
         return 0
-
-
-class _Ticket:
-    """One batch in flight: its outputs' delivery count, the ones refused, and its raw offsets."""
-
-    __slots__ = ("last", "where", "total", "done", "failed", "attempts")
-
-    def __init__(self, last: dict[int, int], where: str) -> None:
-        self.last = last
-        self.where = where
-        self.total = -1  # set right after producing (callbacks may already run while producing)
-        self.done = 0
-        self.failed: list[tuple[str, Any, OutRecord]] = []
-        self.attempts = 0
-
-    @property
-    def remaining(self) -> int:
-        return 1 if self.total < 0 else self.total - self.done
-
-    def on_delivery(self, err: Any, msg: Any) -> None:
-        self.done += 1
-        if err is not None:
-            part = msg.partition()
-            rec = OutRecord(msg.topic(), msg.key(), msg.value(), list(msg.headers() or []),
-                            partition=part if part is not None and part >= 0 else None)
-            self.failed.append((msg.topic(), err, rec))

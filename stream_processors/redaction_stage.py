@@ -112,7 +112,8 @@ class RedactionStage:
             try:
                 clean = self.redactor.redact_event(event, policy.actions, policy.version, policy.capture_mode)
                 # Nothing redacted (the common case): the input bytes plus the summary, no re-encode.
-                value = None if clean["redaction"]["rule_counts"] else self.patcher.patch(rec.value, policy.version)
+                value = (None if clean["redaction"]["rule_counts"] or rec.value is None
+                         else self.patcher.patch(rec.value, policy.version))
                 if value is None:
                     value = codec.encode(EVENT, clean)
             except (RedactionError, ValueError) as exc:

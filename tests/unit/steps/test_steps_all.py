@@ -21,6 +21,7 @@ from agentstream.sink.flush_chain import FlushGrouper
 from agentstream.sink.flush_policy import FlushPolicy
 from agentstream.sink.ledger import OffsetRange
 from agentstream.sink.range_batcher import Chunk, Flush, RangeBatcher
+from agentstream.stream_processors.delivery_steps import AwaitCompletion
 
 T = "t"
 
@@ -92,12 +93,43 @@ def _retry(retry: Retry | None) -> dict[str, Any]:
     return {} if retry is None else {"retry": retry}
 
 
+class Completing:
+    """A ``Pending`` finished on another thread, as librdkafka reports deliveries."""
+
+    def __init__(self, fn: Callable[[Any], Any], item: Any) -> None:
+        self.fn, self.item = fn, item
+        self.again()
+
+    def again(self) -> None:
+        self.thread_result: list[Any] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.thread_result.append((True, self.fn(self.item)))
+        except Exception as exc:  # noqa: BLE001 - handed to the step, which raises or retries it
+            self.thread_result.append((False, exc))
+
+    def done(self) -> bool:
+        return bool(self.thread_result)
+
+    def result(self) -> Any:
+        ok, value = self.thread_result[0]
+        if not ok:
+            raise value
+        return value
+
+
 CASES = [
     Case("RunTask", lambda nxt, fn, retry: RunTask(fn, nxt, **_retry(retry)), lambda i: i, list, task=True),
     Case("FlatMap", lambda nxt, fn, retry: FlatMap(lambda x: [fn(x), fn(x) + 0.5], nxt, **_retry(retry)),
          lambda i: i, lambda out: [int(x) for x in out[::2]], task=True),
     Case("RunTaskInThreads", lambda nxt, fn, retry: RunTaskInThreads(fn, nxt, concurrency=3, max_pending=4,
                                                                      **_retry(retry)),
+         lambda i: i, list, task=True),
+    Case("AwaitCompletion", lambda nxt, fn, retry: AwaitCompletion(lambda x: Completing(fn, x), nxt, max_pending=3,
+                                                                  **_retry(retry)),
          lambda i: i, list, task=True),
     Case("Reduce(ListBatcher)", lambda nxt, fn, retry: Reduce(ListBatcher(3, 60.0), nxt), lambda i: i,
          lambda out: [x for batch in out for x in batch]),
