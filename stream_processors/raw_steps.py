@@ -25,7 +25,7 @@ from typing import Any, Callable
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard, ErrorClass
 from agentstream.schemas.steps import FlatMap, Retry, RunTask, Terminal
 
-from .chain import Chain
+from .chain import Chain, GetState, PutState
 from .delivery_steps import AwaitCompletion
 from .emitter import Emitter
 from .errors import classify, delivery_transient, process_isolating
@@ -34,8 +34,6 @@ from .records import InRecord, OutRecord
 from .settings import ProcessorsSettings
 
 log = logging.getLogger("agentstream.processors.raw")
-
-GetState = Callable[[int, bytes], "bytes | None"]
 
 
 @dataclass
@@ -159,7 +157,7 @@ class RawIO:
     emitter: Emitter
     state_topic: str
     get_state: GetState
-    put_state: Callable[[int, bytes, "bytes | None"], None]
+    put_state: PutState
     drain_state: Callable[[], list[OutRecord]]
     commit: Callable[[dict[int, int]], None]
     give_up: Callable[[], bool]
