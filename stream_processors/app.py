@@ -11,9 +11,10 @@ per-batch fleet deltas, with its changelog-backed table; the policies GlobalTabl
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Mapping, cast
 
 import faust
+from faust.tables.manager import TableManager
 
 from agentstream.schemas import POLICY, Codec, make_resolver, topic_name
 from agentstream.schemas.alerting import is_alerting_key
@@ -28,6 +29,16 @@ from .redaction.engine import Redactor
 from .settings import ProcessorsSettings
 
 log = logging.getLogger("agentstream.processors")
+
+
+def _in_record(m: Any) -> InRecord:
+    """A faust message as the chain's record: faust gives headers as a list or a mapping and the
+    timestamp in seconds (a float), the record holds a list and milliseconds."""
+    headers = m.headers
+    if isinstance(headers, Mapping):
+        headers = list(headers.items())
+    ts = None if m.timestamp is None else int(m.timestamp * 1000)
+    return InRecord(m.topic, m.partition, m.offset, m.key, m.value, headers, ts)
 
 
 def _broker_url(bootstrap: str) -> str:
@@ -112,9 +123,9 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
 
     @app.agent(fleet_topic, name="fleet")
     async def fleet_agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(1000, within=0.2):
-            batch = [InRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
-                     for m in (e.message for e in events)]
+        # take_events is on faust's Stream, not on the StreamT interface it is typed as
+        async for events in cast(faust.Stream, stream).take_events(1000, within=0.2):
+            batch = [_in_record(e.message) for e in events]
             out = chain.process_fleet(batch, lambda p, k: table_get(fleet_table, p, k),
                                       lambda p, k, v: table_put(fleet_table, p, k, v))
             await emitter.send_batch(out)
@@ -145,7 +156,7 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = (app.tables.recovery.completed.is_set() and bool(app.consumer.assignment())
+        ready = (cast(TableManager, app.tables).recovery.completed.is_set() and bool(app.consumer.assignment())
                  and raw_loop.ready.is_set())
         return web.json({"ready": ready}, status=200 if ready else 503)
 
