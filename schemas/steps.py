@@ -18,6 +18,10 @@ ledger, so exactly-once replay was not the obstacle: the replay lives in the sin
 (``sink/range_batcher.py``) either way, and the interface here is arroyo's, so moving onto it
 later means wrapping these steps.
 
+The step types here are ``RunTask``, ``FlatMap``, ``Reduce`` and ``Terminal``; ``RunTaskInThreads``
+is in ``step_threads.py``, and a step type of a part's own (the processors' ``AwaitCompletion``)
+builds on ``Forwarder``.
+
 This module lives in ``schemas/`` because it is the one package every part may import, like
 ``consumer_errors``; it knows nothing of Kafka, ClickHouse or the project's records.
 
@@ -38,7 +42,6 @@ from __future__ import annotations
 import abc
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterable, Protocol, TypeVar
 
@@ -83,15 +86,15 @@ class ProcessingStep(abc.ABC, Generic[TIn]):
     def terminate(self) -> None: ...
 
 
-def _deadline(timeout: float | None) -> float | None:
+def deadline_in(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
 
-def _left(deadline: float | None) -> float | None:
+def time_left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def _expired(deadline: float | None) -> bool:
+def expired(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
 
 
@@ -131,7 +134,7 @@ class Retry:
             self.on_recover()
 
 
-class _Forwarder(ProcessingStep[TIn], Generic[TIn, TOut]):
+class Forwarder(ProcessingStep[TIn], Generic[TIn, TOut]):
     """Outputs waiting for the next step to accept them, in order."""
 
     def __init__(self, next_step: ProcessingStep[TOut]) -> None:
@@ -161,14 +164,14 @@ class _Forwarder(ProcessingStep[TIn], Generic[TIn, TOut]):
             self._forward()
             if not self._out:
                 return True
-            if _expired(deadline):
+            if expired(deadline):
                 return False
             self.next.poll()
             time.sleep(0.001)
 
     def _join_next(self, deadline: float | None) -> None:
         self.next.close()
-        self.next.join(_left(deadline))
+        self.next.join(time_left(deadline))
 
     def terminate(self) -> None:
         self.closed = self.terminated = True
@@ -176,7 +179,7 @@ class _Forwarder(ProcessingStep[TIn], Generic[TIn, TOut]):
         self.next.terminate()
 
 
-class RunTask(_Forwarder[TIn, TOut]):
+class RunTask(Forwarder[TIn, TOut]):
     """Calls ``fn(item)`` on the caller's thread and forwards its result. With ``retry``, a
     transient failure keeps the item and retries it from ``poll`` after the backoff (the step
     is full meanwhile); ``what(item)`` names it in logs and errors. ``admit()`` false makes the
@@ -239,8 +242,8 @@ class RunTask(_Forwarder[TIn, TOut]):
         self.next.poll()
 
     def join(self, timeout: float | None = None) -> None:
-        deadline = _deadline(timeout)
-        while self._has_failed and not _expired(deadline):
+        deadline = deadline_in(timeout)
+        while self._has_failed and not expired(deadline):
             self._retry_due(wait=True)
         if self._drain_out(deadline):
             self._join_next(deadline)
@@ -274,7 +277,7 @@ class Batcher(Protocol[TIn_contra, TOut_co]):
         ...
 
 
-class Reduce(_Forwarder[TIn, TOut]):
+class Reduce(Forwarder[TIn, TOut]):
     """Accumulates items in ``batcher`` and forwards its batches when it says they are due. A
     cut is taken only once the previous one was accepted downstream, so while the next step is
     busy the batcher fills up to ``full()`` and then rejects."""
@@ -300,7 +303,7 @@ class Reduce(_Forwarder[TIn, TOut]):
         self.next.poll()
 
     def join(self, timeout: float | None = None) -> None:
-        deadline = _deadline(timeout)
+        deadline = deadline_in(timeout)
         if not self._drain_out(deadline):
             return
         self._out.extend(self.batcher.cut(self.clock(), final=True))
@@ -331,96 +334,6 @@ class ListBatcher(Generic[TIn]):
     def cut(self, now: float, final: bool = False) -> list[list[TIn]]:
         out, self.items, self.oldest_at = ([self.items] if self.items else []), [], None
         return out
-
-
-class RunTaskInThreads(_Forwarder[TIn, TOut]):
-    """Runs ``fn(item)`` on up to ``concurrency`` threads, at most ``max_pending`` items at once
-    (then ``MessageRejected``), and forwards the results in the order the items came. With
-    ``retry``, an item whose call failed transiently is run again after the backoff; a result
-    after it waits for it. ``executor``: run on the caller's pool instead of one of its own."""
-
-    def __init__(self, fn: Callable[[TIn], TOut], next_step: ProcessingStep[TOut], concurrency: int,
-                 max_pending: int, retry: Retry | None = None, what: Callable[[TIn], Any] = lambda _i: "task",
-                 executor: ThreadPoolExecutor | None = None, name: str = "step") -> None:
-        super().__init__(next_step)
-        if concurrency < 1 or max_pending < 1:
-            raise ValueError("concurrency and max_pending must be at least 1")
-        self.fn, self.retry, self.what, self.max_pending = fn, retry, what, max_pending
-        # A pool given by the caller outlives the step (the sink keeps its insert threads, and
-        # their connections, across assignments); it is never shut down here.
-        self._owns_pool = executor is None
-        self._pool = executor if executor is not None else ThreadPoolExecutor(concurrency, thread_name_prefix=name)
-        # per item: [item, future or None while waiting to retry, attempts, retry_at]
-        self._pending: deque[list[Any]] = deque()
-
-    def busy(self) -> bool:
-        return bool(self._pending)
-
-    def submit(self, item: TIn) -> None:
-        self._check_open()
-        if len(self._pending) >= self.max_pending:
-            raise MessageRejected()
-        self._pending.append([item, self._pool.submit(self.fn, item), 0, 0.0])
-
-    def _collect(self) -> None:
-        now = time.monotonic()
-        for slot in self._pending:
-            fut: Future[TOut] | None = slot[1]
-            if fut is None:
-                if self.retry is not None and self.retry.give_up():
-                    raise Abandoned(f"{self.what(slot[0])}: stopped while retrying")
-                if now >= slot[3]:
-                    slot[1] = self._pool.submit(self.fn, slot[0])
-                continue
-            if not fut.done():
-                continue
-            exc = fut.exception()
-            if exc is None:
-                continue
-            if self.retry is None or not isinstance(exc, Exception):
-                raise exc
-            slot[1] = None
-            slot[3] = now + self.retry.failed(self.what(slot[0]), exc, slot[2])
-            slot[2] += 1
-        while self._pending and self._pending[0][1] is not None and self._pending[0][1].done():
-            out = self._pending.popleft()[1].result()
-            if self.retry is not None and not any(s[1] is None for s in self._pending):
-                self.retry.succeeded()
-            self._out.append(out)
-
-    def poll(self) -> None:
-        if self.terminated:
-            return
-        self._forward()
-        if not self._out:
-            self._collect()
-            self._forward()
-        self.next.poll()
-
-    def join(self, timeout: float | None = None) -> None:
-        deadline = _deadline(timeout)
-        while self._pending or self._out:
-            self._forward()
-            if not self._out:
-                self._collect()
-                self._forward()
-            if not (self._pending or self._out) or _expired(deadline):
-                break
-            self.next.poll()
-            time.sleep(0.002)
-        if not (self._pending or self._out):
-            if self._owns_pool:
-                self._pool.shutdown(wait=True)
-            self._join_next(deadline)
-
-    def terminate(self) -> None:
-        for slot in self._pending:
-            if slot[1] is not None:
-                slot[1].cancel()  # a call already running finishes; its result is dropped
-        self._pending.clear()
-        if self._owns_pool:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        super().terminate()
 
 
 class Terminal(ProcessingStep[Any]):

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from agentstream.schemas.consumer_errors import DlqRatioGuard, ErrorClass
-from agentstream.schemas.steps import FlatMap, Reduce, Retry, RunTask, RunTaskInThreads, Terminal
+from agentstream.schemas.step_threads import RunTaskInThreads
+from agentstream.schemas.steps import FlatMap, Reduce, Retry, RunTask, Terminal
 
 from . import metrics as m
 from .dlq import DeadLetters, Rejected

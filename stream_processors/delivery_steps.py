@@ -12,7 +12,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Generic, Protocol, TypeVar, cast
 
-from agentstream.schemas.steps import Abandoned, MessageRejected, ProcessingStep, Retry, _Forwarder
+from agentstream.schemas.steps import Abandoned, MessageRejected, ProcessingStep, Retry, Forwarder
 
 TIn = TypeVar("TIn")
 TOut = TypeVar("TOut")
@@ -42,7 +42,7 @@ class _Slot(Generic[TIn, TOut]):
         self.started = time.monotonic()
 
 
-class AwaitCompletion(_Forwarder[TIn, TOut]):
+class AwaitCompletion(Forwarder[TIn, TOut]):
     """``start(item)`` begins the work and returns its ``Pending``; at most ``max_pending`` are
     under way (then ``MessageRejected``). ``pump(timeout)`` lets the other side report (the
     producer's ``poll``); it waits up to 10 ms only while the step is full, so a driver held back

@@ -15,8 +15,9 @@ from typing import Any, Callable
 import pytest
 
 from agentstream.schemas.consumer_errors import ErrorClass
+from agentstream.schemas.step_threads import RunTaskInThreads
 from agentstream.schemas.steps import (Abandoned, FlatMap, ListBatcher, MessageRejected, ProcessingStep,
-                                       Reduce, Retry, RunTask, RunTaskInThreads, StepClosed, Terminal)
+                                       Reduce, Retry, RunTask, StepClosed, Terminal)
 from agentstream.sink.flush_chain import FlushGrouper
 from agentstream.sink.flush_policy import FlushPolicy
 from agentstream.sink.ledger import OffsetRange
