@@ -27,6 +27,11 @@ class ProcessorMetrics:
                               ["what", "error_class"], registry=r)
         self.lag = Gauge("agentstream_processors_raw_lag_records", "raw high watermark minus the loop's "
                          "position (Tansu reports watermarks short, so this under-reports there)", registry=r)
+        # Of records_in: events that went on as their own bytes (the byte prefilter found nothing
+        # to redact), with no decode and no re-encode. The rest took the full redaction path.
+        self.passed_bytes = Counter("agentstream_processors_passed_bytes",
+                                    "events passed through as their original bytes (no redaction needed)",
+                                    registry=r)
         self.fleet_out = Counter("agentstream_processors_fleet_records_out", "fleet agent outputs",
                                  ["topic"], registry=r)
 

@@ -204,9 +204,12 @@ def build_raw_chain(io: RawIO) -> RawChain:
                                                   "(settle_timeout_s); nothing of it was committed"))
 
     def process(batch: RawBatch) -> RawBatch:
-        undecodable = io.chain.redaction.counts.dlq
+        counts = io.chain.redaction.counts
+        undecodable, passed = counts.dlq, counts.passed_bytes
         out, failed = process_isolating(io.chain, batch.records, io.get_state, io.put_state)
-        bad = io.chain.redaction.counts.dlq - undecodable + failed
+        counts = io.chain.redaction.counts  # process_isolating may have swapped it for a retry
+        metrics.passed_bytes.inc(max(0, counts.passed_bytes - passed))
+        bad = counts.dlq - undecodable + failed
         if bad:
             metrics.errors.labels("record", ErrorClass.INVALID.value).inc(bad)
         # Before anything of this batch is produced: a tripped guard commits none of it.

@@ -161,6 +161,11 @@ def test_offsets_are_committed_only_after_every_output_is_acknowledged_and_in_or
     assert rig.commits == [{0: 2}, {1: 2}] and rig.raw.in_flight == 0
     assert sorted(r.key for r in rig.producer.delivered if r.topic == "u.events") == [b"a"] * 3 + [b"b"] * 3
     assert rig.metrics.records_in._value.get() == 6
+    assert rig.metrics.passed_bytes._value.get() == 6  # clean events go on as their own bytes
+    secret = syn.step("t", "c", 1, attributes={"note": "mail jane.doe@example.com"})
+    rig.feed([Msg(RAW, 0, 3, b"c", codec.encode(EVENT, secret))])
+    rig.settle()
+    assert rig.metrics.records_in._value.get() == 7 and rig.metrics.passed_bytes._value.get() == 6
 
 
 def test_a_full_chain_refuses_the_next_batch_and_the_producer_is_pumped_with_a_wait():
