@@ -17,8 +17,6 @@ import threading
 import time
 from typing import Any, Callable
 
-from agentstream.schemas.alerting import is_alerting_key
-
 from .commands import ReaderThread, assign_only_conf
 from .durable import is_durable
 
@@ -51,7 +49,7 @@ class DurablePolicy:
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """One record of the policies topic, in offset order."""
-        if key is None or is_alerting_key(key) or key != self._key:
+        if key != self._key:  # another tenant's policy, or an alerting record (NUL-led keys)
             self.ignored += 1
             return
         if not value:  # a tombstone: the tenant has no policy, so nothing is durable by class

@@ -360,3 +360,41 @@ class Terminal(ProcessingStep[Any]):
 
     def terminate(self) -> None:
         self.closed = True
+
+
+class HeldBatch:
+    """The driver's side of backpressure: records read from Kafka that the chain's head has not
+    taken yet. ``offer`` submits all of them at once; on ``MessageRejected`` (nothing taken)
+    they stay here and ``blocked_for`` says how long the head has been refusing them."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self._blocked_at: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add(self, records: Iterable[Any]) -> None:
+        self.records.extend(records)
+
+    def offer(self, head: ProcessingStep[list[Any]]) -> bool:
+        """Submits the held records; True once the head took them (or there were none)."""
+        if not self.records:
+            return True
+        try:
+            head.submit(self.records)
+        except MessageRejected:
+            if self._blocked_at is None:
+                self._blocked_at = time.monotonic()
+            return False
+        self.records, self._blocked_at = [], None
+        return True
+
+    def blocked_for(self) -> float:
+        """Seconds the head has been refusing the held records (0.0 when it is not)."""
+        return 0.0 if self._blocked_at is None else time.monotonic() - self._blocked_at
+
+    def take(self) -> list[Any]:
+        """The held records, handed over and forgotten (a chain being dropped)."""
+        records, self.records, self._blocked_at = self.records, [], None
+        return records

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from agentstream.schemas import PARTITIONER, Codec, make_resolver, topic_name
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
-from agentstream.schemas.steps import Abandoned, MessageRejected
+from agentstream.schemas.steps import Abandoned, HeldBatch, MessageRejected
 
 from . import metrics as m
 from .dlq import DeadLetters, Rejected
@@ -101,8 +101,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         # The chain of the current assignment (flush_chain), the records it refused (submitted
         # again after its next poll) and since when it has been refusing them.
         self._chain: SinkChain | None = None
-        self._held: list[Any] = []
-        self._blocked_at: float | None = None
+        self._held = HeldBatch()
         self._revoke_deadline: float | None = None
         self._assigned: set[tuple[str, int]] = set()
         self.migrated = False
@@ -241,27 +240,13 @@ class Sink(RetryingMixin, ReadinessMixin):
             if chain is not None:
                 chain.batcher.polled(len(msgs))
             if records and chain is not None:
-                self._held.extend(records)
+                self._held.add(records)
         if chain is None:
             return
-        if self._held:
-            try:
-                chain.head.submit(self._held)
-                self._held = []
-                self._blocked_at = None
-            except MessageRejected:
-                if self._blocked_at is None:
-                    self._blocked_at = time.monotonic()
+        self._held.offer(chain.head)
         chain.head.poll()
-        if self._held:  # the poll may have made room
-            try:
-                chain.head.submit(self._held)
-                self._held = []
-                self._blocked_at = None
-            except MessageRejected:
-                pass
-        blocked_long = self._blocked_at is not None and time.monotonic() - self._blocked_at > BLOCKED_PAUSE_S
-        want = chain.failing or blocked_long
+        self._held.offer(chain.head)  # the poll may have made room
+        want = chain.failing or self._held.blocked_for() > BLOCKED_PAUSE_S
         if want != self.paused:
             self._pause(want)
 
@@ -326,7 +311,7 @@ class Sink(RetryingMixin, ReadinessMixin):
     def _drop_chain(self, join: bool, timeout: float | None = None) -> None:
         """``join``: the records read (those the chain refused too) are stored and committed
         first, within ``timeout``; then whatever is left is dropped, uncommitted."""
-        chain, held, self._held, self._blocked_at = self._chain, self._held, [], None
+        chain, held = self._chain, self._held.take()
         if chain is None:
             return
         if join:

@@ -38,7 +38,7 @@ from mode import Service
 
 from agentstream.schemas import topic_name
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
-from agentstream.schemas.steps import Abandoned, MessageRejected
+from agentstream.schemas.steps import Abandoned, HeldBatch
 
 from .chain import Chain
 from .emitter import Emitter
@@ -169,8 +169,7 @@ class RawLoop(Service):
         # to it again after the next poll), since when, and since when raw is paused.
         self._consumer: Any = None
         self._chain: RawChain | None = None
-        self._held: list[Any] | None = None
-        self._blocked_at: float | None = None
+        self._held = HeldBatch()
         self._paused_at: float | None = None
         self._sync_commit = False
 
@@ -247,7 +246,7 @@ class RawLoop(Service):
                     self.metrics.lag.set(self._lag)
                     next_lag = time.monotonic() + 5.0
                 chain = self._chain
-                self._working = self._held is not None or (chain is not None and chain.in_flight > 0)
+                self._working = bool(self._held) or (chain is not None and chain.in_flight > 0)
                 if not self._lag and not self._working:
                     self._progress_at = time.monotonic()
             self._drop_chain(join=True)  # the outputs of every batch processed, then its commit
@@ -266,7 +265,7 @@ class RawLoop(Service):
         chain has refused a batch for longer than ``BLOCKED_PAUSE_S``."""
         s = self.settings
         chain = self._chain
-        if self._held is not None and self._paused_at is None:
+        if self._held and self._paused_at is None:
             t0 = time.perf_counter()
             if chain is not None:
                 chain.head.poll()  # waits briefly for a delivery report when the chain is full
@@ -279,25 +278,13 @@ class RawLoop(Service):
             chain = self._chain  # a rebalance during consume() rebuilt it
             if msgs and chain is not None:
                 self._working = True
-                self._held = msgs if self._held is None else self._held + msgs
+                self._held.add(msgs)
         if chain is None:
             return
-        self._submit_held(chain)
+        self._held.offer(chain.head)
         chain.head.poll()
-        self._submit_held(chain)
-        blocked_long = self._blocked_at is not None and time.monotonic() - self._blocked_at > BLOCKED_PAUSE_S
-        self._pause(chain.failing or blocked_long)
-
-    def _submit_held(self, chain: RawChain) -> None:
-        if self._held is None:
-            return
-        try:
-            chain.head.submit(self._held)
-        except MessageRejected:
-            if self._blocked_at is None:
-                self._blocked_at = time.monotonic()
-            return
-        self._held, self._blocked_at = None, None
+        self._held.offer(chain.head)  # the poll may have made room
+        self._pause(chain.failing or self._held.blocked_for() > BLOCKED_PAUSE_S)
 
     def _pause(self, want: bool) -> None:
         """Pauses raw (the consumer keeps polling, so it stays in the group) or resumes it; the
@@ -324,7 +311,8 @@ class RawLoop(Service):
         """``join``: every batch processed is delivered and committed first (bounded by
         ``settle_timeout_s`` per batch); then whatever is left, and the batch read but not yet
         taken, is dropped uncommitted (read again by whoever owns the partition next)."""
-        chain, self._held, self._blocked_at = self._chain, None, None
+        chain = self._chain
+        self._held.take()  # read but not taken: dropped uncommitted
         if chain is None:
             return
         if join:
