@@ -19,6 +19,7 @@ from faust.tables.manager import TableManager
 from agentstream.schemas import POLICY, Codec, make_resolver, topic_name
 from agentstream.schemas.alerting import is_alerting_key
 
+from . import changelog_tail
 from .chain import Chain
 from .emitter import Emitter
 from .metrics import ProcessorMetrics
@@ -92,6 +93,7 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
     # ``policies`` agent below; every worker's GlobalTable then reads that changelog in full.
     policy_table = app.GlobalTable("policies", key_type=bytes, value_type=bytes, partitions=1)
     fleet_table = app.Table("fleet-state", key_type=bytes, value_type=bytes, partitions=partitions)
+    changelog_tail.install(app, fleet_table, settings.bootstrap_servers)
     fleet_topic = app.topic(f"{prefix}{settings.app_id}-fleet", key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw", partitions=partitions,
                             internal=True)
