@@ -9,6 +9,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -38,8 +39,15 @@ PART_COMMANDS = [
 ]
 
 
+_registered: list[str] | None = None
+
+
 def _register_parts() -> list[str]:
-    problems = []
+    """Adds every part's commands once; returns the parts that could not be loaded."""
+    global _registered
+    if _registered is not None:
+        return _registered
+    problems: list[str] = []
     for name in PART_COMMANDS:
         try:
             module = importlib.import_module(name)
@@ -54,6 +62,7 @@ def _register_parts() -> list[str]:
         register = getattr(module, "register", None)
         if register is not None:
             register(app)
+    _registered = problems
     return problems
 
 
@@ -64,6 +73,10 @@ def _options(
         help="Kafka for every part and command (also accepted after the command name). Without "
              "it: the AGENTSTREAM_*_BOOTSTRAP_SERVERS variables, else the running embedded stack "
              "(its data dir's stack.json, AGENTSTREAM_DATA_DIR or .agentstream), else 127.0.0.1:9092."),
+    data_dir: str = typer.Option(
+        None, "--data-dir", metavar="DIR",
+        help="The running embedded stack's data dir, where its stack.json says where everything "
+             "listens (also accepted after the command name; up and demo take it as their own)."),
 ) -> None:
     """Kafka-native, privacy-safe telemetry for fleets of AI agents."""
     # applied in main() before any command runs (so it works after the command name too)
@@ -78,15 +91,15 @@ KAFKA_CLIENT_COMMANDS = {("alerts", "tail"), ("alerts", "forward"), ("policy", "
                          ("policy", "show"), ("topics", "create")}
 
 
-def take_bootstrap(argv: list[str]) -> tuple[list[str], str | None]:
-    """Removes ``--bootstrap-servers X`` / ``--bootstrap-servers=X`` wherever it is in argv."""
+def take_option(argv: list[str], name: str) -> tuple[list[str], str | None]:
+    """Removes ``NAME X`` / ``NAME=X`` wherever it is in argv; the last one given wins."""
     out, value, i = [], None, 0
     while i < len(argv):
         a = argv[i]
-        if a == "--bootstrap-servers" and i + 1 < len(argv):
+        if a == name and i + 1 < len(argv):
             value, i = argv[i + 1], i + 2
             continue
-        if a.startswith("--bootstrap-servers="):
+        if a.startswith(name + "="):
             value, i = a.split("=", 1)[1], i + 1
             continue
         out.append(a)
@@ -94,24 +107,34 @@ def take_bootstrap(argv: list[str]) -> tuple[list[str], str | None]:
     return out, value
 
 
+def take_bootstrap(argv: list[str]) -> tuple[list[str], str | None]:
+    return take_option(argv, "--bootstrap-servers")
+
+
 def resolve_kafka(argv: list[str]) -> tuple[list[str], str | None]:
-    """Sets every part's Kafka address for this command; returns argv without the global option
+    """Sets every part's Kafka address for this command; returns argv without the global options
     and where the address came from (None: nothing found, the parts' defaults apply)."""
     from .stack_state import apply_bootstrap_defaults, read_state
 
     argv, named = take_bootstrap(argv)
+    rest, named_dir = take_option(argv, "--data-dir")
+    words = [a for a in rest if not a.startswith("-")]
+    stack = bool(words) and words[0] in STACK_COMMANDS
+    # up and demo take --data-dir as their own, wherever it was given
+    argv = rest + ["--data-dir", named_dir] if stack and named_dir is not None else rest
     if named:
         apply_bootstrap_defaults(named, None, override=True)
         return argv, "--bootstrap-servers"
-    words = [a for a in argv if not a.startswith("-")]
-    if words and words[0] in STACK_COMMANDS:
+    if stack:
         return argv, None
-    data_dir = Path(os.environ.get("AGENTSTREAM_DATA_DIR", ".agentstream"))
+    data_dir = Path(named_dir or os.environ.get("AGENTSTREAM_DATA_DIR", ".agentstream"))
     state = read_state(data_dir)
     if state and state.get("bootstrap_servers"):
         apply_bootstrap_defaults(state["bootstrap_servers"], state.get("topic_prefix"), override=False)
-        return argv, str(data_dir / "stack.json")
-    return argv, None
+        return rest, str(data_dir / "stack.json")
+    if named_dir:
+        print(f"agentstream: no running stack in {data_dir} (no live stack.json there)", file=sys.stderr)
+    return rest, None
 
 
 def is_kafka_client_command(argv: list[str]) -> bool:
@@ -119,10 +142,33 @@ def is_kafka_client_command(argv: list[str]) -> bool:
     return tuple(words[:2]) in KAFKA_CLIENT_COMMANDS and "--help" not in argv
 
 
+def parses(argv: list[str]) -> bool:
+    """True when the arguments parse for the command they name: a usage error is then reported
+    by the command line itself, not hidden behind a missing broker. (Typer vendors its own click,
+    so the classes are reached through the command objects, not imported.)"""
+    cmd: Any = typer.main.get_command(app)
+    ctx: Any = None
+    args = list(argv)
+    # The groups' own options (the global ones) were taken out by resolve_kafka.
+    while hasattr(cmd, "get_command"):
+        ctx = cmd.context_class(cmd, info_name=cmd.name, parent=ctx)
+        if not args or args[0].startswith("-"):
+            return True  # --help or nothing: answered without a broker anyway
+        sub = cmd.get_command(ctx, args[0])
+        if sub is None:
+            return False
+        cmd, args = sub, args[1:]
+    try:
+        cmd.make_context(cmd.name or "", args, parent=ctx)
+    except Exception:  # noqa: BLE001 - any refusal: let the real run report it
+        return False
+    return True
+
+
 def check_broker(argv: list[str], source: str | None) -> None:
     from .stack_state import reachable
 
-    if not is_kafka_client_command(argv):
+    if not is_kafka_client_command(argv) or not parses(argv):
         return
     bootstrap = (os.environ.get("AGENTSTREAM_PROCESSORS_BOOTSTRAP_SERVERS")
                  or os.environ.get("AGENTSTREAM_BOOTSTRAP_SERVERS") or "127.0.0.1:9092")
@@ -135,12 +181,12 @@ def check_broker(argv: list[str], source: str | None) -> None:
 
 def main() -> None:
     argv, source = resolve_kafka(sys.argv[1:])
+    problems = _register_parts()  # before check_broker: it parses the arguments first
     check_broker(argv, source)
     if is_kafka_client_command(argv):
         from .kafka_log_quiet import QuietKafkaLog
 
         QuietKafkaLog().start()  # a broker that goes away later: one line, not hundreds
-    problems = _register_parts()
     for p in problems:
         print(f"agentstream: commands unavailable: {p}", file=sys.stderr)
     app(args=argv, prog_name="agentstream")

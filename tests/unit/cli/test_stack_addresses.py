@@ -78,6 +78,7 @@ def test_a_stale_stack_file_and_the_stack_commands_are_left_alone(tmp_path, clea
 
 
 def test_client_commands_without_a_broker_say_so_once(capsys, clean_env):
+    cli_main._register_parts()  # the arguments are parsed before the broker is looked for
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: nothing answers
@@ -132,3 +133,35 @@ def test_stack_state_is_written_whole(tmp_path):
     path = write_state(tmp_path, {"pid": os.getpid(), "children": {"broker": 1}})
     assert json.loads(path.read_text())["children"] == {"broker": 1}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_data_dir_names_the_stack_for_client_commands_and_stays_the_stack_commands_own(tmp_path, clean_env):
+    write_state(tmp_path, {"pid": os.getpid(), "bootstrap_servers": "127.0.0.1:19998", "topic_prefix": "y."})
+    clean_env.delenv("AGENTSTREAM_DATA_DIR", raising=False)
+    argv, source = cli_main.resolve_kafka(["policy", "show", "--tenant", "t", "--data-dir", str(tmp_path)])
+    assert argv == ["policy", "show", "--tenant", "t"] and source == str(tmp_path / "stack.json")
+    assert os.environ["AGENTSTREAM_PROCESSORS_BOOTSTRAP_SERVERS"] == "127.0.0.1:19998"
+    # before the command name too; and up/demo keep it as their own option, wherever it was given
+    assert cli_main.resolve_kafka(["--data-dir", str(tmp_path), "alerts", "tail"])[0] == ["alerts", "tail"]
+    assert cli_main.resolve_kafka(["--data-dir=d", "up", "--api-port", "1"]) == (
+        ["up", "--api-port", "1", "--data-dir", "d"], None)
+
+
+def test_a_data_dir_without_a_stack_says_so(tmp_path, clean_env, capsys):
+    argv, source = cli_main.resolve_kafka(["alerts", "tail", "--data-dir", str(tmp_path / "none")])
+    assert argv == ["alerts", "tail"] and source is None
+    assert "no running stack in" in capsys.readouterr().err
+
+
+def test_a_usage_error_is_reported_as_one_not_as_a_missing_broker(clean_env, capsys):
+    cli_main._register_parts()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        clean_env.setenv("AGENTSTREAM_PROCESSORS_BOOTSTRAP_SERVERS", f"127.0.0.1:{s.getsockname()[1]}")
+        for bad in (["policy", "show", "--tenant", "x", "--bogus"], ["policy", "show"], ["alerts", "tail", "--nope"]):
+            assert not cli_main.parses(bad)
+            cli_main.check_broker(bad, None)  # no SystemExit: the command line reports the error
+        assert cli_main.parses(["policy", "show", "--tenant", "x"])
+        with pytest.raises(SystemExit):
+            cli_main.check_broker(["policy", "show", "--tenant", "x"], None)
+    assert "no Kafka broker" in capsys.readouterr().err
