@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import secrets
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -210,8 +211,15 @@ def demo(
         typer.echo("stopped.")
 
 
+SINK_STOPPED_EXIT = 3
+
+
 def serve_embedded() -> None:
-    """The sink and the query API in one process: chDB allows one owner per data directory."""
+    """The sink and the query API in one process: chDB allows one owner per data directory.
+
+    When the sink stops on its own (a bug, or a DLQ ratio over its limit), the process exits
+    with ``SINK_STOPPED_EXIT``: an API that went on answering over a table nothing fills any more
+    would hide it, while an exited part is what ``up``'s status line reports (with its log)."""
     import uvicorn
 
     from agentstream.api.app import create_app
@@ -227,13 +235,32 @@ def serve_embedded() -> None:
     # one-owner rule holds), and so does the API: chDB serialises the calls on one handle, and
     # a point read on the sink's handle waited behind its inserts (measured: p50 210-250 ms vs
     # 17-26 ms on an own handle, docs/performance.md).
-    sink = Sink(sink_settings, client=client,
-                client_factory=lambda: make_client(sink_settings.clickhouse_dsn)).start()
+    sink = Sink(sink_settings, client=client, client_factory=lambda: make_client(sink_settings.clickhouse_dsn))
     app = create_app(api_settings, client=make_client(sink_settings.clickhouse_dsn))
+    server = uvicorn.Server(uvicorn.Config(app, host=api_settings.host, port=api_settings.port,
+                                           log_level="warning"))
+    stopping = threading.Event()
+
+    def run_sink() -> None:
+        try:
+            sink.run()
+        except BaseException:  # noqa: BLE001 - logged by Sink.run; surfaced as the exit below
+            pass
+        finally:
+            if not stopping.is_set():
+                server.should_exit = True
+
+    sink_thread = threading.Thread(target=run_sink, name="agentstream-sink", daemon=True)
+    sink_thread.start()
     try:
-        uvicorn.run(app, host=api_settings.host, port=api_settings.port, log_level="warning")
+        server.run()
     finally:
+        stopping.set()
         sink.stop()
+        sink_thread.join(30.0)
+    if sink.failed:
+        print(f"agentstream: the sink stopped ({sink.failed}); the API stopped with it", file=sys.stderr)
+        raise SystemExit(SINK_STOPPED_EXIT)
 
 
 def register(app: typer.Typer) -> None:
