@@ -147,6 +147,5 @@ class CommandListener(ReaderThread):
         if run is None or cmd.get("tenant_id") != self.tenant_id:
             self.ignored += 1
             return
-        run._commands.append(cmd)
-        run._gate = True
+        run.apply_command(cmd)
         self.applied += 1

@@ -157,7 +157,7 @@ class Decorators:
             def opener(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 run = current_run.get()
                 if run is None or run.ended:
-                    if durable or self._durable_for(tool_name, action_class):
+                    if durable or self.is_durable(tool_name, action_class):
                         # no run to audit under: a durable action still never runs unaudited
                         from .errors import AuditUnavailable
                         raise AuditUnavailable(f"durable tool {tool_name} called outside a run")
@@ -166,7 +166,7 @@ class Decorators:
                     s = run.tool_step(tool_name, _bound_args(f, args, kwargs))
                 else:
                     s = run.tool_step(tool_name)
-                if durable or self._durable_for(tool_name, action_class):
+                if durable or self.is_durable(tool_name, action_class):
                     from .durable import DEFAULT_TIMEOUT_S, DurableStep
                     return DurableStep(s, self._audit_writer(), tool_name, action_class,
                                        DEFAULT_TIMEOUT_S if durable_timeout_s is None else durable_timeout_s)
@@ -180,7 +180,11 @@ class Decorators:
         ``action_class`` and name (``[]``: nothing is durable by class or name)."""
         self._durable_patterns = tuple(str(p) for p in patterns)
 
-    def _durable_for(self, tool_name: str, action_class: str | None) -> bool:
+    def is_durable(self, tool_name: str, action_class: str | None = None) -> bool:
+        """Whether a ``@tracer.tool`` of this name and ``action_class`` is a durable action
+        now (its audit record reaches Kafka before it runs; ``durable=True`` makes one so
+        whatever this says): by ``set_durable_tools`` if given, else by the followed policy,
+        which while unread holds every tool with an ``action_class`` durable (fail closed)."""
         patterns = getattr(self, "_durable_patterns", None)
         if patterns is None:  # no override: the followed policy decides
             followed = self._durable_policy()

@@ -65,6 +65,16 @@ class RunGate(RunState):
             self.failures += 1
         raise exc
 
+    def apply_command(self, command: dict[str, Any]) -> None:
+        """Queues a remote command (an ``agentstream.v1.Command`` as a dict: ``command_id``,
+        ``command_type`` STOP or THROTTLE, ``reason``, ``throttle_ms``) to be applied before
+        the run's next step, which acknowledges it with a COMMAND_ACK event. The command
+        listener calls this for each command the commands topic carries for this run; a custom
+        control channel, or a test of how the agent takes a STOP, may call it too. Safe from
+        any thread; never raises (a STOP raises ``RunStopped`` at the next step)."""
+        self._commands.append(command)
+        self._gate = True
+
     def _apply_commands(self) -> None:
         while self._commands:
             cmd = self._commands.pop(0)

@@ -37,6 +37,10 @@ class ProducerSettings(BaseSettings):
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
     spool_segment_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
     probe_interval_s: float = Field(1.0, gt=0, description="broker probe while spooling")
+    # False: no background thread; events wait in the (bounded) queue until tracer.flush(),
+    # which encodes and delivers them on the caller's thread. For deterministic tests, and for
+    # processes whose background threads are frozen between invocations (serverless handlers)
+    worker_thread: bool = True
 
     # remote commands
     commands_enabled: bool = True

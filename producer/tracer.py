@@ -150,6 +150,13 @@ class Tracer(Decorators):
             log.warning("agentstream: end_user_id could not be digested; dropped", exc_info=True)
             return None
 
+    def digest(self, value: Any) -> str:
+        """The keyed digest the SDK sends in place of ``value`` (tool arguments, approvals,
+        end-user ids): HMAC-SHA256 of its canonical JSON under ``digest_key``. The same key
+        gives the same digest, so a team can find the events about a value it holds (an
+        end user's, ``digest(str(user_id))``) without the value leaving the agent."""
+        return self._policy.digest(value)
+
     def current_run(self) -> Run | None:
         return current_run.get()
 

@@ -47,6 +47,10 @@ class Transport:
       by Kafka or spooled; it waits at most ``timeout``.
     - ``close`` flushes, stops the worker and spools what librdkafka still holds; live
       transports are closed at interpreter exit.
+    - With ``worker_thread=False`` there is no worker: items wait in the queue (bounded and
+      counted as above) until ``flush``, which encodes and delivers them on the caller's
+      thread, one caller at a time, before it returns. Nothing else moves them, so what
+      ``stats()`` reports is exactly what the agent did since the last flush.
     - After ``fork()`` the child gets a fresh transport (its own thread, producer and spool
       directory, started on its first run); the parent's queued items stay the parent's.
     """
@@ -67,6 +71,10 @@ class Transport:
         self._stop = False
         self.needs_start = True
         self._start_lock = threading.Lock()
+        # worker_thread=False: ``flush`` does the worker's job on its caller's thread.
+        self._here_lock = threading.Lock()
+        self._opened = False
+        self._closed = False
         _LIVE.add(self)
 
     @property
@@ -79,6 +87,9 @@ class Transport:
         with self._start_lock:
             if not self.needs_start:
                 return
+            if not self.settings.worker_thread:
+                self.needs_start = False  # items wait in the queue for flush()
+                return
             self._stop = False
             self._thread = threading.Thread(target=self._run, name="agentstream-producer",
                                             daemon=True)
@@ -88,6 +99,8 @@ class Transport:
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until every item enqueued so far is acked by Kafka or spooled to disk."""
         timeout = self.settings.flush_timeout_s if timeout is None else timeout
+        if not self.settings.worker_thread and not self._closed:
+            return self._flush_here(timeout)
         if self.needs_start or self._thread is None or not self._thread.is_alive():
             return not self.q
         m = FlushMarker(timeout)
@@ -99,7 +112,28 @@ class Transport:
         self._stop = True
         if self._thread is not None:
             self._thread.join(max(1.0, timeout or 0.0))
+        with self._here_lock:
+            if self._opened:  # worker_thread=False: the delivery lives on the callers' threads
+                self.delivery.close()
+                self._opened = False
+            self._closed = True
         return ok
+
+    def _flush_here(self, timeout: float) -> bool:
+        """``flush`` without a worker thread: the worker's turns, run on the caller's thread
+        until the queue is empty (or ``timeout`` is up), then the delivery's flush."""
+        deadline = time.monotonic() + timeout
+        with self._here_lock:
+            if not self._opened:
+                self.delivery.open()
+                self._opened = True
+            while True:
+                busy = self._drain()
+                self.delivery.tick(True, self._drain)  # callbacks, spooling, probe and replay
+                if not busy or time.monotonic() >= deadline:
+                    break
+            ok = self.delivery.flush(max(0.0, deadline - time.monotonic()))
+            return ok and not self.q
 
     def stats(self) -> dict[str, Any]:
         d = self.delivery
@@ -164,6 +198,8 @@ class Transport:
         self._thread = None
         self.delivery.forget_after_fork(_FORK_ORPHANS)
         self._start_lock = threading.Lock()
+        self._here_lock = threading.Lock()
+        self._opened = False
         self.needs_start = True
 
 

@@ -1,24 +1,41 @@
-"""Shared by the step tests: a tracer with no transport thread, and its queue decoded."""
+"""Shared by the step tests: a tracer without a worker thread delivering to memory, and what
+it delivered, decoded - all through the SDK's public testing interface."""
 from __future__ import annotations
 
+import weakref
+
 from agentstream.producer import Tracer
-from agentstream.schemas import Codec
+from agentstream.producer.testing import InMemoryTransport
+
+# Each tracer's in-memory broker (a test helper's own bookkeeping, not the SDK's state).
+_MEMORY: weakref.WeakKeyDictionary[Tracer, InMemoryTransport] = weakref.WeakKeyDictionary()
 
 
 def make_tracer(tmp_path, speedups: bool, **kw) -> Tracer:
-    """``speedups``: the C step core (True) or the pure-Python one (False)."""
-    t = Tracer("acme", "agent", "1.0", "test", bootstrap_servers="127.0.0.1:1",
-               spool_dir=str(tmp_path / f"spool-{speedups}"), commands_enabled=False,
-               speedups=speedups, **kw)
-    t._transport.needs_start = False  # no background thread: the test drains the queue itself
+    """``speedups``: the C step core (True) or the pure-Python one (False). Without a worker
+    thread (``worker_thread=False``) nothing leaves the queue until ``flush``, so a test sees
+    exactly what it emitted."""
+    memory = InMemoryTransport()
+    t = memory.tracer("acme", "agent", "1.0", "test", spool_dir=str(tmp_path / f"spool-{speedups}"),
+                      speedups=speedups, worker_thread=False, **kw)
+    _MEMORY[t] = memory
     return t
 
 
+def delivered(tracer) -> list[tuple[bytes, bytes]]:
+    """Flushes, then every ``(key, framed value)`` delivered since the last call."""
+    memory = _MEMORY[tracer]
+    assert tracer.flush(10), tracer.stats()
+    records = [(key, value) for _topic, key, value in memory.records()]
+    memory.clear()
+    return records
+
+
 def drain(tracer) -> list[dict]:
-    """Everything queued so far, through the pipeline's own encoder, decoded."""
-    codec, out = Codec(), []
-    q = tracer._transport.q
-    while q:
-        for _key, value in tracer._pipeline.process(q.popleft()):
-            out.append(codec.decode(value)[1])
-    return out
+    """Flushes, then every event delivered since the last call, decoded as the pipeline
+    decodes it."""
+    memory = _MEMORY[tracer]
+    assert tracer.flush(10), tracer.stats()
+    events = memory.events()
+    memory.clear()
+    return events

@@ -45,7 +45,7 @@ def test_a_call_and_its_response_make_one_tool_step_with_the_digest_only(tracer)
     step = _steps(events)[0]
     assert step["step_kind"] == "TOOL" and step["status"] == "OK"
     assert step["tool"]["tool_name"] == "read_file" and step["tool"]["call_id"] == "1"
-    assert step["tool"]["args_digest"] == tracer._policy.digest({"path": "/etc/shadow"})
+    assert step["tool"]["args_digest"] == tracer.digest({"path": "/etc/shadow"})
     assert "shadow" not in repr(events) and "root:secret" not in repr(events)
     assert events[0]["session_id"] == "s1"
     attrs = events[0]["attributes"]
@@ -129,10 +129,7 @@ def test_a_budget_refusal_answers_with_a_tool_error_and_stays_refused(tmp_path):
 
 def test_a_remote_stop_refuses_the_next_call(tracer):
     s = McpSession(tracer, transport="stdio", server_label="srv", run_id="r-1")
-    s.ensure_run()
-    tracer._live["r-1"]._commands.append({"command_id": "c1", "command_type": "STOP",
-                                          "reason": "loop"})
-    tracer._live["r-1"]._gate = True
+    s.ensure_run().apply_command({"command_id": "c1", "command_type": "STOP", "reason": "loop"})
     refused = s.on_client(_call(7))
     assert "stopped by command c1" in refused["result"]["content"][0]["text"]
     events = drain(tracer)

@@ -102,15 +102,15 @@ def test_set_durable_tools_overrides_the_followed_policy_and_following_can_be_of
     conf = dict(bootstrap_servers="127.0.0.1:1", topic_prefix="unit.", spool_dir=str(tmp_path),
                 commands_enabled=False, enabled=True)
     off = Tracer(TENANT, "a", "1", "test", follow_policy=False, **conf)
-    assert not off._durable_for("refund", "payments.refund")  # only durable=True / the override
-    assert off._durable_policy() is None and off._follower is None and "policy_loaded" not in off.stats()
+    assert not off.is_durable("refund", "payments.refund")  # only durable=True / the override
+    assert not off.policy_ready(0) and "policy_loaded" not in off.stats()  # no follower started
     manual = Tracer(TENANT, "a", "1", "test", **conf)
     manual.set_durable_tools(["payments.*"])
-    assert manual._durable_for("refund", "payments.refund")
-    assert not manual._durable_for("search", "search.web")
-    assert manual._follower is None  # an override needs no follower
+    assert manual.is_durable("refund", "payments.refund")
+    assert not manual.is_durable("search", "search.web")
+    assert "policy_loaded" not in manual.stats()  # an override needs no follower
     manual.set_durable_tools([])
-    assert not manual._durable_for("refund", "payments.refund")
+    assert not manual.is_durable("refund", "payments.refund")
 
 
 def test_a_follower_that_cannot_start_leaves_action_classes_durable_and_never_raises(tmp_path, monkeypatch):
@@ -122,8 +122,8 @@ def test_a_follower_that_cannot_start_leaves_action_classes_durable_and_never_ra
     monkeypatch.setattr(policy_follower.PolicyFollower, "start", refuse)
     t = Tracer(TENANT, "a", "1", "test", bootstrap_servers="127.0.0.1:1", topic_prefix="unit.",
                spool_dir=str(tmp_path), commands_enabled=False)
-    assert t._durable_for("refund", "payments.refund")  # unread: fail closed
-    assert not t._durable_for("search", None)
+    assert t.is_durable("refund", "payments.refund")  # unread: fail closed
+    assert not t.is_durable("search", None)
     assert not t.policy_ready(0.01)
     assert t.stats()["policy_loaded"] is False
     t.close(1)

@@ -5,19 +5,11 @@ import pytest
 
 from agentstream.schemas.digests import end_user_digest
 
-from step_support import make_tracer
+from step_support import delivered, make_tracer
 
 KEY = "k" * 32
 # ids of every shape an agent may hold: emails, unicode, quotes, numbers, long ones
 RAW_IDS = ["alice@example.com", "Zoë \"the\" user\\n", 4242424242, "用户-七", "x" * 500]
-
-
-def _queued(tracer):
-    q = tracer._transport.q
-    out = []
-    while q:
-        out.extend(tracer._pipeline.process(q.popleft()))
-    return out
 
 
 @pytest.fixture(params=[True, False], ids=["c-core", "python-core"])
@@ -33,7 +25,7 @@ def test_every_event_of_the_run_carries_the_keyed_digest_and_never_the_raw_id(tr
         with run.llm_step("openai", "gpt-4o"):
             pass
         run.tool_call("search", {"q": 1}, latency_ms=1.0)
-    records = _queued(tracer)
+    records = delivered(tracer)
     assert len(records) >= 4
     want = end_user_digest(KEY.encode(), str(raw))  # a number is digested as its text
     codec = Codec()
@@ -45,7 +37,7 @@ def test_every_event_of_the_run_carries_the_keyed_digest_and_never_the_raw_id(tr
 
 def test_the_digest_is_the_sdk_keyed_digest_the_gateway_also_makes(tracer):
     raw = "bob@example.org"
-    assert tracer._policy.digest(raw) == end_user_digest(KEY.encode(), raw)
+    assert tracer.digest(raw) == end_user_digest(KEY.encode(), raw)
     assert tracer.run("r", end_user_id=raw).end_user_id == end_user_digest(KEY.encode(), raw)
 
 
@@ -59,7 +51,7 @@ def test_no_id_an_empty_id_and_an_unprintable_id_send_null(tracer):
             pass
         assert run.end_user_id is None
     from agentstream.schemas import Codec
-    assert all(Codec().decode(v)[1]["end_user_id"] is None for _k, v in _queued(tracer))
+    assert all(Codec().decode(v)[1]["end_user_id"] is None for _k, v in delivered(tracer))
 
 
 def test_a_handoff_child_acts_for_the_same_end_user_unless_told_otherwise(tracer):

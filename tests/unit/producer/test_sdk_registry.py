@@ -10,7 +10,7 @@ import pytest
 from agentstream.producer import tracer as tracer_module
 from agentstream.schemas import SchemaIdMismatch
 
-from step_support import make_tracer
+from step_support import delivered, make_tracer
 
 
 @pytest.fixture
@@ -27,22 +27,24 @@ def registry(monkeypatch):
     return state
 
 
-def _process_all(tracer):
-    out, errors = [], 0
-    q = tracer._transport.q
-    while q:
-        try:
-            out.extend(tracer._pipeline.process(q.popleft()))
-        except SchemaIdMismatch:
-            errors += 1  # the transport thread logs this and drops the event
-    return out, errors
+def _process_all(tracer, caplog):
+    """What reached the broker, and how many events the transport could not encode (each
+    counted in ``stats()["failed"]`` and logged with the registry's complaint)."""
+    failed_before = tracer.stats()["failed"]
+    caplog.clear()
+    records = delivered(tracer)
+    errors = tracer.stats()["failed"] - failed_before
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is SchemaIdMismatch]
+    assert len(logged) == errors
+    return records, errors
 
 
-def test_a_mismatched_registry_drops_events_and_is_rechecked_sparingly(tmp_path, registry, monkeypatch):
+def test_a_mismatched_registry_drops_events_and_is_rechecked_sparingly(tmp_path, registry, monkeypatch,
+                                                                       caplog):
     t = make_tracer(tmp_path, False, schema_registry_url="http://registry.invalid")
     with t.run("r") as run:  # no exception reaches the agent
         run.tool_call("search", {"q": 1})
-    records, errors = _process_all(t)
+    records, errors = _process_all(t, caplog)
     assert records == [] and errors == 3 and registry["calls"] == 1
     # the registry gets fixed (agentstream schemas register); after the recheck interval the
     # SDK frames with the built-in Event v2 id
@@ -50,17 +52,18 @@ def test_a_mismatched_registry_drops_events_and_is_rechecked_sparingly(tmp_path,
     monkeypatch.setattr(tracer_module, "REGISTRY_RECHECK_S", 0.0)
     with t.run("r2"):
         pass
-    records, errors = _process_all(t)
+    records, errors = _process_all(t, caplog)
     assert errors == 0 and len(records) == 2 and registry["calls"] == 2
     assert {struct.unpack(">bI", v[:5]) for _k, v in records} == {(0, 5)}
 
 
 def test_the_command_listener_falls_back_to_the_built_in_ids(tmp_path, registry):
-    t = make_tracer(tmp_path, False, schema_registry_url="http://registry.invalid")
-    t.settings = t.settings.model_copy(update={"commands_enabled": True})
+    t = make_tracer(tmp_path, False, schema_registry_url="http://registry.invalid",
+                    commands_enabled=True, bootstrap_servers="127.0.0.1:1")
     try:
-        t._ensure_listener()  # would have raised SchemaIdMismatch into tracer.run()
-        assert t._listener is not None
+        with t.run("r") as run:  # starts the listener; would have raised SchemaIdMismatch
+            run.tool_call("search", {"q": 1})
+        assert registry["calls"] >= 1  # the registry was asked, and refused
+        assert "commands_received" in t.stats()  # the listener runs, on the built-in ids
     finally:
-        if t._listener is not None:
-            t._listener.stop()
+        t.close(0)

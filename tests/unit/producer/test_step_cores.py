@@ -89,16 +89,20 @@ def test_a_budget_is_enforced_before_the_step_on_both_cores(tracer):
     assert events[-1]["kind"] == "RUN_END" and events[-1]["payload"]["outcome"] == "budget_stopped"
 
 
-def test_a_full_queue_drops_and_counts_on_both_cores(tmp_path):
+def test_a_full_queue_drops_the_oldest_and_counts_on_both_cores(tmp_path):
     for speedups in (True, False):
         t = make_tracer(tmp_path, speedups, queue_size=16)
         with t.run("r") as run:
-            for _ in range(40):
-                with run.step("tool", "x"):
+            for i in range(40):
+                with run.step("tool", f"s{i}"):
                     pass
-        assert len(t._transport.q) == 16
-        assert t._transport.dropped == 1 + 40 + 1 - 16  # RUN_START, 40 steps, RUN_END; 16 fit
+        stats = t.stats()
+        assert stats["queued"] == 16
+        assert stats["dropped"] == 1 + 40 + 1 - 16  # RUN_START, 40 steps, RUN_END; 16 fit
         assert run.step_count == 40
+        events = drain(t)  # the newest 16 are kept: the last 15 steps and the RUN_END
+        assert [e["payload"].get("name") for e in events[:-1]] == [f"s{i}" for i in range(25, 40)]
+        assert events[-1]["kind"] == "RUN_END" and t.stats()["queued"] == 0
 
 
 def test_a_step_closed_in_another_context_resets_the_current_step(tracer):
@@ -136,10 +140,8 @@ def test_queued_steps_are_not_scanned_by_the_gc_until_taken(tmp_path):
     with t.run("r") as run:
         with run.step("tool", "queued") as s:
             pass
-        q = t._transport.q
-        assert q[-1] is s and not gc.is_tracked(s)
-        while q:
-            t._pipeline.process(q.popleft())
+        assert t.stats()["queued"] == 2 and not gc.is_tracked(s)  # RUN_START and the step
+        assert [e["kind"] for e in drain(t)] == ["RUN_START", "STEP"]
         assert gc.is_tracked(s)  # taken by the transport: tracked again
 
 
