@@ -6,7 +6,8 @@ arguments, never the arguments), the server's response closes it (latency, statu
 and a ``notifications/cancelled`` closes it as CANCELLED. Everything else passes untouched.
 
 Enforcement happens before forwarding: opening the step runs the run's gate (local budgets,
-remote STOP/THROTTLE commands). A refused call is answered by the proxy itself with a tool
+remote STOP/THROTTLE commands), and a durable tool (the tenant policy's
+``governance.durable_tools``) waits for Kafka to acknowledge its audit record. A refused call is answered by the proxy itself with a tool
 error result (``isError: true``), so the server never sees it; the first refusal ends the run
 with its enforcement outcome, and every later call of the session is refused the same way.
 
@@ -20,7 +21,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .errors import EnforcementError
+from .durable import confirm_begun
+from .errors import AuditUnavailable, EnforcementError
 
 if TYPE_CHECKING:
     from .run import Run
@@ -164,6 +166,14 @@ class McpSession:
             self.refused += 1
             self._end_if_idle()
             return refusal(request_id, exc)
+        if self.tracer.is_durable(name):
+            # a durable tool (governance.durable_tools, or set_durable_tools) reaches the server
+            # only once Kafka acknowledged its audit record; refused calls end nothing else
+            try:
+                confirm_begun(step, self.tracer._audit_writer, name, None)
+            except AuditUnavailable as exc:
+                self.refused += 1
+                return refusal(request_id, exc)
         with self._lock:
             self._pending[_id_key(request_id)] = step
         self.calls += 1
