@@ -125,6 +125,25 @@ class AuditWriter:
         self._p.flush(timeout_s)
 
 
+def refuse(step: Any, exc: AuditUnavailable) -> None:
+    """Closes an open step as a durable action that did not run."""
+    step.set_attribute("agentstream.durable", "audit_unavailable")
+    step.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def confirm_begun(step: Any, writer: Callable[[], AuditWriter], tool_name: str, action_class: str | None,
+                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """The fail-closed wait for a step already opened with ``begin`` (the MCP proxy's, which
+    forwards the call only after this returns). No acknowledgement: the step is closed as
+    refused and ``AuditUnavailable`` raised."""
+    try:
+        DurableStep(step, writer(), tool_name, action_class, timeout_s)._audit()
+    except AuditUnavailable as exc:
+        refuse(step, exc)
+        raise
+    step.set_attribute("agentstream.durable", "acknowledged")
+
+
 class DurableStep:
     """A TOOL step whose audit record is acknowledged before the tool's body runs. Wraps the
     step's own context manager: enforcement (budgets, STOP) is checked first, as for any step."""
@@ -141,8 +160,7 @@ class DurableStep:
         self.writer.confirm(rec, self.timeout_s)
 
     def _refuse(self, exc: AuditUnavailable) -> None:
-        self.step.set_attribute("agentstream.durable", "audit_unavailable")
-        self.step.__exit__(type(exc), exc, exc.__traceback__)
+        refuse(self.step, exc)
 
     def __enter__(self) -> Any:
         s = self.step.__enter__()
