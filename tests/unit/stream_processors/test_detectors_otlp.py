@@ -99,3 +99,18 @@ def test_gateway_and_sdk_give_one_request_one_digest():
     gw = llm_request_digest({"gen_ai.input.messages": json.dumps(messages),
                              "gen_ai.tool.definitions": json.dumps(tools)}, "gpt-4o", KEY)
     assert sdk == gw
+
+
+def test_gateway_and_sdk_give_one_tool_call_one_digest_whatever_the_script(tmp_path):
+    from agentstream.producer.testing import InMemoryTransport
+
+    values = [{"q": "héllo"}, {"city": "東京", "n": 2}, {"e": "😀\u2028"}, {"x": 1.0, "y": None}, {"s": "\x7f\\\""}]
+    for speedups in (True, False):
+        t = InMemoryTransport().tracer("t", "a", "1", "test", spool_dir=str(tmp_path / f"s{speedups}"),
+                                       digest_key=KEY.decode(), speedups=speedups)
+        with t.run() as run:
+            for v in values:
+                sdk = run.tool_step("f", v).tool["args_digest"]
+                for text in (json.dumps(v), json.dumps(v, ensure_ascii=False), json.dumps(v, indent=2)):
+                    assert tool_args_digest({"gen_ai.tool.call.arguments": text}, KEY) == sdk, (speedups, v)
+        t.close(0)
