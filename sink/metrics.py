@@ -3,6 +3,7 @@ when both run in one process; standalone, ``agentstream sink run`` serves them).
 from __future__ import annotations
 
 import logging
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -42,7 +43,7 @@ FALLBACKS = Counter("agentstream_sink_avro_fallbacks_total",
                     "Avro containers ClickHouse refused, redone through the Python mapper", ["table"])
 
 
-def report_lag(consumer: Consumer, assigned: set[tuple[str, int]]) -> int:
+def report_lag(consumer: Consumer, assigned: AbstractSet[tuple[str, int]]) -> int:
     """Sets ``LAG`` per assigned partition: high watermark minus the consumer's position (on
     Tansu the watermark runs short of the real end, so this under-reports there); returns the
     total (0 when unknown)."""

@@ -5,6 +5,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .offset_commits import OffsetCommitter
     from .settings import SinkSettings
 
 
@@ -18,11 +19,9 @@ class ReadinessMixin:
     migrated: bool
     paused: bool
     _consumer: Any
-    _assigned: set[tuple[str, int]]
+    commits: OffsetCommitter
     stored_rows: int
-    committed_ranges: int
     dlq_records: int
-    last_commit_at: float | None
     last_error: str | None
 
     if TYPE_CHECKING:  # read-only properties of ``Sink`` (service.py)
@@ -51,12 +50,12 @@ class ReadinessMixin:
             "ready": self.migrated and self._consumer is not None and self.failed is None,
             "migrated": self.migrated,
             "paused": self.paused,
-            "assigned": sorted(f"{t}[{p}]" for t, p in self._assigned),
+            "assigned": sorted(f"{t}[{p}]" for t, p in self.commits.assigned),
             "pending_rows": self._pending_rows,
             "stored_rows": self.stored_rows,
-            "committed_ranges": self.committed_ranges,
+            "committed_ranges": self.commits.committed_ranges,
             "dlq_records": self.dlq_records,
-            "last_commit_at": self.last_commit_at,
+            "last_commit_at": self.commits.last_commit_at,
             "last_error": self.last_error,
         }
 

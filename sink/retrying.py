@@ -14,6 +14,7 @@ from .errors import classify
 from .ledger import OffsetRange
 
 if TYPE_CHECKING:
+    from .offset_commits import OffsetCommitter
     from .settings import SinkSettings
 
 log = logging.getLogger("agentstream.sink.service")
@@ -41,14 +42,14 @@ def ranges_coordinates(ranges: list[OffsetRange]) -> str:
 
 
 class RetryingMixin:
-    """Part of ``Sink``: needs its ``settings``, ``_consumer``, ``_assigned``, ``paused``,
+    """Part of ``Sink``: needs its ``settings``, ``_consumer``, ``commits``, ``paused``,
     ``_paused_at`` and ``last_error``. The chain's steps retry through ``schemas.steps.Retry``
     with ``note_failure`` as its judge; ``_with_retry`` is for the calls made outside the chain
     (migrations before Kafka, the ledger read inside the assignment callback)."""
 
     settings: SinkSettings
     _consumer: Any
-    _assigned: set[tuple[str, int]]
+    commits: OffsetCommitter
     _paused_at: float | None
     paused: bool
     last_error: str | None
@@ -97,6 +98,6 @@ class RetryingMixin:
         m.PAUSED.set(1 if on else 0)
         if self._consumer is None:
             return
-        parts = [TopicPartition(t, p) for t, p in self._assigned]
+        parts = [TopicPartition(t, p) for t, p in self.commits.assigned]
         if parts:
             (self._consumer.pause if on else self._consumer.resume)(parts)

@@ -31,7 +31,8 @@ from .dlq import DeadLetters, Rejected
 from .flush_chain import SinkChain, build_chain
 from .flush_policy import FlushPolicy
 from .clickhouse_client import ClickHouseClient
-from .ledger import OffsetRange, next_offsets, pending_plans, record_plans as write_plans
+from .ledger import OffsetRange, pending_plans, record_plans as write_plans
+from .offset_commits import OffsetCommitter
 from .range_batcher import Chunk, RangeBatcher
 from .readiness import ReadinessMixin
 from .retention import PolicyFollower, RetentionBook
@@ -103,14 +104,13 @@ class Sink(RetryingMixin, ReadinessMixin):
         self._chain: SinkChain | None = None
         self._held = HeldBatch()
         self._revoke_deadline: float | None = None
-        self._assigned: set[tuple[str, int]] = set()
+        # The partitions this member owns and what it committed for them.
+        self.commits = OffsetCommitter()
         self.migrated = False
         self.paused = False
         self.last_error: str | None = None
         self.stored_rows = 0
-        self.committed_ranges = 0
         self.dlq_records = 0
-        self.last_commit_at: float | None = None
         self.failed: str | None = None
         self._dlq_guard = DlqRatioGuard(st.dlq_max_ratio, st.dlq_window_records, st.dlq_min_records)
         self._paused_at: float | None = None
@@ -180,6 +180,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         self._stopping = stop
         conf = self.kafka_conf()
         self._consumer = Consumer({**conf, **self.settings.consumer_config(), "stats_cb": lambda _s: None})
+        self.commits.consumer = self._consumer
         self._dead = DeadLetters(Producer({**conf, "linger.ms": 5, "partitioner": PARTITIONER}),
                                  topic_name("dlq", self.settings.topic_prefix))
         follower = None
@@ -197,7 +198,7 @@ class Sink(RetryingMixin, ReadinessMixin):
                 if follower is not None:
                     follower.poll()
                 if time.monotonic() >= next_lag:
-                    self._lag = m.report_lag(self._consumer, self._assigned)
+                    self._lag = m.report_lag(self._consumer, self.commits.assigned)
                     next_lag = time.monotonic() + 5.0
                 if not self._pending_rows and not self._lag and not self._flushing:
                     self._progress_at = time.monotonic()
@@ -215,6 +216,7 @@ class Sink(RetryingMixin, ReadinessMixin):
             self._worker_clients.clear()
             if follower is not None:
                 follower.close()
+            self.commits.consumer = None
             self._consumer.close()
             self._consumer = None
 
@@ -267,7 +269,7 @@ class Sink(RetryingMixin, ReadinessMixin):
 
         plans = self._with_retry("sink_batches", read_ledger, self._stopping)
         self._drop_chain(join=False)
-        self._assigned = set(committed)
+        self.commits.assign(committed)
         if plans is STOPPED:
             return  # no chain without the ledger's ranges: a new range over one would double rows
         self._paused_at = None
@@ -287,7 +289,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         finally:
             self._revoke_deadline = None
             self._drop_chain(join=False)
-        self._assigned = set()
+        self.commits.assign(())
         if self.paused:
             self._pause(False)
 
@@ -368,18 +370,18 @@ class Sink(RetryingMixin, ReadinessMixin):
         return rejected
 
     def commit_ranges(self, ranges: list[OffsetRange]) -> None:
-        """Commits past ``ranges`` (all stored) for the partitions still assigned."""
-        from confluent_kafka import TopicPartition
+        """Commits past ``ranges`` (all stored) for the partitions still assigned (``commits``)."""
+        if ranges:
+            self.commits.commit(ranges)
+            self._progress_at = time.monotonic()
 
-        if not ranges:
-            return
-        live = [TopicPartition(t, p, nxt) for (t, p), nxt in next_offsets(ranges).items()
-                if (t, p) in self._assigned]
-        if live and self._consumer is not None:
-            self._consumer.commit(offsets=live, asynchronous=False)
-        self.committed_ranges += len(ranges)
-        self.last_commit_at = time.time()
-        self._progress_at = time.monotonic()
+    @property
+    def committed_ranges(self) -> int:
+        return self.commits.committed_ranges
+
+    @property
+    def last_commit_at(self) -> float | None:
+        return self.commits.last_commit_at
 
 
 _STOPPED = STOPPED  # the name the sink's unit tests import

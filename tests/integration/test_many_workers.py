@@ -67,7 +67,7 @@ def test_three_workers_one_killed_mid_stream(bootstrap, chdb_client, tmp_path, u
     try:
         for w in workers:
             w.wait_ready()
-        assert _wait(lambda: all(s._assigned for s in sinks), timeout=60), "the two sinks never shared the partitions"
+        assert _wait(lambda: all(s.health()["assigned"] for s in sinks), timeout=60), "the two sinks never shared the partitions"
         # Phase 1: 16 runs one step short of a loop (5 identical calls are allowed), $0.90 of a
         # $1.00 daily tenant budget, and the first half of a bulk stream.
         loop_runs = [f"lr-{unique}-{i}" for i in range(16)]

@@ -2,11 +2,13 @@
 commit, through their public interfaces and without a broker."""
 from __future__ import annotations
 
+import pytest
 from kafka_records import EVENTS as T
 from kafka_records import Rec
 
 from agentstream.sink.flush_policy import FlushPolicy
 from agentstream.sink.ledger import OffsetRange
+from agentstream.sink.offset_commits import OffsetCommitter
 from agentstream.sink.range_batcher import RangeBatcher
 from agentstream.sink.service import Sink
 from agentstream.sink.settings import SinkSettings
@@ -110,22 +112,61 @@ def test_full_at_max_rows_unless_all_of_it_waits_for_a_ledger_range_being_read_a
     assert [(c[0].start, c[0].end, c[2]) for c in cut(big)] == [(0, 9, True)]
 
 
+class CommitLog:
+    """A consumer as far as commits go: records what was committed."""
+
+    def __init__(self):
+        self.committed = []
+
+    def commit(self, *, offsets, asynchronous):
+        assert asynchronous is False
+        self.committed.extend((tp.topic, tp.partition, tp.offset) for tp in offsets)
+
+
 def test_commit_goes_past_the_last_range_of_each_assigned_partition():
     s = Sink(SinkSettings(topics=["events"]), client=object())
-    committed = []
-
-    class Consumer:
-        def commit(self, offsets, asynchronous):
-            assert asynchronous is False
-            committed.extend((tp.partition, tp.offset) for tp in offsets)
-
-    s._consumer = Consumer()
-    s._assigned = {(T, 0), (T, 1)}
+    consumer = CommitLog()
+    s.commits.consumer = consumer
+    s.commits.assign([(T, 0), (T, 1)])
     ranges = [OffsetRange(T, 0, 10, 13), OffsetRange(T, 0, 14, 19), OffsetRange(T, 1, 0, 1),
               OffsetRange(T, 2, 0, 5)]  # partition 2 was revoked meanwhile: not committed
     s.commit_ranges(ranges)
-    assert sorted(committed) == [(0, 20), (1, 2)] and s.committed_ranges == 4
-    assert s.health()["last_commit_at"] is not None
+    assert sorted(consumer.committed) == [(T, 0, 20), (T, 1, 2)] and s.committed_ranges == 4
+    health = s.health()
+    assert health["last_commit_at"] is not None and health["committed_ranges"] == 4
+    assert health["assigned"] == [f"{T}[0]", f"{T}[1]"]
+
+
+def test_after_a_revocation_or_without_a_consumer_nothing_is_committed():
+    commits = OffsetCommitter()
+    commits.assign([(T, 0)])
+    commits.commit([OffsetRange(T, 0, 0, 9)])  # no consumer attached yet: counted only
+    assert commits.committed_ranges == 1 and commits.last_commit_at is not None
+    consumer = CommitLog()
+    commits.consumer = consumer
+    commits.assign(())  # revoked: the next owner replays the range from the ledger
+    commits.commit([OffsetRange(T, 0, 10, 19)])
+    commits.commit([])
+    assert consumer.committed == [] and commits.committed_ranges == 2
+    commits.assign([(T, 0)])
+    commits.commit([OffsetRange(T, 0, 20, 29)])
+    assert consumer.committed == [(T, 0, 30)]
+
+
+def test_a_failed_commit_raises_and_counts_nothing():
+    class Refusing:
+        def commit(self, *, offsets, asynchronous):
+            from confluent_kafka import KafkaError, KafkaException
+
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+
+    from confluent_kafka import KafkaException
+
+    commits = OffsetCommitter(Refusing())
+    commits.assign([(T, 0)])
+    with pytest.raises(KafkaException):
+        commits.commit([OffsetRange(T, 0, 0, 9)])
+    assert commits.committed_ranges == 0 and commits.last_commit_at is None
 
 
 def test_the_path_is_chosen_by_the_ranges_size_and_a_replay_keeps_its_own():

@@ -9,9 +9,9 @@ import pytest
 import urllib3
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 from confluent_kafka import KafkaError, KafkaException
+from prometheus_client import REGISTRY
 
 from agentstream.schemas.consumer_errors import ConsumerCrash, ErrorClass
-from agentstream.sink import metrics as m
 from agentstream.sink.errors import TransientError, classify, clickhouse_code
 from agentstream.sink.service import Sink
 from agentstream.sink.settings import SinkSettings
@@ -68,6 +68,13 @@ class FaultyClient:
     query = insert = raw_insert = command
 
 
+def _errors(what: str, error_class: str) -> float:
+    """The sink's error counter as /metrics exports it."""
+    value = REGISTRY.get_sample_value("agentstream_sink_errors_total",
+                                      {"what": what, "error_class": error_class})
+    return value or 0.0
+
+
 def settings() -> SinkSettings:
     # no broker at this address: the sink must not get as far as Kafka in these tests
     return SinkSettings(bootstrap_servers="127.0.0.1:1", retry_initial_s=0.01, retry_max_s=0.02, read_policies=False)
@@ -76,13 +83,13 @@ def settings() -> SinkSettings:
 def test_a_bug_stops_the_sink_at_once_and_health_says_so():
     client = FaultyClient(ch(62, "SYNTAX_ERROR"))
     sink = Sink(settings(), client=client)
-    before = m.ERRORS.labels("migrations", "bug")._value.get()
+    before = _errors("migrations", "bug")
     with pytest.raises(ConsumerCrash, match="migrations failed with DatabaseError.*not a transient error"):
         sink.run(threading.Event())
     assert client.calls == 1  # not retried
     h = sink.health()
     assert not h["alive"] and not h["ready"] and "SYNTAX_ERROR" in h["failed"]
-    assert m.ERRORS.labels("migrations", "bug")._value.get() == before + 1
+    assert _errors("migrations", "bug") == before + 1
 
 
 def test_a_transient_failure_is_retried_with_backoff_until_stopped_and_the_sink_never_reaches_kafka():
