@@ -252,3 +252,49 @@ def test_an_action_class_tool_runs_in_memory_and_a_named_durable_class_is_audite
     assert calls == [5, 6]
     memory.set_reachable(True)
     tracer.close()
+
+
+def test_the_deterministic_example_in_docs_sdk_md_runs(tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "sdk.md").read_text()
+    section = text.split("## Testing your agent without Kafka", 1)[1].split("\n## ", 1)[0]
+    block = section.split("**Deterministic tests**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    ns: dict = {}
+    exec(compile(block, "docs/sdk.md", "exec"), ns)
+    ns["test_a_remote_stop_ends_the_run_at_the_next_step"](tmp_path)
+
+
+def test_without_a_worker_thread_nothing_moves_until_flush_and_close_delivers_the_rest(memory, tmp_path):
+    tracer = _tracer(memory, tmp_path, worker_thread=False)
+    with tracer.run("r") as run:
+        for _ in range(10):
+            run.tool_call("x", latency_ms=1)
+    assert memory.records() == [] and tracer.stats()["queued"] == 12
+    assert tracer.flush(10) and tracer.stats()["queued"] == 0
+    assert [e["seq"] for e in memory.events(run.run_id)] == list(range(12))
+    with tracer.run("r2") as second:
+        pass
+    assert tracer.close(10)  # close flushes what is still queued
+    assert [e["kind"] for e in memory.events(second.run_id)] == ["RUN_START", "RUN_END"]
+
+
+def test_without_a_worker_thread_an_outage_spools_and_a_later_flush_replays(memory, tmp_path):
+    tracer = _tracer(memory, tmp_path, worker_thread=False)
+    memory.set_reachable(False)
+    with tracer.run("r") as run:
+        for _ in range(20):
+            run.tool_call("x", latency_ms=1)
+    tracer.flush(5)  # offline: spooled on the caller's thread, not lost
+    stats = tracer.stats()
+    assert stats["spooled"] > 0 and stats["state"] == "offline" and memory.events() == []
+    memory.set_reachable(True)
+    deadline = time.monotonic() + 30  # a bound on a hang: each flush probes once the interval is up
+    while tracer.stats()["state"] != "online" and time.monotonic() < deadline:
+        tracer.flush(5)
+        time.sleep(0.05)
+    assert tracer.flush(5)
+    events = memory.events(run.run_id)
+    assert [e["seq"] for e in events] == list(range(22))
+    assert tracer.stats()["dropped"] == 0 and tracer.stats()["replayed"] > 0
+    tracer.close(5)
