@@ -13,6 +13,7 @@ is no longer needed fails the test too, so the list only shrinks."""
 from __future__ import annotations
 
 import ast
+import functools
 import textwrap
 from pathlib import Path
 
@@ -131,6 +132,7 @@ def private_uses(source: str) -> list[tuple[int, str]]:
     return sorted(out)
 
 
+@functools.cache
 def _uses_in_unit_tests() -> dict[tuple[str, str], list[int]]:
     found: dict[tuple[str, str], list[int]] = {}
     for path in sorted(UNIT.rglob("*.py")):
