@@ -124,6 +124,8 @@ class Transport:
         until the queue is empty (or ``timeout`` is up), then the delivery's flush."""
         deadline = time.monotonic() + timeout
         with self._here_lock:
+            if not self._opened and not self.q:
+                return True  # nothing was ever queued: no producer to make for nothing
             if not self._opened:
                 self.delivery.open()
                 self._opened = True

@@ -298,3 +298,15 @@ def test_without_a_worker_thread_an_outage_spools_and_a_later_flush_replays(memo
     assert [e["seq"] for e in events] == list(range(22))
     assert tracer.stats()["dropped"] == 0 and tracer.stats()["replayed"] > 0
     tracer.close(5)
+
+
+def test_without_a_worker_thread_a_tracer_that_emitted_nothing_makes_no_producer(memory, tmp_path):
+    made = []
+
+    def factory(conf):
+        made.append(conf)
+        return memory.producer_factory(conf)
+
+    tracer = Tracer("acme", "a", "1", "test", producer_factory=factory, commands_enabled=False,
+                    follow_policy=False, worker_thread=False, spool_dir=str(tmp_path / "spool"))
+    assert tracer.flush(1) and tracer.close(1) and made == []
