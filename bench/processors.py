@@ -8,8 +8,16 @@ Both sides read the same records (one generated list produced to two topic prefi
 rate is measured from its first to its last processed record (read from the worker's /metrics), so
 group join and state restore are excluded, as the plain loop's connect is. The machine is shared
 and noisy, so the plain loop runs once before and once after the chain (on two copies of the data)
-and ``plain_loop_ev_s`` is their mean; both runs are printed.
-Last line: JSON with chain_ev_s, plain_loop_ev_s, ratio.
+and ``plain_loop_ev_s`` is their mean; both runs are printed. Wall rates on a shared machine say
+as much about the neighbours (the broker itself shares the cores) as about the code, so the worker's
+CPU-seconds per event over the same interval are reported too (``chain_cpu_us_per_event``).
+
+Where a worker's time goes per event, in process (no broker; min of 5 passes over the same
+records): ``in_process_us`` times the stages of ``Chain.process`` on their own (the fastavro
+decode it no longer does, the field reader, the byte prefilter, the detectors on already-read
+events) and the whole of it.
+
+Last line: JSON with chain_ev_s, chain_cpu_us_per_event, plain_loop_ev_s, ratio, in_process_us.
 """
 from __future__ import annotations
 
@@ -28,6 +36,12 @@ from agentstream.cli.embedded_broker import EmbeddedBroker
 from agentstream.schemas import EVENT, Codec, topic_name
 from agentstream.schemas.topics import create_topics
 from agentstream.stream_processors import synthetic as syn
+from agentstream.stream_processors.chain import Chain
+from agentstream.stream_processors.policies import PolicyBook
+from agentstream.stream_processors.records import InRecord, Redacted
+from agentstream.stream_processors.redaction import Redactor
+from agentstream.stream_processors.redaction.prefilter import may_need_redaction
+from agentstream.stream_processors.settings import ProcessorsSettings
 from agentstream.stream_processors.worker_process import start_worker
 from proc_cpu import process_cpu
 
@@ -96,16 +110,54 @@ def plain_loop(bootstrap: str, prefix: str, n: int) -> float:
     return seen / dt
 
 
-def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, str]:
+def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, float]:
+    """(events/s, the worker's CPU µs per event), both from its first to its last record."""
     w = start_worker(bootstrap, prefix, "bench-" + uuid.uuid4().hex[:6], tmp / "data", tmp / "worker.log")
     try:
         w.wait_ready(120)
-        rate = _rate(w.records_in, n)
+        cpu: list[float] = []
+        rate = _rate(w.records_in, n, on_first=lambda: cpu.append(process_cpu(w.proc.pid)))
         if rate is None:
             raise RuntimeError(f"chain processed {w.records_in()} of {n}; log {w.log_path}\n{w.log_tail()}")
-        return rate, str(w.log_path)
+        return rate, (process_cpu(w.proc.pid) - cpu[0]) / n * 1e6
     finally:
         w.stop()
+
+
+def in_process(data: list[tuple[bytes, bytes]], rounds: int = 5) -> dict[str, float]:
+    """µs per event of each stage of ``Chain.process`` and of the whole, min of ``rounds`` passes."""
+    codec = Codec()
+    ch = Chain(ProcessorsSettings(topic_prefix="p."), codec, Redactor(b"bench"), PolicyBook(), "p.fleet")
+    recs = [InRecord("p.raw", i % 4, i, k, v, []) for i, (k, v) in enumerate(data)]
+    state: dict[bytes, bytes] = {}
+
+    def whole() -> None:
+        state.clear()
+        for i in range(0, len(recs), 2000):
+            ch.process(recs[i:i + 2000], lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
+
+    reader = ch.redaction.reader
+    read = [Redacted(got[0], r) for r in recs if (got := reader.read(r.value)) is not None]
+
+    def detect() -> None:
+        state.clear()
+        for i in range(0, len(read), 2000):
+            ch.detect(read[i:i + 2000], lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
+
+    stages = {"fastavro_decode": lambda: [codec.decode(v) for _, v in data],
+              "field_reader": lambda: [reader.read(v) for _, v in data],
+              "prefilter": lambda: [may_need_redaction(v) for _, v in data],
+              "detectors": detect, "chain_process": whole}
+    out = {}
+    for name, fn in stages.items():
+        best = float("inf")
+        for _ in range(rounds):
+            t = time.process_time()
+            fn()
+            best = min(best, time.process_time() - t)
+        out[name] = round(best / len(data) * 1e6, 2)
+    out["field_reader_native"] = getattr(reader, "is_native", False)  # False: before the C reader
+    return out
 
 
 def scaled(bootstrap: str, data: list[tuple[bytes, bytes]], partitions: int, workers: int,
@@ -136,14 +188,16 @@ def scaled(bootstrap: str, data: list[tuple[bytes, bytes]], partitions: int, wor
             w.stop()
 
 
-def _rate(records_in, n: int, timeout: float = 600.0) -> float | None:
+def _rate(records_in, n: int, timeout: float = 600.0, on_first=lambda: None) -> float | None:
     """Records/s from the first to the last of ``n`` records read (``records_in()`` polled every
-    50 ms), so group join and state restore are outside the clock; None if not all were read."""
+    50 ms), so group join and state restore are outside the clock; None if not all were read.
+    ``on_first`` runs when the first records are seen (to start other meters on the same clock)."""
     t_first, last = None, 0.0
     deadline = time.monotonic() + timeout
     while last < n and time.monotonic() < deadline:
         last = records_in()
         if last > 0 and t_first is None:
+            on_first()
             t_first = (time.perf_counter(), last)
         time.sleep(0.05)
     if t_first is None or last < n:
@@ -172,8 +226,9 @@ def main() -> None:
               f"{sum(len(v) for _, v in data) / len(data):.0f} B/event", file=sys.stderr)
         plain1 = plain_loop(bs, prefixes["plain"], args.events)
         print(f"plain confluent-kafka consume->decode->encode->produce: {plain1:,.0f} ev/s", file=sys.stderr)
-        chain_rate, _ = chain(bs, prefixes["chain"], args.events, tmp)
-        print(f"full chain worker (redaction + detectors + state): {chain_rate:,.0f} ev/s", file=sys.stderr)
+        chain_rate, chain_cpu = chain(bs, prefixes["chain"], args.events, tmp)
+        print(f"full chain worker (redaction + detectors + state): {chain_rate:,.0f} ev/s, "
+              f"{chain_cpu:.1f} µs CPU/event", file=sys.stderr)
         plain2 = plain_loop(bs, prefixes["plain2"], args.events)
         print(f"plain loop again, after the chain: {plain2:,.0f} ev/s", file=sys.stderr)
         plain = (plain1 + plain2) / 2
@@ -182,9 +237,12 @@ def main() -> None:
             for workers in (1, 2):
                 scaling.append(scaled(bs, data, args.partitions, workers, tmp))
                 print(f"scaling: {json.dumps(scaling[-1])}", file=sys.stderr)
-        print(json.dumps({"events": args.events, "chain_ev_s": round(chain_rate), "plain_loop_ev_s": round(plain),
+        stages = in_process(data[:20000])
+        print(f"in process, µs/event: {json.dumps(stages)}", file=sys.stderr)
+        print(json.dumps({"events": args.events, "chain_ev_s": round(chain_rate),
+                          "chain_cpu_us_per_event": round(chain_cpu, 1), "plain_loop_ev_s": round(plain),
                           "plain_runs_ev_s": [round(plain1), round(plain2)],
-                          "ratio": round(chain_rate / plain, 3), "scaling": scaling}))
+                          "ratio": round(chain_rate / plain, 3), "scaling": scaling, "in_process_us": stages}))
     finally:
         broker.stop()
 

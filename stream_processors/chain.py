@@ -16,7 +16,7 @@ import orjson
 from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
 
 from .detectors import drift, fleet, governance, governance_topology, runs
-from .policies import PolicyBook
+from .policies import PolicyBook, TenantPolicy
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import Redactor
 from .redaction_stage import RedactionStage
@@ -29,6 +29,32 @@ ISSUER = "agentstream-processors"
 
 def _id(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+class BatchPolicies(PolicyBook):
+    """The tenants' policies as of the start of a batch: each looked up once per batch.
+
+    Why: on the worker a lookup goes through faust's table (a Mapping over its store), ~3 µs,
+    and the stage and the detectors asked twice per event: ~10% of the raw thread's time. A
+    policy written meanwhile applies from the next batch; it arrives from another thread at no
+    defined point between two events anyway. Only the raw path (one thread) uses the view."""
+
+    def __init__(self, book: PolicyBook) -> None:  # a view over ``book``: PolicyBook's own state unused
+        self.book = book
+        self._batch: dict[str, TenantPolicy] = {}
+
+    def new_batch(self) -> None:
+        self._batch.clear()
+
+    def set(self, policy: TenantPolicy) -> None:
+        self.book.set(policy)
+        self._batch.pop(policy.tenant_id, None)
+
+    def get(self, tenant_id: str) -> TenantPolicy:
+        p = self._batch.get(tenant_id)
+        if p is None:
+            p = self._batch[tenant_id] = self.book.get(tenant_id)
+        return p
 
 
 class Chain:
@@ -45,8 +71,8 @@ class Chain:
                  policies: PolicyBook, fleet_topic: str) -> None:
         self.settings = settings
         self.codec = codec
-        self.policies = policies
-        self.redaction = RedactionStage(codec, redactor, policies, settings.topic_prefix)
+        self.policies = BatchPolicies(policies)
+        self.redaction = RedactionStage(codec, redactor, self.policies, settings.topic_prefix)
         self.fleet_topic = fleet_topic
         self.alerts_topic = topic_name("alerts", settings.topic_prefix)
         self.commands_topic = topic_name("commands", settings.topic_prefix)
@@ -55,6 +81,7 @@ class Chain:
 
     def process(self, batch: list[InRecord], get_state: GetState, put_state: PutState) -> list[OutRecord]:
         out: list[OutRecord] = []
+        self.policies.new_batch()
         passed = self.redaction.process(batch, out)
         out += self.detect(passed, get_state, put_state)
         return out
@@ -152,7 +179,7 @@ class Chain:
             if entry is None:
                 raw = get_state(rec.partition, rec.key)
                 entry = states[rec.key] = (rec.partition, orjson.loads(raw) if raw else fleet.new_state())
-            policy = self.policies.get(tenant)
+            policy = self.policies.book.get(tenant)  # another thread's path: not the raw batch's view
             sources = []
             for k, off in (delta.get("src") or {}).items():
                 topic, part = k.rsplit("|", 1)

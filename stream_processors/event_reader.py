@@ -21,6 +21,7 @@ are still checked to be UTF-8, so the full decode is never less strict than the 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Protocol
 
 from agentstream.schemas import EVENT, Codec
@@ -35,6 +36,7 @@ except ImportError:  # not built (no compiler at install time): the Python inter
     _c = None
 
 REDACTION_FIELD = "redaction"
+log = logging.getLogger("agentstream.processors.reader")
 
 # Read by chain.detect/_fleet_delta, detectors/runs.py, detectors/governance.py and the redaction
 # stage's pass-through (payload.content: a preview takes the full path). Payload fields apply to
@@ -82,6 +84,9 @@ class EventReader:
         self.selection: Selection = DETECTOR_FIELDS if selection is None else selection
         self.native = native
         self._readers: dict[int, Reader | None] = {}
+        if native and _c is None:
+            log.warning("the C field reader (stream_processors/_fieldreader.c) is not built: events are read by "
+                        "its Python twin, ~10x slower per event; install with a C compiler present")
 
     @property
     def is_native(self) -> bool:
