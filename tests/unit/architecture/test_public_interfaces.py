@@ -49,9 +49,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("stream_processors/test_app_records.py", "_in_record"):
         "faust message -> chain record adapter; no faust agent runs in a unit test "
         "(stream processors' owner)",
-    ("stream_processors/test_governance.py", "_check_ranges"):
-        "the governance pairs' range check; public route: governance_pairs' errors "
-        "(stream processors' owner)",
 }
 
 

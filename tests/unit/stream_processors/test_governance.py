@@ -258,7 +258,8 @@ def test_chain_emits_the_alert_and_one_stop_and_a_redelivery_adds_nothing():
 
 
 def test_cli_governance_pairs_and_ranges():
-    from agentstream.stream_processors.policy_io import _check_ranges, governance_pairs
+    from agentstream.stream_processors.policy_io import governance_pairs, set_policy
+    from agentstream.stream_processors.settings import ProcessorsSettings
 
     got = governance_pairs(["tool_deny=shell, fs_*", "max_calls_per_tool=search:3,*:50",
                             "require_approval=", "max_fan_out=8", "max_delegation_depth=none",
@@ -269,10 +270,12 @@ def test_cli_governance_pairs_and_ranges():
     for bad in ["tool_denny=x", "max_calls_per_tool=search", "max_fan_out=-1", "max_fan_out=x", "nothing"]:
         with pytest.raises(ValueError):
             governance_pairs([bad])
+    # out-of-range values fail before the current policy is read: no broker at this address
+    nowhere = ProcessorsSettings(bootstrap_servers="127.0.0.1:1")
     with pytest.raises(ValueError, match="warn_fraction"):
-        _check_ranges({}, {"warn_fraction": 1.5})
+        set_policy(nowhere, "t", budgets=["warn_fraction=1.5"])
     with pytest.raises(ValueError, match="repeat_window"):
-        _check_ranges({"repeat_window": -1}, {})
+        set_policy(nowhere, "t", loops=["repeat_window=-1"])
 
 
 def test_a_tenants_rules_never_apply_to_another_tenant():
