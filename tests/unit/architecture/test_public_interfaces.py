@@ -43,9 +43,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("cli/test_stack_addresses.py", "_register_parts"):
         "registers the CLI's subcommands before a client command runs; public route: "
         "cli.main(argv) (CLI owner)",
-    ("gateway/test_limits.py", "_inflate"):
-        "the gateway's gzip body limit; public route: an HTTP request through the app "
-        "(gateway owner)",
     ("stream_processors/test_app_records.py", "_in_record"):
         "faust message -> chain record adapter; no faust agent runs in a unit test "
         "(stream processors' owner)",

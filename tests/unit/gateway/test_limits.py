@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 
 import pytest
 
-from agentstream.api.gateway.body import _inflate
+from agentstream.api.gateway.body import read_body
 from agentstream.api.gateway.errors import GatewayError
 from agentstream.api.gateway.keys import bearer_key
 from agentstream.api.gateway.pricing import PriceTable
@@ -56,15 +57,40 @@ def test_seq_allocator_gap_free_and_gives_back():
     assert s.allocate("u", "r", 1) == 0  # tenants apart
 
 
+def _read(body: bytes, limit: int, encoding: str = "gzip") -> bytes:
+    """``read_body`` on a request as Starlette hands it to the route (no server needed)."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    headers = [(b"content-encoding", encoding.encode())] if encoding else []
+    return asyncio.run(read_body(Request({"type": "http", "method": "POST", "headers": headers}, receive),
+                                 limit))
+
+
 def test_inflate_limit():
     data = b"x" * 5000
-    assert _inflate(gzip.compress(data), 10_000, gzip=True) == data
-    with pytest.raises(GatewayError) as e:
-        _inflate(gzip.compress(data), 1000, gzip=True)
+    assert _read(gzip.compress(data), 10_000) == data
+    with pytest.raises(GatewayError) as e:  # a small bomb must not become a big body
+        _read(gzip.compress(data), 1000)
     assert e.value.status == 413
     with pytest.raises(GatewayError) as e:
-        _inflate(b"not gzip", 1000, gzip=True)
+        _read(b"not gzip", 1000)
     assert e.value.status == 400
+    assert _read(zlib.compress(data), 10_000, "deflate") == data
+    with pytest.raises(GatewayError) as e:
+        _read(zlib.compress(data), 1000, "deflate")
+    assert e.value.status == 413
+    assert _read(data, 10_000, "") == data
+    with pytest.raises(GatewayError) as e:
+        _read(data, 1000, "")  # plain bodies are bounded too
+    assert e.value.status == 413
+    with pytest.raises(GatewayError) as e:
+        _read(data, 10_000, "br")
+    assert e.value.status == 415
 
 
 def test_bearer_key():
