@@ -78,3 +78,22 @@ def configmap_value(docs: list[dict[str, Any]], logical_name: str, key: str) -> 
         if cm["metadata"]["name"].rsplit("-", 1)[0] == logical_name or cm["metadata"]["name"] == logical_name:
             return cm["data"][key]
     raise AssertionError(f"no ConfigMap {logical_name}")
+
+
+def render_with_component(overlay: str, component: str, workdir: Path) -> list[dict[str, Any]]:
+    """An overlay with an optional component added as a user adds it (``components:`` in a copy
+    of the overlay itself, so Kustomize links its ConfigMap references to the generated names)."""
+    import os
+
+    src = K8S / "overlays" / overlay
+    d = workdir / overlay
+    shutil.copytree(src, d)
+    kz = yaml.safe_load((d / "kustomization.yaml").read_text())
+    # relative: Kustomize refuses absolute roots
+    kz["resources"] = [os.path.relpath((src / r).resolve(), d) if r.startswith("../") else r
+                       for r in kz["resources"]]
+    kz["components"] = [os.path.relpath(K8S / "components" / component, d)]
+    (d / "kustomization.yaml").write_text(yaml.safe_dump(kz))
+    proc = subprocess.run([*kustomize_command(), str(d)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]

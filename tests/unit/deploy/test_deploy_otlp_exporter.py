@@ -3,15 +3,10 @@ validated like the rest: Kubernetes schemas (strict), env vars that are real set
 the command it runs exists, restricted security context, egress allowed, config map resolved."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import kubernetes_validate
 import pytest
-import yaml
 from deploy_code import cli_root
-from deploy_render import K8S, OVERLAYS, by_name, kustomize_command, of_kind
+from deploy_render import OVERLAYS, by_name, of_kind, render_with_component
 
 from agentstream.sink.otlp_exporter import OtlpExportSettings
 
@@ -20,20 +15,7 @@ NAME = "agentstream-otlp-exporter"
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def with_exporter(request, tmp_path_factory):
-    """A copy of the overlay with the component added as a user adds it (``components:`` in the
-    overlay itself, so Kustomize links its ConfigMap references to the generated names)."""
-    src = K8S / "overlays" / request.param
-    d = tmp_path_factory.mktemp("kz") / request.param
-    shutil.copytree(src, d)
-    kz = yaml.safe_load((d / "kustomization.yaml").read_text())
-    # relative: Kustomize refuses absolute roots
-    kz["resources"] = [os.path.relpath((src / r).resolve(), d) if r.startswith("../") else r
-                       for r in kz["resources"]]
-    kz["components"] = [os.path.relpath(K8S / "components" / "otlp-exporter", d)]
-    (d / "kustomization.yaml").write_text(yaml.safe_dump(kz))
-    proc = subprocess.run([*kustomize_command(), str(d)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+    return render_with_component(request.param, "otlp-exporter", tmp_path_factory.mktemp("kz"))
 
 
 def test_validates_against_the_kubernetes_schemas(with_exporter):
