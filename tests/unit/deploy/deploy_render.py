@@ -97,3 +97,28 @@ def render_with_component(overlay: str, component: str, workdir: Path) -> list[d
     proc = subprocess.run([*kustomize_command(), str(d)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def validate_named(docs: list[dict[str, Any]], prefix: str, kinds: set[str]) -> None:
+    """The objects named ``prefix...`` are exactly ``kinds`` and valid (Kubernetes 1.37, strict)."""
+    import kubernetes_validate
+
+    mine = [d for d in docs if d["metadata"]["name"].startswith(prefix)]
+    assert {d["kind"] for d in mine} == kinds
+    for doc in mine:
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+
+
+def set_container_env(docs: list[dict[str, Any]], deployment: str, env_prefix: str, fields: Any,
+                      monkeypatch: Any) -> None:
+    """Checks a Deployment's env vars are ``env_prefix`` + a settings field and that its ConfigMap
+    references resolve, and sets them (a plausible value for references) for the settings to parse."""
+    (c,) = by_name(docs, "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+    cms = {cm["metadata"]["name"] for cm in of_kind(docs, "ConfigMap")}
+    for e in c["env"]:
+        assert e["name"].startswith(env_prefix)
+        assert e["name"][len(env_prefix):].lower() in fields, e["name"]
+        ref = e.get("valueFrom", {}).get("configMapKeyRef")
+        if ref:
+            assert ref["name"] in cms  # kustomize rewrote it to the generated (hashed) name
+        monkeypatch.setenv(e["name"], e.get("value", "x:1" if "SERVERS" in e["name"] else "http://x"))

@@ -4,10 +4,9 @@ and its --ledger exist, the ledger on the persistent volume, one writer at a tim
 Recreate), a restricted security context, and egress to Kafka and HTTPS destinations."""
 from __future__ import annotations
 
-import kubernetes_validate
 import pytest
 from deploy_code import cli_root
-from deploy_render import OVERLAYS, by_name, of_kind, render_with_component
+from deploy_render import OVERLAYS, by_name, render_with_component, set_container_env, validate_named
 
 from agentstream.stream_processors.settings import ProcessorsSettings
 
@@ -26,22 +25,11 @@ def _container(docs):
 
 
 def test_validates_against_the_kubernetes_schemas(docs):
-    mine = [d for d in docs if d["metadata"]["name"].startswith(NAME)]
-    assert {d["kind"] for d in mine} == {"Deployment", "PersistentVolumeClaim", "NetworkPolicy"}
-    for doc in mine:
-        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    validate_named(docs, NAME, {"Deployment", "PersistentVolumeClaim", "NetworkPolicy"})
 
 
 def test_env_is_processors_settings_that_parse_and_the_configmap_resolves(docs, monkeypatch):
-    _dep, c = _container(docs)
-    cms = {cm["metadata"]["name"] for cm in of_kind(docs, "ConfigMap")}
-    for e in c["env"]:
-        assert e["name"].startswith("AGENTSTREAM_PROCESSORS_")
-        assert e["name"][len("AGENTSTREAM_PROCESSORS_"):].lower() in ProcessorsSettings.model_fields, e["name"]
-        ref = e.get("valueFrom", {}).get("configMapKeyRef")
-        if ref:
-            assert ref["name"] in cms  # kustomize rewrote it to the generated (hashed) name
-        monkeypatch.setenv(e["name"], e.get("value", "x:1" if "SERVERS" in e["name"] else "http://x"))
+    set_container_env(docs, NAME, "AGENTSTREAM_PROCESSORS_", ProcessorsSettings.model_fields, monkeypatch)
     assert ProcessorsSettings().app_id == "agentstream-processors"
 
 

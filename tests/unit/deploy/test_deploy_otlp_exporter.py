@@ -3,10 +3,9 @@ validated like the rest: Kubernetes schemas (strict), env vars that are real set
 the command it runs exists, restricted security context, egress allowed, config map resolved."""
 from __future__ import annotations
 
-import kubernetes_validate
 import pytest
 from deploy_code import cli_root
-from deploy_render import OVERLAYS, by_name, of_kind, render_with_component
+from deploy_render import OVERLAYS, by_name, render_with_component, set_container_env, validate_named
 
 from agentstream.sink.otlp_exporter import OtlpExportSettings
 
@@ -19,23 +18,11 @@ def with_exporter(request, tmp_path_factory):
 
 
 def test_validates_against_the_kubernetes_schemas(with_exporter):
-    mine = [d for d in with_exporter if d["metadata"]["name"].startswith(NAME)]
-    assert {d["kind"] for d in mine} == {"Deployment", "PodDisruptionBudget", "NetworkPolicy"}
-    for doc in mine:
-        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    validate_named(with_exporter, NAME, {"Deployment", "PodDisruptionBudget", "NetworkPolicy"})
 
 
 def test_env_is_settings_that_parse_and_the_configmap_resolves(with_exporter, monkeypatch):
-    dep = by_name(with_exporter, "Deployment", NAME)
-    (c,) = dep["spec"]["template"]["spec"]["containers"]
-    cms = {cm["metadata"]["name"] for cm in of_kind(with_exporter, "ConfigMap")}
-    for e in c["env"]:
-        assert e["name"].startswith("AGENTSTREAM_EXPORT_")
-        assert e["name"][len("AGENTSTREAM_EXPORT_"):].lower() in OtlpExportSettings.model_fields, e["name"]
-        ref = e.get("valueFrom", {}).get("configMapKeyRef")
-        if ref:
-            assert ref["name"] in cms  # kustomize rewrote it to the generated (hashed) name
-        monkeypatch.setenv(e["name"], e.get("value", "x:1" if "SERVERS" in e["name"] else "http://x"))
+    set_container_env(with_exporter, NAME, "AGENTSTREAM_EXPORT_", OtlpExportSettings.model_fields, monkeypatch)
     monkeypatch.setenv("AGENTSTREAM_EXPORT_HEADERS", "k=v")
     s = OtlpExportSettings()
     assert s.batch_max_spans == 500 and s.header_map() == {"k": "v"}
