@@ -68,6 +68,8 @@ class Sink(RetryingMixin, ReadinessMixin):
     - On a revocation what was read is stored and committed before the partitions go (within
       ``revoke_join_seconds``); each assignment gets a new chain with the ledger's ranges.
     - ``run`` blocks until ``stop``/the stop event; ``start`` runs it on a thread.
+    - ``commits`` (``offset_commits.OffsetCommitter``) holds the assignment and the commits;
+      ``run`` gives it the consumer (a unit test may give it its own, see ``CommitConsumer``).
     """
 
     def __init__(self, settings: SinkSettings, client: Any = None, codec: Codec | None = None,
