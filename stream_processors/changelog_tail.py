@@ -44,7 +44,10 @@ def read_tail(bootstrap_servers: str, starts: Starts, idle_s: float = 0.5, timeo
     if not starts:
         return []
     c = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "agentstream-changelog-tail",
-                  "enable.auto.commit": False, "fetch.wait.max.ms": 50, "enable.partition.eof": True})
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 50, "enable.partition.eof": True,
+                  # a start past what the broker calls the end is re-read from the start (what
+                  # faust applied is skipped by offset), never skipped to the end
+                  "auto.offset.reset": "earliest"})
     try:
         c.assign([TopicPartition(t, p, max(o, 0)) for (t, p), o in starts.items()])
         out: list[TailRecord] = []
