@@ -35,6 +35,7 @@ typedef struct {
     PyObject *names;       /* tuple of str (interned) */
     PyObject *consts;      /* tuple */
     int top;
+    int ready;             /* set by a successful __init__; read() refuses to run before */
 } Reader;
 
 typedef struct {
@@ -255,6 +256,10 @@ static int value(Reader *r, const Instr *ins, Cursor *c, int keep, int depth, Py
 static PyObject *Reader_read(Reader *self, PyObject *args) {
     Py_buffer buf;
     Py_ssize_t start;
+    if (!self->ready) {
+        PyErr_SetString(PyExc_ValueError, "Reader not initialised");
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "y*n", &buf, &start)) return NULL;
     if (start < 0 || start > buf.len) {
         PyBuffer_Release(&buf);
@@ -290,8 +295,22 @@ static void Reader_dealloc(Reader *self) {
 static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
     PyObject *bodies, *names, *consts;
     int top;
+    if (self->ready) {
+        PyErr_SetString(PyExc_TypeError, "a Reader is initialised once");
+        return -1;
+    }
+    PyMem_Free(self->code); /* left by an earlier __init__ that failed */
+    PyMem_Free(self->start);
+    PyMem_Free(self->len);
+    self->code = NULL;
+    self->start = self->len = NULL;
     if (!PyArg_ParseTuple(args, "OO!O!i", &bodies, &PyTuple_Type, &names, &PyTuple_Type, &consts, &top))
         return -1;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(names); k++)
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(names, k))) {
+            PyErr_SetString(PyExc_TypeError, "names must be str");
+            return -1;
+        }
     PyObject *seq = PySequence_Fast(bodies, "bodies must be a sequence");
     if (seq == NULL) return -1;
     Py_ssize_t nb = PySequence_Fast_GET_SIZE(seq), total = 0;
@@ -331,8 +350,6 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
                 for (Py_ssize_t k = 0; !bad && k < PyTuple_GET_SIZE(w); k++)
                     bad = !PyBytes_Check(PyTuple_GET_ITEM(w, k));
             }
-            for (Py_ssize_t k = 0; !bad && k < PyTuple_GET_SIZE(names); k++)
-                bad = !PyUnicode_Check(PyTuple_GET_ITEM(names, k));
             if (bad) {
                 Py_DECREF(seq);
                 PyErr_Format(PyExc_ValueError, "bad instruction %zd of body %zd", j, i);
@@ -354,6 +371,7 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
     self->names = Py_NewRef(names);
     self->consts = Py_NewRef(consts);
     self->top = top;
+    self->ready = 1;
     return 0;
 }
 

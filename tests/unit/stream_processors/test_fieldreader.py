@@ -219,10 +219,24 @@ def test_blocks_with_byte_sizes_map_key_filter_and_depth():
 
 
 def test_a_bad_program_is_refused_at_construction():
-    prog = compile_reader(NEWEST, NEWEST) and ops.compile_program(NEWEST, DETECTOR_FIELDS)
+    prog = ops.compile_program(NEWEST, DETECTOR_FIELDS, NEWEST, "redaction")
     bodies = list(prog.bodies)
     bodies[prog.top] = bodies[prog.top] + ((ops.RECORD, -1, len(bodies) + 5, 0),)
     with pytest.raises(ValueError):
         _fieldreader.Reader(bodies, prog.names, prog.consts, prog.top)
     with pytest.raises(ValueError):
         _fieldreader.Reader(prog.bodies, prog.names, prog.consts, len(prog.bodies))
+    enum_at = next(i for i, ins in enumerate(prog.bodies[prog.top]) if ins[0] == ops.ENUM)
+    bodies = list(prog.bodies)
+    bad = list(bodies[prog.top])
+    bad[enum_at] = (ops.ENUM, bad[enum_at][1], len(prog.consts), 0)  # symbols past the consts
+    bodies[prog.top] = tuple(bad)
+    with pytest.raises(ValueError):
+        _fieldreader.Reader(bodies, prog.names, prog.consts, prog.top)
+    blank = _fieldreader.Reader.__new__(_fieldreader.Reader)
+    with pytest.raises(ValueError):
+        blank.read(b"\x00", 0)  # never initialised: refused, not a crash
+    r = _fieldreader.Reader(prog.bodies, prog.names, prog.consts, prog.top)
+    with pytest.raises(TypeError):
+        r.__init__(prog.bodies, prog.names, prog.consts, prog.top)
+    assert compile_reader(NEWEST, NEWEST).read(RECORDS[-1], 5) is not None  # still a working reader
