@@ -159,15 +159,17 @@ def send(
 ) -> None:
     """Run by the hooks: one payload on stdin → events to the gateway. Always exits 0."""
     try:
-        _send(gateway, agent_id, environment, api_key_env, state_dir.expanduser(),
+        send_hook_event(gateway, agent_id, environment, api_key_env, state_dir.expanduser(),
               sys.stdin.read(), max_tool_calls)
     except Exception as exc:  # noqa: BLE001 - a hook must never break the coding agent
         print(f"agentstream hook: {type(exc).__name__}: {exc}", file=sys.stderr)
     raise typer.Exit(0)
 
 
-def _send(gateway: str, agent_id: str, environment: str, api_key_env: str, state_dir: Path,
-          raw: str, max_tool_calls: int | None = None) -> None:
+def send_hook_event(gateway: str, agent_id: str, environment: str, api_key_env: str, state_dir: Path,
+                    raw: str, max_tool_calls: int | None = None) -> None:
+    """One hook invocation: the payload mapped to events (a PreToolUse past the tool-call budget
+    answered with Claude Code's deny decision on stdout), then delivered or kept in the outbox."""
     from .hooks_claude_code import HookMapper, session_state
     from .hooks_outbox import deliver
 

@@ -42,7 +42,7 @@ PART_COMMANDS = [
 _registered: list[str] | None = None
 
 
-def _register_parts() -> list[str]:
+def register_parts() -> list[str]:
     """Adds every part's commands once; returns the parts that could not be loaded."""
     global _registered
     if _registered is not None:
@@ -181,7 +181,7 @@ def check_broker(argv: list[str], source: str | None) -> None:
 
 def main() -> None:
     argv, source = resolve_kafka(sys.argv[1:])
-    problems = _register_parts()  # before check_broker: it parses the arguments first
+    problems = register_parts()  # before check_broker: it parses the arguments first
     check_broker(argv, source)
     if is_kafka_client_command(argv):
         from .kafka_log_quiet import QuietKafkaLog

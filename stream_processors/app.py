@@ -32,7 +32,7 @@ from .settings import ProcessorsSettings
 log = logging.getLogger("agentstream.processors")
 
 
-def _in_record(m: Any) -> InRecord:
+def in_record(m: Any) -> InRecord:
     """A faust message as the chain's record: faust gives headers as a list or a mapping and the
     timestamp in seconds (a float), the record holds a list and milliseconds."""
     headers = m.headers
@@ -127,7 +127,7 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
     async def fleet_agent(stream: faust.StreamT) -> None:
         # take_events is on faust's Stream, not on the StreamT interface it is typed as
         async for events in cast(faust.Stream, stream).take_events(1000, within=0.2):
-            batch = [_in_record(e.message) for e in events]
+            batch = [in_record(e.message) for e in events]
             out = chain.process_fleet(batch, lambda p, k: table_get(fleet_table, p, k),
                                       lambda p, k, v: table_put(fleet_table, p, k, v))
             await emitter.send_batch(out)

@@ -37,15 +37,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("api/test_sql_row_policies.py", "_limits"):
         "SqlRunner's per-tenant settings; public route: a recording client passed to "
         "SqlRunner, asserting the settings of the query it receives (API owner)",
-    ("cli/test_hooks_claude_code.py", "_send"):
-        "the hook's send step with a dead gateway; public route: the hook command's entry "
-        "point (CLI owner)",
-    ("cli/test_stack_addresses.py", "_register_parts"):
-        "registers the CLI's subcommands before a client command runs; public route: "
-        "cli.main(argv) (CLI owner)",
-    ("stream_processors/test_app_records.py", "_in_record"):
-        "faust message -> chain record adapter; no faust agent runs in a unit test "
-        "(stream processors' owner)",
 }
 
 

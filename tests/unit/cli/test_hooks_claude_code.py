@@ -119,13 +119,13 @@ def test_merge_keeps_other_hooks_replaces_ours_and_uninstalls():
 
 def test_past_the_tool_call_budget_pre_tool_use_is_denied(tmp_path, capsys):
     from agentstream.api.gateway.server import free_port
-    from agentstream.cli.hooks_commands import _send
+    from agentstream.cli.hooks_commands import send_hook_event
 
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: events wait in the outbox
     base = {"session_id": "budget", "tool_name": "Bash", "tool_input": {"command": "ls"}}
     decisions = []
     for i, event in enumerate(["PreToolUse", "PostToolUse", "PreToolUse", "PreToolUse"]):
-        _send(dead, "claude-code", "test", "NO_SUCH_KEY_VAR", tmp_path,
+        send_hook_event(dead, "claude-code", "test", "NO_SUCH_KEY_VAR", tmp_path,
               json.dumps({**base, "hook_event_name": event, "tool_use_id": f"t{i // 2}"}), 1)
         out = capsys.readouterr().out
         decisions.append(json.loads(out)["hookSpecificOutput"]["permissionDecision"]

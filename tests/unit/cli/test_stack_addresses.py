@@ -78,7 +78,7 @@ def test_a_stale_stack_file_and_the_stack_commands_are_left_alone(tmp_path, clea
 
 
 def test_client_commands_without_a_broker_say_so_once(capsys, clean_env):
-    cli_main._register_parts()  # the arguments are parsed before the broker is looked for
+    cli_main.register_parts()  # the arguments are parsed before the broker is looked for
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: nothing answers
@@ -154,7 +154,7 @@ def test_a_data_dir_without_a_stack_says_so(tmp_path, clean_env, capsys):
 
 
 def test_a_usage_error_is_reported_as_one_not_as_a_missing_broker(clean_env, capsys):
-    cli_main._register_parts()
+    cli_main.register_parts()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         clean_env.setenv("AGENTSTREAM_PROCESSORS_BOOTSTRAP_SERVERS", f"127.0.0.1:{s.getsockname()[1]}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from agentstream.stream_processors.app import _in_record
+from agentstream.stream_processors.app import in_record
 
 
 def _msg(headers, timestamp):
@@ -12,12 +12,12 @@ def _msg(headers, timestamp):
 
 
 def test_mapping_headers_become_a_list_and_seconds_become_milliseconds():
-    rec = _in_record(_msg({"agentstream-stage": b"fleet"}, 1796540000.1234))
+    rec = in_record(_msg({"agentstream-stage": b"fleet"}, 1796540000.1234))
     assert rec.headers == [("agentstream-stage", b"fleet")]
     assert rec.timestamp_ms == 1796540000123
     assert (rec.topic, rec.partition, rec.offset, rec.key, rec.value) == ("t.fleet", 3, 41, b"k", b"v")
 
 
 def test_list_headers_and_a_missing_timestamp_pass_as_they_are():
-    rec = _in_record(_msg([("a", b"1")], None))
+    rec = in_record(_msg([("a", b"1")], None))
     assert rec.headers == [("a", b"1")] and rec.timestamp_ms is None
