@@ -160,7 +160,7 @@ def send(
     """Run by the hooks: one payload on stdin → events to the gateway. Always exits 0."""
     try:
         send_hook_event(gateway, agent_id, environment, api_key_env, state_dir.expanduser(),
-              sys.stdin.read(), max_tool_calls)
+                        sys.stdin.read(), max_tool_calls)
     except Exception as exc:  # noqa: BLE001 - a hook must never break the coding agent
         print(f"agentstream hook: {type(exc).__name__}: {exc}", file=sys.stderr)
     raise typer.Exit(0)
