@@ -223,7 +223,12 @@ class Run(RunGate, RunRecords):
             return
         self.ended = True
         try:
-            if exc is None:
+            stopped = self._stop_exc
+            if exc is None and stopped is not None and self.status is None:
+                # The agent caught the enforcement exception and returned normally: the run was
+                # still stopped, and an operator must not read "completed" for it.
+                status, outcome = "PARTIAL", stopped.outcome
+            elif exc is None:
                 status, outcome = self.status or "SUCCESS", self.outcome or "completed"
             elif isinstance(exc, EnforcementError):
                 status, outcome = "PARTIAL", exc.outcome
