@@ -52,7 +52,7 @@ class _Compiler:
     names: list[str] = field(default_factory=list)
     consts: list[Any] = field(default_factory=list)
     named: dict[str, Any] = field(default_factory=dict)
-    done: dict[tuple[str, str], int] = field(default_factory=dict)
+    done: dict[tuple[str, str, bool], int] = field(default_factory=dict)
 
     def name(self, text: str) -> int:
         if text not in self.names:

@@ -40,7 +40,7 @@ class PyReader:
             return None
         finally:
             b, self.b = self.b, b""
-        return (out, self.mark) if self.i == len(b) else None
+        return (out, self.mark) if out is not None and self.i == len(b) else None
 
     def _long(self) -> int:
         b, i = self.b, self.i
