@@ -17,7 +17,7 @@ import struct
 import fastavro
 import pytest
 
-from agentstream.schemas import EVENT, Codec, load_catalog
+from agentstream.schemas import EVENT, Codec, DecodeError, load_catalog
 from agentstream.stream_processors import _fieldreader_ops as ops
 from agentstream.stream_processors._fieldreader_py import MAX_DEPTH, PyReader
 from agentstream.stream_processors.event_reader import DETECTOR_FIELDS, EventReader, compile_reader
@@ -163,7 +163,7 @@ def test_invalid_utf8_in_a_skipped_string_is_refused():
     assert c.read(raw) is not None
     for bad in (b"\xff\xfe", b"\xc0\xaf", b"\xed\xa0", b"\xf4\x90"):  # invalid, overlong, surrogate, > U+10FFFF
         broken = raw.replace(b"prod-XY", b"prod-" + bad)
-        with pytest.raises(Exception):
+        with pytest.raises(DecodeError):  # the full path sends it to the DLQ
             codec.decode_as(EVENT, broken)
         assert c.read(broken) is None and py.read(broken) is None
 
