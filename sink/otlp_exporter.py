@@ -2,29 +2,30 @@
 traces to an OTLP/HTTP backend (an OpenTelemetry Collector, Tempo, Honeycomb, Datadog...).
 
 Batches of up to ``batch_max_spans`` spans, or whatever arrived within ``linger_s``, are POSTed
-as OTLP/JSON to ``{endpoint}/v1/traces``. Retryable answers (429, 502, 503, 504, network errors)
+as OTLP/JSON to ``{endpoint}/v1/traces`` by a chain of steps (decode -> batch -> post -> commit,
+export_steps.py) that ``schemas.step_driver.ChainDriver`` drives and rebuilds on each assignment. Retryable answers (429, 502, 503, 504, network errors)
 are retried with exponential backoff and jitter (Retry-After honoured); the batch's offsets are
 committed only after the backend accepted it, so a crash or an outage re-sends, never loses.
 A non-retryable rejection (another 4xx) is logged and skipped: no retry can make the backend
-take that body. Trace and span ids are derived from the events, so a re-sent batch carries the
+take that body. A topic whose records are mostly undecodable (a wrong schema registry, say)
+stops the exporter instead of committing past them all. Trace and span ids are derived from the events, so a re-sent batch carries the
 same ids (backends deduplicate or show one span).
 """
 from __future__ import annotations
 
-import logging
-import random
 import time
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentstream.schemas import EVENT, Codec, DecodeError, make_resolver, topic_name
+from agentstream.schemas import Codec, make_resolver, topic_name
+from agentstream.schemas.consumer_errors import DlqRatioGuard
+from agentstream.schemas.step_driver import ChainDriver
 
-from .otlp_out import export_request
+from .export_steps import RETRYABLE, BackendUnavailable, ExportChain, ExportIO, build_export_chain
 
-log = logging.getLogger("agentstream.export.otlp")
-RETRYABLE = {408, 429, 502, 503, 504}
+__all__ = ["RETRYABLE", "BackendUnavailable", "OtlpExportSettings", "run_export"]
 
 
 class OtlpExportSettings(BaseSettings):
@@ -46,6 +47,11 @@ class OtlpExportSettings(BaseSettings):
     retry_max_s: float = 30.0
     timeout_s: float = 10.0
     session_timeout_ms: int = 45_000
+    # Stop (uncommitted) when more than this share of the last window's records (at least
+    # min_records) are undecodable: a misconfiguration, not bad luck. 1.0: never.
+    undecodable_max_ratio: float = Field(0.5, ge=0)
+    undecodable_window_records: int = Field(1000, ge=1)
+    undecodable_min_records: int = Field(100, ge=1)
     kafka_config: dict[str, str] = Field(default_factory=dict)
 
     def traces_url(self) -> str:
@@ -64,104 +70,56 @@ class OtlpExportSettings(BaseSettings):
         return out
 
 
-class BackendUnavailable(RuntimeError):
-    pass
-
-
-def post_batch(client: Any, url: str, body: dict[str, Any], headers: dict[str, str], settings: OtlpExportSettings,
-               sleep: Callable[[float], None] = time.sleep) -> bool:
-    """True when accepted (2xx), False when rejected for good; raises BackendUnavailable when
-    the retries ran out (the caller stops without committing)."""
-    for attempt in range(settings.max_retries + 1):
-        delay = None
-        try:
-            r = client.post(url, json=body, headers=headers, timeout=settings.timeout_s)
-            if 200 <= r.status_code < 300:
-                partial = (r.json() if r.content else {}).get("partialSuccess") or {}
-                if partial.get("rejectedSpans"):
-                    log.warning("backend rejected %s spans: %s", partial["rejectedSpans"],
-                                partial.get("errorMessage", ""))
-                return True
-            if r.status_code not in RETRYABLE:
-                log.error("backend refused a batch (%s): %s", r.status_code, r.text[:300])
-                return False
-            ra = r.headers.get("retry-after")
-            delay = float(ra) if ra and ra.isdigit() else None
-        except ValueError:
-            return True  # a 2xx whose body is not JSON: accepted all the same
-        except Exception as exc:  # noqa: BLE001 - network errors are retried
-            log.warning("OTLP post failed: %s: %s", type(exc).__name__, exc)
-        if attempt == settings.max_retries:
-            break
-        backoff = min(settings.retry_max_s, settings.retry_initial_s * 2 ** attempt) * (0.5 + random.random() / 2)
-        sleep(min(settings.retry_max_s, delay) if delay is not None else backoff)
-    raise BackendUnavailable(f"{url} did not accept a batch after {settings.max_retries + 1} tries")
-
-
 def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_timeout: float | None = None,
                client: Any = None) -> dict[str, int]:
-    """Runs until Ctrl-C, ``stop_after_spans`` spans sent, or ``idle_timeout`` s without events."""
+    """Runs until Ctrl-C, ``stop_after_spans`` spans sent, or ``idle_timeout`` s without events.
+    Raises ``BackendUnavailable`` when the backend stays down, ``ConsumerCrash`` on a bug or a
+    mostly undecodable topic; the failing batch and what follows are not committed."""
     import httpx
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, TopicPartition
 
     headers = settings.header_map()
     codec = Codec(make_resolver(settings.schema_registry_url))
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.group_id,
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "session.timeout.ms": settings.session_timeout_ms, **settings.kafka_config})
-    c.subscribe([topic_name("events", settings.topic_prefix)])
     http = client or httpx.Client()
     stats = {"spans": 0, "batches": 0, "rejected_batches": 0, "undecodable": 0, "skipped": 0}
-    url = settings.traces_url()
+    guard = DlqRatioGuard(settings.undecodable_max_ratio, settings.undecodable_window_records,
+                          settings.undecodable_min_records)
+    st = settings
+
+    def build() -> ExportChain:
+        return build_export_chain(ExportIO(
+            codec, st.tenant, http, st.traces_url(), headers, stats, guard, commit, driver.give_up,
+            batch_max_spans=st.batch_max_spans, linger_s=st.linger_s, timeout_s=st.timeout_s,
+            max_retries=st.max_retries, retry_initial_s=st.retry_initial_s, retry_max_s=st.retry_max_s))
+
+    driver = ChainDriver(build, batch_size=min(500, st.batch_max_spans), wait_s=min(0.2, st.linger_s),
+                         revoke_join_s=st.session_timeout_ms / 2000)
+    c = Consumer({"bootstrap.servers": st.bootstrap_servers, "group.id": st.group_id,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "session.timeout.ms": st.session_timeout_ms, **st.kafka_config})
+    driver.consumer = c
+
+    def commit(last: dict[tuple[str, int], int]) -> None:
+        c.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+
+    c.subscribe([topic_name("events", st.topic_prefix)], on_assign=driver.on_assign, on_revoke=driver.on_revoke)
     last = time.monotonic()
+    joined = False
     try:
         while not stop_after_spans or stats["spans"] < stop_after_spans:
-            events: list[dict[str, Any]] = []
-            # every record read, committed after the batch is sent (confluent's Message types
-            # topic/partition/offset as optional; a record's are always set)
-            msgs: list[Any] = []
-            started = time.monotonic()
-            while len(events) < settings.batch_max_spans and time.monotonic() - started < settings.linger_s:
-                for m in c.consume(min(500, settings.batch_max_spans - len(events)), 0.2):
-                    if m.error() is not None:
-                        continue
-                    msgs.append(m)
-                    try:
-                        ev = codec.decode_as(EVENT, m.value())
-                    except DecodeError:
-                        stats["undecodable"] += 1  # the sink sends those to the DLQ
-                        continue
-                    if settings.tenant and ev["tenant_id"] != settings.tenant:
-                        stats["skipped"] += 1
-                        continue
-                    events.append(ev)
-            if not msgs:
-                if idle_timeout is not None and time.monotonic() - last > idle_timeout:
-                    break
-                continue
-            last = time.monotonic()
-            body, n = export_request(events)
-            if n:
-                if post_batch(http, url, body, headers, settings):
-                    stats["spans"] += n
-                    stats["batches"] += 1
-                else:
-                    stats["rejected_batches"] += 1
-            _commit(c, msgs)
+            if driver.turn():
+                last = time.monotonic()
+            elif idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                break
+        joined = True
+        driver.finish(join=True)  # what was read is sent and committed
     except KeyboardInterrupt:
         pass
     finally:
+        if not joined:
+            driver.stopping = True
+            driver.finish(join=False)
         c.close()
         if client is None:
             http.close()
     return stats
-
-
-def _commit(consumer: Any, msgs: list[Any]) -> None:
-    from confluent_kafka import TopicPartition
-
-    top: dict[tuple[str, int], int] = {}
-    for m in msgs:
-        key = (m.topic(), m.partition())
-        top[key] = max(top.get(key, -1), m.offset())
-    consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in top.items()], asynchronous=False)

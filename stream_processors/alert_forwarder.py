@@ -15,34 +15,33 @@ rules, minus what its silences cover, each alert at most once per destination.
 - **Offsets** are committed after every destination of the alert settled (accepted or rejected
   for good); when one stays unavailable after the retries the forwarder stops uncommitted, and
   a restart resumes at that alert without re-posting to the destinations already in the ledger.
+
+The consumer is a chain of steps (decode -> route -> post -> commit, forward_steps.py) driven by
+``schemas.step_driver.ChainDriver`` and rebuilt on each assignment; this module holds what
+outlives a chain: the ledger, the rules follower and the counts.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentstream.schemas import ALERT, Codec, DecodeError, make_resolver, topic_name
+from agentstream.schemas import Codec, make_resolver, topic_name
 from agentstream.schemas.alerting import AlertingBook, Destination, is_alerting_key
+from agentstream.schemas.consumer_errors import DlqRatioGuard
+from agentstream.schemas.step_driver import ChainDriver
 
-from .alerts_io import DELIVERED, REJECTED, UNAVAILABLE, _consumer, deliver, pagerduty_body, slack_body
+from .alerts_io import _consumer
+from .forward_steps import ForwardChain, ForwardIO, ForwardStats, WebhookUnavailable, build_forward_chain
 from .settings import ProcessorsSettings
+
+__all__ = ["AlertingFollower", "DeliveryLedger", "ForwardStats", "WebhookUnavailable", "forward"]
 
 log = logging.getLogger("agentstream.alerts.forward")
 LEDGER_DAYS = 35  # longer than the alerts topic keeps a record (30 days)
-
-
-def body_for(dest: Destination, alert: dict[str, Any]) -> dict[str, Any]:
-    if dest.kind == "slack":
-        return slack_body(alert)
-    if dest.kind == "pagerduty":
-        return pagerduty_body(alert, dest.routing_key)
-    return {"alert": alert}
 
 
 class DeliveryLedger:
@@ -122,90 +121,61 @@ class AlertingFollower:
         self.consumer.close()
 
 
-@dataclass
-class ForwardStats:
-    delivered: int = 0
-    silenced: int = 0
-    unrouted: int = 0
-    rejected: int = 0
-    duplicate: int = 0
-    by_destination: dict[str, int] = field(default_factory=dict)
-
-
 def forward(settings: ProcessorsSettings, *, static: Destination | None = None, tenant: str | None = None,
             max_retries: int = 6, group: str | None = None, stop_after: int = 0, client: Any = None,
-            base_s: float = 0.5, ledger: str | os.PathLike | None = None,
+            base_s: float = 0.5, ledger: str | os.PathLike[str] | None = None,
             idle_timeout: float | None = None) -> ForwardStats:
     """Forwards until ``stop_after`` deliveries (0: forever), ``idle_timeout`` seconds without an
     alert, or Ctrl-C. ``static``: one destination for every alert (``--webhook``) instead of the
-    tenants' routing rules; silences apply either way."""
+    tenants' routing rules; silences apply either way. Raises ``WebhookUnavailable`` (a
+    ``RuntimeError``) when a destination stays down, ``ConsumerCrash`` on a bug or a mostly
+    undecodable topic; nothing from the failing alert on is committed."""
     import httpx
 
     codec = Codec(make_resolver(settings.schema_registry_url))
     follower = AlertingFollower(settings)
     follower.catch_up()
-    c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True)
     http = client or httpx.Client()
     book_ledger = DeliveryLedger(ledger)
     stats = ForwardStats()
+    guard = DlqRatioGuard(settings.dlq_max_ratio, settings.dlq_window_records, settings.dlq_min_records)
+
+    def build() -> ForwardChain:
+        return build_forward_chain(ForwardIO(codec, follower.book, static, tenant, http, book_ledger, stats, guard,
+                                             commit, driver.give_up, max_retries=max_retries, base_s=base_s))
+
+    driver = ChainDriver(build, batch_size=50, wait_s=0.5, revoke_join_s=settings.broker_session_timeout / 2)
+    c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True,
+                  on_assign=driver.on_assign, on_revoke=driver.on_revoke)
+    driver.consumer = c
+
+    def commit(topic: str, partition: int, offset: int) -> None:
+        from confluent_kafka import TopicPartition
+
+        c.commit(offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=False)
+
     # Idle time counts from the last alert read; before the first, the group join (several
     # seconds) gets 30 s more, so a slow join is not mistaken for an empty topic.
     last = time.monotonic() + 30
+    joined = False
     try:
         while not stop_after or stats.delivered < stop_after:
-            follower.poll()
-            batch = c.consume(50, 0.5)
-            if not batch and idle_timeout is not None and time.monotonic() - last > idle_timeout:
-                break
-            for m in batch:
-                if m.error() is not None:
-                    continue
+            follower.poll()  # a silence or rule written meanwhile applies to the next alerts
+            if driver.turn():
                 last = time.monotonic()
-                try:
-                    a = codec.decode_as(ALERT, m.value())
-                except DecodeError as exc:
-                    print(f"undecodable alert at {m.partition()}/{m.offset()}: {exc.reason}", file=sys.stderr)
-                    c.commit(message=m, asynchronous=False)
-                    continue
-                if not tenant or a["tenant_id"] == tenant:
-                    _route_one(a, follower.book, static, http, book_ledger, stats, max_retries, base_s)
-                c.commit(message=m, asynchronous=False)
+            elif idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                break
+        joined = True
+        driver.finish(join=True)  # what was read is forwarded and committed, as it would have been
     except KeyboardInterrupt:
         pass
     finally:
+        if not joined:
+            driver.stopping = True
+            driver.finish(join=False)
         c.close()
         follower.close()
         book_ledger.close()
         if client is None:
             http.close()
     return stats
-
-
-def _route_one(a: dict[str, Any], book: AlertingBook, static: Destination | None, http: Any,
-               ledger: DeliveryLedger, stats: ForwardStats, max_retries: int, base_s: float) -> None:
-    now = int(time.time() * 1_000_000)
-    silence = book.silenced_by(a, a["detected_us"]) or book.silenced_by(a, now)
-    if silence is not None:
-        stats.silenced += 1
-        return
-    dests = [static] if static is not None else book.destinations(a)
-    if not dests:
-        stats.unrouted += 1
-        return
-    for dest in dests:
-        if (dest.dest_id, a["alert_id"]) in ledger:
-            stats.duplicate += 1
-            continue
-        headers = {"Idempotency-Key": f"{dest.dest_id}:{a['alert_id']}"}
-        outcome = deliver(http, dest.url, body_for(dest, a), max_retries, base_s, headers=headers)
-        if outcome == UNAVAILABLE:
-            # Stop uncommitted: a restart resumes at this alert; the ledger keeps the
-            # destinations that already accepted it from getting it again.
-            raise RuntimeError(f"webhook unavailable ({dest.kind} destination {dest.dest_id}); "
-                               f"alert {a['alert_id']} not delivered")
-        ledger.add(dest.dest_id, a["alert_id"])  # rejected for good is settled too: never re-posted
-        if outcome == DELIVERED:
-            stats.delivered += 1
-            stats.by_destination[dest.dest_id] = stats.by_destination.get(dest.dest_id, 0) + 1
-        elif outcome == REJECTED:
-            stats.rejected += 1

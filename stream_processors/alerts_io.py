@@ -8,13 +8,13 @@ Events API v2 ``trigger`` with ``dedup_key`` = alert_id, so a replayed alert doe
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 import uuid
 from typing import Any, Callable, TextIO
 
 from agentstream.schemas import ALERT, Codec, DecodeError, make_resolver, topic_name
+from agentstream.schemas.step_retry import RetryLater, backoff_delay, parse_retry_after
 
 from .settings import ProcessorsSettings
 
@@ -48,28 +48,40 @@ def pagerduty_body(a: dict[str, Any], routing_key: str) -> dict[str, Any]:
 DELIVERED, REJECTED, UNAVAILABLE = "delivered", "rejected", "unavailable"
 
 
+def post_once(client: Any, url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> str:
+    """One POST: ``DELIVERED`` (2xx) or ``REJECTED`` (a 4xx other than 408/429: no retry can
+    change it); raises ``RetryLater`` for what may clear (5xx, 408/429 with its Retry-After, a
+    network error or timeout). Any other exception is a bug and propagates."""
+    import httpx
+
+    try:
+        r = client.post(url, json=body, timeout=10.0, headers=headers)
+    except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
+        print(f"webhook error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
+    if 200 <= r.status_code < 300:
+        return DELIVERED
+    if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
+        print(f"webhook rejected alert ({r.status_code}): {r.text[:200]}", file=sys.stderr)
+        return REJECTED
+    raise RetryLater(f"HTTP {r.status_code}", parse_retry_after(r.headers.get("retry-after")))
+
+
 def deliver(client: Any, url: str, body: dict[str, Any], max_retries: int = 6, base_s: float = 0.5,
             cap_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
             headers: dict[str, str] | None = None) -> str:
     """Posts until the receiver settles it: ``DELIVERED`` (2xx), ``REJECTED`` (a 4xx other than
     408/429: no retry can change it) or ``UNAVAILABLE`` (5xx, 408/429 or network errors on every
-    one of the 1 + max_retries tries). Each try is one POST; there is never a post after a 2xx."""
+    one of the 1 + max_retries tries), waiting ``backoff_delay`` between tries. Each try is one
+    POST; there is never a post after a 2xx. (The forwarder's chain makes the same tries without
+    sleeping: stream_processors/forward_steps.py.)"""
     for attempt in range(max_retries + 1):
         try:
-            r = client.post(url, json=body, timeout=10.0, headers=headers)
-            if 200 <= r.status_code < 300:
-                return DELIVERED
-            if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
-                print(f"webhook rejected alert ({r.status_code}): {r.text[:200]}", file=sys.stderr)
-                return REJECTED
-            retry_after = r.headers.get("retry-after")
-            delay = min(cap_s, float(retry_after)) if retry_after and retry_after.isdigit() else None
-        except Exception as exc:  # noqa: BLE001 - network errors are retried
-            print(f"webhook error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            delay = None
-        if attempt == max_retries:
-            break
-        sleep(delay if delay is not None else min(cap_s, base_s * 2 ** attempt) * (0.5 + random.random() / 2))
+            return post_once(client, url, body, headers)
+        except RetryLater as exc:
+            if attempt == max_retries:
+                break
+            sleep(backoff_delay(attempt, base_s, cap_s, exc.retry_after))
     return UNAVAILABLE
 
 
@@ -79,13 +91,14 @@ def post_with_retries(client: Any, url: str, body: dict[str, Any], max_retries: 
     return deliver(client, url, body, max_retries, base_s, cap_s, sleep) == DELIVERED
 
 
-def _consumer(settings: ProcessorsSettings, group: str, from_beginning: bool) -> Any:
+def _consumer(settings: ProcessorsSettings, group: str, from_beginning: bool, **callbacks: Any) -> Any:
+    """``callbacks``: ``on_assign``/``on_revoke`` for ``subscribe`` (the forwarder's chain driver)."""
     from confluent_kafka import Consumer
 
     c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
                   "auto.offset.reset": "earliest" if from_beginning else "latest",
                   "enable.auto.commit": False, "session.timeout.ms": int(settings.broker_session_timeout * 1000)})
-    c.subscribe([topic_name("alerts", settings.topic_prefix)])
+    c.subscribe([topic_name("alerts", settings.topic_prefix)], **callbacks)
     return c
 
 

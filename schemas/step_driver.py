@@ -1,0 +1,169 @@
+"""``ChainDriver``: the Kafka side of a small consumer built as a chain of steps (schemas/steps.py),
+for the consumers that have nothing else to drive (the alert forwarder, the OTLP exporter; the
+sink and the raw loop have drivers of their own, with ledgers and metrics servers around them).
+
+It reads, hands each ``consume()`` batch to the chain's head, lets the chain work, pauses the
+partitions while the chain retries an outage or has refused a batch for more than
+``blocked_pause_s`` (the consumer keeps polling, so it stays in its group), and rebuilds the
+chain on every assignment: give ``on_assign``/``on_revoke`` to ``Consumer.subscribe``. On a
+revocation the chain finishes and commits what it took within ``revoke_join_s``; what is left
+goes uncommitted to the next owner. The consumer is duck-typed (confluent-kafka's), so this
+module needs no client library.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Protocol
+
+from .consumer_errors import ConsumerCrash
+from .steps import Abandoned, HeldBatch, MessageRejected, ProcessingStep
+
+log = logging.getLogger("agentstream.steps.driver")
+
+PARTITION_EOF = -191  # librdkafka's _PARTITION_EOF: informative, never an error
+
+
+def describe_batch(msgs: list[Any]) -> str:
+    """A ``consume()`` batch's coordinates for errors: its first record and its size."""
+    if not msgs:
+        return "an empty batch"
+    m = msgs[0]
+    return f"{m.topic()}[{m.partition()}] offsets from {m.offset()} ({len(msgs)} records)"
+
+
+class StepChain(Protocol):
+    """One assignment's chain: ``head`` takes ``consume()`` batches; ``failing`` while one of its
+    steps retries an outage."""
+
+    @property
+    def head(self) -> ProcessingStep[list[Any]]: ...
+
+    @property
+    def failing(self) -> bool: ...
+
+
+class ChainDriver:
+    """Drives ``build()``'s chain with ``consumer`` (set it before the first ``turn``).
+
+    What callers may rely on: records reach the chain in the order read, each once per
+    assignment; nothing is read while the chain refuses a batch; a fatal consumer error is a
+    ``ConsumerCrash``; ``finish(join=True)`` hands the chain everything read and waits for it,
+    ``finish(join=False)`` drops it uncommitted. ``blocked_seconds`` and ``paused_seconds``
+    measure the backpressure; ``give_up`` is what the chain's retries should stop on."""
+
+    def __init__(self, build: Callable[[], StepChain], batch_size: int, wait_s: float,
+                 revoke_join_s: float = 30.0, blocked_pause_s: float = 1.0) -> None:
+        self.build, self.batch_size, self.wait_s = build, batch_size, wait_s
+        self.revoke_join_s, self.blocked_pause_s = revoke_join_s, blocked_pause_s
+        self.consumer: Any = None
+        self.chain: StepChain | None = None
+        self.held = HeldBatch()
+        self.stopping = False
+        self.blocked_seconds = 0.0
+        self.paused_seconds = 0.0
+        self._paused_at: float | None = None
+        self._revoke_deadline: float | None = None
+
+    def give_up(self) -> bool:
+        """True once the consumer is stopping or a revocation's time is up."""
+        return self.stopping or (self._revoke_deadline is not None and time.monotonic() >= self._revoke_deadline)
+
+    # ---- rebalance callbacks (called inside consume()) ------------------------------------
+
+    def on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        self.drop(join=False)
+        self._unpause()
+        self.chain = self.build()
+
+    def on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        self._revoke_deadline = time.monotonic() + self.revoke_join_s
+        try:
+            self.drop(join=True, timeout=self.revoke_join_s)
+        except Abandoned:
+            log.warning("revoked while retrying: what was not committed goes to the next owner")
+        finally:
+            self._revoke_deadline = None
+            self.drop(join=False)
+            self._unpause()
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def turn(self) -> int:
+        """One turn: read unless the chain refuses what was read, offer it, poll the chain, and
+        pause or resume. Returns how many records were read."""
+        read = 0
+        if self.held and self._paused_at is None:
+            t0 = time.perf_counter()
+            time.sleep(0.002)  # the chain is behind: give it time without reading more
+            self.blocked_seconds += time.perf_counter() - t0
+        else:
+            # paused, consume() only serves the group (rebalances): a short wait
+            msgs = self.consumer.consume(self.batch_size, 0.05 if self._paused_at is not None else self.wait_s)
+            records = [m for m in msgs if m.error() is None or self._consumer_error(m.error())]
+            read = len(records)
+            if records:
+                self.held.add(records)
+        chain = self.chain
+        if chain is None:
+            return read
+        self.held.offer(chain.head)
+        chain.head.poll()
+        self.held.offer(chain.head)  # the poll may have made room
+        want = chain.failing or self.held.blocked_for() > self.blocked_pause_s
+        if want and self._paused_at is None:
+            self._pause()
+        elif not want:
+            self._unpause()
+        return read
+
+    def finish(self, join: bool, timeout: float | None = None) -> None:
+        """``join``: the chain takes and finishes everything read first; then it is dropped."""
+        try:
+            self.drop(join=join, timeout=timeout)
+        finally:
+            self.drop(join=False)
+
+    def drop(self, join: bool, timeout: float | None = None) -> None:
+        chain, held = self.chain, self.held.take()
+        if chain is None:
+            return
+        if join:
+            end = None if timeout is None else time.monotonic() + timeout
+            while held and (end is None or time.monotonic() < end):
+                try:
+                    chain.head.submit(held)
+                    held = []
+                except MessageRejected:
+                    chain.head.poll()
+                    time.sleep(0.002)
+            chain.head.close()
+            chain.head.join(None if end is None else max(0.0, end - time.monotonic()))
+        chain.head.terminate()
+        self.chain = None
+
+    @staticmethod
+    def _consumer_error(err: Any) -> bool:
+        if err.fatal():
+            raise ConsumerCrash(f"consumer failed fatally: {err}")
+        if err.code() != PARTITION_EOF:
+            log.warning("consumer error: %s", err)
+        return False
+
+    def _pause(self) -> None:
+        try:
+            self.consumer.pause(self.consumer.assignment())
+        except Exception as exc:  # noqa: BLE001 - a consumer closing or rebalancing: pausing is best effort
+            log.debug("pause failed: %s", exc)
+            return
+        self._paused_at = time.perf_counter()
+
+    def _unpause(self) -> None:
+        if self._paused_at is None:
+            return
+        self.paused_seconds += time.perf_counter() - self._paused_at
+        self._paused_at = None
+        try:
+            self.consumer.resume(self.consumer.assignment())
+        except Exception as exc:  # noqa: BLE001 - after a revocation there is nothing to resume
+            log.debug("resume failed: %s", exc)
