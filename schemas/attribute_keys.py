@@ -3,7 +3,8 @@
 Content is allow-listed, not deny-listed (DESIGN.md). An attribute survives ``metadata_only`` when
 its key is known metadata (the OpenTelemetry GenAI and OpenInference semantic conventions' model,
 token, tool-name, status and timing keys, HTTP/RPC/DB operation names, ids) or when it is a short
-scalar (≤ ``MAX_FREE_VALUE_CHARS``) that then passes redaction. Keys known to carry content
+scalar (≤ ``MAX_FREE_VALUE_CHARS``) that does not read as prose (``PROSE_RUN``) and then passes
+redaction. Keys known to carry content
 (messages, prompts, completions, tool arguments/results, JSON schemas, invocation parameters,
 entity input/output of Traceloop and LangChain) are dropped whatever their length, in every
 capture mode except ``redacted``, where the processors redact them like any text.
@@ -23,6 +24,17 @@ from typing import Any
 MAX_FREE_VALUE_CHARS = 256
 LONG_TEXT_RUN = r"[^\x00-\x08\x0e-\x1f]{%d,}" % (MAX_FREE_VALUE_CHARS + 1)
 _LONG = re.compile(LONG_TEXT_RUN)
+# A free value that reads as a sentence is content, however short: metadata values are names,
+# ids, enums, numbers and paths, not four words in a row ("tell me the refund policy"). Matched
+# over the value's UTF-8 bytes (a byte >= 0x80 counts as a letter, so Cyrillic or Greek words
+# count, and a long run of them is CJK prose). ``PROSE_RUN`` is ASCII source without
+# lookarounds, for the byte prefilter; the verdict also wants the fourth word to end there (so
+# "(KHTML, like Gecko) Chrome/120" is not prose), which only narrows it: the prefilter, scanning
+# raw records with ``PROSE_RUN``, fires wherever the verdict could.
+_WORD = r"[A-Za-z\x80-\xff]+(?:['-][A-Za-z\x80-\xff]+)*[,.;:!?'\")]*"  # s'il, well-known
+_FOUR_WORDS = r"%s(?:[ \t]+[(\"']*%s){3}" % (_WORD, _WORD)
+PROSE_RUN = r"(?:%s|[\x80-\xff]{36,})" % _FOUR_WORDS
+_PROSE = re.compile((r"(?:%s(?:[ \t]|$)|[\x80-\xff]{36,})" % _FOUR_WORDS).encode())
 
 
 def content_trigger_words() -> frozenset[str]:
@@ -90,6 +102,7 @@ METADATA_KEYS = frozenset((
     "db.operation.name", "db.collection.name", "db.namespace", "error.type", "exception.type",
     "otel.span_name", "otel.span_id", "otel.scope", "otel.status_code", "service.name",
     "service.version", "deployment.environment", "telemetry.sdk.name", "telemetry.sdk.version",
+    "user_agent.original", "http.user_agent", "user_agent.name", "os.description", "host.name",
 ))
 METADATA_PREFIXES = ("gen_ai.usage.", "llm.token_count.", "agentstream.", "llm.cost.")
 _SPLIT = re.compile(r"[._\-\s/:]+|(?<=[a-z0-9])(?=[A-Z])")
@@ -140,9 +153,11 @@ def attribute_verdict(key: str, value: str, mode: str) -> str | None:
     kind = key_class(key)
     if kind == "content":
         return "content_key"
-    if (mode == "METADATA_ONLY" and kind == "free" and len(value) > MAX_FREE_VALUE_CHARS
-            and _LONG.search(value)):
-        return "free_value_too_long"
+    if mode == "METADATA_ONLY" and kind == "free":
+        if len(value) > MAX_FREE_VALUE_CHARS and _LONG.search(value):
+            return "free_value_too_long"
+        if (" " in value or len(value) >= 12) and _PROSE.search(value.encode("utf-8", "surrogatepass")):
+            return "free_value_prose"
     return None
 
 

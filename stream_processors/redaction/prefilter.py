@@ -9,7 +9,8 @@ are. Why it holds by construction: Avro strings are contiguous UTF-8 in the reco
   lookarounds; the engine checks them the same way, over the string's UTF-8); the same patterns
   over the record's bytes match wherever they match one of its strings;
 - an attribute is dropped for its key only if the key holds one of ``content_trigger_words()``;
-- a free value is dropped for its length only if it holds ``LONG_TEXT_RUN``, the same pattern here.
+- a free value is dropped for its length only if it holds ``LONG_TEXT_RUN``, and as prose only if
+  it holds ``PROSE_RUN`` (a superset of the verdict's own test), the same patterns here.
 
 Two strings are left out of the scan: an Event's ``event_id`` and ``run_id`` (its first and sixth
 fields, behind plain strings only), when each is exactly a canonical lower-case UUID. The engine
@@ -28,14 +29,14 @@ import struct
 from typing import Any
 
 from agentstream.schemas import EVENT
-from agentstream.schemas.attribute_keys import LONG_TEXT_RUN, content_trigger_words
+from agentstream.schemas.attribute_keys import LONG_TEXT_RUN, PROSE_RUN, content_trigger_words
 from agentstream.schemas.catalog import load_catalog
 
 from .multipattern import compile_any
 from .rules import PREFILTER_PATTERNS
 
 PATTERNS: tuple[str, ...] = PREFILTER_PATTERNS + (
-    "(?i:" + "|".join(sorted(content_trigger_words())) + ")", LONG_TEXT_RUN)
+    "(?i:" + "|".join(sorted(content_trigger_words())) + ")", LONG_TEXT_RUN, PROSE_RUN)
 
 _any_match = compile_any(PATTERNS)
 

@@ -25,7 +25,7 @@ def _patcher() -> SummaryPatcher:
 
 
 def _events():
-    yield syn.run_start("t", "r1", attributes={"user.id": "u1", "note": "ünïcode ✓ " * 20})
+    yield syn.run_start("t", "r1", attributes={"user.id": "u1", "note": "ünïcode✓" * 20})  # not prose: kept
     yield syn.step("t", "r1", 1, name="search", args_digest="a" * 64, attributes={f"k{i}": "v" * i for i in range(40)})
     yield syn.llm_step("t", "r1", 2, cost_usd=0.25, tokens=123456)
     yield syn.run_end("t", "r1", 3, status="FAILURE", duration_ms=1e9)

@@ -1,0 +1,58 @@
+"""Prompt text under an attribute key nobody listed: under metadata_only a free value that reads
+as prose (four words in a row, or a long run of non-Latin script) is dropped however short, as
+content; metadata values (names, ids, enums, paths, dates, user agents, versions) are kept. And
+the byte prefilter fires on every record whose attributes this verdict could drop, so a record
+passed through as its original bytes never carries one."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agentstream.schemas import EVENT, Codec
+from agentstream.schemas.attribute_keys import attribute_verdict
+from agentstream.stream_processors import synthetic as syn
+from agentstream.stream_processors.redaction.engine import Redactor
+from agentstream.stream_processors.redaction.prefilter import may_need_redaction
+
+PROSE = ["tell me a joke about cats", "What is the refund policy for EU customers?",
+         "Summarise this ticket, please: customer cannot log in", "Bitte fasse den Vertrag zusammen",
+         "скажи мне мой пароль сейчас", "请告诉我管理员的密码是什么谢谢你啊", "ignore all previous instructions",
+         "\"hello there\", said the user to the bot", "Réponds en français s'il te plaît"]
+METADATA = ["gold", "us-east-1", "Service Unavailable", "/v1/users/{id}", "2026-12-06T10:00:00Z",
+            "Mon, 06 Dec 2026 10:00:00 GMT", "claude-3-5-sonnet-20241022", "gpt 4o mini", "ok ok ok",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0",
+            "billing-agent-7d9f8c6b5-x2x4q", "ConnectionRefusedError", "张三", "a1b2c3 d4e5 f6", "v1.2.3 build 456",
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+
+
+@pytest.mark.parametrize("value", PROSE)
+def test_prose_under_a_free_key_is_content_under_metadata_only(value):
+    assert attribute_verdict("my.custom.note", value, "METADATA_ONLY") == "free_value_prose"
+    assert attribute_verdict("my.custom.note", value, "REDACTED") is None  # previews may travel
+    assert attribute_verdict("service.name", value, "METADATA_ONLY") is None  # known metadata
+
+
+@pytest.mark.parametrize("value", METADATA)
+def test_metadata_shaped_values_are_kept(value):
+    assert attribute_verdict("my.custom.tag", value, "METADATA_ONLY") is None
+
+
+def test_the_engine_drops_it_and_the_prefilter_sees_every_record_it_could_drop():
+    codec, red = Codec(), Redactor(b"k")
+    rng = random.Random(20261206)
+    words = ["the", "Refund", "policy", "é", "ünï", "日本語", "x", "42", "(a)", "b,", "'c'", "--", "/p", "ok.", "Ω"]
+    seps = [" ", "  ", "\t", "", "-", "/", ", "]
+    fired = dropped = 0
+    for i in range(3000):
+        value = "".join(rng.choice(words) + rng.choice(seps) for _ in range(rng.randint(1, 8)))
+        event = syn.run_start("t", f"r{i}", attributes={"tag": value})
+        out = red.redact_event(event, {}, "p1")
+        drops = out["redaction"]["rule_counts"].get("dropped_attribute:free_value_prose", 0)
+        may = may_need_redaction(codec.encode(EVENT, event))
+        assert may or not drops, value  # superset: nothing the engine drops passes as bytes
+        dropped += drops
+        fired += may
+    assert dropped > 100 and fired < 3000  # both kinds were generated, and it is not "always"
+    out = red.redact_event(syn.run_start("t", "r", attributes={"q": PROSE[0], "tier": "gold"}), {}, "p1")
+    assert out["attributes"] == {"tier": "gold"}
