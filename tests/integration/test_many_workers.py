@@ -14,10 +14,12 @@ import threading
 import time
 import uuid
 
+import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from agentstream.schemas import EVENT, Codec, topic_name
+from agentstream.schemas import ALERT, EVENT, Codec, topic_name
+from agentstream.schemas.codec import DecodeError
 from agentstream.schemas.topics import create_topics, partition_for
 from agentstream.sink import Sink, SinkSettings, apply_migrations
 from agentstream.stream_processors import synthetic as syn
@@ -152,7 +154,8 @@ def test_three_workers_one_killed_mid_stream(bootstrap, chdb_client, tmp_path, u
         breaches = lambda: chdb_client.query(  # noqa: E731
             "SELECT uniqExact(alert_id) FROM alerts FINAL WHERE tenant_id = {t:String} AND alert_type = 'budget_breach'",
             parameters={"t": budget_t}).result_rows[0][0]
-        assert _wait(lambda: breaches() >= 1), "the tenant's breach (state from before the kill) was not alerted"
+        assert _wait(lambda: breaches() >= 1), ("the tenant's breach (state from before the kill) was not alerted; "
+                                                + _budget_trail(bootstrap, prefix, app_id, budget_t, workers))
         assert breaches() == 1
         for w in workers[1:]:
             assert w.proc.poll() is None, w.log_tail()
@@ -161,6 +164,45 @@ def test_three_workers_one_killed_mid_stream(bootstrap, chdb_client, tmp_path, u
             s.stop()
         for w in workers:
             w.stop()
+
+
+def _read_all(bootstrap: str, topics_partitions: list[tuple[str, int]], idle_s: float = 3.0) -> list:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "trail-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in topics_partitions])
+    out, quiet_since = [], time.monotonic()
+    try:
+        while time.monotonic() - quiet_since < idle_s:
+            msgs = c.consume(1000, 0.5)
+            if msgs:
+                quiet_since = time.monotonic()
+            out += [m for m in msgs if m.error() is None]
+    finally:
+        c.close()
+    return out
+
+
+def _budget_trail(bootstrap: str, prefix: str, app_id: str, tenant: str, workers) -> str:
+    """Where the tenant's spend went, stage by stage, for a failure message: the fleet deltas, the
+    fleet state's changelog, the alerts on the topic, and what the workers logged of recovery."""
+    key = tenant.encode()
+    parts = [(f"{prefix}{app_id}-fleet", p) for p in range(PARTITIONS)]
+    deltas = [(m.partition(), m.offset(), orjson.loads(m.value()).get("spend")) for m in _read_all(bootstrap, parts)
+              if m.key() == key]
+    states = [(m.partition(), m.offset(), orjson.loads(m.value()).get("spend") if m.value() else None)
+              for m in _read_all(bootstrap, [(f"{app_id}-fleet-state-changelog", p) for p in range(PARTITIONS)])
+              if m.key() == key]
+    alerts = []
+    for m in _read_all(bootstrap, [(topic_name("alerts", prefix), p) for p in range(PARTITIONS)]):
+        try:
+            a = codec.decode_as(ALERT, m.value())
+        except DecodeError:
+            continue
+        if a["tenant_id"] == tenant:
+            alerts.append((a["alert_type"], a["evidence"].get("used_usd")))
+    logs = [f"worker{i}: " + line for i, w in enumerate(workers)
+            for line in w.log_tail(400).splitlines() if "watermark" in line or "Traceback" in line]
+    return f"deltas {deltas}; changelog states {states}; alerts {alerts}; logs {logs}"
 
 
 def _records_on_events(bootstrap: str, prefix: str, tenant: str, idle_s: float = 3.0) -> int:
