@@ -23,6 +23,8 @@ from agentstream.sink.flush_policy import FlushPolicy
 from agentstream.sink.ledger import OffsetRange
 from agentstream.sink.range_batcher import Chunk, Flush, RangeBatcher
 from agentstream.stream_processors.delivery_steps import AwaitCompletion
+from agentstream.schemas.step_retry import BoundedRetry
+from agentstream.sink.export_steps import Decoded, SpanBatcher
 
 T = "t"
 
@@ -94,6 +96,16 @@ def _retry(retry: Retry | None) -> dict[str, Any]:
     return {} if retry is None else {"retry": retry}
 
 
+def _bounded(retry: Retry | None) -> dict[str, Any]:
+    """The case's retry as a ``BoundedRetry`` (the forwarder's and the exporter's), with room for
+    every retry the contract makes and no jitter, so its delays are the plain doubling."""
+    if retry is None:
+        return {}
+    return {"retry": BoundedRetry(retry.classify, retry.initial_s, retry.max_s, on_failure=retry.on_failure,
+                                  give_up=retry.give_up, on_recover=retry.on_recover, max_retries=50,
+                                  rand=lambda: 1.0)}
+
+
 class Completing:
     """A ``Pending`` finished on another thread, as librdkafka reports deliveries."""
 
@@ -139,6 +151,10 @@ CASES = [
          lambda i: [Rec(i)], lambda out: [m.offset() for f in out for c in f.chunks for m in c.msgs]),
     Case("Reduce(FlushGrouper)", lambda nxt, fn, retry: Reduce(FlushGrouper(), nxt), _chunk,
          lambda out: [c.range.start for f in out for c in f.chunks]),
+    Case("RunTask(BoundedRetry)", lambda nxt, fn, retry: RunTask(fn, nxt, **_bounded(retry)), lambda i: i, list,
+         task=True),
+    Case("Reduce(SpanBatcher)", lambda nxt, fn, retry: Reduce(SpanBatcher(3, 60.0), nxt),
+         lambda i: Decoded(T, 0, i, {"n": i}), lambda out: [e["n"] for b in out for e in b.events]),
 ]
 IDS = [c.name for c in CASES]
 TASKS = [c for c in CASES if c.task]
