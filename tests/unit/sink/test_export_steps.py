@@ -9,28 +9,23 @@ import time
 from typing import Any
 
 import pytest
+from kafka_records import EVENTS as TOPIC
+from kafka_records import Rec
 
 from agentstream.schemas import EVENT, Codec
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioExceeded, DlqRatioGuard
 from agentstream.sink.export_steps import BackendUnavailable, ExportIO, build_export_chain
 
-TOPIC = "agentstream.events"
 URL = "http://otel.example:4318/v1/traces"
 codec = Codec()
 
 
-class Msg:
+class Msg(Rec):
+    """A consumed record of the events topic holding ``value``."""
+
     def __init__(self, offset: int, value: bytes, partition: int = 0) -> None:
-        self._o, self._v, self._p = offset, value, partition
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
+        super().__init__(offset, partition, topic=TOPIC)
+        self._v = value
 
     def value(self) -> bytes:
         return self._v
