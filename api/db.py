@@ -134,7 +134,8 @@ def sibling_factory(client: Any) -> Callable[[], Any] | None:
 class RowReader(Protocol):
     """What a read needs of ``Db``: rows as dicts. Export feeds rows it has already read."""
 
-    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def rows(self, sql: str, params: dict[str, Any] | None = None,
+             settings: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
 
 
 class Db:

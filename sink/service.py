@@ -88,7 +88,8 @@ class Sink(RetryingMixin, ReadinessMixin):
         self.specs: dict[str, TableSpec] = {
             topic_name(t, settings.topic_prefix): TABLE_SPECS[t] for t in settings.topics
         }
-        self.writer = RangeWriter(self._db, self.codec, self.retention, settings.group_id)
+        self.writer = RangeWriter(self._db, self.codec, self.retention, settings.group_id,
+                                  settings.insert_priority)
         st = settings
         self._stop = threading.Event()
         self._stopping = self._stop  # the event ``run`` was given

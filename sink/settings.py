@@ -28,6 +28,9 @@ class SinkSettings(BaseSettings):
     avro_min_rows: int = 1000
     # Keep polling Kafka on the sink's thread while a range is inserted on a second one.
     read_during_insert: bool = True
+    # ClickHouse query priority of the inserts (sink/writer.py): they pause while the API's run
+    # reads (priority 1) execute, so a read beside a stream of inserts gets the cores. 0: none.
+    insert_priority: int = Field(8, ge=0)
     # Ranges of one flush inserted at once, each on its own ClickHouse connection (a chDB handle
     # or an HTTP client): an insert is one thread inside ClickHouse, and part of it is Python
     # (building the container, holding the GIL), so a few more than the cores keep ClickHouse

@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 
 # ClickHouse's default max_insert_block_size; the fast path raises it above the container's size.
 _DEFAULT_BLOCK = 1_048_449
+# The inserts' ClickHouse query priority (a larger number runs later; 0 = none): while a query of
+# a higher one runs (the API's run reads, api/store/runs.py READ_FIRST), an insert pauses at its
+# next block, so a point read beside a stream of inserts gets the cores (measured in
+# bench/run_read_live.py). Queries of priority 0 neither wait nor make others wait.
+# SinkSettings.insert_priority (0: off, for a server whose profile refuses the setting).
+INSERT_PRIORITY = 8
 
 
 class RangeWriter:
@@ -47,8 +53,10 @@ class RangeWriter:
     fallback to Python is in the ledger row before its insert). One range at a time per call.
     """
 
-    def __init__(self, client: Callable[[], Any], codec: Codec, book: RetentionBook, group: str) -> None:
+    def __init__(self, client: Callable[[], Any], codec: Codec, book: RetentionBook, group: str,
+                 priority: int = INSERT_PRIORITY) -> None:
         self._client = client
+        self.priority = priority
         self.codec = codec
         self.book = book
         self.group = group
@@ -58,10 +66,12 @@ class RangeWriter:
     def fast_path_for(spec: TableSpec) -> bool:
         return spec.table in STAGING_TABLE
 
-    @staticmethod
-    def _settings(token: str) -> dict[str, Any]:
-        return {"insert_deduplicate": 1, "insert_deduplication_token": token,
-                "deduplicate_blocks_in_dependent_materialized_views": 1}
+    def _settings(self, token: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"insert_deduplicate": 1, "insert_deduplication_token": token,
+                               "deduplicate_blocks_in_dependent_materialized_views": 1}
+        if self.priority:
+            out["priority"] = self.priority
+        return out
 
     def store(self, spec: TableSpec, cell: dict[str, OffsetRange],
               msgs: list[KafkaMessage]) -> tuple[dict[str, int], list[Rejected]]:

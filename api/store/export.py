@@ -80,7 +80,8 @@ class _ReadRows:
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self._rows = rows
 
-    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def rows(self, sql: str, params: dict[str, Any] | None = None,
+             settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         return self._rows
 
 
