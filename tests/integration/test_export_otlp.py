@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from confluent_kafka import Producer
+from pydantic import SecretStr
 
 from agentstream.schemas import EVENT, Codec, topic_name
 from agentstream.sink.otlp_exporter import BackendUnavailable, OtlpExportSettings, run_export
@@ -191,3 +192,51 @@ def test_cli_refuses_bad_headers_with_a_message():
                                  "x-team=a,sk-SECRET-VALUE"])
     assert r.exit_code == 2 and "header #2" in r.output and "expected name=value" in r.output
     assert "SECRET" not in r.output  # a malformed header may be the key itself: never echoed
+
+
+def test_two_exporters_in_one_group_share_the_partitions_and_a_rebalance_loses_nothing(
+        bootstrap, topic_prefix, unique, receiver):
+    """The second member's join revokes the first one's partitions mid-stream: its chain commits
+    what the backend accepted and is rebuilt for its new assignment, the second member's chain
+    sends from the partitions it got; every run arrives, and the group's offsets end past all of
+    it (a third member sends only what came after)."""
+    tenant, t0 = "og-" + unique, int(time.time() * 1e6)
+    r = receiver()
+    settings = _settings(bootstrap, topic_prefix, r.url, tenant=tenant, group_id="gg-" + unique, batch_max_spans=5)
+    runs = [_run(tenant, f"run-{unique}-{i}", t0 + i * 1000) for i in range(4)]
+    _produce(bootstrap, topic_prefix, [e for run in runs for e in run])
+    results: dict[str, dict] = {}
+
+    def member(name: str) -> None:
+        results[name] = run_export(settings.model_copy(update={"headers": SecretStr(f"x-member={name}")}),
+                                   idle_timeout=6)
+
+    def posted_by(name: str) -> bool:
+        return any(h.get("x-member") == name for _, _, h, _ in r.requests)
+
+    threads = {n: threading.Thread(target=member, args=(n,), daemon=True) for n in ("a", "b")}
+    threads["a"].start()
+    for _ in range(600):  # until the first member is sending
+        if posted_by("a"):
+            break
+        time.sleep(0.05)
+    threads["b"].start()
+    # one run at a time until the second member (after the rebalance) sends some of them
+    for i in range(4, 200):
+        runs.append(_run(tenant, f"run-{unique}-{i}", t0 + i * 1000))
+        _produce(bootstrap, topic_prefix, runs[-1])
+        if posted_by("b"):
+            break
+        time.sleep(0.2)
+    for t in threads.values():
+        t.join(90)
+    assert set(results) == {"a", "b"} and results["b"]["spans"] > 0
+    expected = {trace_id(tenant, run[0]["run_id"]) for run in runs}
+    assert {s["traceId"] for _, s, _ in r.spans()} == expected  # every run, at least once
+    assert results["a"]["spans"] + results["b"]["spans"] >= 5 * len(expected)
+    # the group committed past everything: a new member sends a new run and nothing older
+    seen = len(r.spans())
+    late = _run(tenant, f"run-{unique}-late", t0)
+    _produce(bootstrap, topic_prefix, late)
+    assert run_export(settings, stop_after_spans=5, idle_timeout=20)["spans"] == 5
+    assert {s["traceId"] for _, s, _ in r.spans()[seen:]} == {trace_id(tenant, late[0]["run_id"])}
