@@ -5,7 +5,8 @@ and a generated Python reader of every field still ~16 µs, against a per-event 
 for a 40k events/s worker. The detectors read a dozen of an event's ~40 fields, and two of its
 attribute keys. So each writer schema is compiled, at first sight of its id, into a program
 (``_fieldreader_ops``) that keeps the ``DETECTOR_FIELDS`` and skips the rest, run by the C
-interpreter (``_fieldreader.c``) or, where it is not built, by the same interpreter in Python.
+interpreter (``_fieldreader.c``) or, where it is not built, by its Python twin (the same program
+turned into straight-line Python, ``_fieldreader_py.py``).
 
 What the dict holds: exactly ``Codec.decode``'s values for the selected fields (the newest
 schema's defaults for selected fields an older writer lacks, so ``llm.request_digest`` is
@@ -32,7 +33,7 @@ from .detectors.runs import DIGEST_ATTR, PROGRESS_ATTR
 
 try:
     from . import _fieldreader as _c  # type: ignore[attr-defined]
-except ImportError:  # not built (no compiler at install time): the Python interpreter
+except ImportError:  # not built (no compiler at install time): the Python twin
     _c = None
 
 REDACTION_FIELD = "redaction"
@@ -66,7 +67,7 @@ class Reader(Protocol):
 def compile_reader(writer: dict[str, Any], newest: dict[str, Any], selection: Selection | None = None,
                    native: bool = True) -> Reader:
     """A reader of Event records written with ``writer`` (a fastavro-parsed or JSON schema);
-    ``native=False`` forces the Python interpreter (the tests run both)."""
+    ``native=False`` forces the Python twin (the tests run both)."""
     prog = compile_program(writer, DETECTOR_FIELDS if selection is None else selection, newest, REDACTION_FIELD)
     if native and _c is not None:
         return _c.Reader(prog.bodies, prog.names, prog.consts, prog.top)  # type: ignore[no-any-return]
@@ -86,7 +87,7 @@ class EventReader:
         self._readers: dict[int, Reader | None] = {}
         if native and _c is None:
             log.warning("the C field reader (stream_processors/_fieldreader.c) is not built: events are read by "
-                        "its Python twin, ~10x slower per event; install with a C compiler present")
+                        "its Python twin, ~5x slower per event; install with a C compiler present")
 
     @property
     def is_native(self) -> bool:

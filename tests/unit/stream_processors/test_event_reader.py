@@ -2,7 +2,7 @@
 
 The reader yields exactly ``Codec.decode``'s values for the fields it selects, for every payload
 kind of both Event versions (schema-generated, optional fields null and filled, plus random
-values; the C interpreter and the Python one alike), returns None for any
+values; the C interpreter and its Python twin alike), returns None for any
 record it cannot read to its last byte, and the redaction stage's pass-through gives the same
 events, DLQ and quarantine records as the full decode → redact → encode path.
 """

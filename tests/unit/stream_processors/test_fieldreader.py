@@ -1,4 +1,4 @@
-"""The field reader, differentially: the C interpreter, the Python one and fastavro's full decode.
+"""The field reader, differentially: the C interpreter, its Python twin and fastavro's full decode.
 
 On random valid Events of both schema versions (every optional field present or absent, unicode
 of every width, long arrays and maps, extreme longs) the two interpreters give the same dict,
