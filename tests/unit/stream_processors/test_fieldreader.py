@@ -9,7 +9,9 @@ full decode would have read the same way.
 """
 from __future__ import annotations
 
+import copy
 import io
+import json
 import math
 import random
 import shutil
@@ -256,3 +258,37 @@ def test_a_bad_program_is_refused_at_construction():
     with pytest.raises(TypeError):
         r.__init__(prog.bodies, prog.names, prog.consts, prog.top)
     assert compile_reader(NEWEST, NEWEST).read(RECORDS[-1], 5) is not None  # still a working reader
+
+
+@needs_c
+def test_a_new_schema_version_needs_no_change_to_the_reader():
+    """An Event v3 that appends optional fields (top level and inside Step) is read by programs
+    compiled from it, and v2 records read against it get its defaults: no C or Python edit."""
+    v3 = json.loads(load_catalog().latest(EVENT).text)
+    v3["fields"].append({"name": "region", "type": ["null", "string"], "default": None})
+    step = next(b for b in next(f for f in v3["fields"] if f["name"] == "payload")["type"] if b["name"] == "Step")
+    step["fields"].append({"name": "cache_hit", "type": "boolean", "default": False})
+    parsed = fastavro.parse_schema(copy.deepcopy(v3))
+    selection = {**DETECTOR_FIELDS, "region": True,
+                 "payload": {**DETECTOR_FIELDS["payload"], "cache_hit": True}}  # type: ignore[dict-item]
+    rng = random.Random(33)
+    for native in (True, False):
+        reader = compile_reader(parsed, v3, selection, native=native)
+        for _ in range(60):
+            rec = _value(parsed, parsed["__named_schemas"], rng)
+            buf = io.BytesIO()
+            fastavro.schemaless_writer(buf, parsed, rec)
+            raw = b"\x00\x00\x00\x00\x63" + buf.getvalue()
+            got = reader.read(raw, 5)
+            assert got is not None
+            assert got[0] == selected(fastavro.schemaless_reader(io.BytesIO(raw[5:]), parsed), selection)
+        old = compile_reader(codec.resolver.schema_for_id(VERSIONS[-1].id), v3, selection, native=native)
+        steps = 0
+        for raw in RECORDS[1::2]:  # v2 records
+            got = old.read(raw, 5)
+            assert got is not None and got[0]["region"] is None
+            payload = got[0]["payload"]
+            if isinstance(payload, dict) and "step_kind" in payload:  # a Step branch
+                assert payload["cache_hit"] is False
+                steps += 1
+        assert steps > 5
