@@ -36,8 +36,9 @@ class BatchPolicies(PolicyBook):
 
     Why: on the worker a lookup goes through faust's table (a Mapping over its store), ~3 µs,
     and the stage and the detectors asked twice per event: ~10% of the raw thread's time. A
-    policy written meanwhile applies from the next batch; it arrives from another thread at no
-    defined point between two events anyway. Only the raw path (one thread) uses the view."""
+    policy written meanwhile applies from the next lookup (the stage's and the detectors' of a
+    batch are one each); it arrives from another thread at no defined point between two events
+    anyway. Only the raw path (one thread) uses the view."""
 
     def __init__(self, book: PolicyBook) -> None:  # a view over ``book``: PolicyBook's own state unused
         self.book = book
@@ -88,7 +89,10 @@ class Chain:
 
     def detect(self, passed: list[Redacted], get_state: GetState, put_state: PutState) -> list[OutRecord]:
         """The per-run detectors and the fleet deltas over events that passed redaction
-        (decoded dicts with their source record): alerts, STOP commands and fleet records."""
+        (decoded dicts with their source record): alerts, STOP commands and fleet records.
+        Policies are looked up afresh (once per tenant): called on its own (replays, the
+        record-by-record isolation) it sees the book as it is now."""
+        self.policies.new_batch()
         out: list[OutRecord] = []
         states: dict[str, tuple[int, dict[str, Any], bool]] = {}
         deltas: dict[str, dict[str, Any]] = {}

@@ -1,8 +1,8 @@
 """The raw path's view of tenant policies and the field reader's refusals, through ``Chain.process``.
 
-- A tenant's policy is looked up once per batch (on the worker each lookup goes through faust's
-  table): a policy written during a batch applies from the next one, never half-way, and the
-  fleet path (another thread) reads the book itself.
+- A tenant's policy is looked up once per batch by the stage and once by the detectors (on the
+  worker each lookup goes through faust's table), not per event: a policy written while the
+  stage runs applies from the next lookup, never to half of the stage's events.
 - A record the field reader refuses (bad UTF-8 in a field the detectors never read) takes the
   full path and lands in the DLQ with fastavro's reason, exactly as before the reader existed.
 """
@@ -47,7 +47,7 @@ def test_one_lookup_per_tenant_per_batch_and_a_new_policy_from_the_next_batch():
         return chain.process(batch, lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
 
     run(_records("a", "ra", 1, 40) + _records("b", "rb", 1, 40))
-    assert book.lookups == 2  # 80 events, two tenants
+    assert book.lookups == 4  # 80 events, two tenants: once in the stage, once in the detectors
     first = _records("a", "ra", 41, 5)
     book.set(TenantPolicy("a", version="p-2", budgets={"run_max_steps": 44, "hard_limit": True}))
     out = run(first)  # written before this batch: it applies to all of it
@@ -57,7 +57,7 @@ def test_one_lookup_per_tenant_per_batch_and_a_new_policy_from_the_next_batch():
     assert [a["alert_type"] for a in alerts] == ["budget_warning", "budget_breach"]
 
 
-def test_a_policy_written_during_a_batch_waits_for_the_next_batch():
+def test_a_policy_written_during_the_stage_waits_for_the_next_lookup():
     book = PolicyBook()
     chain = _chain(book)
     seen: list[str] = []
@@ -72,10 +72,11 @@ def test_a_policy_written_during_a_batch_waits_for_the_next_batch():
     chain.policies.book.get = get_then_write  # type: ignore[method-assign]
     out = chain.process(_records("a", "r", 1, 10), lambda p, k: None, lambda p, k, v: None)
     versions = {codec.decode_as(EVENT, o.value)["redaction"]["policy_version"] for o in out if o.topic == "q.events"}
-    assert versions == {"default"} and seen == ["default"]  # one policy for the whole batch
+    # one policy for every event of the stage (then the detectors' own lookup saw the write)
+    assert versions == {"default"} and seen == ["default", "v1"]
     out = chain.process(_records("a", "r", 11, 3), lambda p, k: None, lambda p, k, v: None)
     assert {codec.decode_as(EVENT, o.value)["redaction"]["policy_version"] for o in out
-            if o.topic == "q.events"} == {"v1"}
+            if o.topic == "q.events"} == {"v2"}
 
 
 def test_a_record_the_reader_refuses_goes_to_the_dlq_with_fastavros_reason():
@@ -91,3 +92,22 @@ def test_a_record_the_reader_refuses_goes_to_the_dlq_with_fastavros_reason():
     assert "decode" in reason.lower() or "utf" in reason.lower(), reason
     assert [o.value for o in out if o.topic == "q.events"][0][:5] == good[:5]
     assert chain.redaction.counts.passed_bytes == 1 and chain.redaction.counts.dlq == 1
+
+
+def test_detect_on_its_own_sees_the_book_as_it_is_now():
+    """Replays and the record-by-record isolation call ``detect`` without ``process``: each call
+    is a batch of its own, so a policy written to the book between calls is seen."""
+    from agentstream.stream_processors.records import Redacted
+
+    book = PolicyBook()
+    chain = _chain(book)
+    state: dict = {}
+
+    def detect(first: int, n: int) -> list:
+        passed = [Redacted(codec.decode_as(EVENT, r.value), r) for r in _records("a", "r", first, n)]
+        return chain.detect(passed, lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
+
+    assert not [o for o in detect(1, 3) if o.topic == "q.alerts"]
+    book.set(TenantPolicy("a", budgets={"run_max_steps": 3, "hard_limit": False, "warn_fraction": 0}))
+    assert [codec.decode_as(ALERT, o.value)["alert_type"] for o in detect(4, 1) if o.topic == "q.alerts"] == \
+        ["budget_breach"]
