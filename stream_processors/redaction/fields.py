@@ -39,7 +39,7 @@ class IdChecker:
 
     def __init__(self, rules: Iterable[Any], scan_text: Callable[[str], tuple[Any, ...]],
                  prefilter: Callable[[str], bool]) -> None:
-        self.token_rules = tuple(r for r in rules if r.category in TOKEN_CATEGORIES)
+        self.token_rules = tuple(r for r in rules if r.category in TOKEN_CATEGORIES and getattr(r, "in_ids", True))
         self.scan_text = scan_text
         # every rule's match passes the engine's prefilter: one search clears most ids at once
         self.prefilter = prefilter

@@ -49,6 +49,13 @@ BENIGN = frozenset((
     "samesite", "secure", "httponly", "source", "owner", "user", "username", "email", "headers",
     "region", "zone", "env", "ms", "seconds", "secs", "minutes", "days", "used", "remaining",
 ))
+# Names of key material by what it does rather than "key": a random-looking value under one is a
+# secret (``totp_seed``, ``kek``, ``recovery_code``, ``vault_unseal``), hex digests included.
+MATERIAL = frozenset((
+    "seed", "kek", "dek", "hmac", "unseal", "recovery", "unlock", "enrollment", "enrolment", "backup",
+    "material", "mnemonic", "master", "signing", "license", "licence", "otpauth", "totp", "hotp", "mfa",
+    "2fa", "wrapping", "keyring", "keystore", "truststore", "cipher", "activation",
+))
 NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin", "nino", "nationalid",
                          "nationalinsurance", "taxid", "tin", "itin", "passport", "aadhaar", "cpf",
                          "nif", "nie", "dni", "bsn", "steuerid", "idnr", "personnummer", "pesel",
@@ -56,11 +63,14 @@ NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin",
 _LONG_NATIONAL = tuple(n for n in NATIONAL_ID if len(n) >= 5)
 # Every word stem a sensitive name can hold: the trigger and the byte prefilter are built from it, so
 # a text the assignment rule can flag always passes both.
-TRIGGER_WORDS = ("pass", "pwd", "secret", "cred", "key", "token", "bearer", "cookie", "signature",
+TRIGGER_WORDS = ("pass", "pw", "secret", "cred", "key", "token", "bearer", "cookie", "signature",
                  "salt", "dsn", "otp", "pin", "auth", "session", "sid", "jwt", "conn", "pat",
                  "ssn", "social", "sin", "nino", "national", "tax", "tin", "passport", "aadhaar", "cpf",
                  "nif", "nie", "dni", "bsn", "steuer", "idnr", "personnummer", "pesel", "fiscal",
-                 "insee", "nir", "curp", "rfc", "medicare", "nhs")
+                 "insee", "nir", "curp", "rfc", "medicare", "nhs", "seed", "kek", "dek", "hmac", "unseal",
+                 "recover", "unlock", "enrol", "backup", "material", "mnemonic", "master", "signing",
+                 "licen", "mfa", "2fa", "wrapping", "keyring", "keystore", "truststore", "cipher",
+                 "activation")
 TRIGGER = re.compile("|".join(TRIGGER_WORDS), re.IGNORECASE | re.ASCII)
 
 _Q = r"(?:\\{0,3}[\"'`])?"  # an optional quote, possibly escaped once or twice (JSON in a string)
@@ -100,7 +110,7 @@ def looks_random(v: str) -> bool:
 
 
 def classify(key: str) -> str | None:
-    """'strong', 'key', 'national_id' or None for a name that is not sensitive."""
+    """'strong', 'key', 'material', 'national_id' or None for a name that is not sensitive."""
     ws = words(key)
     if not ws:
         return None
@@ -110,6 +120,8 @@ def classify(key: str) -> str | None:
             set(ws) & BENIGN - {"number"}) or any(joined.endswith(n) for n in _LONG_NATIONAL):
         return "national_id"  # x-tax-id, customer_taxid: the long names also as a suffix
     benign = set(ws) & BENIGN
+    if tail == "id" and len(ws) > 1 and {"private", "secret"} & set(ws[:-1]):
+        return "strong"  # a GCP private_key_id, a Vault AppRole secret_id
     if benign and tail in BENIGN:
         return None  # token_count, password_policy, key_id, secret_name, api_key_prefix …
     if any(w in STRONG for w in ws) or joined in STRONG or any(st in joined for st in _STRONG_STEMS) \
@@ -119,6 +131,8 @@ def classify(key: str) -> str | None:
         if any(w in KEY_QUALIFIERS for w in ws[:-1]) or joined in ("apikey", "accesskey", "secretkey"):
             return "strong"
         return None if benign else "key"  # cache_key, primary_key, public_key name things
+    if tail not in BENIGN and any(w in MATERIAL for w in ws):
+        return "material"
     return None
 
 
@@ -130,6 +144,13 @@ _NAT_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ./-]{4,30}[A-Za-z0-9]")
 _DECIMAL = re.compile(r"-?\d+\.\d+")
 _HEX_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{40}|[0-9a-f]{64}",
                      re.IGNORECASE)
+
+
+_UUID_ONLY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+_NEXT_FIELD = re.compile(r"[&;](?:[ \t]*[A-Za-z_][\w.\-\[\] ]{0,40}=|[ \t]|$|[\r\n])")
+_VALUE_RUN = re.compile(r"[^\s\"'`\\<>&;]*")
 
 
 def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
@@ -155,6 +176,16 @@ def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
             continue
         if kind == "key" and (not looks_random(v) or _HEX_ID.fullmatch(v)):
             continue  # an unqualified "key" holding a UUID or a SHA names a thing, not a secret
+        if kind == "material" and (not looks_random(v) or _UUID_ONLY.fullmatch(v) or any(c in ":/@" for c in v)):
+            continue  # "signing: enabled", "backup: daily", "master: node-3"
+        end = m.end(g)
+        if g == "v" and kind != "key" and end < len(text) and text[end] in "&;" and \
+                not _NEXT_FIELD.match(text, end):
+            # "PGPASSWORD=Tr0ub&4xyz", "--http-password=blue;vf9": the separator is not followed
+            # by another name=value (a query string, a connection string), so it is part of the value
+            while end < len(text) and text[end] in "&;" and not _NEXT_FIELD.match(text, end):
+                end = _VALUE_RUN.match(text, end + 1).end()
+            v = text[m.start(g):end]
         if kind == "strong" and len(v) < 6 and v.isalpha():
             continue  # "auth: none", "cookie_samesite=Lax": a short bare word reads as a setting
-        yield m.start(g), m.end(g)
+        yield m.start(g), end

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from . import prose_credentials as prose
+from . import token_shapes as shapes
 from .keywords import TRIGGER_WORDS, find_assignments
 from .phones import PHONE_CONTEXT_SOURCE, find_phones
 
@@ -39,6 +41,9 @@ class Rule:
     group: int = 0  # which group is the secret (e.g. only the value of ``password=...``)
     # A rule that is code rather than one pattern (key-aware assignments, libphonenumber).
     finder: Callable[[str], Iterator[tuple[int, int]]] | None = None
+    # Whether an id-shaped envelope id is checked against it (fields.IdChecker): the shape-based
+    # token rules stay out, an id like ``agentrun-<random>`` has exactly their shape.
+    in_ids: bool = True
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         if not self.trigger(text):
@@ -256,6 +261,13 @@ RULES: tuple[Rule, ...] = (
          _contains("_live_", "_test_")),
     Rule("google_api_key", "api_key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"), _contains("AIza")),
     Rule("google_oauth_token", "api_key", re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}"), _contains("ya29.")),
+    # vendors no rule above names, by the shape of their tokens (token_shapes.py)
+    Rule("prefixed_token", "api_key", re.compile(""), _regex_trigger(f"{shapes.PREFILTER[0]}|{shapes.PREFILTER[1]}"),
+         finder=shapes.find_prefixed, in_ids=False),
+    Rule("glued_hex_token", "api_key", re.compile(""), _regex_trigger(shapes.PREFILTER[2]),
+         finder=shapes.find_glued_hex, in_ids=False),
+    Rule("dotted_token", "api_key", re.compile(""), _regex_trigger(shapes.PREFILTER[3]),
+         finder=shapes.find_dotted, in_ids=False),
     Rule("bearer_token", "bearer_token",
          # not "token_type=bearer <next field>": there Bearer is a value, not a scheme
          re.compile(r"(?i)(?<!=)(?<!= )\bbearer[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
@@ -270,6 +282,15 @@ RULES: tuple[Rule, ...] = (
          _regex_trigger(r"(?i)pass|pwd|secret|key|token"), _assignment_ok, group=2),
     Rule("sensitive_assignment", "credential_assignment", re.compile(""),
          _regex_trigger("(?ai)" + "|".join(TRIGGER_WORDS)), finder=lambda t: find_assignments(t, "secret")),
+    # credentials outside name=value syntax (prose_credentials.py)
+    Rule("cli_credential", "credential_assignment", re.compile(""),
+         _regex_trigger(prose.PREFILTER[0] + "|(?i:pass)"), finder=prose.find_cli),
+    Rule("prose_password", "credential_assignment", re.compile(""), _regex_trigger(r"(?i)pass|pwd|pw|pin"),
+         finder=prose.find_prose),
+    Rule("credential_word_value", "credential_assignment", re.compile(""),
+         _regex_trigger(r"(?i)key|token|secret|cred|pass|signature|pat"), finder=prose.find_after_credential_word),
+    Rule("connection_string_field", "credential_assignment", re.compile(""),
+         _regex_trigger(r"(?i)pass|pwd|key|secret"), finder=prose.find_conn_fields),
     Rule("national_id_assignment", "national_id", re.compile(""),
          _regex_trigger("(?ai)" + "|".join(TRIGGER_WORDS)), finder=lambda t: find_assignments(t, "national_id")),
     Rule("us_ssn_context", "national_id",
@@ -330,6 +351,7 @@ PREFILTER_PATTERNS: tuple[str, ...] = (
     r"\)[ .-]?\d{3,4}[ .-]\d{3}", r"\+[ \t]?[1-9]", r"00[ \t]?[1-9][\d \t().\-/]{5}", r"\d{3}-\d{2}-\d{4}", "(?i:soc)",
     r"\d\.\d{1,3}\.\d{1,3}\.\d", "::",
     r"(?:[0-9A-Fa-f]{1,4}:){7}", r"[A-Z]{2} ?\d{2}", PHONE_CONTEXT_SOURCE,
+    *shapes.PREFILTER, *prose.PREFILTER,
 )
 PREFILTER_SOURCE = "|".join(f"(?:{p})" for p in PREFILTER_PATTERNS)
 PREFILTER = re.compile(PREFILTER_SOURCE, re.ASCII)

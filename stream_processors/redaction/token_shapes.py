@@ -1,0 +1,102 @@
+"""Secret tokens found by their SHAPE, for vendors no rule names (``hf_…``, ``npm_…``, ``glpat-…``,
+``lin_api_…``, ``SG.<22>.<43>``, ``SK`` + 32 hex, and the next vendor's format).
+
+Vendors mint tokens the same way: a short lowercase prefix that names the issuer (and sometimes
+a kind or environment: ``_pat_``, ``-prod-``), then a body a machine drew at random. So the rule is
+the structure, not a list of vendors: prefix + separator(s) + a body that is long (≥ 20 chars
+after the prefix) with one unbroken random run (≥ 14 chars), holds letters and digits, and has the
+entropy of random text. Dotted tokens need two or more random segments. What turns look-alikes
+away is structural too: words (``sentence-transformers``, snake_case names) have no digits or no
+entropy; pod names and model names (``checkout-api-7d9f8b6c4d-x2kq9``, ``claude-3-5-sonnet-20241022``)
+have no long random run; base64 blobs (data: URIs) hold no ``_``/``-`` so never start a prefix.
+Provider OBJECT ids share the shape (``msg_01…``, ``call_…``, ``chatcmpl-…``, ``run_<hex>``):
+their prefixes are nouns of things, listed below; a prefix missing from that list costs an
+over-redacted id in free text, never a leaked secret.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Iterator
+
+# Prefixes that name an object, a digest or a build artefact, not an issuer of credentials.
+ID_NOUNS = frozenset((
+    "run", "runs", "msg", "message", "call", "toolu", "tool", "chatcmpl", "cmpl", "resp", "response", "req",
+    "request", "evt", "event", "cus", "cust", "customer", "sub", "pi", "pm", "ch", "in", "po",
+    "prod", "price", "txn", "tx", "file", "asst", "thread", "batch", "job", "ftjob", "ft", "span", "trace",
+    "step", "order", "ord", "inv", "invoice", "acct", "org", "proj", "project", "user", "usr", "team", "doc",
+    "img", "image", "vs", "pod", "node", "build", "commit", "md5", "etag", "hash", "digest", "checksum",
+    "rev", "ver", "version", "snap", "snapshot", "ckpt", "checkpoint", "model", "dataset", "ds", "exp",
+    "item", "obj", "object", "rec", "record", "row", "task", "wf", "workflow", "id", "uid", "guid", "uuid",
+    "ulid", "idem", "corr", "cid", "rid", "tid", "conv", "conversation", "chat", "gen", "generation",
+    "comp", "completion", "emb", "cache", "blob", "att", "attachment", "upload", "note", "ticket", "issue",
+    "pr", "ws", "workspace", "release", "artifact", "test", "tmp", "temp", "data", "chunk",
+    "src", "card", "mcp", "agent", "sha",
+))
+_DIGEST_PREFIX = re.compile(r"(?:sha|md|blake|xxh|crc|murmur|fnv)\d*[a-z]?\d*$")
+
+# Prefix, up to two short kind/env segments, then the rest of the token.
+_PREFIXED = re.compile(
+    r"(?<![A-Za-z0-9_+\-.])(?P<pfx>[a-z][a-z0-9]{1,11})[_-](?P<rest>[A-Za-z0-9_-][A-Za-z0-9_+-]{18,254}={0,2})"
+    r"(?![A-Za-z0-9_+=-])")
+# A short uppercase issuer glued to 32+ lowercase hex (Twilio ``SK…``, ``AC…``); digests are one case.
+_GLUED_HEX = re.compile(r"(?<![A-Za-z0-9_+/-])[A-Z]{2,4}[0-9a-f]{32,64}(?![A-Za-z0-9_+/-])")
+_DOTTED = re.compile(
+    r"(?<![A-Za-z0-9_.\-/])[A-Za-z0-9]{2,12}(?:\.[A-Za-z0-9_-]{16,}){2,3}(?![A-Za-z0-9_.\-/])")
+
+# Byte-prefilter triggers (ASCII, no lookarounds): every match of the rules above contains one.
+# (the first two: a segment of 14+ after its separator; a segment of 8-13 between two separators,
+# which a UUID's groups of 4 and a final 12 never are). Short bounded repeats on purpose: each
+# costs the Hyperscan scan of every raw record (a window after "[a-z0-9][_-]" halved its rate).
+PREFILTER = (r"[_+-][A-Za-z0-9]{14}", r"[_+-][A-Za-z0-9]{8,13}[_+-]", r"[A-Z]{2}[0-9a-f]{8}",
+             r"\.[A-Za-z0-9_-]{16}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{16}")
+
+
+def _bits(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def random_run(s: str, min_len: int) -> bool:
+    """A run a machine drew: letters and digits, many distinct characters, no long word stretch."""
+    if len(s) < min_len:
+        return False
+    digits = sum(c.isdigit() for c in s)
+    letters = sum(c.isalpha() for c in s)
+    if digits == 0 or letters == 0 or digits > 0.9 * len(s):
+        return False
+    # a random draw from ≥16 symbols has about log2(len) bits over short runs; words and repeats less
+    return _bits(s) >= min(3.0, math.log2(len(s)) - 1.0)
+
+
+def find_prefixed(text: str) -> Iterator[tuple[int, int]]:
+    for m in _PREFIXED.finditer(text):
+        pfx, rest = m.group("pfx"), m.group("rest")
+        if pfx in ID_NOUNS or _DIGEST_PREFIX.match(pfx):
+            continue
+        rest = rest.rstrip("=")
+        segs = [s for s in re.split(r"[_+-]", rest) if s]
+        joined = "".join(segs)
+        if not segs or not random_run(joined, 18):
+            continue
+        # the secret is the longest run between separators; kind/env segments are short words
+        longest = max(segs, key=len)
+        if len(longest) >= 14 and len(segs) <= 1 + len(rest) // 10 and random_run(longest, 14):
+            yield m.start(), m.end()
+        elif len(joined) >= 24 and joined != joined.lower() and joined != joined.upper() \
+                and len(segs) <= 1 + len(rest) // 6 and max(map(len, segs[:-1]), default=0) >= 8:
+            yield m.start(), m.end()  # a base64url body cut by its own "-" and "_": mixed case, unlike slugs
+
+
+def find_glued_hex(text: str) -> Iterator[tuple[int, int]]:
+    for m in _GLUED_HEX.finditer(text):
+        if random_run(m.group(0).lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), 32):
+            yield m.start(), m.end()
+
+
+def find_dotted(text: str) -> Iterator[tuple[int, int]]:
+    for m in _DOTTED.finditer(text):
+        segs = m.group(0).split(".")[1:]
+        if all(random_run(s.replace("-", "").replace("_", ""), 14) for s in segs):
+            yield m.start(), m.end()
