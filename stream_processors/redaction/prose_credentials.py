@@ -34,7 +34,7 @@ _CLI = re.compile(
     r"(?<![\w-])-(?:p|a|P|b[ \t]+\S+[ \t]+\S+)[ \t]+(?P<flag>'[^'\n]{1,256}'|\"[^\"\n]{1,256}\"|[^\s'\"-]\S{0,255})"
     r"|(?<![\w-])-pass(?:in|out)?[ \t]+pass:(?P<ossl>\S{1,256}))")
 _CLI_GROUPS = ("up", "smb", "my", "flag", "ossl")
-_VAR = re.compile(r"\$\{?\w+\}?|\$\(.*\)|%\w+%")  # "$DB_PASS", "${PW}", "$(cat f)", "%PASSWORD%" 
+_VAR = re.compile(r"\$\{?\w+\}?|\$\(.*\)|%\w+%")  # "$DB_PASS", "${PW}", "$(cat f)", "%PASSWORD%"
 
 _PROSE = re.compile(
     r"(?i)\b(?:password|passphrase|passcode|passwd|pwd|pw|pin(?:[ \t]+code)?)"

@@ -32,7 +32,8 @@ ID_NOUNS = frozenset((
     "ulid", "idem", "corr", "cid", "rid", "tid", "conv", "conversation", "chat", "gen", "generation",
     "comp", "completion", "emb", "cache", "blob", "att", "attachment", "upload", "note", "ticket", "issue",
     "pr", "ws", "workspace", "release", "artifact", "test", "tmp", "temp", "data", "chunk",
-    "src", "card", "mcp", "agent", "sha",
+    "src", "card", "mcp", "agent", "sha", "msgbatch", "srvtoolu", "modr", "seti", "prj", "ftckpt",
+    "assistant", "vector", "compl", "fc", "rs", "ci", "wfr",
 ))
 _DIGEST_PREFIX = re.compile(r"(?:sha|md|blake|xxh|crc|murmur|fnv)\d*[a-z]?\d*$")
 
