@@ -22,6 +22,9 @@ from .steps import Abandoned, HeldBatch, MessageRejected, ProcessingStep
 log = logging.getLogger("agentstream.steps.driver")
 
 PARTITION_EOF = -191  # librdkafka's _PARTITION_EOF: informative, never an error
+# Before the first assignment, ``idle_for`` starts counting this much later: a group join takes
+# seconds (half the session timeout, more on a busy broker) and is not an empty topic.
+JOIN_GRACE_S = 30.0
 
 
 def describe_batch(msgs: list[Any]) -> str:
@@ -50,7 +53,8 @@ class ChainDriver:
     assignment; nothing is read while the chain refuses a batch; a fatal consumer error is a
     ``ConsumerCrash``; ``finish(join=True)`` hands the chain everything read and waits for it,
     ``finish(join=False)`` drops it uncommitted. ``blocked_seconds`` and ``paused_seconds``
-    measure the backpressure; ``give_up`` is what the chain's retries should stop on."""
+    measure the backpressure; ``give_up`` is what the chain's retries should stop on;
+    ``idle_for`` is how long nothing came (for a consumer that stops when a topic runs dry)."""
 
     def __init__(self, build: Callable[[], StepChain], batch_size: int, wait_s: float,
                  revoke_join_s: float = 30.0, blocked_pause_s: float = 1.0) -> None:
@@ -64,6 +68,18 @@ class ChainDriver:
         self.paused_seconds = 0.0
         self._paused_at: float | None = None
         self._revoke_deadline: float | None = None
+        self._started_at = time.monotonic()
+        self._last_read_at = 0.0
+        self._assigned_at: float | None = None
+
+    def idle_for(self) -> float:
+        """Seconds without a record read, counted from the latest assignment at the earliest (a
+        rebalance is not idleness), and from ``JOIN_GRACE_S`` after the start before one."""
+        if self._assigned_at is None:
+            since = max(self._last_read_at, self._started_at + JOIN_GRACE_S)
+        else:
+            since = max(self._last_read_at, self._assigned_at)
+        return max(0.0, time.monotonic() - since)
 
     def give_up(self) -> bool:
         """True once the consumer is stopping or a revocation's time is up."""
@@ -75,8 +91,12 @@ class ChainDriver:
         self.drop(join=False)
         self._unpause()
         self.chain = self.build()
+        self._assigned_at = time.monotonic()
+        log.info("assigned %s: a new chain", _names(partitions))
 
     def on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        log.info("revoked %s: committing what the chain finishes within %.0fs", _names(partitions),
+                 self.revoke_join_s)
         self._revoke_deadline = time.monotonic() + self.revoke_join_s
         try:
             self.drop(join=True, timeout=self.revoke_join_s)
@@ -104,6 +124,7 @@ class ChainDriver:
             read = len(records)
             if records:
                 self.held.add(records)
+                self._last_read_at = time.monotonic()
         chain = self.chain
         if chain is None:
             return read
@@ -167,3 +188,7 @@ class ChainDriver:
             self.consumer.resume(self.consumer.assignment())
         except Exception as exc:  # noqa: BLE001 - after a revocation there is nothing to resume
             log.debug("resume failed: %s", exc)
+
+
+def _names(partitions: list[Any]) -> str:
+    return ", ".join(f"{getattr(tp, 'topic', '?')}[{getattr(tp, 'partition', '?')}]" for tp in partitions) or "nothing"

@@ -13,7 +13,6 @@ same ids (backends deduplicate or show one span).
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pydantic import Field, SecretStr
@@ -72,7 +71,8 @@ class OtlpExportSettings(BaseSettings):
 
 def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_timeout: float | None = None,
                client: Any = None) -> dict[str, int]:
-    """Runs until Ctrl-C, ``stop_after_spans`` spans sent, or ``idle_timeout`` s without events.
+    """Runs until Ctrl-C, ``stop_after_spans`` spans sent, or ``idle_timeout`` s without events
+    (counted from the group's assignment at the earliest: a slow join is not an empty topic).
     Raises ``BackendUnavailable`` when the backend stays down, ``ConsumerCrash`` on a bug or a
     mostly undecodable topic; the failing batch and what follows are not committed."""
     import httpx
@@ -103,22 +103,17 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
         c.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
 
     c.subscribe([topic_name("events", st.topic_prefix)], on_assign=driver.on_assign, on_revoke=driver.on_revoke)
-    last = time.monotonic()
-    joined = False
     try:
         while not stop_after_spans or stats["spans"] < stop_after_spans:
-            if driver.turn():
-                last = time.monotonic()
-            elif idle_timeout is not None and time.monotonic() - last > idle_timeout:
+            # idle: nothing read for idle_timeout since the last record or assignment
+            if not driver.turn() and idle_timeout is not None and driver.idle_for() > idle_timeout:
                 break
-        joined = True
         driver.finish(join=True)  # what was read is sent and committed
     except KeyboardInterrupt:
         pass
     finally:
-        if not joined:
-            driver.stopping = True
-            driver.finish(join=False)
+        driver.stopping = True
+        driver.finish(join=False)  # after a failure or Ctrl-C: what was not committed is dropped
         c.close()
         if client is None:
             http.close()

@@ -154,25 +154,19 @@ def forward(settings: ProcessorsSettings, *, static: Destination | None = None, 
 
         c.commit(offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=False)
 
-    # Idle time counts from the last alert read; before the first, the group join (several
-    # seconds) gets 30 s more, so a slow join is not mistaken for an empty topic.
-    last = time.monotonic() + 30
-    joined = False
     try:
         while not stop_after or stats.delivered < stop_after:
             follower.poll()  # a silence or rule written meanwhile applies to the next alerts
-            if driver.turn():
-                last = time.monotonic()
-            elif idle_timeout is not None and time.monotonic() - last > idle_timeout:
+            # idle: nothing read for idle_timeout since the last alert or assignment (a slow
+            # group join is not mistaken for an empty topic)
+            if not driver.turn() and idle_timeout is not None and driver.idle_for() > idle_timeout:
                 break
-        joined = True
         driver.finish(join=True)  # what was read is forwarded and committed, as it would have been
     except KeyboardInterrupt:
         pass
     finally:
-        if not joined:
-            driver.stopping = True
-            driver.finish(join=False)
+        driver.stopping = True
+        driver.finish(join=False)  # after a failure or Ctrl-C: what was not committed is dropped
         c.close()
         follower.close()
         book_ledger.close()

@@ -231,3 +231,23 @@ def test_bounded_retry_abandons_when_told_to_give_up():
     r = BoundedRetry(transient_attempt, 0.1, 1.0, give_up=lambda: True)
     with pytest.raises(Abandoned):
         r.failed("item", RetryLater("503"), 0)
+
+
+def test_idle_time_counts_from_the_last_record_or_assignment_never_through_a_group_join():
+    built = Built()
+    c = Consumer([])
+    d = driver_for(built, c)
+    d.turn()
+    assert d.idle_for() == 0.0  # joining the group: not idle yet
+    d.on_assign(c, [])
+    time.sleep(0.02)
+    before = d.idle_for()
+    assert before > 0
+    c.batches.append([Msg(0)])
+    d.turn()
+    assert d.idle_for() < before
+    d.on_revoke(c, [])
+    time.sleep(0.05)
+    waited = d.idle_for()
+    d.on_assign(c, [])  # a rebalance starts the count again
+    assert d.idle_for() < waited
