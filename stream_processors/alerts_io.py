@@ -1,8 +1,9 @@
 """Alert consumers: ``agentstream alerts tail`` and the webhook forwarder.
 
-The forwarder commits an alert's offset only after the webhook accepted it (2xx); failures are
-retried with exponential backoff and jitter, and a 4xx other than 408/429 is logged and skipped
-(the receiver will never accept that body). Slack gets ``{"text", "blocks"}``; PagerDuty gets an
+The forwarder commits an alert's offset only after the webhook settled it (see alert_forwarder.py
+and its chain, forward_steps.py); failures that may clear are retried with exponential backoff
+and jitter, and a 4xx other than 408/429 is logged and skipped (the receiver will never accept
+that body). Slack gets ``{"text", "blocks"}``; PagerDuty gets an
 Events API v2 ``trigger`` with ``dedup_key`` = alert_id, so a replayed alert does not page twice.
 """
 from __future__ import annotations
@@ -73,8 +74,9 @@ def deliver(client: Any, url: str, body: dict[str, Any], max_retries: int = 6, b
     """Posts until the receiver settles it: ``DELIVERED`` (2xx), ``REJECTED`` (a 4xx other than
     408/429: no retry can change it) or ``UNAVAILABLE`` (5xx, 408/429 or network errors on every
     one of the 1 + max_retries tries), waiting ``backoff_delay`` between tries. Each try is one
-    POST; there is never a post after a 2xx. (The forwarder's chain makes the same tries without
-    sleeping: stream_processors/forward_steps.py.)"""
+    POST; there is never a post after a 2xx. Any other exception (a body that cannot be sent, a
+    client bug) propagates: no retry can change it. (The forwarder's chain makes the same tries
+    without sleeping: stream_processors/forward_steps.py.)"""
     for attempt in range(max_retries + 1):
         try:
             return post_once(client, url, body, headers)
