@@ -48,6 +48,7 @@ BENIGN = frozenset((
     "level", "timeout", "retries", "duration", "at", "time", "date", "created", "updated", "age",
     "samesite", "secure", "httponly", "source", "owner", "user", "username", "email", "headers",
     "region", "zone", "env", "ms", "seconds", "secs", "minutes", "days", "used", "remaining",
+    "stdin", "prompt", "fd",  # --password-stdin, password_prompt: how a secret is read, not the secret
 ))
 # Names of key material by what it does rather than "key": a random-looking value under one is a
 # secret (``totp_seed``, ``kek``, ``recovery_code``, ``vault_unseal``), hex digests included.

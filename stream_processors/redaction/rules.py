@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 from . import prose_credentials as prose
 from . import token_shapes as shapes
-from .keywords import TRIGGER_WORDS, find_assignments
+from .keywords import TRIGGER_WORDS, find_assignments, placeholder
 from .phones import PHONE_CONTEXT_SOURCE, find_phones
 
 CATEGORIES = (
@@ -213,7 +213,8 @@ def _assignment_ok(m: re.Match[str]) -> bool:
     value = m.group(2)
     # "password: ********" or "token=<redacted>" are already safe; placeholders survive.
     return not (set(value) <= set("*x•.") or value.startswith(("[", "<", "${", "{{"))
-                or value.lower() in {"none", "null", "true", "false", "required", "redacted"})
+                or value.lower() in {"none", "null", "true", "false", "required", "redacted"}
+                or placeholder(value.rstrip(")")))  # "(using password: YES)" is MySQL's error text
 
 
 def _contains(*needles: str) -> Callable[[str], bool]:
