@@ -16,8 +16,8 @@ them, then:
    insert ``--rows`` runs of 5 events (Python rows through clickhouse-connect, as the sink's
    mapper path does; 0 = one run through a server-side ``INSERT … SELECT``) every ``--every`` s,
    while the reader repeats step 2. Two arms alternate, ``--rounds`` times each, ``--seconds``
-   each: ``before`` (no query priorities: how the read ran before) and ``now`` (the read at
-   ``api.store.runs.READ_FIRST``, the inserts at ``sink.writer.INSERT_PRIORITY``, as shipped).
+   each: ``before`` (no query priorities: how the read ran before) and ``now`` (the read as shipped:
+   at priority within ``api/store/read_priority.py``'s budget, the inserts at ``sink.writer.INSERT_PRIORITY``).
 
 A just-stored run read back without all of its events counts as ``incomplete`` (must be 0).
 Last line: JSON of the figures.

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # ClickHouse's default max_insert_block_size; the fast path raises it above the container's size.
 _DEFAULT_BLOCK = 1_048_449
 # The inserts' ClickHouse query priority (a larger number runs later; 0 = none): while a query of
-# a higher one runs (the API's run reads, api/store/runs.py READ_FIRST), an insert pauses at its
+# a higher one runs (the API's run reads, api/store/read_priority.py), an insert pauses at its
 # next block, so a point read beside a stream of inserts gets the cores (measured in
 # bench/run_read_live.py). Queries of priority 0 neither wait nor make others wait.
 # SinkSettings.insert_priority (0: off, for a server whose profile refuses the setting).

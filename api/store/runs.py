@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..db import Db, RowReader, error_code
-from ..errors import ApiError
+from ..db import Db, RowReader
 from ..pagination import decode_cursor, page_of
+from .read_priority import read_first
 from .search import SearchFilters
 
 # One row per run. ``runs`` holds partial aggregate rows until background merges, so every read
@@ -148,37 +147,15 @@ ORDER BY seq, ts_us
 """
 
 
-# The point read runs ahead of the sink's inserts: ClickHouse pauses a query of a lower priority
-# (a larger number; the sink's is sink/writer.py INSERT_PRIORITY) at its next block while one of
-# a higher priority runs, and queries of priority 0 (every other route's) neither wait nor make
-# others wait. The read is ~15 ms of CPU, ~80 % of it query planning; beside inserts on 2 cores
-# its wall time was mostly the inserts' threads holding the cores (bench/run_read_live.py).
-READ_FIRST = {"priority": 1}
-# ClickHouse refuses any setting from a readonly=1 user (164) or one a profile constrains (452);
-# such a reader reads at the default priority rather than not at all.
-_REFUSED_SETTING = {164, 452}
-_no_priority: "weakref.WeakSet[Any]" = weakref.WeakSet()
-
-
-def _read_first(db: RowReader, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    if db not in _no_priority:
-        try:
-            return db.rows(sql, params, READ_FIRST)
-        except ApiError as exc:
-            if error_code(exc.__cause__ or exc) not in _REFUSED_SETTING:
-                raise
-            _no_priority.add(db)
-    return db.rows(sql, params)
-
-
 def run_events(db: RowReader, tenant: str, run_id: str) -> list[dict[str, Any]]:
     """The run's events in order, each with the run's header tuple in ``run``: one statement.
 
     The bounds are the (first, last) event time kept in the run's ``runs`` row by the insert
     that stores the events, so they cover every stored event and let ``FINAL`` (the table
     deduplicates redelivered events by event_id in merges) read a granule or two of the tenant's
-    key range instead of all of it: 42–119 ms unbounded on 10M events (docs/storage.md)."""
-    return _read_first(db, DETAIL_SQL, {"tenant": tenant, "run_id": run_id})
+    key range instead of all of it: 42–119 ms unbounded on 10M events (docs/storage.md).
+    It runs ahead of the sink's inserts (``read_priority``)."""
+    return read_first(db, DETAIL_SQL, {"tenant": tenant, "run_id": run_id})
 
 
 def run_header(run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:

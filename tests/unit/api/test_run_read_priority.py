@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from agentstream.api.errors import ApiError
+from agentstream.api.store import read_priority as P
 from agentstream.api.store import runs as R
 
 ROW: dict[str, Any] = {
@@ -48,10 +49,10 @@ def test_the_point_read_asks_for_priority_over_inserts() -> None:
     db = Reader()
     detail = R.run_detail(db, "t", "r")
     assert detail is not None and detail["run"]["status"] == "SUCCESS"
-    assert db.calls == [R.READ_FIRST]
+    assert db.calls == [P.READ_FIRST]
     # A smaller number runs first: the read must outrank the sink's inserts, and be non-zero
     # (priority 0 takes no part in ClickHouse's priorities).
-    assert 0 < R.READ_FIRST["priority"] < INSERT_PRIORITY
+    assert 0 < P.READ_FIRST["priority"] < INSERT_PRIORITY
 
 
 @pytest.mark.parametrize("code", [164, 452])  # READONLY, SETTING_CONSTRAINT_VIOLATION
@@ -59,10 +60,10 @@ def test_a_server_that_refuses_the_setting_still_gets_the_read(code: int) -> Non
     db = Reader(refuse=code)
     first = R.run_detail(db, "t", "r")
     assert first is not None and first["run"]["event_count"] == 1
-    assert db.calls == [R.READ_FIRST, None]
+    assert db.calls == [P.READ_FIRST, None]
     # remembered: later reads on this reader go straight to the plain form
     assert R.run_detail(db, "t", "r") == first
-    assert db.calls == [R.READ_FIRST, None, None]
+    assert db.calls == [P.READ_FIRST, None, None]
     assert R.run_detail(Reader(), "t", "r") is not None  # another reader still asks
 
 
@@ -70,4 +71,49 @@ def test_other_failures_are_not_swallowed() -> None:
     db = Reader(refuse=241)  # MEMORY_LIMIT_EXCEEDED: a real failure, not a refused setting
     with pytest.raises(ApiError):
         R.run_detail(db, "t", "r")
-    assert db.calls == [R.READ_FIRST]
+    assert db.calls == [P.READ_FIRST]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_occasional_reads_always_take_the_priority() -> None:
+    clock = Clock()
+    budget = P.PriorityBudget(share=0.5, window_s=1.0, clock=clock)
+    for _ in range(100):  # a 20 ms read every 200 ms: 10 % of the time
+        assert budget.allows()
+        clock.now += 0.02
+        budget.spent(0.02)
+        clock.now += 0.18
+
+
+@pytest.mark.parametrize("share", [0.25, 0.5])
+def test_reads_back_to_back_leave_the_inserts_the_rest_of_the_time(share: float) -> None:
+    clock = Clock()
+    budget = P.PriorityBudget(share=share, window_s=1.0, clock=clock)
+    prioritized = total = 0.0
+    for _ in range(3000):  # 20 ms reads with no gap, for 60 s
+        first = budget.allows()
+        clock.now += 0.02
+        if first:
+            budget.spent(0.02)
+            prioritized += 0.02
+        total += 0.02
+    assert share - 0.05 < prioritized / total < share + 0.05
+
+
+def test_read_first_falls_back_to_a_plain_read_once_the_budget_is_spent() -> None:
+    clock = Clock()
+    budget = P.PriorityBudget(share=0.5, window_s=1.0, clock=clock)
+    budget.spent(10.0)
+    db = Reader()
+    assert P.read_first(db, "SELECT 1", {}, budget) == [ROW]
+    assert db.calls == [None]
+    clock.now += 10.0  # the held time decays: reads take the priority again
+    P.read_first(db, "SELECT 1", {}, budget)
+    assert db.calls == [None, P.READ_FIRST]
