@@ -39,10 +39,14 @@ _DIGEST_PREFIX = re.compile(r"(?:sha|md|blake|xxh|crc|murmur|fnv)\d*[a-z]?\d*$")
 
 # Prefix, up to two short kind/env segments, then the rest of the token.
 _PREFIXED = re.compile(
-    r"(?<![A-Za-z0-9_+\-.])(?P<pfx>[a-z][a-z0-9]{1,11})[_-](?P<rest>[A-Za-z0-9_-][A-Za-z0-9_+-]{18,254}={0,2})"
+    r"(?<![A-Za-z0-9_+\-.])(?P<pfx>[a-z][a-z0-9]{1,11}|[A-Z][A-Z0-9]{1,11})(?P<sep>[_-])(?P<rest>[A-Za-z0-9_-][A-Za-z0-9_+-]{18,254}={0,2})"
     r"(?![A-Za-z0-9_+=-])")
 # A short uppercase issuer glued to 32+ lowercase hex (Twilio ``SK…``, ``AC…``); digests are one case.
 _GLUED_HEX = re.compile(r"(?<![A-Za-z0-9_+/-])[A-Z]{2,4}[0-9a-f]{32,64}(?![A-Za-z0-9_+/-])")
+# A short lowercase issuer, up to three short words, then one long random segment (``hvs.…``,
+# ``dp.st.prd.…``); module paths and host names have no 24-char random segment.
+_DOTTED_ONE = re.compile(
+    r"(?<![A-Za-z0-9_.\-/])[a-z]{1,5}(?:\.[a-z]{2,5}){0,3}\.(?P<body>[A-Za-z0-9_-]{24,512})(?![A-Za-z0-9_.\-/])")
 _DOTTED = re.compile(
     r"(?<![A-Za-z0-9_.\-/])[A-Za-z0-9]{2,12}(?:\.[A-Za-z0-9_-]{16,}){2,3}(?![A-Za-z0-9_.\-/])")
 
@@ -51,7 +55,7 @@ _DOTTED = re.compile(
 # which a UUID's groups of 4 and a final 12 never are). Short bounded repeats on purpose: each
 # costs the Hyperscan scan of every raw record (a window after "[a-z0-9][_-]" halved its rate).
 PREFILTER = (r"[_+-][A-Za-z0-9]{14}", r"[_+-][A-Za-z0-9]{8,13}[_+-]", r"[A-Z]{2}[0-9a-f]{8}",
-             r"\.[A-Za-z0-9_-]{16}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{16}")
+             r"\.[A-Za-z0-9_-]{16}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{16}|\.[A-Za-z0-9_-]{24}")
 
 
 def _bits(s: str) -> float:
@@ -73,8 +77,10 @@ def random_run(s: str, min_len: int) -> bool:
 
 def find_prefixed(text: str) -> Iterator[tuple[int, int]]:
     for m in _PREFIXED.finditer(text):
-        pfx, rest = m.group("pfx"), m.group("rest")
-        if pfx in ID_NOUNS or _DIGEST_PREFIX.match(pfx):
+        pfx, rest = m.group("pfx").lower(), m.group("rest")
+        # provider ids join with "_" (a few with "-"); a two-letter noun only with "_": fc_ is an
+        # OpenAI item id, fc- a Firecrawl key
+        if pfx in ID_NOUNS and (len(pfx) > 2 or m.group("sep") == "_") or _DIGEST_PREFIX.match(pfx):
             continue
         rest = rest.rstrip("=")
         segs = [s for s in re.split(r"[_+-]", rest) if s]
@@ -85,7 +91,7 @@ def find_prefixed(text: str) -> Iterator[tuple[int, int]]:
         longest = max(segs, key=len)
         if len(longest) >= 14 and len(segs) <= 1 + len(rest) // 10 and random_run(longest, 14):
             yield m.start(), m.end()
-        elif len(joined) >= 24 and joined != joined.lower() and joined != joined.upper() \
+        elif len(joined) >= 20 and joined != joined.lower() and joined != joined.upper() \
                 and len(segs) <= 1 + len(rest) // 6 and max(map(len, segs[:-1]), default=0) >= 8:
             yield m.start(), m.end()  # a base64url body cut by its own "-" and "_": mixed case, unlike slugs
 
@@ -100,4 +106,8 @@ def find_dotted(text: str) -> Iterator[tuple[int, int]]:
     for m in _DOTTED.finditer(text):
         segs = m.group(0).split(".")[1:]
         if all(random_run(s.replace("-", "").replace("_", ""), 14) for s in segs):
+            yield m.start(), m.end()
+    for m in _DOTTED_ONE.finditer(text):
+        body = m.group("body").replace("-", "").replace("_", "")
+        if random_run(body, 24) and body != body.lower() and body != body.upper():
             yield m.start(), m.end()
