@@ -35,6 +35,21 @@ def describe_batch(msgs: list[Any]) -> str:
     return f"{m.topic()}[{m.partition()}] offsets from {m.offset()} ({len(msgs)} records)"
 
 
+def hand_over_and_join(head: ProcessingStep[list[Any]], held: list[Any], timeout: float | None) -> None:
+    """Submits ``held`` (records read and not yet taken) to ``head``, polling while it refuses,
+    then closes and joins the chain, all within ``timeout``; the caller terminates it after."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while held and (end is None or time.monotonic() < end):
+        try:
+            head.submit(held)
+            held = []
+        except MessageRejected:
+            head.poll()
+            time.sleep(0.002)
+    head.close()
+    head.join(None if end is None else max(0.0, end - time.monotonic()))
+
+
 class StepChain(Protocol):
     """One assignment's chain: ``head`` takes ``consume()`` batches; ``failing`` while one of its
     steps retries an outage."""
@@ -150,16 +165,7 @@ class ChainDriver:
         if chain is None:
             return
         if join:
-            end = None if timeout is None else time.monotonic() + timeout
-            while held and (end is None or time.monotonic() < end):
-                try:
-                    chain.head.submit(held)
-                    held = []
-                except MessageRejected:
-                    chain.head.poll()
-                    time.sleep(0.002)
-            chain.head.close()
-            chain.head.join(None if end is None else max(0.0, end - time.monotonic()))
+            hand_over_and_join(chain.head, held, timeout)
         chain.head.terminate()
         self.chain = None
 
