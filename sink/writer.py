@@ -66,7 +66,8 @@ class RangeWriter:
     def fast_path_for(spec: TableSpec) -> bool:
         return spec.table in STAGING_TABLE
 
-    def _settings(self, token: str) -> dict[str, Any]:
+    def insert_settings(self, token: str) -> dict[str, Any]:
+        """The ClickHouse settings of an insert under dedup ``token``."""
         out: dict[str, Any] = {"insert_deduplicate": 1, "insert_deduplication_token": token,
                                "deduplicate_blocks_in_dependent_materialized_views": 1}
         if self.priority:
@@ -91,7 +92,7 @@ class RangeWriter:
             if c.schema_id in rng.fallback:
                 redo.append((c.schema_id, c.msgs))
                 continue
-            settings = self._settings(f"{rng.token}/avro:{c.schema_id}")
+            settings = self.insert_settings(f"{rng.token}/avro:{c.schema_id}")
             settings["max_insert_block_size"] = max(_DEFAULT_BLOCK, len(c.msgs) + 1)
             settings["output_format_json_escape_forward_slashes"] = 0
             # ClickHouse's default, set because chDB does not apply the view's own SETTINGS and a
@@ -126,5 +127,5 @@ class RangeWriter:
     def _python(self, spec: TableSpec, token: str, msgs: list[KafkaMessage]) -> tuple[int, list[Rejected]]:
         rows, rejected = convert(spec, self.codec, self.book, msgs)
         if rows:
-            self._client().insert(spec.table, rows, column_names=list(spec.columns), settings=self._settings(token))
+            self._client().insert(spec.table, rows, column_names=list(spec.columns), settings=self.insert_settings(token))
         return len(rows), rejected

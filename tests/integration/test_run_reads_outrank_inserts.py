@@ -36,7 +36,7 @@ def pauses_beside_reads(chdb_client: Any, reads: Any, counter: Db, table: str, t
     factory = sibling_factory(chdb_client)
     assert factory is not None
     inserter = factory()
-    settings = RangeWriter(lambda: inserter, Codec(), RetentionBook(30, 90), "g")._settings(token)
+    settings = RangeWriter(lambda: inserter, Codec(), RetentionBook(30, 90), "g").insert_settings(token)
     before = preempted(counter)
     done = threading.Event()
 

@@ -12,13 +12,13 @@ def writer(**kw) -> RangeWriter:
 
 
 def test_inserts_run_at_the_sink_priority_with_their_dedup_token() -> None:
-    s = writer()._settings("tok")
+    s = writer().insert_settings("tok")
     assert s["priority"] == INSERT_PRIORITY > 1
     assert s["insert_deduplication_token"] == "tok" and s["insert_deduplicate"] == 1
 
 
 def test_priority_zero_sends_no_priority() -> None:
-    assert "priority" not in writer(priority=0)._settings("tok")
+    assert "priority" not in writer(priority=0).insert_settings("tok")
 
 
 def test_the_setting_defaults_to_the_writer_priority() -> None:
