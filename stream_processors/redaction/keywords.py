@@ -185,7 +185,8 @@ def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
             # "PGPASSWORD=Tr0ub&4xyz", "--http-password=blue;vf9": the separator is not followed
             # by another name=value (a query string, a connection string), so it is part of the value
             while end < len(text) and text[end] in "&;" and not _NEXT_FIELD.match(text, end):
-                end = _VALUE_RUN.match(text, end + 1).end()
+                run = _VALUE_RUN.match(text, end + 1)  # "*": always matches
+                end = run.end() if run else end + 1
             v = text[m.start(g):end]
         if kind == "strong" and len(v) < 6 and v.isalpha():
             continue  # "auth: none", "cookie_samesite=Lax": a short bare word reads as a setting
