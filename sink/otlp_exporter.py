@@ -13,6 +13,7 @@ same ids (backends deduplicate or show one span).
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import Field, SecretStr
@@ -25,6 +26,8 @@ from agentstream.schemas.step_driver import ChainDriver
 from .export_steps import RETRYABLE, BackendUnavailable, ExportChain, ExportIO, build_export_chain
 
 __all__ = ["RETRYABLE", "BackendUnavailable", "OtlpExportSettings", "run_export"]
+
+log = logging.getLogger("agentstream.export.otlp")
 
 
 class OtlpExportSettings(BaseSettings):
@@ -114,6 +117,8 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
     finally:
         driver.stopping = True
         driver.finish(join=False)  # after a failure or Ctrl-C: what was not committed is dropped
+        log.info("exporter stopped: %s; %.1fs blocked, %.1fs paused by backpressure or retries", stats,
+                 driver.blocked_seconds, driver.paused_seconds)
         c.close()
         if client is None:
             http.close()

@@ -167,6 +167,8 @@ def forward(settings: ProcessorsSettings, *, static: Destination | None = None, 
     finally:
         driver.stopping = True
         driver.finish(join=False)  # after a failure or Ctrl-C: what was not committed is dropped
+        log.info("forwarder stopped: %s; %.1fs blocked, %.1fs paused by backpressure or retries", stats,
+                 driver.blocked_seconds, driver.paused_seconds)
         c.close()
         follower.close()
         book_ledger.close()
