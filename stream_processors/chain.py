@@ -15,7 +15,7 @@ import orjson
 
 from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
 
-from .detectors import drift, fleet, governance, governance_topology, runs
+from .detectors import fleet, governance, governance_topology, runs
 from .policies import PolicyBook, TenantPolicy
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import Redactor
@@ -94,80 +94,56 @@ class Chain:
         record-by-record isolation) it sees the book as it is now."""
         self.policies.new_batch()
         out: list[OutRecord] = []
-        states: dict[str, tuple[int, dict[str, Any], bool]] = {}
-        deltas: dict[str, dict[str, Any]] = {}
+        states: dict[str, list[Any]] = {}  # run_id -> [partition, state, ended]
+        deltas: dict[str, fleet.DeltaBuilder] = {}
+        # Each tenant's thresholds read out of its policy once per call, not once per event.
+        limits: dict[str, tuple[runs.Limits, governance.Compiled]] = {}
+        fleet_kinds = fleet.FLEET_KINDS
         for r in passed:
             e = r.event
             run_id, tenant = e["run_id"], e["tenant_id"]
+            src = r.source
             entry = states.get(run_id)
             if entry is None:
-                raw = get_state(r.source.partition, run_id.encode())
-                entry = (r.source.partition, orjson.loads(raw) if raw else runs.new_state(), False)
+                raw = get_state(src.partition, run_id.encode())
+                entry = states[run_id] = [src.partition, orjson.loads(raw) if raw else runs.new_state(), False]
             st = entry[1]
-            offset = r.source.offset
+            offset = src.offset
             if st.get("_o", -1) >= offset:
                 # Redelivered after a crash between flush and commit: already in this state (and
                 # in the fleet deltas flushed with it); the event itself is re-emitted, not recounted.
-                states[run_id] = entry
                 continue
             st["_o"] = offset
-            policy = self.policies.get(tenant)
-            findings = runs.observe(st, e, policy.loops, policy.budgets)
-            if e["kind"] == "STEP":
+            lim = limits.get(tenant)
+            if lim is None:
+                policy = self.policies.get(tenant)
+                lim = limits[tenant] = (runs.Limits(policy.loops, policy.budgets),
+                                        governance.compiled(policy.governance))
+            kind = e["kind"]
+            findings = runs.observe_with(st, e, lim[0])
+            if kind == "STEP":
                 gst = st.get("gov")
                 if gst is None:
                     gst = st["gov"] = governance.new_state()
-                findings += governance.observe(gst, e, policy.governance)
+                findings += governance.observe_compiled(gst, e, lim[1])
             for f in findings:
                 alert_id = _id(tenant, run_id, f.key or f.alert_type)
                 out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
-                                       e.get("agent_id"), e.get("agent_version"), run_id, [r.source]))
+                                       e.get("agent_id"), e.get("agent_version"), run_id, [src]))
                 if f.stop:
                     out.append(self._command(tenant, run_id, f"{f.alert_type}: {f.title}", alert_id))
-            kind = e["kind"]
-            states[run_id] = (entry[0], entry[1], entry[2] or kind == "RUN_END")
-            self._fleet_delta(deltas, e, r.source)
+            if kind == "RUN_END":
+                entry[2] = True
+            if kind in fleet_kinds:
+                d = deltas.get(tenant)
+                if d is None:
+                    d = deltas[tenant] = fleet.DeltaBuilder(tenant)
+                d.add(e, src.topic, src.partition, offset)
         for run_id, (partition, st, ended) in states.items():
             put_state(partition, run_id.encode(), None if ended else orjson.dumps(st))
         for tenant, d in deltas.items():
-            out.append(OutRecord(self.fleet_topic, tenant.encode(), orjson.dumps(d)))
+            out.append(OutRecord(self.fleet_topic, tenant.encode(), orjson.dumps(d.finish())))
         return out
-
-    @staticmethod
-    def _fleet_delta(deltas: dict[str, dict[str, Any]], e: dict[str, Any], src: InRecord) -> None:
-        kind = e["kind"]
-        if kind not in ("STEP", "RUN_START", "RUN_END"):
-            return
-        p = e.get("payload") or {}
-        tenant = e["tenant_id"]
-        d = deltas.get(tenant)
-        if d is None:
-            d = deltas[tenant] = fleet.new_delta(tenant)
-            d["src"] = {}
-        d["src"][f"{src.topic}|{src.partition}"] = src.offset
-        ts, agent, version, run_id = e["ts_us"], e["agent_id"], e["agent_version"], e["run_id"]
-        if kind == "RUN_START":
-            fleet.add_active(d, run_id, agent, ts)
-            # A root is registered too: its agent is the first of every chain below it.
-            d.setdefault("links", []).append([run_id, e.get("parent_run_id"), agent, "", ts])
-        elif kind == "RUN_END":
-            d["ended"].append(run_id)
-            d["active"].pop(run_id, None)
-            drift.add_run(fleet.drift_sample(d, agent, version, ts), p.get("status") != "SUCCESS",
-                          float(p.get("duration_ms") or 0.0), float(p.get("cost_usd") or 0.0),
-                          int(p.get("step_count") or 0))
-        else:
-            handoff = p.get("handoff")
-            if handoff and handoff.get("to_run_id"):
-                d.setdefault("links", []).append([handoff["to_run_id"], run_id, handoff.get("to_agent_id") or "",
-                                                  agent, ts])
-            llm = p.get("llm")
-            if llm and llm.get("cost_usd"):
-                fleet.add_spend(d, agent, ts, float(llm["cost_usd"]))
-            drift.add_step(fleet.drift_sample(d, agent, version, ts), p.get("name") or "step",
-                           float(p.get("latency_ms") or 0.0))
-            if run_id not in d["ended"]:
-                fleet.add_active(d, run_id, agent, ts)
 
     # ---- fleet path: per-tenant deltas -> budgets, drift -------------------------------------
 

@@ -32,7 +32,7 @@ import re
 from fnmatch import fnmatchcase, translate
 from typing import Any, Callable, Iterable, Mapping
 
-from .runs import DIGEST_ATTR, Finding, exceeds
+from .runs import DIGEST_ATTR, EMPTY, Finding, exceeds
 
 APPROVED = "approved"
 MAX_APPROVED_STEPS = 64  # approved step ids remembered for their retries
@@ -122,9 +122,14 @@ def _approval(state: dict[str, Any], out: list[Finding], rule: str, title: str, 
 
 
 def observe(state: dict[str, Any], event: Mapping[str, Any], gov: Mapping[str, Any]) -> list[Finding]:
+    return observe_compiled(state, event, compiled(gov))
+
+
+def observe_compiled(state: dict[str, Any], event: Mapping[str, Any], c: Compiled) -> list[Finding]:
+    """``observe`` with the tenant's mapping already compiled (the hot path's form)."""
     if event["kind"] != "STEP":
         return []
-    p = event.get("payload") or {}
+    p = event.get("payload") or EMPTY
     kind = p.get("step_kind")
     out: list[Finding] = []
     if kind == "APPROVAL" and p.get("approval"):
@@ -134,32 +139,35 @@ def observe(state: dict[str, Any], event: Mapping[str, Any], gov: Mapping[str, A
         return out
     if kind != "TOOL":
         return out
-    tool = p.get("tool") or {}
+    tool = p.get("tool") or EMPTY
     name = tool.get("tool_name") or p.get("name") or "tool"
-    digest = tool.get("args_digest") or (event.get("attributes") or {}).get(DIGEST_ATTR)
+    digest = tool.get("args_digest") or (event.get("attributes") or EMPTY).get(DIGEST_ATTR)
+    rule, limit, needs_approval = c.tool(name)
+    calls = state["calls"]
+    n = calls[name] = calls.get(name, 0) + 1
+    if len(calls) > MAX_TOOLS:
+        del calls[next(iter(calls))]
+    over = limit is not None and exceeds(n, limit)
+    forbidden = bool(digest) and digest in c.forbidden
+    pending, state["pending"] = state["pending"], None
+    if rule is None and not over and not forbidden and pending is None and not needs_approval:
+        return out  # the common call: nothing to judge, so no evidence is built
     step_id = p.get("step_id") or str(event.get("seq", ""))
     ev = {"tool": name, "step_id": step_id, "step_seq": str(event.get("seq", "")),
           "event_us": str(event.get("ts_us", "")), "args_digest": digest or ""}
 
-    c = compiled(gov)
-    rule, limit, needs_approval = c.tool(name)
     if rule == "tool_denied":
         _tool_rule(state, out, c, rule, name, f"tool {name} is denied by the tenant policy", ev)
     elif rule == "tool_not_allowed":
         _tool_rule(state, out, c, rule, name, f"tool {name} is not on the tenant's allow list", ev)
-    calls = state["calls"]
-    calls[name] = calls.get(name, 0) + 1
-    if len(calls) > MAX_TOOLS:
-        del calls[next(iter(calls))]
-    if limit is not None and exceeds(calls[name], limit):
+    if over:
         _tool_rule(state, out, c, "max_tool_calls", name,
-                   f"tool {name} called {calls[name]} times in one run (allowed {limit})",
-                   {**ev, "calls": str(calls[name]), "limit": str(limit)})
-    if digest and digest in c.forbidden:
+                   f"tool {name} called {n} times in one run (allowed {limit})",
+                   {**ev, "calls": str(n), "limit": str(limit)})
+    if forbidden:
         _tool_rule(state, out, c, "forbidden_args", name, f"tool {name} called with forbidden arguments",
                    ev, key=f"forbidden_args:{name}:{digest}")
 
-    pending, state["pending"] = state["pending"], None
     ok = state["ok_steps"]
     if pending is not None:
         want, decision, approval_step, approval_seq = pending
@@ -189,6 +197,5 @@ def observe(state: dict[str, Any], event: Mapping[str, Any], gov: Mapping[str, A
 
 
 def _trim(ok: dict[str, str]) -> None:
-    if len(ok) > MAX_APPROVED_STEPS:
-        for k in list(ok)[: len(ok) - MAX_APPROVED_STEPS]:
-            del ok[k]
+    while len(ok) > MAX_APPROVED_STEPS:  # oldest first, as inserted
+        del ok[next(iter(ok))]

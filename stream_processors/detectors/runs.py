@@ -29,6 +29,7 @@ Every threshold is the amount allowed; a finding is going over it (the SDK's rul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Mapping, cast
 
 PROGRESS_ATTR = "agentstream.progress_fingerprint"
@@ -104,9 +105,8 @@ def _chain_length(state: dict[str, Any], p: Mapping[str, Any]) -> int:
             chains[sid] = [root, n]
     elif sid:
         chains[sid] = [sid, n]
-    if len(chains) > MAX_CHAINS:
-        for k in list(chains)[: len(chains) - MAX_CHAINS]:
-            del chains[k]
+    while len(chains) > MAX_CHAINS:  # oldest first, as inserted
+        del chains[next(iter(chains))]
     return n
 
 
@@ -141,7 +141,8 @@ def _alternation(state: dict[str, Any], sig: str) -> int:
         n += 1
     else:
         n = 2 if b is not None else 1
-    state["alt"] = [b, sig, n]
+    alt = state["alt"]
+    alt[0], alt[1], alt[2] = b, sig, n  # in place: one list per run, not one per step
     return cast(int, n)
 
 
@@ -153,22 +154,57 @@ def _raise(state: dict[str, Any], out: list[Finding], f: Finding) -> None:
     out.append(f)
 
 
+EMPTY: Mapping[str, Any] = MappingProxyType({})  # an absent payload or attribute map, read only
+# (metric, the budget key that limits it), in the order findings are raised.
+RUN_BUDGETS = (("steps", "run_max_steps"), ("tokens", "run_max_tokens"), ("cost_usd", "run_max_cost_usd"),
+               ("wall_s", "run_max_wall_s"))
+
+
+class Limits:
+    """A tenant's loop thresholds and run budgets, read out of its policy mappings once.
+
+    Why: ``Chain.detect`` builds one per tenant per batch, so the ~10 lookups and conversions a
+    step used to cost are paid per batch; budgets that are not set cost nothing per event."""
+
+    __slots__ = ("max_retries", "window", "max_repeats", "max_ping_pong", "max_no_progress", "stop_on_loop",
+                 "hard", "warn_at", "run_limits")
+
+    def __init__(self, loops: Mapping[str, Any], budgets: Mapping[str, Any]) -> None:
+        self.max_retries = int(loops.get("max_retries", 5))
+        self.window = int(loops.get("repeat_window", DEFAULT_WINDOW) or 0)
+        self.max_repeats = int(loops.get("max_repeats", 5))
+        self.max_ping_pong = int(loops.get("max_ping_pong", 4))
+        self.max_no_progress = int(loops.get("max_no_progress", 3))
+        self.stop_on_loop = bool(loops.get("stop_on_loop", True))
+        self.hard = bool(budgets.get("hard_limit"))
+        self.warn_at = warn_fraction(budgets)
+        # A limit of 0 or None is no limit.
+        self.run_limits = tuple((metric, float(budgets[key])) for metric, key in RUN_BUDGETS if budgets.get(key))
+
+
 def observe(state: dict[str, Any], event: Mapping[str, Any], loops: Mapping[str, Any],
             budgets: Mapping[str, Any]) -> list[Finding]:
-    _upgrade(state)
+    return observe_with(state, event, Limits(loops, budgets))
+
+
+def observe_with(state: dict[str, Any], event: Mapping[str, Any], lim: Limits) -> list[Finding]:
+    """``observe`` with the tenant's thresholds already read (the hot path's form)."""
+    if state.get("v") != 2:
+        _upgrade(state)
     out: list[Finding] = []
     kind = event["kind"]
-    p = event.get("payload") or {}
-    attrs = event.get("attributes") or {}
+    p = event.get("payload") or EMPTY
+    attrs = event.get("attributes") or EMPTY
     if state["first_us"] is None:
         state["first_us"] = event["ts_us"]
     reasons: dict[str, str] = {}
     if kind == "STEP":
         state["steps"] += 1
-        llm = p.get("llm") or {}
-        state["tokens"] += int(llm.get("input_tokens") or 0) + int(llm.get("output_tokens") or 0)
-        state["cost"] += float(llm.get("cost_usd") or 0.0)
-        _loop_reasons(state, p, attrs, loops, reasons)
+        llm = p.get("llm")
+        if llm:
+            state["tokens"] += int(llm.get("input_tokens") or 0) + int(llm.get("output_tokens") or 0)
+            state["cost"] += float(llm.get("cost_usd") or 0.0)
+        _loop_reasons(state, p, attrs, lim, reasons)
     fp = attrs.get(PROGRESS_ATTR)
     if fp is None and kind == "DECISION":
         fp = f"{p.get('decision_type')}|{p.get('selected')}|{p.get('reason_code')}"
@@ -177,23 +213,24 @@ def observe(state: dict[str, Any], event: Mapping[str, Any], loops: Mapping[str,
         state["fp"][fp] = seen
         if len(state["fp"]) > MAX_FINGERPRINTS:  # bounded: keep the hottest fingerprints
             state["fp"] = dict(sorted(state["fp"].items(), key=lambda kv: -kv[1])[:MAX_FINGERPRINTS // 2])
-        limit = int(loops.get("max_no_progress", 3))
+        limit = lim.max_no_progress
         if exceeds(seen, limit):
             reasons["no_progress"] = f"fingerprint {fp[:64]} seen {seen} times (allowed {limit})"
-    if reasons:
+    if reasons and "loop" not in state["raised"]:  # one loop alert per run: later ones are not described
         ev = {"reasons": ",".join(sorted(reasons)), "step_seq": str(event.get("seq", "")),
               "event_us": str(event["ts_us"])}
         ev.update({f"reason.{k}": v for k, v in reasons.items()})
         _raise(state, out, Finding("loop", "CRITICAL", f"loop: {', '.join(sorted(reasons))}", ev,
-                                   stop=bool(loops.get("stop_on_loop", True)), key="loop"))
-    _check_budgets(state, event, budgets, out)
+                                   stop=lim.stop_on_loop, key="loop"))
+    if lim.run_limits:
+        _check_budgets(state, event, lim, out)
     return out
 
 
 def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[str, str],
-                  loops: Mapping[str, Any], reasons: dict[str, str]) -> None:
+                  lim: Limits, reasons: dict[str, str]) -> None:
     attempts = _chain_length(state, p)
-    max_retries = int(loops.get("max_retries", 5))
+    max_retries = lim.max_retries
     if exceeds(attempts - 1, max_retries):
         reasons["retry_chain"] = f"{p.get('name')}: {attempts - 1} retries in one chain (allowed {max_retries})"
     if attempts > 1:
@@ -201,14 +238,14 @@ def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[st
     sig = signature(p, attrs)
     if sig is None:
         return  # unknown arguments: never a repeat of anything
-    window = int(loops.get("repeat_window", DEFAULT_WINDOW) or 0)
+    window = lim.window
     seen = _count(state, sig, window)
-    max_repeats = int(loops.get("max_repeats", 5))
+    max_repeats = lim.max_repeats
     if exceeds(seen, max_repeats):
         where = f"the last {window} steps" if window > 0 else "the run"
         reasons["repeat"] = f"{sig} seen {seen} times in {where} (allowed {max_repeats})"
     alt = _alternation(state, sig)
-    pp = int(loops.get("max_ping_pong", 4))
+    pp = lim.max_ping_pong
     if exceeds(alt, 2 * pp):
         a, b = sorted(state["alt"][:2])
         reasons["ping_pong"] = f"{a} <-> {b} alternated for {alt} steps (allowed {2 * pp})"
@@ -231,21 +268,19 @@ def levels(used: float, limit: float, warn_at: float) -> list[str]:
     return out
 
 
-def _check_budgets(state: dict[str, Any], event: Mapping[str, Any], budgets: Mapping[str, Any],
-                   out: list[Finding]) -> None:
-    wall_s = (event["ts_us"] - (state["first_us"] or event["ts_us"])) / 1e6
-    hard = bool(budgets.get("hard_limit"))
-    warn_at = warn_fraction(budgets)
-    for metric, used, limit_key in (("steps", state["steps"], "run_max_steps"),
-                                    ("tokens", state["tokens"], "run_max_tokens"),
-                                    ("cost_usd", state["cost"], "run_max_cost_usd"),
-                                    ("wall_s", wall_s, "run_max_wall_s")):
-        limit = budgets.get(limit_key)
-        if not limit:
-            continue
-        limit = float(limit)
+def _check_budgets(state: dict[str, Any], event: Mapping[str, Any], lim: Limits, out: list[Finding]) -> None:
+    hard, warn_at, raised = lim.hard, lim.warn_at, state["raised"]
+    for metric, limit in lim.run_limits:
+        if metric == "steps":
+            used = state["steps"]
+        elif metric == "tokens":
+            used = state["tokens"]
+        elif metric == "cost_usd":
+            used = state["cost"]
+        else:
+            used = (event["ts_us"] - (state["first_us"] or event["ts_us"])) / 1e6
         for level in levels(used, limit, warn_at):
-            if f"{level}:{metric}" in state["raised"]:
+            if f"{level}:{metric}" in raised:
                 continue
             ev = {"metric": metric, "used": f"{used:.6g}", "limit": f"{limit:.6g}", "scope": "run",
                   "step_seq": str(event.get("seq", "")), "event_us": str(event["ts_us"])}
