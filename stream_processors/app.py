@@ -6,7 +6,8 @@ faust's per-message path alone tops out at a few thousand records/s here. ``raw_
 batch, produces through one confluent-kafka producer and commits only after every output is
 acknowledged. Per-run detector state is kept per raw partition with its own compacted changelog.
 faust keeps what is not per-event: the fleet agent (tenant spend windows, drift) over the small
-per-batch fleet deltas, with its changelog-backed table; the policies GlobalTable; the web server.
+per-batch fleet deltas, with its changelog-backed table; the web server. Policies are followed by
+every worker from the policies topic (policy_follower.py).
 """
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ import faust
 from faust.tables.manager import TableManager
 
 from agentstream.schemas import POLICY, Codec, make_resolver, topic_name
-from agentstream.schemas.alerting import is_alerting_key
 
 from . import changelog_tail
 from .chain import Chain
 from .emitter import Emitter
 from .metrics import ProcessorMetrics
 from .policies import PolicyBook
+from .policy_follower import PolicyCopy, PolicyFollower
 from .raw_loop import RawLoop
 from .records import InRecord
 from .redaction.engine import Redactor
@@ -86,22 +87,18 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
     prefix = settings.topic_prefix
     metrics = ProcessorMetrics()
 
-    policies_topic = app.topic(topic_name("policies", prefix), key_type=bytes, value_type=bytes,
-                               key_serializer="raw", value_serializer="raw")
-    # Faust never finishes assigning when a GlobalTable's changelog is a pre-existing topic on
-    # Tansu, so the policies topic is mirrored into the table's own (compacted) changelog by the
-    # ``policies`` agent below; every worker's GlobalTable then reads that changelog in full.
-    policy_table = app.GlobalTable("policies", key_type=bytes, value_type=bytes, partitions=1)
+    # Every worker follows the policies topic itself (policy_follower.py says why not a
+    # GlobalTable): a policy written at run time applies on every worker's partitions.
+    follower = PolicyFollower(settings.bootstrap_servers, topic_name("policies", prefix),
+                              PolicyCopy(lambda b: codec.decode_as(POLICY, b)))
+    app.add_dependency(follower)
     fleet_table = app.Table("fleet-state", key_type=bytes, value_type=bytes, partitions=partitions)
     changelog_tail.install(app, fleet_table, settings.bootstrap_servers)
     fleet_topic = app.topic(f"{prefix}{settings.app_id}-fleet", key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw", partitions=partitions,
                             internal=True)
 
-    def lookup_policy(tenant: str) -> bytes | None:
-        return policy_table.data.get(tenant.encode())
-
-    policies = PolicyBook(lookup_policy, lambda b: codec.decode_as(POLICY, b))
+    policies = PolicyBook(follower.get, lambda b: codec.decode_as(POLICY, b))
     chain = Chain(settings, codec, Redactor(settings.hash_key_bytes()), policies, fleet_topic.get_topic_name())
     emitter = Emitter(settings.bootstrap_servers)
     raw_loop = RawLoop(settings, chain, metrics, partitions)
@@ -127,27 +124,12 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
     async def fleet_agent(stream: faust.StreamT) -> None:
         # take_events is on faust's Stream, not on the StreamT interface it is typed as
         async for events in cast(faust.Stream, stream).take_events(1000, within=0.2):
+            await follower.wait_loaded()  # so that follower.get never blocks the event loop
             batch = [in_record(e.message) for e in events]
             out = chain.process_fleet(batch, lambda p, k: table_get(fleet_table, p, k),
                                       lambda p, k, v: table_put(fleet_table, p, k, v))
             await emitter.send_batch(out)
             metrics.observe_fleet(out)
-
-    @app.agent(policies_topic, name="policies")
-    async def policies_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            key, value = event.message.key, event.message.value
-            if not key or is_alerting_key(key):
-                continue  # alert routing/silence/state records are the forwarder's, not a policy
-            if value is None:
-                policy_table.pop(key, None)
-            else:
-                try:
-                    codec.decode_as(POLICY, value)
-                except Exception as exc:  # noqa: BLE001 - a bad policy must not stop the mirror
-                    log.error("ignoring undecodable policy for %r: %s", key, exc)
-                    continue
-                policy_table[key] = value
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -159,7 +141,7 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
         ready = (cast(TableManager, app.tables).recovery.completed.is_set() and bool(app.consumer.assignment())
-                 and raw_loop.ready.is_set())
+                 and raw_loop.ready.is_set() and follower.loaded.is_set())
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/metrics")
