@@ -1,6 +1,6 @@
 """Tenant policies: the Avro ``Policy`` record turned into what the detectors read.
 
-The compacted ``policies`` topic (keyed by tenant_id) is read as a global table by every worker;
+The compacted ``policies`` topic (keyed by tenant_id) is followed by every worker (policy_follower.py);
 ``PolicyBook`` caches the decoded form per tenant so the hot path does a dict lookup, not a decode.
 """
 from __future__ import annotations

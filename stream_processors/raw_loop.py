@@ -6,7 +6,7 @@ Why not a faust stream: measured on this machine, a faust agent that does nothin
 ~120k/s; the cost is faust's per-message path (a task per message in the drain loop, an Event
 per message, channel queues, per-message ack bookkeeping). So the worker reads ``raw`` here,
 in batches, in one thread of the worker process, and keeps faust for what is not per-event:
-the fleet agent (a few records per batch), the policies GlobalTable and the web/metrics server.
+the fleet agent (a few records per batch), the policy follower and the web/metrics server.
 
 Per-run detector state lives in ``RunStateStore``: a dict per owned raw partition, backed by a
 compacted changelog with the same partition numbers as raw. On assignment it is restored by

@@ -39,7 +39,7 @@ def replay_on_broker(fleet: Fleet, bootstrap: str, prefix: str, workdir: Path, q
     alerts: list[dict[str, Any]] = []
     commands: list[dict[str, Any]] = []
     try:
-        time.sleep(1.5)  # the policies reach the worker's global table through its changelog
+        time.sleep(1.5)  # the policies reach the worker's policy follower
         p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20})
         raw = topic_name("raw", prefix)
         before = worker.records_in()
