@@ -20,6 +20,7 @@ def export_otlp(
 ) -> None:
     """Send runs as traces and steps as spans (GenAI semantic conventions) to an OTLP backend;
     offsets are committed after the backend accepts each batch."""
+    from agentstream.schemas.consumer_errors import ConsumerCrash
     from agentstream.sink.otlp_exporter import BackendUnavailable, OtlpExportSettings, run_export
 
     update: dict = {"endpoint": endpoint, "tenant": tenant}
@@ -41,7 +42,7 @@ def export_otlp(
         raise typer.Exit(2) from exc
     try:
         stats = run_export(settings)
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, ConsumerCrash) as exc:
         typer.echo(f"error: {exc} (offsets not committed; a restart resumes there)", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"exported {stats['spans']} spans in {stats['batches']} batches")

@@ -64,7 +64,10 @@ def alerts_forward(webhook: Optional[str] = typer.Option(None, "--webhook", help
                        help="delivery ledger file: never the same alert twice to one destination"),
                    max_retries: int = typer.Option(6)) -> None:
     """Forward alerts by the tenants' routing rules (or to one --webhook), minus silenced ones."""
+    from agentstream.schemas.consumer_errors import ConsumerCrash
+
     from .alerts_io import forward_alerts
+    from .forward_steps import WebhookUnavailable
     from .settings import ProcessorsSettings
 
     try:
@@ -73,6 +76,10 @@ def alerts_forward(webhook: Optional[str] = typer.Option(None, "--webhook", help
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except (WebhookUnavailable, ConsumerCrash) as exc:
+        # one line, not a traceback: the alert is uncommitted and a restart resumes there
+        typer.echo(f"error: {exc} (the alert's offset is not committed; a restart resumes there)", err=True)
+        raise typer.Exit(1) from exc
 
 
 def _state_command(state: str):

@@ -252,3 +252,14 @@ def test_policy_reader_skips_alerting_records_and_bad_policies(cli, bootstrap, t
     assert res.exit_code == 0, res.output
     rec = read_policy(_settings(bootstrap, topic_prefix), tenant)
     assert rec is not None and rec["version"] == "v9" and rec["loops"]["max_repeats"] == 4
+
+
+def test_alerts_forward_command_out_of_retries_is_one_line_and_exit_1(cli, bootstrap, topic_prefix, unique,
+                                                                      receiver, tmp_path):
+    tenant = f"fwd-cli-{unique}"
+    _produce_alerts(bootstrap, topic_prefix, [_alert(tenant, 0)])
+    down = receiver([500, 500, 500])
+    res = cli("alerts", "forward", "--webhook", down.url, "--tenant", tenant, "--max-retries", "1",
+              "--ledger", str(tmp_path / "ledger"))
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output and "not committed" in res.output
