@@ -200,9 +200,17 @@ def _budget_trail(bootstrap: str, prefix: str, app_id: str, tenant: str, workers
             continue
         if a["tenant_id"] == tenant:
             alerts.append((a["alert_type"], a["evidence"].get("used_usd")))
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": app_id, "enable.auto.commit": False})
+    try:  # the fleet agent's group is faust's, named for the app id
+        fleet_parts = sorted({p for p, _o, _s in deltas})
+        committed = {tp.partition: tp.offset for tp in c.committed(
+            [TopicPartition(f"{prefix}{app_id}-fleet", p) for p in fleet_parts], timeout=10)}
+    finally:
+        c.close()
     logs = [f"worker{i}: " + line for i, w in enumerate(workers)
             for line in w.log_tail(400).splitlines() if "watermark" in line or "Traceback" in line]
-    return f"deltas {deltas}; changelog states {states}; alerts {alerts}; logs {logs}"
+    return (f"deltas {deltas}; fleet group committed {committed}; changelog states {states}; "
+            f"alerts {alerts}; logs {logs}")
 
 
 def _records_on_events(bootstrap: str, prefix: str, tenant: str, idle_s: float = 3.0) -> int:
