@@ -71,7 +71,7 @@ TRIGGER_WORDS = ("pass", "pw", "secret", "cred", "key", "token", "bearer", "cook
                  "insee", "nir", "curp", "rfc", "medicare", "nhs", "seed", "kek", "dek", "hmac", "unseal",
                  "recover", "unlock", "enrol", "backup", "material", "mnemonic", "master", "signing",
                  "licen", "mfa", "2fa", "wrapping", "keyring", "keystore", "truststore", "cipher",
-                 "activation")
+                 "activation", "kennw", "contrase", "senha", "wachtw", "senord", "salasan")
 TRIGGER = re.compile("|".join(TRIGGER_WORDS), re.IGNORECASE | re.ASCII)
 
 _Q = r"(?:\\{0,3}[\"'`])?"  # an optional quote, possibly escaped once or twice (JSON in a string)

@@ -36,11 +36,15 @@ _CLI = re.compile(
 _CLI_GROUPS = ("up", "smb", "my", "flag", "ossl")
 _VAR = re.compile(r"\$\{?\w+\}?|\$\(.*\)|%\w+%")  # "$DB_PASS", "${PW}", "$(cat f)", "%PASSWORD%"
 
+# English, and the word for it in German, Spanish, French, Portuguese, Dutch, Swedish, Finnish,
+# Italian (each holds an ASCII stem the byte prefilter knows: kennw, contrase, senha, pass…)
 _PROSE = re.compile(
-    r"(?i)\b(?:password|passphrase|passcode|passwd|pwd|pw|pin(?:[ \t]+code)?)"
-    r"(?:[ \t]+(?:for|of|to|on)[ \t]+(?:[\w@.:/-]+[ \t]+){0,2}?[\w@.:/-]+)?"
-    r"(?:[ \t]*(?P<conn>\bis\b|\bwas\b|\bwill[ \t]+be\b|:|=)[ \t]*:?|(?=[ \t]+[\"'`‘“]))[ \t]*")
-_QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "‘": "’", "“": "”"}
+    r"(?i)\b(?:password|passphrase|passcode|passwd|pwd|pw|pin(?:[ \t]+code)?|passwort|kennwort|contrase[ñn]a"
+    r"|senha|wachtwoord|l[öo]senord|salasana|mot[ \t]+de[ \t]+passe)"
+    r"(?:[ \t]+(?:for|of|to|on|f[üu]r|de|del|para|pour|voor|do|da|f[öo]r)[ \t]+(?:[\w@.:/-]+[ \t]+){0,2}?[\w@.:/-]+)?"
+    r"(?:[ \t]*(?P<conn>\b(?:is|was|ist|war|est|était|es|era|é|è|är|on|oli|lautet)\b|\bwill[ \t]+be\b|:|=)[ \t]*:?"
+    r"|(?=[ \t]+[\"'`‘“„«]))[ \t]*")
+_QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "‘": "’", "“": "”", "„": "“", "«": "»"}
 # A first word that says something ABOUT the password rather than being it.
 _ABOUT = frozenset((
     "incorrect", "correct", "wrong", "invalid", "valid", "required", "expired", "missing", "empty", "weak",
@@ -56,6 +60,14 @@ _ABOUT = frozenset((
     "may", "has", "had", "have", "to", "for", "of", "and", "or", "but", "if", "when", "here", "there",
     "below", "above", "attached", "identical", "stale", "outdated", "leaked", "last", "yesterday", "today",
     "recently", "already", "again", "successfully", "about", "like", "probably", "just",
+    # the same in the other languages the rule reads
+    "falsch", "richtig", "ungültig", "abgelaufen", "erforderlich", "zu", "sehr", "nicht", "kurz", "lang",
+    "geändert", "incorrecto", "incorrecta", "inválido", "inválida", "requerido", "requerida", "muy",
+    "demasiado", "corto", "corta", "no", "caducado", "caducada", "faux", "fausse", "invalide",
+    "requis", "obligatoire", "trop", "très", "pas", "court", "courte", "expiré", "incorreto", "incorreta",
+    "obrigatória", "não", "muito", "curta", "onjuist", "ongeldig", "niet", "te", "verplicht",
+    "fel", "ogiltigt", "inte", "för", "väärä", "virheellinen", "ei", "liian", "sbagliata", "errata",
+    "obbligatoria", "troppo", "non",
 ))
 _FUNCTION_WORDS = frozenset(("the", "a", "an", "to", "in", "of", "for", "be", "been", "is", "not", "and",
                              "at", "with", "by", "from", "on", "it", "that", "this", "than", "least", "must"))

@@ -286,7 +286,7 @@ RULES: tuple[Rule, ...] = (
     # credentials outside name=value syntax (prose_credentials.py)
     Rule("cli_credential", "credential_assignment", re.compile(""),
          _regex_trigger(prose.PREFILTER[0] + "|(?i:pass)"), finder=prose.find_cli),
-    Rule("prose_password", "credential_assignment", re.compile(""), _regex_trigger(r"(?i)pass|pwd|pw|pin"),
+    Rule("prose_password", "credential_assignment", re.compile(""), _regex_trigger(r"(?i)pass|pw|pin|kennw|contrase|senha|wachtw|senord|salasan"),
          finder=prose.find_prose),
     Rule("credential_word_value", "credential_assignment", re.compile(""),
          _regex_trigger(r"(?i)key|token|secret|cred|pass|signature|pat"), finder=prose.find_after_credential_word),
