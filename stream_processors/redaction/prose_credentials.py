@@ -36,8 +36,8 @@ _CLI = re.compile(
 _CLI_GROUPS = ("up", "smb", "my", "flag", "ossl")
 _VAR = re.compile(r"\$\{?\w+\}?|\$\(.*\)|%\w+%")  # "$DB_PASS", "${PW}", "$(cat f)", "%PASSWORD%"
 
-# English, and the word for it in German, Spanish, French, Portuguese, Dutch, Swedish, Finnish,
-# Italian (each holds an ASCII stem the byte prefilter knows: kennw, contrase, senha, pass…)
+# English, and the word for it in German, Spanish, French, Portuguese, Dutch, Swedish and Finnish
+# (each holds an ASCII stem the byte prefilter knows: kennw, contrase, senha, pass…)
 _PROSE = re.compile(
     r"(?i)\b(?:password|passphrase|passcode|passwd|pwd|pw|pin(?:[ \t]+code)?|passwort|kennwort|contrase[ñn]a"
     r"|senha|wachtwoord|l[öo]senord|salasana|mot[ \t]+de[ \t]+passe)"
