@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 from agentstream.schemas import PARTITIONER, Codec, make_resolver, topic_name
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
-from agentstream.schemas.steps import Abandoned, HeldBatch, MessageRejected
+from agentstream.schemas.step_driver import hand_over_and_join
+from agentstream.schemas.steps import Abandoned, HeldBatch
 
 from . import metrics as m
 from .dlq import DeadLetters, Rejected
@@ -320,16 +321,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         if chain is None:
             return
         if join:
-            end = None if timeout is None else time.monotonic() + timeout
-            while held and (end is None or time.monotonic() < end):
-                try:
-                    chain.head.submit(held)
-                    held = []
-                except MessageRejected:
-                    chain.head.poll()
-                    time.sleep(0.002)
-            chain.head.close()
-            chain.head.join(None if end is None else max(0.0, end - time.monotonic()))
+            hand_over_and_join(chain.head, held, timeout)
         chain.head.terminate()
         self._chain = None
 
