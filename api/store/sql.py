@@ -90,7 +90,7 @@ class SqlRunner:
         target = describe_target(tokens, cat.database)
         if target is not None:
             return describe(target, cat.readable, cat.database,
-                            lambda q: self._call(q, {}, self._limits(tenant), sql).result_rows)
+                            lambda q: self._call(q, {}, self.query_settings(tenant), sql).result_rows)
         scoped = scope_query(sql, cat.readable, cat.database)
         page = min(limit or s.sql_max_rows, s.sql_max_rows)
         digest = hashlib.sha256(sql.encode()).hexdigest()[:16]
@@ -102,7 +102,7 @@ class SqlRunner:
             offset = after[1]
         wrapped = f"SELECT * FROM ({scoped.sql}) LIMIT {page + 1} OFFSET {offset}"
         params = {TENANT_PARAM: tenant}
-        qs = self._limits(tenant)
+        qs = self.query_settings(tenant)
         tree = parse_query_tree([r[0] for r in self._call(f"EXPLAIN QUERY TREE {wrapped}", params, qs,
                                                           sql).result_rows])
         check_query_tree(tree, tenant, cat.readable, cat.database)
@@ -123,7 +123,9 @@ class SqlRunner:
             "elapsed_ms": round(elapsed_ms, 3),
         }
 
-    def _limits(self, tenant: str) -> dict[str, Any]:
+    def query_settings(self, tenant: str) -> dict[str, Any]:
+        """The ClickHouse settings every /v1/sql query of ``tenant`` runs with: its row-policy
+        tenant (when row policies are on), the time, memory and rows limits, readonly."""
         s = self.settings
         out: dict[str, Any] = {}
         if s.sql_tenant_setting:

@@ -126,6 +126,13 @@ class Redactor:
             self._verdicts[text] = found
         return found
 
+    def cache_info(self) -> dict[str, int]:
+        """The verdict cache's size and bound (as ``functools.lru_cache`` reports its own)."""
+        return {"entries": len(self._verdicts), "max_entries": CACHE_MAX_ENTRIES, "max_chars": CACHE_MAX_CHARS}
+
+    def cache_clear(self) -> None:
+        self._verdicts.clear()
+
     def _scan_rules(self, text: str) -> tuple[Finding, ...]:
         found: list[Finding] = []
         for rule in self.rules:

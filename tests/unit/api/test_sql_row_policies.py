@@ -34,10 +34,10 @@ def test_names_are_identifiers_only(bad):
 
 
 def test_runner_sends_the_tenant_setting_when_policies_are_on():
-    on = SqlRunner(None, ApiSettings(sql_tenant_setting=TENANT_SETTING))._limits("acme")
+    on = SqlRunner(None, ApiSettings(sql_tenant_setting=TENANT_SETTING)).query_settings("acme")
     assert list(on)[0] == TENANT_SETTING and on[TENANT_SETTING] == "acme"
     assert "readonly" not in on  # the policy user's profile holds readonly = 1
-    off = SqlRunner(None, ApiSettings())._limits("acme")
+    off = SqlRunner(None, ApiSettings()).query_settings("acme")
     assert TENANT_SETTING not in off and list(off)[-1] == "readonly"
 
 

@@ -22,21 +22,13 @@ UNIT = ROOT / "tests" / "unit"
 ACCESSORS = {"getattr", "setattr", "hasattr", "delattr"}
 
 ALLOWED: dict[tuple[str, str], str] = {
-    # white-box by nature: two implementations of one thing compared, a cache's bound
+    # white-box by nature: two implementations of one thing compared
     ("stream_processors/test_redaction_generated.py", "_prefilter"):
         "the Hyperscan prefilter against the re reference on the same texts; no public route "
         "reaches the prefilter alone (a miss and a hit both end in the full scan)",
-    ("stream_processors/test_hot_path.py", "_verdicts"):
-        "the redaction verdict cache's size bound; public route would be a cache_info() on "
-        "Redactor (stream processors' owner)",
     ("stream_processors/test_hot_path.py", "_walk"):
         "the fast path against the full walk on the same event; the full walk has no public "
         "entry of its own (stream processors' owner)",
-    # a private helper of another part, tested directly; its owner to make it public or
-    # to test it through its caller
-    ("api/test_sql_row_policies.py", "_limits"):
-        "SqlRunner's per-tenant settings; public route: a recording client passed to "
-        "SqlRunner, asserting the settings of the query it receives (API owner)",
 }
 
 
