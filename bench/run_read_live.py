@@ -71,17 +71,6 @@ def run_rows(tenant: str, runs: int) -> tuple[list[list[Any]], str]:
     return rows, rid
 
 
-class Plain:
-    """The reader as it read before query priorities: every read at ClickHouse's default."""
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-
-    def rows(self, sql: str, params: dict[str, Any] | None = None,
-             settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return self.db.rows(sql, params)
-
-
 class Given:
     """A RowReader over rows already read (the shaping step alone)."""
 
@@ -151,6 +140,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from agentstream.api.db import Db
+    from agentstream.api.store.read_priority import DefaultPriority
     from agentstream.api.store.runs import run_detail
     from agentstream.sink import apply_migrations, make_client
     from agentstream.sink.writer import INSERT_PRIORITY
@@ -220,7 +210,7 @@ def main() -> None:
             arm["priority"] = INSERT_PRIORITY if name == "now" else 0
             got: dict[str, list[float]] = {c: [] for c in CASES}
             n0 = inserted[0]
-            read_for(a.seconds, db if name == "now" else Plain(db), got)
+            read_for(a.seconds, db if name == "now" else DefaultPriority(db), got)
             arms.append({"arm": name, "inserts": inserted[0] - n0, **{c: summary(v) for c, v in got.items()}})
             for c in CASES:
                 pooled[name][c].extend(got[c])

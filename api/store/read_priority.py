@@ -60,6 +60,18 @@ class PriorityBudget:
 BUDGET = PriorityBudget()
 
 
+class DefaultPriority:
+    """A RowReader over ``db`` that reads at ClickHouse's default priority whatever the caller
+    asks: a run read that must leave the inserts alone (and the "before" arm of the benches)."""
+
+    def __init__(self, db: RowReader) -> None:
+        self.db = db
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None,
+             settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.db.rows(sql, params)
+
+
 def read_first(db: RowReader, sql: str, params: dict[str, Any],
                budget: PriorityBudget = BUDGET) -> list[dict[str, Any]]:
     """``db.rows(sql, params)``, at ``READ_FIRST`` when the budget and the server allow it."""

@@ -7,22 +7,12 @@ import threading
 from typing import Any
 
 from agentstream.api.db import Db, sibling_factory
+from agentstream.api.store.read_priority import DefaultPriority
 from agentstream.api.store.runs import run_events
 from agentstream.schemas import Codec
 from agentstream.sink import apply_migrations
 from agentstream.sink.retention import RetentionBook
 from agentstream.sink.writer import RangeWriter
-
-
-class PlainReads:
-    """Reads at ClickHouse's default priority (how run reads ran before)."""
-
-    def __init__(self, db: Db) -> None:
-        self.db = db
-
-    def rows(self, sql: str, params: dict[str, Any] | None = None,
-             settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return self.db.rows(sql, params)
 
 
 def preempted(db: Db) -> int:
@@ -65,7 +55,7 @@ def test_run_reads_pause_the_sinks_inserts_and_default_reads_do_not(chdb_client,
     try:
         db = Db(None, sibling_factory(chdb_client), pool_size=2)
         # the control first: reads at the default priority leave the insert alone
-        assert pauses_beside_reads(chdb_client, PlainReads(db), db, table, f"a-{unique}") == 0
+        assert pauses_beside_reads(chdb_client, DefaultPriority(db), db, table, f"a-{unique}") == 0
         assert pauses_beside_reads(chdb_client, db, db, table, f"b-{unique}") > 0
     finally:
         chdb_client.command(f"DROP TABLE IF EXISTS {table}")
