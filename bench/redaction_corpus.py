@@ -11,18 +11,15 @@ Last line: JSON with the figures.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import re
 import string
-import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
 import phonenumbers
 
+from redaction_scoring import Tally, outcome
+from redaction_scoring import main as scoring_main
 from redaction_values import A, D, H, _luhn_complete, _s, card, iban, jwt, phone_intl, rand_secret, ssn_digits, valid_mobile
 
 CONTEXTS = ("chat", "env", "locals", "sql", "json_args", "url", "http_headers", "log", "yaml")
@@ -269,61 +266,24 @@ def generate(n: int, seed: int) -> list[Case]:
     return out
 
 
-_RUN = re.compile(r"[A-Za-z0-9]{4,}")
-_TOKEN = re.compile(r"\[REDACTED:[a-z_]+\]|\[[a-z_]+:hmac:[0-9a-f]{16}\]")
-
-
 def evaluate(cases: list[Case], redact: Callable[[str], str]) -> dict:
-    cat = defaultdict(lambda: [0, 0, 0])  # lenient hits, strict hits, total
-    ctx = defaultdict(lambda: [0, 0, 0])
+    cat, ctx = Tally(), Tally()
     kept = [0, 0]
     misses: list[tuple[str, str, str]] = []
     for c in cases:
         out = redact(c.text)
-        bare = _TOKEN.sub(" ", out)  # "[REDACTED:email]" holds "mail": not a leak of the value
         for p in c.planted:
-            lenient = p.value not in out
-            # a run of the value may also occur in the text around it ("mail" of mail.co.uk): only
-            # more copies in the output than outside the value in the input is a leak
-            rest = c.text.replace(p.value, " ")
-            strict = lenient and not any(bare.count(run) > rest.count(run) for run in _RUN.findall(p.value))
-            for agg in (cat[p.category], ctx[c.context], cat["overall"]):
-                agg[0] += lenient
-                agg[1] += strict
-                agg[2] += 1
+            lenient, strict = outcome(c.text, out, p.value)
+            cat.add((p.category, "overall"), lenient, strict)
+            ctx.add((c.context,), lenient, strict)
             if not strict and len(misses) < 40:
                 misses.append((p.category, c.context, p.value))
         for x in c.lookalikes:
             kept[1] += 1
             kept[0] += x in out
-    return {
-        "per_category": {k: {"lenient": v[0] / v[2], "strict": v[1] / v[2], "n": v[2]} for k, v in sorted(cat.items())},
-        "per_context": {k: {"lenient": v[0] / v[2], "strict": v[1] / v[2], "n": v[2]} for k, v in sorted(ctx.items())},
-        "lookalikes_kept": kept[0] / max(kept[1], 1), "lookalikes": kept[1], "misses": misses,
-    }
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--texts", type=int, default=3000)
-    ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args()
-    from agentstream.stream_processors.redaction import DEFAULT_ACTIONS, Redactor
-    red = Redactor(b"bench-key")
-    rep = evaluate(generate(args.texts, args.seed), lambda t: red.redact_text(t, DEFAULT_ACTIONS, {}))
-    for section in ("per_category", "per_context"):
-        print(section)
-        for k, v in rep[section].items():
-            print(f"  {k:22s} lenient {v['lenient']:.3f}  strict {v['strict']:.3f}  (n={v['n']})")
-    print(f"look-alikes kept {rep['lookalikes_kept']:.4f} of {rep['lookalikes']}")
-    for m in rep["misses"][:40]:
-        print("  miss", m, file=sys.stderr)
-    overall = rep["per_category"]["overall"]
-    print(json.dumps({"texts": args.texts, "seed": args.seed, "recall": round(overall["lenient"], 4),
-                      "recall_strict": round(overall["strict"], 4),
-                      "min_category_recall": round(min(v["lenient"] for v in rep["per_category"].values()), 4),
-                      "lookalikes_kept": round(rep["lookalikes_kept"], 4)}))
+    return {"per_category": cat.rates(), "per_context": ctx.rates(),
+            "lookalikes_kept": kept[0] / max(kept[1], 1), "lookalikes": kept[1], "misses": misses}
 
 
 if __name__ == "__main__":
-    main()
+    scoring_main(generate, evaluate, 3000, 7, ("per_category", "per_context"), "min_category_recall")

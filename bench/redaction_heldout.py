@@ -17,16 +17,17 @@ survives either. Last line: JSON with the figures.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import random
 import re
 import string
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
+
+from redaction_scoring import Tally, outcome
+from redaction_scoring import main as scoring_main
 
 LOW = string.ascii_lowercase
 B62 = string.ascii_letters + string.digits
@@ -256,26 +257,16 @@ def generate(n: int, seed: int) -> list[Case]:
     return out
 
 
-_RUN = re.compile(r"[A-Za-z0-9]{4,}")
-_TOKEN = re.compile(r"\[REDACTED:[a-z_]+\]|\[[a-z_]+:hmac:[0-9a-f]{16}\]")
-
-
 def evaluate(cases: list[Case], redact: Callable[[str], str]) -> dict:
-    per = defaultdict(lambda: [0, 0, 0])  # lenient hits, strict hits, total
+    per = Tally()
     kept, lost = [0, 0], defaultdict(int)
     misses: list[tuple[str, str]] = []
     lost_examples: list[str] = []
     for c in cases:
         out = redact(c.text)
-        bare = _TOKEN.sub(" ", out)
         for p in c.planted:
-            lenient = p.value not in out
-            rest = c.text.replace(p.value, " ")
-            strict = lenient and not any(bare.count(run) > rest.count(run) for run in _RUN.findall(p.value))
-            for agg in (per[p.kind], per["overall"]):
-                agg[0] += lenient
-                agg[1] += strict
-                agg[2] += 1
+            lenient, strict = outcome(c.text, out, p.value)
+            per.add((p.kind, "overall"), lenient, strict)
             if not strict and len(misses) < 60:
                 misses.append((p.kind, p.text))
         for x in c.lookalikes:
@@ -286,32 +277,9 @@ def evaluate(cases: list[Case], redact: Callable[[str], str]) -> dict:
                 lost[re.sub(r"[0-9a-f]{6,}|\d+", "#", x)[:30]] += 1
                 if len(lost_examples) < 40:
                     lost_examples.append(x)
-    return {"per_kind": {k: {"lenient": v[0] / v[2], "strict": v[1] / v[2], "n": v[2]} for k, v in sorted(per.items())},
-            "lookalikes_kept": kept[0] / max(kept[1], 1), "lookalikes": kept[1], "misses": misses,
-            "lost": lost_examples}
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--texts", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=11)
-    args = ap.parse_args()
-    from agentstream.stream_processors.redaction import DEFAULT_ACTIONS, Redactor
-    red = Redactor(b"bench-key")
-    rep = evaluate(generate(args.texts, args.seed), lambda t: red.redact_text(t, DEFAULT_ACTIONS, {}))
-    for k, v in rep["per_kind"].items():
-        print(f"  {k:26s} lenient {v['lenient']:.3f}  strict {v['strict']:.3f}  (n={v['n']})")
-    print(f"look-alikes kept {rep['lookalikes_kept']:.4f} of {rep['lookalikes']}")
-    for m in rep["misses"]:
-        print("  miss", m, file=sys.stderr)
-    for x in rep["lost"]:
-        print("  lost", x, file=sys.stderr)
-    overall = rep["per_kind"]["overall"]
-    print(json.dumps({"texts": args.texts, "seed": args.seed, "recall": round(overall["lenient"], 4),
-                      "recall_strict": round(overall["strict"], 4),
-                      "min_kind_recall": round(min(v["lenient"] for v in rep["per_kind"].values()), 4),
-                      "lookalikes_kept": round(rep["lookalikes_kept"], 4)}))
+    return {"per_kind": per.rates(), "lookalikes_kept": kept[0] / max(kept[1], 1), "lookalikes": kept[1],
+            "misses": misses, "lost": lost_examples}
 
 
 if __name__ == "__main__":
-    main()
+    scoring_main(generate, evaluate, 2000, 11, ("per_kind",), "min_kind_recall")

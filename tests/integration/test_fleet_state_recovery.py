@@ -14,11 +14,11 @@ import uuid
 
 import orjson
 import pytest
+from alerts_topic import read_alerts
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from agentstream.schemas import ALERT, EVENT, Codec, topic_name
-from agentstream.schemas.codec import DecodeError
+from agentstream.schemas import EVENT, Codec, topic_name
 from agentstream.schemas.topics import create_topics
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.changelog_tail import read_tail
@@ -39,29 +39,6 @@ def _state(tenant: str, usd: float, now_us: int) -> bytes:
     fleet.add_spend(d, "agent", now_us, usd)
     fleet.apply(st, d, {"tenant_usd_per_day": 1.0})
     return orjson.dumps(st)
-
-
-def _breaches(bootstrap: str, prefix: str, tenant: str, timeout: float) -> list[dict]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex,
-                  "enable.auto.commit": False})
-    topic = topic_name("alerts", prefix)
-    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    found: list[dict] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not found:
-            for m in c.consume(100, 0.3):
-                if m.error() is not None:
-                    continue
-                try:
-                    a = codec.decode_as(ALERT, m.value())
-                except DecodeError:
-                    continue
-                if a["tenant_id"] == tenant and a["alert_type"] == "budget_breach":
-                    found.append(a)
-    finally:
-        c.close()
-    return found
 
 
 def test_state_after_the_first_record_of_the_last_changelog_batch_is_recovered(bootstrap, tmp_path, unique):
@@ -99,7 +76,8 @@ def test_state_after_the_first_record_of_the_last_changelog_batch_is_recovered(b
             raw.produce(topic_name("raw", prefix), codec.encode(EVENT, e), e["run_id"].encode())
         assert raw.flush(30) == 0
         # $0.90 recovered + $0.30 now = $1.20 > $1.00; with the $0.90 lost it would be $0.30
-        found = _breaches(bootstrap, prefix, tenant, timeout=60)
+        found = read_alerts(bootstrap, prefix, PARTITIONS,
+                            lambda a: a["tenant_id"] == tenant and a["alert_type"] == "budget_breach", bool, 60)
         assert found, "the recovered $0.90 was lost: no breach at $1.20 of $1.00"
         assert found[0]["evidence"]["used_usd"] == "1.2000"
     finally:

@@ -10,10 +10,10 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from alerts_topic import read_alerts
+from confluent_kafka import Producer
 
-from agentstream.schemas import ALERT, EVENT, Codec, topic_name
-from agentstream.schemas.codec import DecodeError
+from agentstream.schemas import EVENT, Codec, topic_name
 from agentstream.schemas.topics import create_topics
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.policy_io import set_policy
@@ -24,27 +24,6 @@ pytestmark = pytest.mark.integration
 codec = Codec()
 PARTITIONS = 4
 TENANTS = 8
-
-
-def _breached(bootstrap: str, prefix: str, tenants: set[str], timeout: float) -> set[str]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex, "enable.auto.commit": False})
-    c.assign([TopicPartition(topic_name("alerts", prefix), p, 0) for p in range(PARTITIONS)])
-    seen: set[str] = set()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and seen != tenants:
-            for m in c.consume(200, 0.3):
-                if m.error() is not None:
-                    continue
-                try:
-                    a = codec.decode_as(ALERT, m.value())
-                except DecodeError:
-                    continue
-                if a["tenant_id"] in tenants and a["alert_type"] == "budget_breach":
-                    seen.add(a["tenant_id"])
-    finally:
-        c.close()
-    return seen
 
 
 def test_a_policy_set_at_run_time_applies_on_every_worker(bootstrap, tmp_path, unique):
@@ -67,7 +46,10 @@ def test_a_policy_set_at_run_time_applies_on_every_worker(bootstrap, tmp_path, u
                 for e in (syn.run_start(t, run), syn.llm_step(t, run, 1, cost_usd=0.40), syn.run_end(t, run, 2)):
                     p.produce(topic_name("raw", prefix), codec.encode(EVENT, e), run.encode())
         assert p.flush(30) == 0
-        seen = _breached(bootstrap, prefix, tenants, timeout=90)
+        found = read_alerts(bootstrap, prefix, PARTITIONS,
+                            lambda a: a["tenant_id"] in tenants and a["alert_type"] == "budget_breach",
+                            lambda got: {a["tenant_id"] for a in got} == tenants, 90)
+        seen = {a["tenant_id"] for a in found}
         assert seen == tenants, f"no breach for {sorted(tenants - seen)}"
     finally:
         for w in workers:
