@@ -15,7 +15,8 @@ them, then:
 3. **live**: ``--writers`` threads, each on its own handle as the sink's insert threads are,
    insert ``--rows`` runs of 5 events (Python rows through clickhouse-connect, as the sink's
    mapper path does; 0 = one run through a server-side ``INSERT … SELECT``) every ``--every`` s,
-   while the reader repeats step 2. Two arms alternate, ``--rounds`` times each, ``--seconds``
+   while the reader repeats step 2 (back to back, or resting ``--pause`` s between rounds, as a
+   user opening runs would). Two arms alternate, ``--rounds`` times each, ``--seconds``
    each: ``before`` (no query priorities: how the read ran before) and ``now`` (the read as shipped:
    at priority within ``api/store/read_priority.py``'s budget, the inserts at ``sink.writer.INSERT_PRIORITY``).
 
@@ -137,6 +138,8 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=0.1, help="seconds between a writer's inserts")
     ap.add_argument("--rows", type=int, default=100, help="runs per insert (0: one, server-side)")
     ap.add_argument("--samples", type=int, default=60, help="per breakdown figure")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds the reader rests between its rounds of three reads (0: back to back)")
     a = ap.parse_args()
 
     from agentstream.api.db import Db
@@ -178,6 +181,7 @@ def main() -> None:
                 into[which].append((time.perf_counter() - t) * 1000)
                 if which == "new" and (out is None or out["run"]["event_count"] != 5):
                     incomplete += 1
+            time.sleep(a.pause)
 
     idle: dict[str, list[float]] = {c: [] for c in CASES}
     read_for(a.seconds, db, idle)
@@ -228,6 +232,7 @@ def main() -> None:
     print(f"runs inserted: {len(latest)}; active parts at the end: {dict(nparts)}; "
           f"runs read back incomplete: {incomplete}")
     print(json.dumps({"events": a.events, "writers": a.writers, "every_s": a.every, "rows": a.rows,
+                      "pause_s": a.pause,
                       "breakdown": parts, "idle": {c: summary(v) for c, v in idle.items()},
                       "arms": arms, "before": {c: summary(v) for c, v in pooled["before"].items()},
                       "now": {c: summary(v) for c, v in pooled["now"].items()},
