@@ -27,6 +27,7 @@ from agentstream.schemas.kafka_message import KafkaMessage
 from . import metrics as m
 from .containers import STAGING_TABLE, ContainerBuilder, rejected_data
 from .dlq import Rejected
+from .errors import clickhouse_code
 from .ledger import OffsetRange, record_plans
 from .retention import RetentionBook
 from .tables import TableSpec, convert
@@ -39,7 +40,10 @@ _DEFAULT_BLOCK = 1_048_449
 # a higher one runs (the API's run reads, api/store/read_priority.py), an insert pauses at its
 # next block, so a point read beside a stream of inserts gets the cores (measured in
 # bench/run_read_live.py). Queries of priority 0 neither wait nor make others wait.
-# SinkSettings.insert_priority (0: off, for a server whose profile refuses the setting).
+# SinkSettings.insert_priority (0: off, for a server whose profile refuses the setting; a refusal
+# at run time turns it off too, see RangeWriter._insert).
+# ClickHouse refuses a setting from a readonly user (164) or one a profile constrains (452).
+_REFUSED_SETTING = {164, 452}
 INSERT_PRIORITY = 8
 
 
@@ -100,8 +104,10 @@ class RangeWriter:
             # 'force_enable' ~2x slower (it filters the wide payload columns once per branch).
             settings["short_circuit_function_evaluation"] = "enable"
             try:
-                self._client().raw_insert(c.table, insert_block=c.data(), fmt="Avro",
-                                          settings=settings)
+                def avro_insert(st: dict[str, Any], c: Any = c) -> None:
+                    self._client().raw_insert(c.table, insert_block=c.data(), fmt="Avro", settings=st)
+
+                self._insert(avro_insert, settings)
             except Exception as exc:  # classified below; outages propagate
                 if not rejected_data(exc):
                     raise
@@ -127,5 +133,20 @@ class RangeWriter:
     def _python(self, spec: TableSpec, token: str, msgs: list[KafkaMessage]) -> tuple[int, list[Rejected]]:
         rows, rejected = convert(spec, self.codec, self.book, msgs)
         if rows:
-            self._client().insert(spec.table, rows, column_names=list(spec.columns), settings=self.insert_settings(token))
+            self._insert(lambda st: self._client().insert(spec.table, rows, column_names=list(spec.columns), settings=st),
+                         self.insert_settings(token))
         return len(rows), rejected
+
+    def _insert(self, call: Callable[[dict[str, Any]], Any], settings: dict[str, Any]) -> None:
+        """``call(settings)``; a server whose profile refuses the ``priority`` setting (a
+        constraint, 452) gets the insert at the default priority, and every later one too."""
+        try:
+            call(settings)
+        except Exception as exc:
+            if not self.priority or "priority" not in settings or clickhouse_code(exc) not in _REFUSED_SETTING:
+                raise
+            log.warning("ClickHouse refused the inserts' priority setting (code %s): inserting at the "
+                        "default priority from now on (AGENTSTREAM_SINK_INSERT_PRIORITY=0 says so up front)",
+                        clickhouse_code(exc))
+            self.priority = 0
+            call({k: v for k, v in settings.items() if k != "priority"})
