@@ -20,12 +20,17 @@ _RDKAFKA = re.compile(rb"^%(\d)\|[\d.]+\|([A-Z_]+)\|[^|]*\|\s*(.*)$")
 _VARIES = re.compile(rb"\(after \d+ms.*\)\s*$|\[thrd:[^\]]*\]|\d+")
 
 
+# which of the client's broker threads says it ("GroupCoordinator: h:p: ", "h:p/bootstrap: ",
+# "h:p/1: "): one broker going away is one message, whichever thread notices first
+_WHO = re.compile(rb"^(?:#: )?(?:GroupCoordinator: )?[^\s:]*:#(?:/[^\s:]+)?: ")
+
+
 def message_key(line: bytes) -> bytes | None:
     """The identity of a librdkafka log line (None for any other line)."""
     m = _RDKAFKA.match(line.rstrip(b"\n"))
     if m is None:
         return None
-    return m.group(2) + b"|" + _VARIES.sub(b"#", m.group(3))
+    return m.group(2) + b"|" + _WHO.sub(b"", _VARIES.sub(b"#", m.group(3)))
 
 
 class QuietKafkaLog:

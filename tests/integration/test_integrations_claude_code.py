@@ -20,7 +20,7 @@ from agentstream.api.auth import add_key
 from agentstream.api.gateway import GatewaySettings
 from agentstream.api.gateway.server import ThreadedGateway, free_port
 from agentstream.cli.hooks_claude_code import run_id_for
-from agentstream.cli.hooks_commands import _send
+from agentstream.cli.hooks_commands import send_hook_event
 from agentstream.producer.capture import canonical_json
 from agentstream.schemas import topic_name
 
@@ -147,10 +147,10 @@ def test_events_wait_in_the_outbox_while_the_gateway_is_down(gateway, bootstrap,
     try:
         dead = f"http://127.0.0.1:{free_port()}"
         for p in payloads[:3]:
-            _send(dead, "claude-code", "test", "AGENTSTREAM_TEST_HOOK_KEY", state, json.dumps(p))
+            send_hook_event(dead, "claude-code", "test", "AGENTSTREAM_TEST_HOOK_KEY", state, json.dumps(p))
         assert len((state / "outbox.jsonl").read_text().splitlines()) == 2  # start + Bash
         for p in payloads[3:]:
-            _send(gw.url, "claude-code", "test", "AGENTSTREAM_TEST_HOOK_KEY", state,
+            send_hook_event(gw.url, "claude-code", "test", "AGENTSTREAM_TEST_HOOK_KEY", state,
                   json.dumps(p))
     finally:
         del os.environ["AGENTSTREAM_TEST_HOOK_KEY"]

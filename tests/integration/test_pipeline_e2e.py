@@ -114,7 +114,8 @@ def test_decorated_agent_run_is_queryable_with_steps_in_order_and_totals(pipelin
 def test_planted_email_is_absent_from_every_clickhouse_table(pipeline, bootstrap, topic_prefix, tmp_path):
     tracer = tracer_for("e2e-acme", bootstrap, topic_prefix, tmp_path)
     with tracer.run("planted") as run:
-        with run.step("tool", "crm_lookup", customer=f"contact {EMAIL} about the refund"):
+        # a short value is kept and redacted in place; a sentence is content under metadata_only
+        with run.step("tool", "crm_lookup", customer=f"crm:{EMAIL}", note=f"contact {EMAIL} about the refund"):
             pass
         run.failure("tool", "not_found", message=f"no account for {EMAIL}")
         run_id = run.run_id
@@ -123,6 +124,7 @@ def test_planted_email_is_absent_from_every_clickhouse_table(pipeline, bootstrap
     assert EMAIL not in json.dumps(body)
     step = body["steps"][0]
     assert "customer" in step["attributes"] and EMAIL not in step["attributes"]["customer"]
+    assert "note" not in step["attributes"] and step["attributes"]["agentstream.attributes_dropped"] == "1"
     assert pipeline["stack"].tables_containing(EMAIL) == []
     assert pipeline["stack"].tables_containing(run_id), "the scan must see the run it looks for"
     tracer.close()

@@ -24,3 +24,15 @@ def test_other_lines_and_other_messages_pass():
     for line in REFUSED[:1] + [other] + plain + plain:
         assert q.filter_line(line) == line
     assert message_key(plain[0]) is None and q.suppressed == 0
+
+
+def test_one_broker_gone_is_one_message_whichever_thread_notices():
+    threads = [
+        b"%3|1796557247.918|FAIL|rdkafka#consumer-1| [thrd:GroupCoordinator]: GroupCoordinator: 127.0.0.1:53665: Connect to ipv4#127.0.0.1:53665 failed: Connection refused (after 0ms in state CONNECT)\n",
+        b"%3|1796557247.918|FAIL|rdkafka#consumer-1| [thrd:127.0.0.1:53665/111]: 127.0.0.1:53665/111: Connect to ipv4#127.0.0.1:53665 failed: Connection refused (after 0ms in state CONNECT)\n",
+        REFUSED[0],
+    ]
+    q = QuietKafkaLog()
+    assert [q.filter_line(x) for x in threads] == [threads[0], None, None]
+    other = b"%6|1796557247.918|FAIL|rdkafka#consumer-1| [thrd:GroupCoordinator]: GroupCoordinator: 127.0.0.1:53665: Disconnected: connection closed by peer (after 10386ms in state UP)\n"
+    assert q.filter_line(other) == other  # another message still shows
