@@ -25,6 +25,8 @@ from .settings import ProcessorsSettings
 GetState = Callable[[int, bytes], "bytes | None"]
 PutState = Callable[[int, bytes, "bytes | None"], None]
 ISSUER = "agentstream-processors"
+# In a tenant's fleet state: [partition, offset] of the last fleet delta it holds.
+FLEET_APPLIED = "applied"
 
 
 def _id(*parts: str) -> str:
@@ -159,6 +161,11 @@ class Chain:
             if entry is None:
                 raw = get_state(rec.partition, rec.key)
                 entry = states[rec.key] = (rec.partition, orjson.loads(raw) if raw else fleet.new_state())
+            # The state names the last delta it holds: a delta read again (its offset not committed
+            # before a crash or a rebalance, while the state it went into was) is not counted twice.
+            last = entry[1].get(FLEET_APPLIED)
+            if last is not None and last[0] == rec.partition and rec.offset <= last[1]:
+                continue
             policy = self.policies.book.get(tenant)  # another thread's path: not the raw batch's view
             sources = []
             for k, off in (delta.get("src") or {}).items():
@@ -171,6 +178,7 @@ class Chain:
                 findings += [(f, f.evidence.get("run_id"))
                              for f in governance_topology.apply(topo, delta.get("links") or [], policy.governance)]
                 governance_topology.forget_ended(topo, delta.get("ended") or [])
+            entry[1][FLEET_APPLIED] = [rec.partition, rec.offset]
             for f, run in findings:
                 alert_id = _id(tenant, f.key)
                 if f.alert:
