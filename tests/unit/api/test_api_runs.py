@@ -127,15 +127,21 @@ def test_run_detail_header_equals_the_runs_row(api, ch, tenant, auth):
 def test_run_detail_shows_a_redelivered_event_once(api, ch, tenant, auth):
     """The same event stored twice (a redelivery under another insert) is one step in detail."""
     run = make_run(tenant, 0)
-    insert_runs(ch, [run])
-    # Same event ids again, in a block that differs (one event more), so insert deduplication
-    # does not drop it: the table holds the events twice until a merge, and FINAL folds them.
-    run.tool("late", 1.0)
-    insert_runs(ch, [run])
-    stored = ch.query("SELECT count() FROM events WHERE tenant_id = {t:String} AND run_id = {r:String}",
-                      parameters={"t": tenant, "r": run.run_id}).result_rows[0][0]
-    assert stored > len(run.rows())  # the duplicates really are stored
-    body = api.get(f"/v1/runs/{run.run_id}", headers=auth).json()
+    # A background merge between the inserts and the count would fold the copies before the
+    # read, and the test would prove nothing: merges of events wait until the read is done.
+    ch.command("SYSTEM STOP MERGES events")
+    try:
+        insert_runs(ch, [run])
+        # Same event ids again, in a block that differs (one event more), so insert deduplication
+        # does not drop it: the table holds the events twice until a merge, and FINAL folds them.
+        run.tool("late", 1.0)
+        insert_runs(ch, [run])
+        stored = ch.query("SELECT count() FROM events WHERE tenant_id = {t:String} AND run_id = {r:String}",
+                          parameters={"t": tenant, "r": run.run_id}).result_rows[0][0]
+        assert stored > len(run.rows())  # the duplicates really are stored
+        body = api.get(f"/v1/runs/{run.run_id}", headers=auth).json()
+    finally:
+        ch.command("SYSTEM START MERGES events")
     assert [s["step_kind"] for s in body["steps"]] == ["PLAN", "LLM", "TOOL", "TOOL", "TOOL"]
     assert body["run"]["step_count"] == 5 and body["run"]["input_tokens"] == 100
     assert body["run"]["event_count"] == len(run.rows())
