@@ -50,6 +50,27 @@ def hand_over_and_join(head: ProcessingStep[list[Any]], held: list[Any], timeout
     head.join(None if end is None else max(0.0, end - time.monotonic()))
 
 
+def drop_chain(head: ProcessingStep[list[Any]] | None, held: HeldBatch, join: bool,
+               timeout: float | None = None) -> None:
+    """A chain's end (a revocation, a stop): ``join``, the records read (those it refused too)
+    are handed over and finished first, within ``timeout``; then it is terminated and the rest
+    dropped, uncommitted."""
+    records = held.take()
+    if head is None:
+        return
+    if join:
+        hand_over_and_join(head, records, timeout)
+    head.terminate()
+
+
+def pump(held: HeldBatch, head: ProcessingStep[list[Any]]) -> None:
+    """One turn of a driver: the held records offered to the chain, the chain polled, and
+    offered again (the poll may have made room)."""
+    held.offer(head)
+    head.poll()
+    held.offer(head)
+
+
 class StepChain(Protocol):
     """One assignment's chain: ``head`` takes ``consume()`` batches; ``failing`` while one of its
     steps retries an outage."""
@@ -143,9 +164,7 @@ class ChainDriver:
         chain = self.chain
         if chain is None:
             return read
-        self.held.offer(chain.head)
-        chain.head.poll()
-        self.held.offer(chain.head)  # the poll may have made room
+        pump(self.held, chain.head)
         want = chain.failing or self.held.blocked_for() > self.blocked_pause_s
         if want and self._paused_at is None:
             self._pause()
@@ -161,12 +180,7 @@ class ChainDriver:
             self.drop(join=False)
 
     def drop(self, join: bool, timeout: float | None = None) -> None:
-        chain, held = self.chain, self.held.take()
-        if chain is None:
-            return
-        if join:
-            hand_over_and_join(chain.head, held, timeout)
-        chain.head.terminate()
+        drop_chain(self.chain.head if self.chain is not None else None, self.held, join, timeout)
         self.chain = None
 
     @staticmethod

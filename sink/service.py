@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from agentstream.schemas import PARTITIONER, Codec, make_resolver, topic_name
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
-from agentstream.schemas.step_driver import hand_over_and_join
+from agentstream.schemas.step_driver import drop_chain, pump
 from agentstream.schemas.steps import Abandoned, HeldBatch
 
 from . import metrics as m
@@ -249,9 +249,7 @@ class Sink(RetryingMixin, ReadinessMixin):
                 self._held.add(records)
         if chain is None:
             return
-        self._held.offer(chain.head)
-        chain.head.poll()
-        self._held.offer(chain.head)  # the poll may have made room
+        pump(self._held, chain.head)
         want = chain.failing or self._held.blocked_for() > BLOCKED_PAUSE_S
         if want != self.paused:
             self._pause(want)
@@ -317,12 +315,7 @@ class Sink(RetryingMixin, ReadinessMixin):
     def _drop_chain(self, join: bool, timeout: float | None = None) -> None:
         """``join``: the records read (those the chain refused too) are stored and committed
         first, within ``timeout``; then whatever is left is dropped, uncommitted."""
-        chain, held = self._chain, self._held.take()
-        if chain is None:
-            return
-        if join:
-            hand_over_and_join(chain.head, held, timeout)
-        chain.head.terminate()
+        drop_chain(self._chain.head if self._chain is not None else None, self._held, join, timeout)
         self._chain = None
 
     @property

@@ -7,10 +7,10 @@ import uuid
 from typing import Any, Iterable
 
 from agentstream.schemas import PARTITIONER, POLICY, Codec, make_resolver, topic_name
-from agentstream.schemas.alerting import is_alerting_key
 
 from .policies import (BUDGET_DEFAULTS, GOVERNANCE_DEFAULTS, LOOP_DEFAULTS, TenantPolicy, governance_of,
                        validate_actions)
+from .policy_follower import PolicyCopy
 from .settings import ProcessorsSettings
 
 log = logging.getLogger(__name__)
@@ -97,24 +97,14 @@ def read_policies(settings: ProcessorsSettings, idle_s: float = 1.5,
         md = c.list_topics(name, timeout=10)
         parts = md.topics[name].partitions if name in md.topics else {}
         c.assign([TopicPartition(name, p, 0) for p in parts])
-        latest: dict[str, dict[str, Any]] = {}
+        copy = PolicyCopy(lambda b: codec.decode_as(POLICY, b))  # the workers' own record rules
         deadline, idle_until = time.monotonic() + timeout, time.monotonic() + idle_s
         while time.monotonic() < min(deadline, idle_until):
             for m in c.consume(500, 0.2):
-                key = m.key() if m.error() is None else None
-                # Alert routing, silence and state records share this topic under NUL-led keys.
-                if key and not is_alerting_key(key):
-                    tenant = key.decode("utf-8", "replace")
-                    if not m.value():
-                        latest.pop(tenant, None)  # a tombstone deletes the policy
-                    else:
-                        try:
-                            latest[tenant] = codec.decode_as(POLICY, m.value())
-                        except Exception as exc:  # noqa: BLE001 - one bad record must not hide the rest
-                            log.warning("skipping undecodable policy record for %r at offset %s: %s",
-                                        tenant, m.offset(), exc)
+                if m.error() is None:
+                    copy.apply(m.key(), m.value())
                 idle_until = time.monotonic() + idle_s
-        return latest
+        return {k.decode("utf-8", "replace"): codec.decode_as(POLICY, v) for k, v in copy.policies.items()}
     finally:
         c.close()
 

@@ -38,6 +38,7 @@ from mode import Service
 
 from agentstream.schemas import topic_name
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
+from agentstream.schemas.step_driver import pump
 from agentstream.schemas.steps import Abandoned, HeldBatch
 
 from .chain import Chain
@@ -281,9 +282,7 @@ class RawLoop(Service):
                 self._held.add(msgs)
         if chain is None:
             return
-        self._held.offer(chain.head)
-        chain.head.poll()
-        self._held.offer(chain.head)  # the poll may have made room
+        pump(self._held, chain.head)
         self._pause(chain.failing or self._held.blocked_for() > BLOCKED_PAUSE_S)
 
     def _pause(self, want: bool) -> None:

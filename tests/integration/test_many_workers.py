@@ -213,21 +213,8 @@ def _budget_trail(bootstrap: str, prefix: str, app_id: str, tenant: str, workers
             f"alerts {alerts}; logs {logs}")
 
 
-def _records_on_events(bootstrap: str, prefix: str, tenant: str, idle_s: float = 3.0) -> int:
+def _records_on_events(bootstrap: str, prefix: str, tenant: str) -> int:
     """Records of ``tenant`` on the events topic, read until idle (Tansu's end offsets run short)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "count-" + uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    # assigned, not subscribed: no group join to wait for
-    c.assign([TopicPartition(topic_name("events", prefix), p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-    n, quiet_since = 0, time.monotonic()
-    try:
-        while time.monotonic() - quiet_since < idle_s:
-            msgs = c.consume(1000, 0.5)
-            if msgs:
-                quiet_since = time.monotonic()
-            for m in msgs:
-                if m.error() is None and codec.decode_as(EVENT, m.value())["tenant_id"] == tenant:
-                    n += 1
-    finally:
-        c.close()
-    return n
+    topic = topic_name("events", prefix)
+    return sum(1 for m in _read_all(bootstrap, [(topic, p) for p in range(PARTITIONS)])
+               if codec.decode_as(EVENT, m.value())["tenant_id"] == tenant)
