@@ -80,7 +80,9 @@ def check_tokens(tokens: list[Token]) -> str:
                               "SETTINGS clauses are not allowed; limits are set by the server")
         if w == "INTO" and i + 1 < len(words) and words[i + 1] == "OUTFILE":
             raise SqlRejected("sql_output_forbidden", "INTO OUTFILE is not allowed")
-        if w == "FORMAT" and i + 1 < len(tokens) and tokens[i + 1].kind == "word" and (
+        # `AS format` and `e.format` name a column; a clause follows an expression, never these
+        named = i > 0 and (words[i - 1] == "AS" or tokens[i - 1].text == ".")
+        if w == "FORMAT" and not named and i + 1 < len(tokens) and tokens[i + 1].kind == "word" and (
             i + 2 >= len(tokens) or tokens[i + 2].text != "("
         ):
             raise SqlRejected("sql_output_forbidden",

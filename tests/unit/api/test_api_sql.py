@@ -85,6 +85,11 @@ def test_other_tenants_rows_never_come_back(api, auth, two_tenants, q):
     ("SELECT * FROM events SETTINGS readonly = 0", "sql_settings_forbidden"),
     ("SELECT 1 INTO OUTFILE '/tmp/x'", "sql_output_forbidden"),
     ("SELECT 1 FORMAT TabSeparated", "sql_output_forbidden"),
+    ("SELECT 1 AS format FORMAT TabSeparated", "sql_output_forbidden"),
+    ("SELECT e.format FROM (SELECT 1 AS format) AS e FORMAT JSON", "sql_output_forbidden"),
+    # a column called format is a name, not the clause (the lexer refused these before)
+    ("SELECT t.format AS format FROM (SELECT 1 AS format) AS t ORDER BY t.format DESC", None),
+    ("SELECT t.format FROM (SELECT 1 AS format) AS t ORDER BY t.format ASC", None),
     ("SELECT * FROM nope_table", "sql_forbidden_table"),
     ("SELEC 1", "sql_not_select"),
     ("SELECT (", "sql_syntax"),
