@@ -11,6 +11,7 @@ further model call (any call uses tokens; a paid call costs more than nothing).
 """
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass, fields
 
@@ -33,7 +34,12 @@ class Budget:
                          else getattr(fallback, f.name, None) for f in fields(self)})
 
     def any(self) -> bool:
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        """Any limit set? (asked once per run: one C call, not a generator over ``fields``)"""
+        return _limit_values(self).count(None) != _N_LIMITS
+
+
+_N_LIMITS = len(fields(Budget))
+_limit_values = operator.attrgetter(*(f.name for f in fields(Budget)))
 
 
 def exceeds(used: float, limit: float) -> bool:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any, Iterable, Literal
 
 from .context import current_step
+from .ids import uuid4_str
 from .run_state import RunState
 from .step import Step
 from .wire import FAILURE_TYPE_INDEX
@@ -195,7 +195,7 @@ class RunRecords(RunState):
                 **attrs: Any) -> str:
         """Records a handoff and returns the child's run id; open the child with
         ``tracer.run(..., run_id=that, parent=run)`` (same session, parent link)."""
-        to_run_id = to_run_id or str(uuid.uuid4())
+        to_run_id = to_run_id or uuid4_str()
         try:
             s = self.step("handoff", f"handoff {to_agent_id}", **attrs)
             s.handoff = {"to_agent_id": str(to_agent_id), "to_run_id": to_run_id, "role": role}

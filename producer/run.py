@@ -14,13 +14,13 @@ import itertools
 import logging
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 from .context import current_run, current_step
 from .enforcement import RunBudget
 from .errors import EnforcementError
 from .gate import RunGate
+from .ids import uuid4_str
 from .records import (APPROVAL_DECISIONS, FEEDBACK_VALUES, NEGATIVE_SIGNALS, ApprovalRequest,
                       RunRecords)
 from .step import CUSTOM, KIND_LOOKUP, LLM, TOOL, FastStep, PyStep, Step, _speedups
@@ -57,7 +57,7 @@ class Run(RunGate, RunRecords):
         self.agent_version = tracer.agent_version
         self.environment = tracer.environment
         self.name = name
-        self.run_id = run_id or str(uuid.uuid4())
+        self.run_id = run_id or uuid4_str()
         self.session_id = session_id
         self.parent_run_id = parent_run_id
         self.end_user_id = end_user_id  # the keyed digest (Tracer.run made it), never the raw id
@@ -91,7 +91,7 @@ class Run(RunGate, RunRecords):
         self.ended = False
         # Owned by the transport thread (pipeline.py).
         self._key = self.run_id.encode()
-        self._event_seed = str(uuid.uuid4())
+        self._event_seed = uuid4_str()
         self._wire: RunWire | None = None
         self._seq = 0
         self._buf: list[tuple[bytes, bytes]] = []  # an unsampled run's records, held to its end

@@ -16,6 +16,7 @@ from .commands import CommandListener
 from .context import current_run, current_step, propagate
 from .decorators import Decorators
 from .enforcement import Budget
+from .ids import uuid4_str
 from .pipeline import EventPipeline
 from .policy_follower import DurablePolicy, PolicyFollower
 from .pricing import PriceTable
@@ -120,9 +121,7 @@ class Tracer(Decorators):
             if rate >= 1.0:
                 sampled = True
             else:
-                import uuid as _uuid
-
-                rid = rid or str(_uuid.uuid4())
+                rid = rid or uuid4_str()
                 sampled = (int(rid.replace("-", "")[:8], 16) / 0xFFFFFFFF) < rate \
                     if _is_hex(rid) else (hash(rid) % 10_000) / 10_000 < rate
         if self._transport.needs_start and self.settings.enabled:
