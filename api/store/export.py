@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 from ..db import Db
 from .anonymize import Pseudonymizer, anonymize_detail
 from .otlp_export import run_to_otlp
-from .runs import DETAIL_COLUMNS, HEADER, RunFilters, run_detail, runs_subquery
+from .runs import DETAIL_COLUMNS, RunFilters, detail_of, runs_subquery
 
 PAGE = 200
 # --by for the sample: the run column ranked, worst (largest) first.
@@ -73,18 +73,6 @@ ORDER BY run_id, seq, ts_us
 """
 
 
-class _ReadRows:
-    """A ``RowReader`` over one run's rows already read, so ``run_detail`` shapes them exactly as it
-    shapes its own read (one shaping, whatever the path) without a query per run."""
-
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self._rows = rows
-
-    def rows(self, sql: str, params: dict[str, Any] | None = None,
-             settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return self._rows
-
-
 def page_details(db: Db, tenant: str, page: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """The run detail of every run in ``page``, in page order, from one events read."""
     by_run: dict[str, list[dict[str, Any]]] = {r["run_id"]: [] for r in page}
@@ -97,13 +85,8 @@ def page_details(db: Db, tenant: str, page: list[dict[str, Any]]) -> Iterator[di
         events = by_run[head["run_id"]]
         if not events:  # its events aged out between the two reads
             continue
-        # run_detail reads the run's header from the tuple its own query attaches to each row
-        header = (None, None, *(head[k] for k in HEADER))
-        for e in events:
-            e["run"] = header
-        detail = run_detail(_ReadRows(events), tenant, head["run_id"])
-        if detail is not None:
-            yield detail
+        # shaped by run detail's own code (one shaping, whatever the path), under the runs row
+        yield detail_of(head["run_id"], events, head)
 
 
 def formatter(req: ExportRequest) -> Callable[[dict[str, Any]], str]:

@@ -3,8 +3,9 @@
 ClickHouse pauses a query of a lower priority (a larger number; the sink's inserts run at
 ``SinkSettings.insert_priority``, 8) at its next block while one of a higher priority runs;
 queries of priority 0 (every other route's) neither wait nor make others wait. A run read is
-~15-20 ms, ~80 % of it query planning, and beside inserts on 2 cores its wall time was mostly
-the inserts holding the cores (bench/run_read_live.py). Reads that never stop (clients polling
+~4 ms idle since it reads ``run_events`` (it was 15-20 ms, ~80 % of it query planning), and
+beside inserts on 2 cores its wall time is mostly waiting for the cores, which the inserts
+hold too (bench/run_read_live.py). Reads that never stop (clients polling
 back to back) would pause the inserts for good (measured: bench/e2e.py's two back-to-back pollers
 stretched idle inserts from ~180 to ~300 ms), so reads take the priority for at most about
 ``share`` of the time: the inserts always keep the rest.

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from ..db import Db, RowReader
+from ..errors import ApiError
 from ..pagination import decode_cursor, page_of
 from .read_priority import read_first
 from .search import SearchFilters
@@ -117,9 +118,8 @@ def get_run(db: Db, tenant: str, run_id: str) -> dict[str, Any] | None:
     return shape_run(row) if row else None
 
 
-# What run detail reads of each event. On chDB each column a point read touches costs ~0.3–0.5
-# ms whatever the row count (the plan and one granule per column), so only what the response
-# shows is read: RUN_END's status/outcome/duration come from the run header instead.
+# What the run export reads of each event from ``events`` (api/store/export.py): what the
+# response shows. RUN_END's status/outcome/duration come from the run's header instead.
 DETAIL_COLUMNS = """
     kind, seq, event_id,
     toUnixTimestamp64Micro(ts) AS ts_us,
@@ -133,37 +133,89 @@ DETAIL_COLUMNS = """
     signal_type, signal_code, signal_value,
     payload, attributes
 """
-# The run's non-additive header fields from ``runs`` (FINAL merges its partial rows by the sort
-# key). Its first two elements, the run's first and last event time, bound the events read.
+# The run's non-additive header fields, as ``runs`` aggregates them (RUN_COLUMNS).
 HEADER = ("agent_id", "agent_version", "environment", "session_id", "parent_run_id", "entrypoint",
           "status", "outcome", "duration_ms")
-DETAIL_SQL = f"""
-WITH (SELECT (started_ts, last_ts, {", ".join(HEADER)}) FROM runs FINAL
-      WHERE tenant_id = {{tenant:String}} AND run_id = {{run_id:String}}) AS run
-SELECT run, {DETAIL_COLUMNS}
-FROM events FINAL
-WHERE tenant_id = {{tenant:String}} AND run_id = {{run_id:String}} AND ts BETWEEN run.1 AND run.2
-ORDER BY seq, ts_us
-"""
+
+# ``run_events.detail`` (0010_run_events.sql): a JSON array, [layout version, *these fields].
+# A later layout only appends fields, so a reader takes the fields it knows from any version.
+RUN_EVENT_FIELDS = (
+    "kind", "seq", "event_id", "ts_us", "step_id", "step_kind", "name", "status",
+    "parent_step_id", "started_us", "latency_ms", "attempt", "retry_of", "provider",
+    "request_model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cost_usd", "tool_name", "args_digest", "failure_type", "failure_code", "decision_type",
+    "selected", "candidates", "reason_code", "confidence", "signal_type", "signal_code",
+    "signal_value", "payload", "attributes", "agent_id", "agent_version", "environment",
+    "session_id", "parent_run_id", "run_status", "outcome", "duration_ms", "inserted_ms",
+)
+_TEXT_FLOATS = ("latency_ms", "cost_usd", "duration_ms")  # toString'ed: nan/inf survive
+# One column, the run's own granule(s), no FINAL: a fraction of the plan the 35-column read of
+# ``events`` FINAL cost (bench/run_read_live.py). Copies of one event are folded by the reader.
+RUN_EVENTS_SQL = ("SELECT detail FROM run_events "
+                  "WHERE tenant_id = {tenant:String} AND run_id = {run_id:String}")
+
+
+def decode_run_event(detail: str) -> dict[str, Any]:
+    """Pure: one ``run_events.detail`` as the event's fields (ValueError if it is not one)."""
+    values = json.loads(detail)
+    if not isinstance(values, list) or len(values) < 1 + len(RUN_EVENT_FIELDS) \
+            or not isinstance(values[0], int) or values[0] < 1:
+        raise ValueError("run_events.detail is not a layout this reader knows")
+    ev = dict(zip(RUN_EVENT_FIELDS, values[1:]))
+    for k in _TEXT_FLOATS:
+        ev[k] = float(ev[k])
+    if ev["confidence"] is not None:
+        ev["confidence"] = float(ev["confidence"])
+    return ev
+
+
+def run_event_rows(details: Iterable[str]) -> list[dict[str, Any]]:
+    """Pure: the run's events, one per event_id, in order (seq, then time).
+
+    An event delivered twice is stored twice until a merge; the copy kept is the one inserted
+    last, as the merge (ReplacingMergeTree(inserted_at)) and ``events FINAL`` keep."""
+    latest: dict[str, dict[str, Any]] = {}
+    for detail in details:
+        ev = decode_run_event(detail)
+        seen = latest.get(ev["event_id"])
+        if seen is None or ev["inserted_ms"] >= seen["inserted_ms"]:
+            latest[ev["event_id"]] = ev
+    return sorted(latest.values(), key=lambda e: (e["seq"], e["ts_us"], e["event_id"]))
+
+
+def header_of(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pure: the run's header fields from its events, by ``runs_mv``'s rules (0002_runs.sql):
+    identity from the last event, the rest the max over events (a live run's status is '')."""
+    last = events[-1]
+    return {
+        "agent_id": last["agent_id"], "agent_version": last["agent_version"],
+        "environment": last["environment"],
+        "session_id": max(e["session_id"] for e in events),
+        "parent_run_id": max(e["parent_run_id"] for e in events),
+        "entrypoint": max(e["name"] if e["kind"] == "RUN_START" else "" for e in events),
+        "status": max(e["run_status"] for e in events),
+        "outcome": max(e["outcome"] for e in events),
+        "duration_ms": max(e["duration_ms"] for e in events),
+    }
 
 
 def run_events(db: RowReader, tenant: str, run_id: str) -> list[dict[str, Any]]:
-    """The run's events in order, each with the run's header tuple in ``run``: one statement.
+    """The run's events in order, deduplicated, each with its header fields: one statement,
+    ahead of the sink's inserts (``read_priority``). [] for a run the tenant does not have."""
+    rows = read_first(db, RUN_EVENTS_SQL, {"tenant": tenant, "run_id": run_id})
+    try:
+        return run_event_rows(r["detail"] for r in rows)
+    except (ValueError, TypeError, KeyError) as exc:  # a layout or field this reader cannot read
+        raise ApiError(500, "stored_event_unreadable",
+                       "a stored event of this run is not in a layout this server reads") from exc
 
-    The bounds are the (first, last) event time kept in the run's ``runs`` row by the insert
-    that stores the events, so they cover every stored event and let ``FINAL`` (the table
-    deduplicates redelivered events by event_id in merges) read a granule or two of the tenant's
-    key range instead of all of it: 42–119 ms unbounded on 10M events (docs/storage.md).
-    It runs ahead of the sink's inserts (``read_priority``)."""
-    return read_first(db, DETAIL_SQL, {"tenant": tenant, "run_id": run_id})
 
-
-def run_header(run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pure: the run's row, shaped like ``get_run``'s, from its events read by ``run_events``.
+def run_header(run_id: str, events: list[dict[str, Any]], head: dict[str, Any]) -> dict[str, Any]:
+    """Pure: the run's row, shaped like ``get_run``'s, from its events and ``head`` (the
+    ``HEADER`` fields: ``header_of(events)``, or a ``runs`` row).
 
     The additive totals are counted from the events themselves, by the same rules as
-    ``runs_mv`` (0002_runs.sql); the events are ``FINAL``, so a redelivery is counted once."""
-    head = dict(zip(HEADER, events[0]["run"][2:]))
+    ``runs_mv`` (0002_runs.sql); the events are deduplicated, so a redelivery counts once."""
     # Key order as get_run's (RUN_COLUMNS): identity, time span, outcome, totals.
     out: dict[str, Any] = {"run_id": run_id, **{k: head[k] for k in HEADER[:6]},
                            "started_us": min(e["ts_us"] for e in events),
@@ -214,10 +266,14 @@ def _step(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_detail(db: RowReader, tenant: str, run_id: str) -> dict[str, Any] | None:
+    """GET /v1/runs/{id}: the run and its events, or None if the tenant has no such run."""
     events = run_events(db, tenant, run_id)
-    if not events:
-        return None
-    run = run_header(run_id, events)
+    return detail_of(run_id, events, header_of(events)) if events else None
+
+
+def detail_of(run_id: str, events: list[dict[str, Any]], head: dict[str, Any]) -> dict[str, Any]:
+    """Pure: the run detail of ``events`` (in order, one per event) under ``head``."""
+    run = run_header(run_id, events, head)
     steps, failures, decisions, signals, other = [], [], [], [], []
     for r in events:
         base = {"seq": r["seq"], "event_id": r["event_id"], "ts_us": r["ts_us"]}

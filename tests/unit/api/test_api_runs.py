@@ -130,6 +130,7 @@ def test_run_detail_shows_a_redelivered_event_once(api, ch, tenant, auth):
     # A background merge between the inserts and the count would fold the copies before the
     # read, and the test would prove nothing: merges of events wait until the read is done.
     ch.command("SYSTEM STOP MERGES events")
+    ch.command("SYSTEM STOP MERGES run_events")  # run detail's own copy (0010)
     try:
         insert_runs(ch, [run])
         # Same event ids again, in a block that differs (one event more), so insert deduplication
@@ -139,9 +140,13 @@ def test_run_detail_shows_a_redelivered_event_once(api, ch, tenant, auth):
         stored = ch.query("SELECT count() FROM events WHERE tenant_id = {t:String} AND run_id = {r:String}",
                           parameters={"t": tenant, "r": run.run_id}).result_rows[0][0]
         assert stored > len(run.rows())  # the duplicates really are stored
+        copies = ch.query("SELECT count() FROM run_events WHERE tenant_id = {t:String} AND run_id = {r:String}",
+                          parameters={"t": tenant, "r": run.run_id}).result_rows[0][0]
+        assert copies > len(run.rows())  # and in what run detail reads
         body = api.get(f"/v1/runs/{run.run_id}", headers=auth).json()
     finally:
         ch.command("SYSTEM START MERGES events")
+        ch.command("SYSTEM START MERGES run_events")
     assert [s["step_kind"] for s in body["steps"]] == ["PLAN", "LLM", "TOOL", "TOOL", "TOOL"]
     assert body["run"]["step_count"] == 5 and body["run"]["input_tokens"] == 100
     assert body["run"]["event_count"] == len(run.rows())
