@@ -36,10 +36,15 @@ package_data["agentstream.api"] = DATA + ["static/**/*", "templates/*"]
 SPEEDUPS = Extension("agentstream.producer._speedups", ["producer/_speedups.c"], optional=True,
                      extra_compile_args=["-O2"])
 
+# The SDK's per-event encoder in C (producer/_wirecore.c), optional the same way: without it
+# producer/wire.py encodes every event, byte for byte the same.
+WIRECORE = Extension("agentstream.producer._wirecore", ["producer/_wirecore.c"], optional=True,
+                     extra_compile_args=["-O2"])
+
 # The processors' field reader (stream_processors/_fieldreader.c), optional the same way: without
 # it the program runs in stream_processors/_fieldreader_py.py, with the same results.
 FIELDREADER = Extension("agentstream.stream_processors._fieldreader", ["stream_processors/_fieldreader.c"],
                         optional=True, extra_compile_args=["-O2"])
 
 setup(packages=packages, package_dir=package_dir, package_data=package_data,
-      ext_modules=[SPEEDUPS, FIELDREADER])
+      ext_modules=[SPEEDUPS, WIRECORE, FIELDREADER])

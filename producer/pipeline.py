@@ -25,7 +25,7 @@ def clean_attributes(attrs: dict[str, Any]) -> dict[str, str]:
 
 class EventPipeline:
     def __init__(self, header: Callable[[], bytes], sdk_version: str, capture_mode: str,
-                 policy_version: str, buffer_max: int) -> None:
+                 policy_version: str, buffer_max: int, speedups: bool = True) -> None:
         self._header_fn = header
         self._header: bytes | None = None
         self.sdk_version = sdk_version
@@ -33,6 +33,7 @@ class EventPipeline:
         self.policy_version = policy_version
         self.buffer_max = buffer_max
         self.sampled_out = 0
+        self.speedups = speedups  # the C encoder (_wirecore.c) for the shapes it handles
 
     def _wire(self, run: Run) -> RunWire:
         if self._header is None:
@@ -42,7 +43,8 @@ class EventPipeline:
                     run_id=run.run_id, session_id=run.session_id,
                     parent_run_id=run.parent_run_id, sdk_version=self.sdk_version,
                     capture_mode=self.capture_mode, policy_version=self.policy_version,
-                    event_id_seed=run._event_seed, end_user_id=run.end_user_id)
+                    event_id_seed=run._event_seed, end_user_id=run.end_user_id,
+                    speedups=self.speedups)
         run._wire = w
         return w
 

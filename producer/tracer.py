@@ -86,7 +86,7 @@ class Tracer(Decorators):
         self.commands_topic = topic_name("commands", settings.topic_prefix)
         self._pipeline = EventPipeline(_event_header(settings), SDK_VERSION,
                                        self._policy.wire_mode, settings.policy_version,
-                                       settings.sample_buffer_max)
+                                       settings.sample_buffer_max, settings.speedups)
         self._transport = Transport(settings, self.topic, self._pipeline.process,
                                     producer_factory)
         self._producer_factory = producer_factory  # the durable-action audit producer's too

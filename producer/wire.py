@@ -13,6 +13,11 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+try:  # the same encoding in C for the common shapes (_wirecore.c); built when a compiler is there
+    from ._wirecore import encode_event as _c_encode_event
+except ImportError:
+    _c_encode_event = None
+
 # Branch order of the payload union and symbol order of the enums in Event.v2.avsc (as in v1).
 KIND_INDEX = {k: i for i, k in enumerate(
     ["RUN_START", "RUN_END", "STEP", "FAILURE", "DECISION", "QUALITY_SIGNAL", "FEEDBACK", "COMMAND_ACK"])}
@@ -266,18 +271,19 @@ PAYLOAD_ENCODERS = {
 }
 # kind enum index followed by the payload union branch index (same order in v1).
 _KIND_PREFIX = {k: bytes([i << 1, i << 1]) for k, i in KIND_INDEX.items()}
+_STEP_PREFIX = _KIND_PREFIX["STEP"]
 
 
 class RunWire:
     """The pre-encoded constant parts of one run's envelope."""
 
-    __slots__ = ("head", "middle", "id_prefix", "id_head", "id_base", "tail")
+    __slots__ = ("head", "middle", "id_prefix", "id_head", "id_base", "tail", "pre", "c")
 
     def __init__(self, *, header: bytes, tenant_id: str, agent_id: str, agent_version: str,
                  environment: str, run_id: str, session_id: str | None,
                  parent_run_id: str | None, sdk_version: str, capture_mode: str,
                  policy_version: str, event_id_seed: str,
-                 end_user_id: str | None = None) -> None:
+                 end_user_id: str | None = None, speedups: bool = True) -> None:
         self.head = header
         self.middle = b"".join((
             enc_str(tenant_id), enc_str(agent_id), enc_str(agent_version), enc_str(environment),
@@ -290,12 +296,31 @@ class RunWire:
         self.id_head = _SMALL_LONGS[36] + self.id_prefix.encode("ascii")
         # end_user_id: already the keyed digest (the tracer hashes it), never the raw id
         self.tail = enc_opt_str(end_user_id)
+        self.pre = self.head + self.id_head
+        # C for the common shapes (None: this module's Python, the reference, does every event)
+        self.c = _c_encode_event if speedups else None
 
     def event_id(self, seq: int) -> str:
         return self.id_prefix + format(seq, "012x")
 
     def encode(self, seq: int, ts_us: int, emitted_us: int, parent_step_id: str | None,
                attributes: dict[str, str] | None, kind: str, payload: Any) -> bytes:
+        c = self.c
+        if c is not None:
+            if kind == "STEP":
+                data = c(self.pre, self.middle, self.id_base, self.tail, seq, ts_us, emitted_us,
+                         parent_step_id, attributes, _STEP_PREFIX, payload, None)
+            else:
+                data = c(self.pre, self.middle, self.id_base, self.tail, seq, ts_us, emitted_us,
+                         parent_step_id, attributes, _KIND_PREFIX[kind], None,
+                         PAYLOAD_ENCODERS[kind](payload))
+            if data is not None:
+                return data
+        return self.encode_py(seq, ts_us, emitted_us, parent_step_id, attributes, kind, payload)
+
+    def encode_py(self, seq: int, ts_us: int, emitted_us: int, parent_step_id: str | None,
+                  attributes: dict[str, str] | None, kind: str, payload: Any) -> bytes:
+        """``encode`` in Python only: the reference, and the path of every shape C leaves."""
         body = enc_step(payload) if kind == "STEP" else PAYLOAD_ENCODERS[kind](payload)
         ts = enc_long(ts_us)
         return b"".join((
