@@ -44,6 +44,29 @@ class Run(RunGate, RunRecords):
 
     _step_type: type[Step] = PyStep
 
+    # Defaults live on the class (as Step's do): a run is made per agent request, and each
+    # assignment in __init__ was CPU on the agent's thread. Set per run when they change.
+    _throttle_s = 0.0
+    _stop_exc: EnforcementError | None = None
+    step_count = 0
+    llm_calls = 0
+    input_tokens = 0
+    output_tokens = 0
+    cost_usd = 0.0
+    approval_wait_ms = 0.0
+    status: str | None = None
+    outcome: str | None = None
+    failures = 0
+    started_us = 0
+    _t0 = 0
+    # current_run's and current_step's tokens while the run is current (reset at its end)
+    _tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
+    ended = False
+    # Owned by the transport thread (pipeline.py).
+    _wire: RunWire | None = None
+    _seq = 0
+    _had_failure = False
+
     def __init__(self, tracer: "Tracer", name: str, run_id: str | None, session_id: str | None,
                  parent_run_id: str | None, role: str | None, limits: Any, sampled: bool,
                  attrs: dict[str, Any] | None, *, end_user_id: str | None = None) -> None:
@@ -69,34 +92,15 @@ class Run(RunGate, RunRecords):
         self._n_lock = threading.Lock()
         self._attempts: dict[str, int] = {}
         self._commands: list[dict[str, Any]] = []
-        self._throttle_s = 0.0
         self._gate = self.budget is not None
-        self._stop_exc: EnforcementError | None = None
-        self.step_count = 0
-        self.llm_calls = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cost_usd = 0.0
-        self.approval_wait_ms = 0.0
-        self.status: str | None = None
-        self.outcome: str | None = None
-        self.failures = 0
-        self.started_us = 0
-        self._t0 = 0
-        # current_run's and current_step's tokens while the run is current (reset at its end)
-        self._tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
         # One wall-clock anchor per run: a step's wall time is perf_counter_ns + this offset,
         # computed on the transport thread (no time.time() per step).
         self._clock_off = _time_ns() - _perf_ns()
-        self.ended = False
         # Owned by the transport thread (pipeline.py).
         self._key = self.run_id.encode()
         self._event_seed = uuid4_str()
-        self._wire: RunWire | None = None
-        self._seq = 0
         self._buf: list[tuple[bytes, bytes]] = []  # an unsampled run's records, held to its end
         self._sampled = sampled
-        self._had_failure = False
 
     # ---- emission -----------------------------------------------------------------------
     def _emit(self, kind: str, payload: Any, attrs: dict | None = None,
@@ -180,7 +184,9 @@ class Run(RunGate, RunRecords):
     def tool_step(self, tool_name: str, args: Any = ..., *, call_id: str | None = None,
                   retry_of: "Step | str | None" = None, **attrs: Any) -> Step:
         """A TOOL step; args travel as a keyed digest, which also feeds loop fingerprints."""
-        s = self.step("tool", tool_name, retry_of=retry_of, **attrs)
+        # no retry_of keyword unless given: with it, even None, the C core hands the call to Python
+        s = self.step("tool", tool_name, **attrs) if retry_of is None else \
+            self.step("tool", tool_name, retry_of=retry_of, **attrs)
         try:
             tool = s.record_tool(tool_name, args, call_id).tool
             if (tool is not None and self.budget is not None
@@ -195,7 +201,9 @@ class Run(RunGate, RunRecords):
                  retry_of: "Step | str | None" = None, **attrs: Any) -> Step:
         """An LLM step; entering it checks model-call, token and cost budgets first.
         Call ``step.record_llm(...)`` with the usage when the response arrives."""
-        s = self.step("llm", name or f"chat {model}", retry_of=retry_of, **attrs)
+        name = name or f"chat {model}"
+        s = self.step("llm", name, **attrs) if retry_of is None else \
+            self.step("llm", name, retry_of=retry_of, **attrs)
         s.estimate = (estimated_tokens, estimated_cost_usd)
         s.attrs = s.attrs or {}
         s.attrs.setdefault("gen_ai.provider.name", provider)

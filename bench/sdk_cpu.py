@@ -1,0 +1,238 @@
+"""The producer SDK's CPU per emitted event, this checkout against an earlier commit, side by side.
+
+    python bench/sdk_cpu.py [--baseline REF] [--events N] [--rounds R] [--tracers 12,1]
+
+Why: in bench/e2e.py the SDK runs on the same 2 cores as the whole stack, and every µs it
+spends per event is a µs the pipeline cannot have. The workload is bench/e2e_sdk.py's (the
+emitter bench/e2e.py starts): one Tracer per (tenant, agent), runs of RUN_START, 6 steps (LLM
+steps with usage and tool calls with digested arguments, alternating) and RUN_END.
+
+Two measurements, each alternating baseline and current in separate processes, ``--rounds``
+times (the machine is shared and noisy: medians, and the ratio of the medians):
+
+1. **e2e_sdk**: the real SDK against the embedded broker (one broker for all runs, its CPU not
+   counted), ``N`` events with 12 tracers (3 tenants x 4 agents) and with 1; CPU = the emitting
+   process's user+sys (getrusage, every thread: the agent's, the transport threads',
+   librdkafka's) from the first Tracer to the last flush and close, per event.
+2. **threads**: the same runs in one process without a broker, one tracer with
+   ``worker_thread=False`` and a producer that discards records: thread CPU of the agent's calls
+   per event, then of the transport's work (encoding and handing records to the producer) per
+   event, measured apart. Python's share of the SDK, without the noise of GIL hand-offs and
+   librdkafka.
+
+The baseline is ``git archive REF producer`` with the other parts taken from this checkout, and
+REF's C extensions compiled next to it. The last line is a JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTS = ["schemas", "stream_processors", "sink", "api", "cli"]
+# The SDK before issue #18's CPU work (the default baseline).
+DEFAULT_BASELINE = "5c857c4"
+
+
+# ---- the child: one measurement in this process ---------------------------------------------
+def _child_e2e(cfg: dict) -> dict:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import e2e_sdk
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    res = e2e_sdk.main(cfg)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    stats = res["sdk_stats"]
+    return {"us": cpu / res["total"] * 1e6, "events": res["total"], "sent": stats.get("sent"),
+            "dropped": stats.get("dropped"), "failed": stats.get("failed"),
+            "flushed": res["flushed"]}
+
+
+class _Discard:
+    """A producer that takes records and drops them (threads mode: no broker, no librdkafka)."""
+
+    def __init__(self, conf: dict) -> None:
+        self.n = 0
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, **kw: object) -> None:
+        self.n += 1
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+    def purge(self, **kw: object) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _runs(tracer, runs: int, steps: int) -> None:
+    """bench/e2e_sdk.py's runs, on one tracer."""
+    for i in range(runs):
+        with tracer.run("bench", ticket=f"T-{i}", lane=str(i % 7)) as run:
+            for s in range(steps):
+                if s % 2 == 0:
+                    with run.llm_step("openai", "gpt-4o", temperature=0.2) as st:
+                        st.record_llm("openai", "gpt-4o", input_tokens=900 + s, output_tokens=120,
+                                      finish_reasons=["stop"])
+                else:
+                    run.tool_call("search", {"q": f"order {i}"}, latency_ms=3.5)
+
+
+def _child_threads(cfg: dict) -> dict:
+    from agentstream.producer import Tracer
+
+    tracer = Tracer("t0", "agent-0", "1.0.0", "bench", bootstrap_servers="127.0.0.1:9",
+                    spool_dir=cfg["spool"], commands_enabled=False, worker_thread=False,
+                    producer_factory=_Discard, queue_size=10_000_000)
+    steps = cfg["steps"]
+    per_run = steps + 2
+    runs = max(1, cfg["events"] // per_run // 5)
+    _runs(tracer, 200, steps)  # warm up: imports, caches, the first run's wire
+    tracer.flush(60)
+    emit, encode = [], []
+    for _ in range(5):  # best of 5 batches
+        t0 = time.thread_time()
+        _runs(tracer, runs, steps)
+        t1 = time.thread_time()
+        assert tracer.flush(60)
+        t2 = time.thread_time()
+        emit.append((t1 - t0) / (runs * per_run) * 1e6)
+        encode.append((t2 - t1) / (runs * per_run) * 1e6)
+    s = tracer.stats()
+    tracer.close(5)
+    return {"emit_us": min(emit), "encode_us": min(encode), "us": min(emit) + min(encode),
+            "failed": s["failed"], "dropped": s["dropped"]}
+
+
+# ---- the parent: baseline tree, broker, alternation -----------------------------------------
+def _baseline_tree(ref: str, where: Path) -> Path:
+    """``where``/agentstream: REF's producer/ (with its C extensions built), the rest linked to
+    this checkout."""
+    pkg = where / "agentstream"
+    pkg.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "producer"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "x", "-C", str(pkg)], input=archive, check=True)
+    for part in PARTS:
+        (pkg / part).symlink_to(ROOT / part)
+    sources = sorted(p.name for p in (pkg / "producer").glob("*.c"))
+    if sources:
+        exts = ", ".join(f"Extension('agentstream.producer.{Path(s).stem}', ['producer/{s}'], "
+                         f"extra_compile_args=['-O2'])" for s in sources)
+        script = ("from setuptools import Extension, setup\n"
+                  f"setup(name='baseline', ext_modules=[{exts}], packages=[],\n"
+                  "      script_args=['build_ext', '--inplace', '--build-temp', 'build-tmp'])\n")
+        # build_ext --inplace writes agentstream/producer/<name>.so under the working directory
+        (pkg / "agentstream" / "producer").mkdir(parents=True)
+        out = subprocess.run([sys.executable, "-c", script], cwd=pkg, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"building {ref}'s C extensions failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        for built in pkg.glob("agentstream/producer/*.so"):
+            shutil.move(str(built), str(pkg / "producer" / built.name))
+        for scratch in ("agentstream", "build", "build-tmp"):
+            shutil.rmtree(pkg / scratch, ignore_errors=True)
+    return where
+
+
+def _measure(mode: str, cfg: dict, pythonpath: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    out = subprocess.run([sys.executable, __file__, "--child", mode, json.dumps(cfg)], env=env,
+                         capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _compare(label: str, runs: list[tuple[dict, dict]], key: str = "us") -> dict:
+    base = [b[key] for b, _ in runs]
+    cur = [c[key] for _, c in runs]
+    mb, mc = statistics.median(base), statistics.median(cur)
+    pair = statistics.median(c / b for b, c in zip(base, cur))
+    print(f"{label:<34}{mb:>10.2f}{mc:>10.2f}{mc / mb:>9.2f}{pair:>10.2f}   "
+          f"base {' '.join(f'{v:.1f}' for v in base)} | now {' '.join(f'{v:.1f}' for v in cur)}")
+    return {"baseline_us": round(mb, 2), "current_us": round(mc, 2), "ratio": round(mc / mb, 3),
+            "paired_ratio": round(pair, 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git ref of the SDK to compare with")
+    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--tracers", default="12,1", help="tracers per e2e_sdk run (12 = 3 tenants x 4 agents)")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        mode, cfg = args.child[0], json.loads(args.child[1])
+        print(json.dumps(_child_e2e(cfg) if mode == "e2e" else _child_threads(cfg)), flush=True)
+        return
+
+    from agentstream.cli.embedded_broker import EmbeddedBroker
+    from agentstream.schemas.topics import create_topics
+
+    work = Path(tempfile.mkdtemp(prefix="agentstream-sdk-cpu-"))
+    ref = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    base_path = str(_baseline_tree(ref, work / "baseline"))
+    result: dict = {"events": args.events, "rounds": args.rounds, "baseline": ref}
+    print(f"SDK CPU per event, baseline {ref} vs this checkout; {args.events} events, "
+          f"{args.rounds} rounds alternating (medians; ratio = now / baseline)")
+    print(f"{'':<34}{'baseline':>10}{'now':>10}{'ratio':>9}{'paired':>10}")
+    broker = EmbeddedBroker().start()
+    try:
+        prefix = f"sdkcpu{os.getpid()}."
+        create_topics(broker.bootstrap_servers, prefix=prefix, partitions=4)
+        for n_tracers in [int(t) for t in args.tracers.split(",") if t]:
+            tenants = 3 if n_tracers % 3 == 0 else 1
+            runs = []
+            for r in range(args.rounds):
+                pair = {}
+                for variant in (("base", "now") if r % 2 == 0 else ("now", "base")):
+                    cfg = {"bootstrap": broker.bootstrap_servers, "prefix": prefix,
+                           "spool": str(work / f"spool-{variant}-{n_tracers}-{r}"),
+                           "tenants": [f"t{i}" for i in range(tenants)],
+                           "agents": n_tracers // tenants, "steps": 6, "events": args.events}
+                    pair[variant] = _measure("e2e", cfg, base_path if variant == "base" else None)
+                    assert pair[variant]["flushed"] and not pair[variant]["dropped"], pair[variant]
+                runs.append((pair["base"], pair["now"]))
+            result[f"e2e_{n_tracers}_tracers"] = _compare(
+                f"e2e_sdk, {n_tracers} tracer(s), µs/event", runs)
+    finally:
+        broker.stop()
+    runs = []
+    for r in range(args.rounds):
+        pair = {}
+        for variant in (("base", "now") if r % 2 == 0 else ("now", "base")):
+            cfg = {"spool": str(work / f"spool-threads-{variant}-{r}"), "steps": 6,
+                   "events": args.events}
+            pair[variant] = _measure("threads", cfg, base_path if variant == "base" else None)
+        runs.append((pair["base"], pair["now"]))
+    result["threads"] = {
+        "agent_thread": _compare("agent thread, µs/event", runs, "emit_us"),
+        "transport_encode": _compare("transport encode+produce, µs/event", runs, "encode_us"),
+        "both": _compare("both", runs),
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    result["python"] = sys.version.split()[0]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
