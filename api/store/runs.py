@@ -1,7 +1,9 @@
 """Runs: the per-run rollup (``runs``, AggregatingMergeTree) and a run's events (``events``)."""
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -137,35 +139,85 @@ DETAIL_COLUMNS = """
 HEADER = ("agent_id", "agent_version", "environment", "session_id", "parent_run_id", "entrypoint",
           "status", "outcome", "duration_ms")
 
-# ``run_events.detail`` (0010_run_events.sql): a JSON array, [layout version, *these fields].
-# A later layout only appends fields, so a reader takes the fields it knows from any version.
-RUN_EVENT_FIELDS = (
-    "kind", "seq", "event_id", "ts_us", "step_id", "step_kind", "name", "status",
-    "parent_step_id", "started_us", "latency_ms", "attempt", "retry_of", "provider",
-    "request_model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "cost_usd", "tool_name", "args_digest", "failure_type", "failure_code", "decision_type",
-    "selected", "candidates", "reason_code", "confidence", "signal_type", "signal_code",
-    "signal_value", "payload", "attributes", "agent_id", "agent_version", "environment",
-    "session_id", "parent_run_id", "run_status", "outcome", "duration_ms", "inserted_ms",
+# ``run_events.detail`` (0010_run_events.sql): RowBinary of a layout version byte, then these
+# fields, each cast to the type named here (s String, u UInt64, i Int64, f Float64, nf
+# Nullable(Float64), nb Nullable(Bool), as Array(String), m Map(String, String)). A later layout
+# only appends fields, so a reader takes the fields it knows from any version.
+RUN_EVENT_LAYOUT = (
+    ("kind", "s"), ("seq", "u"), ("event_id", "s"), ("ts_us", "i"), ("step_id", "s"),
+    ("step_kind", "s"), ("name", "s"), ("status", "s"), ("parent_step_id", "s"),
+    ("started_us", "i"), ("latency_ms", "f"), ("attempt", "u"), ("retry_of", "s"),
+    ("provider", "s"), ("request_model", "s"), ("input_tokens", "u"), ("output_tokens", "u"),
+    ("cache_read_tokens", "u"), ("cache_write_tokens", "u"), ("cost_usd", "f"),
+    ("tool_name", "s"), ("args_digest", "s"), ("failure_type", "s"), ("failure_code", "s"),
+    ("decision_type", "s"), ("selected", "s"), ("candidates", "as"), ("reason_code", "s"),
+    ("confidence", "nf"), ("signal_type", "s"), ("signal_code", "s"), ("signal_value", "nb"),
+    ("payload", "s"), ("attributes", "m"), ("agent_id", "s"), ("agent_version", "s"),
+    ("environment", "s"), ("session_id", "s"), ("parent_run_id", "s"), ("run_status", "s"),
+    ("outcome", "s"), ("duration_ms", "f"), ("inserted_ms", "i"),
 )
-_TEXT_FLOATS = ("latency_ms", "cost_usd", "duration_ms")  # toString'ed: nan/inf survive
+RUN_EVENT_FIELDS = tuple(name for name, _ in RUN_EVENT_LAYOUT)
 # One column, the run's own granule(s), no FINAL: a fraction of the plan the 35-column read of
 # ``events`` FINAL cost (bench/run_read_live.py). Copies of one event are folded by the reader.
-RUN_EVENTS_SQL = ("SELECT detail FROM run_events "
+# base64: the column is bytes, and the client decodes a String as text.
+RUN_EVENTS_SQL = ("SELECT base64Encode(detail) AS detail FROM run_events "
                   "WHERE tenant_id = {tenant:String} AND run_id = {run_id:String}")
+_FIXED = {"u": struct.Struct("<Q"), "i": struct.Struct("<q"), "f": struct.Struct("<d")}
+
+
+class _Bytes:
+    """A cursor over one RowBinary row; reading past its end is a ValueError."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise ValueError("run_events.detail ends inside a field")
+        out = self.data[self.pos:end]
+        self.pos = end
+        return out
+
+    def size(self) -> int:  # LEB128, as RowBinary writes lengths and counts
+        n = shift = 0
+        while True:
+            byte = self.take(1)[0]
+            n |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return n
+            shift += 7
+            if shift > 63:
+                raise ValueError("run_events.detail holds a length over 64 bits")
+
+    def text(self) -> str:
+        return self.take(self.size()).decode("utf-8", "replace")
+
+    def value(self, kind: str) -> Any:
+        fixed = _FIXED.get(kind)
+        if fixed is not None:
+            return fixed.unpack(self.take(8))[0]
+        if kind == "s":
+            return self.text()
+        if kind in ("nf", "nb"):
+            if self.take(1)[0]:
+                return None
+            return self.value("f") if kind == "nf" else bool(self.take(1)[0])
+        if kind == "as":
+            return [self.text() for _ in range(self.size())]
+        return {self.text(): self.text() for _ in range(self.size())}  # "m"
 
 
 def decode_run_event(detail: str) -> dict[str, Any]:
-    """Pure: one ``run_events.detail`` as the event's fields (ValueError if it is not one)."""
-    values = json.loads(detail)
-    if not isinstance(values, list) or len(values) < 1 + len(RUN_EVENT_FIELDS) \
-            or not isinstance(values[0], int) or values[0] < 1:
-        raise ValueError("run_events.detail is not a layout this reader knows")
-    ev = dict(zip(RUN_EVENT_FIELDS, values[1:]))
-    for k in _TEXT_FLOATS:
-        ev[k] = float(ev[k])
-    if ev["confidence"] is not None:
-        ev["confidence"] = float(ev["confidence"])
+    """Pure: one ``run_events.detail`` (base64, as ``RUN_EVENTS_SQL`` reads it) as the event's
+    fields; ValueError if it is not a layout this reader knows."""
+    row = _Bytes(base64.b64decode(detail, validate=True))
+    version = row.take(1)[0]
+    if version < 1:
+        raise ValueError(f"run_events.detail has layout {version}, which no writer writes")
+    ev = {name: row.value(kind) for name, kind in RUN_EVENT_LAYOUT}
+    if version == 1 and row.pos != len(row.data):
+        raise ValueError("run_events.detail holds bytes after its last field")
     return ev
 
 

@@ -7,6 +7,7 @@ values (unicode, quotes and control characters, 64-bit counts, non-finite floats
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 import random
@@ -21,6 +22,7 @@ from agentstream.api.errors import ApiError
 from agentstream.api.store import runs as R
 
 from api_fleet import _DEFAULTS, EVENT_COLS, RunBuilder, dt, insert_runs, now_us
+from run_event_codec import encode
 
 # The events columns behind each field, as the read before run_events selected them.
 FROM_EVENTS = {"ts_us": "toUnixTimestamp64Micro(ts)", "started_us": "toUnixTimestamp64Micro(started_ts)",
@@ -90,42 +92,53 @@ def test_every_field_read_through_run_events_is_the_events_column(ch, unique):
             assert not bad, {k: (ev[k], w[k]) for k in bad}
 
 
-def event(seq: int, eid: str, inserted: int, **kw: Any) -> str:
+def event(seq: int, eid: str, inserted: int, **kw: Any) -> dict[str, Any]:
     base = {f: "" for f in R.RUN_EVENT_FIELDS}
-    base.update(kind="STEP", seq=seq, event_id=eid, ts_us=1000 + seq, started_us=1000, latency_ms="1.5",
+    base.update(kind="STEP", seq=seq, event_id=eid, ts_us=1000 + seq, started_us=1000, latency_ms=1.5,
                 attempt=1, input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
-                cost_usd="0", candidates=[], confidence=None, signal_value=None, payload="{}",
-                attributes={}, duration_ms="0", inserted_ms=inserted)
+                cost_usd=0.0, candidates=[], confidence=None, signal_value=None, payload="{}",
+                attributes={}, duration_ms=0.0, inserted_ms=inserted)
     base.update(kw)
-    return json.dumps([1, *(base[f] for f in R.RUN_EVENT_FIELDS)])
+    return base
+
+
+def stored(seq: int, eid: str, inserted: int, **kw: Any) -> str:
+    return encode(event(seq, eid, inserted, **kw))
 
 
 def test_copies_of_an_event_fold_to_the_last_inserted_and_order_is_seq_then_time():
-    rows = [event(2, "b", 5, name="second"), event(0, "a", 1, kind="RUN_START", name="main"),
-            event(1, "c", 3, ts_us=900), event(2, "b", 9, name="second, redelivered later"),
-            event(2, "b", 7, name="an earlier copy read after the later one"), event(1, "d", 3, ts_us=950)]
+    rows = [stored(2, "b", 5, name="second"), stored(0, "a", 1, kind="RUN_START", name="main"),
+            stored(1, "c", 3, ts_us=900), stored(2, "b", 9, name="second, redelivered later"),
+            stored(2, "b", 7, name="an earlier copy read after the later one"), stored(1, "d", 3, ts_us=950)]
     out = R.run_event_rows(rows)
     assert [e["event_id"] for e in out] == ["a", "c", "d", "b"]
     assert out[-1]["name"] == "second, redelivered later"
     assert R.run_event_rows([]) == []
 
 
-def test_non_finite_floats_survive_and_nulls_stay_null():
-    ev = R.decode_run_event(event(0, "a", 1, latency_ms="nan", cost_usd="-inf", duration_ms="inf",
-                                  confidence="0.30000000000000004"))
-    assert math.isnan(ev["latency_ms"]) and ev["cost_usd"] == -math.inf and ev["duration_ms"] == math.inf
-    assert ev["confidence"] == 0.1 + 0.2
-    assert R.decode_run_event(event(0, "a", 1))["confidence"] is None
+def test_every_value_of_every_type_round_trips_the_layout():
+    rnd = random.Random(7)
+    for i in range(200):
+        ev = event(rnd.choice([0, 1, 2**32 - 1]), text(rnd), rnd.choice([0, 2**62]), name=text(rnd, 40),
+                   kind=text(rnd, 3), latency_ms=number(rnd), cost_usd=number(rnd), duration_ms=number(rnd),
+                   confidence=rnd.choice([None, number(rnd)]), signal_value=rnd.choice([None, True, False]),
+                   input_tokens=rnd.choice([0, 2**64 - 1]), ts_us=rnd.choice([-(2**63), 0, 2**62]),
+                   candidates=[text(rnd) for _ in range(rnd.randint(0, 3))],
+                   attributes={text(rnd): text(rnd, 300) for _ in range(rnd.randint(0, 3))},
+                   payload=text(rnd, 400))  # > 127 bytes: a two-byte length
+        got = R.decode_run_event(encode(ev))
+        assert all(same(got[k], ev[k]) for k in R.RUN_EVENT_FIELDS), i
 
 
 def test_a_later_layout_is_read_by_its_known_fields_and_a_foreign_one_is_refused():
-    later = json.loads(event(0, "a", 1, name="n"))
-    later[0] = 2
-    later.append("a field a later migration appended")
-    assert R.decode_run_event(json.dumps(later))["name"] == "n"
-    for bad in ("{}", "[]", json.dumps(later[:10]), json.dumps(["1", *later[1:]]), "not json"):
+    ev = event(0, "a", 1, name="n")
+    assert R.decode_run_event(encode(ev, version=2, extra=b"a field appended later"))["name"] == "n"
+    whole = base64.b64decode(encode(ev))
+    bad = [encode(ev, version=0), encode(ev, extra=b"\x00"), base64.b64encode(whole[:-1]).decode(),
+           base64.b64encode(whole[:5]).decode(), "", "not base64!", base64.b64encode(b"\x01" + b"\xff" * 12).decode()]
+    for b in bad:
         with pytest.raises(ValueError):
-            R.decode_run_event(bad)
+            R.decode_run_event(b)
 
 
 class Rows:
@@ -139,15 +152,15 @@ class Rows:
 
 def test_an_unreadable_stored_event_is_a_clear_error_not_a_traceback():
     with pytest.raises(ApiError) as err:
-        R.run_detail(Rows([{"detail": "[1, 2]"}]), "t", "r")
+        R.run_detail(Rows([{"detail": base64.b64encode(b"\x01\x02").decode()}]), "t", "r")
     assert err.value.status == 500 and err.value.code == "stored_event_unreadable"
 
 
 def test_header_follows_the_runs_view_rules():
     evs = R.run_event_rows([
-        event(0, "a", 1, kind="RUN_START", name="entry", agent_id="ag", agent_version="1",
+        stored(0, "a", 1, kind="RUN_START", name="entry", agent_id="ag", agent_version="1",
               environment="prod", session_id="s1"),
-        event(1, "b", 1, name="tool", agent_id="ag", agent_version="1", environment="prod",
+        stored(1, "b", 1, name="tool", agent_id="ag", agent_version="1", environment="prod",
               parent_run_id="parent"),
     ])
     live = R.header_of(evs)

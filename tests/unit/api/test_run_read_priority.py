@@ -2,7 +2,6 @@
 when a server refuses the setting."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -11,20 +10,22 @@ from agentstream.api.errors import ApiError
 from agentstream.api.store import read_priority as P
 from agentstream.api.store import runs as R
 
+from run_event_codec import encode
+
 EVENT: dict[str, Any] = {
     "kind": "RUN_START", "seq": 0, "event_id": "e0", "ts_us": 10, "step_id": "", "step_kind": "",
-    "name": "main", "status": "", "parent_step_id": "", "started_us": 10, "latency_ms": "0",
+    "name": "main", "status": "", "parent_step_id": "", "started_us": 10, "latency_ms": 0.0,
     "attempt": 0, "retry_of": "", "provider": "", "request_model": "", "input_tokens": 0,
-    "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": "0",
+    "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.0,
     "tool_name": "", "args_digest": "", "failure_type": "", "failure_code": "", "decision_type": "",
     "selected": "", "candidates": [], "reason_code": "", "confidence": None, "signal_type": "",
     "signal_code": "", "signal_value": None, "payload": "{}", "attributes": {},
     "agent_id": "agent", "agent_version": "1.0", "environment": "prod", "session_id": "",
-    "parent_run_id": "", "run_status": "SUCCESS", "outcome": "", "duration_ms": "40",
+    "parent_run_id": "", "run_status": "SUCCESS", "outcome": "", "duration_ms": 40.0,
     "inserted_ms": 1,
 }
-# a run_events row (0010_run_events.sql): the layout version, then the fields in order
-ROW: dict[str, Any] = {"detail": json.dumps([1, *(EVENT[k] for k in R.RUN_EVENT_FIELDS)])}
+# a run_events row (0010_run_events.sql), as the view writes it
+ROW: dict[str, Any] = {"detail": encode(EVENT)}
 
 
 class ClickHouseError(Exception):
