@@ -16,6 +16,7 @@ rejected records dead-lettered.
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -110,6 +111,7 @@ def build_chain(io: SinkIO, batcher: RangeBatcher, dead: DeadLetters, guard: Dlq
 
     def commit(flush: Flush) -> None:
         io.commit_ranges(flush.ranges)
+        batcher.policy.stored(sum(c.insert_seconds for c in flush.chunks))
         chain_ref[0].in_flight_rows -= flush.rows
 
     r_commit = retry("commit", flush_where)
@@ -137,7 +139,9 @@ def build_chain(io: SinkIO, batcher: RangeBatcher, dead: DeadLetters, guard: Dlq
     grouped = Reduce(FlushGrouper(), RunTask(check_ratio, dead_letters))
 
     def store(chunk: Chunk) -> Chunk:
+        t0 = time.perf_counter()
         chunk.rejected = io.store_chunk(io.specs[chunk.range.topic], chunk)
+        chunk.insert_seconds = time.perf_counter() - t0
         return chunk
 
     def store_failed(chunk: Chunk, exc: BaseException, _kind: ErrorClass, delay: float) -> None:

@@ -7,19 +7,32 @@ everything there is) a batch goes as soon as its oldest record is ``flush_idle_s
 but no sooner than ``flush_min_interval_seconds`` after the previous flush. That bounds the parts a
 trickle of events can create (at most 1/interval inserts a second per table) while an isolated
 run is stored within ~0.1 s of reaching the sink instead of ~1 s.
+
+Inserts cost mostly per insert, not per row: on chDB an Avro insert costs ~125 ms of CPU
+whatever its size (~95 ms of it ClickHouse analysing the staging view's query, the rest the
+views on ``events``), and a flush is one insert per partition range. So a flush is also held
+back until ``insert_seconds / insert_share`` after the previous one, where ``insert_seconds`` is
+what the last stored flush's inserts took (summed over its ranges): a stream that makes inserts
+expensive gets fewer, larger ones, up to ``max_busy_seconds`` apart (the latency bound under
+load), while at idle (one small insert) the gap stays under the minimum interval. bench/sink_cpu.py
+measures the cost per insert and per event with and without it.
 """
 from __future__ import annotations
 
 
 class FlushPolicy:
     def __init__(self, max_rows: int, max_seconds: float, idle_seconds: float,
-                 min_interval_seconds: float) -> None:
+                 min_interval_seconds: float, insert_share: float = 0.0,
+                 max_busy_seconds: float = 0.0) -> None:
         self.max_rows = max_rows
         self.max_seconds = max_seconds
         self.idle_seconds = idle_seconds
         self.min_interval = min_interval_seconds
+        self.insert_share = insert_share
+        self.max_busy_seconds = max_busy_seconds
         self.caught_up = False
         self.last_flush_at = float("-inf")
+        self.gap = 0.0  # the least time between flushes the last stored flush's cost asks for
 
     def polled(self, n: int) -> None:
         """After each poll of the sink's main loop: ``n`` records came back."""
@@ -28,13 +41,20 @@ class FlushPolicy:
     def flushed(self, now: float) -> None:
         self.last_flush_at = now
 
+    def stored(self, insert_seconds: float) -> None:
+        """A flush is stored: its inserts took ``insert_seconds`` (summed over its ranges)."""
+        if self.insert_share > 0:
+            self.gap = min(self.max_busy_seconds, insert_seconds / self.insert_share)
+
     def due(self, pending: int, oldest_at: float | None, now: float) -> bool:
         if not pending:
             return False
         if pending >= self.max_rows:
             return True
+        since = now - self.last_flush_at
+        if since < self.gap:
+            return False  # the inserts are expensive for this stream: let the batch grow
         age = now - (oldest_at if oldest_at is not None else now)
         if age >= self.max_seconds:
             return True
-        return (self.caught_up and age >= self.idle_seconds
-                and now - self.last_flush_at >= self.min_interval)
+        return self.caught_up and age >= self.idle_seconds and since >= self.min_interval

@@ -39,6 +39,7 @@ class Chunk:
     flush_size: int = 1
     cell: dict[str, OffsetRange] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
+    insert_seconds: float = 0.0  # what storing it took (its last, successful attempt)
 
     def __post_init__(self) -> None:
         self.cell.setdefault("range", self.range)

@@ -45,6 +45,15 @@ class SinkSettings(BaseSettings):
     # partitions were read. 0: one range per partition per flush.
     range_max_rows: int = 50_000
     batch_max_seconds: float = 1.0
+    # Cost-aware spacing of flushes (sink/flush_policy.py): a flush waits at least the time the
+    # previous flush's inserts took divided by this share, at most flush_max_busy_seconds. An insert
+    # costs ~125 ms of CPU on chDB whatever its size (the staging view's query analysis and the
+    # views on events), one per partition range, so under load fewer, larger flushes cut the
+    # sink's CPU per event (bench/sink_cpu.py, bench/RESULTS.md); idle, one small insert keeps
+    # the gap under flush_min_interval_seconds. 0: off (flushes as batch_max_seconds and the idle
+    # rule alone decide).
+    flush_insert_share: float = Field(0.5, ge=0.0)
+    flush_max_busy_seconds: float = Field(2.0, ge=0.0)
     # Adaptive flush (sink/flush_policy.py): once a poll finds nothing more to read, a batch goes
     # when its oldest record is this old, at most once per min interval (bounds the parts a
     # trickle creates); busy, batches wait for batch_max_rows or batch_max_seconds as before.

@@ -206,3 +206,24 @@ def test_stopping_during_an_outage_abandons_the_flush_uncommitted(pool):
         chain.head.join()
     chain.head.terminate()
     assert "commit" not in kinds(io)
+
+
+def test_the_policy_learns_what_the_flushs_inserts_took_once_it_is_committed(pool, monkeypatch):
+    """The cost-aware gap (flush_policy) is fed the sum of the flush's insert times, after its
+    commit; a clock that advances 1 s per reading makes each insert take exactly 1 s."""
+    import itertools
+
+    import agentstream.sink.flush_chain as flush_chain
+
+    ticks = itertools.count()
+    monkeypatch.setattr(flush_chain, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: float(next(ticks)))}))
+    io = IO()
+    chain, _ = chain_for(io, pool=pool)
+    seen: list[float] = []
+    stored = chain.batcher.policy.stored
+    chain.batcher.policy.stored = lambda s: (seen.append(s), stored(s))  # type: ignore[method-assign]
+    chain.head.submit(records(0, range(0, 7)) + records(1, range(0, 2)))
+    chain.head.close()
+    chain.head.join()
+    assert kinds(io)[-1] == "commit"
+    assert seen == [4.0]  # four ranges, one flush

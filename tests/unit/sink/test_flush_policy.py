@@ -41,3 +41,63 @@ def test_quiet_flushes_are_spaced_by_the_minimum_interval():
     assert p.due(5, 10.15, 10.3)
     p.flushed(10.3)
     assert p.due(5, 10.3, 11.3)  # the deadline ignores the interval
+
+
+# ---- the cost-aware gap: inserts cost mostly per insert, so expensive ones get spaced out ------
+
+def _costed(share: float = 0.5, busy: float = 2.0) -> FlushPolicy:
+    return FlushPolicy(max_rows=1000, max_seconds=1.0, idle_seconds=0.05, min_interval_seconds=0.2,
+                       insert_share=share, max_busy_seconds=busy)
+
+
+def test_an_expensive_flush_holds_the_next_one_back_past_the_deadline():
+    p = _costed()
+    p.polled(500)  # busy
+    p.flushed(10.0)
+    p.stored(0.8)  # the flush's inserts took 0.8 s in all: the next waits 0.8 / 0.5 = 1.6 s
+    assert not p.due(900, 10.0, 11.0)  # past max_seconds, but inside the gap
+    assert not p.due(900, 10.0, 11.59)
+    assert p.due(900, 10.0, 11.61)
+
+
+def test_the_gap_is_capped_by_the_busy_bound():
+    p = _costed(share=0.25, busy=2.0)
+    p.polled(500)
+    p.flushed(10.0)
+    p.stored(5.0)  # 20 s asked for; 2 s is the most a batch waits under load
+    assert not p.due(900, 10.0, 11.99)
+    assert p.due(900, 10.0, 12.0)
+
+
+def test_a_full_batch_goes_inside_the_gap():
+    p = _costed()
+    p.flushed(10.0)
+    p.stored(0.9)
+    assert p.due(1000, 10.0, 10.01)  # memory stays bounded by max_rows whatever inserts cost
+
+
+def test_a_cheap_insert_keeps_the_idle_path_as_fast_as_before():
+    p = _costed()
+    p.polled(0)  # caught up
+    p.flushed(10.0)
+    p.stored(0.05)  # one small insert: a gap of 0.1 s, under the 0.2 s minimum interval
+    assert not p.due(5, 10.1, 10.19)
+    assert p.due(5, 10.1, 10.21)
+
+
+def test_the_gap_follows_the_last_stored_flush_not_the_most_expensive_one():
+    p = _costed()
+    p.polled(0)
+    p.flushed(10.0)
+    p.stored(0.9)  # 1.8 s
+    p.flushed(11.8)
+    p.stored(0.04)  # the load went away: back to the minimum interval
+    assert p.due(5, 11.9, 12.01)
+
+
+def test_share_zero_turns_the_gap_off():
+    p = _costed(share=0.0)
+    p.polled(500)
+    p.flushed(10.0)
+    p.stored(30.0)
+    assert p.due(900, 10.0, 11.0)  # the deadline alone, as without the gap
