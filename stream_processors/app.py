@@ -106,7 +106,7 @@ def create_app(settings: ProcessorsSettings, partitions: int | None = None) -> f
     policies = PolicyBook(follower.get, lambda b: codec.decode_as(POLICY, b))
     chain = Chain(settings, codec, Redactor(settings.hash_key_bytes()), policies, fleet_topic.get_topic_name())
     emitter = Emitter(settings.bootstrap_servers)
-    raw_loop = RawLoop(settings, chain, metrics, partitions)
+    raw_loop = RawLoop(settings, chain, metrics, partitions, tune_gc=True)  # this process is the worker
     app.add_dependency(raw_loop)
     app.agentstream_chain = chain  # type: ignore[attr-defined]
     app.agentstream_raw_loop = raw_loop  # type: ignore[attr-defined]

@@ -96,7 +96,7 @@ class Chain:
         record-by-record isolation) it sees the book as it is now."""
         self.policies.new_batch()
         out: list[OutRecord] = []
-        states: dict[str, list[Any]] = {}  # run_id -> [partition, state, ended]
+        states: dict[str, list[Any]] = {}  # run_id -> [partition, state, ended, stored before]
         deltas: dict[str, fleet.DeltaBuilder] = {}
         # Each tenant's thresholds read out of its policy once per call, not once per event.
         limits: dict[str, tuple[runs.Limits, governance.Compiled]] = {}
@@ -108,7 +108,8 @@ class Chain:
             entry = states.get(run_id)
             if entry is None:
                 raw = get_state(src.partition, run_id.encode())
-                entry = states[run_id] = [src.partition, orjson.loads(raw) if raw else runs.new_state(), False]
+                entry = states[run_id] = [src.partition, orjson.loads(raw) if raw else runs.new_state(), False,
+                                          raw is not None]
             st = entry[1]
             offset = src.offset
             if st.get("_o", -1) >= offset:
@@ -141,8 +142,11 @@ class Chain:
                 if d is None:
                     d = deltas[tenant] = fleet.DeltaBuilder(tenant)
                 d.add(e, src.topic, src.partition, offset)
-        for run_id, (partition, st, ended) in states.items():
-            put_state(partition, run_id.encode(), None if ended else orjson.dumps(st))
+        for run_id, (partition, st, ended, stored) in states.items():
+            if not ended:
+                put_state(partition, run_id.encode(), orjson.dumps(st))
+            elif stored:  # a run that started and ended within the batch leaves nothing to delete
+                put_state(partition, run_id.encode(), None)
         for tenant, d in deltas.items():
             out.append(OutRecord(self.fleet_topic, tenant.encode(), orjson.dumps(d.finish())))
         return out

@@ -50,9 +50,11 @@ class RawBatch:
 
 def scan(raw_topic: str, msgs: list[Any]) -> list[RawBatch]:
     """The records of a ``consume()`` batch (none when it held only consumer errors); a fatal
-    consumer error is a ``ConsumerCrash``."""
+    consumer error is a ``ConsumerCrash``. The consumer reads only ``raw_topic``: each record is
+    named for it rather than asking every message."""
     started = time.perf_counter()
     records: list[InRecord] = []
+    append = records.append
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for m in msgs:
@@ -63,7 +65,7 @@ def scan(raw_topic: str, msgs: list[Any]) -> list[RawBatch]:
             log.warning("raw consume error: %s", err)
             continue
         p, off = m.partition(), m.offset()
-        records.append(InRecord(m.topic(), p, off, m.key(), m.value(), m.headers(), m.timestamp()[1]))
+        append(InRecord(raw_topic, p, off, m.key(), m.value(), m.headers(), m.timestamp()[1]))
         if p not in last:
             first[p] = off
         last[p] = off
@@ -88,25 +90,56 @@ class DeliveryFailed(Exception):
 
 class Delivery:
     """The outputs of one batch handed to the producer (a ``Pending`` of ``delivery_steps``):
-    done once every delivery report is in. ``again`` produces the refused ones once more; a
-    run-state record goes with its latest value, never an older one over a newer write."""
+    done once every output is known acknowledged or refused. With an ``errors_only`` emitter
+    (the worker's) only refusals are reported, and the batch is done once the producer's queue
+    has been seen empty since its outputs were queued (``Emitter.settled``; emitter.py says why
+    that is every report); with an emitter that reports every record, once each report is in.
+    ``again`` produces the refused ones once more, with their headers (librdkafka's report
+    carries none); a run-state record goes with its latest value, never an older one over a
+    newer write."""
 
     def __init__(self, batch: RawBatch, emitter: Emitter, state_topic: str, latest: GetState) -> None:
         self.batch, self.emitter, self.state_topic, self.latest = batch, emitter, state_topic, latest
+        # An emitter that does not say otherwise reports every record (librdkafka's default).
+        self.errors_only = bool(getattr(emitter, "errors_only", False))
         self.total = -1  # set right after producing (reports may already arrive while producing)
         self.reported = 0
         self.failed: list[tuple[str, Any, OutRecord]] = []
-        self.total = emitter.produce_all(batch.out, self.on_delivery)
+        self._unmatched: dict[tuple[str, bytes | None, bytes | None], list[OutRecord]] | None = None
+        self.total = self._produce(batch.out)
+
+    def _produce(self, records: list[OutRecord]) -> int:
+        n = self.emitter.produce_all(records, self.on_delivery)
+        self.mark = self.emitter.produced if self.errors_only else 0
+        if self._unmatched is not None:
+            self._index(records)
+        return n
+
+    def _index(self, records: list[OutRecord]) -> None:
+        assert self._unmatched is not None
+        for r in records:
+            self._unmatched.setdefault((r.topic, r.key, r.value), []).append(r)
+
+    def _record_of(self, msg: Any) -> OutRecord:
+        """The output a refusal is about (built only once something is refused)."""
+        if self._unmatched is None:
+            self._unmatched = {}
+            self._index(self.batch.out)
+        same = self._unmatched.get((msg.topic(), msg.key(), msg.value()))
+        if same:
+            return same.pop(0)
+        part = msg.partition()  # not one of ours: rebuilt from the report, as good as it gets
+        return OutRecord(msg.topic(), msg.key(), msg.value(), list(msg.headers() or []),
+                         partition=part if part is not None and part >= 0 else None)
 
     def on_delivery(self, err: Any, msg: Any) -> None:
         self.reported += 1
         if err is not None:
-            part = msg.partition()
-            rec = OutRecord(msg.topic(), msg.key(), msg.value(), list(msg.headers() or []),
-                            partition=part if part is not None and part >= 0 else None)
-            self.failed.append((msg.topic(), err, rec))
+            self.failed.append((msg.topic(), err, self._record_of(msg)))
 
     def done(self) -> bool:
+        if self.errors_only:
+            return self.emitter.settled >= self.mark
         return 0 <= self.total <= self.reported
 
     def result(self) -> RawBatch:
@@ -122,7 +155,7 @@ class Delivery:
             again.append(rec)
         self.failed = []
         self.reported -= len(again)
-        self.emitter.produce_all(again, self.on_delivery)
+        self._produce(again)
 
 
 def delivery_class(exc: BaseException) -> ErrorClass:
