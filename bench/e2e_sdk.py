@@ -17,6 +17,18 @@ import time
 from agentstream.producer import Tracer
 
 
+def emit_run(tr: Tracer, i: int, steps: int) -> None:
+    """Run ``i``: RUN_START, ``steps`` steps (LLM and tool alternating) and RUN_END."""
+    with tr.run("bench", ticket=f"T-{i}", lane=str(i % 7)) as run:
+        for s in range(steps):
+            if s % 2 == 0:
+                with run.llm_step("openai", "gpt-4o", temperature=0.2) as st:
+                    st.record_llm("openai", "gpt-4o", input_tokens=900 + s, output_tokens=120,
+                                  finish_reasons=["stop"])
+            else:
+                run.tool_call("search", {"q": f"order {i}"}, latency_ms=3.5)
+
+
 def main(cfg: dict) -> dict:
     tracers = [Tracer(t, f"agent-{a}", f"1.{a % 2}.0", "bench", bootstrap_servers=cfg["bootstrap"],
                       topic_prefix=cfg["prefix"], spool_dir=f"{cfg['spool']}/{t}-{a}",
@@ -36,14 +48,7 @@ def main(cfg: dict) -> dict:
             time.sleep(min(0.01, ahead))
             continue
         tr = tracers[i % len(tracers)]
-        with tr.run("bench", ticket=f"T-{i}", lane=str(i % 7)) as run:
-            for s in range(steps):
-                if s % 2 == 0:
-                    with run.llm_step("openai", "gpt-4o", temperature=0.2) as st:
-                        st.record_llm("openai", "gpt-4o", input_tokens=900 + s, output_tokens=120,
-                                      finish_reasons=["stop"])
-                else:
-                    run.tool_call("search", {"q": f"order {i}"}, latency_ms=3.5)
+        emit_run(tr, i, steps)
         emitted[tr.tenant_id] += per_run
         total += per_run
         i += 1

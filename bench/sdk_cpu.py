@@ -13,7 +13,11 @@ times (the machine is shared and noisy: medians, and the ratio of the medians):
 1. **e2e_sdk**: the real SDK against the embedded broker (one broker for all runs, its CPU not
    counted), ``N`` events with 12 tracers (3 tenants x 4 agents) and with 1; CPU = the emitting
    process's user+sys (getrusage, every thread: the agent's, the transport threads',
-   librdkafka's) from the first Tracer to the last flush and close, per event.
+   librdkafka's) from the first Tracer to the last flush and close, per event; and apart, the
+   part spent in librdkafka's threads (``rdk:*``). That part is ~1 µs/event, except in runs
+   where its broker threads spin (rd_kafka_toppar_producer_serve and poll in a loop; seen with
+   linger.ms 20 on a loaded machine, in about one run in three, both sides alike, 10-55
+   µs/event): then it swamps the rest, hence the split.
 2. **threads**: the same runs in one process without a broker, one tracer with
    ``worker_thread=False`` and a producer that discards records: thread CPU of the agent's calls
    per event, then of the transport's work (encoding and handing records to the producer) per
@@ -44,18 +48,47 @@ DEFAULT_BASELINE = "5c857c4"
 
 
 # ---- the child: one measurement in this process ---------------------------------------------
+def _rdk_cpu_s() -> float:
+    """CPU seconds of this process's librdkafka threads (named rdk:*) alive now."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if not (task / "comm").read_text().startswith("rdk:"):
+                continue
+            f = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / tick
+        except OSError:  # the thread ended meanwhile
+            continue
+    return total
+
+
 def _child_e2e(cfg: dict) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     import e2e_sdk
 
+    from agentstream.producer import Tracer
+
+    # librdkafka's share, read when the first tracer closes (after every flush; its threads
+    # end with the close). Every tracer's producer is new in this process, so it started at 0.
+    rdk: list[float] = []
+    close = Tracer.close
+
+    def close_and_read(self, timeout=None):
+        if not rdk:
+            rdk.append(_rdk_cpu_s())
+        return close(self, timeout)
+
+    Tracer.close = close_and_read
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     res = e2e_sdk.main(cfg)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
     stats = res["sdk_stats"]
-    return {"us": cpu / res["total"] * 1e6, "events": res["total"], "sent": stats.get("sent"),
-            "dropped": stats.get("dropped"), "failed": stats.get("failed"),
-            "flushed": res["flushed"]}
+    n = res["total"]
+    return {"us": cpu / n * 1e6, "rdk_us": rdk[0] / n * 1e6, "python_us": (cpu - rdk[0]) / n * 1e6,
+            "events": n, "sent": stats.get("sent"), "dropped": stats.get("dropped"),
+            "failed": stats.get("failed"), "flushed": res["flushed"]}
 
 
 class _Discard:
@@ -82,15 +115,11 @@ class _Discard:
 
 def _runs(tracer, runs: int, steps: int) -> None:
     """bench/e2e_sdk.py's runs, on one tracer."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from e2e_sdk import emit_run
+
     for i in range(runs):
-        with tracer.run("bench", ticket=f"T-{i}", lane=str(i % 7)) as run:
-            for s in range(steps):
-                if s % 2 == 0:
-                    with run.llm_step("openai", "gpt-4o", temperature=0.2) as st:
-                        st.record_llm("openai", "gpt-4o", input_tokens=900 + s, output_tokens=120,
-                                      finish_reasons=["stop"])
-                else:
-                    run.tool_call("search", {"q": f"order {i}"}, latency_ms=3.5)
+        emit_run(tracer, i, steps)
 
 
 def _child_threads(cfg: dict) -> dict:
@@ -149,8 +178,9 @@ def _baseline_tree(ref: str, where: Path) -> Path:
     return where
 
 
-def _measure(mode: str, cfg: dict, pythonpath: str | None) -> dict:
+def _measure(mode: str, cfg: dict, pythonpath: str | None, extra_env: dict[str, str]) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(extra_env)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     out = subprocess.run([sys.executable, __file__, "--child", mode, json.dumps(cfg)], env=env,
@@ -164,11 +194,13 @@ def _compare(label: str, runs: list[tuple[dict, dict]], key: str = "us") -> dict
     base = [b[key] for b, _ in runs]
     cur = [c[key] for _, c in runs]
     mb, mc = statistics.median(base), statistics.median(cur)
-    pair = statistics.median(c / b for b, c in zip(base, cur))
-    print(f"{label:<34}{mb:>10.2f}{mc:>10.2f}{mc / mb:>9.2f}{pair:>10.2f}   "
+    # librdkafka's share can be 0.0 (under one clock tick): no ratio then
+    ratio = mc / mb if mb else float("nan")
+    pair = statistics.median(c / b if b else float("nan") for b, c in zip(base, cur))
+    print(f"{label:<34}{mb:>10.2f}{mc:>10.2f}{ratio:>9.2f}{pair:>10.2f}   "
           f"base {' '.join(f'{v:.1f}' for v in base)} | now {' '.join(f'{v:.1f}' for v in cur)}")
-    return {"baseline_us": round(mb, 2), "current_us": round(mc, 2), "ratio": round(mc / mb, 3),
-            "paired_ratio": round(pair, 3)}
+    return {"baseline_us": round(mb, 2), "current_us": round(mc, 2),
+            "ratio": round(ratio, 3) if mb else None, "paired_ratio": round(pair, 3) if mb else None}
 
 
 def main() -> None:
@@ -177,8 +209,12 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=60_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tracers", default="12,1", help="tracers per e2e_sdk run (12 = 3 tenants x 4 agents)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment for both sides' SDK (e.g. AGENTSTREAM_PRODUCER_LINGER_MS=50)")
+    ap.add_argument("--no-threads", action="store_true", help="skip the in-process measurement")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    extra_env = dict(kv.split("=", 1) for kv in args.set)
     if args.child:
         mode, cfg = args.child[0], json.loads(args.child[1])
         print(json.dumps(_child_e2e(cfg) if mode == "e2e" else _child_threads(cfg)), flush=True)
@@ -191,7 +227,8 @@ def main() -> None:
     ref = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
                          check=True, capture_output=True, text=True).stdout.strip()
     base_path = str(_baseline_tree(ref, work / "baseline"))
-    result: dict = {"events": args.events, "rounds": args.rounds, "baseline": ref}
+    result: dict = {"events": args.events, "rounds": args.rounds, "baseline": ref,
+                    "env": extra_env}
     print(f"SDK CPU per event, baseline {ref} vs this checkout; {args.events} events, "
           f"{args.rounds} rounds alternating (medians; ratio = now / baseline)")
     print(f"{'':<34}{'baseline':>10}{'now':>10}{'ratio':>9}{'paired':>10}")
@@ -209,26 +246,33 @@ def main() -> None:
                            "spool": str(work / f"spool-{variant}-{n_tracers}-{r}"),
                            "tenants": [f"t{i}" for i in range(tenants)],
                            "agents": n_tracers // tenants, "steps": 6, "events": args.events}
-                    pair[variant] = _measure("e2e", cfg, base_path if variant == "base" else None)
+                    pair[variant] = _measure("e2e", cfg, base_path if variant == "base" else None,
+                                             extra_env)
                     assert pair[variant]["flushed"] and not pair[variant]["dropped"], pair[variant]
                 runs.append((pair["base"], pair["now"]))
             result[f"e2e_{n_tracers}_tracers"] = _compare(
                 f"e2e_sdk, {n_tracers} tracer(s), µs/event", runs)
+            result[f"e2e_{n_tracers}_tracers"]["without_librdkafka"] = _compare(
+                "  of it not in librdkafka threads", runs, "python_us")
+            result[f"e2e_{n_tracers}_tracers"]["librdkafka"] = _compare(
+                "  of it in librdkafka threads", runs, "rdk_us")
     finally:
         broker.stop()
     runs = []
-    for r in range(args.rounds):
+    for r in range(0 if args.no_threads else args.rounds):
         pair = {}
         for variant in (("base", "now") if r % 2 == 0 else ("now", "base")):
             cfg = {"spool": str(work / f"spool-threads-{variant}-{r}"), "steps": 6,
                    "events": args.events}
-            pair[variant] = _measure("threads", cfg, base_path if variant == "base" else None)
+            pair[variant] = _measure("threads", cfg, base_path if variant == "base" else None,
+                                     extra_env)
         runs.append((pair["base"], pair["now"]))
-    result["threads"] = {
-        "agent_thread": _compare("agent thread, µs/event", runs, "emit_us"),
-        "transport_encode": _compare("transport encode+produce, µs/event", runs, "encode_us"),
-        "both": _compare("both", runs),
-    }
+    if runs:
+        result["threads"] = {
+            "agent_thread": _compare("agent thread, µs/event", runs, "emit_us"),
+            "transport_encode": _compare("transport encode+produce, µs/event", runs, "encode_us"),
+            "both": _compare("both", runs),
+        }
     shutil.rmtree(work, ignore_errors=True)
     result["python"] = sys.version.split()[0]
     print(json.dumps(result))
