@@ -9,6 +9,8 @@ one statement, kept here verbatim as ``BEFORE_SQL``), and ``now``, the API's ``r
 (one column of ``run_events``, 0010_run_events.sql). Both are shaped by the same code and both
 go ahead of the inserts (``read_priority``), so only the read differs:
 
+0. **view cost** (``--view-rounds``): what ``run_events_mv`` adds to an insert into ``events``,
+   100k generated events with the view attached and detached, alternating (CPU per row);
 1. **breakdown**, nothing else running: each read taken apart (p50 of ``--samples``): planning
    alone (``EXPLAIN``), the statement on a raw chDB handle (engine + transport, raw bytes), the
    same decoded into rows (``Db.rows``: clickhouse-connect's Native decoding), the rows decoded
