@@ -21,7 +21,7 @@ _pool: list[str] = []
 _lock = threading.Lock()
 
 
-def _make(raw: bytes) -> list[str]:
+def format_uuid4(raw: bytes) -> list[str]:
     """Formats ``raw`` (a multiple of 16 bytes) as RFC 4122 version-4 UUID strings."""
     b = bytearray(raw)
     b[6::16] = bytes(x & 0x0F | 0x40 for x in b[6::16])  # version 4
@@ -42,7 +42,7 @@ def uuid4_str() -> str:
         except IndexError:
             with _lock:
                 if not _pool:
-                    _pool.extend(_make(os.urandom(16 * _BATCH)))
+                    _pool.extend(format_uuid4(os.urandom(16 * _BATCH)))
 
 
 def _after_fork_in_child() -> None:

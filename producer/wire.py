@@ -14,9 +14,9 @@ import struct
 from typing import Any
 
 try:  # the same encoding in C for the common shapes (_wirecore.c); built when a compiler is there
-    from ._wirecore import encode_event as _c_encode_event
+    from ._wirecore import encode_event as encode_event_c
 except ImportError:
-    _c_encode_event = None
+    encode_event_c = None  # type: ignore[assignment]  # optional extension: wire.py encodes alone
 
 # Branch order of the payload union and symbol order of the enums in Event.v2.avsc (as in v1).
 KIND_INDEX = {k: i for i, k in enumerate(
@@ -270,8 +270,8 @@ PAYLOAD_ENCODERS = {
     "QUALITY_SIGNAL": _quality, "FEEDBACK": _feedback, "COMMAND_ACK": _ack,
 }
 # kind enum index followed by the payload union branch index (same order in v1).
-_KIND_PREFIX = {k: bytes([i << 1, i << 1]) for k, i in KIND_INDEX.items()}
-_STEP_PREFIX = _KIND_PREFIX["STEP"]
+KIND_PREFIX = {k: bytes([i << 1, i << 1]) for k, i in KIND_INDEX.items()}
+STEP_PREFIX = KIND_PREFIX["STEP"]
 
 
 class RunWire:
@@ -298,7 +298,7 @@ class RunWire:
         self.tail = enc_opt_str(end_user_id)
         self.pre = self.head + self.id_head
         # C for the common shapes (None: this module's Python, the reference, does every event)
-        self.c = _c_encode_event if speedups else None
+        self.c = encode_event_c if speedups else None
 
     def event_id(self, seq: int) -> str:
         return self.id_prefix + format(seq, "012x")
@@ -309,10 +309,10 @@ class RunWire:
         if c is not None:
             if kind == "STEP":
                 data = c(self.pre, self.middle, self.id_base, self.tail, seq, ts_us, emitted_us,
-                         parent_step_id, attributes, _STEP_PREFIX, payload, None)
+                         parent_step_id, attributes, STEP_PREFIX, payload, None)
             else:
                 data = c(self.pre, self.middle, self.id_base, self.tail, seq, ts_us, emitted_us,
-                         parent_step_id, attributes, _KIND_PREFIX[kind], None,
+                         parent_step_id, attributes, KIND_PREFIX[kind], None,
                          PAYLOAD_ENCODERS[kind](payload))
             if data is not None:
                 return data
@@ -327,7 +327,7 @@ class RunWire:
             self.head, self.id_head, format(seq, "012x").encode(), self.middle,
             _NULL if parent_step_id is None else b"\x02" + enc_id(parent_step_id), enc_long(seq), ts, ts if emitted_us == ts_us else
             enc_long(emitted_us),
-            self.id_base, enc_attr_map(attributes), _NULL, _KIND_PREFIX[kind], body, self.tail,
+            self.id_base, enc_attr_map(attributes), _NULL, KIND_PREFIX[kind], body, self.tail,
         ))
 
 

@@ -57,11 +57,11 @@ def test_ids_are_version_4_uuids_and_unique_across_threads():
 
 def test_version_and_variant_bits_whatever_the_random_bytes():
     for raw in (b"\x00" * 32, b"\xff" * 32, bytes(range(32))):
-        made = ids._make(raw)
+        made = ids.format_uuid4(raw)
         assert len(made) == 2
         assert all(_is_uuid4(s) for s in made)
-    assert ids._make(b"\x00" * 16) == ["00000000-0000-4000-8000-000000000000"]
-    assert ids._make(b"\xff" * 16) == ["ffffffff-ffff-4fff-bfff-ffffffffffff"]
+    assert ids.format_uuid4(b"\x00" * 16) == ["00000000-0000-4000-8000-000000000000"]
+    assert ids.format_uuid4(b"\xff" * 16) == ["ffffffff-ffff-4fff-bfff-ffffffffffff"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -18,7 +18,7 @@ from agentstream.producer import wire
 from agentstream.producer.wire import RunWire
 from agentstream.schemas import EVENT, Codec, load_catalog
 
-needs_c = pytest.mark.skipif(wire._c_encode_event is None, reason="_wirecore is not built (no compiler)")
+needs_c = pytest.mark.skipif(wire.encode_event_c is None, reason="_wirecore is not built (no compiler)")
 
 V2 = next(v for v in load_catalog().versions(EVENT) if v.version == 2)
 HEADER = struct.pack(">bI", 0, V2.id)
@@ -177,7 +177,7 @@ def _outcome(fn, *args):
 
 def test_the_extension_is_built_wherever_a_compiler_is():
     # setup.py builds it optional=True: a broken build would otherwise only skip the tests below
-    assert wire._c_encode_event is not None or not (shutil.which("cc") or shutil.which("gcc")), \
+    assert wire.encode_event_c is not None or not (shutil.which("cc") or shutil.which("gcc")), \
         "producer/_wirecore.c did not build: reinstall (make install) and read the compiler's output"
 
 
@@ -193,10 +193,10 @@ def test_c_and_python_write_the_same_bytes_or_the_same_error():
         assert c == py, ev
         if ev[5] != "STEP" and py[0] == "raised":
             continue  # its payload does not encode at all; compared above
-        args = (w.pre, w.middle, w.id_base, w.tail, *ev[:5], wire._KIND_PREFIX.get(ev[5], b""),
+        args = (w.pre, w.middle, w.id_base, w.tail, *ev[:5], wire.KIND_PREFIX.get(ev[5], b""),
                 ev[6] if ev[5] == "STEP" else None,
                 None if ev[5] == "STEP" else wire.PAYLOAD_ENCODERS[ev[5]](ev[6]))
-        c_took = wire._c_encode_event(*args)
+        c_took = wire.encode_event_c(*args)
         seen["c" if c_took is not None else "fallback"] += 1
         if c_took is not None and _in_range(ev):  # what C writes decodes
             name, rec = Codec().decode(c_took)
@@ -219,8 +219,8 @@ def test_the_sdk_s_common_step_is_encoded_in_c():
             None, None, None, None)
     attrs = {"temperature": 0.2, "n": 3, "stream": False, "user": None,
              "gen_ai.request.model": "gpt-4o"}
-    data = wire._c_encode_event(w.pre, w.middle, w.id_base, w.tail, 7, 1760000000000123,
-                                1760000000000123, "abcdef01.1", attrs, wire._KIND_PREFIX["STEP"],
+    data = wire.encode_event_c(w.pre, w.middle, w.id_base, w.tail, 7, 1760000000000123,
+                                1760000000000123, "abcdef01.1", attrs, wire.KIND_PREFIX["STEP"],
                                 step, None)
     assert data is not None
     assert data == w.encode_py(7, 1760000000000123, 1760000000000123, "abcdef01.1", attrs,
