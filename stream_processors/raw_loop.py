@@ -61,7 +61,7 @@ def hot_path_gc() -> None:
     Why: with CPython's defaults (700, 10, 10) a worker spent ~6-8 µs of CPU per event in the
     cyclic GC (measured with ``gc.callbacks`` over 100k events of bench/processors.py): a batch's
     records, outputs and decoded events live for several young collections, are promoted, and
-    trigger ~one full collection every 7k events, each traversing faust's, the codecs' and the
+    trigger ~one full collection every 8k events, each traversing faust's, the codecs' and the
     detectors' start-up objects (~50 ms). Frozen, those are never traversed again; at 50,000 a
     young collection runs only when that many more container objects are alive than freed, which
     the batches in flight (~7k each) never reach: 0 collections over the same 100k events, 0.0 µs.

@@ -41,12 +41,12 @@ class FreezingEmitter(Emitter):
     """The worker's emitter (errors_only) with timeouts short enough to expire while the broker
     is frozen; its first batch of ``events`` outputs freezes the broker for ``FREEZE_S``."""
 
-    def __init__(self, bootstrap: str, broker: EmbeddedBroker, events_topic: str) -> None:
-        # Idempotence off: after a timeout librdkafka bumps the producer epoch and the embedded
-        # broker answers PRODUCER_FENCED, a refusal for good (the loop stops, nothing committed);
-        # this test is about the refusals worth retrying.
-        super().__init__(bootstrap, {"message.timeout.ms": 1500, "request.timeout.ms": 1000,
-                                     "enable.idempotence": False}, errors_only=True)
+    def __init__(self, bootstrap: str, broker: EmbeddedBroker, events_topic: str, idempotent: bool) -> None:
+        # Without idempotence: after a timeout librdkafka bumps the producer epoch and the embedded
+        # broker answers PRODUCER_FENCED, a refusal for good (the loop stops, nothing committed),
+        # so only a non-idempotent producer shows the refusals worth retrying.
+        extra = {"message.timeout.ms": 1500, "request.timeout.ms": 1000}
+        super().__init__(bootstrap, extra if idempotent else {**extra, "enable.idempotence": False}, errors_only=True)
         self.broker, self.events_topic = broker, events_topic
         self.frozen_at: float | None = None
         self.thawed_at: float | None = None
@@ -95,28 +95,37 @@ def read_events(bootstrap: str, topic: str, at_least: int) -> list[dict]:
     return [codec.decode_as(EVENT, m.value()) for m in read_records(bootstrap, topic, at_least)]
 
 
+def frozen_loop(broker: EmbeddedBroker, prefix: str, idempotent: bool, loop_cls: type[RawLoop] = RawLoop,
+                n_runs: int = 4, steps: int = 4) -> tuple[RawLoop, list[FreezingEmitter], list[dict], str, str]:
+    """A raw loop on ``broker`` whose emitter freezes it, and its raw records already produced."""
+    bs = broker.bootstrap_servers
+    create_topics(bs, prefix=prefix, partitions=2)
+    raw, events_topic = topic_name("raw", prefix), topic_name("events", prefix)
+    s = ProcessorsSettings(bootstrap_servers=bs, topic_prefix=prefix, app_id=prefix.rstrip("."),
+                           broker_session_timeout=6.0, retry_initial_s=0.2, retry_max_s=0.5)
+    chain = Chain(s, codec, Redactor(b"k"), PolicyBook(), topic_name("alerts", prefix))
+    emitters: list[FreezingEmitter] = []
+
+    def factory(b: str) -> FreezingEmitter:
+        emitters.append(FreezingEmitter(b, broker, events_topic, idempotent))
+        return emitters[-1]
+
+    loop = loop_cls(s, chain, ProcessorMetrics(), partitions=2, emitter_factory=factory)
+    evs = [e for i in range(n_runs) for e in [syn.run_start("t", f"r{i}")] + [syn.step("t", f"r{i}", j)
+                                                                             for j in range(1, steps + 1)]]
+    produce(bs, raw, [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in evs])
+    return loop, emitters, evs, raw, events_topic
+
+
 def test_outputs_refused_while_the_broker_is_frozen_are_produced_again_and_committed_only_after():
     broker = EmbeddedBroker().start()
     t: threading.Thread | None = None
     emitters: list[FreezingEmitter] = []
     try:
         bs = broker.bootstrap_servers
-        prefix = "frz."
-        create_topics(bs, prefix=prefix, partitions=2)
-        raw, events_topic = topic_name("raw", prefix), topic_name("events", prefix)
-        s = ProcessorsSettings(bootstrap_servers=bs, topic_prefix=prefix, app_id="frz", broker_session_timeout=6.0,
-                               retry_initial_s=0.2, retry_max_s=0.5)
-        chain = Chain(s, codec, Redactor(b"k"), PolicyBook(), topic_name("alerts", prefix))
-
-        def factory(b: str) -> FreezingEmitter:
-            emitters.append(FreezingEmitter(b, broker, events_topic))
-            return emitters[-1]
-
-        loop = CommitSpy(s, chain, ProcessorMetrics(), partitions=2, emitter_factory=factory)
+        loop, emitters, evs, raw, events_topic = frozen_loop(broker, "frz.", idempotent=False, loop_cls=CommitSpy)
+        assert isinstance(loop, CommitSpy)
         loop.commits = []
-        evs = [e for i in range(4) for e in [syn.run_start("t", f"r{i}")] + [syn.step("t", f"r{i}", j)
-                                                                              for j in range(1, 5)]]
-        produce(bs, raw, [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in evs])
         t = threading.Thread(target=loop.run_blocking, daemon=True)
         t.start()
         wait_for(lambda: committed(bs, "frz-raw", raw) == len(evs), deadline_s=90, what="raw committed")
@@ -145,27 +154,10 @@ def test_the_workers_own_producer_under_the_same_freeze_commits_nothing_it_has_n
     offset committed has its events on ``events``."""
     broker = EmbeddedBroker().start()
     outcome: list[BaseException | None] = []
+    emitters: list[FreezingEmitter] = []
     try:
         bs = broker.bootstrap_servers
-        prefix = "frzi."
-        create_topics(bs, prefix=prefix, partitions=2)
-        raw, events_topic = topic_name("raw", prefix), topic_name("events", prefix)
-        s = ProcessorsSettings(bootstrap_servers=bs, topic_prefix=prefix, app_id="frzi", broker_session_timeout=6.0,
-                               retry_initial_s=0.2, retry_max_s=0.5)
-        chain = Chain(s, codec, Redactor(b"k"), PolicyBook(), topic_name("alerts", prefix))
-        em_box: list[Emitter] = []
-
-        class Idempotent(FreezingEmitter):
-            def __init__(self, bootstrap: str) -> None:
-                Emitter.__init__(self, bootstrap, {"message.timeout.ms": 1500, "request.timeout.ms": 1000},
-                                 errors_only=True)
-                self.broker, self.events_topic = broker, events_topic
-                self.frozen_at = self.thawed_at = None
-                em_box.append(self)
-
-        loop = RawLoop(s, chain, ProcessorMetrics(), partitions=2, emitter_factory=Idempotent)
-        evs = [e for i in range(4) for e in [syn.run_start("t", f"r{i}"), syn.step("t", f"r{i}", 1)]]
-        produce(bs, raw, [(e["run_id"].encode(), codec.encode(EVENT, e)) for e in evs])
+        loop, emitters, evs, raw, events_topic = frozen_loop(broker, "frzi.", idempotent=True, steps=1)
 
         def run() -> None:
             try:
@@ -195,6 +187,6 @@ def test_the_workers_own_producer_under_the_same_freeze_commits_nothing_it_has_n
             assert owed <= got
         assert outcome == [None] or len(owed) < len(evs)  # a stopped loop cannot have committed it all
     finally:
-        for em in em_box:
-            em.thaw()  # type: ignore[attr-defined]
+        for em in emitters:
+            em.thaw()
         broker.stop()

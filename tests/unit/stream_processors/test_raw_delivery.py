@@ -20,7 +20,7 @@ from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
 from agentstream.stream_processors.raw_steps import RawIO, build_raw_chain
 from agentstream.stream_processors.records import OutRecord
 
-from .test_raw_steps import RAW, STATE, Msg, Rig, events_batch
+from .test_raw_steps import RAW, STATE, Msg, Rig, _count, events_batch
 
 
 class QuietProducer:
@@ -122,7 +122,7 @@ def test_a_refused_dead_letter_is_produced_again_with_its_headers_before_its_bat
     assert headers["trace"] == b"t-1" and headers[DLQ_HEADERS["source_offset"]] == b"3"
     assert headers[DLQ_HEADERS["stage"]] == b"redaction" and headers[DLQ_HEADERS["reason"]]
     assert sorted(r.key for r in producer.delivered if r.topic == "u.events") == [b"a"] * 3
-    assert rig.metrics.errors.labels("produce", "transient")._value.get() == 3
+    assert _count(rig, "errors", what="produce", error_class="transient") == 3
 
 
 def test_an_output_refused_for_good_commits_nothing_of_its_batch():
