@@ -212,3 +212,20 @@ def test_a_redelivered_event_with_other_content_shows_its_last_copy_as_events_fi
     assert [s["name"] for s in body["steps"]] == ["search [redacted]"] == [r[0] for r in final]
     assert body["steps"][0]["details"] == {"note": "v2"} and body["run"]["event_count"] == 2
 
+
+
+@pytest.mark.parametrize("run_id", ["it's", "back\\slash", "100%_done", "漢字-🙂", "x" * 256, "a b\tc", "' OR 1=1 --"])
+def test_any_run_id_reads_its_own_run_only(api, ch, tenant, auth, run_id):
+    run = RunBuilder(tenant, "agent-a", run_id=run_id)
+    run.tool("search", 5.0)
+    run.end("SUCCESS")
+    # a neighbour in the key order: the same id with a suffix, and a prefix of it
+    near = [RunBuilder(tenant, "agent-near", run_id=run_id + "0"), RunBuilder(tenant, "agent-near", run_id=run_id[:-1] or "z")]
+    insert_runs(ch, [run, *near])
+    from urllib.parse import quote
+
+    r = api.get(f"/v1/runs/{quote(run_id, safe='')}", headers=auth)
+    body = r.json()
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert body["run"]["run_id"] == run_id and body["run"]["agent_id"] == "agent-a"
+    assert body["run"]["event_count"] == 3 and body["run"]["status"] == "SUCCESS"
