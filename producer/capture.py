@@ -66,9 +66,25 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
                               default=str)
 
 
+_enc_str = json.encoder.encode_basestring  # what _CANONICAL writes a str with (ensure_ascii off)
+
+
+def _canonical_text(value: Any) -> str:
+    """``_CANONICAL.encode(value)``, with the two shapes digests mostly get (a str; a flat dict
+    of str to str, e.g. tool arguments) written directly: about half the cost, the same text."""
+    if value.__class__ is str:
+        return _enc_str(value)
+    if value.__class__ is dict:
+        for k, v in value.items():
+            if k.__class__ is not str or v.__class__ is not str:
+                return _CANONICAL.encode(value)
+        return "{" + ",".join([_enc_str(k) + ":" + _enc_str(v) for k, v in sorted(value.items())]) + "}"
+    return _CANONICAL.encode(value)
+
+
 def canonical_json(value: Any) -> bytes:
     """Stable bytes for a JSON-like value: sorted keys, no whitespace, non-JSON types as str."""
-    return _CANONICAL.encode(value).encode("utf-8")
+    return _canonical_text(value).encode("utf-8")
 
 
 class CapturePolicy:
@@ -88,7 +104,7 @@ class CapturePolicy:
     def digest(self, value: Any) -> str:
         """HMAC-SHA256 of the canonical JSON of ``value`` under the tenant's protected key."""
         mac = self._mac.copy()
-        mac.update(_CANONICAL.encode(value).encode("utf-8"))
+        mac.update(_canonical_text(value).encode("utf-8"))
         return mac.hexdigest()
 
     def project(self, content: Any) -> dict[str, str | None] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import hashlib
 import hmac
 import json
@@ -125,13 +126,30 @@ def _values(rng: random.Random) -> list:
     return [value(0) for _ in range(400)]
 
 
+def _text_key(rng: random.Random) -> str:
+    return "".join(rng.choice("aZ0 _-.\"\\\n\t\u00e9\u4e2d\U0001f600\u2028\x00\x1f")
+                   for _ in range(rng.randrange(0, 10)))
+
+
 def test_digests_are_byte_for_byte_what_they_were():
     rng = random.Random(18)
     for key in (b"k", os.urandom(32), b"x" * 200):  # a key longer than the block is hashed first
         policy = CapturePolicy("metadata_only", "p1", key)
-        for v in _values(rng) + ["order 1", {"q": "order 1"}, ["tool", "search", "ab" * 32],
-                                 "\ud800 lone surrogate"[1:], {"a": 1, "b": [1, 2]}]:
-            assert policy.digest(v) == _old_digest(key, v), v
+        flat = [{_text_key(rng): _text_key(rng) for _ in range(rng.randrange(6))}
+                for _ in range(200)]  # the shape tool arguments mostly have: str -> str
+        for v in _values(rng) + flat + [
+                "order 1", {"q": "order 1"}, ["tool", "search", "ab" * 32], "", {}, {"": ""},
+                "\ud800 lone surrogate"[1:], {"a": 1, "b": [1, 2]}, {"b": "x", "a": "y", "é": "\n"},
+                {"k": "v", 1: "x"}, {"k": None}, {"z": "1", "a": {"n": "2"}}]:
+            assert _outcome(policy.digest, v) == _outcome(functools.partial(_old_digest, key), v), v
+
+
+def _outcome(fn, v):
+    """The digest, or the type of what it raised (mixed-type keys cannot be sorted: TypeError)."""
+    try:
+        return fn(v)
+    except Exception as exc:  # noqa: BLE001 - compared by type between the two formulas
+        return type(exc)
 
 
 def test_canonical_json_is_unchanged_and_digest_threads_agree():
