@@ -93,9 +93,11 @@ class RangeBatcher:
             buf.append(msg)
             added += 1
         if added:
+            now = time.monotonic() if now is None else now
             self.pending += added
+            self.policy.added(now)
             if self.oldest_at is None:
-                self.oldest_at = time.monotonic() if now is None else now
+                self.oldest_at = now
 
     def polled(self, n: int) -> None:
         """After each poll of the consumer: ``n`` records came back (0: caught up)."""

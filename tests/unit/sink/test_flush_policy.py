@@ -55,7 +55,9 @@ def test_an_expensive_flush_holds_the_next_one_back_past_the_deadline():
     p.polled(500)  # busy
     p.flushed(10.0)
     p.stored(0.8)  # the flush's inserts took 0.8 s in all: the next waits 0.8 / 0.5 = 1.6 s
+    p.added(10.95)
     assert not p.due(900, 10.0, 11.0)  # past max_seconds, but inside the gap
+    p.added(11.5)
     assert not p.due(900, 10.0, 11.59)
     assert p.due(900, 10.0, 11.61)
 
@@ -65,6 +67,7 @@ def test_the_gap_is_capped_by_the_busy_bound():
     p.polled(500)
     p.flushed(10.0)
     p.stored(5.0)  # 20 s asked for; 2 s is the most a batch waits under load
+    p.added(11.9)
     assert not p.due(900, 10.0, 11.99)
     assert p.due(900, 10.0, 12.0)
 
@@ -81,6 +84,7 @@ def test_a_cheap_insert_keeps_the_idle_path_as_fast_as_before():
     p.polled(0)  # caught up
     p.flushed(10.0)
     p.stored(0.05)  # one small insert: a gap of 0.1 s, under the 0.2 s minimum interval
+    p.added(10.1)
     assert not p.due(5, 10.1, 10.19)
     assert p.due(5, 10.1, 10.21)
 
@@ -100,4 +104,15 @@ def test_share_zero_turns_the_gap_off():
     p.polled(500)
     p.flushed(10.0)
     p.stored(30.0)
+    p.added(10.9)
     assert p.due(900, 10.0, 11.0)  # the deadline alone, as without the gap
+
+
+def test_the_tail_of_a_burst_is_not_held_back_by_the_gap():
+    p = _costed()
+    p.polled(0)
+    p.flushed(10.0)
+    p.stored(0.9)  # a big flush: 1.8 s asked for while records keep coming
+    p.added(10.01)  # the burst's last records, then nothing
+    assert not p.due(80, 10.01, 10.2)  # maybe more is coming
+    assert p.due(80, 10.01, 10.22)  # quiet for the minimum interval: goes by the idle rule
