@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -293,6 +294,7 @@ def main() -> None:
                       "idle": {n: {c: summary(v) for c, v in idle[n].items()} for n in ARMS},
                       "arms": arms, **{n: {c: summary(v) for c, v in pooled[n].items()} for n in ARMS},
                       "incomplete": incomplete, "differ": differ}))
+    shutil.rmtree(path, ignore_errors=True)  # ~0.5 GB of chDB per run
 
 
 if __name__ == "__main__":
