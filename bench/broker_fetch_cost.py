@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from e2e_sdk import main as emit  # noqa: E402
-from proc_cpu import process_cpu  # noqa: E402
+from e2e_sdk import main as emit
+from proc_cpu import process_cpu
 
-from agentstream.cli.embedded_broker import EmbeddedBroker  # noqa: E402
-from agentstream.schemas.topics import create_topics, topic_name  # noqa: E402
+from agentstream.cli.embedded_broker import EmbeddedBroker
+from agentstream.schemas.topics import create_topics, topic_name
 
 PREFIX = "bfc."
 
