@@ -1,6 +1,6 @@
 """The sink's CPU per event, taken apart, and a before/after ratio measured side by side.
 
-    python bench/sink_cpu.py [--events 120000] [--rate 12000] [--rounds 2] [--arms before,after]
+    python bench/sink_cpu.py [--events 120000] [--rate 12000] [--rounds 2] [--arms before,after] [--anatomy-reps 0]
 
 What bench/e2e.py reports as one figure (the sink+API process's CPU per event) is taken apart
 here: the sink runs as the embedded stack runs it (its own process, its own chDB directory, the
@@ -22,10 +22,15 @@ ClickHouse's merges of those parts are done:
 - the outputs: a digest of every table's rows (merged, ``inserted_at`` left out), which must be
   the same in every arm.
 
-Arms (alternating in each round, the order swapped each round): ``before`` runs what the sink
-did before issue #18's sink half (the settings and migrations named in ``ARMS``), ``after`` the
-current defaults. Last line: JSON with each arm's medians, ``ratio`` (after / before CPU µs per
-event, settled) and the breakdown.
+Arms (``ARMS``: settings and left-out migrations; alternating, the order swapped each round):
+``before`` flushes as the sink did before issue #18's sink half (no cost-aware gap), ``after``
+the current defaults, ``busy3s`` the gap capped at 3 s instead of 2. ``--anatomy-reps N`` also
+takes one Avro insert apart: its fixed cost per insert and cost per row, per view and index.
+Last line: JSON with each arm's medians, ``ratio`` (after / before CPU µs per event, settled),
+the breakdown and whether every table's rows were the same in every arm (``outputs_identical``).
+
+    python bench/sink_cpu.py --events 36000 --rate 3000 --rounds 2
+    python bench/sink_cpu.py --events 120000 --rate 12000 --arms before,after,busy3s --anatomy-reps 2
 """
 from __future__ import annotations
 
