@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -27,6 +28,7 @@ from agentstream.stream_processors.emitter import Emitter
 from agentstream.stream_processors.metrics import ProcessorMetrics
 from agentstream.stream_processors.policies import PolicyBook
 from agentstream.stream_processors.raw_loop import RawLoop
+from agentstream.stream_processors.records import OutRecord
 from agentstream.stream_processors.redaction import Redactor
 from agentstream.stream_processors.settings import ProcessorsSettings
 
@@ -190,3 +192,30 @@ def test_the_workers_own_producer_under_the_same_freeze_commits_nothing_it_has_n
         for em in emitters:
             em.thaw()
         broker.stop()
+
+
+def test_an_errors_only_emitter_calls_back_for_no_delivered_record_and_keeps_no_reference(bootstrap, unique):
+    """The binding honours ``delivery.report.only.error`` itself (confluent-kafka-python #84/#140:
+    without it the per-record state and its callback reference would leak): no call for a
+    delivered record, the callback's references all released, and the queue seen empty settles
+    everything produced."""
+    import sys
+
+    prefix = f"eo{unique}."
+    create_topics(bootstrap, prefix=prefix, partitions=2)
+    em = Emitter(bootstrap, errors_only=True)
+    calls: list[Any] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        calls.append(err)
+
+    refs = sys.getrefcount(on_delivery)
+    try:
+        for _ in range(5):
+            em.produce_all([OutRecord(topic_name("events", prefix), f"k{i}".encode(), b"x" * 100) for i in range(2000)],
+                           on_delivery)
+        assert em.settled < em.produced == 10_000
+        wait_for(lambda: em.poll(0.1) is not None and em.settled == em.produced, what="all settled")
+        assert calls == [] and sys.getrefcount(on_delivery) == refs
+    finally:
+        em.close()
