@@ -71,10 +71,12 @@ class Emitter:
             # Positional: keyword arguments cost ~0.4 µs a record. (topic, value, key, partition,
             # on_delivery, -, timestamp, headers) is produce()'s order.
             partition = -1 if r.partition is None else r.partition
+            # Our (str, bytes) pairs are what produce() takes; its stub types the list invariantly.
+            headers: Any = r.headers
             while True:
                 try:
-                    if r.headers:
-                        produce(r.topic, r.value, r.key, partition, cb, None, 0, r.headers)
+                    if headers:
+                        produce(r.topic, r.value, r.key, partition, cb, None, 0, headers)
                     else:
                         produce(r.topic, r.value, r.key, partition, cb)
                     break
