@@ -111,7 +111,7 @@ def build_chain(io: SinkIO, batcher: RangeBatcher, dead: DeadLetters, guard: Dlq
 
     def commit(flush: Flush) -> None:
         io.commit_ranges(flush.ranges)
-        batcher.policy.stored(sum(c.insert_seconds for c in flush.chunks))
+        batcher.policy.stored(sum(c.insert_seconds for c in flush.chunks), flush.rows)
         chain_ref[0].in_flight_rows -= flush.rows
 
     r_commit = retry("commit", flush_where)

@@ -14,7 +14,10 @@ views on ``events``), and a flush is one insert per partition range. So a flush 
 back until ``insert_seconds / insert_share`` after the previous one, where ``insert_seconds`` is
 what the last stored flush's inserts took (summed over its ranges): a stream that makes inserts
 expensive gets fewer, larger ones, up to ``max_busy_seconds`` apart (the latency bound under
-load), while at idle (one small insert) the gap stays under the minimum interval. The gap holds
+load). A flush of fewer than ``busy_rows`` rows sets no gap: at idle and at light load (probe
+runs every 200 ms, a few thousand events a second) a flush's small insert still costs ~125-160
+ms on a busy machine, and a gap of twice that held every batch back (emit -> queryable p99
+0.67 -> 1.5-1.9 s idle in bench/e2e.py) to save inserts that cost little in all. The gap holds
 a batch only while records keep arriving: one nothing was added to for the minimum interval
 (the tail of a burst) has nothing more to share the insert with, and goes by the other rules.
 bench/sink_cpu.py measures the cost per insert and per event with and without it.
@@ -25,13 +28,14 @@ from __future__ import annotations
 class FlushPolicy:
     def __init__(self, max_rows: int, max_seconds: float, idle_seconds: float,
                  min_interval_seconds: float, insert_share: float = 0.0,
-                 max_busy_seconds: float = 0.0) -> None:
+                 max_busy_seconds: float = 0.0, busy_rows: int = 0) -> None:
         self.max_rows = max_rows
         self.max_seconds = max_seconds
         self.idle_seconds = idle_seconds
         self.min_interval = min_interval_seconds
         self.insert_share = insert_share
         self.max_busy_seconds = max_busy_seconds
+        self.busy_rows = busy_rows
         self.caught_up = False
         self.last_flush_at = float("-inf")
         self.gap = 0.0  # the least time between flushes the last stored flush's cost asks for
@@ -48,10 +52,13 @@ class FlushPolicy:
     def flushed(self, now: float) -> None:
         self.last_flush_at = now
 
-    def stored(self, insert_seconds: float) -> None:
-        """A flush is stored: its inserts took ``insert_seconds`` (summed over its ranges)."""
-        if self.insert_share > 0:
+    def stored(self, insert_seconds: float, rows: int) -> None:
+        """A flush of ``rows`` rows is stored: its inserts took ``insert_seconds`` (summed over
+        its ranges)."""
+        if self.insert_share > 0 and rows >= self.busy_rows:
             self.gap = min(self.max_busy_seconds, insert_seconds / self.insert_share)
+        else:
+            self.gap = 0.0
 
     def due(self, pending: int, oldest_at: float | None, now: float) -> bool:
         if not pending:

@@ -298,7 +298,8 @@ class Sink(RetryingMixin, ReadinessMixin):
     def _new_chain(self, assigned: list[tuple[str, int]], plans: dict[tuple[str, int], list[OffsetRange]]) -> SinkChain:
         st = self.settings
         policy = FlushPolicy(st.batch_max_rows, st.batch_max_seconds, st.flush_idle_seconds,
-                             st.flush_min_interval_seconds, st.flush_insert_share, st.flush_max_busy_seconds)
+                             st.flush_min_interval_seconds, st.flush_insert_share, st.flush_max_busy_seconds,
+                             st.flush_busy_rows)
         batcher = RangeBatcher(assigned, plans, policy, lambda topic, rows: st.avro_fast_path and rows >= st.avro_min_rows
                                and RangeWriter.fast_path_for(self.specs[topic]), st.batch_max_rows, st.range_max_rows)
         if self._inserter is None:

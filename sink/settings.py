@@ -54,6 +54,8 @@ class SinkSettings(BaseSettings):
     # rule alone decide).
     flush_insert_share: float = Field(0.5, ge=0.0)
     flush_max_busy_seconds: float = Field(2.0, ge=0.0)
+    # Flushes smaller than this set no gap: idle and light streams flush as the idle rule says.
+    flush_busy_rows: int = Field(1000, ge=0)
     # Adaptive flush (sink/flush_policy.py): once a poll finds nothing more to read, a batch goes
     # when its oldest record is this old, at most once per min interval (bounds the parts a
     # trickle creates); busy, batches wait for batch_max_rows or batch_max_seconds as before.

@@ -221,7 +221,7 @@ def test_the_policy_learns_what_the_flushs_inserts_took_once_it_is_committed(poo
     chain, _ = chain_for(io, pool=pool)
     seen: list[float] = []
     stored = chain.batcher.policy.stored
-    chain.batcher.policy.stored = lambda s: (seen.append(s), stored(s))  # type: ignore[method-assign]
+    chain.batcher.policy.stored = lambda s, rows: (seen.append(s), stored(s, rows))  # type: ignore[method-assign]
     chain.head.submit(records(0, range(0, 7)) + records(1, range(0, 2)))
     chain.head.close()
     chain.head.join()
