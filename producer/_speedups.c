@@ -9,8 +9,8 @@
  * What this module must agree with Python on:
  * - the clock: _t0/_lat are time.perf_counter_ns() values (the same C function underneath);
  * - the context variable: the current step is `context.current_step`;
- * - gated runs (a budget, throttle or pending command) and every unusual call (retry_of,
- *   attempt, an unknown kind, a non-dict mapping) take the Python path, so enforcement and
+ * - gated runs (a budget, throttle or pending command) and every unusual call (a retry_of or
+ *   attempt value, an unknown kind, a non-dict mapping) take the Python path, so enforcement and
  *   bookkeeping logic exists once, in Python.
  */
 #define PY_SSIZE_T_CLEAN
@@ -331,10 +331,17 @@ static PyObject *RunCore_step(PyObject *self, PyObject *args, PyObject *kw) {
     if (!configured()) return NULL;
     Py_ssize_t na = PyTuple_GET_SIZE(args);
     if (na < 2 || na > 3) return slow_step(self, args, kw);
+    /* attempt= and retry_of= given as None mean "not given", as in Run.step: only a value
+     * takes the Python path, and a None is kept out of the step's attributes below */
+    int given_none = 0;
     if (kw != NULL && PyDict_GET_SIZE(kw)) {
-        if (PyDict_GetItemWithError(kw, s_attempt) || PyDict_GetItemWithError(kw, s_retry_of))
-            return slow_step(self, args, kw);
-        if (PyErr_Occurred()) return NULL;
+        PyObject *opt[2] = {s_attempt, s_retry_of};
+        for (int i = 0; i < 2; i++) {
+            PyObject *v = PyDict_GetItemWithError(kw, opt[i]);
+            if (v == NULL && PyErr_Occurred()) return NULL;
+            if (v != NULL && v != Py_None) return slow_step(self, args, kw);
+            given_none |= v != NULL;
+        }
     }
     PyObject *kind = PyDict_GetItemWithError(g_kinds, PyTuple_GET_ITEM(args, 0));
     if (kind == NULL) {
@@ -357,6 +364,16 @@ static PyObject *RunCore_step(PyObject *self, PyObject *args, PyObject *kw) {
     } else if (kw != NULL && PyDict_GET_SIZE(kw)) {
         attrs = PyDict_Copy(kw);
         if (attrs == NULL) return NULL;
+    }
+    if (given_none && attrs != NULL) {
+        PyObject *opt[2] = {s_attempt, s_retry_of};
+        for (int i = 0; i < 2; i++) {
+            int has = PyDict_Contains(attrs, opt[i]);
+            if (has < 0 || (has && PyDict_DelItem(attrs, opt[i]) < 0)) {
+                Py_DECREF(attrs);
+                return NULL;
+            }
+        }
     }
     if (attrs != NULL && PyDict_GET_SIZE(attrs) == 0) Py_CLEAR(attrs);
     PyTypeObject *tp = (PyTypeObject *)g_step_type;

@@ -95,7 +95,6 @@ class CapturePolicy:
         self.mode = mode
         self.wire_mode = MODES[mode]
         self.policy_version = policy_version
-        self._key = digest_key
         # Keyed once; each digest copies the keyed state instead of re-deriving it from the key.
         self._mac = hmac.new(digest_key, digestmod=hashlib.sha256)
         self.content_store = content_store
@@ -104,7 +103,7 @@ class CapturePolicy:
     def digest(self, value: Any) -> str:
         """HMAC-SHA256 of the canonical JSON of ``value`` under the tenant's protected key."""
         mac = self._mac.copy()
-        mac.update(_canonical_text(value).encode("utf-8"))
+        mac.update(canonical_json(value))
         return mac.hexdigest()
 
     def project(self, content: Any) -> dict[str, str | None] | None:

@@ -81,10 +81,7 @@ class RunRecords(RunState):
                   retry_of: "Step | str | None" = None, **attrs: Any) -> str | None:
         """Records a tool call that already happened (one TOOL STEP). Returns its step id."""
         try:
-            # without retry_of the C step core takes the call (a retry_of keyword, even None,
-            # sends it to the Python path)
-            s = self.step("tool", tool_name, **attrs) if retry_of is None else \
-                self.step("tool", tool_name, retry_of=retry_of, **attrs)
+            s = self.step("tool", tool_name, retry_of=retry_of, **attrs)
             s.record_tool(tool_name, args, call_id)
             return self._record_done(s, status, latency_ms)
         except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged

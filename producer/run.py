@@ -184,9 +184,7 @@ class Run(RunGate, RunRecords):
     def tool_step(self, tool_name: str, args: Any = ..., *, call_id: str | None = None,
                   retry_of: "Step | str | None" = None, **attrs: Any) -> Step:
         """A TOOL step; args travel as a keyed digest, which also feeds loop fingerprints."""
-        # no retry_of keyword unless given: with it, even None, the C core hands the call to Python
-        s = self.step("tool", tool_name, **attrs) if retry_of is None else \
-            self.step("tool", tool_name, retry_of=retry_of, **attrs)
+        s = self.step("tool", tool_name, retry_of=retry_of, **attrs)
         try:
             tool = s.record_tool(tool_name, args, call_id).tool
             if (tool is not None and self.budget is not None
@@ -201,9 +199,7 @@ class Run(RunGate, RunRecords):
                  retry_of: "Step | str | None" = None, **attrs: Any) -> Step:
         """An LLM step; entering it checks model-call, token and cost budgets first.
         Call ``step.record_llm(...)`` with the usage when the response arrives."""
-        name = name or f"chat {model}"
-        s = self.step("llm", name, **attrs) if retry_of is None else \
-            self.step("llm", name, retry_of=retry_of, **attrs)
+        s = self.step("llm", name or f"chat {model}", retry_of=retry_of, **attrs)
         s.estimate = (estimated_tokens, estimated_cost_usd)
         s.attrs = s.attrs or {}
         s.attrs.setdefault("gen_ai.provider.name", provider)

@@ -81,6 +81,31 @@ def test_unusual_calls_take_the_python_path_with_the_same_result(tracer):
     assert run.llm_calls == 1 and run.step_count == 7
 
 
+def test_retry_of_and_attempt_given_as_none_mean_not_given_on_both_cores(tracer):
+    # the wrappers (tool_call, tool_step, llm_step) always pass retry_of, None when not a retry:
+    # the C core keeps such calls, and a None never becomes an attribute
+    with tracer.run("r") as run:
+        with run.step("tool", "plain", retry_of=None, attempt=None, k="v") as plain:
+            pass
+        with run.step("llm", "mapped", {"m": 1}, retry_of=None) as mapped:
+            pass
+        with run.step("tool", "bare", retry_of=None):
+            pass
+        run.tool_call("search", {"q": 1}, latency_ms=1.0)
+        with run.llm_step("openai", "gpt-4o") as st:
+            st.record_llm("openai", "gpt-4o", input_tokens=1, output_tokens=1)
+    if tracer.settings.speedups:
+        assert type(plain) is FastStep and type(mapped) is FastStep
+    steps = {e["payload"]["name"]: e for e in drain(tracer) if e["kind"] == "STEP"}
+    assert steps["plain"]["attributes"] == {"k": "v"}
+    assert steps["mapped"]["attributes"] == {"m": "1"}
+    assert steps["bare"]["attributes"] in ({}, None)
+    assert plain.attempt == 1 and steps["plain"]["payload"]["retry_of"] is None
+    assert steps["search"]["payload"]["retry_of"] is None
+    assert "retry_of" not in (steps["chat gpt-4o"]["attributes"] or {})
+    assert run.step_count == 5
+
+
 def test_a_budget_is_enforced_before_the_step_on_both_cores(tracer):
     with pytest.raises(BudgetExceeded):
         with tracer.run("r", budget=Budget(max_steps=2)) as run:
