@@ -2,8 +2,10 @@
 
 Not the wall (that is the syntax-tree rewrite in api/sql/rewrite.py and ClickHouse's own query
 tree check in api/sql/tree_check.py): this gives early, specific answers for one statement,
-SELECT/WITH/DESCRIBE/SHOW COLUMNS only, and SETTINGS / FORMAT / INTO OUTFILE outside string
-literals. Its lexer knows every ClickHouse string form, ``$$heredoc$$`` and ``$tag$...$tag$``
+SELECT/WITH/DESCRIBE/SHOW COLUMNS only, and SETTINGS / INTO OUTFILE outside string literals.
+A FORMAT clause is left to the tree (rewrite.py refuses it wherever it stands): whether the word
+is a clause or a column's name depends on where it stands, and a token look refused columns named
+``format``. Its lexer knows every ClickHouse string form, ``$$heredoc$$`` and ``$tag$...$tag$``
 included, so a clause cannot hide from it inside something it would misread as code, and a
 keyword inside a real string literal stays data.
 """
@@ -80,11 +82,4 @@ def check_tokens(tokens: list[Token]) -> str:
                               "SETTINGS clauses are not allowed; limits are set by the server")
         if w == "INTO" and i + 1 < len(words) and words[i + 1] == "OUTFILE":
             raise SqlRejected("sql_output_forbidden", "INTO OUTFILE is not allowed")
-        # `AS format` and `e.format` name a column; a clause follows an expression, never these
-        named = i > 0 and (words[i - 1] == "AS" or tokens[i - 1].text == ".")
-        if w == "FORMAT" and not named and i + 1 < len(tokens) and tokens[i + 1].kind == "word" and (
-            i + 2 >= len(tokens) or tokens[i + 2].text != "("
-        ):
-            raise SqlRejected("sql_output_forbidden",
-                              "FORMAT clauses are not allowed; results are returned as JSON")
     return first.text.upper()

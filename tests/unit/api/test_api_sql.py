@@ -90,6 +90,9 @@ def test_other_tenants_rows_never_come_back(api, auth, two_tenants, q):
     # a column called format is a name, not the clause (the lexer refused these before)
     ("SELECT t.format AS format FROM (SELECT 1 AS format) AS t ORDER BY t.format DESC", None),
     ("SELECT t.format FROM (SELECT 1 AS format) AS t ORDER BY t.format ASC", None),
+    ("SELECT t.format AS format FROM (SELECT 1 AS format) AS t ORDER BY format DESC", None),
+    ("SELECT 1 format JSON", "sql_output_forbidden"),
+    ("SELECT 1 /* x */ FORMAT\nJSON;", "sql_output_forbidden"),
     ("SELECT * FROM nope_table", "sql_forbidden_table"),
     ("SELEC 1", "sql_not_select"),
     ("SELECT (", "sql_syntax"),
