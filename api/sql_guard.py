@@ -2,10 +2,10 @@
 
 Not the wall (that is the syntax-tree rewrite in api/sql/rewrite.py and ClickHouse's own query
 tree check in api/sql/tree_check.py): this gives early, specific answers for one statement,
-SELECT/WITH/DESCRIBE/SHOW COLUMNS only, and SETTINGS / INTO OUTFILE outside string literals.
-A FORMAT clause is left to the tree (rewrite.py refuses it wherever it stands): whether the word
-is a clause or a column's name depends on where it stands, and a token look refused columns named
-``format``. Its lexer knows every ClickHouse string form, ``$$heredoc$$`` and ``$tag$...$tag$``
+SELECT/WITH/DESCRIBE/SHOW COLUMNS only, and INTO OUTFILE outside string literals.
+FORMAT and SETTINGS clauses are left to the tree (rewrite.py refuses them wherever they stand):
+whether the word is a clause or a column's name depends on where it stands, and a token look
+refused columns and aliases named ``format`` or ``settings``. Its lexer knows every ClickHouse string form, ``$$heredoc$$`` and ``$tag$...$tag$``
 included, so a clause cannot hide from it inside something it would misread as code, and a
 keyword inside a real string literal stays data.
 """
@@ -77,9 +77,6 @@ def check_tokens(tokens: list[Token]) -> str:
         )
     words = [t.text.upper() if t.kind == "word" else None for t in tokens]
     for i, w in enumerate(words):
-        if w == "SETTINGS":
-            raise SqlRejected("sql_settings_forbidden",
-                              "SETTINGS clauses are not allowed; limits are set by the server")
         if w == "INTO" and i + 1 < len(words) and words[i + 1] == "OUTFILE":
             raise SqlRejected("sql_output_forbidden", "INTO OUTFILE is not allowed")
     return first.text.upper()

@@ -9,7 +9,8 @@ with the tenant bound as a query parameter. PREWHERE is the first read step of a
 no other column of another tenant's row is read, and every expression of the caller's (WHERE,
 JOIN ON, a pushed-down filter, a function that throws) runs above that subquery. The caller's
 own PREWHERE cannot stay (ClickHouse allows it on tables only), so it moves into WHERE.
-FINAL and SAMPLE move into the subquery, which is where ClickHouse accepts them.
+FINAL and SAMPLE move into the subquery, which is where ClickHouse accepts them, ``SAMPLE k OFFSET m``
+whole: sqlglot reads its OFFSET as the SELECT's row offset, a different query.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Collection
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from .functions import check_function_name
 from .rejections import SqlRejected, forbidden_table
@@ -74,6 +76,7 @@ def scope_query(sql: str, readable: Collection[str], database: str) -> ScopedQue
                           f"{kind} statements are not allowed: /v1/sql runs read-only SELECT queries",
                           {"statement": kind})
     _check_nodes(tree, database)
+    _keep_sample_offsets(tree, sql)
     _relocate_prewhere(tree)
     _attach_final_sample(tree)
     read: list[str] = []
@@ -167,6 +170,58 @@ def _relocate_prewhere(tree: exp.Expression) -> None:
             cond = exp.and_(cond, exp.paren(where.this.copy()))
         select.set("prewhere", None)
         select.set("where", exp.Where(this=cond))
+
+
+def _positions(node: exp.Expression) -> list[int]:
+    """Character offsets in the caller's text of the tokens ``node`` was parsed from (start and
+    end of each leaf that kept them)."""
+    out: list[int] = []
+    for n in node.walk():
+        meta = n._meta or {}
+        if "start" in meta:
+            out += [meta["start"], meta["end"]]
+    return out
+
+
+def _is_ratio(node: exp.Expression | None) -> bool:
+    """ClickHouse's sample ratio: a number, or a number divided by a number, nothing else."""
+    def number(n: exp.Expression) -> bool:
+        return isinstance(n, exp.Literal) and not n.is_string
+    return node is not None and (number(node) or (
+        isinstance(node, exp.Div) and number(node.this) and number(node.expression)))
+
+
+def _keep_sample_offsets(tree: exp.Expression, sql: str) -> None:
+    """``SAMPLE k OFFSET m`` is one clause to ClickHouse (the slice of the sample space from m);
+    sqlglot parses the OFFSET as the SELECT's row offset, so it goes back into the sample here,
+    rendered from the two checked ratios. An OFFSET ClickHouse would take for the sample's that
+    cannot be put back is refused, never run as something else."""
+    samples = list(tree.find_all(exp.TableSample))
+    if not samples:
+        return
+    tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
+    for sample in samples:
+        spots = _positions(sample)
+        if not spots:
+            continue
+        i = next((i for i, t in enumerate(tokens) if t.start > max(spots)), None)
+        if i is None or tokens[i].token_type != TokenType.OFFSET:
+            continue  # an OFFSET elsewhere is the row offset ClickHouse reads too
+        select = sample.find_ancestor(exp.Select)
+        offset = select.args.get("offset") if select is not None else None
+        ratio = offset.expression if offset is not None else None
+        size = sample.args.get("size")
+        others = {k for k, v in sample.args.items() if v and k != "size"}
+        start = min(_positions(ratio), default=-1) if ratio is not None else -1
+        if (not _is_ratio(ratio) or not _is_ratio(size) or others or i + 1 >= len(tokens)
+                or start != tokens[i + 1].start):
+            raise SqlRejected("sql_unsupported", "SAMPLE ... OFFSET takes two ratios such as "
+                              "SAMPLE 1/10 OFFSET 1/2 (numbers, or a number divided by a number)",
+                              {"clause": "SAMPLE OFFSET"})
+        assert select is not None
+        select.set("offset", None)
+        # sqlglot has no node for a sample offset; both ratios are checked number literals.
+        sample.set("size", exp.var(f"{size.sql(dialect=DIALECT)} OFFSET {ratio.sql(dialect=DIALECT)}"))
 
 
 def _attach_final_sample(tree: exp.Expression) -> None:
