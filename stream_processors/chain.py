@@ -75,7 +75,8 @@ class Chain:
         self.settings = settings
         self.codec = codec
         self.policies = BatchPolicies(policies)
-        self.redaction = RedactionStage(codec, redactor, self.policies, settings.topic_prefix)
+        self.redaction = RedactionStage(codec, redactor, self.policies, settings.topic_prefix,
+                                        settings.max_event_ahead_s)
         self.fleet_topic = fleet_topic
         self.alerts_topic = topic_name("alerts", settings.topic_prefix)
         self.commands_topic = topic_name("commands", settings.topic_prefix)

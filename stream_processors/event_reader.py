@@ -40,7 +40,8 @@ REDACTION_FIELD = "redaction"
 log = logging.getLogger("agentstream.processors.reader")
 
 # Read by chain.detect/_fleet_delta, detectors/runs.py, detectors/governance.py and the redaction
-# stage's pass-through (payload.content: a preview takes the full path). Payload fields apply to
+# stage's pass-through (payload.content: a preview takes the full path; ts_us and
+# payload.started_us: a far-future time takes it too, to be clamped). Payload fields apply to
 # every branch that has them (Step, RunEnd, Decision share the union).
 DETECTOR_FIELDS: dict[str, Selection] = {
     "tenant_id": True, "agent_id": True, "agent_version": True, "run_id": True, "parent_run_id": True,
@@ -48,6 +49,7 @@ DETECTOR_FIELDS: dict[str, Selection] = {
     "attributes": (PROGRESS_ATTR, DIGEST_ATTR),
     "payload": {
         "step_id": True, "step_kind": True, "name": True, "status": True, "latency_ms": True,
+        "started_us": True,
         "attempt": True, "retry_of": True, "content": True,
         "llm": {"request_model": True, "request_digest": True, "input_tokens": True, "output_tokens": True,
                 "cost_usd": True},

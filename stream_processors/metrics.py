@@ -32,6 +32,11 @@ class ProcessorMetrics:
         self.passed_bytes = Counter("agentstream_processors_passed_bytes",
                                     "events passed through as their original bytes (no redaction needed)",
                                     registry=r)
+        # Events with a time more than max_event_ahead_s in the future, set to the processing time
+        # and flagged (stream_processors/event_time.py): a rising count is an agent's broken clock.
+        self.clamped_times = Counter("agentstream_processors_clamped_future_times",
+                                     "events whose far-future time was clamped to the processing time",
+                                     registry=r)
         self.fleet_out = Counter("agentstream_processors_fleet_records_out", "fleet agent outputs",
                                  ["topic"], registry=r)
 

@@ -238,10 +238,11 @@ def build_raw_chain(io: RawIO) -> RawChain:
 
     def process(batch: RawBatch) -> RawBatch:
         counts = io.chain.redaction.counts
-        undecodable, passed = counts.dlq, counts.passed_bytes
+        undecodable, passed, clamped = counts.dlq, counts.passed_bytes, counts.clamped
         out, failed = process_isolating(io.chain, batch.records, io.get_state, io.put_state)
         counts = io.chain.redaction.counts  # process_isolating may have swapped it for a retry
         metrics.passed_bytes.inc(max(0, counts.passed_bytes - passed))
+        metrics.clamped_times.inc(max(0, counts.clamped - clamped))
         bad = counts.dlq - undecodable + failed
         if bad:
             metrics.errors.labels("record", ErrorClass.INVALID.value).inc(bad)

@@ -6,6 +6,9 @@ redaction summary spliced in where the null one was; the detectors get its field
 generated reader (stream_processors/event_reader.py), never a fastavro decode. Everything else,
 and anything the reader cannot read exactly, takes the full path below.
 
+An event time (``ts_us``, a payload's ``started_us``) more than ``max_event_ahead_s`` after now
+is clamped to now and flagged (stream_processors/event_time.py); such a record takes the full path.
+
 Three exits, never a silent loss: redacted events to ``events``; records the codec cannot read to
 ``dlq`` with the reason in headers; events redaction cannot make safe to ``quarantine`` (original
 bytes, restricted topic) plus an alert that says so without the content.
@@ -21,6 +24,7 @@ from agentstream.schemas import ALERT, DLQ_HEADERS, EVENT, Codec, DecodeError, t
 
 from .policies import PolicyBook
 from .event_reader import EventReader
+from .event_time import clamp_future_times, flag_clamped, future_times
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import RedactionError, Redactor
 from .redaction.prefilter import may_need_redaction
@@ -35,6 +39,7 @@ class StageCounts:
     passed_bytes: int = 0  # of ``events``: went on as their own bytes (no decode, no re-encode)
     dlq: int = 0
     quarantine: int = 0
+    clamped: int = 0  # of ``events``: a far-future time set to the processing time
     rules: dict[str, int] = field(default_factory=dict)
 
 
@@ -55,8 +60,10 @@ def source_alert_id(kind: str, src: InRecord) -> str:
 
 
 class RedactionStage:
-    def __init__(self, codec: Codec, redactor: Redactor, policies: PolicyBook, prefix: str) -> None:
+    def __init__(self, codec: Codec, redactor: Redactor, policies: PolicyBook, prefix: str,
+                 max_event_ahead_s: float = 86_400.0) -> None:
         self.codec = codec
+        self.max_event_ahead_s = max_event_ahead_s
         self.redactor = redactor
         self.policies = policies
         self.events_topic = topic_name("events", prefix)
@@ -68,8 +75,9 @@ class RedactionStage:
         self.patcher = SummaryPatcher(codec.catalog.latest(EVENT).text, sid)
         self.reader = EventReader(codec)
 
-    def _pass_bytes(self, rec: InRecord) -> tuple[dict[str, Any], bytes] | None:
-        """(event, output bytes) when the record needs no redaction, else None (full path)."""
+    def _pass_bytes(self, rec: InRecord, horizon_us: int) -> tuple[dict[str, Any], bytes] | None:
+        """(event, output bytes) when the record needs no redaction and no time of it is after
+        ``horizon_us``, else None (full path)."""
         raw = rec.value
         if raw is None or may_need_redaction(raw):
             return None
@@ -77,6 +85,8 @@ class RedactionStage:
         if got is None:
             return None
         event, at = got
+        if future_times(event, horizon_us):
+            return None
         payload = event["payload"]
         # Content is stripped by the tenant's capture mode, not by its text: the engine decides.
         if at < 0 or raw[at] != 0 or (payload.__class__ is dict and payload.get("content")):
@@ -91,8 +101,10 @@ class RedactionStage:
         codec = self.codec
         counts = self.counts
         events_topic = self.events_topic
+        now_us = int(time.time() * 1_000_000)
+        horizon_us = now_us + int(self.max_event_ahead_s * 1_000_000)
         for rec in batch:
-            fast = self._pass_bytes(rec)
+            fast = self._pass_bytes(rec, horizon_us)
             if fast is not None:
                 counts.events += 1
                 counts.passed_bytes += 1
@@ -108,11 +120,14 @@ class RedactionStage:
                 out.append(OutRecord(self.dlq_topic, rec.key, rec.value,
                                      failure_headers(exc.reason, STAGE, rec)))
                 continue
+            clamped = clamp_future_times(event, now_us, self.max_event_ahead_s)
             policy = self.policies.get(event["tenant_id"])
             try:
                 clean = self.redactor.redact_event(event, policy.actions, policy.version, policy.capture_mode)
+                if clamped:
+                    flag_clamped(clean, clamped)
                 # Nothing redacted (the common case): the input bytes plus the summary, no re-encode.
-                value = (None if clean["redaction"]["rule_counts"] or rec.value is None
+                value = (None if clean["redaction"]["rule_counts"] or rec.value is None or clamped
                          else self.patcher.patch(rec.value, policy.version))
                 if value is None:
                     value = codec.encode(EVENT, clean)
@@ -125,6 +140,7 @@ class RedactionStage:
                 out.append(self._quarantine_alert(event, rec, reason))
                 continue
             self.counts.events += 1
+            self.counts.clamped += clamped is not None
             rules = clean["redaction"]["rule_counts"]
             if rules:
                 for k, v in rules.items():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Only for embedded/demo use: production must set AGENTSTREAM_PROCESSORS_HASH_KEY.
@@ -54,6 +54,9 @@ class ProcessorsSettings(BaseSettings):
     dlq_max_ratio: float = 0.5
     dlq_window_records: int = 1000
     dlq_min_records: int = 100
+    # An event time (ts_us, a payload's started_us) more than this after the processing time is
+    # clamped to it and flagged (stream_processors/event_time.py); the gateway's bound, a day.
+    max_event_ahead_s: float = Field(86_400.0, gt=0)
     # /healthz fails once the raw loop has committed nothing for this long while raw has lag.
     stuck_after_s: float = 300.0
 
