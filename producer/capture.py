@@ -14,12 +14,23 @@ import re
 from typing import Any, Callable
 
 from agentstream.schemas.attribute_keys import split_attributes
+from agentstream.schemas.letter_pairs import random_letters
 
 MODES = {"metadata_only": "METADATA_ONLY", "redacted": "REDACTED",
          "secure_reference": "SECURE_REFERENCE"}
 PREVIEW_CHARS = 160
 
-# Ordered: specific key formats before the generic long-token rule.
+# Ordered: specific key formats before the generic rules. The processors redact again with the
+# full rule set; this checker only has to fail closed, so it errs toward taking too much of a
+# 160-character preview: any credential name's value, and any long token a machine drew.
+_CRED_NAME = (r"(?:password|passwd|passphrase|passcode|passwort|kennwort|contrase[ñn]a|senha|wachtwoord|"
+              r"mot de passe|pwd|pw|pin|secret|token|key|credentials?|auth)")
+# words that say something about a credential ("the token is expired"): the preview keeps them
+_ABOUT = frozenset(("expired", "invalid", "missing", "required", "incorrect", "wrong", "valid", "revoked",
+                    "not", "none", "null", "empty", "set", "unset", "optional", "changed", "rotated", "too",
+                    "hidden", "masked", "redacted", "below", "above", "locked", "case", "changeme", "n/a"))
+# names of things about a credential, not the credential: secret_name, token_type, password_policy
+_ABOUT_NAME = re.compile(r"(?i)[_.-](?:name|id|type|count|tokens|limit|usage|length|policy|path|file|url|arn|ttl|expiry|expires)\b")
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")),
     ("openai_key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}")),
@@ -28,9 +39,46 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
     ("bearer", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{12,}")),
     ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    ("url_credentials", re.compile(r"://[^\s:/@]+:[^\s@/]+@")),
+    # webhook URLs are credentials whole; a bot token "<bot id>:<35 chars>" holds a colon
+    ("webhook", re.compile(r"https?://\S*(?:/api/webhooks/|\.webhook\.office\.com/|hooks\.slack\.com/)\S+")),
+    ("bot_token", re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])")),
+    # the value after a credential name in any syntax or sentence ("pw: maple", "the password is
+    # tangerine", "api_key":"…"); "the password is incorrect" loses a word of its preview too
+    ("credential", re.compile(r"(?i)(?:(?P<flag>--)|(?P<tag><))?\b\w*" + _CRED_NAME + r"\w*[\"']?"
+                              r"(?:[ \t]+(?:for|of|on|f[üu]r|de|para|pour|voor)[ \t]+(?:\S+[ \t]+){0,2}?\S+)?"
+                              r"(?:(?(flag)[ \t]+|(?!))|(?(tag)>|(?!))|(?:\s*(?:\b(?:is|was|will be|to|ist|es|est|é|"
+                              r"är|on|lautet)\b|[:=]|=>)){1,2})\s*[\"'`]?(?P<v>[^\s\"'`,;<]{3,})")),
+    # any long token with letters and digits a machine drew (vendor keys of every format: dapi…,
+    # ATATT3…, glpat-…, Discord bot tokens): mixed case, or many letter/digit alternations; a
+    # UUID, a hex digest or "claude-3-5-sonnet-20241022" is neither
+    ("token", re.compile(r"(?<![A-Za-z0-9_+/.~$-])[A-Za-z0-9_+/.~$-]{20,}={0,2}")),
+    ("hf_token", re.compile(r"\b(?:hf|api_org)_[A-Za-z]{34}\b")),
     ("card_number", re.compile(r"\b(?:\d[ -]?){13,19}\b")),
     ("phone", re.compile(r"(?<!\w)\+?\d[\d ().-]{8,}\d(?!\w)")),
 ]
+# a hex digest or a UUID names a thing; a vendor prefix glued to hex ("fc-", "dapi") is not hex
+_HEX_ID = re.compile(r"[0-9a-fA-F]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_ALTERNATION = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
+
+
+def _machine_token(tok: str) -> bool:
+    if _HEX_ID.fullmatch(tok) or not any(c.isalpha() for c in tok):
+        return False
+    if not any(c.isdigit() for c in tok):
+        return random_letters(tok)
+    mixed = any(c.isupper() for c in tok) and any(c.islower() for c in tok)
+    return mixed or len(_ALTERNATION.findall(tok)) >= 4
+
+
+def _findings(name: str, rx: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+    if name == "token":
+        return [m.span() for m in rx.finditer(text) if _machine_token(m.group(0))]
+    if name == "credential":
+        return [m.span("v") for m in rx.finditer(text) if m.group("v").lower() not in _ABOUT
+                and not _ABOUT_NAME.search(text, m.start(), m.start("v"))
+                and not (m.group("v")[:1] in "/~" and m.group(0)[:3].lower() == "pwd")]  # PWD=/home/…
+    return [m.span() for m in rx.finditer(text)]
 
 
 def allowed_attributes(attrs: dict[str, Any] | None, wire_mode: str) -> dict[str, Any] | None:
@@ -50,14 +98,19 @@ def allowed_attributes(attrs: dict[str, Any] | None, wire_mode: str) -> dict[str
 def redact_text(text: str) -> tuple[str, dict[str, int]]:
     counts: dict[str, int] = {}
     for name, rx in _RULES:
-        text, n = rx.subn(f"[{name.upper()}]", text)
-        if n:
-            counts[name] = n
+        spans = _findings(name, rx, text)
+        if spans:
+            counts[name] = len(spans)
+            for s, e in reversed(spans):
+                text = text[:s] + f"[{name.upper()}]" + text[e:]
     return text, counts
 
 
 def residual_findings(text: str) -> list[str]:
-    return [name for name, rx in _RULES if rx.search(text)]
+    # the placeholders a redaction wrote are not findings ("password: [CREDENTIAL]" stays a name
+    # followed by a value-shaped "[CREDENTIAL]")
+    return [name for name, rx in _RULES
+            if any(not (text[s] == "[" and text.find("]", s) == e - 1) for s, e in _findings(name, rx, text))]
 
 
 # One encoder for every call: ``json.dumps`` with options builds a new JSONEncoder each time,

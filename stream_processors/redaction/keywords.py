@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from typing import Iterator
+
+from agentstream.schemas.letter_pairs import random_letters, shannon_bits
 
 # Words that make a name a credential on their own.
 STRONG = frozenset((
-    "password", "passwd", "pwd", "pass", "passphrase", "passcode", "secret", "secrets", "credential",
+    "password", "passwd", "pwd", "pw", "pass", "passphrase", "passcode", "secret", "secrets", "credential",
     "credentials", "creds", "cred", "apikey", "token", "accesstoken", "authtoken", "bearer", "cookie",
     "privatekey", "secretkey", "accesskey", "clientsecret", "signature", "salt", "dsn", "otp", "pin",
     "authorization", "auth", "sessionid", "jwt", "connstr", "connectionstring", "pat",
@@ -57,6 +58,17 @@ MATERIAL = frozenset((
     "material", "mnemonic", "master", "signing", "license", "licence", "otpauth", "totp", "hotp", "mfa",
     "2fa", "wrapping", "keyring", "keystore", "truststore", "cipher", "activation",
 ))
+# Names whose value a person chose: one short word is a password ("pw: maple"), unless it is how a
+# password is handled ("password: none", "passwd: files", "pwd: ask").
+PASSWORD_WORDS = frozenset(("password", "passwd", "pwd", "pw", "pass", "passphrase", "passcode"))
+SETTING_WORDS = frozenset((
+    "none", "null", "nil", "auto", "true", "false", "yes", "no", "on", "off", "plain", "text", "md5", "sha1",
+    "file", "files", "env", "ask", "prompt", "stdin", "vault", "hidden", "empty", "blank", "unset", "set",
+    "basic", "trust", "peer", "ident", "ldap", "scram", "pam", "kerberos", "oauth", "oidc", "saml", "sso",
+    "local", "shadow", "compat", "db", "hash", "salt", "bcrypt", "argon", "mask", "masked", "same",
+    "admin_only", "keep", "skip", "read", "write", "show", "hide", "allow", "deny", "sent", "fail",
+    "ok", "okay", "done", "good", "bad", "weak", "strong", "long", "short", "reset", "valid", "wrong",
+))
 NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin", "nino", "nationalid",
                          "nationalinsurance", "taxid", "tin", "itin", "passport", "aadhaar", "cpf",
                          "nif", "nie", "dni", "bsn", "steuerid", "idnr", "personnummer", "pesel",
@@ -94,16 +106,14 @@ def words(key: str) -> list[str]:
     return [w.lower() for w in _SPLIT.split(key) if w]
 
 
-def shannon_bits(s: str) -> float:
-    n = len(s)
-    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
-
-
 def looks_random(v: str) -> bool:
-    """A token a person did not write: long enough, several character classes, high entropy."""
+    """A token a person did not write: long enough, several character classes, high entropy; a
+    value without digits must also read as random letters rather than words."""
     if len(v) < 8 or " " in v:
         return False
-    classes = sum((any(c.islower() for c in v), any(c.isupper() for c in v), any(c.isdigit() for c in v),
+    if not any(c.isdigit() for c in v):
+        return len(v) >= 16 and random_letters(v)
+    classes = sum((any(c.islower() for c in v), any(c.isupper() for c in v), True,
                    any(c in "+/=_-~." for c in v)))
     if v.isdigit() or classes < 2:
         return False
@@ -188,6 +198,10 @@ def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
                 run = _VALUE_RUN.match(text, end + 1)  # "*": always matches
                 end = run.end() if run else end + 1
             v = text[m.start(g):end]
-        if kind == "strong" and len(v) < 6 and v.isalpha():
+        ws = words(m.group("key"))
+        if ws in (["pwd"], ["oldpwd"]) and v[:1] in "/~":
+            continue  # the shell's working directory (PWD=/home/agent), not a password
+        if kind == "strong" and len(v) < 6 and v.isalpha() and not (
+                len(v) >= 4 and PASSWORD_WORDS & set(ws) and v.lower() not in SETTING_WORDS):
             continue  # "auth: none", "cookie_samesite=Lax": a short bare word reads as a setting
         yield m.start(g), end

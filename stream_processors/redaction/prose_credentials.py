@@ -17,7 +17,9 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from .keywords import looks_random, placeholder
+from agentstream.schemas.letter_pairs import random_letters
+
+from .keywords import KEY_QUALIFIERS, looks_random, placeholder
 
 # Each branch names its tools: these flags mean a password only for them (``-p`` is a port, a
 # path or a profile elsewhere), and the names give the byte prefilter literals to look for.
@@ -68,7 +70,17 @@ _ABOUT = frozenset((
     "obrigatória", "não", "muito", "curta", "onjuist", "ongeldig", "niet", "te", "verplicht",
     "fel", "ogiltigt", "inte", "för", "väärä", "virheellinen", "ei", "liian", "sbagliata", "errata",
     "obbligatoria", "troppo", "non",
+    # more words that describe rather than are ("the password is secret", "is pending", "is mine")
+    "secret", "public", "private", "protected", "ready", "pending", "compromised", "mine", "yours", "his",
+    "hers", "ours", "theirs", "great", "right", "fixed", "temporary", "permanent", "unique", "common",
+    "obvious", "easy-to-guess", "guessable", "predictable", "complicated", "enough", "unsafe", "safe",
+    "plaintext", "plain", "cleartext", "readable", "unreadable", "invalidated", "expiring", "working",
+    "wrong", "incorrect", "different", "nothing", "something", "anything", "everything", "unclear",
+    "forgotten", "lost", "there", "sensitive", "case-insensitive", "insensitive", "protected", "needed",
+    "what", "whatever", "mandatory", "inside", "elsewhere", "somewhere", "unset", "pwned",
 ))
+# Word endings of participles and adjectives: "is expired", "is expiring", "is guessable".
+_DESCRIBING_ENDINGS = ("ed", "ing", "able", "ible", "ful", "less", "ous", "ive")
 _FUNCTION_WORDS = frozenset(("the", "a", "an", "to", "in", "of", "for", "be", "been", "is", "not", "and",
                              "at", "with", "by", "from", "on", "it", "that", "this", "than", "least", "must"))
 _CLAUSE_END = frozenset((".", ",", ";", "!", "?", ")", "]", "}"))
@@ -76,10 +88,10 @@ _STOP_WORDS = frozenset(("and", "but", "then", "so", "now", "which", "please", "
                          "until", "before", "after", "when", "while", "or", "if", "on", "in", "at"))
 
 _CRED_WORD = re.compile(
-    r"(?i)\b(?:(?:api|access|secret|private|signing|auth|master|session|deploy|admin)[ _-]?key|apikey"
+    r"(?i)\b(?:(?:" + "|".join(sorted(KEY_QUALIFIERS - {"x"})) + r")[ _-]?key|apikey"
     r"|(?:auth|access|api|session|refresh|bot|personal access|bearer)?[ _-]?token|(?:client[ _-])?secret"
     r"|credentials?|password|passphrase|signature|pat)s?\b"
-    r"(?:[ \t]*(?:\bis\b|\bwas\b|=|:|\bof\b))*[ \t]*[\"'`]?(?P<v>[A-Za-z0-9+/_=.~-]{16,512})")
+    r"(?:[ \t]*(?:\bis\b|\bwas\b|\bto\b|=|:|\bof\b))*[ \t]*[\"'`]?(?P<v>[A-Za-z0-9+/_=.~-]{16,512})")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 _CONN_FIELD = re.compile(
@@ -162,9 +174,12 @@ def find_prose(text: str) -> Iterator[tuple[int, int]]:
         low = [w.lower() for w in ws]
         if len(ws) == 1:
             w = ws[0]
-            # one word: a password if it has a digit or symbol or mixed case (a PIN: 4+ digits)
+            # one word: a password if it has a digit or symbol or mixed case (a PIN: 4+ digits), or
+            # a plain word that does not describe ("the passphrase is tangerine", not "is expired");
+            # a PIN is digits ("the pin is stuck" speaks of hardware)
+            plain_ok = not m.group(0).lower().startswith("pin") and not low[0].endswith(_DESCRIBING_ENDINGS)
             if low[0] in _ABOUT or low[0] in _FUNCTION_WORDS or len(w) < 4 or not (
-                    not w.isalpha() or _shape(w) == "mixed" or len(w) >= 12):
+                    not w.isalpha() or _shape(w) == "mixed" or len(w) >= 12 or plain_ok):
                 continue
         elif low[0] in _FUNCTION_WORDS or low[0] in _ABOUT and (
                 len(ws) < 3 or any(w in _ABOUT for w in low[1:])):
@@ -177,8 +192,8 @@ def find_after_credential_word(text: str) -> Iterator[tuple[int, int]]:
         v = m.group("v").rstrip(".")
         if _UUID.fullmatch(v) or placeholder(v) or not looks_random(v):
             continue
-        if not any(c.isdigit() for c in v) or not any(c.isalpha() for c in v):
-            continue
+        if not any(c.isalpha() for c in v) or not any(c.isdigit() for c in v) and not random_letters(v):
+            continue  # digit-free: only letters a machine drew, not "TokenRefreshHandler"
         yield m.start("v"), m.start("v") + len(v)
 
 

@@ -21,7 +21,8 @@ from typing import Callable, Iterator
 
 from . import prose_credentials as prose
 from . import token_shapes as shapes
-from .keywords import TRIGGER_WORDS, find_assignments, placeholder
+from . import vendor_tokens as vendors
+from .keywords import SETTING_WORDS, TRIGGER_WORDS, find_assignments, placeholder
 from .phones import PHONE_CONTEXT_SOURCE, find_phones
 
 CATEGORIES = (
@@ -211,6 +212,8 @@ def _openai_ok(m: re.Match[str]) -> bool:
 
 def _assignment_ok(m: re.Match[str]) -> bool:
     value = m.group(2)
+    if m.group(1).lower() == "pwd" and value[:1] in "/~" or value.lower() in SETTING_WORDS:
+        return False  # PWD=/home/agent is a directory; "passwd: files" (nsswitch) a setting
     # "password: ********" or "token=<redacted>" are already safe; placeholders survive.
     return not (set(value) <= set("*x•.") or value.startswith(("[", "<", "${", "{{"))
                 or value.lower() in {"none", "null", "true", "false", "required", "redacted"}
@@ -269,6 +272,10 @@ RULES: tuple[Rule, ...] = (
          finder=shapes.find_glued_hex, in_ids=False),
     Rule("dotted_token", "api_key", re.compile(""), _regex_trigger(shapes.PREFILTER[3]),
          finder=shapes.find_dotted, in_ids=False),
+    # documented formats the shape rule cannot see: glued, uppercase, letters-only or dotted bodies,
+    # Discord/Telegram bot tokens, webhook URLs (vendor_tokens.py)
+    Rule("vendor_token", "api_key", re.compile(""), _regex_trigger("|".join(vendors.PREFILTER)),
+         finder=vendors.find_vendor_tokens, in_ids=False),
     Rule("bearer_token", "bearer_token",
          # not "token_type=bearer <next field>": there Bearer is a value, not a scheme
          re.compile(r"(?i)(?<!=)(?<!= )\bbearer[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
@@ -352,7 +359,7 @@ PREFILTER_PATTERNS: tuple[str, ...] = (
     r"\)[ .-]?\d{3,4}[ .-]\d{3}", r"\+[ \t]?[1-9]", r"00[ \t]?[1-9][\d \t().\-/]{5}", r"\d{3}-\d{2}-\d{4}", "(?i:soc)",
     r"\d\.\d{1,3}\.\d{1,3}\.\d", "::",
     r"(?:[0-9A-Fa-f]{1,4}:){7}", r"[A-Z]{2} ?\d{2}", PHONE_CONTEXT_SOURCE,
-    *shapes.PREFILTER, *prose.PREFILTER,
+    *shapes.PREFILTER, *prose.PREFILTER, *vendors.PREFILTER,
 )
 PREFILTER_SOURCE = "|".join(f"(?:{p})" for p in PREFILTER_PATTERNS)
 PREFILTER = re.compile(PREFILTER_SOURCE, re.ASCII)

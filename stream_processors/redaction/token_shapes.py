@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from typing import Iterator
+
+from agentstream.schemas.letter_pairs import shannon_bits
 
 # Prefixes that name an object, a digest or a build artefact, not an issuer of credentials.
 ID_NOUNS = frozenset((
@@ -58,11 +59,6 @@ PREFILTER = (r"[_+-][A-Za-z0-9]{14}", r"[_+-][A-Za-z0-9]{8,13}[_+-]", r"[A-Z]{2}
              r"\.[A-Za-z0-9_-]{16}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{16}|\.[A-Za-z0-9_-]{24}")
 
 
-def _bits(s: str) -> float:
-    n = len(s)
-    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
-
-
 def random_run(s: str, min_len: int) -> bool:
     """A run a machine drew: letters and digits, many distinct characters, no long word stretch."""
     if len(s) < min_len:
@@ -72,7 +68,7 @@ def random_run(s: str, min_len: int) -> bool:
     if digits == 0 or letters == 0 or digits > 0.9 * len(s):
         return False
     # a random draw from ≥16 symbols has about log2(len) bits over short runs; words and repeats less
-    return _bits(s) >= min(3.0, math.log2(len(s)) - 1.0)
+    return shannon_bits(s) >= min(3.0, math.log2(len(s)) - 1.0)
 
 
 def find_prefixed(text: str) -> Iterator[tuple[int, int]]:
