@@ -30,3 +30,18 @@ def compile_any(patterns: Sequence[str]) -> Callable[[bytes], bool]:
         return False
 
     return any_match
+
+
+def compile_which(patterns: Sequence[str]) -> Callable[[bytes], set[int]]:
+    """The indexes of the patterns that match somewhere in ``data`` (each reported once)."""
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=[p.encode() for p in patterns], ids=list(range(len(patterns))),
+               elements=len(patterns), flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(patterns))
+    scan = db.scan
+
+    def which(data: bytes) -> set[int]:
+        found: set[int] = set()
+        scan(data, match_event_handler=lambda i, *_: found.add(i))
+        return found
+
+    return which

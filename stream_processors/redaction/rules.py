@@ -274,7 +274,7 @@ RULES: tuple[Rule, ...] = (
          finder=shapes.find_dotted, in_ids=False),
     # documented formats the shape rule cannot see: glued, uppercase, letters-only or dotted bodies,
     # Discord/Telegram bot tokens, webhook URLs (vendor_tokens.py)
-    Rule("vendor_token", "api_key", re.compile(""), _regex_trigger("|".join(vendors.PREFILTER)),
+    Rule("vendor_token", "api_key", re.compile(""), lambda s: True,  # its finder is its own trigger
          finder=vendors.find_vendor_tokens, in_ids=False),
     Rule("bearer_token", "bearer_token",
          # not "token_type=bearer <next field>": there Bearer is a value, not a scheme

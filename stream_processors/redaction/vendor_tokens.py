@@ -22,6 +22,8 @@ from typing import Callable, Iterator
 
 from agentstream.schemas.letter_pairs import random_letters
 
+from .multipattern import compile_which
+
 # A token ends where the alphabet of tokens ends: not inside a longer word or base64 run.
 _L = r"(?<![A-Za-z0-9_+/-])"  # "k=<token>" in a query string: "=" and "." may come before
 _R = r"(?![A-Za-z0-9_+/=-])"
@@ -61,47 +63,53 @@ def _any(_m: re.Match[str]) -> bool:
     return True
 
 
-_ENTRIES: tuple[tuple[str, str, str, Callable[[re.Match[str]], bool]], ...] = (
-    # (name, literal trigger, pattern, validator)
-    ("databricks", "dapi", _L + r"dapi[0-9a-f]{32}(?:-\d)?" + _R, _any),
-    ("atlassian", "ATATT3", _L + r"ATATT3[A-Za-z0-9_=-]{150,220}" + _R, _any),
-    ("age_secret_key", "AGE-SECRET-KEY-1", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}", _any),
-    ("onepassword_secret_key", "A3-",
+_ENTRIES: tuple[tuple[str, tuple[str, ...], str, Callable[[re.Match[str]], bool]], ...] = (
+    # (name, literals one of which every match holds (for the two formats without one, a short
+    # regex of their structure), pattern, validator)
+    ("databricks", ("dapi",), _L + r"dapi[0-9a-f]{32}(?:-\d)?" + _R, _any),
+    ("atlassian", ("ATATT3",), _L + r"ATATT3[A-Za-z0-9_=-]{150,220}" + _R, _any),
+    ("age_secret_key", ("AGE-SECRET-KEY-1",), r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}", _any),
+    ("onepassword_secret_key", ("A3-",),
      _L + r"A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}" + _R, _any),
-    ("onepassword_service_account", "ops_eyJ", _L + r"ops_eyJ[A-Za-z0-9+/_-]{100,}={0,3}", _any),
-    ("alibaba_key_id", "LTAI", _L + r"LTAI[A-Za-z0-9]{20}" + _R, _mixed),
-    ("bedrock_api_key", "ABSK", _L + r"ABSK[A-Za-z0-9+/]{100,300}={0,2}" + _R, _any),
-    ("bedrock_short_lived", "bedrock-api-key-", _L + r"bedrock-api-key-[A-Za-z0-9+/=%_-]{40,}", _any),
-    ("azure_ad_client_secret", "Q~", r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![A-Za-z0-9_~.-])",
+    ("onepassword_service_account", ("ops_eyJ",), _L + r"ops_eyJ[A-Za-z0-9+/_-]{100,}={0,3}", _any),
+    ("alibaba_key_id", ("LTAI",), _L + r"LTAI[A-Za-z0-9]{20}" + _R, _mixed),
+    ("bedrock_api_key", ("ABSK",), _L + r"ABSK[A-Za-z0-9+/]{100,300}={0,2}" + _R, _any),
+    ("bedrock_short_lived", ("bedrock-api-key-",), _L + r"bedrock-api-key-[A-Za-z0-9+/=%_-]{40,}", _any),
+    ("azure_ad_client_secret", ("Q~",), r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![A-Za-z0-9_~.-])",
      _any),
-    ("cloudflare_origin_ca", "v1.0-", _L + r"v1\.0-[0-9a-f]{24}-[0-9a-f]{146}" + _R, _any),
-    ("gitlab_token", "gl", _L + r"gl(?:pat|dt|ft|rt|soat|ffct|oas|cbt|imt|agent|ptt|rtr)-[A-Za-z0-9_-]{20,300}"
+    ("cloudflare_origin_ca", ("v1.0-",), _L + r"v1\.0-[0-9a-f]{24}-[0-9a-f]{146}" + _R, _any),
+    ("gitlab_token", ("glpat-", "gldt-", "glft-", "glrt-", "glsoat-", "glffct-", "gloas-", "glcbt-", "glimt-",
+                      "glagent-", "glptt-", "glrtr-"), _L + r"gl(?:pat|dt|ft|rt|soat|ffct|oas|cbt|imt|agent|ptt|rtr)-[A-Za-z0-9_-]{20,300}"
      r"(?:\.[0-9a-z]{9})?" + _R, lambda m: _has_letter_digit(m.group(0)[m.group(0).index("-") + 1:])),
-    ("gitlab_runner_registration", "GR1348941", _L + r"GR1348941[A-Za-z0-9_-]{20,}" + _R, _any),
-    ("grafana_cloud", "glc_", _L + r"glc_[A-Za-z0-9+/]{32,400}={0,3}" + _R, _any),
-    ("terraform_cloud", ".atlasv1.", _L + r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}" + _R, _any),
-    ("heroku", "HRKU-", _L + r"HRKU-(?:AA)?[A-Za-z0-9_-]{58,60}" + _R, _any),
-    ("huggingface", "_", _L + r"(?:hf|api_org)_(?P<body>[A-Za-z]{34})" + _R, _letters_random),
-    ("new_relic", "NR", _L + r"NR(?:AK|JS|II|RA)-[A-Za-z0-9]{19,32}" + _R, lambda m: _has_letter_digit(m.group(0)[5:])),
-    ("planetscale", "pscale_", _L + r"pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_=.-]{32,64}" + _R, _any),
-    ("square", "sq0", _L + r"sq0(?:atp|csp)-[A-Za-z0-9_-]{22,60}" + _R, _any),
-    ("square_access", "EAAA", _L + r"EAAA[A-Za-z0-9_-]{22,60}" + _R, _mixed),
-    ("flyio", "f", _L + r"(?:fo1_[A-Za-z0-9_-]{43}|fm[12][ar]?_[A-Za-z0-9+/]{64,}={0,3})" + _R, _any),
-    ("google_oauth_client_secret", "GOCSPX-", _L + r"GOCSPX-[A-Za-z0-9_-]{28}" + _R, _any),
-    ("braintree", "access_token$", r"access_token\$(?:production|sandbox)\$[a-z0-9]{16}\$[a-f0-9]{32}", _any),
-    ("discord_webhook", "/api/webhooks/",
+    ("gitlab_runner_registration", ("GR1348941",), _L + r"GR1348941[A-Za-z0-9_-]{20,}" + _R, _any),
+    ("grafana_cloud", ("glc_",), _L + r"glc_[A-Za-z0-9+/]{32,400}={0,3}" + _R, _any),
+    ("terraform_cloud", (".atlasv1.",), _L + r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}" + _R, _any),
+    ("heroku", ("HRKU-",), _L + r"HRKU-(?:AA)?[A-Za-z0-9_-]{58,60}" + _R, _any),
+    ("huggingface", ("hf_", "api_org_"), _L + r"(?:hf|api_org)_(?P<body>[A-Za-z]{34})" + _R, _letters_random),
+    ("new_relic", ("NRAK-", "NRJS-", "NRII-", "NRRA-"), _L + r"NR(?:AK|JS|II|RA)-[A-Za-z0-9]{19,32}" + _R, lambda m: _has_letter_digit(m.group(0)[5:])),
+    ("planetscale", ("pscale_",), _L + r"pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_=.-]{32,64}" + _R, _any),
+    ("square", ("sq0",), _L + r"sq0(?:atp|csp)-[A-Za-z0-9_-]{22,60}" + _R, _any),
+    ("square_access", ("EAAA",), _L + r"EAAA[A-Za-z0-9_-]{22,60}" + _R, _mixed),
+    ("flyio", ("fo1_", "fm1", "fm2_"), _L + r"(?:fo1_[A-Za-z0-9_-]{43}|fm[12][ar]?_[A-Za-z0-9+/]{64,}={0,3})" + _R, _any),
+    ("google_oauth_client_secret", ("GOCSPX-",), _L + r"GOCSPX-[A-Za-z0-9_-]{28}" + _R, _any),
+    ("braintree", ("access_token$",), r"access_token\$(?:production|sandbox)\$[a-z0-9]{16}\$[a-f0-9]{32}", _any),
+    ("discord_webhook", ("/api/webhooks/",),
      r"https?://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{15,20}/[A-Za-z0-9_-]{60,}", _any),
-    ("teams_webhook", ".webhook.office.com/", r"https://[A-Za-z0-9-]+\.webhook\.office\.com/webhookb2/[^\s\"'<>`]+", _any),
-    ("discord_bot", ".",
+    ("teams_webhook", (".webhook.office.com/",), r"https://[A-Za-z0-9-]+\.webhook\.office\.com/webhookb2/[^\s\"'<>`]+", _any),
+    ("discord_bot", (r"\.[A-Za-z0-9_-]{6}\.",),
      r"(?<![A-Za-z0-9_.-])(?P<uid>[MNO][A-Za-z0-9_-]{22,27})\.[A-Za-z0-9_-]{6}\.(?P<hmac>[A-Za-z0-9_-]{27,38})"
      r"(?![A-Za-z0-9_.-])", _discord_id),
-    ("telegram_bot", ":", r"(?<![\w:])\d{8,10}:(?P<body>[A-Za-z0-9_-]{35})(?![A-Za-z0-9_-])", _telegram),
+    ("telegram_bot", (r"\d{8}:",), r"(?<![\w:])\d{8,10}:(?P<body>[A-Za-z0-9_-]{35})(?![A-Za-z0-9_-])", _telegram),
 )
-_COMPILED = tuple((lit, re.compile(p), ok) for _, lit, p, ok in _ENTRIES)
+_COMPILED = tuple((re.compile(p), ok) for _, _, p, ok in _ENTRIES)
+# One Hyperscan pass names the entries whose literal a string holds; only their patterns run.
+_KEYS = [(i, lit if lit.startswith(("\\.", "\\d")) else re.escape(lit)) for i, (_, lits, _, _) in enumerate(_ENTRIES)
+         for lit in lits]
+_which = compile_which([k for _, k in _KEYS])
 
-# Byte-prefilter triggers (ASCII, no lookarounds): each entry's match holds one of these. The short
-# literals ("gl", "_", "f", ".", ":") are replaced by a longer piece of their pattern here, so the
-# raw-record scan stays selective.
+# Byte-prefilter triggers (ASCII, no lookarounds): each entry's match holds one of these, and a
+# record with none of them skips the table for one Hyperscan pass. The two formats without a
+# literal are given by a bounded piece of their structure.
 PREFILTER = (
     r"dapi[0-9a-f]{8}|ATATT3|AGE-SECRET-KEY-1|A3-[A-Z0-9]{6}-|ops_eyJ|LTAI[A-Za-z0-9]{8}|ABSK[A-Za-z0-9+/]{8}"
     r"|bedrock-api-key-|\dQ~|v1\.0-[0-9a-f]{8}|gl(?:pat|dt|ft|rt|soat|ffct|oas|cbt|imt|agent|ptt|rtr)-"
@@ -113,8 +121,9 @@ PREFILTER = (
 
 
 def find_vendor_tokens(text: str) -> Iterator[tuple[int, int]]:
-    for lit, rx, ok in _COMPILED:
-        if lit in text:
-            for m in rx.finditer(text):
-                if ok(m):
-                    yield m.start(), m.end()
+    entries = {_KEYS[k][0] for k in _which(text.encode())}
+    for i in sorted(entries):
+        rx, ok = _COMPILED[i]
+        for m in rx.finditer(text):
+            if ok(m):
+                yield m.start(), m.end()
