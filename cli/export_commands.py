@@ -17,6 +17,8 @@ def export_otlp(
     tenant: Optional[str] = typer.Option(None, "--tenant", help="only this tenant's runs"),
     group: Optional[str] = typer.Option(None, "--group", help="consumer group (default agentstream-export-otlp)"),
     batch_max_spans: Optional[int] = typer.Option(None, "--batch-max-spans"),
+    probe_port: Optional[int] = typer.Option(None, "--probe-port", help="serve /healthz, /readyz and "
+                                             "/metrics on this port (host: AGENTSTREAM_EXPORT_PROBE_HOST)"),
 ) -> None:
     """Send runs as traces and steps as spans (GenAI semantic conventions) to an OTLP backend;
     offsets are committed after the backend accepts each batch."""
@@ -30,6 +32,8 @@ def export_otlp(
         update["group_id"] = group
     if batch_max_spans:
         update["batch_max_spans"] = batch_max_spans
+    if probe_port is not None:
+        update["probe_port"] = probe_port
     # Kafka comes from AGENTSTREAM_EXPORT_* or, like every other part, the stack's address.
     for name in ("BOOTSTRAP_SERVERS", "TOPIC_PREFIX"):
         if f"AGENTSTREAM_EXPORT_{name}" not in os.environ and f"AGENTSTREAM_SINK_{name}" in os.environ:

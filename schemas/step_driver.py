@@ -107,6 +107,10 @@ class ChainDriver:
         self._started_at = time.monotonic()
         self._last_read_at = 0.0
         self._assigned_at: float | None = None
+        # For the probes (schemas/consumer_probes.py): the loop's heartbeat, and the partitions
+        # held (None until the group's first assignment; empty when it gave this member none).
+        self.last_turn_at = self._started_at
+        self.assigned: tuple[str, ...] | None = None
 
     def idle_for(self) -> float:
         """Seconds without a record read, counted from the latest assignment at the earliest (a
@@ -128,12 +132,14 @@ class ChainDriver:
         self._unpause()
         self.chain = self.build()
         self._assigned_at = time.monotonic()
+        self.assigned = tuple(_name(tp) for tp in partitions)
         log.info("assigned %s: a new chain", _names(partitions))
 
     def on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         log.info("revoked %s: committing what the chain finishes within %.0fs", _names(partitions),
                  self.revoke_join_s)
         self._revoke_deadline = time.monotonic() + self.revoke_join_s
+        self.assigned = ()
         try:
             self.drop(join=True, timeout=self.revoke_join_s)
         except Abandoned:
@@ -148,6 +154,7 @@ class ChainDriver:
     def turn(self) -> int:
         """One turn: read unless the chain refuses what was read, offer it, poll the chain, and
         pause or resume. Returns how many records were read."""
+        self.last_turn_at = time.monotonic()
         read = 0
         if self.held and self._paused_at is None:
             t0 = time.perf_counter()
@@ -171,6 +178,15 @@ class ChainDriver:
         elif not want:
             self._unpause()
         return read
+
+    @property
+    def failing(self) -> bool:
+        """True while the chain retries an outage (a destination or backend down)."""
+        return self.chain is not None and self.chain.failing
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
 
     def finish(self, join: bool, timeout: float | None = None) -> None:
         """``join``: the chain takes and finishes everything read first; then it is dropped."""
@@ -210,5 +226,9 @@ class ChainDriver:
             log.debug("resume failed: %s", exc)
 
 
+def _name(tp: Any) -> str:
+    return f"{getattr(tp, 'topic', '?')}[{getattr(tp, 'partition', '?')}]"
+
+
 def _names(partitions: list[Any]) -> str:
-    return ", ".join(f"{getattr(tp, 'topic', '?')}[{getattr(tp, 'partition', '?')}]" for tp in partitions) or "nothing"
+    return ", ".join(_name(tp) for tp in partitions) or "nothing"

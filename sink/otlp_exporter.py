@@ -9,7 +9,9 @@ committed only after the backend accepted it, so a crash or an outage re-sends, 
 A non-retryable rejection (another 4xx) is logged and skipped: no retry can make the backend
 take that body. A topic whose records are mostly undecodable (a wrong schema registry, say)
 stops the exporter instead of committing past them all. Trace and span ids are derived from the events, so a re-sent batch carries the
-same ids (backends deduplicate or show one span).
+same ids (backends deduplicate or show one span). With ``probe_port`` set it answers ``/healthz``
+(its loop turns), ``/readyz`` (in its group, the backend not being retried) and ``/metrics``
+(schemas/consumer_probes.py).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentstream.schemas import Codec, make_resolver, topic_name
 from agentstream.schemas.consumer_errors import DlqRatioGuard
+from agentstream.schemas.consumer_probes import ConsumerProbes
 from agentstream.schemas.step_driver import ChainDriver
 
 from .export_steps import RETRYABLE, BackendUnavailable, ExportChain, ExportIO, build_export_chain
@@ -55,6 +58,12 @@ class OtlpExportSettings(BaseSettings):
     undecodable_window_records: int = Field(1000, ge=1)
     undecodable_min_records: int = Field(100, ge=1)
     kafka_config: dict[str, str] = Field(default_factory=dict)
+    # /healthz, /readyz, /metrics (0: not served; Kubernetes sets 9111 on 0.0.0.0). Alive while
+    # the loop turned within stuck_after_s; a POST is bounded by timeout_s, retries back off
+    # between turns.
+    probe_port: int = Field(0, ge=0, le=65_535)
+    probe_host: str = "127.0.0.1"
+    stuck_after_s: float = Field(300.0, gt=0)
 
     def traces_url(self) -> str:
         base = self.endpoint.rstrip("/")
@@ -88,6 +97,7 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
     guard = DlqRatioGuard(settings.undecodable_max_ratio, settings.undecodable_window_records,
                           settings.undecodable_min_records)
     st = settings
+    probes = ConsumerProbes(st.stuck_after_s, lambda: dict(stats))
 
     def build() -> ExportChain:
         return build_export_chain(ExportIO(
@@ -101,12 +111,15 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "session.timeout.ms": st.session_timeout_ms, **st.kafka_config})
     driver.consumer = c
+    probes.driver = driver
 
     def commit(last: dict[tuple[str, int], int]) -> None:
         c.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
 
     c.subscribe([topic_name("events", st.topic_prefix)], on_assign=driver.on_assign, on_revoke=driver.on_revoke)
     try:
+        if st.probe_port:
+            probes.serve(st.probe_host, st.probe_port)
         while not stop_after_spans or stats["spans"] < stop_after_spans:
             # idle: nothing read for idle_timeout since the last record or assignment
             if not driver.turn() and idle_timeout is not None and driver.idle_for() > idle_timeout:
@@ -114,12 +127,16 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
         driver.finish(join=True)  # what was read is sent and committed
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        probes.failed = type(exc).__name__  # the text names the endpoint: it stays in the log
+        raise
     finally:
         driver.stopping = True
         driver.finish(join=False)  # after a failure or Ctrl-C: what was not committed is dropped
         log.info("exporter stopped: %s; %.1fs blocked, %.1fs paused by backpressure or retries", stats,
                  driver.blocked_seconds, driver.paused_seconds)
         c.close()
+        probes.close()
         if client is None:
             http.close()
     return stats

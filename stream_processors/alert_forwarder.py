@@ -18,7 +18,9 @@ rules, minus what its silences cover, each alert at most once per destination.
 
 The consumer is a chain of steps (decode -> route -> post -> commit, forward_steps.py) driven by
 ``schemas.step_driver.ChainDriver`` and rebuilt on each assignment; this module holds what
-outlives a chain: the ledger, the rules follower and the counts.
+outlives a chain: the ledger, the rules follower and the counts. With ``forwarder_probe_port``
+set it answers ``/healthz`` (its loop turns), ``/readyz`` (rules read, in its group, no
+destination being retried) and ``/metrics`` (schemas/consumer_probes.py).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from typing import Any
 from agentstream.schemas import Codec, make_resolver, topic_name
 from agentstream.schemas.alerting import AlertingBook, Destination, is_alerting_key
 from agentstream.schemas.consumer_errors import DlqRatioGuard
+from agentstream.schemas.consumer_probes import ConsumerProbes
 from agentstream.schemas.step_driver import ChainDriver
 
 from .alerts_io import _consumer
@@ -132,12 +135,33 @@ def forward(settings: ProcessorsSettings, *, static: Destination | None = None, 
     undecodable topic; nothing from the failing alert on is committed."""
     import httpx
 
+    stats = ForwardStats()
+    probes = ConsumerProbes(settings.stuck_after_s,
+                            lambda: {k: v for k, v in vars(stats).items() if isinstance(v, int)})
+    if settings.forwarder_probe_port:
+        # up before the rules are read: alive while catching up, ready only once consuming
+        probes.serve(settings.forwarder_probe_host, settings.forwarder_probe_port)
+    try:
+        return _forward(settings, probes, stats, static, tenant, max_retries, group, stop_after, client,
+                        base_s, ledger, idle_timeout)
+    except Exception as exc:
+        probes.failed = type(exc).__name__  # its text is in the log
+        raise
+    finally:
+        probes.close()
+
+
+def _forward(settings: ProcessorsSettings, probes: ConsumerProbes, stats: ForwardStats,
+             static: Destination | None, tenant: str | None, max_retries: int, group: str | None,
+             stop_after: int, client: Any, base_s: float, ledger: str | os.PathLike[str] | None,
+             idle_timeout: float | None) -> ForwardStats:
+    import httpx
+
     codec = Codec(make_resolver(settings.schema_registry_url))
     follower = AlertingFollower(settings)
     follower.catch_up()
     http = client or httpx.Client()
     book_ledger = DeliveryLedger(ledger)
-    stats = ForwardStats()
     guard = DlqRatioGuard(settings.dlq_max_ratio, settings.dlq_window_records, settings.dlq_min_records)
 
     def build() -> ForwardChain:
@@ -148,6 +172,7 @@ def forward(settings: ProcessorsSettings, *, static: Destination | None = None, 
     c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True,
                   on_assign=driver.on_assign, on_revoke=driver.on_revoke)
     driver.consumer = c
+    probes.driver = driver
 
     def commit(topic: str, partition: int, offset: int) -> None:
         from confluent_kafka import TopicPartition

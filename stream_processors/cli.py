@@ -62,7 +62,10 @@ def alerts_forward(webhook: Optional[str] = typer.Option(None, "--webhook", help
                    ledger: Optional[str] = typer.Option(
                        ".agentstream/alerts-forward.ledger", "--ledger",
                        help="delivery ledger file: never the same alert twice to one destination"),
-                   max_retries: int = typer.Option(6)) -> None:
+                   max_retries: int = typer.Option(6),
+                   probe_port: Optional[int] = typer.Option(
+                       None, "--probe-port", help="serve /healthz, /readyz and /metrics on this port "
+                       "(host: AGENTSTREAM_PROCESSORS_FORWARDER_PROBE_HOST, default 127.0.0.1)")) -> None:
     """Forward alerts by the tenants' routing rules (or to one --webhook), minus silenced ones."""
     from agentstream.schemas.consumer_errors import ConsumerCrash
 
@@ -71,7 +74,8 @@ def alerts_forward(webhook: Optional[str] = typer.Option(None, "--webhook", help
     from .settings import ProcessorsSettings
 
     try:
-        forward_alerts(ProcessorsSettings(), webhook, fmt=fmt, routing_key=routing_key, tenant=tenant,
+        settings = ProcessorsSettings(**({} if probe_port is None else {"forwarder_probe_port": probe_port}))
+        forward_alerts(settings, webhook, fmt=fmt, routing_key=routing_key, tenant=tenant,
                        max_retries=max_retries, ledger=ledger or None)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -57,8 +57,13 @@ class ProcessorsSettings(BaseSettings):
     # An event time (ts_us, a payload's started_us) more than this after the processing time is
     # clamped to it and flagged (stream_processors/event_time.py); the gateway's bound, a day.
     max_event_ahead_s: float = Field(86_400.0, gt=0)
-    # /healthz fails once the raw loop has committed nothing for this long while raw has lag.
+    # /healthz fails once the raw loop has committed nothing for this long while raw has lag (the
+    # alert forwarder's, once its loop has not turned for this long).
     stuck_after_s: float = 300.0
+    # The alert forwarder's /healthz, /readyz, /metrics (0: not served; Kubernetes sets 9110 on
+    # 0.0.0.0). Apart from web_port: the forwarder may run next to a worker.
+    forwarder_probe_port: int = Field(0, ge=0, le=65_535)
+    forwarder_probe_host: str = "127.0.0.1"
 
     def hash_key_bytes(self) -> bytes:
         return self.hash_key.get_secret_value().encode()
