@@ -12,7 +12,8 @@ already have, for the two that had none.
 
 The body says which (``failed``, ``seconds_since_poll``, ``assigned``, ``failing``, ``paused``)
 with the consumer's own counters. Nothing here knows a client library or the driver's class:
-it reads four attributes of it.
+it reads four attributes of it. ``serve_routes`` is the small GET server the sink's probes use
+too (sink/probes.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,42 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+
+# (status, body, content type) of one GET
+Answer = tuple[int, bytes, str]
+
+
+def json_answer(ok: bool, body: dict[str, Any]) -> Answer:
+    return 200 if ok else 503, json.dumps(body).encode(), "application/json"
+
+
+def metrics_answer() -> Answer:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return 200, generate_latest(), CONTENT_TYPE_LATEST
+
+
+def serve_routes(routes: dict[str, Callable[[], Answer]], host: str, port: int, name: str) -> ThreadingHTTPServer:
+    """A GET-only HTTP server answering ``routes`` (404 elsewhere) from a daemon thread: the probe
+    endpoints of the processes that have no web framework (the sink, the forwarder, the exporter)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server API
+            route = routes.get(self.path)
+            code, body, ctype = route() if route is not None else (404, b'{"error":"not found"}', "application/json")
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+    return server
 
 
 @dataclass(frozen=True)
@@ -72,38 +109,17 @@ class ConsumerProbes:
         return consumer_health(self.facts(), time.monotonic() if now is None else now, self.stuck_after_s)
 
     def serve(self, host: str, port: int) -> ThreadingHTTPServer:
-        probes = self
+        def healthz() -> Answer:
+            h = self.health()
+            return json_answer(h["alive"], {"status": "ok" if h["alive"] else "unhealthy", "failed": h["failed"],
+                                            "seconds_since_poll": h["seconds_since_poll"]})
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # http.server API
-                if self.path == "/metrics":
-                    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        def readyz() -> Answer:
+            h = self.health()
+            return json_answer(h["ready"], h)
 
-                    self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
-                elif self.path in ("/healthz", "/readyz"):
-                    h = probes.health()
-                    if self.path == "/healthz":
-                        ok = h["alive"]
-                        h = {"status": "ok" if ok else "unhealthy", "failed": h["failed"],
-                             "seconds_since_poll": h["seconds_since_poll"]}
-                    else:
-                        ok = h["ready"]
-                    self._send(200 if ok else 503, json.dumps(h).encode(), "application/json")
-                else:
-                    self._send(404, b'{"error":"not found"}', "application/json")
-
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=self._server.serve_forever, name="consumer-probes", daemon=True).start()
+        self._server = serve_routes({"/healthz": healthz, "/readyz": readyz, "/metrics": metrics_answer},
+                                    host, port, "consumer-probes")
         return self._server
 
     def close(self) -> None:

@@ -133,8 +133,6 @@ def forward(settings: ProcessorsSettings, *, static: Destination | None = None, 
     tenants' routing rules; silences apply either way. Raises ``WebhookUnavailable`` (a
     ``RuntimeError``) when a destination stays down, ``ConsumerCrash`` on a bug or a mostly
     undecodable topic; nothing from the failing alert on is committed."""
-    import httpx
-
     stats = ForwardStats()
     probes = ConsumerProbes(settings.stuck_after_s,
                             lambda: {k: v for k, v in vars(stats).items() if isinstance(v, int)})

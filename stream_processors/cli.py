@@ -74,7 +74,8 @@ def alerts_forward(webhook: Optional[str] = typer.Option(None, "--webhook", help
     from .settings import ProcessorsSettings
 
     try:
-        settings = ProcessorsSettings(**({} if probe_port is None else {"forwarder_probe_port": probe_port}))
+        settings = (ProcessorsSettings() if probe_port is None
+                    else ProcessorsSettings(forwarder_probe_port=probe_port))
         forward_alerts(settings, webhook, fmt=fmt, routing_key=routing_key, tenant=tenant,
                        max_retries=max_retries, ledger=ledger or None)
     except ValueError as exc:

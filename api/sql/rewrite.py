@@ -213,12 +213,11 @@ def _keep_sample_offsets(tree: exp.Expression, sql: str) -> None:
         size = sample.args.get("size")
         others = {k for k, v in sample.args.items() if v and k != "size"}
         start = min(_positions(ratio), default=-1) if ratio is not None else -1
-        if (not _is_ratio(ratio) or not _is_ratio(size) or others or i + 1 >= len(tokens)
-                or start != tokens[i + 1].start):
+        if (select is None or ratio is None or size is None or not _is_ratio(ratio) or not _is_ratio(size)
+                or others or i + 1 >= len(tokens) or start != tokens[i + 1].start):
             raise SqlRejected("sql_unsupported", "SAMPLE ... OFFSET takes two ratios such as "
                               "SAMPLE 1/10 OFFSET 1/2 (numbers, or a number divided by a number)",
                               {"clause": "SAMPLE OFFSET"})
-        assert select is not None
         select.set("offset", None)
         # sqlglot has no node for a sample offset; both ratios are checked number literals.
         sample.set("size", exp.var(f"{size.sql(dialect=DIALECT)} OFFSET {ratio.sql(dialect=DIALECT)}"))
