@@ -69,6 +69,33 @@ SETTING_WORDS = frozenset((
     "admin_only", "keep", "skip", "read", "write", "show", "hide", "allow", "deny", "sent", "fail",
     "ok", "okay", "done", "good", "bad", "weak", "strong", "long", "short", "reset", "valid", "wrong",
 ))
+# Type names: in code an agent prints, "password: bytes | None" annotates a parameter, it holds no value.
+_TYPE_NAMES = frozenset((
+    "str", "string", "bytes", "bytearray", "int", "bool", "boolean", "any", "object", "optional", "union",
+    "none", "secretstr", "secretbytes", "hiddentext", "callable", "final", "annotated", "notrequired",
+    "required", "readonly", "dict", "list", "tuple", "mapping", "sequence", "char", "varchar", "text",
+))
+_TYPE_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_NO_LITERAL_CALL = re.compile(r"\((?:[ \t]*[A-Za-z_][\w.]*[ \t]*(?:,[ \t]*[A-Za-z_][\w.]*[ \t]*)*)?\)")
+# the default after an annotation: password: str = "Hunter2!x"
+_DEFAULT = re.compile(r"[^=\n,;()]{0,80}?(?<![=!<>])=(?!=)[ \t]*(?P<q>[\"'`])(?P<d>[^\n\"'`]{1,512})(?P=q)")
+
+
+def type_annotation(v: str) -> bool:
+    """``bytes``, ``Optional[str]``, ``str | None``, ``typing.Final``, ``SecretStr``, a call or a lookup:
+    code an agent printed names where a value comes from, it holds none."""
+    m = _TYPE_HEAD.match(v)
+    if m is None:
+        return False
+    name, rest = m.group(0).rsplit(".", 1)[-1], v[m.end():].lstrip()
+    if _NO_LITERAL_CALL.match(rest) or "." in m.group(0) and rest.startswith("["):
+        return True  # a call without a literal or a lookup: getpass(), os.environ["DB_PASSWORD"]
+    if name.lower() not in _TYPE_NAMES:
+        # a class name in a union or generic: "OAuthFlowPassword | None", "ModuleType | None"
+        return name[:1].isupper() and rest.startswith(("| None", "|None", "[")) and not any(c.isdigit() for c in name)
+    return rest == "" or rest.startswith(("[", "|", "=", "<", ")", ","))
+
+
 NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin", "nino", "nationalid",
                          "nationalinsurance", "taxid", "tin", "itin", "passport", "aadhaar", "cpf",
                          "nif", "nie", "dni", "bsn", "steuerid", "idnr", "personnummer", "pesel",
@@ -164,6 +191,23 @@ _NEXT_FIELD = re.compile(r"[&;](?:[ \t]*[A-Za-z_][\w.\-\[\] ]{0,40}=|[ \t]|$|[\r
 _VALUE_RUN = re.compile(r"[^\s\"'`\\<>&;]*")
 
 
+_CALL_LITERAL = re.compile(r"[A-Za-z_][\w.]*\([ \t]*(?P<q>[\"'])(?P<d>[^\"'\n]{1,512})(?P=q)")
+
+
+def _code_literal(text: str, at: int) -> tuple[int, int] | None:
+    """For a value at ``at`` that is code: the span of the literal it holds, ``()`` if none; None
+    when it is not code. ``password: str = "Hunter2!x"`` holds one, ``SecretStr("…")`` too;
+    ``password: bytes | None = None`` and ``getpass()`` none."""
+    if (call := _CALL_LITERAL.match(text, at)) is not None and not call.group(0).startswith(("os.getenv", "getenv")):
+        return call.span("d")
+    if not type_annotation(text[at:at + 80]):
+        return None
+    d = _DEFAULT.match(text, at)
+    if d is not None and not placeholder(d.group("d")) and not type_annotation(d.group("d")):
+        return d.span("d")
+    return ()
+
+
 def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
     """Spans of values assigned to sensitive names; ``want`` is 'secret' or 'national_id'."""
     pos, search = 0, ASSIGNMENT.search
@@ -183,7 +227,13 @@ def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
             if digits >= 7 and _NAT_VALUE.fullmatch(v) and not _DECIMAL.fullmatch(v) and not placeholder(v):
                 yield m.start(g), m.end(g)
             continue
-        if want != "secret" or placeholder(v) or len(v) < 3:
+        if want != "secret":
+            continue
+        if kind == "strong" and (code := _code_literal(text, m.start(g))) is not None:
+            if code:
+                yield code
+            continue
+        if placeholder(v) or len(v) < 3:
             continue
         if kind == "key" and (not looks_random(v) or _HEX_ID.fullmatch(v)):
             continue  # an unqualified "key" holding a UUID or a SHA names a thing, not a secret

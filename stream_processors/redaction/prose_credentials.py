@@ -77,12 +77,14 @@ _ABOUT = frozenset((
     "plaintext", "plain", "cleartext", "readable", "unreadable", "invalidated", "expiring", "working",
     "wrong", "incorrect", "different", "nothing", "something", "anything", "everything", "unclear",
     "forgotten", "lost", "there", "sensitive", "case-insensitive", "insensitive", "protected", "needed",
-    "what", "whatever", "mandatory", "inside", "elsewhere", "somewhere", "unset", "pwned",
+    "what", "whatever", "mandatory", "inside", "elsewhere", "somewhere", "unset", "pwned", "absent",
+    "present", "never", "always", "usually", "often", "sometimes", "rarely", "typically", "generally",
 ))
 # Word endings of participles and adjectives: "is expired", "is expiring", "is guessable".
 _DESCRIBING_ENDINGS = ("ed", "ing", "able", "ible", "ful", "less", "ous", "ive")
 _FUNCTION_WORDS = frozenset(("the", "a", "an", "to", "in", "of", "for", "be", "been", "is", "not", "and",
                              "at", "with", "by", "from", "on", "it", "that", "this", "than", "least", "must"))
+_TRAIL = ".,;:!?)]}\"'`"  # punctuation that ends a value, not part of it ("if password is None:")
 _CLAUSE_END = frozenset((".", ",", ";", "!", "?", ")", "]", "}"))
 _STOP_WORDS = frozenset(("and", "but", "then", "so", "now", "which", "please", "for", "to", "because",
                          "until", "before", "after", "when", "while", "or", "if", "on", "in", "at"))
@@ -136,9 +138,9 @@ def _clause(text: str, pos: int) -> tuple[int, list[str]]:
         while j < n and not text[j].isspace():
             j += 1
         word = text[i:j]
-        core = word.rstrip(".,;!?)]}\"'`") if words or not word.isalpha() else word
+        core = word.rstrip(_TRAIL) if words or not word.isalpha() else word
         if not words and (not core.isalpha() or _shape(core) == "mixed"):
-            return i + len(word.rstrip(".,;!?)]}\"'`") or word), [word.rstrip(".,;!?)]}\"'`") or word]
+            return i + len(word.rstrip(_TRAIL) or word), [word.rstrip(_TRAIL) or word]
         low = core.lower()
         if not core.isalpha() or words and (low in _STOP_WORDS or low in _FUNCTION_WORDS
                                             or _shape(core) != _shape(words[0])):

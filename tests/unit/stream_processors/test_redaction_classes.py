@@ -115,3 +115,21 @@ def test_near_misses_survive():
         if redact(x) != x:
             changed.append((x, redact(x)))
     assert not changed, changed[:10]
+
+
+@pytest.mark.parametrize("text", [
+    "def connect(user: str, password: bytes | None = None) -> Conn:", "password: Optional[str] = None",
+    "password: SecretStr", "if password is None:", "pwd: ModuleType | None = None",
+    "password = getpass()", 'DB_PASSWORD = os.environ["DB_PASSWORD"]', "token: str | None = Field(default=None)",
+    "the password is absent from the request", "the password is never stored"])
+def test_code_that_names_where_a_secret_comes_from_survives(text):
+    # agents print code: an annotation, a call or a lookup holds no value
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize("text,value", [
+    ('password: str = "Hunter2!xq"', "Hunter2!xq"), ("api_key: str | None = 'tangerine-lamp'", "tangerine-lamp"),
+    ('secret = SecretStr("copper-violet-9")', "copper-violet-9"), ("password=Tr0ub4dor(3)", "Tr0ub4dor(3"),
+    ("def f(password: str = 'maple-ribbon'):", "maple-ribbon")])
+def test_a_literal_in_code_is_still_a_value(text, value):
+    assert value not in redact(text), redact(text)
