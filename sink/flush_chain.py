@@ -2,7 +2,8 @@
 
     records -> Reduce(RangeBatcher)            cut flushes of ledger ranges (replays exactly)
             -> FlatMap(plan)                   record the flush's new ranges in ``sink_batches``
-            -> RunTaskInThreads(store)         insert each range under its dedup tokens
+            -> RunTaskInThreads(store)         insert the ranges sharing a flush token together
+                                               (a replay: again, then what its table still lacks)
             -> Reduce(FlushGrouper)            wait for every range of the flush, in order
             -> RunTask(guard)                  DLQ ratio guard (a mostly-invalid flush crashes)
             -> RunTask(dead_letter)            produce the flush's rejected records to the DLQ
@@ -29,8 +30,8 @@ from . import metrics as m
 from .dlq import DeadLetters, Rejected
 from .errors import classify
 from .ledger import OffsetRange
-from .range_batcher import Chunk, Flush, RangeBatcher
-from .retrying import coordinates, range_coordinates, ranges_coordinates
+from .range_batcher import Chunk, Flush, RangeBatcher, insert_units
+from .retrying import coordinates, ranges_coordinates
 from .tables import TableSpec
 
 
@@ -41,7 +42,7 @@ class SinkIO(Protocol):
 
     def record_plans(self, ranges: list[tuple[OffsetRange, int]]) -> None: ...
 
-    def store_chunk(self, spec: TableSpec, chunk: Chunk) -> list[Rejected]: ...
+    def store_chunks(self, spec: TableSpec, chunks: list[Chunk]) -> list[Rejected]: ...
 
     def commit_ranges(self, ranges: list[OffsetRange]) -> None: ...
 
@@ -53,14 +54,14 @@ class SinkIO(Protocol):
 
 
 class FlushGrouper:
-    """A ``Batcher`` of stored chunks: a flush is due once all its ranges are in. The chunks
-    arrive in the order they were cut, so flushes complete in order."""
+    """A ``Batcher`` of stored inserts (lists of chunks): a flush is due once all its ranges are
+    in. The inserts arrive in the order they were cut, so flushes complete in order."""
 
     def __init__(self) -> None:
         self.chunks: list[Chunk] = []
 
-    def add(self, chunk: Chunk) -> None:
-        self.chunks.append(chunk)
+    def add(self, unit: list[Chunk]) -> None:
+        self.chunks.extend(unit)
 
     def full(self) -> bool:
         # a complete flush is waiting for the steps after it: take no more until it goes
@@ -86,7 +87,7 @@ class SinkChain:
 
     head: Reduce[list[Any], Flush]
     batcher: RangeBatcher
-    inserts: RunTaskInThreads[Chunk, Chunk]
+    inserts: RunTaskInThreads[list[Chunk], list[Chunk]]
     retries: list[Retry]
     in_flight_rows: int = 0
 
@@ -138,30 +139,31 @@ def build_chain(io: SinkIO, batcher: RangeBatcher, dead: DeadLetters, guard: Dlq
 
     grouped = Reduce(FlushGrouper(), RunTask(check_ratio, dead_letters))
 
-    def store(chunk: Chunk) -> Chunk:
+    def store(unit: list[Chunk]) -> list[Chunk]:
         t0 = time.perf_counter()
-        chunk.rejected = io.store_chunk(io.specs[chunk.range.topic], chunk)
-        chunk.insert_seconds = time.perf_counter() - t0
-        return chunk
+        unit[0].rejected = io.store_chunks(io.specs[unit[0].range.topic], unit)
+        unit[0].insert_seconds = time.perf_counter() - t0
+        return unit
 
-    def store_failed(chunk: Chunk, exc: BaseException, _kind: ErrorClass, delay: float) -> None:
-        io.note_failure(io.specs[chunk.range.topic].table, exc, delay, range_coordinates(chunk.cell["range"]))
+    def store_failed(unit: list[Chunk], exc: BaseException, _kind: ErrorClass, delay: float) -> None:
+        io.note_failure(io.specs[unit[0].range.topic].table, exc, delay,
+                        ranges_coordinates([c.cell["range"] for c in unit]))
 
     r_store = Retry(classify, settings.retry_initial_s, settings.retry_max_s, on_failure=store_failed,
                     give_up=give_up, on_recover=io.recovered)
     workers = max(1, settings.insert_workers)
-    inserts: RunTaskInThreads[Chunk, Chunk] = RunTaskInThreads(
+    inserts: RunTaskInThreads[list[Chunk], list[Chunk]] = RunTaskInThreads(
         store, grouped, concurrency=workers, max_pending=max(workers, 2), retry=r_store, what=lambda c: c,
         executor=pool)
 
-    def plan(flush: Flush) -> list[Chunk]:
+    def plan(flush: Flush) -> list[list[Chunk]]:
         new = [(c.range, len(c.msgs)) for c in flush.chunks if not c.replay]
         io.record_plans(new)
         for c in flush.chunks:
             if c.replay:
                 m.REPLAYS.labels(c.range.topic).inc()
         chain_ref[0].in_flight_rows += flush.rows
-        return flush.chunks
+        return insert_units(flush)
 
     r_plan = retry("sink_batches", flush_where)
     # One flush in flight at a time (the next one is read meanwhile, up to batch_max_rows): the

@@ -9,6 +9,7 @@ so its insert carries the same dedup tokens as the attempt a crash interrupted. 
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 from agentstream.schemas.kafka_message import KafkaMessage
 
 from .flush_policy import FlushPolicy
-from .ledger import OffsetRange, cut_ranges
+from .ledger import OffsetRange, cut_ranges, group_token, ready_flushes, regroupable
 
 if TYPE_CHECKING:  # the batcher does no I/O: the DLQ's module is not loaded for its type
     from .dlq import Rejected
@@ -65,6 +66,22 @@ class Flush:
         return [c.range for c in self.chunks]
 
 
+def insert_units(flush: Flush) -> list[list[Chunk]]:
+    """The inserts of a flush: ranges that share a flush token together (a flush's new ranges of
+    a topic, or a replayed flush re-formed whole), every other range alone."""
+    units: list[list[Chunk]] = []
+    by_token: dict[str, list[Chunk]] = {}
+    for c in flush.chunks:
+        if not regroupable(c.range):
+            units.append([c])
+        elif c.range.flush in by_token:
+            by_token[c.range.flush].append(c)
+        else:
+            by_token[c.range.flush] = [c]
+            units.append(by_token[c.range.flush])
+    return units
+
+
 class RangeBatcher:
     """Per-partition buffers of one assignment, cut into ledger ranges (see ``ledger.cut_ranges``).
 
@@ -74,13 +91,15 @@ class RangeBatcher:
     being read again: rejecting then would wait forever)."""
 
     def __init__(self, assigned: list[Key], plans: dict[Key, list[OffsetRange]], policy: FlushPolicy,
-                 avro_for: Callable[[str, int], bool], max_rows: int, range_max_rows: int = 0) -> None:
+                 avro_for: Callable[[str, int], bool], max_rows: int, range_max_rows: int = 0,
+                 together: bool = True) -> None:
         self.buffers: dict[Key, list[KafkaMessage]] = {k: [] for k in assigned}
         self.plans = {k: list(plans.get(k, [])) for k in assigned}
         self.policy = policy
         self.avro_for = avro_for
         self.max_rows = max_rows
         self.range_max_rows = range_max_rows
+        self.together = together  # a flush's new ranges of a topic share one insert
         self.pending = 0
         self.oldest_at: float | None = None
 
@@ -105,11 +124,13 @@ class RangeBatcher:
 
     def _waiting_for_replay(self) -> int:
         """Buffered records that cannot be cut yet: a partition whose next ledger range is not
-        all read again holds everything from that range's start."""
+        all read again (in every partition of its flush) holds everything from its start."""
         n = 0
+        ready = ready_flushes(self.buffers, self.plans)
         for key, buf in self.buffers.items():
             plans = self.plans.get(key)
-            if buf and plans and buf[-1].offset() < plans[0].end:
+            if buf and plans and (buf[-1].offset() < plans[0].end
+                                  or (regroupable(plans[0]) and plans[0].flush not in ready)):
                 n += sum(1 for m in buf if m.offset() >= plans[0].start)
         return n
 
@@ -120,7 +141,19 @@ class RangeBatcher:
         return self.policy.due(self.pending, self.oldest_at, now)
 
     def cut(self, now: float, final: bool = False) -> list[Flush]:
-        chunks = cut_ranges(self.buffers, self.plans, self.avro_for, self.range_max_rows)
+        chunks = cut_ranges(self.buffers, self.plans, self.range_max_rows, ready_flushes(self.buffers, self.plans))
+        # The path is planned per flush: its new ranges of a topic go in as one insert
+        # (insert_units) under one token, recorded with each, and the Avro path's fixed cost is
+        # weighed against all their rows.
+        new: dict[str, list[OffsetRange]] = {}
+        for r, msgs, replay in chunks:
+            if not replay:
+                new.setdefault(r.topic, []).append(r)
+        rows = {topic: sum(len(msgs) for r, msgs, replay in chunks if not replay and r.topic == topic) for topic in new}
+        plan = {topic: {"avro": self.avro_for(topic, rows[topic]),
+                        "flush": group_token(ranges) if self.together and len(ranges) > 1 else ""}
+                for topic, ranges in new.items()}
+        chunks = [(r if replay else dataclasses.replace(r, **plan[r.topic]), msgs, replay) for r, msgs, replay in chunks]
         self.pending -= sum(len(msgs) for _r, msgs, _replay in chunks)
         self.oldest_at = now if self.pending else None
         self.policy.flushed(now)

@@ -4,9 +4,10 @@ the ledger's ranges to replay.
 
 Exactly-once into ClickHouse rests on three things: offsets are committed only after the rows
 (and any dead letters) are stored; every partition's range is recorded in the ``sink_batches``
-ledger before its insert and carries a dedup token derived from it, so a replay after a crash
-re-forms the same range and ClickHouse drops the repeat; and ``events`` is a ReplacingMergeTree
-on ``event_id`` as the last line of defence. While ClickHouse is down the partitions are paused
+ledger before its insert, and the flush's insert carries a dedup token derived from its ranges
+(a retry is dropped as a repeat), so a replay after a crash re-forms the same range and stores
+only what the table lacks (``replay_repair``); and ``events`` is a ReplacingMergeTree on
+``event_id`` as the last line of defence. While ClickHouse is down the partitions are paused
 and the insert retried with backoff; nothing is committed until it succeeds.
 
 This module is the driver only: it reads, hands records to the chain, pauses the partitions
@@ -301,7 +302,8 @@ class Sink(RetryingMixin, ReadinessMixin):
                              st.flush_min_interval_seconds, st.flush_insert_share, st.flush_max_busy_seconds,
                              st.flush_busy_rows)
         batcher = RangeBatcher(assigned, plans, policy, lambda topic, rows: st.avro_fast_path and rows >= st.avro_min_rows
-                               and RangeWriter.fast_path_for(self.specs[topic]), st.batch_max_rows, st.range_max_rows)
+                               and RangeWriter.fast_path_for(self.specs[topic]), st.batch_max_rows, st.range_max_rows,
+                               st.insert_per_flush)
         if self._inserter is None:
             self._inserter = ThreadPoolExecutor(max(1, st.insert_workers), initializer=self._mark_worker,
                                                 thread_name_prefix="agentstream-sink-insert")
@@ -340,13 +342,17 @@ class Sink(RetryingMixin, ReadinessMixin):
     def dead_lettered(self, n: int) -> None:
         self.dlq_records += n
 
-    def store_chunk(self, spec: TableSpec, chunk: Chunk) -> list[Rejected]:
-        """Inserts one range under its dedup tokens (see ``writer``); returns the records it
-        rejected. ``chunk.cell`` keeps the range's path choice across retries."""
+    def store_chunks(self, spec: TableSpec, chunks: list[Chunk]) -> list[Rejected]:
+        """Inserts ranges that share a flush token together, or replays them (see ``writer``);
+        returns the records rejected. ``chunk.cell`` keeps each range's path choice across retries."""
         t0 = time.perf_counter()
         own = self._own_client()
+        parts = [(c.cell, c.msgs) for c in chunks]
         with contextlib.nullcontext() if own is not None else self._client_lock:
-            by_path, rejected = self.writer.store(spec, chunk.cell, chunk.msgs)
+            if chunks[0].replay:
+                by_path, rejected = self.writer.replay(spec, parts)
+            else:
+                by_path, rejected = self.writer.store_group(spec, parts)
         stored = sum(by_path.values())
         m.INSERT_SECONDS.labels(spec.table).observe(time.perf_counter() - t0)
         m.BATCH_ROWS.labels(spec.table).observe(stored)

@@ -38,6 +38,12 @@ class SinkSettings(BaseSettings):
     # ahead of 1). 1: one range at a time. A Sink given only a client object (no factory)
     # shares it, one insert at a time.
     insert_workers: int = 4
+    # A flush's new ranges of a topic go in as one insert (per path): an insert costs ClickHouse
+    # ~130 ms of CPU whatever its rows (the staging view's analysis, the views on events), so
+    # one per flush instead of one per partition range cut the sink's CPU per event
+    # (bench/sink_cpu.py, bench/RESULTS.md). False: one insert per range, insert_workers at once
+    # (for a server with cores to spare and ranges large enough to amortise the fixed cost).
+    insert_per_flush: bool = True
     batch_max_rows: int = 50_000
     # A partition's buffered records are cut into consecutive ranges of at most this many (each
     # its own ledger row, token and insert): one insert's block stays near the size ClickHouse

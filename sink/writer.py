@@ -1,15 +1,20 @@
-"""Stores one ledger range: Avro containers first (fast path), the Python mapper for the rest.
+"""Stores the ranges of a flush: Avro containers first (fast path), the Python mapper for the rest.
 
-Every insert carries a dedup token derived from the range, and which path stored what is a
-pure function of the range's ledger row (``avro``, ``fallback``) and the records, so a replay
-after a crash sends the same blocks under the same tokens:
+The ranges of one flush go in together, one insert per path, under a dedup token derived from
+them (``<token>``: one range's own token, or ``flush:<digest of the ranges>``), so a retry after
+an outage sends the same blocks under the same tokens. Which path stored what is a pure function
+of the ranges' ledger rows (``avro``, ``fallback``) and the records:
 
 - ``<token>/avro:<schema id>``: one Avro container per staged writer schema;
 - ``<token>/py:<schema id>``: a container ClickHouse refused (a record the mapper rejects, a
-  corrupt body), redone in Python; the schema id is added to the ledger row *before* that
-  insert, so a replay goes straight to Python for it;
-- ``<token>``: everything else (Python path: unstaged schemas, bad framing, alerts, ranges
+  corrupt body), redone in Python; the schema id is added to the ranges' ledger rows *before*
+  that insert, so a retry goes straight to Python for it;
+- ``<token>``: everything else (Python path: unstaged schemas, bad framing, alerts, flushes
   planned with the fast path off, and ranges recorded before migration 0005).
+
+A replay after a crash (``replay``) sends the same insert again when all its ranges are here,
+then stores what ``events`` still lacks (replay_repair): a kill inside ClickHouse's commit can
+leave a token recorded without its rows, and a flush's ranges may be split across consumers.
 
 A refused container stores nothing: it is a single block (``max_insert_block_size`` above its
 row count) and the view's check runs before anything reaches ``events``. Errors that are not a
@@ -28,7 +33,8 @@ from . import metrics as m
 from .containers import STAGING_TABLE, ContainerBuilder, rejected_data
 from .dlq import Rejected
 from .errors import clickhouse_code
-from .ledger import OffsetRange, record_plans
+from .ledger import SPLIT, OffsetRange, group_token, record_plans
+from .replay_repair import missing_records, repair_token
 from .retention import RetentionBook
 from .tables import TableSpec, convert
 
@@ -47,14 +53,21 @@ _REFUSED_SETTING = {164, 452}
 INSERT_PRIORITY = 8
 
 
-class RangeWriter:
-    """Stores the records of one ledger range into one table, idempotently.
+def _add(stored: dict[str, int], rejected: list[Rejected], result: tuple[dict[str, int], list[Rejected]]) -> None:
+    for path, n in result[0].items():
+        stored[path] += n
+    rejected.extend(result[1])
 
-    Guarantees: calling ``store`` again with the same range and records (a retry, or a replay
-    after a crash) sends the same blocks under the same dedup tokens, so ClickHouse keeps one
-    copy; records ClickHouse or the mapper refuse come back as ``Rejected`` (for the DLQ) and
-    never stop the rest; any other error propagates, and a retry takes the same paths (a
-    fallback to Python is in the ledger row before its insert). One range at a time per call.
+
+class RangeWriter:
+    """Stores the records of ledger ranges into one table, idempotently.
+
+    Guarantees: calling ``store_group`` again with the same ranges and records (a retry) sends
+    the same blocks under the same dedup tokens, so ClickHouse keeps one copy, and ``replay``
+    (after a crash) stores exactly the records the table lacks; records ClickHouse or the
+    mapper refuse come back as ``Rejected`` (for the DLQ) and never stop the rest; any other
+    error propagates, and a retry takes the same paths (a fallback to Python is in the ledger
+    rows before its insert).
     """
 
     def __init__(self, client: Callable[[], Any], codec: Codec, book: RetentionBook, group: str,
@@ -80,23 +93,61 @@ class RangeWriter:
 
     def store(self, spec: TableSpec, cell: dict[str, OffsetRange],
               msgs: list[KafkaMessage]) -> tuple[dict[str, int], list[Rejected]]:
-        """Stores ``msgs`` (the whole range ``cell['range']``); returns rows stored per path and
-        the records rejected. ``cell['range']`` is replaced when a schema falls back, so a retry
-        after an outage keeps the choice."""
-        rng = cell["range"]
+        """Stores ``msgs`` (the whole range ``cell['range']``) under the range's token."""
+        return self.store_group(spec, [(cell, msgs)])
+
+    def store_group(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]]
+                    ) -> tuple[dict[str, int], list[Rejected]]:
+        """Stores the ranges of one flush together (one insert per path, whatever the number of
+        partitions: an insert's fixed cost is most of the sink's CPU, bench/RESULTS.md), under a
+        token of the ranges (one range: its own). Returns rows stored per path and the records
+        rejected. Each ``cell['range']`` is replaced when a schema falls back, so a retry after an
+        outage keeps the choice; a replay after a crash goes through ``replay``."""
+        ranges = [cell["range"] for cell, _ in parts]
+        token = ranges[0].token if len(ranges) == 1 else group_token(ranges)
+        return self._store(spec, parts, [m for _, msgs in parts for m in msgs], token)
+
+    def replay(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]]
+               ) -> tuple[dict[str, int], list[Rejected]]:
+        """Stores ranges replayed after a crash: their insert again, under the same tokens, when
+        it can be re-formed (all of its ranges are here: each table and view target drops what it
+        holds and takes what a kill kept from it), then whatever ``events`` still lacks, under a
+        token of its own (a token recorded without its rows, or an insert that was split across
+        consumers; replay_repair)."""
+        ranges = [cell["range"] for cell, _ in parts]
+        stored, rejected = ({"avro": 0, "python": 0}, []) if any(r.flush == SPLIT for r in ranges) \
+            else self.store_group(spec, parts)
+        refused = {(r.partition, r.offset) for r in rejected}
+        missing = [msg for msg in missing_records(self._client(), spec, self.codec, [x for _, ms in parts for x in ms])
+                   if (msg.partition(), msg.offset()) not in refused]
+        if missing:
+            token = repair_token(ranges, missing)
+            log.warning("%s: %d of the replayed records were not in %s; storing them", token, len(missing), spec.table)
+            n, bad = self._python(spec, token, missing)
+            _add(stored, rejected, ({"avro": 0, "python": n}, bad))
+        return stored, rejected
+
+    def _store(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]],
+               msgs: list[KafkaMessage], token: str) -> tuple[dict[str, int], list[Rejected]]:
         stored = {"avro": 0, "python": 0}
         rejected: list[Rejected] = []
-        if not (rng.avro and self.fast_path_for(spec)):
-            stored["python"], rejected = self._python(spec, rng.token, msgs)
+        ranges = [cell["range"] for cell, _ in parts]
+        if not (all(r.avro for r in ranges) and self.fast_path_for(spec)):
+            stored["python"], rejected = self._python(spec, token, msgs)
             return stored, rejected
         days_for = getattr(self.book, spec.retention)
         containers, rest = self.builder.split(msgs, days_for)
+        fallback = {sid for r in ranges for sid in r.fallback}
         redo: list[tuple[int, list[KafkaMessage]]] = []
         for c in containers:
-            if c.schema_id in rng.fallback:
-                redo.append((c.schema_id, c.msgs))
+            if c.schema_id in fallback:
+                if len(parts) == 1:
+                    redo.append((c.schema_id, c.msgs))
+                    continue
+                # refused together before (a retry): range by range again, as then
+                _add(stored, rejected, self._store_apart(spec, parts, c.msgs))
                 continue
-            settings = self.insert_settings(f"{rng.token}/avro:{c.schema_id}")
+            settings = self.insert_settings(f"{token}/avro:{c.schema_id}")
             settings["max_insert_block_size"] = max(_DEFAULT_BLOCK, len(c.msgs) + 1)
             settings["output_format_json_escape_forward_slashes"] = 0
             # ClickHouse's default, set because chDB does not apply the view's own SETTINGS and a
@@ -111,23 +162,44 @@ class RangeWriter:
             except Exception as exc:  # classified below; outages propagate
                 if not rejected_data(exc):
                     raise
+                if len(parts) > 1:
+                    # Only the range holding the refused record goes to Python: this schema's
+                    # records are tried again range by range, under each range's own token.
+                    log.info("%s: ClickHouse refused the Avro container of schema %d (%d records), "
+                             "trying its %d ranges one by one", token, c.schema_id, len(c.msgs), len(parts))
+                    _add(stored, rejected, self._store_apart(spec, parts, c.msgs))
+                    continue
                 log.warning("%s: ClickHouse refused the Avro container of schema %d (%d records), "
-                            "redoing it in Python: %s", rng.token, c.schema_id, len(c.msgs), str(exc)[:300])
+                            "redoing it in Python: %s", token, c.schema_id, len(c.msgs), str(exc)[:300])
                 m.FALLBACKS.labels(spec.table).inc()
-                rng = dataclasses.replace(rng, fallback=(*rng.fallback, c.schema_id))
-                record_plans(self._client(), self.group, [(rng, len(msgs))])
-                cell["range"] = rng
+                for cell, _ in parts:
+                    cell["range"] = dataclasses.replace(cell["range"], fallback=(*cell["range"].fallback, c.schema_id))
+                record_plans(self._client(), self.group, [(cell["range"], len(part)) for cell, part in parts])
                 redo.append((c.schema_id, c.msgs))
                 continue
             stored["avro"] += len(c.msgs)
         for sid, part in redo:
-            n, bad = self._python(spec, f"{rng.token}/py:{sid}", part)
+            n, bad = self._python(spec, f"{token}/py:{sid}", part)
             stored["python"] += n
             rejected.extend(bad)
         if rest:
-            n, bad = self._python(spec, rng.token, rest)
+            n, bad = self._python(spec, token, rest)
             stored["python"] += n
             rejected.extend(bad)
+        return stored, rejected
+
+    def _store_apart(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]],
+                     msgs: list[KafkaMessage]) -> tuple[dict[str, int], list[Rejected]]:
+        """``msgs`` (one refused container's records) stored range by range."""
+        of = {id(msg): i for i, (_cell, part) in enumerate(parts) for msg in part}
+        split: list[list[KafkaMessage]] = [[] for _ in parts]
+        for msg in msgs:
+            split[of[id(msg)]].append(msg)
+        stored = {"avro": 0, "python": 0}
+        rejected: list[Rejected] = []
+        for (cell, part), sub in zip(parts, split):
+            if sub:
+                _add(stored, rejected, self._store(spec, [(cell, part)], sub, cell["range"].token))
         return stored, rejected
 
     def _python(self, spec: TableSpec, token: str, msgs: list[KafkaMessage]) -> tuple[int, list[Rejected]]:

@@ -2,14 +2,16 @@
 commit, through their public interfaces and without a broker."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from kafka_records import EVENTS as T
 from kafka_records import Rec
 
 from agentstream.sink.flush_policy import FlushPolicy
-from agentstream.sink.ledger import OffsetRange
+from agentstream.sink.ledger import SPLIT, OffsetRange, group_token, pending_plans
 from agentstream.sink.offset_commits import OffsetCommitter
-from agentstream.sink.range_batcher import RangeBatcher
+from agentstream.sink.range_batcher import RangeBatcher, insert_units
 from agentstream.sink.service import Sink
 from agentstream.sink.settings import SinkSettings
 
@@ -169,11 +171,75 @@ def test_a_failed_commit_raises_and_counts_nothing():
     assert commits.committed_ranges == 0 and commits.last_commit_at is None
 
 
-def test_the_path_is_chosen_by_the_ranges_size_and_a_replay_keeps_its_own():
-    # the sink plans Avro only for ranges of at least avro_min_rows (its view's fixed cost)
-    replay = OffsetRange(T, 2, 0, 0, 1000, avro=True)
+def test_the_path_is_chosen_by_the_flushs_rows_of_a_topic_and_a_replay_keeps_its_own():
+    # the flush's new ranges of a topic go in as one insert, so Avro (a fixed cost per insert)
+    # is planned when all their rows together reach avro_min_rows; a replay keeps its row's path
+    replay = OffsetRange(T, 2, 0, 0, 1000, avro=False)
     b = RangeBatcher([(T, 0), (T, 1), (T, 2)], {(T, 2): [replay]}, FlushPolicy(1000, 1.0, 0.05, 0.2),
-                     lambda _t, n: n >= 3, 1000, 0)
-    b.add(recs(0, range(5)) + recs(1, range(2)) + recs(2, [0]))
+                     lambda _t, n: n >= 6, 1000, 0)
+    b.add(recs(0, range(4)) + recs(1, range(2)) + recs(2, [0]))
     got = {c[0].partition: (c[0].avro, c[2]) for c in cut(b)}
-    assert got == {0: (True, False), 1: (False, False), 2: (True, True)}
+    assert got == {0: (True, False), 1: (True, False), 2: (False, True)}
+    b.add(recs(0, range(4, 8)) + recs(1, range(2, 3)))  # 5 rows: below the threshold together
+    assert {c[0].partition: c[0].avro for c in cut(b)} == {0: False, 1: False}
+
+
+def test_a_flushs_new_ranges_share_one_token_and_a_lone_range_keeps_its_own():
+    b = batcher()
+    b.add(recs(0, range(3)) + recs(1, range(2)))
+    ranges = [c[0] for c in cut(b)]
+    assert {r.flush for r in ranges} == {group_token(ranges)} and ranges[0].flush.startswith("flush:")
+    b.add(recs(2, [0]))
+    assert [c[0].flush for c in cut(b)] == [""]
+    apart = RangeBatcher([(T, 0), (T, 1)], {}, FlushPolicy(10, 1.0, 0.05, 0.2), lambda _t, _n: False, 10, 0,
+                         together=False)
+    apart.add(recs(0, [0]) + recs(1, [0]))
+    assert [c.range.flush for f in apart.cut(now=0.0) for c in f.chunks] == ["", ""]
+
+
+def test_a_replayed_flush_is_cut_whole_once_all_its_partitions_are_read_again():
+    """Its ranges wait for each other (nothing after them is cut meanwhile, and they do not
+    count as buffered work), then go out in one flush, as one insert under their token."""
+    first = [OffsetRange(T, 0, 0, 2, 1000), OffsetRange(T, 1, 0, 1, 1000)]
+    token = group_token(first)
+    plans = {(T, p): [dataclasses.replace(r, flush=token)] for p, r in enumerate(first)}
+    b = batcher(partitions=(0, 1), plans=plans, max_rows=4)
+    b.add(recs(0, range(0, 5)) + recs(1, [0]))
+    assert cut(b) == [] and not b.full()  # partition 1's range is not all back
+    b.add(recs(1, [1, 2]))
+    flushes = b.cut(now=0.0)
+    chunks = [(c.range.partition, c.range.start, c.range.end, c.replay) for c in flushes[0].chunks]
+    assert chunks == [(0, 0, 2, True), (0, 3, 4, False), (1, 0, 1, True), (1, 2, 2, False)]
+    units = insert_units(flushes[0])
+    assert [[(c.range.partition, c.replay) for c in u] for u in units] == [[(0, True), (1, True)], [(0, False), (1, False)]]
+    assert {c.range.flush for c in units[0]} == {token} and group_token([c.range for c in units[0]]) == token
+
+
+def test_a_split_flushs_range_replays_alone():
+    r = OffsetRange(T, 0, 0, 2, 1000, flush=SPLIT)
+    b = batcher(partitions=(0,), plans={(T, 0): [r]})
+    b.add(recs(0, range(0, 3)))
+    (flush,) = b.cut(now=0.0)
+    assert [[c.range for c in u] for u in insert_units(flush)] == [[r]]
+
+
+class _Ledger:
+    """A ClickHouse client answering pending_plans' query with fixed ledger rows."""
+
+    def __init__(self, rows) -> None:
+        self.rows = rows
+
+    def query(self, *_a, **_kw):
+        return type("Result", (), {"result_rows": self.rows})()
+
+
+def test_pending_plans_keep_a_flushs_token_only_when_all_its_ranges_replay_here():
+    rows = [(T, 0, 0, 9, 1, 1, [], "flush:a"), (T, 1, 0, 4, 1, 1, [], "flush:a"),  # both here, both pending
+            (T, 2, 0, 9, 1, 1, [], "flush:b"), (T, 3, 0, 4, 1, 1, [], "flush:b"),  # 3 is another consumer's
+            (T, 0, 10, 19, 1, 0, [], "")]
+    got = pending_plans(_Ledger(rows), "g", {(T, 0): 0, (T, 1): 0, (T, 2): 0})
+    assert [r.flush for r in got[(T, 0)]] == ["flush:a", ""] and got[(T, 1)][0].flush == "flush:a"
+    assert got[(T, 2)][0].flush == SPLIT and (T, 3) not in got
+    # a range of the flush already committed (a partial commit): the rest cannot re-form it
+    got = pending_plans(_Ledger(rows[:2]), "g", {(T, 0): 0, (T, 1): 5})
+    assert got[(T, 0)][0].flush == SPLIT and (T, 1) not in got

@@ -1,0 +1,146 @@
+"""A flush's ranges in one insert, and a replay that stores only what the table lacks (real chDB).
+
+The attacks first: a kill inside ClickHouse's commit of a part can leave its dedup token
+recorded and its rows gone, so a replay under the same token stores nothing (shown below by
+removing the rows behind a recorded token); and a flush's insert spans several partitions, which
+a replay on one partition alone cannot re-form. ``RangeWriter.replay`` re-forms the insert
+when it can, then looks the replayed records up by key and stores the missing ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+import pytest
+
+from agentstream.schemas import EVENT, Codec
+from agentstream.sink import apply_migrations
+from agentstream.sink.ledger import SPLIT, OffsetRange, group_token
+from agentstream.sink.retention import RetentionBook
+from agentstream.sink.tables import TABLE_SPECS
+from agentstream.sink.writer import RangeWriter
+
+from test_sink_support import run_events
+
+pytestmark = pytest.mark.integration
+NOW = int(time.time()) * 1000
+SPEC = TABLE_SPECS["events"]
+
+
+class Msg:
+    """The slice of confluent_kafka.Message the sink reads."""
+
+    def __init__(self, value: bytes, offset: int, topic: str, partition: int) -> None:
+        self._v, self._o, self._t, self._p = value, offset, topic, partition
+
+    def value(self): return self._v
+    def key(self): return b"k"
+    def topic(self): return self._t
+    def partition(self): return self._p
+    def offset(self): return self._o
+
+
+@pytest.fixture(autouse=True)
+def _migrated(chdb_client):
+    apply_migrations(chdb_client)
+
+
+def _partitions(codec: Codec, tenant: str, topic: str, runs: int, parts: int = 3):
+    """``parts`` partitions' worth of records, each a whole number of runs."""
+    out = []
+    for p in range(parts):
+        events = [e for i in range(runs) for e in run_events(tenant, f"run-{tenant}-{p}-{i}", n_steps=3)]
+        msgs = [Msg(codec.encode(EVENT, e), o, topic, p) for o, e in enumerate(events)]
+        out.append(({"range": OffsetRange(topic, p, 0, len(msgs) - 1, NOW, avro=True)}, msgs))
+    return out
+
+
+def _totals(client, tenant: str) -> tuple[int, int, int, int]:
+    q = lambda sql: int(client.query(sql, parameters={"t": tenant}).result_rows[0][0])  # noqa: E731
+    return (q("SELECT count() FROM events WHERE tenant_id = {t:String}"),
+            q("SELECT uniqExact(event_id) FROM events WHERE tenant_id = {t:String}"),
+            q("SELECT sum(event_count) FROM runs WHERE tenant_id = {t:String}"),
+            q("SELECT sum(events) FROM step_rollup_hourly WHERE tenant_id = {t:String}"))
+
+
+def test_a_flush_of_three_partitions_is_one_insert_and_no_replay_stores_it_twice(chdb_client, unique):
+    codec = Codec()
+    tenant, topic = f"grp-{unique}", f"grp-{unique}.events"
+    parts = _partitions(codec, tenant, topic, runs=5)
+    n = sum(len(msgs) for _, msgs in parts)
+    tokens: list[str] = []
+
+    class Counting:
+        def raw_insert(self, *a, **kw):
+            tokens.append(kw["settings"]["insert_deduplication_token"])
+            return chdb_client.raw_insert(*a, **kw)
+
+        def __getattr__(self, name):
+            return getattr(chdb_client, name)
+
+    token = group_token([cell["range"] for cell, _ in parts])
+    for cell, _ in parts:  # as the batcher plans them
+        cell["range"] = dataclasses.replace(cell["range"], flush=token)
+    writer = RangeWriter(lambda: Counting(), codec, RetentionBook(30, 90), f"g-{unique}")
+    assert writer.store_group(SPEC, parts) == ({"avro": n, "python": 0}, [])
+    assert tokens == [f"{token}/avro:{codec.resolver.writer_id(EVENT)}"]
+    # a retry of the same flush (an outage after ClickHouse stored it) is dropped as a repeat
+    writer.store_group(SPEC, parts)
+    assert _totals(chdb_client, tenant) == (n, n, n, n)
+    # The crash came before the commit. Restarted with all three partitions, the sink re-forms
+    # the insert (the same token: every table drops it) and finds nothing missing.
+    writer.replay(SPEC, parts)
+    assert _totals(chdb_client, tenant) == (n, n, n, n) and len(tokens) == 3
+    # Restarted with the partitions on different consumers, each replays its range alone, which
+    # no token of the flush's insert covers: it stores only what events lacks, here nothing.
+    for cell, msgs in parts:
+        split = {"range": dataclasses.replace(cell["range"], flush=SPLIT)}
+        assert writer.replay(SPEC, [(split, msgs)]) == ({"avro": 0, "python": 0}, [])
+    assert _totals(chdb_client, tenant) == (n, n, n, n) and len(tokens) == 3
+
+
+def test_a_replay_stores_the_rows_a_recorded_token_lost(chdb_client, unique):
+    codec = Codec()
+    tenant, topic = f"lost-{unique}", f"lost-{unique}.events"
+    (cell, msgs), = _partitions(codec, tenant, topic, runs=4, parts=1)
+    n = len(msgs)
+    writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
+    writer.store(SPEC, cell, msgs)
+    # The token is recorded, the rows are gone (as after a kill between the dedup log's append
+    # and the part's rename): the events rows of half of the runs removed.
+    gone = sorted({m for m in (codec.decode_as(EVENT, x.value())["run_id"] for x in msgs)})[:2]
+    chdb_client.command("ALTER TABLE events DELETE WHERE tenant_id = {t:String} AND run_id IN {r:Array(String)} "
+                        "SETTINGS mutations_sync = 2", parameters={"t": tenant, "r": gone})
+    kept = _totals(chdb_client, tenant)[0]
+    assert 0 < kept < n
+    # the attack: the same token again stores nothing
+    writer.store(SPEC, cell, msgs)
+    assert _totals(chdb_client, tenant)[0] == kept
+    # the replay sends the insert again (dropped), then looks the records up and stores the
+    # missing ones, and only those
+    stored, rejected = writer.replay(SPEC, [(cell, msgs)])
+    assert stored == {"avro": n, "python": n - kept} and rejected == []
+    assert _totals(chdb_client, tenant)[:2] == (n, n)
+    # a second replay (killed again before the commit) finds them all
+    assert writer.replay(SPEC, [(cell, msgs)])[0]["python"] == 0
+    assert _totals(chdb_client, tenant)[:2] == (n, n)
+
+
+def test_a_refused_record_sends_only_its_own_range_to_python(chdb_client, unique):
+    codec = Codec()
+    tenant, topic = f"ref-{unique}", f"ref-{unique}.events"
+    parts = _partitions(codec, tenant, topic, runs=3)
+    cell, msgs = parts[1]
+    bad = codec.encode(EVENT, dict(codec.decode_as(EVENT, msgs[0].value()), event_id=str(uuid.uuid4()), seq=2**40))
+    msgs.append(Msg(bad, len(msgs), topic, 1))
+    cell["range"] = OffsetRange(topic, 1, 0, len(msgs) - 1, NOW, avro=True)
+    good = sum(len(m) for _, m in parts) - 1
+    writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
+    stored, rejected = writer.store_group(SPEC, parts)
+    assert stored == {"avro": len(parts[0][1]) + len(parts[2][1]), "python": len(msgs) - 1}
+    assert [r.offset for r in rejected] == [len(msgs) - 1] and "seq" in rejected[0].reason
+    assert parts[1][0]["range"].fallback and not parts[0][0]["range"].fallback and not parts[2][0]["range"].fallback
+    # retried after an outage: the same paths and tokens, nothing stored twice
+    writer.store_group(SPEC, parts)
+    assert _totals(chdb_client, tenant) == (good, good, good, good)
