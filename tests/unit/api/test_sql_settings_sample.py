@@ -99,7 +99,8 @@ def test_sample_offset_stays_with_the_sample():
     inner, _, outer = out.rpartition(")")
     assert "SAMPLE 1 / 2 OFFSET 1 / 2" in inner and "OFFSET" not in outer, out
     for q in ("SELECT * FROM events AS e SAMPLE 0.1 /* c */ OFFSET\n0.5 WHERE seq > 0 ORDER BY seq",
-              "SELECT * FROM events AS e FINAL SAMPLE 0.1 OFFSET 0.5 WHERE seq > 0 ORDER BY seq"):
+              "SELECT * FROM events AS e FINAL SAMPLE 0.1 OFFSET 0.5 WHERE seq > 0 ORDER BY seq",
+              "SELECT e.seq FROM events AS e SAMPLE 0.1 OFFSET 0.5 JOIN runs AS r USING (run_id)"):
         out = scope_query(q, READABLE, "default").sql
         assert out.count("OFFSET") == 1 and out.index("OFFSET 0.5") < out.index("PREWHERE"), out
 
