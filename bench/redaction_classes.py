@@ -2,7 +2,7 @@
 
     python bench/redaction_classes.py [--texts 4000] [--seed 6] [--records 20000]
 
-Classes: vendor tokens of documented formats (60 vendors: cloud, CI, chat, payment, LLM providers),
+Classes: vendor tokens of documented formats (59 vendors: cloud, CI, chat, payment, LLM providers),
 random secret bodies with NO digits after a credential name (six alphabets, fifteen syntaxes), and
 one plain word as a password in prose. Near-misses (UUIDs, SHAs, base64 images, hex digests,
 identifiers, password-policy prose) must survive. Also times the raw-record prefilter with and
@@ -81,7 +81,8 @@ VENDORS: tuple[tuple[str, object], ...] = (
     ("grafana", lambda r: r.choice(["glc_" + mixed(r, B64, 48), f"glsa_{mixed(r, B62, 32)}_{rs(r, HEX, 8)}"])),
     ("harness", lambda r: f"{r.choice(['pat', 'sat'])}.{mixed(r, B64U, 22)}.{mixed(r, B62, 24)}.{mixed(r, B62, 20)}"),
     ("terraform_cloud", lambda r: f"{rs(r, LOW + DIG, 14)}.atlasv1.{mixed(r, B64U, 67)}"),
-    ("heroku_v2", lambda r: "HRKU-AA" + mixed(r, B64U, 58)),
+    ("heroku_v2", lambda r: r.choice(["HRKU-AA" + mixed(r, B64U, 58), "HRKU-" + "-".join(
+        rs(r, "0123456789ABCDEF", n) for n in (8, 4, 4, 4, 12))])),
     ("huggingface", lambda r: r.choice(["hf_", "api_org_"]) + rs(r, string.ascii_letters, 34)),
     ("infracost", lambda r: "ico-" + mixed(r, B62, 32)),
     ("linear", lambda r: "lin_api_" + mixed(r, B62, 40)),
@@ -331,14 +332,13 @@ def prefilter_cost(n: int, seed: int) -> dict:
         recs.append(codec.encode(EVENT, ev))
     old = compile_any(tuple(p for p in prefilter.PATTERNS if p not in vendor_tokens.PREFILTER))
     new = compile_any(prefilter.PATTERNS)
-    res = {}
-    for name, fn in (("before", old), ("after", new), ("before_again", old), ("after_again", new)):
-        best, fired = float("inf"), 0
-        for _ in range(5):
+    best, fired = {"before": float("inf"), "after": float("inf")}, {}
+    for _ in range(10):  # alternating, min of ten passes each: the machine is shared and noisy
+        for name, fn in (("before", old), ("after", new)):
             t = time.perf_counter()
-            fired = sum(1 for v in recs if fn(v))
-            best = min(best, time.perf_counter() - t)
-        res[name] = {"us_per_record": round(best / n * 1e6, 3), "fire_rate": round(fired / n, 4)}
+            fired[name] = sum(1 for v in recs if fn(v))
+            best[name] = min(best[name], time.perf_counter() - t)
+    res = {k: {"us_per_record": round(best[k] / n * 1e6, 3), "fire_rate": round(fired[k] / n, 4)} for k in best}
     return res
 
 
@@ -363,16 +363,14 @@ def main() -> None:
         print("  lost", x, file=sys.stderr)
     cost = prefilter_cost(args.records, args.seed)
     for k, v in cost.items():
-        print(f"raw prefilter {k:13s} {v['us_per_record']:.3f} us/record, fires on {v['fire_rate']:.2%} of clean records")
+        print(f"raw prefilter {k:6s} {v['us_per_record']:.3f} us/record, fires on {v['fire_rate']:.2%} of clean records")
     pc = rep["per_class"]
     fig = {"texts": args.texts, "seed": args.seed, "recall": round(pc["overall"]["lenient"], 4),
            "recall_strict": round(pc["overall"]["strict"], 4),
            **{f"recall_{k}": round(v["lenient"], 4) for k, v in pc.items() if k != "overall"},
            "near_misses_kept": round(rep["lookalikes_kept"], 4)}
     if cost:
-        fig["prefilter_us_ratio_after_before"] = round(
-            (cost["after"]["us_per_record"] + cost["after_again"]["us_per_record"])
-            / (cost["before"]["us_per_record"] + cost["before_again"]["us_per_record"]), 3)
+        fig["prefilter_us_ratio_after_before"] = round(cost["after"]["us_per_record"] / cost["before"]["us_per_record"], 3)
         fig["prefilter_fire_rate"] = {"before": cost["before"]["fire_rate"], "after": cost["after"]["fire_rate"]}
     print(json.dumps(fig))
 

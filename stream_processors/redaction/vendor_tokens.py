@@ -84,7 +84,7 @@ _ENTRIES: tuple[tuple[str, tuple[str, ...], str, Callable[[re.Match[str]], bool]
     ("gitlab_runner_registration", ("GR1348941",), _L + r"GR1348941[A-Za-z0-9_-]{20,}" + _R, _any),
     ("grafana_cloud", ("glc_",), _L + r"glc_[A-Za-z0-9+/]{32,400}={0,3}" + _R, _any),
     ("terraform_cloud", (".atlasv1.",), _L + r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}" + _R, _any),
-    ("heroku", ("HRKU-",), _L + r"HRKU-(?:AA)?[A-Za-z0-9_-]{58,60}" + _R, _any),
+    ("heroku", ("HRKU-",), _L + r"HRKU-(?:AA[A-Za-z0-9_-]{58}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})" + _R, _any),
     ("huggingface", ("hf_", "api_org_"), _L + r"(?:hf|api_org)_(?P<body>[A-Za-z]{34})" + _R, _letters_random),
     ("new_relic", ("NRAK-", "NRJS-", "NRII-", "NRRA-"), _L + r"NR(?:AK|JS|II|RA)-[A-Za-z0-9]{19,32}" + _R, lambda m: _has_letter_digit(m.group(0)[5:])),
     ("planetscale", ("pscale_",), _L + r"pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_=.-]{32,64}" + _R, _any),
