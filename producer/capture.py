@@ -42,7 +42,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("url_credentials", re.compile(r"://[^\s:/@]+:[^\s@/]+@")),
     # webhook URLs are credentials whole; a bot token "<bot id>:<35 chars>" holds a colon
     ("webhook", re.compile(r"https?://\S*(?:/api/webhooks/|\.webhook\.office\.com/|hooks\.slack\.com/)\S+")),
-    ("bot_token", re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])")),
+    ("bot_token", re.compile(r"(?:(?<=/bot)|\b)\d{8,10}:[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])")),
     # the value after a credential name in any syntax or sentence ("pw: maple", "the password is
     # tangerine", "api_key":"…"); "the password is incorrect" loses a word of its preview too
     ("credential", re.compile(r"(?i)(?:(?P<flag>--)|(?P<tag><))?\b\w*" + _CRED_NAME + r"\w*[\"']?"

@@ -43,6 +43,17 @@ def test_vendor_tokens_never_take_the_byte_pass_through_path():
             assert may_need_redaction(codec.encode(EVENT, ev)), (name, v)
 
 
+def test_tokens_inside_the_urls_that_carry_them():
+    r = random.Random(4)
+    for _ in range(20):
+        tg = dict(rc.VENDORS)["telegram_bot"](r)
+        at = dict(rc.VENDORS)["atlassian"](r)
+        for text, v in ((f"GET https://api.telegram.org/bot{tg}/getUpdates?offset=1", tg.split(":")[1]),
+                        # the "=" before its checksum percent-encoded in a query string
+                        (f"see https://x.atlassian.net/wiki?t={at.replace('=', '%3D')} ok", at[-8:])):
+            assert v not in redact(text), text
+
+
 def test_bot_tokens_need_their_structure_not_just_their_length():
     r = random.Random(3)
     # a Telegram-shaped id:value whose value is a word or too short, a dotted base64 whose head is
