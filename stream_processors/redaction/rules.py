@@ -276,7 +276,7 @@ RULES: tuple[Rule, ...] = (
     # documented formats the shape rule cannot see: glued, uppercase, letters-only or dotted bodies,
     # Discord/Telegram bot tokens, webhook URLs (vendor_tokens.py)
     Rule("vendor_token", "api_key", re.compile(""), lambda s: True,  # its finder is its own trigger
-         finder=vendors.find_vendor_tokens, in_ids=False),
+         finder=vendors.find_vendor_tokens),  # documented formats: no id has them
     Rule("bearer_token", "bearer_token",
          # not "token_type=bearer <next field>": there Bearer is a value, not a scheme
          re.compile(r"(?i)(?<!=)(?<!= )\bbearer[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),

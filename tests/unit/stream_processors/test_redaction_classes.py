@@ -11,10 +11,11 @@ import pytest
 from agentstream.schemas import EVENT, Codec
 from agentstream.schemas.letter_pairs import random_letters
 from agentstream.stream_processors import synthetic as syn
+from agentstream.stream_processors.redaction import RedactionError
 from agentstream.stream_processors.redaction.prefilter import may_need_redaction
 from agentstream.stream_processors.redaction.rules import PREFILTER
 
-from .redaction_benches import load_bench, redact
+from .redaction_benches import REDACTOR, load_bench, redact
 
 rc = load_bench("redaction_classes")
 outcome = load_bench("redaction_scoring").outcome
@@ -144,3 +145,14 @@ def test_code_that_names_where_a_secret_comes_from_survives(text):
     ("def f(password: str = 'maple-ribbon'):", "maple-ribbon")])
 def test_a_literal_in_code_is_still_a_value(text, value):
     assert value not in redact(text), redact(text)
+
+
+@pytest.mark.parametrize("vendor", ["databricks", "telegram_bot", "discord_bot", "atlassian", "alibaba_key_id"])
+def test_a_vendor_token_as_an_envelope_id_quarantines(vendor):
+    # the run id is the Kafka key and cannot be rewritten: a secret there stops the event whole
+    v = dict(rc.VENDORS)[vendor](random.Random(vendor))
+    ev = syn.step("acme", "run-1", 2)
+    ev["session_id"] = v
+    with pytest.raises(RedactionError) as e:
+        REDACTOR.redact_event(ev, {}, "p")
+    assert e.value.reason == "identifier field session_id matches rule vendor_token" and v not in e.value.reason
