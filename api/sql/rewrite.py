@@ -256,9 +256,16 @@ def _scope_table(table: exp.Table, readable: Collection[str], database: str) -> 
     target = parent if isinstance(parent, exp.Final) else table
     inner = exp.Table(this=exp.to_identifier(table.name, quoted=True),
                       db=exp.to_identifier(database, quoted=True))
-    if table.args.get("sample") is not None:
-        inner.set("sample", table.args["sample"].copy())
-    source: exp.Expression = exp.Final(this=inner) if final else inner
+    sample = table.args.get("sample")
+    source: exp.Expression = inner
+    if final and sample is not None:
+        # ClickHouse reads ``t FINAL SAMPLE k``; sqlglot prints a Final around a sampled table as
+        # ``t SAMPLE k FINAL`` (a syntax error), so the sample goes on a table around the Final.
+        source = exp.Table(this=exp.Final(this=inner), sample=sample.copy())
+    elif final:
+        source = exp.Final(this=inner)
+    elif sample is not None:
+        inner.set("sample", sample.copy())
     tenant = exp.Placeholder(this=exp.var(TENANT_PARAM), kind=exp.DataType.build("String", dialect=DIALECT))
     sub = exp.Select(expressions=[exp.Star()], from_=exp.From(this=source),
                      prewhere=exp.PreWhere(this=exp.EQ(this=exp.column("tenant_id", quoted=True),
