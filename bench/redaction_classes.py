@@ -108,6 +108,7 @@ VENDORS: tuple[tuple[str, object], ...] = (
     ("mailgun", lambda r: "key-" + rs(r, HEX, 32)),
     ("braintree", lambda r: f"access_token$production${rs(r, LOW + DIG, 16)}${rs(r, HEX, 32)}"),
     ("razorpay", lambda r: r.choice(["rzp_live_", "rzp_test_"]) + mixed(r, B62, 14)),
+    ("azure_sas_signature", lambda r: mixed(r, B62, 43) + "%3D"),
     ("discord_webhook", lambda r: f"https://discord.com/api/webhooks/{rs(r, DIG, 18)}/{mixed(r, B64U, 68)}"),
     ("teams_webhook", lambda r: f"https://acme.webhook.office.com/webhookb2/{rs(r, HEX, 8)}-{rs(r, HEX, 4)}-"
                                 f"{rs(r, HEX, 4)}-{rs(r, HEX, 4)}-{rs(r, HEX, 12)}@{rs(r, HEX, 8)}/IncomingWebhook/"
@@ -128,12 +129,28 @@ VENDORS: tuple[tuple[str, object], ...] = (
     ("buildkite", lambda r: "bkua_" + rs(r, HEX, 40)),
     ("circleci", lambda r: "CCIPAT_" + mixed(r, B62, 22) + "_" + rs(r, HEX, 40)),
     ("twilio_sk", lambda r: "SK" + rs(r, HEX, 32)),
+    ("mailchimp", lambda r: rs(r, HEX, 32) + f"-us{r.randint(1, 21)}"),
+    ("twitter_bearer", lambda r: "A" * 22 + mixed(r, B62 + "%", r.randint(60, 100))),
+    ("adyen", lambda r: "AQE" + mixed(r, B64, r.randint(90, 140))),
+    ("aws_session_token", lambda r: r.choice(["IQoJb3JpZ2luX2Vj", "FwoGZXIvYXdzE"]) + mixed(r, B64, r.randint(200, 400))),
+    ("nvidia", lambda r: "nvapi-" + mixed(r, B64U, 64)),
+    ("supabase", lambda r: r.choice(["sbp_" + rs(r, HEX, 40), "sb_secret_" + mixed(r, B64U, 31)])),
+    ("openai_admin", lambda r: "sk-admin-" + mixed(r, B64U, 60)),
+    ("docker_pat", lambda r: "dckr_pat_" + mixed(r, B64U, 27)),
 )
 
 
 def vendor_token(r: random.Random) -> tuple[str, str]:
     name, gen = r.choice(VENDORS)
     return name, gen(r)  # type: ignore[operator]
+
+
+def carried(r: random.Random, name: str, v: str) -> str:
+    """The token as it travels: a SAS signature only ever inside its URL."""
+    if name == "azure_sas_signature":
+        return (f"https://acct{r.randint(1, 99)}.blob.core.windows.net/c/b.txt?sv=2022-11-02&ss=b&srt=o&sp=r"
+                f"&se=2026-12-31T00:00:00Z&spr=https&sig={v}")
+    return v
 
 
 _NAMES = ("token", "api_key", "API_TOKEN", "secret", "credential", "auth", "value", "key", "bot_token", "pat")
@@ -274,7 +291,7 @@ def generate(n: int, seed: int) -> list[Case]:
         k = i % 4
         if k == 0:
             name, v = vendor_token(r)
-            out.append(Case("vendor_token", name, v, surround(r, v, "shape")))
+            out.append(Case("vendor_token", name, v, surround(r, carried(r, name, v), "shape")))
         elif k == 1:
             an, v, t = no_digit_case(r)
             out.append(Case("no_digit_body", an, v, t))

@@ -207,5 +207,5 @@ def find_conn_fields(text: str) -> Iterator[tuple[int, int]]:
         v = m.group("v").strip()
         if v[:1] in "{'\"" and len(v) >= 2:
             s, e, v = s + 1, e - 1, v[1:-1]
-        if v and not placeholder(v):
-            yield s, e
+        if v and not placeholder(v) and not (m.group(0)[:3].lower() == "pwd" and v[:1] in "/~"):
+            yield s, e  # (the shell's PWD=/home/agent is a directory)

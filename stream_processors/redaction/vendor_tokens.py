@@ -97,6 +97,15 @@ _ENTRIES: tuple[tuple[str, tuple[str, ...], str, Callable[[re.Match[str]], bool]
     ("discord_webhook", ("/api/webhooks/",),
      r"https?://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{15,20}/[A-Za-z0-9_-]{60,}", _any),
     ("teams_webhook", (".webhook.office.com/",), r"https://[A-Za-z0-9-]+\.webhook\.office\.com/webhookb2/[^\s\"'<>`]+", _any),
+    ("mailchimp", ("-us",), _L + r"[0-9a-f]{32}-us\d{1,2}" + _R, _any),
+    ("twitter_bearer", ("AAAAAAAAAAAAAAAAAAAAA",), r"(?<![A-Za-z0-9])A{22}[A-Za-z0-9%]{40,}" + _R, _mixed),
+    ("adyen", ("AQE",), _L + r"AQE[A-Za-z0-9+/=_-]{80,}" + _R, _mixed),
+    ("aws_session_token", ("IQoJb3JpZ2luX2Vj", "FwoGZXIvYXdzE"),
+     _L + r"(?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE)[A-Za-z0-9+/=%]{100,}", _any),
+    # a signed URL's signature is the credential (Azure SAS "sig", S3/GCS presigned): only the value
+    ("signed_url_signature", ("sig=", "Signature=", "Security-Token="),
+     r"[?&](?:sig|X-Amz-Signature|X-Amz-Security-Token|X-Goog-Signature|Signature)=(?P<v>[A-Za-z0-9%+/=_.-]{20,})",
+     _any),
     ("discord_bot", (r"\.[A-Za-z0-9_-]{6}\.",),
      r"(?<![A-Za-z0-9_.-])(?P<uid>[MNO][A-Za-z0-9_-]{22,27})\.[A-Za-z0-9_-]{6}\.(?P<hmac>[A-Za-z0-9_-]{27,38})"
      r"(?![A-Za-z0-9_.-])", _discord_id),
@@ -115,7 +124,8 @@ PREFILTER = (
     r"dapi[0-9a-f]{8}|ATATT3|AGE-SECRET-KEY-1|A3-[A-Z0-9]{6}-|ops_eyJ|LTAI[A-Za-z0-9]{8}|ABSK[A-Za-z0-9+/]{8}"
     r"|bedrock-api-key-|\dQ~|v1\.0-[0-9a-f]{8}|gl(?:pat|dt|ft|rt|soat|ffct|oas|cbt|imt|agent|ptt|rtr)-"
     r"|GR1348941|glc_|pscale_|\.atlasv1\.|HRKU-|(?:hf|api_org)_[A-Za-z]{8}|NR(?:AK|JS|II|RA)-|sq0(?:atp|csp)-|EAAA"
-    r"|fo1_|fm[12][ar]?_|GOCSPX-|access_token\$|/api/webhooks/|\.webhook\.office\.com/",
+    r"|fo1_|fm[12][ar]?_|GOCSPX-|access_token\$|/api/webhooks/|\.webhook\.office\.com/|[0-9a-f]{8}-us\d"
+    r"|AAAAAAAAAAAAAAAAAAAAA|AQE[A-Za-z0-9+/]{16}|IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE|sig=|Signature=|Security-Token=",
     r"\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27}",
     r"\d{8}:[A-Za-z0-9_-]{20}",
 )
@@ -125,6 +135,7 @@ def find_vendor_tokens(text: str) -> Iterator[tuple[int, int]]:
     entries = {_KEYS[k][0] for k in _which(text.encode())}
     for i in sorted(entries):
         rx, ok = _COMPILED[i]
+        g = "v" if "v" in rx.groupindex else 0
         for m in rx.finditer(text):
             if ok(m):
-                yield m.start(), m.end()
+                yield m.span(g)

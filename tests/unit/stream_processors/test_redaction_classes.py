@@ -27,7 +27,7 @@ def test_every_documented_vendor_format_goes_whatever_surrounds_it(vendor):
     r = random.Random(f"vendor-{vendor}")
     for _ in range(10):
         v = gen(r)
-        text = rc.surround(r, v, "shape")  # no credential name next to it: the shape alone must tell
+        text = rc.surround(r, rc.carried(r, vendor, v), "shape")  # no credential name next to it
         out = redact(text)
         assert outcome(text, out, v)[1], (text, out)
 
@@ -38,7 +38,7 @@ def test_vendor_tokens_never_take_the_byte_pass_through_path():
     r, codec = random.Random(7), Codec()
     for name, gen in rc.VENDORS:
         for _ in range(3):
-            v = gen(r)
+            v = rc.carried(r, name, gen(r))
             assert PREFILTER.search(v), (name, v)
             ev = syn.step("t", "run-1", 2, name="tool", args_digest="d", attributes={"note": f"got {v} ok"})
             assert may_need_redaction(codec.encode(EVENT, ev)), (name, v)
