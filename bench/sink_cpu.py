@@ -23,8 +23,8 @@ ClickHouse's merges of those parts are done:
   the same in every arm.
 
 Arms (``ARMS``: settings and left-out migrations; alternating, the order swapped each round):
-``before`` flushes as the sink did before issue #18's sink half (no cost-aware gap), ``after``
-the current defaults, ``busy3s`` the gap capped at 3 s instead of 2. ``--anatomy-reps N`` also
+``before`` inserts each partition range on its own (``insert_per_flush=False``), ``after``
+the current defaults (a flush's ranges in one insert), ``nogap`` without the cost-aware gap, ``busy3s`` the gap capped at 3 s instead of 2. ``--anatomy-reps N`` also
 takes one Avro insert apart: its fixed cost per insert and cost per row, per view and index.
 Last line: JSON with each arm's medians, ``ratio`` (after / before CPU µs per event, settled),
 the breakdown and whether every table's rows were the same in every arm (``outputs_identical``).
@@ -52,8 +52,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 # What each arm changes: SinkSettings overrides, and migrations it leaves out (recorded as
 # applied without running them, so the sink does not apply them either).
 ARMS: dict[str, dict] = {
+    # one insert per partition range, as before the flush's ranges went in together
+    "before": {"settings": {"insert_per_flush": False}, "skip_migrations": []},
     # flushes spaced by the age and idle rules alone, as before the cost-aware gap
-    "before": {"settings": {"flush_insert_share": 0.0}, "skip_migrations": []},
+    "nogap": {"settings": {"flush_insert_share": 0.0}, "skip_migrations": []},
     "after": {"settings": {}, "skip_migrations": []},
     # the gap's cap raised from the default (2 s): fewer inserts still, more latency under load
     "busy3s": {"settings": {"flush_max_busy_seconds": 3.0}, "skip_migrations": []},

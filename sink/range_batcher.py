@@ -146,14 +146,15 @@ class RangeBatcher:
         # (insert_units) under one token, recorded with each, and the Avro path's fixed cost is
         # weighed against all their rows.
         new: dict[str, list[OffsetRange]] = {}
+        rows: dict[str, int] = {}
         for r, msgs, replay in chunks:
             if not replay:
                 new.setdefault(r.topic, []).append(r)
-        rows = {topic: sum(len(msgs) for r, msgs, replay in chunks if not replay and r.topic == topic) for topic in new}
-        plan = {topic: {"avro": self.avro_for(topic, rows[topic]),
-                        "flush": group_token(ranges) if self.together and len(ranges) > 1 else ""}
+                rows[r.topic] = rows.get(r.topic, 0) + len(msgs)
+        plan = {topic: (self.avro_for(topic, rows[topic]), group_token(ranges) if self.together and len(ranges) > 1 else "")
                 for topic, ranges in new.items()}
-        chunks = [(r if replay else dataclasses.replace(r, **plan[r.topic]), msgs, replay) for r, msgs, replay in chunks]
+        chunks = [(r if replay else dataclasses.replace(r, avro=plan[r.topic][0], flush=plan[r.topic][1]), msgs, replay)
+                  for r, msgs, replay in chunks]
         self.pending -= sum(len(msgs) for _r, msgs, _replay in chunks)
         self.oldest_at = now if self.pending else None
         self.policy.flushed(now)

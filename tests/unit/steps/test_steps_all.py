@@ -85,11 +85,11 @@ class Case:
     task: bool = False  # runs a function: errors and retries apply
 
 
-def _chunk(i: int) -> Chunk:
-    # flushes of two ranges: items 0,1 are flush 0; 2,3 flush 1; ...
+def _chunk(i: int) -> list[Chunk]:
+    # one insert of one range; flushes of two ranges: items 0,1 are flush 0; 2,3 flush 1; ...
     c = Chunk(OffsetRange(T, 0, i, i), [Rec(i)], replay=False)
     c.flush_id, c.flush_size = i // 2, 2
-    return c
+    return [c]
 
 
 def _retry(retry: Retry | None) -> dict[str, Any]:
