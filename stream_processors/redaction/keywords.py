@@ -191,15 +191,17 @@ _NEXT_FIELD = re.compile(r"[&;](?:[ \t]*[A-Za-z_][\w.\-\[\] ]{0,40}=|[ \t]|$|[\r
 _VALUE_RUN = re.compile(r"[^\s\"'`\\<>&;]*")
 
 
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 _CALL_LITERAL = re.compile(r"[A-Za-z_][\w.]*\([ \t]*(?P<q>[\"'])(?P<d>[^\"'\n]{1,512})(?P=q)")
 
 
-def _code_literal(text: str, at: int) -> tuple[int, int] | None:
+def code_literal(text: str, at: int) -> tuple[int, int] | None:
     """For a value at ``at`` that is code: the span of the literal it holds, ``()`` if none; None
     when it is not code. ``password: str = "Hunter2!x"`` holds one, ``SecretStr("…")`` too;
     ``password: bytes | None = None`` and ``getpass()`` none."""
-    if (call := _CALL_LITERAL.match(text, at)) is not None and not call.group(0).startswith(("os.getenv", "getenv")):
-        return call.span("d")
+    if (call := _CALL_LITERAL.match(text, at)) is not None:
+        # os.environ.get("OPENAI_API_KEY"), secret("DB_PASSWORD"): the literal names a variable
+        return () if _ENV_NAME.fullmatch(call.group("d")) else call.span("d")
     if not type_annotation(text[at:at + 80]):
         return None
     d = _DEFAULT.match(text, at)
@@ -229,7 +231,7 @@ def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
             continue
         if want != "secret":
             continue
-        if kind == "strong" and (code := _code_literal(text, m.start(g))) is not None:
+        if kind == "strong" and (code := code_literal(text, m.start(g))) is not None:
             if code:
                 yield code
             continue

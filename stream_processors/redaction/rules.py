@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 from . import prose_credentials as prose
 from . import token_shapes as shapes
 from . import vendor_tokens as vendors
-from .keywords import SETTING_WORDS, TRIGGER_WORDS, find_assignments, placeholder, type_annotation
+from .keywords import SETTING_WORDS, TRIGGER_WORDS, code_literal, find_assignments, placeholder
 from .phones import PHONE_CONTEXT_SOURCE, find_phones
 
 CATEGORIES = (
@@ -212,9 +212,11 @@ def _openai_ok(m: re.Match[str]) -> bool:
 
 def _assignment_ok(m: re.Match[str]) -> bool:
     value = m.group(2)
+    # PWD=/home/agent is a directory, "passwd: files" (nsswitch) a setting, "password: str" or
+    # getpass() code (find_assignments redacts a literal that code holds)
     if m.group(1).lower() == "pwd" and value[:1] in "/~" or value.lower() in SETTING_WORDS \
-            or type_annotation(m.string[m.start(2):m.start(2) + 80]):
-        return False  # PWD=/home/agent is a directory; "passwd: files" (nsswitch) a setting; "password: str" a type
+            or code_literal(m.string, m.start(2)) is not None:
+        return False
     # "password: ********" or "token=<redacted>" are already safe; placeholders survive.
     return not (set(value) <= set("*x•.") or value.startswith(("[", "<", "${", "{{"))
                 or value.lower() in {"none", "null", "true", "false", "required", "redacted"}

@@ -133,6 +133,7 @@ def test_near_misses_survive():
     "def connect(user: str, password: bytes | None = None) -> Conn:", "password: Optional[str] = None",
     "password: SecretStr", "if password is None:", "pwd: ModuleType | None = None",
     "password = getpass()", 'DB_PASSWORD = os.environ["DB_PASSWORD"]', "token: str | None = Field(default=None)",
+    'api_key=os.environ.get("OPENAI_API_KEY"),', 'secret_access_key=workspace_secret("SANDBOX_AWS_SECRET_ACCESS_KEY")',
     "the password is absent from the request", "the password is never stored"])
 def test_code_that_names_where_a_secret_comes_from_survives(text):
     # agents print code: an annotation, a call or a lookup holds no value
