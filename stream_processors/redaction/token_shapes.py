@@ -19,7 +19,7 @@ import math
 import re
 from typing import Iterator
 
-from agentstream.schemas.letter_pairs import shannon_bits
+from agentstream.schemas.letter_pairs import random_letters, shannon_bits
 
 # Prefixes that name an object, a digest or a build artefact, not an issuer of credentials.
 ID_NOUNS = frozenset((
@@ -81,6 +81,11 @@ def find_prefixed(text: str) -> Iterator[tuple[int, int]]:
         rest = rest.rstrip("=")
         segs = [s for s in re.split(r"[_+-]", rest) if s]
         joined = "".join(segs)
+        if segs and not any(c.isdigit() for c in joined):
+            # a body drawn from letters alone (rare over 20+ characters, not impossible)
+            if len(longest := max(segs, key=len)) >= 20 and random_letters(longest):
+                yield m.start(), m.end()
+            continue
         if not segs or not random_run(joined, 18):
             continue
         # the secret is the longest run between separators; kind/env segments are short words
