@@ -23,8 +23,11 @@ PREVIEW_CHARS = 160
 # Ordered: specific key formats before the generic rules. The processors redact again with the
 # full rule set; this checker only has to fail closed, so it errs toward taking too much of a
 # 160-character preview: any credential name's value, and any long token a machine drew.
-_CRED_NAME = (r"(?:password|passwd|passphrase|passcode|passwort|kennwort|contrase[ñn]a|senha|wachtwoord|"
-              r"mot de passe|pwd|pw|pin|secret|token|key|credentials?|auth)")
+# A long stem anywhere in a name (db_password, apiToken); a short one only as a whole part of it
+# (pw, api_key, apiKey, x-auth), not inside a word ("mapping", "keyboard", "author").
+_CRED_NAME = (r"\w*(?:password|passwd|passphrase|passcode|passwort|kennwort|contrase[ñn]a|senha|wachtwoord|"
+              r"secret|token|credential|apikey)\w*|mot de passe|(?:\w*[_-])?(?:pwd|pw|pin|key|auth)(?:[_-]\w*)?s?")
+_CRED_CAMEL = r"[a-z]+(?:Pwd|Pin|Key|Auth)"  # case-sensitive: apiKey, dbPwd; not "monkey"
 # words that say something about a credential ("the token is expired"): the preview keeps them
 _ABOUT = frozenset(("expired", "invalid", "missing", "required", "incorrect", "wrong", "valid", "revoked",
                     "not", "none", "null", "empty", "set", "unset", "optional", "changed", "rotated", "too",
@@ -45,10 +48,14 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("bot_token", re.compile(r"(?:(?<=/bot)|\b)\d{8,10}:[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])")),
     # the value after a credential name in any syntax or sentence ("pw: maple", "the password is
     # tangerine", "api_key":"…"); "the password is incorrect" loses a word of its preview too
-    ("credential", re.compile(r"(?i)(?:(?P<flag>--)|(?P<tag><))?\b\w*" + _CRED_NAME + r"\w*[\"']?"
+    ("credential", re.compile(r"(?:(?P<flag>--)|(?P<tag><))?\b(?:(?i:" + _CRED_NAME + ")|" + _CRED_CAMEL + r")\b[\"']?"
                               r"(?:[ \t]+(?:for|of|on|f[üu]r|de|para|pour|voor)[ \t]+(?:\S+[ \t]+){0,2}?\S+)?"
                               r"(?:(?(flag)[ \t]+|(?!))|(?(tag)>|(?!))|(?:\s*(?:\b(?:is|was|will be|to|ist|es|est|é|"
                               r"är|on|lautet)\b|[:=]|=>)){1,2})\s*[\"'`]?(?P<v>[^\s\"'`,;<]{3,})")),
+    # a long value right after a credential word in a sentence ("client secret XDFIBOP…", "the key
+    # ZyXw…"): prose words are shorter
+    ("credential_word", re.compile(r"(?i)\b\w*(?:password|passphrase|secret|token|credential|key)s?[ \t]+"
+                                   r"(?P<v>[A-Za-z0-9+/_=.~-]{16,})")),
     # any long token with letters and digits a machine drew (vendor keys of every format: dapi…,
     # ATATT3…, glpat-…, Discord bot tokens): mixed case, or many letter/digit alternations; a
     # UUID, a hex digest or "claude-3-5-sonnet-20241022" is neither
@@ -74,6 +81,8 @@ def _machine_token(tok: str) -> bool:
 def _findings(name: str, rx: re.Pattern[str], text: str) -> list[tuple[int, int]]:
     if name == "token":
         return [m.span() for m in rx.finditer(text) if _machine_token(m.group(0))]
+    if name == "credential_word":
+        return [m.span("v") for m in rx.finditer(text)]
     if name == "credential":
         return [m.span("v") for m in rx.finditer(text) if m.group("v").lower() not in _ABOUT
                 and not _ABOUT_NAME.search(text, m.start(), m.start("v"))
