@@ -195,7 +195,7 @@ _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 _CALL_LITERAL = re.compile(r"[A-Za-z_][\w.]*\([ \t]*(?P<q>[\"'])(?P<d>[^\"'\n]{1,512})(?P=q)")
 
 
-def code_literal(text: str, at: int) -> tuple[int, int] | None:
+def code_literal(text: str, at: int) -> tuple[int, int] | tuple[()] | None:
     """For a value at ``at`` that is code: the span of the literal it holds, ``()`` if none; None
     when it is not code. ``password: str = "Hunter2!x"`` holds one, ``SecretStr("…")`` too;
     ``password: bytes | None = None`` and ``getpass()`` none."""
