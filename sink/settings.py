@@ -54,12 +54,14 @@ class SinkSettings(BaseSettings):
     # Cost-aware spacing of flushes (sink/flush_policy.py): a flush waits at least the time the
     # previous flush's inserts took divided by this share, at most flush_max_busy_seconds. An insert
     # costs ~125 ms of CPU on chDB whatever its size (the staging view's query analysis and the
-    # views on events), one per partition range, so under load fewer, larger flushes cut the
-    # sink's CPU per event (bench/sink_cpu.py, bench/RESULTS.md); idle, one small insert keeps
-    # the gap under flush_min_interval_seconds. 0: off (flushes as batch_max_seconds and the idle
-    # rule alone decide).
+    # views on events), so under load fewer, larger flushes cut the sink's CPU per event
+    # (bench/sink_cpu.py, bench/RESULTS.md); idle, one small insert keeps the gap under
+    # flush_min_interval_seconds. 0: off (flushes as batch_max_seconds and the idle rule alone
+    # decide). The cap: 1 s since inserts went one per flush (2 s before): the insert's wall time
+    # on a busy machine is several times its CPU and the gap follows it, so at 10k events/s the
+    # gap sat at the cap, for no measurable CPU (bench/e2e.py p99 at 10k 7-9.4 s -> 3.5 s).
     flush_insert_share: float = Field(0.5, ge=0.0)
-    flush_max_busy_seconds: float = Field(2.0, ge=0.0)
+    flush_max_busy_seconds: float = Field(1.0, ge=0.0)
     # Flushes smaller than this set no gap: idle and light streams flush as the idle rule says.
     flush_busy_rows: int = Field(1000, ge=0)
     # Adaptive flush (sink/flush_policy.py): once a poll finds nothing more to read, a batch goes
