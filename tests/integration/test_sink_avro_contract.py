@@ -30,24 +30,11 @@ from agentstream.sink.rows import EVENT_COLUMNS, event_row
 from agentstream.sink.tables import TABLE_SPECS
 from agentstream.sink.writer import RangeWriter
 
-from test_sink_support import run_events
+from test_sink_support import Msg, run_events
 
 pytestmark = pytest.mark.integration
 NOW = int(time.time()) * 1_000_000 + 123_456  # recent: older rows would be past their TTL
 SPEC = TABLE_SPECS["events"]
-
-
-class Msg:
-    """The slice of confluent_kafka.Message the sink reads."""
-
-    def __init__(self, value: bytes, offset: int, topic: str = "t.events", partition: int = 0) -> None:
-        self._v, self._o, self._t, self._p = value, offset, topic, partition
-
-    def value(self): return self._v
-    def key(self): return b"k"
-    def topic(self): return self._t
-    def partition(self): return self._p
-    def offset(self): return self._o
 
 
 @pytest.fixture(autouse=True)

@@ -81,3 +81,16 @@ def own_topics(bootstrap: str, partitions: int = 4) -> str:
     prefix = "o" + uuid.uuid4().hex[:8] + "."
     create_topics(bootstrap, prefix=prefix, partitions=partitions)
     return prefix
+
+
+class Msg:
+    """The slice of confluent_kafka.Message the sink reads."""
+
+    def __init__(self, value: bytes, offset: int, topic: str = "t.events", partition: int = 0) -> None:
+        self._v, self._o, self._t, self._p = value, offset, topic, partition
+
+    def value(self): return self._v
+    def key(self): return b"k"
+    def topic(self): return self._t
+    def partition(self): return self._p
+    def offset(self): return self._o
