@@ -10,11 +10,11 @@ run is stored within ~0.1 s of reaching the sink instead of ~1 s.
 
 Inserts cost mostly per insert, not per row: on chDB an Avro insert costs ~125 ms of CPU
 whatever its size (~95 ms of it ClickHouse analysing the staging view's query, the rest the
-views on ``events``), and a flush is one insert per partition range. So a flush is also held
-back until ``insert_seconds / insert_share`` after the previous one, where ``insert_seconds`` is
-what the last stored flush's inserts took (summed over its ranges): a stream that makes inserts
-expensive gets fewer, larger ones, up to ``max_busy_seconds`` apart (the latency bound under
-load). A flush of fewer than ``busy_rows`` rows sets no gap: at idle and at light load (probe
+views on ``events``), and a flush is one insert per topic (one per partition range with
+``insert_per_flush`` off). So a flush is also held back until ``insert_seconds / insert_share``
+after the previous one, where ``insert_seconds`` is what the last stored flush's inserts took:
+a stream that makes inserts expensive gets fewer, larger ones, up to ``max_busy_seconds`` apart
+(the latency bound under load). A flush of fewer than ``busy_rows`` rows sets no gap: at idle and at light load (probe
 runs every 200 ms, a few thousand events a second) a flush's small insert still costs ~125-160
 ms on a busy machine, and a gap of twice that held every batch back (emit -> queryable p99
 0.67 -> 1.5-1.9 s idle in bench/e2e.py) to save inserts that cost little in all. The gap holds
