@@ -114,4 +114,17 @@ def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastA
     from .dashboard import mount_dashboard
 
     mount_dashboard(app, settings)
+    build_routes_now(app.router.routes)
     return app
+
+
+def build_routes_now(routes: list[Any]) -> None:
+    """Builds each included router's routes (their dependency graphs, parameter fields, response
+    fields) now. FastAPI 0.165 builds them on the first request that reaches each router: ~250
+    graphs of ``inspect.signature`` and pydantic fields inside a user's request, and inside the
+    first readiness probe's time budget. Later requests reuse them (cached until routes change)."""
+    for route in routes:
+        for build in ("effective_candidates", "effective_low_priority_routes"):
+            built = getattr(route, build, None)
+            if callable(built):
+                build_routes_now(list(built()))

@@ -6,9 +6,10 @@
 - the pages under ``/ui`` (fleet, runs, run detail, compare, alerts, drift, policies);
 - ``/ui/static`` (local assets only: no CDN, the charting library is vendored);
 - ``/ui/api/...`` JSON the /v1 API does not serve (fleet trend series, consumer lag);
-- cookie authentication for the /v1 API: the API's ``principal`` dependency is overridden by one
-  that accepts the API key headers exactly as before, or else a dashboard session cookie. So the
-  dashboard's data calls run the same routes, with the same tenant scoping, as any API client.
+- cookie authentication for the /v1 API: the API's ``principal`` accepts the API key headers
+  exactly as before, or else (``AppState.keyless_principal``, set here) a dashboard session
+  cookie. So the dashboard's data calls run the same routes, with the same tenant scoping, as any
+  API client.
 """
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ import os
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from agentstream.api import deps
@@ -32,9 +32,6 @@ from .sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionManager
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-_bearer = HTTPBearer(auto_error=False)
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
 def _secret(settings: Any) -> str | None:
@@ -66,24 +63,17 @@ def mount_dashboard(app: FastAPI, settings: Any) -> None:
     lag = LagReader(settings.bootstrap_servers, settings.topic_prefix, settings.kafka_client_conf or {})
     app.state.dashboard_sessions = sessions
 
-    def session_principal(
-        request: Request,
-        state: deps.AppState = Depends(deps.get_state),
-        creds: HTTPAuthorizationCredentials | None = Security(_bearer),
-        x_api_key: str | None = Security(_api_key),
-    ) -> Principal:
-        """An API key when one is sent (unchanged API behaviour), else the dashboard session."""
-        if creds is not None or x_api_key:
-            return deps.principal(state, creds, x_api_key)
+    def session_principal(request: Request) -> Principal | None:
+        """The dashboard session of a request that sent no API key (None: the API's own 401)."""
         session = sessions.verify(request.cookies.get(COOKIE_NAME))
         if session is None:
-            return deps.principal(state, None, None)  # raises the API's own 401
+            return None
         if request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != "1":
             raise ApiError(403, "csrf_header_missing",
                            f"cookie-authenticated writes must send the {CSRF_HEADER} header")
         return session.principal
 
-    app.dependency_overrides[deps.principal] = session_principal
+    app.state.agentstream.keyless_principal = session_principal
 
     def current_session(request: Request) -> Session | None:
         return sessions.verify(request.cookies.get(COOKIE_NAME))

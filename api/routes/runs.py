@@ -1,13 +1,13 @@
 """Runs: listing with filters, and one run in full."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from ..auth import Principal
 from ..db import Db
 from ..deps import PageParams, TimeRange, get_db, page_params, require_read, time_range
 from ..errors import ERROR_RESPONSES, bad_request, not_found
-from ..models import RunDetail, RunPage, RunStatus
+from ..models import RunDetail, RunPage, RunStatus, model_response
 from ..store.runs import RunFilters, list_runs, run_detail
 from ..store.search import SearchFilters, parse_attribute
 
@@ -58,9 +58,9 @@ def get_runs(
     filters: RunFilters = Depends(run_filters),
     page: PageParams = Depends(page_params),
     db: Db = Depends(get_db),
-) -> RunPage:
+) -> Response:
     items, next_cursor = list_runs(db, who.tenant_id, filters, page.limit, page.cursor)
-    return RunPage(items=items, next_cursor=next_cursor)
+    return model_response(RunPage(items=items, next_cursor=next_cursor))
 
 
 @router.get("/{run_id}", response_model=RunDetail,
@@ -69,8 +69,8 @@ def get_run(
     run_id: str = RUN_ID,
     who: Principal = Depends(require_read),
     db: Db = Depends(get_db),
-) -> RunDetail:
+) -> Response:
     detail = run_detail(db, who.tenant_id, run_id)
     if detail is None:
         raise not_found("run", run_id)
-    return RunDetail(**detail)
+    return model_response(RunDetail(**detail))

@@ -1,14 +1,14 @@
 """GET /v1/runs/{run_id}/timeline: waterfall data."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
 from ..auth import Principal
 from ..db import Db
 from ..deps import get_db, require_read
 from ..errors import ERROR_RESPONSES, not_found
-from ..models import RunStatus
+from ..models import RunStatus, model_response
 from ..store.timeline import run_timeline
 from .runs import RUN_ID
 
@@ -68,8 +68,8 @@ class Timeline(BaseModel):
                         "the first attempt (retry_root); approval steps are waits (wait_ms is the "
                         "human wait). Child runs are runs whose parent_run_id is this run.")
 def get_timeline(run_id: str = RUN_ID, who: Principal = Depends(require_read),
-                 db: Db = Depends(get_db)) -> Timeline:
+                 db: Db = Depends(get_db)) -> Response:
     t = run_timeline(db, who.tenant_id, run_id)
     if t is None:
         raise not_found("run", run_id)
-    return Timeline(**t)
+    return model_response(Timeline(**t))
