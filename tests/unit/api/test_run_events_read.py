@@ -229,3 +229,23 @@ def test_any_run_id_reads_its_own_run_only(api, ch, tenant, auth, run_id):
     assert r.status_code == 200, (r.status_code, r.text)
     assert body["run"]["run_id"] == run_id and body["run"]["agent_id"] == "agent-a"
     assert body["run"]["event_count"] == 3 and body["run"]["status"] == "SUCCESS"
+
+
+def test_a_cut_or_corrupted_event_is_a_value_error_at_every_byte():
+    """The reader indexes bytes and unpacks in place: running off the end anywhere (inside a
+    length, a number, a string, an array, a map) is the reader's ValueError, nothing else."""
+    ev = event(3, "e-cut", 4, name="n" * 130, candidates=["a", "b" * 200], attributes={"k": "v", "x" * 140: "y"},
+               confidence=0.5, signal_value=True, payload="p" * 300)
+    whole = base64.b64decode(encode(ev))
+    assert R.decode_run_event(base64.b64encode(whole).decode()) == ev
+    for cut in range(len(whole)):
+        with pytest.raises(ValueError):
+            R.decode_run_event(base64.b64encode(whole[:cut]).decode())
+    rnd = random.Random(11)
+    for _ in range(300):  # a flipped byte: a clean event or a ValueError, never another error
+        bad = bytearray(whole)
+        bad[rnd.randrange(1, len(bad))] = rnd.randrange(256)
+        try:
+            R.decode_run_event(base64.b64encode(bytes(bad)).decode())
+        except ValueError:
+            pass
