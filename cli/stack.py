@@ -19,6 +19,7 @@ import httpx
 
 from .embedded_broker import EmbeddedBroker, free_port
 from .stack_state import drain, remove_state, write_state
+from .supervision import RestartPolicy
 
 # The embedded profile: Tansu completes a group join after about half the session timeout, so
 # a short timeout makes a restart rejoin in ~3 s instead of ~30 s. Production keeps its own.
@@ -57,6 +58,7 @@ class Part:
     health_url: str | None
     proc: subprocess.Popen | None = None
     log: Path | None = None
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -72,6 +74,9 @@ class StackConfig:
     gateway_port: int = 8001
     processors_port: int = 6066
     with_gateway: bool = True
+    # Start a part that exited again, with crash-loop backoff (cli/supervision.py), as compose
+    # and Kubernetes do; the broker is never restarted (its topics are in memory).
+    restart: bool = True
     # The ports the user named ("broker", "api", "gateway", "processors"): used or an error.
     explicit: frozenset[str] = frozenset()
     # Defaults that were taken and moved: name -> (default, used).
@@ -83,6 +88,7 @@ class Stack:
     config: StackConfig
     broker: EmbeddedBroker | None = None
     parts: list[Part] = field(default_factory=list)
+    _stopping: bool = False
 
     @property
     def api_url(self) -> str:
@@ -146,10 +152,32 @@ class Stack:
         env = self.env()
         for part in self.parts:
             part.log = logs / f"{part.name.replace('+', '_')}.log"
-            part.proc = subprocess.Popen(part.args, env=env, stdout=open(part.log, "ab"),
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.launch(part, env)
         write_state(c.data_dir, self.state())
+
+    def launch(self, part: Part, env: dict[str, str]) -> None:
+        """Starts one part (again), its output appended to its log."""
+        assert part.log is not None
+        part.proc = subprocess.Popen(part.args, env=env, stdout=open(part.log, "ab"), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        part.policy.started(time.monotonic())
+
+    def supervise(self, say=lambda _msg: None, now: float | None = None) -> None:
+        """Starts again each part that exited, when its ``RestartPolicy`` says; says so."""
+        if not self.config.restart or self._stopping:
+            return
+        now = time.monotonic() if now is None else now
+        for part in self.parts:
+            if part.proc is None or part.alive():
+                continue
+            if part.policy.due_at is None:
+                delay = part.policy.exited(now)
+                say(f"{part.name} exited (code {part.proc.returncode}); starting it again in {delay:g} s "
+                    f"(exit {part.policy.restarts} in a row; its log: {part.log})")
+            if part.policy.due(now) and not self._stopping:
+                self.launch(part, self.env())
+                say(f"{part.name} started again (pid {part.proc.pid})")
+                write_state(self.config.data_dir, self.state())
 
     def state(self) -> dict:
         """What stack.json says: where everything listens and which processes are the stack's."""
@@ -168,7 +196,9 @@ class Stack:
         out = {"broker": "up" if self.broker and self.broker.alive() else "DOWN"}
         for part in self.parts:
             if not part.alive():
-                out[part.name] = f"EXITED ({part.proc.returncode if part.proc else '?'}); see {part.log}"
+                again = (f"; starting again in {max(0.0, part.policy.due_at - time.monotonic()):.0f} s"
+                         if part.policy.due_at is not None else "")
+                out[part.name] = f"EXITED ({part.proc.returncode if part.proc else '?'}){again}; see {part.log}"
                 continue
             try:
                 r = httpx.get(part.health_url, timeout=1.0) if part.health_url else None
@@ -196,6 +226,7 @@ class Stack:
         the caller has stopped its own producers first), then, once the consumers have caught
         up, the processors (they commit on SIGTERM), then, caught up again, the sink, which
         stores and commits what it holds, and the broker last."""
+        self._stopping = True  # no part is started again from here on
         bootstrap = self.broker.bootstrap_servers if self.broker and self.broker.alive() else None
         try:
             self._stop_part(self.part("gateway"), timeout, say)

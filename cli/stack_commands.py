@@ -53,14 +53,19 @@ def _print_where_to_look(stack, keys: dict[str, str]) -> None:
 
 
 def _watch(stack, stop: threading.Event, interval: float = 5.0) -> None:
-    last = None
+    """Prints the parts' status when it changes (every ``interval``), and each second starts an
+    exited part again when its restart policy says (``Stack.supervise``)."""
+    last, checked = None, float("-inf")
     while not stop.is_set():
-        st = stack.status()
-        line = "  ".join(f"{k}={v}" for k, v in st.items())
-        if line != last:
-            typer.echo(f"[{time.strftime('%H:%M:%S')}] {line}")
-            last = line
-        stop.wait(interval)
+        stack.supervise(say=_say)
+        if time.monotonic() - checked >= interval:
+            checked = time.monotonic()
+            st = stack.status()
+            line = "  ".join(f"{k}={v}" for k, v in st.items())
+            if line != last:
+                typer.echo(f"[{time.strftime('%H:%M:%S')}] {line}")
+                last = line
+        stop.wait(1.0)
 
 
 class Stopping(BaseException):
@@ -91,14 +96,14 @@ def _say(msg: str) -> None:
 PORT_DEFAULTS = {"api": 8000, "broker": 9092, "gateway": 8001, "processors": 6066}
 
 
-def _start(data_dir: Path, ports: dict[str, Optional[int]], gateway: bool):
+def _start(data_dir: Path, ports: dict[str, Optional[int]], gateway: bool, restart: bool = True):
     from .stack import PortInUse, Stack, StackConfig
 
     _install_signal_handlers()
     chosen = {k: (v if v is not None else PORT_DEFAULTS[k]) for k, v in ports.items()}
     stack = Stack(StackConfig(data_dir=data_dir, api_port=chosen["api"], broker_port=chosen["broker"],
                               gateway_port=chosen["gateway"], processors_port=chosen["processors"],
-                              with_gateway=gateway,
+                              with_gateway=gateway, restart=restart,
                               explicit=frozenset(k for k, v in ports.items() if v is not None)))
     keys = ensure_demo_keys(data_dir)
     typer.echo("starting the embedded broker, processors, sink and API ...")
@@ -141,11 +146,14 @@ def up(
     gateway_port: Optional[int] = _P["gateway_port"],
     processors_port: Optional[int] = _P["processors_port"],
     gateway: bool = typer.Option(True, help="also run the ingest gateway"),
+    restart: bool = typer.Option(True, help="start a part that exits again, with crash-loop backoff "
+                                 "(1 s doubling to 30 s), as compose and Kubernetes do"),
 ) -> None:
     """Run the embedded stack until Ctrl-C or SIGTERM: broker, processors, sink + API, gateway.
-    Stopping drains the pipeline first, so every acknowledged event is stored."""
+    A part that exits is started again (--no-restart: reported only). Stopping drains the
+    pipeline first, so every acknowledged event is stored."""
     stack, keys = _start(data_dir, {"api": api_port, "broker": broker_port,
-                                    "gateway": gateway_port, "processors": processors_port}, gateway)
+                                    "gateway": gateway_port, "processors": processors_port}, gateway, restart)
     _print_where_to_look(stack, keys)
     stop = threading.Event()
     try:
@@ -219,7 +227,8 @@ def serve_embedded() -> None:
 
     When the sink stops on its own (a bug, or a DLQ ratio over its limit), the process exits
     with ``SINK_STOPPED_EXIT``: an API that went on answering over a table nothing fills any more
-    would hide it, while an exited part is what ``up``'s status line reports (with its log)."""
+    would hide it, while an exited part is what ``up``'s status line reports (with its log), and
+    ``up`` starts it again with crash-loop backoff (cli/supervision.py), as Kubernetes would."""
     import uvicorn
 
     from agentstream.api.app import create_app
