@@ -187,6 +187,10 @@ class Delivery:
             "acks": "all",
             "compression.type": s.compression,
             "linger.ms": s.linger_ms,
+            # Below the partitions per broker, so a request waiting for a slot parks in
+            # librdkafka's send queue: its backpressure keeps the broker thread asleep until a
+            # response, where it would otherwise spin (settings.max_in_flight, docs/sdk.md).
+            "max.in.flight.requests.per.connection": s.max_in_flight,
             "message.timeout.ms": s.delivery_timeout_ms,
             "delivery.report.only.error": True,
             "queue.buffering.max.messages": 200_000,
