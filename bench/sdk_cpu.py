@@ -15,9 +15,10 @@ times (the machine is shared and noisy: medians, and the ratio of the medians):
    process's user+sys (getrusage, every thread: the agent's, the transport threads',
    librdkafka's) from the first Tracer to the last flush and close, per event; and apart, the
    part spent in librdkafka's threads (``rdk:*``). That part is ~1 µs/event, except in runs
-   where its broker threads spin (rd_kafka_toppar_producer_serve and poll in a loop; seen with
-   linger.ms 20 on a loaded machine, in about one run in three, both sides alike, 10-55
-   µs/event): then it swamps the rest, hence the split.
+   where its broker threads spin (over ``SPIN_US``: counted as ``spun``). They did in about
+   half the 12-tracer runs before ``max_in_flight`` (docs/sdk.md, "The Kafka producer"): the
+   idempotent producer polls in a loop from a batch's linger expiry to the broker's answer,
+   and the loaded broker's answers came later than linger.ms.
 2. **threads**: the same runs in one process without a broker, one tracer with
    ``worker_thread=False`` and a producer that discards records: thread CPU of the agent's calls
    per event, then of the transport's work (encoding and handing records to the producer) per
@@ -45,6 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PARTS = ["schemas", "stream_processors", "sink", "api", "cli"]
 # The SDK before issue #18's CPU work (the default baseline).
 DEFAULT_BASELINE = "5c857c4"
+# librdkafka's threads above this many µs per event: its broker threads spun (~1 otherwise)
+SPIN_US = 5.0
 
 
 # ---- the child: one measurement in this process ---------------------------------------------
@@ -203,6 +206,13 @@ def _compare(label: str, runs: list[tuple[dict, dict]], key: str = "us") -> dict
             "ratio": round(ratio, 3) if mb else None, "paired_ratio": round(pair, 3) if mb else None}
 
 
+def _spun(label: str, runs: list[tuple[dict, dict]]) -> dict:
+    base = sum(b["rdk_us"] > SPIN_US for b, _ in runs)
+    cur = sum(c["rdk_us"] > SPIN_US for _, c in runs)
+    print(f"{label:<34}{base:>10}{cur:>10}   of {len(runs)} runs each")
+    return {"baseline": base, "current": cur, "runs": len(runs)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git ref of the SDK to compare with")
@@ -256,6 +266,8 @@ def main() -> None:
                 "  of it not in librdkafka threads", runs, "python_us")
             result[f"e2e_{n_tracers}_tracers"]["librdkafka"] = _compare(
                 "  of it in librdkafka threads", runs, "rdk_us")
+            result[f"e2e_{n_tracers}_tracers"]["spun"] = _spun(
+                f"  runs where they spun (>{SPIN_US:g})", runs)
     finally:
         broker.stop()
     runs = []

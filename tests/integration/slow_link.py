@@ -113,4 +113,7 @@ class DelayedBroker:
             queue.put_nowait((0.0, None))
             await task
 
-        await asyncio.gather(to_broker(), to_client(), return_exceptions=True)
+        try:
+            await asyncio.gather(to_broker(), to_client(), return_exceptions=True)
+        except asyncio.CancelledError:  # stop(): the link closes with the broker
+            cw.close()
