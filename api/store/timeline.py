@@ -94,9 +94,14 @@ def run_timeline(db: Db, tenant: str, run_id: str) -> dict[str, Any] | None:
     detail = run_detail(db, tenant, run_id)
     if detail is None:
         return None
+    # Only the runs with a row naming this parent are aggregated: a run's parent is the max over
+    # its rows, so it has such a row. Aggregating all the tenant's runs to keep a few cost each
+    # request in proportion to the tenant's history: 11.3 vs 9.1 ms of CPU at 3,000 runs, the
+    # same ~8 ms (planning) at 300 (medians of 30, 2026-12-06).
     children = db.rows(
-        f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = {{tenant:String}} GROUP BY run_id "
-        "HAVING parent_run_id = {run_id:String} ORDER BY started_us LIMIT 1000",
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = {{tenant:String}} AND run_id IN ("
+        "SELECT run_id FROM runs WHERE tenant_id = {tenant:String} AND parent_run_id = {run_id:String}) "
+        "GROUP BY run_id HAVING parent_run_id = {run_id:String} ORDER BY started_us LIMIT 1000",
         {"tenant": tenant, "run_id": run_id},
     )
     return build_timeline(detail, [shape_run(c) for c in children])
