@@ -30,19 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def _rdk_cpu_s() -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            if (task / "comm").read_text().startswith("rdk:"):
-                f = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(f[11]) + int(f[12])) / tick
-        except OSError:  # the thread ended meanwhile
-            continue
-    return total
+from sdk_cpu import _rdk_cpu_s  # noqa: E402 - bench/ is not a package
 
 
 def _arm(bootstrap: str, topic: str, in_flight: int, args: argparse.Namespace) -> dict:

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from agentstream.cli.embedded_broker import free_port
+from agentstream.cli.embedded_broker import _wait_listening, free_port
 
 
 class DelayedBroker:
@@ -44,16 +44,11 @@ class DelayedBroker:
              "--storage-engine", "memory://tansu/"],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": "warn"})
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.broker_port), 0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.05)
+        try:
+            _wait_listening(self.broker_port, 15)
+        except TimeoutError:
+            self.stop()
+            raise
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(5)
         return self
