@@ -92,7 +92,7 @@ class AlertPage(BaseModel):
     next_cursor: str | None = None
 
 
-def alert_filters(
+async def alert_filters(
     alert_type: str | None = Query(None, max_length=128),
     severity: str | None = Query(None, pattern="^(INFO|WARNING|CRITICAL)$"),
     agent: str | None = Query(None, max_length=256),

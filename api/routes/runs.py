@@ -16,7 +16,8 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
 RUN_ID = Path(..., min_length=1, max_length=256, description="the run id")
 
 
-def search_filters(
+# The filter dependencies parse only: async, so no threadpool hop each (api/deps.py).
+async def search_filters(
     session: str | None = Query(None, min_length=1, max_length=256, description="session_id"),
     attribute: list[str] = Query([], max_length=1024,
                                  description="key=value of an event attribute; repeat to AND several"),
@@ -40,7 +41,7 @@ def search_filters(
                          min_cost_usd, min_latency_ms)
 
 
-def run_filters(
+async def run_filters(
     agent: str | None = Query(None, max_length=256, description="agent_id"),
     version: str | None = Query(None, max_length=256, description="agent_version"),
     status: RunStatus | None = Query(None),

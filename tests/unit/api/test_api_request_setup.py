@@ -147,3 +147,27 @@ def test_metrics_count_every_answer_by_route_template(app, api, auth, two_tenant
         assert f'agentstream_api_requests_total{{method="GET",route="{route}",status="{status}"}} 1.0' in text
     assert 'agentstream_api_request_seconds_count{method="GET",route="/v1/runs/{run_id}"} 2.0' in text
     assert mine not in text  # ids never become labels
+
+
+@pytest.mark.parametrize("path", ["/v1/runs/{mine}", "/v1/runs?limit=5&agent=agent-a&since=2020-01-01",
+                                  "/v1/runs/{mine}/timeline"])
+def test_a_hot_read_takes_one_threadpool_hop_its_query(api, auth, two_tenants, monkeypatch, path):
+    """Only the route's own blocking work (ClickHouse) goes to a worker thread: a plain ``def``
+    dependency or a re-validated response model would each add a hop, and under load each hop
+    waits for a free thread behind the reads holding them."""
+    import fastapi.dependencies.utils as fastapi_utils
+    import fastapi.routing as fastapi_routing
+
+    hops: list[str] = []
+
+    def counting(real):
+        async def hop(func, *args, **kwargs):
+            hops.append(getattr(func, "__name__", repr(func)))
+            return await real(func, *args, **kwargs)
+        return hop
+
+    for module in (fastapi_utils, fastapi_routing):
+        monkeypatch.setattr(module, "run_in_threadpool", counting(module.run_in_threadpool))
+    r = api.get(path.format(mine=two_tenants["mine"]), headers=auth)
+    assert r.status_code == 200, r.text
+    assert hops == ["_run_sync_endpoint"], hops
