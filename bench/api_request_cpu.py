@@ -146,8 +146,11 @@ def serve(a: argparse.Namespace) -> None:
     from agentstream.api.settings import ApiSettings
     from agentstream.sink import apply_migrations, make_client
 
-    import agentstream.api as api_pkg
-    assert os.path.dirname(api_pkg.__file__) == (a.api_dir or str(ROOT / "api")), api_pkg.__file__
+    want = a.api_dir or str(ROOT / "api")
+    strays = [m.__file__ for name, m in list(sys.modules.items())
+              if name.startswith("agentstream.api") and getattr(m, "__file__", None)
+              and not m.__file__.startswith(want + os.sep)]
+    assert not strays, f"modules of the {a.api_dir and 'before' or 'now'} arm from elsewhere: {strays}"
     dsn = f"chdb://{a.data}/chdb"
     client = make_client(dsn)
     apply_migrations(client)
