@@ -117,10 +117,12 @@ def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, float]
     try:
         w.wait_ready(120)
         cpu: list[float] = []
-        rate = _rate(w.records_in, n, on_first=lambda: cpu.append(process_cpu(w.proc.pid)))
+        first: list[float] = []
+        rate = _rate(w.records_in, n, on_first=lambda seen: (cpu.append(process_cpu(w.proc.pid)), first.append(seen)))
         if rate is None:
             raise RuntimeError(f"chain processed {w.records_in()} of {n}; log {w.log_path}\n{w.log_tail()}")
-        return rate, (process_cpu(w.proc.pid) - cpu[0]) / n * 1e6
+        # the CPU from the first records seen on, over the records read from then on (as the rate)
+        return rate, (process_cpu(w.proc.pid) - cpu[0]) / (n - first[0]) * 1e6
     finally:
         w.stop()
 
@@ -193,16 +195,17 @@ def scaled(bootstrap: str, data: list[tuple[bytes, bytes]], partitions: int, wor
             w.stop()
 
 
-def _rate(records_in, n: int, timeout: float = 600.0, on_first=lambda: None) -> float | None:
+def _rate(records_in, n: int, timeout: float = 600.0, on_first=lambda _seen: None) -> float | None:
     """Records/s from the first to the last of ``n`` records read (``records_in()`` polled every
     50 ms), so group join and state restore are outside the clock; None if not all were read.
-    ``on_first`` runs when the first records are seen (to start other meters on the same clock)."""
+    ``on_first(seen)`` runs when the first records are seen (to start other meters on the same
+    clock and count; a worker can be well into the data by then, its /metrics answering late)."""
     t_first, last = None, 0.0
     deadline = time.monotonic() + timeout
     while last < n and time.monotonic() < deadline:
         last = records_in()
         if last > 0 and t_first is None:
-            on_first()
+            on_first(last)
             t_first = (time.perf_counter(), last)
         time.sleep(0.05)
     if t_first is None or last < n:

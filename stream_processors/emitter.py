@@ -24,6 +24,30 @@ from agentstream.schemas import PARTITIONER
 from .records import OutRecord
 
 
+def producer_conf(bootstrap_servers: str, errors_only: bool = False, extra: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """The worker's librdkafka producer configuration (``extra`` overrides)."""
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "linger.ms": 5,
+        "batch.num.messages": 10000,
+        # acks=all + idempotence (issue #23): an acknowledged output is on min.insync.replicas
+        # brokers, and librdkafka's own retries neither duplicate nor reorder a partition's
+        # records. A fatal idempotence error is not transient: the loop stops, the pod restarts.
+        "enable.idempotence": True,
+        "acks": "all",
+        # Java/aiokafka-compatible key hashing, so run_id lands where other clients put it.
+        "partitioner": PARTITIONER,
+        "delivery.report.only.error": errors_only,
+        # At most 2 requests in flight per broker: with idempotence librdkafka keeps one per
+        # partition and, once a partition's next batch has lingered, spins on its broker
+        # thread until the answer comes (a broker slower than linger.ms); a third partition's
+        # request parked in the send queue stops the spin (docs/sdk.md, bench/sdk_broker_rtt.py).
+        "max.in.flight.requests.per.connection": 2,
+        **(extra or {}),
+    }
+
+
 class DeliveryError(RuntimeError):
     pass
 
@@ -34,20 +58,7 @@ class Emitter:
         from confluent_kafka import Producer
 
         self.errors_only = errors_only
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap_servers,
-            "linger.ms": 5,
-            "batch.num.messages": 10000,
-            # acks=all + idempotence (issue #23): an acknowledged output is on min.insync.replicas
-            # brokers, and librdkafka's own retries neither duplicate nor reorder a partition's
-            # records. A fatal idempotence error is not transient: the loop stops, the pod restarts.
-            "enable.idempotence": True,
-            "acks": "all",
-            # Java/aiokafka-compatible key hashing, so run_id lands where other clients put it.
-            "partitioner": PARTITIONER,
-            "delivery.report.only.error": errors_only,
-            **(extra or {}),
-        })
+        self._producer = Producer(producer_conf(bootstrap_servers, errors_only, extra))
         self._errors: list[str] = []
         # Records handed to librdkafka so far, and how many of the first of them are known
         # reported (all of them, the last time the queue was seen empty).

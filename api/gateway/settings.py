@@ -73,6 +73,10 @@ class GatewaySettings(BaseSettings):
             # the processors share one partition.
             "partitioner": PARTITIONER,
             "linger.ms": self.linger_ms,
+            # At most 2 requests in flight per broker: an idempotent producer otherwise spins on
+            # its broker thread while a request is out and the next batch has lingered (a broker
+            # slower than linger.ms; docs/sdk.md "The Kafka producer", bench/sdk_broker_rtt.py).
+            "max.in.flight.requests.per.connection": 2,
             "compression.type": self.compression_type,
             "message.timeout.ms": self.delivery_timeout_ms,
             "queue.buffering.max.messages": max(100_000, 2 * self.max_inflight_events),
