@@ -16,24 +16,16 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from agentstream.schemas.avro_binary import encode_long
+from agentstream.schemas.avro_binary import encode_long, read_varint
 
 Skip = Callable[[bytes, int], int]
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:
     x = b[i]
-    i += 1
-    if x < 0x80:
-        return x, i
-    result, shift = x & 0x7F, 7
-    while True:
-        x = b[i]
-        i += 1
-        result |= (x & 0x7F) << shift
-        if x < 0x80:
-            return result, i
-        shift += 7
+    if x < 0x80:  # one byte: the common case, without a call
+        return x, i + 1
+    return read_varint(b, i)
 
 
 def _zigzag(n: int) -> int:

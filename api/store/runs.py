@@ -7,6 +7,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from agentstream.schemas.avro_binary import read_varint
+
 from ..db import Db, RowReader
 from ..errors import ApiError
 from ..pagination import decode_cursor, page_of
@@ -170,18 +172,8 @@ _LAYOUT_READS = tuple((name, kind, _FIXED.get(kind)) for name, kind in RUN_EVENT
 # The reader is flat (a loop over the layout, offsets in locals) rather than a cursor object:
 # a run of 200 steps is ~9,000 fields per request, and a method call or two per field was a
 # fifth of GET /v1/runs/{id}'s time in its worker thread (bench/api_request_cpu.py).
-def _size(data: bytes, pos: int) -> tuple[int, int]:
-    """A LEB128 length or count (as RowBinary writes them) at ``pos``: (value, next pos)."""
-    n = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        n |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return n, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("run_events.detail holds a length over 64 bits")
+# A LEB128 length or count (as RowBinary writes them) at ``pos``: (value, next pos).
+_size = read_varint
 
 
 def _text(data: bytes, pos: int) -> tuple[str, int]:
