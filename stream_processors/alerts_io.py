@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import uuid
 from typing import Any, Callable, TextIO
@@ -106,13 +107,17 @@ def _consumer(settings: ProcessorsSettings, group: str, from_beginning: bool, **
 
 def tail_alerts(settings: ProcessorsSettings, tenant: str | None = None, from_beginning: bool = False,
                 limit: int = 0, as_json: bool = False, out: TextIO = sys.stdout,
-                idle_timeout: float | None = None) -> int:
+                idle_timeout: float | None = None, stop: threading.Event | None = None) -> int:
+    """Prints alerts until ``limit``, ``idle_timeout``, ``stop`` (set by the CLI's SIGINT/SIGTERM
+    handler: the loop ends between polls, never inside librdkafka) or Ctrl-C; returns how many."""
     codec = Codec(make_resolver(settings.schema_registry_url))
-    c = _consumer(settings, f"alerts-tail-{uuid.uuid4().hex}", from_beginning)
+    stop = stop or threading.Event()
     n = 0
     last = time.monotonic()
+    c = None
     try:
-        while not limit or n < limit:
+        c = _consumer(settings, f"alerts-tail-{uuid.uuid4().hex}", from_beginning)
+        while not stop.is_set() and (not limit or n < limit):
             if idle_timeout is not None and time.monotonic() - last > idle_timeout:
                 break
             for m in c.consume(100, 0.5):
@@ -134,8 +139,22 @@ def tail_alerts(settings: ProcessorsSettings, tenant: str | None = None, from_be
     except KeyboardInterrupt:
         pass
     finally:
-        c.close()
+        if c is not None:
+            close_within(c, TAIL_CLOSE_S)
     return n
+
+
+# A tail commits nothing, so its consumer's close need not wait on a group coordinator that a
+# stopped broker will never answer: the command exits after this long whatever librdkafka does.
+TAIL_CLOSE_S = 5.0
+
+
+def close_within(consumer: Any, seconds: float) -> bool:
+    """Closes ``consumer`` on a daemon thread, waiting at most ``seconds``; True if it closed."""
+    t = threading.Thread(target=consumer.close, name="consumer-close", daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive()
 
 
 def forward_alerts(settings: ProcessorsSettings, webhook: str | None = None, fmt: str = "slack",

@@ -46,11 +46,19 @@ def alerts_tail(tenant: Optional[str] = typer.Option(None, help="only this tenan
                 limit: int = typer.Option(0, help="stop after N alerts (0 = follow forever)"),
                 json_out: bool = typer.Option(False, "--json", help="one JSON object per line")) -> None:
     """Follow the alerts topic in the terminal."""
+    import signal
+    import threading
+
     from .alerts_io import tail_alerts
     from .settings import ProcessorsSettings
 
+    # Ctrl-C and SIGTERM end the loop between polls: an interrupt raised inside a librdkafka call
+    # could leave the consumer half made, its close at exit waiting on a broker that is gone.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     tail_alerts(ProcessorsSettings(), tenant=tenant, from_beginning=from_beginning, limit=limit,
-                as_json=json_out, out=sys.stdout)
+                as_json=json_out, out=sys.stdout, stop=stop)
 
 
 @alerts_app.command("forward")
