@@ -116,13 +116,17 @@ def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, float]
     w = start_worker(bootstrap, prefix, "bench-" + uuid.uuid4().hex[:6], tmp / "data", tmp / "worker.log")
     try:
         w.wait_ready(120)
-        cpu: list[float] = []
-        first: list[float] = []
-        rate = _rate(w.records_in, n, on_first=lambda seen: (cpu.append(process_cpu(w.proc.pid)), first.append(seen)))
+        start: list[tuple[float, float]] = []  # (worker CPU, records read) when first seen
+
+        def first_seen(seen: float) -> None:
+            start.append((process_cpu(w.proc.pid), seen))
+
+        rate = _rate(w.records_in, n, on_first=first_seen)
         if rate is None:
             raise RuntimeError(f"chain processed {w.records_in()} of {n}; log {w.log_path}\n{w.log_tail()}")
         # the CPU from the first records seen on, over the records read from then on (as the rate)
-        return rate, (process_cpu(w.proc.pid) - cpu[0]) / (n - first[0]) * 1e6
+        cpu0, seen0 = start[0]
+        return rate, (process_cpu(w.proc.pid) - cpu0) / (n - seen0) * 1e6
     finally:
         w.stop()
 

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentstream.schemas.topics import IDEMPOTENT_MAX_IN_FLIGHT
+
 CaptureModeSetting = Literal["metadata_only", "redacted", "secure_reference"]
 
 
@@ -32,11 +34,9 @@ class ProducerSettings(BaseSettings):
     flush_timeout_s: float = Field(5.0, ge=0, description="bound on flush at close/exit")
     delivery_timeout_ms: int = Field(30_000, ge=1000, description="after this a record is spooled")
     linger_ms: int = Field(20, ge=0)
-    # Produce requests in flight per broker connection. librdkafka's idempotent producer keeps
-    # one request in flight per partition, and while that request is out it polls in a loop
-    # once the partition's next batch has lingered (RTT > linger_ms: a slow or busy broker);
-    # 2 parks a third partition's request in its send queue, which stops that loop. docs/sdk.md
-    max_in_flight: int = Field(2, ge=1, le=5)
+    # Produce requests in flight per broker connection (why 2: schemas.IDEMPOTENT_MAX_IN_FLIGHT);
+    # 5 restores librdkafka's default, which spins on a broker slower than linger_ms.
+    max_in_flight: int = Field(IDEMPOTENT_MAX_IN_FLIGHT, ge=1, le=5)
     compression: str = "lz4"
     spool_dir: str = ".agentstream/spool"
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)

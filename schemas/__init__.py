@@ -7,7 +7,7 @@ from .catalog import SchemaCatalog, SchemaVersion, load_catalog
 from .codec import Codec, DecodeError, EncodeError
 from .registry_sync import SchemaIdMismatch
 from .resolvers import EmbeddedResolver, RegistryResolver, make_resolver
-from .topics import DLQ_HEADERS, PARTITIONER, TOPICS, TopicSpec, partition_for, topic_name
+from .topics import DLQ_HEADERS, IDEMPOTENT_MAX_IN_FLIGHT, PARTITIONER, TOPICS, TopicSpec, partition_for, topic_name
 
 EVENT = "agentstream.v1.Event"
 COMMAND = "agentstream.v1.Command"
@@ -20,6 +20,7 @@ __all__ = [
     "DLQ_HEADERS",
     "EVENT",
     "PARTITIONER",
+    "IDEMPOTENT_MAX_IN_FLIGHT",
     "POLICY",
     "TOPICS",
     "Codec",

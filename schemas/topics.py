@@ -25,6 +25,14 @@ DLQ_HEADERS = {
 # (consistent_random, CRC32) would put a key elsewhere.
 PARTITIONER = "murmur2_random"
 
+# Produce requests in flight per broker connection for every idempotent agentstream producer.
+# librdkafka's idempotent producer keeps one request in flight per partition and, while it is out
+# and the partition's next batch has lingered, polls its broker thread with a zero timeout: a
+# broker slower than linger.ms makes every producer spin. With 2, a third partition's request
+# waits in the send queue and the thread sleeps until an answer (SDK, 12 tracers: 40.1 -> 21.4
+# us/event, bench/sdk_cpu.py; docs/sdk.md "The Kafka producer", bench/sdk_broker_rtt.py).
+IDEMPOTENT_MAX_IN_FLIGHT = 2
+
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``) as a signed 32-bit int."""

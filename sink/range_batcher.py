@@ -39,8 +39,10 @@ class Chunk:
     flush_id: int = 0
     flush_size: int = 1
     cell: dict[str, OffsetRange] = field(default_factory=dict)
+    # Set on the first chunk of each insert (a flush's ranges of a topic share one): the records
+    # the insert rejected, and what it took (its last, successful attempt); 0 and [] on the others.
     rejected: list[Rejected] = field(default_factory=list)
-    insert_seconds: float = 0.0  # what storing it took (its last, successful attempt)
+    insert_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.cell.setdefault("range", self.range)

@@ -19,17 +19,17 @@ class TableSpec:
     columns: tuple[str, ...]
     mapper: Callable[[dict[str, Any], int], tuple[Any, ...]]
     retention: str  # which RetentionBook lookup stamps its rows
-    tenant_field: str = "tenant_id"
     # What identifies a record's row (a primary-key prefix and the record's id, both columns and
     # fields): a replayed range stores only the records whose key the table lacks (replay_repair).
-    key_fields: tuple[str, ...] = ("tenant_id", "event_id")
+    key_fields: tuple[str, ...]
+    tenant_field: str = "tenant_id"
 
 
 TABLE_SPECS: dict[str, TableSpec] = {
     "events": TableSpec("events", "events", EVENT, EVENT_COLUMNS, event_row, "events_days",
-                        key_fields=("tenant_id", "run_id", "event_id")),
+                        ("tenant_id", "run_id", "event_id")),
     "alerts": TableSpec("alerts", "alerts", ALERT, ALERT_COLUMNS, alert_row, "alerts_days",
-                        key_fields=("tenant_id", "alert_id")),
+                        ("tenant_id", "alert_id")),
 }
 
 

@@ -115,8 +115,10 @@ class RangeWriter:
         token of its own (a token recorded without its rows, or an insert that was split across
         consumers; replay_repair)."""
         ranges = [cell["range"] for cell, _ in parts]
-        stored, rejected = ({"avro": 0, "python": 0}, []) if any(r.flush == SPLIT for r in ranges) \
-            else self.store_group(spec, parts)
+        stored: dict[str, int] = {"avro": 0, "python": 0}
+        rejected: list[Rejected] = []
+        if not any(r.flush == SPLIT for r in ranges):
+            stored, rejected = self.store_group(spec, parts)
         refused = {(r.partition, r.offset) for r in rejected}
         missing = [msg for msg in missing_records(self._client(), spec, self.codec, [x for _, ms in parts for x in ms])
                    if (msg.partition(), msg.offset()) not in refused]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Iterable
 
-from agentstream.schemas import PARTITIONER
+from agentstream.schemas import IDEMPOTENT_MAX_IN_FLIGHT, PARTITIONER
 
 from .records import OutRecord
 
@@ -39,11 +39,7 @@ def producer_conf(bootstrap_servers: str, errors_only: bool = False, extra: dict
         # Java/aiokafka-compatible key hashing, so run_id lands where other clients put it.
         "partitioner": PARTITIONER,
         "delivery.report.only.error": errors_only,
-        # At most 2 requests in flight per broker: with idempotence librdkafka keeps one per
-        # partition and, once a partition's next batch has lingered, spins on its broker
-        # thread until the answer comes (a broker slower than linger.ms); a third partition's
-        # request parked in the send queue stops the spin (docs/sdk.md, bench/sdk_broker_rtt.py).
-        "max.in.flight.requests.per.connection": 2,
+        "max.in.flight.requests.per.connection": IDEMPOTENT_MAX_IN_FLIGHT,  # no spin on a slow broker
         **(extra or {}),
     }
 

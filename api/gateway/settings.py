@@ -4,7 +4,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentstream.schemas import PARTITIONER
+from agentstream.schemas import IDEMPOTENT_MAX_IN_FLIGHT, PARTITIONER
 
 
 class GatewaySettings(BaseSettings):
@@ -73,10 +73,7 @@ class GatewaySettings(BaseSettings):
             # the processors share one partition.
             "partitioner": PARTITIONER,
             "linger.ms": self.linger_ms,
-            # At most 2 requests in flight per broker: an idempotent producer otherwise spins on
-            # its broker thread while a request is out and the next batch has lingered (a broker
-            # slower than linger.ms; docs/sdk.md "The Kafka producer", bench/sdk_broker_rtt.py).
-            "max.in.flight.requests.per.connection": 2,
+            "max.in.flight.requests.per.connection": IDEMPOTENT_MAX_IN_FLIGHT,  # no spin on a slow broker
             "compression.type": self.compression_type,
             "message.timeout.ms": self.delivery_timeout_ms,
             "queue.buffering.max.messages": max(100_000, 2 * self.max_inflight_events),
