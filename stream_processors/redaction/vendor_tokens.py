@@ -68,7 +68,7 @@ _ENTRIES: tuple[tuple[str, tuple[str, ...], str, Callable[[re.Match[str]], bool]
     # (name, literals one of which every match holds (for the two formats without one, a short
     # regex of their structure), pattern, validator)
     ("databricks", ("dapi",), _L + r"dapi[0-9a-f]{32}(?:-\d)?" + _R, _any),
-    ("atlassian", ("ATATT3",), _L + r"ATATT3[A-Za-z0-9_=-]{100,220}(?:%3[Dd][0-9A-Fa-f]{8})?" + _R, _any),
+    ("atlassian", ("ATATT3",), _L + r"ATATT3[A-Za-z0-9_=-]{32,220}(?:%3[Dd][0-9A-Fa-f]{8})?" + _R, _any),
     ("age_secret_key", ("AGE-SECRET-KEY-1",), r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}", _any),
     ("onepassword_secret_key", ("A3-",),
      _L + r"A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}" + _R, _any),
@@ -109,7 +109,7 @@ _ENTRIES: tuple[tuple[str, tuple[str, ...], str, Callable[[re.Match[str]], bool]
     ("discord_bot", (r"\.[A-Za-z0-9_-]{6}\.",),
      r"(?<![A-Za-z0-9_.-])(?P<uid>[MNO][A-Za-z0-9_-]{22,27})\.[A-Za-z0-9_-]{6}\.(?P<hmac>[A-Za-z0-9_-]{27,38})"
      r"(?![A-Za-z0-9_.-])", _discord_id),
-    ("telegram_bot", (r"\d{8}:",), r"(?:(?<=/bot)|(?<![\w:]))\d{8,10}:(?P<body>[A-Za-z0-9_-]{35})(?![A-Za-z0-9_-])", _telegram),
+    ("telegram_bot", (r"\d{8}:",), r"(?:(?<=[bB]ot)|(?<![\w:]))\d{8,10}:(?P<body>[A-Za-z0-9_-]{35})(?![A-Za-z0-9_-])", _telegram),
 )
 _COMPILED = tuple((re.compile(p), ok) for _, _, p, ok in _ENTRIES)
 # One Hyperscan pass names the entries whose literal a string holds; only their patterns run.

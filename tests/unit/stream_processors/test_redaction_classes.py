@@ -171,3 +171,17 @@ def test_an_unknown_vendors_token_drawn_from_letters_alone():
     for ident in ("test_ShouldReturnErrorWhenTokenIsMissing", "get_authentication_required_handler",
                   "my-project-configuration-settings", "sentence-transformers"):
         assert redact(f"use {ident} here") == f"use {ident} here"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_bot_token_glued_to_bot_and_an_atlassian_token_cut_short_still_go(seed):
+    # found driving the live stack: `bot<token>` in a config value (no '/' before it) and the
+    # first 60 characters of an Atlassian token (no checksum tail) were stored as sent
+    rng = random.Random(seed)
+    tg = f"{rng.randint(10**7, 10**10 - 1)}:AA" + "".join(
+        rng.choice(string.ascii_letters + string.digits + "_-") for _ in range(33))
+    at = "ATATT3" + "".join(rng.choice(string.ascii_letters + string.digits + "_-") for _ in range(rng.randint(32, 90)))
+    for text in (f"bot{tg}", f"TELEGRAM=Bot{tg}", f'{{"jira": "{at}"}}', f"token {at[:40]}"):
+        out = redact(text)
+        assert tg[12:] not in out and at[6:38] not in out, (text, out)
+    assert redact("ATATT3 is the prefix of Atlassian tokens") == "ATATT3 is the prefix of Atlassian tokens"
