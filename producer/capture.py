@@ -140,6 +140,8 @@ def _canonical_text(value: Any) -> str:
         for k, v in value.items():
             if k.__class__ is not str or v.__class__ is not str:
                 return _CANONICAL.encode(value)
+            if len(value) == 1:  # one argument: nothing to sort or join
+                return "{" + _enc_str(k) + ":" + _enc_str(v) + "}"
         return "{" + ",".join([_enc_str(k) + ":" + _enc_str(v) for k, v in sorted(value.items())]) + "}"
     return _CANONICAL.encode(value)
 
@@ -158,7 +160,11 @@ class CapturePolicy:
         self.wire_mode = MODES[mode]
         self.policy_version = policy_version
         # Keyed once; each digest copies the keyed state instead of re-deriving it from the key.
-        self._mac = hmac.new(digest_key, digestmod=hashlib.sha256)
+        mac = hmac.new(digest_key, digestmod=hashlib.sha256)
+        # CPython's HMAC keeps that state in an OpenSSL object with the same copy/update/
+        # hexdigest methods; copying it directly skips the Python wrapper's three calls, half
+        # a digest's cost. The wrapper itself where there is no such object.
+        self._mac = getattr(mac, "_hmac", None) or mac
         self.content_store = content_store
         self.blocked = 0
 

@@ -72,7 +72,9 @@ class RunGate(RunState):
         listener calls this for each command the commands topic carries for this run; a custom
         control channel, or a test of how the agent takes a STOP, may call it too. Safe from
         any thread; never raises (a STOP raises ``RunStopped`` at the next step)."""
-        self._commands.append(command)
+        # The run's list is made on first use; setdefault is one atomic step, so two threads
+        # applying commands at once share one list.
+        self.__dict__.setdefault("_commands", []).append(command)
         self._gate = True
 
     def _apply_commands(self) -> None:

@@ -18,6 +18,9 @@ PROVIDER_ALIASES = {"azure.ai.openai": "openai", "azure_openai": "openai", "gemi
                     "aws.bedrock": "anthropic"}
 
 
+_UNSEEN = object()  # a cache miss (None is a cached answer: no price for that model)
+
+
 @dataclass(frozen=True)
 class Price:
     input: float
@@ -52,8 +55,9 @@ class PriceTable:
 
     def lookup(self, provider: str, model: str) -> Price | None:
         key = (provider, model)
-        if key in self._cache:
-            return self._cache[key]
+        cached = self._cache.get(key, _UNSEEN)
+        if cached is not _UNSEEN:
+            return cached  # type: ignore[return-value]  # a Price or None, not the sentinel
         p = PROVIDER_ALIASES.get(provider, provider)
         candidates = [self._table.get(p, {})] + [m for q, m in self._table.items() if q != p]
         found = None

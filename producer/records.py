@@ -32,8 +32,10 @@ class RunRecords(RunState):
                     cache_read: int, cache_write: int, response_model: str | None,
                     operation: str, finish_reasons: Any, tool_calls: Any,
                     cost_usd: float | None, step: Step | None) -> dict[str, Any]:
-        input_tokens, output_tokens = int(input_tokens or 0), int(output_tokens or 0)
-        cache_read, cache_write = int(cache_read or 0), int(cache_write or 0)
+        if not (input_tokens.__class__ is output_tokens.__class__ is cache_read.__class__
+                is cache_write.__class__ is int):
+            input_tokens, output_tokens = int(input_tokens or 0), int(output_tokens or 0)
+            cache_read, cache_write = int(cache_read or 0), int(cache_write or 0)
         if cost_usd is None:
             cost_usd = self.tracer.prices.cost(provider, response_model or model, input_tokens,
                                                output_tokens, cache_read, cache_write)
@@ -55,8 +57,9 @@ class RunRecords(RunState):
                 "response_model": response_model, "input_tokens": input_tokens,
                 "output_tokens": output_tokens, "cache_read_tokens": cache_read,
                 "cache_write_tokens": cache_write, "cost_usd": float(cost_usd),
-                "finish_reasons": [str(f) for f in finish_reasons or ()],
-                "tool_calls": [str(t) for t in tool_calls or ()]}
+                # tuples: immutable, and the cyclic GC stops scanning a tuple of strings
+                "finish_reasons": tuple(map(str, finish_reasons)) if finish_reasons else (),
+                "tool_calls": tuple(map(str, tool_calls)) if tool_calls else ()}
 
     def llm_call(self, provider: str, model: str, input_tokens: int = 0, output_tokens: int = 0,
                  cache_read_tokens: int = 0, cache_write_tokens: int = 0, latency_ms: float = 0.0,
@@ -92,9 +95,15 @@ class RunRecords(RunState):
         s._parent = current_step.get()
         lat_ns = int(float(latency_ms) * 1e6)
         s._t0 = _perf_ns() - lat_ns
-        s.set_status(status)
+        if status != "OK":
+            s.set_status(status)
+        # Numbered before it is queued: until then no other thread can see the step, so the
+        # number needs no lock (``Run._number`` takes one for steps already visible).
+        n = s._n
+        if n is None:
+            n = s._n = next(self._counter)
         self._close_step(s, s.status, lat_ns)
-        return s.step_id
+        return self._sid + str(n)
 
     def failure(self, failure_type: str, failure_code: str, message: str | None = None,
                 step_id: str | None = None, retryable: bool = False) -> None:

@@ -34,6 +34,13 @@ _time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
 
 
+def _reset(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
+    try:
+        var.reset(token)
+    except ValueError:  # ended in another context than it started in
+        var.set(None)
+
+
 def _kind(kind: Any) -> int:
     """Any other spelling of a kind, or anything else (even unhashable): CUSTOM."""
     return KIND_LOOKUP.get(str(kind).upper(), CUSTOM)
@@ -62,8 +69,14 @@ class Run(RunGate, RunRecords):
     # current_run's and current_step's tokens while the run is current (reset at its end)
     _tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
     ended = False
+    _gate = False
+    # Made when first needed (most runs have no retries and get no commands): fewer objects
+    # per run for the agent's thread to allocate and the cyclic GC to scan.
+    _attempts: dict[str, int] | None = None
+    _commands: list[dict[str, Any]] | tuple[()] = ()
     # Owned by the transport thread (pipeline.py).
     _wire: RunWire | None = None
+    _buf: list[tuple[bytes, bytes]] | None = None
     _seq = 0
     _had_failure = False
 
@@ -86,20 +99,25 @@ class Run(RunGate, RunRecords):
         self.end_user_id = end_user_id  # the keyed digest (Tracer.run made it), never the raw id
         self.role = role
         self.attrs = attrs or None
-        self.budget = RunBudget(limits, self.run_id) if limits.any() else None
+        if limits is tracer._limits and not tracer._limits_any:
+            self.budget = None
+        else:
+            self.budget = RunBudget(limits, self.run_id) if limits.any() else None
+            self._gate = self.budget is not None
         self._sid = self.run_id[:8] + "."
         self._counter = itertools.count(1)
         self._n_lock = threading.Lock()
-        self._attempts: dict[str, int] = {}
-        self._commands: list[dict[str, Any]] = []
-        self._gate = self.budget is not None
         # One wall-clock anchor per run: a step's wall time is perf_counter_ns + this offset,
         # computed on the transport thread (no time.time() per step).
         self._clock_off = _time_ns() - _perf_ns()
         # Owned by the transport thread (pipeline.py).
         self._key = self.run_id.encode()
-        self._event_seed = uuid4_str()
-        self._buf: list[tuple[bytes, bytes]] = []  # an unsampled run's records, held to its end
+        # Event ids are this seed's first 24 characters and the event's seq. A run id this
+        # Run drew is as random and as unique as a second draw would be; a run id the caller
+        # gave may come again (a run resumed in another process), so it gets a fresh seed.
+        self._event_seed = self.run_id if run_id is None else uuid4_str()
+        if not sampled:
+            self._buf: list[tuple[bytes, bytes]] = []  # the run's records, held to its end
         self._sampled = sampled
 
     # ---- emission -----------------------------------------------------------------------
@@ -145,9 +163,12 @@ class Run(RunGate, RunRecords):
             return n
 
     def _note_attempt(self, step: Step) -> None:
-        if len(self._attempts) > 10_000:
-            self._attempts.clear()
-        self._attempts[step.step_id] = step.attempt
+        attempts = self._attempts
+        if attempts is None:
+            attempts = self._attempts = {}
+        elif len(attempts) > 10_000:
+            attempts.clear()
+        attempts[step.step_id] = step.attempt
 
     def _current_step_id(self) -> str | None:
         cur = current_step.get()
@@ -174,7 +195,7 @@ class Run(RunGate, RunRecords):
         if retry_of is not None:
             rid = retry_of if isinstance(retry_of, str) else retry_of.step_id
             s.retry_of = rid
-            s.attempt = attempt or self._attempts.get(rid, 1) + 1
+            s.attempt = attempt or (self._attempts or {}).get(rid, 1) + 1
         elif attempt:
             s.attempt = attempt
         if s.attempt > 1:
@@ -200,7 +221,8 @@ class Run(RunGate, RunRecords):
         """An LLM step; entering it checks model-call, token and cost budgets first.
         Call ``step.record_llm(...)`` with the usage when the response arrives."""
         s = self.step("llm", name or f"chat {model}", retry_of=retry_of, **attrs)
-        s.estimate = (estimated_tokens, estimated_cost_usd)
+        if estimated_tokens or estimated_cost_usd:
+            s.estimate = (estimated_tokens, estimated_cost_usd)
         s.attrs = s.attrs or {}
         s.attrs.setdefault("gen_ai.provider.name", provider)
         s.attrs.setdefault("gen_ai.request.model", model)
@@ -216,10 +238,17 @@ class Run(RunGate, RunRecords):
     def start(self) -> "Run":
         self._tokens = (current_run.set(self), current_step.set(None))
         self.tracer._live[self.run_id] = self
-        self.started_us = _time_ns() // 1000
-        self._t0 = _perf_ns()
-        self._emit("RUN_START", {"entrypoint": self.name, "role": self.role,
-                                 "sampled": self._sampled}, self.attrs, ts_us=self.started_us)
+        # Wall times from the run's anchor, as its steps' are (one clock read, and a run's
+        # events stay in order even if the wall clock is stepped meanwhile).
+        self._t0 = t0 = _perf_ns()
+        self.started_us = started = (t0 + self._clock_off) // 1000
+        item = (self, "RUN_START", started, None, self.attrs,
+                {"entrypoint": self.name, "role": self.role, "sampled": self._sampled})
+        q = self._q
+        if len(q) < self._qmax:
+            q.append(item)
+        else:
+            self._t.overflow(item)  # drops the oldest queued event, counts and warns
         return self
 
     def end(self, exc: BaseException | None = None) -> None:
@@ -242,25 +271,28 @@ class Run(RunGate, RunRecords):
                     self.failure("unknown", "unhandled_exception", type(exc).__name__)
             if status not in ("SUCCESS", "FAILURE", "PARTIAL"):
                 status = "FAILURE"
-            duration_ms = (_perf_ns() - self._t0) / 1e6
+            now = _perf_ns()
             attrs = {"agentstream.approval_wait_ms": round(self.approval_wait_ms, 3)} \
                 if self.approval_wait_ms else None
-            self._emit("RUN_END", {
+            item = (self, "RUN_END", (now + self._clock_off) // 1000, None, attrs, {
                 "status": status, "outcome": outcome, "started_us": self.started_us,
-                "duration_ms": duration_ms, "step_count": self.step_count,
+                "duration_ms": (now - self._t0) / 1e6, "step_count": self.step_count,
                 "llm_calls": self.llm_calls, "input_tokens": self.input_tokens,
-                "output_tokens": self.output_tokens, "cost_usd": self.cost_usd}, attrs)
+                "output_tokens": self.output_tokens, "cost_usd": self.cost_usd})
+            q = self._q
+            if len(q) < self._qmax:
+                q.append(item)
+            else:
+                self._t.overflow(item)  # drops the oldest queued event, counts and warns
         except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("run end")
         finally:
             self.tracer._live.pop(self.run_id, None)
-            if self._tokens is not None:
-                for var, tok in zip((current_run, current_step), self._tokens):
-                    try:
-                        var.reset(tok)
-                    except ValueError:
-                        var.set(None)
+            tokens = self._tokens
+            if tokens is not None:
                 self._tokens = None
+                _reset(current_run, tokens[0])
+                _reset(current_step, tokens[1])
 
     def __enter__(self) -> "Run":
         return self.start()

@@ -9,7 +9,7 @@ hot path are unchanged.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     from .capture import CapturePolicy
@@ -29,6 +29,8 @@ class RunState:
     _qmax: int
     _policy: CapturePolicy
     run_id: str
+    _sid: str  # the run's step-id prefix
+    _counter: Iterator[int]  # step numbers
     budget: RunBudget | None
     _gate: bool  # anything to check before a step: a budget, a throttle or a pending command
     _stop_exc: EnforcementError | None  # raised again by every step once the run is stopped

@@ -93,6 +93,7 @@ class Tracer(Decorators):
         self._live: dict[str, Run] = {}
         self._run_type = FastRun if settings.speedups and FastRun is not None else Run
         self._limits = Budget().resolve(settings)
+        self._limits_any = self._limits.any()  # asked by every run that keeps these limits
         self._listener: CommandListener | None = None
         self._listener_lock = threading.Lock()
         self._listener_pid = os.getpid()
