@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any, Callable
 
-from agentstream.schemas.attribute_keys import split_attributes
+from agentstream.schemas.attribute_keys import attribute_verdict, split_attributes
 from agentstream.schemas.letter_pairs import random_letters
 
 MODES = {"metadata_only": "METADATA_ONLY", "redacted": "REDACTED",
@@ -90,13 +90,40 @@ def _findings(name: str, rx: re.Pattern[str], text: str) -> list[tuple[int, int]
     return [m.span() for m in rx.finditer(text)]
 
 
+_VERDICTS: dict[tuple[str, str, str], str | None] = {}
+_VERDICTS_MAX = 8192
+_VERDICT_VALUE_MAX = 64  # longer values rarely repeat: not worth remembering
+_UNSEEN = object()
+
+
 def allowed_attributes(attrs: dict[str, Any] | None, wire_mode: str) -> dict[str, Any] | None:
     """The attributes a capture mode lets leave the agent (schemas/attribute_keys.py, the list
     the gateway and the processors apply too): under metadata_only and secure_reference, content
     keys (prompts, messages, tool arguments…) are dropped, and so are long free values under
     metadata_only. How many were dropped travels as ``agentstream.attributes_dropped``, never
     what. Runs on the transport thread, not the agent's."""
-    if not attrs:
+    if not attrs or wire_mode == "REDACTED":
+        return attrs  # (split_attributes keeps everything under redacted: the processors redact)
+    # Agents send the same few attributes with the same values on event after event; their
+    # verdicts are remembered (a pure function of key, value and mode), so an event whose
+    # attributes are all known keepers costs a lookup each instead of the rules.
+    get = _VERDICTS.get
+    for k, v in attrs.items():
+        if k.__class__ is not str:
+            break
+        text = v if v.__class__ is str or isinstance(v, str) else str(v)  # as split_attributes
+        if len(text) > _VERDICT_VALUE_MAX:
+            break
+        memo = (k, text, wire_mode)
+        verdict = get(memo, _UNSEEN)
+        if verdict is _UNSEEN:
+            verdict = attribute_verdict(k, text, wire_mode)
+            if len(_VERDICTS) >= _VERDICTS_MAX:
+                _VERDICTS.clear()
+            _VERDICTS[memo] = verdict
+        if verdict is not None:
+            break
+    else:
         return attrs
     kept, dropped = split_attributes(attrs, wire_mode)
     if dropped:

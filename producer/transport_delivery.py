@@ -31,6 +31,9 @@ class DeliveryState(enum.Enum):
     REPLAYING = "replaying"  # the spool is being sent; new records join its tail
 
 
+_ONLINE = DeliveryState.ONLINE
+
+
 class Delivery:
     """Gets framed records into Kafka, or onto disk until Kafka is back.
 
@@ -130,7 +133,7 @@ class Delivery:
     # ---- records ------------------------------------------------------------------------
     def send(self, key: bytes, value: bytes) -> None:
         self._w += 1
-        if not self.online or self.producer is None:
+        if self.state is not _ONLINE or self.producer is None:  # (``online``, without a call)
             self._to_spool.append((self._w, key, value))
             return
         try:

@@ -27,3 +27,49 @@ def test_redacted_mode_and_clean_attributes_pass_as_the_same_object():
     clean = {"http.route": "/v1/chat"}
     assert allowed_attributes(clean, "METADATA_ONLY") is clean
     assert allowed_attributes(None, "METADATA_ONLY") is None
+
+
+def _reference(attrs, mode):
+    """allowed_attributes as it was before its verdicts were remembered: the shared rules only."""
+    from agentstream.schemas.attribute_keys import split_attributes
+
+    if not attrs:
+        return attrs
+    kept, dropped = split_attributes(attrs, mode)
+    if dropped:
+        kept["agentstream.attributes_dropped"] = str(sum(dropped.values()))
+    return kept
+
+
+class _Shown(str):
+    """A str whose str() is not its text: the rules judge the text, so must the memo."""
+
+    def __str__(self) -> str:
+        return "ok"
+
+
+def test_remembered_verdicts_give_exactly_what_the_rules_give():
+    import random
+
+    rng = random.Random(18)
+    keys = ["gen_ai.request.model", "temperature", "ticket", "notes", "input.value", "prompt",
+            "gen_ai.input.messages", "tool.name", "lane", "user_query", "message", "http.route",
+            1, ("t",)]
+    words = ["refund", "policy", "the", "tell", "me", "order", "Ω", "中文", "x" * 30]
+    values = [0.2, 3, True, None, "", "gpt-4o", "T-1", "short", "a b", _Shown("tell me the refund policy"),
+              "tell me the refund policy", "x" * 63, "x" * 64, "x" * 65, "y" * 300,
+              "Привет как дела у тебя", "中文" * 20, {"q": "x"}, ["a", "b c d e"]]
+    for _ in range(3000):
+        attrs = {}
+        for _ in range(rng.randrange(1, 5)):
+            k = rng.choice(keys)
+            v = rng.choice(values) if rng.random() < 0.7 else " ".join(
+                rng.choice(words) for _ in range(rng.randrange(1, 6)))
+            attrs[k] = v
+        for mode in ("METADATA_ONLY", "SECURE_REFERENCE", "REDACTED"):
+            before = dict(attrs)
+            got = allowed_attributes(attrs, mode)
+            assert got == _reference(attrs, mode), (attrs, mode)
+            assert attrs == before  # the caller's dict is never changed
+            if got == attrs:
+                assert got is attrs  # nothing dropped: the same object, no copy
