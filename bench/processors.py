@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import tempfile
 import threading
@@ -41,10 +42,11 @@ from agentstream.stream_processors.chain import Chain
 from agentstream.stream_processors.policies import PolicyBook
 from agentstream.stream_processors.records import InRecord, Redacted
 from agentstream.stream_processors.redaction import Redactor
-from agentstream.stream_processors.redaction.prefilter import may_need_redaction
+from agentstream.stream_processors.redaction import prefilter
 from agentstream.stream_processors.settings import ProcessorsSettings
 from agentstream.stream_processors.worker_process import start_worker
 from proc_cpu import process_cpu
+from sdk_records import sdk_records
 
 
 def make_events(n: int) -> list[tuple[bytes, bytes]]:
@@ -132,7 +134,10 @@ def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, float]
 
 
 def in_process(data: list[tuple[bytes, bytes]], rounds: int = 5) -> dict[str, float]:
-    """µs per event of each stage of ``Chain.process`` and of the whole, min of ``rounds`` passes."""
+    """µs per event of each stage of ``Chain.process`` and of the whole, min of ``rounds`` passes,
+    and the share of records that take the full path. Runs on the code before the text
+    prefilter too (bench/processors_ab.py puts an older checkout on PYTHONPATH): a stage that
+    code lacks is left out."""
     codec = Codec()
     ch = Chain(ProcessorsSettings(topic_prefix="p."), codec, Redactor(b"bench"), PolicyBook(), "p.fleet")
     recs = [InRecord("p.raw", i % 4, i, k, v, []) for i, (k, v) in enumerate(data)]
@@ -143,7 +148,8 @@ def in_process(data: list[tuple[bytes, bytes]], rounds: int = 5) -> dict[str, fl
         for i in range(0, len(recs), 2000):
             ch.process(recs[i:i + 2000], lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
 
-    reader = ch.redaction.reader
+    stage = ch.redaction
+    reader = stage.reader
     read = [Redacted(got[0], r) for r in recs if (got := reader.read(r.value)) is not None]
 
     def detect() -> None:
@@ -151,22 +157,41 @@ def in_process(data: list[tuple[bytes, bytes]], rounds: int = 5) -> dict[str, fl
         for i in range(0, len(read), 2000):
             ch.detect(read[i:i + 2000], lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
 
-    def each(fn: Callable[[bytes], object]) -> Callable[[], None]:
+    def each(fn: Callable[[bytes], object], items: list | None = None) -> Callable[[], None]:
         def run() -> None:
-            for _, v in data:  # results dropped as they come, as the worker drops a batch's
+            for v in items if items is not None else [v for _, v in data]:  # results dropped as they come
                 fn(v)
         return run
 
-    stages = {"fastavro_decode": each(codec.decode), "field_reader": each(reader.read),
-              "prefilter": each(may_need_redaction), "detectors": detect, "chain_process": whole}
-    out = {}
+    # The splice of a passed record: its bytes with the summary where the null one was.
+    marks = [(v, got[1]) for _, v in data if (got := reader.read(v)) is not None and got[1] >= 0]
+
+    def splice() -> None:
+        summary = stage.patcher.summary
+        for v, at in marks:
+            b"".join((v[:at], summary("default"), v[at + 1:]))
+
+    stages: dict[str, Callable[[], None]] = {"fastavro_decode": each(codec.decode), "field_reader": each(reader.read)}
+    if hasattr(reader, "read_text"):  # the record's text, judged by its strings (this code)
+        texts = [got for _, v in data if (got := reader.read_text(v)) is not None]
+        stages["field_reader_text"] = each(reader.read_text)
+        stages["prefilter"] = each(lambda g: prefilter.text_may_need_redaction(*g[2:], stage.redactor), texts)
+    else:  # the byte prefilter over the whole record (the code before)
+        stages["prefilter"] = each(prefilter.may_need_redaction)
+    stages.update(detectors=detect, splice=splice, chain_process=whole)
+    out: dict[str, float] = {}
     for name, fn in stages.items():
         best = float("inf")
         for _ in range(rounds):
+            stage.redactor.cache_clear()  # ids and digests are new in every event of a live stream
             t = time.process_time()
             fn()
             best = min(best, time.process_time() - t)
         out[name] = round(best / len(data) * 1e6, 2)
+    before = stage.counts.events
+    passed0 = stage.counts.passed_bytes
+    whole()
+    out["full_path_share"] = round(1 - (stage.counts.passed_bytes - passed0) / (stage.counts.events - before), 4)
     out["field_reader_native"] = getattr(reader, "is_native", False)  # False: before the C reader
     return out
 
@@ -223,12 +248,25 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--scaling", action="store_true",
                     help="also: one worker, then two workers, on the same partitions, side by side")
+    ap.add_argument("--corpus", choices=("synthetic", "sdk"), default="synthetic",
+                    help="the bench's synthetic events, or the real SDK's records (bench/sdk_records.py)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="only the in-process stage figures (no broker, no worker)")
+    ap.add_argument("--corpus-file", help="records pickled by bench/processors_ab.py (both arms read the same)")
     args = ap.parse_args()
+    if args.corpus_file:
+        data = pickle.loads(Path(args.corpus_file).read_bytes())
+    else:
+        data = make_events(args.events) if args.corpus == "synthetic" else sdk_records(args.events)
+    if args.in_process:
+        stages = in_process(data[:20000])
+        print(f"in process ({args.corpus}), µs/event: {json.dumps(stages)}", file=sys.stderr)
+        print(json.dumps({"corpus": args.corpus, "events": len(data[:20000]), "in_process_us": stages}))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench-processors-"))
     broker = EmbeddedBroker(log_path=str(tmp / "tansu.log")).start()
     try:
         bs = broker.bootstrap_servers
-        data = make_events(args.events)
         prefixes = {}
         for which in ("plain", "chain", "plain2"):
             prefixes[which] = f"b{uuid.uuid4().hex[:5]}."
@@ -251,7 +289,7 @@ def main() -> None:
                 print(f"scaling: {json.dumps(scaling[-1])}", file=sys.stderr)
         stages = in_process(data[:20000])
         print(f"in process, µs/event: {json.dumps(stages)}", file=sys.stderr)
-        print(json.dumps({"events": args.events, "chain_ev_s": round(chain_rate),
+        print(json.dumps({"corpus": args.corpus, "events": args.events, "chain_ev_s": round(chain_rate),
                           "chain_cpu_us_per_event": round(chain_cpu, 1), "plain_loop_ev_s": round(plain),
                           "plain_runs_ev_s": [round(plain1), round(plain2)],
                           "ratio": round(chain_rate / plain, 3), "scaling": scaling, "in_process_us": stages}))

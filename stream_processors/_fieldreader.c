@@ -18,7 +18,7 @@
 #include <string.h>
 
 enum { OP_NULL, OP_BOOL, OP_LONG, OP_FLOAT, OP_DOUBLE, OP_BYTES, OP_STRING, OP_FIXED, OP_ENUM,
-       OP_RECORD, OP_UNION, OP_ARRAY, OP_MAP, OP_MARK, OP_DEFAULT };
+       OP_RECORD, OP_UNION, OP_ARRAY, OP_MAP, OP_MARK, OP_DEFAULT, OP_TEXT_MARK };
 enum { FRESH_DICT = 1, FRESH_LIST = 2 };
 #define MAX_DEPTH 64
 #define REFUSED 1 /* not readable here: no Python error set */
@@ -38,10 +38,79 @@ typedef struct {
     int ready;             /* set by a successful __init__; read() refuses to run before */
 } Reader;
 
+/* The record's text, when asked for (read_text): every string value and map key, each followed
+ * by a NUL, in record order; a string value that is exactly a UUID (8-4-4-4-12 hex, either
+ * case) is left out, as the redaction engine exempts it. ``text_mark`` holds the text offsets
+ * the two TEXT_MARK instructions saw (the span of one field's text), ``longest`` the byte length
+ * of the longest string, UUIDs included; ``ends`` each string's end offset in the text (native
+ * uint32, bit 31 set when it is the value of a field the program flags as an id: STRING b = 1). */
+typedef struct {
+    unsigned char *buf;
+    Py_ssize_t len, cap;
+    uint32_t *ends;        /* per string in the text: its end offset, bit 31 set for an id field's */
+    Py_ssize_t nends, capends;
+    Py_ssize_t text_mark[2];
+    Py_ssize_t longest;
+    unsigned char small[2048];
+    uint32_t small_ends[128];
+} Text;
+
 typedef struct {
     const unsigned char *base, *p, *end;
     Py_ssize_t mark;
+    Text *text;  /* NULL: no text collected */
 } Cursor;
+
+static int text_add(Text *t, const unsigned char *s, Py_ssize_t n, int id) {
+    if (t->len + n + 1 > (Py_ssize_t)0x7FFFFFFF) return REFUSED;  /* offsets are 31 bits */
+    if (t->nends == t->capends) {
+        Py_ssize_t cap = t->capends * 2;
+        uint32_t *e = PyMem_Malloc((size_t)cap * sizeof(uint32_t));
+        if (e == NULL) { PyErr_NoMemory(); return FAILED; }
+        memcpy(e, t->ends, (size_t)t->nends * sizeof(uint32_t));
+        if (t->ends != t->small_ends) PyMem_Free(t->ends);
+        t->ends = e;
+        t->capends = cap;
+    }
+    if (t->len + n + 1 > t->cap) {
+        Py_ssize_t cap = (t->len + n + 1) * 2;
+        unsigned char *b = PyMem_Malloc((size_t)cap);
+        if (b == NULL) { PyErr_NoMemory(); return FAILED; }
+        memcpy(b, t->buf, (size_t)t->len);
+        if (t->buf != t->small) PyMem_Free(t->buf);
+        t->buf = b;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, s, (size_t)n);
+    t->len += n;
+    t->ends[t->nends++] = (uint32_t)t->len | (id ? 0x80000000u : 0);
+    t->buf[t->len++] = 0;
+    return 0;
+}
+
+static int is_hex(unsigned char c) {
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* rules.UUID.fullmatch over a 36-byte string: the engine's exemption, byte for byte. */
+static int is_uuid(const unsigned char *s, Py_ssize_t n) {
+    if (n != 36) return 0;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') return 0;
+        } else if (!is_hex(s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A string value read at ``at``: into the text unless it is a UUID; ``id``: of an id field. */
+static int text_value(Cursor *c, const unsigned char *at, Py_ssize_t n, int id) {
+    Text *t = c->text;
+    if (n > t->longest) t->longest = n;
+    return is_uuid(at, n) ? 0 : text_add(t, at, n, id);
+}
 
 static int read_long(Cursor *c, int64_t *out) {
     uint64_t v = 0;
@@ -111,6 +180,10 @@ static int record(Reader *r, int body, Cursor *c, int keep, int depth, PyObject 
             c->mark = c->p - c->base;
             continue;
         }
+        if (ins->op == OP_TEXT_MARK) {
+            if (c->text) c->text->text_mark[ins->a] = c->text->len;
+            continue;
+        }
         if (ins->op == OP_DEFAULT) {
             if (d == NULL) continue;
             v = ins->b == FRESH_DICT ? PyDict_New() : ins->b == FRESH_LIST ? PyList_New(0)
@@ -155,6 +228,10 @@ static int blocks(Reader *r, const Instr *ins, Cursor *c, int keep, int depth, P
                 const unsigned char *at;
                 if ((err = read_long(c, &n)) || (err = take(c, n, &at))) goto fail;
                 if (!utf8_ok(at, (Py_ssize_t)n)) { err = REFUSED; goto fail; }
+                if (c->text) {
+                    if (n > c->text->longest) c->text->longest = (Py_ssize_t)n;
+                    if ((err = text_add(c->text, at, (Py_ssize_t)n, 0))) goto fail;  /* keys: always */
+                }
                 if (hold && wanted != NULL) {
                     hold = 0;
                     for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(wanted); w++) {
@@ -193,6 +270,7 @@ static int value(Reader *r, const Instr *ins, Cursor *c, int keep, int depth, Py
     switch (ins->op) {
     case OP_STRING:
         if ((err = read_long(c, &n)) || (err = take(c, n, &at))) return err;
+        if (c->text && (err = text_value(c, at, (Py_ssize_t)n, ins->b))) return err;
         if (!keep) return utf8_ok(at, (Py_ssize_t)n) ? 0 : REFUSED;
         *out = PyUnicode_DecodeUTF8((const char *)at, (Py_ssize_t)n, "strict");
         if (*out == NULL) {
@@ -253,7 +331,7 @@ static int value(Reader *r, const Instr *ins, Cursor *c, int keep, int depth, Py
     }
 }
 
-static PyObject *Reader_read(Reader *self, PyObject *args) {
+static PyObject *run(Reader *self, PyObject *args, Text *text) {
     Py_buffer buf;
     Py_ssize_t start;
     if (!self->ready) {
@@ -265,7 +343,8 @@ static PyObject *Reader_read(Reader *self, PyObject *args) {
         PyBuffer_Release(&buf);
         Py_RETURN_NONE;
     }
-    Cursor c = {buf.buf, (const unsigned char *)buf.buf + start, (const unsigned char *)buf.buf + buf.len, -1};
+    Cursor c = {buf.buf, (const unsigned char *)buf.buf + start, (const unsigned char *)buf.buf + buf.len, -1,
+                text};
     PyObject *d = NULL;
     int err = record(self, self->top, &c, 1, 0, &d);
     PyBuffer_Release(&buf);
@@ -274,11 +353,33 @@ static PyObject *Reader_read(Reader *self, PyObject *args) {
         Py_XDECREF(d);
         Py_RETURN_NONE;
     }
-    PyObject *mark = PyLong_FromSsize_t(c.mark);
-    if (mark == NULL) { Py_DECREF(d); return NULL; }
-    PyObject *res = PyTuple_Pack(2, d, mark);
-    Py_DECREF(d);
-    Py_DECREF(mark);
+    PyObject *res;
+    if (text == NULL)
+        res = Py_BuildValue("(Nn)", d, c.mark);
+    else
+        res = Py_BuildValue("(Nny#nnny#)", d, c.mark, (const char *)text->buf, text->len,
+                            text->text_mark[0], text->text_mark[1], text->longest,
+                            (const char *)text->ends, text->nends * (Py_ssize_t)sizeof(uint32_t));
+    return res;
+}
+
+static PyObject *Reader_read(Reader *self, PyObject *args) {
+    return run(self, args, NULL);
+}
+
+static PyObject *Reader_read_text(Reader *self, PyObject *args) {
+    Text t;
+    t.buf = t.small;
+    t.len = 0;
+    t.cap = (Py_ssize_t)sizeof t.small;
+    t.ends = t.small_ends;
+    t.nends = 0;
+    t.capends = (Py_ssize_t)(sizeof t.small_ends / sizeof t.small_ends[0]);
+    t.text_mark[0] = t.text_mark[1] = 0;
+    t.longest = 0;
+    PyObject *res = run(self, args, &t);
+    if (t.buf != t.small) PyMem_Free(t.buf);
+    if (t.ends != t.small_ends) PyMem_Free(t.ends);
     return res;
 }
 
@@ -342,7 +443,8 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
                 || (body_ref && (ins->a < 0 || ins->a >= nb))
                 || (const_ref && (ins->a < 0 || ins->a >= PyTuple_GET_SIZE(consts)))
                 || (ins->op == OP_MAP && ins->b >= PyTuple_GET_SIZE(consts))
-                || (ins->op == OP_FIXED && ins->a < 0) || ins->op < 0 || ins->op > OP_DEFAULT;
+                || (ins->op == OP_FIXED && ins->a < 0) || (ins->op == OP_TEXT_MARK && (ins->a < 0 || ins->a > 1))
+                || ins->op < 0 || ins->op > OP_TEXT_MARK;
             if (!bad && ins->op == OP_ENUM) bad = !PyTuple_Check(PyTuple_GET_ITEM(consts, ins->a));
             if (!bad && ins->op == OP_MAP && ins->b >= 0) {
                 PyObject *w = PyTuple_GET_ITEM(consts, ins->b);
@@ -378,6 +480,8 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
 static PyMethodDef Reader_methods[] = {
     {"read", (PyCFunction)Reader_read, METH_VARARGS,
      "read(data, start) -> (dict of the selected fields, offset of the marked field or -1), or None"},
+    {"read_text", (PyCFunction)Reader_read_text, METH_VARARGS,
+     "read_text(data, start) -> read()'s pair + (text, text mark 0, text mark 1, longest string, ends), or None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,11 +12,13 @@ A program is a list of bodies; a body is a tuple of instructions ``(op, key, a, 
   would refuse is refused here too);
 - RECORD ``a`` = body of its fields; UNION ``a`` = body whose instruction j is branch j; ARRAY
   ``a`` = body of one instruction, the item; MAP ``a`` = the same for the value, ``b`` = index in
-  ``consts`` of the keys kept (a tuple of UTF-8 bytes) or -1 for every key; ENUM ``a`` = index
+  ``consts`` of the keys kept (a tuple of UTF-8 bytes) or -1 for every key; STRING ``b`` = 1 for
+  the value of an id field (``read_text`` flags it); ENUM ``a`` = index
   in ``consts`` of its symbols; FIXED ``a`` = size; DEFAULT stores ``consts[a]`` (``b``: 0 as
   is, 1 a fresh empty dict, 2 a fresh empty list) for a selected field the writer lacks, so an
   older record reads as the newest schema would resolve it; MARK remembers where the top-level
-  field it precedes starts (the redaction summary, for the byte splice).
+  field it precedes starts (the redaction summary, for the byte splice); TEXT_MARK ``a`` = 0
+  before and 1 after the top-level field whose text ``read_text`` reports apart (attributes).
 
 A selection is ``True`` (the whole value), a dict ``{field: selection}`` for a record (applied to
 every record branch of a union and to array items alike), or a tuple of keys for a map (only those
@@ -29,7 +31,8 @@ from typing import Any, Union
 
 Selection = Union[bool, dict[str, "Selection"], tuple[str, ...]]
 
-NULL, BOOL, LONG, FLOAT, DOUBLE, BYTES, STRING, FIXED, ENUM, RECORD, UNION, ARRAY, MAP, MARK, DEFAULT = range(15)
+NULL, BOOL, LONG, FLOAT, DOUBLE, BYTES, STRING, FIXED, ENUM, RECORD, UNION, ARRAY, MAP, MARK, DEFAULT, TEXT_MARK = \
+    range(16)
 PRIMITIVES = {"null": NULL, "boolean": BOOL, "int": LONG, "long": LONG, "float": FLOAT, "double": DOUBLE,
               "bytes": BYTES, "string": STRING}
 FRESH_DICT, FRESH_LIST = 1, 2
@@ -48,6 +51,8 @@ class Program:
 class _Compiler:
     defaults: dict[str, dict[str, Any]]  # record full name -> {field: default} of the newest schema
     mark: str | None
+    text_field: str | None
+    id_fields: frozenset[str]
     bodies: list[tuple[Instr, ...]] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     consts: list[Any] = field(default_factory=list)
@@ -67,18 +72,19 @@ class _Compiler:
         self.bodies.append(tuple(instrs))
         return len(self.bodies) - 1
 
-    def value(self, t: Any, key: int, sel: Selection, ns: str) -> Instr:
-        """The instruction that reads one value of type ``t`` (kept under ``key`` if >= 0)."""
+    def value(self, t: Any, key: int, sel: Selection, ns: str, is_id: bool = False) -> Instr:
+        """The instruction that reads one value of type ``t`` (kept under ``key`` if >= 0);
+        ``is_id``: the value of an id field (a string, or a union's string branch, gets b = 1)."""
         if isinstance(t, str):
             if t in PRIMITIVES:
-                return (PRIMITIVES[t], key, 0, 0)
+                return (PRIMITIVES[t], key, 0, int(is_id and t == "string"))
             full = t if "." in t or not ns else f"{ns}.{t}"
             resolved = self.named.get(full, self.named.get(t))
             if resolved is None:
                 raise ValueError(f"unknown Avro type {t!r}")
             return self.value(resolved, key, sel, ns)
         if isinstance(t, list):
-            branches = [self.value(b, key, sel, ns) for b in t]
+            branches = [self.value(b, key, sel, ns, is_id) for b in t]
             return (UNION, key, self.body(branches), 0)
         kind = t["type"]
         if kind in ("record", "enum", "fixed"):
@@ -97,7 +103,7 @@ class _Compiler:
             keys = -1 if not isinstance(sel, tuple) else self.const(tuple(k.encode() for k in sel))
             return (MAP, key, self.body([self.value(t["values"], 0, True, ns)]), keys)
         if kind in PRIMITIVES:
-            return (PRIMITIVES[kind], key, 0, 0)
+            return (PRIMITIVES[kind], key, 0, int(is_id and kind == "string"))
         raise ValueError(f"unsupported Avro type {kind!r}")
 
     def record(self, t: dict[str, Any], full: str, sel: Selection, ns: str, top: bool = False) -> int:
@@ -114,7 +120,12 @@ class _Compiler:
             if top and fname == self.mark:
                 instrs.append((MARK, -1, 0, 0))
             key = self.name(fname) if sub is not False else -1
-            instrs.append(self.value(f["type"], key, sub if sub is not False else True, ns))
+            around = top and fname == self.text_field
+            if around:
+                instrs.append((TEXT_MARK, -1, 0, 0))
+            instrs.append(self.value(f["type"], key, sub if sub is not False else True, ns, fname in self.id_fields))
+            if around:
+                instrs.append((TEXT_MARK, -1, 1, 0))
         for fname, default in self.defaults.get(full, {}).items():
             wanted = sel is True or (isinstance(sel, dict) and sel.get(fname, False) is not False)
             if fname in present or not wanted:
@@ -149,11 +160,14 @@ def defaults_of(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def compile_program(writer: dict[str, Any], selection: Selection, newest: dict[str, Any] | None = None,
-                    mark: str | None = None) -> Program:
+                    mark: str | None = None, text_field: str | None = None,
+                    id_fields: frozenset[str] = frozenset()) -> Program:
     """The program reading records written with ``writer`` (JSON or fastavro-parsed), keeping
     ``selection``; ``newest`` supplies defaults for selected fields the writer lacks; ``mark``
-    names a top-level field whose start offset the reader reports."""
-    c = _Compiler(defaults_of(newest) if newest else {}, mark)
+    names a top-level field whose start offset the reader reports; ``text_field`` one whose
+    text ``read_text`` delimits; ``id_fields`` the record fields (any depth) whose string
+    values ``read_text`` flags as ids."""
+    c = _Compiler(defaults_of(newest) if newest else {}, mark, text_field, id_fields)
     if not isinstance(writer, dict) or writer.get("type") != "record":
         raise ValueError("the top-level type must be a record")
     full = writer["name"] if "." in writer["name"] or not writer.get("namespace") else \

@@ -12,13 +12,18 @@ than the bytes left, nesting deeper than ``MAX_DEPTH``) sends that record to fas
 """
 from __future__ import annotations
 
+import array
+import re
 import struct
 from typing import Any
 
 from ._fieldreader_ops import (ARRAY, BOOL, BYTES, DEFAULT, DOUBLE, ENUM, FIXED, FLOAT, FRESH_DICT,
-                               FRESH_LIST, LONG, MAP, MARK, NULL, RECORD, STRING, UNION, Instr, Program)
+                               FRESH_LIST, LONG, MAP, MARK, NULL, RECORD, STRING, TEXT_MARK, UNION, Instr,
+                               Program)
 
 MAX_DEPTH = 64  # nested records, arrays and maps; deeper only through a recursive schema
+_TEXT_MARKS = (object(), object())  # where the TEXT_MARK instructions were, among the text's pieces
+_UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class Refused(Exception):
@@ -63,7 +68,7 @@ class _Gen:
             return name
         self.funcs[name] = []  # placeholder: a recursive schema refers to itself
         top = keep and body == self.p.top
-        lines = [f"def {name}(b, i, d):", f"    if d > {MAX_DEPTH}:", "        raise Refused('too deep')"]
+        lines = [f"def {name}(b, i, d, t):", f"    if d > {MAX_DEPTH}:", "        raise Refused('too deep')"]
         if top:
             lines.append("    mark = -1")
         fields: list[str] = []
@@ -71,6 +76,8 @@ class _Gen:
             op, key = ins[0], ins[1]
             if op == MARK:
                 lines.append("    mark = i")
+            elif op == TEXT_MARK:
+                lines += ["    if t is not None:", f"        t.append(TM[{ins[2]}])"]
             elif op == DEFAULT:
                 if keep:
                     value = "{}" if ins[3] == FRESH_DICT else "[]" if ins[3] == FRESH_LIST else f"C[{ins[2]}]"
@@ -96,6 +103,9 @@ class _Gen:
             n = self.var("n")
             self.long(out, pad, n)
             self.take(out, pad, n)
+            if op == STRING:  # an id field's value as (bytes, 1): the C reader's bit 31
+                piece = f"(b[i:i + {n}], 1)" if ins[3] else f"b[i:i + {n}]"
+                out += [f"{pad}if t is not None:", f"{pad}    t.append({piece})"]
             if op == BYTES:
                 out.append(f"{pad}{target} = b[i:i + {n}]")
             elif keep:
@@ -123,7 +133,8 @@ class _Gen:
                     f"{pad}    raise Refused('enum index')", f"{pad}{target} = C[{ins[2]}][{target}]"]
         elif op == RECORD:
             fn = self.record(ins[2], keep)
-            out.append(f"{pad}{target}, i = {fn}(b, i, {depth} + 1)" if keep else f"{pad}i = {fn}(b, i, {depth} + 1)")
+            out.append(f"{pad}{target}, i = {fn}(b, i, {depth} + 1, t)" if keep
+                       else f"{pad}i = {fn}(b, i, {depth} + 1, t)")
         elif op == UNION:
             u = self.var("u")
             self.long(out, pad, u)
@@ -159,7 +170,8 @@ class _Gen:
         n, k = self.var("n"), self.var("k")
         self.long(out, body, n)
         self.take(out, body, n)
-        out += [f"{body}{k} = b[i:i + {n}]", f"{body}i += {n}", f"{body}{k}s = {k}.decode()"]
+        out += [f"{body}{k} = b[i:i + {n}]", f"{body}i += {n}", f"{body}{k}s = {k}.decode()",
+                f"{body}if t is not None:", f"{body}    t.append(({k},))"]
         if not keep:
             self.value(item, out, body, "_", False, d)
             return
@@ -180,7 +192,7 @@ class PyReader:
         gen = _Gen(program)
         top = gen.record(program.top, True)
         src = "\n\n".join("\n".join(lines) for lines in gen.funcs.values())
-        ns: dict[str, Any] = {"Refused": Refused, "_long_tail": _long_tail, "N": program.names,
+        ns: dict[str, Any] = {"Refused": Refused, "_long_tail": _long_tail, "N": program.names, "TM": _TEXT_MARKS,
                               "C": program.consts, "_double": struct.Struct("<d").unpack_from,
                               "_float": struct.Struct("<f").unpack_from}
         exec(compile(src, "<fieldreader program>", "exec"), ns)  # our own generated code
@@ -188,10 +200,40 @@ class PyReader:
         self.source = src
 
     def read(self, data: bytes, start: int) -> tuple[dict[str, Any], int] | None:
+        got = self._run(data, start, None)
+        return None if got is None else (got[0], got[1])
+
+    def read_text(self, data: bytes, start: int
+                  ) -> tuple[dict[str, Any], int, bytes, int, int, int, bytes] | None:
+        """``read``'s pair + (text, text mark 0, text mark 1, longest string, ends), as the C
+        reader's: ``ends`` holds each string's end offset as a native uint32, bit 31 for an id's."""
+        pieces: list[Any] = []
+        got = self._run(data, start, pieces)
+        if got is None:
+            return None
+        out: list[bytes] = []
+        ends = array.array("I")
+        marks, at, longest = [0, 0], 0, 0
+        for p in pieces:
+            if p is _TEXT_MARKS[0] or p is _TEXT_MARKS[1]:
+                marks[p is _TEXT_MARKS[1]] = at
+                continue
+            kind = len(p) if p.__class__ is tuple else 0  # 0 a value, 1 a map key, 2 an id's value
+            s = p[0] if kind else p
+            longest = max(longest, len(s))
+            if kind == 1 or not (len(s) == 36 and _UUID.fullmatch(s)):  # a UUID value: exempt, as in C
+                out.append(s)
+                at += len(s)
+                ends.append(at | (1 << 31 if kind == 2 else 0))
+                at += 1
+        return (got[0], got[1], b"".join(s + b"\0" for s in out), marks[0], marks[1], longest,
+                ends.tobytes())
+
+    def _run(self, data: bytes, start: int, text: list[Any] | None) -> tuple[dict[str, Any], int] | None:
         if not 0 <= start <= len(data):
             return None
         try:
-            out, i, mark = self._top(data, start, 0)
+            out, i, mark = self._top(data, start, 0, text)
         except (Refused, IndexError, UnicodeDecodeError, struct.error):
             return None
         return (out, mark) if i == len(data) else None

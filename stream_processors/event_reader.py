@@ -30,6 +30,7 @@ from agentstream.schemas import EVENT, Codec
 from ._fieldreader_ops import Selection, compile_program
 from ._fieldreader_py import PyReader
 from .detectors.runs import DIGEST_ATTR, PROGRESS_ATTR
+from .redaction.fields import ID_FIELDS
 
 try:
     from . import _fieldreader as _c  # type: ignore[attr-defined]
@@ -37,6 +38,7 @@ except ImportError:  # not built (no compiler at install time): the Python twin
     _c = None
 
 REDACTION_FIELD = "redaction"
+ATTRIBUTES_FIELD = "attributes"  # read_text delimits its text: the attribute verdicts apply there only
 log = logging.getLogger("agentstream.processors.reader")
 
 # Read by chain.detect/_fleet_delta, detectors/runs.py, detectors/governance.py and the redaction
@@ -65,12 +67,16 @@ DETECTOR_FIELDS: dict[str, Selection] = {
 class Reader(Protocol):
     def read(self, data: bytes, start: int) -> "tuple[dict[str, Any], int] | None": ...
 
+    def read_text(self, data: bytes, start: int
+                  ) -> "tuple[dict[str, Any], int, bytes, int, int, int, bytes] | None": ...
+
 
 def compile_reader(writer: dict[str, Any], newest: dict[str, Any], selection: Selection | None = None,
                    native: bool = True) -> Reader:
     """A reader of Event records written with ``writer`` (a fastavro-parsed or JSON schema);
     ``native=False`` forces the Python twin (the tests run both)."""
-    prog = compile_program(writer, DETECTOR_FIELDS if selection is None else selection, newest, REDACTION_FIELD)
+    prog = compile_program(writer, DETECTOR_FIELDS if selection is None else selection, newest, REDACTION_FIELD,
+                           ATTRIBUTES_FIELD, ID_FIELDS)
     if native and _c is not None:
         return _c.Reader(prog.bodies, prog.names, prog.consts, prog.top)  # type: ignore[no-any-return]
     return PyReader(prog)
@@ -101,16 +107,28 @@ class EventReader:
             return None
         return compile_reader(writer, self.newest, self.selection, self.native)
 
-    def read(self, data: bytes | None) -> tuple[dict[str, Any], int] | None:
+    def _for(self, data: bytes | None) -> Reader | None:
         if data is None or len(data) < 6 or data[0] != 0:
             return None
         sid = int.from_bytes(data[1:5], "big")
         try:
-            r = self._readers[sid]
+            return self._readers[sid]
         except KeyError:
             try:
                 r = self._reader(sid)
             except Exception:  # noqa: BLE001 - an unknown id or an unreadable schema: full path
                 r = None
             self._readers[sid] = r
-        return None if r is None else r.read(data, 5)
+            return r
+
+    def read(self, data: bytes | None) -> tuple[dict[str, Any], int] | None:
+        r = self._for(data)
+        return None if r is None else r.read(data, 5)  # type: ignore[arg-type]
+
+    def read_text(self, data: bytes | None) -> tuple[dict[str, Any], int, bytes, int, int, int, bytes] | None:
+        """``read``'s pair + the record's text in the same walk: (event, redaction offset, text,
+        attributes' text start, end, longest string in bytes, each string's end offset). The text
+        is every string value and map key, each ended by a NUL, UUID values left out; an id
+        field's (``redaction.fields.ID_FIELDS``) end has bit 31 set (redaction/prefilter.py)."""
+        r = self._for(data)
+        return None if r is None else r.read_text(data, 5)  # type: ignore[arg-type]

@@ -1,10 +1,11 @@
 """The raw → events step for a batch: decode, redact under the tenant's policy, re-encode.
 
-Hot path first: a record the byte prefilter clears (``may_need_redaction`` is a superset trigger
-over the raw bytes) and that carries no content preview goes on as its own bytes, with the
-redaction summary spliced in where the null one was; the detectors get its fields from the
-generated reader (stream_processors/event_reader.py), never a fastavro decode. Everything else,
-and anything the reader cannot read exactly, takes the full path below.
+Hot path first: the field reader (stream_processors/event_reader.py) walks the raw record once,
+giving the detectors' fields and the record's text (its strings and map keys); a record whose
+text the prefilter clears (``text_may_need_redaction``, a superset trigger) and that carries no
+content preview goes on as its own bytes, with the redaction summary spliced in where the null
+one was, never a fastavro decode. Everything else, and anything the reader cannot read exactly,
+takes the full path below.
 
 An event time (``ts_us``, a payload's ``started_us``) more than ``max_event_ahead_s`` after now
 is clamped to now and flagged (stream_processors/event_time.py); such a record takes the full path.
@@ -27,7 +28,7 @@ from .event_reader import EventReader
 from .event_time import clamp_future_times, flag_clamped, future_times
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import RedactionError, Redactor
-from .redaction.prefilter import may_need_redaction
+from .redaction.prefilter import text_may_need_redaction
 from .summary_patch import SummaryPatcher
 
 STAGE = "redaction"
@@ -55,6 +56,13 @@ def failure_headers(reason: str, stage: str, src: InRecord) -> list[tuple[str, b
     return h
 
 
+def record_may_need_redaction(reader: EventReader, redactor: Redactor, raw: bytes | None) -> bool:
+    """The hot path's prefilter question for one raw record, as ``_pass_bytes`` asks it: True
+    unless the record's text clears ``text_may_need_redaction`` (or the reader cannot read it)."""
+    got = reader.read_text(raw)
+    return got is None or text_may_need_redaction(got[2], got[3], got[4], got[5], got[6], redactor)
+
+
 def source_alert_id(kind: str, src: InRecord) -> str:
     return hashlib.sha256(f"{kind}|{src.topic}|{src.partition}|{src.offset}".encode()).hexdigest()[:32]
 
@@ -79,12 +87,14 @@ class RedactionStage:
         """(event, output bytes) when the record needs no redaction and no time of it is after
         ``horizon_us``, else None (full path)."""
         raw = rec.value
-        if raw is None or may_need_redaction(raw):
+        if raw is None:
             return None
-        got = self.reader.read(raw)
+        got = self.reader.read_text(raw)
         if got is None:
             return None
-        event, at = got
+        event, at, text, attrs_at, attrs_end, longest, ends = got
+        if text_may_need_redaction(text, attrs_at, attrs_end, longest, ends, self.redactor):
+            return None
         if future_times(event, horizon_us):
             return None
         payload = event["payload"]

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Mapping, cast
 
 from .fields import ID_FIELDS, IdChecker, effective_mode, filter_attributes
 from .multipattern import compile_any
-from .rules import CATEGORIES, PREFILTER_PATTERNS, RULES, UUID, Rule
+from .rules import CATEGORIES, PREFILTER_PATTERNS, RULES, Rule, is_uuid
 
 ACTIONS = ("mask", "hash", "drop")
 DEFAULT_ACTIONS: Mapping[str, str] = {c: "mask" for c in CATEGORIES}
@@ -32,7 +32,6 @@ SKIP_FIELDS = frozenset(("kind", "capture_mode", "step_kind", "failure_type", "r
 # Map fields: their keys are the user's, so a key that happens to be "kind" is still scanned.
 MAP_FIELDS = frozenset(("attributes",))
 DEFAULT_MAX_CHARS = 256 * 1024
-_UUID = UUID.fullmatch
 # Verdict cache: tenant ids, agent ids, tool names, routes and attribute values repeat on almost
 # every event. ``scan`` is a pure function of the text (the rule set is fixed per Redactor; the
 # policy only decides what to do with the findings), so a verdict can be reused safely.
@@ -117,14 +116,18 @@ class Redactor:
         if n > self.max_chars:
             # A bounded-time guarantee matters more than scanning a megabyte blob: fail closed.
             raise RedactionError(f"text of {n} chars exceeds the {self.max_chars}-char scan limit")
-        # A canonical UUID (event ids, run ids) cannot hold a match of any rule: hex digits and
-        # dashes in 8-4-4-4-12 groups; card and phone validators reject spans inside one.
-        found = () if not self._prefilter(text) or (n == 36 and _UUID(text)) else self._scan_rules(text)
+        # A UUID (event ids, run ids) cannot hold a match of any rule (rules.is_uuid).
+        found = () if not self._prefilter(text) or is_uuid(text) else self._scan_rules(text)
         if n <= CACHE_MAX_CHARS:
             if len(self._verdicts) >= CACHE_MAX_ENTRIES:
                 self._verdicts.clear()  # cheaper than LRU bookkeeping on every hit
             self._verdicts[text] = found
         return found
+
+    def check_id(self, value: str) -> str | None:
+        """The rule an identifier's value matches, as the event walk judges an id field's (by
+        its format: token rules for an id-shaped value, every rule otherwise), or None."""
+        return self._ids.check(value)
 
     def cache_info(self) -> dict[str, int]:
         """The verdict cache's size and bound (as ``functools.lru_cache`` reports its own)."""

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, cast
 from agentstream.schemas.attribute_keys import split_attributes
 from agentstream.schemas.id_format import ID_FORMAT
 
+from .rules import is_uuid
+
 ID_FIELDS = frozenset(("event_id", "run_id", "session_id", "parent_run_id", "parent_step_id", "step_id",
                        "retry_of", "to_run_id", "call_id", "command_id", "interaction_id"))
 # Rules whose matches are whole tokens of a documented format: the ones an id can hold.
@@ -45,7 +47,7 @@ class IdChecker:
         self.prefilter = prefilter
 
     def _token_hit(self, value: str) -> str | None:
-        if not self.prefilter(value):
+        if not self.prefilter(value) or is_uuid(value):  # the exemption the byte prefilter shares
             return None
         for rule in self.token_rules:
             for _ in rule.find(value):

@@ -45,3 +45,27 @@ def compile_which(patterns: Sequence[str]) -> Callable[[bytes], set[int]]:
         return found
 
     return which
+
+
+def compile_ends(patterns: Sequence[str], limit: int) -> Callable[[bytes], list[int] | None]:
+    """Where matches of any pattern end in ``data`` (every end, every pattern, in order, repeats
+    possible), or None past ``limit`` of them (the caller then treats the data as suspect)."""
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=[p.encode() for p in patterns], ids=list(range(len(patterns))),
+               elements=len(patterns), flags=[0] * len(patterns))
+    scan = db.scan
+
+    def ends(data: bytes) -> list[int] | None:
+        found: list[int] = []
+
+        def on_match(_id: int, _start: int, end: int, _flags: int, _ctx: object) -> bool:
+            found.append(end)
+            return len(found) > limit  # True stops the scan
+
+        try:
+            scan(data, match_event_handler=on_match)
+        except hyperscan.ScanTerminated:
+            return None
+        return found
+
+    return ends

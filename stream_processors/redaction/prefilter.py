@@ -1,98 +1,136 @@
-"""A cheap test over a raw record's bytes: may the redaction engine change anything in it?
+"""A cheap test, before any decode: may the redaction engine change anything in a record?
 
-``may_need_redaction(raw)`` is a SUPERSET trigger for the byte pass-through hot path: it is True
+The byte pass-through hot path asks it of every raw record; it must be a SUPERSET trigger: True
 whenever ``Redactor.redact_event`` would change a string of the record (a rule match, a content
-attribute key dropped, a free value too long). False means the original bytes may go on as they
-are. Why it holds by construction: Avro strings are contiguous UTF-8 in the record, and
+attribute dropped, a free value too long, a string over the scan limit). False means the
+original bytes may go on as they are.
 
-- every rule runs only on strings that match one of ``rules.PREFILTER_PATTERNS`` (ASCII, no
-  lookarounds; the engine checks them the same way, over the string's UTF-8); the same patterns
-  over the record's bytes match wherever they match one of its strings;
-- an attribute is dropped for its key only if the key holds one of ``content_trigger_words()``;
-- a free value is dropped for its length only if it holds ``LONG_TEXT_RUN``, and as prose only if
-  it holds ``PROSE_RUN`` (a superset of the verdict's own test), the same patterns here.
+What it looks at: the record's TEXT, as the field reader walks it by its writer schema
+(``EventReader.read_text``): every string value and map key, each ended by a NUL; never the
+bytes of longs, doubles, booleans, enums or the Avro framing between fields, which the engine
+never reads as text (random UUID, double and varint bytes used to trip it: ~30% of the real
+SDK's clean records took the full path). Why it holds by construction:
 
-Two strings are left out of the scan: an Event's ``event_id`` and ``run_id`` (its first and sixth
-fields, behind plain strings only), when each is exactly a canonical lower-case UUID. The engine
-never changes or quarantines such an id (its scan exempts 36-character UUIDs, and no token rule
-can match hex groups of at most 12 characters), while random UUIDs hold digit runs shaped like
-phone numbers: with both scanned, ~6.6% of clean records took the full path, none now.
+- every rule runs only on strings that match one of ``RULE_PATTERNS`` (ASCII, and checked at
+  import to hold no anchor, word boundary or lookaround: a match inside a string is a match in
+  any text that contains the string); each string is in the text verbatim, so the patterns
+  match the text wherever they match one of its strings. A match across two strings (through
+  the NUL) only sends one more record down the full path;
+- a string value that is exactly a UUID (8-4-4-4-12 hex digits) is left out of the text: the
+  engine exempts exactly these (``rules.is_uuid``, in its scan and its id check), and no
+  attribute verdict can fire on 36 characters without a space. Map keys are always in;
+- an attribute is dropped for its key only if the key holds one of ``content_trigger_words()``,
+  and for its value only if it holds ``LONG_TEXT_RUN`` or ``PROSE_RUN``: the engine applies
+  these to the top-level ``attributes`` map only, so ``ATTRIBUTE_PATTERNS`` scan only the
+  attributes' text (a four-word failure message is not an attribute, and is no longer a trip);
+- a string longer than the engine's ``max_chars`` (in bytes, so at least as often as in
+  characters) is a trip: the engine quarantines it;
+- a text the rule patterns trip may still be cleared by the engine's own verdict on each of its
+  strings (``text_may_need_redaction`` says how).
 
-Not visible in bytes: ``payload.content`` (a preview or reference) is stripped by the tenant's
-capture mode, not by its text. A caller that passes bytes through must still send a record whose
-content branch is set to the engine unless the tenant's mode is REDACTED.
+Not visible in the text: ``payload.content`` (stripped by the tenant's capture mode, not by its
+text) and a set ``redaction`` summary; the caller sends such records to the engine.
 """
 from __future__ import annotations
 
-import re
-import struct
-from typing import Any
+from bisect import bisect_left
+from re import _parser as sre_parse  # type: ignore[attr-defined]  # re's own parser (sre_parse: deprecated)
+from typing import Any, Protocol
 
-from agentstream.schemas import EVENT
 from agentstream.schemas.attribute_keys import LONG_TEXT_RUN, PROSE_RUN, content_trigger_words
-from agentstream.schemas.catalog import load_catalog
 
-from .multipattern import compile_any
+from .multipattern import compile_any, compile_ends
 from .rules import PREFILTER_PATTERNS
 
-PATTERNS: tuple[str, ...] = PREFILTER_PATTERNS + (
+RULE_PATTERNS: tuple[str, ...] = PREFILTER_PATTERNS
+ATTRIBUTE_PATTERNS: tuple[str, ...] = (
     "(?i:" + "|".join(sorted(content_trigger_words())) + ")", LONG_TEXT_RUN, PROSE_RUN)
+PATTERNS: tuple[str, ...] = RULE_PATTERNS + ATTRIBUTE_PATTERNS
+
+
+def context_free(pattern: str) -> bool:
+    """No anchor, word boundary or lookaround anywhere in ``pattern``: whether it matches at a
+    place depends only on the bytes it consumes, not on what stands around the string."""
+    def walk(items: Any) -> bool:
+        for op, arg in items:
+            name = str(op)
+            if name in ("AT", "ASSERT", "ASSERT_NOT", "GROUPREF", "GROUPREF_EXISTS"):
+                return False
+            if isinstance(arg, tuple):
+                for part in arg:
+                    if isinstance(part, sre_parse.SubPattern) and not walk(part):
+                        return False
+                    if isinstance(part, list) and not all(walk(p) for p in part
+                                                          if isinstance(p, sre_parse.SubPattern)):
+                        return False
+            elif isinstance(arg, sre_parse.SubPattern) and not walk(arg):
+                return False
+        return True
+    return walk(sre_parse.parse(pattern))
+
+
+_NOT_CONTEXT_FREE = [p for p in PATTERNS if not context_free(p)]
+if _NOT_CONTEXT_FREE:  # the superset argument above would not hold: refuse to start
+    raise ImportError(f"prefilter patterns must be context-free, not {_NOT_CONTEXT_FREE[0][:80]!r}")
 
 _any_match = compile_any(PATTERNS)
-
-def _leading_strings(fields: list[dict[str, Any]]) -> int:
-    """How many of the record's first fields are plain strings, up to and including run_id."""
-    n = 0
-    for f in fields:
-        if f["type"] != "string":
-            return 0
-        n += 1
-        if f["name"] == "run_id":
-            return n
-    return 0
+_rule_match = compile_any(RULE_PATTERNS)
+_attribute_match = compile_any(ATTRIBUTE_PATTERNS)
+# Past this many pattern matches in one record's text, judging each string costs more than the
+# full path: take it.
+MAX_JUDGED_MATCHES = 64
+_rule_ends = compile_ends(RULE_PATTERNS, MAX_JUDGED_MATCHES)
 
 
-# Confluent framing (magic 0, 4-byte schema id) of every Event version that starts with plain
-# string fields from event_id to run_id, and how many there are.
-_LEADING: dict[bytes, int] = {
-    struct.pack(">bI", 0, v.id): n for v in load_catalog().versions(EVENT)
-    if v.parsed["fields"][0]["name"] == "event_id" and (n := _leading_strings(v.parsed["fields"]))}
-_CANONICAL_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+class Engine(Protocol):
+    """What the text test asks of ``Redactor``."""
+    max_chars: int
+
+    def scan(self, text: str) -> tuple[Any, ...]: ...
+
+    def check_id(self, value: str) -> str | None: ...
 
 
-def _string_end(raw: bytes, pos: int) -> int:
-    """The end of the Avro string at ``pos`` (zigzag varint length, then the bytes), or -1."""
-    shift = length = 0
-    while pos < len(raw):
-        b = raw[pos]
-        pos += 1
-        length |= (b & 0x7F) << shift
-        if not b & 0x80:
-            n = (length >> 1) ^ -(length & 1)
-            return pos + n if 0 <= n and pos + n <= len(raw) else -1
-        shift += 7
-        if shift > 28:
-            return -1
-    return -1
+def text_may_need_redaction(text: bytes, attributes_start: int, attributes_end: int, longest: int,
+                            ends: bytes, engine: Engine) -> bool:
+    """The test over a record's text (``EventReader.read_text``): True unless ``engine`` would
+    surely leave the record as it is. ``text[attributes_start:attributes_end]`` is the
+    attributes' keys and values; ``longest`` the longest string's length in bytes; ``ends``
+    each string's end offset in ``text`` (native uint32), bit 31 set for an id field's value.
 
-
-def may_need_redaction(raw: bytes) -> bool:
-    """True unless the engine would surely leave every string of ``raw`` as it is."""
-    if not _any_match(raw):
-        return False  # most records: one scan, nothing found
-    count = _LEADING.get(raw[:5])
-    if count is None:
+    A text the rule patterns trip is then judged string by string, as the engine's walk judges
+    it: an id field's value by ``check_id`` (token rules only for an id-shaped value; a unique
+    call id costs ~11 µs, not the ~80 µs of every rule), any other string by ``scan`` (cached
+    per string). Every change the engine makes to a string and every id it quarantines starts
+    from a finding of one of these, so a record none of them flags goes on as its bytes; a
+    call id or a hex digest that trips a pattern no longer costs a full decode and walk."""
+    if longest > engine.max_chars:
         return True
-    # event_id is field 0 and run_id field count-1; a canonical UUID in either is skipped
-    ends, pos = [], 5
-    for _ in range(count):
-        end = _string_end(raw, pos)
-        if end < 0:
+    if attributes_end > attributes_start and _attribute_match(text[attributes_start:attributes_end]):
+        return True
+    if not _rule_match(text):
+        return False
+    match_ends = _rule_ends(text)
+    if match_ends is None:
+        return True  # more matches than worth judging one by one: the full path
+    bounds = memoryview(ends).cast("I")
+    string_ends = [e & 0x7FFFFFFF for e in bounds]
+    judged: set[int] = set()
+    scan, check_id = engine.scan, engine.check_id
+    for end in match_ends:
+        # the string whose span holds the match's last byte: a match inside one string always
+        # lands in it; one across a NUL lands in the later string, judged too (harmless)
+        i = bisect_left(string_ends, end)
+        if i >= len(string_ends) or i in judged:
+            continue
+        judged.add(i)
+        s = text[string_ends[i - 1] + 1 if i else 0:string_ends[i]].decode()
+        if (check_id(s) is not None) if bounds[i] >> 31 else scan(s):
             return True
-        ends.append((pos, end))
-        pos = end
-    (_, id_end), (run_len_at, run_end) = ends[0], ends[-1]
-    first = id_end if id_end == 6 + 36 and _CANONICAL_UUID.fullmatch(raw, 6, id_end) else 5
-    if run_end - run_len_at == 37 and _CANONICAL_UUID.fullmatch(raw, run_end - 36, run_end):
-        return _any_match(raw[first:run_len_at]) or _any_match(raw[run_end:])
-    return _any_match(raw[first:])
+    return False
+
+
+def may_need_redaction(data: bytes) -> bool:
+    """Whether any prefilter pattern matches anywhere in ``data`` (a string's UTF-8, or a record
+    the field reader cannot walk: every byte is then suspect)."""
+    return _any_match(data)

@@ -144,7 +144,7 @@ def test_detectors_find_the_same_with_selected_fields_as_with_full_decodes(monke
     fast = _chain()
     fast_out, fast_state = _process(fast)
     assert fast.redaction.counts.passed_bytes > 0.5 * len(BATCH)  # the field reader's dicts, mostly
-    monkeypatch.setattr(redaction_stage, "may_need_redaction", lambda raw: True)
+    monkeypatch.setattr(redaction_stage, "text_may_need_redaction", lambda *a: True)
     full = _chain()
     full_out, full_state = _process(full)
     assert full.redaction.counts.passed_bytes == 0
@@ -209,11 +209,11 @@ def test_every_field_the_stage_and_detectors_read_is_selected():
     real = EventReader(codec)
 
     class TracingReader:
-        def read(self, data):
-            got = real.read(data)
+        def read_text(self, data):
+            got = real.read_text(data)
             if got is None:
                 return None
-            return Traced(codec.decode_as(EVENT, data), (), log), got[1]
+            return (Traced(codec.decode_as(EVENT, data), (), log), *got[1:])
 
     chain = _chain()
     chain.redaction.reader = TracingReader()  # type: ignore[assignment]

@@ -151,7 +151,7 @@ BATCH = _batch()  # built once: synthetic events carry fresh ids and times
 
 def _run(monkeypatch, pass_through: bool):
     if not pass_through:
-        monkeypatch.setattr(redaction_stage, "may_need_redaction", lambda raw: True)
+        monkeypatch.setattr(redaction_stage, "text_may_need_redaction", lambda *a: True)
     book = PolicyBook()
     book.set(TenantPolicy("tenant-1", version="p-7"))
     chain = Chain(ProcessorsSettings(topic_prefix="u."), codec, Redactor(b"k"), book, "u.fleet")

@@ -1,6 +1,6 @@
-"""The byte prefilter skips an Event's event_id and run_id only when each is exactly a canonical
-UUID: random UUIDs hold phone-shaped digit runs ("…-4326-8556-3577…"), which used to send ~6.6% of
-clean records down the full redaction path. Everything else in the record is still scanned."""
+"""The prefilter leaves a string value out of a record's text only when it is exactly a UUID:
+random UUIDs hold phone-shaped digit runs ("…-4326-8556-3577…"), which used to send ~6.6% of
+clean records down the full redaction path. Everything else in the record is still judged."""
 from __future__ import annotations
 
 import random
@@ -11,10 +11,16 @@ import pytest
 from agentstream.schemas import EVENT, Codec
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.redaction import DEFAULT_ACTIONS, Redactor
-from agentstream.stream_processors.redaction.prefilter import may_need_redaction
+from agentstream.stream_processors.event_reader import EventReader
+from agentstream.stream_processors.redaction_stage import record_may_need_redaction
 
 codec = Codec()
 R = Redactor(b"test-key")
+READER = EventReader(codec)
+
+
+def may_need_redaction(raw: bytes) -> bool:
+    return record_may_need_redaction(READER, R, raw)
 PHONE_SHAPED = "37d2a1d8-c0a2-4326-8556-35772a1238cb"  # "26-8556-357" is a phone number's shape
 
 
@@ -46,14 +52,14 @@ def test_uuid_ids_with_phone_shaped_digits_pass_and_the_engine_agrees():
     ("tenant_id", "acme +1 415 555 0100"),        # between event_id and run_id
     ("agent_id", "jane.doe@example.com"),
     ("environment", "AKIAIOSFODNN7EXAMPLE"),
-    ("event_id", "call me 26-8556-357 " + "x" * 10),  # not a UUID: scanned
-    ("event_id", "X" + PHONE_SHAPED),                # a UUID inside a longer id: scanned
-    ("run_id", PHONE_SHAPED.upper()),                # not the canonical form: scanned
+    ("event_id", "call me 415 555 0100 " + "x" * 10),  # not a UUID: judged
+    ("event_id", PHONE_SHAPED + " jane.doe@example.com"),  # a UUID inside a longer id: judged
+    ("run_id", "{" + PHONE_SHAPED + "} +1 415 555 0100"),  # not only a UUID: judged
     ("run_id", "run +44 20 7946 0958"),
 ])
 def test_anything_else_in_the_leading_fields_is_still_scanned(field, value):
-    raw = codec.encode(EVENT, _event(**{field: value}))
-    assert may_need_redaction(raw)
+    ev = _event(**{field: value})
+    assert _changes(ev) and may_need_redaction(codec.encode(EVENT, ev))
 
 
 def test_random_uuid_records_never_hide_what_the_engine_would_change():

@@ -1,0 +1,94 @@
+"""The processors' CPU per event in process, this checkout against an older commit, side by side.
+
+    python bench/processors_ab.py [--before HEAD] [--pairs 3] [--events 20000] [--corpus sdk]
+
+The older commit's ``stream_processors/`` comes from ``git archive`` into a temporary tree (its C
+field reader built there with the same compiler flags as setup.py), the other parts are this
+checkout's; each arm is a fresh process running ``bench/processors.py --in-process`` on the same
+pickled records (by default the real SDK's, bench/sdk_records.py), the arms alternating (before,
+after, after, before, ...) so a neighbour's burst on the shared machine lands on both. Figures are
+µs of CPU per event (process time, min of 5 passes per arm run), not wall time.
+
+Last line: JSON with each arm's runs and medians, and after/before of ``chain_process``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PARTS = ("schemas", "producer", "sink", "api", "cli")
+
+
+def before_tree(rev: str, into: Path) -> Path:
+    """An ``agentstream`` package whose stream_processors is ``rev``'s, the rest this checkout's."""
+    pkg = into / "agentstream"
+    pkg.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "stream_processors"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(pkg)], input=archive, check=True)
+    for part in PARTS:
+        (pkg / part).symlink_to(ROOT / part)
+    (pkg / "__init__.py").write_text("")
+    src = pkg / "stream_processors" / "_fieldreader.c"
+    if src.exists():
+        out = src.with_name("_fieldreader" + sysconfig.get_config_var("EXT_SUFFIX"))
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-I" + sysconfig.get_paths()["include"], str(src),
+                        "-o", str(out)], check=True)
+    return into
+
+
+def arm(corpus: Path, pythonpath: str | None) -> dict:
+    env = None
+    if pythonpath:
+        import os
+        env = {**os.environ, "PYTHONPATH": pythonpath}
+    res = subprocess.run([sys.executable, str(HERE / "processors.py"), "--in-process", "--corpus-file", str(corpus)],
+                         capture_output=True, text=True, env=env, cwd=str(HERE))
+    if res.returncode:
+        raise SystemExit(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])["in_process_us"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--before", default="HEAD", help="the commit to compare with (its stream_processors/)")
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--corpus", choices=("sdk", "synthetic"), default="sdk")
+    args = ap.parse_args()
+    sys.path.insert(0, str(HERE))
+    tmp = Path(tempfile.mkdtemp(prefix="processors-ab-"))
+    if args.corpus == "sdk":
+        from sdk_records import sdk_records
+        data = sdk_records(args.events)
+    else:
+        from processors import make_events
+        data = make_events(args.events)
+    corpus = tmp / "corpus.pickle"
+    corpus.write_bytes(pickle.dumps(data))
+    tree = str(before_tree(args.before, tmp / "before"))
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    for i in range(args.pairs):
+        for name in (("before", "after") if i % 2 == 0 else ("after", "before")):
+            runs[name].append(arm(corpus, tree if name == "before" else None))
+            print(f"{name}: {json.dumps(runs[name][-1])}", file=sys.stderr)
+    medians = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]
+                      if isinstance(rs[0][k], float) and all(k in r for r in rs)} for name, rs in runs.items()}
+    ratio = round(medians["after"]["chain_process"] / medians["before"]["chain_process"], 3)
+    print(f"chain_process µs/event median: before {medians['before']['chain_process']}, "
+          f"after {medians['after']['chain_process']} (after/before {ratio})", file=sys.stderr)
+    print(json.dumps({"before": args.before, "corpus": args.corpus, "events": args.events, "pairs": args.pairs,
+                      "median_us": medians, "chain_process_after_over_before": ratio, "runs": runs}))
+
+
+if __name__ == "__main__":
+    main()
