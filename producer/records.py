@@ -84,7 +84,9 @@ class RunRecords(RunState):
                   retry_of: "Step | str | None" = None, **attrs: Any) -> str | None:
         """Records a tool call that already happened (one TOOL STEP). Returns its step id."""
         try:
-            s = self.step("tool", tool_name, retry_of=retry_of, **attrs)
+            # retry_of only when given: a call without keywords builds no kwargs dict
+            s = self.step("tool", tool_name, **attrs) if retry_of is None else \
+                self.step("tool", tool_name, retry_of=retry_of, **attrs)
             s.record_tool(tool_name, args, call_id)
             return self._record_done(s, status, latency_ms)
         except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged

@@ -205,7 +205,8 @@ class Run(RunGate, RunRecords):
     def tool_step(self, tool_name: str, args: Any = ..., *, call_id: str | None = None,
                   retry_of: "Step | str | None" = None, **attrs: Any) -> Step:
         """A TOOL step; args travel as a keyed digest, which also feeds loop fingerprints."""
-        s = self.step("tool", tool_name, retry_of=retry_of, **attrs)
+        s = self.step("tool", tool_name, **attrs) if retry_of is None else \
+            self.step("tool", tool_name, retry_of=retry_of, **attrs)
         try:
             tool = s.record_tool(tool_name, args, call_id).tool
             if (tool is not None and self.budget is not None
@@ -220,7 +221,9 @@ class Run(RunGate, RunRecords):
                  retry_of: "Step | str | None" = None, **attrs: Any) -> Step:
         """An LLM step; entering it checks model-call, token and cost budgets first.
         Call ``step.record_llm(...)`` with the usage when the response arrives."""
-        s = self.step("llm", name or f"chat {model}", retry_of=retry_of, **attrs)
+        name = name or f"chat {model}"
+        s = self.step("llm", name, **attrs) if retry_of is None else \
+            self.step("llm", name, retry_of=retry_of, **attrs)
         if estimated_tokens or estimated_cost_usd:
             s.estimate = (estimated_tokens, estimated_cost_usd)
         s.attrs = s.attrs or {}
