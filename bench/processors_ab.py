@@ -1,6 +1,6 @@
 """The processors' CPU per event in process, this checkout against an older commit, side by side.
 
-    python bench/processors_ab.py [--before HEAD] [--pairs 3] [--events 20000] [--corpus sdk]
+    python bench/processors_ab.py --before REV [--pairs 3] [--events 20000] [--corpus sdk]
 
 The older commit's ``stream_processors/`` comes from ``git archive`` into a temporary tree (its C
 field reader built there with the same compiler flags as setup.py), the other parts are this
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,13 +61,20 @@ def arm(corpus: Path, pythonpath: str | None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--before", default="HEAD", help="the commit to compare with (its stream_processors/)")
+    ap.add_argument("--before", required=True, help="the commit to compare with (its stream_processors/)")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--corpus", choices=("sdk", "synthetic"), default="sdk")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     tmp = Path(tempfile.mkdtemp(prefix="processors-ab-"))
+    try:
+        run_pairs(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_pairs(args: argparse.Namespace, tmp: Path) -> None:
     if args.corpus == "sdk":
         from sdk_records import sdk_records
         data = sdk_records(args.events)

@@ -14,6 +14,8 @@ from typing import Iterator
 
 import phonenumbers
 
+from .multipattern import words_trigger
+
 # Regions tried for a national number named as a phone; the countries most agent fleets serve.
 NATIONAL_REGIONS = ("US", "GB", "DE", "FR", "IN", "BR", "ES", "IT", "NL", "MX", "JP", "AU", "CA", "PL",
                     "SE", "CH", "IE", "ZA", "NG", "KE", "PH", "ID", "SG", "KR", "AR", "CO", "TR", "PT")
@@ -26,6 +28,13 @@ PHONE_CONTEXT_SOURCE = (
     r"|msisdn|call(?: me)?(?: on| at)?|ring|text(?: me)?(?: on| at)?|dial|number)"
     r"[\w\\\"' \t]{0,24}?[:= \t>\"'.]{1,3}[ \t]*\\{0,3}[\"']?\(?\d[\d \t().\-/]{5,20}\d"
 )
+# A word every match of ``_CONTEXT`` holds (each alternative of its context group contains one:
+# "telephone" holds "tel", "callback" and "call me on" "call", "numero" "mero", "cellulare"
+# "cell", "contact number" "contact", "text me" "text"): without one, the costly search
+# (a case-insensitive alternation behind a lookbehind, at every position) cannot match.
+CONTEXT_WORDS = ("phone", "tel", "mobile", "cell", "fax", "call", "whatsapp", "sms", "contact", "fono", "mero",
+                 "nummer", "celular", "handy", "movil", "portable", "msisdn", "ring", "text", "dial", "number")
+_CONTEXT_WORD = words_trigger(CONTEXT_WORDS, ascii_only=False)  # (?i:...) without re.ASCII: Unicode folds
 _CONTEXT = re.compile(
     r"(?<![A-Za-z])" +  # "ring" in "string", "tel" in "hotel" are no context
     PHONE_CONTEXT_SOURCE.replace(r"\(?\d[\d \t().\-/]{5,20}\d", r"(?P<num>\(?\d[\d \t().\-/]{5,20}\d)")
@@ -79,6 +88,8 @@ def find_phones(text: str) -> Iterator[tuple[int, int]]:
             if _ends_clean(text, m.start() + lead + len(c)) and _valid(c, None):
                 yield m.start(), m.start() + lead + len(c)
                 break
+    if not _CONTEXT_WORD(text):
+        return
     for m in _CONTEXT.finditer(text):
         for c in _shortened(m.group("num"), 7):
             if _ends_clean(text, m.start("num") + len(c)) and sum(ch.isdigit() for ch in c) <= 15 and any(_valid(c, r) for r in NATIONAL_REGIONS):

@@ -23,6 +23,7 @@ from . import prose_credentials as prose
 from . import token_shapes as shapes
 from . import vendor_tokens as vendors
 from .keywords import SETTING_WORDS, TRIGGER_WORDS, code_literal, find_assignments, placeholder
+from .multipattern import words_trigger
 from .phones import PHONE_CONTEXT_SOURCE, find_phones
 
 CATEGORIES = (
@@ -238,11 +239,18 @@ def _contains(*needles: str) -> Callable[[str], bool]:
     return lambda s: any(n in s for n in needles)
 
 
+_WORDS = re.compile(r"\(\?(a?)i\)((?:\w+\|)*\w+)", re.ASCII)
+
+
 def _regex_trigger(p: str) -> Callable[[str], bool]:
+    words = _WORDS.fullmatch(p)
+    if words:  # a case-insensitive word list: Hyperscan, with re's answer (words_trigger)
+        return words_trigger(tuple(words.group(2).split("|")), ascii_only=bool(words.group(1)))
     r = re.compile(p)
     return lambda s: r.search(s) is not None
 
 
+_TRIGGER_WORD = words_trigger(TRIGGER_WORDS, ascii_only=True)
 _DIGITS = _regex_trigger(r"\d\d")
 _I = re.IGNORECASE
 
@@ -300,7 +308,7 @@ RULES: tuple[Rule, ...] = (
                     r"secret[_-]?key|private[_-]?key))[\"']?\s*[:=]\s*[\"']?([^\s\"',;&}]{4,})"),
          _regex_trigger(r"(?i)pass|pwd|secret|key|token"), _assignment_ok, group=2),
     Rule("sensitive_assignment", "credential_assignment", re.compile(""),
-         _regex_trigger("(?ai)" + "|".join(TRIGGER_WORDS)), finder=lambda t: find_assignments(t, "secret")),
+         _TRIGGER_WORD, finder=lambda t: find_assignments(t, "secret")),
     # credentials outside name=value syntax (prose_credentials.py)
     Rule("cli_credential", "credential_assignment", re.compile(""),
          _regex_trigger(prose.PREFILTER[0] + "|(?i:pass)"), finder=prose.find_cli),
@@ -311,7 +319,7 @@ RULES: tuple[Rule, ...] = (
     Rule("connection_string_field", "credential_assignment", re.compile(""),
          _regex_trigger(r"(?i)pass|pwd|key|secret"), finder=prose.find_conn_fields),
     Rule("national_id_assignment", "national_id", re.compile(""),
-         _regex_trigger("(?ai)" + "|".join(TRIGGER_WORDS)), finder=lambda t: find_assignments(t, "national_id")),
+         _TRIGGER_WORD, finder=lambda t: find_assignments(t, "national_id")),
     Rule("us_ssn_context", "national_id",
          re.compile(r"(?i)\b(?:ssn|social[ _-]?security(?:[ _-]?(?:number|no\.?|num|#))?|soc\.? ?sec\.?)"
                     r"[^0-9\n]{0,30}?(?<!\d)((\d{3})[ -]?(\d{2})[ -]?(\d{4}))(?![\d-])"),
