@@ -13,8 +13,10 @@ times (the machine is shared and noisy: medians, and the ratio of the medians):
 1. **e2e_sdk**: the real SDK against the embedded broker (one broker for all runs, its CPU not
    counted), ``N`` events with 12 tracers (3 tenants x 4 agents) and with 1; CPU = the emitting
    process's user+sys (getrusage, every thread: the agent's, the transport threads',
-   librdkafka's) from the first Tracer to the last flush and close, per event; and apart, the
-   part spent in librdkafka's threads (``rdk:*``). That part is ~1 µs/event, except in runs
+   librdkafka's) from the first Tracer to the last flush and close, per event; and apart, per
+   thread from /proc (the agent's main thread from the first Tracer on, the transport threads,
+   librdkafka's ``rdk:*``; read at the first close, so the close itself is in the total only)
+   and the cyclic GC's time (``gc.callbacks``, on whichever thread it ran). That part is ~1 µs/event, except in runs
    where its broker threads spin (over ``SPIN_US``: counted as ``spun``). They did in about
    half the 12-tracer runs before ``max_in_flight`` (docs/sdk.md, "The Kafka producer"): the
    idempotent producer polls in a loop from a batch's linger expiry to the broker's answer,
@@ -53,17 +55,39 @@ SPIN_US = 5.0
 # ---- the child: one measurement in this process ---------------------------------------------
 def _rdk_cpu_s() -> float:
     """CPU seconds of this process's librdkafka threads (named rdk:*) alive now."""
+    return _threads_cpu_s()["rdk"]
+
+
+def _threads_cpu_s() -> dict[str, float]:
+    """CPU seconds of this process's threads alive now: librdkafka's (named rdk:*), the main
+    thread's (the agent's, here) and the others' (the SDK's transport threads)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    out = {"rdk": 0.0, "main": 0.0, "other": 0.0}
     for task in Path("/proc/self/task").iterdir():
         try:
-            if not (task / "comm").read_text().startswith("rdk:"):
-                continue
+            comm = (task / "comm").read_text()
             f = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(f[11]) + int(f[12])) / tick
         except OSError:  # the thread ended meanwhile
             continue
-    return total
+        part = "rdk" if comm.startswith("rdk:") else "main" if task.name == str(os.getpid()) else "other"
+        out[part] += (int(f[11]) + int(f[12])) / tick
+    return out
+
+
+def _gc_timer() -> list[float]:
+    """Wall seconds the cyclic GC has run since this call (in [0]; it holds the GIL: ~CPU)."""
+    import gc
+
+    spent = [0.0, 0.0]
+
+    def timer(phase: str, info: dict) -> None:
+        if phase == "start":
+            spent[1] = time.perf_counter()
+        else:
+            spent[0] += time.perf_counter() - spent[1]
+
+    gc.callbacks.append(timer)
+    return spent
 
 
 def _child_e2e(cfg: dict) -> dict:
@@ -72,24 +96,30 @@ def _child_e2e(cfg: dict) -> dict:
 
     from agentstream.producer import Tracer
 
-    # librdkafka's share, read when the first tracer closes (after every flush; its threads
-    # end with the close). Every tracer's producer is new in this process, so it started at 0.
-    rdk: list[float] = []
+    # Per thread, read when the first tracer closes (after every flush; librdkafka's and the
+    # transport's threads end with the close). Every tracer's threads are new in this
+    # process, so they started at 0; the main thread's CPU before the run is subtracted.
+    threads: list[dict[str, float]] = []
     close = Tracer.close
 
     def close_and_read(self, timeout=None):
-        if not rdk:
-            rdk.append(_rdk_cpu_s())
+        if not threads:
+            threads.append(_threads_cpu_s())
         return close(self, timeout)
 
     Tracer.close = close_and_read
+    main0 = _threads_cpu_s()["main"]
+    gc_s = _gc_timer()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     res = e2e_sdk.main(cfg)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
     stats = res["sdk_stats"]
     n = res["total"]
-    return {"us": cpu / n * 1e6, "rdk_us": rdk[0] / n * 1e6, "python_us": (cpu - rdk[0]) / n * 1e6,
+    th = threads[0]
+    return {"us": cpu / n * 1e6, "rdk_us": th["rdk"] / n * 1e6, "python_us": (cpu - th["rdk"]) / n * 1e6,
+            "agent_us": (th["main"] - main0) / n * 1e6, "transport_us": th["other"] / n * 1e6,
+            "gc_us": gc_s[0] / n * 1e6,
             "events": n, "sent": stats.get("sent"), "dropped": stats.get("dropped"),
             "failed": stats.get("failed"), "flushed": res["flushed"]}
 
@@ -266,6 +296,12 @@ def main() -> None:
                 "  of it not in librdkafka threads", runs, "python_us")
             result[f"e2e_{n_tracers}_tracers"]["librdkafka"] = _compare(
                 "  of it in librdkafka threads", runs, "rdk_us")
+            result[f"e2e_{n_tracers}_tracers"]["agent_thread"] = _compare(
+                "  of it in the agent's thread", runs, "agent_us")
+            result[f"e2e_{n_tracers}_tracers"]["transport_threads"] = _compare(
+                "  of it in the transport threads", runs, "transport_us")
+            result[f"e2e_{n_tracers}_tracers"]["gc"] = _compare(
+                "  of it in the cyclic GC (any thread)", runs, "gc_us")
             result[f"e2e_{n_tracers}_tracers"]["spun"] = _spun(
                 f"  runs where they spun (>{SPIN_US:g})", runs)
     finally:
