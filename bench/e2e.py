@@ -10,11 +10,14 @@ ports and a private data dir. The SDK always runs in separate processes (bench/e
    process; 0 = idle): a probe run (RUN_START, 3 steps, RUN_END) every 200 ms from this process's
    own Tracer; each probe's clock starts when its ``with tracer.run()`` block exits (RUN_END
    queued, no flush: the SDK's linger counts) and stops at the first ``GET /v1/runs/{id}`` that
-   answers with the run final (SUCCESS, all 5 events). Two poller threads poll the pending probes
-   (each at most every 50 ms, oldest first, one request in flight per thread), so a figure may
-   run up to one poll round long. The GET's own latency is reported too, and each probe's time
-   hop by hop (``hops``: SDK → raw → processors → events → sink insert → GET, bench/e2e_hops.py)
-   with the sink's inserts meanwhile (``sink_inserts``: count and mean time).
+   answers with the run final (SUCCESS, all 5 events). Two poller threads (``--pollers``) poll
+   the pending probes (each at most every 50 ms, or ``--poll-share`` x its age; oldest first, one
+   request in flight per thread), so a figure may run up to one poll round long; ``requests``
+   counts the GETs. The GET's own latency is reported too, and each probe's time hop by hop
+   (``hops``: SDK → raw → processors → events → sink insert → GET, bench/e2e_hops.py) with the
+   sink's inserts meanwhile (``sink_inserts``: count and mean time), and per stage the cores it
+   used and how many of its threads waited for a CPU on average (``cpu_waits``, from
+   /proc/<pid>/task/*/schedstat: where the machine, not the code, set the latency).
 2. Throughput: ``--events`` events from ``--tenants`` tenants × ``--agents`` agents, emitted as
    fast as ``--emitters`` SDK processes can, from the first emit until every event is queryable
    (``uniqExact(event_id)`` per tenant through ``POST /v1/sql`` equals what the SDK emitted).
@@ -50,11 +53,11 @@ from agentstream.producer import Tracer
 
 from e2e_hops import hop_budget, histogram_delta, pct, probe_stamps
 from e2e_otlp import OTLP_TENANT, otlp_traces
-from proc_cpu import tree_cpu
+from proc_cpu import tree_cpu, tree_sched
 
 HERE = Path(__file__).resolve().parent
 POLL_S = 0.05  # a pending probe is polled at most this often: the figures' resolution
-POLLERS = 2  # GET requests in flight at once
+POLLERS = 2  # GET requests in flight at once (--pollers)
 
 
 # ---- the stack and its clients ----------------------------------------------------------------
@@ -149,10 +152,13 @@ class Bench:
 
 # ---- 1. latency under load --------------------------------------------------------------------
 
-def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: float = 0.2) -> dict:
-    """Probe runs every ``every`` s; POLLERS threads poll the pending ones, oldest poll first,
+def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: float = 0.2,
+                  pollers: int = POLLERS, poll_share: float = 0.0) -> dict:
+    """Probe runs every ``every`` s; ``pollers`` threads poll the pending ones, oldest poll first,
     each keeping one request in flight (as a couple of dashboard users would). A thread per
-    probe polling every 50 ms had ~15 requests in flight and saturated the API it measured."""
+    probe polling every 50 ms had ~15 requests in flight and saturated the API it measured.
+    A pending probe is polled at most every POLL_S, and with ``poll_share`` > 0 at most every
+    ``poll_share`` x its age (a figure then reads at most that share high, never low)."""
     lat_ms: list[float] = []
     get_ms: list[float] = []
     pending: dict[str, list[float]] = {}  # run id -> [emitted at, last polled at]
@@ -167,8 +173,9 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
         try:
             while emitting.is_set() or pending:
                 with lock:
-                    due = [(last, rid) for rid, (_, last) in pending.items()
-                           if time.monotonic() - last >= POLL_S]
+                    now = time.monotonic()
+                    due = [(last, rid) for rid, (at, last) in pending.items()
+                           if now - last >= max(POLL_S, poll_share * (now - at))]
                     rid = min(due)[1] if due else None
                     if rid is not None:
                         pending[rid][1] = time.monotonic()
@@ -179,6 +186,7 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
                 r = client.get(f"{b.stack.api_url}/v1/runs/{rid}", headers=b.auth(tenant))
                 done = time.monotonic()
                 with lock:
+                    requests[0] += 1
                     if r.status_code == 200:
                         get_ms.append((done - t) * 1000)
                         run = r.json()["run"]
@@ -191,9 +199,10 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
             client.close()
 
     missing: list = []
+    requests = [0]
     inserts_before = b.insert_histogram()
-    pollers = [threading.Thread(target=poll, daemon=True) for _ in range(POLLERS)]
-    for th in pollers:
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(pollers)]
+    for th in threads:
         th.start()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -207,7 +216,7 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
             emitted_wall[run.run_id] = time.time()
         time.sleep(max(0.0, every - (time.monotonic() - t)))
     emitting.clear()
-    for th in pollers:
+    for th in threads:
         th.join(120)
     r = lambda x: round(x, 1)  # noqa: E731
     # Where the time went: the sink stamps inserted_at on each row, so emit → stored in
@@ -225,11 +234,25 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
              "stored_to_answer_p50_ms": r(pct(to_answer, 0.5)), "stored_to_answer_p99_ms": r(pct(to_answer, 0.99))}
     return {**split, "n": len(lat_ms), "missing": len(missing), "p50_ms": r(pct(lat_ms, 0.5)),
             "p99_ms": r(pct(lat_ms, 0.99)), "max_ms": r(max(lat_ms, default=float("nan"))),
-            "get_p50_ms": r(pct(get_ms, 0.5)), "get_p99_ms": r(pct(get_ms, 0.99)), "gets": len(get_ms),
+            "get_p50_ms": r(pct(get_ms, 0.5)), "get_p99_ms": r(pct(get_ms, 0.99)), "gets": len(get_ms), "requests": requests[0],
             "hops": hop_budget(stamps), "sink_inserts": inserts}
 
 
-def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float) -> dict[float, dict]:
+def cpu_waits(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]],
+              seconds: float) -> dict[str, dict[str, float]]:
+    """Per stage: cores used, and how many of its threads were, on average, runnable but waiting
+    for a CPU (0: a CPU was free whenever one was wanted). A thread that wakes often for little
+    work (librdkafka's timers) waits a scheduling latency per wake-up, so compare a stage with
+    itself across loads and arms rather than with another stage."""
+    out = {}
+    for k, (on1, wait1) in after.items():
+        on, wait = on1 - before.get(k, (0.0, 0.0))[0], wait1 - before.get(k, (0.0, 0.0))[1]
+        out[k] = {"cores": round(on / max(1e-9, seconds), 2), "waiting": round(wait / max(1e-9, seconds), 2)}
+    return out
+
+
+def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float, pollers: int = POLLERS,
+                  poll_share: float = 0.0) -> dict[float, dict]:
     probe_tenant = b.tenants[0]
     tracer = Tracer(probe_tenant, "probe-agent", "1.0.0", "bench", bootstrap_servers=b.bootstrap,
                     topic_prefix=b.prefix, spool_dir=str(b.data / "probe-spool"), commands_enabled=False)
@@ -249,7 +272,11 @@ def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float) -
             bg = b.sdk(rate=load, duration_s=warm_s + probe_s + 1) if load else None
             if bg is not None:
                 time.sleep(warm_s)
-            out[load] = probe_latency(b, tracer, probe_tenant, probe_s)
+            watch = {**b.pids(), **({"sdk": bg.pid} if bg is not None else {})}
+            sched0, t0 = {k: tree_sched(p) for k, p in watch.items()}, time.monotonic()
+            out[load] = probe_latency(b, tracer, probe_tenant, probe_s, pollers=pollers, poll_share=poll_share)
+            out[load]["cpu_waits"] = cpu_waits(sched0, {k: tree_sched(p) for k, p in watch.items()},
+                                               time.monotonic() - t0)
             if bg is not None:
                 res = b.sdk_result(bg)
                 out[load]["offered_ev_s"] = round(res["total"] / max(1e-9, res["last_emit"] - res["first_emit"]))
@@ -319,6 +346,9 @@ def main() -> None:
     ap.add_argument("--loads", default="0,2000,10000", help="background ev/s for the latency steps")
     ap.add_argument("--probe-s", type=float, default=10.0)
     ap.add_argument("--warm-s", type=float, default=3.0)
+    ap.add_argument("--pollers", type=int, default=POLLERS, help="GET requests in flight polling the probes")
+    ap.add_argument("--poll-share", type=float, default=0.0,
+                    help="poll a pending probe at most every this share of its age (0: every 50 ms)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--gateway", action="store_true")
     ap.add_argument("--otlp-traces", type=int, default=0,
@@ -344,7 +374,8 @@ def main() -> None:
     print(f"stack ready in {time.monotonic() - t_start:.1f}s; load average before: "
           f"{', '.join(f'{x:.2f}' for x in loadavg)} on {os.cpu_count()} cores", flush=True)
     try:
-        lat = latency_steps(b, [float(x) for x in a.loads.split(",") if x != ""], a.probe_s, a.warm_s)
+        lat = latency_steps(b, [float(x) for x in a.loads.split(",") if x != ""], a.probe_s, a.warm_s,
+                            pollers=a.pollers, poll_share=a.poll_share)
         expect: dict[str, int] = dict(lat["probe_emitted"])
         for r in b.sdk_procs:
             for t, n in r["emitted"].items():

@@ -1,4 +1,5 @@
-"""CPU seconds of a process, or of a process and all its descendants, read from /proc (Linux)."""
+"""CPU seconds of a process, or of a process and all its descendants, read from /proc (Linux);
+and how long their threads waited for a CPU (``tree_sched``)."""
 from __future__ import annotations
 
 import os
@@ -21,16 +22,41 @@ def process_cpu(pid: int) -> float:
     return 0.0 if st is None else st[1]
 
 
-def tree_cpu(root: int) -> float:
-    """utime + stime of ``root`` and every live descendant."""
+def _tree(root: int) -> list[tuple[int, float]]:
+    """(pid, utime + stime) of ``root`` and every live descendant."""
     procs = {}
     for d in os.listdir("/proc"):
         if d.isdigit() and (st := _stat(int(d))) is not None:
             procs[int(d)] = st
-    total, todo = 0.0, [root]
+    out, todo = [], [root]
     while todo:
         pid = todo.pop()
         if pid in procs:
-            total += procs[pid][1]
+            out.append((pid, procs[pid][1]))
             todo += [p for p, (pp, _) in procs.items() if pp == pid]
-    return total
+    return out
+
+
+def tree_cpu(root: int) -> float:
+    """utime + stime of ``root`` and every live descendant."""
+    return sum(cpu for _pid, cpu in _tree(root))
+
+
+def tree_sched(root: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one), summed over the live threads of
+    ``root`` and its descendants (``/proc/<pid>/task/<tid>/schedstat``; threads that ended are
+    not counted, so take differences over a window in which the threads of interest live)."""
+    on = wait = 0
+    for pid, _cpu in _tree(root):
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+            except OSError:
+                continue
+            on += int(fields[0])
+            wait += int(fields[1])
+    return on / 1e9, wait / 1e9

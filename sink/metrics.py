@@ -23,6 +23,19 @@ INSERT_SECONDS = Histogram(
     "agentstream_sink_insert_seconds", "Latency of one ClickHouse insert", ["table"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# On chDB the insert runs on the calling thread (sink/thread_sched.py): these split its time into
+# work and waiting for a CPU, so a slow insert on a starved host is told from an expensive one.
+INSERT_CPU_SECONDS = Histogram(
+    "agentstream_sink_insert_thread_cpu_seconds",
+    "CPU time of the thread that ran one insert (Linux; on chDB the whole insert, on a server the client side)",
+    ["table"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+INSERT_CPU_WAIT_SECONDS = Histogram(
+    "agentstream_sink_insert_cpu_wait_seconds",
+    "Time the thread running one insert was runnable but waiting for a CPU (Linux): the host's "
+    "share of the insert's latency",
+    ["table"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 INSERT_FAILURES = Counter("agentstream_sink_insert_failures_total", "Failed ClickHouse calls", ["table"])
 DLQ = Counter("agentstream_sink_dlq_total", "Records sent to the DLQ", ["topic", "reason_kind"])
 LAG = Gauge(

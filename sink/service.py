@@ -42,6 +42,7 @@ from .retrying import STOPPED, RetryingMixin
 from .settings import SinkSettings
 from .storage import apply_migrations, make_client
 from .tables import TABLE_SPECS, TableSpec
+from .thread_sched import spent, thread_sched
 from .writer import RangeWriter
 
 log = logging.getLogger(__name__)
@@ -346,6 +347,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         """Inserts ranges that share a flush token together, or replays them (see ``writer``);
         returns the records rejected. ``chunk.cell`` keeps each range's path choice across retries."""
         t0 = time.perf_counter()
+        sched0 = thread_sched()
         own = self._own_client()
         parts = [(c.cell, c.msgs) for c in chunks]
         with contextlib.nullcontext() if own is not None else self._client_lock:
@@ -355,6 +357,9 @@ class Sink(RetryingMixin, ReadinessMixin):
                 by_path, rejected = self.writer.store_group(spec, parts)
         stored = sum(by_path.values())
         m.INSERT_SECONDS.labels(spec.table).observe(time.perf_counter() - t0)
+        if (sched := spent(sched0)) is not None:
+            m.INSERT_CPU_SECONDS.labels(spec.table).observe(sched[0])
+            m.INSERT_CPU_WAIT_SECONDS.labels(spec.table).observe(sched[1])
         m.BATCH_ROWS.labels(spec.table).observe(stored)
         m.BATCHES.labels(spec.table).inc()
         for path, n in by_path.items():

@@ -8,6 +8,7 @@ import pytest
 
 from agentstream.schemas import ALERT, DLQ_HEADERS, EVENT, Codec, topic_name
 from agentstream.sink import Sink, SinkSettings, apply_migrations
+from agentstream.sink.thread_sched import thread_sched
 
 from test_sink_support import own_topics, produce, run_events, wait_for
 
@@ -199,7 +200,10 @@ def test_prometheus_metrics_count_rows_ranges_inserts_dead_letters_and_lag(boots
     before = {"rows": sample("agentstream_sink_rows_total", table="events", path="avro"),
               "ranges": sample("agentstream_sink_batches_total", table="events"),
               "sizes": sample("agentstream_sink_batch_rows_count", table="events"),
-              "inserts": sample("agentstream_sink_insert_seconds_count", table="events")}
+              "inserts": sample("agentstream_sink_insert_seconds_count", table="events"),
+              "insert_cpu": sample("agentstream_sink_insert_thread_cpu_seconds_count", table="events"),
+              "insert_cpu_s": sample("agentstream_sink_insert_thread_cpu_seconds_sum", table="events"),
+              "insert_wait": sample("agentstream_sink_insert_cpu_wait_seconds_count", table="events")}
     codec = Codec()
     tenant = f"tenant-{unique}"
     # enough records on every partition that a consumer near the start lags (checked below)
@@ -219,6 +223,12 @@ def test_prometheus_metrics_count_rows_ranges_inserts_dead_letters_and_lag(boots
     assert ranges >= 1
     assert sample("agentstream_sink_batch_rows_count", table="events") - before["sizes"] == ranges
     assert sample("agentstream_sink_insert_seconds_count", table="events") - before["inserts"] == ranges
+    # each insert's thread time, split into work and waiting for a CPU (Linux; chDB runs the
+    # insert on the calling thread, so it did work)
+    if thread_sched() is not None:
+        assert sample("agentstream_sink_insert_thread_cpu_seconds_count", table="events") - before["insert_cpu"] == ranges
+        assert sample("agentstream_sink_insert_cpu_wait_seconds_count", table="events") - before["insert_wait"] == ranges
+        assert sample("agentstream_sink_insert_thread_cpu_seconds_sum", table="events") > before["insert_cpu_s"]
     dlq_after = sum(s.value for mt in REGISTRY.collect() if mt.name == "agentstream_sink_dlq"
                     for s in mt.samples if s.name == "agentstream_sink_dlq_total" and s.labels["topic"] == topic)
     assert dlq_after - dlq_before >= 1
