@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from agentstream.schemas import Codec
+from agentstream.stream_processors.event_reader import EventReader
 from agentstream.stream_processors.redaction import DEFAULT_ACTIONS, Redactor
+from agentstream.stream_processors.redaction_stage import record_may_need_redaction
 
 BENCH = Path(__file__).parents[3] / "bench"
 
@@ -25,6 +28,13 @@ def load_bench(name: str) -> ModuleType:
 
 
 REDACTOR = Redactor(b"test-key")
+_READER = EventReader(Codec())
+
+
+def record_fires(raw: bytes) -> bool:
+    """The hot path's own prefilter question for a raw record: its text, judged as the engine
+    judges each string (redaction_stage.record_may_need_redaction)."""
+    return record_may_need_redaction(_READER, REDACTOR, raw)
 
 
 def redact(text: str) -> str:

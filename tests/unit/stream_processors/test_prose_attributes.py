@@ -13,7 +13,8 @@ from agentstream.schemas import EVENT, Codec
 from agentstream.schemas.attribute_keys import attribute_verdict
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.redaction.engine import Redactor
-from agentstream.stream_processors.redaction.prefilter import may_need_redaction
+
+from .redaction_benches import record_fires
 
 PROSE = ["tell me a joke about cats", "What is the refund policy for EU customers?",
          "Summarise this ticket, please: customer cannot log in", "Bitte fasse den Vertrag zusammen",
@@ -49,7 +50,7 @@ def test_the_engine_drops_it_and_the_prefilter_sees_every_record_it_could_drop()
         event = syn.run_start("t", f"r{i}", attributes={"tag": value})
         out = red.redact_event(event, {}, "p1")
         drops = out["redaction"]["rule_counts"].get("dropped_attribute:free_value_prose", 0)
-        may = may_need_redaction(codec.encode(EVENT, event))
+        may = record_fires(codec.encode(EVENT, event))
         assert may or not drops, value  # superset: nothing the engine drops passes as bytes
         dropped += drops
         fired += may

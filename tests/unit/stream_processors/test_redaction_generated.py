@@ -10,7 +10,8 @@ from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.redaction.prefilter import may_need_redaction
 from agentstream.stream_processors.redaction.rules import PREFILTER
 
-from .redaction_benches import REDACTOR as R, assert_recall, load_bench, redact as _redact
+from .redaction_benches import REDACTOR as R, assert_recall, load_bench, record_fires, redact as _redact
+
 
 gen = load_bench("redaction_corpus")
 
@@ -39,7 +40,7 @@ def test_prefilter_fires_on_every_text_with_a_planted_value_alone_and_inside_an_
         assert may_need_redaction(c.text.encode()), c.text
         ev = syn.step("t", "run-1", 2, name="tool", args_digest="d", attributes={"note": c.text[:200]})
         if _redact(c.text[:200]) != c.text[:200]:
-            assert may_need_redaction(codec.encode(EVENT, ev)), c.text[:200]
+            assert record_fires(codec.encode(EVENT, ev)), c.text[:200]
 
 
 def test_hyperscan_and_re_prefilters_agree_on_every_text():
@@ -66,14 +67,14 @@ def test_prefilter_is_a_superset_of_what_the_engine_changes():
 ])
 def test_prefilter_fires_on_what_metadata_only_drops(attrs):
     raw = Codec().encode(EVENT, syn.step("t", "run-1", 2, name="tool", args_digest="d", attributes=attrs))
-    assert may_need_redaction(raw)
+    assert may_need_redaction(raw) and record_fires(raw)
 
 
 def test_prefilter_lets_most_clean_records_through():
-    # Random UUID event ids hold digit runs shaped like phone groups now and then (~5% of records);
-    # those go the slow way, correctly. Far below 15% in expectation, so no flakiness.
+    # Random UUID event ids hold digit runs shaped like phone groups now and then: ~5% of these
+    # records tripped the whole-record byte scan; the record's text leaves exact UUIDs out.
     codec = Codec()
     clean = [codec.encode(EVENT, syn.step("tenant-a", f"run-{i}", 2, name="search", args_digest="d",
                                           attributes={"http.route": "/v1/search", "note": f"step {i}"}))
              for i in range(400)]
-    assert sum(map(may_need_redaction, clean)) <= 60
+    assert sum(map(record_fires, clean)) == 0  # their text: no UUID, framing or double bytes

@@ -9,7 +9,8 @@ from agentstream.stream_processors.redaction import DEFAULT_ACTIONS
 from agentstream.stream_processors.redaction.prefilter import may_need_redaction
 from agentstream.stream_processors.redaction.rules import PREFILTER
 
-from .redaction_benches import REDACTOR as R, assert_recall, load_bench, redact as _redact
+from .redaction_benches import REDACTOR as R, assert_recall, load_bench, record_fires, redact as _redact
+
 
 gen = load_bench("redaction_heldout")
 
@@ -39,7 +40,7 @@ def test_prefilter_fires_wherever_the_engine_changes_a_text_alone_and_inside_an_
         note = c.text[:200]
         if _redact(note) != note:
             ev = syn.step("t", "run-1", 2, name="tool", args_digest="d", attributes={"note": note})
-            assert may_need_redaction(codec.encode(EVENT, ev)), note
+            assert record_fires(codec.encode(EVENT, ev)), note
 
 
 def test_shape_rules_never_quarantine_an_envelope_id():
