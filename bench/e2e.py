@@ -109,10 +109,12 @@ class Bench:
         return sum(int(self.sql(t, "SELECT count() FROM events")[0][0]) for t in self.tenants)
 
     def insert_histogram(self) -> dict[str, float]:
-        """The sink's insert-time histogram for the events table (sum and count)."""
+        """The sink's insert-time histograms for the events table (sum and count): wall time, and
+        the inserting thread's CPU and wait for a CPU."""
         out: dict[str, float] = {}
         for line in self.http.get(f"{self.stack.api_url}/metrics").text.splitlines():
-            m = re.match(r'^(agentstream_sink_insert_seconds_(?:sum|count))\{table="events"\} (\S+)$', line)
+            m = re.match(r'^(agentstream_sink_insert_(?:seconds|thread_cpu_seconds|cpu_wait_seconds)_(?:sum|count))'
+                         r'\{table="events"\} (\S+)$', line)
             if m:
                 out[m.group(1)] = float(m.group(2))
         return out
@@ -153,12 +155,14 @@ class Bench:
 # ---- 1. latency under load --------------------------------------------------------------------
 
 def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: float = 0.2,
-                  pollers: int = POLLERS, poll_share: float = 0.0) -> dict:
+                  pollers: int = POLLERS, poll_share: float = 0.0, watch: dict[str, int] | None = None) -> dict:
     """Probe runs every ``every`` s; ``pollers`` threads poll the pending ones, oldest poll first,
     each keeping one request in flight (as a couple of dashboard users would). A thread per
     probe polling every 50 ms had ~15 requests in flight and saturated the API it measured.
     A pending probe is polled at most every POLL_S, and with ``poll_share`` > 0 at most every
-    ``poll_share`` x its age (a figure then reads at most that share high, never low)."""
+    ``poll_share`` x its age (a figure then reads at most that share high, never low).
+    ``watch``: processes (stage -> pid) whose cores and CPU waits are taken over the probes'
+    emission (``cpu_waits``)."""
     lat_ms: list[float] = []
     get_ms: list[float] = []
     pending: dict[str, list[float]] = {}  # run id -> [emitted at, last polled at]
@@ -204,6 +208,7 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
     threads = [threading.Thread(target=poll, daemon=True) for _ in range(pollers)]
     for th in threads:
         th.start()
+    sched0, t0 = {k: tree_sched(p) for k, p in (watch or {}).items()}, time.monotonic()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         t = time.monotonic()
@@ -215,6 +220,7 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
             pending[run.run_id] = [time.monotonic(), 0.0]
             emitted_wall[run.run_id] = time.time()
         time.sleep(max(0.0, every - (time.monotonic() - t)))
+    waits = cpu_waits(sched0, {k: tree_sched(p) for k, p in (watch or {}).items()}, time.monotonic() - t0)
     emitting.clear()
     for th in threads:
         th.join(120)
@@ -228,14 +234,18 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
     inserted = {rid: ms / 1000 for rid, ms in rows}
     to_store = [(inserted[k] - emitted_wall[k]) * 1000 for k in final_wall if k in inserted]
     to_answer = [(final_wall[k] - inserted[k]) * 1000 for k in final_wall if k in inserted]
-    inserts = histogram_delta(inserts_before, b.insert_histogram(), "agentstream_sink_insert_seconds")
+    inserts_after = b.insert_histogram()
+    inserts = histogram_delta(inserts_before, inserts_after, "agentstream_sink_insert_seconds")
+    # the same inserts' CPU and wait for a CPU (sink/thread_sched.py; absent where not Linux)
+    for key, name in (("cpu_mean_ms", "thread_cpu_seconds"), ("cpu_wait_mean_ms", "cpu_wait_seconds")):
+        inserts[key] = histogram_delta(inserts_before, inserts_after, f"agentstream_sink_insert_{name}")["mean_ms"]
     stamps = probe_stamps(b.bootstrap, b.prefix, emitted_wall, final_wall, inserted, 5)
     split = {"emit_to_stored_p50_ms": r(pct(to_store, 0.5)), "emit_to_stored_p99_ms": r(pct(to_store, 0.99)),
              "stored_to_answer_p50_ms": r(pct(to_answer, 0.5)), "stored_to_answer_p99_ms": r(pct(to_answer, 0.99))}
     return {**split, "n": len(lat_ms), "missing": len(missing), "p50_ms": r(pct(lat_ms, 0.5)),
             "p99_ms": r(pct(lat_ms, 0.99)), "max_ms": r(max(lat_ms, default=float("nan"))),
             "get_p50_ms": r(pct(get_ms, 0.5)), "get_p99_ms": r(pct(get_ms, 0.99)), "gets": len(get_ms), "requests": requests[0],
-            "hops": hop_budget(stamps), "sink_inserts": inserts}
+            "hops": hop_budget(stamps), "sink_inserts": inserts, "cpu_waits": waits}
 
 
 def cpu_waits(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]],
@@ -273,10 +283,8 @@ def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float, p
             if bg is not None:
                 time.sleep(warm_s)
             watch = {**b.pids(), **({"sdk": bg.pid} if bg is not None else {})}
-            sched0, t0 = {k: tree_sched(p) for k, p in watch.items()}, time.monotonic()
-            out[load] = probe_latency(b, tracer, probe_tenant, probe_s, pollers=pollers, poll_share=poll_share)
-            out[load]["cpu_waits"] = cpu_waits(sched0, {k: tree_sched(p) for k, p in watch.items()},
-                                               time.monotonic() - t0)
+            out[load] = probe_latency(b, tracer, probe_tenant, probe_s, pollers=pollers, poll_share=poll_share,
+                                      watch=watch)
             if bg is not None:
                 res = b.sdk_result(bg)
                 out[load]["offered_ev_s"] = round(res["total"] / max(1e-9, res["last_emit"] - res["first_emit"]))
