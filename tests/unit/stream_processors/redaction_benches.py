@@ -31,6 +31,17 @@ REDACTOR = Redactor(b"test-key")
 _READER = EventReader(Codec())
 
 
+def engine_changes(event: dict, redactor: Redactor = REDACTOR) -> bool:
+    """Whether the engine would change or quarantine the event: what the prefilter must let
+    through to it."""
+    try:
+        out = redactor.redact_event(event, DEFAULT_ACTIONS, "p1")
+    except Exception:  # noqa: BLE001 - a quarantine is a change the prefilter must let through
+        return True
+    return bool(out["redaction"]["rule_counts"]) or {k: v for k, v in out.items() if k != "redaction"} != {
+        k: v for k, v in event.items() if k != "redaction"}
+
+
 def record_fires(raw: bytes) -> bool:
     """The hot path's own prefilter question for a raw record: its text, judged as the engine
     judges each string (redaction_stage.record_may_need_redaction)."""
