@@ -70,6 +70,15 @@ class Run(RunGate, RunRecords):
     _tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
     ended = False
     _gate = False
+    # Unset unless given. A run sets at most 30 attributes of its own this way: past 30,
+    # CPython 3.11 stops sharing the class's compact instance layout and gives the instance a
+    # dict of its own, and every attribute store of the run (there are ~30) then costs more.
+    session_id: str | None = None
+    parent_run_id: str | None = None
+    end_user_id: str | None = None
+    role: str | None = None
+    attrs: dict[str, Any] | None = None
+    budget: RunBudget | None = None
     # Made when first needed (most runs have no retries and get no commands): fewer objects
     # per run for the agent's thread to allocate and the cyclic GC to scan.
     _attempts: dict[str, int] | None = None
@@ -88,22 +97,23 @@ class Run(RunGate, RunRecords):
         self._q = self._t.q
         self._qmax = self._t.maxsize
         self._policy = tracer._policy
-        self.tenant_id = tracer.tenant_id
-        self.agent_id = tracer.agent_id
-        self.agent_version = tracer.agent_version
-        self.environment = tracer.environment
         self.name = name
         self.run_id = run_id or uuid4_str()
-        self.session_id = session_id
-        self.parent_run_id = parent_run_id
-        self.end_user_id = end_user_id  # the keyed digest (Tracer.run made it), never the raw id
-        self.role = role
-        self.attrs = attrs or None
-        if limits is tracer._limits and not tracer._limits_any:
-            self.budget = None
-        else:
-            self.budget = RunBudget(limits, self.run_id) if limits.any() else None
-            self._gate = self.budget is not None
+        # Set only when given (the class holds None): see the note at the class attributes.
+        if session_id is not None:
+            self.session_id = session_id
+        if parent_run_id is not None:
+            self.parent_run_id = parent_run_id
+        if end_user_id is not None:
+            self.end_user_id = end_user_id  # the keyed digest (Tracer.run made it), never the raw id
+        if role is not None:
+            self.role = role
+        if attrs:
+            self.attrs = attrs
+        if limits is not tracer._limits or tracer._limits_any:
+            if limits.any():
+                self.budget = RunBudget(limits, self.run_id)
+                self._gate = True
         self._sid = self.run_id[:8] + "."
         self._counter = itertools.count(1)
         self._n_lock = threading.Lock()
@@ -119,6 +129,23 @@ class Run(RunGate, RunRecords):
         if not sampled:
             self._buf: list[tuple[bytes, bytes]] = []  # the run's records, held to its end
         self._sampled = sampled
+
+    # The tracer's identity, read through it (not copied per run: see the class attributes).
+    @property
+    def tenant_id(self) -> str:
+        return self.tracer.tenant_id
+
+    @property
+    def agent_id(self) -> str:
+        return self.tracer.agent_id
+
+    @property
+    def agent_version(self) -> str:
+        return self.tracer.agent_version
+
+    @property
+    def environment(self) -> str:
+        return self.tracer.environment
 
     # ---- emission -----------------------------------------------------------------------
     def _emit(self, kind: str, payload: Any, attrs: dict | None = None,

@@ -65,6 +65,19 @@ def test_version_and_variant_bits_whatever_the_random_bytes():
     assert ids.format_uuid4(b"\xff" * 16) == ["ffffffff-ffff-4fff-bfff-ffffffffffff"]
 
 
+def test_formatted_ids_keep_every_random_digit_in_place():
+    rng = random.Random(7)
+    for _ in range(300):
+        raw = bytes(rng.randrange(256) for _ in range(16 * rng.randrange(1, 6)))
+        made = ids.format_uuid4(raw)
+        assert len(made) == len(raw) // 16
+        for k, s in enumerate(made):
+            want = bytearray(raw[16 * k:16 * k + 16])
+            want[6] = want[6] & 0x0F | 0x40
+            want[8] = want[8] & 0x3F | 0x80
+            assert s == str(uuid.UUID(bytes=bytes(want)))
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_never_hands_out_its_parents_buffered_ids():
     ids.uuid4_str()  # the pool now holds ids the parent will hand out next
