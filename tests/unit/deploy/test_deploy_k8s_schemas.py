@@ -1,7 +1,7 @@
 """Every rendered manifest is valid against the Kubernetes API schemas (kubernetes-validate,
 pinned in pyproject, strict: unknown fields are errors). Custom resources of the operators we
-target (KEDA, Strimzi, Altinity) have no schema in that package; their required structure is
-checked field by field below instead."""
+target (KEDA, Strimzi, Altinity, the Prometheus Operator) have no schema in that package;
+their required structure is checked field by field below (and in test_deploy_monitoring.py)."""
 from __future__ import annotations
 
 import re
@@ -20,6 +20,8 @@ CUSTOM_KINDS = {
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"),
     ("clickhouse.altinity.com/v1", "ClickHouseInstallation"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
 }
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
