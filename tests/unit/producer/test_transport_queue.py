@@ -64,6 +64,26 @@ def test_a_full_queue_keeps_the_newest_events(tmp_path, speedups):
     t.close(5)
 
 
+def test_a_run_started_and_ended_in_a_full_queue_keeps_its_start_and_end(tmp_path, speedups):
+    memory = InMemoryTransport()
+    held = HeldBack(memory)
+    t = _tracer(tmp_path, speedups, held, queue_size=16)
+    with t.run("first") as first:
+        for i in range(30):
+            first.tool_call("x", {"i": str(i)})
+    # the queue is full: the second run's RUN_START, its one step and RUN_END each drop the oldest
+    with t.run("second", ticket="T-9") as second:
+        second.tool_call("y", {"q": "z"})
+    assert t.stats()["dropped"] == (32 - 16) + 3
+    held.release()
+    assert t.flush(30)
+    events = memory.events(second.run_id)
+    assert [e["kind"] for e in events] == ["RUN_START", "STEP", "RUN_END"]
+    assert events[0]["attributes"] == {"ticket": "T-9"}
+    assert [e["seq"] for e in events] == [0, 1, 2]
+    t.close(5)
+
+
 def test_overflow_warns_at_a_limited_rate(tmp_path, speedups, caplog):
     memory = InMemoryTransport()
     held = HeldBack(memory)
