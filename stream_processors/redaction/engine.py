@@ -139,8 +139,9 @@ class Redactor:
     def _scan_rules(self, text: str) -> tuple[Finding, ...]:
         found: list[Finding] = []
         for rule in self.rules:
-            for s, e in rule.find(text):
-                found.append(Finding(rule, s, e))
+            if rule.trigger(text):
+                for s, e in rule.matches(text):
+                    found.append(Finding(rule, s, e))
         if len(found) > 1:
             checked = [f for f in found if f.rule.category in _CHECKSUMMED]
             if checked:

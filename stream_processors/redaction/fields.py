@@ -50,8 +50,9 @@ class IdChecker:
         if not self.prefilter(value) or is_uuid(value):  # the exemption the byte prefilter shares
             return None
         for rule in self.token_rules:
-            for _ in rule.find(value):
-                return cast(str, rule.name)
+            if rule.trigger(value):
+                for _ in rule.matches(value):
+                    return cast(str, rule.name)
         return None
 
     def check(self, value: str) -> str | None:

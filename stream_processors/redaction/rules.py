@@ -48,8 +48,12 @@ class Rule:
     in_ids: bool = True
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        if not self.trigger(text):
-            return
+        if self.trigger(text):
+            yield from self.matches(text)
+
+    def matches(self, text: str) -> Iterator[tuple[int, int]]:
+        """``find`` once the trigger holds. Callers that test the trigger first skip making a
+        generator for the rules it rules out (most of them, on most strings: ~0.3 µs each)."""
         if self.finder is not None:
             yield from self.finder(text)
             return
@@ -244,7 +248,9 @@ _WORDS = re.compile(r"\(\?(a?)i\)((?:\w+\|)*\w+)", re.ASCII)
 
 def _regex_trigger(p: str) -> Callable[[str], bool]:
     words = _WORDS.fullmatch(p)
-    if words:  # a case-insensitive word list: Hyperscan, with re's answer (words_trigger)
+    if words and "|" in words.group(2):
+        # A case-insensitive list of words: Hyperscan, with re's answer (words_trigger); one
+        # word alone is cheaper in re on the short strings ids are (0.4 against 0.6 µs).
         return words_trigger(tuple(words.group(2).split("|")), ascii_only=bool(words.group(1)))
     r = re.compile(p)
     return lambda s: r.search(s) is not None
