@@ -70,9 +70,9 @@ class Run(RunGate, RunRecords):
     _tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]] | None = None
     ended = False
     _gate = False
-    # Unset unless given. A run sets at most 30 attributes of its own this way: past 30,
-    # CPython 3.11 stops sharing the class's compact instance layout and gives the instance a
-    # dict of its own, and every attribute store of the run (there are ~30) then costs more.
+    # Unset unless given: every store into a run's own attributes costs (a FastRun keeps them
+    # in a dict, which grows as they come). A Run on the pure-Python core keeps CPython 3.11's
+    # compact shared layout as long as it has at most 30; these keep it at 26 to 30.
     session_id: str | None = None
     parent_run_id: str | None = None
     end_user_id: str | None = None
@@ -130,7 +130,7 @@ class Run(RunGate, RunRecords):
             self._buf: list[tuple[bytes, bytes]] = []  # the run's records, held to its end
         self._sampled = sampled
 
-    # The tracer's identity, read through it (not copied per run: see the class attributes).
+    # The tracer's identity, read through it (not stored per run: see the class attributes).
     @property
     def tenant_id(self) -> str:
         return self.tracer.tenant_id
