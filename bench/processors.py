@@ -46,7 +46,7 @@ from agentstream.stream_processors.redaction import prefilter
 from agentstream.stream_processors.settings import ProcessorsSettings
 from agentstream.stream_processors.worker_process import start_worker
 from proc_cpu import process_cpu
-from sdk_records import sdk_records
+from sdk_records import e2e_records, sdk_records
 
 
 def make_events(n: int) -> list[tuple[bytes, bytes]]:
@@ -248,8 +248,9 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--scaling", action="store_true",
                     help="also: one worker, then two workers, on the same partitions, side by side")
-    ap.add_argument("--corpus", choices=("synthetic", "sdk"), default="synthetic",
-                    help="the bench's synthetic events, or the real SDK's records (bench/sdk_records.py)")
+    ap.add_argument("--corpus", choices=("synthetic", "sdk", "e2e"), default="synthetic",
+                    help="the bench's synthetic events, the real SDK's records (bench/sdk_records.py), or "
+                         "the runs bench/e2e.py's agents emit")
     ap.add_argument("--in-process", action="store_true",
                     help="only the in-process stage figures (no broker, no worker)")
     ap.add_argument("--corpus-file", help="records pickled by bench/processors_ab.py (both arms read the same)")
@@ -257,7 +258,7 @@ def main() -> None:
     if args.corpus_file:
         data = pickle.loads(Path(args.corpus_file).read_bytes())
     else:
-        data = make_events(args.events) if args.corpus == "synthetic" else sdk_records(args.events)
+        data = {"synthetic": make_events, "sdk": sdk_records, "e2e": e2e_records}[args.corpus](args.events)
     if args.in_process:
         stages = in_process(data[:20000])
         print(f"in process ({args.corpus}), µs/event: {json.dumps(stages)}", file=sys.stderr)

@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--before", required=True, help="the commit to compare with (its stream_processors/)")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--events", type=int, default=20_000)
-    ap.add_argument("--corpus", choices=("sdk", "synthetic"), default="sdk")
+    ap.add_argument("--corpus", choices=("sdk", "e2e", "synthetic"), default="sdk")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     tmp = Path(tempfile.mkdtemp(prefix="processors-ab-"))
@@ -75,12 +75,9 @@ def main() -> None:
 
 
 def run_pairs(args: argparse.Namespace, tmp: Path) -> None:
-    if args.corpus == "sdk":
-        from sdk_records import sdk_records
-        data = sdk_records(args.events)
-    else:
-        from processors import make_events
-        data = make_events(args.events)
+    from processors import make_events
+    from sdk_records import e2e_records, sdk_records
+    data = {"synthetic": make_events, "sdk": sdk_records, "e2e": e2e_records}[args.corpus](args.events)
     corpus = tmp / "corpus.pickle"
     corpus.write_bytes(pickle.dumps(data))
     tree = str(before_tree(args.before, tmp / "before"))

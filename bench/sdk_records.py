@@ -3,6 +3,7 @@
     from sdk_records import sdk_records
     data = sdk_records(20_000)          # [(key, framed Avro value)], clean
     data = sdk_records(20_000, dirty=0.02)  # ~2% of runs carry a secret in a free-text field
+    data = e2e_records(20_000)          # the runs bench/e2e.py's agents emit (bench/e2e_sdk.py)
 
 Every record goes through the SDK's whole path (``Tracer`` → queue → worker → wire encoding)
 and lands in ``producer.testing.InMemoryTransport``: the bytes are exactly what the processors
@@ -92,6 +93,28 @@ def sdk_records(n: int, seed: int = 20261206, tenants: int = 4, agents: int = 3,
             for _ in range(200):
                 secret = PLANTED[i % len(PLANTED)] if dirty and rnd.random() < dirty else None
                 _run(tracers[i % len(tracers)], rnd, i, secret)
+                i += 1
+            for tr in tracers:
+                tr.flush(30)
+    finally:
+        for tr in tracers:
+            tr.close(30)
+    return [(k, v) for _topic, k, v in mem.records()[:n]]
+
+
+def e2e_records(n: int, tenants: int = 3, agents: int = 4, steps: int = 6) -> list[tuple[bytes, bytes]]:
+    """At least ``n`` raw records of the runs bench/e2e.py's agent process emits (its
+    ``emit_run``: LLM and tool steps alternating, tool arguments digested), cut to ``n``."""
+    from e2e_sdk import emit_run
+
+    mem = InMemoryTransport()
+    tracers = [mem.tracer(f"t-{t}", f"agent-{a}", f"1.{a % 2}.0", "bench") for t in range(tenants)
+               for a in range(agents)]
+    try:
+        i = 0
+        while len(mem.records()) < n:
+            for _ in range(200):
+                emit_run(tracers[i % len(tracers)], i, steps)
                 i += 1
             for tr in tracers:
                 tr.flush(30)

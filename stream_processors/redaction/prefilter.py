@@ -82,6 +82,23 @@ MAX_JUDGED_MATCHES = 64
 _rule_ends = compile_ends(RULE_PATTERNS, MAX_JUDGED_MATCHES)
 
 
+# The attribute verdict of an attributes' text, remembered: the same few maps (model, provider,
+# route, temperature) come with most events, and the verdict is a function of the text alone.
+_ATTRIBUTE_VERDICTS: dict[bytes, bool] = {}
+ATTRIBUTE_CACHE_MAX_BYTES, ATTRIBUTE_CACHE_MAX_ENTRIES = 512, 4096
+
+
+def _attributes_trip(attributes_text: bytes) -> bool:
+    hit = _ATTRIBUTE_VERDICTS.get(attributes_text)
+    if hit is None:
+        hit = _attribute_match(attributes_text)
+        if len(attributes_text) <= ATTRIBUTE_CACHE_MAX_BYTES:
+            if len(_ATTRIBUTE_VERDICTS) >= ATTRIBUTE_CACHE_MAX_ENTRIES:
+                _ATTRIBUTE_VERDICTS.clear()  # cheaper than LRU bookkeeping on every hit
+            _ATTRIBUTE_VERDICTS[attributes_text] = hit
+    return hit
+
+
 class Engine(Protocol):
     """What the text test asks of ``Redactor``."""
     max_chars: int
@@ -106,7 +123,7 @@ def text_may_need_redaction(text: bytes, attributes_start: int, attributes_end: 
     call id or a hex digest that trips a pattern no longer costs a full decode and walk."""
     if longest > engine.max_chars:
         return True
-    if attributes_end > attributes_start and _attribute_match(text[attributes_start:attributes_end]):
+    if attributes_end > attributes_start and _attributes_trip(text[attributes_start:attributes_end]):
         return True
     if not _rule_match(text):
         return False
