@@ -31,6 +31,7 @@ PART_COMMANDS = [
     "agentstream.cli.mcp_commands",
     "agentstream.cli.audit_commands",
     "agentstream.cli.hooks_commands",
+    "agentstream.cli.dlq_commands",
     "agentstream.stream_processors.cli",
     "agentstream.sink.cli",
     "agentstream.api.cli",
@@ -88,7 +89,7 @@ STACK_COMMANDS = {"up", "demo", "serve-embedded"}
 # Client commands that talk to Kafka and nothing else: checked for a listening broker first, so
 # a wrong address is one clear line, not librdkafka retrying into the terminal.
 KAFKA_CLIENT_COMMANDS = {("alerts", "tail"), ("alerts", "forward"), ("policy", "set"),
-                         ("policy", "show"), ("topics", "create")}
+                         ("policy", "show"), ("topics", "create"), ("dlq", "tail"), ("dlq", "summary")}
 
 
 def take_option(argv: list[str], name: str) -> tuple[list[str], str | None]:

@@ -7,14 +7,14 @@ insert of ~0.25 s of CPU took 0.5-2 s, most of it runnable and waiting for one o
 """
 from __future__ import annotations
 
-_PATH = "/proc/thread-self/schedstat"
+SCHEDSTAT = "/proc/thread-self/schedstat"
 
 
 def thread_sched() -> tuple[float, float] | None:
     """(seconds on a CPU, seconds runnable but waiting for one) of the calling thread since it
     started, or None where the kernel does not say (not Linux, schedstats off)."""
     try:
-        with open(_PATH, "rb") as f:
+        with open(SCHEDSTAT, "rb") as f:
             on, wait, _slices = f.read().split()
         return int(on) / 1e9, int(wait) / 1e9
     except (OSError, ValueError):

@@ -1,10 +1,12 @@
 """deploy/k8s/components/monitoring: the PodMonitor and the alerting rules, rendered into each
 overlay with the real Kustomize. Each rule's expression is parsed as PromQL (promql-parser), and
-every metric and label it names is one the parts really expose: the checker reads the metric
-families from the sink's, the processors', the gateway's and the API's registries, so a renamed
-metric or label fails here rather than leaving an alert that can never fire."""
+every metric and label it names is one the parts really expose: the checker reads the metrics the
+sink, the processors, the gateway and the API declare (checked against prometheus_client's own
+rendering), so a renamed metric or label fails here rather than leaving an alert that can never
+fire."""
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,7 +15,6 @@ import promql_parser as pq
 import pytest
 import yaml
 from deploy_render import K8S, OVERLAYS, agentstream_workloads, of_kind, render_with_component
-from prometheus_client import REGISTRY, CollectorRegistry
 
 RULES = K8S / "components" / "monitoring" / "prometheusrule.yaml"
 # Labels Prometheus adds to every scraped series (the PodMonitor's target labels).
@@ -24,27 +25,58 @@ SEVERITIES = {"critical", "warning", "info"}
 DURATION = re.compile(r"^\d+[smhd]$")
 
 
-def _families(registry: CollectorRegistry) -> dict[str, set[str]]:
-    """Every sample name a registry exposes (``x_total``, ``x_bucket`` ...) -> its label names,
-    whether or not a labelled child exists yet."""
+# Where the parts declare their metrics: read from the source, every Counter/Gauge/Histogram with
+# a literal name and label list (they all are), so a metric added or renamed is seen here.
+METRIC_MODULES = ["sink/metrics.py", "stream_processors/metrics.py", "api/gateway/metrics.py", "api/metrics.py"]
+SUFFIXES = {"Counter": ("_total", "_created"), "Gauge": ("",), "Histogram": ("_bucket", "_sum", "_count", "_created")}
+
+
+def declared(source: str) -> dict[str, set[str]]:
+    """Every sample name the metrics declared in ``source`` expose (``x_total``, ``x_bucket``
+    ...) -> its label names."""
     out: dict[str, set[str]] = {}
-    for name, collector in registry._names_to_collectors.items():  # private, read only
-        labels = set(getattr(collector, "_labelnames", ()))
-        out[name] = labels | ({"le"} if name.endswith("_bucket") else set())
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in SUFFIXES):
+            continue
+        args = list(node.args) + [k.value for k in node.keywords if k.arg == "labelnames"]
+        if not (args and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str)):
+            continue
+        labels: set[str] = set()
+        for a in args[2:]:
+            if isinstance(a, (ast.List, ast.Tuple)):
+                labels = {e.value for e in a.elts if isinstance(e, ast.Constant)}
+        base = args[0].value.removesuffix("_total") if node.func.id == "Counter" else args[0].value
+        for suffix in SUFFIXES[node.func.id]:
+            out[base + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
     return out
 
 
 @pytest.fixture(scope="module")
 def exposed() -> dict[str, set[str]]:
-    import agentstream.sink.metrics  # noqa: F401 - registers the sink's metrics in REGISTRY
-    from agentstream.api.gateway.metrics import GatewayMetrics
-    from agentstream.api.metrics import ApiMetrics
+    root = Path(__file__).resolve().parents[3]
+    out = dict(PROMETHEUS_SERIES)
+    for rel in METRIC_MODULES:
+        out.update(declared((root / rel).read_text()))
+    return out
+
+
+def test_the_declarations_are_read_as_the_client_exposes_them(exposed):
+    """The source reading agrees with prometheus_client's own rendering of a part's metrics."""
+    from prometheus_client import generate_latest
+
     from agentstream.stream_processors.metrics import ProcessorMetrics
 
-    out = dict(PROMETHEUS_SERIES)
-    for reg in (REGISTRY, ProcessorMetrics().registry, GatewayMetrics().registry, ApiMetrics().registry):
-        out.update(_families(reg))
-    return out
+    m = ProcessorMetrics()
+    m.records_out.labels(topic="t").inc()
+    m.batch_seconds.observe(0.1)
+    m.errors.labels(what="w", error_class="bug").inc()
+    for line in generate_latest(m.registry).decode().splitlines():
+        if line.startswith("agentstream_"):
+            name, _, rest = line.partition("{") if "{" in line.split(" ")[0] else (line.split(" ")[0], "", "")
+            labels = set(re.findall(r'(\w+)="', rest))
+            assert name in exposed and labels <= exposed[name], line
+    assert exposed["agentstream_processors_errors_total"] == {"what", "error_class"}
+    assert exposed["agentstream_sink_insert_seconds_bucket"] == {"table", "le"}
 
 
 def rules() -> list[dict[str, Any]]:

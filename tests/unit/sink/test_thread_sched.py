@@ -59,7 +59,7 @@ def test_a_thread_that_competes_for_one_cpu_waits() -> None:
 
 
 def test_no_schedstat_means_no_figure_not_an_error(monkeypatch) -> None:
-    monkeypatch.setattr(ts, "_PATH", "/nonexistent/schedstat")
+    monkeypatch.setattr(ts, "SCHEDSTAT", "/nonexistent/schedstat")
     assert ts.thread_sched() is None
     assert ts.spent(None) is None
     assert ts.spent((1.0, 2.0)) is None
