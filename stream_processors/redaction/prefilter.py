@@ -128,8 +128,8 @@ def text_may_need_redaction(text: bytes, attributes_start: int, attributes_end: 
     if not _rule_match(text):
         return False
     match_ends = _rule_ends(text)
-    if match_ends is None:
-        return True  # more matches than worth judging one by one: the full path
+    if not match_ends:
+        return True  # more matches than worth judging one by one (None): the full path
     bounds = memoryview(ends).cast("I")
     string_ends = [e & 0x7FFFFFFF for e in bounds]
     judged: set[int] = set()
