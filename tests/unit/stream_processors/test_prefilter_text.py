@@ -3,7 +3,8 @@ reader walks by schema; redaction/prefilter.py): whatever the engine would chang
 must never go on as its own bytes. Written before the defence: a secret in every string field of
 every payload of both Event versions, in map keys and values, array items, nested records, at a
 string's first and last byte, around NULs inside a string, in ids (UUID-shaped or not), over the
-scan limit, and a random differential against the engine on real SDK records."""
+scan limit; random texts (secrets glued into noise, UUIDs, digests, prose, long runs) in random
+fields; and a differential against the engine on real SDK records."""
 from __future__ import annotations
 
 import io
@@ -246,3 +247,48 @@ def test_readers_agree_on_the_text_of_damaged_records():
             else:
                 del b[rnd.randrange(6, len(b)):]
             assert c.read_text(bytes(b)) == py.read_text(bytes(b))
+
+
+def _random_text(rnd: random.Random) -> str:
+    kind = rnd.randrange(9)
+    if kind == 0:
+        return rnd.choice(CORPUS)
+    if kind == 1:
+        return str(uuid.UUID(int=rnd.getrandbits(128)))
+    if kind == 2:
+        return f"{rnd.getrandbits(256):064x}"
+    if kind == 3:  # a corpus text glued into noise, NULs and other control bytes included
+        noise = "".join(rnd.choice("ab1 _-\x00\x01\t.:/é日") for _ in range(rnd.randint(0, 12)))
+        return noise + rnd.choice(CORPUS) + noise[::-1]
+    if kind == 4:
+        return " ".join(rnd.choice(("the", "order", "was", "refunded", "by", "ops", "ünï", "日本")) for _ in range(6))
+    if kind == 5:
+        return rnd.choice("xé日") * rnd.randint(200, 400)
+    if kind == 6:
+        return rnd.choice(SECRETS)
+    if kind == 7:
+        return "".join(chr(rnd.randrange(32, 0x2FF)) for _ in range(rnd.randint(0, 20)))
+    return f"call_{rnd.getrandbits(64):016x}"
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=[f"v{v.version}" for v in VERSIONS])
+def test_random_texts_in_random_fields_never_pass_what_the_engine_changes(version):
+    rnd = random.Random(version.version * 1000 + 7)
+    bases = {kind: _base(version, kind) for kind in KIND_TO_BRANCH}
+    slots = {kind: [s for s in _slots(ev) if _is_text(version, ev, s)] for kind, ev in bases.items()}
+    changed = passed = 0
+    for _ in range(1500):
+        kind = rnd.choice(list(KIND_TO_BRANCH))
+        ev = bases[kind]
+        for slot in rnd.sample(slots[kind], k=min(3, len(slots[kind]))):
+            ev = _set(ev, slot, _random_text(rnd))
+        ev = _set(ev, ("attributes",), {_random_text(rnd)[:40] or "k": _random_text(rnd)
+                                        for _ in range(rnd.choice((0, 1, 4)))})
+        raw = _encode(version, ev)
+        fires = _fires(raw)
+        assert _fires(raw, reader="py") == fires
+        if engine_changes(ev):
+            changed += 1
+            assert fires, ev
+        passed += not fires
+    assert changed > 300 and passed > 100  # both kinds were generated
