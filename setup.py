@@ -44,6 +44,7 @@ WIRECORE = Extension("agentstream.producer._wirecore", ["producer/_wirecore.c"],
 # The processors' field reader (stream_processors/_fieldreader.c), optional the same way: without
 # it the program runs in stream_processors/_fieldreader_py.py, with the same results.
 FIELDREADER = Extension("agentstream.stream_processors._fieldreader", ["stream_processors/_fieldreader.c"],
+                        depends=["stream_processors/_fieldreader_text.h"],  # in the sdist, rebuilt on change
                         optional=True, extra_compile_args=["-O2"])
 
 setup(packages=packages, package_dir=package_dir, package_data=package_data,
