@@ -78,8 +78,11 @@ class RunGate(RunState):
         self._gate = True
 
     def _apply_commands(self) -> None:
-        while self._commands:
-            cmd = self._commands.pop(0)
+        commands = self._commands
+        if not isinstance(commands, list):  # none ever came: the class's empty tuple
+            return
+        while commands:
+            cmd = commands.pop(0)
             ctype = cmd.get("command_type")
             if ctype == "STOP":
                 self._ack(cmd, "applied", None)

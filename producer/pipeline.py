@@ -94,6 +94,8 @@ class EventPipeline:
     def _hold(self, run: Run, kind: str, payload: Any, data: bytes) -> list[tuple[bytes, bytes]]:
         """Unsampled run: hold its records until RUN_END says whether it failed."""
         buf = run._buf
+        if buf is None:  # (made by Run for every unsampled run; a run made otherwise gets one)
+            buf = run._buf = []
         buf.append((run._key, data))
         if kind == "RUN_END":
             run._buf = []

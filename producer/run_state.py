@@ -34,7 +34,7 @@ class RunState:
     budget: RunBudget | None
     _gate: bool  # anything to check before a step: a budget, a throttle or a pending command
     _stop_exc: EnforcementError | None  # raised again by every step once the run is stopped
-    _commands: list[dict[str, Any]]
+    _commands: list[dict[str, Any]] | tuple[()]  # () until the first command
     _throttle_s: float
     failures: int
     input_tokens: int

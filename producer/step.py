@@ -237,13 +237,15 @@ class _PyStepCore(Step):
     ``Step`` (the C core cannot): its open and close call ``Step``'s gated open and failure
     marking."""
 
-    _n = None
-    _parent = None
+    # (typed again here: mypy may see this class before Step's annotations in the step/run
+    # import cycle, and would then type them None)
+    _n: int | None = None
+    _parent: Step | str | None = None
     # Dropped at close: a queued step should not keep its token (and the token its context)
     # alive; every object that survives in the queue makes the cyclic GC's passes longer.
-    _token = None
-    _t0 = None
-    _lat = None
+    _token: contextvars.Token[Any] | None = None
+    _t0: int | None = None
+    _lat: int | None = None
 
     def __init__(self, run: Run, kind: int, name: str, attrs: dict[str, Any] | None) -> None:
         self.run = run
