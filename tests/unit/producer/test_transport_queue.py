@@ -38,15 +38,20 @@ def _tracer(tmp_path, speedups: bool, factory, **kw) -> Tracer:
                   spool_dir=str(tmp_path / f"spool-{speedups}"), **kw)
 
 
+def _held_tracer(tmp_path, speedups: bool) -> tuple[InMemoryTransport, HeldBack, Tracer]:
+    """A tracer with a 16-event queue whose deliveries wait until ``held.release()``."""
+    memory = InMemoryTransport()
+    held = HeldBack(memory)
+    return memory, held, _tracer(tmp_path, speedups, held, queue_size=16)
+
+
 @pytest.fixture(params=[True, False], ids=["c-core", "python-core"])
 def speedups(request):
     return request.param
 
 
 def test_a_full_queue_keeps_the_newest_events(tmp_path, speedups):
-    memory = InMemoryTransport()
-    held = HeldBack(memory)
-    t = _tracer(tmp_path, speedups, held, queue_size=16)
+    memory, held, t = _held_tracer(tmp_path, speedups)
     with t.run("r") as run:
         for i in range(40):
             with run.step("tool", f"s{i}"):
@@ -65,9 +70,7 @@ def test_a_full_queue_keeps_the_newest_events(tmp_path, speedups):
 
 
 def test_a_run_started_and_ended_in_a_full_queue_keeps_its_start_and_end(tmp_path, speedups):
-    memory = InMemoryTransport()
-    held = HeldBack(memory)
-    t = _tracer(tmp_path, speedups, held, queue_size=16)
+    memory, held, t = _held_tracer(tmp_path, speedups)
     with t.run("first") as first:
         for i in range(30):
             first.tool_call("x", {"i": str(i)})
@@ -85,9 +88,7 @@ def test_a_run_started_and_ended_in_a_full_queue_keeps_its_start_and_end(tmp_pat
 
 
 def test_overflow_warns_at_a_limited_rate(tmp_path, speedups, caplog):
-    memory = InMemoryTransport()
-    held = HeldBack(memory)
-    t = _tracer(tmp_path, speedups, held, queue_size=16)
+    memory, held, t = _held_tracer(tmp_path, speedups)
     with caplog.at_level(logging.WARNING, logger="agentstream.producer"):
         with t.run("r") as run:
             for _ in range(500):
@@ -103,9 +104,7 @@ def test_overflow_warns_at_a_limited_rate(tmp_path, speedups, caplog):
 
 
 def test_a_flush_waiting_in_a_full_queue_is_never_dropped(tmp_path, speedups):
-    memory = InMemoryTransport()
-    held = HeldBack(memory)
-    t = _tracer(tmp_path, speedups, held, queue_size=16)
+    memory, held, t = _held_tracer(tmp_path, speedups)
     run = t.run("r").__enter__()
     for i in range(10):
         run.tool_call(f"before{i}", latency_ms=1)
@@ -130,9 +129,7 @@ def test_a_flush_waiting_in_a_full_queue_is_never_dropped(tmp_path, speedups):
 def test_a_dropped_c_step_is_visible_to_the_gc_again(tmp_path):
     # The C core hides a queued step from the cyclic GC; a dropped one must not stay hidden,
     # or a cycle through it (the agent kept a reference) would never be collected.
-    memory = InMemoryTransport()
-    held = HeldBack(memory)
-    t = _tracer(tmp_path, True, held, queue_size=16)
+    memory, held, t = _held_tracer(tmp_path, True)
     run = t.run("r").__enter__()
     kept = []
     for i in range(40):
