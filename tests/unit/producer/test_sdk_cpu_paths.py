@@ -202,3 +202,34 @@ def test_budget_any_sees_every_limit(field):
 def test_ids_module_is_fork_registered():
     # the guard above only holds if the hook is registered at import (not lazily)
     assert "agentstream.producer.ids" in sys.modules
+
+
+def test_digests_without_openssls_hmac_state_are_the_same(monkeypatch):
+    """Where ``hmac.new`` gives no OpenSSL state to copy (``_hmac``), the policy copies the
+    Python HMAC object itself: the same digests."""
+    real_new = hmac.new
+
+    class PlainHmac:
+        copies = 0
+
+        def __init__(self, inner) -> None:
+            self._inner = inner
+
+        def copy(self) -> "PlainHmac":
+            PlainHmac.copies += 1
+            return PlainHmac(self._inner.copy())
+
+        def update(self, data: bytes) -> None:
+            self._inner.update(data)
+
+        def hexdigest(self) -> str:
+            return self._inner.hexdigest()
+
+    import agentstream.producer.capture as capture
+
+    monkeypatch.setattr(capture.hmac, "new", lambda *a, **kw: PlainHmac(real_new(*a, **kw)))
+    policy = CapturePolicy("metadata_only", "p1", b"key")
+    values = ("order 1", {"q": "order 1"}, {"b": "1", "a": "2"}, ["tool", "x"], {"n": 1})
+    for v in values:
+        assert policy.digest(v) == _old_digest(b"key", v)
+    assert PlainHmac.copies == len(values)  # the wrapper itself was copied, once per digest
