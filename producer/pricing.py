@@ -18,9 +18,6 @@ PROVIDER_ALIASES = {"azure.ai.openai": "openai", "azure_openai": "openai", "gemi
                     "aws.bedrock": "anthropic"}
 
 
-_UNSEEN = object()  # a cache miss (None is a cached answer: no price for that model)
-
-
 @dataclass(frozen=True)
 class Price:
     input: float
@@ -55,9 +52,10 @@ class PriceTable:
 
     def lookup(self, provider: str, model: str) -> Price | None:
         key = (provider, model)
-        cached = self._cache.get(key, _UNSEEN)
-        if cached is not _UNSEEN:
-            return cached  # type: ignore[return-value]  # a Price or None, not the sentinel
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
         p = PROVIDER_ALIASES.get(provider, provider)
         candidates = [self._table.get(p, {})] + [m for q, m in self._table.items() if q != p]
         found = None
@@ -71,10 +69,16 @@ class PriceTable:
 
     def cost(self, provider: str, model: str, input_tokens: int, output_tokens: int,
              cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> float | None:
-        price = self.lookup(provider, model)
+        # (once per model call on the agent's thread: the cache hit and the clamp inline)
+        try:
+            price = self._cache[provider, model]
+        except KeyError:
+            price = self.lookup(provider, model)
         if price is None:
             return None
-        uncached = max(0, input_tokens - cache_read_tokens - cache_write_tokens)
+        uncached = input_tokens - cache_read_tokens - cache_write_tokens
+        if uncached < 0:
+            uncached = 0
         return (uncached * price.input + output_tokens * price.output
                 + cache_read_tokens * price.cache_read
                 + cache_write_tokens * price.cache_write) / 1_000_000
