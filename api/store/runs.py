@@ -166,14 +166,50 @@ RUN_EVENTS_SQL = ("SELECT base64Encode(detail) AS detail FROM run_events "
                   "WHERE tenant_id = {tenant:String} AND run_id = {run_id:String}")
 _FIXED = {"u": struct.Struct("<Q").unpack_from, "i": struct.Struct("<q").unpack_from,
           "f": struct.Struct("<d").unpack_from}
-_LAYOUT_READS = tuple((name, kind, _FIXED.get(kind)) for name, kind in RUN_EVENT_LAYOUT)
 
 
-# The reader is flat (a loop over the layout, offsets in locals) rather than a cursor object:
-# a run of 200 steps is ~9,000 fields per request, and a method call or two per field was a
-# fifth of GET /v1/runs/{id}'s time in its worker thread (bench/api_request_cpu.py).
+# The reader is straight-line code generated from RUN_EVENT_LAYOUT (so the layout stays the one
+# contract): a run of 200 steps is ~9,000 fields per request, and a loop over the layout paid a
+# tuple unpack, a kind test and a dict store per field, a function call per string; unrolled,
+# each field is a few local operations and the event one dict display (bench/api_request_cpu.py).
+# A string: a LEB128 length (one byte under 128, so that case is inline), then its UTF-8.
+def _field_source(var: str, kind: str) -> list[str]:
+    if kind == "s":  # about half of an event's strings are empty: those skip the slice and decode
+        return ["n = data[pos]", "if n == 0:", f"    {var} = ''", "    pos += 1", "else:",
+                "    if n < 0x80:", "        pos += 1", "    else:", "        n, pos = _size(data, pos)",
+                "    end = pos + n", "    if end > size:", "        raise ValueError(_CUT)",
+                f"    {var} = data[pos:end].decode('utf-8', 'replace')", "    pos = end"]
+    if kind in _FIXED:
+        return [f"{var}, = _FIXED[{kind!r}](data, pos)", "pos += 8"]
+    if kind in ("nf", "nb"):  # a null byte, then the value unless it is null
+        value = "_FIXED['f'](data, pos + 1)[0]" if kind == "nf" else "bool(data[pos + 1])"
+        return ["if data[pos]:", f"    {var} = None", "    pos += 1", "else:",
+                f"    {var} = {value}", f"    pos += {9 if kind == 'nf' else 2}"]
+    if kind == "as":
+        return ["count, pos = _size(data, pos)", f"{var} = []", "for _ in range(count):",
+                "    item, pos = _text(data, pos)", f"    {var}.append(item)"]
+    if kind == "m":
+        return ["count, pos = _size(data, pos)", f"{var} = {{}}", "for _ in range(count):",
+                "    key, pos = _text(data, pos)", f"    {var}[key], pos = _text(data, pos)"]
+    raise ValueError(f"RUN_EVENT_LAYOUT: unknown field type {kind!r}")
+
+
+def _layout_reader(layout: tuple[tuple[str, str], ...]) -> Any:
+    """``read(data, pos) -> (fields, pos)``: the layout's fields from ``pos`` of ``data``."""
+    body = ["size = len(data)"]
+    for i, (_, kind) in enumerate(layout):
+        body += _field_source(f"f{i}", kind)
+    fields = ", ".join(f"{name!r}: f{i}" for i, (name, _) in enumerate(layout))
+    body.append(f"return {{{fields}}}, pos")
+    source = "def read(data, pos):\n" + "".join(f"    {line}\n" for line in body)
+    scope: dict[str, Any] = {"_size": _size, "_text": _text, "_FIXED": _FIXED, "_CUT": _CUT}
+    exec(compile(source, "<run_events.detail reader>", "exec"), scope)  # noqa: S102 - our own source
+    return scope["read"]
+
+
 # A LEB128 length or count (as RowBinary writes them) at ``pos``: (value, next pos).
 _size = read_varint
+_CUT = "run_events.detail ends inside a field"
 
 
 def _text(data: bytes, pos: int) -> tuple[str, int]:
@@ -184,8 +220,11 @@ def _text(data: bytes, pos: int) -> tuple[str, int]:
         n, pos = _size(data, pos)
     end = pos + n
     if end > len(data):
-        raise ValueError("run_events.detail ends inside a field")
+        raise ValueError(_CUT)
     return data[pos:end].decode("utf-8", "replace"), end
+
+
+_read_layout = _layout_reader(RUN_EVENT_LAYOUT)
 
 
 def decode_run_event(detail: str) -> dict[str, Any]:
@@ -197,42 +236,10 @@ def decode_run_event(detail: str) -> dict[str, Any]:
     version = data[0]
     if version < 1:
         raise ValueError(f"run_events.detail has layout {version}, which no writer writes")
-    ev: dict[str, Any] = {}
-    pos = 1
     try:
-        for name, kind, fixed in _LAYOUT_READS:
-            if kind == "s":
-                ev[name], pos = _text(data, pos)
-            elif fixed is not None:
-                ev[name] = fixed(data, pos)[0]
-                pos += 8
-            elif kind == "nf" or kind == "nb":
-                null = data[pos]
-                pos += 1
-                if null:
-                    ev[name] = None
-                elif kind == "nf":
-                    ev[name] = _FIXED["f"](data, pos)[0]
-                    pos += 8
-                else:
-                    ev[name] = bool(data[pos])
-                    pos += 1
-            elif kind == "as":
-                count, pos = _size(data, pos)
-                items = []
-                for _ in range(count):
-                    item, pos = _text(data, pos)
-                    items.append(item)
-                ev[name] = items
-            else:  # "m"
-                count, pos = _size(data, pos)
-                pairs = {}
-                for _ in range(count):
-                    key, pos = _text(data, pos)
-                    pairs[key], pos = _text(data, pos)
-                ev[name] = pairs
+        ev, pos = _read_layout(data, 1)
     except (IndexError, struct.error) as exc:
-        raise ValueError("run_events.detail ends inside a field") from exc
+        raise ValueError(_CUT) from exc
     if version == 1 and pos != len(data):
         raise ValueError("run_events.detail holds bytes after its last field")
     return ev
