@@ -22,6 +22,7 @@ Last line: JSON with chain_ev_s, chain_cpu_us_per_event, plain_loop_ev_s, ratio,
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import pickle
 import sys
@@ -45,6 +46,10 @@ from agentstream.stream_processors.redaction import Redactor
 from agentstream.stream_processors.redaction import prefilter
 from agentstream.stream_processors.settings import ProcessorsSettings
 from agentstream.stream_processors.worker_process import start_worker
+try:  # an older checkout's stream_processors (bench/processors_ab.py) may lack it
+    from agentstream.stream_processors.raw_loop import GC_THRESHOLDS as WORKER_GC_THRESHOLDS
+except ImportError:
+    WORKER_GC_THRESHOLDS = (50_000, 10, 10)
 from proc_cpu import process_cpu
 from sdk_records import e2e_records, sdk_records
 
@@ -133,11 +138,30 @@ def chain(bootstrap: str, prefix: str, n: int, tmp: Path) -> tuple[float, float]
         w.stop()
 
 
-def in_process(data: list[tuple[bytes, bytes]], rounds: int = 5) -> dict[str, float]:
+def in_process(data: list[tuple[bytes, bytes]], rounds: int = 5, worker_gc: bool = True) -> dict[str, float]:
     """µs per event of each stage of ``Chain.process`` and of the whole, min of ``rounds`` passes,
     and the share of records that take the full path. Runs on the code before the text
     prefilter too (bench/processors_ab.py puts an older checkout on PYTHONPATH): a stage that
-    code lacks is left out."""
+    code lacks is left out.
+
+    ``worker_gc``: the cyclic GC as the worker runs it (``raw_loop.hot_path_gc``: start-up objects
+    frozen, young threshold 50,000), so the figures are the worker's and a young collection's
+    timing (3-4 µs an event with CPython's defaults, varying with the heap) is not in them;
+    False: CPython's defaults, as the figures before 2026-12-06 were taken."""
+    if not worker_gc:
+        return _in_process(data, rounds)
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)
+    try:
+        return _in_process(data, rounds)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
+def _in_process(data: list[tuple[bytes, bytes]], rounds: int) -> dict[str, float]:
     codec = Codec()
     ch = Chain(ProcessorsSettings(topic_prefix="p."), codec, Redactor(b"bench"), PolicyBook(), "p.fleet")
     recs = [InRecord("p.raw", i % 4, i, k, v, []) for i, (k, v) in enumerate(data)]
@@ -254,15 +278,18 @@ def main() -> None:
     ap.add_argument("--in-process", action="store_true",
                     help="only the in-process stage figures (no broker, no worker)")
     ap.add_argument("--corpus-file", help="records pickled by bench/processors_ab.py (both arms read the same)")
+    ap.add_argument("--gc", choices=("worker", "default"), default="worker",
+                    help="in-process figures with the worker's GC settings (hot_path_gc) or CPython's defaults")
     args = ap.parse_args()
     if args.corpus_file:
         data = pickle.loads(Path(args.corpus_file).read_bytes())
     else:
         data = {"synthetic": make_events, "sdk": sdk_records, "e2e": e2e_records}[args.corpus](args.events)
     if args.in_process:
-        stages = in_process(data[:20000])
-        print(f"in process ({args.corpus}), µs/event: {json.dumps(stages)}", file=sys.stderr)
-        print(json.dumps({"corpus": args.corpus, "events": len(data[:20000]), "in_process_us": stages}))
+        stages = in_process(data[:20000], worker_gc=args.gc == "worker")
+        print(f"in process ({args.corpus}, {args.gc} gc), µs/event: {json.dumps(stages)}", file=sys.stderr)
+        print(json.dumps({"corpus": args.corpus, "events": len(data[:20000]), "gc": args.gc,
+                          "in_process_us": stages}))
         return
     tmp = Path(tempfile.mkdtemp(prefix="bench-processors-"))
     broker = EmbeddedBroker(log_path=str(tmp / "tansu.log")).start()
@@ -288,7 +315,7 @@ def main() -> None:
             for workers in (1, 2):
                 scaling.append(scaled(bs, data, args.partitions, workers, tmp))
                 print(f"scaling: {json.dumps(scaling[-1])}", file=sys.stderr)
-        stages = in_process(data[:20000])
+        stages = in_process(data[:20000], worker_gc=args.gc == "worker")
         print(f"in process, µs/event: {json.dumps(stages)}", file=sys.stderr)
         print(json.dumps({"corpus": args.corpus, "events": args.events, "chain_ev_s": round(chain_rate),
                           "chain_cpu_us_per_event": round(chain_cpu, 1), "plain_loop_ev_s": round(plain),

@@ -47,12 +47,13 @@ def before_tree(rev: str, into: Path) -> Path:
     return into
 
 
-def arm(corpus: Path, pythonpath: str | None) -> dict:
+def arm(corpus: Path, pythonpath: str | None, gc_mode: str = "worker") -> dict:
     env = None
     if pythonpath:
         import os
         env = {**os.environ, "PYTHONPATH": pythonpath}
-    res = subprocess.run([sys.executable, str(HERE / "processors.py"), "--in-process", "--corpus-file", str(corpus)],
+    res = subprocess.run([sys.executable, str(HERE / "processors.py"), "--in-process", "--corpus-file", str(corpus),
+                          "--gc", gc_mode],
                          capture_output=True, text=True, env=env, cwd=str(HERE))
     if res.returncode:
         raise SystemExit(res.stderr[-3000:])
@@ -65,6 +66,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--corpus", choices=("sdk", "e2e", "synthetic"), default="sdk")
+    ap.add_argument("--gc", choices=("worker", "default"), default="worker",
+                    help="each arm's in-process figures with the worker's GC settings or CPython's defaults")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     tmp = Path(tempfile.mkdtemp(prefix="processors-ab-"))
@@ -84,7 +87,7 @@ def run_pairs(args: argparse.Namespace, tmp: Path) -> None:
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     for i in range(args.pairs):
         for name in (("before", "after") if i % 2 == 0 else ("after", "before")):
-            runs[name].append(arm(corpus, tree if name == "before" else None))
+            runs[name].append(arm(corpus, tree if name == "before" else None, args.gc))
             print(f"{name}: {json.dumps(runs[name][-1])}", file=sys.stderr)
     medians = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]
                       if isinstance(rs[0][k], float) and all(k in r for r in rs)} for name, rs in runs.items()}
@@ -92,6 +95,7 @@ def run_pairs(args: argparse.Namespace, tmp: Path) -> None:
     print(f"chain_process µs/event median: before {medians['before']['chain_process']}, "
           f"after {medians['after']['chain_process']} (after/before {ratio})", file=sys.stderr)
     print(json.dumps({"before": args.before, "corpus": args.corpus, "events": args.events, "pairs": args.pairs,
+                      "gc": args.gc,
                       "median_us": medians, "chain_process_after_over_before": ratio, "runs": runs}))
 
 

@@ -57,7 +57,7 @@ def failure_headers(reason: str, stage: str, src: InRecord) -> list[tuple[str, b
 
 
 def record_may_need_redaction(reader: EventReader, redactor: Redactor, raw: bytes | None) -> bool:
-    """The hot path's prefilter question for one raw record, as ``_pass_bytes`` asks it: True
+    """The hot path's prefilter question for one raw record, as ``process`` asks it: True
     unless the record's text clears ``text_may_need_redaction`` (or the reader cannot read it)."""
     got = reader.read_text(raw)
     return got is None or text_may_need_redaction(got[2], got[3], got[4], got[5], got[6], redactor)
@@ -83,28 +83,6 @@ class RedactionStage:
         self.patcher = SummaryPatcher(codec.catalog.latest(EVENT).text, sid)
         self.reader = EventReader(codec)
 
-    def _pass_bytes(self, rec: InRecord, horizon_us: int) -> tuple[dict[str, Any], bytes] | None:
-        """(event, output bytes) when the record needs no redaction and no time of it is after
-        ``horizon_us``, else None (full path)."""
-        raw = rec.value
-        if raw is None:
-            return None
-        got = self.reader.read_text(raw)
-        if got is None:
-            return None
-        event, at, text, attrs_at, attrs_end, longest, ends = got
-        if text_may_need_redaction(text, attrs_at, attrs_end, longest, ends, self.redactor):
-            return None
-        if future_times(event, horizon_us):
-            return None
-        payload = event["payload"]
-        # Content is stripped by the tenant's capture mode, not by its text: the engine decides.
-        if at < 0 or raw[at] != 0 or (payload.__class__ is dict and payload.get("content")):
-            return None
-        version = self.policies.get(event["tenant_id"]).version
-        event["redaction"] = {"policy_version": version, "rule_counts": {}}
-        return event, b"".join((raw[:at], self.patcher.summary(version), raw[at + 1:]))
-
     def process(self, batch: list[InRecord], out: list[OutRecord]) -> list[Redacted]:
         """Appends every output record to ``out``; returns the redacted events for the detectors."""
         passed: list[Redacted] = []
@@ -113,14 +91,42 @@ class RedactionStage:
         events_topic = self.events_topic
         now_us = int(time.time() * 1_000_000)
         horizon_us = now_us + int(self.max_event_ahead_s * 1_000_000)
+        # The hot path (a record that needs no redaction goes on as its bytes) inline in the loop,
+        # its lookups hoisted and the summary found once per tenant and batch: at ~17 µs a record,
+        # the method call, tuple and lookups it was cost ~1 µs.
+        read_text, redactor, policies = self.reader.read_text, self.redactor, self.policies
+        summary = self.patcher.summary
+        append, keep = out.append, passed.append
+        versions: dict[str, tuple[str, bytes]] = {}  # tenant -> policy version, its summary bytes
         for rec in batch:
-            fast = self._pass_bytes(rec, horizon_us)
-            if fast is not None:
-                counts.events += 1
-                counts.passed_bytes += 1
-                out.append(OutRecord(events_topic, rec.key, fast[1], list(rec.headers or [])))
-                passed.append(Redacted(fast[0], rec))
-                continue
+            raw = rec.value
+            got = None if raw is None else read_text(raw)
+            if got is not None:
+                event, at, text, attrs_at, attrs_end, longest, ends = got
+                payload = event["payload"]
+                if payload.__class__ is dict:
+                    # content goes by the tenant's capture mode, not by its text: the engine's;
+                    # a far-future time is clamped on the full path (``future_times``, inline)
+                    ts, started = event.get("ts_us"), payload.get("started_us")
+                    fits = (not payload.get("content") and (ts is None or ts <= horizon_us)
+                            and (started is None or started <= horizon_us))
+                else:
+                    fits = not future_times(event, horizon_us)
+                if (fits and at >= 0 and raw[at] == 0  # type: ignore[index]
+                        and not text_may_need_redaction(text, attrs_at, attrs_end, longest, ends, redactor)):
+                    tenant = event["tenant_id"]
+                    v = versions.get(tenant)
+                    if v is None:
+                        version = policies.get(tenant).version
+                        v = versions[tenant] = (version, summary(version))
+                    event["redaction"] = {"policy_version": v[0], "rule_counts": {}}
+                    counts.events += 1
+                    counts.passed_bytes += 1
+                    h = rec.headers
+                    append(OutRecord(events_topic, rec.key, b"".join((raw[:at], v[1], raw[at + 1:])),  # type: ignore[index]
+                                     list(h) if h else []))
+                    keep(Redacted(event, rec))
+                    continue
             try:
                 name, event = codec.decode(rec.value)
                 if name != EVENT:

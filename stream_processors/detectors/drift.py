@@ -36,8 +36,18 @@ def new_sample() -> dict[str, Any]:
             "lcost": [0.0, 0.0], "lsteps": [0.0, 0.0], "paid": 0}
 
 
+# math.log(x, base) is math.log(x) / math.log(base) in CPython (its loghelper divides the two), so
+# the divisor taken once gives the same float, and the bucket names are made once: ~0.2 µs of the
+# ~1 µs a step's drift sample cost on the hot path.
+_LN_LAT_BASE = math.log(LAT_BASE)
+_BUCKET_NAMES = tuple(str(i) for i in range(512))
+
+
 def lat_bucket(ms: float) -> str:
-    return str(0 if ms <= 1 else int(math.log(ms, LAT_BASE)))
+    if ms <= 1:
+        return "0"
+    i = int(math.log(ms) / _LN_LAT_BASE)
+    return _BUCKET_NAMES[i] if i < 512 else str(i)
 
 
 def add_run(s: dict[str, Any], failed: bool, duration_ms: float, cost: float, steps: int) -> None:

@@ -91,7 +91,10 @@ def signature(p: Mapping[str, Any], attributes: Mapping[str, str] | None) -> str
 def _chain_length(state: dict[str, Any], p: Mapping[str, Any]) -> int:
     """Attempts so far of this step's logical call (1 for a first attempt). A retry may link to
     the previous attempt or to the first one: both find the chain's root."""
-    n = max(1, int(p.get("attempt") or 1))
+    a = p.get("attempt")
+    n = int(a) if a else 1  # max(1, int(a or 1)) without the builtins' calls: this runs per step
+    if n < 1:
+        n = 1
     parent = p.get("retry_of")
     sid = p.get("step_id")
     chains = state["chains"]  # step_id -> [root step_id, attempts of that root's chain so far]

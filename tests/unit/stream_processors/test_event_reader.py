@@ -188,3 +188,23 @@ def test_pass_through_gives_what_the_full_path_gives(monkeypatch):
     preview = next(e for e in events if e["run_id"] == "run-2" and e["kind"] == "STEP" and e["seq"] == 1)
     assert preview["payload"]["content"] is None or "refunds" not in str(preview["payload"]["content"])
 
+
+
+def test_read_text_remembers_a_framing_without_reading_another_record_by_it():
+    """``read_text`` keeps the last framing's reader: records of two writer versions interleaved,
+    unknown ids, other schemas, bad magic bytes and short records read exactly as a reader that
+    never saw another record reads them."""
+    v1 = next(v for v in VERSIONS if v.version == 1)
+    v2_raw = codec.encode(EVENT, syn.step("t", "r", 1, attributes={"a": "1"}))
+    ev = syn.llm_step("t", "r2", 2, cost_usd=0.01)
+    v1_raw = _encode(v1, {**ev, "payload": dict(ev["payload"])})
+    alert_id = codec.resolver.writer_id("agentstream.v1.Alert")
+    others = [v2_raw[:1] + (999).to_bytes(4, "big") + v2_raw[5:], v2_raw[:1] + alert_id.to_bytes(4, "big") + v2_raw[5:],
+              b"\x01" + v2_raw[1:], b"\x01", b"", v2_raw[:5], v2_raw[:6], v2_raw[:-2], None]
+    seq = [v2_raw, v1_raw, v2_raw, *others, v1_raw, *others, v2_raw, v2_raw]
+    random.Random(5).shuffle(seq)
+    for reader in (EventReader(codec), EventReader(codec, native=False)):
+        for raw in seq + seq[::-1]:
+            fresh = EventReader(codec, native=reader.native)
+            assert reader.read_text(raw) == fresh.read_text(raw), raw
+    assert READER.read_text(v1_raw)[0]["kind"] == "STEP" and READER.read_text(b"\x01" * 8) is None
