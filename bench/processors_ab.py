@@ -9,6 +9,15 @@ pickled records (by default the real SDK's, bench/sdk_records.py), the arms alte
 after, after, before, ...) so a neighbour's burst on the shared machine lands on both. Figures are
 µs of CPU per event (process time, min of 5 passes per arm run), not wall time.
 
+    python bench/processors_ab.py --before REV --interleaved [--rounds 20] [--corpus e2e]
+
+One process holds both: the older ``stream_processors`` imported as a package of its own
+(``sp_before``: its modules import each other relatively, so it runs whole beside this checkout's),
+and ``Chain.process`` passes over the same records alternate between the two arms (before, after,
+after, before, ...), each pass ~0.3 s. Why: on the shared machine a neighbour's burst lasts
+seconds and lands on one arm process of the mode above (runs of one arm varied 14-31 µs in
+minutes); pass by pass, both arms see it. Worker GC settings; min, quartile and median per arm.
+
 Last line: JSON with each arm's runs and medians, and after/before of ``chain_process``.
 """
 from __future__ import annotations
@@ -47,6 +56,65 @@ def before_tree(rev: str, into: Path) -> Path:
     return into
 
 
+def before_package(rev: str, into: Path) -> Path:
+    """``rev``'s stream_processors as the package ``sp_before`` under ``into`` (C reader built)."""
+    pkg = into / "sp_before"
+    pkg.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "stream_processors"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(pkg), "--strip-components=1"], input=archive, check=True)
+    src = pkg / "_fieldreader.c"
+    if src.exists():
+        out = src.with_name("_fieldreader" + sysconfig.get_config_var("EXT_SUFFIX"))
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-I" + sysconfig.get_paths()["include"], str(src),
+                        "-o", str(out)], check=True)
+    return into
+
+
+def interleaved(corpus: Path, before_root: str, rounds: int) -> dict:
+    """Both arms in this process, pass by pass (see the module's docstring)."""
+    import gc
+    import importlib
+    import time
+
+    sys.path.insert(0, before_root)
+    data = pickle.loads(corpus.read_bytes())
+    from agentstream.schemas import Codec
+
+    def build(pkg: str):
+        def mod(name: str):
+            m = importlib.import_module(f"{pkg}.{name}")
+            return m
+        if not mod("chain").__file__.startswith(before_root if pkg == "sp_before" else str(ROOT)):
+            raise SystemExit(f"{pkg} was not imported from its own tree")
+        rec = mod("records").InRecord
+        ch = mod("chain").Chain(mod("settings").ProcessorsSettings(topic_prefix="p."), Codec(),
+                                mod("redaction").Redactor(b"bench"), mod("policies").PolicyBook(), "p.fleet")
+        recs = [rec("p.raw", i % 4, i, k, v, []) for i, (k, v) in enumerate(data)]
+        state: dict[bytes, bytes] = {}
+
+        def whole() -> None:
+            state.clear()
+            ch.redaction.redactor.cache_clear()  # ids and digests are new in every event of a live stream
+            for i in range(0, len(recs), 2000):
+                ch.process(recs[i:i + 2000], lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
+        return whole
+
+    arms = {"before": build("sp_before"), "after": build("agentstream.stream_processors")}
+    for whole in arms.values():
+        whole()  # compiled readers, caches warm
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)  # the worker's (raw_loop.hot_path_gc)
+    runs: dict[str, list[float]] = {"before": [], "after": []}
+    for i in range(rounds):
+        for name in (("before", "after") if i % 2 == 0 else ("after", "before")):
+            t = time.process_time()
+            arms[name]()
+            runs[name].append(round((time.process_time() - t) / len(data) * 1e6, 3))
+    return runs
+
+
 def arm(corpus: Path, pythonpath: str | None, gc_mode: str = "worker") -> dict:
     env = None
     if pythonpath:
@@ -68,6 +136,8 @@ def main() -> None:
     ap.add_argument("--corpus", choices=("sdk", "e2e", "synthetic"), default="sdk")
     ap.add_argument("--gc", choices=("worker", "default"), default="worker",
                     help="each arm's in-process figures with the worker's GC settings or CPython's defaults")
+    ap.add_argument("--interleaved", action="store_true", help="both arms in one process, pass by pass")
+    ap.add_argument("--rounds", type=int, default=20, help="with --interleaved: passes per arm")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     tmp = Path(tempfile.mkdtemp(prefix="processors-ab-"))
@@ -83,6 +153,20 @@ def run_pairs(args: argparse.Namespace, tmp: Path) -> None:
     data = {"synthetic": make_events, "sdk": sdk_records, "e2e": e2e_records}[args.corpus](args.events)
     corpus = tmp / "corpus.pickle"
     corpus.write_bytes(pickle.dumps(data))
+    if args.interleaved:
+        runs_ = interleaved(corpus, str(before_package(args.before, tmp / "pkg")), args.rounds)
+        figures = {name: {"min": min(r), "q25": sorted(r)[len(r) // 4], "median": statistics.median(r)}
+                   for name, r in runs_.items()}
+        # each round's two passes ran back to back: their ratio is the least disturbed figure
+        paired = round(statistics.median(a / b for a, b in zip(runs_["after"], runs_["before"])), 3)
+        ratio = round(figures["after"]["median"] / figures["before"]["median"], 3)
+        print(f"chain_process µs/event (interleaved, {args.rounds} passes each): {json.dumps(figures)}; "
+              f"after/before of the medians {ratio}, median of paired ratios {paired}", file=sys.stderr)
+        print(json.dumps({"before": args.before, "corpus": args.corpus, "events": args.events, "mode": "interleaved",
+                          "chain_process_us": figures, "chain_process_after_over_before": ratio,
+                          "paired_after_over_before": paired, "min_after_over_before": round(figures["after"]["min"] / figures["before"]["min"], 3),
+                          "runs": runs_}))
+        return
     tree = str(before_tree(args.before, tmp / "before"))
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     for i in range(args.pairs):

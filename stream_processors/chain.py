@@ -102,6 +102,7 @@ class Chain:
         # Each tenant's thresholds read out of its policy once per call, not once per event.
         limits: dict[str, tuple[runs.Limits, governance.Compiled]] = {}
         fleet_kinds = fleet.FLEET_KINDS
+        observe_run, observe_gov = runs.observe_with, governance.observe_compiled
         for r in passed:
             e = r.event
             run_id, tenant = e["run_id"], e["tenant_id"]
@@ -124,12 +125,12 @@ class Chain:
                 lim = limits[tenant] = (runs.Limits(policy.loops, policy.budgets),
                                         governance.compiled(policy.governance))
             kind = e["kind"]
-            findings = runs.observe_with(st, e, lim[0])
+            findings = observe_run(st, e, lim[0])
             if kind == "STEP":
                 gst = st.get("gov")
                 if gst is None:
                     gst = st["gov"] = governance.new_state()
-                findings += governance.observe_compiled(gst, e, lim[1])
+                findings += observe_gov(gst, e, lim[1])
             for f in findings:
                 alert_id = _id(tenant, run_id, f.key or f.alert_type)
                 out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,

@@ -119,15 +119,17 @@ class DeltaBuilder:
                 d.setdefault("links", []).append([handoff["to_run_id"], run_id, handoff.get("to_agent_id") or "",
                                                   agent, ts])
             llm = p.get("llm")
+            hour = ts // HOUR_US
             if llm and llm.get("cost_usd"):
-                hour = ts // HOUR_US
                 k = self._spend_keys.get((agent, hour))
                 if k is None:
                     k = self._spend_keys[(agent, hour)] = f"{agent}|{hour}"
                 spend = d["spend"]
                 spend[k] = spend.get(k, 0.0) + float(llm["cost_usd"])
-            drift.add_step(self._sample(agent, e["agent_version"], ts), p.get("name") or "step",
-                           float(p.get("latency_ms") or 0.0))
+            version = e["agent_version"]
+            # ``_sample``'s lookup inline: most steps of a batch find their hour's sample
+            sample = self._samples.get((agent, version, hour)) or self._sample(agent, version, ts)
+            drift.add_step(sample, p.get("name") or "step", float(p.get("latency_ms") or 0.0))
             if run_id not in self._ended:
                 d["active"][run_id] = agent
 
