@@ -194,7 +194,7 @@ def _field_source(var: str, kind: str) -> list[str]:
     raise ValueError(f"RUN_EVENT_LAYOUT: unknown field type {kind!r}")
 
 
-def _layout_reader(layout: tuple[tuple[str, str], ...]) -> Any:
+def layout_reader(layout: tuple[tuple[str, str], ...]) -> Any:
     """``read(data, pos) -> (fields, pos)``: the layout's fields from ``pos`` of ``data``."""
     body = ["size = len(data)"]
     for i, (_, kind) in enumerate(layout):
@@ -224,7 +224,7 @@ def _text(data: bytes, pos: int) -> tuple[str, int]:
     return data[pos:end].decode("utf-8", "replace"), end
 
 
-_read_layout = _layout_reader(RUN_EVENT_LAYOUT)
+_read_layout = layout_reader(RUN_EVENT_LAYOUT)
 
 
 def decode_run_event(detail: str) -> dict[str, Any]:
