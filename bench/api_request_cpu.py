@@ -1,18 +1,21 @@
 """The query API's own CPU per request, two builds of ``api/`` side by side on the same chDB data.
 
     python bench/api_request_cpu.py [--before 782c09f] [--runs 300] [--concurrency 8]
-                                    [--seconds 6] [--rounds 3]
+                                    [--seconds 6] [--rounds 3] [--reads run,miss,list,timeline]
+                                    [--http-before h11] [--http-now httptools]
 
 Two API servers run at once, each a uvicorn process of its own (chDB: one process per data
 directory) on loopback: ``before``, ``api/`` as it was at ``--before`` (extracted with ``git
 archive`` and imported in place of the checkout's), and ``now``, the checkout. Both load the same
 ``--runs`` runs (generated here once, seeded: 3 to 200 steps each, LLM and tool steps with
 payloads and attributes, decisions, signals, failures) into their own chDB, with the same
-migrations, and answer with the same key. Only the API's Python differs.
+migrations, and answer with the same key. Only the API's Python differs (and uvicorn's HTTP
+parser, when ``--http-before`` / ``--http-now`` differ: h11 is pure Python, httptools C).
 
 The driver keeps ``--concurrency`` requests in flight (a thread each, keep-alive) on one server
 for ``--seconds``, then on the other, ``--rounds`` times each, for each read: ``GET
-/v1/runs/{id}`` (the runs in a fixed shuffled order), the same for ids not stored (404s), ``GET /v1/runs?limit=50`` and ``GET
+/v1/runs/{id}`` (the runs in a fixed shuffled order), the same for ids not stored (``miss``, the
+404s bench/e2e.py's pollers mostly get), ``GET /v1/runs?limit=50`` and ``GET
 /v1/runs/{id}/timeline``. For each: the server process's CPU per request (utime + stime from
 /proc, so chDB's work in it is counted too: what it adds is the same in both), and p50 / p99 of
 the latency seen by the client. The idle server costs nothing meanwhile.
@@ -165,7 +168,7 @@ def serve(a: argparse.Namespace) -> None:
     add_key(keys, TENANT, KEY, scopes=["read"])
     settings = ApiSettings(api_keys_file=keys, bootstrap_servers="", dashboard_session_secret="bench")
     app = create_app(settings, client=make_client(dsn))
-    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", http=a.http)
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -263,11 +266,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reads", default=",".join(READS))
     ap.add_argument("--base-port", type=int, default=18841)
+    ap.add_argument("--http-before", default="auto", choices=("auto", "h11", "httptools"),
+                    help="uvicorn's HTTP parser in the before arm (auto: httptools when installed)")
+    ap.add_argument("--http-now", default="auto", choices=("auto", "h11", "httptools"))
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--rows", help=argparse.SUPPRESS)
     ap.add_argument("--api-dir", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--http", default="auto", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve:
         serve(a)
@@ -290,7 +297,7 @@ def main() -> None:
             port = a.base_port + n
             urls[arm] = f"http://127.0.0.1:{port}"
             cmd = [sys.executable, __file__, "--serve", "--port", str(port), "--data", f"{work}/{arm}",
-                   "--rows", f"{work}/rows.pkl"] + (["--api-dir", f"{old_api}/api"] if arm == "before" else [])
+                   "--rows", f"{work}/rows.pkl", "--http", getattr(a, f"http_{arm}")] + (["--api-dir", f"{old_api}/api"] if arm == "before" else [])
             procs[arm] = subprocess.Popen(cmd, cwd=str(ROOT))
         for arm, url in urls.items():
             deadline = time.monotonic() + 300
@@ -303,7 +310,8 @@ def main() -> None:
                 if procs[arm].poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"the {arm} server did not start")
                 time.sleep(0.3)
-        print(f"{len(rows)} events in {a.runs} runs; before = api/ at {a.before}; "
+        print(f"{len(rows)} events in {a.runs} runs; before = api/ at {a.before} (http {a.http_before}), "
+              f"now http {a.http_now}; "
               f"concurrency {a.concurrency}, {a.seconds:g} s per arm per round, {a.rounds} rounds", flush=True)
 
         reads = [r for r in a.reads.split(",") if r]
@@ -321,7 +329,8 @@ def main() -> None:
                           f"  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  errors {r['errors']}", flush=True)
         compared, differ = compare(urls, ids)
 
-        out: dict[str, Any] = {"before_rev": a.before, "runs": a.runs, "events": len(rows),
+        out: dict[str, Any] = {"before_rev": a.before, "http_before": a.http_before, "http_now": a.http_now,
+                               "runs": a.runs, "events": len(rows),
                                "concurrency": a.concurrency, "seconds": a.seconds, "rounds": a.rounds}
         print(f"\n{'read':10s} {'arm':7s} {'CPU us/req':>11s} {'loop us/r':>10s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s}")
         for read in reads:
