@@ -48,12 +48,17 @@ def before_tree(rev: str, into: Path) -> Path:
     for part in PARTS:
         (pkg / part).symlink_to(ROOT / part)
     (pkg / "__init__.py").write_text("")
-    src = pkg / "stream_processors" / "_fieldreader.c"
+    build_reader(pkg / "stream_processors")
+    return into
+
+
+def build_reader(sp: Path) -> None:
+    """The C field reader of the stream_processors tree ``sp``, if it has one."""
+    src = sp / "_fieldreader.c"
     if src.exists():
         out = src.with_name("_fieldreader" + sysconfig.get_config_var("EXT_SUFFIX"))
         subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-I" + sysconfig.get_paths()["include"], str(src),
                         "-o", str(out)], check=True)
-    return into
 
 
 def before_package(rev: str, into: Path) -> Path:
@@ -63,11 +68,7 @@ def before_package(rev: str, into: Path) -> Path:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "stream_processors"], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(pkg), "--strip-components=1"], input=archive, check=True)
-    src = pkg / "_fieldreader.c"
-    if src.exists():
-        out = src.with_name("_fieldreader" + sysconfig.get_config_var("EXT_SUFFIX"))
-        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-I" + sysconfig.get_paths()["include"], str(src),
-                        "-o", str(out)], check=True)
+    build_reader(pkg)
     return into
 
 
@@ -83,8 +84,7 @@ def interleaved(corpus: Path, before_root: str, rounds: int) -> dict:
 
     def build(pkg: str):
         def mod(name: str):
-            m = importlib.import_module(f"{pkg}.{name}")
-            return m
+            return importlib.import_module(f"{pkg}.{name}")
         if not mod("chain").__file__.startswith(before_root if pkg == "sp_before" else str(ROOT)):
             raise SystemExit(f"{pkg} was not imported from its own tree")
         rec = mod("records").InRecord
