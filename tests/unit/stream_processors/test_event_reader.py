@@ -12,6 +12,7 @@ import io
 import random
 import re
 import struct
+import time
 
 import fastavro
 import pytest
@@ -23,6 +24,7 @@ from agentstream.stream_processors import redaction_stage
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.chain import Chain
 from agentstream.stream_processors.event_reader import DETECTOR_FIELDS, EventReader
+from agentstream.stream_processors.event_time import CLAMP_ATTR
 from agentstream.stream_processors.policies import PolicyBook, TenantPolicy
 from agentstream.stream_processors.records import InRecord
 from agentstream.stream_processors.redaction import Redactor
@@ -208,3 +210,76 @@ def test_read_text_remembers_a_framing_without_reading_another_record_by_it():
             fresh = EventReader(codec, native=reader.native)
             assert reader.read_text(raw) == fresh.read_text(raw), raw
     assert READER.read_text(v1_raw)[0]["kind"] == "STEP" and READER.read_text(b"\x01" * 8) is None
+
+
+def test_inline_pass_through_equals_the_full_path_on_random_batches(monkeypatch):
+    """The stage's inlined byte path against the engine's full path on random batches: tenants
+    with their own policy versions in one batch, headers, times just inside and past the far-future
+    horizon (``ts_us`` and a payload's ``started_us``), content previews, secrets, both Event
+    versions, undecodable records. Same events (bytes decoded), headers, DLQ, quarantine, counts."""
+    rnd = random.Random(18)
+    v1 = next(v for v in VERSIONS if v.version == 1)
+    now = int(time.time() * 1_000_000)
+    horizon = now + 86_400 * 1_000_000
+    records = []
+    for n in range(400):
+        t, r = f"tenant-{rnd.randrange(5)}", f"run-{rnd.randrange(60)}"
+        make = rnd.choice((lambda: syn.run_start(t, r, attributes={"ticket": f"T-{n}"}),
+                           lambda: syn.llm_step(t, r, n, cost_usd=0.01),
+                           lambda: syn.step(t, r, n, name=rnd.choice(("search", "fetch")), args_digest="%064x" % n),
+                           lambda: syn.run_end(t, r, n)))
+        ev = make()
+        what = rnd.random()
+        if what < 0.1:  # the horizon's edge, either side, on either time
+            at = horizon + rnd.choice((-2_000_000, 5_000_000, 10**12))
+            if rnd.random() < 0.5 or "started_us" not in ev["payload"]:
+                ev["ts_us"] = at
+            else:
+                ev["payload"]["started_us"] = at
+        elif what < 0.15 and "content" in ev["payload"]:
+            ev["payload"]["content"] = {"preview": "the user asked about refunds", "reference": None}
+        elif what < 0.2:
+            ev["attributes"] = {**(ev.get("attributes") or {}), "note": rnd.choice(
+                (f"key {SECRET}", "mail jane.doe@example.com", "a plain note", "card 4111 1111 1111 1111"))}
+        raw = codec.encode(EVENT, ev)
+        if rnd.random() < 0.1:
+            raw = _encode(v1, {k: v for k, v in ev.items() if k != "end_user_id"} | {"payload": dict(ev["payload"])})
+        if rnd.random() < 0.02:
+            raw = raw[:-2]  # truncated: DLQ either way
+        headers = [("h", str(n).encode())] if rnd.random() < 0.3 else None
+        records.append(InRecord("u.raw", n % 4, n, r.encode(), raw, headers))
+
+    def run(pass_through: bool):
+        if not pass_through:
+            monkeypatch.setattr(redaction_stage, "text_may_need_redaction", lambda *a: True)
+        book = PolicyBook()
+        for i in range(3):
+            book.set(TenantPolicy(f"tenant-{i}", version=f"p-{i}"))
+        chain = Chain(ProcessorsSettings(topic_prefix="u."), codec, Redactor(b"k"), book, "u.fleet")
+        state: dict = {}
+        out = []
+        for i in range(0, len(records), 97):
+            out += chain.process(records[i:i + 97], lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
+        monkeypatch.undo()
+        return chain, out, state
+
+    fast_chain, fast, fast_state = run(True)
+    slow_chain, slow, slow_state = run(False)
+    assert fast_chain.redaction.counts.passed_bytes > 250
+    for topic in ("u.dlq", "u.quarantine"):
+        assert _decoded(fast, topic) == _decoded(slow, topic), topic
+    fast_events, slow_events = _decoded(fast, "u.events"), _decoded(slow, "u.events")
+    assert len(fast_events) == len(slow_events)
+    for f, s in zip(fast_events, slow_events):
+        # a clamped time is the processing time: the two runs' clocks differ
+        if CLAMP_ATTR in (s[1].get("attributes") or {}):
+            assert CLAMP_ATTR in (f[1].get("attributes") or {})
+            continue
+        assert f == s
+    assert {**vars(fast_chain.redaction.counts), "passed_bytes": 0} == vars(slow_chain.redaction.counts)
+    assert fast_state.keys() == slow_state.keys()
+    assert not any(SECRET.encode() in o.value for o in fast if o.topic == "u.events")
+    # each event keeps its record's headers (compared above with the full path's), in a list of its own
+    sources = {r.offset: r for r in records}
+    kept = [o for o in fast if o.topic == "u.events" and o.headers]
+    assert kept and all(o.headers is not sources[int(o.headers[0][1])].headers for o in kept)
