@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from itertools import repeat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from .event_reader import EventReader
 from .event_time import clamp_future_times, flag_clamped, future_times
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import RedactionError, Redactor
-from .redaction.prefilter import text_may_need_redaction
+from .redaction.prefilter import batch_rule_hits, text_may_need_redaction
 from .summary_patch import SummaryPatcher
 
 STAGE = "redaction"
@@ -98,10 +99,15 @@ class RedactionStage:
         summary = self.patcher.summary
         append, keep = out.append, passed.append
         versions: dict[str, tuple[str, bytes]] = {}  # tenant -> policy version, its summary bytes
-        for rec in batch:
-            raw = rec.value
-            got = None if raw is None else read_text(raw)
+        raws = [rec.value for rec in batch]
+        gots = [None if raw is None else read_text(raw) for raw in raws]
+        # One rule-pattern scan over the batch's texts (prefilter.batch_rule_hits), one verdict
+        # per text read, in order; past its match limit each text is scanned on its own.
+        hits = batch_rule_hits([got[2] for got in gots if got is not None])
+        next_hit = repeat(True).__next__ if hits is None else iter(hits).__next__
+        for rec, raw, got in zip(batch, raws, gots):
             if got is not None:
+                rule_hit = next_hit()  # taken for every text read, whatever the checks below say
                 event, at, text, attrs_at, attrs_end, longest, ends = got
                 payload = event["payload"]
                 if payload.__class__ is dict:
@@ -113,7 +119,8 @@ class RedactionStage:
                 else:
                     fits = not future_times(event, horizon_us)
                 if (fits and at >= 0 and raw[at] == 0  # type: ignore[index]
-                        and not text_may_need_redaction(text, attrs_at, attrs_end, longest, ends, redactor)):
+                        and not text_may_need_redaction(text, attrs_at, attrs_end, longest, ends, redactor,
+                                                        rule_hit)):
                     tenant = event["tenant_id"]
                     v = versions.get(tenant)
                     if v is None:

@@ -25,7 +25,9 @@ from agentstream.schemas.compatibility import example_record
 from agentstream.stream_processors.event_reader import EventReader
 from agentstream.stream_processors.redaction import Redactor
 from agentstream.stream_processors.redaction import prefilter
-from agentstream.stream_processors.redaction_stage import record_may_need_redaction
+from agentstream.stream_processors.policies import PolicyBook
+from agentstream.stream_processors.records import InRecord
+from agentstream.stream_processors.redaction_stage import RedactionStage, record_may_need_redaction
 
 from .redaction_benches import engine_changes
 
@@ -222,6 +224,7 @@ def test_real_sdk_records_clean_pass_and_planted_secrets_never_do():
     data = _sdk_records(3000, seed=31, dirty=0.3)
     rnd = random.Random(31)
     fired_clean = 0
+    raws, fired_each = [], []
     for i, (_, raw) in enumerate(data):
         ev = codec.decode_as(EVENT, raw)
         if i % 3 == 0:  # and a corpus text in a random string of the record
@@ -232,7 +235,21 @@ def test_real_sdk_records_clean_pass_and_planted_secrets_never_do():
         assert fired or not changed, ev
         assert _fires(raw, reader="py") == fired
         fired_clean += fired and not changed
+        raws.append(raw)
+        fired_each.append(fired)
     assert fired_clean <= len(data) // 100  # the engine's own verdicts clear ids and digests
+    # The stage asks it of a batch at once (one rule-pattern scan over the batch's texts): the
+    # same records go on as their bytes, in batches of every size.
+    stage = RedactionStage(codec, R, PolicyBook(), "s.")
+    at = 0
+    while at < len(raws):
+        size = rnd.choice((1, 2, 7, 100, 500))
+        batch = [InRecord("s.raw", 0, at + j, None, raw) for j, raw in enumerate(raws[at:at + size])]
+        out: list = []
+        before = stage.counts.passed_bytes
+        stage.process(batch, out)
+        assert stage.counts.passed_bytes - before == fired_each[at:at + size].count(False)
+        at += size
 
 
 def test_readers_agree_on_the_text_of_damaged_records():
@@ -292,3 +309,40 @@ def test_random_texts_in_random_fields_never_pass_what_the_engine_changes(versio
             assert fires, ev
         passed += not fires
     assert changed > 300 and passed > 100  # both kinds were generated
+
+
+def _record_text(rnd: random.Random) -> bytes:
+    """A record's text as the reader gives it: strings, each ended by a NUL but the last."""
+    return b"\x00".join(_random_text(rnd).encode("utf-8", "surrogatepass") for _ in range(rnd.randint(0, 6)))
+
+
+def test_one_scan_of_a_batch_clears_only_texts_the_rule_patterns_miss():
+    """``batch_rule_hits`` against each text scanned on its own: a text the batch scan clears
+    never holds a rule-pattern match (secrets, corpus texts and digit runs at either end of a
+    text, next to another text's, glued across two texts, empty texts, NULs, non-ASCII); a
+    text with a match of its own is always marked. 300 random batches of 1-60 texts."""
+    rnd = random.Random(1806)
+    marked_clean = 0
+    for _ in range(300):
+        texts = [_record_text(rnd) for _ in range(rnd.randint(1, 60))]
+        for _ in range(rnd.randint(0, 3)):  # a secret split across two neighbours: "...AKIA" + "IOSF..."
+            if len(texts) > 1:
+                i = rnd.randrange(len(texts) - 1)
+                s = rnd.choice(SECRETS).encode()
+                cut = rnd.randint(1, len(s) - 1)
+                texts[i], texts[i + 1] = texts[i] + s[:cut], s[cut:] + texts[i + 1]
+        hits = prefilter.batch_rule_hits(texts)
+        assert hits is not None and len(hits) == len(texts)
+        for text, hit in zip(texts, hits):
+            alone = prefilter._rule_match(text)
+            assert hit or not alone, text  # never a miss
+            marked_clean += hit and not alone  # a match across texts marks one more: harmless
+    assert marked_clean < 300  # and rarely
+
+
+def test_a_batch_past_the_match_limit_is_left_to_the_per_text_scan():
+    assert prefilter.batch_rule_hits([]) == []
+    digits = b"12345678901234567890" * 50
+    many = [digits] * (prefilter.MAX_BATCH_MATCHES // 100 + 10)
+    assert prefilter.batch_rule_hits(many) is None
+    assert prefilter.batch_rule_hits([b"plain", digits, b"plain"]) == [False, True, False]
