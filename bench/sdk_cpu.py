@@ -44,8 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from baseline_tree import mixed_tree
+
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ["schemas", "stream_processors", "sink", "api", "cli"]
 # The SDK before issue #18's CPU work (the default baseline).
 DEFAULT_BASELINE = "5c857c4"
 # librdkafka's threads above this many µs per event: its broker threads spun (~1 otherwise)
@@ -182,35 +183,6 @@ def _child_threads(cfg: dict) -> dict:
 
 
 # ---- the parent: baseline tree, broker, alternation -----------------------------------------
-def _baseline_tree(ref: str, where: Path) -> Path:
-    """``where``/agentstream: REF's producer/ (with its C extensions built), the rest linked to
-    this checkout."""
-    pkg = where / "agentstream"
-    pkg.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "producer"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "x", "-C", str(pkg)], input=archive, check=True)
-    for part in PARTS:
-        (pkg / part).symlink_to(ROOT / part)
-    sources = sorted(p.name for p in (pkg / "producer").glob("*.c"))
-    if sources:
-        exts = ", ".join(f"Extension('agentstream.producer.{Path(s).stem}', ['producer/{s}'], "
-                         f"extra_compile_args=['-O2'])" for s in sources)
-        script = ("from setuptools import Extension, setup\n"
-                  f"setup(name='baseline', ext_modules=[{exts}], packages=[],\n"
-                  "      script_args=['build_ext', '--inplace', '--build-temp', 'build-tmp'])\n")
-        # build_ext --inplace writes agentstream/producer/<name>.so under the working directory
-        (pkg / "agentstream" / "producer").mkdir(parents=True)
-        out = subprocess.run([sys.executable, "-c", script], cwd=pkg, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(f"building {ref}'s C extensions failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
-        for built in pkg.glob("agentstream/producer/*.so"):
-            shutil.move(str(built), str(pkg / "producer" / built.name))
-        for scratch in ("agentstream", "build", "build-tmp"):
-            shutil.rmtree(pkg / scratch, ignore_errors=True)
-    return where
-
-
 def _measure(mode: str, cfg: dict, pythonpath: str | None, extra_env: dict[str, str]) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(extra_env)
@@ -266,7 +238,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="agentstream-sdk-cpu-"))
     ref = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
                          check=True, capture_output=True, text=True).stdout.strip()
-    base_path = str(_baseline_tree(ref, work / "baseline"))
+    base_path = str(mixed_tree(ref, "producer", work / "baseline"))
     result: dict = {"events": args.events, "rounds": args.rounds, "baseline": ref,
                     "env": extra_env}
     print(f"SDK CPU per event, baseline {ref} vs this checkout; {args.events} events, "
