@@ -86,6 +86,11 @@ MAX_BATCH_MATCHES = 4096
 _batch_ends = compile_ends(RULE_PATTERNS, MAX_BATCH_MATCHES)
 
 
+def rule_patterns_match(text: bytes) -> bool:
+    """Whether any rule pattern matches in ``text``: the per-text scan ``batch_rule_hits`` stands in for."""
+    return _rule_match(text)
+
+
 def batch_rule_hits(texts: list[bytes]) -> list[bool] | None:
     """For each text, False when no rule pattern matches in it, from ONE Hyperscan pass over the
     texts joined by NULs (None past ``MAX_BATCH_MATCHES``: ask each text). True only says "scan

@@ -334,7 +334,7 @@ def test_one_scan_of_a_batch_clears_only_texts_the_rule_patterns_miss():
         hits = prefilter.batch_rule_hits(texts)
         assert hits is not None and len(hits) == len(texts)
         for text, hit in zip(texts, hits):
-            alone = prefilter._rule_match(text)
+            alone = prefilter.rule_patterns_match(text)
             assert hit or not alone, text  # never a miss
             marked_clean += hit and not alone  # a match across texts marks one more: harmless
     assert marked_clean < 300  # and rarely
