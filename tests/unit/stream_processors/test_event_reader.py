@@ -224,11 +224,15 @@ def test_inline_pass_through_equals_the_full_path_on_random_batches(monkeypatch)
     records = []
     for n in range(400):
         t, r = f"tenant-{rnd.randrange(5)}", f"run-{rnd.randrange(60)}"
-        make = rnd.choice((lambda: syn.run_start(t, r, attributes={"ticket": f"T-{n}"}),
-                           lambda: syn.llm_step(t, r, n, cost_usd=0.01),
-                           lambda: syn.step(t, r, n, name=rnd.choice(("search", "fetch")), args_digest="%064x" % n),
-                           lambda: syn.run_end(t, r, n)))
-        ev = make()
+        kind = rnd.randrange(4)
+        if kind == 0:
+            ev = syn.run_start(t, r, attributes={"ticket": f"T-{n}"})
+        elif kind == 1:
+            ev = syn.llm_step(t, r, n, cost_usd=0.01)
+        elif kind == 2:
+            ev = syn.step(t, r, n, name=rnd.choice(("search", "fetch")), args_digest="%064x" % n)
+        else:
+            ev = syn.run_end(t, r, n)
         what = rnd.random()
         if what < 0.1:  # the horizon's edge, either side, on either time
             at = horizon + rnd.choice((-2_000_000, 5_000_000, 10**12))
