@@ -203,7 +203,7 @@ def layout_reader(layout: tuple[tuple[str, str], ...]) -> Any:
     body.append(f"return {{{fields}}}, pos")
     source = "def read(data, pos):\n" + "".join(f"    {line}\n" for line in body)
     scope: dict[str, Any] = {"_size": _size, "_text": _text, "_FIXED": _FIXED, "_CUT": _CUT}
-    exec(compile(source, "<run_events.detail reader>", "exec"), scope)  # noqa: S102 - our own source
+    exec(compile(source, "<run_events.detail reader>", "exec"), scope)  # our own source, made from RUN_EVENT_LAYOUT
     return scope["read"]
 
 
