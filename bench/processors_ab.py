@@ -33,23 +33,15 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from baseline_tree import mixed_tree
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PARTS = ("schemas", "producer", "sink", "api", "cli")
 
 
 def before_tree(rev: str, into: Path) -> Path:
     """An ``agentstream`` package whose stream_processors is ``rev``'s, the rest this checkout's."""
-    pkg = into / "agentstream"
-    pkg.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "stream_processors"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(pkg)], input=archive, check=True)
-    for part in PARTS:
-        (pkg / part).symlink_to(ROOT / part)
-    (pkg / "__init__.py").write_text("")
-    build_reader(pkg / "stream_processors")
-    return into
+    return mixed_tree(rev, "stream_processors", into)
 
 
 def build_reader(sp: Path) -> None:
