@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from agentstream.producer.testing import InMemoryTransport
 
@@ -87,12 +87,21 @@ def sdk_records(n: int, seed: int = 20261206, tenants: int = 4, agents: int = 3,
     tracers = [mem.tracer(f"tenant-{t}", f"agent-{a}", f"1.{a}.{t}", ("prod", "staging")[a % 2],
                           digest_key=f"bench-key-{t}")
                for t in range(tenants) for a in range(agents)]
+
+    def one(i: int) -> None:
+        secret = PLANTED[i % len(PLANTED)] if dirty and rnd.random() < dirty else None
+        _run(tracers[i % len(tracers)], rnd, i, secret)
+
+    return _collect(mem, tracers, n, one)
+
+
+def _collect(mem: InMemoryTransport, tracers: list, n: int, run: Callable[[int], None]) -> list[tuple[bytes, bytes]]:
+    """``run(i)`` for i = 0, 1, ... until ``mem`` holds ``n`` records; its first ``n``."""
     try:
         i = 0
         while len(mem.records()) < n:
             for _ in range(200):
-                secret = PLANTED[i % len(PLANTED)] if dirty and rnd.random() < dirty else None
-                _run(tracers[i % len(tracers)], rnd, i, secret)
+                run(i)
                 i += 1
             for tr in tracers:
                 tr.flush(30)
@@ -110,15 +119,4 @@ def e2e_records(n: int, tenants: int = 3, agents: int = 4, steps: int = 6) -> li
     mem = InMemoryTransport()
     tracers = [mem.tracer(f"t-{t}", f"agent-{a}", f"1.{a % 2}.0", "bench") for t in range(tenants)
                for a in range(agents)]
-    try:
-        i = 0
-        while len(mem.records()) < n:
-            for _ in range(200):
-                emit_run(tracers[i % len(tracers)], i, steps)
-                i += 1
-            for tr in tracers:
-                tr.flush(30)
-    finally:
-        for tr in tracers:
-            tr.close(30)
-    return [(k, v) for _topic, k, v in mem.records()[:n]]
+    return _collect(mem, tracers, n, lambda i: emit_run(tracers[i % len(tracers)], i, steps))
