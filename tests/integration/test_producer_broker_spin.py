@@ -6,7 +6,7 @@ its broker thread polls with a zero timeout until the answer comes: a spin as lo
 trip exceeds the linger. With ``max_in_flight`` (2) below the partitions a broker leads, a third
 partition's request waits in librdkafka's send queue instead, whose backpressure puts the thread
 to sleep. Here the broker is 40 ms away (tests/integration/slow_link.py) and the SDK's linger is
-20 ms: the wakeups librdkafka counts per ProduceRequest tell a spin (thousands) from a sleep
+20 ms (the default is 50: a broker farther away than the linger is the case): the wakeups librdkafka counts per ProduceRequest tell a spin (thousands) from a sleep
 (a handful), without timing anything. The control arm (5 in flight: every partition its own
 request, as before) shows the spin is real on this librdkafka; if an upgrade stops it spinning,
 the control fails and the setting can be revisited.
@@ -57,7 +57,7 @@ def _emit(far_broker, tmp_path, **overrides) -> tuple[dict, dict, list[str]]:
     tracer = Tracer("spin", f"agent-{uuid.uuid4().hex[:6]}", "1.0.0", "test",
                     bootstrap_servers=far_broker.bootstrap_servers, topic_prefix="spin.",
                     spool_dir=str(tmp_path / "spool"), commands_enabled=False,
-                    follow_policy=False, producer_factory=factory, **overrides)
+                    follow_policy=False, producer_factory=factory, **{"linger_ms": 20, **overrides})
     # the connection, the producer id and the topic's metadata, through the slow link first
     with tracer.run("warm-up"):
         pass

@@ -21,7 +21,7 @@ def test_idempotent_and_at_most_two_requests_in_flight_by_default():
     assert conf["enable.idempotence"] is True
     assert conf["acks"] == "all"
     assert conf["max.in.flight.requests.per.connection"] == 2
-    assert conf["linger.ms"] == 20
+    assert conf["linger.ms"] == 50
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
