@@ -25,6 +25,7 @@ import argparse
 import gc
 import json
 import pickle
+import shutil
 import sys
 import tempfile
 import threading
@@ -263,6 +264,9 @@ def _rate(records_in, n: int, timeout: float = 600.0, on_first=lambda _seen: Non
         time.sleep(0.05)
     if t_first is None or last < n:
         return None
+    if t_first[1] >= n:  # all read before the first answer: no window to time
+        raise RuntimeError(f"all {n} events were read before the worker's /metrics first answered: "
+                           "too few to measure, raise --events (the default 100,000 is enough)")
     return (n - t_first[1]) / (time.perf_counter() - t_first[0])
 
 
@@ -323,6 +327,7 @@ def main() -> None:
                           "ratio": round(chain_rate / plain, 3), "scaling": scaling, "in_process_us": stages}))
     finally:
         broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the workers' data dirs and the broker's log
 
 
 if __name__ == "__main__":
