@@ -11,8 +11,7 @@ ports and a private data dir. The SDK always runs in separate processes (bench/e
    own Tracer; each probe's clock starts when its ``with tracer.run()`` block exits (RUN_END
    queued, no flush: the SDK's linger counts) and stops at the first ``GET /v1/runs/{id}`` that
    answers with the run final (SUCCESS, all 5 events). Two poller threads (``--pollers``) poll
-   the pending probes (each at most every 50 ms, or ``--poll-share`` x its age; oldest first, one
-   request in flight per thread), so a figure may run up to one poll round long; ``requests``
+   the pending probes (each at most every 50 ms, oldest first, one request in flight per thread), so a figure may run up to one poll round long; ``requests``
    counts the GETs. The GET's own latency is reported too, and each probe's time hop by hop
    (``hops``: SDK → raw → processors → events → sink insert → GET, bench/e2e_hops.py) with the
    sink's inserts meanwhile (``sink_inserts``: count and mean time), and per stage the cores it
@@ -162,12 +161,11 @@ class Bench:
 # ---- 1. latency under load --------------------------------------------------------------------
 
 def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: float = 0.2,
-                  pollers: int = POLLERS, poll_share: float = 0.0, watch: dict[str, int] | None = None) -> dict:
+                  pollers: int = POLLERS, watch: dict[str, int] | None = None) -> dict:
     """Probe runs every ``every`` s; ``pollers`` threads poll the pending ones, oldest poll first,
     each keeping one request in flight (as a couple of dashboard users would). A thread per
     probe polling every 50 ms had ~15 requests in flight and saturated the API it measured.
-    A pending probe is polled at most every POLL_S, and with ``poll_share`` > 0 at most every
-    ``poll_share`` x its age (a figure then reads at most that share high, never low).
+    A pending probe is polled at most every POLL_S.
     ``watch``: processes (stage -> pid) whose cores and CPU waits are taken over the probes'
     emission (``cpu_waits``)."""
     lat_ms: list[float] = []
@@ -185,8 +183,7 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
             while emitting.is_set() or pending:
                 with lock:
                     now = time.monotonic()
-                    due = [(last, rid) for rid, (at, last) in pending.items()
-                           if now - last >= max(POLL_S, poll_share * (now - at))]
+                    due = [(last, rid) for rid, (_, last) in pending.items() if now - last >= POLL_S]
                     rid = min(due)[1] if due else None
                     if rid is not None:
                         pending[rid][1] = time.monotonic()
@@ -268,8 +265,8 @@ def cpu_waits(before: dict[str, tuple[float, float]], after: dict[str, tuple[flo
     return out
 
 
-def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float, pollers: int = POLLERS,
-                  poll_share: float = 0.0) -> dict[float, dict]:
+def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float,
+                  pollers: int = POLLERS) -> dict[float, dict]:
     probe_tenant = b.tenants[0]
     tracer = Tracer(probe_tenant, "probe-agent", "1.0.0", "bench", bootstrap_servers=b.bootstrap,
                     topic_prefix=b.prefix, spool_dir=str(b.data / "probe-spool"), commands_enabled=False)
@@ -290,8 +287,7 @@ def latency_steps(b: Bench, loads: list[float], probe_s: float, warm_s: float, p
             if bg is not None:
                 time.sleep(warm_s)
             watch = {**b.pids(), **({"sdk": bg.pid} if bg is not None else {})}
-            out[load] = probe_latency(b, tracer, probe_tenant, probe_s, pollers=pollers, poll_share=poll_share,
-                                      watch=watch)
+            out[load] = probe_latency(b, tracer, probe_tenant, probe_s, pollers=pollers, watch=watch)
             if bg is not None:
                 res = b.sdk_result(bg)
                 out[load]["offered_ev_s"] = round(res["total"] / max(1e-9, res["last_emit"] - res["first_emit"]))
@@ -368,8 +364,6 @@ def main() -> None:
     ap.add_argument("--probe-s", type=float, default=10.0)
     ap.add_argument("--warm-s", type=float, default=3.0)
     ap.add_argument("--pollers", type=int, default=POLLERS, help="GET requests in flight polling the probes")
-    ap.add_argument("--poll-share", type=float, default=0.0,
-                    help="poll a pending probe at most every this share of its age (0: every 50 ms)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--gateway", action="store_true")
     ap.add_argument("--otlp-traces", type=int, default=0,
@@ -396,7 +390,7 @@ def main() -> None:
           f"{', '.join(f'{x:.2f}' for x in loadavg)} on {os.cpu_count()} cores", flush=True)
     try:
         lat = latency_steps(b, [float(x) for x in a.loads.split(",") if x != ""], a.probe_s, a.warm_s,
-                            pollers=a.pollers, poll_share=a.poll_share)
+                            pollers=a.pollers)
         expect: dict[str, int] = dict(lat["probe_emitted"])
         for r in b.sdk_procs:
             for t, n in r["emitted"].items():

@@ -150,12 +150,11 @@ class Run(RunGate, RunRecords):
     # ---- emission -----------------------------------------------------------------------
     def _emit(self, kind: str, payload: Any, attrs: dict | None = None,
               parent_step_id: str | None = None, ts_us: int | None = None) -> None:
-        t = self._t
         item = (self, kind, ts_us or _time_ns() // 1000, parent_step_id, attrs, payload)
-        if len(t.q) < t.maxsize:
-            t.q.append(item)
+        if len(self._q) < self._qmax:
+            self._q.append(item)
         else:
-            t.overflow(item)  # drops the oldest queued event, counts and warns
+            self._t.overflow(item)  # drops the oldest queued event, counts and warns
 
     def _count_failure(self, what: str) -> None:
         self._t.failed += 1
@@ -272,13 +271,8 @@ class Run(RunGate, RunRecords):
         # events stay in order even if the wall clock is stepped meanwhile).
         self._t0 = t0 = _perf_ns()
         self.started_us = started = (t0 + self._clock_off) // 1000
-        item = (self, "RUN_START", started, None, self.attrs,
-                {"entrypoint": self.name, "role": self.role, "sampled": self._sampled})
-        q = self._q
-        if len(q) < self._qmax:
-            q.append(item)
-        else:
-            self._t.overflow(item)  # drops the oldest queued event, counts and warns
+        self._emit("RUN_START", {"entrypoint": self.name, "role": self.role, "sampled": self._sampled},
+                   self.attrs, ts_us=started)
         return self
 
     def end(self, exc: BaseException | None = None) -> None:
@@ -304,16 +298,12 @@ class Run(RunGate, RunRecords):
             now = _perf_ns()
             attrs = {"agentstream.approval_wait_ms": round(self.approval_wait_ms, 3)} \
                 if self.approval_wait_ms else None
-            item = (self, "RUN_END", (now + self._clock_off) // 1000, None, attrs, {
+            self._emit("RUN_END", {
                 "status": status, "outcome": outcome, "started_us": self.started_us,
                 "duration_ms": (now - self._t0) / 1e6, "step_count": self.step_count,
                 "llm_calls": self.llm_calls, "input_tokens": self.input_tokens,
-                "output_tokens": self.output_tokens, "cost_usd": self.cost_usd})
-            q = self._q
-            if len(q) < self._qmax:
-                q.append(item)
-            else:
-                self._t.overflow(item)  # drops the oldest queued event, counts and warns
+                "output_tokens": self.output_tokens, "cost_usd": self.cost_usd},
+                attrs, ts_us=(now + self._clock_off) // 1000)
         except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("run end")
         finally:

@@ -36,6 +36,19 @@ def future_times(event: dict[str, Any], horizon_us: int) -> list[tuple[str, int]
     return out
 
 
+def has_future_time(event: dict[str, Any], horizon_us: int) -> bool:
+    """Whether ``future_times(event, horizon_us)`` names any time: the question the byte
+    pass-through asks of every record, without building the list."""
+    ts = event.get("ts_us")
+    if ts is not None and ts > horizon_us:
+        return True
+    payload = event.get("payload")
+    if isinstance(payload, tuple):
+        payload = payload[1]
+    started = payload.get("started_us") if isinstance(payload, dict) else None
+    return started is not None and started > horizon_us
+
+
 def clamp_future_times(event: dict[str, Any], now_us: int, max_ahead_s: float) -> str | None:
     """Sets each time of ``event`` more than ``max_ahead_s`` after ``now_us`` to ``now_us``;
     returns the sent values as ``CLAMP_ATTR``'s text, or None when every time was in range (the

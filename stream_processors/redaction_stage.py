@@ -26,7 +26,7 @@ from agentstream.schemas import ALERT, DLQ_HEADERS, EVENT, Codec, DecodeError, t
 
 from .policies import PolicyBook
 from .event_reader import EventReader
-from .event_time import clamp_future_times, flag_clamped, future_times
+from .event_time import clamp_future_times, flag_clamped, has_future_time
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import RedactionError, Redactor
 from .redaction.prefilter import batch_rule_hits, text_may_need_redaction
@@ -110,14 +110,10 @@ class RedactionStage:
                 rule_hit = next_hit()  # taken for every text read, whatever the checks below say
                 event, at, text, attrs_at, attrs_end, longest, ends = got
                 payload = event["payload"]
-                if payload.__class__ is dict:
-                    # content goes by the tenant's capture mode, not by its text: the engine's;
-                    # a far-future time is clamped on the full path (``future_times``, inline)
-                    ts, started = event.get("ts_us"), payload.get("started_us")
-                    fits = (not payload.get("content") and (ts is None or ts <= horizon_us)
-                            and (started is None or started <= horizon_us))
-                else:
-                    fits = not future_times(event, horizon_us)
+                # content goes by the tenant's capture mode, not by its text: the engine's; a
+                # far-future time is clamped on the full path
+                fits = (not (payload.__class__ is dict and payload.get("content"))
+                        and not has_future_time(event, horizon_us))
                 if (fits and at >= 0 and raw[at] == 0  # type: ignore[index]
                         and not text_may_need_redaction(text, attrs_at, attrs_end, longest, ends, redactor,
                                                         rule_hit)):

@@ -189,6 +189,7 @@ def text_may_need_redaction(text: bytes, attributes_start: int, attributes_end: 
 
 
 def may_need_redaction(data: bytes) -> bool:
-    """Whether any prefilter pattern matches anywhere in ``data`` (a string's UTF-8, or a record
-    the field reader cannot walk: every byte is then suspect)."""
+    """Whether any prefilter pattern matches anywhere in ``data`` (a string's UTF-8): the
+    patterns' own reach, which the tests hold against every secret class. The stage never asks it
+    of a record: one the field reader cannot walk takes the full path."""
     return _any_match(data)

@@ -14,7 +14,7 @@ import pytest
 from agentstream.schemas import EVENT, Codec
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.event_time import (CLAMP_ATTR, clamp_future_times, flag_clamped,
-                                                     future_times)
+                                                     future_times, has_future_time)
 from agentstream.stream_processors.policies import PolicyBook, TenantPolicy
 from agentstream.stream_processors.records import InRecord
 from agentstream.stream_processors.redaction import Redactor
@@ -115,3 +115,23 @@ def test_the_stage_clamps_on_the_byte_path_and_the_decode_path():
     assert decoded[3]["redaction"]["rule_counts"]  # still redacted
     assert [p.event["ts_us"] <= after for p in passed] == [True] * 4  # detectors see the clamped time
     assert stage.counts.clamped == 3 and stage.counts.dlq == 0
+
+
+def test_the_hot_paths_question_agrees_with_future_times():
+    """``has_future_time`` (asked of every record on the byte pass-through) is ``future_times``'s
+    answer without the list, on every shape an event's payload comes in."""
+    rnd = random.Random(20261206)
+    now = int(time.time() * 1e6)
+    horizon = now + int(AHEAD_S * 1e6)
+    times = [None, 0, now, horizon, horizon + 1, Y9999_US, LONG_MAX, -1]
+    for _ in range(2000):
+        ev = rnd.choice(_events(now))
+        ev["ts_us"] = rnd.choice(times)
+        payload = dict(ev["payload"]) if isinstance(ev.get("payload"), dict) else {}
+        started = rnd.choice(times)
+        if started is None:
+            payload.pop("started_us", None)
+        else:
+            payload["started_us"] = started
+        ev["payload"] = rnd.choice([payload, ("branch", payload), None, "text"])
+        assert has_future_time(ev, horizon) == bool(future_times(ev, horizon)), ev
