@@ -409,6 +409,8 @@ def main() -> None:
         accounting = {"emitted": emitted, "stored": sum(stored.values()), "dlq": int(dlq),
                       "quarantine": int(quarantine), "sdk_failed_or_dropped": sdk_lost,
                       "per_tenant": {t: [expect.get(t, 0), stored[t]] for t in tenants},
+                      # fetches that skipped offsets, read again (schemas/offset_gaps.py)
+                      "offset_gaps": {k: v for k, v in metrics.items() if "offset_gap" in k and v},
                       "counters": {k: v for k, v in metrics.items() if "records" in k or "rows" in k or "gateway_events" in k
                                    or "dlq" in k}}
         print(f"accounting: {json.dumps(accounting)}", flush=True)

@@ -6,12 +6,18 @@ import logging
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+from agentstream.schemas.offset_gaps import GapCounts, register_gap_metrics
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer
 
 log = logging.getLogger(__name__)
+
+# Every consumer of the process counts into one (schemas/offset_gaps.py).
+GAP_COUNTS = GapCounts()
+register_gap_metrics(REGISTRY, "agentstream_sink", lambda: GAP_COUNTS)
 
 ROWS = Counter("agentstream_sink_rows_total", "Rows stored in ClickHouse", ["table", "path"])
 BATCHES = Counter("agentstream_sink_batches_total", "Offset ranges inserted", ["table"])

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from agentstream.schemas import PARTITIONER, Codec, make_resolver, topic_name
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start_positions
 from agentstream.schemas.step_driver import drop_chain, pump
 from agentstream.schemas.steps import Abandoned, HeldBatch
 
@@ -196,6 +197,9 @@ class Sink(RetryingMixin, ReadinessMixin):
                                           self.retention, self.codec)
             except Exception as exc:  # noqa: BLE001 - retention falls back to the default
                 log.warning("cannot follow the policies topic, default retention applies: %s", exc)
+        self._gaps = OffsetGapGuard(self.settings.offset_gap_window_s, self.settings.offset_gap_rechecks,
+                                    counts=m.GAP_COUNTS)
+        self._seek = consumer_seek(self._consumer)
         self._consumer.subscribe(list(self.specs), on_assign=self._on_assign, on_revoke=self._on_revoke)
         next_lag = 0.0
         try:
@@ -241,8 +245,8 @@ class Sink(RetryingMixin, ReadinessMixin):
             m.BLOCKED_SECONDS.inc(time.perf_counter() - t0)
         else:
             busy = chain is not None and (chain.inserts.busy() or chain.in_flight_rows > 0)
-            msgs = self._consumer.consume(num_messages=min(self.settings.batch_max_rows, 20_000),
-                                          timeout=0.005 if busy else 0.1)
+            msgs = self._gaps.admit(self._consumer.consume(num_messages=min(self.settings.batch_max_rows, 20_000),
+                                                           timeout=0.005 if busy else 0.1), self._seek)
             chain = self._chain  # a rebalance during consume rebuilt it
             records = [msg for msg in msgs if msg.error() is None or self._consumer_error(msg.error())]
             if chain is not None:
@@ -274,6 +278,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         plans = self._with_retry("sink_batches", read_ledger, self._stopping)
         self._drop_chain(join=False)
         self.commits.assign(committed)
+        self._gaps.assign(start_positions(consumer, partitions, self.settings.auto_offset_reset))
         if plans is STOPPED:
             return  # no chain without the ledger's ranges: a new range over one would double rows
         self._paused_at = None
@@ -294,6 +299,7 @@ class Sink(RetryingMixin, ReadinessMixin):
             self._revoke_deadline = None
             self._drop_chain(join=False)
         self.commits.assign(())
+        self._gaps.forget((tp.topic, tp.partition) for tp in partitions)
         if self.paused:
             self._pause(False)
 

@@ -74,6 +74,11 @@ class SinkSettings(BaseSettings):
     # ~120 ms median / 500 ms worst to every hop; a Kafka broker returns as soon as data arrives,
     # so a short wait costs only more idle fetch requests.
     fetch_wait_max_ms: int = 50
+    # A fetch that skipped offsets of a partition is read again until the skipped records come
+    # (the embedded broker's produce race, schemas/offset_gaps.py), and accepted only after this
+    # many re-reads over this long. Both 0: trust every fetch.
+    offset_gap_window_s: float = 0.5
+    offset_gap_rechecks: int = 2
     # The process's first GC threshold, applied by the sink's entry points (sink/gc_policy.py:
     # buffered records are GC-tracked, and the default 700 made GC ~25% of a busy sink's time).
     # 0: leave the interpreter's.

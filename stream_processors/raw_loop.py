@@ -39,6 +39,7 @@ from mode import Service
 
 from agentstream.schemas import topic_name
 from agentstream.schemas.consumer_errors import ConsumerCrash, DlqRatioGuard
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, register_gap_metrics, start_positions
 from agentstream.schemas.step_driver import pump
 from agentstream.schemas.steps import Abandoned, HeldBatch
 
@@ -197,6 +198,9 @@ class RawLoop(Service):
         self._lag = 0
         self._working = False  # a batch is being processed or awaits its acknowledgements
         self._guard = DlqRatioGuard(settings.dlq_max_ratio, settings.dlq_window_records, settings.dlq_min_records)
+        # A fetch that skipped offsets (the embedded broker's produce race) is read again.
+        self._gaps = OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks)
+        register_gap_metrics(metrics.registry, "agentstream_processors", lambda: self._gaps.counts)
         # The chain of the current assignment (raw_steps), the consume() batch it refused (handed
         # to it again after the next poll), since when, and since when raw is paused.
         self._consumer: Any = None
@@ -251,6 +255,7 @@ class RawLoop(Service):
         def on_assign(consumer: Any, tps: list[Any]) -> None:
             parts = [tp.partition for tp in tps]
             n = store.restore(emitter, parts)
+            self._gaps.assign(start_positions(consumer, tps))
             log.info("raw partitions assigned %s; %d run-state records restored", parts, n)
             self._drop_chain(join=False)
             self._paused_at = None
@@ -267,8 +272,10 @@ class RawLoop(Service):
             finally:
                 self._drop_chain(join=False)
                 store.drop([tp.partition for tp in tps])
+                self._gaps.forget((tp.topic, tp.partition) for tp in tps)
 
         c.subscribe([self.raw_topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
+        self._seek = consumer_seek(c)
         if self.tune_gc:
             hot_path_gc()
         next_lag = 0.0
@@ -308,7 +315,7 @@ class RawLoop(Service):
             # Paused, consume() only keeps the consumer in its group: a short wait, so that the
             # chain (retrying, or waiting for acknowledgements) is polled again soon.
             wait = 0.01 if self._paused_at is not None else s.batch_within_s if s.batch_within_s > 0 else 0.05
-            msgs = c.consume(s.batch_size, wait)
+            msgs = self._gaps.admit(c.consume(s.batch_size, wait), self._seek)
             chain = self._chain  # a rebalance during consume() rebuilt it
             if msgs and chain is not None:
                 self._working = True

@@ -33,6 +33,11 @@ class ProcessorsSettings(BaseSettings):
     # this deadline (librdkafka's 500 ms default added ~120 ms median to the hop); on Kafka a
     # short wait costs only idle fetch requests.
     fetch_wait_max_ms: int = 50
+    # A fetch that skipped offsets of a partition is read again until the skipped records come
+    # (the embedded broker's produce race, schemas/offset_gaps.py), and accepted only after this
+    # many re-reads over this long. Both 0: trust every fetch.
+    offset_gap_window_s: float = 0.5
+    offset_gap_rechecks: int = 2
     log_level: str = "info"
     # After SIGTERM/SIGINT, how long a clean stop (final commit, producer flush) may take before
     # the worker exits without it (stream_processors/shutdown_guard.py). Below the embedded

