@@ -21,6 +21,12 @@ The consumer is a chain of steps (decode -> route -> post -> commit, forward_ste
 outlives a chain: the ledger, the rules follower and the counts. With ``forwarder_probe_port``
 set it answers ``/healthz`` (its loop turns), ``/readyz`` (rules read, in its group, no
 destination being retried) and ``/metrics`` (schemas/consumer_probes.py).
+
+Several workers produce alerts into one partition at once, and on the embedded broker a fetch
+can then skip a batch (schemas/offset_gaps.py): a skipped alert would be a missed page. Both
+the alerts consumer and the rules follower read through an ``OffsetGapGuard``, which seeks a
+partition back over a jump and reads it again; ``agentstream_alerts_forwarder_offset_gaps_total``
+counts the jumps recovered and accepted.
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ from agentstream.schemas import Codec, make_resolver, topic_name
 from agentstream.schemas.alerting import AlertingBook, Destination, is_alerting_key
 from agentstream.schemas.consumer_errors import DlqRatioGuard
 from agentstream.schemas.consumer_probes import ConsumerProbes
+from agentstream.schemas.offset_gaps import (GapCounts, OffsetGapGuard, consumer_seek, register_gap_metrics,
+                                             start_positions)
 from agentstream.schemas.step_driver import ChainDriver
 
 from .alerts_io import _consumer
@@ -45,6 +53,38 @@ __all__ = ["AlertingFollower", "DeliveryLedger", "ForwardStats", "WebhookUnavail
 
 log = logging.getLogger("agentstream.alerts.forward")
 LEDGER_DAYS = 35  # longer than the alerts topic keeps a record (30 days)
+
+# Every forwarder consumer of the process (alerts, rules) counts into one: forward() and the
+# follower are built more than once in a process (the CLI's helpers, tests).
+GAP_COUNTS = GapCounts()
+
+
+def _register_gap_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    register_gap_metrics(REGISTRY, "agentstream_alerts_forwarder", lambda: GAP_COUNTS)
+
+
+_register_gap_metrics()
+
+
+def gap_guard(settings: ProcessorsSettings) -> OffsetGapGuard:
+    return OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks, counts=GAP_COUNTS)
+
+
+class _GuardedReads:
+    """The alerts consumer as ``ChainDriver`` sees it: each ``consume()`` batch read through the
+    offset-gap guard (a jump is sought back and its records left out: they come again). The
+    rebalance callbacks keep the guard's partitions; everything else is the consumer's."""
+
+    def __init__(self, consumer: Any, guard: OffsetGapGuard) -> None:
+        self._consumer, self.guard, self._seek = consumer, guard, consumer_seek(consumer)
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        return self.guard.admit(self._consumer.consume(num_messages, timeout), self._seek)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
 
 
 class DeliveryLedger:
@@ -100,6 +140,11 @@ class AlertingFollower:
         md = self.consumer.list_topics(name, timeout=10)
         parts = sorted(md.topics[name].partitions) if name in md.topics else [0]
         self.consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in parts])
+        # Policies are written by the API and the CLI at once: a skipped rule or silence would
+        # route or page wrongly until the next restart.
+        self.gaps = gap_guard(settings)
+        self.gaps.assign(start_positions(self.consumer, [TopicPartition(name, p) for p in parts]))
+        self._seek = consumer_seek(self.consumer)
 
     def catch_up(self, idle_s: float = 1.0, timeout_s: float = 30.0) -> None:
         """Reads until a poll of ``idle_s`` finds nothing (never to the high watermark: the
@@ -110,7 +155,9 @@ class AlertingFollower:
 
     def poll(self, timeout_s: float = 0.0) -> int:
         n = 0
-        for m in self.consumer.consume(500, timeout_s):
+        msgs = self.consumer.consume(500, timeout_s)
+        admitted = self.gaps.admit(msgs, self._seek)
+        for m in admitted:
             key = m.key()
             if m.error() is None and key is not None and is_alerting_key(key):
                 if not self.book.apply(key, m.value()):
@@ -118,7 +165,8 @@ class AlertingFollower:
                 n += 1
             elif m.error() is None:
                 n += 1
-        return n
+        # A batch held back for a re-read is no idle poll: catch_up reads on.
+        return n + (len(msgs) - len(admitted))
 
     def close(self) -> None:
         self.consumer.close()
@@ -167,9 +215,21 @@ def _forward(settings: ProcessorsSettings, probes: ConsumerProbes, stats: Forwar
                                              commit, driver.give_up, max_retries=max_retries, base_s=base_s))
 
     driver = ChainDriver(build, batch_size=50, wait_s=0.5, revoke_join_s=settings.broker_session_timeout / 2)
+    gaps = gap_guard(settings)
+
+    def on_assign(consumer: Any, tps: list[Any]) -> None:
+        gaps.assign(start_positions(consumer, tps))
+        driver.on_assign(consumer, tps)
+
+    def on_revoke(consumer: Any, tps: list[Any]) -> None:
+        try:
+            driver.on_revoke(consumer, tps)
+        finally:
+            gaps.forget((tp.topic, tp.partition) for tp in tps)
+
     c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True,
-                  on_assign=driver.on_assign, on_revoke=driver.on_revoke)
-    driver.consumer = c
+                  on_assign=on_assign, on_revoke=on_revoke)
+    driver.consumer = _GuardedReads(c, gaps)
     probes.driver = driver
 
     def commit(topic: str, partition: int, offset: int) -> None:
