@@ -165,6 +165,15 @@ class OffsetGapGuard:
         return True
 
 
+OUTCOMES = ("recovered", "accepted")
+
+
+def gap_metric_names(prefix: str) -> dict[str, set[str]]:
+    """The samples ``register_gap_metrics`` exposes under ``prefix``, with their labels."""
+    return {f"{prefix}_offset_gaps_total": {"outcome"}, f"{prefix}_offset_gap_records_total": set(),
+            f"{prefix}_offset_gap_rechecks_total": set()}
+
+
 def register_gap_metrics(registry: Any, prefix: str, counts: Callable[[], GapCounts]) -> None:
     """``<prefix>_offset_gaps_total{outcome}`` (recovered, accepted),
     ``<prefix>_offset_gap_records_total`` (offsets accepted as never delivered) and
@@ -177,8 +186,8 @@ def register_gap_metrics(registry: Any, prefix: str, counts: Callable[[], GapCou
             gaps = CounterMetricFamily(f"{prefix}_offset_gaps", "fetches that skipped offsets of a partition: "
                                        "read again and found (recovered) or never delivered (accepted)",
                                        labels=["outcome"])
-            gaps.add_metric(["recovered"], c.recovered)
-            gaps.add_metric(["accepted"], c.accepted)
+            for outcome in OUTCOMES:
+                gaps.add_metric([outcome], getattr(c, outcome))
             yield gaps
             yield CounterMetricFamily(f"{prefix}_offset_gap_records", "offsets accepted as never delivered",
                                       value=c.accepted_records)

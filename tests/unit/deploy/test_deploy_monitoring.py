@@ -57,6 +57,10 @@ def exposed() -> dict[str, set[str]]:
     out = dict(PROMETHEUS_SERIES)
     for rel in METRIC_MODULES:
         out.update(declared((root / rel).read_text()))
+    from agentstream.schemas.offset_gaps import gap_metric_names  # a collector, not declared Counters
+
+    for prefix in ("agentstream_processors", "agentstream_sink"):
+        out.update(gap_metric_names(prefix))
     return out
 
 
@@ -164,6 +168,7 @@ def test_label_values_match_what_the_parts_write():
     from agentstream.api.app import create_app
     from agentstream.schemas import topic_name
     from agentstream.schemas.consumer_errors import ErrorClass
+    from agentstream.schemas.offset_gaps import OUTCOMES
 
     values: dict[str, set[str]] = {
         "topic": {topic_name(t) for t in ("events", "dlq", "quarantine", "alerts", "raw", "commands", "policies")},
@@ -172,6 +177,7 @@ def test_label_values_match_what_the_parts_write():
         # the metrics label a request with its route's template, the OpenAPI document's paths
         "route": set(create_app().openapi()["paths"]),
         "status": {str(s) for s in (200, 201, 204, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503)},
+        "outcome": set(OUTCOMES),
     }
     checked = 0
     for r in rules():
