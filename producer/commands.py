@@ -5,6 +5,11 @@ directly, starting at the end, and keeps no committed offsets. Commands are keye
 a command for a run this process does not have live is ignored. Because Tansu may report a
 short end offset, old commands can be re-read at start: they are ignored the same way.
 The command is applied by the run at its next step (``Run._gate_check``).
+
+Processors workers and the API both write commands, and on the embedded broker a fetch can skip
+a batch when two producers write one partition at once (schemas/offset_gaps.py): a skipped STOP
+leaves a runaway run running. Every message is read through an ``OffsetGapGuard``, which seeks
+a partition back over a jump and reads it again (``CommandListener.gaps.counts``).
 """
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import threading
 import time
 import uuid
 from typing import Any, Callable, Self
+
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek
 
 log = logging.getLogger("agentstream.producer")
 
@@ -40,8 +47,10 @@ class ReaderThread:
     SDK's own readers. Nothing in it ever raises into the agent: a consumer that cannot be made,
     or a bug while reading, is logged and ends the reading."""
 
-    def __init__(self, name: str, what: str, conf: dict[str, Any]) -> None:
+    def __init__(self, name: str, what: str, conf: dict[str, Any], gap_window_s: float = 0.5,
+                 gap_rechecks: int = 2) -> None:
         self._what, self._conf = what, conf
+        self.gaps = OffsetGapGuard(gap_window_s, gap_rechecks)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -75,11 +84,19 @@ class ReaderThread:
     def _read(self, consumer: Any) -> None:
         raise NotImplementedError
 
+    def _poll(self, consumer: Any, timeout: float) -> list[Any]:
+        """``consumer.poll`` read through the offset-gap guard: the message in a list, or nothing
+        when none came or it came past offsets of its partition not read yet (the partition is
+        sought back to read them first)."""
+        msg = consumer.poll(timeout)
+        return [] if msg is None else self.gaps.admit([msg], consumer_seek(consumer))
+
 
 class CommandListener(ReaderThread):
     def __init__(self, bootstrap_servers: str, topic: str, tenant_id: str,
                  live: dict[str, Any], decode: Callable[[bytes], dict[str, Any]],
-                 session_timeout_ms: int, client_conf: dict[str, str] | None = None) -> None:
+                 session_timeout_ms: int, client_conf: dict[str, str] | None = None, gap_window_s: float = 0.5,
+                 gap_rechecks: int = 2) -> None:
         self.topic = topic
         self.tenant_id = tenant_id
         self.live = live
@@ -90,7 +107,7 @@ class CommandListener(ReaderThread):
         self.errors = 0
         self.ready = threading.Event()
         super().__init__("agentstream-commands", "command listener", assign_only_conf(
-            bootstrap_servers, "commands", "latest", session_timeout_ms, client_conf))
+            bootstrap_servers, "commands", "latest", session_timeout_ms, client_conf), gap_window_s, gap_rechecks)
 
     def _assign(self, consumer: Any) -> bool:
         from confluent_kafka import OFFSET_END, TopicPartition
@@ -100,6 +117,7 @@ class CommandListener(ReaderThread):
         if t is None or t.error is not None or not t.partitions:
             return False
         consumer.assign([TopicPartition(self.topic, p, OFFSET_END) for p in t.partitions])
+        self.gaps.assign((self.topic, p, None) for p in t.partitions)  # the end: not known yet
         return True
 
     def _read(self, consumer: Any) -> None:
@@ -113,20 +131,25 @@ class CommandListener(ReaderThread):
             except KafkaException:  # broker or topic not there yet: retry
                 self._stop.wait(1.0)
         while not self._stop.is_set():
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error() is not None:
-                continue
-            self._handle(msg.key(), msg.value())
+            for msg in self._poll(consumer, 0.2):
+                if msg.error() is None:
+                    self._handle(msg.key(), msg.value())
 
     def _wait_positions(self, consumer: Any) -> None:
         # OFFSET_END is resolved on the first fetch; until every partition has a concrete
         # position, a command produced now could land before the resolved end and be skipped.
+        # Once resolved, the guard starts from those positions, so that a jump on a partition's
+        # first read (often its only one: commands are rare) is read again too.
         deadline = time.monotonic() + 10.0
+        read: set[int] = set()
         while not self._stop.is_set() and time.monotonic() < deadline:
-            msg = consumer.poll(0.1)
-            if msg is not None and msg.error() is None:
-                self._handle(msg.key(), msg.value())
-            if all(tp.offset >= 0 for tp in consumer.position(consumer.assignment())):
+            for msg in self._poll(consumer, 0.1):  # a partition's first message always passes
+                if msg.error() is None:
+                    read.add(msg.partition())
+                    self._handle(msg.key(), msg.value())
+            positions = consumer.position(consumer.assignment())
+            if all(tp.offset >= 0 for tp in positions):
+                self.gaps.assign((tp.topic, tp.partition, tp.offset) for tp in positions if tp.partition not in read)
                 return
 
     def _handle(self, key: bytes | None, value: bytes | None) -> None:
