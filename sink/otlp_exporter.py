@@ -12,6 +12,11 @@ stops the exporter instead of committing past them all. Trace and span ids are d
 same ids (backends deduplicate or show one span). With ``probe_port`` set it answers ``/healthz``
 (its loop turns), ``/readyz`` (in its group, the backend not being retried) and ``/metrics``
 (schemas/consumer_probes.py).
+
+Several processors workers write the events topic at once, and on the embedded broker a fetch
+can then skip a batch (schemas/offset_gaps.py): the exporter reads through an
+``OffsetGapGuard``, which seeks a partition back over a jump and reads it again;
+``agentstream_export_otlp_offset_gaps_total`` counts the jumps recovered and accepted.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agentstream.schemas import Codec, make_resolver, topic_name
 from agentstream.schemas.consumer_errors import DlqRatioGuard
 from agentstream.schemas.consumer_probes import ConsumerProbes
+from agentstream.schemas.offset_gaps import (GapCounts, OffsetGapGuard, consumer_seek, register_gap_metrics,
+                                             start_positions)
 from agentstream.schemas.step_driver import ChainDriver
 
 from .export_steps import RETRYABLE, BackendUnavailable, ExportChain, ExportIO, build_export_chain
@@ -31,6 +38,18 @@ from .export_steps import RETRYABLE, BackendUnavailable, ExportChain, ExportIO, 
 __all__ = ["RETRYABLE", "BackendUnavailable", "OtlpExportSettings", "run_export"]
 
 log = logging.getLogger("agentstream.export.otlp")
+
+# Every exporter of the process counts into one: run_export may run more than once in a process.
+GAP_COUNTS = GapCounts()
+
+
+def _register_gap_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    register_gap_metrics(REGISTRY, "agentstream_export_otlp", lambda: GAP_COUNTS)
+
+
+_register_gap_metrics()
 
 
 class OtlpExportSettings(BaseSettings):
@@ -64,6 +83,11 @@ class OtlpExportSettings(BaseSettings):
     probe_port: int = Field(0, ge=0, le=65_535)
     probe_host: str = "127.0.0.1"
     stuck_after_s: float = Field(300.0, gt=0)
+    # A fetch that skipped offsets of a partition is read again until the skipped records come
+    # (the embedded broker's produce race, schemas/offset_gaps.py), and accepted only after this
+    # many re-reads over this long. Both 0: trust every fetch.
+    offset_gap_window_s: float = 0.5
+    offset_gap_rechecks: int = 2
 
     def traces_url(self) -> str:
         base = self.endpoint.rstrip("/")
@@ -110,13 +134,24 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
     c = Consumer({"bootstrap.servers": st.bootstrap_servers, "group.id": st.group_id,
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "session.timeout.ms": st.session_timeout_ms, **st.kafka_config})
-    driver.consumer = c
+    gaps = OffsetGapGuard(st.offset_gap_window_s, st.offset_gap_rechecks, counts=GAP_COUNTS)
+    driver.consumer = _GuardedReads(c, gaps)
     probes.driver = driver
+
+    def on_assign(consumer: Any, tps: list[Any]) -> None:
+        gaps.assign(start_positions(consumer, tps))
+        driver.on_assign(consumer, tps)
+
+    def on_revoke(consumer: Any, tps: list[Any]) -> None:
+        try:
+            driver.on_revoke(consumer, tps)
+        finally:
+            gaps.forget((tp.topic, tp.partition) for tp in tps)
 
     def commit(last: dict[tuple[str, int], int]) -> None:
         c.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
 
-    c.subscribe([topic_name("events", st.topic_prefix)], on_assign=driver.on_assign, on_revoke=driver.on_revoke)
+    c.subscribe([topic_name("events", st.topic_prefix)], on_assign=on_assign, on_revoke=on_revoke)
     try:
         if st.probe_port:
             probes.serve(st.probe_host, st.probe_port)
@@ -140,3 +175,17 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
         if client is None:
             http.close()
     return stats
+
+
+class _GuardedReads:
+    """The consumer as ``ChainDriver`` sees it: each ``consume()`` batch read through the
+    offset-gap guard (a jump is sought back and its records left out: they come again)."""
+
+    def __init__(self, consumer: Any, guard: OffsetGapGuard) -> None:
+        self._consumer, self._guard, self._seek = consumer, guard, consumer_seek(consumer)
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        return self._guard.admit(self._consumer.consume(num_messages, timeout), self._seek)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
