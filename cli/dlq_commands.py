@@ -3,6 +3,11 @@
 Both read with a throwaway consumer group and commit nothing, so they never move anyone's
 offsets. Records are shown by their headers (reason, stage, source), size and a digest of their
 key, never their bytes (cli/dlq_records.py says why).
+
+The processors and the sink write the topic at once, and on the embedded broker a fetch can then
+skip a batch (schemas/offset_gaps.py): both read through an ``OffsetGapGuard``, which seeks a
+partition back over a jump and reads it again, so ``summary`` does not undercount; offsets that
+stayed undelivered are said on stderr.
 """
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from typing import Any, Callable, Optional, TextIO
 
 import typer
 
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start_positions
+
 from .dlq_records import Summary, dlq_record, format_line
 
 class DlqUnreadable(RuntimeError):
@@ -28,27 +35,35 @@ dlq_app = typer.Typer(help="The dead-letter topic: what was refused, where from,
 def read_dlq(bootstrap: str, topic: str, on_record: Callable[[dict[str, Any]], bool], *,
              from_beginning: bool, show_keys: bool = False, idle_timeout: float | None = None,
              session_timeout_ms: int = 30000, stop: threading.Event | None = None,
-             join_timeout: float = 60.0) -> None:
+             join_timeout: float = 60.0, gaps: OffsetGapGuard | None = None) -> None:
     """Calls ``on_record`` for each record until it returns False, ``stop`` is set, or nothing
     arrived for ``idle_timeout`` seconds once the partitions were assigned (a group join takes
     seconds). The end is found by idling, never by the high watermark: the embedded broker
     reports end offsets short. With ``idle_timeout``, no assignment within ``join_timeout``
-    raises ``DlqUnreadable`` (the topic missing, say) instead of waiting for ever."""
+    raises ``DlqUnreadable`` (the topic missing, say) instead of waiting for ever. Reads through
+    ``gaps`` (a default guard if None): a fetch that skipped offsets is read again."""
     from confluent_kafka import Consumer
 
     from agentstream.stream_processors.alerts_io import TAIL_CLOSE_S, close_within
 
     stop = stop or threading.Event()
+    gaps = gaps if gaps is not None else OffsetGapGuard()
+    reset = "earliest" if from_beginning else "latest"
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dlq-read-{uuid.uuid4().hex}",
-                  "auto.offset.reset": "earliest" if from_beginning else "latest",
+                  "auto.offset.reset": reset,
                   "enable.auto.commit": False, "session.timeout.ms": session_timeout_ms})
     last: list[float | None] = [None]  # set when the partitions arrive: idling counts from then
 
-    def assigned(_consumer: Any, _partitions: Any) -> None:
+    def assigned(consumer: Any, partitions: Any) -> None:
+        gaps.assign(start_positions(consumer, partitions, reset))
         last[0] = time.monotonic()
 
+    def revoked(_consumer: Any, partitions: Any) -> None:
+        gaps.forget((tp.topic, tp.partition) for tp in partitions)
+
+    seek = consumer_seek(c)
     try:
-        c.subscribe([topic], on_assign=assigned)
+        c.subscribe([topic], on_assign=assigned, on_revoke=revoked)
         started = time.monotonic()
         while not stop.is_set():
             since = last[0]
@@ -57,10 +72,12 @@ def read_dlq(bootstrap: str, topic: str, on_record: Callable[[dict[str, Any]], b
                                     "topic exist (agentstream topics create)?")
             if idle_timeout is not None and since is not None and time.monotonic() - since > idle_timeout:
                 return
-            for m in c.consume(500, 0.5):
+            msgs = c.consume(500, 0.5)
+            if any(m.error() is None for m in msgs):
+                last[0] = time.monotonic()  # records held back to be read again are no idling
+            for m in gaps.admit(msgs, seek):
                 if m.error() is not None:
                     continue
-                last[0] = time.monotonic()
                 if not on_record(dlq_record(m, show_keys)):
                     return
     finally:
@@ -75,6 +92,22 @@ def _settings() -> tuple[str, str, str, int]:
 
     s = ProcessorsSettings()
     return s.bootstrap_servers, s.topic_prefix, topic_name("dlq", s.topic_prefix), int(s.broker_session_timeout * 1000)
+
+
+def gap_guard() -> OffsetGapGuard:
+    """The processors' ``offset_gap_*`` settings: how long a skipped offset is read again."""
+    from agentstream.stream_processors.settings import ProcessorsSettings
+
+    s = ProcessorsSettings()
+    return OffsetGapGuard(s.offset_gap_window_s, s.offset_gap_rechecks)
+
+
+def say_gaps(gaps: OffsetGapGuard, command: str) -> None:
+    c = gaps.counts
+    if c.accepted:
+        typer.echo(f"agentstream {command}: {c.accepted_records} offset(s) of the topic were never delivered "
+                   f"after {c.rechecks} re-read(s) (a transactional producer's markers, or records the broker "
+                   "lost)", err=True)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -95,7 +128,8 @@ def matches(r: dict[str, Any], prefix: str, stage: str | None, source_topic: str
 
 def tail(out: TextIO, *, from_beginning: bool, limit: int, as_json: bool, show_keys: bool,
          stage: str | None, source_topic: str | None, reason: str | None,
-         idle_timeout: float | None = None, stop: threading.Event | None = None) -> int:
+         idle_timeout: float | None = None, stop: threading.Event | None = None,
+         gaps: OffsetGapGuard | None = None) -> int:
     bootstrap, prefix, topic, session_ms = _settings()
     n = 0
 
@@ -108,12 +142,13 @@ def tail(out: TextIO, *, from_beginning: bool, limit: int, as_json: bool, show_k
         return not limit or n < limit
 
     read_dlq(bootstrap, topic, show, from_beginning=from_beginning, show_keys=show_keys,
-             idle_timeout=idle_timeout, session_timeout_ms=session_ms, stop=stop)
+             idle_timeout=idle_timeout, session_timeout_ms=session_ms, stop=stop, gaps=gaps or gap_guard())
     return n
 
 
 def summarize(*, idle_s: float, stage: str | None = None, source_topic: str | None = None,
-              reason: str | None = None, stop: threading.Event | None = None) -> Summary:
+              reason: str | None = None, stop: threading.Event | None = None,
+              gaps: OffsetGapGuard | None = None) -> Summary:
     bootstrap, prefix, topic, session_ms = _settings()
     summary = Summary()
 
@@ -123,7 +158,7 @@ def summarize(*, idle_s: float, stage: str | None = None, source_topic: str | No
         return True
 
     read_dlq(bootstrap, topic, count, from_beginning=True, idle_timeout=idle_s,
-             session_timeout_ms=session_ms, stop=stop)
+             session_timeout_ms=session_ms, stop=stop, gaps=gaps or gap_guard())
     return summary
 
 
@@ -141,8 +176,10 @@ def dlq_tail(from_beginning: bool = typer.Option(False, "--from-beginning"),
              stage: Optional[str] = STAGE, source_topic: Optional[str] = SOURCE,
              reason: Optional[str] = REASON) -> None:
     """Follow the dead-letter topic: when, which part, from where, the reason (never the bytes)."""
+    gaps = gap_guard()
     tail(sys.stdout, from_beginning=from_beginning, limit=limit, as_json=json_out, show_keys=show_keys,
-         stage=stage, source_topic=source_topic, reason=reason, stop=_stop_on_signals())
+         stage=stage, source_topic=source_topic, reason=reason, stop=_stop_on_signals(), gaps=gaps)
+    say_gaps(gaps, "dlq tail")
 
 
 @dlq_app.command("summary")
@@ -151,11 +188,14 @@ def dlq_summary(idle_s: float = typer.Option(3.0, "--idle-s", help="the end: no 
                 stage: Optional[str] = STAGE, source_topic: Optional[str] = SOURCE,
                 reason: Optional[str] = REASON) -> None:
     """Count everything on the dead-letter topic by part, source topic and reason."""
+    gaps = gap_guard()
     try:
-        s = summarize(idle_s=idle_s, stage=stage, source_topic=source_topic, reason=reason, stop=_stop_on_signals())
+        s = summarize(idle_s=idle_s, stage=stage, source_topic=source_topic, reason=reason, stop=_stop_on_signals(),
+                      gaps=gaps)
     except DlqUnreadable as exc:
         typer.echo(f"agentstream dlq summary: {exc}", err=True)
         raise typer.Exit(1) from None
+    say_gaps(gaps, "dlq summary")
     typer.echo(json.dumps({"total": s.total, "groups": s.rows()}) if json_out else s.render())
 
 
