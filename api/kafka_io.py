@@ -12,6 +12,7 @@ from typing import Any
 from agentstream.schemas import (PARTITIONER, POLICY, Codec, DecodeError, SchemaIdMismatch, make_resolver,
                                  topic_name)
 from agentstream.schemas.alerting import is_alerting_key
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start_positions
 from .errors import ApiError
 from .settings import ApiSettings
 
@@ -105,6 +106,10 @@ class PoliciesTail:
     No consumer group: every API replica reads the whole (small) topic. It never stops at the
     high watermark (the embedded broker reports it short); "caught up" means one poll found
     nothing new.
+
+    The API and the CLI write policies at once, and on the embedded broker a fetch can then skip
+    a batch (schemas/offset_gaps.py): the tail reads through an ``OffsetGapGuard`` (``gaps``),
+    which seeks a partition back over a jump and reads it again.
     """
 
     group_id = "agentstream-api-policies"  # required by librdkafka; never committed
@@ -123,6 +128,7 @@ class PoliciesTail:
             "auto.offset.reset": "earliest",
             **settings.kafka_client_conf,
         })
+        self.gaps = OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks)
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -140,13 +146,17 @@ class PoliciesTail:
         except KafkaException as exc:  # reported through caught_up never being set
             log.warning("cannot read %s: %s", self.topic, exc)
             return
+        self.gaps.assign(start_positions(self.consumer, [TopicPartition(self.topic, p) for p in parts or [0]],
+                                         timeout=self.settings.kafka_timeout_s))
+        seek = consumer_seek(self.consumer)
         while not self._stop.is_set():
             msg = self.consumer.poll(0.5)
             if msg is None:
                 self.caught_up.set()
                 continue
-            if msg.error() is None:
-                self.apply(msg)
+            for m in self.gaps.admit([msg], seek):
+                if m.error() is None:
+                    self.apply(m)
 
     def apply(self, msg: Any) -> None:
         raise NotImplementedError

@@ -27,6 +27,11 @@ class ApiSettings(BaseSettings):
     schema_registry_url: str | None = None
     kafka_client_conf: dict[str, str] = Field(default_factory=dict)
     kafka_timeout_s: float = 10.0
+    # A fetch that skipped offsets of a partition is read again until the skipped records come
+    # (the embedded broker's produce race, schemas/offset_gaps.py), and accepted only after this
+    # many re-reads over this long. Both 0: trust every fetch.
+    offset_gap_window_s: float = 0.5
+    offset_gap_rechecks: int = 2
 
     host: str = "127.0.0.1"
     port: int = 8000

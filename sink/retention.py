@@ -3,6 +3,10 @@
 Rows are stamped with ``retention_days`` when stored; the table partitions by it and its TTL
 deletes whole parts. A policy change applies to rows stored after the sink has read it; rows
 already stored keep the retention they were written with.
+
+The API and the CLI write policies at once, and on the embedded broker a fetch can then skip a
+batch (schemas/offset_gaps.py): the follower reads through an ``OffsetGapGuard`` counting into
+the sink's ``agentstream_sink_offset_gap*`` metrics, so a skipped retention change is read again.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 
 from agentstream.schemas import POLICY, Codec, DecodeError
 from agentstream.schemas.alerting import is_alerting_key
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start_positions
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +68,11 @@ class PolicyFollower:
     """Reads the policies topic from the beginning with no consumer group (every sink keeps the
     whole table), polled without blocking from the sink's loop."""
 
-    def __init__(self, conf: dict[str, Any], topic: str, book: RetentionBook, codec: Codec) -> None:
+    def __init__(self, conf: dict[str, Any], topic: str, book: RetentionBook, codec: Codec,
+                 gaps: OffsetGapGuard | None = None) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        from .metrics import GAP_COUNTS
 
         self.book = book
         self.codec = codec
@@ -73,10 +81,13 @@ class PolicyFollower:
         meta = self.consumer.list_topics(topic, timeout=10)
         parts = meta.topics[topic].partitions if topic in meta.topics and not meta.topics[topic].error else {0: None}
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self.gaps = gaps if gaps is not None else OffsetGapGuard(counts=GAP_COUNTS)
+        self.gaps.assign(start_positions(self.consumer, [TopicPartition(topic, p) for p in parts]))
+        self._seek = consumer_seek(self.consumer)
 
     def poll(self, max_records: int = 500) -> int:
         msgs = self.consumer.consume(num_messages=max_records, timeout=0)
-        for m in msgs:
+        for m in self.gaps.admit(msgs, self._seek):
             if m.error() is None:
                 self.book.apply_record(self.codec, m.key(), m.value())
         return len(msgs)

@@ -5,6 +5,10 @@ and its chain, forward_steps.py); failures that may clear are retried with expon
 and jitter, and a 4xx other than 408/429 is logged and skipped (the receiver will never accept
 that body). Slack gets ``{"text", "blocks"}``; PagerDuty gets an
 Events API v2 ``trigger`` with ``dedup_key`` = alert_id, so a replayed alert does not page twice.
+
+Several workers write the alerts topic at once, and on the embedded broker a fetch can then skip
+a batch (schemas/offset_gaps.py): ``alerts tail`` reads through an ``OffsetGapGuard``, which seeks
+a partition back over a jump and reads it again (the forwarder does too: alert_forwarder.py).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import uuid
 from typing import Any, Callable, TextIO
 
 from agentstream.schemas import ALERT, Codec, DecodeError, make_resolver, topic_name
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start_positions
 from agentstream.schemas.step_retry import RetryLater, backoff_delay, parse_retry_after
 
 from .settings import ProcessorsSettings
@@ -95,7 +100,8 @@ def post_with_retries(client: Any, url: str, body: dict[str, Any], max_retries: 
 
 
 def _consumer(settings: ProcessorsSettings, group: str, from_beginning: bool, **callbacks: Any) -> Any:
-    """``callbacks``: ``on_assign``/``on_revoke`` for ``subscribe`` (the forwarder's chain driver)."""
+    """``callbacks``: ``on_assign``/``on_revoke`` for ``subscribe`` (the offset-gap guard, and the
+    forwarder's chain driver)."""
     from confluent_kafka import Consumer
 
     c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
@@ -107,20 +113,27 @@ def _consumer(settings: ProcessorsSettings, group: str, from_beginning: bool, **
 
 def tail_alerts(settings: ProcessorsSettings, tenant: str | None = None, from_beginning: bool = False,
                 limit: int = 0, as_json: bool = False, out: TextIO = sys.stdout,
-                idle_timeout: float | None = None, stop: threading.Event | None = None) -> int:
+                idle_timeout: float | None = None, stop: threading.Event | None = None,
+                gaps: OffsetGapGuard | None = None) -> int:
     """Prints alerts until ``limit``, ``idle_timeout``, ``stop`` (set by the CLI's SIGINT/SIGTERM
-    handler: the loop ends between polls, never inside librdkafka) or Ctrl-C; returns how many."""
+    handler: the loop ends between polls, never inside librdkafka) or Ctrl-C; returns how many.
+    Reads through ``gaps`` (one from the settings if None)."""
     codec = Codec(make_resolver(settings.schema_registry_url))
     stop = stop or threading.Event()
     n = 0
     last = time.monotonic()
     c = None
+    guard = gaps if gaps is not None else OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks)
+    reset = "earliest" if from_beginning else "latest"
     try:
-        c = _consumer(settings, f"alerts-tail-{uuid.uuid4().hex}", from_beginning)
+        c = _consumer(settings, f"alerts-tail-{uuid.uuid4().hex}", from_beginning,
+                      on_assign=lambda cons, tps: guard.assign(start_positions(cons, tps, reset)),
+                      on_revoke=lambda _cons, tps: guard.forget((tp.topic, tp.partition) for tp in tps))
+        seek = consumer_seek(c)
         while not stop.is_set() and (not limit or n < limit):
             if idle_timeout is not None and time.monotonic() - last > idle_timeout:
                 break
-            for m in c.consume(100, 0.5):
+            for m in guard.admit(c.consume(100, 0.5), seek):
                 if m.error() is not None:
                     continue
                 try:

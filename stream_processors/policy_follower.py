@@ -16,6 +16,10 @@ Records: the key is the tenant id and the value its Avro ``Policy``; the latest 
 tombstone deletes the policy. Alert routing, silence and state records share the topic under
 NUL-led keys and are skipped. An undecodable policy is skipped and logged: the tenant keeps the
 policy it had.
+
+The API and the CLI write policies at once, and on the embedded broker a fetch can then skip a
+batch (schemas/offset_gaps.py): the follower reads through an ``OffsetGapGuard``, which seeks a
+partition back over a jump and reads it again (``PolicyFollower.gaps.counts``).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from typing import Any, Callable
 from mode import Service
 
 from agentstream.schemas.alerting import is_alerting_key
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +71,10 @@ class PolicyFollower(Service):
     ``load_timeout_s``) the first time, so no event is judged under a policy not yet read."""
 
     def __init__(self, bootstrap_servers: str, topic: str, copy: PolicyCopy, idle_s: float = 0.5,
-                 load_timeout_s: float = 60.0, **kwargs: Any) -> None:
+                 load_timeout_s: float = 60.0, gap_window_s: float = 0.5, gap_rechecks: int = 2,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.gaps = OffsetGapGuard(gap_window_s, gap_rechecks)
         self.bootstrap_servers, self.topic, self.copy = bootstrap_servers, topic, copy
         self.idle_s, self.load_timeout_s = idle_s, load_timeout_s
         self.loaded = threading.Event()
@@ -111,11 +118,13 @@ class PolicyFollower(Service):
                          for p in t.partitions}
                 ends = {p: high for p, (_low, high) in marks.items()}
                 c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in t.partitions])
+                self.gaps.assign((self.topic, p, low) for p, (low, _high) in marks.items())
                 empty = {p for p, (low, high) in marks.items() if high <= low}
             reached, quiet_since = set(empty) if ends is not None else set(), time.monotonic()
+            seek = consumer_seek(c)
             while not self._halt.is_set():
                 msgs = c.consume(500, 0.2)
-                for m in msgs:
+                for m in self.gaps.admit(msgs, seek):
                     if m.error() is not None:
                         continue
                     self.copy.apply(m.key(), m.value())

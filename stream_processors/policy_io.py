@@ -1,4 +1,8 @@
-"""Reading and writing the compacted ``policies`` topic (``agentstream policy set``)."""
+"""Reading and writing the compacted ``policies`` topic (``agentstream policy set``).
+
+The API and the CLI write policies at once, and on the embedded broker a fetch can then skip a
+batch (schemas/offset_gaps.py): ``read_policies`` reads through an ``OffsetGapGuard``, which seeks
+a partition back over a jump and reads it again."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +11,7 @@ import uuid
 from typing import Any, Iterable
 
 from agentstream.schemas import PARTITIONER, POLICY, Codec, make_resolver, topic_name
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start_positions
 
 from .policies import (BUDGET_DEFAULTS, GOVERNANCE_DEFAULTS, LOOP_DEFAULTS, TenantPolicy, governance_of,
                        validate_actions)
@@ -83,10 +88,11 @@ def governance_pairs(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def read_policies(settings: ProcessorsSettings, idle_s: float = 1.5,
-                  timeout: float = 15.0) -> dict[str, dict[str, Any]]:
+def read_policies(settings: ProcessorsSettings, idle_s: float = 1.5, timeout: float = 15.0,
+                  gaps: OffsetGapGuard | None = None) -> dict[str, dict[str, Any]]:
     """Every tenant's latest policy record. Reads the whole topic from the start and stops once
-    it has been idle for ``idle_s`` (not at the high watermark: Tansu reports it short)."""
+    it has been idle for ``idle_s`` (not at the high watermark: Tansu reports it short), through
+    ``gaps`` (one from the settings if None)."""
     from confluent_kafka import Consumer, TopicPartition
 
     codec = Codec(make_resolver(settings.schema_registry_url))
@@ -97,13 +103,19 @@ def read_policies(settings: ProcessorsSettings, idle_s: float = 1.5,
         md = c.list_topics(name, timeout=10)
         parts = md.topics[name].partitions if name in md.topics else {}
         c.assign([TopicPartition(name, p, 0) for p in parts])
+        if gaps is None:
+            gaps = OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks)
+        gaps.assign(start_positions(c, [TopicPartition(name, p) for p in parts]))
+        seek = consumer_seek(c)
         copy = PolicyCopy(lambda b: codec.decode_as(POLICY, b))  # the workers' own record rules
         deadline, idle_until = time.monotonic() + timeout, time.monotonic() + idle_s
         while time.monotonic() < min(deadline, idle_until):
-            for m in c.consume(500, 0.2):
+            msgs = c.consume(500, 0.2)
+            if msgs:  # records held back to be read again are no idling
+                idle_until = time.monotonic() + idle_s
+            for m in gaps.admit(msgs, seek):
                 if m.error() is None:
                     copy.apply(m.key(), m.value())
-                idle_until = time.monotonic() + idle_s
         return {k.decode("utf-8", "replace"): codec.decode_as(POLICY, v) for k, v in copy.policies.items()}
     finally:
         c.close()
