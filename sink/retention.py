@@ -5,8 +5,10 @@ deletes whole parts. A policy change applies to rows stored after the sink has r
 already stored keep the retention they were written with.
 
 The API and the CLI write policies at once, and on the embedded broker a fetch can then skip a
-batch (schemas/offset_gaps.py): the follower reads through an ``OffsetGapGuard`` counting into
-the sink's ``agentstream_sink_offset_gap*`` metrics, so a skipped retention change is read again.
+batch (schemas/offset_gaps.py): the follower reads through an ``OffsetGapGuard``, so a skipped
+retention change is read again. Its counts are ``agentstream_sink_policies_offset_gap*``, apart
+from the events' ``agentstream_sink_offset_gap*``: the policies topic is compacted, and on Kafka
+its compaction gaps are accepted at every start, which is no loss to alert on.
 """
 from __future__ import annotations
 
@@ -16,11 +18,24 @@ from typing import Any
 
 from agentstream.schemas import POLICY, Codec, DecodeError
 from agentstream.schemas.alerting import is_alerting_key
-from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start_positions
+from agentstream.schemas.offset_gaps import (GapCounts, OffsetGapGuard, consumer_seek, register_gap_metrics,
+                                             start_positions)
 
 log = logging.getLogger(__name__)
 
 MAX_DAYS = 65_535
+
+# Every policies follower of the process counts into one (the sink may be built more than once).
+POLICY_GAP_COUNTS = GapCounts()
+
+
+def _register_gap_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    register_gap_metrics(REGISTRY, "agentstream_sink_policies", lambda: POLICY_GAP_COUNTS)
+
+
+_register_gap_metrics()
 
 
 class RetentionBook:
@@ -72,8 +87,6 @@ class PolicyFollower:
                  gaps: OffsetGapGuard | None = None) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-        from .metrics import GAP_COUNTS
-
         self.book = book
         self.codec = codec
         self.consumer = Consumer({**conf, "group.id": "agentstream-sink-policies",
@@ -81,7 +94,7 @@ class PolicyFollower:
         meta = self.consumer.list_topics(topic, timeout=10)
         parts = meta.topics[topic].partitions if topic in meta.topics and not meta.topics[topic].error else {0: None}
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        self.gaps = gaps if gaps is not None else OffsetGapGuard(counts=GAP_COUNTS)
+        self.gaps = gaps if gaps is not None else OffsetGapGuard(counts=POLICY_GAP_COUNTS)
         self.gaps.assign(start_positions(self.consumer, [TopicPartition(topic, p) for p in parts]))
         self._seek = consumer_seek(self.consumer)
 

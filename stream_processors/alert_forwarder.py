@@ -26,7 +26,7 @@ Several workers produce alerts into one partition at once, and on the embedded b
 can then skip a batch (schemas/offset_gaps.py): a skipped alert would be a missed page. Both
 the alerts consumer and the rules follower read through an ``OffsetGapGuard``, which seeks a
 partition back over a jump and reads it again; ``agentstream_alerts_forwarder_offset_gaps_total``
-counts the jumps recovered and accepted.
+counts the alerts topic's jumps recovered and accepted (``…_policies_offset_gaps_total`` the rules').
 """
 from __future__ import annotations
 
@@ -54,22 +54,25 @@ __all__ = ["AlertingFollower", "DeliveryLedger", "ForwardStats", "WebhookUnavail
 log = logging.getLogger("agentstream.alerts.forward")
 LEDGER_DAYS = 35  # longer than the alerts topic keeps a record (30 days)
 
-# Every forwarder consumer of the process (alerts, rules) counts into one: forward() and the
-# follower are built more than once in a process (the CLI's helpers, tests).
+# One count per topic for the process: forward() and the follower are built more than once in a
+# process (the CLI's helpers, tests). The rules' topic is compacted: on Kafka its compaction gaps
+# are accepted at every start, which is no lost alert, so they are counted apart.
 GAP_COUNTS = GapCounts()
+RULES_GAP_COUNTS = GapCounts()
 
 
 def _register_gap_metrics() -> None:
     from prometheus_client import REGISTRY
 
     register_gap_metrics(REGISTRY, "agentstream_alerts_forwarder", lambda: GAP_COUNTS)
+    register_gap_metrics(REGISTRY, "agentstream_alerts_forwarder_policies", lambda: RULES_GAP_COUNTS)
 
 
 _register_gap_metrics()
 
 
-def gap_guard(settings: ProcessorsSettings) -> OffsetGapGuard:
-    return OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks, counts=GAP_COUNTS)
+def gap_guard(settings: ProcessorsSettings, counts: GapCounts = GAP_COUNTS) -> OffsetGapGuard:
+    return OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks, counts=counts)
 
 
 class _GuardedReads:
@@ -142,7 +145,7 @@ class AlertingFollower:
         self.consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in parts])
         # Policies are written by the API and the CLI at once: a skipped rule or silence would
         # route or page wrongly until the next restart.
-        self.gaps = gap_guard(settings)
+        self.gaps = gap_guard(settings, RULES_GAP_COUNTS)
         self.gaps.assign(start_positions(self.consumer, [TopicPartition(name, p) for p in parts]))
         self._seek = consumer_seek(self.consumer)
 

@@ -57,6 +57,15 @@ def assert_markers_read_again(delta: GapCounts, markers: int = TXNS - 1) -> None
     assert delta.rechecks >= 2 * markers, delta  # each marker sought back and read again first
 
 
+def assert_exported(prefix: str, counts: GapCounts) -> None:
+    """The counts are on the process's /metrics (prometheus_client's global registry)."""
+    from prometheus_client import REGISTRY
+
+    for name, labels, value in ((f"{prefix}_offset_gaps_total", {"outcome": "accepted"}, counts.accepted),
+                                (f"{prefix}_offset_gap_rechecks_total", {}, counts.rechecks)):
+        assert REGISTRY.get_sample_value(name, labels) == value, name
+
+
 def _alert(tenant: str, n: int) -> dict[str, Any]:
     return {"alert_id": f"{tenant}-a{n}", "alert_type": "loop", "severity": "CRITICAL", "tenant_id": tenant,
             "agent_id": "planner", "agent_version": "1", "run_id": f"run-{n}", "title": f"finding {n}",
@@ -95,6 +104,7 @@ def test_alert_forwarder_pages_every_alert_past_commit_markers(bootstrap: str, u
     assert stats.delivered == len(alerts)
     assert sorted(b["alert"]["alert_id"] for _h, b in receiver.accepted()) == sorted(a["alert_id"] for a in alerts)
     assert_markers_read_again(gaps_since(alert_forwarder.GAP_COUNTS, before))
+    assert_exported("agentstream_alerts_forwarder", alert_forwarder.GAP_COUNTS)
 
 
 def test_alert_rules_follower_reads_every_record_past_commit_markers(bootstrap: str, unique: str) -> None:
@@ -108,10 +118,11 @@ def test_alert_rules_follower_reads_every_record_past_commit_markers(bootstrap: 
     produce_in_transactions(bootstrap, topic_name("policies", prefix),
                             [(make_key(tenant, "state", s.alert_id), encode(s.to_doc())) for s in states],
                             f"rules-{unique}")
-    before = dataclasses.replace(alert_forwarder.GAP_COUNTS)
+    before = dataclasses.replace(alert_forwarder.RULES_GAP_COUNTS)
     book = read_book(_processors_settings(bootstrap, prefix))
     assert sorted(book.tenant(tenant).states) == [s.alert_id for s in states]
-    assert_markers_read_again(gaps_since(alert_forwarder.GAP_COUNTS, before))
+    assert_markers_read_again(gaps_since(alert_forwarder.RULES_GAP_COUNTS, before))
+    assert_exported("agentstream_alerts_forwarder_policies", alert_forwarder.RULES_GAP_COUNTS)
 
 
 # ---- 2. the SDK's command listener (commands -> runs stopped) -------------------------------
@@ -186,6 +197,7 @@ def test_otlp_exporter_sends_every_span_past_commit_markers(bootstrap: str, uniq
     assert stats["undecodable"] == 0 and stats["skipped"] == 0
     assert stats["spans"] == len(spans) == 5  # the run's span (its start and end) and its 3 steps' + 1 failure
     assert_markers_read_again(gaps_since(otlp_exporter.GAP_COUNTS, before))
+    assert_exported("agentstream_export_otlp", otlp_exporter.GAP_COUNTS)
 
 
 # ---- 4. agentstream dlq summary / tail (the DLQ the processors and the sink both write) ------
@@ -267,19 +279,19 @@ def test_policy_cli_reads_every_policy_past_commit_markers(bootstrap: str, polic
 
 
 def test_sink_retention_follower_reads_every_policy_past_commit_markers(bootstrap: str, policies: str) -> None:
-    from agentstream.sink import metrics
+    from agentstream.sink import retention
     from agentstream.sink.retention import PolicyFollower, RetentionBook
 
     book = RetentionBook(30, 90)
-    before = dataclasses.replace(metrics.GAP_COUNTS)
+    before = dataclasses.replace(retention.POLICY_GAP_COUNTS)
     follower = PolicyFollower({"bootstrap.servers": bootstrap}, topic_name("policies", policies), book, Codec())
     try:
         _until(lambda: follower.poll() >= 0 and len(book.snapshot()) == len(POLICY_TENANTS))
     finally:
         follower.close()
     assert book.snapshot() == {t: 10 + n for n, t in enumerate(POLICY_TENANTS)}
-    assert follower.gaps.counts is metrics.GAP_COUNTS  # on the sink's /metrics
-    assert_markers_read_again(gaps_since(metrics.GAP_COUNTS, before))
+    assert_markers_read_again(gaps_since(retention.POLICY_GAP_COUNTS, before))
+    assert_exported("agentstream_sink_policies", retention.POLICY_GAP_COUNTS)
 
 
 def test_api_policy_cache_reads_every_policy_past_commit_markers(bootstrap: str, policies: str) -> None:
