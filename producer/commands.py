@@ -138,18 +138,12 @@ class CommandListener(ReaderThread):
     def _wait_positions(self, consumer: Any) -> None:
         # OFFSET_END is resolved on the first fetch; until every partition has a concrete
         # position, a command produced now could land before the resolved end and be skipped.
-        # Once resolved, the guard starts from those positions, so that a jump on a partition's
-        # first read (often its only one: commands are rare) is read again too.
         deadline = time.monotonic() + 10.0
-        read: set[int] = set()
         while not self._stop.is_set() and time.monotonic() < deadline:
-            for msg in self._poll(consumer, 0.1):  # a partition's first message always passes
+            for msg in self._poll(consumer, 0.1):
                 if msg.error() is None:
-                    read.add(msg.partition())
                     self._handle(msg.key(), msg.value())
-            positions = consumer.position(consumer.assignment())
-            if all(tp.offset >= 0 for tp in positions):
-                self.gaps.assign((tp.topic, tp.partition, tp.offset) for tp in positions if tp.partition not in read)
+            if all(tp.offset >= 0 for tp in consumer.position(consumer.assignment())):
                 return
 
     def _handle(self, key: bytes | None, value: bytes | None) -> None:
