@@ -6,8 +6,8 @@ the two commit markers between them take offsets no record is delivered at, a ga
 means (as in ``test_offset_gap_race.py::test_a_gap_the_broker_means_is_read_again_then_accepted``).
 The consumer must deliver every record, and its guard's counts must show each marker sought
 back and read again (``rechecks``) before it was accepted: a consumer that does not read through
-the guard leaves those counts at 0. The topics are each test's own (one partition, so every
-marker lies between two of the test's records)."""
+the guard leaves those counts at 0. The topics are the test's own (the policy readers share one
+written once for this module), one partition each, so every marker lies between two records."""
 from __future__ import annotations
 
 import dataclasses
