@@ -17,6 +17,10 @@ the batch (the second read delivers them again). By then the late batch is store
 stores it right after the watermark moves), and the partition goes on with nothing lost. A jump
 still there after ``min_rechecks`` reads and ``window_s`` seconds is real (a transactional or
 compacting producer on a production broker): it is accepted and counted, never retried forever.
+A jump within what the partition held when the consumer was assigned (below that high watermark)
+cannot be the race, whose batches are the ones being produced at the time: it is read again once,
+with no wait, then taken as it is (``settled``: a compacted topic on Kafka has one per compacted
+record, and must not cost half a second each).
 
 Pure bookkeeping over the consumer's messages and a ``seek`` callable: no Kafka import, so the
 sink and the processors share it and it is tested without a broker.
@@ -38,11 +42,13 @@ Seek = Callable[[str, int, int], bool]
 @dataclass
 class GapCounts:
     """What the guard saw, for the part's metrics: a jump read again and found (``recovered``),
-    a jump that stayed (``accepted``, with ``accepted_records`` offsets never delivered), and the
-    re-reads it asked for (``rechecks``)."""
+    a jump that stayed (``accepted``, with ``accepted_records`` offsets never delivered), a jump
+    within what the partition held at assignment (``settled``: compaction or transaction markers),
+    and the re-reads it asked for (``rechecks``)."""
 
     recovered: int = 0
     accepted: int = 0
+    settled: int = 0
     accepted_records: int = 0
     rechecks: int = 0
 
@@ -63,32 +69,40 @@ class OffsetGapGuard:
     counts: GapCounts = field(default_factory=GapCounts)
     _next: dict[Key, int] = field(default_factory=dict)
     _jumps: dict[Key, _Jump] = field(default_factory=dict)
+    _held_at_assign: dict[Key, int] = field(default_factory=dict)  # high watermarks at assignment
 
     @property
     def enabled(self) -> bool:
         return self.window_s > 0 or self.min_rechecks > 0
 
-    def assign(self, positions: Iterable[tuple[str, int, int | None]]) -> None:
-        """Starts tracking partitions where the consumer will start: the committed offset, or for
-        a group with none the partition's low watermark (``None`` or negative: not known, and the
-        first record read sets it; a jump on that first read is then not seen)."""
-        for topic, partition, offset in positions:
+    def assign(self, positions: Iterable[tuple[Any, ...]]) -> None:
+        """Starts tracking partitions, each ``(topic, partition, start[, high])``: ``start`` where
+        the consumer will start (the committed offset, or for a group with none the low
+        watermark; ``None`` or negative: not known, and the first record read sets it, so a jump
+        on that first read is not seen); ``high`` the partition's high watermark now, if known."""
+        for topic, partition, offset, *high in positions:
             key = (topic, partition)
             self._jumps.pop(key, None)
             if offset is not None and offset >= 0:
                 self._next[key] = offset
             else:
                 self._next.pop(key, None)
+            if high and high[0] is not None and high[0] > 0:
+                self._held_at_assign[key] = high[0]
+            else:
+                self._held_at_assign.pop(key, None)
 
     def forget(self, keys: Iterable[Key] | None = None) -> None:
         """Partitions revoked (``None``: all of them)."""
         if keys is None:
             self._next.clear()
             self._jumps.clear()
+            self._held_at_assign.clear()
             return
         for key in keys:
             self._next.pop(key, None)
             self._jumps.pop(key, None)
+            self._held_at_assign.pop(key, None)
 
     def admit(self, msgs: Sequence[Any], seek: Seek) -> list[Any]:
         """The messages to process, in order. A partition that jumped is sought back with ``seek``
@@ -142,6 +156,12 @@ class OffsetGapGuard:
             jump = self._jumps[key] = _Jump(want, off, now)
         else:
             jump.seen = off
+            if jump.reads and off < self._held_at_assign.get(key, -1):
+                del self._jumps[key]
+                self.counts.settled += 1
+                log.debug("%s[%d]: offsets %d-%d hold no records (compacted or markers)", key[0], key[1],
+                          jump.start, off - 1)
+                return True
             if jump.reads >= self.min_rechecks and now - jump.since >= self.window_s:
                 return self._accept(key, jump, "it stayed after %d reads in %.2f s" % (jump.reads, now - jump.since))
         try:
@@ -165,7 +185,7 @@ class OffsetGapGuard:
         return True
 
 
-OUTCOMES = ("recovered", "accepted")
+OUTCOMES = ("recovered", "accepted", "settled")
 
 
 def gap_metric_names(prefix: str) -> dict[str, set[str]]:
@@ -184,7 +204,8 @@ def register_gap_metrics(registry: Any, prefix: str, counts: Callable[[], GapCou
         def collect(self) -> Iterable[Any]:
             c = counts()
             gaps = CounterMetricFamily(f"{prefix}_offset_gaps", "fetches that skipped offsets of a partition: "
-                                       "read again and found (recovered) or never delivered (accepted)",
+                                       "read again and found (recovered), never delivered (accepted), or "
+                                       "holding no records since before the assignment (settled)",
                                        labels=["outcome"])
             for outcome in OUTCOMES:
                 gaps.add_metric([outcome], getattr(c, outcome))
@@ -198,28 +219,31 @@ def register_gap_metrics(registry: Any, prefix: str, counts: Callable[[], GapCou
 
 
 def start_positions(consumer: Any, tps: Sequence[Any], reset: str = "earliest",
-                    timeout: float = 10.0) -> list[tuple[str, int, int | None]]:
-    """Where a confluent-kafka consumer starts each newly assigned partition: the group's
-    committed offset, or for a partition the group never committed and ``auto.offset.reset`` is
-    ``earliest``, the low watermark. ``None`` where neither is known (a failed lookup costs only
-    the check of the first read)."""
-    known: dict[tuple[str, int], int | None] = {(tp.topic, tp.partition): None for tp in tps}
+                    timeout: float = 10.0) -> list[tuple[str, int, int | None, int | None]]:
+    """``(topic, partition, start, high)`` for ``OffsetGapGuard.assign``: where a confluent-kafka
+    consumer starts each newly assigned partition (the group's committed offset, or for a
+    partition the group never committed and ``auto.offset.reset`` is ``earliest``, the low
+    watermark) and the partition's high watermark now. ``None`` where not known (a failed lookup
+    costs only the check of the first read, or the quick settling of old gaps)."""
+    start: dict[tuple[str, int], int | None] = {(tp.topic, tp.partition): None for tp in tps}
+    high: dict[tuple[str, int], int | None] = dict.fromkeys(start)
     try:
         for tp in consumer.committed(list(tps), timeout=timeout):
             if tp.error is None and tp.offset >= 0:
-                known[(tp.topic, tp.partition)] = tp.offset
+                start[(tp.topic, tp.partition)] = tp.offset
     except Exception as exc:  # noqa: BLE001 - a broker hiccup during a rebalance: check later reads only
         log.debug("committed offsets unknown: %s", exc)
-        return [(t, p, None) for t, p in known]
-    if reset == "earliest":
-        for (topic, partition), offset in known.items():
-            if offset is None:
-                try:
-                    low, _high = consumer.get_watermark_offsets(_tp(topic, partition), timeout=timeout)
-                    known[(topic, partition)] = low if low >= 0 else None
-                except Exception as exc:  # noqa: BLE001 - as above
-                    log.debug("low watermark of %s[%d] unknown: %s", topic, partition, exc)
-    return [(t, p, o) for (t, p), o in known.items()]
+        return [(t, p, None, None) for t, p in start]
+    for (topic, partition), offset in start.items():
+        try:
+            low, hw = consumer.get_watermark_offsets(_tp(topic, partition), timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - as above
+            log.debug("watermarks of %s[%d] unknown: %s", topic, partition, exc)
+            continue
+        high[(topic, partition)] = hw if hw >= 0 else None
+        if offset is None and reset == "earliest":
+            start[(topic, partition)] = low if low >= 0 else None
+    return [(t, p, o, high[(t, p)]) for (t, p), o in start.items()]
 
 
 def consumer_seek(consumer: Any) -> Seek:
@@ -234,3 +258,34 @@ def _tp(topic: str, partition: int, offset: int | None = None) -> Any:
     from confluent_kafka import TopicPartition
 
     return TopicPartition(topic, partition) if offset is None else TopicPartition(topic, partition, offset)
+
+
+class GuardedConsumer:
+    """A confluent-kafka consumer whose ``consume()`` batches are read through ``guard`` (a jump is
+    sought back and its records left out: they come again); everything else is the consumer's.
+    For loops that take a consumer object (``ChainDriver``)."""
+
+    def __init__(self, consumer: Any, guard: OffsetGapGuard) -> None:
+        self._consumer, self.guard, self._seek = consumer, guard, consumer_seek(consumer)
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        return self.guard.admit(self._consumer.consume(num_messages, timeout), self._seek)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+def guard_rebalance(guard: OffsetGapGuard, on_assign: Callable[[Any, list[Any]], None],
+                    on_revoke: Callable[[Any, list[Any]], None],
+                    reset: str = "earliest") -> tuple[Callable[[Any, list[Any]], None], Callable[[Any, list[Any]], None]]:
+    """``subscribe`` callbacks that keep ``guard``'s partitions around the loop's own."""
+    def assigned(consumer: Any, tps: list[Any]) -> None:
+        guard.assign(start_positions(consumer, tps, reset))
+        on_assign(consumer, tps)
+
+    def revoked(consumer: Any, tps: list[Any]) -> None:
+        try:
+            on_revoke(consumer, tps)
+        finally:
+            guard.forget((tp.topic, tp.partition) for tp in tps)
+    return assigned, revoked

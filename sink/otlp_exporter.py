@@ -29,8 +29,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agentstream.schemas import Codec, make_resolver, topic_name
 from agentstream.schemas.consumer_errors import DlqRatioGuard
 from agentstream.schemas.consumer_probes import ConsumerProbes
-from agentstream.schemas.offset_gaps import (GapCounts, OffsetGapGuard, consumer_seek, register_gap_metrics,
-                                             start_positions)
+from agentstream.schemas.offset_gaps import (GapCounts, GuardedConsumer, OffsetGapGuard, guard_rebalance,
+                                             register_gap_metrics)
 from agentstream.schemas.step_driver import ChainDriver
 
 from .export_steps import RETRYABLE, BackendUnavailable, ExportChain, ExportIO, build_export_chain
@@ -135,18 +135,9 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "session.timeout.ms": st.session_timeout_ms, **st.kafka_config})
     gaps = OffsetGapGuard(st.offset_gap_window_s, st.offset_gap_rechecks, counts=GAP_COUNTS)
-    driver.consumer = _GuardedReads(c, gaps)
+    driver.consumer = GuardedConsumer(c, gaps)
     probes.driver = driver
-
-    def on_assign(consumer: Any, tps: list[Any]) -> None:
-        gaps.assign(start_positions(consumer, tps))
-        driver.on_assign(consumer, tps)
-
-    def on_revoke(consumer: Any, tps: list[Any]) -> None:
-        try:
-            driver.on_revoke(consumer, tps)
-        finally:
-            gaps.forget((tp.topic, tp.partition) for tp in tps)
+    on_assign, on_revoke = guard_rebalance(gaps, driver.on_assign, driver.on_revoke)
 
     def commit(last: dict[tuple[str, int], int]) -> None:
         c.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
@@ -175,17 +166,3 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
         if client is None:
             http.close()
     return stats
-
-
-class _GuardedReads:
-    """The consumer as ``ChainDriver`` sees it: each ``consume()`` batch read through the
-    offset-gap guard (a jump is sought back and its records left out: they come again)."""
-
-    def __init__(self, consumer: Any, guard: OffsetGapGuard) -> None:
-        self._consumer, self._guard, self._seek = consumer, guard, consumer_seek(consumer)
-
-    def consume(self, num_messages: int, timeout: float) -> list[Any]:
-        return self._guard.admit(self._consumer.consume(num_messages, timeout), self._seek)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)

@@ -41,8 +41,8 @@ from agentstream.schemas import Codec, make_resolver, topic_name
 from agentstream.schemas.alerting import AlertingBook, Destination, is_alerting_key
 from agentstream.schemas.consumer_errors import DlqRatioGuard
 from agentstream.schemas.consumer_probes import ConsumerProbes
-from agentstream.schemas.offset_gaps import (GapCounts, OffsetGapGuard, consumer_seek, register_gap_metrics,
-                                             start_positions)
+from agentstream.schemas.offset_gaps import (GapCounts, GuardedConsumer, OffsetGapGuard, consumer_seek,
+                                             guard_rebalance, register_gap_metrics, start_positions)
 from agentstream.schemas.step_driver import ChainDriver
 
 from .alerts_io import _consumer
@@ -73,21 +73,6 @@ _register_gap_metrics()
 
 def gap_guard(settings: ProcessorsSettings, counts: GapCounts = GAP_COUNTS) -> OffsetGapGuard:
     return OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks, counts=counts)
-
-
-class _GuardedReads:
-    """The alerts consumer as ``ChainDriver`` sees it: each ``consume()`` batch read through the
-    offset-gap guard (a jump is sought back and its records left out: they come again). The
-    rebalance callbacks keep the guard's partitions; everything else is the consumer's."""
-
-    def __init__(self, consumer: Any, guard: OffsetGapGuard) -> None:
-        self._consumer, self.guard, self._seek = consumer, guard, consumer_seek(consumer)
-
-    def consume(self, num_messages: int, timeout: float) -> list[Any]:
-        return self.guard.admit(self._consumer.consume(num_messages, timeout), self._seek)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)
 
 
 class DeliveryLedger:
@@ -219,20 +204,10 @@ def _forward(settings: ProcessorsSettings, probes: ConsumerProbes, stats: Forwar
 
     driver = ChainDriver(build, batch_size=50, wait_s=0.5, revoke_join_s=settings.broker_session_timeout / 2)
     gaps = gap_guard(settings)
-
-    def on_assign(consumer: Any, tps: list[Any]) -> None:
-        gaps.assign(start_positions(consumer, tps))
-        driver.on_assign(consumer, tps)
-
-    def on_revoke(consumer: Any, tps: list[Any]) -> None:
-        try:
-            driver.on_revoke(consumer, tps)
-        finally:
-            gaps.forget((tp.topic, tp.partition) for tp in tps)
-
+    on_assign, on_revoke = guard_rebalance(gaps, driver.on_assign, driver.on_revoke)
     c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True,
                   on_assign=on_assign, on_revoke=on_revoke)
-    driver.consumer = _GuardedReads(c, gaps)
+    driver.consumer = GuardedConsumer(c, gaps)
     probes.driver = driver
 
     def commit(topic: str, partition: int, offset: int) -> None:

@@ -118,7 +118,7 @@ class PolicyFollower(Service):
                          for p in t.partitions}
                 ends = {p: high for p, (_low, high) in marks.items()}
                 c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in t.partitions])
-                self.gaps.assign((self.topic, p, low) for p, (low, _high) in marks.items())
+                self.gaps.assign((self.topic, p, low, high) for p, (low, high) in marks.items())
                 empty = {p for p, (low, high) in marks.items() if high <= low}
             reached, quiet_since = set(empty) if ends is not None else set(), time.monotonic()
             seek = consumer_seek(c)

@@ -59,7 +59,7 @@ def exposed() -> dict[str, set[str]]:
         out.update(declared((root / rel).read_text()))
     from agentstream.schemas.offset_gaps import gap_metric_names  # a collector, not declared Counters
 
-    for prefix in ("agentstream_processors", "agentstream_sink"):
+    for prefix in ("agentstream_processors", "agentstream_sink", "agentstream_alerts_forwarder", "agentstream_export_otlp"):
         out.update(gap_metric_names(prefix))
     return out
 
