@@ -113,7 +113,20 @@ class OffsetGapGuard:
         nxt = self._next
         held: set[Key] | None = None
         out: list[Any] | None = None
+        # A run of one partition's contiguous offsets (how a fetch delivers them) touches the
+        # dict only at its ends: ~0.15 µs a message instead of ~0.3 with a key per message.
+        run: Key | None = None
+        run_next = -1
         for i, m in enumerate(msgs):
+            if run is not None and m.offset() == run_next and m.partition() == run[1] and m.error() is None \
+                    and m.topic() == run[0]:
+                run_next += 1
+                if out is not None:
+                    out.append(m)
+                continue
+            if run is not None:
+                nxt[run] = run_next
+                run = None
             if m.error() is not None:
                 if out is not None:
                     out.append(m)
@@ -125,14 +138,14 @@ class OffsetGapGuard:
             want = nxt.get(key)
             if want is None or off <= want:
                 if want is None or off == want:
-                    nxt[key] = off + 1
+                    run, run_next = key, off + 1
                     if self._jumps and key in self._jumps:
                         self._landed(key, off)
                 if out is not None:
                     out.append(m)  # below ``want``: read again after a seek of the caller's own
                 continue
             if self._jump(key, want, off, seek):
-                nxt[key] = off + 1
+                run, run_next = key, off + 1
                 if out is not None:
                     out.append(m)
                 continue
@@ -140,6 +153,8 @@ class OffsetGapGuard:
                 out = list(msgs[:i])
             held = held or set()
             held.add(key)
+        if run is not None:
+            nxt[run] = run_next
         return list(msgs) if out is None else out
 
     def _landed(self, key: Key, off: int) -> None:
