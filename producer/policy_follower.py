@@ -8,6 +8,12 @@ for the life of the tracer; the record keyed by the tenant id is the tenant's po
 one wins, a tombstone clears it). Alert routing, silence and state records share the topic under
 NUL-led keys and are skipped; an undecodable record is skipped and counted, never raised.
 
+The API and the CLI write policies at once, and on the embedded broker a fetch can then skip a
+batch (schemas/offset_gaps.py): a skipped policy left the agent on the one before it. Every
+message is read through the reader's ``OffsetGapGuard`` (``PolicyFollower.gaps.counts``); the
+compacted records and transaction markers the topic held when it was assigned are read again
+once and settled, so a long-compacted topic costs no waiting.
+
 ``DurablePolicy`` is the state and its rules, with no I/O; ``PolicyFollower`` feeds it from Kafka.
 """
 from __future__ import annotations
@@ -16,6 +22,8 @@ import logging
 import threading
 import time
 from typing import Any, Callable
+
+from agentstream.schemas.offset_gaps import consumer_seek
 
 from .commands import ReaderThread, assign_only_conf
 from .durable import is_durable
@@ -90,11 +98,11 @@ class PolicyFollower(ReaderThread):
 
     def __init__(self, bootstrap_servers: str, topic: str, state: DurablePolicy,
                  session_timeout_ms: int, client_conf: dict[str, str] | None = None,
-                 idle_s: float = 0.5) -> None:
+                 idle_s: float = 0.5, gap_window_s: float = 0.5, gap_rechecks: int = 2) -> None:
         self.topic, self.state, self.idle_s = topic, state, idle_s
         # a follower that cannot read leaves the policy unread: action classes stay durable
         super().__init__("agentstream-policy", "policy follower", assign_only_conf(
-            bootstrap_servers, "policy", "earliest", session_timeout_ms, client_conf))
+            bootstrap_servers, "policy", "earliest", session_timeout_ms, client_conf), gap_window_s, gap_rechecks)
 
     def _assign(self, consumer: Any) -> dict[int, tuple[int, int]] | None:
         """Assigns every partition from the beginning; returns each one's (low, end) offsets now."""
@@ -108,6 +116,10 @@ class PolicyFollower(ReaderThread):
         ends = {p: tuple(consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=1.0))
                 for p in t.partitions}
         consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in t.partitions])
+        # From the beginning is from the low watermark; a gap below the end offset is compaction
+        # or a transaction marker already there, not the race (settled after one quick re-read).
+        self.gaps.assign((self.topic, p, low if low >= 0 else None, end if end >= 0 else None)
+                         for p, (low, end) in ends.items())
         return ends
 
     def _caught_up(self, consumer: Any, ends: dict[int, tuple[int, int]]) -> bool:
@@ -130,10 +142,14 @@ class PolicyFollower(ReaderThread):
             if ends is None:
                 self._stop.wait(1.0)
         last = time.monotonic()
+        seek = consumer_seek(consumer)
         while not self._stop.is_set():
             msg = consumer.poll(0.1)
             if msg is not None and msg.error() is None:
-                self.state.apply(msg.key(), msg.value())
+                # a message held back (its partition sought back over a jump) is no idling:
+                # ``loaded`` must not be set before the skipped records are read
+                for m in self.gaps.admit([msg], seek):
+                    self.state.apply(m.key(), m.value())
                 last = time.monotonic()
             elif (ends is not None and not self.state.loaded.is_set()
                   and time.monotonic() - last >= self.idle_s and self._caught_up(consumer, ends)):

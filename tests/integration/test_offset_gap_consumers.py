@@ -330,3 +330,29 @@ def test_alerts_tail_prints_every_alert_past_commit_markers(bootstrap: str, uniq
     assert n == len(alerts)
     assert [json.loads(line)["alert_id"] for line in out.getvalue().splitlines()] == [a["alert_id"] for a in alerts]
     assert_markers_read_again(gaps.counts)
+
+
+# ---- 6. the SDK's policy follower (a running agent's durable action classes) ------------------
+
+def test_sdk_policy_follower_applies_every_policy_past_commit_markers(bootstrap: str, unique: str) -> None:
+    from agentstream.producer.policy_follower import DurablePolicy, PolicyFollower
+
+    prefix, tenant = f"gapc-sdkpol-{unique}.", f"sdkpol-{unique}"
+    make_topics(bootstrap, prefix, "policies")
+    # Six versions of the tenant's policy, each naming its own durable class, between another
+    # tenant's: the follower must apply every one, in order, and end on the last.
+    versions = [{"tenant_id": tenant, "version": f"v{n}", "governance": {"durable_tools": [f"class{n}.*"]}}
+                for n in range(6)]
+    other = {"tenant_id": "someone-else", "version": "x", "governance": {"durable_tools": ["*"]}}
+    produce_in_transactions(bootstrap, topic_name("policies", prefix), [
+        (r["tenant_id"].encode(), Codec().encode(POLICY, r)) for v in versions for r in (v, other)], f"sdkpol-{unique}")
+    state = DurablePolicy(tenant, lambda b: Codec().decode_as(POLICY, b))
+    follower = PolicyFollower(bootstrap, topic_name("policies", prefix), state, 6000, gap_window_s=0.2).start()
+    try:
+        assert state.loaded.wait(20)
+    finally:
+        follower.stop()
+    assert (state.applied, state.ignored, state.undecodable) == (len(versions), len(versions), 0)
+    assert (state.version, state.patterns) == ("v5", ("class5.*",))
+    assert state.durable("refund", "class5.payments") and not state.durable("refund", "class4.payments")
+    assert_markers_read_again(follower.gaps.counts)
