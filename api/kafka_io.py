@@ -12,11 +12,15 @@ from typing import Any
 from agentstream.schemas import (PARTITIONER, POLICY, Codec, DecodeError, SchemaIdMismatch, make_resolver,
                                  topic_name)
 from agentstream.schemas.alerting import is_alerting_key
-from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start_positions
+from agentstream.schemas.offset_gaps import GapCounts, OffsetGapGuard, consumer_seek, start_positions
 from .errors import ApiError
 from .settings import ApiSettings
 
 log = logging.getLogger("agentstream.api.kafka")
+
+# Every policies tail of the process (the policy and the alerting caches, of every app built)
+# counts into one, exported as ``agentstream_api_policies_offset_gap*`` (api/metrics.py).
+POLICY_GAP_COUNTS = GapCounts()
 
 
 def _codec(settings: ApiSettings) -> Codec:
@@ -109,7 +113,8 @@ class PoliciesTail:
 
     The API and the CLI write policies at once, and on the embedded broker a fetch can then skip
     a batch (schemas/offset_gaps.py): the tail reads through an ``OffsetGapGuard`` (``gaps``),
-    which seeks a partition back over a jump and reads it again.
+    which seeks a partition back over a jump and reads it again; its counts are the process's
+    ``POLICY_GAP_COUNTS`` (on the API's /metrics).
     """
 
     group_id = "agentstream-api-policies"  # required by librdkafka; never committed
@@ -128,7 +133,8 @@ class PoliciesTail:
             "auto.offset.reset": "earliest",
             **settings.kafka_client_conf,
         })
-        self.gaps = OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks)
+        self.gaps = OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks,
+                                   counts=POLICY_GAP_COUNTS)
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()

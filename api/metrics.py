@@ -8,6 +8,10 @@ from fastapi import FastAPI, Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from agentstream.schemas.offset_gaps import register_gap_metrics
+
+from .kafka_io import POLICY_GAP_COUNTS
+
 
 class ApiMetrics:
     def __init__(self) -> None:
@@ -27,6 +31,8 @@ class ApiMetrics:
         self.kafka_writes = Counter(
             "agentstream_api_kafka_writes_total", "records produced (policies, feedback)",
             ["topic", "result"], registry=self.registry)
+        # The policies tails' re-read fetches (process-wide counts, read at each scrape).
+        register_gap_metrics(self.registry, "agentstream_api_policies", lambda: POLICY_GAP_COUNTS)
 
     def render(self) -> Response:
         # Plus the process's default registry: on the embedded default the sink runs in this

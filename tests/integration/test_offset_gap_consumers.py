@@ -300,9 +300,11 @@ def test_sink_retention_follower_reads_every_policy_past_commit_markers(bootstra
 
 
 def test_api_policy_cache_reads_every_policy_past_commit_markers(bootstrap: str, policies: str) -> None:
+    from agentstream.api import kafka_io
     from agentstream.api.kafka_io import PolicyCache
     from agentstream.api.settings import ApiSettings
 
+    before = dataclasses.replace(kafka_io.POLICY_GAP_COUNTS)  # every tail of the process counts there
     cache = PolicyCache(ApiSettings(bootstrap_servers=bootstrap, topic_prefix=policies, offset_gap_window_s=0.2))
     try:
         _until(lambda: all(cache.get(t) for t in POLICY_TENANTS))
@@ -310,7 +312,8 @@ def test_api_policy_cache_reads_every_policy_past_commit_markers(bootstrap: str,
         cache.close()
     assert {t: cache.get(t)["retention_days"] for t in POLICY_TENANTS} == {
         t: 10 + n for n, t in enumerate(POLICY_TENANTS)}
-    assert_markers_read_again(cache.gaps.counts)
+    assert cache.gaps.counts is kafka_io.POLICY_GAP_COUNTS
+    assert_markers_read_again(gaps_since(cache.gaps.counts, before))
 
 
 def test_alerts_tail_prints_every_alert_past_commit_markers(bootstrap: str, unique: str) -> None:
@@ -356,3 +359,47 @@ def test_sdk_policy_follower_applies_every_policy_past_commit_markers(bootstrap:
     assert (state.version, state.patterns) == ("v5", ("class5.*",))
     assert state.durable("refund", "class5.payments") and not state.durable("refund", "class4.payments")
     assert_markers_read_again(follower.gaps.counts)
+
+
+# ---- 7. the API's /metrics: its policies tails' counts --------------------------------------
+
+def _scraped_gaps(text: str, prefix: str) -> GapCounts:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(s.name, s.labels.get("outcome")): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    return GapCounts(recovered=int(samples[(f"{prefix}_offset_gaps_total", "recovered")]),
+                     accepted=int(samples[(f"{prefix}_offset_gaps_total", "accepted")]),
+                     settled=int(samples[(f"{prefix}_offset_gaps_total", "settled")]),
+                     accepted_records=int(samples[(f"{prefix}_offset_gap_records_total", None)]),
+                     rechecks=int(samples[(f"{prefix}_offset_gap_rechecks_total", None)]))
+
+
+def test_api_metrics_show_the_policies_tails_gap_counts(bootstrap: str, policies: str, chdb_client: Any,
+                                                         tmp_path: Any) -> None:
+    """The app's own policy cache (started by GET /v1/policies) reads past the markers, and the
+    app's /metrics says so; a second app built in the process serves the same counts (one
+    registration per app's registry, none on the global one)."""
+    from fastapi.testclient import TestClient
+
+    from agentstream.api import kafka_io
+    from agentstream.api.app import create_app
+    from agentstream.api.auth import add_key
+    from agentstream.api.settings import ApiSettings
+
+    keys = tmp_path / "keys.json"
+    auth = {"Authorization": f"Bearer {add_key(keys, POLICY_TENANTS[-1], scopes=['read'])}"}
+    settings = ApiSettings(api_keys_file=keys, bootstrap_servers=bootstrap, topic_prefix=policies,
+                           offset_gap_window_s=0.2, kafka_client_conf={"session.timeout.ms": "6000"})
+    before = dataclasses.replace(kafka_io.POLICY_GAP_COUNTS)
+    prefix = "agentstream_api_policies"
+    with TestClient(create_app(settings, client=chdb_client)) as api:
+        assert gaps_since(_scraped_gaps(api.get("/metrics").text, prefix), before) == GapCounts()
+        got: dict[str, Any] = {}
+        # the last tenant's policy lies past both markers
+        _until(lambda: got.update(api.get("/v1/policies", headers=auth).json()) or got.get("source") == "topic")
+        assert (got["source"], got["retention_days"]) == ("topic", 10 + len(POLICY_TENANTS) - 1)
+        scraped = _scraped_gaps(api.get("/metrics").text, prefix)
+    assert_markers_read_again(gaps_since(scraped, before))
+    with TestClient(create_app(settings, client=chdb_client)) as again:
+        assert _scraped_gaps(again.get("/metrics").text, prefix) == kafka_io.POLICY_GAP_COUNTS
