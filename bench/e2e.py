@@ -52,7 +52,7 @@ from agentstream.producer import Tracer
 
 from e2e_hops import hop_budget, histogram_delta, pct, probe_stamps
 from e2e_otlp import OTLP_TENANT, otlp_traces
-from proc_cpu import tree_cpu, tree_sched
+from proc_cpu import cpu_probe_ms, tree_cpu, tree_sched
 
 HERE = Path(__file__).resolve().parent
 POLL_S = 0.05  # a pending probe is polled at most this often: the figures' resolution
@@ -378,6 +378,7 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="agentstream-e2e-")
     data = Path(a.data_dir or tmp.name)
     loadavg = os.getloadavg()
+    probe_before = cpu_probe_ms()
     for kv in a.set:
         k, _, v = kv.partition("=")
         os.environ[k] = v  # the stack's parts inherit this process's environment
@@ -387,7 +388,8 @@ def main() -> None:
     t_start = time.monotonic()
     b.start()
     print(f"stack ready in {time.monotonic() - t_start:.1f}s; load average before: "
-          f"{', '.join(f'{x:.2f}' for x in loadavg)} on {os.cpu_count()} cores", flush=True)
+          f"{', '.join(f'{x:.2f}' for x in loadavg)} on {os.cpu_count()} cores; CPU probe {probe_before} ms",
+          flush=True)
     try:
         lat = latency_steps(b, [float(x) for x in a.loads.split(",") if x != ""], a.probe_s, a.warm_s,
                             pollers=a.pollers)
@@ -429,6 +431,8 @@ def main() -> None:
         "lost": lost, "cpu_by_stage": tp.get("cpu_us_per_event"), "cpu_s": tp.get("cpu_s"),
         "accounting": {k: v for k, v in accounting.items() if k != "counters"},
         "loadavg_before": [round(x, 2) for x in loadavg],
+        # the machine's speed before and after (bench/proc_cpu.py): a slower core costs every stage
+        "cpu_probe_ms": [probe_before, cpu_probe_ms()],
     }))
 
 
