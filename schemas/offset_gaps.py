@@ -253,8 +253,9 @@ def start_positions(consumer: Any, tps: Sequence[Any], reset: str = "earliest",
         try:
             low, hw = consumer.get_watermark_offsets(_tp(topic, partition), timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - as above
+            # The broker is away, and each lookup would wait ``timeout`` again: ask no more.
             log.debug("watermarks of %s[%d] unknown: %s", topic, partition, exc)
-            continue
+            break
         high[(topic, partition)] = hw if hw >= 0 else None
         if offset is None and reset == "earliest":
             start[(topic, partition)] = low if low >= 0 else None

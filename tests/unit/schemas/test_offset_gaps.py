@@ -262,3 +262,25 @@ def test_a_batch_racing_at_the_assignment_is_still_read_again() -> None:
     seen = drive(log, reader, guard, clock, until=0.2)
     assert seen[0] == list(range(15))
     assert guard.counts.recovered == 1 and guard.counts.settled == 0
+
+
+def test_start_positions_ask_an_absent_broker_once() -> None:
+    """During an outage each lookup waits its timeout: the first failure ends the lookups, and
+    the partitions left are simply not known (their first read is not checked)."""
+    from types import SimpleNamespace
+
+    from agentstream.schemas.offset_gaps import start_positions
+
+    class Away:
+        asked = 0
+
+        def committed(self, tps, timeout):
+            return [SimpleNamespace(topic=tp.topic, partition=tp.partition, offset=-1001, error=None) for tp in tps]
+
+        def get_watermark_offsets(self, tp, timeout):
+            Away.asked += 1
+            raise RuntimeError("KafkaError{code=_TIMED_OUT}")
+
+    tps = [SimpleNamespace(topic="raw", partition=p) for p in range(12)]
+    assert start_positions(Away(), tps) == [("raw", p, None, None) for p in range(12)]
+    assert Away.asked == 1
