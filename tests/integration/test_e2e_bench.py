@@ -48,3 +48,8 @@ def test_small_e2e_run_loses_nothing(tmp_path):
     assert sum(v for k, v in counters.items()
                if k.startswith("agentstream_sink_rows_total") and 'table="events"' in k) >= acc["emitted"]
     assert set(figures["cpu_by_stage"]) == {"broker", "processors", "sink+api", "sdk"}
+    # a fetch that skipped offsets was read again, never read past (schemas/offset_gaps.py); the
+    # guards' counters are on /metrics, so the bench sees them
+    assert not any('outcome="accepted"' in k for k in acc["offset_gaps"]), acc["offset_gaps"]
+    assert "agentstream_processors_offset_gap_records_total" in counters
+    assert "agentstream_sink_offset_gap_records_total" in counters
