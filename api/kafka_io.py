@@ -20,7 +20,7 @@ log = logging.getLogger("agentstream.api.kafka")
 
 # Every policies tail of the process (the policy and the alerting caches, of every app built)
 # counts into one, exported as ``agentstream_api_policies_offset_gap*`` (api/metrics.py).
-POLICY_GAP_COUNTS = GapCounts()
+POLICY_GAP_COUNTS = GapCounts()  # each app's own registry exports it (api/metrics.py)
 
 
 def _codec(settings: ApiSettings) -> Codec:
@@ -133,8 +133,7 @@ class PoliciesTail:
             "auto.offset.reset": "earliest",
             **settings.kafka_client_conf,
         })
-        self.gaps = OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks,
-                                   counts=POLICY_GAP_COUNTS)
+        self.gaps = OffsetGapGuard.from_settings(settings, POLICY_GAP_COUNTS)
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()

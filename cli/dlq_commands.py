@@ -98,8 +98,7 @@ def gap_guard() -> OffsetGapGuard:
     """The processors' ``offset_gap_*`` settings: how long a skipped offset is read again."""
     from agentstream.stream_processors.settings import ProcessorsSettings
 
-    s = ProcessorsSettings()
-    return OffsetGapGuard(s.offset_gap_window_s, s.offset_gap_rechecks)
+    return OffsetGapGuard.from_settings(ProcessorsSettings())
 
 
 def say_gaps(gaps: OffsetGapGuard, command: str) -> None:

@@ -71,6 +71,12 @@ class OffsetGapGuard:
     _jumps: dict[Key, _Jump] = field(default_factory=dict)
     _held_at_assign: dict[Key, int] = field(default_factory=dict)  # high watermarks at assignment
 
+    @classmethod
+    def from_settings(cls, settings: Any, counts: GapCounts | None = None) -> "OffsetGapGuard":
+        """From a part's settings (``offset_gap_window_s``, ``offset_gap_rechecks``)."""
+        return cls(settings.offset_gap_window_s, settings.offset_gap_rechecks,
+                   counts=counts if counts is not None else GapCounts())
+
     @property
     def enabled(self) -> bool:
         return self.window_s > 0 or self.min_rechecks > 0
@@ -233,17 +239,29 @@ def register_gap_metrics(registry: Any, prefix: str, counts: Callable[[], GapCou
     registry.register(_Collector())
 
 
-def start_positions(consumer: Any, tps: Sequence[Any], reset: str = "earliest",
-                    timeout: float = 10.0) -> list[tuple[str, int, int | None, int | None]]:
+def process_gap_counts(prefix: str) -> GapCounts:
+    """One ``GapCounts`` for every guard of a module in this process, exported under ``prefix`` on
+    prometheus_client's default registry (a module is imported once; the parts that build a guard
+    per call, or several per process, count into it)."""
+    from prometheus_client import REGISTRY
+
+    counts = GapCounts()
+    register_gap_metrics(REGISTRY, prefix, lambda: counts)
+    return counts
+
+
+def start_positions(consumer: Any, tps: Sequence[Any], reset: str = "earliest", timeout: float = 10.0,
+                    committed: Sequence[Any] | None = None) -> list[tuple[str, int, int | None, int | None]]:
     """``(topic, partition, start, high)`` for ``OffsetGapGuard.assign``: where a confluent-kafka
     consumer starts each newly assigned partition (the group's committed offset, or for a
     partition the group never committed and ``auto.offset.reset`` is ``earliest``, the low
     watermark) and the partition's high watermark now. ``None`` where not known (a failed lookup
-    costs only the check of the first read, or the quick settling of old gaps)."""
+    costs only the check of the first read, or the quick settling of old gaps). ``committed``:
+    the result of ``consumer.committed(tps)`` if the caller has it already."""
     start: dict[tuple[str, int], int | None] = {(tp.topic, tp.partition): None for tp in tps}
     high: dict[tuple[str, int], int | None] = dict.fromkeys(start)
     try:
-        for tp in consumer.committed(list(tps), timeout=timeout):
+        for tp in committed if committed is not None else consumer.committed(list(tps), timeout=timeout):
             if tp.error is None and tp.offset >= 0:
                 start[(tp.topic, tp.partition)] = tp.offset
     except Exception as exc:  # noqa: BLE001 - a broker hiccup during a rebalance: check later reads only

@@ -6,9 +6,9 @@ import logging
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from agentstream.schemas.offset_gaps import GapCounts, register_gap_metrics
+from agentstream.schemas.offset_gaps import process_gap_counts
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer
@@ -16,8 +16,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Every consumer of the process counts into one (schemas/offset_gaps.py).
-GAP_COUNTS = GapCounts()
-register_gap_metrics(REGISTRY, "agentstream_sink", lambda: GAP_COUNTS)
+GAP_COUNTS = process_gap_counts("agentstream_sink")
 
 ROWS = Counter("agentstream_sink_rows_total", "Rows stored in ClickHouse", ["table", "path"])
 BATCHES = Counter("agentstream_sink_batches_total", "Offset ranges inserted", ["table"])

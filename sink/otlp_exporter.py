@@ -29,8 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agentstream.schemas import Codec, make_resolver, topic_name
 from agentstream.schemas.consumer_errors import DlqRatioGuard
 from agentstream.schemas.consumer_probes import ConsumerProbes
-from agentstream.schemas.offset_gaps import (GapCounts, GuardedConsumer, OffsetGapGuard, guard_rebalance,
-                                             register_gap_metrics)
+from agentstream.schemas.offset_gaps import GuardedConsumer, OffsetGapGuard, guard_rebalance, process_gap_counts
 from agentstream.schemas.step_driver import ChainDriver
 
 from .export_steps import RETRYABLE, BackendUnavailable, ExportChain, ExportIO, build_export_chain
@@ -40,16 +39,7 @@ __all__ = ["RETRYABLE", "BackendUnavailable", "OtlpExportSettings", "run_export"
 log = logging.getLogger("agentstream.export.otlp")
 
 # Every exporter of the process counts into one: run_export may run more than once in a process.
-GAP_COUNTS = GapCounts()
-
-
-def _register_gap_metrics() -> None:
-    from prometheus_client import REGISTRY
-
-    register_gap_metrics(REGISTRY, "agentstream_export_otlp", lambda: GAP_COUNTS)
-
-
-_register_gap_metrics()
+GAP_COUNTS = process_gap_counts("agentstream_export_otlp")
 
 
 class OtlpExportSettings(BaseSettings):
@@ -134,7 +124,7 @@ def run_export(settings: OtlpExportSettings, *, stop_after_spans: int = 0, idle_
     c = Consumer({"bootstrap.servers": st.bootstrap_servers, "group.id": st.group_id,
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "session.timeout.ms": st.session_timeout_ms, **st.kafka_config})
-    gaps = OffsetGapGuard(st.offset_gap_window_s, st.offset_gap_rechecks, counts=GAP_COUNTS)
+    gaps = OffsetGapGuard.from_settings(st, GAP_COUNTS)
     driver.consumer = GuardedConsumer(c, gaps)
     probes.driver = driver
     on_assign, on_revoke = guard_rebalance(gaps, driver.on_assign, driver.on_revoke)

@@ -8,7 +8,7 @@ The API and the CLI write policies at once, and on the embedded broker a fetch c
 batch (schemas/offset_gaps.py): the follower reads through an ``OffsetGapGuard``, so a skipped
 retention change is read again. Its counts are ``agentstream_sink_policies_offset_gap*``, apart
 from the events' ``agentstream_sink_offset_gap*``: the policies topic is compacted, and on Kafka
-its compaction gaps are accepted at every start, which is no loss to alert on.
+its compaction gaps (settled at every start) are no loss to alert on.
 """
 from __future__ import annotations
 
@@ -18,24 +18,14 @@ from typing import Any
 
 from agentstream.schemas import POLICY, Codec, DecodeError
 from agentstream.schemas.alerting import is_alerting_key
-from agentstream.schemas.offset_gaps import (GapCounts, OffsetGapGuard, consumer_seek, register_gap_metrics,
-                                             start_positions)
+from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, process_gap_counts, start_positions
 
 log = logging.getLogger(__name__)
 
 MAX_DAYS = 65_535
 
 # Every policies follower of the process counts into one (the sink may be built more than once).
-POLICY_GAP_COUNTS = GapCounts()
-
-
-def _register_gap_metrics() -> None:
-    from prometheus_client import REGISTRY
-
-    register_gap_metrics(REGISTRY, "agentstream_sink_policies", lambda: POLICY_GAP_COUNTS)
-
-
-_register_gap_metrics()
+POLICY_GAP_COUNTS = process_gap_counts("agentstream_sink_policies")
 
 
 class RetentionBook:

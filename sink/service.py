@@ -197,8 +197,7 @@ class Sink(RetryingMixin, ReadinessMixin):
                                           self.retention, self.codec)
             except Exception as exc:  # noqa: BLE001 - retention falls back to the default
                 log.warning("cannot follow the policies topic, default retention applies: %s", exc)
-        self._gaps = OffsetGapGuard(self.settings.offset_gap_window_s, self.settings.offset_gap_rechecks,
-                                    counts=m.GAP_COUNTS)
+        self._gaps = OffsetGapGuard.from_settings(self.settings, m.GAP_COUNTS)
         self._seek = consumer_seek(self._consumer)
         self._consumer.subscribe(list(self.specs), on_assign=self._on_assign, on_revoke=self._on_revoke)
         next_lag = 0.0
@@ -268,8 +267,8 @@ class Sink(RetryingMixin, ReadinessMixin):
 
     def _on_assign(self, consumer, partitions) -> None:
         """Builds the chain for the new assignment, with the ledger ranges to replay."""
-        committed: dict[tuple[str, int], int] = {
-            (tp.topic, tp.partition): max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=30)}
+        stored = consumer.committed(partitions, timeout=30)
+        committed: dict[tuple[str, int], int] = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in stored}
         # Inside a librdkafka callback: retry without polling the consumer again.
         def read_ledger() -> dict[tuple[str, int], list[OffsetRange]]:
             with self._client_lock:
@@ -278,7 +277,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         plans = self._with_retry("sink_batches", read_ledger, self._stopping)
         self._drop_chain(join=False)
         self.commits.assign(committed)
-        self._gaps.assign(start_positions(consumer, partitions, self.settings.auto_offset_reset))
+        self._gaps.assign(start_positions(consumer, partitions, self.settings.auto_offset_reset, committed=stored))
         if plans is STOPPED:
             return  # no chain without the ledger's ranges: a new range over one would double rows
         self._paused_at = None

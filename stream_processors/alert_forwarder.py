@@ -41,8 +41,8 @@ from agentstream.schemas import Codec, make_resolver, topic_name
 from agentstream.schemas.alerting import AlertingBook, Destination, is_alerting_key
 from agentstream.schemas.consumer_errors import DlqRatioGuard
 from agentstream.schemas.consumer_probes import ConsumerProbes
-from agentstream.schemas.offset_gaps import (GapCounts, GuardedConsumer, OffsetGapGuard, consumer_seek,
-                                             guard_rebalance, register_gap_metrics, start_positions)
+from agentstream.schemas.offset_gaps import (GuardedConsumer, OffsetGapGuard, consumer_seek, guard_rebalance,
+                                             process_gap_counts, start_positions)
 from agentstream.schemas.step_driver import ChainDriver
 
 from .alerts_io import _consumer
@@ -56,23 +56,9 @@ LEDGER_DAYS = 35  # longer than the alerts topic keeps a record (30 days)
 
 # One count per topic for the process: forward() and the follower are built more than once in a
 # process (the CLI's helpers, tests). The rules' topic is compacted: on Kafka its compaction gaps
-# are accepted at every start, which is no lost alert, so they are counted apart.
-GAP_COUNTS = GapCounts()
-RULES_GAP_COUNTS = GapCounts()
-
-
-def _register_gap_metrics() -> None:
-    from prometheus_client import REGISTRY
-
-    register_gap_metrics(REGISTRY, "agentstream_alerts_forwarder", lambda: GAP_COUNTS)
-    register_gap_metrics(REGISTRY, "agentstream_alerts_forwarder_policies", lambda: RULES_GAP_COUNTS)
-
-
-_register_gap_metrics()
-
-
-def gap_guard(settings: ProcessorsSettings, counts: GapCounts = GAP_COUNTS) -> OffsetGapGuard:
-    return OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks, counts=counts)
+# (settled at every start) are no lost alert, so they are counted apart.
+GAP_COUNTS = process_gap_counts("agentstream_alerts_forwarder")
+RULES_GAP_COUNTS = process_gap_counts("agentstream_alerts_forwarder_policies")
 
 
 class DeliveryLedger:
@@ -130,7 +116,7 @@ class AlertingFollower:
         self.consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in parts])
         # Policies are written by the API and the CLI at once: a skipped rule or silence would
         # route or page wrongly until the next restart.
-        self.gaps = gap_guard(settings, RULES_GAP_COUNTS)
+        self.gaps = OffsetGapGuard.from_settings(settings, RULES_GAP_COUNTS)
         self.gaps.assign(start_positions(self.consumer, [TopicPartition(name, p) for p in parts]))
         self._seek = consumer_seek(self.consumer)
 
@@ -203,7 +189,7 @@ def _forward(settings: ProcessorsSettings, probes: ConsumerProbes, stats: Forwar
                                              commit, driver.give_up, max_retries=max_retries, base_s=base_s))
 
     driver = ChainDriver(build, batch_size=50, wait_s=0.5, revoke_join_s=settings.broker_session_timeout / 2)
-    gaps = gap_guard(settings)
+    gaps = OffsetGapGuard.from_settings(settings, GAP_COUNTS)
     on_assign, on_revoke = guard_rebalance(gaps, driver.on_assign, driver.on_revoke)
     c = _consumer(settings, group or f"{settings.app_id}-alerts-forwarder", True,
                   on_assign=on_assign, on_revoke=on_revoke)

@@ -123,7 +123,7 @@ def tail_alerts(settings: ProcessorsSettings, tenant: str | None = None, from_be
     n = 0
     last = time.monotonic()
     c = None
-    guard = gaps if gaps is not None else OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks)
+    guard = gaps if gaps is not None else OffsetGapGuard.from_settings(settings)
     reset = "earliest" if from_beginning else "latest"
     try:
         c = _consumer(settings, f"alerts-tail-{uuid.uuid4().hex}", from_beginning,

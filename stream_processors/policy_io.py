@@ -104,7 +104,7 @@ def read_policies(settings: ProcessorsSettings, idle_s: float = 1.5, timeout: fl
         parts = md.topics[name].partitions if name in md.topics else {}
         c.assign([TopicPartition(name, p, 0) for p in parts])
         if gaps is None:
-            gaps = OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks)
+            gaps = OffsetGapGuard.from_settings(settings)
         gaps.assign(start_positions(c, [TopicPartition(name, p) for p in parts]))
         seek = consumer_seek(c)
         copy = PolicyCopy(lambda b: codec.decode_as(POLICY, b))  # the workers' own record rules

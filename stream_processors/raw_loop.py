@@ -199,7 +199,7 @@ class RawLoop(Service):
         self._working = False  # a batch is being processed or awaits its acknowledgements
         self._guard = DlqRatioGuard(settings.dlq_max_ratio, settings.dlq_window_records, settings.dlq_min_records)
         # A fetch that skipped offsets (the embedded broker's produce race) is read again.
-        self._gaps = OffsetGapGuard(settings.offset_gap_window_s, settings.offset_gap_rechecks)
+        self._gaps = OffsetGapGuard.from_settings(settings)
         register_gap_metrics(metrics.registry, "agentstream_processors", lambda: self._gaps.counts)
         # The chain of the current assignment (raw_steps), the consume() batch it refused (handed
         # to it again after the next poll), since when, and since when raw is paused.

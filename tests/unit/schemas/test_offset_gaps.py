@@ -284,3 +284,33 @@ def test_start_positions_ask_an_absent_broker_once() -> None:
     tps = [SimpleNamespace(topic="raw", partition=p) for p in range(12)]
     assert start_positions(Away(), tps) == [("raw", p, None, None) for p in range(12)]
     assert Away.asked == 1
+
+
+def test_start_positions_take_the_committed_offsets_the_caller_read() -> None:
+    """The sink reads its committed offsets for its ledger anyway: no second round trip."""
+    from types import SimpleNamespace
+
+    from agentstream.schemas.offset_gaps import start_positions
+
+    class Broker:
+        def committed(self, tps, timeout):
+            raise AssertionError("asked again")
+
+        def get_watermark_offsets(self, tp, timeout):
+            return 0, 90
+
+    stored = [SimpleNamespace(topic="events", partition=0, offset=40, error=None),
+              SimpleNamespace(topic="events", partition=1, offset=-1001, error=None)]
+    tps = [SimpleNamespace(topic="events", partition=p) for p in (0, 1)]
+    assert start_positions(Broker(), tps, committed=stored) == [("events", 0, 40, 90), ("events", 1, 0, 90)]
+
+
+def test_a_guard_from_a_parts_settings() -> None:
+    from types import SimpleNamespace
+
+    from agentstream.schemas.offset_gaps import GapCounts
+
+    shared = GapCounts()
+    guard = OffsetGapGuard.from_settings(SimpleNamespace(offset_gap_window_s=0.2, offset_gap_rechecks=3), shared)
+    assert (guard.window_s, guard.min_rechecks) == (0.2, 3) and guard.counts is shared
+    assert OffsetGapGuard.from_settings(SimpleNamespace(offset_gap_window_s=0, offset_gap_rechecks=0)).enabled is False
