@@ -47,5 +47,10 @@ FIELDREADER = Extension("agentstream.stream_processors._fieldreader", ["stream_p
                         depends=["stream_processors/_fieldreader_text.h"],  # in the sdist, rebuilt on change
                         optional=True, extra_compile_args=["-O2"])
 
+# The sink's Avro -> RowBinary transcoder (sink/_rowbinary.c), optional the same way: without it
+# the fast path inserts its Avro containers as they are, into the same staging tables.
+ROWBINARY = Extension("agentstream.sink._rowbinary", ["sink/_rowbinary.c"], optional=True,
+                      extra_compile_args=["-O2"])
+
 setup(packages=packages, package_dir=package_dir, package_data=package_data,
-      ext_modules=[SPEEDUPS, WIRECORE, FIELDREADER])
+      ext_modules=[SPEEDUPS, WIRECORE, FIELDREADER, ROWBINARY])

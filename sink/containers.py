@@ -29,6 +29,8 @@ from agentstream.schemas.avro_binary import encode_long as zigzag
 from agentstream.schemas.avro_binary import read_long
 from agentstream.schemas.kafka_message import KafkaMessage
 
+from .rowbinary import Transcoder, transcoder_for
+
 # The tables that have a fast path (by table), and which staging table each writer schema goes to.
 STAGING_TABLE = {"events": "events_avro_staging"}
 HEAD_FIELD = "sink_head"
@@ -92,12 +94,22 @@ class Container:
     head: bytes
     sync: bytes
     table: str  # the staging table mirroring this writer schema
+    transcoder: Transcoder | None = None  # its records as RowBinary rows (None: not built here)
     parts: list[bytes] = field(default_factory=list)
     msgs: list[KafkaMessage] = field(default_factory=list)
 
     def data(self) -> bytes:
         body = b"".join(self.parts)
         return b"".join((self.head, zigzag(len(self.msgs)), zigzag(len(body)), body, self.sync))
+
+    def rows(self) -> bytes:
+        """The same records as RowBinary rows of the staging table; ``Refused`` if one is
+        malformed (as ClickHouse refuses the container: the caller redoes it in Python)."""
+        assert self.transcoder is not None
+        try:
+            return self.transcoder.rows(b"".join(self.parts), len(self.msgs))
+        except ValueError as exc:
+            raise Refused(f"a record of schema {self.schema_id} does not read as its schema says: {exc}") from exc
 
 
 _CODE = re.compile(r"Code:\s*(\d+)")
@@ -109,7 +121,13 @@ DATA_ERROR_CODES = frozenset({
 })
 
 
+class Refused(ValueError):
+    """A container refused before ClickHouse saw it (its RowBinary transcoding failed)."""
+
+
 def rejected_data(exc: BaseException) -> bool:
+    if isinstance(exc, Refused):
+        return True
     m = _CODE.search(str(exc))
     return m is not None and int(m.group(1)) in DATA_ERROR_CODES
 
@@ -120,10 +138,10 @@ class ContainerBuilder:
     def __init__(self, schema_for_id: Callable[[int], Any], staged: dict[str, str] = STAGED_SCHEMAS) -> None:
         self._schema_for_id = schema_for_id
         self._staged = staged
-        self._heads: dict[int, tuple[bytes, bytes, str] | None] = {}
+        self._heads: dict[int, tuple[bytes, bytes, str, Transcoder | None] | None] = {}
         self._days: dict[int, bytes] = {}
 
-    def _head(self, sid: int) -> tuple[bytes, bytes, str] | None:
+    def _head(self, sid: int) -> tuple[bytes, bytes, str, Transcoder | None] | None:
         if sid not in self._heads:
             schema = self._schema_for_id(sid)
             table = None if schema is None else self._staged.get(canonical_hash(schema))
@@ -131,7 +149,8 @@ class ContainerBuilder:
                 self._heads[sid] = None
             else:
                 sync = os.urandom(16)
-                self._heads[sid] = (header(container_schema(schema), sync), sync, table)
+                doc = container_schema(schema)
+                self._heads[sid] = (header(doc, sync), sync, table, transcoder_for(doc))
         return self._heads[sid]
 
     def split(self, msgs: list[KafkaMessage], days_for: Callable[[str], int]
@@ -188,7 +207,7 @@ class ContainerBuilder:
             return None
         sid = int.from_bytes(v[1:HEAD_SIZE], "big")
         head = self._head(sid)
-        return None if head is None else Container(sid, head[0], head[1], head[2])
+        return None if head is None else Container(sid, *head)
 
     def _trailer(self, tenant: bytes, days_for: Callable[[str], int]) -> bytes | None:
         try:

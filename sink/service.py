@@ -93,7 +93,7 @@ class Sink(RetryingMixin, ReadinessMixin):
             topic_name(t, settings.topic_prefix): TABLE_SPECS[t] for t in settings.topics
         }
         self.writer = RangeWriter(self._db, self.codec, self.retention, settings.group_id,
-                                  settings.insert_priority)
+                                  settings.insert_priority, settings.avro_as_rowbinary)
         st = settings
         self._stop = threading.Event()
         self._stopping = self._stop  # the event ``run`` was given

@@ -26,6 +26,10 @@ class SinkSettings(BaseSettings):
     # fixed cost was most of emit -> queryable (bench/e2e.py idle p99 2.95-4.14 s -> 1.12-1.20 s,
     # bench/RESULTS.md). 0: every range on the Avro path.
     avro_min_rows: int = 1000
+    # How the fast path's records travel to the staging table: transcoded to RowBinary in C
+    # (sink/rowbinary.py; ClickHouse's Avro reader was the costliest step of an insert), or the
+    # Avro container as is. Either way the same rows reach the same view.
+    avro_as_rowbinary: bool = True
     # Keep polling Kafka on the sink's thread while a range is inserted on a second one.
     read_during_insert: bool = True
     # ClickHouse query priority of the inserts (sink/writer.py): they pause while the API's run

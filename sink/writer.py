@@ -30,7 +30,7 @@ from agentstream.schemas import Codec
 from agentstream.schemas.kafka_message import KafkaMessage
 
 from . import metrics as m
-from .containers import STAGING_TABLE, ContainerBuilder, rejected_data
+from .containers import STAGING_TABLE, Container, ContainerBuilder, rejected_data
 from .dlq import Rejected
 from .errors import clickhouse_code
 from .ledger import SPLIT, OffsetRange, group_token, record_plans
@@ -71,9 +71,11 @@ class RangeWriter:
     """
 
     def __init__(self, client: Callable[[], Any], codec: Codec, book: RetentionBook, group: str,
-                 priority: int = INSERT_PRIORITY) -> None:
+                 priority: int = INSERT_PRIORITY, rowbinary: bool = True) -> None:
         self._client = client
         self.priority = priority
+        self.rowbinary = rowbinary
+        self._table_takes: dict[str, bool] = {}  # staging table -> its columns are the transcoder's
         self.codec = codec
         self.book = book
         self.group = group
@@ -158,7 +160,11 @@ class RangeWriter:
             settings["short_circuit_function_evaluation"] = "enable"
             try:
                 def avro_insert(st: dict[str, Any], c: Any = c) -> None:
-                    self._client().raw_insert(c.table, insert_block=c.data(), fmt="Avro", settings=st)
+                    client = self._client()
+                    if self._as_rowbinary(client, c):
+                        client.raw_insert(c.table, insert_block=c.rows(), fmt="RowBinary", settings=st)
+                    else:
+                        client.raw_insert(c.table, insert_block=c.data(), fmt="Avro", settings=st)
 
                 self._insert(avro_insert, settings)
             except Exception as exc:  # classified below; outages propagate
@@ -189,6 +195,22 @@ class RangeWriter:
             stored["python"] += n
             rejected.extend(bad)
         return stored, rejected
+
+    def _as_rowbinary(self, client: Any, c: Container) -> bool:
+        """Whether ``c`` goes as RowBinary: its transcoder is built and writes exactly the
+        staging table's columns (asked once per table; a table that differs keeps Avro)."""
+        if not self.rowbinary or c.transcoder is None:
+            return False
+        takes = self._table_takes.get(c.table)
+        if takes is None:
+            assert c.table.isidentifier()  # a staging table of STAGED_SCHEMAS, never input
+            cols = client.query("SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+                                f"AND table = '{c.table}' ORDER BY position").result_rows
+            takes = self._table_takes[c.table] = c.transcoder.matches([tuple(r) for r in cols])
+            if not takes:
+                log.warning("%s's columns are not the ones its RowBinary transcoder writes; "
+                            "its inserts stay Avro containers", c.table)
+        return takes
 
     def _store_apart(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]],
                      msgs: list[KafkaMessage]) -> tuple[dict[str, int], list[Rejected]]:
