@@ -13,3 +13,8 @@ def test_the_processors_producer_keeps_two_requests_in_flight_and_extra_config_w
     assert conf["delivery.report.only.error"] is True and conf["linger.ms"] == 5
     assert producer_conf("b:9092", extra={"max.in.flight.requests.per.connection": 5})[
         "max.in.flight.requests.per.connection"] == 5
+
+
+def test_the_processors_producer_compresses_its_batches():
+    assert producer_conf("b:9092")["compression.type"] == "lz4"
+    assert producer_conf("b:9092", extra={"compression.type": "zstd"})["compression.type"] == "zstd"
