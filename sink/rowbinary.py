@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 try:
     from ._rowbinary import Program as _Program
 except ImportError:  # not built (no compiler): the fast path keeps its Avro containers
-    _Program = None
+    _Program = None  # type: ignore[assignment, misc]  # optional extension
+# Whether this build has the C transcoder (without it every container stays Avro).
+AVAILABLE = _Program is not None
 
 # Must match _rowbinary.c
 (STRING, LONG, INT, FLOAT, DOUBLE, BOOL, FIXED, ENUM8, ENUM16, NULLABLE, VARIANT, RECORD, ARRAY, MAP,
@@ -85,7 +87,8 @@ class _Compiler:
         kind = t.get("type")
         if kind in _SIMPLE or kind == "null":
             return self.value(kind, ns)
-        name = t.get("name")
+        name: str = str(t.get("name", ""))
+        full = name
         if kind in ("record", "enum", "fixed"):
             space = t.get("namespace", ns)
             full = name if "." in name or not space else f"{space}.{name}"

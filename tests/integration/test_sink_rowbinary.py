@@ -24,7 +24,7 @@ from tests.avro_datums import datum
 from test_sink_support import Msg, run_events
 
 pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(rowbinary._Program is None, reason="sink/_rowbinary.c is not built")]
+              pytest.mark.skipif(not rowbinary.AVAILABLE, reason="sink/_rowbinary.c is not built")]
 LOOSE = {"allow_suspicious_variant_types": 1}
 
 

@@ -20,7 +20,7 @@ from agentstream.sink.containers import STAGED_SCHEMAS, canonical_hash, containe
 from agentstream.sink.rowbinary import Unsupported, compile_schema, transcoder_for
 from tests.avro_datums import datum
 
-pytestmark = pytest.mark.skipif(rowbinary._Program is None, reason="sink/_rowbinary.c is not built")
+pytestmark = pytest.mark.skipif(not rowbinary.AVAILABLE, reason="sink/_rowbinary.c is not built")
 
 
 def _staged() -> list[str]:

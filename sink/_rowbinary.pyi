@@ -1,0 +1,6 @@
+"""Type stub for the optional C extension ``_rowbinary.c`` (the fast path's Avro -> RowBinary)."""
+
+class Program:
+    def __init__(self, bodies: tuple[tuple[tuple[int, int, int], ...], ...], discs: tuple[int, ...],
+                 top: int, /) -> None: ...
+    def transcode(self, body: bytes, count: int, /) -> bytes: ...
