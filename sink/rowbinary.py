@@ -68,7 +68,7 @@ class _Compiler:
         return len(self.bodies) - 1
 
     def value(self, t: Any, ns: str) -> tuple[tuple[int, int, int], str]:
-        """(instruction, ClickHouse type) of one Avro type."""
+        """(instruction, ClickHouse type) of one Avro type, in namespace ``ns``."""
         if isinstance(t, list):
             return self.union(t, ns)
         if isinstance(t, str):
@@ -77,8 +77,7 @@ class _Compiler:
                 return (op, 0, 0), ch
             if t == "null":
                 raise Unsupported("a field of type null")
-            full = t if "." in t or not ns else f"{ns}.{t}"
-            ref = self.named.get(full, self.named.get(t))
+            ref = self.named.get(_full(t, ns))
             if ref is None:
                 raise Unsupported(f"unknown named type {t}")
             return self.value(ref, ns)
@@ -87,13 +86,9 @@ class _Compiler:
         kind = t.get("type")
         if kind in _SIMPLE or kind == "null":
             return self.value(kind, ns)
-        name: str = str(t.get("name", ""))
-        full = name
         if kind in ("record", "enum", "fixed"):
-            space = t.get("namespace", ns)
-            full = name if "." in name or not space else f"{space}.{name}"
+            full = _full(str(t.get("name", "")), t.get("namespace", ns))
             self.named[full] = t
-            self.named.setdefault(name, t)
         if kind == "fixed":
             return (FIXED, int(t["size"]), 0), f"FixedString({int(t['size'])})"
         if kind == "enum":
@@ -104,16 +99,8 @@ class _Compiler:
             pairs = ", ".join(f"'{s}' = {i}" for i, s in enumerate(syms))
             return (width, len(syms), 0), f"Enum{8 if width == ENUM8 else 16}({pairs})"
         if kind == "record":
-            if full in self.open:
-                raise Unsupported(f"recursive record {full}")
-            self.open.add(full)
-            space = t.get("namespace", ns) if "." not in name else name.rsplit(".", 1)[0]
-            parts = [(f["name"], *self.value(f["type"], space)) for f in t["fields"]]
-            self.open.discard(full)
-            if not parts:
-                raise Unsupported("a record without fields")
-            b = self.body([p[1] for p in parts])
-            return (RECORD, b, 0), "Tuple(" + ", ".join(f"{n} {ch}" for n, _, ch in parts) + ")"
+            b, columns = self.record(t, full)
+            return (RECORD, b, 0), "Tuple(" + ", ".join(f"{n} {ch}" for n, ch in columns) + ")"
         if kind in ("array", "map"):
             item = t["items"] if kind == "array" else t["values"]
             ins, ch = self.value(item, ns)
@@ -122,6 +109,18 @@ class _Compiler:
             b = self.body([ins])
             return (ARRAY if kind == "array" else MAP, b, 0), (f"Array({ch})" if kind == "array" else f"Map(String, {ch})")
         raise Unsupported(f"type {kind!r}")
+
+    def record(self, t: dict[str, Any], full: str) -> tuple[int, list[tuple[str, str]]]:
+        """The body reading record ``t`` (full name ``full``) and its fields' (name, type)."""
+        if full in self.open:
+            raise Unsupported(f"recursive record {full}")
+        self.open.add(full)
+        space = full.rsplit(".", 1)[0] if "." in full else ""  # where its fields' names resolve
+        parts = [(f["name"], *self.value(f["type"], space)) for f in t["fields"]]
+        self.open.discard(full)
+        if not parts:
+            raise Unsupported("a record without fields")
+        return self.body([ins for _, ins, _ in parts]), [(n, ch) for n, _, ch in parts]
 
     def union(self, branches: list[Any], ns: str) -> tuple[tuple[int, int, int], str]:
         nulls = [i for i, b in enumerate(branches) if b == "null" or (isinstance(b, dict) and b.get("type") == "null")]
@@ -148,14 +147,9 @@ def compile_schema(schema_json: str) -> Compiled:
     if not isinstance(doc, dict) or doc.get("type") != "record":
         raise Unsupported("the container's schema is not a record")
     c = _Compiler()
-    ns = doc.get("namespace", "") or (doc["name"].rsplit(".", 1)[0] if "." in doc["name"] else "")
-    c.named[doc["name"]] = doc
-    instrs, columns = [], []
-    for f in doc["fields"]:
-        ins, ch = c.value(f["type"], ns)
-        instrs.append(ins)
-        columns.append((f["name"], ch))
-    top = c.body(instrs)
+    full = _full(doc["name"], doc.get("namespace", ""))
+    c.named[full] = doc
+    top, columns = c.record(doc, full)
     return Compiled(tuple(c.bodies), tuple(c.discs), top, tuple(columns))
 
 
@@ -174,6 +168,11 @@ class Transcoder:
     def matches(self, table_columns: list[tuple[str, str]]) -> bool:
         """Whether a table's (name, type) columns, in order, are the ones this program writes."""
         return [(n, _norm(t)) for n, t in table_columns] == [(n, _norm(t)) for n, t in self.columns]
+
+
+def _full(name: str, space: str) -> str:
+    """Avro's rule: a dotted name is already full; any other takes the enclosing namespace."""
+    return name if "." in name or not space else f"{space}.{name}"
 
 
 def _norm(t: str) -> str:

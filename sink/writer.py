@@ -203,9 +203,8 @@ class RangeWriter:
             return False
         takes = self._table_takes.get(c.table)
         if takes is None:
-            assert c.table.isidentifier()  # a staging table of STAGED_SCHEMAS, never input
             cols = client.query("SELECT name, type FROM system.columns WHERE database = currentDatabase() "
-                                f"AND table = '{c.table}' ORDER BY position").result_rows
+                                "AND table = {t:String} ORDER BY position", parameters={"t": c.table}).result_rows
             takes = self._table_takes[c.table] = c.transcoder.matches([tuple(r) for r in cols])
             if not takes:
                 log.warning("%s's columns are not the ones its RowBinary transcoder writes; "

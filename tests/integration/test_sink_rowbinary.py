@@ -13,13 +13,15 @@ import fastavro
 import pytest
 
 from agentstream.schemas import EVENT, Codec
+from agentstream.schemas.avro_binary import encode_long
 from agentstream.sink import apply_migrations, rowbinary
-from agentstream.sink.containers import STAGED_SCHEMAS, canonical_hash, container_schema, header
+from agentstream.sink.containers import STAGED_SCHEMAS, header
 from agentstream.sink.ledger import OffsetRange
 from agentstream.sink.retention import RetentionBook
 from agentstream.sink.tables import TABLE_SPECS
 from agentstream.sink.writer import RangeWriter
 from tests.avro_datums import datum
+from tests.staged_schemas import staged_container_schemas
 
 from test_sink_support import Msg, run_events
 
@@ -33,16 +35,6 @@ def _migrated(chdb_client):
     apply_migrations(chdb_client)
 
 
-def _staged() -> list[tuple[str, str]]:
-    codec = Codec()
-    out = []
-    for sid in range(1, 64):
-        schema = codec.resolver.schema_for_id(sid)
-        if schema is not None and canonical_hash(schema) in STAGED_SCHEMAS:
-            out.append((container_schema(schema), STAGED_SCHEMAS[canonical_hash(schema)]))
-    return out
-
-
 def _table_columns(client, table: str) -> list[tuple[str, str]]:
     return [tuple(r) for r in client.query(
         "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = {t:String} "
@@ -50,7 +42,7 @@ def _table_columns(client, table: str) -> list[tuple[str, str]]:
 
 
 def test_each_staging_table_is_exactly_what_its_transcoder_writes(chdb_client):
-    staged = _staged()
+    staged = staged_container_schemas()
     assert len(staged) == len(STAGED_SCHEMAS)
     for doc, table in staged:
         tc = rowbinary.transcoder_for(doc)
@@ -59,7 +51,7 @@ def test_each_staging_table_is_exactly_what_its_transcoder_writes(chdb_client):
 
 @pytest.mark.parametrize("which", range(len(STAGED_SCHEMAS)))
 def test_random_records_land_the_same_as_avro_and_as_rowbinary(chdb_client, unique, which):
-    doc, table = _staged()[which]
+    doc, table = staged_container_schemas()[which]
     tc = rowbinary.transcoder_for(doc)
     parsed = fastavro.parse_schema(json.loads(doc))
     rng = random.Random(1000 + which)
@@ -70,7 +62,7 @@ def test_random_records_land_the_same_as_avro_and_as_rowbinary(chdb_client, uniq
         bodies.append(buf.getvalue())
     body = b"".join(bodies)
     sync = bytes(range(16))
-    avro = header(doc, sync) + _zigzag(len(bodies)) + _zigzag(len(body)) + body + sync
+    avro = header(doc, sync) + encode_long(len(bodies)) + encode_long(len(body)) + body + sync
     via_avro, via_rb = f"rb_a_{which}_{unique}".replace("-", "_"), f"rb_b_{which}_{unique}".replace("-", "_")
     # scratch tables in the session's database (other tests list its tables): dropped after
     try:
@@ -136,8 +128,3 @@ def test_the_writer_sends_rowbinary_and_avro_when_told_or_when_the_table_differs
     assert stored["avro"] == len(msgs) and rejected == []
     assert {f for t, f in rec.formats if t.startswith("events_avro_staging")} == {"Avro"}
 
-
-def _zigzag(n: int) -> bytes:
-    from agentstream.schemas.avro_binary import encode_long
-
-    return encode_long(n)

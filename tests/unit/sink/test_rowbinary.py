@@ -14,25 +14,13 @@ import random
 import fastavro
 import pytest
 
-from agentstream.schemas import Codec
 from agentstream.sink import rowbinary
-from agentstream.sink.containers import STAGED_SCHEMAS, canonical_hash, container_schema
+from agentstream.sink.containers import STAGED_SCHEMAS
 from agentstream.sink.rowbinary import Unsupported, compile_schema, transcoder_for
 from tests.avro_datums import datum
+from tests.staged_schemas import staged_container_schemas
 
 pytestmark = pytest.mark.skipif(not rowbinary.AVAILABLE, reason="sink/_rowbinary.c is not built")
-
-
-def _staged() -> list[str]:
-    """The container schema JSON of every staged Event version."""
-    out = []
-    codec = Codec()
-    for sid in range(1, 64):
-        schema = codec.resolver.schema_for_id(sid)
-        if schema is not None and canonical_hash(schema) in STAGED_SCHEMAS:
-            out.append(container_schema(schema))
-    assert len(out) == len(STAGED_SCHEMAS)
-    return out
 
 
 def _bodies(schema_json: str, n: int, seed: int) -> list[bytes]:
@@ -48,7 +36,7 @@ def _bodies(schema_json: str, n: int, seed: int) -> list[bytes]:
 
 @pytest.fixture(scope="module", params=range(len(STAGED_SCHEMAS)), ids=lambda i: f"staged{i}")
 def staged(request):
-    doc = _staged()[request.param]
+    doc = staged_container_schemas()[request.param][0]
     return doc, transcoder_for(doc), _bodies(doc, 300, 7 + request.param)
 
 
