@@ -127,4 +127,3 @@ def test_the_writer_sends_rowbinary_and_avro_when_told_or_when_the_table_differs
     stored, rejected = writer.store(TABLE_SPECS["events"], {"range": OffsetRange(f"rbw-{unique}-odd", 0, 0, len(msgs) - 1, 0, avro=True)}, msgs)
     assert stored["avro"] == len(msgs) and rejected == []
     assert {f for t, f in rec.formats if t.startswith("events_avro_staging")} == {"Avro"}
-
