@@ -42,6 +42,10 @@ class ProducerSettings(BaseSettings):
     # 5 restores librdkafka's default, which spins on a broker slower than linger_ms.
     max_in_flight: int = Field(IDEMPOTENT_MAX_IN_FLIGHT, ge=1, le=5)
     compression: str = "lz4"
+    # One librdkafka producer for every tracer of the process with the same Kafka settings
+    # (producer/shared_producer.py): a multi-tenant service's hundreds of tracers make one
+    # stream of batches, not hundreds. Queues, spools and delivery state stay per tracer.
+    share_producer: bool = True
     spool_dir: str = ".agentstream/spool"
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
     spool_segment_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)

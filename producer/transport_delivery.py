@@ -1,7 +1,9 @@
 """The Kafka-facing half of the transport: online -> offline -> replaying, and the disk spool.
 
-Runs only on the transport thread (``transport.py``), except librdkafka's callbacks, which
-librdkafka calls from that same thread inside ``poll``/``flush``.
+Runs only on the transport thread (``transport.py``), except librdkafka's reports. The producer
+handle is shared by the process's deliveries of one configuration (``shared_producer.py``), so a
+report may be served by another tracer's thread: a report only counts the record resolved and,
+when it failed, leaves it in ``_inbox``; the owner's thread takes it from there (``settle``).
 """
 from __future__ import annotations
 
@@ -9,18 +11,23 @@ import enum
 import functools
 import logging
 import os
+import threading
 import time
+from collections import deque
 from typing import Any, Callable
 
 from agentstream.schemas import PARTITIONER
 
 from .settings import ProducerSettings
+from .shared_producer import POOL
 from .spool import Spool
 
 log = logging.getLogger("agentstream.producer")
 
 _REPLAY_CHUNK = 1000
 _FAIL_BLOCK = 10_000_000  # > librdkafka's queue.buffering.max.messages
+_AWAIT_STEP_S = 0.05  # one producer.flush() turn while waiting for our own records
+_BROKER_DOWN = object()  # an inbox entry: a broker error, not a failed record
 
 Record = tuple[int, bytes, bytes]  # (w, key, value)
 
@@ -55,6 +62,9 @@ class Delivery:
       delivery was not acknowledged (at-least-once across an outage; the pipeline dedups by
       event id).
     - Records a previous process left in the spool directory are replayed first.
+    - With ``share_producer`` (the default) the librdkafka handle is the process's for this
+      configuration (``shared_producer.py``); everything above is still per delivery, and
+      ``flush`` waits for this delivery's records only.
     - Nothing here raises into the agent: the transport thread catches and counts.
     """
 
@@ -77,13 +87,23 @@ class Delivery:
         self._to_spool: list[Record] = []
         self._spool: Spool | None = None
         self.producer: Any = None
+        self._shared = settings.share_producer
+        # Reports arrive on whichever thread polls the shared handle: they count under a lock
+        # and leave failures in the inbox (w or None, key, value) for this delivery's thread.
+        self._lock = threading.Lock()
+        self._sent = 0            # records handed to librdkafka
+        self._resolved = 0        # ... of which librdkafka reported delivered or failed
+        self._inbox: deque[tuple[Any, Any, bytes]] = deque()
+        self._report = self._on_report   # bound once: one per record otherwise
+        self._closed = False
 
     @property
     def online(self) -> bool:
         return self.state is DeliveryState.ONLINE
 
     def in_flight(self) -> int:
-        return len(self.producer) if self.producer is not None else 0
+        """This delivery's records librdkafka holds (not the shared handle's whole queue)."""
+        return self._sent - self._resolved
 
     def spool_bytes(self) -> int:
         return self._spool.bytes_used() if self._spool else 0
@@ -92,7 +112,7 @@ class Delivery:
     def open(self) -> None:
         """Creates the producer; a spool an earlier process left behind starts us offline."""
         try:
-            self.producer = self._factory(self.conf())
+            self.producer = self._new_producer()
         except Exception:  # never raise into the agent: spool until a probe works
             log.exception("agentstream: producer start failed")
             self.state = DeliveryState.OFFLINE
@@ -107,16 +127,21 @@ class Delivery:
         """Flushes what it can (bounded by ``flush_timeout_s``) and spools the rest."""
         try:
             if self.producer is not None and self.online:
-                self.producer.flush(self.settings.flush_timeout_s)
-            if self.producer is not None:
+                self._await_own(time.monotonic() + self.settings.flush_timeout_s)
+            if self.producer is not None and self._release(self.producer):
                 # Whatever is still undelivered goes to disk for the next process to replay.
                 self.producer.purge(in_queue=True, in_flight=False, blocking=True)
                 self.producer.poll(0)
             self.settle()
+            with self._lock:
+                # Records others' handle still holds (a flush that timed out) report later, on
+                # their threads: their failures go to the spool from there (``_on_report``).
+                self._closed = True
         except Exception:  # at exit: log, and leave the spool consistent
             log.exception("agentstream: shutdown flush failed")
         if self._spool is not None:
             self._spool.close()
+            self._spool = None
 
     def forget_after_fork(self, orphans: list[Any]) -> None:
         """In a forked child: the parent's producer and spool are not ours to use."""
@@ -128,6 +153,9 @@ class Delivery:
         self._spool = None
         self._failed_batch = []
         self._to_spool = []
+        self._lock = threading.Lock()
+        self._inbox = deque()
+        self._sent = self._resolved = 0
         self.state = DeliveryState.ONLINE
 
     # ---- records ------------------------------------------------------------------------
@@ -136,10 +164,12 @@ class Delivery:
         if self.state is not _ONLINE or self.producer is None:  # (``online``, without a call)
             self._to_spool.append((self._w, key, value))
             return
+        self._sent += 1  # before: another thread may serve its report before produce returns
         try:
-            self.producer.produce(self.topic, value, key)
+            self.producer.produce(self.topic, value, key, on_delivery=self._report)
             self.produced += 1
         except Exception:  # noqa: BLE001 - BufferError (local queue full) or a fatal producer
+            self._sent -= 1
             self._go_offline()
             self._w += 1  # numbered after the block reserved for in-flight failures
             self._to_spool.append((self._w, key, value))
@@ -161,24 +191,56 @@ class Delivery:
         deadline = time.monotonic() + timeout
         self.settle()
         if self.online and self.producer is not None:
-            self.producer.flush(max(0.0, deadline - time.monotonic()))
+            self._await_own(deadline)
             self.settle()
         return self.in_flight() == 0 and not self._failed_batch
 
+    def _await_own(self, deadline: float) -> None:
+        """Until this delivery's records are all reported (or ``deadline``). Each turn is a short
+        ``producer.flush``, which sends lingering batches at once and serves reports: a shared
+        handle's queue may never empty while other tracers produce, so our own count decides."""
+        while self.in_flight() > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.producer.flush(min(_AWAIT_STEP_S, left))
+
     def settle(self) -> None:
         """Moves failed deliveries and offline records to the spool (oldest ``w`` first)."""
+        self._take_inbox()
         for batch in (self._failed_batch, self._to_spool):
-            if not batch:
+            self._spool_batch(batch)
+
+    def _spool_batch(self, batch: list[Record]) -> None:
+        if not batch:
+            return
+        batch.sort(key=lambda r: r[0])
+        try:
+            written = self._ensure_spool().append(batch)
+        except Exception:  # disk trouble: the records are lost, say so
+            log.exception("agentstream: spool write failed")
+            written = 0
+        self.spooled += written
+        self.dropped += len(batch) - written
+        batch.clear()
+
+    def _take_inbox(self) -> None:
+        """Takes in what reports left (broker errors, failed records), on this delivery's
+        thread: a failure while online is numbered from the block reserved going offline."""
+        inbox = self._inbox
+        while inbox:
+            w, key, value = inbox.popleft()
+            if key is _BROKER_DOWN:
+                if value:
+                    self._fatal = True
+                self._go_offline()
                 continue
-            batch.sort(key=lambda r: r[0])
-            try:
-                written = self._ensure_spool().append(batch)
-            except Exception:  # disk trouble: the records are lost, say so
-                log.exception("agentstream: spool write failed")
-                written = 0
-            self.spooled += written
-            self.dropped += len(batch) - written
-            batch.clear()
+            self.delivery_failed += 1
+            self._go_offline()
+            if w is None:  # sent online: numbered from the block reserved going offline
+                w = self._fail_w
+                self._fail_w += 1
+            self._failed_batch.append((w, key, value))
 
     # ---- librdkafka callbacks -------------------------------------------------------------
     def conf(self) -> dict[str, Any]:
@@ -195,12 +257,11 @@ class Delivery:
             # response, where it would otherwise spin (settings.max_in_flight, docs/sdk.md).
             "max.in.flight.requests.per.connection": s.max_in_flight,
             "message.timeout.ms": s.delivery_timeout_ms,
-            "delivery.report.only.error": True,
+            # Every record reports (to the ``on_delivery`` it was produced with): a delivery
+            # counts its own records in flight, as a shared handle's length counts everyone's.
+            "delivery.report.only.error": False,
             "queue.buffering.max.messages": 200_000,
             "error_cb": self._on_error,
-            # Only failures call back (delivery.report.only.error): no per-record callback
-            # object on the hot path. Replay passes per-record callbacks that carry ``w``.
-            "on_delivery": self._on_delivery_online,
             "logger": logging.getLogger("agentstream.producer.kafka"),
             "client.id": "agentstream-sdk",
             # a run's records land where the gateway's, the processors' and Java clients' do
@@ -209,28 +270,46 @@ class Delivery:
         conf.update(s.client_conf)
         return conf
 
-    def _on_error(self, err: Any) -> None:
+    def _new_producer(self, old: Any = None) -> Any:
+        """This delivery's handle: the process's shared one for its configuration, or its
+        own (``share_producer=False``). ``old``: the handle an outage left behind."""
+        if not self._shared:
+            return self._factory(self.conf())
+        if old is None:
+            return POOL.acquire(self, self.conf(), self._factory)
+        return POOL.replace(self, old, self.conf(), self._factory)
+
+    def _release(self, producer: Any) -> bool:
+        """True when nobody else produces with ``producer`` (it may be purged)."""
+        return POOL.release(self, producer) if self._shared else True
+
+    def broker_error(self, err: Any) -> None:
+        """librdkafka's error callback (a shared handle's reaches every owner), any thread."""
         from confluent_kafka import KafkaError
 
         if err.fatal():
-            self._fatal = True
-            self._go_offline()
+            self._inbox.append((None, _BROKER_DOWN, b"fatal"))
         elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-            self._go_offline()
+            self._inbox.append((None, _BROKER_DOWN, b""))
+
+    _on_error = broker_error  # the unshared handle's error_cb
+
+    def _on_report(self, err: Any, msg: Any, w: int | None = None) -> None:
+        """A record's delivery report, on whichever thread polled."""
+        with self._lock:
+            self._resolved += 1
+            if err is None:
+                return
+            self._inbox.append((w, msg.key() or b"", msg.value() or b""))
+            if not self._closed:
+                return
+            # Closed: nobody is left to settle it on the delivery's thread.
+            self._take_inbox()
+            for batch in (self._failed_batch, self._to_spool):
+                self._spool_batch(batch)
 
     def _on_delivery(self, w: int, err: Any, msg: Any) -> None:
-        if err is not None:
-            self.delivery_failed += 1
-            self._failed_batch.append((w, msg.key() or b"", msg.value() or b""))
-            self._go_offline()
-
-    def _on_delivery_online(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self._go_offline()
-            self.delivery_failed += 1
-            w = self._fail_w
-            self._fail_w += 1
-            self._failed_batch.append((w, msg.key() or b"", msg.value() or b""))
+        self._on_report(err, msg, w)
 
     def _go_offline(self) -> None:
         if self.online:
@@ -256,15 +335,17 @@ class Delivery:
             return
         old = self.producer
         if old is not None:
-            # Only never-sent records are purged (no duplicate risk); in-flight ones resolve
-            # first and land in the spool if they failed.
-            try:
-                old.purge(in_queue=True, in_flight=False, blocking=True)
-            except Exception:  # a producer in a fatal state may refuse; flush next
-                log.debug("agentstream: purge before replay failed", exc_info=True)
-            old.flush(self.settings.delivery_timeout_ms / 1000)
+            # Only never-sent records are purged (no duplicate risk), and only from a handle
+            # nobody else uses; in-flight ones resolve first and land in the spool if they
+            # failed.
+            if not self._shared or POOL.owners(old) <= 1:
+                try:
+                    old.purge(in_queue=True, in_flight=False, blocking=True)
+                except Exception:  # a producer in a fatal state may refuse; flush next
+                    log.debug("agentstream: purge before replay failed", exc_info=True)
+            self._await_own(time.monotonic() + self.settings.delivery_timeout_ms / 1000)
             self.settle()
-        self.producer = self._factory(self.conf())
+        self.producer = self._new_producer(old)
         self._fatal = False
         self.state = DeliveryState.REPLAYING
         spool = self._spool
@@ -284,13 +365,16 @@ class Delivery:
         taken = []
         for rec in recs:
             w, key, value = rec[0], rec[1], rec[2]
+            self._sent += 1
             try:
                 self.producer.produce(self.topic, value, key,
                                       on_delivery=functools.partial(self._on_delivery, w))
             except Exception:  # noqa: BLE001 - local queue full or fatal: stop this chunk here
+                self._sent -= 1
                 break
             taken.append(rec)
-        self.producer.flush(self.settings.delivery_timeout_ms / 1000 + 1)
+        self._await_own(time.monotonic() + self.settings.delivery_timeout_ms / 1000 + 1)
+        self._take_inbox()
         spool.commit(d, taken)
         failures = self.delivery_failed - failed_before
         self.produced += len(taken)
@@ -305,7 +389,7 @@ class Delivery:
         """Can the broker serve our topic? (a metadata request, bounded at 1 s)"""
         try:
             if self.producer is None:
-                self.producer = self._factory(self.conf())
+                self.producer = self._new_producer()
             md = self.producer.list_topics(self.topic, timeout=1.0)
             t = md.topics.get(self.topic)
             return bool(t is not None and t.error is None and t.partitions)

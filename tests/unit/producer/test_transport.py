@@ -9,7 +9,9 @@ from agentstream.schemas import EVENT, Codec
 
 
 class FakeKafka:
-    """Accepts while ``up``; while down every record fails like a delivery timeout."""
+    """Accepts while ``up``; while down every record fails like a delivery timeout. Reports
+    as librdkafka does: to the record's ``on_delivery`` (else the conf's), successes too unless
+    ``delivery.report.only.error``."""
 
     def __init__(self, conf: dict) -> None:
         self.conf = conf
@@ -26,11 +28,14 @@ class FakeKafka:
         if timeout:
             time.sleep(min(timeout, 0.01))
         pending, self.pending = self.pending, []
+        only_errors = self.conf.get("delivery.report.only.error", False)
         for key, value, cb in pending:
+            cb = cb or self.conf.get("on_delivery")
             if FakeKafka.up:
                 self.log.append((key, value))
+                if cb is not None and not only_errors:
+                    cb(None, _Msg(key, value))
             else:
-                cb = cb or self.conf["on_delivery"]
                 cb(_Err(), _Msg(key, value))
         return len(pending)
 

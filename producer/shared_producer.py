@@ -1,0 +1,119 @@
+"""One librdkafka producer per process and configuration, shared by every tracer's delivery.
+
+A multi-tenant agent service makes a ``Tracer`` per (tenant, agent): hundreds in one process.
+With a producer each, every tracer keeps its own librdkafka threads and broker connections, and
+splits the process's traffic into its own batches: 12 tracers at 10k events/s made ~12x the
+produce requests and stored batches of one, and the embedded broker's cost goes with the
+batches it keeps (bench/RESULTS.md). Sharing one handle, the batches of a partition carry every
+tracer's records.
+
+What stays per tracer: its queue, its worker thread, its delivery state (online, offline,
+replaying) and its spool. What a delivery must do because the handle is shared
+(``transport_delivery.Delivery``):
+
+- pass its own ``on_delivery`` with each record, so a report reaches its owner whichever
+  thread's ``poll`` serves it;
+- count its own records in flight, and wait for those (not for the handle's whole queue, which
+  other tracers keep filling) in ``flush``;
+- never ``purge`` a handle others still use: the last owner to leave does.
+
+A broker error (all brokers down, a fatal producer error) goes to every owner. An owner that
+comes back online after an outage asks for a fresh handle (``replace``): the broker may have
+forgotten the idempotent producer's state. Owners still on the old handle move when they
+recover in turn.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any, Callable
+
+# Conf entries that are per owner (callbacks) or not comparable; the rest decide who shares.
+_NOT_IN_KEY = ("error_cb", "on_delivery", "logger", "stats_cb", "throttle_cb")
+
+
+class _Shared:
+    """One handle and the deliveries using it."""
+
+    def __init__(self, factory: Callable[[dict[str, Any]], Any], conf: dict[str, Any]) -> None:
+        self.owners: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.handle = factory({**conf, "error_cb": self.on_error})
+
+    def on_error(self, err: Any) -> None:
+        """librdkafka's error callback, on whichever thread polled: every owner hears it."""
+        for owner in list(self.owners):
+            owner.broker_error(err)
+
+
+class ProducerPool:
+    """The process's shared handles, by configuration (and factory, so tests stay apart)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: dict[Any, _Shared] = {}
+        self._by_handle: dict[int, _Shared] = {}
+
+    @staticmethod
+    def key(conf: dict[str, Any], factory: Callable[..., Any]) -> tuple:
+        return (factory,) + tuple(sorted((k, repr(v)) for k, v in conf.items() if k not in _NOT_IN_KEY))
+
+    def acquire(self, owner: Any, conf: dict[str, Any], factory: Callable[..., Any]) -> Any:
+        """The handle ``owner`` produces with; created on the first call for ``conf``."""
+        k = self.key(conf, factory)
+        with self._lock:
+            shared = self._current.get(k)
+            if shared is None:
+                shared = self._current[k] = _Shared(factory, conf)
+                self._by_handle[id(shared.handle)] = shared
+            shared.owners.add(owner)
+            return shared.handle
+
+    def replace(self, owner: Any, old: Any, conf: dict[str, Any], factory: Callable[..., Any]) -> Any:
+        """``owner`` leaves ``old``; a fresh handle if ``old`` is still the current one for
+        ``conf`` (another owner may have replaced it already: then that one)."""
+        k = self.key(conf, factory)
+        with self._lock:
+            was = self._by_handle.get(id(old))
+            if was is not None:
+                was.owners.discard(owner)
+                if not was.owners:
+                    del self._by_handle[id(old)]
+            shared = self._current.get(k)
+            if shared is None or shared is was:
+                shared = self._current[k] = _Shared(factory, conf)
+                self._by_handle[id(shared.handle)] = shared
+            shared.owners.add(owner)
+            return shared.handle
+
+    def release(self, owner: Any, handle: Any) -> bool:
+        """``owner`` is done with ``handle``; True when nobody else uses it (the caller may
+        then purge and drop it)."""
+        with self._lock:
+            shared = self._by_handle.get(id(handle))
+            if shared is None:
+                return True
+            shared.owners.discard(owner)
+            if shared.owners:
+                return False
+            del self._by_handle[id(handle)]
+            for k, cur in list(self._current.items()):
+                if cur is shared:
+                    del self._current[k]
+            return True
+
+    def owners(self, handle: Any) -> int:
+        with self._lock:
+            shared = self._by_handle.get(id(handle))
+            return len(shared.owners) if shared is not None else 0
+
+    def forget(self) -> None:
+        """After ``fork()``, in the child: the parent's handles are not ours (their threads did
+        not survive); each delivery keeps its old one alive, unused (``forget_after_fork``)."""
+        self._lock = threading.Lock()
+        self._current = {}
+        self._by_handle = {}
+
+
+POOL = ProducerPool()
+os.register_at_fork(after_in_child=POOL.forget)
