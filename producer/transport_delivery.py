@@ -178,7 +178,7 @@ class Delivery:
         """One turn of the transport loop: serve librdkafka's callbacks, move failures to
         the spool, and probe/replay when offline. ``drain_to_spool`` sends the queue's
         pending items (they are spooled while replaying)."""
-        if self.producer is not None:
+        if self.producer is not None and (not self._shared or POOL.polls(self, self.producer)):
             self.producer.poll(0 if busy else 0.02)
         elif not busy:
             time.sleep(0.02)
