@@ -12,24 +12,7 @@ from agentstream.producer import Tracer
 from agentstream.producer.shared_producer import POOL
 from agentstream.schemas import EVENT, Codec
 
-
-class _Err:
-    def code(self):
-        return -192  # _MSG_TIMED_OUT
-
-    def fatal(self):
-        return False
-
-
-class _Msg:
-    def __init__(self, key, value):
-        self._k, self._v = key, value
-
-    def key(self):
-        return self._k
-
-    def value(self):
-        return self._v
+from tests.kafka_reports import Err, Msg
 
 
 class Handle:
@@ -60,10 +43,10 @@ class Handle:
             self.pending = [p for p in self.pending if p[0] in self.hold]
         for key, value, cb in due:
             if key in self.fail:
-                cb(_Err(), _Msg(key, value))
+                cb(Err(), Msg(key, value))
             else:
                 self.log.append((key, value))
-                cb(None, _Msg(key, value))
+                cb(None, Msg(key, value))
         if not due and timeout:
             time.sleep(min(timeout, 0.005))
         return len(due)
@@ -80,7 +63,7 @@ class Handle:
         with self._lock:
             gone, self.pending = self.pending, []
         for key, value, cb in gone:
-            cb(_Err(), _Msg(key, value))
+            cb(Err(), Msg(key, value))
 
     def list_topics(self, topic, timeout=0):
         return type("MD", (), {"topics": {topic: type("T", (), {"error": None, "partitions": {0: 0}})()}})()

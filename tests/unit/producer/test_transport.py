@@ -7,6 +7,8 @@ import time
 from agentstream.producer import Tracer
 from agentstream.schemas import EVENT, Codec
 
+from tests.kafka_reports import Err, Msg
+
 
 class FakeKafka:
     """Accepts while ``up``; while down every record fails like a delivery timeout. Reports
@@ -34,9 +36,9 @@ class FakeKafka:
             if FakeKafka.up:
                 self.log.append((key, value))
                 if cb is not None and not only_errors:
-                    cb(None, _Msg(key, value))
+                    cb(None, Msg(key, value))
             else:
-                cb(_Err(), _Msg(key, value))
+                cb(Err(-185), Msg(key, value))
         return len(pending)
 
     def flush(self, timeout=0):
@@ -54,22 +56,6 @@ class FakeKafka:
             raise RuntimeError("down")
         return type("MD", (), {"topics": {topic: type("T", (), {"error": None,
                                                                  "partitions": {0: 0}})()}})()
-
-
-class _Err:
-    def code(self):
-        return -185
-
-
-class _Msg:
-    def __init__(self, key, value):
-        self._k, self._v = key, value
-
-    def key(self):
-        return self._k
-
-    def value(self):
-        return self._v
 
 
 def _tracer(tmp_path, **kw):
