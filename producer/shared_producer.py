@@ -65,12 +65,28 @@ class _Shared:
 
 
 class ProducerPool:
-    """The process's shared handles, by configuration (and factory, so tests stay apart)."""
+    """The process's shared handles, by configuration (and factory, so tests stay apart).
+
+    Held weakly: a handle lives as long as a delivery produces with it (its error callback
+    keeps its ``_Shared``), so tracers dropped without ``close`` do not leave it behind."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._current: dict[Any, _Shared] = {}
-        self._by_handle: dict[int, _Shared] = {}
+        self._current: dict[Any, weakref.ref[_Shared]] = {}
+        self._by_handle: dict[int, weakref.ref[_Shared]] = {}
+
+    @staticmethod
+    def _live(refs: dict[Any, weakref.ref[_Shared]], k: Any) -> _Shared | None:
+        ref = refs.get(k)
+        shared = ref() if ref is not None else None
+        if ref is not None and shared is None:
+            del refs[k]
+        return shared
+
+    def _new(self, k: Any, factory: Callable[..., Any], conf: dict[str, Any]) -> _Shared:
+        shared = _Shared(factory, conf)
+        self._current[k] = self._by_handle[id(shared.handle)] = weakref.ref(shared)
+        return shared
 
     @staticmethod
     def key(conf: dict[str, Any], factory: Callable[..., Any]) -> tuple:
@@ -80,10 +96,7 @@ class ProducerPool:
         """The handle ``owner`` produces with; created on the first call for ``conf``."""
         k = self.key(conf, factory)
         with self._lock:
-            shared = self._current.get(k)
-            if shared is None:
-                shared = self._current[k] = _Shared(factory, conf)
-                self._by_handle[id(shared.handle)] = shared
+            shared = self._live(self._current, k) or self._new(k, factory, conf)
             shared.add(owner)
             return shared.handle
 
@@ -92,15 +105,12 @@ class ProducerPool:
         ``conf`` (another owner may have replaced it already: then that one)."""
         k = self.key(conf, factory)
         with self._lock:
-            was = self._by_handle.get(id(old))
+            was = self._live(self._by_handle, id(old))
             if was is not None:
                 was.discard(owner)
-                if not was.owners:
-                    del self._by_handle[id(old)]
-            shared = self._current.get(k)
+            shared = self._live(self._current, k)
             if shared is None or shared is was:
-                shared = self._current[k] = _Shared(factory, conf)
-                self._by_handle[id(shared.handle)] = shared
+                shared = self._new(k, factory, conf)
             shared.add(owner)
             return shared.handle
 
@@ -108,7 +118,7 @@ class ProducerPool:
         """``owner`` is done with ``handle``; True when nobody else uses it (the caller may
         then purge and drop it)."""
         with self._lock:
-            shared = self._by_handle.get(id(handle))
+            shared = self._live(self._by_handle, id(handle))
             if shared is None:
                 return True
             shared.discard(owner)
@@ -116,19 +126,20 @@ class ProducerPool:
                 return False
             del self._by_handle[id(handle)]
             for k, cur in list(self._current.items()):
-                if cur is shared:
+                if cur() is shared:
                     del self._current[k]
             return True
 
     def polls(self, owner: Any, handle: Any) -> bool:
         """Whether ``owner`` is the one to poll ``handle`` (read without the lock: a dict get
         and a weakref call; a handle the pool does not know is its owner's to poll)."""
-        shared = self._by_handle.get(id(handle))
+        ref = self._by_handle.get(id(handle))
+        shared = ref() if ref is not None else None
         return shared is None or shared.poller() is owner
 
     def owners(self, handle: Any) -> int:
         with self._lock:
-            shared = self._by_handle.get(id(handle))
+            shared = self._live(self._by_handle, id(handle))
             return len(shared.owners) if shared is not None else 0
 
     def forget(self) -> None:

@@ -5,8 +5,10 @@ an in-memory stand-in that reports as librdkafka does (the broker versions:
 tests/integration/test_producer_outage.py, test_producer_threads.py)."""
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 from agentstream.producer import Tracer
 from agentstream.producer.shared_producer import POOL
@@ -184,3 +186,14 @@ def test_only_the_last_tracer_to_close_purges_the_shared_handle(tmp_path):
     _emit(c)
     assert c.flush(5) and len(Handle.made) == 2
     c.close(5)
+
+
+def test_a_tracer_dropped_without_close_does_not_keep_the_handle(tmp_path):
+    """The pool holds handles weakly: the deliveries producing with one keep it alive."""
+    tracer = _tracers(tmp_path, 1, worker_thread=False)[0]
+    _emit(tracer)
+    assert tracer.flush(5)
+    handle = weakref.ref(Handle.made.pop())
+    del tracer
+    gc.collect()
+    assert handle() is None
