@@ -127,10 +127,10 @@ class _InMemoryMessage:
 
 class _InMemoryKafkaClient:
     """The part of ``confluent_kafka.Producer`` the SDK uses, with librdkafka's semantics:
-    ``produce`` only queues, ``poll``/``flush`` deliver and serve callbacks (errors only when
-    configured with ``delivery.report.only.error``, as the transport is; the durable-action
-    audit producer waits for its success report), ``len()`` is what is still undelivered,
-    ``purge`` fails queued records with ``_PURGE_QUEUE``."""
+    ``produce`` only queues, ``poll``/``flush`` deliver and serve callbacks (successes too,
+    unless configured with ``delivery.report.only.error``: the transport counts its records in
+    flight from them), ``len()`` is what is still undelivered, ``purge`` fails queued records
+    with ``_PURGE_QUEUE``. Thread-safe: the tracers of a process share one client."""
 
     def __init__(self, memory: InMemoryTransport, conf: dict[str, Any]) -> None:
         self._memory = memory
@@ -148,17 +148,22 @@ class _InMemoryKafkaClient:
     def poll(self, timeout: float | None = None) -> int:
         from confluent_kafka import KafkaError
 
+        reachable = self._memory.reachable
         with self._lock:
+            # Taken and stored in one step: tracers sharing this client poll and flush on their
+            # own threads, and a later record must not reach the log before an earlier one.
             pending, self._pending = self._pending, []
+            if reachable:
+                for topic, key, value, _cb, err_code in pending:
+                    if err_code is None:
+                        self._memory._deliver(topic, key or b"", value or b"")
         if not pending and timeout:
             time.sleep(min(timeout, 0.01))
-        reachable = self._memory.reachable
         if pending and not reachable and self._error_cb is not None:
             self._error_cb(KafkaError(KafkaError._ALL_BROKERS_DOWN, "in-memory broker down"))
         for topic, key, value, cb, err_code in pending:
             cb = cb or self._default_cb
             if err_code is None and reachable:
-                self._memory._deliver(topic, key or b"", value or b"")
                 if cb is not None and not self._only_errors:
                     cb(None, _InMemoryMessage(topic, key, value))
                 continue

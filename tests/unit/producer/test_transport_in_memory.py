@@ -310,3 +310,39 @@ def test_without_a_worker_thread_a_tracer_that_emitted_nothing_makes_no_producer
     tracer = Tracer("acme", "a", "1", "test", producer_factory=factory, commands_enabled=False,
                     follow_policy=False, worker_thread=False, spool_dir=str(tmp_path / "spool"))
     assert tracer.flush(1) and tracer.close(1) and made == []
+
+
+def test_tracers_sharing_the_in_memory_client_keep_every_run_in_order(memory, tmp_path):
+    """Several tracers on one InMemoryTransport share its client (the SDK shares a producer
+    per configuration); one polls it, the others flush it from their own threads at once. A
+    run's events still read back complete and in seq order."""
+    tracers = [memory.tracer(f"tenant-{i}", f"agent-{i}", "1", "test",
+                             spool_dir=str(tmp_path / f"spool-{i}")) for i in range(4)]
+    run_ids: list[str] = []
+    flushed: list[bool] = []
+    lock = threading.Lock()
+
+    def agent(tr: Tracer) -> None:
+        for r in range(25):
+            with tr.run("r") as run:
+                for s in range(6):
+                    run.tool_call(f"t{s}", latency_ms=1)
+            with lock:
+                run_ids.append(run.run_id)
+            if r % 3 == 0:
+                ok = tr.flush(5)
+                with lock:
+                    flushed.append(ok)
+
+    threads = [threading.Thread(target=agent, args=(tr,)) for tr in tracers]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert all(tr.flush(5) for tr in tracers) and len(flushed) == 36 and all(flushed)
+    runs = memory.runs()
+    assert len(run_ids) == 100 and set(run_ids) <= set(runs)
+    for rid in run_ids:
+        assert [e["seq"] for e in runs[rid]] == list(range(8)), rid
+    for tr in tracers:
+        tr.close(5)
