@@ -39,7 +39,8 @@ _NOT_IN_KEY = ("error_cb", "on_delivery", "logger", "stats_cb", "throttle_cb")
 class _Shared:
     """One handle and the deliveries using it."""
 
-    def __init__(self, factory: Callable[[dict[str, Any]], Any], conf: dict[str, Any]) -> None:
+    def __init__(self, key: tuple, factory: Callable[[dict[str, Any]], Any], conf: dict[str, Any]) -> None:
+        self.key = key
         self.owners: weakref.WeakSet[Any] = weakref.WeakSet()
         self.handle = factory({**conf, "error_cb": self.on_error})
         self._poller: weakref.ref[Any] | None = None
@@ -72,31 +73,23 @@ class ProducerPool:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._current: dict[Any, weakref.ref[_Shared]] = {}
-        self._by_handle: dict[int, weakref.ref[_Shared]] = {}
-
-    @staticmethod
-    def _live(refs: dict[Any, weakref.ref[_Shared]], k: Any) -> _Shared | None:
-        ref = refs.get(k)
-        shared = ref() if ref is not None else None
-        if ref is not None and shared is None:
-            del refs[k]
-        return shared
-
-    def _new(self, k: Any, factory: Callable[..., Any], conf: dict[str, Any]) -> _Shared:
-        shared = _Shared(factory, conf)
-        self._current[k] = self._by_handle[id(shared.handle)] = weakref.ref(shared)
-        return shared
+        self._current: weakref.WeakValueDictionary[tuple, _Shared] = weakref.WeakValueDictionary()
+        self._by_handle: weakref.WeakValueDictionary[int, _Shared] = weakref.WeakValueDictionary()
 
     @staticmethod
     def key(conf: dict[str, Any], factory: Callable[..., Any]) -> tuple:
         return (factory,) + tuple(sorted((k, repr(v)) for k, v in conf.items() if k not in _NOT_IN_KEY))
 
+    def _new(self, k: tuple, factory: Callable[..., Any], conf: dict[str, Any]) -> _Shared:
+        shared = self._current[k] = _Shared(k, factory, conf)
+        self._by_handle[id(shared.handle)] = shared
+        return shared
+
     def acquire(self, owner: Any, conf: dict[str, Any], factory: Callable[..., Any]) -> Any:
         """The handle ``owner`` produces with; created on the first call for ``conf``."""
         k = self.key(conf, factory)
         with self._lock:
-            shared = self._live(self._current, k) or self._new(k, factory, conf)
+            shared = self._current.get(k) or self._new(k, factory, conf)
             shared.add(owner)
             return shared.handle
 
@@ -105,10 +98,10 @@ class ProducerPool:
         ``conf`` (another owner may have replaced it already: then that one)."""
         k = self.key(conf, factory)
         with self._lock:
-            was = self._live(self._by_handle, id(old))
+            was = self._by_handle.get(id(old))
             if was is not None:
                 was.discard(owner)
-            shared = self._live(self._current, k)
+            shared = self._current.get(k)
             if shared is None or shared is was:
                 shared = self._new(k, factory, conf)
             shared.add(owner)
@@ -118,36 +111,34 @@ class ProducerPool:
         """``owner`` is done with ``handle``; True when nobody else uses it (the caller may
         then purge and drop it)."""
         with self._lock:
-            shared = self._live(self._by_handle, id(handle))
+            shared = self._by_handle.get(id(handle))
             if shared is None:
                 return True
             shared.discard(owner)
             if shared.owners:
                 return False
             del self._by_handle[id(handle)]
-            for k, cur in list(self._current.items()):
-                if cur() is shared:
-                    del self._current[k]
+            if self._current.get(shared.key) is shared:
+                del self._current[shared.key]
             return True
 
     def polls(self, owner: Any, handle: Any) -> bool:
-        """Whether ``owner`` is the one to poll ``handle`` (read without the lock: a dict get
-        and a weakref call; a handle the pool does not know is its owner's to poll)."""
-        ref = self._by_handle.get(id(handle))
-        shared = ref() if ref is not None else None
+        """Whether ``owner`` is the one to poll ``handle`` (read without the lock; a handle the
+        pool does not know is its owner's to poll)."""
+        shared = self._by_handle.get(id(handle))
         return shared is None or shared.poller() is owner
 
     def owners(self, handle: Any) -> int:
         with self._lock:
-            shared = self._live(self._by_handle, id(handle))
+            shared = self._by_handle.get(id(handle))
             return len(shared.owners) if shared is not None else 0
 
     def forget(self) -> None:
         """After ``fork()``, in the child: the parent's handles are not ours (their threads did
         not survive); each delivery keeps its old one alive, unused (``forget_after_fork``)."""
         self._lock = threading.Lock()
-        self._current = {}
-        self._by_handle = {}
+        self._current = weakref.WeakValueDictionary()
+        self._by_handle = weakref.WeakValueDictionary()
 
 
 POOL = ProducerPool()

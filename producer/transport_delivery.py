@@ -1,9 +1,7 @@
 """The Kafka-facing half of the transport: online -> offline -> replaying, and the disk spool.
 
-Runs only on the transport thread (``transport.py``), except librdkafka's reports. The producer
-handle is shared by the process's deliveries of one configuration (``shared_producer.py``), so a
-report may be served by another tracer's thread: a report only counts the record resolved and,
-when it failed, leaves it in ``_inbox``; the owner's thread takes it from there (``settle``).
+Runs only on the transport thread (``transport.py``). librdkafka's reports may run on another
+tracer's (the handle is shared: ``shared_producer.py``); they go through ``transport_reports``.
 """
 from __future__ import annotations
 
@@ -11,9 +9,7 @@ import enum
 import functools
 import logging
 import os
-import threading
 import time
-from collections import deque
 from typing import Any, Callable
 
 from agentstream.schemas import PARTITIONER
@@ -21,13 +17,13 @@ from agentstream.schemas import PARTITIONER
 from .settings import ProducerSettings
 from .shared_producer import POOL
 from .spool import Spool
+from .transport_reports import Reports
 
 log = logging.getLogger("agentstream.producer")
 
 _REPLAY_CHUNK = 1000
 _FAIL_BLOCK = 10_000_000  # > librdkafka's queue.buffering.max.messages
 _AWAIT_STEP_S = 0.05  # one producer.flush() turn while waiting for our own records
-_BROKER_DOWN = object()  # an inbox entry: a broker error, not a failed record
 
 Record = tuple[int, bytes, bytes]  # (w, key, value)
 
@@ -88,14 +84,8 @@ class Delivery:
         self._spool: Spool | None = None
         self.producer: Any = None
         self._shared = settings.share_producer
-        # Reports arrive on whichever thread polls the shared handle: they count under a lock
-        # and leave failures in the inbox (w or None, key, value) for this delivery's thread.
-        self._lock = threading.Lock()
-        self._sent = 0            # records handed to librdkafka
-        self._resolved = 0        # ... of which librdkafka reported delivered or failed
-        self._inbox: deque[tuple[Any, Any, bytes]] = deque()
-        self._report = self._on_report   # bound once: one per record otherwise
-        self._closed = False
+        self._reports = Reports()
+        self._report = self._reports.on_report  # bound once: one per record otherwise
 
     @property
     def online(self) -> bool:
@@ -103,7 +93,11 @@ class Delivery:
 
     def in_flight(self) -> int:
         """This delivery's records librdkafka holds (not the shared handle's whole queue)."""
-        return self._sent - self._resolved
+        return self._reports.in_flight()
+
+    def broker_error(self, err: Any) -> None:
+        """A shared handle's error callback reaches every owner here (``shared_producer``)."""
+        self._reports.on_error(err)
 
     def spool_bytes(self) -> int:
         return self._spool.bytes_used() if self._spool else 0
@@ -133,10 +127,9 @@ class Delivery:
                 self.producer.purge(in_queue=True, in_flight=False, blocking=True)
                 self.producer.poll(0)
             self.settle()
-            with self._lock:
-                # Records others' handle still holds (a flush that timed out) report later, on
-                # their threads: their failures go to the spool from there (``_on_report``).
-                self._closed = True
+            # Records the shared handle still holds (a flush that timed out) report later, on
+            # other tracers' threads: their failures go to the spool from there.
+            self._reports.after_close(self.settle)
         except Exception:  # at exit: log, and leave the spool consistent
             log.exception("agentstream: shutdown flush failed")
         if self._spool is not None:
@@ -153,9 +146,8 @@ class Delivery:
         self._spool = None
         self._failed_batch = []
         self._to_spool = []
-        self._lock = threading.Lock()
-        self._inbox = deque()
-        self._sent = self._resolved = 0
+        self._reports = Reports()
+        self._report = self._reports.on_report
         self.state = DeliveryState.ONLINE
 
     # ---- records ------------------------------------------------------------------------
@@ -164,12 +156,13 @@ class Delivery:
         if self.state is not _ONLINE or self.producer is None:  # (``online``, without a call)
             self._to_spool.append((self._w, key, value))
             return
-        self._sent += 1  # before: another thread may serve its report before produce returns
+        reports = self._reports
+        reports.sent += 1  # before: another thread may serve its report before produce returns
         try:
             self.producer.produce(self.topic, value, key, on_delivery=self._report)
             self.produced += 1
         except Exception:  # noqa: BLE001 - BufferError (local queue full) or a fatal producer
-            self._sent -= 1
+            reports.sent -= 1
             self._go_offline()
             self._w += 1  # numbered after the block reserved for in-flight failures
             self._to_spool.append((self._w, key, value))
@@ -207,7 +200,7 @@ class Delivery:
 
     def settle(self) -> None:
         """Moves failed deliveries and offline records to the spool (oldest ``w`` first)."""
-        self._take_inbox()
+        self._take_reports()
         for batch in (self._failed_batch, self._to_spool):
             self._spool_batch(batch)
 
@@ -224,17 +217,16 @@ class Delivery:
         self.dropped += len(batch) - written
         batch.clear()
 
-    def _take_inbox(self) -> None:
-        """Takes in what reports left (broker errors, failed records), on this delivery's
-        thread: a failure while online is numbered from the block reserved going offline."""
-        inbox = self._inbox
-        while inbox:
-            w, key, value = inbox.popleft()
-            if key is _BROKER_DOWN:
-                if value:
-                    self._fatal = True
-                self._go_offline()
-                continue
+    def _take_reports(self) -> None:
+        """Takes in what reports left (broker errors, failed records): a record that failed
+        after being sent online is numbered from the block reserved going offline."""
+        reports = self._reports
+        while reports.broker_down:
+            if reports.broker_down.popleft():
+                self._fatal = True
+            self._go_offline()
+        while reports.failed:
+            w, key, value = reports.failed.popleft()
             self.delivery_failed += 1
             self._go_offline()
             if w is None:  # sent online: numbered from the block reserved going offline
@@ -261,7 +253,7 @@ class Delivery:
             # counts its own records in flight, as a shared handle's length counts everyone's.
             "delivery.report.only.error": False,
             "queue.buffering.max.messages": 200_000,
-            "error_cb": self._on_error,
+            "error_cb": self.broker_error,
             "logger": logging.getLogger("agentstream.producer.kafka"),
             "client.id": "agentstream-sdk",
             # a run's records land where the gateway's, the processors' and Java clients' do
@@ -282,34 +274,6 @@ class Delivery:
     def _release(self, producer: Any) -> bool:
         """True when nobody else produces with ``producer`` (it may be purged)."""
         return POOL.release(self, producer) if self._shared else True
-
-    def broker_error(self, err: Any) -> None:
-        """librdkafka's error callback (a shared handle's reaches every owner), any thread."""
-        from confluent_kafka import KafkaError
-
-        if err.fatal():
-            self._inbox.append((None, _BROKER_DOWN, b"fatal"))
-        elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-            self._inbox.append((None, _BROKER_DOWN, b""))
-
-    _on_error = broker_error  # the unshared handle's error_cb
-
-    def _on_report(self, err: Any, msg: Any, w: int | None = None) -> None:
-        """A record's delivery report, on whichever thread polled."""
-        with self._lock:
-            self._resolved += 1
-            if err is None:
-                return
-            self._inbox.append((w, msg.key() or b"", msg.value() or b""))
-            if not self._closed:
-                return
-            # Closed: nobody is left to settle it on the delivery's thread.
-            self._take_inbox()
-            for batch in (self._failed_batch, self._to_spool):
-                self._spool_batch(batch)
-
-    def _on_delivery(self, w: int, err: Any, msg: Any) -> None:
-        self._on_report(err, msg, w)
 
     def _go_offline(self) -> None:
         if self.online:
@@ -365,16 +329,16 @@ class Delivery:
         taken = []
         for rec in recs:
             w, key, value = rec[0], rec[1], rec[2]
-            self._sent += 1
+            self._reports.sent += 1
             try:
                 self.producer.produce(self.topic, value, key,
-                                      on_delivery=functools.partial(self._on_delivery, w))
+                                      on_delivery=functools.partial(self._report, w=w))
             except Exception:  # noqa: BLE001 - local queue full or fatal: stop this chunk here
-                self._sent -= 1
+                self._reports.sent -= 1
                 break
             taken.append(rec)
         self._await_own(time.monotonic() + self.settings.delivery_timeout_ms / 1000 + 1)
-        self._take_inbox()
+        self._take_reports()
         spool.commit(d, taken)
         failures = self.delivery_failed - failed_before
         self.produced += len(taken)
