@@ -87,7 +87,15 @@ def check_demo_shows_what_the_readme_shows(api: str, key: str) -> None:
         runs = http.get("/v1/runs", params={"limit": 40, "status": "SUCCESS"}).json()["items"]
         assert runs
         for run in runs[:15]:
-            tl = http.get(f"/v1/runs/{run['run_id']}/timeline").json()
+            # The run list reads `runs`, the timeline `run_events`: views of one insert that
+            # commit one after the other, so a just-listed run's timeline may be a moment late.
+            for _ in range(50):
+                r = http.get(f"/v1/runs/{run['run_id']}/timeline")
+                if r.status_code != 404:
+                    break
+                time.sleep(0.1)
+            assert r.status_code == 200, r.text
+            tl = r.json()
             assert tl["started_us"] == run["started_us"], (run, tl["started_us"])
             for span in tl["spans"]:
                 assert span["start_ms"] >= 0, (run["run_id"], span)
