@@ -49,8 +49,14 @@ FIELDREADER = Extension("agentstream.stream_processors._fieldreader", ["stream_p
 
 # The sink's Avro -> RowBinary transcoder (sink/_rowbinary.c), optional the same way: without it
 # the fast path inserts its Avro containers as they are, into the same staging tables.
-ROWBINARY = Extension("agentstream.sink._rowbinary", ["sink/_rowbinary.c"], optional=True,
-                      extra_compile_args=["-O2"])
+ROWBINARY = Extension("agentstream.sink._rowbinary", ["sink/_rowbinary.c"], depends=["sink/_avro_long.h"],
+                      optional=True, extra_compile_args=["-O2"])
+
+# The sink's direct path (sink/_eventrows.c): Event records -> rows of events, no staging view.
+# Optional the same way: without it the fast path goes through the staging tables' views.
+EVENTROWS = Extension("agentstream.sink._eventrows", ["sink/_eventrows.c"],
+                      depends=["sink/_eventrows_read.h", "sink/_eventrows_text.h", "sink/_avro_long.h"],  # in the sdist, rebuilt on change
+                      optional=True, extra_compile_args=["-O2"])
 
 setup(packages=packages, package_dir=package_dir, package_data=package_data,
-      ext_modules=[SPEEDUPS, WIRECORE, FIELDREADER, ROWBINARY])
+      ext_modules=[SPEEDUPS, WIRECORE, FIELDREADER, ROWBINARY, EVENTROWS])

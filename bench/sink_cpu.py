@@ -63,6 +63,8 @@ ARMS: dict[str, dict] = {
     "busy1s": {"settings": {"flush_max_busy_seconds": 1.0}, "skip_migrations": []},
     # without the run detail's lookup table (run_events, its view and their merges)
     "norunev": {"settings": {}, "skip_migrations": ["0010_run_events.sql"]},
+    # Event records through the staging tables' views, as before the direct path (event_rows.py)
+    "staged": {"settings": {"direct_event_rows": False}, "skip_migrations": []},
     # the fast path's containers inserted as Avro (ClickHouse parses them) instead of RowBinary
     "avrowire": {"settings": {"avro_as_rowbinary": False}, "skip_migrations": []},
     # run_events kept but its detail not formatted (what formatRowNoNewline costs of it)

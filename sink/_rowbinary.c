@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_avro_long.h"
+
 /* Must match sink/rowbinary.py */
 enum { OP_STRING, OP_LONG, OP_INT, OP_FLOAT, OP_DOUBLE, OP_BOOL, OP_FIXED, OP_ENUM8, OP_ENUM16,
        OP_NULLABLE, OP_VARIANT, OP_RECORD, OP_ARRAY, OP_MAP, OP_NULL };
@@ -63,19 +65,9 @@ HOT int grow(Cur *c, Py_ssize_t need) {
 #define REFUSE(c, msg) do { (c)->why = (msg); return 1; } while (0)
 
 HOT int read_long(Cur *c, int64_t *v) {
-    if (c->p < c->end && !(*c->p & 0x80)) {  /* one byte: most lengths, indexes and counts */
-        uint64_t x = *c->p++;
-        *v = (int64_t)((x >> 1) ^ (~(x & 1) + 1));
-        return 0;
-    }
-    uint64_t x = 0;
-    for (int shift = 0; shift < 70; shift += 7) {
-        if (c->p >= c->end) REFUSE(c, "record truncated in a varint");
-        unsigned char b = *c->p++;
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) { *v = (int64_t)((x >> 1) ^ (~(x & 1) + 1)); return 0; }
-    }
-    REFUSE(c, "varint longer than 10 bytes");
+    const char *why = avro_long(&c->p, c->end, v);
+    if (why) REFUSE(c, why);
+    return 0;
 }
 
 HOT int put_varuint(Cur *c, uint64_t x) {

@@ -29,6 +29,7 @@ from agentstream.schemas.avro_binary import encode_long as zigzag
 from agentstream.schemas.avro_binary import read_long
 from agentstream.schemas.kafka_message import KafkaMessage
 
+from . import event_rows
 from .rowbinary import Transcoder, transcoder_for
 
 # The tables that have a fast path (by table), and which staging table each writer schema goes to.
@@ -95,6 +96,8 @@ class Container:
     sync: bytes
     table: str  # the staging table mirroring this writer schema
     transcoder: Transcoder | None = None  # its records as RowBinary rows (None: not built here)
+    # Whether its schema is Event v2 (False: v1) for the direct path; None: not an Event it maps
+    v2: bool | None = None
     parts: list[bytes] = field(default_factory=list)
     msgs: list[KafkaMessage] = field(default_factory=list)
 
@@ -110,6 +113,15 @@ class Container:
             return self.transcoder.rows(b"".join(self.parts), len(self.msgs))
         except ValueError as exc:
             raise Refused(f"a record of schema {self.schema_id} does not read as its schema says: {exc}") from exc
+
+    def event_rows(self) -> bytes:
+        """The same records as RowBinary rows of ``events`` (event_rows.EVENT_COLUMNS), mapped as
+        the Python mapper maps them; ``Refused`` if one does not map exactly."""
+        assert self.v2 is not None
+        try:
+            return event_rows.rows(b"".join(self.parts), len(self.msgs), self.v2)
+        except ValueError as exc:
+            raise Refused(f"a record of schema {self.schema_id} does not map to an events row here: {exc}") from exc
 
 
 _CODE = re.compile(r"Code:\s*(\d+)")
@@ -138,10 +150,10 @@ class ContainerBuilder:
     def __init__(self, schema_for_id: Callable[[int], Any], staged: dict[str, str] = STAGED_SCHEMAS) -> None:
         self._schema_for_id = schema_for_id
         self._staged = staged
-        self._heads: dict[int, tuple[bytes, bytes, str, Transcoder | None] | None] = {}
+        self._heads: dict[int, tuple[bytes, bytes, str, Transcoder | None, bool | None] | None] = {}
         self._days: dict[int, bytes] = {}
 
-    def _head(self, sid: int) -> tuple[bytes, bytes, str, Transcoder | None] | None:
+    def _head(self, sid: int) -> tuple[bytes, bytes, str, Transcoder | None, bool | None] | None:
         if sid not in self._heads:
             schema = self._schema_for_id(sid)
             table = None if schema is None else self._staged.get(canonical_hash(schema))
@@ -150,7 +162,8 @@ class ContainerBuilder:
             else:
                 sync = os.urandom(16)
                 doc = container_schema(schema)
-                self._heads[sid] = (header(doc, sync), sync, table, transcoder_for(doc))
+                v2 = event_rows.SCHEMA_VERSION.get(canonical_hash(schema)) if event_rows.AVAILABLE else None
+                self._heads[sid] = (header(doc, sync), sync, table, transcoder_for(doc), v2)
         return self._heads[sid]
 
     def split(self, msgs: list[KafkaMessage], days_for: Callable[[str], int]

@@ -28,9 +28,10 @@ class OffsetRange:
     # Kafka timestamp of the first record: offsets restart at 0 when a topic is recreated, and
     # a token made of offsets alone would then drop new rows as repeats of old ones.
     first_ts_ms: int = 0
-    # Planned on the Avro fast path; ``fallback``: writer schema ids whose container ClickHouse
+    # The path it was planned on (event_rows.WIRE_*: 0 Python rows, 1 the staging views, 2 rows
+    # mapped in C straight into the table); ``fallback``: writer schema ids whose container was
     # refused, redone in Python. A replay takes the same path, so its tokens match.
-    avro: bool = False
+    avro: int = 0
     fallback: tuple[int, ...] = ()
     # The dedup token of the flush this range was inserted with ('': alone). On a replay,
     # ``SPLIT`` when that insert cannot be re-formed here (pending_plans).
@@ -90,7 +91,7 @@ def pending_plans(client: ClickHouseClient, group: str, committed: dict[tuple[st
         if flush:
             here[flush] = here.get(flush, True) and pending
         if pending:
-            rows.append(OffsetRange(topic, int(partition), int(start), int(end), int(first_ts), bool(avro),
+            rows.append(OffsetRange(topic, int(partition), int(start), int(end), int(first_ts), int(avro),
                                     tuple(int(x) for x in fallback), flush))
     for r in rows:
         if r.flush and not here[r.flush]:

@@ -93,7 +93,7 @@ class RangeBatcher:
     being read again: rejecting then would wait forever)."""
 
     def __init__(self, assigned: list[Key], plans: dict[Key, list[OffsetRange]], policy: FlushPolicy,
-                 avro_for: Callable[[str, int], bool], max_rows: int, range_max_rows: int = 0,
+                 avro_for: Callable[[str, int], int], max_rows: int, range_max_rows: int = 0,
                  together: bool = True) -> None:
         self.buffers: dict[Key, list[KafkaMessage]] = {k: [] for k in assigned}
         self.plans = {k: list(plans.get(k, [])) for k in assigned}

@@ -29,6 +29,7 @@ from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start
 from agentstream.schemas.step_driver import drop_chain, pump
 from agentstream.schemas.steps import Abandoned, HeldBatch
 
+from . import event_rows
 from . import metrics as m
 from .dlq import DeadLetters, Rejected
 from .flush_chain import SinkChain, build_chain
@@ -93,7 +94,7 @@ class Sink(RetryingMixin, ReadinessMixin):
             topic_name(t, settings.topic_prefix): TABLE_SPECS[t] for t in settings.topics
         }
         self.writer = RangeWriter(self._db, self.codec, self.retention, settings.group_id,
-                                  settings.insert_priority, settings.avro_as_rowbinary)
+                                  settings.insert_priority, settings.avro_as_rowbinary, settings.direct_event_rows)
         st = settings
         self._stop = threading.Event()
         self._stopping = self._stop  # the event ``run`` was given
@@ -307,14 +308,25 @@ class Sink(RetryingMixin, ReadinessMixin):
         policy = FlushPolicy(st.batch_max_rows, st.batch_max_seconds, st.flush_idle_seconds,
                              st.flush_min_interval_seconds, st.flush_insert_share, st.flush_max_busy_seconds,
                              st.flush_busy_rows)
-        batcher = RangeBatcher(assigned, plans, policy, lambda topic, rows: st.avro_fast_path and rows >= st.avro_min_rows
-                               and RangeWriter.fast_path_for(self.specs[topic]), st.batch_max_rows, st.range_max_rows,
+        batcher = RangeBatcher(assigned, plans, policy, self._wire_for, st.batch_max_rows, st.range_max_rows,
                                st.insert_per_flush)
         if self._inserter is None:
             self._inserter = ThreadPoolExecutor(max(1, st.insert_workers), initializer=self._mark_worker,
                                                 thread_name_prefix="agentstream-sink-insert")
         assert self._dead is not None, "a chain is built by an assignment, after _run made the DLQ"
         return build_chain(self, batcher, self._dead, self._dlq_guard, st, self._give_up, self._inserter)
+
+    def _wire_for(self, topic: str, rows: int) -> int:
+        """The path a new range of ``rows`` records of ``topic`` is planned on (its ledger row
+        keeps it for a replay). The direct path has no fixed cost of its own, so it takes a range
+        of any size; the staging views cost ClickHouse ~100 ms per insert, so a small range is
+        cheaper in Python (``avro_min_rows``)."""
+        st = self.settings
+        if not (st.avro_fast_path and RangeWriter.fast_path_for(self.specs[topic])):
+            return event_rows.WIRE_PYTHON
+        if self.writer.direct:
+            return event_rows.WIRE_DIRECT
+        return event_rows.WIRE_STAGED if rows >= st.avro_min_rows else event_rows.WIRE_PYTHON
 
     def _give_up(self) -> bool:
         """A retry stops when the sink stops or a revocation's time is up."""

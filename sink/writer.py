@@ -5,7 +5,10 @@ them (``<token>``: one range's own token, or ``flush:<digest of the ranges>``), 
 an outage sends the same blocks under the same tokens. Which path stored what is a pure function
 of the ranges' ledger rows (``avro``, ``fallback``) and the records:
 
-- ``<token>/avro:<schema id>``: one Avro container per staged writer schema;
+- ``<token>/ev:<schema id>``: ranges planned on the direct path (``WIRE_DIRECT``): one insert
+  per Event writer schema, its records mapped to ``events`` rows in C (event_rows.py);
+- ``<token>/avro:<schema id>``: one Avro container per staged writer schema, into its staging
+  table (as RowBinary when the C transcoder is built);
 - ``<token>/py:<schema id>``: a container ClickHouse refused (a record the mapper rejects, a
   corrupt body), redone in Python; the schema id is added to the ranges' ledger rows *before*
   that insert, so a retry goes straight to Python for it;
@@ -30,6 +33,7 @@ from agentstream.schemas import Codec
 from agentstream.schemas.kafka_message import KafkaMessage
 
 from . import metrics as m
+from . import event_rows
 from .containers import STAGING_TABLE, Container, ContainerBuilder, rejected_data
 from .dlq import Rejected
 from .errors import clickhouse_code
@@ -71,11 +75,13 @@ class RangeWriter:
     """
 
     def __init__(self, client: Callable[[], Any], codec: Codec, book: RetentionBook, group: str,
-                 priority: int = INSERT_PRIORITY, rowbinary: bool = True) -> None:
+                 priority: int = INSERT_PRIORITY, rowbinary: bool = True, direct: bool = True) -> None:
         self._client = client
         self.priority = priority
         self.rowbinary = rowbinary
-        self._table_takes: dict[str, bool] = {}  # staging table -> its columns are the transcoder's
+        # The direct path for ranges planned on it: the C module is built and asked for
+        self.direct = direct and event_rows.AVAILABLE
+        self._table_takes: dict[str, bool] = {}  # table -> its columns are the ones the C writes
         self.codec = codec
         self.book = book
         self.group = group
@@ -119,7 +125,11 @@ class RangeWriter:
         ranges = [cell["range"] for cell, _ in parts]
         stored: dict[str, int] = {"avro": 0, "python": 0}
         rejected: list[Rejected] = []
-        if not any(r.flush == SPLIT for r in ranges):
+        # An insert re-formed on another path than the one it went by would not deduplicate
+        # (another table, other tokens): a direct range this process cannot store directly
+        # (no C module, direct off, a changed table) is repaired from what events lacks instead.
+        direct_lost = any(r.avro == event_rows.WIRE_DIRECT for r in ranges) and not self.direct_takes()
+        if not direct_lost and not any(r.flush == SPLIT for r in ranges):
             stored, rejected = self.store_group(spec, parts)
         refused = {(r.partition, r.offset) for r in rejected}
         missing = [msg for msg in missing_records(self._client(), spec, self.codec, [x for _, ms in parts for x in ms])
@@ -141,6 +151,7 @@ class RangeWriter:
             return stored, rejected
         days_for = getattr(self.book, spec.retention)
         containers, rest = self.builder.split(msgs, days_for)
+        direct = all(r.avro == event_rows.WIRE_DIRECT for r in ranges) and self.direct_takes()
         fallback = {sid for r in ranges for sid in r.fallback}
         redo: list[tuple[int, list[KafkaMessage]]] = []
         for c in containers:
@@ -151,7 +162,8 @@ class RangeWriter:
                 # refused together before (a retry): range by range again, as then
                 _add(stored, rejected, self._store_apart(spec, parts, c.msgs))
                 continue
-            settings = self.insert_settings(f"{token}/avro:{c.schema_id}")
+            to_events = direct and c.v2 is not None
+            settings = self.insert_settings(f"{token}/{'ev' if to_events else 'avro'}:{c.schema_id}")
             settings["max_insert_block_size"] = max(_DEFAULT_BLOCK, len(c.msgs) + 1)
             settings["output_format_json_escape_forward_slashes"] = 0
             # ClickHouse's default, set because chDB does not apply the view's own SETTINGS and a
@@ -159,9 +171,12 @@ class RangeWriter:
             # 'force_enable' ~2x slower (it filters the wide payload columns once per branch).
             settings["short_circuit_function_evaluation"] = "enable"
             try:
-                def avro_insert(st: dict[str, Any], c: Any = c) -> None:
+                def avro_insert(st: dict[str, Any], c: Any = c, to_events: bool = to_events) -> None:
                     client = self._client()
-                    if self._as_rowbinary(client, c):
+                    if to_events:
+                        client.raw_insert(event_rows.TABLE, event_rows.EVENT_COLUMNS, insert_block=c.event_rows(),
+                                          fmt="RowBinary", settings=st)
+                    elif self._as_rowbinary(client, c):
                         client.raw_insert(c.table, insert_block=c.rows(), fmt="RowBinary", settings=st)
                     else:
                         client.raw_insert(c.table, insert_block=c.data(), fmt="Avro", settings=st)
@@ -201,14 +216,23 @@ class RangeWriter:
         staging table's columns (asked once per table; a table that differs keeps Avro)."""
         if not self.rowbinary or c.transcoder is None:
             return False
-        takes = self._table_takes.get(c.table)
+        transcoder = c.transcoder
+        return self._takes(client, c.table, lambda cols: transcoder.matches(cols), "its inserts stay Avro containers")
+
+    def direct_takes(self) -> bool:
+        """Whether ranges planned on the direct path go that way here: the C module is built,
+        the path is on, and ``events`` has the columns it writes (asked once)."""
+        return self.direct and self._takes(self._client(), event_rows.TABLE, event_rows.takes,
+                                           "its inserts go through the staging views")
+
+    def _takes(self, client: Any, table: str, check: Callable[[list[tuple[str, str]]], bool], otherwise: str) -> bool:
+        takes = self._table_takes.get(table)
         if takes is None:
             cols = client.query("SELECT name, type FROM system.columns WHERE database = currentDatabase() "
-                                "AND table = {t:String} ORDER BY position", parameters={"t": c.table}).result_rows
-            takes = self._table_takes[c.table] = c.transcoder.matches([tuple(r) for r in cols])
+                                "AND table = {t:String} ORDER BY position", parameters={"t": table}).result_rows
+            takes = self._table_takes[table] = check([tuple(r) for r in cols])
             if not takes:
-                log.warning("%s's columns are not the ones its RowBinary transcoder writes; "
-                            "its inserts stay Avro containers", c.table)
+                log.warning("%s's columns are not the ones the sink's C writes; %s", table, otherwise)
         return takes
 
     def _store_apart(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]],

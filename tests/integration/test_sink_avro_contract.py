@@ -1,8 +1,10 @@
 """The Avro fast path against the Python mapper (the reference), on the real chDB.
 
 Contract: for every payload branch, and for records written with Event v1 (old producers, old
-data) as well as v2, the rows that land in ``events`` are identical whichever path stored them. Exactly once: the same range inserted twice through the staging table + view
-leaves ``events``, ``runs`` and the rollup unchanged. Bad records: ClickHouse refuses the
+data) as well as v2, the rows that land in ``events`` are identical whichever path stored them:
+the direct path (rows mapped in C), the staging table + view, or Python. Exactly once: the same
+range inserted twice on either fast path leaves ``events``, ``runs`` and the rollup unchanged,
+and so does a direct range replayed by a sink that cannot store directly. Bad records: ClickHouse refuses the
 container, the range is redone in Python, the bad record is rejected with its reason and the
 rest are stored.
 """
@@ -22,7 +24,7 @@ import pytest
 from agentstream.schemas import EVENT, Codec
 from agentstream.schemas.catalog import load_catalog
 from agentstream.schemas.codec import KIND_TO_BRANCH
-from agentstream.sink import apply_migrations
+from agentstream.sink import apply_migrations, event_rows
 from agentstream.sink.containers import STAGED_SCHEMAS, ContainerBuilder, canonical_hash
 from agentstream.sink.ledger import OffsetRange, pending_plans, record_plans
 from agentstream.sink.retention import RetentionBook
@@ -131,26 +133,30 @@ def test_both_paths_store_identical_rows_for_every_payload_branch(chdb_client, u
     codec = Codec()
     book = RetentionBook(30, 90)
     unique = f"{unique}-{version}"
-    book.set(f"avro-{unique}", 14)
-    book.set(f"py-{unique}", 14)
+    wires = {"py": event_rows.WIRE_PYTHON, "avro": event_rows.WIRE_STAGED}
+    if event_rows.AVAILABLE:
+        wires["direct"] = event_rows.WIRE_DIRECT
+    for path in wires:
+        book.set(f"{path}-{unique}", 14)
     writer = RangeWriter(lambda: chdb_client, codec, book, f"g-{unique}")
     stored = {}
-    for path in ("avro", "py"):
+    for path, wire in wires.items():
         tenant = f"{path}-{unique}"
         msgs = [Msg(encode_as(version, codec, e), i) for i, e in enumerate(_examples(tenant))]
         assert {int.from_bytes(m.value()[1:5], "big") for m in msgs} == {1 if version == "v1" else 5}
-        rng = OffsetRange(f"contract-{unique}-{path}", 0, 0, len(msgs) - 1, NOW, avro=path == "avro")
+        rng = OffsetRange(f"contract-{unique}-{path}", 0, 0, len(msgs) - 1, NOW, avro=wire)
         by_path, rejected = writer.store(SPEC, {"range": rng}, msgs)
         assert rejected == []
-        assert by_path == ({"avro": len(msgs), "python": 0} if path == "avro" else {"avro": 0, "python": len(msgs)})
+        assert by_path == ({"avro": len(msgs), "python": 0} if wire else {"avro": 0, "python": len(msgs)})
         stored[path] = _rows(chdb_client, tenant)
     assert len(stored["avro"]) == len(_examples("x"))
-    for a, p in zip(stored["avro"], stored["py"]):
-        assert a[1][:3] == p[1][:3]  # event ids: same example
-        for name, va, vp in zip([c for c in EVENT_COLUMNS if c != "tenant_id"], a, p):
-            if name == "event_id":
-                continue
-            assert va == vp, (a[1][:3], name, va, vp)
+    for path in wires:
+        for a, p in zip(stored[path], stored["py"]):
+            assert a[1][:3] == p[1][:3]  # event ids: same example
+            for name, va, vp in zip([c for c in EVENT_COLUMNS if c != "tenant_id"], a, p):
+                if name == "event_id":
+                    continue
+                assert va == vp, (path, a[1][:3], name, va, vp)
     # ... and both equal the Python mapper's own tuples (not only what ClickHouse made of them).
     mapped = {e["event_id"][:3]: dict(zip(EVENT_COLUMNS, event_row(codec.decode_as(EVENT, encode_as(version, codec, e)), 14)))
               for e in _examples(f"avro-{unique}")}
@@ -164,21 +170,29 @@ def test_both_paths_store_identical_rows_for_every_payload_branch(chdb_client, u
                 assert _ticks(v) == want[name], (got[1][:3], name, v, want[name])
 
 
-def test_the_same_range_twice_through_the_view_is_stored_once(chdb_client, unique):
+def _totals(client, t):
+    q = lambda sql: client.query(sql, parameters={"t": t}).result_rows[0][0]  # noqa: E731
+    return (q("SELECT count() FROM events WHERE tenant_id = {t:String}"),
+            q("SELECT sum(event_count) FROM runs WHERE tenant_id = {t:String}"),
+            q("SELECT sum(events) FROM step_rollup_hourly WHERE tenant_id = {t:String}"))
+
+
+FAST_WIRES = [event_rows.WIRE_STAGED] + ([event_rows.WIRE_DIRECT] if event_rows.AVAILABLE else [])
+
+
+@pytest.mark.parametrize("wire", FAST_WIRES)
+def test_the_same_range_twice_on_a_fast_path_is_stored_once(chdb_client, unique, wire):
     codec = Codec()
     writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
     tenant = f"dedup-{unique}"
     events = [e for i in range(3) for e in run_events(tenant, f"run-{unique}-{i}", n_steps=4)]
     msgs = [Msg(codec.encode(EVENT, e), i) for i, e in enumerate(events)]
-    rng = OffsetRange(f"dedup-{unique}", 2, 0, len(msgs) - 1, NOW, avro=True)
+    rng = OffsetRange(f"dedup-{unique}", 2, 0, len(msgs) - 1, NOW, avro=wire)
     for _ in range(2):
         assert writer.store(SPEC, {"range": rng}, msgs)[0]["avro"] == len(msgs)
 
     def totals(t):
-        q = lambda sql: chdb_client.query(sql, parameters={"t": t}).result_rows[0][0]  # noqa: E731
-        return (q("SELECT count() FROM events WHERE tenant_id = {t:String}"),
-                q("SELECT sum(event_count) FROM runs WHERE tenant_id = {t:String}"),
-                q("SELECT sum(events) FROM step_rollup_hourly WHERE tenant_id = {t:String}"))
+        return _totals(chdb_client, t)
 
     assert totals(tenant) == (len(events),) * 3
     # The control: the same records under two different tokens are stored twice, so the
@@ -190,13 +204,40 @@ def test_the_same_range_twice_through_the_view_is_stored_once(chdb_client, uniqu
     chdb_client.command("SYSTEM STOP MERGES events")
     try:
         for n in range(2):
-            writer.store(SPEC, {"range": OffsetRange(f"ctl-{unique}", n, 0, len(msgs) - 1, NOW, avro=True)}, ctl_msgs)
+            writer.store(SPEC, {"range": OffsetRange(f"ctl-{unique}", n, 0, len(msgs) - 1, NOW, avro=wire)}, ctl_msgs)
         assert totals(ctl) == (2 * len(events),) * 3
     finally:
         chdb_client.command("SYSTEM START MERGES events")
 
 
-def test_a_refused_container_is_redone_in_python_and_only_the_bad_record_is_rejected(chdb_client, unique):
+@pytest.mark.skipif(not event_rows.AVAILABLE, reason="sink/_eventrows.c is not built")
+def test_a_direct_range_replayed_by_a_sink_that_cannot_store_directly_is_stored_once(chdb_client, unique):
+    """The crash between insert and commit, then a restart on a build without the C module (or
+    with the path off): re-forming the insert through the staging view would not deduplicate
+    (another table, other tokens), so the replay stores only what events lacks."""
+    codec = Codec()
+    group = f"g-{unique}"
+    tenant = f"lost-{unique}"
+    events = [e for i in range(2) for e in run_events(tenant, f"run-{unique}-{i}", n_steps=3)]
+    msgs = [Msg(codec.encode(EVENT, e), i) for i, e in enumerate(events)]
+    rng = OffsetRange(f"lost-{unique}", 0, 0, len(msgs) - 1, NOW, avro=event_rows.WIRE_DIRECT)
+    record_plans(chdb_client, group, [(rng, len(msgs))])
+    direct = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), group)
+    assert direct.store(SPEC, {"range": rng}, msgs)[0] == {"avro": len(msgs), "python": 0}
+    # the ledger keeps the path, so the restarted sink knows how the range went in
+    [plan] = pending_plans(chdb_client, group, {(rng.topic, 0): 0})[(rng.topic, 0)]
+    assert plan.avro == event_rows.WIRE_DIRECT
+    staged_only = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), group, direct=False)
+    stored, rejected = staged_only.replay(SPEC, [({"range": plan}, msgs)])
+    assert stored == {"avro": 0, "python": 0} and rejected == []
+    assert _totals(chdb_client, tenant) == (len(events),) * 3
+    # and the same replay on a sink that can: the re-formed insert deduplicates
+    assert direct.replay(SPEC, [({"range": plan}, msgs)])[1] == []
+    assert _totals(chdb_client, tenant) == (len(events),) * 3
+
+
+@pytest.mark.parametrize("wire", FAST_WIRES)
+def test_a_refused_container_is_redone_in_python_and_only_the_bad_record_is_rejected(chdb_client, unique, wire):
     codec = Codec()
     group = f"g-{unique}"
     writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), group)
@@ -211,7 +252,7 @@ def test_a_refused_container_is_redone_in_python_and_only_the_bad_record_is_reje
     not_utf8 = not_utf8.replace("é".encode(), b"\xc3\x28")  # fastavro refuses it; ClickHouse would store it
     values += [bad_seq, not_utf8, b"\x00\x00\x00\x00\x01\x02", b"not avro"]
     msgs = [Msg(v, i) for i, v in enumerate(values)]
-    rng = OffsetRange(f"bad-{unique}", 0, 0, len(msgs) - 1, NOW, avro=True)
+    rng = OffsetRange(f"bad-{unique}", 0, 0, len(msgs) - 1, NOW, avro=wire)
     record_plans(chdb_client, group, [(rng, len(msgs))])
     cell = {"range": rng}
     by_path, rejected = writer.store(SPEC, cell, msgs)
@@ -228,12 +269,13 @@ def test_a_refused_container_is_redone_in_python_and_only_the_bad_record_is_reje
     count = chdb_client.query("SELECT count(), uniqExact(event_id) FROM events WHERE tenant_id = {t:String}",
                               parameters={"t": tenant}).result_rows[0]
     assert count == (len(good), len(good))
-    # A body with trailing bytes is refused by the view's mark check (Python accepts it).
-    r2 = OffsetRange(f"trail-{unique}", 0, 0, 0, NOW, avro=True)
+    # A body with trailing bytes is refused by the mark check (Python accepts it).
+    r2 = OffsetRange(f"trail-{unique}", 0, 0, 0, NOW, avro=wire)
     assert writer.store(SPEC, {"range": r2}, [Msg(trailing, 0)]) == ({"avro": 0, "python": 1}, [])
 
 
-def test_invalid_utf8_split_across_list_items_is_refused_like_python_does(chdb_client, unique):
+@pytest.mark.parametrize("wire", FAST_WIRES)
+def test_invalid_utf8_split_across_list_items_is_refused_like_python_does(chdb_client, unique, wire):
     """Each of two attribute keys, values or decision candidates is invalid UTF-8 while the two
     joined are valid ("Q\\xc3" + "\\xa9R" = "Qé" + "R"). fastavro refuses such a record, so the
     view must too: its per-list checks join items with a separator (0005_avro_ingest.sql)."""
@@ -252,7 +294,7 @@ def test_invalid_utf8_split_across_list_items_is_refused_like_python_does(chdb_c
         raw = codec.encode(EVENT, dict(ev, event_id=str(uuid.uuid4())))
         assert raw.count(b"QQ") == 1 and raw.count(b"RR") == 1
         bad = raw.replace(b"QQ", b"Q\xc3").replace(b"RR", b"\xa9R")
-        rng = OffsetRange(f"utf-{unique}-{i}", 0, 0, 0, NOW, avro=True)
+        rng = OffsetRange(f"utf-{unique}-{i}", 0, 0, 0, NOW, avro=wire)
         by_path, rejected = writer.store(SPEC, {"range": rng}, [Msg(bad, 0)])
         assert by_path == {"avro": 0, "python": 0}, what
         assert len(rejected) == 1 and "avro body" in rejected[0].reason, what

@@ -39,6 +39,7 @@ print(json.dumps({
   "run_steps": q("SELECT sum(step_count) FROM runs FINAL")[0],
   "rollup_events": q("SELECT sum(events) FROM step_rollup_hourly")[0],
   "ledger_ranges": q("SELECT count() FROM sink_batches")[0],
+  "wires": sorted(q("SELECT groupUniqArray(avro) FROM sink_batches")[0]),
 }))
 """
 
@@ -54,8 +55,10 @@ def _sink_env(bootstrap: str, prefix: str, group: str, data: str) -> dict[str, s
         "AGENTSTREAM_SINK_BATCH_MAX_ROWS": "300",
         # several ranges per partition per flush, so replays after a kill cover that too
         "AGENTSTREAM_SINK_RANGE_MAX_ROWS": "60",
-        # full ranges (60) on the Avro path, the smaller tails of a flush on the Python mapper:
-        # both paths are killed mid-insert
+        # with the direct path off (every other life, below): full ranges (60) on the staging
+        # views, the smaller tails of a flush on the Python mapper; on, every range goes direct.
+        # So all three paths are killed mid-insert, and a range one life planned is replayed
+        # by a life that takes another path for new ranges (the ledger keeps each range's own).
         "AGENTSTREAM_SINK_AVRO_MIN_ROWS": "30",
         "AGENTSTREAM_SINK_BATCH_MAX_SECONDS": "0.2",
         "AGENTSTREAM_SINK_METRICS_PORT": "0",
@@ -114,8 +117,9 @@ def test_kill_minus_nine_twenty_times_loses_and_duplicates_nothing(bootstrap, tm
     lives = tmp_path / "lives.log"
     for i in range(KILLS):
         seen = lives.read_text().count(" assigned [") if lives.exists() else 0
+        life_env = dict(env, AGENTSTREAM_SINK_DIRECT_EVENT_ROWS="true" if i % 2 == 0 else "false")
         with open(lives, "a") as out:
-            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, env=life_env, stdout=out, stderr=subprocess.STDOUT)
         if i % 4 == 0:
             time.sleep(rng.uniform(0.2, 3.0))  # during start-up, migrations or the group join
         else:
@@ -148,5 +152,6 @@ def test_kill_minus_nine_twenty_times_loses_and_duplicates_nothing(bootstrap, tm
     # ranges (the ledger row is written before each insert): on average one per two lives at
     # least. How many there are depends on the machine's speed (18 seen once for 20 kills).
     assert got["ledger_ranges"] >= KILLS // 2, got
+    assert 2 in got["wires"] and ({0, 1} & set(got["wires"])), got  # the direct path and another
     # The ledger's dedup tokens keep even the raw row count exact, not just FINAL.
     assert got["rows"] == n, got
