@@ -20,7 +20,8 @@ class SinkSettings(BaseSettings):
     # Hand ClickHouse the records' own Avro bytes (migration 0005's staging table + view) for
     # writer schemas it mirrors; False: decode and map every record in Python (sink/rows.py).
     avro_fast_path: bool = True
-    # ...but only for ranges of at least this many records. The Avro path's view costs ClickHouse
+    # ...but, on the staging views (direct_event_rows off, or a record the direct path does not
+    # map), only for ranges of at least this many records. The Avro path's view costs ClickHouse
     # 100-160 ms of planning per insert whatever the rows, the Python mapper ~9 us a row: below
     # ~1,400 rows the mapper is faster, and at idle, where ranges are a few records, the view's
     # fixed cost was most of emit -> queryable (bench/e2e.py idle p99 2.95-4.14 s -> 1.12-1.20 s,
