@@ -393,6 +393,8 @@ def main() -> None:
                 print(f"    {an['fixed_ms_per_insert'][k]:6.1f} ms/insert  {an['us_per_row'][k]:6.2f} us/row  {k}")
         for arm in arms:
             rs = results[arm]
+            if not rs:  # --rounds 0: the anatomy alone
+                continue
             groups = {g for x in rs for g in x["threads_us_per_event"]}
             summary[arm] = {
                 "cpu_us_per_event": statistics.median(x["cpu_us_per_event"] for x in rs),
