@@ -233,6 +233,8 @@ class RangeWriter:
             takes = self._table_takes[table] = check([tuple(r) for r in cols])
             if not takes:
                 log.warning("%s's columns are not the ones the sink's C writes; %s", table, otherwise)
+            else:
+                log.info("%s takes the rows the sink's C writes", table)
         return takes
 
     def _store_apart(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]],
