@@ -43,7 +43,7 @@ static inline int buf_need(Buf *o, size_t k) {
 }
 
 static inline void buf_put(Buf *o, const void *src, size_t k) {
-    if (buf_need(o, k)) return;
+    if (!k || buf_need(o, k)) return;  /* an empty string's pointer may be NULL: no memcpy */
     memcpy(o->b + o->n, src, k);
     o->n += k;
 }
