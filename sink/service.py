@@ -184,6 +184,11 @@ class Sink(RetryingMixin, ReadinessMixin):
 
         if self._with_retry("migrations", lambda: apply_migrations(self.client), stop) is STOPPED:
             return  # stopped during an outage: never reach Kafka with an unmigrated database
+        # Asked once, before any range is planned: a range is recorded on the direct path only
+        # where this process will store it so (its replay relies on the recorded path).
+        if self.writer.capable and self._with_retry(
+                "the direct path's table", lambda: self.writer.direct_takes(self.client), stop) is STOPPED:
+            return
         self.migrated = True
         self._stopping = stop
         conf = self.kafka_conf()
@@ -324,7 +329,7 @@ class Sink(RetryingMixin, ReadinessMixin):
         st = self.settings
         if not (st.avro_fast_path and RangeWriter.fast_path_for(self.specs[topic])):
             return event_rows.WIRE_PYTHON
-        if self.writer.direct:
+        if self.writer.direct_ready:
             return event_rows.WIRE_DIRECT
         return event_rows.WIRE_STAGED if rows >= st.avro_min_rows else event_rows.WIRE_PYTHON
 

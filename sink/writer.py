@@ -79,8 +79,11 @@ class RangeWriter:
         self._client = client
         self.priority = priority
         self.rowbinary = rowbinary
-        # The direct path for ranges planned on it: the C module is built and asked for
+        # New ranges are planned direct when asked for and built; a range recorded direct is
+        # stored so whenever the C module is built, even with the setting off (its replay must
+        # take the path it went by: only that insert deduplicates in every view target).
         self.direct = direct and event_rows.AVAILABLE
+        self.capable = event_rows.AVAILABLE
         self._table_takes: dict[str, bool] = {}  # table -> its columns are the ones the C writes
         self.codec = codec
         self.book = book
@@ -126,8 +129,9 @@ class RangeWriter:
         stored: dict[str, int] = {"avro": 0, "python": 0}
         rejected: list[Rejected] = []
         # An insert re-formed on another path than the one it went by would not deduplicate
-        # (another table, other tokens): a direct range this process cannot store directly
-        # (no C module, direct off, a changed table) is repaired from what events lacks instead.
+        # (another table, other tokens): a direct range this process cannot store directly (a
+        # build without the C module, a changed landing table) is repaired from what events
+        # lacks instead; a view target that a kill left without its part stays without it.
         direct_lost = any(r.avro == event_rows.WIRE_DIRECT for r in ranges) and not self.direct_takes()
         if not direct_lost and not any(r.flush == SPLIT for r in ranges):
             stored, rejected = self.store_group(spec, parts)
@@ -219,11 +223,17 @@ class RangeWriter:
         transcoder = c.transcoder
         return self._takes(client, c.table, lambda cols: transcoder.matches(cols), "its inserts stay Avro containers")
 
-    def direct_takes(self) -> bool:
-        """Whether ranges planned on the direct path go that way here: the C module is built,
-        the path is on, and ``events`` has the columns it writes (asked once)."""
-        return self.direct and self._takes(self._client(), event_rows.TABLE, event_rows.takes,
+    def direct_takes(self, client: Any = None) -> bool:
+        """Whether ranges recorded on the direct path go that way here: the C module is built and
+        the landing table has the columns it writes (asked once; the sink asks at start, so a
+        range is planned direct only where it will be stored so)."""
+        return self.capable and self._takes(client or self._client(), event_rows.TABLE, event_rows.takes,
                                            "its inserts go through the staging views")
+
+    @property
+    def direct_ready(self) -> bool:
+        """``direct_takes`` as already asked (False until then); no I/O."""
+        return self.direct and self._table_takes.get(event_rows.TABLE, False)
 
     def _takes(self, client: Any, table: str, check: Callable[[list[tuple[str, str]]], bool], otherwise: str) -> bool:
         takes = self._table_takes.get(table)

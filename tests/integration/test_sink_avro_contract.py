@@ -211,10 +211,12 @@ def test_the_same_range_twice_on_a_fast_path_is_stored_once(chdb_client, unique,
 
 
 @pytest.mark.skipif(not event_rows.AVAILABLE, reason="sink/_eventrows.c is not built")
-def test_a_direct_range_replayed_by_a_sink_that_cannot_store_directly_is_stored_once(chdb_client, unique):
-    """The crash between insert and commit, then a restart on a build without the C module (or
-    with the path off): re-forming the insert through the staging view would not deduplicate
-    (another table, other tokens), so the replay stores only what events lacks."""
+def test_a_direct_range_replayed_by_a_sink_that_cannot_store_directly_is_stored_once(chdb_client, unique,
+                                                                                  monkeypatch):
+    """The crash between insert and commit, then a restart on a build without the C module:
+    re-forming the insert through the staging view would not deduplicate (another table, other
+    tokens), so the replay stores only what events lacks. With the C module but the path turned
+    off, the replay still takes the direct path (only new ranges follow the setting)."""
     codec = Codec()
     group = f"g-{unique}"
     tenant = f"lost-{unique}"
@@ -227,10 +229,15 @@ def test_a_direct_range_replayed_by_a_sink_that_cannot_store_directly_is_stored_
     # the ledger keeps the path, so the restarted sink knows how the range went in
     [plan] = pending_plans(chdb_client, group, {(rng.topic, 0): 0})[(rng.topic, 0)]
     assert plan.avro == event_rows.WIRE_DIRECT
-    staged_only = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), group, direct=False)
+    turned_off = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), group, direct=False)
+    assert turned_off.replay(SPEC, [({"range": plan}, msgs)]) == ({"avro": len(msgs), "python": 0}, [])
+    assert _totals(chdb_client, tenant) == (len(events),) * 3  # re-formed directly: deduplicated
+    monkeypatch.setattr(event_rows, "AVAILABLE", False)  # a build without the C module
+    staged_only = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), group)
     stored, rejected = staged_only.replay(SPEC, [({"range": plan}, msgs)])
     assert stored == {"avro": 0, "python": 0} and rejected == []
     assert _totals(chdb_client, tenant) == (len(events),) * 3
+    monkeypatch.undo()
     # and the same replay on a sink that can: the re-formed insert deduplicates
     assert direct.replay(SPEC, [({"range": plan}, msgs)])[1] == []
     assert _totals(chdb_client, tenant) == (len(events),) * 3
@@ -333,3 +340,29 @@ def test_staging_tables_mirror_what_clickhouse_infers_from_the_staged_schemas(ch
         staged = [(r[0], r[1]) for r in chdb_client.query(
             f"DESCRIBE TABLE {table} SETTINGS print_pretty_type_names=0").result_rows]
         assert inferred == staged, table
+
+
+@pytest.mark.skipif(not event_rows.AVAILABLE, reason="sink/_eventrows.c is not built")
+def test_a_range_is_planned_direct_only_once_the_landing_table_is_known_to_take_it(chdb_client, unique):
+    """The sink asks at start; until then (or with a landing table that differs or is missing)
+    nothing is planned on the direct path, so a range's recorded path is the one it takes."""
+
+    class NoLanding:
+        """chDB, except that the landing table is not there (a schema migrated before 0013)."""
+
+        def query(self, sql, parameters=None, **kw):
+            if "system.columns" in sql and (parameters or {}).get("t") == event_rows.TABLE:
+                return chdb_client.query("SELECT 1 WHERE 0")
+            return chdb_client.query(sql, parameters=parameters, **kw)
+
+        def __getattr__(self, name):
+            return getattr(chdb_client, name)
+
+    codec = Codec()
+    asked = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
+    assert not asked.direct_ready
+    assert asked.direct_takes(chdb_client) and asked.direct_ready
+    missing = RangeWriter(lambda: NoLanding(), codec, RetentionBook(30, 90), f"g-{unique}")
+    assert not missing.direct_takes() and not missing.direct_ready
+    off = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}", direct=False)
+    assert off.direct_takes() and not off.direct_ready  # replays direct ranges, plans none

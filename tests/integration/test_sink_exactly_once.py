@@ -58,7 +58,8 @@ def _sink_env(bootstrap: str, prefix: str, group: str, data: str) -> dict[str, s
         # with the direct path off (every other life, below): full ranges (60) on the staging
         # views, the smaller tails of a flush on the Python mapper; on, every range goes direct.
         # So all three paths are killed mid-insert, and a range one life planned is replayed
-        # by a life that takes another path for new ranges (the ledger keeps each range's own).
+        # by a life that takes another path for new ranges (the ledger keeps each range's own,
+        # and a replay takes it: a life with the setting off still replays direct ranges directly).
         "AGENTSTREAM_SINK_AVRO_MIN_ROWS": "30",
         "AGENTSTREAM_SINK_BATCH_MAX_SECONDS": "0.2",
         "AGENTSTREAM_SINK_METRICS_PORT": "0",
