@@ -42,3 +42,16 @@ def test_a_partition_faust_never_read_starts_from_its_first_record():
     recovery.active_offsets[TP(topic, 0)] = None  # what faust sets for a memory store
     assert apply_tail(table, recovery, [(topic, 0, 0, b"k", b"v0"), (topic, 0, 1, b"k", b"v1")]) == 2
     assert table.data[b"k"] == b"v1"
+
+
+def test_the_app_does_not_check_an_in_memory_store_against_the_short_watermark(tmp_path):
+    """A worker that read a partition's changelog tail holds an offset past what the embedded
+    broker calls the end; given that partition again by a rebalance, faust's consistency check
+    raised ConsistencyError and the worker died (seen in test_many_workers). The check guards a
+    RocksDB file that outlived its topic: with the in-memory store it is off."""
+    from agentstream.stream_processors.app import create_app
+    from agentstream.stream_processors.settings import ProcessorsSettings
+
+    app = create_app(ProcessorsSettings(bootstrap_servers="127.0.0.1:1", data_dir=tmp_path / "data"), partitions=4)
+    assert str(app.conf.store) == "memory:"
+    assert app.conf.recovery_consistency_check is False
