@@ -158,7 +158,6 @@ typedef struct {
 } Ev;
 
 static int rd_payload(In *c, Ev *v, int v2) {
-    int k;
     switch (v->branch) {
     case 0:  /* RunStart */
         TRY(rd_str(c, &v->s_a)); TRY(rd_optstr(c, &v->role)); return rd_bool(c, &v->flag);
@@ -205,7 +204,6 @@ static int rd_payload(In *c, Ev *v, int v2) {
     case 6:  /* Feedback */
         TRY(rd_str(c, &v->s_a)); TRY(rd_str(c, &v->s_b)); TRY(rd_str(c, &v->s_c)); return rd_str(c, &v->s_d);
     default:  /* CommandAck */
-        (void)k;
         TRY(rd_str(c, &v->s_a)); TRY(rd_str(c, &v->s_b)); TRY(rd_str(c, &v->s_c)); return rd_optstr(c, &v->s_d);
     }
 }

@@ -44,8 +44,8 @@ MARK = b"AGS1"
 # sha256 of the parsing canonical form of each staged writer schema -> the staging table that
 # mirrors it (a wrong pairing is refused by ClickHouse as a type error, never stored skewed).
 STAGED_SCHEMAS: dict[str, str] = {
-    "b35d70f3b8e9d1c79ac11256aebdd8ad32c1a54ce1a74a7da09bfe712654e3ef": "events_avro_staging",  # Event v1 (id 1)
-    "0adefaa84bc0414db748e93370f7969702abbcc6c259a59fa30ff7a9e6a44490": "events_avro_staging_v2",  # Event v2 (id 5)
+    event_rows.EVENT_V1: "events_avro_staging",  # Event v1 (id 1)
+    event_rows.EVENT_V2: "events_avro_staging_v2",  # Event v2 (id 5)
 }
 MAGIC = b"Obj\x01"
 
@@ -156,13 +156,14 @@ class ContainerBuilder:
     def _head(self, sid: int) -> tuple[bytes, bytes, str, Transcoder | None, bool | None] | None:
         if sid not in self._heads:
             schema = self._schema_for_id(sid)
-            table = None if schema is None else self._staged.get(canonical_hash(schema))
+            digest = None if schema is None else canonical_hash(schema)
+            table = None if digest is None else self._staged.get(digest)
             if table is None:
                 self._heads[sid] = None
             else:
                 sync = os.urandom(16)
                 doc = container_schema(schema)
-                v2 = event_rows.SCHEMA_VERSION.get(canonical_hash(schema)) if event_rows.AVAILABLE else None
+                v2 = event_rows.SCHEMA_VERSION.get(digest) if event_rows.AVAILABLE else None
                 self._heads[sid] = (header(doc, sync), sync, table, transcoder_for(doc), v2)
         return self._heads[sid]
 

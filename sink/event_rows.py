@@ -42,11 +42,12 @@ TABLE = "events_direct"  # migration 0013: a Null table, its view into events
 # views, as an Avro container or its RowBinary; 2: this path).
 WIRE_PYTHON, WIRE_STAGED, WIRE_DIRECT = 0, 1, 2
 
-# sha256 of the writer schema's parsing canonical form -> whether it is Event v2 (containers.py)
-SCHEMA_VERSION: dict[str, bool] = {
-    "b35d70f3b8e9d1c79ac11256aebdd8ad32c1a54ce1a74a7da09bfe712654e3ef": False,  # Event v1 (id 1)
-    "0adefaa84bc0414db748e93370f7969702abbcc6c259a59fa30ff7a9e6a44490": True,  # Event v2 (id 5)
-}
+# sha256 of the parsing canonical form of the two Event writer schemas the C reader follows
+# (containers.STAGED_SCHEMAS stages the same two)
+EVENT_V1 = "b35d70f3b8e9d1c79ac11256aebdd8ad32c1a54ce1a74a7da09bfe712654e3ef"  # id 1
+EVENT_V2 = "0adefaa84bc0414db748e93370f7969702abbcc6c259a59fa30ff7a9e6a44490"  # id 5
+# -> whether it is Event v2
+SCHEMA_VERSION: dict[str, bool] = {EVENT_V1: False, EVENT_V2: True}
 
 _STRINGS = ("tenant_id", "event_id", "agent_id", "agent_version", "environment", "run_id", "session_id",
             "parent_run_id", "parent_step_id", "end_user_id", "kind", "step_id", "step_kind", "name", "status",

@@ -29,22 +29,21 @@ from agentstream.schemas.offset_gaps import OffsetGapGuard, consumer_seek, start
 from agentstream.schemas.step_driver import drop_chain, pump
 from agentstream.schemas.steps import Abandoned, HeldBatch
 
-from . import event_rows
 from . import metrics as m
-from .dlq import DeadLetters, Rejected
+from .dlq import DeadLetters
 from .flush_chain import SinkChain, build_chain
 from .flush_policy import FlushPolicy
 from .clickhouse_client import ClickHouseClient
-from .ledger import OffsetRange, pending_plans, record_plans as write_plans
+from .ledger import OffsetRange, pending_plans
 from .offset_commits import OffsetCommitter
-from .range_batcher import Chunk, RangeBatcher
+from .range_batcher import RangeBatcher
+from .chain_io import ChainIOMixin
 from .readiness import ReadinessMixin
 from .retention import PolicyFollower, RetentionBook
 from .retrying import STOPPED, RetryingMixin
 from .settings import SinkSettings
 from .storage import apply_migrations, make_client
 from .tables import TABLE_SPECS, TableSpec
-from .thread_sched import spent, thread_sched
 from .writer import RangeWriter
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ log = logging.getLogger(__name__)
 BLOCKED_PAUSE_S = 1.0
 
 
-class Sink(RetryingMixin, ReadinessMixin):
+class Sink(ChainIOMixin, RetryingMixin, ReadinessMixin):
     """One consumer-group member moving the raw/events/alerts topics into ClickHouse.
 
     What callers may rely on:
@@ -132,24 +131,6 @@ class Sink(RetryingMixin, ReadinessMixin):
         if self._client is None:
             self._client = make_client(self.settings.clickhouse_dsn)
         return self._client
-
-    def _db(self) -> ClickHouseClient:
-        """The connection of the calling thread: an insert thread's own, or the main one."""
-        return self._own_client() or self.client
-
-    def _own_client(self) -> ClickHouseClient | None:
-        """On an insert thread with a factory: its own connection, made on first use (inside
-        the insert's retry, so a server that is down is retried like any insert)."""
-        if not getattr(self._local, "worker", False) or self._client_factory is None:
-            return None
-        if getattr(self._local, "client", None) is None:
-            self._local.client = self._client_factory()
-            with self._stats_lock:
-                self._worker_clients.append(self._local.client)
-        return self._local.client
-
-    def _mark_worker(self) -> None:
-        self._local.worker = True
 
     def kafka_conf(self) -> dict[str, Any]:
         return {"bootstrap.servers": self.settings.bootstrap_servers, **self.settings.kafka_config}
@@ -321,18 +302,6 @@ class Sink(RetryingMixin, ReadinessMixin):
         assert self._dead is not None, "a chain is built by an assignment, after _run made the DLQ"
         return build_chain(self, batcher, self._dead, self._dlq_guard, st, self._give_up, self._inserter)
 
-    def _wire_for(self, topic: str, rows: int) -> int:
-        """The path a new range of ``rows`` records of ``topic`` is planned on (its ledger row
-        keeps it for a replay). The direct path has no fixed cost of its own, so it takes a range
-        of any size; the staging views cost ClickHouse ~100 ms per insert, so a small range is
-        cheaper in Python (``avro_min_rows``)."""
-        st = self.settings
-        if not (st.avro_fast_path and RangeWriter.fast_path_for(self.specs[topic])):
-            return event_rows.WIRE_PYTHON
-        if self.writer.direct_ready:
-            return event_rows.WIRE_DIRECT
-        return event_rows.WIRE_STAGED if rows >= st.avro_min_rows else event_rows.WIRE_PYTHON
-
     def _give_up(self) -> bool:
         """A retry stops when the sink stops or a revocation's time is up."""
         return self._stopping.is_set() or (self._revoke_deadline is not None
@@ -352,58 +321,5 @@ class Sink(RetryingMixin, ReadinessMixin):
     @property
     def _flushing(self) -> bool:
         return self._chain is not None and self._chain.in_flight_rows > 0
-
-    # ---- the chain's I/O (flush_chain.SinkIO) ----------------------------------------------------
-
-    def record_plans(self, ranges: list[tuple[OffsetRange, int]]) -> None:
-        with self._client_lock:  # the insert threads may share the main client
-            write_plans(self.client, self.settings.group_id, ranges)
-
-    def recovered(self) -> None:
-        self.last_error = None
-
-    def dead_lettered(self, n: int) -> None:
-        self.dlq_records += n
-
-    def store_chunks(self, spec: TableSpec, chunks: list[Chunk]) -> list[Rejected]:
-        """Inserts ranges that share a flush token together, or replays them (see ``writer``);
-        returns the records rejected. ``chunk.cell`` keeps each range's path choice across retries."""
-        t0 = time.perf_counter()
-        sched0 = thread_sched()
-        own = self._own_client()
-        parts = [(c.cell, c.msgs) for c in chunks]
-        with contextlib.nullcontext() if own is not None else self._client_lock:
-            if chunks[0].replay:
-                by_path, rejected = self.writer.replay(spec, parts)
-            else:
-                by_path, rejected = self.writer.store_group(spec, parts)
-        stored = sum(by_path.values())
-        m.INSERT_SECONDS.labels(spec.table).observe(time.perf_counter() - t0)
-        if (sched := spent(sched0)) is not None:
-            m.INSERT_CPU_SECONDS.labels(spec.table).observe(sched[0])
-            m.INSERT_CPU_WAIT_SECONDS.labels(spec.table).observe(sched[1])
-        m.BATCH_ROWS.labels(spec.table).observe(stored)
-        m.BATCHES.labels(spec.table).inc()
-        for path, n in by_path.items():
-            if n:
-                m.ROWS.labels(spec.table, path).inc(n)
-        with self._stats_lock:
-            self.stored_rows += stored
-        return rejected
-
-    def commit_ranges(self, ranges: list[OffsetRange]) -> None:
-        """Commits past ``ranges`` (all stored) for the partitions still assigned (``commits``)."""
-        if ranges:
-            self.commits.commit(ranges)
-            self._progress_at = time.monotonic()
-
-    @property
-    def committed_ranges(self) -> int:
-        return self.commits.committed_ranges
-
-    @property
-    def last_commit_at(self) -> float | None:
-        return self.commits.last_commit_at
-
 
 _STOPPED = STOPPED  # the name the sink's unit tests import

@@ -221,13 +221,14 @@ class RangeWriter:
         if not self.rowbinary or c.transcoder is None:
             return False
         transcoder = c.transcoder
-        return self._takes(client, c.table, lambda cols: transcoder.matches(cols), "its inserts stay Avro containers")
+        return self._takes(lambda: client, c.table, lambda cols: transcoder.matches(cols),
+                           "its inserts stay Avro containers")
 
     def direct_takes(self, client: Any = None) -> bool:
         """Whether ranges recorded on the direct path go that way here: the C module is built and
         the landing table has the columns it writes (asked once; the sink asks at start, so a
         range is planned direct only where it will be stored so)."""
-        return self.capable and self._takes(client or self._client(), event_rows.TABLE, event_rows.takes,
+        return self.capable and self._takes(lambda: client or self._client(), event_rows.TABLE, event_rows.takes,
                                            "its inserts go through the staging views")
 
     @property
@@ -235,10 +236,12 @@ class RangeWriter:
         """``direct_takes`` as already asked (False until then); no I/O."""
         return self.direct and self._table_takes.get(event_rows.TABLE, False)
 
-    def _takes(self, client: Any, table: str, check: Callable[[list[tuple[str, str]]], bool], otherwise: str) -> bool:
+    def _takes(self, client: Callable[[], Any], table: str, check: Callable[[list[tuple[str, str]]], bool],
+               otherwise: str) -> bool:
+        """Whether ``table``'s columns pass ``check``: asked of ClickHouse once, then remembered."""
         takes = self._table_takes.get(table)
         if takes is None:
-            cols = client.query("SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+            cols = client().query("SELECT name, type FROM system.columns WHERE database = currentDatabase() "
                                 "AND table = {t:String} ORDER BY position", parameters={"t": table}).result_rows
             takes = self._table_takes[table] = check([tuple(r) for r in cols])
             if not takes:

@@ -26,6 +26,7 @@ from agentstream.sink import event_rows
 from agentstream.sink.containers import MARK, canonical_hash
 from agentstream.sink.rows import EVENT_COLUMNS, RowError, event_row
 from tests.avro_datums import datum
+from tests.staged_schemas import staged_writer_schemas
 
 pytestmark = pytest.mark.skipif(not event_rows.AVAILABLE, reason="sink/_eventrows.c is not built")
 
@@ -34,18 +35,9 @@ pytestmark = pytest.mark.skipif(not event_rows.AVAILABLE, reason="sink/_eventrow
 ALLOWED_EXTRA_REFUSALS = ("a payload branch other than the one its kind names", "a map key given twice")
 
 
-def _writer_schemas() -> list[tuple[int, dict, bool]]:
-    codec = Codec()
-    out = []
-    for sid in range(1, 64):
-        schema = codec.resolver.schema_for_id(sid)
-        if schema is not None and canonical_hash(schema) in event_rows.SCHEMA_VERSION:
-            out.append((sid, schema, event_rows.SCHEMA_VERSION[canonical_hash(schema)]))
-    assert len(out) == len(event_rows.SCHEMA_VERSION)
-    return out
-
-
-SCHEMAS = _writer_schemas()
+SCHEMAS = [(sid, s, event_rows.SCHEMA_VERSION[canonical_hash(s)]) for sid, s in staged_writer_schemas()
+           if canonical_hash(s) in event_rows.SCHEMA_VERSION]
+assert len(SCHEMAS) == len(event_rows.SCHEMA_VERSION)
 
 
 def _branches(schema: dict) -> dict[str, dict]:
