@@ -156,8 +156,8 @@ class ContainerBuilder:
     def _head(self, sid: int) -> tuple[bytes, bytes, str, Transcoder | None, bool | None] | None:
         if sid not in self._heads:
             schema = self._schema_for_id(sid)
-            digest = None if schema is None else canonical_hash(schema)
-            table = None if digest is None else self._staged.get(digest)
+            digest = "" if schema is None else canonical_hash(schema)
+            table = self._staged.get(digest)
             if table is None:
                 self._heads[sid] = None
             else:
