@@ -64,9 +64,11 @@ def install_offline_docs(app: FastAPI) -> None:
         return get_swagger_ui_oauth2_redirect_html()
 
 
-def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None, client: Any = None, run_misses: Any = None) -> FastAPI:
     """Builds the app. ``client`` is a clickhouse-connect client to use instead of connecting to
-    ``settings.clickhouse_dsn`` (the embedded stack shares its chDB client; tests pass theirs)."""
+    ``settings.clickhouse_dsn`` (the embedded stack shares its chDB client; tests pass theirs).
+    ``run_misses`` (store/run_misses.py) only from a caller that tells it of every insert into
+    ``events``: the embedded process, where the sink runs beside the API."""
     settings = settings or ApiSettings()
     password = settings.clickhouse_password.get_secret_value() if settings.clickhouse_password else None
     factory = sibling_factory(client) if client is not None else (
@@ -78,8 +80,10 @@ def create_app(settings: ApiSettings | None = None, client: Any = None) -> FastA
         sql_factory = partial(connect, settings.sql_clickhouse_dsn, None)
     sql_db = Db(None if sql_factory else client, sql_factory, pool_size=settings.sql_pool_size)
     state = AppState(settings=settings, db=db, keys=KeyStore(settings.api_keys_file),
-                     metrics=ApiMetrics())
+                     metrics=ApiMetrics(), run_misses=run_misses)
     state.extras["sql_db"] = sql_db
+    if run_misses is not None:
+        state.metrics.watch_run_misses(run_misses)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

@@ -30,6 +30,8 @@ class AppState:
     metrics: Any = None
     kafka: Any = None  # KafkaWriter, created on first write
     policies: Any = None  # PolicyCache, started on first policy read
+    # Runs a tenant does not have (store/run_misses.py): only where the process sees every insert
+    run_misses: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
     # Who a request without an API key is, from something else it carries (the dashboard's
     # session cookie, api/dashboard); None when it carries nothing valid. It may raise ApiError.

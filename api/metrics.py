@@ -34,6 +34,22 @@ class ApiMetrics:
         # The policies tails' re-read fetches (process-wide counts, read at each scrape).
         register_gap_metrics(self.registry, "agentstream_api_policies", lambda: POLICY_GAP_COUNTS)
 
+    def watch_run_misses(self, misses: Any) -> None:
+        """The cache of runs a tenant does not have (store/run_misses.py), read at each scrape."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        class _Collector:
+            def collect(self) -> Any:
+                yield CounterMetricFamily("agentstream_api_run_misses_answered",
+                                          "GET /v1/runs/{id} 404s answered from the cache, without a query",
+                                          value=misses.hits)
+                yield CounterMetricFamily("agentstream_api_run_misses_remembered",
+                                          "404s of a run read remembered for later ones", value=misses.remembered)
+                yield GaugeMetricFamily("agentstream_api_run_misses", "runs remembered missing now",
+                                        value=len(misses))
+
+        self.registry.register(_Collector())
+
     def render(self) -> Response:
         # Plus the process's default registry: on the embedded default the sink runs in this
         # process and counts its rows, DLQ records and lag there (sink/metrics.py); without it

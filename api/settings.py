@@ -56,6 +56,11 @@ class ApiSettings(BaseSettings):
     sql_pool_size: int = 4
     # Connections the API's own routes use (chDB: handles on the same engine; run side by side).
     clickhouse_pool_size: int = 8
+    # The embedded process only (the sink beside the API tells it of every insert): remember
+    # runs a tenant does not have, so a client polling for a run gets its 404s without a query
+    # (store/run_misses.py). Elsewhere it has no effect.
+    run_miss_cache: bool = True
+    run_miss_cache_size: int = 10_000
     # Server mode, second wall: the SQL pool's own restricted user, and the custom setting its row
     # policies read the tenant from (``agentstream api row-policies`` prints the DDL; docs/deploy.md).
     sql_clickhouse_dsn: str | None = None

@@ -116,6 +116,8 @@ class Bench:
                          r'\{table="events"\} (\S+)$', line)
             if m:
                 out[m.group(1)] = float(m.group(2))
+            elif line.startswith("agentstream_api_run_misses_answered_total "):
+                out["misses_answered"] = float(line.split()[1])
         return out
 
     def sink_rows(self) -> float:
@@ -249,7 +251,9 @@ def probe_latency(b: Bench, tracer: Tracer, tenant: str, seconds: float, every: 
     return {**split, "n": len(lat_ms), "missing": len(missing), "p50_ms": r(pct(lat_ms, 0.5)),
             "p99_ms": r(pct(lat_ms, 0.99)), "max_ms": r(max(lat_ms, default=float("nan"))),
             "get_p50_ms": r(pct(get_ms, 0.5)), "get_p99_ms": r(pct(get_ms, 0.99)), "gets": len(get_ms), "requests": requests[0],
-            "hops": hop_budget(stamps), "sink_inserts": inserts, "cpu_waits": waits}
+            "hops": hop_budget(stamps), "sink_inserts": inserts, "cpu_waits": waits,
+            # 404s the API answered without a query (api/store/run_misses.py)
+            "misses_answered": int(inserts_after.get("misses_answered", 0) - inserts_before.get("misses_answered", 0))}
 
 
 def cpu_waits(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]],

@@ -233,6 +233,7 @@ def serve_embedded() -> None:
 
     from agentstream.api.app import create_app
     from agentstream.api.settings import ApiSettings
+    from agentstream.api.store.run_misses import RunMisses
     from agentstream.sink import Sink, SinkSettings, make_client
     from agentstream.sink.gc_policy import apply_gc_policy
 
@@ -244,8 +245,12 @@ def serve_embedded() -> None:
     # one-owner rule holds), and so does the API: chDB serialises the calls on one handle, and
     # a point read on the sink's handle waited behind its inserts (measured: p50 210-250 ms vs
     # 17-26 ms on an own handle, docs/performance.md).
-    sink = Sink(sink_settings, client=client, client_factory=lambda: make_client(sink_settings.clickhouse_dsn))
-    app = create_app(api_settings, client=make_client(sink_settings.clickhouse_dsn))
+    # The process sees every insert into events (it owns the chDB directory), so the API may
+    # answer a run it knows missing without a query: the sink tells it what each insert carries.
+    misses = RunMisses(api_settings.run_miss_cache_size) if api_settings.run_miss_cache else None
+    sink = Sink(sink_settings, client=client, client_factory=lambda: make_client(sink_settings.clickhouse_dsn),
+                watch=misses)
+    app = create_app(api_settings, client=make_client(sink_settings.clickhouse_dsn), run_misses=misses)
     server = uvicorn.Server(uvicorn.Config(app, host=api_settings.host, port=api_settings.port,
                                            log_level="warning"))
     stopping = threading.Event()

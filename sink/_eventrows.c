@@ -221,18 +221,37 @@ static void put_row(Buf *o, Buf *js, const Ev *v, const unsigned char *end) {
     if (js->oom) o->oom = 1;
 }
 
-/* event_rows(body: bytes, count: int, v2: bool) -> bytes */
+/* The run a row belongs to, for the API's cache of runs a tenant does not have (api/store/
+ * run_misses.py): tenant_id, 0xFF, run_id, 0xFE. Neither byte occurs in UTF-8, and every string
+ * here is strict UTF-8 (or the body is refused), so the keys split apart exactly. A row of the
+ * same run as the row before adds nothing. */
+static void put_run(Buf *o, const Ev *v, Str *last_tenant, Str *last_run) {
+    if (last_run->p && last_run->n == v->run_id.n && last_tenant->n == v->tenant_id.n
+        && !memcmp(last_run->p, v->run_id.p, (size_t)v->run_id.n)
+        && !memcmp(last_tenant->p, v->tenant_id.p, (size_t)v->tenant_id.n))
+        return;
+    buf_put(o, v->tenant_id.p, (size_t)v->tenant_id.n);
+    buf_byte(o, 0xFF);
+    buf_put(o, v->run_id.p, (size_t)v->run_id.n);
+    buf_byte(o, 0xFE);
+    *last_tenant = v->tenant_id;
+    *last_run = v->run_id;
+}
+
+/* event_rows(body: bytes, count: int, v2: bool, runs: bool = False) -> bytes, or with runs
+ * (bytes, bytes): the rows and the runs they belong to (put_run) */
 static PyObject *event_rows(PyObject *self, PyObject *args) {
     PyObject *body;
     Py_ssize_t count;
-    int v2;
+    int v2, want_runs = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!np", &PyBytes_Type, &body, &count, &v2)) return NULL;
+    if (!PyArg_ParseTuple(args, "O!np|p", &PyBytes_Type, &body, &count, &v2, &want_runs)) return NULL;
     const unsigned char *in = (const unsigned char *)PyBytes_AS_STRING(body);
     Py_ssize_t inlen = PyBytes_GET_SIZE(body);
-    Buf out = {NULL, 0, 0, 0}, js = {NULL, 0, 0, 0}, keys = {NULL, 0, 0, 0};
+    Buf out = {NULL, 0, 0, 0}, js = {NULL, 0, 0, 0}, keys = {NULL, 0, 0, 0}, runs = {NULL, 0, 0, 0};
     In c = {in, in + inlen, NULL, &keys};
     Ev v;
+    Str last_tenant = {NULL, 0}, last_run = {NULL, 0};
     Py_ssize_t i = 0;
     int r = 0;
     /* the input is an immutable bytes object: the sink's reader thread runs meanwhile */
@@ -242,16 +261,20 @@ static PyObject *event_rows(PyObject *self, PyObject *args) {
         memset(&v, 0, sizeof v);
         if ((r = rd_event(&c, &v, v2))) break;
         put_row(&out, &js, &v, c.end);
+        if (want_runs) put_run(&runs, &v, &last_tenant, &last_run);
     }
     Py_END_ALLOW_THREADS
     PyObject *res = NULL;
-    if (out.oom || keys.oom) PyErr_NoMemory();
+    if (out.oom || keys.oom || runs.oom) PyErr_NoMemory();
     else if (r) PyErr_Format(PyExc_ValueError, "record %zd of %zd: %s", i, count, c.why);
     else if (c.p != c.end)
         PyErr_Format(PyExc_ValueError, "%zd bytes left after %zd records", (Py_ssize_t)(c.end - c.p), count);
+    else if (want_runs)
+        res = Py_BuildValue("(y#y#)", out.b ? (const char *)out.b : "", (Py_ssize_t)out.n,
+                            runs.b ? (const char *)runs.b : "", (Py_ssize_t)runs.n);
     else
         res = PyBytes_FromStringAndSize((const char *)out.b, (Py_ssize_t)out.n);
-    free(out.b); free(js.b); free(keys.b);
+    free(out.b); free(js.b); free(keys.b); free(runs.b);
     return res;
 }
 
@@ -269,8 +292,8 @@ static PyObject *py_json_double(PyObject *self, PyObject *arg) {
 
 static PyMethodDef methods[] = {
     {"event_rows", event_rows, METH_VARARGS,
-     "event_rows(body, count, v2) -> bytes: count framed Event records as events RowBinary rows; "
-     "ValueError if one does not map exactly"},
+     "event_rows(body, count, v2, runs=False) -> bytes: count framed Event records as events RowBinary "
+     "rows (with runs: and the runs they belong to); ValueError if one does not map exactly"},
     {"json_double", py_json_double, METH_O, "json_double(x) -> str: a double as the payload's JSON writes it"},
     {NULL, NULL, 0, NULL},
 };

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import sys
 
+from agentstream.schemas.run_keys import split_run_keys
+
 from .rows import EVENT_COLUMNS
 
 try:
@@ -78,3 +80,10 @@ def rows(body: bytes, count: int, v2: bool) -> bytes:
     RowBinary rows of ``EVENT_COLUMNS``; ValueError says which record does not map and why."""
     assert _event_rows is not None
     return _event_rows(body, count, v2)
+
+
+def rows_and_runs(body: bytes, count: int, v2: bool) -> tuple[bytes, set[bytes]]:
+    """``rows()``, and the runs those rows belong to as schemas/run_keys.py keys."""
+    assert _event_rows is not None
+    rows_, runs = _event_rows(body, count, v2, True)
+    return rows_, split_run_keys(runs)

@@ -44,7 +44,7 @@ from .retrying import STOPPED, RetryingMixin
 from .settings import SinkSettings
 from .storage import apply_migrations, make_client
 from .tables import TABLE_SPECS, TableSpec
-from .writer import RangeWriter
+from .writer import InsertWatch, RangeWriter
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,9 @@ class Sink(ChainIOMixin, RetryingMixin, ReadinessMixin):
     """
 
     def __init__(self, settings: SinkSettings, client: Any = None, codec: Codec | None = None,
-                 client_factory: Callable[[], Any] | None = None) -> None:
+                 client_factory: Callable[[], Any] | None = None, watch: InsertWatch | None = None) -> None:
         self.settings = settings
+        self.watch = watch
         self._client = client
         # Makes each insert thread's own connection; without one (a client object given), the
         # insert threads share ``client`` under ``_client_lock``.
@@ -93,7 +94,8 @@ class Sink(ChainIOMixin, RetryingMixin, ReadinessMixin):
             topic_name(t, settings.topic_prefix): TABLE_SPECS[t] for t in settings.topics
         }
         self.writer = RangeWriter(self._db, self.codec, self.retention, settings.group_id,
-                                  settings.insert_priority, settings.avro_as_rowbinary, settings.direct_event_rows)
+                                  settings.insert_priority, settings.avro_as_rowbinary, settings.direct_event_rows,
+                                  watch)
         st = settings
         self._stop = threading.Event()
         self._stopping = self._stop  # the event ``run`` was given
@@ -160,10 +162,19 @@ class Sink(ChainIOMixin, RetryingMixin, ReadinessMixin):
             log.critical("sink stopped: %s", self.failed, exc_info=not isinstance(exc, ConsumerCrash))
             raise
 
+    def _migrate(self) -> None:
+        # a migration may fill run_events from events (0010): as an insert of any run
+        token = self.watch.begin(None) if self.watch is not None else 0
+        try:
+            apply_migrations(self.client)
+        finally:
+            if self.watch is not None:
+                self.watch.end(token)
+
     def _run(self, stop: threading.Event) -> None:
         from confluent_kafka import Consumer, Producer
 
-        if self._with_retry("migrations", lambda: apply_migrations(self.client), stop) is STOPPED:
+        if self._with_retry("migrations", self._migrate, stop) is STOPPED:
             return  # stopped during an outage: never reach Kafka with an unmigrated database
         # Asked once, before any range is planned: a range is recorded on the direct path only
         # where this process will store it so (its replay relies on the recorded path).

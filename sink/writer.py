@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable
+from typing import AbstractSet, Any, Callable, Protocol
 
 from agentstream.schemas import Codec
 from agentstream.schemas.kafka_message import KafkaMessage
+from agentstream.schemas.run_keys import run_key
 
 from . import metrics as m
 from . import event_rows
@@ -57,6 +58,16 @@ _REFUSED_SETTING = {164, 452}
 INSERT_PRIORITY = 8
 
 
+class InsertWatch(Protocol):
+    """Told of every insert into ``events`` and the runs it carries, before it is sent and after
+    it is over: the embedded API's cache of runs a tenant does not have (api/store/run_misses.py)
+    forgets those runs, and remembers none of them meanwhile."""
+
+    def begin(self, runs: AbstractSet[bytes] | None) -> int: ...  # None: rows of any run
+
+    def end(self, token: int) -> None: ...
+
+
 def _add(stored: dict[str, int], rejected: list[Rejected], result: tuple[dict[str, int], list[Rejected]]) -> None:
     for path, n in result[0].items():
         stored[path] += n
@@ -75,8 +86,10 @@ class RangeWriter:
     """
 
     def __init__(self, client: Callable[[], Any], codec: Codec, book: RetentionBook, group: str,
-                 priority: int = INSERT_PRIORITY, rowbinary: bool = True, direct: bool = True) -> None:
+                 priority: int = INSERT_PRIORITY, rowbinary: bool = True, direct: bool = True,
+                 watch: InsertWatch | None = None) -> None:
         self._client = client
+        self.watch = watch
         self.priority = priority
         self.rowbinary = rowbinary
         # New ranges are planned direct when asked for and built; a range recorded direct is
@@ -175,17 +188,21 @@ class RangeWriter:
             # 'force_enable' ~2x slower (it filters the wide payload columns once per branch).
             settings["short_circuit_function_evaluation"] = "enable"
             try:
-                def avro_insert(st: dict[str, Any], c: Any = c, to_events: bool = to_events) -> None:
+                # the staging views' runs are not known here: such an insert may carry any run
+                block, runs = c.event_rows() if to_events else (b"", None)
+
+                def avro_insert(st: dict[str, Any], c: Any = c, to_events: bool = to_events,
+                                block: bytes = block) -> None:
                     client = self._client()
                     if to_events:
-                        client.raw_insert(event_rows.TABLE, event_rows.EVENT_COLUMNS, insert_block=c.event_rows(),
+                        client.raw_insert(event_rows.TABLE, event_rows.EVENT_COLUMNS, insert_block=block,
                                           fmt="RowBinary", settings=st)
                     elif self._as_rowbinary(client, c):
                         client.raw_insert(c.table, insert_block=c.rows(), fmt="RowBinary", settings=st)
                     else:
                         client.raw_insert(c.table, insert_block=c.data(), fmt="Avro", settings=st)
 
-                self._insert(avro_insert, settings)
+                self._insert(avro_insert, settings, spec, runs)
             except Exception as exc:  # classified below; outages propagate
                 if not rejected_data(exc):
                     raise
@@ -267,13 +284,22 @@ class RangeWriter:
     def _python(self, spec: TableSpec, token: str, msgs: list[KafkaMessage]) -> tuple[int, list[Rejected]]:
         rows, rejected = convert(spec, self.codec, self.book, msgs)
         if rows:
+            runs = None
+            if self.watch is not None and spec.table == "events":
+                tenant, run = spec.columns.index("tenant_id"), spec.columns.index("run_id")
+                runs = {run_key(r[tenant], r[run]) for r in rows}
             self._insert(lambda st: self._client().insert(spec.table, rows, column_names=list(spec.columns), settings=st),
-                         self.insert_settings(token))
+                         self.insert_settings(token), spec, runs)
         return len(rows), rejected
 
-    def _insert(self, call: Callable[[dict[str, Any]], Any], settings: dict[str, Any]) -> None:
-        """``call(settings)``; a server whose profile refuses the ``priority`` setting (a
-        constraint, 452) gets the insert at the default priority, and every later one too."""
+    def _insert(self, call: Callable[[dict[str, Any]], Any], settings: dict[str, Any], spec: TableSpec,
+                runs: AbstractSet[bytes] | None) -> None:
+        """``call(settings)``, ``watch`` told of it when it is into ``events`` (the only table
+        ``run_events`` is fed from, migration 0010) with ``runs`` (None: any run); a server whose
+        profile refuses the ``priority`` setting (a constraint, 452) gets the insert at the
+        default priority, and every later one too."""
+        watch = self.watch if spec.table == "events" else None
+        token = watch.begin(runs) if watch is not None else 0
         try:
             call(settings)
         except Exception as exc:
@@ -284,3 +310,6 @@ class RangeWriter:
                         clickhouse_code(exc))
             self.priority = 0
             call({k: v for k, v in settings.items() if k != "priority"})
+        finally:
+            if watch is not None:
+                watch.end(token)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
 from ..db import Db
-from ..deps import PageParams, TimeRange, get_db, page_params, require_read, time_range
+from ..deps import AppState, PageParams, TimeRange, get_db, get_state, page_params, require_read, time_range
 from ..errors import ERROR_RESPONSES, bad_request, not_found
 from ..models import RunDetail, RunPage, RunStatus, model_response
 from ..store.runs import RunFilters, list_runs, run_detail
@@ -66,12 +67,27 @@ def get_runs(
 
 @router.get("/{run_id}", response_model=RunDetail,
             summary="One run with its steps in order, failures, decisions and signals")
-def get_run(
+async def get_run(
     run_id: str = RUN_ID,
     who: Principal = Depends(require_read),
-    db: Db = Depends(get_db),
+    state: AppState = Depends(get_state),
 ) -> Response:
-    detail = run_detail(db, who.tenant_id, run_id)
-    if detail is None:
+    # async, the read in the threadpool: a run known missing (store/run_misses.py) is answered
+    # on the event loop, without a thread hop or a query
+    misses = state.run_misses
+    if misses is not None:
+        key = misses.key(who.tenant_id, run_id)
+        if misses.missing(key):
+            raise not_found("run", run_id)
+        snapshot = misses.snapshot()
+    response = await run_in_threadpool(_run_response, state.db, who.tenant_id, run_id)
+    if response is None:
+        if misses is not None:
+            misses.remember(key, snapshot)
         raise not_found("run", run_id)
-    return model_response(RunDetail(**detail))
+    return response
+
+
+def _run_response(db: Db, tenant: str, run_id: str) -> Response | None:
+    detail = run_detail(db, tenant, run_id)
+    return None if detail is None else model_response(RunDetail(**detail))

@@ -366,3 +366,70 @@ def test_a_range_is_planned_direct_only_once_the_landing_table_is_known_to_take_
     assert not missing.direct_takes() and not missing.direct_ready
     off = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}", direct=False)
     assert off.direct_takes() and not off.direct_ready  # replays direct ranges, plans none
+
+
+class RecordingWatch:
+    """An InsertWatch that checks, at each begin, that none of the announced runs' rows of this
+    insert is visible yet, and records what each insert announced."""
+
+    def __init__(self, client, tenant: str) -> None:
+        self.client, self.tenant = client, tenant
+        self.announced: list = []
+        self.open: set[int] = set()
+
+    def visible(self) -> int:
+        return self.client.query("SELECT count() FROM run_events WHERE tenant_id = {t:String}",
+                                 parameters={"t": self.tenant}).result_rows[0][0]
+
+    def begin(self, runs):
+        self.announced.append((None if runs is None else set(runs), self.visible()))
+        token = len(self.announced)
+        self.open.add(token)
+        return token
+
+    def end(self, token):
+        self.open.remove(token)
+
+
+@pytest.mark.parametrize("wire", [event_rows.WIRE_PYTHON] + FAST_WIRES)
+def test_every_insert_into_events_announces_its_runs_before_it_is_sent(chdb_client, unique, wire):
+    """What the embedded API's cache of missing runs relies on (api/store/run_misses.py): every
+    insert into events is announced with every run it carries (or as 'any run', None), before
+    any of its rows is visible in run_events, and ended; a container refused and redone in Python
+    is announced again; an alerts insert is not an insert into events. (Run ids with non-ASCII
+    text: the keys are UTF-8, as the API spells them.)"""
+    from agentstream.schemas import ALERT
+    from agentstream.schemas.run_keys import run_key
+
+    codec = Codec()
+    tenant = f"watch-{unique}"
+    watch = RecordingWatch(chdb_client, tenant)
+    writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}", watch=watch)
+    events = [e for i in range(4) for e in run_events(tenant, f"run-{unique}-{i}é", n_steps=2)]
+    msgs = [Msg(codec.encode(EVENT, e), i) for i, e in enumerate(events)]
+    writer.store(SPEC, {"range": OffsetRange(f"watch-{unique}", 0, 0, len(msgs) - 1, NOW, avro=wire)}, msgs)
+    runs = {run_key(tenant, e["run_id"]) for e in events}
+    assert watch.open == set() and [v for _, v in watch.announced] == [0]
+    [(announced, _)] = watch.announced
+    if wire == event_rows.WIRE_STAGED:
+        assert announced is None  # the staging view's rows are not read here: any run
+    else:
+        assert announced == runs
+    assert watch.visible() == len(events)
+    # refused on a fast path, redone in Python: two inserts, each announced
+    bad = codec.encode(EVENT, dict(events[0], event_id=str(uuid.uuid4()), run_id="late", seq=2**40))
+    more = [Msg(codec.encode(EVENT, dict(e, run_id="late", event_id=str(uuid.uuid4()))), i)
+            for i, e in enumerate(events[:3])] + [Msg(bad, 3)]
+    watch.announced.clear()
+    _, rejected = writer.store(SPEC, {"range": OffsetRange(f"watch2-{unique}", 0, 0, 3, NOW, avro=wire)}, more)
+    assert len(rejected) == 1 and watch.open == set()
+    assert [a for a, _ in watch.announced][-1] == {run_key(tenant, "late")}
+    # the staging view's refusal is ClickHouse's, during an insert; the C refuses before sending one
+    assert len(watch.announced) == (2 if wire == event_rows.WIRE_STAGED else 1)
+    alert = {"alert_id": f"a-{unique}", "alert_type": "loop", "severity": "WARNING", "tenant_id": tenant,
+             "agent_id": "planner", "run_id": "late", "title": "t", "evidence": {}, "detected_us": NOW,
+             "source_offsets": []}
+    watch.announced.clear()
+    writer.store(TABLE_SPECS["alerts"], {"range": OffsetRange(f"watch3-{unique}", 0, 0, 0, NOW)},
+                 [Msg(codec.encode(ALERT, alert), 0)])
+    assert watch.announced == []

@@ -22,6 +22,7 @@ import pytest
 from agentstream.schemas import EVENT, Codec, DecodeError
 from agentstream.schemas.avro_binary import encode_long
 from agentstream.schemas.codec import KIND_TO_BRANCH
+from agentstream.schemas.run_keys import run_key
 from agentstream.sink import event_rows
 from agentstream.sink.containers import MARK, canonical_hash
 from agentstream.sink.rows import EVENT_COLUMNS, RowError, event_row
@@ -183,6 +184,33 @@ def test_c_writes_what_python_stores_and_refuses_what_it_rejects(corpus):
     assert refused_extra < 200
     # back to back, as a container's body
     assert event_rows.rows(b"".join(b for b, _ in bodies), len(bodies), v2) == b"".join(g for _, g in bodies)
+
+
+def test_the_runs_a_body_carries_are_its_rows_tenants_and_runs(corpus):
+    """What the sink tells the embedded API's cache of missing runs an insert carries
+    (api/store/run_misses.py): every row's run, as schemas/run_keys.py spells it, nothing else.
+    A run left out would be answered missing after it is stored."""
+    sid, schema, v2, events = corpus
+    rng = random.Random(sid)
+    bodies, want, tenant = [], set(), "t-same"
+    for ev in events:
+        if rng.random() < 0.3:  # rows of one run back to back, as a partition's batch holds them
+            ev = {**ev, "tenant_id": tenant, "run_id": "same-run"}
+        tenant = ev["tenant_id"] or tenant
+        body = _framed(sid, schema, ev) + _trailer(30)
+        try:
+            event_rows.rows(body, 1, v2)
+        except ValueError:
+            continue
+        bodies.append(body)
+        want.add(run_key(ev["tenant_id"], ev["run_id"]))
+    body = b"".join(bodies)
+    rows, runs = event_rows.rows_and_runs(body, len(bodies), v2)
+    assert rows == event_rows.rows(body, len(bodies), v2)
+    assert runs == want and len(want) > 100
+    assert any(max(k) >= 0x80 for k in want)  # runs and tenants of non-ASCII text among them
+    with pytest.raises(ValueError):
+        event_rows.rows_and_runs(body[:-1], len(bodies), v2)
 
 
 def test_the_payload_json_is_python_s_for_every_branch_and_odd_text(corpus):
