@@ -2,7 +2,7 @@
 
     python bench/api_request_cpu.py [--before 782c09f] [--runs 300] [--concurrency 8]
                                     [--seconds 6] [--rounds 3] [--reads run,miss,list,timeline]
-                                    [--http-before h11] [--http-now httptools]
+                                    [--http-before h11] [--http-now httptools] [--run-misses-now]
 
 Two API servers run at once, each a uvicorn process of its own (chDB: one process per data
 directory) on loopback: ``before``, ``api/`` as it was at ``--before`` (extracted with ``git
@@ -167,7 +167,11 @@ def serve(a: argparse.Namespace) -> None:
     keys = f"{a.data}/keys.json"
     add_key(keys, TENANT, KEY, scopes=["read"])
     settings = ApiSettings(api_keys_file=keys, bootstrap_servers="", dashboard_session_secret="bench")
-    app = create_app(settings, client=make_client(dsn))
+    misses = None
+    if a.run_misses:  # as the embedded process builds it; every row is in before the app starts
+        from agentstream.api.store.run_misses import RunMisses
+        misses = RunMisses()
+    app = create_app(settings, client=make_client(dsn), **({"run_misses": misses} if misses is not None else {}))
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", http=a.http)
 
 
@@ -269,6 +273,10 @@ def main() -> None:
     ap.add_argument("--http-before", default="auto", choices=("auto", "h11", "httptools"),
                     help="uvicorn's HTTP parser in the before arm (auto: httptools when installed)")
     ap.add_argument("--http-now", default="auto", choices=("auto", "h11", "httptools"))
+    ap.add_argument("--run-misses-now", action="store_true",
+                    help="the 'now' arm remembers 404s of run reads, as the embedded process does "
+                         "(api/store/run_misses.py); the 'miss' read then measures a remembered 404")
+    ap.add_argument("--run-misses", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
@@ -298,6 +306,8 @@ def main() -> None:
             urls[arm] = f"http://127.0.0.1:{port}"
             cmd = [sys.executable, __file__, "--serve", "--port", str(port), "--data", f"{work}/{arm}",
                    "--rows", f"{work}/rows.pkl", "--http", getattr(a, f"http_{arm}")] + (["--api-dir", f"{old_api}/api"] if arm == "before" else [])
+            if arm == "now" and a.run_misses_now:
+                cmd.append("--run-misses")
             procs[arm] = subprocess.Popen(cmd, cwd=str(ROOT))
         for arm, url in urls.items():
             deadline = time.monotonic() + 300
@@ -330,6 +340,7 @@ def main() -> None:
         compared, differ = compare(urls, ids)
 
         out: dict[str, Any] = {"before_rev": a.before, "http_before": a.http_before, "http_now": a.http_now,
+                               "run_misses_now": a.run_misses_now,
                                "runs": a.runs, "events": len(rows),
                                "concurrency": a.concurrency, "seconds": a.seconds, "rounds": a.rounds}
         print(f"\n{'read':10s} {'arm':7s} {'CPU us/req':>11s} {'loop us/r':>10s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s}")
