@@ -238,7 +238,9 @@ def _attach_final_sample(tree: exp.Expression) -> None:
 
 def _scope_table(table: exp.Table, readable: Collection[str], database: str) -> str:
     if not isinstance(table.this, exp.Identifier):
-        name = table.this.name if isinstance(table.this, exp.Func) else table.this.sql(DIALECT)
+        # a function sqlglot knows by type (generate_series, format) has no .name: its SQL name
+        name = (table.this.name or table.this.sql_name().lower()) if isinstance(table.this, exp.Func) \
+            else table.this.sql(DIALECT)
         raise SqlRejected("sql_table_function",
                           f"table function {name}() is not allowed; query the tables {sorted(readable)}",
                           {"function": name})

@@ -112,6 +112,17 @@ def test_escape_attempts_get_clear_4xx(api, auth, q, code):
     assert err["message"]
 
 
+@pytest.mark.parametrize("q,name", [
+    ("SELECT * FROM numbers(10)", "numbers"),
+    ("SELECT * FROM generate_series(1, 3)", "generate_series"),  # sqlglot parses these two as
+    ("SELECT * FROM format(CSV, 'a')", "format"),                # typed functions, not by name
+])
+def test_a_refused_table_function_is_named(api, auth, q, name):
+    err = sql(api, auth, q).json()["error"]
+    assert err["code"] == "sql_table_function"
+    assert f"table function {name}() is not allowed" in err["message"], err
+
+
 def test_limits(api, auth, ch, tenant, settings, app):
     settings.sql_max_execution_time_s = 0.5
     r = sql(api, auth, "SELECT count() FROM events WHERE sleepEachRow(0.3) = 0 OR 1")
