@@ -137,6 +137,9 @@ VENDORS: tuple[tuple[str, object], ...] = (
     ("supabase", lambda r: r.choice(["sbp_" + rs(r, HEX, 40), "sb_secret_" + mixed(r, B64U, 31)])),
     ("openai_admin", lambda r: "sk-admin-" + mixed(r, B64U, 60)),
     ("docker_pat", lambda r: "dckr_pat_" + mixed(r, B64U, 27)),
+    # drawn with rs, not mixed: SendGrid's 22-character segment holds no digit in ~3 % of keys
+    ("sendgrid", lambda r: f"SG.{rs(r, B64U, 22)}.{rs(r, B64U, 43)}"),
+    ("meta_graph", lambda r: "EAA" + r.choice("BCGIJd") + mixed(r, B62, r.randint(96, 240))),
 )
 
 

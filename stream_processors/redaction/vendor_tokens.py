@@ -91,6 +91,9 @@ _ENTRIES: tuple[tuple[str, tuple[str, ...], str, Callable[[re.Match[str]], bool]
     ("planetscale", ("pscale_",), _L + r"pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_=.-]{32,64}" + _R, _any),
     ("square", ("sq0",), _L + r"sq0(?:atp|csp)-[A-Za-z0-9_-]{22,60}" + _R, _any),
     ("square_access", ("EAAA",), _L + r"EAAA[A-Za-z0-9_-]{22,60}" + _R, _mixed),
+    # Meta Graph API access tokens (user, page, system user): EAA, then ~100-250 glued letters and
+    # digits; shorter than 90 is not one (a Square token above, or a word)
+    ("meta_access_token", ("EAA",), _L + r"EAA[A-Za-z0-9]{90,400}" + _R, _mixed),
     ("flyio", ("fo1_", "fm1", "fm2_"), _L + r"(?:fo1_[A-Za-z0-9_-]{43}|fm[12][ar]?_[A-Za-z0-9+/]{64,}={0,3})" + _R, _any),
     ("google_oauth_client_secret", ("GOCSPX-",), _L + r"GOCSPX-[A-Za-z0-9_-]{28}" + _R, _any),
     ("braintree", ("access_token$",), r"access_token\$(?:production|sandbox)\$[a-z0-9]{16}\$[a-f0-9]{32}", _any),
@@ -123,7 +126,7 @@ _which = compile_which([k for _, k in _KEYS])
 PREFILTER = (
     r"dapi[0-9a-f]{8}|ATATT3|AGE-SECRET-KEY-1|A3-[A-Z0-9]{6}-|ops_eyJ|LTAI[A-Za-z0-9]{8}|ABSK[A-Za-z0-9+/]{8}"
     r"|bedrock-api-key-|\dQ~|v1\.0-[0-9a-f]{8}|gl(?:pat|dt|ft|rt|soat|ffct|oas|cbt|imt|agent|ptt|rtr)-"
-    r"|GR1348941|glc_|pscale_|\.atlasv1\.|HRKU-|(?:hf|api_org)_[A-Za-z]{8}|NR(?:AK|JS|II|RA)-|sq0(?:atp|csp)-|EAAA"
+    r"|GR1348941|glc_|pscale_|\.atlasv1\.|HRKU-|(?:hf|api_org)_[A-Za-z]{8}|NR(?:AK|JS|II|RA)-|sq0(?:atp|csp)-|EAA[A-Za-z0-9]{16}"
     r"|fo1_|fm[12][ar]?_|GOCSPX-|access_token\$|/api/webhooks/|\.webhook\.office\.com/|[0-9a-f]{8}-us\d"
     r"|AAAAAAAAAAAAAAAAAAAAA|AQE[A-Za-z0-9+/]{16}|IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE|sig=|Signature=|Security-Token=",
     r"\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27}",

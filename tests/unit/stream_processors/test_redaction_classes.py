@@ -184,3 +184,30 @@ def test_a_bot_token_glued_to_bot_and_an_atlassian_token_cut_short_still_go(seed
         out = redact(text)
         assert tg[12:] not in out and at[6:38] not in out, (text, out)
     assert redact("ATATT3 is the prefix of Atlassian tokens") == "ATATT3 is the prefix of Atlassian tokens"
+
+
+def test_a_dotted_key_whose_short_segment_drew_no_digit_still_goes():
+    """SendGrid keys are SG.<22>.<43> in base64url: ~3 % of first segments hold no digit. The dotted
+    shape took only segments with digits; letters a machine drew count now, beside a full draw,
+    and words or identifiers between dots still do not."""
+    r = random.Random(22)
+    letters = string.ascii_letters + "-_"
+    keys = [f"SG.{rc.rs(r, letters, 22)}.{rc.rs(r, rc.B64U, 43)}" for _ in range(400)]
+    kept = [k for k in keys if k in redact(f"sending with {k} now")]
+    # random_letters passes ~96-98 % of 16-22 letter draws (it must refuse camelCase words), and
+    # such a segment is itself ~3 % of keys: ~0.1 % of SendGrid keys, all of them before
+    assert len(kept) <= 12, kept
+    for benign in ("see Foo.ThisIsAVeryLongClassName.AnotherLongMethodName2x for details",
+                   "pkg.internalConfigurationLoader.loadAllSettingsFromEnvironment",
+                   "img.AbstractFactoryProviderBean.createDefaultInstanceForTesting"):
+        assert redact(benign) == benign, benign
+
+
+def test_meta_access_tokens_and_what_is_not_one():
+    r = random.Random(5)
+    for _ in range(100):
+        tok = "EAA" + r.choice("BCGIJd") + rc.mixed(r, rc.B62, r.randint(96, 240))
+        assert tok not in redact(f"curl graph.facebook.com/me?fields=id&x={tok}"), tok
+        assert tok not in redact(tok)
+    for benign in ("EAAB", "EAAA" + "x" * 100, "EAA" + "abc" * 40, "EAASY_PEASY_LEMON_SQUEEZY"):
+        assert redact(benign) == benign, benign
