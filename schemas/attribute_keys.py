@@ -132,7 +132,8 @@ def is_content_key(key: str) -> bool:
         return False
     if _has_prefix(k, CONTENT_KEYS):
         return True
-    ws = [w for w in _SPLIT.split(k) if w and not w.isdigit()]
+    # split before lowercasing: _SPLIT also cuts camelCase (mlflow's spanInputs, userMessage)
+    ws = [w.lower() for w in _SPLIT.split(key) if w and not w.isdigit()]
     return bool(ws) and ws[-1] in CONTENT_WORDS
 
 

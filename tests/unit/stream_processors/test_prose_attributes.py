@@ -57,3 +57,18 @@ def test_the_engine_drops_it_and_the_prefilter_sees_every_record_it_could_drop()
     assert dropped > 100 and fired < 3000  # both kinds were generated, and it is not "always"
     out = red.redact_event(syn.run_start("t", "r", attributes={"q": PROSE[0], "tier": "gold"}), {}, "p1")
     assert out["attributes"] == {"tier": "gold"}
+
+
+@pytest.mark.parametrize("key,content", [
+    ("mlflow.spanInputs", True), ("mlflow.spanOutputs", True), ("app.userMessage", True),
+    ("toolArgs", True), ("lastResponse", True), ("my_app.prompt", True),
+    # camelCase counts too, so the words must still end the name
+    ("inputTokens", False), ("responseTimeMs", False), ("messageCount", False), ("promptVersion", False),
+])
+def test_a_camel_case_key_is_judged_by_its_last_word(key, content):
+    """The key's words were split after lowercasing, so camelCase never split: mlflow's
+    ``spanInputs`` (a span's inputs, often a prompt) kept a short value under metadata_only."""
+    from agentstream.schemas.attribute_keys import attribute_verdict, is_content_key
+
+    assert is_content_key(key) is content
+    assert (attribute_verdict(key, "refund order 4411", "METADATA_ONLY") == "content_key") is content
