@@ -150,8 +150,8 @@ def decode_json(doc: Any) -> list[OtlpSpan]:
                         span_id=_json_id(_get(s, "spanId", "span_id"), 8),
                         parent_span_id=_json_id(_get(s, "parentSpanId", "parent_span_id"), 8),
                         name=str(s.get("name", "")),
-                        start_ns=int(_get(s, "startTimeUnixNano", "start_time_unix_nano", 0)),
-                        end_ns=int(_get(s, "endTimeUnixNano", "end_time_unix_nano", 0)),
+                        start_ns=_ns(_get(s, "startTimeUnixNano", "start_time_unix_nano", 0)),
+                        end_ns=_ns(_get(s, "endTimeUnixNano", "end_time_unix_nano", 0)),
                         attributes=_json_attrs(s.get("attributes", [])),
                         status_code=_status_code(status.get("code", 0)),
                         status_message=str(status.get("message", "")),
@@ -164,6 +164,14 @@ def decode_json(doc: Any) -> list[OtlpSpan]:
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise OtlpDecodeError(f"not an OTLP/JSON ExportTraceServiceRequest: {exc!r}") from None
     return out
+
+
+def _ns(v: Any) -> int:
+    """A time in ns as OTLP's fixed64 holds it (JSON numbers and strings have no bound)."""
+    n = int(v)
+    if not 0 <= n < 1 << 64:
+        raise OtlpDecodeError(f"a span time of {str(n)[:40]} ns is outside OTLP's unsigned 64 bits")
+    return n
 
 
 def _status_code(v: Any) -> int:

@@ -147,7 +147,7 @@ def _map_trace(trace_id: str, spans: list[OtlpSpan], ctx: MappingContext) -> Map
 
 def _is_step_op(s: OtlpSpan) -> bool:
     """A root span that is itself an LLM or tool call is both the run and its one step."""
-    op = s.attributes.get("gen_ai.operation.name")
+    op = _str(s.attributes.get("gen_ai.operation.name"))  # any AnyValue may come: a list, a kvlist
     oi = _oi_kind(s)
     if op is None and oi is not None:
         return oi in OI_STEP_KINDS and oi != "AGENT"
@@ -362,7 +362,7 @@ def _str(v: Any) -> str | None:
 def _int(v: Any) -> int:
     try:
         return max(0, int(v)) if v is not None and not isinstance(v, bool) else 0
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int(inf)
         return 0
 
 
@@ -371,5 +371,5 @@ def _float(v: Any) -> float | None:
         return None
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # float(10**400)
         return None
