@@ -131,7 +131,11 @@ class _Compiler:
                 if type(v) is float:
                     return v
                 if type(v) is int:
-                    return float(v)
+                    if abs(v) <= 1.7e308:  # orjson reads wider ints as doubles; a caller may not
+                        return float(v)
+                    issues.append(issue(path, "out_of_range", f"an integer of {v.bit_length()} bits "
+                                        f"does not fit an Avro {t}"))
+                    return v
                 _wrong(path, "number", v, issues)
                 return v
         elif t == "string":

@@ -103,3 +103,11 @@ def test_defaults_are_not_shared_between_events():
     b, _ = V.validate(ev(), "t")
     a["attributes"]["x"] = "1"
     assert b["attributes"] == {}
+
+
+def test_an_integer_past_a_double_is_out_of_range_not_a_crash():
+    # orjson reads such a number as a double (or refuses it); a caller handing the validator a
+    # Python int must get the same clear issue
+    for big in (10**400, -(10**5000)):
+        rec, issues = V.validate(ev(payload={**ev()["payload"], "confidence": big}), "t")
+        assert rec is None and [i["reason"] for i in issues] == ["out_of_range"], issues
