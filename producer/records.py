@@ -10,6 +10,8 @@ import logging
 import time
 from typing import Any, Iterable, Literal
 
+from agentstream.schemas.usage_numbers import is_cost, usage_cost, usage_count
+
 from .context import current_step
 from .ids import uuid4_str
 from .run_state import RunState
@@ -33,9 +35,15 @@ class RunRecords(RunState):
                     operation: str, finish_reasons: Any, tool_calls: Any,
                     cost_usd: float | None, step: Step | None) -> dict[str, Any]:
         if not (input_tokens.__class__ is output_tokens.__class__ is cache_read.__class__
-                is cache_write.__class__ is int):
-            input_tokens, output_tokens = int(input_tokens or 0), int(output_tokens or 0)
-            cache_read, cache_write = int(cache_read or 0), int(cache_write or 0)
+                is cache_write.__class__ is int and input_tokens >= 0 and output_tokens >= 0
+                and cache_read >= 0 and cache_write >= 0):
+            input_tokens, output_tokens, cache_read, cache_write = self._counts(
+                input_tokens, output_tokens, cache_read, cache_write)
+        if cost_usd is not None and not (cost_usd.__class__ is float and is_cost(cost_usd)):
+            cost = usage_cost(cost_usd)
+            if cost is None:  # NaN, negative, not a number: priced from the table instead
+                self._count_failure("llm cost_usd not a finite cost >= 0")
+            cost_usd = cost
         if cost_usd is None:
             cost_usd = self.tracer.prices.cost(provider, response_model or model, input_tokens,
                                                output_tokens, cache_read, cache_write)
@@ -60,6 +68,19 @@ class RunRecords(RunState):
                 # tuples: immutable, and the cyclic GC stops scanning a tuple of strings
                 "finish_reasons": tuple(map(str, finish_reasons)) if finish_reasons else (),
                 "tool_calls": tuple(map(str, tool_calls)) if tool_calls else ()}
+
+    def _counts(self, *values: Any) -> tuple[int, ...]:
+        """Token counts as whole numbers >= 0; anything else (NaN, a negative, not a number) is
+        0 and counted as a failure: it would otherwise raise into the agent or pay a budget back
+        (schemas/usage_numbers.py)."""
+        out = []
+        for v in values:
+            n = usage_count(v)
+            if n is None:
+                self._count_failure("llm token count not a whole number >= 0")
+                n = 0
+            out.append(n)
+        return tuple(out)
 
     def llm_call(self, provider: str, model: str, input_tokens: int = 0, output_tokens: int = 0,
                  cache_read_tokens: int = 0, cache_write_tokens: int = 0, latency_ms: float = 0.0,

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
+from agentstream.schemas.usage_numbers import usage_cost, usage_count
+
 from .context import current_run, current_step
 from .enforcement import RunBudget
 from .errors import EnforcementError
@@ -250,8 +252,8 @@ class Run(RunGate, RunRecords):
         name = name or f"chat {model}"
         s = self.step("llm", name, **attrs) if retry_of is None else \
             self.step("llm", name, retry_of=retry_of, **attrs)
-        if estimated_tokens or estimated_cost_usd:
-            s.estimate = (estimated_tokens, estimated_cost_usd)
+        if estimated_tokens or estimated_cost_usd:  # a NaN estimate passed every budget check
+            s.estimate = (usage_count(estimated_tokens) or 0, usage_cost(estimated_cost_usd) or 0.0)
         s.attrs = s.attrs or {}
         s.attrs.setdefault("gen_ai.provider.name", provider)
         s.attrs.setdefault("gen_ai.request.model", model)

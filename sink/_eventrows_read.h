@@ -235,9 +235,12 @@ static int rd_event(In *c, Ev *v, int v2) {
     if (!v->tenant_id.n || !v->run_id.n || !v->event_id.n) REFUSE(c, "an empty tenant_id, run_id or event_id");
     if (v->kind == 2) {
         if (v->attempt < 0 || v->attempt > 65535) REFUSE(c, "step attempt out of range");
-        if (v->llm)
+        if (v->llm) {
             for (int i = 0; i < 4; i++)
                 if (v->tok[i] < 0) REFUSE(c, "llm token count is negative");
+            /* schemas/usage_numbers.py is_cost: NaN fails both comparisons */
+            if (!(v->llm_cost >= 0.0 && v->llm_cost < INFINITY)) REFUSE(c, "llm cost_usd is not a finite cost >= 0");
+        }
     }
     if (v->retention < 1 || v->retention > 65535) REFUSE(c, "retention out of range");
     return 0;

@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import orjson
 
+from agentstream.schemas.usage_numbers import is_cost
+
 EVENT_COLUMNS: tuple[str, ...] = (
     "tenant_id", "ts", "event_id", "agent_id", "agent_version", "environment", "run_id",
     "session_id", "parent_run_id", "parent_step_id", "end_user_id", "seq", "kind",
@@ -110,6 +112,8 @@ def _step(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
             if row[k] < 0:
                 raise RowError(f"llm {k} is negative ({row[k]})")
+        if not is_cost(row["cost_usd"]):  # a NaN here made every sum over the tenant's costs NaN
+            raise RowError(f"llm cost_usd is not a finite cost >= 0 ({row['cost_usd']})")
         rest["llm"] = _compact({k: llm.get(k) for k in
                                 ("operation", "response_model", "finish_reasons", "tool_calls")})
     tool = p.get("tool")

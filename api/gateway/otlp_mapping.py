@@ -20,6 +20,7 @@ from typing import Any
 
 from agentstream.schemas.attribute_keys import attribute_verdict
 from agentstream.schemas.digests import end_user_digest
+from agentstream.schemas.usage_numbers import usage_cost
 
 from . import span_digest
 from .otlp_decode import STATUS_ERROR, OtlpSpan
@@ -208,7 +209,7 @@ def _llm(s: OtlpSpan, op: str, ctx: MappingContext) -> dict[str, Any]:
                      "llm.token_count.prompt_details.cache_read"))
     cw = _int(_first(a, "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
                      "llm.token_count.prompt_details.cache_write"))
-    cost = _float(_first(a, "gen_ai.usage.cost", "llm.cost.total"))
+    cost = usage_cost(_first(a, "gen_ai.usage.cost", "llm.cost.total"))  # NaN, negative: priced instead
     if cost is None:
         cost = ctx.cost((resp, req), tin, tout, cr, cw)
     reasons = a.get("gen_ai.response.finish_reasons")
@@ -365,11 +366,3 @@ def _int(v: Any) -> int:
     except (TypeError, ValueError, OverflowError):  # int(inf)
         return 0
 
-
-def _float(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError, OverflowError):  # float(10**400)
-        return None

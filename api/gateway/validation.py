@@ -19,6 +19,7 @@ from agentstream.schemas.codec import KIND_TO_BRANCH
 from agentstream.schemas.attribute_keys import split_attributes
 from agentstream.schemas.digests import end_user_digest, is_digest_shaped
 from agentstream.schemas.id_format import is_id_shaped
+from agentstream.schemas.usage_numbers import is_cost
 
 Issue = dict[str, str]
 Check = Callable[[Any, list[Issue]], Any]
@@ -269,6 +270,22 @@ def _record_check(fields: list[tuple[str, Check, Callable[[], Any] | None]],
     return check
 
 
+def _usage_issues(out: dict[str, Any]) -> list[Issue]:
+    """An LLM call's token counts are >= 0 and its cost finite and >= 0 (schemas/usage_numbers.py):
+    a negative or NaN figure would pay a run's budget back or poison every sum over costs."""
+    payload = out.get("payload")
+    llm = payload.get("llm") if isinstance(payload, dict) else None
+    if not isinstance(llm, dict):
+        return []
+    issues = [issue(f"payload.llm.{k}", "out_of_range", "a token count is a whole number >= 0")
+              for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+              if type(llm.get(k)) is int and llm[k] < 0]
+    cost = llm.get("cost_usd")
+    if type(cost) is float and not is_cost(cost):
+        issues.append(issue("payload.llm.cost_usd", "out_of_range", "a cost is a finite number >= 0"))
+    return issues
+
+
 def _digest_issues(out: dict[str, Any]) -> list[Issue]:
     """Event v2's LLM request digest is a keyed hex digest: checked by format, never scanned."""
     payload = out.get("payload")
@@ -345,6 +362,7 @@ class EventValidator:
                 issues.append(issue(name, "invalid_id", "an id is one token (letters, digits and "
                                                         "._:/+=#-, at most 256 characters)"))
         issues += _digest_issues(out)
+        issues += _usage_issues(out)
         if type(out.get("seq")) is int and out["seq"] < 0:
             issues.append(issue("seq", "out_of_range", "seq counts from 0"))
         issues += self.time_issues(out, now_us if now_us is not None else time.time_ns() // 1000)

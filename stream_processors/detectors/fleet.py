@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, cast
 
+from agentstream.schemas.usage_numbers import is_cost, usage_cost
+
 from . import drift
 from .runs import EMPTY, levels, warn_fraction
 
@@ -74,6 +76,14 @@ def drift_sample(d: dict[str, Any], agent: str, version: str, ts_us: int) -> dic
 FLEET_KINDS = frozenset(("STEP", "RUN_START", "RUN_END"))
 
 
+
+def _cost(v: Any) -> float:
+    """A cost as the tenant's spend and the drift samples take it: what is not a finite cost >= 0
+    (schemas/usage_numbers.py) counts as nothing, since one NaN made a tenant's day total NaN and
+    its budget unbreachable."""
+    return v if v.__class__ is float and is_cost(v) else (usage_cost(v) or 0.0) if v else 0.0
+
+
 class DeltaBuilder:
     """One tenant's delta over one batch, event by event (``Chain.detect``'s fleet half).
 
@@ -111,7 +121,7 @@ class DeltaBuilder:
             self._ended.add(run_id)
             d["active"].pop(run_id, None)
             drift.add_run(self._sample(agent, e["agent_version"], ts), p.get("status") != "SUCCESS",
-                          float(p.get("duration_ms") or 0.0), float(p.get("cost_usd") or 0.0),
+                          float(p.get("duration_ms") or 0.0), _cost(p.get("cost_usd")),
                           int(p.get("step_count") or 0))
         else:
             handoff = p.get("handoff")
@@ -120,12 +130,12 @@ class DeltaBuilder:
                                                   agent, ts])
             llm = p.get("llm")
             hour = ts // HOUR_US
-            if llm and llm.get("cost_usd"):
+            if llm and (cost := _cost(llm.get("cost_usd"))):
                 k = self._spend_keys.get((agent, hour))
                 if k is None:
                     k = self._spend_keys[(agent, hour)] = f"{agent}|{hour}"
                 spend = d["spend"]
-                spend[k] = spend.get(k, 0.0) + float(llm["cost_usd"])
+                spend[k] = spend.get(k, 0.0) + cost
             version = e["agent_version"]
             # ``_sample``'s lookup inline: most steps of a batch find their hour's sample
             sample = self._samples.get((agent, version, hour)) or self._sample(agent, version, ts)

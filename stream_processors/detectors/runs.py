@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, cast
 
+from agentstream.schemas.usage_numbers import is_cost
+
 PROGRESS_ATTR = "agentstream.progress_fingerprint"
 DIGEST_ATTR = "agentstream.args_digest"
 DEFAULT_WINDOW = 24
@@ -205,8 +207,13 @@ def observe_with(state: dict[str, Any], event: Mapping[str, Any], lim: Limits) -
         state["steps"] += 1
         llm = p.get("llm")
         if llm:
-            state["tokens"] += int(llm.get("input_tokens") or 0) + int(llm.get("output_tokens") or 0)
-            state["cost"] += float(llm.get("cost_usd") or 0.0)
+            # what is not a usage figure counts as nothing (schemas/usage_numbers.py): a NaN cost
+            # would make the total NaN, and no budget is ever breached by NaN
+            tin, tout = llm.get("input_tokens") or 0, llm.get("output_tokens") or 0
+            state["tokens"] += (tin if tin > 0 else 0) + (tout if tout > 0 else 0)
+            cost = llm.get("cost_usd") or 0.0
+            if cost.__class__ is float and is_cost(cost):
+                state["cost"] += cost
         _loop_reasons(state, p, attrs, lim, reasons)
     fp = attrs.get(PROGRESS_ATTR)
     if fp is None and kind == "DECISION":

@@ -91,3 +91,12 @@ def test_an_operation_name_of_any_value_type_maps(value):
     attrs = [_attr("gen_ai.operation.name", value), _attr("gen_ai.usage.input_tokens", {"doubleValue": 1e308})]
     [run] = map_spans(decode_json(_span(attributes=attrs)), CTX).runs
     assert [e["kind"] for e in run.events][0] == "RUN_START"
+
+
+@pytest.mark.parametrize("cost", [{"stringValue": "NaN"}, {"doubleValue": -3.0}, {"stringValue": "inf"}])
+def test_a_span_cost_that_is_no_cost_is_priced_instead(cost):
+    attrs = [_attr("gen_ai.operation.name", {"stringValue": "chat"}), _attr("gen_ai.usage.cost", cost),
+             _attr("gen_ai.request.model", {"stringValue": "gpt-4o"})]
+    [run] = map_spans(decode_json(_span(attributes=attrs)), CTX).runs
+    [step] = [e for e in run.events if e["kind"] == "STEP"]
+    assert step["payload"]["llm"]["cost_usd"] == 0.0  # the context prices nothing here

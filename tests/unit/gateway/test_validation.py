@@ -111,3 +111,16 @@ def test_an_integer_past_a_double_is_out_of_range_not_a_crash():
     for big in (10**400, -(10**5000)):
         rec, issues = V.validate(ev(payload={**ev()["payload"], "confidence": big}), "t")
         assert rec is None and [i["reason"] for i in issues] == ["out_of_range"], issues
+
+
+def test_negative_token_counts_and_a_negative_cost_are_refused():
+    llm = {"provider": "p", "operation": "chat", "request_model": "m", "input_tokens": -5,
+           "output_tokens": 3, "cost_usd": -0.5}
+    step = ev(kind="STEP", payload={"step_id": "s", "step_kind": "LLM", "name": "chat", "status": "OK",
+                                    "started_us": 1, "latency_ms": 1.0, "attempt": 1, "llm": llm})
+    rec, issues = V.validate(step, "t")
+    assert rec is None
+    assert sorted((i["field"], i["reason"]) for i in issues) == [
+        ("payload.llm.cost_usd", "out_of_range"), ("payload.llm.input_tokens", "out_of_range")]
+    llm.update(input_tokens=5, cost_usd=0.5)
+    assert V.validate(step, "t")[1] == []

@@ -342,3 +342,30 @@ def test_takes_only_the_columns_it_writes():
     assert event_rows.takes(cols)
     assert not event_rows.takes(cols[1:])
     assert not event_rows.takes([(n, "Int32" if n == "seq" else t) for n, t in cols])
+
+
+@pytest.mark.parametrize("sid,schema,v2", SCHEMAS, ids=lambda x: str(x)[:12])
+def test_a_cost_that_is_no_cost_is_refused_by_both_mappers(sid, schema, v2):
+    """A NaN in events.cost_usd made every sum over the tenant's costs NaN; a negative one took
+    spend away (schemas/usage_numbers.py). Both mappers dead-letter it alike; -0.0 is 0.0."""
+    codec = Codec()
+    llm = {"provider": "p", "operation": "chat", "request_model": "m", "response_model": None,
+           "input_tokens": 1, "output_tokens": 1, "cache_read_tokens": 0, "cache_write_tokens": 0,
+           "finish_reasons": [], "tool_calls": []}
+    if v2:
+        llm["request_digest"] = None
+    step = {"step_id": "s", "step_kind": "LLM", "name": "chat", "status": "OK", "started_us": 1,
+            "latency_ms": 1.0, "attempt": 1, "retry_of": None, "llm": llm, "tool": None, "handoff": None,
+            "approval": None, "fallback": None, "content": None}
+    for cost, stored in ((math.nan, False), (math.inf, False), (-math.inf, False), (-0.01, False),
+                         (-0.0, True), (0.0, True), (1e300, True)):
+        ev = _one(sid, schema, kind="STEP", payload=("agentstream.v1.Step", {**step, "llm": {**llm, "cost_usd": cost}}))
+        value = _framed(sid, schema, ev)
+        want = _python(codec, value, 30)
+        if stored:
+            [row] = _rows(event_rows.rows(value + _trailer(30), 1, v2))
+            assert want is not None and row[EVENT_COLUMNS.index("cost_usd")] == abs(cost)
+        else:
+            assert want is None, cost
+            with pytest.raises(ValueError, match="cost_usd"):
+                event_rows.rows(value + _trailer(30), 1, v2)

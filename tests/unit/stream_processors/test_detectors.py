@@ -341,3 +341,25 @@ def test_a_run_gets_one_stop_however_many_windows_breach():
     assert sorted(stops) == sorted(set(stops)) == [f"r{i}" for i in range(8)]
     assert [x.evidence["limit_name"] for x in out if x.alert and x.alert_type == "budget_breach"] == [
         "tenant_usd_per_hour", "tenant_usd_per_day"]
+
+
+def test_a_nan_or_negative_cost_disarms_neither_the_run_nor_the_tenant_day_budget():
+    """A NaN cost made the run's total NaN (``NaN > limit`` is false: never breached again), a
+    negative one paid the spend back; in the fleet stage the same for the tenant's day total."""
+    import math
+
+    b = {**BUDGET_DEFAULTS, "run_max_cost_usd": 1.0, "hard_limit": True, "warn_fraction": 0}
+    evs = [syn.llm_step("t", "r", 1, cost_usd=math.nan), syn.llm_step("t", "r", 2, cost_usd=-100.0),
+           syn.llm_step("t", "r", 3, cost_usd=math.inf)] + \
+        [syn.llm_step("t", "r", i, cost_usd=0.3, tokens=-500) for i in range(4, 9)]
+    st, f = _observe(evs, budgets=b)
+    assert [(seq, x.alert_type, x.stop) for seq, x in f] == [(7, "budget_breach", True)]
+    assert st["cost"] == pytest.approx(1.5) and st["tokens"] == 3000  # the negatives added nothing
+    day = {**BUDGET_DEFAULTS, "tenant_usd_per_day": 1.0, "hard_limit": True, "warn_fraction": 0}
+    fst = fleet.new_state()
+    t0 = 1000 * fleet.DAY_US
+    odd = fleet.DeltaBuilder("t")
+    for i, c in enumerate((math.nan, -100.0, math.inf)):
+        odd.add(syn.llm_step("t", f"x{i}", 1, cost_usd=c, ts_us=t0 + i), "raw", 0, i)
+    fleet.apply(fst, odd.finish(), day)
+    assert [x.alert_type for x in _spend(fst, day, t0 + 10, 5, 0.25) if x.alert] == ["budget_breach"]

@@ -1,0 +1,44 @@
+"""What an LLM call's usage numbers may be: token counts and a cost every part judges alike.
+
+A token count is a whole number ≥ 0; a cost is a finite number ≥ 0 (USD). Anything else (NaN,
+infinity, a negative number, a value that is not a number) is not a usage figure. It matters
+beyond tidiness: one NaN cost made a run's running total NaN, and ``NaN > limit`` is false, so
+the budget it counted against could never be breached again (in the SDK and in the processors);
+a negative one paid a run's spend back; and a NaN stored in ``events.cost_usd`` turned every
+sum over the tenant's costs into NaN. So the SDK coerces what it is handed (``usage_count``,
+``usage_cost``), the gateway refuses such a field, the processors leave it out of a budget, and
+the sink dead-letters a record carrying one (``is_cost``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def usage_count(v: Any) -> int | None:
+    """``v`` as a token count, or None when it is not one (0 for None or empty)."""
+    if v is None or v == "":
+        return 0
+    if isinstance(v, bool):
+        return None
+    try:
+        n = int(v)
+    except (TypeError, ValueError, OverflowError):  # int(nan), int(inf), int({}), int("x")
+        return None
+    return n if n >= 0 else None  # 12.7 rounds down, as int() does
+
+
+def is_cost(c: float) -> bool:
+    """A finite cost ≥ 0 (NaN compares false with everything)."""
+    return 0.0 <= c < math.inf
+
+
+def usage_cost(v: Any) -> float | None:
+    """``v`` as a cost in USD, or None when it is not one."""
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        c = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return c if is_cost(c) else None
