@@ -45,11 +45,15 @@ class RunRecords(RunState):
                 self._count_failure("llm cost_usd not a finite cost >= 0")
             cost_usd = cost
         if cost_usd is None:
-            cost_usd = self.tracer.prices.cost(provider, response_model or model, input_tokens,
-                                               output_tokens, cache_read, cache_write)
-            if cost_usd is None and response_model:
-                cost_usd = self.tracer.prices.cost(provider, model, input_tokens, output_tokens,
-                                                   cache_read, cache_write)
+            try:
+                cost_usd = self.tracer.prices.cost(provider, response_model or model, input_tokens,
+                                                   output_tokens, cache_read, cache_write)
+                if cost_usd is None and response_model:
+                    cost_usd = self.tracer.prices.cost(provider, model, input_tokens, output_tokens,
+                                                       cache_read, cache_write)
+            except (TypeError, AttributeError):  # a provider or model that is not text
+                self._count_failure("llm provider or model not text")
+                cost_usd = None
             if cost_usd is None:
                 cost_usd = 0.0
                 if step is not None:
@@ -169,7 +173,7 @@ class RunRecords(RunState):
 
     def feedback(self, interaction_id: str, value: str, source: str = "sdk") -> bool:
         """Bounded user feedback: ``positive`` or ``negative`` only (no free text)."""
-        if value not in FEEDBACK_VALUES:
+        if value.__class__ is not str or value not in FEEDBACK_VALUES:
             self._t.failed += 1
             log.warning("agentstream: feedback value %r rejected (allowed: %s)", value,
                         sorted(FEEDBACK_VALUES))

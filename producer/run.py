@@ -217,8 +217,11 @@ class Run(RunGate, RunRecords):
         except TypeError:  # unhashable: never raise into the agent for a bad kind
             k = None
         if attributes is not None:
-            attrs = {**attributes, **attrs} if attrs else (
-                attributes.copy() if attributes.__class__ is dict else dict(attributes))
+            try:
+                attrs = {**attributes, **attrs} if attrs else (
+                    attributes.copy() if attributes.__class__ is dict else dict(attributes))
+            except (TypeError, ValueError):  # not a mapping: the step goes without them
+                self._count_failure("step attributes not a mapping")
         s = self._step_type(self, _kind(kind) if k is None else k, name, attrs or None)
         if retry_of is not None:
             rid = retry_of if isinstance(retry_of, str) else retry_of.step_id

@@ -161,7 +161,8 @@ class Step:
     def set_attribute(self, key: str, value: Any) -> "Step":
         if self.attrs is None:
             self.attrs = {}
-        self.attrs[key] = value
+        # attribute keys are text on the wire; an unhashable key would raise here
+        self.attrs[key if key.__class__ is str else str(key)] = value
         return self
 
     def set_attributes(self, **attrs: Any) -> "Step":
