@@ -174,3 +174,16 @@ def test_a_hot_read_takes_one_threadpool_hop_its_query(api, auth, two_tenants, m
     r = api.get(path.format(mine=two_tenants["mine"]), headers=auth)
     assert r.status_code == 200, r.text
     assert hops == ["_run_response" if path == "/v1/runs/{mine}" else "_run_sync_endpoint"], hops
+
+
+def test_every_response_says_how_long_the_server_took(api, auth, two_tenants):
+    """``Server-Timing: app;dur=<ms>``: what the server spent to the headers, so a client (or
+    bench/e2e.py) can tell it apart from the network and its own waiting."""
+    import re
+
+    for path, headers, status in [(f"/v1/runs/{two_tenants['mine']}", auth, 200), ("/v1/runs/nope", auth, 404),
+                                  ("/v1/runs/x", {}, 401), ("/healthz", {}, 200)]:
+        r = api.get(path, headers=headers)
+        assert r.status_code == status
+        m = re.fullmatch(r"app;dur=(\d+\.\d)", r.headers.get("server-timing", ""))
+        assert m and 0.0 <= float(m.group(1)) < 10_000, (path, r.headers)
