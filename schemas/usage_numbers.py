@@ -33,6 +33,13 @@ def is_cost(c: float) -> bool:
     return 0.0 <= c < math.inf
 
 
+def counted_cost(v: Any) -> float:
+    """``v`` as a budget or a spend counts it: a cost, or 0.0 for what is not one."""
+    if v.__class__ is float:  # what a decoded Avro double always is: no conversion
+        return v if is_cost(v) else 0.0
+    return usage_cost(v) or 0.0
+
+
 def usage_cost(v: Any) -> float | None:
     """``v`` as a cost in USD, or None when it is not one."""
     if v is None or isinstance(v, bool):

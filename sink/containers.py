@@ -114,13 +114,16 @@ class Container:
         except ValueError as exc:
             raise Refused(f"a record of schema {self.schema_id} does not read as its schema says: {exc}") from exc
 
-    def event_rows(self) -> tuple[bytes, set[bytes]]:
+    def event_rows(self, runs: bool = False) -> tuple[bytes, set[bytes] | None]:
         """The same records as RowBinary rows of ``events`` (event_rows.EVENT_COLUMNS), mapped as
-        the Python mapper maps them, and the runs they belong to (schemas/run_keys.py);
-        ``Refused`` if one does not map exactly."""
+        the Python mapper maps them, and with ``runs`` the runs they belong to (schemas/run_keys.py;
+        else None); ``Refused`` if one does not map exactly."""
         assert self.v2 is not None
+        body = b"".join(self.parts)
         try:
-            return event_rows.rows_and_runs(b"".join(self.parts), len(self.msgs), self.v2)
+            if runs:
+                return event_rows.rows_and_runs(body, len(self.msgs), self.v2)
+            return event_rows.rows(body, len(self.msgs), self.v2), None
         except ValueError as exc:
             raise Refused(f"a record of schema {self.schema_id} does not map to an events row here: {exc}") from exc
 

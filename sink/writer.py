@@ -188,8 +188,8 @@ class RangeWriter:
             # 'force_enable' ~2x slower (it filters the wide payload columns once per branch).
             settings["short_circuit_function_evaluation"] = "enable"
             try:
-                # the staging views' runs are not known here: such an insert may carry any run
-                block, runs = c.event_rows() if to_events else (b"", None)
+                # the runs only for a watch; the staging views' are not known here: any run (None)
+                block, runs = c.event_rows(self.watch is not None) if to_events else (b"", None)
 
                 def avro_insert(st: dict[str, Any], c: Any = c, to_events: bool = to_events,
                                 block: bytes = block) -> None:

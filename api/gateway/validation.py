@@ -7,6 +7,7 @@ filled in, integers widened to doubles) or the list of what is wrong, one entry 
 from __future__ import annotations
 
 import copy
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -132,7 +133,7 @@ class _Compiler:
                 if type(v) is float:
                     return v
                 if type(v) is int:
-                    if abs(v) <= 1.7e308:  # orjson reads wider ints as doubles; a caller may not
+                    if abs(v) <= sys.float_info.max:  # orjson reads wider ints as doubles; a caller may not
                         return float(v)
                     issues.append(issue(path, "out_of_range", f"an integer of {v.bit_length()} bits "
                                         f"does not fit an Avro {t}"))
@@ -270,12 +271,17 @@ def _record_check(fields: list[tuple[str, Check, Callable[[], Any] | None]],
     return check
 
 
+def _llm_of(out: dict[str, Any]) -> dict[str, Any] | None:
+    payload = out.get("payload")
+    llm = payload.get("llm") if isinstance(payload, dict) else None
+    return llm if isinstance(llm, dict) else None
+
+
 def _usage_issues(out: dict[str, Any]) -> list[Issue]:
     """An LLM call's token counts are >= 0 and its cost finite and >= 0 (schemas/usage_numbers.py):
     a negative or NaN figure would pay a run's budget back or poison every sum over costs."""
-    payload = out.get("payload")
-    llm = payload.get("llm") if isinstance(payload, dict) else None
-    if not isinstance(llm, dict):
+    llm = _llm_of(out)
+    if llm is None:
         return []
     issues = [issue(f"payload.llm.{k}", "out_of_range", "a token count is a whole number >= 0")
               for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
@@ -288,9 +294,8 @@ def _usage_issues(out: dict[str, Any]) -> list[Issue]:
 
 def _digest_issues(out: dict[str, Any]) -> list[Issue]:
     """Event v2's LLM request digest is a keyed hex digest: checked by format, never scanned."""
-    payload = out.get("payload")
-    llm = payload.get("llm") if isinstance(payload, dict) else None
-    v = llm.get("request_digest") if isinstance(llm, dict) else None
+    llm = _llm_of(out)
+    v = llm.get("request_digest") if llm is not None else None
     if type(v) is str and not is_digest_shaped(v):
         return [issue("payload.llm.request_digest", "invalid_digest",
                       "a digest is 16 to 128 hex characters (the keyed HMAC-SHA256 of the request)")]

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, cast
 
-from agentstream.schemas.usage_numbers import is_cost, usage_cost
+from agentstream.schemas.usage_numbers import counted_cost
 
 from . import drift
 from .runs import EMPTY, levels, warn_fraction
@@ -76,14 +76,6 @@ def drift_sample(d: dict[str, Any], agent: str, version: str, ts_us: int) -> dic
 FLEET_KINDS = frozenset(("STEP", "RUN_START", "RUN_END"))
 
 
-
-def _cost(v: Any) -> float:
-    """A cost as the tenant's spend and the drift samples take it: what is not a finite cost >= 0
-    (schemas/usage_numbers.py) counts as nothing, since one NaN made a tenant's day total NaN and
-    its budget unbreachable."""
-    return v if v.__class__ is float and is_cost(v) else (usage_cost(v) or 0.0) if v else 0.0
-
-
 class DeltaBuilder:
     """One tenant's delta over one batch, event by event (``Chain.detect``'s fleet half).
 
@@ -121,7 +113,7 @@ class DeltaBuilder:
             self._ended.add(run_id)
             d["active"].pop(run_id, None)
             drift.add_run(self._sample(agent, e["agent_version"], ts), p.get("status") != "SUCCESS",
-                          float(p.get("duration_ms") or 0.0), _cost(p.get("cost_usd")),
+                          float(p.get("duration_ms") or 0.0), counted_cost(p.get("cost_usd")),
                           int(p.get("step_count") or 0))
         else:
             handoff = p.get("handoff")
@@ -130,7 +122,8 @@ class DeltaBuilder:
                                                   agent, ts])
             llm = p.get("llm")
             hour = ts // HOUR_US
-            if llm and (cost := _cost(llm.get("cost_usd"))):
+            # a NaN cost made the tenant's day total NaN, which no budget is below (usage_numbers.py)
+            if llm and (cost := counted_cost(llm.get("cost_usd"))):
                 k = self._spend_keys.get((agent, hour))
                 if k is None:
                     k = self._spend_keys[(agent, hour)] = f"{agent}|{hour}"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, cast
 
-from agentstream.schemas.usage_numbers import is_cost
+from agentstream.schemas.usage_numbers import counted_cost
 
 PROGRESS_ATTR = "agentstream.progress_fingerprint"
 DIGEST_ATTR = "agentstream.args_digest"
@@ -211,9 +211,7 @@ def observe_with(state: dict[str, Any], event: Mapping[str, Any], lim: Limits) -
             # would make the total NaN, and no budget is ever breached by NaN
             tin, tout = llm.get("input_tokens") or 0, llm.get("output_tokens") or 0
             state["tokens"] += (tin if tin > 0 else 0) + (tout if tout > 0 else 0)
-            cost = llm.get("cost_usd") or 0.0
-            if cost.__class__ is float and is_cost(cost):
-                state["cost"] += cost
+            state["cost"] += counted_cost(llm.get("cost_usd"))
         _loop_reasons(state, p, attrs, lim, reasons)
     fp = attrs.get(PROGRESS_ATTR)
     if fp is None and kind == "DECISION":

@@ -25,3 +25,11 @@ def test_a_token_count_is_a_whole_number_not_below_zero(v, want):
 def test_a_cost_is_finite_and_not_below_zero(v, want):
     got = usage_cost(v)
     assert got == want and (got is None or is_cost(got))
+
+
+@pytest.mark.parametrize("v,want", [(0.25, 0.25), (math.nan, 0.0), (-1.0, 0.0), (math.inf, 0.0), (None, 0.0),
+                                    (2, 2.0), ("0.5", 0.5), ("x", 0.0)])
+def test_a_budget_counts_what_is_not_a_cost_as_nothing(v, want):
+    from agentstream.schemas.usage_numbers import counted_cost
+
+    assert counted_cost(v) == want
