@@ -174,8 +174,10 @@ def _canonical_text(value: Any) -> str:
 
 
 def canonical_json(value: Any) -> bytes:
-    """Stable bytes for a JSON-like value: sorted keys, no whitespace, non-JSON types as str."""
-    return _canonical_text(value).encode("utf-8")
+    """Stable bytes for a JSON-like value: sorted keys, no whitespace, non-JSON types as str.
+    A lone surrogate is kept as its own bytes (``surrogatepass``), not replaced: two file names
+    that differ only there must not digest alike (the loop detector would see a repeat)."""
+    return _canonical_text(value).encode("utf-8", "surrogatepass")
 
 
 class CapturePolicy:

@@ -69,9 +69,22 @@ class RunRecords(RunState):
                 "response_model": response_model, "input_tokens": input_tokens,
                 "output_tokens": output_tokens, "cache_read_tokens": cache_read,
                 "cache_write_tokens": cache_write, "cost_usd": float(cost_usd),
-                # tuples: immutable, and the cyclic GC stops scanning a tuple of strings
-                "finish_reasons": tuple(map(str, finish_reasons)) if finish_reasons else (),
-                "tool_calls": tuple(map(str, tool_calls)) if tool_calls else ()}
+                "finish_reasons": self._texts(finish_reasons, "finish_reasons"),
+                "tool_calls": self._texts(tool_calls, "tool_calls")}
+
+    def _texts(self, v: Any, what: str) -> tuple[str, ...]:
+        """A list of text as the wire takes it: a tuple (immutable, and the cyclic GC stops
+        scanning a tuple of strings). One string is one item, not its letters; what is not
+        iterable is counted as a failure and left out."""
+        if v is None:
+            return ()
+        if v.__class__ is str:
+            return (v,) if v else ()
+        try:
+            return tuple(map(str, v))
+        except Exception:  # noqa: BLE001 - not iterable, or an item whose str() raises
+            self._count_failure(f"llm {what} not a list of text")
+            return ()
 
     def _counts(self, *values: Any) -> tuple[int, ...]:
         """Token counts as whole numbers >= 0; anything else (NaN, a negative, not a number) is
@@ -184,7 +197,7 @@ class RunRecords(RunState):
 
     def negative_signal(self, interaction_id: str, signal_name: str, source: str = "sdk") -> bool:
         """A triage selector, not a correctness label: one of ``NEGATIVE_SIGNALS``."""
-        if signal_name not in NEGATIVE_SIGNALS:
+        if signal_name.__class__ is not str or signal_name not in NEGATIVE_SIGNALS:
             self._t.failed += 1
             log.warning("agentstream: negative signal %r rejected", signal_name)
             return False

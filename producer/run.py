@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
+from agentstream.schemas.stored_ranges import ATTEMPT_MAX, step_attempt
 from agentstream.schemas.usage_numbers import usage_cost, usage_count
 
 from .context import current_run, current_step
@@ -26,7 +27,7 @@ from .ids import uuid4_str
 from .records import (APPROVAL_DECISIONS, FEEDBACK_VALUES, NEGATIVE_SIGNALS, ApprovalRequest,
                       RunRecords)
 from .step import CUSTOM, KIND_LOOKUP, LLM, TOOL, FastStep, PyStep, Step, _speedups
-from .wire import STEP_KIND_INDEX, RunWire
+from .wire import STEP_KIND_INDEX, RunWire, utf8
 
 if TYPE_CHECKING:
     from .tracer import Tracer
@@ -123,7 +124,7 @@ class Run(RunGate, RunRecords):
         # computed on the transport thread (no time.time() per step).
         self._clock_off = _time_ns() - _perf_ns()
         # Owned by the transport thread (pipeline.py).
-        self._key = self.run_id.encode()
+        self._key = utf8(self.run_id)
         # Event ids are this seed's first 24 characters and the event's seq. A run id this
         # Run drew is as random and as unique as a second draw would be; a run id the caller
         # gave may come again (a run resumed in another process), so it gets a fresh seed.
@@ -223,15 +224,30 @@ class Run(RunGate, RunRecords):
             except (TypeError, ValueError):  # not a mapping: the step goes without them
                 self._count_failure("step attributes not a mapping")
         s = self._step_type(self, _kind(kind) if k is None else k, name, attrs or None)
-        if retry_of is not None:
-            rid = retry_of if isinstance(retry_of, str) else retry_of.step_id
-            s.retry_of = rid
-            s.attempt = attempt or (self._attempts or {}).get(rid, 1) + 1
-        elif attempt:
-            s.attempt = attempt
-        if s.attempt > 1:
-            self._note_attempt(s)
+        if attempt is not None or retry_of is not None:
+            self._retry(s, attempt, retry_of)
         return s
+
+    def _retry(self, s: Step, attempt: Any, retry_of: Any) -> None:
+        """``attempt=`` and ``retry_of=`` of ``step``. A value that is neither a step (or its
+        id) nor a storable attempt number (schemas/stored_ranges.py) is counted as a failure
+        and left out: raising would break the agent, and an attempt the events table cannot
+        store would dead-letter the step's record at the sink."""
+        number = step_attempt(attempt)
+        if number is None and attempt is not None and attempt != 0:
+            self._count_failure("step attempt not a whole number in 1..65535")
+        if retry_of is not None:
+            rid = retry_of if isinstance(retry_of, str) else getattr(retry_of, "step_id", None)
+            if rid.__class__ is not str:
+                self._count_failure("step retry_of not a step or a step id")
+            else:
+                s.retry_of = rid
+                if number is None:
+                    number = min((self._attempts or {}).get(rid, 1) + 1, ATTEMPT_MAX)
+        if number is not None:
+            s.attempt = number
+            if number > 1:
+                self._note_attempt(s)
 
     def tool_step(self, tool_name: str, args: Any = ..., *, call_id: str | None = None,
                   retry_of: "Step | str | None" = None, **attrs: Any) -> Step:

@@ -182,11 +182,14 @@ class Step:
                    operation: str = "chat", finish_reasons: Any = (), tool_calls: Any = (),
                    cost_usd: float | None = None) -> "Step":
         """Model, provider and usage of the call this step made (OTel GenAI semantics)."""
-        self.llm = self.run._llm_record(provider, model, input_tokens, output_tokens,
-                                        cache_read_tokens, cache_write_tokens, response_model,
-                                        operation, finish_reasons, tool_calls, cost_usd, self)
-        if self.request_digest is not None:
-            self.llm["request_digest"] = self.request_digest
+        try:
+            self.llm = self.run._llm_record(provider, model, input_tokens, output_tokens,
+                                            cache_read_tokens, cache_write_tokens, response_model,
+                                            operation, finish_reasons, tool_calls, cost_usd, self)
+            if self.request_digest is not None:
+                self.llm["request_digest"] = self.request_digest
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
+            self.run._count_failure("record_llm")
         return self
 
     def record_request(self, model: str, messages: Any, tools: Any = None) -> "Step":
@@ -205,7 +208,11 @@ class Step:
     def record_tool(self, tool_name: str | None = None, args: Any = ..., call_id: str | None = None
                     ) -> "Step":
         """The tool this step called; ``args`` travel only as a keyed digest."""
-        digest = None if args is ... else self.run._policy.digest(args)
+        try:
+            digest = None if args is ... else self.run._policy.digest(args)
+        except Exception:  # noqa: BLE001 - args canonical JSON cannot write: the call, undigested
+            self.run._count_failure("tool args digest")
+            digest = None
         self.tool = {"tool_name": tool_name or self.name, "call_id": call_id, "args_digest": digest}
         return self
 

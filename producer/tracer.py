@@ -111,6 +111,10 @@ class Tracer(Decorators):
         override the environment's limits for this run. ``end_user_id`` (the user the agent
         acts for) travels only as its keyed digest (``digest_key``), never raw."""
         digest = self._end_user_digest(end_user_id)
+        if run_id is not None or session_id is not None or parent_run_id is not None or role is not None \
+                or parent is not None or budget is not None or name.__class__ is not str:
+            name, run_id, session_id, parent_run_id, role, parent, budget = self._run_args(
+                name, run_id, session_id, parent_run_id, role, parent, budget)
         if parent is not None:
             parent_run_id = parent_run_id or parent.run_id
             session_id = session_id or parent.session_id
@@ -137,6 +141,34 @@ class Tracer(Decorators):
         return r
 
     start_run = run
+
+    def _run_args(self, name: Any, run_id: Any, session_id: Any, parent_run_id: Any, role: Any,
+                  parent: Any, budget: Any) -> tuple[Any, ...]:
+        """``run``'s arguments as a run can carry them, never raising into the agent: an id or
+        a name that is a number becomes its text; what is neither text nor a number, a
+        ``parent`` that is not a run and a ``budget`` that is not a ``Budget`` are left out,
+        each counted in ``stats()["failed"]`` and logged."""
+        def text(v: Any, what: str) -> str | None:
+            if v is None or v.__class__ is str:
+                return v
+            if isinstance(v, (str, int)) and not isinstance(v, bool):
+                return str(v)
+            self._bad_argument(what)
+            return None
+
+        ids = [text(v, w) for v, w in ((run_id, "run_id"), (session_id, "session_id"),
+                                       (parent_run_id, "parent_run_id"), (role, "role"))]
+        if parent is not None and getattr(parent, "run_id", None).__class__ is not str:
+            self._bad_argument("parent (not a run)")
+            parent = None
+        if budget is not None and not isinstance(budget, Budget):
+            self._bad_argument("budget (not a Budget)")
+            budget = None
+        return (text(name, "name") or "run", *ids, parent, budget)
+
+    def _bad_argument(self, what: str) -> None:
+        self._transport.failed += 1
+        log.warning("agentstream: run argument %s left out", what)
 
     def _end_user_digest(self, end_user_id: Any) -> str | None:
         """The keyed digest of an end-user id (the same keyed HMAC as tool arguments, so the

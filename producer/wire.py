@@ -88,10 +88,35 @@ _STR_CACHE: dict[str, bytes] = {}
 _STR_CACHE_MAX = 8192
 
 
+def utf8(s: str) -> bytes:
+    """``s`` as UTF-8, a lone surrogate (a file name read with ``surrogateescape``, text cut
+    inside a pair) as U+FFFD: Avro strings are UTF-8, and refusing one string lost its whole
+    event (the run's, when it was a run attribute or the session id)."""
+    try:
+        return s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8")
+
+
+def wire_text(v: Any) -> str:
+    """What travels where the contract wants text (a step or tool name, a provider, a model, a
+    reason) and the agent passed something else: a number as its digits, None as empty, and
+    any other object as ``<its type>``. Never its repr: a dict handed over as a name is more
+    likely tool arguments than a name, and its text would leave the agent as metadata. Before,
+    the whole event was lost (``stats()["failed"]``)."""
+    if v is None:
+        return ""
+    if isinstance(v, (str, int, float)):
+        return str(v)
+    return f"<{type(v).__name__}>"
+
+
 def enc_str(s: str) -> bytes:
+    if s.__class__ is not str:
+        s = wire_text(s)
     b = _STR_CACHE.get(s)
     if b is None:
-        raw = s.encode("utf-8")
+        raw = utf8(s)
         b = _SMALL_LONGS[len(raw)] + raw if len(raw) < 4096 else enc_long(len(raw)) + raw
         if len(raw) <= 96:  # names, keys and enum-like values repeat; ids and long text do not
             if len(_STR_CACHE) >= _STR_CACHE_MAX:
@@ -102,7 +127,7 @@ def enc_str(s: str) -> bytes:
 
 def enc_id(s: str) -> bytes:
     """``enc_str`` without the cache, for values that never repeat (step ids)."""
-    raw = s.encode("utf-8")
+    raw = utf8(s if s.__class__ is str else wire_text(s))
     return (_SMALL_LONGS[len(raw)] if len(raw) < 4096 else enc_long(len(raw))) + raw
 
 

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import orjson
 
+from agentstream.schemas.stored_ranges import ATTEMPT_MAX, SEQ_MAX
 from agentstream.schemas.usage_numbers import is_cost
 
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -40,9 +41,6 @@ _EVENT_DEFAULTS: dict[str, Any] = {
     "candidates": [], "reason_code": "", "confidence": None, "signal_type": "", "signal_code": "",
     "signal_value": None, "run_status": "", "outcome": "", "duration_ms": 0.0,
 }
-
-UINT16_MAX = 65_535
-UINT32_MAX = 4_294_967_295
 
 
 def payload_json(rest: dict[str, Any]) -> str:
@@ -95,8 +93,8 @@ def _step(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         started_ts=int(p["started_us"]), latency_ms=float(p["latency_ms"]),
         attempt=int(p.get("attempt") or 0), retry_of=p.get("retry_of") or "",
     )
-    if not 0 <= row["attempt"] <= UINT16_MAX:
-        raise RowError(f"step attempt {row['attempt']} is outside 0..{UINT16_MAX}")
+    if not 0 <= row["attempt"] <= ATTEMPT_MAX:
+        raise RowError(f"step attempt {row['attempt']} is outside 0..{ATTEMPT_MAX}")
     rest: dict[str, Any] = {}
     llm = p.get("llm")
     if llm:
@@ -170,8 +168,8 @@ def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple[Any, ...]:
         if not isinstance(payload, dict):
             raise RowError(f"{kind} event has no payload record")
         seq = int(ev["seq"])
-        if not 0 <= seq <= UINT32_MAX:
-            raise RowError(f"seq {seq} is outside 0..{UINT32_MAX}")
+        if not 0 <= seq <= SEQ_MAX:
+            raise RowError(f"seq {seq} is outside 0..{SEQ_MAX}")
         if not ev["tenant_id"] or not ev["run_id"] or not ev["event_id"]:
             raise RowError("tenant_id, run_id and event_id must be non-empty")
         ts = int(ev["ts_us"])

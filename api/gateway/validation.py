@@ -20,6 +20,7 @@ from agentstream.schemas.codec import KIND_TO_BRANCH
 from agentstream.schemas.attribute_keys import split_attributes
 from agentstream.schemas.digests import end_user_digest, is_digest_shaped
 from agentstream.schemas.id_format import is_id_shaped
+from agentstream.schemas.stored_ranges import ATTEMPT_MAX, SEQ_MAX
 from agentstream.schemas.usage_numbers import is_cost
 
 Issue = dict[str, str]
@@ -292,6 +293,20 @@ def _usage_issues(out: dict[str, Any]) -> list[Issue]:
     return issues
 
 
+def _stored_range_issues(out: dict[str, Any]) -> list[Issue]:
+    """Integers the contract carries as longs and the events table keeps narrower
+    (schemas/stored_ranges.py): accepted here, the sink would dead-letter the record."""
+    issues = []
+    seq = out.get("seq")
+    if type(seq) is int and not 0 <= seq <= SEQ_MAX:
+        issues.append(issue("seq", "out_of_range", f"seq counts from 0 to {SEQ_MAX}"))
+    payload = out.get("payload")
+    attempt = payload.get("attempt") if out.get("kind") == "STEP" and isinstance(payload, dict) else None
+    if type(attempt) is int and not 0 <= attempt <= ATTEMPT_MAX:
+        issues.append(issue("payload.attempt", "out_of_range", f"a step's attempt is 0 to {ATTEMPT_MAX}"))
+    return issues
+
+
 def _digest_issues(out: dict[str, Any]) -> list[Issue]:
     """Event v2's LLM request digest is a keyed hex digest: checked by format, never scanned."""
     llm = _llm_of(out)
@@ -368,8 +383,7 @@ class EventValidator:
                                                         "._:/+=#-, at most 256 characters)"))
         issues += _digest_issues(out)
         issues += _usage_issues(out)
-        if type(out.get("seq")) is int and out["seq"] < 0:
-            issues.append(issue("seq", "out_of_range", "seq counts from 0"))
+        issues += _stored_range_issues(out)
         issues += self.time_issues(out, now_us if now_us is not None else time.time_ns() // 1000)
         if issues:
             return None, issues

@@ -124,3 +124,21 @@ def test_negative_token_counts_and_a_negative_cost_are_refused():
         ("payload.llm.cost_usd", "out_of_range"), ("payload.llm.input_tokens", "out_of_range")]
     llm.update(input_tokens=5, cost_usd=0.5)
     assert V.validate(step, "t")[1] == []
+
+
+@pytest.mark.parametrize("seq,attempt,bad", [
+    (2**32 - 1, 65_535, []), (0, 0, []),
+    (2**32, 1, [("seq", "out_of_range")]), (2**40, 1, [("seq", "out_of_range")]),
+    (1, 65_536, [("payload.attempt", "out_of_range")]), (1, -1, [("payload.attempt", "out_of_range")]),
+])
+def test_integers_the_events_table_cannot_store_are_refused(seq, attempt, bad):
+    """Longs in the contract, UInt32 and UInt16 in the table (schemas/stored_ranges.py): the
+    gateway accepted them and the sink then dead-lettered the record (found by a fuzz of the
+    ingest route, tests/unit/gateway/test_ingest_fuzz.py)."""
+    step = ev(kind="STEP", seq=seq, payload={"step_id": "s", "step_kind": "TOOL", "name": "x", "status": "OK",
+                                             "started_us": 1, "latency_ms": 1.0, "attempt": attempt})
+    rec, issues = V.validate(step, "t")
+    assert sorted((i["field"], i["reason"]) for i in issues) == bad
+    if not bad:
+        from agentstream.sink.rows import event_row
+        event_row(rec)
