@@ -42,6 +42,8 @@ def decode_cursor(kind: str, cursor: str | None, types: tuple[type, ...]) -> lis
         for value, typ in zip(key, types):
             if not isinstance(value, typ) or isinstance(value, bool):
                 raise ValueError("wrong key type")
+            if isinstance(value, str):
+                value.encode("utf-8")  # a lone surrogate ("\ud800" in the JSON) is no key we wrote
         return key
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_cursor", "cursor is not valid for this listing",

@@ -36,6 +36,9 @@ _NOT_QUERY = tuple(getattr(exp, n) for n in (
     "Export", "LoadData",
 ) if hasattr(exp, n))
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery)
+# What a FROM may read: a table (a table function is refused with the tables), FINAL on one,
+# a subquery.
+_SOURCES = (exp.Table, exp.Final, exp.Subquery)
 # Arguments of a table reference the rewrite carries into the subquery or keeps on it. Any other
 # (time travel, hints, pivots, partitions ...) is refused rather than guessed at.
 _TABLE_ARGS = {"this", "db", "catalog", "alias", "sample"}
@@ -69,6 +72,16 @@ def _parse_message(exc: Exception) -> str:
 
 def scope_query(sql: str, readable: Collection[str], database: str) -> ScopedQuery:
     """The caller's query, rewritten so every table it reads is the tenant's rows only."""
+    try:
+        return _scope_query(sql, readable, database)
+    except RecursionError:
+        # sqlglot parses and prints recursively: a few thousand nested brackets, NOTs or
+        # subqueries (well under the length limit) exhausted the stack and answered 500.
+        raise SqlRejected("sql_too_deep", "the query nests too deeply (brackets, NOTs, function calls or "
+                          "subqueries inside each other); flatten it") from None
+
+
+def _scope_query(sql: str, readable: Collection[str], database: str) -> ScopedQuery:
     tree = parse_one(sql)
     if not isinstance(tree, _QUERY_ROOTS):
         kind = type(tree).__name__.upper()
@@ -104,7 +117,10 @@ def _is_cte_reference(table: exp.Table) -> bool:
             ctes = list(with_.expressions)
             inside = next((i for i, c in enumerate(ctes) if id(c) in passed), None)
             visible = ctes[:inside] if inside is not None else ctes
-            if any(c.alias_or_name == table.name for c in visible):
+            # ``WITH 1 AS events`` (or ``WITH (SELECT ...) AS events``) names a value, not a
+            # table: ClickHouse reads ``FROM events`` as the table. Taken for a CTE, the
+            # table went unscoped and another tenant's rows answered a scalar subquery.
+            if any(c.alias_or_name == table.name and not c.args.get("scalar") for c in visible):
                 return True
         node = node.parent
     return False
@@ -127,6 +143,17 @@ def _check_nodes(tree: exp.Expression, database: str) -> None:
             # lines of the query tree the second wall reads.
             raise SqlRejected("sql_unsupported", "names with control characters (line breaks, "
                               "tabs ...) are not supported")
+        if isinstance(node, exp.From) and not isinstance(node.this, _SOURCES):
+            # e.g. ``ARRAY JOIN (SELECT ... FROM events)``: sqlglot reads that FROM's table as a
+            # column, so it was never scoped. Only a table or a subquery is a source.
+            raise SqlRejected("sql_unsupported", f"FROM {node.this.sql(DIALECT)[:80]} is not read as a table "
+                              "here; name a table, or a subquery in brackets")
+        if isinstance(node, exp.In) and (node.args.get("field") is not None or (
+                len(node.expressions) == 1 and isinstance(node.expressions[0], exp.Column))):
+            # ClickHouse reads ``x IN name`` and ``x IN (name)`` as the table ``name`` (sqlglot: a
+            # column), and builds that set while analysing the query, before any check of ours.
+            raise SqlRejected("sql_unsupported", "IN takes a list of values or a subquery: write "
+                              "x IN (SELECT ... FROM t), not x IN t")
         if isinstance(node, exp.Placeholder):
             raise SqlRejected("sql_parameters", "query parameters ({name:Type}) are not supported")
         if isinstance(node, exp.Func) and not isinstance(node.parent, exp.Table):

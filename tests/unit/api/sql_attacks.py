@@ -86,6 +86,16 @@ PLACEMENTS = {
     "spaced_qualified": "SELECT count() FROM default . {t} WHERE {p}",
     "alias_final_prewhere": "SELECT count() FROM {t} AS {t} FINAL PREWHERE {p}",
     "having_subquery": "SELECT count() AS n FROM {t} HAVING n >= (SELECT count() FROM {t} WHERE {p})",
+    # A value named like the table: ClickHouse's FROM still reads the table; the rewrite took it
+    # for a CTE and left it unscoped (found by a probe: another tenant's values, bit by bit).
+    "value_named_like_table": "WITH 1 AS {t} SELECT (SELECT count() FROM {t} WHERE {p}) AS n",
+    "subquery_value_named_like_table": "WITH (SELECT 1) AS {t} SELECT (SELECT count() FROM {t} WHERE {p}) AS n",
+    "nested_value_named_like_table": "SELECT (WITH 1 AS {t} SELECT (SELECT count() FROM {t} WHERE {p})) AS n",
+    "value_named_like_table_in_where": "WITH 1 AS {t} SELECT 1 WHERE (SELECT count() FROM {t} WHERE {p}) >= 0",
+    # sqlglot reads the FROM of a subquery under ARRAY JOIN as a column: it went unscoped.
+    "array_join_subquery": "SELECT count() FROM {t} ARRAY JOIN (SELECT groupArray(toUInt8({p})) FROM {t}) AS x",
+    "left_array_join_subquery": "SELECT count() FROM {t} LEFT ARRAY JOIN [1] AS y, "
+                                "(SELECT groupArray(toUInt8({p})) FROM {t}) AS x",
 }
 
 
@@ -149,6 +159,13 @@ ESCAPES = [
     "SELECT * FROM other_db.events",
     "SELECT count() FROM events WHERE (tenant_id, ts) IN events",
     "SELECT count() FROM events WHERE run_id IN alerts",
+    "SELECT count() FROM events WHERE run_id IN (alerts)",
+    # ClickHouse builds an ``IN <table>`` set while analysing the query, before the tree check.
+    "SELECT (SELECT throwIf('UTC' IN system.time_zones))",
+    "SELECT 0 IN system.one",
+    "SELECT x FROM events ARRAY JOIN (SELECT groupArray(1) FROM events) AS x",
+    "WITH 1 AS sink_batches SELECT (SELECT count() FROM sink_batches)",
+    "WITH 1 AS schema_migrations SELECT (SELECT count() FROM schema_migrations)",
     "SELECT * FROM view(SELECT * FROM default.events)",
     "SELECT * FROM merge('default', '^events$')",
     "SELECT * FROM remote('127.0.0.1', default.events)",
