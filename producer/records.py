@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any, Iterable, Literal
 
+from agentstream.schemas.id_format import is_id_shaped
 from agentstream.schemas.usage_numbers import is_cost, usage_cost, usage_count
 
 from .context import current_step
@@ -288,7 +289,14 @@ def _canonical_action(action: Any) -> Any:
 
 
 def _action_name(action: Any) -> str:
+    """The action's name for the approval step's name: its ``tool``, ``action`` or ``name`` when
+    that is a name (one id-shaped token of at most 64 characters). The action itself travels
+    only as its digest, and the step name is metadata: ``{"action": "refund $40 to alice@…"}``
+    put the action's text, e-mail and all, in the name."""
     a = _canonical_action(action)
     if isinstance(a, dict):
-        return str(a.get("tool") or a.get("action") or a.get("name") or "action")
+        for key in ("tool", "action", "name"):
+            v = a.get(key)
+            if v.__class__ is str and len(v) <= 64 and is_id_shaped(v):
+                return v
     return "action"

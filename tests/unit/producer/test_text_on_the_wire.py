@@ -137,3 +137,21 @@ def test_run_arguments_of_the_wrong_type_are_left_out(mem_tracer):
     assert start["run_id"] == "12345" and start["session_id"] is None
     assert start["payload"]["entrypoint"] == "7"
     assert t.stats()["failed"] == 4  # session_id, parent, budget, role
+
+
+@pytest.mark.parametrize("action,name", [
+    ({"tool": "issue_refund", "amount_minor": 2599}, "approval issue_refund"),
+    ({"action": "refund $40 to alice@example.com"}, "approval action"),
+    ({"name": "x" * 65}, "approval action"),
+    ({"tool": 5, "action": "send_email"}, "approval send_email"),
+    ("delete everything for bob", "approval action"),
+])
+def test_an_approval_step_is_named_by_the_action_name_only(mem_tracer, action, name):
+    """The action travels only as its digest; its text used to reach the step name."""
+    mem, t = mem_tracer
+    with t.run("r") as run:
+        run.approval(action, "approved", 1000.0)
+    assert t.flush(10)
+    [step] = mem.events(kind="STEP")
+    assert step["payload"]["name"] == name
+    assert "alice" not in repr(mem.events()) and "bob" not in repr(mem.events())
