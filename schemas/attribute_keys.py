@@ -178,3 +178,112 @@ def split_attributes(attrs: dict[str, Any], mode: str) -> tuple[dict[str, Any], 
             key = "dropped_attribute:" + reason
             counts[key] = counts.get(key, 0) + 1
     return (attrs if out is None else out), counts
+
+
+# ---- credential names ---------------------------------------------------------------------
+# The vocabulary the processors' key-aware rule (stream_processors/redaction/keywords.py) judges
+# an assignment's NAME by, here so that every path judges an attribute's KEY by the same words:
+# an attribute is ``key=value``, and a secret under ``db.password`` or
+# ``http.request.header.authorization`` is a secret whatever the value looks like on its own.
+
+# Words that make a name a credential on their own.
+STRONG = frozenset((
+    "password", "passwd", "pwd", "pw", "pass", "passphrase", "passcode", "secret", "secrets", "credential",
+    "credentials", "creds", "cred", "apikey", "token", "accesstoken", "authtoken", "bearer", "cookie",
+    "privatekey", "secretkey", "accesskey", "clientsecret", "otp", "pin",
+    "authorization", "sessionid", "jwt", "connstr", "connectionstring", "pat",
+))
+# Words that name a credential only when the value looks like one (random-looking), as a bare
+# "key" does: ``auth=oauth2`` is a scheme, ``function.signature=def f(x)`` code, ``dsn=sentry`` a
+# name, while ``X-Amz-Signature=<64 hex>`` and ``auth=<token>`` still are secrets.
+WEAK = frozenset(("signature", "auth", "salt", "dsn"))
+# Unambiguous inside one unsplit word too (ADMINPASSWORD, dbsecret, myapikey).
+_STRONG_STEMS = ("password", "passwd", "passphrase", "secret", "credential", "apikey", "accesstoken",
+                 "authtoken", "refreshtoken", "sessiontoken", "privatekey", "secretkey", "accesskey")
+# "key" is sensitive next to one of these ("encryption_key"), or when its value looks random.
+KEY_QUALIFIERS = frozenset((
+    "api", "access", "secret", "private", "encryption", "encrypt", "decryption", "signing", "sign",
+    "master", "license", "licence", "client", "app", "service", "account", "crypto", "hmac", "aes",
+    "ssh", "gpg", "pgp", "deploy", "admin", "root", "jwt", "session", "webhook", "auth", "subscription",
+    "consumer", "shared", "kms", "rsa", "ed25519", "cipher", "x", "ocp", "apim", "storage",
+))
+# Names that say the value is a count, a type or a public handle, not a credential.
+BENIGN = frozenset((
+    "count", "counts", "tokens", "usage", "limit", "limits", "max", "min", "total", "num", "budget",
+    "type", "types", "kind", "len", "length", "size", "estimate", "expires", "expiry", "exp", "ttl",
+    "expiration", "expired", "name", "names", "id", "ids", "field", "format", "version", "public",
+    "pub", "primary", "sort", "partition", "cache", "idempotency", "foreign", "routing", "dedup",
+    "shard", "lookup", "object", "bucket", "row", "map", "index", "unique", "hint", "path", "file",
+    "url", "uri", "endpoint", "header", "param", "policy", "rotation", "rotated", "hash", "fingerprint",
+    "prefix", "suffix", "ref", "arn", "location", "store", "vault", "provider", "mode", "strength",
+    "min_length", "reset", "page", "next", "cursor", "continuation", "spacing", "placeholder", "label",
+    "required", "enabled", "last4", "last", "mask", "masked", "valid", "status",
+    "sha", "commit", "digest", "checksum", "algorithm", "alg", "scheme", "scope", "scopes", "audience",
+    "method", "methods", "flow", "server", "domain", "host", "realm", "issuer", "strategy", "backend",
+    "level", "timeout", "retries", "duration", "at", "time", "date", "created", "updated", "age",
+    "samesite", "secure", "httponly", "source", "owner", "user", "username", "email", "headers",
+    "region", "zone", "env", "ms", "seconds", "secs", "minutes", "days", "used", "remaining",
+    "stdin", "prompt", "fd",  # --password-stdin, password_prompt: how a secret is read, not the secret
+))
+# Names of key material by what it does rather than "key": a random-looking value under one is a
+# secret (``totp_seed``, ``kek``, ``recovery_code``, ``vault_unseal``), hex digests included.
+MATERIAL = frozenset((
+    "seed", "kek", "dek", "hmac", "unseal", "recovery", "unlock", "enrollment", "enrolment", "backup",
+    "material", "mnemonic", "master", "signing", "license", "licence", "otpauth", "totp", "hotp", "mfa",
+    "2fa", "wrapping", "keyring", "keystore", "truststore", "cipher", "activation",
+))
+
+NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin", "nino", "nationalid",
+                         "nationalinsurance", "taxid", "tin", "itin", "passport", "aadhaar", "cpf",
+                         "nif", "nie", "dni", "bsn", "steuerid", "idnr", "personnummer", "pesel",
+                         "codicefiscale", "insee", "nir", "curp", "rfc", "medicare", "nhs"))
+_LONG_NATIONAL = tuple(n for n in NATIONAL_ID if len(n) >= 5)
+
+_NAME_SPLIT = re.compile(r"[_.\-\s]+|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def words(key: str) -> list[str]:
+    return [w.lower() for w in _NAME_SPLIT.split(key) if w]
+
+
+def classify(key: str) -> str | None:
+    """'strong', 'key', 'material', 'national_id' or None for a name that is not sensitive."""
+    ws = words(key)
+    if not ws:
+        return None
+    joined = "".join(ws)
+    tail = ws[-1]
+    if joined in NATIONAL_ID or tail in NATIONAL_ID or any(w in NATIONAL_ID for w in ws) and not (
+            set(ws) & BENIGN - {"number"}) or any(joined.endswith(n) for n in _LONG_NATIONAL):
+        return "national_id"  # x-tax-id, customer_taxid: the long names also as a suffix
+    benign = set(ws) & BENIGN
+    if tail == "id" and len(ws) > 1 and {"private", "secret"} & set(ws[:-1]):
+        return "strong"  # a GCP private_key_id, a Vault AppRole secret_id
+    if benign and tail in BENIGN:
+        return None  # token_count, password_policy, key_id, secret_name, api_key_prefix …
+    if any(w in STRONG for w in ws) or joined in STRONG or any(st in joined for st in _STRONG_STEMS) \
+            or joined.endswith(("token", "secret", "pwd")):  # csrftoken, appsecret, dbpwd
+        return "strong"
+    if "key" in ws or joined.endswith("key") or tail.endswith("key") or any(w in WEAK for w in ws):
+        if any(w in KEY_QUALIFIERS for w in ws[:-1]) or joined in ("apikey", "accesskey", "secretkey"):
+            return "strong"
+        return None if benign else "key"  # cache_key, primary_key, public_key name things
+    if tail not in BENIGN and any(w in MATERIAL for w in ws):
+        return "material"
+    return None
+
+
+# Keys we define ourselves and whose values are numbers or enums: never a credential, though
+# ``llm.token_count.completion_details.reasoning`` holds the word "token".
+_NUMERIC_PREFIXES = ("gen_ai.usage.", "llm.token_count.", "llm.cost.")
+
+
+@functools.lru_cache(maxsize=65536)
+def credential_key(key: str) -> str | None:
+    """How an attribute key names a credential: 'strong' (any value but a placeholder is a
+    secret), 'key' or 'material' (a random-looking value is), 'national_id' (an id-shaped value
+    is), or None. Known metadata keys are not credentials (``gen_ai.request.max_tokens``)."""
+    k = key.lower()
+    if k in METADATA_KEYS or k.startswith(_NUMERIC_PREFIXES):
+        return None
+    return classify(key)

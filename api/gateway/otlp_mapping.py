@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstream.schemas.attribute_keys import attribute_verdict
+from agentstream.schemas.attribute_keys import attribute_verdict, credential_key
 from agentstream.schemas.digests import end_user_digest
 from agentstream.schemas.usage_numbers import usage_cost
 
@@ -320,8 +320,13 @@ def safe_attributes(s: OtlpSpan, dropped: dict[str, int] | None = None) -> dict[
             continue
         text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
         # the shared allow-list: content keys (OpenInference messages, tool schemas, invocation
-        # parameters…) and long free values never reach the raw topic
-        reason = "content_key" if k.startswith(CONTENT_PREFIXES) else attribute_verdict(k, text, "METADATA_ONLY")
+        # parameters…) and long free values never reach the raw topic; nor does a value under a
+        # name that says credential (db.password, http.request.header.authorization, x-api-key):
+        # an edge has no redactor, and such a value has no part worth keeping. Names only weakly
+        # sensitive (``*.key``) go on to the processors, which judge the value with its key.
+        reason = ("content_key" if k.startswith(CONTENT_PREFIXES)
+                  else "credential_key" if credential_key(k) == "strong"
+                  else attribute_verdict(k, text, "METADATA_ONLY"))
         if reason is not None:
             if dropped is not None:
                 dropped["dropped_attribute:" + reason] = dropped.get("dropped_attribute:" + reason, 0) + 1

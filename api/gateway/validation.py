@@ -18,12 +18,11 @@ import orjson
 from agentstream.schemas import EVENT, load_catalog
 from agentstream.schemas.codec import KIND_TO_BRANCH
 from agentstream.schemas.attribute_keys import split_attributes
-from agentstream.schemas.digests import end_user_digest, is_digest_shaped
+from agentstream.schemas.digests import end_user_digest
 from agentstream.schemas.id_format import is_id_shaped
-from agentstream.schemas.stored_ranges import ATTEMPT_MAX, SEQ_MAX
-from agentstream.schemas.usage_numbers import is_cost
 
-Issue = dict[str, str]
+from .event_rules import Issue, issue, rule_issues
+
 Check = Callable[[Any, list[Issue]], Any]
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
@@ -40,10 +39,6 @@ ID_FIELDS = ("event_id", "run_id", "session_id", "parent_run_id", "parent_step_i
 # started_us, which the timeline and the run header read).
 TIME_FIELDS = ("ts_us", "emitted_us")
 PAYLOAD_TIME_FIELDS = ("started_us",)
-
-
-def issue(path: str, reason: str, message: str) -> Issue:
-    return {"field": path, "reason": reason, "message": message}
 
 
 def _json_type(v: Any) -> str:
@@ -272,51 +267,6 @@ def _record_check(fields: list[tuple[str, Check, Callable[[], Any] | None]],
     return check
 
 
-def _llm_of(out: dict[str, Any]) -> dict[str, Any] | None:
-    payload = out.get("payload")
-    llm = payload.get("llm") if isinstance(payload, dict) else None
-    return llm if isinstance(llm, dict) else None
-
-
-def _usage_issues(out: dict[str, Any]) -> list[Issue]:
-    """An LLM call's token counts are >= 0 and its cost finite and >= 0 (schemas/usage_numbers.py):
-    a negative or NaN figure would pay a run's budget back or poison every sum over costs."""
-    llm = _llm_of(out)
-    if llm is None:
-        return []
-    issues = [issue(f"payload.llm.{k}", "out_of_range", "a token count is a whole number >= 0")
-              for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-              if type(llm.get(k)) is int and llm[k] < 0]
-    cost = llm.get("cost_usd")
-    if type(cost) is float and not is_cost(cost):
-        issues.append(issue("payload.llm.cost_usd", "out_of_range", "a cost is a finite number >= 0"))
-    return issues
-
-
-def _stored_range_issues(out: dict[str, Any]) -> list[Issue]:
-    """Integers the contract carries as longs and the events table keeps narrower
-    (schemas/stored_ranges.py): accepted here, the sink would dead-letter the record."""
-    issues = []
-    seq = out.get("seq")
-    if type(seq) is int and not 0 <= seq <= SEQ_MAX:
-        issues.append(issue("seq", "out_of_range", f"seq counts from 0 to {SEQ_MAX}"))
-    payload = out.get("payload")
-    attempt = payload.get("attempt") if out.get("kind") == "STEP" and isinstance(payload, dict) else None
-    if type(attempt) is int and not 0 <= attempt <= ATTEMPT_MAX:
-        issues.append(issue("payload.attempt", "out_of_range", f"a step's attempt is 0 to {ATTEMPT_MAX}"))
-    return issues
-
-
-def _digest_issues(out: dict[str, Any]) -> list[Issue]:
-    """Event v2's LLM request digest is a keyed hex digest: checked by format, never scanned."""
-    llm = _llm_of(out)
-    v = llm.get("request_digest") if llm is not None else None
-    if type(v) is str and not is_digest_shaped(v):
-        return [issue("payload.llm.request_digest", "invalid_digest",
-                      "a digest is 16 to 128 hex characters (the keyed HMAC-SHA256 of the request)")]
-    return []
-
-
 class EventValidator:
     """``validate(raw, tenant_id)`` -> (record, []) or (None, issues)."""
 
@@ -381,9 +331,7 @@ class EventValidator:
             if type(v) is str and v.strip() and not is_id_shaped(v):
                 issues.append(issue(name, "invalid_id", "an id is one token (letters, digits and "
                                                         "._:/+=#-, at most 256 characters)"))
-        issues += _digest_issues(out)
-        issues += _usage_issues(out)
-        issues += _stored_range_issues(out)
+        issues += rule_issues(out)
         issues += self.time_issues(out, now_us if now_us is not None else time.time_ns() // 1000)
         if issues:
             return None, issues

@@ -11,7 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, cast
 
+from agentstream.schemas.redaction_summary import is_dropped_name
+
 from .fields import ID_FIELDS, IdChecker, effective_mode, filter_attributes
+from .keywords import assigned_secret
 from .multipattern import compile_any
 from .rules import CATEGORIES, PREFILTER_PATTERNS, RULES, Rule, is_uuid
 
@@ -29,8 +32,14 @@ IDENTIFIER_FIELDS = NAME_FIELDS + ENVELOPE_IDS
 # CommandAck. tests/contract checks this set against the schema.
 SKIP_FIELDS = frozenset(("kind", "capture_mode", "step_kind", "failure_type", "redaction"))
 
-# Map fields: their keys are the user's, so a key that happens to be "kind" is still scanned.
+# Map fields: their keys are the user's, so a key that happens to be "kind" is still scanned, and
+# an entry is an assignment: its value is judged with its key (``db.password`` → any value is a
+# secret), not as bare text, where "Tr0ub4dor3" alone matches no rule.
 MAP_FIELDS = frozenset(("attributes",))
+# What the key-aware judgement of an entry (keywords.assigned_secret) counts as: the rules that
+# judge the same name in text, so a summary names no rule the engine does not have.
+PAIR_RULES = {"secret": ("sensitive_assignment", "credential_assignment"),
+              "national_id": ("national_id_assignment", "national_id")}
 DEFAULT_MAX_CHARS = 256 * 1024
 # Verdict cache: tenant ids, agent ids, tool names, routes and attribute values repeat on almost
 # every event. ``scan`` is a pure function of the text (the rule set is fixed per Redactor; the
@@ -223,9 +232,10 @@ class Redactor:
         counts: dict[str, int] = {}
         prior = event.get("redaction")
         if isinstance(prior, dict) and prior.get("rule_counts"):
-            # what an edge (SDK, gateway) dropped before the record reached raw, by count
+            # what an edge (SDK, gateway) dropped before the record reached raw, by count; only
+            # names the product writes: any other key is a producer's text, never stored
             for k, n in prior["rule_counts"].items():
-                if k.startswith("dropped_attribute:") and type(n) is int and n > 0:
+                if is_dropped_name(k) and type(n) is int and n > 0:
                     counts[k] = counts.get(k, 0) + n
         attrs = event.get("attributes")
         if attrs:
@@ -234,7 +244,8 @@ class Redactor:
                 event = {**event, "attributes": kept}
         payload = event.get("payload")
         if not counts and not (isinstance(payload, dict) and payload.get("content")) and not any(
-                self._has_findings(v, () if name in MAP_FIELDS else SKIP_FIELDS) for name, v in event.items()
+                self._has_findings(v, () if name in MAP_FIELDS else SKIP_FIELDS, name in MAP_FIELDS)
+                for name, v in event.items()
                 if v is not None and name not in IDENTIFIER_FIELDS and name not in SKIP_FIELDS):
             # Fast path (most events): a read-only pass over cached verdicts found nothing, so
             # the rewriting walk below would return the event as it is.
@@ -260,8 +271,10 @@ class Redactor:
         out["redaction"] = {"policy_version": policy_version, "rule_counts": counts}
         return out
 
-    def _has_findings(self, v: Any, skip: frozenset[str] | tuple[str, ...] = SKIP_FIELDS) -> bool:
-        """Whether ``_walk`` would find anything under ``v`` (same fields and keys, no copies)."""
+    def _has_findings(self, v: Any, skip: frozenset[str] | tuple[str, ...] = SKIP_FIELDS,
+                      pairs: bool = False) -> bool:
+        """Whether ``_walk`` would find anything under ``v`` (same fields and keys, no copies);
+        ``pairs``: ``v`` is a map whose entries are judged as ``key=value`` too."""
         if type(v) is str:
             f = self._verdicts.get(v)
             return bool(self.scan(v) if f is None else f)
@@ -275,6 +288,8 @@ class Redactor:
                     continue
                 if t is int or t is float or t is bool:
                     continue
+                if pairs and t is str and type(k) is str and assigned_secret(k, item):
+                    return True
                 if type(k) is str:
                     f = verdicts.get(k)
                     if f is None:
@@ -313,7 +328,11 @@ class Redactor:
                 if k in ID_FIELDS and skip and isinstance(item, str) and self._ids.id_shaped_and_clean(item):
                     continue  # a step/call id: validated by format, not scanned as free text
                 nk = self.redact_text(k, actions, counts) if isinstance(k, str) else k
-                ni = self._walk(k, item, actions, counts, changed, nullable)
+                hit = assigned_secret(k, item) if not skip and isinstance(k, str) and isinstance(item, str) else None
+                if hit is not None:
+                    ni = self._redact_entry(hit, item, actions, counts, changed)
+                else:
+                    ni = self._walk(k, item, actions, counts, changed, nullable)
                 if nk is not k or ni is not item:
                     if new is None:
                         new = dict(v)
@@ -339,6 +358,21 @@ class Redactor:
                     items.append(ni)
             return items if touched else v
         return v
+
+    def _redact_entry(self, hit: str, value: str, actions: Mapping[str, str], counts: dict[str, int],
+                      changed: list[str]) -> str | None:
+        """The whole value of a map entry whose key names a credential, as its category's action
+        shows it (None: dropped, and the entry with it)."""
+        rule, category = PAIR_RULES[hit]
+        counts[rule] = counts.get(rule, 0) + 1
+        action = actions.get(category, "mask")
+        if action not in ACTIONS:
+            raise RedactionError(f"policy action {action!r} for {category} is not one of {ACTIONS}")
+        if action == "drop":
+            return None
+        out = self.token(category, value, action)
+        changed.append(out)
+        return out
 
     @staticmethod
     def _apply_capture(payload: dict[str, Any], capture_mode: str, counts: dict[str, int]) -> dict[str, Any]:

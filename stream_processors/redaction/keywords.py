@@ -10,54 +10,16 @@ by what it must look like: any non-placeholder for a password or secret, somethi
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Iterator
 
+# The name vocabulary lives with the attribute keys, so that an attribute's key is judged by the
+# same words as a name in text; re-exported here for the rules that read it (prose_credentials).
+from agentstream.schemas.attribute_keys import KEY_QUALIFIERS, classify, credential_key, words  # noqa: F401
 from agentstream.schemas.letter_pairs import random_letters, shannon_bits
 
-# Words that make a name a credential on their own.
-STRONG = frozenset((
-    "password", "passwd", "pwd", "pw", "pass", "passphrase", "passcode", "secret", "secrets", "credential",
-    "credentials", "creds", "cred", "apikey", "token", "accesstoken", "authtoken", "bearer", "cookie",
-    "privatekey", "secretkey", "accesskey", "clientsecret", "signature", "salt", "dsn", "otp", "pin",
-    "authorization", "auth", "sessionid", "jwt", "connstr", "connectionstring", "pat",
-))
-# Unambiguous inside one unsplit word too (ADMINPASSWORD, dbsecret, myapikey).
-_STRONG_STEMS = ("password", "passwd", "passphrase", "secret", "credential", "apikey", "accesstoken",
-                 "authtoken", "refreshtoken", "sessiontoken", "privatekey", "secretkey", "accesskey")
-# "key" is sensitive next to one of these ("encryption_key"), or when its value looks random.
-KEY_QUALIFIERS = frozenset((
-    "api", "access", "secret", "private", "encryption", "encrypt", "decryption", "signing", "sign",
-    "master", "license", "licence", "client", "app", "service", "account", "crypto", "hmac", "aes",
-    "ssh", "gpg", "pgp", "deploy", "admin", "root", "jwt", "session", "webhook", "auth", "subscription",
-    "consumer", "shared", "kms", "rsa", "ed25519", "cipher", "x", "ocp", "apim", "storage",
-))
-# Names that say the value is a count, a type or a public handle, not a credential.
-BENIGN = frozenset((
-    "count", "counts", "tokens", "usage", "limit", "limits", "max", "min", "total", "num", "budget",
-    "type", "types", "kind", "len", "length", "size", "estimate", "expires", "expiry", "exp", "ttl",
-    "expiration", "expired", "name", "names", "id", "ids", "field", "format", "version", "public",
-    "pub", "primary", "sort", "partition", "cache", "idempotency", "foreign", "routing", "dedup",
-    "shard", "lookup", "object", "bucket", "row", "map", "index", "unique", "hint", "path", "file",
-    "url", "uri", "endpoint", "header", "param", "policy", "rotation", "rotated", "hash", "fingerprint",
-    "prefix", "suffix", "ref", "arn", "location", "store", "vault", "provider", "mode", "strength",
-    "min_length", "reset", "page", "next", "cursor", "continuation", "spacing", "placeholder", "label",
-    "required", "enabled", "policy", "last4", "last", "mask", "masked", "hint", "valid", "status",
-    "sha", "commit", "digest", "checksum", "algorithm", "alg", "scheme", "scope", "scopes", "audience",
-    "method", "methods", "flow", "server", "domain", "host", "realm", "issuer", "strategy", "backend",
-    "level", "timeout", "retries", "duration", "at", "time", "date", "created", "updated", "age",
-    "samesite", "secure", "httponly", "source", "owner", "user", "username", "email", "headers",
-    "region", "zone", "env", "ms", "seconds", "secs", "minutes", "days", "used", "remaining",
-    "stdin", "prompt", "fd",  # --password-stdin, password_prompt: how a secret is read, not the secret
-))
-# Names of key material by what it does rather than "key": a random-looking value under one is a
-# secret (``totp_seed``, ``kek``, ``recovery_code``, ``vault_unseal``), hex digests included.
-MATERIAL = frozenset((
-    "seed", "kek", "dek", "hmac", "unseal", "recovery", "unlock", "enrollment", "enrolment", "backup",
-    "material", "mnemonic", "master", "signing", "license", "licence", "otpauth", "totp", "hotp", "mfa",
-    "2fa", "wrapping", "keyring", "keystore", "truststore", "cipher", "activation",
-))
 # Names whose value a person chose: one short word is a password ("pw: maple"), unless it is how a
 # password is handled ("password: none", "passwd: files", "pwd: ask").
 PASSWORD_WORDS = frozenset(("password", "passwd", "pwd", "pw", "pass", "passphrase", "passcode"))
@@ -96,11 +58,6 @@ def type_annotation(v: str) -> bool:
     return rest == "" or rest.startswith(("[", "|", "=", "<", ")", ","))
 
 
-NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin", "nino", "nationalid",
-                         "nationalinsurance", "taxid", "tin", "itin", "passport", "aadhaar", "cpf",
-                         "nif", "nie", "dni", "bsn", "steuerid", "idnr", "personnummer", "pesel",
-                         "codicefiscale", "insee", "nir", "curp", "rfc", "medicare", "nhs"))
-_LONG_NATIONAL = tuple(n for n in NATIONAL_ID if len(n) >= 5)
 # Every word stem a sensitive name can hold: the trigger and the byte prefilter are built from it, so
 # a text the assignment rule can flag always passes both.
 TRIGGER_WORDS = ("pass", "pw", "secret", "cred", "key", "token", "bearer", "cookie", "signature",
@@ -121,16 +78,11 @@ ASSIGNMENT = re.compile(
     r"(?:(?P<qq>\\{0,3}[\"'`])(?P<qv>(?:(?!(?P=qq)).){1,512}?)(?P=qq)"
     r"|(?P<v>\d{1,6}(?: \d{1,6}){1,5}(?![\w.-])|[^\s\"'`\\,;&}<>)\]]{1,512}))",
     re.ASCII)
-_SPLIT = re.compile(r"[_.\-\s]+|(?<=[a-z0-9])(?=[A-Z])")
 _PLACEHOLDER = re.compile(
     r"^(?:\*+|x+|X+|•+|\.+|-+|_+|\?+|#+|0+|<.*>|\[.*\]|\{.*\}|\$\{.*\}|\$[A-Z_]+|%\(\w+\)[sd]|%[sd]|"
     r"\(?(?:none|null|nil|true|false|yes|no|on|off|required|redacted|hidden|masked|omitted|"
     r"changeme|example|placeholder|undefined|unset|empty|string|str|int|bool|optional|secret|"
     r"password|token|your[-_ ]?\w*|env|default|test|dummy|n/?a|tbd|todo)\)?)$", re.IGNORECASE)
-
-
-def words(key: str) -> list[str]:
-    return [w.lower() for w in _SPLIT.split(key) if w]
 
 
 def looks_random(v: str) -> bool:
@@ -145,33 +97,6 @@ def looks_random(v: str) -> bool:
     if v.isdigit() or classes < 2:
         return False
     return shannon_bits(v) >= min(3.0, math.log2(len(v)) - 0.3)
-
-
-def classify(key: str) -> str | None:
-    """'strong', 'key', 'material', 'national_id' or None for a name that is not sensitive."""
-    ws = words(key)
-    if not ws:
-        return None
-    joined = "".join(ws)
-    tail = ws[-1]
-    if joined in NATIONAL_ID or tail in NATIONAL_ID or any(w in NATIONAL_ID for w in ws) and not (
-            set(ws) & BENIGN - {"number"}) or any(joined.endswith(n) for n in _LONG_NATIONAL):
-        return "national_id"  # x-tax-id, customer_taxid: the long names also as a suffix
-    benign = set(ws) & BENIGN
-    if tail == "id" and len(ws) > 1 and {"private", "secret"} & set(ws[:-1]):
-        return "strong"  # a GCP private_key_id, a Vault AppRole secret_id
-    if benign and tail in BENIGN:
-        return None  # token_count, password_policy, key_id, secret_name, api_key_prefix …
-    if any(w in STRONG for w in ws) or joined in STRONG or any(st in joined for st in _STRONG_STEMS) \
-            or joined.endswith(("token", "secret", "pwd")):  # csrftoken, appsecret, dbpwd
-        return "strong"
-    if "key" in ws or joined.endswith("key") or tail.endswith("key"):
-        if any(w in KEY_QUALIFIERS for w in ws[:-1]) or joined in ("apikey", "accesskey", "secretkey"):
-            return "strong"
-        return None if benign else "key"  # cache_key, primary_key, public_key name things
-    if tail not in BENIGN and any(w in MATERIAL for w in ws):
-        return "material"
-    return None
 
 
 def placeholder(v: str) -> bool:
@@ -257,3 +182,47 @@ def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
                 len(v) >= 4 and PASSWORD_WORDS & set(ws) and v.lower() not in SETTING_WORDS):
             continue  # "auth: none", "cookie_samesite=Lax": a short bare word reads as a setting
         yield m.start(g), end
+
+
+def _list_items(v: str) -> list[str]:
+    """The strings of a JSON list (OTLP array attributes travel as ``["Basic dXNl…"]``), or [v]."""
+    if v[:1] == "[" and v[-1:] == "]":
+        try:
+            items = json.loads(v)
+        except ValueError:
+            return [v]
+        if isinstance(items, list):
+            return [x if isinstance(x, str) else json.dumps(x) for x in items]
+    return [v]
+
+
+def assigned_secret(key: str, value: str) -> str | None:
+    """An attribute judged as ``key=value`` (the map entry is the assignment, no syntax to find):
+    'secret' or 'national_id' when the value under this name is one, by the rules
+    ``find_assignments`` applies to a value it found in text, else None. The caller replaces the
+    whole value: under a credential name a value has no part that is safe to keep.
+
+    Only keys the ``TRIGGER`` words reach can be judged, so the byte prefilter, which holds the
+    same words, fires on every record whose attributes this could change."""
+    kind = credential_key(key) if TRIGGER.search(key) else None
+    if kind is None:
+        return None
+    ws = words(key)
+    for v in _list_items(value.strip()):
+        v = v.strip()
+        if kind == "national_id":
+            if sum(c.isdigit() for c in v) >= 7 and _NAT_VALUE.fullmatch(v) and not _DECIMAL.fullmatch(v) \
+                    and not placeholder(v):
+                return "national_id"
+            continue
+        if placeholder(v) or len(v) < 3 or ws in (["pwd"], ["oldpwd"]) and v[:1] in "/~":
+            continue
+        if kind == "key" and (not looks_random(v) or _HEX_ID.fullmatch(v)):
+            continue  # cache_key=user:42, a UUID or a SHA under a bare "key" names a thing
+        if kind == "material" and (not looks_random(v) or _UUID_ONLY.fullmatch(v) or any(c in ":/@" for c in v)):
+            continue
+        if kind == "strong" and len(v) < 6 and v.isalpha() and not (
+                len(v) >= 4 and PASSWORD_WORDS & set(ws) and v.lower() not in SETTING_WORDS):
+            continue  # "auth: none", "cookie_samesite=Lax": a short bare word is a setting
+        return "secret"
+    return None

@@ -25,6 +25,10 @@ SDK's clean records took the full path). Why it holds by construction:
   attributes' text (a four-word failure message is not an attribute, and is no longer a trip);
 - a string longer than the engine's ``max_chars`` (in bytes, so at least as often as in
   characters) is a trip: the engine quarantines it;
+- an attribute's value is judged with its key (``keywords.assigned_secret``) only when the key
+  names a credential, which it does only through a ``TRIGGER`` word, one of ``RULE_PATTERNS``: a
+  record with such a key always trips them, and the key's string is judged by its name (a UUID
+  value is not in the text to be paired with it; the name alone decides);
 - a text the rule patterns trip may still be cleared by the engine's own verdict on each of its
   strings (``text_may_need_redaction`` says how).
 
@@ -37,7 +41,7 @@ from bisect import bisect_left
 from re import _parser as sre_parse  # type: ignore[attr-defined]  # re's own parser (sre_parse: deprecated)
 from typing import Any, Protocol
 
-from agentstream.schemas.attribute_keys import LONG_TEXT_RUN, PROSE_RUN, content_trigger_words
+from agentstream.schemas.attribute_keys import LONG_TEXT_RUN, PROSE_RUN, content_trigger_words, credential_key
 
 from .multipattern import compile_any, compile_ends
 from .rules import PREFILTER_PATTERNS
@@ -182,9 +186,12 @@ def text_may_need_redaction(text: bytes, attributes_start: int, attributes_end: 
         if i >= len(string_ends) or i in judged:
             continue
         judged.add(i)
-        s = text[string_ends[i - 1] + 1 if i else 0:string_ends[i]].decode()
+        start = string_ends[i - 1] + 1 if i else 0
+        s = text[start:string_ends[i]].decode()
         if (check_id(s) is not None) if bounds[i] >> 31 else scan(s):
             return True
+        if attributes_start <= start < attributes_end and credential_key(s) is not None:
+            return True  # an attribute under a credential name: the engine judges its value
     return False
 
 

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from agentstream.schemas.redaction_summary import RULE_NAMES
+
 from . import prose_credentials as prose
 from . import token_shapes as shapes
 from . import vendor_tokens as vendors
@@ -368,6 +370,10 @@ RULES: tuple[Rule, ...] = (
 )
 
 RULES_BY_NAME = {r.name: r for r in RULES}
+# The gateway refuses a summary naming anything else (schemas/redaction_summary.py): a rule that
+# is not listed there could never be counted, so refuse to start instead.
+if not set(RULES_BY_NAME) <= RULE_NAMES:
+    raise ImportError(f"rule names missing from schemas/redaction_summary.py: {sorted(set(RULES_BY_NAME) - RULE_NAMES)}")
 
 # One pass that every rule's match needs to pass first: most telemetry strings ("search",
 # "/v1/chat", "gpt-4o", "step 3") hit none of these, and skip every rule at once. ASCII-only, so the

@@ -76,8 +76,9 @@ def example_event(kind: str, filled: bool) -> dict[str, Any]:
               environment="prod", run_id=f"run-{kind}-{branch}", seq=1, ts_us=NOW, emitted_us=NOW,
               sdk_version="contract", kind=kind, redaction=None)
     ev["payload"] = example_record(named[KIND_TO_BRANCH[kind]], named, branch)
-    if (ev["payload"].get("llm") or {}).get("request_digest"):
-        ev["payload"]["llm"]["request_digest"] = "9f" * 32  # a digest field holds a digest (hex)
+    for record, name in (("llm", "request_digest"), ("tool", "args_digest"), ("approval", "action_digest")):
+        if (ev["payload"].get(record) or {}).get(name):
+            ev["payload"][record][name] = "9f" * 32  # a digest field holds a digest (hex)
     return ev
 
 

@@ -49,7 +49,7 @@ def run_events(run_id: str) -> list[dict]:
         make_event(run_id, 2, payload={
             "step_id": f"{run_id}-tool", "step_kind": "TOOL", "name": "lookup_invoice",
             "status": "ERROR", "started_us": T0 + 5000, "latency_ms": 30,
-            "tool": {"tool_name": "lookup_invoice", "call_id": "call_1", "args_digest": "ab12"}}),
+            "tool": {"tool_name": "lookup_invoice", "call_id": "call_1", "args_digest": "ab12" * 16}}),
         make_event(run_id, 3, kind="FAILURE", payload={
             "failure_type": "TOOL", "failure_code": "timeout", "step_id": f"{run_id}-tool",
             "message": "upstream timed out", "retryable": True}),
