@@ -79,3 +79,19 @@ def test_redact_jsonl_cli_path(capsys):
                        err=io.StringIO())
     rec = json.loads(out.getvalue())
     assert bad == 1 and rec["id"] == 1 and "AKIA" not in rec["text"] and rec["redaction"] == {"aws_access_key_id": 1}
+
+
+def test_the_hash_action_does_not_quarantine_its_own_tokens():
+    """``[email:hmac:<16 hex>]`` reads as key material to the key-aware rule, so the post-check
+    quarantined every event redacted under ``hash`` (a tenant choosing it lost all such events)."""
+    ev = {"event_id": "e", "tenant_id": "t", "agent_id": "a", "agent_version": "1", "environment": "x",
+          "run_id": "r", "sdk_version": "s", "kind": "FAILURE",
+          "attributes": {"who": "bob@example.com", "db.password": "Tr0ub4dor3"},
+          "payload": {"failure_type": "TOOL", "failure_code": "x",
+                      "message": "bob@example.com paid with 4111 1111 1111 1111"}}
+    actions = {c: "hash" for c in ("email", "payment_card", "credential_assignment")}
+    out = R.redact_event(ev, actions, "p8")
+    assert out["payload"]["message"].startswith("[email:hmac:") and "4111" not in out["payload"]["message"]
+    assert out["attributes"]["who"].startswith("[email:hmac:")
+    assert out["attributes"]["db.password"].startswith("[credential_assignment:hmac:")
+    assert out["redaction"]["rule_counts"] == {"email": 2, "payment_card": 1, "sensitive_assignment": 1}
