@@ -7,13 +7,16 @@ One rule, the processors' too (``stream_processors.detectors.runs.exceeds``, hel
 a test): a limit is the amount allowed and a breach is going over it. So an operation is
 refused only when it would take the run over a limit: ``max_steps=40`` runs 40 steps and
 refuses the 41st; a run at exactly its token or cost limit has breached nothing, but admits no
-further model call (any call uses tokens; a paid call costs more than nothing).
+further model call (any call uses tokens; a paid call costs more than nothing). Cost compares in
+decimal (``exceeds_usd``): three $0.10 calls fit a $0.30 budget.
 """
 from __future__ import annotations
 
 import operator
 import time
 from dataclasses import dataclass, fields
+
+from agentstream.schemas.usage_numbers import exceeds_usd, reaches_usd
 
 from .errors import BudgetExceeded, LackOfProgress
 
@@ -62,8 +65,14 @@ class RunBudget:
         self.fingerprints: dict[str, int] = {}
 
     def before_step(self) -> None:
+        self.check_now(starting=1)
+
+    def check_now(self, starting: int = 0) -> None:
+        """Raises when the run is over a step or wall-time limit once ``starting`` more steps
+        start (``run.check()`` starts none: nothing is counted, and a run at exactly
+        ``max_steps`` is not over)."""
         lim = self.limits
-        if lim.max_steps is not None and exceeds(self.steps_started + 1, lim.max_steps):
+        if lim.max_steps is not None and exceeds(self.steps_started + starting, lim.max_steps):
             raise BudgetExceeded("steps", lim.max_steps, self.steps_started, self.run_id)
         if lim.max_wall_time_s is not None:
             elapsed = time.monotonic() - self.started
@@ -80,8 +89,9 @@ class RunBudget:
                 exceeds(self.tokens + max(estimated_tokens, 1), lim.max_tokens):
             raise BudgetExceeded("tokens", lim.max_tokens, self.tokens, self.run_id)
         if lim.max_cost_usd is not None and (
-                exceeds(self.cost_usd + estimated_cost_usd, lim.max_cost_usd)
-                or (estimated_cost_usd <= 0 and 0 < lim.max_cost_usd <= self.cost_usd)):
+                exceeds_usd(self.cost_usd + estimated_cost_usd, lim.max_cost_usd)
+                or (estimated_cost_usd <= 0 and 0 < lim.max_cost_usd
+                    and reaches_usd(self.cost_usd, lim.max_cost_usd))):
             raise BudgetExceeded("cost_usd", lim.max_cost_usd, round(self.cost_usd, 6), self.run_id)
 
     def add_step(self) -> None:

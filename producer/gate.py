@@ -29,14 +29,23 @@ class RunGate(RunState):
         if self._commands:
             self._apply_commands()
         b = self.budget
-        if b is not None:
-            llm = step if step is not None and step.kind == LLM else None
+        if b is None:
+            pass
+        elif step is None:
+            # ``run.check()``: no step starts here, so none is counted (counting one made ten
+            # checked steps use twenty of max_steps)
+            try:
+                b.check_now()
+            except EnforcementError as exc:
+                self._enforce(exc)
+        else:
+            llm = step if step.kind == LLM else None
             try:
                 b.before_step()
                 if llm is not None:
                     est = llm.estimate or (0, 0.0)
                     b.before_model_call(est[0], est[1])
-                if step is not None and step.fingerprint is not None:
+                if step.fingerprint is not None:
                     b.record_fingerprint(step.fingerprint)
             except EnforcementError as exc:
                 self._enforce(exc)
@@ -100,7 +109,8 @@ class RunGate(RunState):
                                    "status": status, "detail": detail})
 
     def check(self) -> None:
-        """Applies pending commands and the step/wall-time budgets now (raises if stopped)."""
+        """Applies pending commands and the step/wall-time budgets now (raises if stopped, or
+        if the run is already over one of those budgets). It is not a step: nothing is counted."""
         if self._gate:
             delay = self._gate_check(None)
             if delay:

@@ -49,3 +49,21 @@ def usage_cost(v: Any) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return c if is_cost(c) else None
+
+
+# Money is decimal prices summed in binary floats: 3 x 0.1 is 0.30000000000000004, 10 x 0.1 is
+# 0.9999999999999999. The error of a float sum of n positive terms stays below n x 1.1e-16 of
+# the sum, so a tolerance of a billionth of the limit absorbs it up to millions of calls, while
+# a cent over any limit under $10M still counts. The SDK's budgets and the processors' run and
+# tenant budgets compare money with these two, so three $0.10 calls fit a $0.30 budget on both.
+USD_RTOL = 1e-9
+
+
+def exceeds_usd(used: float, limit: float) -> bool:
+    """``used > limit`` for amounts of money: spending exactly the limit (in decimal) is allowed."""
+    return used - limit > USD_RTOL * abs(limit)
+
+
+def reaches_usd(used: float, limit: float) -> bool:
+    """``used >= limit`` for amounts of money, with ``exceeds_usd``'s tolerance."""
+    return limit - used <= USD_RTOL * abs(limit)

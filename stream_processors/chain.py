@@ -15,7 +15,7 @@ import orjson
 
 from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
 
-from .detectors import fleet, governance, governance_topology, runs
+from .detectors import fleet, governance, governance_topology, redelivery, runs
 from .policies import PolicyBook, TenantPolicy
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import Redactor
@@ -31,6 +31,12 @@ FLEET_APPLIED = "applied"
 
 def _id(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def _stop_reason(alert_type: str, title: str) -> str:
+    """A STOP's reason: the alert's type and title, the type once ("loop: repeat", not "loop:
+    loop: repeat", whose title already starts with it)."""
+    return title if title.startswith(alert_type + ":") else f"{alert_type}: {title}"
 
 
 class BatchPolicies(PolicyBook):
@@ -119,6 +125,10 @@ class Chain:
                 # in the fleet deltas flushed with it); the event itself is re-emitted, not recounted.
                 continue
             st["_o"] = offset
+            if not redelivery.first_delivery(st, e):
+                # The same event at another offset (the SDK re-sent it after a lost ack): the
+                # run, governance and tenant spend counted it the first time.
+                continue
             lim = limits.get(tenant)
             if lim is None:
                 policy = self.policies.get(tenant)
@@ -136,7 +146,7 @@ class Chain:
                 out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
                                        e.get("agent_id"), e.get("agent_version"), run_id, [src]))
                 if f.stop:
-                    out.append(self._command(tenant, run_id, f"{f.alert_type}: {f.title}", alert_id))
+                    out.append(self._command(tenant, run_id, _stop_reason(f.alert_type, f.title), alert_id))
             if kind == "RUN_END":
                 entry[2] = True
             if kind in fleet_kinds:
@@ -191,7 +201,7 @@ class Chain:
                     out.append(self._alert(alert_id, f.alert_type, f.severity, f.title, f.evidence, tenant,
                                            f.agent_id, f.agent_version, run, sources))
                 for run_id in f.stop_runs:
-                    out.append(self._command(tenant, run_id, f"{f.alert_type}: {f.title}", alert_id))
+                    out.append(self._command(tenant, run_id, _stop_reason(f.alert_type, f.title), alert_id))
         for key, (partition, st) in states.items():
             put_state(partition, key, orjson.dumps(st))
         return out

@@ -7,11 +7,11 @@ delta, budgets)`` runs a handful of times per batch, not per event. ``state`` is
 kept per tenant in a changelog table; ``raised`` remembers every alert already sent (pruned with
 its window), so a restart repeats none.
 
-Spend: a limit is the amount allowed; ``budget_breach`` once spend > limit, ``budget_warning``
-once spend >= ``warn_fraction`` x limit (0 = off); each level once per window. With
-``hard_limit`` the breach stops the tenant's live runs (the agent's, for ``agent_usd_per_day``),
-and every run that becomes active later in the same window gets a STOP citing the same alert
-(commands only: no second alert).
+Spend: a limit is the amount allowed; ``budget_breach`` once spend > limit (compared in decimal:
+see ``schemas/usage_numbers.exceeds_usd``), ``budget_warning`` once spend >= ``warn_fraction`` x limit (0 = off);
+each level once per window. With ``hard_limit`` the breach stops the tenant's live runs (the
+agent's, for ``agent_usd_per_day``), and every run that becomes active later in the same window
+gets a STOP citing the same alert (commands only: no second alert).
 
 Drift: when an agent's version not seen before appears, a comparison opens between it and the
 version before it. The baseline is the old version's traffic in the hours the new one has
@@ -29,7 +29,7 @@ from typing import Any, Mapping, cast
 from agentstream.schemas.usage_numbers import counted_cost
 
 from . import drift
-from .runs import EMPTY, levels, warn_fraction
+from .runs import EMPTY, apart, levels, warn_fraction
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
@@ -226,10 +226,10 @@ def _budgets(state: dict[str, Any], new_active: Mapping[str, str], budgets: Mapp
         if not limit:
             continue
         limit = float(limit)
-        ev = {"limit_name": limit_name, "window": k, "used_usd": f"{used:.4f}", "limit_usd": f"{limit:.4f}",
-              "event_us": str(now)}
+        u, lim_s = apart(used, limit, decimals=True, digits=4)
+        ev = {"limit_name": limit_name, "window": k, "used_usd": u, "limit_usd": lim_s, "event_us": str(now)}
         hour = _window_hour(k)
-        for level in levels(used, limit, warn_at):
+        for level in levels(used, limit, warn_at, usd=True):
             key = f"{level}|{k}"
             if key in state["raised"]:
                 continue
@@ -239,7 +239,7 @@ def _budgets(state: dict[str, Any], new_active: Mapping[str, str], budgets: Mapp
                                         agent_id=agent))
                 continue
             runs = _stoppable(state, agent, k, hour) if hard else []
-            out.append(FleetFinding(level, "CRITICAL", f"{limit_name} exceeded ({used:.4f} > {limit:.4f} USD)",
+            out.append(FleetFinding(level, "CRITICAL", f"{limit_name} exceeded ({u} > {lim_s} USD)",
                                     ev, key=key, agent_id=agent, stop_runs=runs))
         if hard and f"budget_breach|{k}" in state["raised"]:
             # Runs that become active after the breach, in the same window, are stopped too.

@@ -20,11 +20,14 @@ Every threshold is the amount allowed; a finding is going over it (the SDK's rul
   signature), ``ping_pong`` (two signatures strictly alternating for more than
   ``2 * max_ping_pong`` steps), ``retry_chain`` (a chain of more than ``max_retries`` retries),
   ``no_progress`` (a progress fingerprint seen more than ``max_no_progress`` times).
-- one ``loop`` alert per run, raised at the first step where any reason fires and naming every
-  reason firing at that step; ``stop_on_loop`` attaches a STOP.
+- a ``loop`` alert at the first step where any reason fires, naming every reason firing at
+  that step; ``stop_on_loop`` attaches a STOP, and that is the run's one loop alert. Without
+  ``stop_on_loop`` the run goes on: a later loop sharing no subject (signature, fingerprint)
+  with an alerted one alerts again, up to ``MAX_LOOP_ALERTS`` per run (``_loop_alert``).
 - budgets (steps, tokens, cost, wall time): ``budget_breach`` once ``used > limit``;
   ``budget_warning`` once ``used >= warn_fraction * limit`` (``warn_fraction`` 0 turns warnings
-  off). Each level is raised once per run and metric; a step that jumps past both raises both.
+  off). Cost is compared with ``exceeds_usd``: a run that spends exactly its limit in decimal
+  prices (3 x $0.10 of $0.30) has not breached it, though the float sum reads 0.30000000000000004. Each level is raised once per run and metric; a step that jumps past both raises both.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, cast
 
-from agentstream.schemas.usage_numbers import counted_cost
+from agentstream.schemas.usage_numbers import counted_cost, exceeds_usd, reaches_usd
 
 PROGRESS_ATTR = "agentstream.progress_fingerprint"
 DIGEST_ATTR = "agentstream.args_digest"
@@ -41,12 +44,28 @@ DEFAULT_WARN_FRACTION = 0.8
 MAX_SIGNATURES = 2048   # whole-run counting keeps at most this many distinct signatures
 MAX_CHAINS = 64         # retry chains remembered (a retry links to a recent attempt)
 MAX_FINGERPRINTS = 256
+MAX_LOOP_ALERTS = 8     # loop alerts one run may raise with stop_on_loop off
+MAX_LOOP_SUBJECTS = 32  # signatures/fingerprints of loops already alerted, kept per run
 
 
 def exceeds(used: float, limit: float) -> bool:
     """The one budget rule, shared with the SDK (``producer.enforcement.exceeds``): a limit is
     the amount allowed; only going over it is a breach."""
     return used > limit
+
+
+def apart(used: float, limit: float, decimals: bool = False, digits: int = 6) -> tuple[str, str]:
+    """``used`` and ``limit`` formatted with ``digits`` digits (decimal places when ``decimals``,
+    else significant), more when ``used`` is over ``limit`` and they would read alike, so a breach
+    never reads "0.3 > 0.3" (a breach is over by a billionth of the limit at least: 12 digits
+    tell it)."""
+    spec = "f" if decimals else "g"
+    u, lim = f"{used:.{digits}{spec}}", f"{limit:.{digits}{spec}}"
+    d = digits
+    while u == lim and used > limit and d < 15:
+        d += 1
+        u, lim = f"{used:.{d}{spec}}", f"{limit:.{d}{spec}}"
+    return u, lim
 
 
 @dataclass
@@ -66,7 +85,8 @@ def new_state() -> dict[str, Any]:
 
 def _upgrade(state: dict[str, Any]) -> None:
     if state.get("v") != 2:
-        keep: dict[str, Any] = {k: state[k] for k in ("steps", "tokens", "cost", "first_us", "raised", "fp", "_o") if k in state}
+        keep: dict[str, Any] = {k: state[k] for k in ("steps", "tokens", "cost", "first_us", "raised", "fp", "_o", "dd", "lsub")
+                                if k in state}
         state.clear()
         state.update(new_state())
         state.update(keep)
@@ -212,7 +232,9 @@ def observe_with(state: dict[str, Any], event: Mapping[str, Any], lim: Limits) -
             tin, tout = llm.get("input_tokens") or 0, llm.get("output_tokens") or 0
             state["tokens"] += (tin if tin > 0 else 0) + (tout if tout > 0 else 0)
             state["cost"] += counted_cost(llm.get("cost_usd"))
-        _loop_reasons(state, p, attrs, lim, reasons)
+        sig = _loop_reasons(state, p, attrs, lim, reasons)
+    else:
+        sig = None
     fp = attrs.get(PROGRESS_ATTR)
     if fp is None and kind == "DECISION":
         fp = f"{p.get('decision_type')}|{p.get('selected')}|{p.get('reason_code')}"
@@ -224,28 +246,65 @@ def observe_with(state: dict[str, Any], event: Mapping[str, Any], lim: Limits) -
         limit = lim.max_no_progress
         if exceeds(seen, limit):
             reasons["no_progress"] = f"fingerprint {fp[:64]} seen {seen} times (allowed {limit})"
-    if reasons and "loop" not in state["raised"]:  # one loop alert per run: later ones are not described
-        ev = {"reasons": ",".join(sorted(reasons)), "step_seq": str(event.get("seq", "")),
-              "event_us": str(event["ts_us"])}
-        ev.update({f"reason.{k}": v for k, v in reasons.items()})
-        _raise(state, out, Finding("loop", "CRITICAL", f"loop: {', '.join(sorted(reasons))}", ev,
-                                   stop=lim.stop_on_loop, key="loop"))
+    if reasons:
+        subjects = [sig] if sig is not None else []
+        if "no_progress" in reasons:
+            subjects.append(f"fp|{fp}")
+        if "ping_pong" in reasons and state["alt"][0] is not None:
+            subjects.append(state["alt"][0])  # the other side
+        _loop_alert(state, out, reasons, subjects, event, lim)
     if lim.run_limits:
         _check_budgets(state, event, lim, out)
     return out
 
 
+def _loop_alert(state: dict[str, Any], out: list[Finding], reasons: dict[str, str], subjects: list[str],
+                event: Mapping[str, Any], lim: Limits) -> None:
+    """The run's first loop raises an alert. With ``stop_on_loop`` that is all (the run is being
+    stopped). Without, the run goes on, so a later loop must not go unseen behind the first:
+    a loop that shares no subject (step signature, fingerprint) with one already alerted is a
+    new loop and alerts again, at most ``MAX_LOOP_ALERTS`` times a run; the same loop going on,
+    or firing another reason later, does not."""
+    raised = state["raised"]
+    lsub = state.get("lsub")
+    if lsub is None:
+        lsub = state["lsub"] = []
+    if "loop" not in raised:
+        key = "loop"  # the first one keeps the key (and so the alert id) it always had
+    elif lim.stop_on_loop:
+        return
+    else:
+        if any(s in lsub for s in subjects):  # the loop already alerted: learn its other subjects
+            lsub.extend(s for s in subjects if s not in lsub)
+            del lsub[:-MAX_LOOP_SUBJECTS]
+            return
+        n = sum(1 for k in raised if k == "loop" or k.startswith("loop#"))
+        if n >= MAX_LOOP_ALERTS or not subjects:
+            return
+        key = f"loop#{n + 1}"
+    lsub.extend(s for s in subjects if s not in lsub)
+    del lsub[:-MAX_LOOP_SUBJECTS]
+    ev = {"reasons": ",".join(sorted(reasons)), "step_seq": str(event.get("seq", "")),
+          "event_us": str(event["ts_us"])}
+    ev.update({f"reason.{k}": v for k, v in reasons.items()})
+    _raise(state, out, Finding("loop", "CRITICAL", f"loop: {', '.join(sorted(reasons))}", ev,
+                               stop=lim.stop_on_loop, key=key))
+
+
 def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[str, str],
-                  lim: Limits, reasons: dict[str, str]) -> None:
+                  lim: Limits, reasons: dict[str, str]) -> str | None:
+    """Adds the loop reasons this step fires; returns the step's subject (its signature, or for
+    a retry chain over its limit its call's kind and name) or None."""
     attempts = _chain_length(state, p)
     max_retries = lim.max_retries
     if exceeds(attempts - 1, max_retries):
         reasons["retry_chain"] = f"{p.get('name')}: {attempts - 1} retries in one chain (allowed {max_retries})"
     if attempts > 1:
-        return  # another attempt of the same logical call, judged above by its chain's length
+        # another attempt of the same logical call, judged above by its chain's length
+        return (signature(p, attrs) or f"{p.get('step_kind')}|{p.get('name')}") if reasons else None
     sig = signature(p, attrs)
     if sig is None:
-        return  # unknown arguments: never a repeat of anything
+        return None  # unknown arguments: never a repeat of anything
     window = lim.window
     seen = _count(state, sig, window)
     max_repeats = lim.max_repeats
@@ -257,6 +316,7 @@ def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[st
     if exceeds(alt, 2 * pp):
         a, b = sorted(state["alt"][:2])
         reasons["ping_pong"] = f"{a} <-> {b} alternated for {alt} steps (allowed {2 * pp})"
+    return sig
 
 
 def warn_fraction(budgets: Mapping[str, Any]) -> float:
@@ -264,12 +324,13 @@ def warn_fraction(budgets: Mapping[str, Any]) -> float:
     return DEFAULT_WARN_FRACTION if v is None else float(v)
 
 
-def levels(used: float, limit: float, warn_at: float) -> list[str]:
-    """The alert levels ``used`` has reached against ``limit``, lowest first."""
+def levels(used: float, limit: float, warn_at: float, usd: bool = False) -> list[str]:
+    """The alert levels ``used`` has reached against ``limit``, lowest first (``usd``: amounts
+    of money, compared with ``exceeds_usd``'s tolerance)."""
     out = []
-    if warn_at > 0 and used >= warn_at * limit:
+    if warn_at > 0 and (reaches_usd(used, warn_at * limit) if usd else used >= warn_at * limit):
         out.append("budget_warning")
-    if exceeds(used, limit):
+    if exceeds_usd(used, limit) if usd else exceeds(used, limit):
         if not out and warn_at > 0:
             out.append("budget_warning")
         out.append("budget_breach")
@@ -287,13 +348,14 @@ def _check_budgets(state: dict[str, Any], event: Mapping[str, Any], lim: Limits,
             used = state["cost"]
         else:
             used = (event["ts_us"] - (state["first_us"] or event["ts_us"])) / 1e6
-        for level in levels(used, limit, warn_at):
+        for level in levels(used, limit, warn_at, metric == "cost_usd"):
             if f"{level}:{metric}" in raised:
                 continue
-            ev = {"metric": metric, "used": f"{used:.6g}", "limit": f"{limit:.6g}", "scope": "run",
+            u, lim_s = apart(used, limit)
+            ev = {"metric": metric, "used": u, "limit": lim_s, "scope": "run",
                   "step_seq": str(event.get("seq", "")), "event_us": str(event["ts_us"])}
             if level == "budget_breach":
-                f = Finding(level, "CRITICAL", f"run {metric} budget exceeded ({used:.6g} > {limit:.6g})", ev,
+                f = Finding(level, "CRITICAL", f"run {metric} budget exceeded ({u} > {lim_s})", ev,
                             stop=hard, key=f"{level}:{metric}")
             else:
                 f = Finding(level, "WARNING", f"run {metric} at {used / limit:.0%} of budget", ev,
