@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 from agentstream.schemas.attribute_keys import attribute_verdict, split_attributes
 from agentstream.schemas.letter_pairs import random_letters
+from agentstream.schemas.redaction_summary import PREVIEW_CHARS
 
 MODES = {"metadata_only": "METADATA_ONLY", "redacted": "REDACTED",
          "secure_reference": "SECURE_REFERENCE"}
-PREVIEW_CHARS = 160
 
 # Ordered: specific key formats before the generic rules. The processors redact again with the
 # full rule set; this checker only has to fail closed, so it errs toward taking too much of a

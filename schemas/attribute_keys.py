@@ -32,9 +32,14 @@ _LONG = re.compile(LONG_TEXT_RUN)
 # "(KHTML, like Gecko) Chrome/120" is not prose), which only narrows it: the prefilter, scanning
 # raw records with ``PROSE_RUN``, fires wherever the verdict could.
 _WORD = r"[A-Za-z\x80-\xff]+(?:['-][A-Za-z\x80-\xff]+)*[,.;:!?'\")]*"  # s'il, well-known
-_FOUR_WORDS = r"%s(?:[ \t]+[(\"']*%s){3}" % (_WORD, _WORD)
+# Words are apart by any space a text can hold, as UTF-8: ASCII blanks and line breaks, and
+# U+00A0, U+2000-200B, U+2028/2029, U+202F, U+205F/2060, U+3000, U+FEFF (a no-break, thin,
+# ideographic or zero-width space between the words kept a sentence whole before: its bytes
+# read as letters).
+_SPACE = r"(?:[ \t\n\r\x0b\x0c]|\xc2\xa0|\xe2\x80[\x80-\x8b\xa8\xa9\xaf]|\xe2\x81[\x9f\xa0]|\xe3\x80\x80|\xef\xbb\xbf)"
+_FOUR_WORDS = r"%s(?:%s+[(\"']*%s){3}" % (_WORD, _SPACE, _WORD)
 PROSE_RUN = r"(?:%s|[\x80-\xff]{36,})" % _FOUR_WORDS
-_PROSE = re.compile((r"(?:%s(?:[ \t]|$)|[\x80-\xff]{36,})" % _FOUR_WORDS).encode())
+_PROSE = re.compile((r"(?:%s(?:%s|$)|[\x80-\xff]{36,})" % (_FOUR_WORDS, _SPACE)).encode())
 
 
 def content_trigger_words() -> frozenset[str]:
@@ -157,7 +162,7 @@ def attribute_verdict(key: str, value: str, mode: str) -> str | None:
     if mode == "METADATA_ONLY" and kind == "free":
         if len(value) > MAX_FREE_VALUE_CHARS and _LONG.search(value):
             return "free_value_too_long"
-        if (" " in value or len(value) >= 12) and _PROSE.search(value.encode("utf-8", "surrogatepass")):
+        if len(value) >= 7 and _PROSE.search(value.encode("utf-8", "surrogatepass")):  # 7: "a b c d"
             return "free_value_prose"
     return None
 

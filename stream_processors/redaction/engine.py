@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, cast
 
 from agentstream.schemas.redaction_summary import is_dropped_name
 
-from .fields import ID_FIELDS, IdChecker, effective_mode, filter_attributes
+from .fields import ID_FIELDS, IdChecker, apply_capture, effective_mode, filter_attributes
 from .keywords import assigned_secret
 from .multipattern import compile_any
 from .rules import CATEGORIES, PREFILTER_PATTERNS, RULES, Rule, is_uuid
@@ -266,7 +266,10 @@ class Redactor:
                 out[name] = nv
         payload = out.get("payload")
         if isinstance(payload, dict) and payload.get("content"):
-            out["payload"] = self._apply_capture(payload, capture_mode, counts)
+            # the stricter of the tenant's mode and the event's own, as for attributes: an event
+            # that says METADATA_ONLY and carries a preview kept it under a REDACTED tenant
+            out["payload"] = apply_capture(payload, effective_mode(capture_mode, event.get("capture_mode")),
+                                                 counts)
         for text in changed:  # post-check: what we wrote must be clean
             # (our own tokens aside: ``[email:hmac:<16 hex>]`` reads as key material to the
             # key-aware rule, and every event under the ``hash`` action was quarantined)
@@ -378,18 +381,3 @@ class Redactor:
         out = self.token(category, value, action)
         changed.append(out)
         return out
-
-    @staticmethod
-    def _apply_capture(payload: dict[str, Any], capture_mode: str, counts: dict[str, int]) -> dict[str, Any]:
-        # The tenant's capture policy wins over whatever the SDK sent.
-        content = payload["content"]
-        if capture_mode == "REDACTED":
-            return payload
-        new = dict(content)
-        if new.get("preview") is not None:
-            new["preview"] = None
-            counts["capture_policy"] = counts.get("capture_policy", 0) + 1
-        if capture_mode == "METADATA_ONLY" and new.get("reference") is not None:
-            new["reference"] = None
-            counts["capture_policy"] = counts.get("capture_policy", 0) + 1
-        return {**payload, "content": new}

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, cast
 
 from agentstream.schemas.attribute_keys import split_attributes
 from agentstream.schemas.id_format import ID_FORMAT
+from agentstream.schemas.redaction_summary import PREVIEW_CHARS
 
 from .rules import is_uuid
 
@@ -72,3 +73,26 @@ def filter_attributes(attrs: dict[str, Any], mode: str, counts: dict[str, int]) 
     for k, n in dropped.items():
         counts[k] = counts.get(k, 0) + n
     return kept
+
+
+def apply_capture(payload: dict[str, Any], capture_mode: str, counts: dict[str, int]) -> dict[str, Any]:
+    """A step's ``content`` as ``capture_mode`` allows it (the caller passes the stricter of the
+    tenant's mode and the event's): no preview unless REDACTED, and then at most
+    ``PREVIEW_CHARS``; no reference under METADATA_ONLY. What is removed is counted."""
+    content = payload["content"]
+    new = dict(content)
+    if capture_mode == "REDACTED":
+        preview = new.get("preview")
+        if not isinstance(preview, str) or len(preview) <= PREVIEW_CHARS:
+            return payload
+        # a preview is a glimpse, as the SDK cuts it; a longer one is a producer's prompt
+        new["preview"] = preview[:PREVIEW_CHARS]
+        counts["capture_policy"] = counts.get("capture_policy", 0) + 1
+        return {**payload, "content": new}
+    if new.get("preview") is not None:
+        new["preview"] = None
+        counts["capture_policy"] = counts.get("capture_policy", 0) + 1
+    if capture_mode == "METADATA_ONLY" and new.get("reference") is not None:
+        new["reference"] = None
+        counts["capture_policy"] = counts.get("capture_policy", 0) + 1
+    return {**payload, "content": new}

@@ -34,6 +34,18 @@ def test_prose_under_a_free_key_is_content_under_metadata_only(value):
     assert attribute_verdict("service.name", value, "METADATA_ONLY") is None  # known metadata
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\u2009", "\u3000", "\u200b", "\n", "\r\n", "\x0b", "\x0c",
+                                   "\u202f", "\u2028", "\ufeff"])
+def test_words_apart_by_any_space_are_prose(space):
+    """A no-break, thin, ideographic or zero-width space (or a line break) between the words kept
+    a sentence whole: its UTF-8 bytes read as letters (found by a privacy probe)."""
+    value = "please cancel my subscription and refund me".replace(" ", space)
+    assert attribute_verdict("app.user_ask", value, "METADATA_ONLY") == "free_value_prose"
+    out = Redactor(b"k").redact_event(syn.run_start("t", "r", attributes={"app.user_ask": value}), {}, "p1")
+    assert "app.user_ask" not in out["attributes"]
+    assert record_fires(Codec().encode(EVENT, syn.run_start("t", "r", attributes={"app.user_ask": value})))
+
+
 @pytest.mark.parametrize("value", METADATA)
 def test_metadata_shaped_values_are_kept(value):
     assert attribute_verdict("my.custom.tag", value, "METADATA_ONLY") is None
@@ -43,7 +55,7 @@ def test_the_engine_drops_it_and_the_prefilter_sees_every_record_it_could_drop()
     codec, red = Codec(), Redactor(b"k")
     rng = random.Random(20261206)
     words = ["the", "Refund", "policy", "é", "ünï", "日本語", "x", "42", "(a)", "b,", "'c'", "--", "/p", "ok.", "Ω"]
-    seps = [" ", "  ", "\t", "", "-", "/", ", "]
+    seps = [" ", "  ", "\t", "", "-", "/", ", ", "\u00a0", "\u2009", "\u3000", "\u200b", "\n", "\r\n", "\u202f"]
     fired = dropped = 0
     for i in range(3000):
         value = "".join(rng.choice(words) + rng.choice(seps) for _ in range(rng.randint(1, 8)))
