@@ -268,7 +268,9 @@ RULES: tuple[Rule, ...] = (
                     r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----|\Z)"),
          _contains("PRIVATE KEY")),
     Rule("jwt", "jwt",
-         re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+         # the signature may be empty (alg "none": an unsigned token still carries its claims),
+         # or absent with the claims segment (header.claims, cut before the signature)
+         re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.(?:[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|eyJ[A-Za-z0-9_-]{5,})"),
          _contains("eyJ"), _jwt_ok),
     Rule("aws_access_key_id", "api_key", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
          _contains("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA")),
@@ -308,7 +310,8 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"(?i)(?<!=)(?<!= )\bbearer[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
          _regex_trigger(r"(?i)bearer"), _has_digit_and_letter, group=1),
     Rule("url_credentials", "url_credentials",
-         re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://([^\s:/@]+:[^\s@/]+)@"),
+         # an empty user name is a password alone (redis://:pass@cache:6379)
+         re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://([^\s:/@]*:[^\s@/]+)@"),
          _contains("://"), group=1),
     Rule("credential_assignment", "credential_assignment",
          re.compile(r"(?i)(?<![A-Za-z0-9])[\"']?((?:db_|app_|admin_|user_)?(?:password|passwd|pwd|secret|"

@@ -95,3 +95,28 @@ def test_the_hash_action_does_not_quarantine_its_own_tokens():
     assert out["attributes"]["who"].startswith("[email:hmac:")
     assert out["attributes"]["db.password"].startswith("[credential_assignment:hmac:")
     assert out["redaction"]["rule_counts"] == {"email": 2, "payment_card": 1, "sensitive_assignment": 1}
+
+
+def _b64(obj) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("text,rule", [
+    # an unsigned token (alg none, empty signature) still carries its claims; so does one cut
+    # before its signature (found by a privacy probe: both were missed)
+    (f"auth {_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64({'sub': 'alice', 'exp': 1999999999})}.", "jwt"),
+    (f"auth {_b64({'alg': 'HS256'})}.{_b64({'sub': 'alice', 'role': 'admin'})}", "jwt"),
+    # a password with an empty user name in a URL
+    ("REDIS_URL=redis://:S3cr3tPa55@cache:6379/0", "url_credentials"),
+])
+def test_token_shapes_a_probe_found_missing(text, rule):
+    assert rule in [f.rule.name for f in R.scan(text)]
+
+
+@pytest.mark.parametrize("text", ["see https://example.com/a.b", "http://[::1]:8080/x",
+                                  f"file {_b64({'alg': 'HS256'})}.png", "ver eyJhbGciOiJIUzI1NiJ9.12345678"])
+def test_lookalikes_of_those_shapes_are_kept(text):
+    assert not [f for f in R.scan(text) if f.rule.name in ("jwt", "url_credentials")]
