@@ -43,15 +43,18 @@ _PROSE = re.compile((r"(?:%s(?:%s|$)|[\x80-\xff]{36,})" % (_FOUR_WORDS, _SPACE))
 
 
 def content_trigger_words() -> frozenset[str]:
-    """Words one of which every content key contains: the byte prefilter fires on them."""
+    """Words (regex alternatives: a name of common words only is its escaped self) one of which
+    every content key contains: the byte prefilter fires on them."""
     out = set(CONTENT_WORDS)
     for name in CONTENT_KEYS:  # a key under ``name`` holds all its words: one is enough
-        out.add(max((w for w in _SPLIT.split(name) if w), key=lambda w: (w not in _COMMON, len(w))))
+        word = max((w for w in _SPLIT.split(name) if w), key=lambda w: (w not in _COMMON, len(w)))
+        # (a name of common words only, ``ai.value``, is looked for whole: a pattern, escaped)
+        out.add(re.escape(name) if word in _COMMON else word)
     return frozenset(out)
 
 
 # Words of content key names too common in metadata keys to be the one the prefilter looks for.
-_COMMON = frozenset(("http", "request", "response", "gen_ai", "llm", "ai", "tool", "db"))
+_COMMON = frozenset(("http", "request", "response", "gen_ai", "llm", "ai", "tool", "db", "value", "values"))
 
 # Content keys: exact names or dotted prefixes (an indexed variant ``llm.input_messages.0.message.
 # content`` falls under ``llm.input_messages``). Matched case-insensitively.
@@ -77,6 +80,10 @@ CONTENT_KEYS = (
     "llm.request.functions", "ai.prompt", "ai.response", "ai.toolcall.args",
     "ai.toolcall.result", "http.request.body", "http.response.body", "db.statement", "db.query.text",
     "exception.stacktrace",
+    # Vercel AI SDK, Google ADK, pydantic-ai / Logfire, MLflow
+    "ai.value", "ai.values", "ai.result", "gcp.vertex.agent.llm_request", "gcp.vertex.agent.llm_response",
+    "gcp.vertex.agent.data", "gcp.vertex.agent.tool_call_args", "gcp.vertex.agent.tool_response",
+    "all_messages_events", "logfire.msg", "mlflow.chat.tools", "gen_ai.evaluation.explanation",
 )
 # Words that mean content as the last word of a name (``my_app.prompt``, ``tool_args``; but
 # ``input_tokens`` and ``result_count`` are counts).
@@ -86,6 +93,9 @@ CONTENT_WORDS = frozenset((
     "request_body", "body", "payload", "query", "question", "answer", "instructions", "transcript",
     "text", "document", "documents", "json_schema", "schema", "parameters", "params", "stacktrace",
     "statement", "history", "context", "chunk", "chunks", "embedding", "embeddings", "template",
+    # what a model or a person wrote: a model's reasoning, an agent's observation, a user's reply
+    "reasoning", "thinking", "thought", "thoughts", "observation", "observations", "utterance", "reply",
+    "explanation", "rationale",
 ))
 # Known metadata: kept under metadata_only whatever the length (still redacted). Exact names, then
 # prefixes whose every key is metadata.
@@ -109,7 +119,11 @@ METADATA_KEYS = frozenset((
     "service.version", "deployment.environment", "telemetry.sdk.name", "telemetry.sdk.version",
     "user_agent.original", "http.user_agent", "user_agent.name", "os.description", "host.name",
 ))
-METADATA_PREFIXES = ("gen_ai.usage.", "llm.token_count.", "agentstream.", "llm.cost.")
+METADATA_PREFIXES = ("agentstream.",)
+# Usage figures: a number under one of these is metadata; anything else there is judged as a free
+# value (``gen_ai.usage.prompt`` holding a sentence is not a usage figure).
+NUMERIC_PREFIXES = ("gen_ai.usage.", "llm.token_count.", "llm.cost.")
+_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 _SPLIT = re.compile(r"[._\-\s/:]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -133,18 +147,23 @@ def is_metadata_key(key: str) -> bool:
 def is_content_key(key: str) -> bool:
     """A key whose value is content (prompt, output, arguments…) whatever the value looks like."""
     k = key.lower()
-    if k in METADATA_KEYS or k.startswith(METADATA_PREFIXES):
+    if k in METADATA_KEYS:
         return False
     if _has_prefix(k, CONTENT_KEYS):
         return True
     # split before lowercasing: _SPLIT also cuts camelCase (mlflow's spanInputs, userMessage)
     ws = [w.lower() for w in _SPLIT.split(key) if w and not w.isdigit()]
+    # a metadata prefix (usage counts, our own keys) does not make ``agentstream.prompt`` or
+    # ``gen_ai.usage.prompt`` metadata: the name still ends in a content word
     return bool(ws) and ws[-1] in CONTENT_WORDS
 
 
 @functools.lru_cache(maxsize=65536)
 def key_class(key: str) -> str:
-    """'content', 'metadata' or 'free' (cached: the same few keys come with every event)."""
+    """'numeric', 'content', 'metadata' or 'free' (cached: the same few keys come with every
+    event)."""
+    if key.lower().startswith(NUMERIC_PREFIXES):
+        return "numeric"  # before content words: llm.token_count.prompt is a count
     if is_content_key(key):
         return "content"
     return "metadata" if is_metadata_key(key) else "free"
@@ -159,6 +178,8 @@ def attribute_verdict(key: str, value: str, mode: str) -> str | None:
     kind = key_class(key)
     if kind == "content":
         return "content_key"
+    if kind == "numeric":
+        kind = None if _NUMBER.fullmatch(value) else "free"
     if mode == "METADATA_ONLY" and kind == "free":
         if len(value) > MAX_FREE_VALUE_CHARS and _LONG.search(value):
             return "free_value_too_long"
@@ -278,17 +299,14 @@ def classify(key: str) -> str | None:
     return None
 
 
-# Keys we define ourselves and whose values are numbers or enums: never a credential, though
-# ``llm.token_count.completion_details.reasoning`` holds the word "token".
-_NUMERIC_PREFIXES = ("gen_ai.usage.", "llm.token_count.", "llm.cost.")
-
-
 @functools.lru_cache(maxsize=65536)
 def credential_key(key: str) -> str | None:
     """How an attribute key names a credential: 'strong' (any value but a placeholder is a
     secret), 'key' or 'material' (a random-looking value is), 'national_id' (an id-shaped value
     is), or None. Known metadata keys are not credentials (``gen_ai.request.max_tokens``)."""
     k = key.lower()
-    if k in METADATA_KEYS or k.startswith(_NUMERIC_PREFIXES):
+    # usage figures are never credentials, though llm.token_count.completion_details.reasoning
+    # holds the word "token"
+    if k in METADATA_KEYS or k.startswith(NUMERIC_PREFIXES):
         return None
     return classify(key)

@@ -84,3 +84,28 @@ def test_a_camel_case_key_is_judged_by_its_last_word(key, content):
 
     assert is_content_key(key) is content
     assert (attribute_verdict(key, "refund order 4411", "METADATA_ONLY") == "content_key") is content
+
+
+@pytest.mark.parametrize("key", [
+    # other instrumentations' content keys a probe found kept (Vercel AI SDK, Google ADK,
+    # pydantic-ai, Logfire, MLflow, evaluations) and what a model or a person wrote
+    "ai.value", "ai.values", "ai.result.object", "ai.result.toolCalls", "gcp.vertex.agent.llm_request",
+    "gcp.vertex.agent.data", "all_messages_events", "logfire.msg", "mlflow.chat.tools",
+    "gen_ai.evaluation.explanation", "reasoning", "agent.thought", "observation", "utterance", "reply",
+    # a metadata prefix does not make a content word metadata
+    "agentstream.prompt",
+])
+def test_content_keys_of_other_instrumentations_are_dropped_and_the_prefilter_sees_them(key):
+    assert attribute_verdict(key, "ok", "METADATA_ONLY") == "content_key"
+    assert attribute_verdict(key, "ok", "SECURE_REFERENCE") == "content_key"
+    assert record_fires(Codec().encode(EVENT, syn.run_start("t", "r", attributes={key: "ok"})))
+
+
+@pytest.mark.parametrize("key,value,verdict", [
+    ("llm.token_count.prompt", "12", None), ("llm.token_count.completion_details.reasoning", "3", None),
+    ("gen_ai.usage.input_tokens", "1e3", None), ("llm.cost.total", "0.0123", None),
+    # a usage key holding a sentence is not a usage figure: judged as a free value
+    ("gen_ai.usage.prompt", "please cancel my subscription and refund me", "free_value_prose"),
+])
+def test_usage_keys_keep_numbers_only(key, value, verdict):
+    assert attribute_verdict(key, value, "METADATA_ONLY") == verdict
