@@ -7,13 +7,15 @@ reaches a field meant for something else.
   run's budget back or poison every sum over costs;
 - stored ranges (schemas/stored_ranges.py): longs in the contract, narrower in the events table;
 - digest fields: keyed hex HMACs, checked by format, never text;
-- a redaction summary names only what the product writes (schemas/redaction_summary.py).
+- a redaction summary names only what the product writes (schemas/redaction_summary.py);
+- a FEEDBACK says a bounded label, never free text (schemas/feedback_values.py).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from agentstream.schemas.digests import is_digest_shaped
+from agentstream.schemas.feedback_values import feedback_problem
 from agentstream.schemas.redaction_summary import is_summary_name
 from agentstream.schemas.stored_ranges import ATTEMPT_MAX, SEQ_MAX
 from agentstream.schemas.usage_numbers import is_cost
@@ -27,7 +29,18 @@ def issue(path: str, reason: str, message: str) -> Issue:
 
 def rule_issues(out: dict[str, Any]) -> list[Issue]:
     """Every rule's issues with a record the schema check passed."""
-    return _digest_issues(out) + _summary_issues(out) + _usage_issues(out) + _stored_range_issues(out)
+    return (_digest_issues(out) + _summary_issues(out) + _usage_issues(out) + _stored_range_issues(out)
+            + _feedback_issues(out))
+
+
+def _feedback_issues(out: dict[str, Any]) -> list[Issue]:
+    """A user's comment sent as a feedback "value" would be stored where a label is promised;
+    the message names the allowed labels, never the value."""
+    payload = out.get("payload")
+    if out.get("kind") != "FEEDBACK" or not isinstance(payload, dict):
+        return []
+    problem = feedback_problem(payload.get("feedback_type"), payload.get("value"))
+    return [] if problem is None else [issue("payload.value", "invalid_feedback", problem)]
 
 
 def _llm_of(out: dict[str, Any]) -> dict[str, Any] | None:

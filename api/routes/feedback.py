@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentstream.schemas import EVENT
+from agentstream.schemas.feedback_values import VALUES_BY_TYPE
 
 from ..auth import Principal
 from ..db import Db
@@ -26,11 +27,8 @@ from .policies import writer_for
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"], responses=ERROR_RESPONSES)
 
-ALLOWED_VALUES = {
-    "user_rating": {"positive", "negative"},
-    "negative_signal": {"repeated_question", "user_reformulated_request",
-                        "conversation_abandoned", "human_takeover"},
-}
+# One vocabulary with the SDK and the gateway (this list lacked two of the SDK's signals).
+ALLOWED_VALUES = VALUES_BY_TYPE
 INTERACTION_ATTRS = ("interaction_id", "app.interaction.id")
 
 
@@ -45,9 +43,7 @@ class FeedbackIn(BaseModel):
     interaction_id: str = Field(..., min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:-]+$")
     feedback_type: FeedbackType
     value: str = Field(..., min_length=1, max_length=64,
-                       description="user_rating: positive|negative; negative_signal: "
-                                   "repeated_question|user_reformulated_request|"
-                                   "conversation_abandoned|human_takeover")
+                       description="; ".join(f"{t}: {'|'.join(sorted(v))}" for t, v in VALUES_BY_TYPE.items()))
     source: str = Field("api", min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")
 
     @model_validator(mode="after")

@@ -76,6 +76,8 @@ def example_event(kind: str, filled: bool) -> dict[str, Any]:
               environment="prod", run_id=f"run-{kind}-{branch}", seq=1, ts_us=NOW, emitted_us=NOW,
               sdk_version="contract", kind=kind, redaction=None)
     ev["payload"] = example_record(named[KIND_TO_BRANCH[kind]], named, branch)
+    if kind == "FEEDBACK":  # a bounded label, not free text (schemas/feedback_values.py)
+        ev["payload"].update(feedback_type="user_rating", value="positive")
     for record, name in (("llm", "request_digest"), ("tool", "args_digest"), ("approval", "action_digest")):
         if (ev["payload"].get(record) or {}).get(name):
             ev["payload"][record][name] = "9f" * 32  # a digest field holds a digest (hex)

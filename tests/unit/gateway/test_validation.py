@@ -142,3 +142,19 @@ def test_integers_the_events_table_cannot_store_are_refused(seq, attempt, bad):
     if not bad:
         from agentstream.sink.rows import event_row
         event_row(rec)
+
+
+@pytest.mark.parametrize("feedback_type,value,ok", [
+    ("user_rating", "positive", True), ("negative_signal", "response_copied", True),
+    ("user_rating", "The agent told me my diagnosis was wrong, call me at 555-0100", False),
+    ("negative_signal", "positive", False), ("comment", "x", False),
+])
+def test_feedback_is_a_bounded_label(feedback_type, value, ok):
+    """A free-text "value" is a user's comment stored where the contract promises a label (the
+    SDK never sends one; the gateway took it: found by a privacy probe)."""
+    rec, issues = V.validate(ev(kind="FEEDBACK", payload={"interaction_id": "i1", "feedback_type": feedback_type,
+                                                          "value": value}), "t")
+    assert (rec is not None) == ok
+    if not ok:
+        assert [(i["field"], i["reason"]) for i in issues] == [("payload.value", "invalid_feedback")]
+        assert value not in issues[0]["message"]
