@@ -179,7 +179,7 @@ def attribute_verdict(key: str, value: str, mode: str) -> str | None:
     if kind == "content":
         return "content_key"
     if kind == "numeric":
-        kind = None if _NUMBER.fullmatch(value) else "free"
+        kind = "metadata" if _NUMBER.fullmatch(value) else "free"
     if mode == "METADATA_ONLY" and kind == "free":
         if len(value) > MAX_FREE_VALUE_CHARS and _LONG.search(value):
             return "free_value_too_long"

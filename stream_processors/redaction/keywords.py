@@ -16,8 +16,8 @@ import re
 from typing import Iterator
 
 # The name vocabulary lives with the attribute keys, so that an attribute's key is judged by the
-# same words as a name in text; re-exported here for the rules that read it (prose_credentials).
-from agentstream.schemas.attribute_keys import KEY_QUALIFIERS, classify, credential_key, words  # noqa: F401
+# same words as a name in text.
+from agentstream.schemas.attribute_keys import classify, credential_key, words
 from agentstream.schemas.letter_pairs import random_letters, shannon_bits
 
 # Names whose value a person chose: one short word is a password ("pw: maple"), unless it is how a

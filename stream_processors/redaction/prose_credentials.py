@@ -17,9 +17,10 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from agentstream.schemas.attribute_keys import KEY_QUALIFIERS
 from agentstream.schemas.letter_pairs import random_letters
 
-from .keywords import KEY_QUALIFIERS, looks_random, placeholder
+from .keywords import looks_random, placeholder
 
 # Each branch names its tools: these flags mean a password only for them (``-p`` is a port, a
 # path or a profile elsewhere), and the names give the byte prefilter literals to look for.
