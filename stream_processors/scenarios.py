@@ -7,13 +7,15 @@ is ordinary, a planted finding or a near miss that must stay silent:
 
 - loops (``repeat`` of one tool call, ``llm_repeat`` of one prompt, ``ping_pong`` between an LLM
   request and a tool call or two tool calls, ``retry_chain`` longer than allowed, ``cycle3`` of
-  the same three calls), each with the step (``seq``) at which its threshold is first exceeded;
+  the same three calls, ``cycle`` of 5-12 steps whose LLM requests change every lap while most
+  tool calls do not), each with the step (``seq``) at which its threshold is first exceeded;
 - run budget breaches (steps, cost), with the step that goes over;
 - near misses: exactly ``run_max_steps`` steps, cost exactly at ``run_max_cost_usd``, a call
   repeated exactly ``max_repeats`` times, ``2 * max_ping_pong`` alternating steps, legal
   chains (at most ``max_retries`` retries each) plus unrelated retries, long legal runs calling a
   tool with different arguments, LLM <-> tool alternation with new arguments each time, a status
-  call polled too sparsely to exceed the repeat window, OTLP-style runs (no digests);
+  call polled too sparsely to exceed the repeat window, a loop of 5-12 steps whose new calls are
+  at least as many as its identical ones (``cycle_progress``), OTLP-style runs (no digests);
 - per agent one rollout (a new version taking half the traffic): a drift (failure rate 2 % ->
   10 %, cost per run x1.5, one step's latency x1.7) or a null control (nothing changes);
 - one tenant whose daily spend goes over its ``tenant_usd_per_day``.
@@ -35,9 +37,9 @@ LOOPS = {"max_repeats": 5, "max_ping_pong": 4, "max_no_progress": 3, "max_retrie
 TOOLS = ("repo_read_file", "kb_search", "http_fetch", "sql_query", "send_email")
 DRIFT_KINDS = ("failure_rate", "null", "cost_per_run", "null", "step_latency", "failure_rate", "null",
                "cost_per_run", "step_latency")
-LOOP_KINDS = ("repeat", "llm_repeat", "ping_pong", "retry_chain", "cycle3")
+LOOP_KINDS = ("repeat", "llm_repeat", "ping_pong", "retry_chain", "cycle3", "cycle")
 NEAR_KINDS = ("at_step_limit", "at_cost_limit", "repeats_at_limit", "ping_pong_at_limit", "legal_chains",
-              "long_legal", "otlp_style", "alternating_progress", "polling")
+              "long_legal", "otlp_style", "alternating_progress", "polling", "cycle_progress")
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,13 @@ def _planted(r: _Run, kind: str, pol: dict[str, Any], truth: RunTruth) -> None:
             e = r.llm(d) if tool is None else r.tool(tool, d)
             if i == 3 * loops["max_repeats"]:
                 mark(e)
+    elif kind == "loop:cycle":
+        block = _cycle_block(g, loops, budgets, novel_at_most_same=False)
+        k, first = loops["max_repeats"] + 1, min(i for i, (_, d) in enumerate(block) if d)
+        for i in range(k * len(block) + rng.randint(0, len(block))):
+            e = _cycle_step(r, block[i % len(block)])
+            if i == (k - 1) * len(block) + first:  # the first identical call's lap over the limit
+                mark(e)
     elif kind == "budget:steps":
         limit = budgets["run_max_steps"]
         target = limit + rng.randint(1, 6)
@@ -221,6 +230,29 @@ def _planted(r: _Run, kind: str, pol: dict[str, Any], truth: RunTruth) -> None:
                 mark(e)
                 break
         r.tool(rng.choice(TOOLS))
+
+
+def _cycle_block(g: _Gen, loops: dict[str, Any], budgets: dict[str, Any],
+                 novel_at_most_same: bool) -> list[tuple[str | None, str | None]]:
+    """A loop body of 5-12 steps (as long as the run's step budget leaves room for the laps):
+    (tool or None for an LLM call, a fixed digest or None for new arguments every lap). Planted
+    (``novel_at_most_same`` False): more identical calls than new ones; the near miss: at most as
+    many. Each identical call has its own digest, so none shows in the repeat window 6 times."""
+    rng = g.rng
+    laps = loops["max_repeats"] + 2
+    p = rng.randint(5, max(5, min(12, (budgets["run_max_steps"] - 12) // laps)))
+    n_same = rng.randint(1, (p - 1) // 2) if novel_at_most_same else rng.randint(2, p - 1)
+    n_new = rng.randint(n_same, p - n_same) if novel_at_most_same else rng.randint(0, min(n_same - 1, p - n_same))
+    kinds = ["same"] * n_same + ["new"] * n_new + ["llm"] * (p - n_same - n_new)
+    rng.shuffle(kinds)
+    return [(None, None) if k == "llm" else (rng.choice(TOOLS), g.digest() if k == "same" else None) for k in kinds]
+
+
+def _cycle_step(r: _Run, call: tuple[str | None, str | None]) -> dict[str, Any]:
+    tool, digest = call
+    if tool is None:
+        return r.llm()  # the history grows: a new request every lap
+    return r.tool(tool, digest or "")  # "": new arguments
 
 
 def _near(r: _Run, kind: str, pol: dict[str, Any]) -> None:
@@ -265,6 +297,11 @@ def _near(r: _Run, kind: str, pol: dict[str, Any]) -> None:
         d = g.digest()
         for i in range(min(budgets["run_max_steps"], 110) - 5):
             r.tool("http_fetch", d) if i % gap == 0 else r.any_step()
+    elif kind == "near:cycle_progress":  # plan/act/observe with a fixed shape: new work every lap
+        block = _cycle_block(g, loops, budgets, novel_at_most_same=True)
+        while r.seq - 1 + len(block) <= min(budgets["run_max_steps"], 110) - 2:
+            for call in block:
+                _cycle_step(r, call)
     elif kind == "near:otlp_style":
         for _ in range(rng.randint(15, 35)):
             x = rng.random()

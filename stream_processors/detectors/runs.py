@@ -19,7 +19,9 @@ Every threshold is the amount allowed; a finding is going over it (the SDK's rul
   ``repeat_window`` logical steps that have a signature; 0 = the whole run, counted per
   signature), ``ping_pong`` (two signatures strictly alternating for more than
   ``2 * max_ping_pong`` steps), ``retry_chain`` (a chain of more than ``max_retries`` retries),
-  ``no_progress`` (a progress fingerprint seen more than ``max_no_progress`` times).
+  ``no_progress`` (a progress fingerprint seen more than ``max_no_progress`` times), ``cycle``
+  (a block of 2-12 steps going round more than ``max_repeats`` laps: ``cycles.py``; named only
+  at a step the repeat rule and ping-pong do not already fire on).
 - a ``loop`` alert at the first step where any reason fires, naming every reason firing at
   that step; ``stop_on_loop`` attaches a STOP, and that is the run's one loop alert. Without
   ``stop_on_loop`` the run goes on: a later loop sharing no subject (signature, fingerprint)
@@ -36,6 +38,8 @@ from types import MappingProxyType
 from typing import Any, Mapping, cast
 
 from agentstream.schemas.usage_numbers import counted_cost, exceeds_usd, reaches_usd
+
+from . import cycles
 
 PROGRESS_ATTR = "agentstream.progress_fingerprint"
 DIGEST_ATTR = "agentstream.args_digest"
@@ -80,7 +84,7 @@ class Finding:
 
 def new_state() -> dict[str, Any]:
     return {"v": 2, "win": [], "cnt": {}, "alt": [None, None, 0], "chains": {}, "fp": {},
-            "steps": 0, "tokens": 0, "cost": 0.0, "first_us": None, "raised": []}
+            "steps": 0, "tokens": 0, "cost": 0.0, "first_us": None, "raised": [], "cyc": ""}
 
 
 def _upgrade(state: dict[str, Any]) -> None:
@@ -192,7 +196,7 @@ class Limits:
     step used to cost are paid per batch; budgets that are not set cost nothing per event."""
 
     __slots__ = ("max_retries", "window", "max_repeats", "max_ping_pong", "max_no_progress", "stop_on_loop",
-                 "hard", "warn_at", "run_limits")
+                 "hard", "warn_at", "run_limits", "cycle_keep")
 
     def __init__(self, loops: Mapping[str, Any], budgets: Mapping[str, Any]) -> None:
         self.max_retries = int(loops.get("max_retries", 5))
@@ -201,6 +205,9 @@ class Limits:
         self.max_ping_pong = int(loops.get("max_ping_pong", 4))
         self.max_no_progress = int(loops.get("max_no_progress", 3))
         self.stop_on_loop = bool(loops.get("stop_on_loop", True))
+        # Cycles need the window (cycles.py) and add nothing to one that holds their laps.
+        keep = cycles.history(self.max_repeats)
+        self.cycle_keep = keep if 0 < self.window < keep else 0
         self.hard = bool(budgets.get("hard_limit"))
         self.warn_at = warn_fraction(budgets)
         # A limit of 0 or None is no limit.
@@ -222,7 +229,7 @@ def observe_with(state: dict[str, Any], event: Mapping[str, Any], lim: Limits) -
     attrs = event.get("attributes") or EMPTY
     if state["first_us"] is None:
         state["first_us"] = event["ts_us"]
-    reasons: dict[str, str] = {}
+    reasons: dict[str, Any] = {}  # text, but a cycles.Cycle until formatted below
     if kind == "STEP":
         state["steps"] += 1
         llm = p.get("llm")
@@ -248,18 +255,25 @@ def observe_with(state: dict[str, Any], event: Mapping[str, Any], lim: Limits) -
             reasons["no_progress"] = f"fingerprint {fp[:64]} seen {seen} times (allowed {limit})"
     if reasons:
         subjects = [sig] if sig is not None else []
+        cyc = reasons.get("cycle")
+        extra = None
+        if isinstance(cyc, cycles.Cycle):  # its identical calls are the loop's subjects too
+            subjects += cyc.subjects(state["win"])
+            steps = cyc.steps(state["win"])
+            extra = {"cycle_period": str(cyc.period), "cycle_laps": str(cyc.laps), "cycle_steps": steps}
+            reasons["cycle"] = cyc.reason(steps, lim.max_repeats)
         if "no_progress" in reasons:
             subjects.append(f"fp|{fp}")
         if "ping_pong" in reasons and state["alt"][0] is not None:
             subjects.append(state["alt"][0])  # the other side
-        _loop_alert(state, out, reasons, subjects, event, lim)
+        _loop_alert(state, out, reasons, subjects, event, lim, extra)
     if lim.run_limits:
         _check_budgets(state, event, lim, out)
     return out
 
 
 def _loop_alert(state: dict[str, Any], out: list[Finding], reasons: dict[str, str], subjects: list[str],
-                event: Mapping[str, Any], lim: Limits) -> None:
+                event: Mapping[str, Any], lim: Limits, extra: dict[str, str] | None = None) -> None:
     """The run's first loop raises an alert. With ``stop_on_loop`` that is all (the run is being
     stopped). Without, the run goes on, so a later loop must not go unseen behind the first:
     a loop that shares no subject (step signature, fingerprint) with one already alerted is a
@@ -287,12 +301,14 @@ def _loop_alert(state: dict[str, Any], out: list[Finding], reasons: dict[str, st
     ev = {"reasons": ",".join(sorted(reasons)), "step_seq": str(event.get("seq", "")),
           "event_us": str(event["ts_us"])}
     ev.update({f"reason.{k}": v for k, v in reasons.items()})
+    if extra:
+        ev.update(extra)
     _raise(state, out, Finding("loop", "CRITICAL", f"loop: {', '.join(sorted(reasons))}", ev,
                                stop=lim.stop_on_loop, key=key))
 
 
 def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[str, str],
-                  lim: Limits, reasons: dict[str, str]) -> str | None:
+                  lim: Limits, reasons: dict[str, Any]) -> str | None:
     """Adds the loop reasons this step fires; returns the step's subject (its signature, or for
     a retry chain over its limit its call's kind and name) or None."""
     attempts = _chain_length(state, p)
@@ -316,6 +332,14 @@ def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[st
     if exceeds(alt, 2 * pp):
         a, b = sorted(state["alt"][:2])
         reasons["ping_pong"] = f"{a} <-> {b} alternated for {alt} steps (allowed {2 * pp})"
+    keep = lim.cycle_keep
+    if keep:
+        # Judged only at a step the window has seen before, where neither the repeat rule nor
+        # ping-pong already fires, and not once the run is being stopped (still remembered).
+        judge = seen > 1 and not reasons and not (lim.stop_on_loop and "loop" in state["raised"])
+        state["cyc"], hit = cycles.observe(state.get("cyc", ""), sig, state["win"], seen, keep, max_repeats, judge)
+        if hit is not None:
+            reasons["cycle"] = hit  # formatted by observe_with, which takes its subjects
     return sig
 
 
