@@ -9,13 +9,20 @@ refused only when it would take the run over a limit: ``max_steps=40`` runs 40 s
 refuses the 41st; a run at exactly its token or cost limit has breached nothing, but admits no
 further model call (any call uses tokens; a paid call costs more than nothing). Cost compares in
 decimal (``exceeds_usd``): three $0.10 calls fit a $0.30 budget.
+
+Repeated calls follow the processors' repeat rule too (``schemas/loop_repeats.py``): a call's
+signature counts within the last ``REPEAT_WINDOW`` logical steps that have one, and a retry of a
+call is not a repeat of it. Progress fingerprints (``record_fingerprint``) count over the whole
+run, as the processors count theirs.
 """
 from __future__ import annotations
 
 import operator
 import time
 from dataclasses import dataclass, fields
+from typing import Callable
 
+from agentstream.schemas.loop_repeats import REPEAT_WINDOW, count_in_window
 from agentstream.schemas.usage_numbers import exceeds_usd, reaches_usd
 
 from .errors import BudgetExceeded, LackOfProgress
@@ -63,6 +70,15 @@ class RunBudget:
         self.tokens = 0
         self.cost_usd = 0.0
         self.fingerprints: dict[str, int] = {}
+        # The repeat window (schemas/loop_repeats.py), kept only when repeats are limited.
+        self.repeats = limits.max_repeated_fingerprints
+        if self.repeats is not None:
+            self._win: list[str] = []
+            self._cnt: dict[str, int] = {}
+            # Steps admitted while their signature was still unknown (an LLM step's request
+            # digest, a tool's arguments recorded inside the step): they take their place in
+            # the window once closed (``Step``s; typed loosely, this module knows no steps).
+            self.unsigned: list = []
 
     def before_step(self) -> None:
         self.check_now(starting=1)
@@ -103,6 +119,17 @@ class RunBudget:
     def add_usage(self, tokens: int, cost_usd: float) -> None:
         self.tokens += tokens
         self.cost_usd += cost_usd
+
+    def record_call(self, signature: str,
+                    fingerprint: Callable[[str], str] | None = None) -> None:
+        """Counts a logical call (not a retry) by its signature in the repeat window. With
+        ``fingerprint`` (the call is one the rule applies to: a tool call) raises
+        ``LackOfProgress`` when the signature is in the window more often than allowed, naming
+        ``fingerprint(signature)``, an opaque digest (made only then)."""
+        count = count_in_window(self._win, self._cnt, signature, REPEAT_WINDOW)
+        limit = self.repeats
+        if fingerprint is not None and limit is not None and exceeds(count, limit):
+            raise LackOfProgress(fingerprint(signature), count, self.run_id)
 
     def record_fingerprint(self, fingerprint: str) -> None:
         """Counts a fingerprint; raises when it repeats more often than allowed."""

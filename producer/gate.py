@@ -5,18 +5,41 @@ path only tests ``run._gate`` (a bool); this code runs only while a budget, a th
 pending command makes it necessary, and then it is integer comparisons on counters
 (``RunBudget``). A breach records why (FAILURE, then RUN_END with the outcome) and raises a
 typed ``EnforcementError``; every later step of that run raises it again.
+
+A recorded step (``run.llm_call``/``tool_call``..., records.py) already ran, so nothing can
+refuse it: it is judged by the same checks and counted the same way, and if a gated step of its
+kind would have been refused, the run is stopped there without raising (``_judge_record``,
+``_enforce_recorded``); the next gated operation raises.
 """
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
 
+from agentstream.schemas.loop_repeats import is_retry, step_signature
+
 from .errors import BudgetExceeded, EnforcementError, LackOfProgress, RunStopped
 from .run_state import RunState
-from .step import LLM
+from .step import LLM, TOOL
+from .wire import STEP_KIND_INDEX
 
 if TYPE_CHECKING:
+    from .enforcement import RunBudget
     from .step import Step
+
+_KIND_NAMES = {v: k for k, v in STEP_KIND_INDEX.items()}
+# Steps whose signature was unknown when they started, waiting to close: more than this many
+# open at once in one run (leaked, or a very wide fan-out) and the oldest go uncounted.
+MAX_UNSIGNED = 128
+
+
+def signature(step: "Step") -> str | None:
+    """The step's signature as the processors will read it from its STEP event."""
+    try:
+        return step_signature(_KIND_NAMES.get(step.kind), step.name, step.tool, step.llm,
+                              step.attrs)
+    except Exception:  # noqa: BLE001 - a digest attribute whose str() raises: unknown arguments
+        return None     # (the wire cannot encode it either); only enforcement may raise here
 
 
 class RunGate(RunState):
@@ -35,18 +58,22 @@ class RunGate(RunState):
             # ``run.check()``: no step starts here, so none is counted (counting one made ten
             # checked steps use twenty of max_steps)
             try:
+                if b.repeats is not None and b.unsigned:
+                    self._fold_unsigned(b)
                 b.check_now()
             except EnforcementError as exc:
                 self._enforce(exc)
         else:
             llm = step if step.kind == LLM else None
             try:
+                if b.repeats is not None and b.unsigned:
+                    self._fold_unsigned(b)  # steps that closed since: before this one, in order
                 b.before_step()
                 if llm is not None:
                     est = llm.estimate or (0, 0.0)
                     b.before_model_call(est[0], est[1])
-                if step.fingerprint is not None:
-                    b.record_fingerprint(step.fingerprint)
+                if b.repeats is not None:
+                    self._admit_call(b, step)
             except EnforcementError as exc:
                 self._enforce(exc)
             b.add_step()
@@ -55,13 +82,92 @@ class RunGate(RunState):
         self._gate = self.budget is not None or self._throttle_s > 0 or bool(self._commands)
         return self._throttle_s
 
+    def _admit_call(self, b: "RunBudget", step: "Step") -> None:
+        """The repeat rule (schemas/loop_repeats.py) for a step about to start: a retry is not a
+        repeat; a step whose signature is known now is counted now, and a tool call seen more
+        often than allowed is refused; one whose signature comes later (an LLM request digest,
+        arguments recorded inside the step) takes its place in the window once it has closed."""
+        if is_retry(step.attempt, step.retry_of):
+            return
+        sig = signature(step)
+        if sig is None:
+            unsigned = b.unsigned
+            unsigned.append(step)
+            if len(unsigned) > MAX_UNSIGNED:
+                del unsigned[0]
+        else:
+            b.record_call(sig, self._policy.digest if step.kind == TOOL else None)
+
+    def _fold_unsigned(self, b: "RunBudget") -> None:
+        """Counts the closed steps that started without a signature, in the order they started.
+        A tool call among them seen more often than allowed raises here: it already ran, and
+        this is the next gated operation."""
+        unsigned, still_open = b.unsigned, []
+        for i, s in enumerate(unsigned):
+            if not s.closed:
+                still_open.append(s)
+                continue
+            sig = signature(s)
+            if sig is not None:
+                try:
+                    b.record_call(sig, self._policy.digest if s.kind == TOOL else None)
+                except EnforcementError:
+                    b.unsigned = still_open + unsigned[i + 1:]
+                    raise
+        b.unsigned = still_open
+
+    def _judge_record(self, step: "Step") -> EnforcementError | None:
+        """A recorded step is judged by the checks a gated step of its kind passes before it
+        starts, then counted as one (a step; an LLM step also a model call; its tokens and cost
+        are counted by ``record_llm``, after this). Returns the breach, if a gated step would
+        have been refused; never raises (the call already happened)."""
+        b = self.budget
+        if b is None:
+            return None
+        breach = None
+        try:
+            if b.repeats is not None and b.unsigned:
+                self._fold_unsigned(b)
+            b.before_step()
+            if step.kind == LLM:
+                b.before_model_call()
+        except EnforcementError as exc:
+            breach = exc
+        b.add_step()
+        if step.kind == LLM:
+            b.add_model_call()
+        return breach
+
+    def _enforce_recorded(self, step: "Step", breach: EnforcementError | None) -> None:
+        """After a recorded step is queued: its place in the repeat window, then the stop if it
+        broke a limit. The stop is recorded (once), not raised: the next gated operation
+        raises it. Never raises."""
+        b = self.budget
+        if b is None:
+            return
+        if b.repeats is not None and not is_retry(step.attempt, step.retry_of):
+            sig = signature(step)
+            if sig is not None:
+                try:
+                    b.record_call(sig, self._policy.digest if step.kind == TOOL else None)
+                except EnforcementError as exc:
+                    breach = breach or exc
+        if breach is not None and self._stop_exc is None:
+            self._stop(breach, step.step_id)
+
     def _enforce(self, exc: EnforcementError) -> None:
         """Records the stop (once) and raises it; every later step raises it again."""
+        self._stop(exc)
+        raise exc
+
+    def _stop(self, exc: EnforcementError, step_id: str | None = None) -> None:
+        """Stops the run: records why (a FAILURE, naming the recorded step that broke the limit
+        when there is one) and keeps the exception for every later gated operation to raise."""
         self._stop_exc = exc
         self._gate = True
         if isinstance(exc, BudgetExceeded):
             self._emit("FAILURE", {"failure_type": "BUDGET", "failure_code":
-                                   f"{exc.budget_type}_budget_exceeded", "step_id": None,
+                                   f"{exc.budget_type}_budget_exceeded", "step_id": step_id,
                                    "message": str(exc), "retryable": False},
                        {"agentstream.budget.type": exc.budget_type,
                         "agentstream.budget.limit": exc.limit,
@@ -69,10 +175,9 @@ class RunGate(RunState):
             self.failures += 1
         elif isinstance(exc, LackOfProgress):
             self._emit("FAILURE", {"failure_type": "ORCHESTRATION", "failure_code": "no_progress",
-                                   "step_id": None, "message": str(exc), "retryable": False},
+                                   "step_id": step_id, "message": str(exc), "retryable": False},
                        {"agentstream.progress.fingerprint": exc.fingerprint[:12]})
             self.failures += 1
-        raise exc
 
     def apply_command(self, command: dict[str, Any]) -> None:
         """Queues a remote command (an ``agentstream.v1.Command`` as a dict: ``command_id``,

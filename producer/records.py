@@ -2,7 +2,14 @@
 
 ``llm_call``/``tool_call`` (a STEP that already ran), failures, decisions, quality signals,
 bounded feedback, approvals bound to an action digest, fallbacks and handoffs. None of them
-raise into the agent: they report what happened, and the next step enforces budgets.
+raise into the agent: they report what happened, which raising could not undo.
+
+A recorded step counts against the run's budgets as a ``with`` step of its kind does (a step, a
+model call, its tokens and cost, its place in the repeat window), each once. If a gated step of
+its kind would have been refused, the run is stopped at that step (FAILURE, RUN_END
+``budget_stopped``/``no_progress_stopped``) and the next gated operation raises (gate.py).
+Callback-style integrations record every call this way, so this is all the enforcement their
+runs get.
 """
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import logging
 import time
 from typing import Any, Iterable, Literal
 
+from agentstream.schemas.feedback_values import FEEDBACK_VALUES, NEGATIVE_SIGNALS
 from agentstream.schemas.id_format import is_id_shaped
 from agentstream.schemas.usage_numbers import is_cost, usage_cost, usage_count
 
@@ -21,11 +29,12 @@ from .wire import FAILURE_TYPE_INDEX
 
 log = logging.getLogger("agentstream.producer")
 _perf_ns = time.perf_counter_ns
-FEEDBACK_VALUES = frozenset({"positive", "negative"})
-NEGATIVE_SIGNALS = frozenset({"repeated_question", "user_reformulated_request",
-                              "conversation_abandoned", "human_takeover", "response_ignored",
-                              "response_copied"})
 APPROVAL_DECISIONS = frozenset({"approved", "rejected", "expired"})
+# ``_record_done``'s ``breach`` when there is none to report: the step is not judged yet, or the
+# run has no budget (sentinels rather than a second ``self.budget`` lookup: a record in a run
+# without a budget pays one attribute test for enforcement, as a ``with`` step does).
+_UNJUDGED: Any = object()
+_UNBUDGETED: Any = object()
 
 
 class RunRecords(RunState):
@@ -107,13 +116,15 @@ class RunRecords(RunState):
                  cost_usd: float | None = None, status: str = "OK", name: str | None = None,
                  retry_of: "Step | str | None" = None, **attrs: Any) -> str | None:
         """Records a model call that already happened (one LLM STEP). Returns its step id.
-        Never raises: the next ``llm_step`` or ``check_llm_budget`` enforces budgets."""
+        Never raises: a call over a budget stops the run, and the next gated operation raises."""
         try:
             s = self.llm_step(provider, model, name, retry_of=retry_of, **attrs)
+            # judged before its usage is counted, as a gated step is before the call
+            breach = _UNBUDGETED if self.budget is None else self._judge_record(s)
             s.record_llm(provider, model, input_tokens, output_tokens, cache_read_tokens,
                          cache_write_tokens, response_model, operation, finish_reasons,
                          tool_calls, cost_usd)
-            return self._record_done(s, status, latency_ms)
+            return self._record_done(s, status, latency_ms, breach)
         except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("llm_call")
             return None
@@ -132,7 +143,12 @@ class RunRecords(RunState):
             self._count_failure("tool_call")
             return None
 
-    def _record_done(self, s: Step, status: str, latency_ms: float) -> str:
+    def _record_done(self, s: Step, status: str, latency_ms: float,
+                     breach: Any = _UNJUDGED) -> str:
+        """Closes and queues a recorded step; with a budget, judges and counts it (``breach``:
+        what ``_judge_record`` found, when it had to run before the step's usage was counted)."""
+        if breach is _UNJUDGED:
+            breach = _UNBUDGETED if self.budget is None else self._judge_record(s)
         s._parent = current_step.get()
         lat_ns = int(float(latency_ms) * 1e6)
         s._t0 = _perf_ns() - lat_ns
@@ -144,6 +160,8 @@ class RunRecords(RunState):
         if n is None:
             n = s._n = next(self._counter)
         self._close_step(s, s.status, lat_ns)
+        if breach is not _UNBUDGETED:
+            self._enforce_recorded(s, breach)
         return self._sid + str(n)
 
     def failure(self, failure_type: str, failure_code: str, message: str | None = None,

@@ -191,13 +191,18 @@ class Run(RunGate, RunRecords):
                 n = step._n = next(self._counter)
             return n
 
-    def _note_attempt(self, step: Step) -> None:
+    def _note_attempt(self, step: Step, retried: str | None) -> None:
+        """Remembers a retry's attempt number under its own id and under the step it retries,
+        so that the next retry numbers on whichever it links to (the previous attempt or, as
+        many agents do, the first: each of those was sent as attempt 2)."""
         attempts = self._attempts
         if attempts is None:
             attempts = self._attempts = {}
         elif len(attempts) > 10_000:
             attempts.clear()
         attempts[step.step_id] = step.attempt
+        if retried is not None and attempts.get(retried, 1) < step.attempt:
+            attempts[retried] = step.attempt
 
     def _current_step_id(self) -> str | None:
         cur = current_step.get()
@@ -247,18 +252,16 @@ class Run(RunGate, RunRecords):
         if number is not None:
             s.attempt = number
             if number > 1:
-                self._note_attempt(s)
+                self._note_attempt(s, s.retry_of)
 
     def tool_step(self, tool_name: str, args: Any = ..., *, call_id: str | None = None,
                   retry_of: "Step | str | None" = None, **attrs: Any) -> Step:
-        """A TOOL step; args travel as a keyed digest, which also feeds loop fingerprints."""
+        """A TOOL step; args travel as a keyed digest, which is also the call's signature for
+        the repeated-call rule, checked when the step starts (``gate.py``)."""
         s = self.step("tool", tool_name, **attrs) if retry_of is None else \
             self.step("tool", tool_name, retry_of=retry_of, **attrs)
         try:
-            tool = s.record_tool(tool_name, args, call_id).tool
-            if (tool is not None and self.budget is not None
-                    and self.budget.limits.max_repeated_fingerprints is not None):
-                s.fingerprint = self._policy.digest(["tool", tool_name, tool["args_digest"]])
+            s.record_tool(tool_name, args, call_id)
         except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("tool args digest")
         return s

@@ -80,7 +80,6 @@ class Step:
     approval: dict[str, Any] | None = None
     fallback: dict[str, Any] | None = None
     content: dict[str, str | None] | None = None
-    fingerprint: str | None = None
     request_digest: str | None = None  # keyed digest of an LLM request (model, messages, tools)
     estimate: tuple[int, float] | None = None  # (tokens, cost) an LLM step expects to use
     attempt = 1

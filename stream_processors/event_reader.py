@@ -26,10 +26,11 @@ import logging
 from typing import Any, Protocol
 
 from agentstream.schemas import EVENT, Codec
+from agentstream.schemas.loop_repeats import DIGEST_ATTR
 
 from ._fieldreader_ops import Selection, compile_program
 from ._fieldreader_py import PyReader
-from .detectors.runs import DIGEST_ATTR, PROGRESS_ATTR
+from .detectors.runs import PROGRESS_ATTR
 from .redaction.fields import ID_FIELDS
 
 try:

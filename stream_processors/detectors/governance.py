@@ -32,7 +32,9 @@ import re
 from fnmatch import fnmatchcase, translate
 from typing import Any, Callable, Iterable, Mapping
 
-from .runs import DIGEST_ATTR, EMPTY, Finding, exceeds
+from agentstream.schemas.loop_repeats import DIGEST_ATTR
+
+from .runs import EMPTY, Finding, exceeds
 
 APPROVED = "approved"
 MAX_APPROVED_STEPS = 64  # approved step ids remembered for their retries

@@ -37,15 +37,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, cast
 
+from agentstream.schemas.loop_repeats import REPEAT_WINDOW as DEFAULT_WINDOW, count_in_window, step_signature
 from agentstream.schemas.usage_numbers import counted_cost, exceeds_usd, reaches_usd
 
 from . import cycles
 
 PROGRESS_ATTR = "agentstream.progress_fingerprint"
-DIGEST_ATTR = "agentstream.args_digest"
-DEFAULT_WINDOW = 24
 DEFAULT_WARN_FRACTION = 0.8
-MAX_SIGNATURES = 2048   # whole-run counting keeps at most this many distinct signatures
 MAX_CHAINS = 64         # retry chains remembered (a retry links to a recent attempt)
 MAX_FINGERPRINTS = 256
 MAX_LOOP_ALERTS = 8     # loop alerts one run may raise with stop_on_loop off
@@ -97,21 +95,9 @@ def _upgrade(state: dict[str, Any]) -> None:
 
 
 def signature(p: Mapping[str, Any], attributes: Mapping[str, str] | None) -> str | None:
-    """(kind, name, digest) of a step, or None when its arguments are unknown."""
-    tool, llm = p.get("tool"), p.get("llm")
-    digest = None
-    name = p.get("name")
-    if tool:
-        digest = tool.get("args_digest")
-        name = tool.get("tool_name") or name
-    elif llm:
-        digest = llm.get("request_digest")
-        name = llm.get("request_model") or name
-    if not digest and attributes:
-        digest = attributes.get(DIGEST_ATTR)
-    if not digest:
-        return None
-    return f"{p.get('step_kind')}|{name}|{digest}"
+    """(kind, name, digest) of a step, or None when its arguments are unknown: the SDK's rule too
+    (schemas/loop_repeats.py)."""
+    return step_signature(p.get("step_kind"), p.get("name"), p.get("tool"), p.get("llm"), attributes)
 
 
 def _chain_length(state: dict[str, Any], p: Mapping[str, Any]) -> int:
@@ -137,28 +123,6 @@ def _chain_length(state: dict[str, Any], p: Mapping[str, Any]) -> int:
     while len(chains) > MAX_CHAINS:  # oldest first, as inserted
         del chains[next(iter(chains))]
     return n
-
-
-def _count(state: dict[str, Any], sig: str, window: int) -> int:
-    cnt = state["cnt"]
-    n = cnt.get(sig, 0) + 1
-    cnt[sig] = n
-    if window > 0:
-        win = state["win"]
-        win.append(sig)
-        while len(win) > window:
-            old = win.pop(0)
-            left = cnt[old] - 1
-            if left:
-                cnt[old] = left
-            else:
-                del cnt[old]
-    elif len(cnt) > MAX_SIGNATURES:
-        # Bounded whole-run memory: forget a quarter of the signatures seen once, oldest first
-        # (in bulk, so the cost per step stays constant).
-        for k in [k for k, v in cnt.items() if v == 1 and k != sig][: MAX_SIGNATURES // 4]:
-            del cnt[k]
-    return cast(int, cnt.get(sig, 0))
 
 
 def _alternation(state: dict[str, Any], sig: str) -> int:
@@ -322,7 +286,7 @@ def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[st
     if sig is None:
         return None  # unknown arguments: never a repeat of anything
     window = lim.window
-    seen = _count(state, sig, window)
+    seen = count_in_window(state["win"], state["cnt"], sig, window)
     max_repeats = lim.max_repeats
     if exceeds(seen, max_repeats):
         where = f"the last {window} steps" if window > 0 else "the run"

@@ -155,3 +155,22 @@ def test_an_approval_step_is_named_by_the_action_name_only(mem_tracer, action, n
     [step] = mem.events(kind="STEP")
     assert step["payload"]["name"] == name
     assert "alice" not in repr(mem.events()) and "bob" not in repr(mem.events())
+
+
+def test_retries_linked_to_the_first_attempt_count_up(mem_tracer):
+    """Each retry linked to the first attempt was sent as attempt 2."""
+    mem, t = mem_tracer
+    with t.run("r") as run:
+        with run.step("TOOL", "x") as first:
+            pass
+        for _ in range(3):
+            with run.step("TOOL", "x", retry_of=first):
+                pass
+        with run.step("TOOL", "y") as other:
+            pass
+        with run.step("TOOL", "y", retry_of=other) as second:
+            pass
+        with run.step("TOOL", "y", retry_of=second):
+            pass
+    assert t.flush(10)
+    assert [s["payload"]["attempt"] for s in mem.events(kind="STEP")] == [1, 2, 3, 4, 1, 2, 3]

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from agentstream.schemas.loop_repeats import DIGEST_ATTR, MAX_SIGNATURES
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.detectors import drift, fleet, runs
 from agentstream.stream_processors.policies import BUDGET_DEFAULTS, LOOP_DEFAULTS
@@ -109,7 +110,7 @@ def test_steps_without_a_digest_never_count_as_repeats():
     _, f = _observe(evs)
     assert f == []
     # ... unless the span carried a derived digest
-    evs = [syn.step("t", "r", i, name="http_get", args_digest=None, attributes={runs.DIGEST_ATTR: "d"})
+    evs = [syn.step("t", "r", i, name="http_get", args_digest=None, attributes={DIGEST_ATTR: "d"})
            for i in range(1, 10)]
     _, f = _observe(evs)
     assert [seq for seq, _ in f] == [6]
@@ -129,7 +130,7 @@ def test_repeat_window_is_configurable_and_whole_run_is_bounded(window):
 def test_whole_run_counting_is_bounded_and_keeps_the_repeated_signatures():
     big = [syn.step("t", "r", i, name="s", args_digest=str(i) if i % 7 else "hot") for i in range(1, 6000)]
     st, f = _observe(big, loops={**LOOP_DEFAULTS, "repeat_window": 0, "max_repeats": 10_000})
-    assert f == [] and len(st["cnt"]) <= runs.MAX_SIGNATURES + 1
+    assert f == [] and len(st["cnt"]) <= MAX_SIGNATURES + 1
     assert st["cnt"]["TOOL|s|hot"] == 5999 // 7
 
 
