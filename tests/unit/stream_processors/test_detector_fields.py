@@ -20,10 +20,11 @@ import orjson
 import pytest
 
 from agentstream.schemas import ALERT, COMMAND, EVENT, Codec
+from agentstream.schemas.loop_repeats import DIGEST_ATTR
 from agentstream.stream_processors import redaction_stage
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.chain import Chain
-from agentstream.stream_processors.detectors.runs import DIGEST_ATTR, PROGRESS_ATTR
+from agentstream.stream_processors.detectors.runs import PROGRESS_ATTR
 from agentstream.stream_processors.event_reader import DETECTOR_FIELDS, EventReader
 from agentstream.stream_processors.policies import PolicyBook, TenantPolicy, governance_of
 from agentstream.stream_processors.records import InRecord
