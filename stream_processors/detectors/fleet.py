@@ -189,15 +189,24 @@ def apply(state: dict[str, Any], delta: Mapping[str, Any], budgets: Mapping[str,
         day = int(hour) * HOUR_US // DAY_US
         for k in (f"t|h|{hour}", f"t|d|{day}", f"a|{agent}|d|{day}"):
             spend[k] = spend.get(k, 0.0) + usd
-    cur_hour, cur_day = now // HOUR_US, now // DAY_US
-    # Windows end: keep 2 hours / 2 days back for late events; their alert keys go with them.
-    keep_h, keep_d = cur_hour - 2, cur_day - 2
-    state["spend"] = {k: v for k, v in spend.items() if _window_index(k) >= (keep_h if "|h|" in k else keep_d)}
-    state["raised"] = {k: v for k, v in state["raised"].items() if v >= cur_hour}
-    state["stopped"] = {k: v for k, v in state["stopped"].items() if v >= cur_hour}
+    # Windows end by count, not by the newest event time: the latest KEEP_HOURS hour windows and
+    # KEEP_DAYS day windows that have spend (late events land in a window still kept). One host
+    # whose clock runs hours ahead (the processors take events up to a day ahead) made the newest
+    # time jump, and pruning by it dropped the current hour's spend: a $10/h budget was never
+    # breached at $16. A skewed host now costs one window slot. Alert keys go with their windows.
+    hours = set(sorted({_window_index(k) for k in spend if "|h|" in k})[-KEEP_HOURS:])
+    days = set(sorted({_window_index(k) for k in spend if "|h|" not in k})[-KEEP_DAYS:])
+    state["spend"] = kept = {k: v for k, v in spend.items() if _window_index(k) in (hours if "|h|" in k else days)}
+    state["raised"] = {k: v for k, v in state["raised"].items() if k.split("|", 1)[1] in kept}
+    oldest = min(hours) if hours else now // HOUR_US
+    state["stopped"] = {k: v for k, v in state["stopped"].items() if v >= oldest}
     _budgets(state, active, budgets, now, out)
     _drift(state, delta, cfg, out)
     return out
+
+
+KEEP_HOURS = 6  # hour windows with spend kept per tenant (the current one, late ones, a skewed host's)
+KEEP_DAYS = 4
 
 
 def _window_index(k: str) -> int:
