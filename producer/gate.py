@@ -96,7 +96,12 @@ class RunGate(RunState):
             if len(unsigned) > MAX_UNSIGNED:
                 del unsigned[0]
         else:
-            b.record_call(sig, self._policy.digest if step.kind == TOOL else None)
+            self._count_call(b, step, sig)
+
+    def _count_call(self, b: "RunBudget", step: "Step", sig: str) -> None:
+        """``step``'s place in the repeat window; only a tool call can be refused for a repeat
+        (its digest is made only then)."""
+        b.record_call(sig, self._policy.digest if step.kind == TOOL else None)
 
     def _fold_unsigned(self, b: "RunBudget") -> None:
         """Counts the closed steps that started without a signature, in the order they started.
@@ -110,7 +115,7 @@ class RunGate(RunState):
             sig = signature(s)
             if sig is not None:
                 try:
-                    b.record_call(sig, self._policy.digest if s.kind == TOOL else None)
+                    self._count_call(b, s, sig)
                 except EnforcementError:
                     b.unsigned = still_open + unsigned[i + 1:]
                     raise
@@ -149,7 +154,7 @@ class RunGate(RunState):
             sig = signature(step)
             if sig is not None:
                 try:
-                    b.record_call(sig, self._policy.digest if step.kind == TOOL else None)
+                    self._count_call(b, step, sig)
                 except EnforcementError as exc:
                     breach = breach or exc
         if breach is not None and self._stop_exc is None:

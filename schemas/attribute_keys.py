@@ -265,11 +265,8 @@ NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin",
                          "codicefiscale", "insee", "nir", "curp", "rfc", "medicare", "nhs"))
 _LONG_NATIONAL = tuple(n for n in NATIONAL_ID if len(n) >= 5)
 
-_NAME_SPLIT = re.compile(r"[_.\-\s]+|(?<=[a-z0-9])(?=[A-Z])")
-
-
 def words(key: str) -> list[str]:
-    return [w.lower() for w in _NAME_SPLIT.split(key) if w]
+    return [w.lower() for w in _SPLIT.split(key) if w]
 
 
 def classify(key: str) -> str | None:
