@@ -259,6 +259,47 @@ MATERIAL = frozenset((
     "2fa", "wrapping", "keyring", "keystore", "truststore", "cipher", "activation",
 ))
 
+# The word for "password" in other languages, as people write it (lowercase; the spaces of the
+# multi-word ones are the language's own). One table for every path: an attribute key holding one
+# is a credential name (``classify``), and the processors' rule finds ``<word>: value`` in text
+# with the same words (stream_processors/redaction/localized_passwords.py). The ASCII spellings
+# beside a diacritic one are how the word is typed in code and on keyboards without the letter.
+# Left out on purpose: Italian "parola" alone (it is "word"), Latvian "parole" (French "speech").
+PASSWORD_WORDS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
+    "de": ("passwort", "kennwort"), "fr": ("mot de passe",), "es": ("contraseña", "contrasena"),
+    "ca": ("contrasenya",), "pt": ("senha",), "it": ("parola d'ordine",), "nl": ("wachtwoord",),
+    "sv": ("lösenord", "losenord"), "da": ("adgangskode",), "no": ("passord",), "fi": ("salasana",),
+    "et": ("salasõna",), "lt": ("slaptažodis",), "pl": ("hasło", "haslo"), "cs": ("heslo",),
+    "sl": ("geslo",), "hr": ("lozinka",), "hu": ("jelszó", "jelszo"), "ro": ("parolă",),
+    "tr": ("şifre", "sifre", "parola"), "ru": ("пароль",), "bg": ("парола",), "sr": ("лозинка",),
+    "el": ("κωδικός πρόσβασης", "συνθηματικό"), "zh": ("密码", "密碼", "口令"), "ja": ("パスワード", "暗証番号"),
+    "ko": ("비밀번호", "패스워드"), "vi": ("mật khẩu", "mat khau"), "id": ("kata sandi",), "ms": ("kata laluan",),
+    "ar": ("كلمة المرور", "كلمة السر"), "fa": ("رمز عبور",), "he": ("סיסמה", "סיסמא"), "hi": ("पासवर्ड",),
+    "th": ("รหัสผ่าน",),
+}
+PASSWORD_WORDS_LOCALIZED: tuple[str, ...] = tuple(sorted({w for ws in PASSWORD_WORDS_BY_LANGUAGE.values() for w in ws}))
+# As a key's words see them (``mot_de_passe`` → mot/de/passe): one word, or a run of words.
+_LOCALIZED_WORDS = tuple(tuple(_SPLIT.split(w.replace("'", " "))) for w in PASSWORD_WORDS_LOCALIZED)
+
+
+def names_password_localized(ws: list[str]) -> bool:
+    """Whether a name's lowercased words say "password" in another language: one of them is the
+    word (``db.Passwort``), the words hold its run (``mot_de_passe_admin``), or the name ENDS with
+    it glued (``Datenbankpasswort``, ``数据库密码``): a compound's head comes last, so
+    ``Passwortlänge`` (a length) and ``密码长度`` are not credentials, and ``the_slot`` holds no
+    ``heslo``."""
+    joined = "".join(ws)
+    for term in _LOCALIZED_WORDS:
+        n = len(term)
+        # glued only where words glue: a long word (German, Dutch, Nordic compounds) or a script
+        # without spaces (``resenha`` is a review, not a ``senha``)
+        if n == 1 and (term[0] in ws or joined.endswith(term[0]) and (len(term[0]) >= 6 or term[0] >= "\u2e80")):
+            return True
+        if n > 1 and any(tuple(ws[i:i + n]) == term for i in range(len(ws) - n + 1)):
+            return True
+    return False
+
+
 NATIONAL_ID = frozenset(("ssn", "socialsecurity", "socialsecuritynumber", "sin", "nino", "nationalid",
                          "nationalinsurance", "taxid", "tin", "itin", "passport", "aadhaar", "cpf",
                          "nif", "nie", "dni", "bsn", "steuerid", "idnr", "personnummer", "pesel",
@@ -285,7 +326,7 @@ def classify(key: str) -> str | None:
     if benign and tail in BENIGN:
         return None  # token_count, password_policy, key_id, secret_name, api_key_prefix …
     if any(w in STRONG for w in ws) or joined in STRONG or any(st in joined for st in _STRONG_STEMS) \
-            or joined.endswith(("token", "secret", "pwd")):  # csrftoken, appsecret, dbpwd
+            or joined.endswith(("token", "secret", "pwd")) or names_password_localized(ws):  # csrftoken, dbpwd
         return "strong"
     if "key" in ws or joined.endswith("key") or tail.endswith("key") or any(w in WEAK for w in ws):
         if any(w in KEY_QUALIFIERS for w in ws[:-1]) or joined in ("apikey", "accesskey", "secretkey"):

@@ -16,7 +16,8 @@ RULE_NAMES = frozenset((
     "bearer_token", "url_credentials", "credential_assignment", "sensitive_assignment", "cli_credential",
     "prose_password", "credential_word_value", "connection_string_field", "national_id_assignment",
     "us_ssn_context", "national_id_context", "phone_international", "email", "iban", "payment_card",
-    "us_ssn", "uk_nino", "phone", "ipv4", "ipv6",
+    "us_ssn", "uk_nino", "phone", "ipv4", "ipv6", "putty_private_key", "localized_password", "credential_file",
+    "contact_uri",
     "capture_policy",  # a preview or reference the capture mode does not allow, removed
 ))
 # Why an attribute or a field was dropped by an edge or the processors, counted by name.

@@ -17,6 +17,7 @@ from agentstream.schemas.redaction_summary import is_dropped_name
 from .fields import ID_FIELDS, IdChecker, apply_capture, effective_mode, filter_attributes
 from .keywords import assigned_secret
 from .multipattern import compile_any
+from .escapes import decoded, unglued
 from .rules import CATEGORIES, PREFILTER_PATTERNS, RULES, Rule, is_uuid
 
 ACTIONS = ("mask", "hash", "drop")
@@ -148,12 +149,15 @@ class Redactor:
     def cache_clear(self) -> None:
         self._verdicts.clear()
 
+    def _findings(self, text: str) -> list[Finding]:
+        return [Finding(rule, s, e) for rule in self.rules if rule.trigger(text) for s, e in rule.matches(text)]
+
     def _scan_rules(self, text: str) -> tuple[Finding, ...]:
-        found: list[Finding] = []
-        for rule in self.rules:
-            if rule.trigger(text):
-                for s, e in rule.matches(text):
-                    found.append(Finding(rule, s, e))
+        text = unglued(text)  # "\n4111…" in JSON: the escape read as a blank, offsets unchanged
+        found = self._findings(text)
+        dec = decoded(text)  # %-escapes, \uXXXX: judged decoded, redacted where they stand
+        if dec is not None and self._prefilter(dec[0]):
+            found += [Finding(f.rule, dec[1][f.start], dec[1][f.end]) for f in self._findings(dec[0])]
         if len(found) > 1:
             checked = [f for f in found if f.rule.category in _CHECKSUMMED]
             if checked:
@@ -176,7 +180,7 @@ class Redactor:
 
     def token(self, category: str, value: str, action: str) -> str:
         if action == "hash":
-            digest = hmac.new(self.hash_key, value.encode(), hashlib.sha256).hexdigest()[:16]
+            digest = hmac.new(self.hash_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
             return f"[{category}:hmac:{digest}]"
         return f"[REDACTED:{category}]"
 

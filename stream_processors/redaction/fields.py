@@ -4,7 +4,7 @@ Identifiers (event, run, session, step, parent, call ids) are joined on downstre
 validated by FORMAT: a token of id characters passes without the free-text rules (a digit run in
 ``run_7a52225967589722`` is not a card), and only token-shaped secret formats (API keys, JWTs,
 PEM, bearer tokens, credentials in URLs) are looked for, since those are whole tokens by
-construction. An id that is not id-shaped (spaces, ``@``…) is scanned as text. For the envelope's
+construction, and phone numbers written as contacts (``whatsapp:+1…``), which bots use as ids. An id that is not id-shaped (spaces, ``@``…) is scanned as text. For the envelope's
 ids either finding quarantines the event (run_id is the Kafka key: it cannot be rewritten without
 breaking the run); an id nested in a payload that fails is redacted like any text.
 
@@ -26,6 +26,10 @@ ID_FIELDS = frozenset(("event_id", "run_id", "session_id", "parent_run_id", "par
                        "retry_of", "to_run_id", "call_id", "command_id", "interaction_id"))
 # Rules whose matches are whole tokens of a documented format: the ones an id can hold.
 TOKEN_CATEGORIES = frozenset(("api_key", "jwt", "private_key", "bearer_token", "url_credentials"))
+# And PII an id is made of: a phone number written as a contact (``whatsapp:+14155550132``,
+# ``tel:…``, ``chat:+44…``), the sender's number a messaging bot keys its sessions by. Its rule wants
+# the contact syntax and a valid number, which no random or counter id has.
+ID_PII_RULES = frozenset(("contact_uri",))
 _STRICTNESS = {"REDACTED": 0, "SECURE_REFERENCE": 1, "METADATA_ONLY": 2}
 
 
@@ -42,7 +46,8 @@ class IdChecker:
 
     def __init__(self, rules: Iterable[Any], scan_text: Callable[[str], tuple[Any, ...]],
                  prefilter: Callable[[str], bool]) -> None:
-        self.token_rules = tuple(r for r in rules if r.category in TOKEN_CATEGORIES and getattr(r, "in_ids", True))
+        self.token_rules = tuple(r for r in rules if (r.category in TOKEN_CATEGORIES or r.name in ID_PII_RULES)
+                                 and getattr(r, "in_ids", True))
         self.scan_text = scan_text
         # every rule's match passes the engine's prefilter: one search clears most ids at once
         self.prefilter = prefilter

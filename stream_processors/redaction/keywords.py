@@ -17,7 +17,8 @@ from typing import Iterator
 
 # The name vocabulary lives with the attribute keys, so that an attribute's key is judged by the
 # same words as a name in text.
-from agentstream.schemas.attribute_keys import classify, credential_key, words
+from agentstream.schemas.attribute_keys import (
+    PASSWORD_WORDS_LOCALIZED, STRONG, classify, credential_key, names_password_localized, words)
 from agentstream.schemas.letter_pairs import random_letters, shannon_bits
 
 # Names whose value a person chose: one short word is a password ("pw: maple"), unless it is how a
@@ -30,6 +31,45 @@ SETTING_WORDS = frozenset((
     "local", "shadow", "compat", "db", "hash", "salt", "bcrypt", "argon", "mask", "masked", "same",
     "admin_only", "keep", "skip", "read", "write", "show", "hide", "allow", "deny", "sent", "fail",
     "ok", "okay", "done", "good", "bad", "weak", "strong", "long", "short", "reset", "valid", "wrong",
+))
+# Words that say something ABOUT a password rather than being it ("the password is incorrect",
+# "Kennwort: erforderlich"): prose_credentials reads the first word of a value by them.
+ABOUT = frozenset((
+    "incorrect", "correct", "wrong", "invalid", "valid", "required", "expired", "missing", "empty", "weak",
+    "strong", "too", "not", "being", "been", "set", "unset", "changed", "reset", "updated", "rotated",
+    "needed", "optional", "mandatory", "ok", "okay", "fine", "good", "bad", "same", "different", "also",
+    "still", "now", "very", "the", "a", "an", "your", "my", "our", "their", "its", "this", "that", "what",
+    "which", "in", "on", "at", "from", "saved", "visible", "hidden", "shown", "masked", "redacted", "blank",
+    "null", "none", "known", "unknown", "accepted", "rejected", "locked", "disabled", "enabled", "active",
+    "generated", "random", "new", "old", "sent", "emailed", "managed", "stored", "kept", "case", "only",
+    "case-sensitive", "sensitive", "encrypted", "hashed", "used", "reused", "shared", "long",
+    "short", "complex", "simple", "easy", "hard", "secure", "insecure", "unchanged", "provided", "given",
+    "entered", "typed", "available", "unavailable", "please", "must", "should", "will", "can", "cannot",
+    "may", "has", "had", "have", "to", "for", "of", "and", "or", "but", "if", "when", "here", "there",
+    "below", "above", "attached", "identical", "stale", "outdated", "leaked", "last", "yesterday", "today",
+    "recently", "already", "again", "successfully", "about", "like", "probably", "just",
+    # the same in the other languages the rule reads
+    "falsch", "richtig", "ungültig", "abgelaufen", "erforderlich", "zu", "sehr", "nicht", "kurz", "lang",
+    "geändert", "incorrecto", "incorrecta", "inválido", "inválida", "requerido", "requerida", "muy",
+    "demasiado", "corto", "corta", "no", "caducado", "caducada", "faux", "fausse", "invalide",
+    "requis", "obligatoire", "trop", "très", "pas", "court", "courte", "expiré", "incorreto", "incorreta",
+    "obrigatória", "não", "muito", "curta", "onjuist", "ongeldig", "niet", "te", "verplicht",
+    "fel", "ogiltigt", "inte", "för", "väärä", "virheellinen", "ei", "liian", "sbagliata", "errata",
+    "obbligatoria", "troppo", "non", "obligatoria", "obligatorio", "requise", "obrigatório", "vereist", "krävs",
+    "pakollinen", "kötelező", "helytelen", "wymagane", "nieprawidłowe", "błędne", "errato", "hatalı",
+    "gerekli", "yanlış", "povinné", "nesprávné", "vergessen", "oublié", "olvidada", "esquecida",
+    # "none" in those languages: "Contraseña de prueba: ninguna" says there is no password
+    "ninguna", "ninguno", "aucun", "aucune", "kein", "keine", "keins", "nenhuma", "nenhum", "geen", "ingen",
+    "brak", "nessuna", "nessuno", "yok", "žádné", "nincs",
+    # more words that describe rather than are ("the password is secret", "is pending", "is mine")
+    "secret", "public", "private", "protected", "ready", "pending", "compromised", "mine", "yours", "his",
+    "hers", "ours", "theirs", "great", "right", "fixed", "temporary", "permanent", "unique", "common",
+    "obvious", "easy-to-guess", "guessable", "predictable", "complicated", "enough", "unsafe", "safe",
+    "plaintext", "plain", "cleartext", "readable", "unreadable", "invalidated", "expiring", "working",
+    "wrong", "incorrect", "different", "nothing", "something", "anything", "everything", "unclear",
+    "forgotten", "lost", "there", "sensitive", "case-insensitive", "insensitive", "protected", "needed",
+    "what", "whatever", "mandatory", "inside", "elsewhere", "somewhere", "unset", "pwned", "absent",
+    "present", "never", "always", "usually", "often", "sometimes", "rarely", "typically", "generally",
 ))
 # Type names: in code an agent prints, "password: bytes | None" annotates a parameter, it holds no value.
 _TYPE_NAMES = frozenset((
@@ -69,6 +109,14 @@ TRIGGER_WORDS = ("pass", "pw", "secret", "cred", "key", "token", "bearer", "cook
                  "licen", "mfa", "2fa", "wrapping", "keyring", "keystore", "truststore", "cipher",
                  "activation", "kennw", "contrase", "senha", "wachtw", "senord", "salasan")
 TRIGGER = re.compile("|".join(TRIGGER_WORDS), re.IGNORECASE | re.ASCII)
+# "Password" in other languages (attribute_keys.PASSWORD_WORDS_BY_LANGUAGE), as literal spellings:
+# as written, Capitalised, Title Case and UPPER. Literal, not (?i): the byte prefilter's Hyperscan
+# folds ASCII case only, so a rule that finds these names by this source fires exactly where the
+# prefilter does (a name written ``HaSłO`` is neither's).
+LOCALIZED_SPELLINGS = tuple(sorted({f(w) for w in PASSWORD_WORDS_LOCALIZED
+                                    for f in (str, str.capitalize, str.title, str.upper)}, key=lambda w: (-len(w), w)))
+LOCALIZED_SOURCE = "|".join(re.escape(w) for w in LOCALIZED_SPELLINGS)
+LOCALIZED_TRIGGER = re.compile(LOCALIZED_SOURCE)
 
 _Q = r"(?:\\{0,3}[\"'`])?"  # an optional quote, possibly escaped once or twice (JSON in a string)
 ASSIGNMENT = re.compile(
@@ -176,6 +224,8 @@ def find_assignments(text: str, want: str) -> Iterator[tuple[int, int]]:
                 end = run.end() if run else end + 1
             v = text[m.start(g):end]
         ws = words(m.group("key"))
+        if v.lower() in ABOUT and names_password_localized(ws) and not STRONG & set(ws):
+            continue  # "Kennwort: erforderlich", "wachtwoord: onjuist": a name in another language, described
         if ws in (["pwd"], ["oldpwd"]) and v[:1] in "/~":
             continue  # the shell's working directory (PWD=/home/agent), not a password
         if kind == "strong" and len(v) < 6 and v.isalpha() and not (
@@ -202,9 +252,9 @@ def assigned_secret(key: str, value: str) -> str | None:
     ``find_assignments`` applies to a value it found in text, else None. The caller replaces the
     whole value: under a credential name a value has no part that is safe to keep.
 
-    Only keys the ``TRIGGER`` words reach can be judged, so the byte prefilter, which holds the
-    same words, fires on every record whose attributes this could change."""
-    kind = credential_key(key) if TRIGGER.search(key) else None
+    Only keys the ``TRIGGER`` words or ``LOCALIZED_SPELLINGS`` reach can be judged, so the byte
+    prefilter, which holds the same words, fires on every record whose attributes this could change."""
+    kind = credential_key(key) if TRIGGER.search(key) or LOCALIZED_TRIGGER.search(key) else None
     if kind is None:
         return None
     ws = words(key)

@@ -95,3 +95,35 @@ def find_phones(text: str) -> Iterator[tuple[int, int]]:
             if _ends_clean(text, m.start("num") + len(c)) and sum(ch.isdigit() for ch in c) <= 15 and any(_valid(c, r) for r in NATIONAL_REGIONS):
                 yield m.start("num"), m.start("num") + len(c)
                 break
+
+
+# A phone number written as a contact: a URI scheme that dials or messages it (RFC 3966 ``tel:``,
+# ``sms:``, SIP, WhatsApp's ``whatsapp:`` and ``wa.me/``, ``callto:``…), or ``+`` and an E.164
+# number right after an id's separator (``chat:+14155550132``). Bots key sessions by the sender's
+# number, so these are identifiers as often as text: the rule also runs on id-shaped values
+# (fields.py), where the free-text phone rules do not. The scheme says "phone", so a number
+# without ``+`` counts too: international if it is valid so (WhatsApp writes ``14155550132``),
+# else national in one of the regions above.
+CONTACT_SCHEMES = ("tel", "sms", "smsto", "mms", "mmsto", "whatsapp", "wa", "sip", "sips", "callto", "facetime",
+                   "facetime-audio", "skype", "viber", "signal", "imessage", "fax", "telprompt")
+_SCHEMES = "|".join(sorted(CONTACT_SCHEMES, key=len, reverse=True))
+CONTACT_PREFILTER = (rf"(?i:{_SCHEMES}):(?://)?\+?\d", r"wa\.me/\+?\d", r"[:/=]\+[1-9]\d{7}")
+_CONTACT = re.compile(
+    rf"(?<![A-Za-z0-9.+-])(?i:{_SCHEMES}):(?://)?(?P<num>\+?\d[\d().\-]{{5,20}}\d)(?![A-Za-z0-9])"
+    r"|wa\.me/(?P<wa>\+?\d{7,15})(?![A-Za-z0-9])"
+    r"|(?<=[:/=])(?P<e164>\+[1-9]\d{7,14})(?![A-Za-z0-9])", re.ASCII)  # (ASCII: as the prefilter folds case)
+
+
+def find_contact_uris(text: str) -> Iterator[tuple[int, int]]:
+    for m in _CONTACT.finditer(text):
+        g = "num" if m.group("num") else "wa" if m.group("wa") else "e164"
+        num = m.group(g)
+        digits = re.sub(r"\D", "", num)
+        if not 7 <= len(digits) <= 15:
+            continue
+        if num.startswith("+") or g == "wa":
+            ok = _valid("+" + digits, None)
+        else:
+            ok = len(digits) >= 8 and _valid("+" + digits, None) or any(_valid(num, r) for r in NATIONAL_REGIONS)
+        if ok:
+            yield m.span(g)

@@ -11,11 +11,13 @@ bytes of longs, doubles, booleans, enums or the Avro framing between fields, whi
 never reads as text (random UUID, double and varint bytes used to trip it: ~30% of the real
 SDK's clean records took the full path). Why it holds by construction:
 
-- every rule runs only on strings that match one of ``RULE_PATTERNS`` (ASCII, and checked at
-  import to hold no anchor, word boundary or lookaround: a match inside a string is a match in
-  any text that contains the string); each string is in the text verbatim, so the patterns
-  match the text wherever they match one of its strings. A match across two strings (through
-  the NUL) only sends one more record down the full path;
+- every rule runs only on strings that match one of ``RULE_PATTERNS`` (ASCII or non-ASCII
+  literals, and checked at import to hold no anchor, word boundary or lookaround: a match inside
+  a string is a match in any text that contains the string); a string with escapes (``%40``,
+  ``\\u5bc6``, ``+`` in a query value) is judged decoded too, and those escapes are patterns;
+  each string is in the text verbatim, so the patterns match the text wherever they match one of
+  its strings. A match across two strings (through the NUL) only sends one more record down
+  the full path;
 - a string value that is exactly a UUID (8-4-4-4-12 hex digits) is left out of the text: the
   engine exempts exactly these (``rules.is_uuid``, in its scan and its id check), and no
   attribute verdict can fire on 36 characters without a space. Map keys are always in;

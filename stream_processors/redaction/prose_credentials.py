@@ -20,7 +20,7 @@ from typing import Iterator
 from agentstream.schemas.attribute_keys import KEY_QUALIFIERS
 from agentstream.schemas.letter_pairs import random_letters
 
-from .keywords import looks_random, placeholder
+from .keywords import ABOUT, looks_random, placeholder
 
 # Each branch names its tools: these flags mean a password only for them (``-p`` is a port, a
 # path or a profile elsewhere), and the names give the byte prefilter literals to look for.
@@ -48,39 +48,6 @@ _PROSE = re.compile(
     r"(?:[ \t]*(?P<conn>\b(?:is|was|ist|war|est|était|es|era|é|è|är|on|oli|lautet)\b|\bwill[ \t]+be\b|:|=)[ \t]*:?"
     r"|(?=[ \t]+[\"'`‘“„«]))[ \t]*")
 _QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "‘": "’", "“": "”", "„": "“", "«": "»"}
-# A first word that says something ABOUT the password rather than being it.
-_ABOUT = frozenset((
-    "incorrect", "correct", "wrong", "invalid", "valid", "required", "expired", "missing", "empty", "weak",
-    "strong", "too", "not", "being", "been", "set", "unset", "changed", "reset", "updated", "rotated",
-    "needed", "optional", "mandatory", "ok", "okay", "fine", "good", "bad", "same", "different", "also",
-    "still", "now", "very", "the", "a", "an", "your", "my", "our", "their", "its", "this", "that", "what",
-    "which", "in", "on", "at", "from", "saved", "visible", "hidden", "shown", "masked", "redacted", "blank",
-    "null", "none", "known", "unknown", "accepted", "rejected", "locked", "disabled", "enabled", "active",
-    "generated", "random", "new", "old", "sent", "emailed", "managed", "stored", "kept", "case", "only",
-    "case-sensitive", "sensitive", "encrypted", "hashed", "used", "reused", "shared", "long",
-    "short", "complex", "simple", "easy", "hard", "secure", "insecure", "unchanged", "provided", "given",
-    "entered", "typed", "available", "unavailable", "please", "must", "should", "will", "can", "cannot",
-    "may", "has", "had", "have", "to", "for", "of", "and", "or", "but", "if", "when", "here", "there",
-    "below", "above", "attached", "identical", "stale", "outdated", "leaked", "last", "yesterday", "today",
-    "recently", "already", "again", "successfully", "about", "like", "probably", "just",
-    # the same in the other languages the rule reads
-    "falsch", "richtig", "ungültig", "abgelaufen", "erforderlich", "zu", "sehr", "nicht", "kurz", "lang",
-    "geändert", "incorrecto", "incorrecta", "inválido", "inválida", "requerido", "requerida", "muy",
-    "demasiado", "corto", "corta", "no", "caducado", "caducada", "faux", "fausse", "invalide",
-    "requis", "obligatoire", "trop", "très", "pas", "court", "courte", "expiré", "incorreto", "incorreta",
-    "obrigatória", "não", "muito", "curta", "onjuist", "ongeldig", "niet", "te", "verplicht",
-    "fel", "ogiltigt", "inte", "för", "väärä", "virheellinen", "ei", "liian", "sbagliata", "errata",
-    "obbligatoria", "troppo", "non",
-    # more words that describe rather than are ("the password is secret", "is pending", "is mine")
-    "secret", "public", "private", "protected", "ready", "pending", "compromised", "mine", "yours", "his",
-    "hers", "ours", "theirs", "great", "right", "fixed", "temporary", "permanent", "unique", "common",
-    "obvious", "easy-to-guess", "guessable", "predictable", "complicated", "enough", "unsafe", "safe",
-    "plaintext", "plain", "cleartext", "readable", "unreadable", "invalidated", "expiring", "working",
-    "wrong", "incorrect", "different", "nothing", "something", "anything", "everything", "unclear",
-    "forgotten", "lost", "there", "sensitive", "case-insensitive", "insensitive", "protected", "needed",
-    "what", "whatever", "mandatory", "inside", "elsewhere", "somewhere", "unset", "pwned", "absent",
-    "present", "never", "always", "usually", "often", "sometimes", "rarely", "typically", "generally",
-))
 # Word endings of participles and adjectives: "is expired", "is expiring", "is guessable".
 _DESCRIBING_ENDINGS = ("ed", "ing", "able", "ible", "ful", "less", "ous", "ive")
 _FUNCTION_WORDS = frozenset(("the", "a", "an", "to", "in", "of", "for", "be", "been", "is", "not", "and",
@@ -181,11 +148,11 @@ def find_prose(text: str) -> Iterator[tuple[int, int]]:
             # a plain word that does not describe ("the passphrase is tangerine", not "is expired");
             # a PIN is digits ("the pin is stuck" speaks of hardware)
             plain_ok = not m.group(0).lower().startswith("pin") and not low[0].endswith(_DESCRIBING_ENDINGS)
-            if low[0] in _ABOUT or low[0] in _FUNCTION_WORDS or len(w) < 4 or not (
+            if low[0] in ABOUT or low[0] in _FUNCTION_WORDS or len(w) < 4 or not (
                     not w.isalpha() or _shape(w) == "mixed" or len(w) >= 12 or plain_ok):
                 continue
-        elif low[0] in _FUNCTION_WORDS or low[0] in _ABOUT and (
-                len(ws) < 3 or any(w in _ABOUT for w in low[1:])):
+        elif low[0] in _FUNCTION_WORDS or low[0] in ABOUT and (
+                len(ws) < 3 or any(w in ABOUT for w in low[1:])):
             continue  # "is too short", "was rotated last week"; not "correct horse battery staple"
         yield p, e
 

@@ -135,7 +135,8 @@ PREFILTER = (
 
 
 def find_vendor_tokens(text: str) -> Iterator[tuple[int, int]]:
-    entries = {_KEYS[k][0] for k in _which(text.encode())}
+    # (surrogatepass: a lone surrogate from JSON input made this raise, and the event quarantine)
+    entries = {_KEYS[k][0] for k in _which(text.encode("utf-8", "surrogatepass"))}
     for i in sorted(entries):
         rx, ok = _COMPILED[i]
         g = "v" if "v" in rx.groupindex else 0
