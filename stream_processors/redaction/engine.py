@@ -23,9 +23,14 @@ from .rules import CATEGORIES, PREFILTER_PATTERNS, RULES, Rule, is_uuid
 ACTIONS = ("mask", "hash", "drop")
 DEFAULT_ACTIONS: Mapping[str, str] = {c: "mask" for c in CATEGORIES}
 
-# Identifiers are joined on downstream (run_id is the Kafka key); rewriting them would break
-# the run, so a secret in one is not redactable: the event is quarantined instead. Names (tenant,
-# agent, version…) are scanned as text; ids (fields.ID_FIELDS, at any depth) by their format.
+# Identifiers are joined on downstream. run_id is the Kafka key: every event of a run is keyed,
+# partitioned, detected and stopped by it, so a secret or a phone number there quarantines the
+# event. Any other envelope id that holds one (a messaging bot's session_id is its user's number:
+# ``whatsapp:+1…``) is replaced whole by its keyed pseudonym: the same id gives the same pseudonym
+# in every event, so a session still groups and a redelivered event keeps its event_id, and the
+# number is not recoverable without the key. Names (tenant, agent, version…) are scanned as
+# text; ids (fields.ID_FIELDS, at any depth) by their format.
+KEY_ID = "run_id"
 NAME_FIELDS = ("tenant_id", "agent_id", "agent_version", "environment", "sdk_version", "policy_version")
 ENVELOPE_IDS = ("event_id", "run_id", "session_id", "parent_run_id", "parent_step_id")
 IDENTIFIER_FIELDS = NAME_FIELDS + ENVELOPE_IDS
@@ -118,6 +123,7 @@ class Redactor:
             lambda text: bool(any_match(text.encode("utf-8", "surrogatepass")))
         self._verdicts: dict[str, tuple[Finding, ...]] = {}
         self._ids = IdChecker(self.rules, self.scan, self._prefilter)
+        self._rule_categories = {r.name: r.category for r in self.rules}
 
     # ---- text ----------------------------------------------------------------------------
 
@@ -180,9 +186,13 @@ class Redactor:
 
     def token(self, category: str, value: str, action: str) -> str:
         if action == "hash":
-            digest = hmac.new(self.hash_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
-            return f"[{category}:hmac:{digest}]"
+            return f"[{self.pseudonym(category, value)}]"
         return f"[REDACTED:{category}]"
+
+    def pseudonym(self, category: str, value: str) -> str:
+        """``<category>:hmac:<16 hex>``: id-shaped, so it stands in for an id as well as in text."""
+        digest = hmac.new(self.hash_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+        return f"{category}:hmac:{digest}"
 
     def redact_text(self, text: str, actions: Mapping[str, str],
                     counts: dict[str, int]) -> str | _Drop:
@@ -232,11 +242,15 @@ class Redactor:
                 hits = self.scan(v)
                 if hits:
                     raise RedactionError(f"identifier field {name} matches rule {hits[0].rule.name}")
+        counts: dict[str, int] = {}
+        pseudonyms: dict[str, str] = {}
         for name in ENVELOPE_IDS:
             v = event.get(name)
             if isinstance(v, str) and v and (hit := self._ids.check(v)):
-                raise RedactionError(f"identifier field {name} matches rule {hit}")
-        counts: dict[str, int] = {}
+                if name == KEY_ID:
+                    raise RedactionError(f"identifier field {name} matches rule {hit}")
+                pseudonyms[name] = self.pseudonym(self._rule_categories[hit], v)
+                counts[hit] = counts.get(hit, 0) + 1
         prior = event.get("redaction")
         if isinstance(prior, dict) and prior.get("rule_counts"):
             # what an edge (SDK, gateway) dropped before the record reached raw, by count; only
@@ -280,6 +294,7 @@ class Redactor:
             leftover = self.scan(OWN_TOKEN.sub("[x]", text))
             if leftover:
                 raise RedactionError(f"post-check: rule {leftover[0].rule.name} still matches after redaction")
+        out.update(pseudonyms)
         out["redaction"] = {"policy_version": policy_version, "rule_counts": counts}
         return out
 

@@ -148,14 +148,19 @@ def test_a_literal_in_code_is_still_a_value(text, value):
 
 
 @pytest.mark.parametrize("vendor", ["databricks", "telegram_bot", "discord_bot", "atlassian", "alibaba_key_id"])
-def test_a_vendor_token_as_an_envelope_id_quarantines(vendor):
-    # the run id is the Kafka key and cannot be rewritten: a secret there stops the event whole
+def test_a_vendor_token_as_an_envelope_id_quarantines_or_is_pseudonymized(vendor):
+    # the run id is the Kafka key and cannot be rewritten: a secret there stops the event whole;
+    # in the session id it is replaced by its keyed pseudonym
     v = dict(rc.VENDORS)[vendor](random.Random(vendor))
     ev = syn.step("acme", "run-1", 2)
-    ev["session_id"] = v
+    ev["run_id"] = v
     with pytest.raises(RedactionError) as e:
         REDACTOR.redact_event(ev, {}, "p")
-    assert e.value.reason == "identifier field session_id matches rule vendor_token" and v not in e.value.reason
+    assert e.value.reason == "identifier field run_id matches rule vendor_token" and v not in e.value.reason
+    ev = syn.step("acme", "run-1", 2)
+    ev["session_id"] = v
+    out = REDACTOR.redact_event(ev, {}, "p")
+    assert v not in repr(out) and out["redaction"]["rule_counts"] == {"vendor_token": 1}
 
 
 def test_an_unknown_vendors_token_drawn_from_letters_alone():

@@ -13,6 +13,7 @@ import pytest
 
 from agentstream.schemas import EVENT, Codec
 from agentstream.schemas.attribute_keys import MAX_FREE_VALUE_CHARS
+from agentstream.schemas.id_format import is_id_shaped
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.policies import PolicyBook, TenantPolicy
 from agentstream.stream_processors.records import InRecord
@@ -85,20 +86,58 @@ def test_thousands_of_realistic_ids_never_quarantine():
         assert p.event["redaction"]["rule_counts"] == {}
 
 
-@pytest.mark.parametrize("field,value,rule", [
-    ("run_id", "sk-proj-" + "Ab3" * 16, "openai_api_key"),
-    ("session_id", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
-     "jwt"),
-    ("event_id", "AKIAIOSFODNN7EXAMPLE", "aws_access_key_id"),
-    ("run_id", "bob@example.com", "email"),
-    ("parent_run_id", "4111 1111 1111 1111", "payment_card"),  # not id-shaped: scanned as text
-])
-def test_a_secret_in_an_envelope_id_quarantines(field, value, rule):
+def test_a_session_keyed_by_a_phone_number_passes_the_stage_under_its_pseudonym():
+    # the byte path: the record is decoded, kept on events (not quarantined), its number gone
+    stage, codec = _stage(), Codec()
+    batch = []
+    for i in range(6):
+        ev = syn.step("acme", f"run-{i}", 2)
+        ev["session_id"] = "whatsapp:+14155550132"
+        batch.append(InRecord("f.raw", 0, i, ev["run_id"].encode(), codec.encode(EVENT, ev)))
+    out: list = []
+    passed = stage.process(batch, out)
+    assert stage.counts.quarantine == 0 and len(passed) == 6 and {o.topic for o in out} == {"f.events"}
+    assert not any(b"4155550132" in o.value for o in out)
+    assert len({p.event["session_id"] for p in passed}) == 1
+
+
+ENVELOPE_SECRETS = [
+    ("sk-proj-" + "Ab3" * 16, "openai_api_key"),
+    ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "jwt"),
+    ("AKIAIOSFODNN7EXAMPLE", "aws_access_key_id"),
+    ("bob@example.com", "email"),
+    ("4111 1111 1111 1111", "payment_card"),  # not id-shaped: scanned as text
+]
+
+
+@pytest.mark.parametrize("value,rule", ENVELOPE_SECRETS)
+def test_a_secret_in_the_run_id_quarantines(value, rule):
     ev = syn.step("acme", "run-1", 2)
-    ev[field] = value
+    ev["run_id"] = value
     with pytest.raises(RedactionError) as e:
         Redactor(b"k").redact_event(ev, {}, "p")
-    assert e.value.reason == f"identifier field {field} matches rule {rule}" and value not in e.value.reason
+    assert e.value.reason == f"identifier field run_id matches rule {rule}" and value not in e.value.reason
+
+
+@pytest.mark.parametrize("field", ["session_id", "event_id", "parent_run_id", "parent_step_id"])
+@pytest.mark.parametrize("value,rule", ENVELOPE_SECRETS)
+def test_a_secret_in_another_envelope_id_becomes_its_keyed_pseudonym(field, value, rule):
+    # not the Kafka key: the event is kept, the id replaced whole, the same id by the same token
+    # in every event (a session still groups), another id or another key by another token
+    r = Redactor(b"k")
+    outs = []
+    for seq in (2, 3):
+        ev = syn.step("acme", "run-1", seq)
+        ev[field] = value
+        outs.append(r.redact_event(ev, {}, "p"))
+    a, b = outs
+    assert value not in repr(a) and a[field] == b[field] and is_id_shaped(a[field])
+    assert a["redaction"]["rule_counts"] == {rule: 1} and a["run_id"] == "run-1"
+    ev = syn.step("acme", "run-1", 2)
+    ev[field] = value + "x" if rule != "payment_card" else "5500 0000 0000 0004"
+    assert r.redact_event(ev, {}, "p")[field] != a[field]
+    ev[field] = value
+    assert Redactor(b"other").redact_event(ev, {}, "p")[field] != a[field]
 
 
 def test_a_secret_in_a_nested_id_is_redacted_not_skipped():

@@ -127,17 +127,33 @@ def test_an_attribute_named_password_in_another_language(mode):
 
 # ---- contact URIs as identifiers -----------------------------------------------------------------
 
-@pytest.mark.parametrize("field", ["session_id", "run_id"])
-def test_a_phone_number_as_an_envelope_id_quarantines(field):
-    # the id is a join key and cannot be rewritten: a number there stops the event whole
-    r = random.Random(field)
+def test_a_phone_number_as_the_run_id_quarantines():
+    # the run id is the Kafka key and cannot be rewritten: a number there stops the event whole
+    r = random.Random(1)
     for scheme in ("whatsapp:", "tel:", "sms:", "viber:", "callto:"):
         num, _ = ec.e164(r)
         ev = syn.step("acme", "run-1", 2)
-        ev[field] = f"{scheme}{num}"
+        ev["run_id"] = f"{scheme}{num}"
         with pytest.raises(RedactionError) as e:
             REDACTOR.redact_event(ev, DEFAULT_ACTIONS, "p")
         assert num not in e.value.reason
+
+
+def test_a_phone_number_as_the_session_id_keeps_the_event_under_a_pseudonym():
+    # a messaging bot keys its sessions by the sender's number: its runs are kept and still group
+    r = random.Random(2)
+    seen = set()
+    for scheme in ("whatsapp:", "tel:", "sms:", "viber:", "callto:"):
+        num, _ = ec.e164(r)
+        sessions = set()
+        for seq in (1, 2, 3):
+            ev = syn.step("acme", f"run-{seq}", seq)
+            ev["session_id"] = f"{scheme}{num}"
+            out = REDACTOR.redact_event(ev, DEFAULT_ACTIONS, "p")
+            assert num[1:] not in repr(out) and out["redaction"]["rule_counts"] == {"contact_uri": 1}
+            sessions.add(out["session_id"])
+        assert len(sessions) == 1 and not sessions & seen
+        seen |= sessions
 
 
 def test_a_phone_number_as_a_nested_id_is_redacted_and_ids_of_other_styles_are_not():
