@@ -11,18 +11,26 @@ further model call (any call uses tokens; a paid call costs more than nothing). 
 decimal (``exceeds_usd``): three $0.10 calls fit a $0.30 budget.
 
 Repeated calls follow the processors' repeat rule too (``schemas/loop_repeats.py``): a call's
-signature counts within the last ``REPEAT_WINDOW`` logical steps that have one, and a retry of a
-call is not a repeat of it. Progress fingerprints (``record_fingerprint``) count over the whole
-run, as the processors count theirs.
+signature counts within the last ``REPEAT_WINDOW`` logical steps that have one, a retry of a
+call is not a repeat of it, and a call whose result changed (``Step.record_result``) is
+progress: the calls after it count afresh. Progress fingerprints (``record_fingerprint``) count
+over the whole run, as the processors count theirs.
+
+Wall time is the run's own time: the time since it started less its approval waits (``pause``;
+the processors' rule too, docs/processors.md, Run budgets). A human deciding for 20 minutes does
+not use a 10-minute budget. A wait the SDK timed (``run.approval_request``, ``wait_opened`` /
+``wait_closed``) is taken off while it lasts and whole; a wait the caller reports
+(``run.approval(..., approval_latency_ms=...)``) only back to when the run went quiet: the end
+of the last step the gate admitted, or the start of one still open, or the last record or wait.
 """
 from __future__ import annotations
 
 import operator
 import time
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Any, Callable
 
-from agentstream.schemas.loop_repeats import REPEAT_WINDOW, count_in_window
+from agentstream.schemas.loop_repeats import REPEAT_WINDOW, call_key, count_in_window, note_result
 from agentstream.schemas.usage_numbers import exceeds_usd, reaches_usd
 
 from .errors import BudgetExceeded, LackOfProgress
@@ -49,6 +57,7 @@ class Budget:
 
 
 _N_LIMITS = len(fields(Budget))
+MAX_PENDING = 128  # steps of one run waiting to close, judged then (``RunBudget.pending``)
 _limit_values = operator.attrgetter(*(f.name for f in fields(Budget)))
 
 
@@ -61,6 +70,15 @@ class RunBudget:
     """Counters of one run against its limits. Methods named ``before_*`` raise when the next
     operation would exceed a limit; ``add_*`` only count."""
 
+    # Wall time (kept only under a wall-time limit; defaults on the class, set per run when they
+    # change): approval waits taken off, the open ones (``wait_opened``) and since when, and the
+    # last operation the gate admitted: when (``last_at``) and, for a step, the step (its
+    # duration says when it ended).
+    paused = 0.0
+    waits = 0
+    wait_from = 0.0
+    last_step: object | None = None
+
     def __init__(self, limits: Budget, run_id: str | None = None) -> None:
         self.limits = limits
         self.run_id = run_id
@@ -70,18 +88,27 @@ class RunBudget:
         self.tokens = 0
         self.cost_usd = 0.0
         self.fingerprints: dict[str, int] = {}
+        self.last_at = self.started
         # The repeat window (schemas/loop_repeats.py), kept only when repeats are limited.
         self.repeats = limits.max_repeated_fingerprints
         if self.repeats is not None:
             self._win: list[str] = []
             self._cnt: dict[str, int] = {}
-            # Steps admitted while their signature was still unknown (an LLM step's request
-            # digest, a tool's arguments recorded inside the step): they take their place in
-            # the window once closed (``Step``s; typed loosely, this module knows no steps).
-            self.unsigned: list = []
+            self._res: dict[str, list] = {}  # signature -> [result changes, result digest]
+            # Steps admitted and not yet closed, with their signature (gate.py says what else):
+            # one whose signature was still unknown (an LLM step's request digest, a tool's
+            # arguments recorded inside the step) takes its place in the window once closed,
+            # and each one's result is noted then (``Step``s; typed loosely, this module knows
+            # no steps).
+            self.pending: list[tuple[Any, str]] = []
 
-    def before_step(self) -> None:
+    def before_step(self, step: object | None = None) -> None:
+        """Raises when starting one more step goes over a limit. ``step``: the step about to
+        start (a recorded one, which already ran, is None: an instant at now)."""
         self.check_now(starting=1)
+        if self.limits.max_wall_time_s is not None:
+            self.last_at = time.monotonic()
+            self.last_step = step
 
     def check_now(self, starting: int = 0) -> None:
         """Raises when the run is over a step or wall-time limit once ``starting`` more steps
@@ -91,10 +118,51 @@ class RunBudget:
         if lim.max_steps is not None and exceeds(self.steps_started + starting, lim.max_steps):
             raise BudgetExceeded("steps", lim.max_steps, self.steps_started, self.run_id)
         if lim.max_wall_time_s is not None:
-            elapsed = time.monotonic() - self.started
+            elapsed = self.wall_time()
             if exceeds(elapsed, lim.max_wall_time_s):
                 raise BudgetExceeded("wall_time_s", lim.max_wall_time_s, round(elapsed, 3),
                                      self.run_id)
+
+    def wall_time(self) -> float:
+        """Seconds since the run started, less its approval waits (an open one too)."""
+        now = time.monotonic()
+        used = now - self.started - self.paused
+        if self.waits:
+            used -= now - self.wait_from
+        return used
+
+    def wait_opened(self) -> None:
+        """An approval request starts waiting for its decision (``run.approval_request``)."""
+        if self.limits.max_wall_time_s is None:
+            return
+        if not self.waits:
+            self.wait_from = time.monotonic()
+        self.waits += 1
+
+    def wait_closed(self) -> None:
+        """The decision came: the wait is taken off whole (when the last of several open ones
+        ends: overlapping waits are one pause). The approval it records adds nothing more."""
+        if not self.waits:
+            return
+        self.waits -= 1
+        if not self.waits:
+            now = time.monotonic()
+            self.paused += now - self.wait_from
+            self.last_at, self.last_step = now, None
+
+    def pause(self, seconds: float) -> None:
+        """An approval the caller recorded waited ``seconds``: taken off back to when the run
+        went quiet, no further (a claimed wait cannot hide work the gate admitted)."""
+        if self.limits.max_wall_time_s is None or not seconds > 0:  # (NaN is not > 0)
+            return
+        now = time.monotonic()
+        quiet_from = self.last_at
+        lat = getattr(self.last_step, "_lat", None)  # ns; None while the step is open
+        if lat is not None:
+            quiet_from += lat / 1e9
+        if now > quiet_from:
+            self.paused += min(seconds, now - quiet_from)
+        self.last_at, self.last_step = now, None
 
     def before_model_call(self, estimated_tokens: int = 0, estimated_cost_usd: float = 0.0) -> None:
         lim = self.limits
@@ -126,10 +194,24 @@ class RunBudget:
         ``fingerprint`` (the call is one the rule applies to: a tool call) raises
         ``LackOfProgress`` when the signature is in the window more often than allowed, naming
         ``fingerprint(signature)``, an opaque digest (made only then)."""
-        count = count_in_window(self._win, self._cnt, signature, REPEAT_WINDOW)
+        count = count_in_window(self._win, self._cnt, call_key(signature, self._res), REPEAT_WINDOW)
         limit = self.repeats
         if fingerprint is not None and limit is not None and exceeds(count, limit):
             raise LackOfProgress(fingerprint(signature), count, self.run_id)
+
+    def wait_result(self, step: Any, signature: str) -> None:
+        """``step`` (admitted) is judged further once it has closed (``pending``); more than
+        ``MAX_PENDING`` open at once in one run (leaked, or a very wide fan-out) and the oldest
+        go unjudged."""
+        pending = self.pending
+        pending.append((step, signature))
+        if len(pending) > MAX_PENDING:
+            del pending[0]
+
+    def note_result(self, signature: str, digest: Any) -> None:
+        """A closed call's result digest (``schemas/loop_repeats.note_result``): a changed one
+        is progress, so the signature's next calls count afresh."""
+        note_result(self._res, signature, digest, self._win, self._cnt)
 
     def record_fingerprint(self, fingerprint: str) -> None:
         """Counts a fingerprint; raises when it repeats more often than allowed."""

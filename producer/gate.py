@@ -14,11 +14,12 @@ kind would have been refused, the run is stopped there without raising (``_judge
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from agentstream.schemas.loop_repeats import is_retry, step_signature
+from agentstream.schemas.loop_repeats import RESULT_DIGEST_ATTR, is_retry, step_signature
 
 from .errors import BudgetExceeded, EnforcementError, LackOfProgress, RunStopped
+from .records import ApprovalRequest
 from .run_state import RunState
 from .step import LLM, TOOL
 from .wire import STEP_KIND_INDEX
@@ -28,9 +29,15 @@ if TYPE_CHECKING:
     from .step import Step
 
 _KIND_NAMES = {v: k for k, v in STEP_KIND_INDEX.items()}
-# Steps whose signature was unknown when they started, waiting to close: more than this many
-# open at once in one run (leaked, or a very wide fan-out) and the oldest go uncounted.
-MAX_UNSIGNED = 128
+# A step waiting to close (``RunBudget.pending``) with its signature, or: not counted yet (its
+# signature was unknown when it started), or a retry (never counted; its result is its call's).
+UNCOUNTED, RETRY = "", "retry"
+
+
+def _result(step: "Step") -> Any:
+    """The step's result digest (``Step.record_result``), if any."""
+    attrs = step.attrs
+    return attrs.get(RESULT_DIGEST_ATTR) if attrs else None
 
 
 def signature(step: "Step") -> str | None:
@@ -58,17 +65,17 @@ class RunGate(RunState):
             # ``run.check()``: no step starts here, so none is counted (counting one made ten
             # checked steps use twenty of max_steps)
             try:
-                if b.repeats is not None and b.unsigned:
-                    self._fold_unsigned(b)
+                if b.repeats is not None and b.pending:
+                    self._fold_pending(b)
                 b.check_now()
             except EnforcementError as exc:
                 self._enforce(exc)
         else:
             llm = step if step.kind == LLM else None
             try:
-                if b.repeats is not None and b.unsigned:
-                    self._fold_unsigned(b)  # steps that closed since: before this one, in order
-                b.before_step()
+                if b.repeats is not None and b.pending:
+                    self._fold_pending(b)  # steps that closed since: before this one, in order
+                b.before_step(step)
                 if llm is not None:
                     est = llm.estimate or (0, 0.0)
                     b.before_model_call(est[0], est[1])
@@ -86,40 +93,49 @@ class RunGate(RunState):
         """The repeat rule (schemas/loop_repeats.py) for a step about to start: a retry is not a
         repeat; a step whose signature is known now is counted now, and a tool call seen more
         often than allowed is refused; one whose signature comes later (an LLM request digest,
-        arguments recorded inside the step) takes its place in the window once it has closed."""
+        arguments recorded inside the step) takes its place in the window once it has closed.
+        A step not an LLM call's waits for its result (``record_result``), folded once closed:
+        a changed result is progress."""
         if is_retry(step.attempt, step.retry_of):
+            if step.kind != LLM:
+                b.wait_result(step, RETRY)  # its result is its call's
             return
         sig = signature(step)
         if sig is None:
-            unsigned = b.unsigned
-            unsigned.append(step)
-            if len(unsigned) > MAX_UNSIGNED:
-                del unsigned[0]
+            b.wait_result(step, UNCOUNTED)
         else:
             self._count_call(b, step, sig)
+            if step.kind != LLM:
+                b.wait_result(step, sig)
 
     def _count_call(self, b: "RunBudget", step: "Step", sig: str) -> None:
         """``step``'s place in the repeat window; only a tool call can be refused for a repeat
         (its digest is made only then)."""
         b.record_call(sig, self._policy.digest if step.kind == TOOL else None)
 
-    def _fold_unsigned(self, b: "RunBudget") -> None:
-        """Counts the closed steps that started without a signature, in the order they started.
-        A tool call among them seen more often than allowed raises here: it already ran, and
-        this is the next gated operation."""
-        unsigned, still_open = b.unsigned, []
-        for i, s in enumerate(unsigned):
+    def _fold_pending(self, b: "RunBudget") -> None:
+        """The closed steps that were waiting, in the order they started: one that started
+        without a signature is counted now (a tool call among them seen more often than allowed
+        raises here: it already ran, and this is the next gated operation), then each one's
+        result is noted."""
+        pending, still_open = b.pending, []
+        for i, entry in enumerate(pending):
+            s, waiting = entry
             if not s.closed:
-                still_open.append(s)
+                still_open.append(entry)
                 continue
-            sig = signature(s)
-            if sig is not None:
-                try:
-                    self._count_call(b, s, sig)
-                except EnforcementError:
-                    b.unsigned = still_open + unsigned[i + 1:]
-                    raise
-        b.unsigned = still_open
+            sig: str | None = waiting
+            if waiting == UNCOUNTED or waiting == RETRY:
+                sig = signature(s)
+                if sig is not None and waiting == UNCOUNTED:
+                    try:
+                        self._count_call(b, s, sig)
+                    except EnforcementError:
+                        b.pending = still_open + pending[i + 1:]
+                        raise
+            if sig is not None and s.kind != LLM:
+                b.note_result(sig, _result(s))
+        b.pending = still_open
 
     def _judge_record(self, step: "Step") -> EnforcementError | None:
         """A recorded step is judged by the checks a gated step of its kind passes before it
@@ -130,9 +146,12 @@ class RunGate(RunState):
         if b is None:
             return None
         breach = None
+        approval = step.approval
+        if approval is not None:  # the human's wait is not the run's time (enforcement.py)
+            b.pause(approval["approval_latency_ms"] / 1000)
         try:
-            if b.repeats is not None and b.unsigned:
-                self._fold_unsigned(b)
+            if b.repeats is not None and b.pending:
+                self._fold_pending(b)
             b.before_step()
             if step.kind == LLM:
                 b.before_model_call()
@@ -150,13 +169,16 @@ class RunGate(RunState):
         b = self.budget
         if b is None:
             return
-        if b.repeats is not None and not is_retry(step.attempt, step.retry_of):
+        if b.repeats is not None:
             sig = signature(step)
             if sig is not None:
-                try:
-                    self._count_call(b, step, sig)
-                except EnforcementError as exc:
-                    breach = breach or exc
+                if not is_retry(step.attempt, step.retry_of):
+                    try:
+                        self._count_call(b, step, sig)
+                    except EnforcementError as exc:
+                        breach = breach or exc
+                if step.kind != LLM:
+                    b.note_result(sig, _result(step))
         if breach is not None and self._stop_exc is None:
             self._stop(breach, step.step_id)
 
@@ -248,3 +270,22 @@ class RunGate(RunState):
             except EnforcementError as exc:
                 self._enforce(exc)
         return fp
+
+
+class TimedApproval(ApprovalRequest):
+    """``run.approval_request`` (``Run``'s): its wait is known to the run's wall-time budget while it lasts
+    (a ``run.check()`` or a step of another thread meanwhile does not count it) and taken off
+    whole once decided (``RunBudget.wait_opened``/``wait_closed``)."""
+
+    def __enter__(self) -> "TimedApproval":
+        super().__enter__()
+        b = self.run.budget
+        if b is not None:
+            b.wait_opened()
+        return self
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
+        b = self.run.budget
+        if b is not None:
+            b.wait_closed()
+        return super().__exit__(et, ev, tb)

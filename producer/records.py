@@ -28,7 +28,6 @@ from .step import Step
 from .wire import FAILURE_TYPE_INDEX
 
 log = logging.getLogger("agentstream.producer")
-_perf_ns = time.perf_counter_ns
 APPROVAL_DECISIONS = frozenset({"approved", "rejected", "expired"})
 # ``_record_done``'s ``breach`` when there is none to report: the step is not judged yet, or the
 # run has no budget (sentinels rather than a second ``self.budget`` lookup: a record in a run
@@ -151,7 +150,7 @@ class RunRecords(RunState):
             breach = _UNBUDGETED if self.budget is None else self._judge_record(s)
         s._parent = current_step.get()
         lat_ns = int(float(latency_ms) * 1e6)
-        s._t0 = _perf_ns() - lat_ns
+        s._t0 = time.perf_counter_ns() - lat_ns
         if status != "OK":
             s.set_status(status)
         # Numbered before it is queued: until then no other thread can see the step, so the
@@ -285,12 +284,12 @@ class ApprovalRequest:
         self.decision = decision
 
     def __enter__(self) -> "ApprovalRequest":
-        self._t0 = _perf_ns()
+        self._t0 = time.perf_counter_ns()
         self.digest = self.run._policy.digest(_canonical_action(self.action))
         return self
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
-        wait_ms = (_perf_ns() - self._t0) / 1e6
+        wait_ms = (time.perf_counter_ns() - self._t0) / 1e6
         self.run.approval(self.action, self.decision if et is None else "rejected", wait_ms,
                           self.name)
         return False

@@ -22,7 +22,7 @@ from agentstream.schemas.usage_numbers import usage_cost, usage_count
 from .context import current_run, current_step
 from .enforcement import RunBudget
 from .errors import EnforcementError
-from .gate import RunGate
+from .gate import RunGate, TimedApproval
 from .ids import uuid4_str
 from .records import (APPROVAL_DECISIONS, FEEDBACK_VALUES, NEGATIVE_SIGNALS, ApprovalRequest,
                       RunRecords)
@@ -280,6 +280,11 @@ class Run(RunGate, RunRecords):
         s.attrs.setdefault("gen_ai.provider.name", provider)
         s.attrs.setdefault("gen_ai.request.model", model)
         return s
+
+    def approval_request(self, action: Any, name: str | None = None) -> TimedApproval:
+        """``with run.approval_request(action) as req: ...; req.decide("approved")``. While it
+        waits for the decision, the wait does not count toward the wall-time budget (gate.py)."""
+        return TimedApproval(self, action, name)
 
     def set_status(self, status: str, outcome: str | None = None) -> None:
         """Overrides the RUN_END status (SUCCESS, FAILURE, PARTIAL) and outcome."""

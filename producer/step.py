@@ -22,6 +22,8 @@ import contextvars
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
+from agentstream.schemas.loop_repeats import RESULT_DIGEST_ATTR
+
 from .context import current_step
 from .errors import EnforcementError
 from .wire import STEP_KIND_INDEX, STEP_STATUS_INDEX
@@ -34,7 +36,6 @@ except ImportError:  # built without a compiler: the pure-Python core only
 if TYPE_CHECKING:
     from .run import Run
 
-_perf_ns = time.perf_counter_ns
 KIND_LOOKUP = {**STEP_KIND_INDEX, **{k.lower(): v for k, v in STEP_KIND_INDEX.items()}}
 CUSTOM = STEP_KIND_INDEX["CUSTOM"]
 LLM = STEP_KIND_INDEX["LLM"]
@@ -111,7 +112,7 @@ class Step:
         """Makes the step current and starts its clock (the cores' ``__enter__`` inline this)."""
         self._parent = current_step.get()
         self._token = current_step.set(self)
-        self._t0 = _perf_ns()
+        self._t0 = time.perf_counter_ns()
         return self
 
     def _enter_gated(self) -> "Step":
@@ -141,7 +142,7 @@ class Step:
             if delay:
                 time.sleep(delay)
         self._parent = current_step.get()
-        self._t0 = _perf_ns()
+        self._t0 = time.perf_counter_ns()
         return self
 
     def end(self, exc: BaseException | None = None) -> None:
@@ -215,6 +216,18 @@ class Step:
         self.tool = {"tool_name": tool_name or self.name, "call_id": call_id, "args_digest": digest}
         return self
 
+    def record_result(self, result: Any) -> "Step":
+        """What the step's call returned, as a keyed digest only (the step's
+        ``agentstream.return_digest`` attribute; never the result). A call repeated with the same
+        arguments but a new result made progress: polling a job until it is done is not a loop
+        for the SDK's repeated-call rule nor for the processors', the same result again is
+        (schemas/loop_repeats.py). Not for an LLM call: a sampled reply differing is no progress."""
+        try:
+            self.set_attribute(RESULT_DIGEST_ATTR, self.run._policy.digest(result))
+        except Exception:  # noqa: BLE001 - a result canonical JSON cannot write: the step goes without
+            self.run._count_failure("step result digest")
+        return self
+
     def capture(self, content: Any) -> "Step":
         """Offers content; the capture policy decides whether a redacted preview or a
         reference travels (metadata_only: nothing)."""
@@ -266,7 +279,7 @@ class _PyStepCore(Step):
         # ``Step._open`` inlined: this is the pure-Python core's hot path.
         self._parent = current_step.get()
         self._token = current_step.set(self)
-        self._t0 = _perf_ns()
+        self._t0 = time.perf_counter_ns()
         return self
 
     def _taken(self) -> None:
@@ -276,7 +289,7 @@ class _PyStepCore(Step):
         t0 = self._t0
         if t0 is None or self._lat is not None:  # never opened, or already closed
             return False
-        self._lat = _perf_ns() - t0
+        self._lat = time.perf_counter_ns() - t0
         token = self._token
         if token is not None:
             self._token = None

@@ -16,15 +16,33 @@ every 25 steps were stopped as loops that the processors rightly did not see.
 - A *repeat* is a signature seen more often than allowed within the last ``window`` logical
   steps that have a signature (``count_in_window``; ``REPEAT_WINDOW`` unless a tenant sets
   ``repeat_window``; 0 counts over the whole run, remembering at most ``MAX_SIGNATURES``).
+- A changed result is progress. A step may carry a keyed digest of its result
+  (``RESULT_DIGEST_ATTR``; the SDK's ``Step.record_result``, never the result itself). A call
+  counts among the calls of its signature *since the signature's result last changed*: it is
+  counted under ``call_key`` (the signature, and how often its result changed), and its own
+  result is noted after (``note_result``), since the SDK counts a call before it runs. So
+  ``max_repeats`` is how many calls in a row may go without a new result: polling a job's
+  status until it is done is not a loop, the same call returning the same result is, and a call
+  whose result is unknown (no digest) is judged as before. A retry's result is its call's. LLM
+  calls are not judged by their result: a sampled reply that differs is not new evidence.
 
-Pure functions over the processors' persisted state layout (``win``: the window's signatures,
-oldest first; ``cnt``: signature -> count), so the processors' run state reads the same.
+Pure functions over the processors' persisted state layout (``win``: the window's call keys,
+oldest first; ``cnt``: call key -> count; ``res``: signature -> [changes, result digest's first
+``RESULT_CHARS`` characters], only for signatures that returned a result), so the processors' run
+state reads the same.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 DIGEST_ATTR = "agentstream.args_digest"
+# A step's result digest. Not "…result…": the processors' byte prefilter reads content words
+# (result, output, args…) in attribute keys as a content key and takes every such event down the
+# full decode-and-redact path (~25 µs more each); this key is metadata and passes as bytes.
+RESULT_DIGEST_ATTR = "agentstream.return_digest"
+RESULT_CHARS = 16       # of a result digest kept per signature (64 bits tell two results apart)
+MAX_RESULTS = 32        # signatures' results kept before those out of the window are forgotten
+GEN_SEP = "\x1e"        # between a signature and its result changes in a call key
 REPEAT_WINDOW = 24      # logical steps with a signature; the processors' default repeat_window
 MAX_SIGNATURES = 2048   # whole-run counting (window 0) keeps at most this many signatures
 
@@ -74,3 +92,33 @@ def count_in_window(win: list[str], cnt: dict[str, int], sig: str, window: int) 
         for k in [k for k, v in cnt.items() if v == 1 and k != sig][: MAX_SIGNATURES // 4]:
             del cnt[k]
     return cnt.get(sig, 0)
+
+
+def call_key(sig: str, res: Mapping[str, list[Any]] | None) -> str:
+    """What a call with signature ``sig`` counts under in the window: ``sig`` until its result
+    first changes, then ``sig`` + ``GEN_SEP`` + how often it changed."""
+    r = res.get(sig) if res else None
+    return f"{sig}{GEN_SEP}{r[0]}" if r is not None and r[0] else sig
+
+
+def note_result(res: dict[str, list[Any]], sig: str, digest: Any, win: list[str],
+                cnt: Mapping[str, int]) -> None:
+    """After a call with signature ``sig`` (not an LLM call's) returned a result whose digest is
+    ``digest``: a result unlike the last one noted for ``sig`` is progress, so its next calls
+    count afresh. Bounded: past ``MAX_RESULTS`` signatures, those with no call left in the window
+    are forgotten (their count starts afresh anyway)."""
+    if not digest or digest.__class__ is not str:
+        return
+    d = digest[:RESULT_CHARS]
+    r = res.get(sig)
+    if r is None:
+        res[sig] = [0, d]
+        if len(res) > MAX_RESULTS:
+            live = {k.split(GEN_SEP, 1)[0] for k in (win or cnt)}
+            for k in [k for k in res if k not in live and k != sig]:
+                del res[k]
+            while len(res) > MAX_SIGNATURES:  # whole-run counting: as bounded as its counts
+                del res[next(iter(res))]
+    elif r[1] != d:
+        r[0] += 1
+        r[1] = d

@@ -1,0 +1,102 @@
+"""The SDK's repeated-call rule takes a changed result as progress, as the processors do
+(``schemas/loop_repeats.py``; docs/sdk.md, Enforcement settings).
+
+Found by an adversarial probe: ``get_job_status(job_id=42)`` polled until the job was done, its
+status changing at every poll, raised ``LackOfProgress`` into the agent at the 4th poll under
+``max_repeated_fingerprints=3``. ``step.record_result(result)`` attaches a keyed digest of the
+result (``agentstream.return_digest``; the result itself never leaves the agent); a call counts
+among its signature's calls since that signature's result last changed.
+
+Scenarios are generated from seeds, on both step cores (test_result_parity.py holds the SDK to
+the processors' detector on random agents).
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+from step_support import drain, make_tracer
+
+from agentstream.producer import Budget, LackOfProgress
+from agentstream.schemas import loop_repeats
+
+CORES = pytest.mark.parametrize("speedups", [True, False], ids=["c", "py"])
+RESULT = "agentstream.return_digest"
+
+
+def _poll(run, status, job=42):
+    with run.tool_step("get_job_status", {"job_id": job}) as s:
+        s.record_result({"job_id": job, "status": status})
+
+
+def _other(run, rng):
+    with run.tool_step("search", {"q": rng.getrandbits(64)}):
+        pass
+
+
+@CORES
+@pytest.mark.parametrize("seed", range(10))
+def test_polling_until_done_runs_to_the_end(tmp_path, speedups, seed):
+    rng = random.Random(seed)
+    tracer = make_tracer(tmp_path, speedups)
+    limit = rng.randint(2, 5)
+    polls = 0
+    with tracer.run("poll", budget=Budget(max_repeated_fingerprints=limit)) as run:
+        for pct in range(0, 101, rng.choice([5, 10, 20])):
+            for _ in range(rng.randint(1, limit - 1)):  # never `limit` unchanged in a row
+                _poll(run, f"running {pct}%" if pct < 100 else "done")
+                polls += 1
+                if rng.random() < 0.3:
+                    _other(run, rng)
+    events = drain(tracer)
+    assert [e["payload"] for e in events if e["kind"] == "FAILURE"] == []
+    steps = [e for e in events if e["kind"] == "STEP" and e["payload"]["name"] == "get_job_status"]
+    assert len(steps) == polls
+    digests = {e["attributes"][RESULT] for e in steps}
+    assert all(loop_repeats.DIGEST_ATTR not in e["attributes"] for e in steps)
+    # a keyed digest, never the status itself
+    assert all(len(d) == 64 and "running" not in d and "done" not in d for d in digests)
+    assert tracer.digest({"job_id": 42, "status": "done"}) in digests
+
+
+@CORES
+@pytest.mark.parametrize("seed", range(10))
+def test_a_poll_that_stops_changing_is_stopped(tmp_path, speedups, seed):
+    """Results move, then stall: the ``limit + 1``-th call after the one that returned the final
+    result is refused before it runs."""
+    rng = random.Random(100 + seed)
+    tracer = make_tracer(tmp_path, speedups)
+    limit = rng.randint(2, 5)
+    moving = rng.randint(1, 5)
+    polls = 0
+    with pytest.raises(LackOfProgress):
+        with tracer.run("poll", budget=Budget(max_repeated_fingerprints=limit)) as run:
+            for status in range(moving):
+                for _ in range(rng.randint(1, limit - 1)):
+                    _poll(run, f"moving {status}")
+                    polls += 1
+            _poll(run, "stuck")
+            polls += 1
+            for _ in range(limit + 5):
+                if rng.random() < 0.3:
+                    _other(run, rng)
+                _poll(run, "stuck")
+                polls += 1
+    events = drain(tracer)
+    steps = [e for e in events if e["kind"] == "STEP" and e["payload"]["name"] == "get_job_status"]
+    assert len(steps) == polls  # the refused poll never ran
+    stuck = tracer.digest({"job_id": 42, "status": "stuck"})
+    assert sum(1 for e in steps if e["attributes"][RESULT] == stuck) == limit + 1
+
+
+@CORES
+def test_without_results_polling_is_still_a_repeat(tmp_path, speedups):
+    tracer = make_tracer(tmp_path, speedups)
+    done = 0
+    with pytest.raises(LackOfProgress):
+        with tracer.run("r", budget=Budget(max_repeated_fingerprints=3)) as run:
+            for _ in range(8):
+                with run.tool_step("get_job_status", {"job_id": "job-42"}) as s:
+                    s.record_result({"status": "pending"})  # the same result: no progress
+                done += 1
+    assert done == 3
