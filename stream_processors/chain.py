@@ -15,7 +15,7 @@ import orjson
 
 from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
 
-from .detectors import fleet, governance, governance_topology, redelivery, runs
+from .detectors import fleet, governance, governance_topology, redelivery, run_eviction, runs
 from .policies import PolicyBook, TenantPolicy
 from .records import InRecord, OutRecord, Redacted
 from .redaction.engine import Redactor
@@ -86,6 +86,9 @@ class Chain:
         self.fleet_topic = fleet_topic
         self.alerts_topic = topic_name("alerts", settings.topic_prefix)
         self.commands_topic = topic_name("commands", settings.topic_prefix)
+        # Runs that never end are not kept forever (detectors/run_eviction.py). The raw loop
+        # tells it which partitions' states were restored and which moved away.
+        self.idle = run_eviction.IdleRuns(settings.run_state_idle_s, settings.run_state_max_runs)
 
     # ---- hot path: raw -> events + per-run detectors --------------------------------------
 
@@ -118,6 +121,8 @@ class Chain:
                 raw = get_state(src.partition, run_id.encode())
                 entry = states[run_id] = [src.partition, orjson.loads(raw) if raw else runs.new_state(), False,
                                           raw is not None]
+                if raw is None and self.idle.gone and self.idle.resumed(src.partition, run_id.encode()):
+                    entry[1]["mid"] = 1  # its earlier state was dropped: what came before is unknown
             st = entry[1]
             offset = src.offset
             if st.get("_o", -1) >= offset:
@@ -139,7 +144,7 @@ class Chain:
             if kind == "STEP":
                 gst = st.get("gov")
                 if gst is None:
-                    gst = st["gov"] = governance.new_state()
+                    gst = st["gov"] = governance.new_state(mid="mid" in st)
                 findings += observe_gov(gst, e, lim[1])
             for f in findings:
                 alert_id = _id(tenant, run_id, f.key or f.alert_type)
@@ -159,9 +164,36 @@ class Chain:
                 put_state(partition, run_id.encode(), orjson.dumps(st))
             elif stored:  # a run that started and ended within the batch leaves nothing to delete
                 put_state(partition, run_id.encode(), None)
+        if self.idle.enabled:
+            self._evict(states, get_state, put_state)
         for tenant, d in deltas.items():
             out.append(OutRecord(self.fleet_topic, tenant.encode(), orjson.dumps(d.finish())))
         return out
+
+    def _evict(self, states: dict[str, list[Any]], get_state: GetState, put_state: PutState) -> None:
+        """Compacts or drops the states of runs gone quiet (detectors/run_eviction.py)."""
+        idle = self.idle
+        touched: dict[int, list[Any]] = {}  # partition -> [newest event time, runs with events]
+        for run_id, (partition, st, ended, stored) in states.items():
+            t = touched.get(partition)
+            if t is None:
+                t = touched[partition] = [0, []]
+            last = st.get("last_us") or 0
+            if last > t[0]:
+                t[0] = last
+            if not ended:
+                t[1].append(run_id.encode())
+            elif stored:
+                idle.ended(partition, run_id.encode())
+        for partition, (event_us, keys) in touched.items():
+            for key, action in idle.touch(partition, event_us, keys):
+                if action == run_eviction.DROP:
+                    put_state(partition, key, None)
+                    continue
+                raw = get_state(partition, key)
+                left = runs.residue(orjson.loads(raw)) if raw else None
+                if left is not None:
+                    put_state(partition, key, orjson.dumps(left))
 
     # ---- fleet path: per-tenant deltas -> budgets, drift -------------------------------------
 

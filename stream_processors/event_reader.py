@@ -26,7 +26,7 @@ import logging
 from typing import Any, Protocol
 
 from agentstream.schemas import EVENT, Codec
-from agentstream.schemas.loop_repeats import DIGEST_ATTR
+from agentstream.schemas.loop_repeats import DIGEST_ATTR, RESULT_DIGEST_ATTR
 
 from ._fieldreader_ops import Selection, compile_program
 from ._fieldreader_py import PyReader
@@ -49,7 +49,7 @@ log = logging.getLogger("agentstream.processors.reader")
 DETECTOR_FIELDS: dict[str, Selection] = {
     "tenant_id": True, "agent_id": True, "agent_version": True, "run_id": True, "parent_run_id": True,
     "seq": True, "ts_us": True, "kind": True,
-    "attributes": (PROGRESS_ATTR, DIGEST_ATTR),
+    "attributes": (PROGRESS_ATTR, DIGEST_ATTR, RESULT_DIGEST_ATTR),
     "payload": {
         "step_id": True, "step_kind": True, "name": True, "status": True, "latency_ms": True,
         "started_us": True,
@@ -58,7 +58,7 @@ DETECTOR_FIELDS: dict[str, Selection] = {
                 "cost_usd": True},
         "tool": {"tool_name": True, "args_digest": True},
         "handoff": {"to_agent_id": True, "to_run_id": True},
-        "approval": {"action_digest": True, "decision": True},
+        "approval": {"action_digest": True, "decision": True, "approval_latency_ms": True},
         "duration_ms": True, "cost_usd": True, "step_count": True,
         "decision_type": True, "selected": True, "reason_code": True,
     },

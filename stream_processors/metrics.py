@@ -37,6 +37,11 @@ class ProcessorMetrics:
         self.clamped_times = Counter("agentstream_processors_clamped_future_times",
                                      "events whose far-future time was clamped to the processing time",
                                      registry=r)
+        # Per-run state of runs gone quiet (detectors/run_eviction.py): compacted to its totals
+        # after run_state_idle_s, dropped past run_state_max_runs per partition.
+        self.run_state_evictions = Counter("agentstream_processors_run_state_evictions",
+                                           "per-run detector states of idle runs, by action (compacted, dropped)",
+                                           ["action"], registry=r)
         self.fleet_out = Counter("agentstream_processors_fleet_records_out", "fleet agent outputs",
                                  ["topic"], registry=r)
 

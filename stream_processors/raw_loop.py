@@ -255,6 +255,8 @@ class RawLoop(Service):
         def on_assign(consumer: Any, tps: list[Any]) -> None:
             parts = [tp.partition for tp in tps]
             n = store.restore(emitter, parts)
+            for p in parts:  # restored runs age from now on: the ones that never end are evicted
+                self.chain.idle.adopt(p, list(store.parts.get(p, ())))
             self._gaps.assign(start_positions(consumer, tps))
             log.info("raw partitions assigned %s; %d run-state records restored", parts, n)
             self._drop_chain(join=False)
@@ -272,6 +274,7 @@ class RawLoop(Service):
             finally:
                 self._drop_chain(join=False)
                 store.drop([tp.partition for tp in tps])
+                self.chain.idle.drop(tp.partition for tp in tps)
                 self._gaps.forget((tp.topic, tp.partition) for tp in tps)
 
         c.subscribe([self.raw_topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)

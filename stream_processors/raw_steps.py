@@ -239,7 +239,11 @@ def build_raw_chain(io: RawIO) -> RawChain:
     def process(batch: RawBatch) -> RawBatch:
         counts = io.chain.redaction.counts
         undecodable, passed, clamped = counts.dlq, counts.passed_bytes, counts.clamped
+        idle = io.chain.idle
+        compacted, dropped = idle.compacted, idle.dropped
         out, failed = process_isolating(io.chain, batch.records, io.get_state, io.put_state)
+        metrics.run_state_evictions.labels("compacted").inc(idle.compacted - compacted)
+        metrics.run_state_evictions.labels("dropped").inc(idle.dropped - dropped)
         counts = io.chain.redaction.counts  # process_isolating may have swapped it for a retry
         metrics.passed_bytes.inc(max(0, counts.passed_bytes - passed))
         metrics.clamped_times.inc(max(0, counts.clamped - clamped))

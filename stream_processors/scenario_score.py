@@ -16,6 +16,7 @@ from agentstream.schemas import ALERT, COMMAND, EVENT, Codec, topic_name
 
 from .scenarios import HOUR_US, Fleet
 
+IDLE_S = 1800.0  # run-state idle time in the in-process replay
 DRIFT_METRIC = {"failure_rate": "failure_rate", "cost_per_run": "cost_per_run",
                 "step_latency": "step_latency_p95:kb_search"}
 
@@ -146,7 +147,9 @@ def replay_in_process(fleet: Fleet, batch: int = 2000, redaction: bool = False
     """Every event through the per-run detectors of ``Chain.detect`` (with ``redaction``: the
     whole ``Chain.process``, encoding each event first) and every fleet delta through
     ``Chain.process_fleet``, in event-time order, with dict-backed state: the code the workers
-    run, without Kafka."""
+    run, without Kafka. Runs idle for ``IDLE_S`` are compacted (detectors/run_eviction.py): the
+    fleet's approval waits outlast it, so the scores cover runs resuming from their totals (the
+    real worker, on its default of an hour, compacts the longer waits)."""
     from .chain import Chain
     from .policies import PolicyBook, TenantPolicy
     from .records import InRecord, Redacted
@@ -154,7 +157,7 @@ def replay_in_process(fleet: Fleet, batch: int = 2000, redaction: bool = False
     from .settings import ProcessorsSettings
 
     codec = Codec()
-    settings = ProcessorsSettings(topic_prefix="replay.")
+    settings = ProcessorsSettings(topic_prefix="replay.", run_state_idle_s=IDLE_S)
     book = PolicyBook()
     for tenant, pol in fleet.policies.items():
         book.set(TenantPolicy(tenant, loops=pol["loops"], budgets=pol["budgets"]))

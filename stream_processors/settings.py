@@ -62,6 +62,13 @@ class ProcessorsSettings(BaseSettings):
     # An event time (ts_us, a payload's started_us) more than this after the processing time is
     # clamped to it and flagged (stream_processors/event_time.py); the gateway's bound, a day.
     max_event_ahead_s: float = Field(86_400.0, gt=0)
+    # Per-run detector state of a run that never ends (a crashed agent sends no RUN_END) is not
+    # kept forever (detectors/run_eviction.py): a run with no event for run_state_idle_s of
+    # event time is compacted to its totals (budgets, wall time, alerts raised, governance), and
+    # past run_state_max_runs runs per raw partition the least recently active are dropped,
+    # compacted ones first. 0 turns either off.
+    run_state_idle_s: float = Field(3600.0, ge=0)
+    run_state_max_runs: int = Field(100_000, ge=0)
     # /healthz fails once the raw loop has committed nothing for this long while raw has lag (the
     # alert forwarder's, once its loop has not turned for this long).
     stuck_after_s: float = 300.0

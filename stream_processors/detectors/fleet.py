@@ -29,7 +29,8 @@ from typing import Any, Mapping, cast
 from agentstream.schemas.usage_numbers import counted_cost
 
 from . import drift
-from .runs import EMPTY, apart, levels, warn_fraction
+from .run_budgets import apart, levels, warn_fraction
+from .runs import EMPTY
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US

@@ -24,7 +24,9 @@ gives equal digests):
 - ``approval_rejected_executed``: the action a rejected or expired approval was about runs anyway;
 - ``approval_missing``: a tool in ``require_approval`` runs without an approval of its exact
   arguments right before it. A retry of an approved call (``retry_of``, same digest) is covered
-  by that approval.
+  by that approval. In a state begun mid-run (``mid``: the run's earlier state was dropped,
+  ``run_eviction.py``) an approval may have come before it: the first tool call, and a retry of
+  a call this state has not seen, are not judged for it.
 """
 from __future__ import annotations
 
@@ -34,15 +36,21 @@ from typing import Any, Callable, Iterable, Mapping
 
 from agentstream.schemas.loop_repeats import DIGEST_ATTR
 
-from .runs import EMPTY, Finding, exceeds
+from .run_budgets import Finding, exceeds
+from .runs import EMPTY
 
 APPROVED = "approved"
 MAX_APPROVED_STEPS = 64  # approved step ids remembered for their retries
 MAX_TOOLS = 1024  # distinct tool names counted per run (oldest forgotten past it)
+MAX_MID_STEPS = 64  # tool step ids a state begun mid-run remembers (retries of older ones pass)
 
 
-def new_state() -> dict[str, Any]:
-    return {"calls": {}, "pending": None, "ok_steps": {}, "raised": []}
+def new_state(mid: bool = False) -> dict[str, Any]:
+    """``mid``: the run's earlier state was dropped (its tool step ids seen since are kept)."""
+    st: dict[str, Any] = {"calls": {}, "pending": None, "ok_steps": {}, "raised": []}
+    if mid:
+        st["mid"] = []
+    return st
 
 
 def call_limit(name: str, limits: Mapping[str, int]) -> int | None:
@@ -138,6 +146,10 @@ def observe_compiled(state: dict[str, Any], event: Mapping[str, Any], c: Compile
         a = p["approval"]
         state["pending"] = [a.get("action_digest"), a.get("decision"), p.get("step_id") or "",
                             str(event.get("seq", ""))]
+        mid = state.get("mid")
+        if mid is not None:  # an approval this state sees: the next call is judged by it
+            mid.append("")
+            del mid[:-MAX_MID_STEPS]
         return out
     if kind != "TOOL":
         return out
@@ -152,6 +164,8 @@ def observe_compiled(state: dict[str, Any], event: Mapping[str, Any], c: Compile
     over = limit is not None and exceeds(n, limit)
     forbidden = bool(digest) and digest in c.forbidden
     pending, state["pending"] = state["pending"], None
+    mid = state.get("mid")
+    unknown_past = mid is not None and _before_resumption(mid, p)
     if rule is None and not over and not forbidden and pending is None and not needs_approval:
         return out  # the common call: nothing to judge, so no evidence is built
     step_id = p.get("step_id") or str(event.get("seq", ""))
@@ -189,13 +203,24 @@ def observe_compiled(state: dict[str, Any], event: Mapping[str, Any], c: Compile
             return out
     if needs_approval:
         retry_of = p.get("retry_of")
-        if retry_of and digest and ok.get(retry_of) == digest:
-            ok[step_id] = digest  # a further attempt of an approved call
+        if retry_of and digest and ok.get(retry_of) == digest or unknown_past:
+            ok[step_id] = digest or ""  # a further attempt of an approved call (or not judged)
             _trim(ok)
             return out
         _approval(state, out, "approval_missing", f"tool {name} requires an approval and ran without one", ev,
                   step_id)
     return out
+
+
+def _before_resumption(mid: list[str], p: Mapping[str, Any]) -> bool:
+    """Whether an approval this state cannot see may bind this tool call: it is the first since
+    the state began, or a retry of a call from before. Remembers the call."""
+    first = not mid
+    retry_of = p.get("retry_of")
+    older = bool(retry_of) and retry_of not in mid
+    mid.append(p.get("step_id") or "")
+    del mid[:-MAX_MID_STEPS]
+    return first or older
 
 
 def _trim(ok: dict[str, str]) -> None:

@@ -15,6 +15,10 @@ Every threshold is the amount allowed; a finding is going over it (the SDK's rul
   counts as a repeat of anything, nor as half of a ping-pong.
 - a retry (``attempt`` > 1 or ``retry_of`` set) is another attempt of the same logical call: it
   lengthens that call's chain and is judged by the chain's length; it is not a new repeat.
+- a changed result is progress: a call counts among its signature's calls since that
+  signature's result (``agentstream.return_digest``) last changed, under its *call key*
+  (schemas/loop_repeats.py; the key is the signature until a result changes); repeats,
+  ping-pong and cycles are judged on call keys, the evidence names the signature.
 - reasons: ``repeat`` (a signature seen more than ``max_repeats`` times within the last
   ``repeat_window`` logical steps that have a signature; 0 = the whole run, counted per
   signature), ``ping_pong`` (two signatures strictly alternating for more than
@@ -26,58 +30,29 @@ Every threshold is the amount allowed; a finding is going over it (the SDK's rul
   that step; ``stop_on_loop`` attaches a STOP, and that is the run's one loop alert. Without
   ``stop_on_loop`` the run goes on: a later loop sharing no subject (signature, fingerprint)
   with an alerted one alerts again, up to ``MAX_LOOP_ALERTS`` per run (``_loop_alert``).
-- budgets (steps, tokens, cost, wall time): ``budget_breach`` once ``used > limit``;
-  ``budget_warning`` once ``used >= warn_fraction * limit`` (``warn_fraction`` 0 turns warnings
+- budgets (steps, tokens, cost, wall time; judged in ``run_budgets.py``, which says what wall
+  time is: the run's own time, its approval waits not counted): ``budget_breach`` once
+  ``used > limit``; ``budget_warning`` once ``used >= warn_fraction * limit`` (``warn_fraction`` 0 turns warnings
   off). Cost is compared with ``exceeds_usd``: a run that spends exactly its limit in decimal
   prices (3 x $0.10 of $0.30) has not breached it, though the float sum reads 0.30000000000000004. Each level is raised once per run and metric; a step that jumps past both raises both.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, cast
 
-from agentstream.schemas.loop_repeats import REPEAT_WINDOW as DEFAULT_WINDOW, count_in_window, step_signature
-from agentstream.schemas.usage_numbers import counted_cost, exceeds_usd, reaches_usd
+from agentstream.schemas.loop_repeats import (REPEAT_WINDOW as DEFAULT_WINDOW, RESULT_DIGEST_ATTR, call_key,
+                                              count_in_window, note_result, step_signature)
+from agentstream.schemas.usage_numbers import counted_cost
 
 from . import cycles
+from .run_budgets import RUN_BUDGETS, Finding, approval_wait, check, exceeds, raise_once, warn_fraction
 
 PROGRESS_ATTR = "agentstream.progress_fingerprint"
-DEFAULT_WARN_FRACTION = 0.8
 MAX_CHAINS = 64         # retry chains remembered (a retry links to a recent attempt)
 MAX_FINGERPRINTS = 256
 MAX_LOOP_ALERTS = 8     # loop alerts one run may raise with stop_on_loop off
 MAX_LOOP_SUBJECTS = 32  # signatures/fingerprints of loops already alerted, kept per run
-
-
-def exceeds(used: float, limit: float) -> bool:
-    """The one budget rule, shared with the SDK (``producer.enforcement.exceeds``): a limit is
-    the amount allowed; only going over it is a breach."""
-    return used > limit
-
-
-def apart(used: float, limit: float, decimals: bool = False, digits: int = 6) -> tuple[str, str]:
-    """``used`` and ``limit`` formatted with ``digits`` digits (decimal places when ``decimals``,
-    else significant), more when ``used`` is over ``limit`` and they would read alike, so a breach
-    never reads "0.3 > 0.3" (a breach is over by a billionth of the limit at least: 12 digits
-    tell it)."""
-    spec = "f" if decimals else "g"
-    u, lim = f"{used:.{digits}{spec}}", f"{limit:.{digits}{spec}}"
-    d = digits
-    while u == lim and used > limit and d < 15:
-        d += 1
-        u, lim = f"{used:.{d}{spec}}", f"{limit:.{d}{spec}}"
-    return u, lim
-
-
-@dataclass
-class Finding:
-    alert_type: str
-    severity: str
-    title: str
-    evidence: dict[str, str]
-    stop: bool = False
-    key: str = ""  # dedup key within the run
 
 
 def new_state() -> dict[str, Any]:
@@ -85,13 +60,30 @@ def new_state() -> dict[str, Any]:
             "steps": 0, "tokens": 0, "cost": 0.0, "first_us": None, "raised": [], "cyc": ""}
 
 
+# What a run keeps when it goes idle (``run_eviction.py``): the totals its budgets and alerts
+# need, its governance state, the last raw offset applied, its calls' last results (``res``,
+# so its calls resume under the keys they had); not its loop windows. (``mid``: the state began
+# after the run's earlier state was dropped.)
+RESIDUE = ("steps", "tokens", "cost", "first_us", "last_us", "wait_us", "raised", "lsub", "_o", "gov", "mid", "res")
+
+
 def _upgrade(state: dict[str, Any]) -> None:
+    """A state written by an older version, or an idle run's residue (``v`` 0), made current."""
     if state.get("v") != 2:
-        keep: dict[str, Any] = {k: state[k] for k in ("steps", "tokens", "cost", "first_us", "raised", "fp", "_o", "dd", "lsub")
-                                if k in state}
+        keep: dict[str, Any] = {k: state[k] for k in ("fp", "dd", "lsub") + RESIDUE if k in state}
         state.clear()
         state.update(new_state())
         state.update(keep)
+
+
+def residue(state: dict[str, Any]) -> dict[str, Any] | None:
+    """An idle run's state compacted to ``RESIDUE`` (``v`` 0: ``observe`` makes it whole again
+    when the run resumes), or None when it is one already."""
+    if state.get("v") == 0:
+        return None
+    out = {k: state[k] for k in RESIDUE if k in state}
+    out["v"] = 0
+    return out
 
 
 def signature(p: Mapping[str, Any], attributes: Mapping[str, str] | None) -> str | None:
@@ -139,20 +131,7 @@ def _alternation(state: dict[str, Any], sig: str) -> int:
     return cast(int, n)
 
 
-def _raise(state: dict[str, Any], out: list[Finding], f: Finding) -> None:
-    key = f.key or f.alert_type
-    if key in state["raised"]:
-        return
-    state["raised"].append(key)
-    out.append(f)
-
-
 EMPTY: Mapping[str, Any] = MappingProxyType({})  # an absent payload or attribute map, read only
-# (metric, the budget key that limits it), in the order findings are raised.
-RUN_BUDGETS = (("steps", "run_max_steps"), ("tokens", "run_max_tokens"), ("cost_usd", "run_max_cost_usd"),
-               ("wall_s", "run_max_wall_s"))
-
-
 class Limits:
     """A tenant's loop thresholds and run budgets, read out of its policy mappings once.
 
@@ -191,11 +170,17 @@ def observe_with(state: dict[str, Any], event: Mapping[str, Any], lim: Limits) -
     kind = event["kind"]
     p = event.get("payload") or EMPTY
     attrs = event.get("attributes") or EMPTY
+    ts = event["ts_us"]
     if state["first_us"] is None:
-        state["first_us"] = event["ts_us"]
+        state["first_us"] = ts
+    last = state.get("last_us")  # the run's previous event (its latest time)
+    state["last_us"] = ts if last is None or ts > last else last
     reasons: dict[str, Any] = {}  # text, but a cycles.Cycle until formatted below
     if kind == "STEP":
         state["steps"] += 1
+        approval = p.get("approval")
+        if approval and last is not None:
+            approval_wait(state, approval, ts - last)
         llm = p.get("llm")
         if llm:
             # what is not a usage figure counts as nothing (schemas/usage_numbers.py): a NaN cost
@@ -232,7 +217,7 @@ def observe_with(state: dict[str, Any], event: Mapping[str, Any], lim: Limits) -
             subjects.append(state["alt"][0])  # the other side
         _loop_alert(state, out, reasons, subjects, event, lim, extra)
     if lim.run_limits:
-        _check_budgets(state, event, lim, out)
+        check(state, event, lim, out)
     return out
 
 
@@ -267,7 +252,7 @@ def _loop_alert(state: dict[str, Any], out: list[Finding], reasons: dict[str, st
     ev.update({f"reason.{k}": v for k, v in reasons.items()})
     if extra:
         ev.update(extra)
-    _raise(state, out, Finding("loop", "CRITICAL", f"loop: {', '.join(sorted(reasons))}", ev,
+    raise_once(state, out, Finding("loop", "CRITICAL", f"loop: {', '.join(sorted(reasons))}", ev,
                                stop=lim.stop_on_loop, key=key))
 
 
@@ -280,18 +265,25 @@ def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[st
     if exceeds(attempts - 1, max_retries):
         reasons["retry_chain"] = f"{p.get('name')}: {attempts - 1} retries in one chain (allowed {max_retries})"
     if attempts > 1:
-        # another attempt of the same logical call, judged above by its chain's length
-        return (signature(p, attrs) or f"{p.get('step_kind')}|{p.get('name')}") if reasons else None
+        # another attempt of the same logical call, judged above by its chain's length; its
+        # result is the call's
+        sig = signature(p, attrs)
+        if sig is not None:
+            _note_result(state, sig, attrs)
+        return (sig or f"{p.get('step_kind')}|{p.get('name')}") if reasons else None
     sig = signature(p, attrs)
     if sig is None:
         return None  # unknown arguments: never a repeat of anything
+    res = state.get("res")
+    key = sig if res is None else call_key(sig, res)
     window = lim.window
-    seen = count_in_window(state["win"], state["cnt"], sig, window)
+    seen = count_in_window(state["win"], state["cnt"], key, window)
     max_repeats = lim.max_repeats
     if exceeds(seen, max_repeats):
         where = f"the last {window} steps" if window > 0 else "the run"
-        reasons["repeat"] = f"{sig} seen {seen} times in {where} (allowed {max_repeats})"
-    alt = _alternation(state, sig)
+        since = "" if key is sig else " since its result last changed"
+        reasons["repeat"] = f"{sig} seen {seen} times in {where}{since} (allowed {max_repeats})"
+    alt = _alternation(state, key)
     pp = lim.max_ping_pong
     if exceeds(alt, 2 * pp):
         a, b = sorted(state["alt"][:2])
@@ -301,51 +293,32 @@ def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[st
         # Judged only at a step the window has seen before, where neither the repeat rule nor
         # ping-pong already fires, and not once the run is being stopped (still remembered).
         judge = seen > 1 and not reasons and not (lim.stop_on_loop and "loop" in state["raised"])
-        state["cyc"], hit = cycles.observe(state.get("cyc", ""), sig, state["win"], seen, keep, max_repeats, judge)
+        state["cyc"], hit = cycles.observe(state.get("cyc", ""), key, state["win"], seen, keep, max_repeats, judge)
         if hit is not None:
             reasons["cycle"] = hit  # formatted by observe_with, which takes its subjects
-    return sig
+    if attrs and RESULT_DIGEST_ATTR in attrs and _note_result(state, sig, attrs) and alt > 1:
+        # a new result: the alternation goes on with the call's new key, from this step
+        state["alt"][1:] = [call_key(sig, state["res"]), 2]
+    return key
 
 
-def warn_fraction(budgets: Mapping[str, Any]) -> float:
-    v = budgets.get("warn_fraction", DEFAULT_WARN_FRACTION)
-    return DEFAULT_WARN_FRACTION if v is None else float(v)
+def _note_result(state: dict[str, Any], sig: str, attrs: Mapping[str, str]) -> bool:
+    """The step's result digest, if it has one (not an LLM call's): see ``note_result``. True
+    when the result changed (the signature's next calls count under a new key)."""
+    digest = attrs.get(RESULT_DIGEST_ATTR)
+    if not digest or sig.startswith("LLM|"):
+        return False
+    res = state.get("res")
+    if res is None:
+        res = state["res"] = {}
+    known = res.get(sig)
+    if known is None and "mid" in state:
+        # begun mid-run (its earlier state dropped): the result before is unknown, so this one
+        # may be new; taken as a change, the state never counts calls the run's whole state
+        # would have counted apart (run_eviction.py)
+        res[sig] = [1, ""]
+    before = res.get(sig, (0,))[0]
+    note_result(res, sig, digest, state["win"], state["cnt"])
+    return bool(res.get(sig, (before,))[0] != before)
 
 
-def levels(used: float, limit: float, warn_at: float, usd: bool = False) -> list[str]:
-    """The alert levels ``used`` has reached against ``limit``, lowest first (``usd``: amounts
-    of money, compared with ``exceeds_usd``'s tolerance)."""
-    out = []
-    if warn_at > 0 and (reaches_usd(used, warn_at * limit) if usd else used >= warn_at * limit):
-        out.append("budget_warning")
-    if exceeds_usd(used, limit) if usd else exceeds(used, limit):
-        if not out and warn_at > 0:
-            out.append("budget_warning")
-        out.append("budget_breach")
-    return out
-
-
-def _check_budgets(state: dict[str, Any], event: Mapping[str, Any], lim: Limits, out: list[Finding]) -> None:
-    hard, warn_at, raised = lim.hard, lim.warn_at, state["raised"]
-    for metric, limit in lim.run_limits:
-        if metric == "steps":
-            used = state["steps"]
-        elif metric == "tokens":
-            used = state["tokens"]
-        elif metric == "cost_usd":
-            used = state["cost"]
-        else:
-            used = (event["ts_us"] - (state["first_us"] or event["ts_us"])) / 1e6
-        for level in levels(used, limit, warn_at, metric == "cost_usd"):
-            if f"{level}:{metric}" in raised:
-                continue
-            u, lim_s = apart(used, limit)
-            ev = {"metric": metric, "used": u, "limit": lim_s, "scope": "run",
-                  "step_seq": str(event.get("seq", "")), "event_us": str(event["ts_us"])}
-            if level == "budget_breach":
-                f = Finding(level, "CRITICAL", f"run {metric} budget exceeded ({u} > {lim_s})", ev,
-                            stop=hard, key=f"{level}:{metric}")
-            else:
-                f = Finding(level, "WARNING", f"run {metric} at {used / limit:.0%} of budget", ev,
-                            key=f"{level}:{metric}")
-            _raise(state, out, f)

@@ -60,12 +60,13 @@ def test_random_decimal_prices_summing_to_the_limit_never_breach():
 def test_the_sdk_and_the_processors_compare_money_with_one_rule():
     from agentstream.producer import enforcement
     from agentstream.schemas import usage_numbers
+    from agentstream.stream_processors.detectors import run_budgets  # the run budgets' judge
 
-    assert enforcement.exceeds_usd is runs.exceeds_usd is usage_numbers.exceeds_usd
-    assert enforcement.reaches_usd is runs.reaches_usd is usage_numbers.reaches_usd
-    assert not runs.exceeds_usd(0.1 + 0.1 + 0.1, 0.3) and runs.exceeds_usd(0.31, 0.3)
-    assert runs.reaches_usd(sum([0.1] * 10), 1.0) and not runs.reaches_usd(0.99, 1.0)
-    assert not runs.exceeds_usd(0.0, 0.0) and runs.exceeds_usd(1e-12, 0.0)
+    assert enforcement.exceeds_usd is run_budgets.exceeds_usd is usage_numbers.exceeds_usd
+    assert enforcement.reaches_usd is run_budgets.reaches_usd is usage_numbers.reaches_usd
+    assert not run_budgets.exceeds_usd(0.1 + 0.1 + 0.1, 0.3) and run_budgets.exceeds_usd(0.31, 0.3)
+    assert run_budgets.reaches_usd(sum([0.1] * 10), 1.0) and not run_budgets.reaches_usd(0.99, 1.0)
+    assert not run_budgets.exceeds_usd(0.0, 0.0) and run_budgets.exceeds_usd(1e-12, 0.0)
 
 
 def _tenant(spends, limit):
