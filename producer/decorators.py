@@ -46,6 +46,12 @@ def usage_from_response(resp: Any) -> dict[str, Any] | None:
     return normalise_usage(usage, getattr(resp, "model", None))
 
 
+def _record_result(step: Any, result: Any) -> None:
+    record = getattr(step, "record_result", None)  # a durable step hands out the step it wraps
+    if record is not None:
+        record(result)
+
+
 def _wrap(fn: Fn, opener: Opener, on_result: Callable[[Any, Any], None] | None = None) -> Fn:
     """Wraps ``fn`` so each call runs inside ``opener(args, kwargs)`` (a context manager)."""
     if inspect.isasyncgenfunction(fn):
@@ -141,9 +147,14 @@ class Decorators:
 
     def tool(self, fn: Fn | None = None, *, name: str | None = None,
              digest_args: bool = True, durable: bool = False, action_class: str | None = None,
-             durable_timeout_s: float | None = None) -> Any:
+             durable_timeout_s: float | None = None, digest_result: bool = False) -> Any:
         """A TOOL step per call; the bound arguments travel only as a keyed digest (and feed
         the repeated-call fingerprint, checked before the tool runs).
+
+        ``digest_result=True`` (for a tool that is polled: ``get_job_status(job_id)``) records a
+        keyed digest of what each call returns (``step.record_result``), so the same arguments
+        with a new result are progress, not a loop. Off by default: a tool whose results carry a
+        timestamp or a request id would then never repeat, and a real loop would go unseen.
 
         ``durable=True``, or an ``action_class`` (or tool name) matching the tenant's policy
         (``governance.durable_tools``, followed on the policies topic; ``set_durable_tools``
@@ -171,7 +182,7 @@ class Decorators:
                     return DurableStep(s, self._audit_writer(), tool_name, action_class,
                                        DEFAULT_TIMEOUT_S if durable_timeout_s is None else durable_timeout_s)
                 return s
-            return _wrap(f, opener)
+            return _wrap(f, opener, _record_result if digest_result else None)
         return _maybe_called(fn, make)
 
     def set_durable_tools(self, patterns: list[str] | tuple[str, ...]) -> None:

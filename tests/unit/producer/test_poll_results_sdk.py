@@ -100,3 +100,40 @@ def test_without_results_polling_is_still_a_repeat(tmp_path, speedups):
                     s.record_result({"status": "pending"})  # the same result: no progress
                 done += 1
     assert done == 3
+
+
+@CORES
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_decorated_polled_tool_digests_its_results_when_asked(tmp_path, speedups, is_async):
+    # the decorator is how most agents call tools: digest_result=True makes polling progress,
+    # the default (results not judged) still stops the same poll as a loop
+    import asyncio
+
+    tracer = make_tracer(tmp_path, speedups)
+    statuses = iter([f"running {p}%" for p in range(0, 100, 10)] + ["done"])
+
+    def status(job_id):
+        return {"job_id": job_id, "status": next(statuses)}
+
+    async def astatus(job_id):
+        return status(job_id)
+
+    polled = tracer.tool(name="get_job_status", digest_result=True)(astatus if is_async else status)
+    blind = tracer.tool(name="get_job_status")(astatus if is_async else status)
+
+    def call(fn):
+        return asyncio.run(fn(job_id=7)) if is_async else fn(job_id=7)
+
+    with tracer.run("poll", budget=Budget(max_repeated_fingerprints=3)):
+        results = [call(polled) for _ in range(11)]
+    assert results[-1]["status"] == "done"
+    steps = [e for e in drain(tracer) if e["kind"] == "STEP"]
+    assert len(steps) == 11 and len({e["attributes"][RESULT] for e in steps}) == 11
+    assert all("running" not in str(e["attributes"]) for e in steps)
+
+    statuses = iter([f"running {p}%" for p in range(0, 100, 10)])
+    with pytest.raises(LackOfProgress):
+        with tracer.run("poll", budget=Budget(max_repeated_fingerprints=3)):
+            for _ in range(10):
+                call(blind)
+    assert all(RESULT not in e.get("attributes", {}) for e in drain(tracer) if e["kind"] == "STEP")
