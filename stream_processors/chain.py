@@ -158,7 +158,7 @@ class Chain:
                 d = deltas.get(tenant)
                 if d is None:
                     d = deltas[tenant] = fleet.DeltaBuilder(tenant)
-                d.add(e, src.topic, src.partition, offset)
+                d.add(e, src.topic, src.partition, offset, st.get("wait_us", 0) if kind == "RUN_END" else 0)
         for run_id, (partition, st, ended, stored) in states.items():
             if not ended:
                 put_state(partition, run_id.encode(), orjson.dumps(st))

@@ -96,8 +96,11 @@ class DeltaBuilder:
         self._samples: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._spend_keys: dict[tuple[str, int], str] = {}
 
-    def add(self, e: Mapping[str, Any], topic: str, partition: int, offset: int) -> None:
-        """Count one event of kind in ``FLEET_KINDS`` (others are the caller's to skip)."""
+    def add(self, e: Mapping[str, Any], topic: str, partition: int, offset: int, waited_us: int = 0) -> None:
+        """Count one event of kind in ``FLEET_KINDS`` (others are the caller's to skip);
+        ``waited_us``: at a RUN_END, the run's approval waits (runs.Limits' wall time leaves
+        them out too), which are a human's time, not the version's: a version whose approvers
+        are slower is not a latency regression."""
         d = self.d
         self._src[(topic, partition)] = offset
         kind = e["kind"]
@@ -114,7 +117,8 @@ class DeltaBuilder:
             self._ended.add(run_id)
             d["active"].pop(run_id, None)
             drift.add_run(self._sample(agent, e["agent_version"], ts), p.get("status") != "SUCCESS",
-                          float(p.get("duration_ms") or 0.0), counted_cost(p.get("cost_usd")),
+                          max(0.0, float(p.get("duration_ms") or 0.0) - waited_us / 1000),
+                          counted_cost(p.get("cost_usd")),
                           int(p.get("step_count") or 0))
         else:
             handoff = p.get("handoff")

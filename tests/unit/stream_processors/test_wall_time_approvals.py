@@ -15,12 +15,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import orjson
 import pytest
 
 from agentstream.schemas import ALERT, EVENT, Codec
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.chain import Chain
-from agentstream.stream_processors.detectors import runs
+from agentstream.stream_processors.detectors import drift, runs
 from agentstream.stream_processors.policies import PolicyBook, TenantPolicy
 from agentstream.stream_processors.records import InRecord
 from agentstream.stream_processors.redaction import Redactor
@@ -130,3 +131,53 @@ def test_the_hot_path_reads_the_wait(seed):
     events, _, _ = _run(rng, f"hot{seed}", limit, rng.uniform(0.2, 0.75))
     alerts = _chain_alerts(events, {"run_max_wall_s": limit, "hard_limit": True, "warn_fraction": 0.8})
     assert [a for a in alerts if a["evidence"].get("metric") == "wall_s"] == []
+
+
+def _fleet_latencies(events: list[dict[str, Any]]) -> dict[str, int]:
+    codec = Codec()
+    chain = Chain(ProcessorsSettings(topic_prefix="w."), codec, Redactor(b"k"), PolicyBook(), "w.fleet")
+    state: dict = {}
+    out = chain.process([InRecord("w.raw", 0, n, e["run_id"].encode(), codec.encode(EVENT, e))
+                         for n, e in enumerate(events)],
+                        lambda p, k: state.get(k), lambda p, k, v: state.__setitem__(k, v))
+    lat: dict[str, int] = {}
+    for o in out:
+        if o.topic == "w.fleet":
+            for sample in orjson.loads(o.value)["drift"].values():
+                for b, n in sample["lat"].items():
+                    lat[b] = lat.get(b, 0) + n
+    return lat
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_runs_approval_waits_are_not_its_latency_for_drift(seed):
+    """A version whose approvers are slower is not a latency regression: the drift sample of a
+    run that waited for a human holds its own time, as its wall-time budget does."""
+    rng = random.Random(1300 + seed)
+    events, ends = [], []
+    for i in range(6):
+        run_id = f"d{seed}-{i}"
+        t = T0 + i * 7200 * S
+        events.append(syn.run_start("t", run_id, ts_us=t))
+        own = 0.0
+        for seq in range(1, rng.randint(3, 8)):
+            if seq == 2:
+                wait = rng.uniform(600, 5400)  # 10 to 90 minutes for the human
+                t += int(wait * S)
+                e = syn.step("t", run_id, seq, name="approve", step_kind="APPROVAL", latency_ms=0.0, ts_us=t)
+                e["payload"]["approval"] = {"action_digest": f"a{seq}", "decision": "approved",
+                                            "approval_latency_ms": wait * 1000}
+            else:
+                work = rng.uniform(0.5, 20.0)
+                t += int(work * S)
+                own += work
+                e = syn.step("t", run_id, seq, name="search", args_digest=f"{run_id}{seq}", latency_ms=work * 1000,
+                             ts_us=t)
+            events.append(e)
+        events.append(syn.run_end("t", run_id, seq + 1, duration_ms=(t - (T0 + i * 7200 * S)) / 1000, ts_us=t))
+        ends.append(own * 1000)
+    expected: dict[str, int] = {}
+    for ms in ends:
+        b = drift.lat_bucket(ms)
+        expected[b] = expected.get(b, 0) + 1
+    assert _fleet_latencies(events) == expected
