@@ -3,8 +3,9 @@ it delivered, decoded - all through the SDK's public testing interface."""
 from __future__ import annotations
 
 import weakref
+from typing import Any, Callable
 
-from agentstream.producer import Tracer
+from agentstream.producer import Budget, LackOfProgress, Tracer
 from agentstream.producer.testing import InMemoryTransport
 
 # Each tracer's in-memory broker (a test helper's own bookkeeping, not the SDK's state).
@@ -39,3 +40,29 @@ def drain(tracer) -> list[dict]:
     events = memory.events()
     memory.clear()
     return events
+
+
+def refused_at(tracer: Tracer, limit: int, plan: list[Any],
+               play: Callable[[Any, int, Any, list[Any]], None]) -> int | None:
+    """Plays ``plan`` (``play(run, i, op, last)`` per op) in a run whose repeat budget is
+    ``limit``: the index of the op the SDK refused with ``LackOfProgress``, or None."""
+    last: list[Any] = [None, None]
+    refused = None
+    try:
+        with tracer.run("enforced", budget=Budget(max_repeated_fingerprints=limit)) as run:
+            for i, op in enumerate(plan):
+                refused = i
+                play(run, i, op, last)
+            refused = None
+    except LackOfProgress:
+        pass
+    drain(tracer)
+    return refused
+
+
+def expected_refusal(seen: int | None, plan: list[Any]) -> int | None:
+    """Where the SDK refuses a plan whose first repeat the processors see at ``seen``: a "late"
+    op is judged only after it ran, so the refusal falls on the op after it."""
+    if seen is not None and plan[seen][0] == "late":
+        return seen + 1 if seen + 1 < len(plan) else None
+    return seen

@@ -8,9 +8,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from step_support import drain, make_tracer
+from step_support import drain, expected_refusal, make_tracer, refused_at
 
-from agentstream.producer import Budget, LackOfProgress
 from agentstream.schemas import loop_repeats
 from agentstream.stream_processors.detectors import runs
 from agentstream.stream_processors.policies import LOOP_DEFAULTS
@@ -75,16 +74,5 @@ def test_the_sdk_stops_where_the_processors_see_the_repeat(tmp_path, speedups):
         events = sorted((e for e in drain(tracer) if e["kind"] == "STEP"), key=lambda e: e["seq"])
         assert len(events) == len(plan)
         seen = _first_repeat(events, limit)
-        last, refused = [None, None], None
-        try:
-            with tracer.run("enforced", budget=Budget(max_repeated_fingerprints=limit)) as run:
-                for i, op in enumerate(plan):
-                    refused = i
-                    _play(run, rng, op, last)
-                refused = None
-        except LackOfProgress:
-            pass
-        drain(tracer)
-        if seen is not None and plan[seen][0] == "late":
-            seen = seen + 1 if seen + 1 < len(plan) else None
-        assert refused == seen, (trial, limit, plan)
+        refused = refused_at(tracer, limit, plan, lambda run, i, op, last: _play(run, rng, op, last))
+        assert refused == expected_refusal(seen, plan), (trial, limit, plan)
