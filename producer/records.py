@@ -130,13 +130,17 @@ class RunRecords(RunState):
 
     def tool_call(self, tool_name: str, args: Any = ..., latency_ms: float = 0.0, *,
                   call_id: str | None = None, status: str = "OK",
-                  retry_of: "Step | str | None" = None, **attrs: Any) -> str | None:
-        """Records a tool call that already happened (one TOOL STEP). Returns its step id."""
+                  retry_of: "Step | str | None" = None, result: Any = ..., **attrs: Any) -> str | None:
+        """Records a tool call that already happened (one TOOL STEP). Returns its step id.
+        ``result``: what it returned, sent only as a keyed digest (``Step.record_result``), so
+        a polled call whose result changes is progress, not a repeat."""
         try:
             # retry_of only when given: a call without keywords builds no kwargs dict
             s = self.step("tool", tool_name, **attrs) if retry_of is None else \
                 self.step("tool", tool_name, retry_of=retry_of, **attrs)
             s.record_tool(tool_name, args, call_id)
+            if result is not ...:
+                s.record_result(result)
             return self._record_done(s, status, latency_ms)
         except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
             self._count_failure("tool_call")

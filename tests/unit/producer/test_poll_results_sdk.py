@@ -137,3 +137,21 @@ def test_a_decorated_polled_tool_digests_its_results_when_asked(tmp_path, speedu
             for _ in range(10):
                 call(blind)
     assert all(RESULT not in e.get("attributes", {}) for e in drain(tracer) if e["kind"] == "STEP")
+
+
+@CORES
+def test_a_recorded_tool_call_takes_its_result_as_a_digest(tmp_path, speedups):
+    # run.tool_call records a call that already happened: its result is progress as a step's is
+    tracer = make_tracer(tmp_path, speedups)
+    with tracer.run("poll", budget=Budget(max_repeated_fingerprints=3)) as run:
+        for pct in range(0, 101, 10):
+            assert run.tool_call("get_job_status", {"job_id": 9}, 5.0, result={"pct": pct}) is not None
+        run.check()
+    steps = [e for e in drain(tracer) if e["kind"] == "STEP"]
+    assert len(steps) == 11 and len({e["attributes"][RESULT] for e in steps}) == 11
+    assert [e for e in drain(tracer) if e["kind"] == "FAILURE"] == []
+    with pytest.raises(LackOfProgress):
+        with tracer.run("poll", budget=Budget(max_repeated_fingerprints=3)) as run:
+            for _ in range(6):
+                run.tool_call("get_job_status", {"job_id": 9}, 5.0, result={"pct": 50})
+            run.check()  # a recorded call already happened: the next gated operation raises
