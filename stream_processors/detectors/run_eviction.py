@@ -73,16 +73,8 @@ class IdleRuns:
         """A batch's runs of ``partition`` that had events, its newest event time among them:
         ``advance``, ``seen`` for each, then what is ``due``."""
         self.advance(partition, event_us)
-        live = self.live.get(partition)
-        if live is None:
-            live = self.live[partition] = OrderedDict()
-        idle = self.idle.get(partition)
-        mark = self.marks[partition]
         for key in keys:
-            if idle:
-                idle.pop(key, None)
-            live[key] = mark
-            live.move_to_end(key)
+            self.seen(partition, key)
         return self.due(partition)
 
     def seen(self, partition: int, key: bytes) -> None:

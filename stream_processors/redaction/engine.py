@@ -9,15 +9,15 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, cast
 
 from agentstream.schemas.redaction_summary import is_dropped_name
 
+from .escapes import decoded, unglued
 from .fields import ID_FIELDS, IdChecker, apply_capture, effective_mode, filter_attributes
+from .findings import Finding, disjoint
 from .keywords import assigned_secret
 from .multipattern import compile_any
-from .escapes import decoded, unglued
 from .rules import CATEGORIES, PREFILTER_PATTERNS, RULES, Rule, is_uuid
 
 ACTIONS = ("mask", "hash", "drop")
@@ -54,7 +54,6 @@ OWN_TOKEN = re.compile(r"\[REDACTED:[a-z_]+\]|\[[a-z_]+:hmac:[0-9a-f]{16}\]")
 # every event. ``scan`` is a pure function of the text (the rule set is fixed per Redactor; the
 # policy only decides what to do with the findings), so a verdict can be reused safely.
 CACHE_MAX_CHARS = 512
-_CHECKSUMMED = frozenset(("payment_card", "iban"))
 CACHE_MAX_ENTRIES = 200_000
 
 
@@ -100,13 +99,6 @@ def nullable_string_fields() -> frozenset[str]:
 
     walk(json.loads(load_catalog().latest(EVENT).text))
     return frozenset(nullable - required)
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    rule: Rule
-    start: int
-    end: int
 
 
 class Redactor:
@@ -164,25 +156,7 @@ class Redactor:
         dec = decoded(text)  # %-escapes, \uXXXX: judged decoded, redacted where they stand
         if dec is not None and self._prefilter(dec[0]):
             found += [Finding(f.rule, dec[1][f.start], dec[1][f.end]) for f in self._findings(dec[0])]
-        if len(found) > 1:
-            checked = [f for f in found if f.rule.category in _CHECKSUMMED]
-            if checked:
-                # a loose phone pattern overlapping a checksum-validated card or IBAN is the same
-                # digits read twice ("limit=11 5599 8293 6548 0597"): the card wins, "11" stays
-                found = [f for f in found if f.rule.name != "phone" or not any(
-                    f.start < c.end and c.start < f.end for c in checked)]
-        if len(found) > 1:
-            found.sort(key=lambda f: (f.start, -(f.end - f.start)))
-            merged = [found[0]]
-            for f in found[1:]:
-                last = merged[-1]
-                if f.start < last.end:  # overlap: the earlier/longer span wins, both are covered
-                    if f.end > last.end:
-                        merged[-1] = Finding(last.rule, last.start, f.end)
-                    continue
-                merged.append(f)
-            found = merged
-        return tuple(found)
+        return disjoint(found)
 
     def token(self, category: str, value: str, action: str) -> str:
         if action == "hash":

@@ -4,9 +4,10 @@ Identifiers (event, run, session, step, parent, call ids) are joined on downstre
 validated by FORMAT: a token of id characters passes without the free-text rules (a digit run in
 ``run_7a52225967589722`` is not a card), and only token-shaped secret formats (API keys, JWTs,
 PEM, bearer tokens, credentials in URLs) are looked for, since those are whole tokens by
-construction, and phone numbers written as contacts (``whatsapp:+1…``), which bots use as ids. An id that is not id-shaped (spaces, ``@``…) is scanned as text. In run_id either
-finding quarantines the event (the Kafka key: it cannot be rewritten without breaking the run);
-another envelope id that fails is replaced by its keyed pseudonym (engine.KEY_ID), and an id
+construction, and phone numbers written as contacts (``whatsapp:+1…``), which bots use as ids.
+An id that is not id-shaped (spaces, ``@``…) is scanned as text. In run_id either finding
+quarantines the event (the Kafka key: it cannot be rewritten without breaking the run); another
+envelope id that fails is replaced by its keyed pseudonym (``Redactor.pseudonym``), and an id
 nested in a payload that fails is redacted like any text.
 
 Attributes follow the shared allow-list (``schemas/attribute_keys.py``) under the stricter of the
