@@ -253,7 +253,7 @@ def _loop_alert(state: dict[str, Any], out: list[Finding], reasons: dict[str, st
     if extra:
         ev.update(extra)
     raise_once(state, out, Finding("loop", "CRITICAL", f"loop: {', '.join(sorted(reasons))}", ev,
-                               stop=lim.stop_on_loop, key=key))
+                                   stop=lim.stop_on_loop, key=key))
 
 
 def _loop_reasons(state: dict[str, Any], p: Mapping[str, Any], attrs: Mapping[str, str],
