@@ -53,6 +53,7 @@ _CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _CREATE_TABLE = re.compile(rf"^CREATE TABLE IF NOT EXISTS ({_IDENT})\s*\(", re.S)
 _CREATE_MV = re.compile(rf"^CREATE MATERIALIZED VIEW IF NOT EXISTS ({_IDENT}) TO ({_IDENT}) AS\b", re.S)
 _ALTER = re.compile(rf"^ALTER TABLE ({_IDENT})\s+(ADD|DROP|MODIFY|MATERIALIZE|CLEAR|RENAME|COMMENT)\s+(\w+)", re.S)
+_DROP_VIEW = re.compile(rf"^DROP VIEW IF EXISTS ({_IDENT})\s*$", re.S)
 _INSERT = re.compile(rf"^INSERT INTO ({_IDENT})\b", re.S)
 _ENGINE = re.compile(rf"\bENGINE\s*=\s*({_IDENT})(\s*\(([^()]*)\))?")
 _FROM = re.compile(rf"\b(FROM|JOIN)\s+({_IDENT})\b(?!\s*\()")
@@ -74,6 +75,7 @@ class ClusterPlan:
     cluster: str
     sharded: dict[str, list[str]] = field(default_factory=dict)  # table -> its columns
     global_tables: set[str] = field(default_factory=set)
+    views: set[str] = field(default_factory=set)  # materialized views (on every shard)
 
     def zk_path(self, table: str, shard_macro: str = "{shard}") -> str:
         return f"/clickhouse/agentstream/{self.cluster}/{shard_macro}/{{database}}/{table}"
@@ -177,6 +179,7 @@ def _create_view(plan: ClusterPlan, body: str) -> list[str]:
     if target not in plan.sharded:
         raise ClusterSchemaError(f"view {view}: target {target} is not a sharded table")
     select = _local_sources(plan, body[m.end():], f"view {view}")
+    plan.views.add(view)
     return [f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} ON CLUSTER {plan.cluster} "
             f"TO {target}{LOCAL_SUFFIX} AS{select}"]
 
@@ -207,6 +210,13 @@ def _track_column_alter(plan: ClusterPlan, table: str, verb: str, rest: str) -> 
         cols.remove(name)
 
 
+def _drop_view(plan: ClusterPlan, view: str) -> list[str]:
+    if view not in plan.views:
+        raise ClusterSchemaError(f"DROP VIEW {view}, a view the cluster schema does not know")
+    plan.views.discard(view)
+    return [f"DROP VIEW IF EXISTS {view} ON CLUSTER {plan.cluster} SYNC"]
+
+
 def _insert(plan: ClusterPlan, body: str) -> list[str]:
     target = _must(_INSERT.match(body), "INSERT INTO", body).group(1)
     if target not in plan.sharded:
@@ -226,6 +236,8 @@ def cluster_statements(plan: ClusterPlan, statement: str) -> list[str]:
         return _alter(plan, body)
     if _INSERT.match(body):
         return _insert(plan, body)
+    if m := _DROP_VIEW.match(body):
+        return _drop_view(plan, m.group(1))
     raise ClusterSchemaError(f"no cluster form for statement: {body[:120]!r}")
 
 

@@ -56,6 +56,9 @@ BLOCKED_SECONDS = Counter("agentstream_sink_blocked_seconds",
                           "Time the consumer thread waited on inserts without reading (buffer full)")
 ERRORS = Counter("agentstream_sink_errors_total", "Failed calls by what failed and error class "
                  "(transient: retried; bug: the sink stopped)", ["what", "error_class"])
+VIEW_REPAIRS = Counter("agentstream_sink_view_repairs_total",
+                       "Keys of replayed ranges a view target lacked and was given (filled), or that "
+                       "could not be settled against events (unresolved)", ["table", "outcome"])
 REPLAYS = Counter("agentstream_sink_replayed_ranges_total", "Ledger ranges re-inserted after a restart", ["topic"])
 FALLBACKS = Counter("agentstream_sink_avro_fallbacks_total",
                     "Avro containers ClickHouse refused, redone through the Python mapper", ["table"])

@@ -27,9 +27,10 @@ from .tables import TableSpec
 LOOKUP_BATCH = 2000
 
 
-def record_keys(spec: TableSpec, codec: Codec, msgs: list[KafkaMessage]) -> dict[int, tuple[str, ...]]:
-    """Offset -> the record's key (``spec.key_fields``), for the records that decode."""
-    out: dict[int, tuple[str, ...]] = {}
+def record_keys(spec: TableSpec, codec: Codec, msgs: list[KafkaMessage]) -> dict[tuple[int | None, int], tuple[str, ...]]:
+    """(partition, offset) -> the record's key (``spec.key_fields``), for the records that decode.
+    By partition too: a replayed flush holds several partitions' ranges, whose offsets overlap."""
+    out: dict[tuple[int | None, int], tuple[str, ...]] = {}
     for m in msgs:
         try:
             record = codec.decode_as(spec.schema_name, m.value())
@@ -37,7 +38,7 @@ def record_keys(spec: TableSpec, codec: Codec, msgs: list[KafkaMessage]) -> dict
             continue
         key = tuple(str(record.get(f) or "") for f in spec.key_fields)
         if all(key):
-            out[m.offset()] = key
+            out[(m.partition(), m.offset())] = key
     return out
 
 
@@ -60,7 +61,7 @@ def missing_records(client: Any, spec: TableSpec, codec: Codec, msgs: list[Kafka
     """The records of a replayed range the table does not hold (undecodable ones included)."""
     keys = record_keys(spec, codec, msgs)
     held = held_keys(client, spec, list(set(keys.values()))) if keys else set()
-    return [m for m in msgs if keys.get(m.offset()) not in held]
+    return [m for m in msgs if (k := keys.get((m.partition(), m.offset()))) is None or k not in held]
 
 
 def repair_token(ranges: list[OffsetRange], missing: list[KafkaMessage]) -> str:

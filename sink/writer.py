@@ -39,7 +39,8 @@ from .containers import STAGING_TABLE, Container, ContainerBuilder, rejected_dat
 from .dlq import Rejected
 from .errors import clickhouse_code
 from .ledger import SPLIT, OffsetRange, group_token, record_plans
-from .replay_repair import missing_records, repair_token
+from .replay_repair import missing_records, record_keys, repair_token
+from .view_repair import NO_DERIVED_VIEWS, ViewRepair
 from .retention import RetentionBook
 from .tables import TableSpec, convert
 
@@ -102,6 +103,7 @@ class RangeWriter:
         self.book = book
         self.group = group
         self.builder = ContainerBuilder(codec.resolver.schema_for_id)
+        self.views = ViewRepair()
 
     @staticmethod
     def fast_path_for(spec: TableSpec) -> bool:
@@ -136,26 +138,33 @@ class RangeWriter:
         """Stores ranges replayed after a crash: their insert again, under the same tokens, when
         it can be re-formed (all of its ranges are here: each table and view target drops what it
         holds and takes what a kill kept from it), then whatever ``events`` still lacks, under a
-        token of its own (a token recorded without its rows, or an insert that was split across
-        consumers; replay_repair)."""
+        token of its own and past the views (a token recorded without its rows, or an insert that
+        was split across consumers; replay_repair), then whatever each view target still lacks
+        (view_repair: a target can lose its part alone)."""
         ranges = [cell["range"] for cell, _ in parts]
         stored: dict[str, int] = {"avro": 0, "python": 0}
         rejected: list[Rejected] = []
         # An insert re-formed on another path than the one it went by would not deduplicate
         # (another table, other tokens): a direct range this process cannot store directly (a
         # build without the C module, a changed landing table) is repaired from what events
-        # lacks instead; a view target that a kill left without its part stays without it.
+        # lacks instead, and its view targets from events.
         direct_lost = any(r.avro == event_rows.WIRE_DIRECT for r in ranges) and not self.direct_takes()
         if not direct_lost and not any(r.flush == SPLIT for r in ranges):
             stored, rejected = self.store_group(spec, parts)
         refused = {(r.partition, r.offset) for r in rejected}
-        missing = [msg for msg in missing_records(self._client(), spec, self.codec, [x for _, ms in parts for x in ms])
-                   if (msg.partition(), msg.offset()) not in refused]
+        msgs = [x for _, ms in parts for x in ms if (x.partition(), x.offset()) not in refused]
+        derived = spec.table == "events"
+        missing = missing_records(self._client(), spec, self.codec, msgs)
         if missing:
             token = repair_token(ranges, missing)
             log.warning("%s: %d of the replayed records were not in %s; storing them", token, len(missing), spec.table)
-            n, bad = self._python(spec, token, missing)
+            # past the views: a view target that kept its part would count these twice
+            n, bad = self._python(spec, token, missing, {"log_comment": NO_DERIVED_VIEWS} if derived else None)
             _add(stored, rejected, ({"avro": 0, "python": n}, bad))
+            refused |= {(r.partition, r.offset) for r in bad}
+        if derived:
+            held = [x for x in msgs if (x.partition(), x.offset()) not in refused]
+            self.views.settle(self._client(), sorted(set(record_keys(spec, self.codec, held).values())))
         return stored, rejected
 
     def _store(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]],
@@ -281,7 +290,8 @@ class RangeWriter:
                 _add(stored, rejected, self._store(spec, [(cell, part)], sub, cell["range"].token))
         return stored, rejected
 
-    def _python(self, spec: TableSpec, token: str, msgs: list[KafkaMessage]) -> tuple[int, list[Rejected]]:
+    def _python(self, spec: TableSpec, token: str, msgs: list[KafkaMessage],
+                extra: dict[str, Any] | None = None) -> tuple[int, list[Rejected]]:
         rows, rejected = convert(spec, self.codec, self.book, msgs)
         if rows:
             runs = None
@@ -289,7 +299,7 @@ class RangeWriter:
                 tenant, run = spec.columns.index("tenant_id"), spec.columns.index("run_id")
                 runs = {run_key(r[tenant], r[run]) for r in rows}
             self._insert(lambda st: self._client().insert(spec.table, rows, column_names=list(spec.columns), settings=st),
-                         self.insert_settings(token), spec, runs)
+                         dict(self.insert_settings(token), **(extra or {})), spec, runs)
         return len(rows), rejected
 
     def _insert(self, call: Callable[[dict[str, Any]], Any], settings: dict[str, Any], spec: TableSpec,

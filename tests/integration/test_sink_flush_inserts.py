@@ -51,6 +51,22 @@ def _totals(client, tenant: str) -> tuple[int, int, int, int]:
             q("SELECT sum(events) FROM step_rollup_hourly WHERE tenant_id = {t:String}"))
 
 
+def _derived(client, tenant: str) -> dict[str, object]:
+    """Every table events' views keep, as a reader of it would total it."""
+    q = lambda sql: client.query(sql, parameters={"t": tenant}).result_rows[0]  # noqa: E731
+    return {
+        "runs": q("SELECT count(), sum(event_count), sum(step_count), sum(llm_calls), round(sum(cost_usd), 6), "
+                  "min(started_ts), max(status) FROM runs FINAL WHERE tenant_id = {t:String}"),
+        "run_events": q("SELECT count(), uniqExact(event_id) FROM run_events FINAL WHERE tenant_id = {t:String}"),
+        "rollup": q("SELECT sum(events), sum(failures), sum(runs_ended), round(sum(latency_sum_ms), 3), "
+                    "round(quantilesTDigestMerge(0.5)(latency_state)[1], 3) FROM step_rollup_hourly "
+                    "WHERE tenant_id = {t:String}"),
+        "costs": q("SELECT sum(calls), sum(input_tokens), round(sum(cost_usd), 6) FROM cost_rollup_daily "
+                   "WHERE tenant_id = {t:String}"),
+        "user_costs": q("SELECT sum(calls), sum(output_tokens) FROM cost_rollup_daily_user WHERE tenant_id = {t:String}"),
+    }
+
+
 def test_a_flush_of_three_partitions_is_one_insert_and_no_replay_stores_it_twice(chdb_client, unique):
     codec = Codec()
     tenant, topic = f"grp-{unique}", f"grp-{unique}.events"
@@ -94,8 +110,10 @@ def test_a_replay_stores_the_rows_a_recorded_token_lost(chdb_client, unique):
     n = len(msgs)
     writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
     writer.store(SPEC, cell, msgs)
+    whole = _derived(chdb_client, tenant)
     # The token is recorded, the rows are gone (as after a kill between the dedup log's append
-    # and the part's rename): the events rows of half of the runs removed.
+    # and the part's rename): the events rows of half of the runs removed. The view targets
+    # kept theirs (each table's part is committed on its own).
     gone = sorted({m for m in (codec.decode_as(EVENT, x.value())["run_id"] for x in msgs)})[:2]
     chdb_client.command("ALTER TABLE events DELETE WHERE tenant_id = {t:String} AND run_id IN {r:Array(String)} "
                         "SETTINGS mutations_sync = 2", parameters={"t": tenant, "r": gone})
@@ -105,13 +123,47 @@ def test_a_replay_stores_the_rows_a_recorded_token_lost(chdb_client, unique):
     writer.store(SPEC, cell, msgs)
     assert _totals(chdb_client, tenant)[0] == kept
     # the replay sends the insert again (dropped), then looks the records up and stores the
-    # missing ones, and only those
+    # missing ones, and only those, past the views: runs and the rollups still count each once
     stored, rejected = writer.replay(SPEC, [(cell, msgs)])
     assert stored == {"avro": n, "python": n - kept} and rejected == []
-    assert _totals(chdb_client, tenant)[:2] == (n, n)
+    assert _totals(chdb_client, tenant) == (n, n, n, n)
+    assert _derived(chdb_client, tenant) == whole
     # a second replay (killed again before the commit) finds them all
     assert writer.replay(SPEC, [(cell, msgs)])[0]["python"] == 0
-    assert _totals(chdb_client, tenant)[:2] == (n, n)
+    assert _totals(chdb_client, tenant) == (n, n, n, n)
+    assert _derived(chdb_client, tenant) == whole
+
+
+@pytest.mark.parametrize("lost", [
+    ("runs",), ("run_events",), ("step_rollup_hourly",), ("cost_rollup_daily", "cost_rollup_daily_user"),
+    ("runs", "step_rollup_hourly", "cost_rollup_daily", "cost_rollup_daily_user", "run_events"),
+])
+def test_a_replay_gives_a_view_target_the_part_a_kill_kept_from_it_alone(chdb_client, unique, lost):
+    """A view target's part lost behind its recorded token, events' kept: the replay's insert is
+    dropped everywhere, events holds every record, and only the table-by-table check finds it."""
+    codec = Codec()
+    tenant, topic = f"view-{unique}", f"view-{unique}.events"
+    parts = _partitions(codec, tenant, topic, runs=3, parts=2)
+    writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
+    writer.store_group(SPEC, parts)
+    whole = _derived(chdb_client, tenant)
+    for table in lost:
+        chdb_client.command(f"ALTER TABLE {table} DELETE WHERE tenant_id = {{t:String}} SETTINGS mutations_sync = 2",
+                            parameters={"t": tenant})
+    assert _derived(chdb_client, tenant) != whole
+    # the attack: the same insert again stores nothing anywhere
+    writer.store_group(SPEC, parts)
+    assert _derived(chdb_client, tenant) != whole
+    writer.replay(SPEC, parts)
+    assert _derived(chdb_client, tenant) == whole
+    # nothing twice: a replay of a range every table holds changes nothing, nor does one split
+    # across consumers (each partition's range alone)
+    writer.replay(SPEC, parts)
+    for cell, msgs in parts:
+        writer.replay(SPEC, [({"range": dataclasses.replace(cell["range"], flush=SPLIT)}, msgs)])
+    assert _derived(chdb_client, tenant) == whole
+    n = sum(len(msgs) for _, msgs in parts)
+    assert _totals(chdb_client, tenant) == (n, n, n, n)
 
 
 def test_a_refused_record_sends_only_its_own_range_to_python(chdb_client, unique):
@@ -131,3 +183,24 @@ def test_a_refused_record_sends_only_its_own_range_to_python(chdb_client, unique
     # retried after an outage: the same paths and tokens, nothing stored twice
     writer.store_group(SPEC, parts)
     assert _totals(chdb_client, tenant) == (good, good, good, good)
+
+
+def test_a_replayed_flush_finds_each_partitions_lost_rows_though_their_offsets_overlap(chdb_client, unique):
+    """Two partitions' ranges share offsets 0..n-1: a lookup of the replayed records by offset
+    alone took the other partition's record for each one, so the rows one partition lost (its
+    token recorded) were taken as held whenever the other's were."""
+    codec = Codec()
+    tenant, topic = f"olap-{unique}", f"olap-{unique}.events"
+    parts = _partitions(codec, tenant, topic, runs=2, parts=2)
+    writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
+    writer.store_group(SPEC, parts)
+    whole = _derived(chdb_client, tenant)
+    first = sorted({codec.decode_as(EVENT, x.value())["run_id"] for x in parts[0][1]})
+    chdb_client.command("ALTER TABLE events DELETE WHERE tenant_id = {t:String} AND run_id IN {r:Array(String)} "
+                        "SETTINGS mutations_sync = 2", parameters={"t": tenant, "r": first})
+    n = sum(len(msgs) for _, msgs in parts)
+    assert _totals(chdb_client, tenant)[0] == len(parts[1][1])
+    stored, rejected = writer.replay(SPEC, parts)
+    assert stored["python"] == len(parts[0][1]) and rejected == []
+    assert _totals(chdb_client, tenant) == (n, n, n, n)
+    assert _derived(chdb_client, tenant) == whole

@@ -169,15 +169,16 @@ def test_label_values_match_what_the_parts_write():
     from agentstream.schemas import topic_name
     from agentstream.schemas.consumer_errors import ErrorClass
     from agentstream.schemas.offset_gaps import OUTCOMES
+    from agentstream.sink.view_repair import DERIVED_FROM_EVENTS, OUTCOMES as VIEW_REPAIR_OUTCOMES
 
     values: dict[str, set[str]] = {
         "topic": {topic_name(t) for t in ("events", "dlq", "quarantine", "alerts", "raw", "commands", "policies")},
         "error_class": {c.value for c in ErrorClass},
-        "table": {"events", "alerts"},
+        "table": {"events", "alerts"} | {t.table for t in DERIVED_FROM_EVENTS},
         # the metrics label a request with its route's template, the OpenAPI document's paths
         "route": set(create_app().openapi()["paths"]),
         "status": {str(s) for s in (200, 201, 204, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503)},
-        "outcome": set(OUTCOMES),
+        "outcome": set(OUTCOMES) | set(VIEW_REPAIR_OUTCOMES),
     }
     checked = 0
     for r in rules():

@@ -1,0 +1,209 @@
+"""A replayed range's share of each table that events' views derive: stored once, whatever a kill kept.
+
+One insert into ``events`` writes a part per table: ``events`` itself, then each view target
+(``runs``, the rollups, ``run_events``). A non-replicated MergeTree records an insert's dedup
+token before it renames the part into place, so a ``kill -9`` can leave any one of those tables
+with the token and without the rows, independently of the others. Re-sending the insert under
+its token (``RangeWriter.replay``) then fills only the tables whose token was not recorded.
+
+What is left is settled here, per view target, from ``events`` (complete by then: the writer
+stores the records it lacks with the views skipped, ``NO_DERIVED_VIEWS``, so a target that kept
+its part is not counted twice). For each key of the target the range touches:
+
+- ``contrib``: what the range's events give the key (the view's own query over them);
+- ``truth``: what every stored event gives the key (the view's query over ``events FINAL``,
+  narrowed to the events that can share a key with the range's);
+- ``have``: what the target holds for the key.
+
+``have == truth``: the target holds the range. ``truth - have == contrib``: it lacks exactly the
+range, which is inserted into the target alone (the view's query over the range's events). For
+a target with one row per event (``run_events``) a key is held or not. Anything else is another
+insert caught between its tables (a concurrent flush, another consumer), so the check is read
+again; a key still unsettled after ``ATTEMPTS`` reads is logged and counted, never guessed at:
+a wrong guess would count the range twice, and a t-digest state cannot be taken back.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import metrics as m
+
+log = logging.getLogger(__name__)
+
+# The log_comment of an insert into events that the derived views skip (migration 0014).
+NO_DERIVED_VIEWS = "agentstream:no-derived-views"
+# the outcome label of agentstream_sink_view_repairs_total
+OUTCOMES = ("filled", "unresolved")
+ATTEMPTS = 5
+RETRY_S = 0.2
+
+
+@dataclass(frozen=True)
+class DerivedTable:
+    """A table a view keeps from events, and how to narrow a check of it."""
+
+    table: str
+    view: str
+    key: tuple[str, ...]  # the target's sorting key: its rows for one key merge into one
+    # A sum column counting the events a row took in; None: one row per event (a key is held or not).
+    measure: str | None
+    # The events that can share a key with the range's: those of its runs, or of its time buckets
+    # ('hour' / 'day', and the target's column holding the bucket).
+    bucket: str | None = None
+    bucket_col: str = ""
+
+
+DERIVED_FROM_EVENTS: tuple[DerivedTable, ...] = (
+    DerivedTable("runs", "runs_mv", ("tenant_id", "run_id"), "event_count"),
+    DerivedTable("run_events", "run_events_mv", ("tenant_id", "run_id", "event_id"), None),
+    DerivedTable("step_rollup_hourly", "step_rollup_hourly_mv",
+                 ("tenant_id", "hour", "agent_id", "agent_version", "kind", "step_kind", "name", "retention_days"),
+                 "events", "hour", "hour"),
+    DerivedTable("cost_rollup_daily", "cost_rollup_daily_mv",
+                 ("tenant_id", "day", "agent_id", "agent_version", "provider", "request_model", "retention_days"),
+                 "calls", "day", "day"),
+    DerivedTable("cost_rollup_daily_user", "cost_rollup_daily_user_mv",
+                 ("tenant_id", "day", "end_user_id", "agent_id", "request_model", "retention_days"),
+                 "calls", "day", "day"),
+)
+
+# The view's source as ClickHouse keeps its query: `db.events`, or on a cluster the shard's
+# `events_local AS events` (cluster.py).
+_SOURCE = re.compile(r"\bFROM\s+(?:`?\w+`?\.)?`?events(?:_local)?`?(?:\s+AS\s+`?events`?)?(?=\s|$)")
+_RANGE = ("tenant_id IN {tenants:Array(String)} AND run_id IN {runs:Array(String)} "
+          "AND event_id IN {ids:Array(String)}")
+_RUNS = "tenant_id IN {tenants:Array(String)} AND run_id IN {runs:Array(String)}"
+
+
+def over(select: str, where: str) -> str:
+    """A view's query over the ``events`` rows matching ``where`` (deduplicated) instead of an
+    insert's block. The alias keeps the view's qualified columns (``events.kind``) resolving."""
+    body, n = _SOURCE.subn(f"FROM (SELECT * FROM events FINAL WHERE {where}) AS events", select, count=1)
+    if n != 1:
+        raise ValueError(f"no events source in the view query: {select[:200]!r}")
+    return body
+
+
+def _bucket_scope(t: DerivedTable, column: str) -> str:
+    fn = "toStartOfHour" if t.bucket == "hour" else "toStartOfDay"
+    step = "INTERVAL 1 HOUR" if t.bucket == "hour" else "INTERVAL 1 DAY"
+    return (f"tenant_id IN {{tenants:Array(String)}} AND {column} >= {fn}({{lo:DateTime64(6, 'UTC')}}) "
+            f"AND {column} < {fn}({{hi:DateTime64(6, 'UTC')}}) + {step}")
+
+
+def truth_scope(t: DerivedTable) -> str:
+    """The events whose contribution may share a key with the range's."""
+    return _RUNS if t.bucket is None else _bucket_scope(t, "ts")
+
+
+def target_scope(t: DerivedTable) -> str:
+    """The target's rows that may hold one of the range's keys (a prefix of its sorting key)."""
+    return _RUNS if t.bucket is None else _bucket_scope(t, t.bucket_col)
+
+
+def classify(t: DerivedTable, contrib: dict[int, float], truth: dict[int, float], have: dict[int, float]
+             ) -> tuple[list[int], list[int]]:
+    """The range's keys the target lacks, and those it cannot tell yet (pure)."""
+    lacking: list[int] = []
+    unsure: list[int] = []
+    for h, c in contrib.items():
+        hv = have.get(h, 0)
+        if t.measure is None:
+            if not hv:
+                lacking.append(h)
+            continue
+        tr = truth.get(h, 0)
+        if hv == tr:
+            continue
+        (lacking if tr - hv == c else unsure).append(h)
+    return lacking, unsure
+
+
+@dataclass
+class Outcome:
+    filled: dict[str, int]  # table -> keys filled
+    unresolved: dict[str, int]  # table -> keys left unsettled
+
+
+class ViewRepair:
+    """Settles a replayed range in every table derived from ``events`` (module docstring)."""
+
+    def __init__(self, tables: tuple[DerivedTable, ...] = DERIVED_FROM_EVENTS,
+                 attempts: int = ATTEMPTS, retry_s: float = RETRY_S) -> None:
+        self.tables = tables
+        self.attempts = attempts
+        self.retry_s = retry_s
+        self._selects: dict[str, str] = {}
+        self._columns: dict[str, list[str]] = {}
+
+    def _select(self, client: Any, view: str) -> str | None:
+        if view not in self._selects:
+            rows = client.query("SELECT as_select FROM system.tables WHERE database = currentDatabase() "
+                                "AND name = {v:String}", parameters={"v": view}).result_rows
+            if not rows:
+                return None  # a schema without this view (an older migration level): nothing derived
+            self._selects[view] = rows[0][0]
+            # by name: an INSERT ... SELECT maps columns by position, a view by name
+            self._columns[view] = [r[0] for r in client.query(f"DESCRIBE ({over(rows[0][0], '0')})").result_rows]
+        return self._selects[view]
+
+    def settle(self, client: Any, keys: list[tuple[str, ...]]) -> Outcome:
+        """``keys``: (tenant_id, run_id, event_id) of the range's records stored in events."""
+        out = Outcome({}, {})
+        if not keys:
+            return out
+        params: dict[str, Any] = {"tenants": sorted({k[0] for k in keys}), "runs": sorted({k[1] for k in keys}),
+                                  "ids": sorted({k[2] for k in keys})}
+        lo, hi = client.query(f"SELECT min(ts), max(ts) FROM events FINAL WHERE {_RANGE}",
+                              parameters=params).result_rows[0]
+        params.update(lo=lo, hi=hi)
+        for t in self.tables:
+            select = self._select(client, t.view)
+            if select is None:
+                continue
+            filled, unresolved = self._settle_table(client, t, select, params)
+            if filled:
+                out.filled[t.table] = filled
+                m.VIEW_REPAIRS.labels(t.table, OUTCOMES[0]).inc(filled)
+            if unresolved:
+                out.unresolved[t.table] = unresolved
+                m.VIEW_REPAIRS.labels(t.table, OUTCOMES[1]).inc(unresolved)
+                log.error("%s: %d keys of a replayed range could not be settled against events (another "
+                          "insert kept changing them); left as they are", t.table, unresolved)
+        return out
+
+    def _settle_table(self, client: Any, t: DerivedTable, select: str, params: dict[str, Any]) -> tuple[int, int]:
+        h = f"cityHash64({', '.join(t.key)})"
+        measure = f"sum({t.measure})" if t.measure else "count()"
+
+        def sums(sql: str, p: dict[str, Any]) -> dict[int, float]:
+            return {int(k): float(v) for k, v in client.query(sql, parameters=p).result_rows}
+
+        contrib = sums(f"SELECT {h}, {measure} FROM ({over(select, _RANGE)}) GROUP BY 1", params)
+        if not contrib:
+            return 0, 0
+        p = dict(params, hs=sorted(contrib))
+        lacking: list[int] = []
+        unsure: list[int] = list(contrib)
+        for attempt in range(self.attempts):
+            if attempt:
+                time.sleep(self.retry_s)
+            truth = {} if t.measure is None else sums(
+                f"SELECT {h} AS h, {measure} FROM ({over(select, truth_scope(t))}) "
+                f"WHERE h IN {{hs:Array(UInt64)}} GROUP BY h", p)
+            have = sums(f"SELECT {h} AS h, {measure} FROM {t.table} WHERE {target_scope(t)} "
+                        f"AND h IN {{hs:Array(UInt64)}} GROUP BY h", p)
+            lacking, unsure = classify(t, contrib, truth, have)
+            if not unsure:
+                break
+        if lacking:
+            cols = ", ".join(f"`{c}`" for c in self._columns[t.view])
+            client.command(f"INSERT INTO {t.table} ({cols}) SELECT {cols} FROM ({over(select, _RANGE)}) "
+                           f"WHERE {h} IN {{lack:Array(UInt64)}}", parameters=dict(params, lack=sorted(lacking)))
+            log.warning("%s: %d keys of a replayed range were missing (a kill kept their part from this "
+                        "table only); filled from events", t.table, len(lacking))
+        return len(lacking), len(unsure)
