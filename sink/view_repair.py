@@ -19,8 +19,10 @@ its part is not counted twice). For each key of the target the range touches:
 range, which is inserted into the target alone (the view's query over the range's events). For
 a target with one row per event (``run_events``) a key is held or not. Anything else is another
 insert caught between its tables (a concurrent flush, another consumer), so the check is read
-again; a key still unsettled after ``ATTEMPTS`` reads is logged and counted, never guessed at:
-a wrong guess would count the range twice, and a t-digest state cannot be taken back.
+again, and a fill needs two equal readings ``RETRY_S`` apart (an insert of the same keys caught
+between its tables looks, for an instant, exactly like a lost part). A key still unsettled after
+``ATTEMPTS`` reads is logged and counted, never guessed at: a wrong guess would count the range
+twice, and a t-digest state cannot be taken back.
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ log = logging.getLogger(__name__)
 NO_DERIVED_VIEWS = "agentstream:no-derived-views"
 # the outcome label of agentstream_sink_view_repairs_total
 OUTCOMES = ("filled", "unresolved")
-ATTEMPTS = 5
-RETRY_S = 0.2
+ATTEMPTS = 6
+RETRY_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ class ViewRepair:
         p = dict(params, hs=sorted(contrib))
         lacking: list[int] = []
         unsure: list[int] = list(contrib)
+        seen = None
         for attempt in range(self.attempts):
             if attempt:
                 time.sleep(self.retry_s)
@@ -198,8 +201,17 @@ class ViewRepair:
             have = sums(f"SELECT {h} AS h, {measure} FROM {t.table} WHERE {target_scope(t)} "
                         f"AND h IN {{hs:Array(UInt64)}} GROUP BY h", p)
             lacking, unsure = classify(t, contrib, truth, have)
-            if not unsure:
+            if not lacking and not unsure:
                 break
+            # A target short by exactly the range may also be one whose next insert of the same
+            # keys is between its tables right now (a later range of the partition, another
+            # consumer's flush): a fill is made only on a reading that held still for RETRY_S.
+            if not unsure and (truth, have) == seen:
+                break
+            seen = (truth, have)
+        else:
+            unsure = sorted(set(unsure) | set(lacking))
+            lacking = []
         if lacking:
             cols = ", ".join(f"`{c}`" for c in self._columns[t.view])
             client.command(f"INSERT INTO {t.table} ({cols}) SELECT {cols} FROM ({over(select, _RANGE)}) "
