@@ -134,6 +134,16 @@ def test_a_replay_stores_the_rows_a_recorded_token_lost(chdb_client, unique):
     assert _derived(chdb_client, tenant) == whole
 
 
+def _stored_flush(client, unique: str, name: str, runs: int):
+    """A flush of two partitions stored whole: (codec, tenant, parts, writer, derived totals)."""
+    codec = Codec()
+    tenant, topic = f"{name}-{unique}", f"{name}-{unique}.events"
+    parts = _partitions(codec, tenant, topic, runs=runs, parts=2)
+    writer = RangeWriter(lambda: client, codec, RetentionBook(30, 90), f"g-{unique}")
+    writer.store_group(SPEC, parts)
+    return codec, tenant, parts, writer, _derived(client, tenant)
+
+
 @pytest.mark.parametrize("lost", [
     ("runs",), ("run_events",), ("step_rollup_hourly",), ("cost_rollup_daily", "cost_rollup_daily_user"),
     ("runs", "step_rollup_hourly", "cost_rollup_daily", "cost_rollup_daily_user", "run_events"),
@@ -141,12 +151,7 @@ def test_a_replay_stores_the_rows_a_recorded_token_lost(chdb_client, unique):
 def test_a_replay_gives_a_view_target_the_part_a_kill_kept_from_it_alone(chdb_client, unique, lost):
     """A view target's part lost behind its recorded token, events' kept: the replay's insert is
     dropped everywhere, events holds every record, and only the table-by-table check finds it."""
-    codec = Codec()
-    tenant, topic = f"view-{unique}", f"view-{unique}.events"
-    parts = _partitions(codec, tenant, topic, runs=3, parts=2)
-    writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
-    writer.store_group(SPEC, parts)
-    whole = _derived(chdb_client, tenant)
+    _, tenant, parts, writer, whole = _stored_flush(chdb_client, unique, "view", runs=3)
     for table in lost:
         chdb_client.command(f"ALTER TABLE {table} DELETE WHERE tenant_id = {{t:String}} SETTINGS mutations_sync = 2",
                             parameters={"t": tenant})
@@ -189,12 +194,7 @@ def test_a_replayed_flush_finds_each_partitions_lost_rows_though_their_offsets_o
     """Two partitions' ranges share offsets 0..n-1: a lookup of the replayed records by offset
     alone took the other partition's record for each one, so the rows one partition lost (its
     token recorded) were taken as held whenever the other's were."""
-    codec = Codec()
-    tenant, topic = f"olap-{unique}", f"olap-{unique}.events"
-    parts = _partitions(codec, tenant, topic, runs=2, parts=2)
-    writer = RangeWriter(lambda: chdb_client, codec, RetentionBook(30, 90), f"g-{unique}")
-    writer.store_group(SPEC, parts)
-    whole = _derived(chdb_client, tenant)
+    codec, tenant, parts, writer, whole = _stored_flush(chdb_client, unique, "olap", runs=2)
     first = sorted({codec.decode_as(EVENT, x.value())["run_id"] for x in parts[0][1]})
     chdb_client.command("ALTER TABLE events DELETE WHERE tenant_id = {t:String} AND run_id IN {r:Array(String)} "
                         "SETTINGS mutations_sync = 2", parameters={"t": tenant, "r": first})
