@@ -38,6 +38,9 @@ print(json.dumps({
   "run_events": q("SELECT sum(event_count) FROM runs FINAL")[0],
   "run_steps": q("SELECT sum(step_count) FROM runs FINAL")[0],
   "rollup_events": q("SELECT sum(events) FROM step_rollup_hourly")[0],
+  "llm_calls": q("SELECT sum(calls) FROM cost_rollup_daily")[0],
+  "user_llm_calls": q("SELECT sum(calls) FROM cost_rollup_daily_user")[0],
+  "detail_events": q("SELECT count() FROM run_events FINAL")[0],
   "ledger_ranges": q("SELECT count() FROM sink_batches")[0],
   "wires": sorted(q("SELECT groupUniqArray(avro) FROM sink_batches")[0]),
 }))
@@ -149,6 +152,9 @@ def test_kill_minus_nine_twenty_times_loses_and_duplicates_nothing(bootstrap, tm
     assert got["runs"] == 300 and got["run_events"] == n and got["run_steps"] == 300 * 6, got
     # Additive view targets count a block stored twice, even after events' merges folded it.
     assert got["rollup_events"] == n, got
+    # and every other table events' views keep (a kill can take any one's part alone: view_repair)
+    llm = sum(1 for e in events if e["kind"] == "STEP" and e["payload"]["step_kind"] == "LLM")
+    assert got["llm_calls"] == got["user_llm_calls"] == llm and got["detail_events"] == n, got
     # Sinks killed before their first insert prove nothing, so the lives must have planned
     # ranges (the ledger row is written before each insert): on average one per two lives at
     # least. How many there are depends on the machine's speed (18 seen once for 20 kills).
