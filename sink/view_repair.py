@@ -163,59 +163,65 @@ class ViewRepair:
         lo, hi = client.query(f"SELECT min(ts), max(ts) FROM events FINAL WHERE {_RANGE}",
                               parameters=params).result_rows[0]
         params.update(lo=lo, hi=hi)
-        for t in self.tables:
-            select = self._select(client, t.view)
-            if select is None:
-                continue
-            filled, unresolved = self._settle_table(client, t, select, params)
-            if filled:
-                out.filled[t.table] = filled
-                m.VIEW_REPAIRS.labels(t.table, OUTCOMES[0]).inc(filled)
-            if unresolved:
-                out.unresolved[t.table] = unresolved
-                m.VIEW_REPAIRS.labels(t.table, OUTCOMES[1]).inc(unresolved)
-                log.error("%s: %d keys of a replayed range could not be settled against events (another "
-                          "insert kept changing them); left as they are", t.table, unresolved)
-        return out
-
-    def _settle_table(self, client: Any, t: DerivedTable, select: str, params: dict[str, Any]) -> tuple[int, int]:
-        h = f"cityHash64({', '.join(t.key)})"
-        measure = f"sum({t.measure})" if t.measure else "count()"
-
-        def sums(sql: str, p: dict[str, Any]) -> dict[int, float]:
-            return {int(k): float(v) for k, v in client.query(sql, parameters=p).result_rows}
-
-        contrib = sums(f"SELECT {h}, {measure} FROM ({over(select, _RANGE)}) GROUP BY 1", params)
-        if not contrib:
-            return 0, 0
-        p = dict(params, hs=sorted(contrib))
-        lacking: list[int] = []
-        unsure: list[int] = list(contrib)
-        seen = None
+        pending = {t.table: t for t in self.tables if self._select(client, t.view) is not None}
+        seen: dict[str, Any] = {}
+        lacking: dict[str, list[int]] = {}
+        unsure: dict[str, list[int]] = {}
+        # One query per reading for every table still open: a replay's check costs one round
+        # trip when everything is held (the common case: the kill came before or after an insert).
         for attempt in range(self.attempts):
+            if not pending:
+                break
             if attempt:
                 time.sleep(self.retry_s)
-            truth = {} if t.measure is None else sums(
-                f"SELECT {h} AS h, {measure} FROM ({over(select, truth_scope(t))}) "
-                f"WHERE h IN {{hs:Array(UInt64)}} GROUP BY h", p)
-            have = sums(f"SELECT {h} AS h, {measure} FROM {t.table} WHERE {target_scope(t)} "
-                        f"AND h IN {{hs:Array(UInt64)}} GROUP BY h", p)
-            lacking, unsure = classify(t, contrib, truth, have)
-            if not lacking and not unsure:
-                break
-            # A target short by exactly the range may also be one whose next insert of the same
-            # keys is between its tables right now (a later range of the partition, another
-            # consumer's flush): a fill is made only on a reading that held still for RETRY_S.
-            if not unsure and (truth, have) == seen:
-                break
-            seen = (truth, have)
-        else:
-            unsure = sorted(set(unsure) | set(lacking))
-            lacking = []
-        if lacking:
-            cols = ", ".join(f"`{c}`" for c in self._columns[t.view])
-            client.command(f"INSERT INTO {t.table} ({cols}) SELECT {cols} FROM ({over(select, _RANGE)}) "
-                           f"WHERE {h} IN {{lack:Array(UInt64)}}", parameters=dict(params, lack=sorted(lacking)))
-            log.warning("%s: %d keys of a replayed range were missing (a kill kept their part from this "
-                        "table only); filled from events", t.table, len(lacking))
-        return len(lacking), len(unsure)
+            sql = " UNION ALL ".join(self._reading(t) for t in pending.values())
+            read: dict[str, tuple[dict[int, float], ...]] = {name: ({}, {}, {}) for name in pending}
+            for name, kind, h, v in client.query(sql, parameters=params).result_rows:
+                read[name][int(kind)][int(h)] = float(v)
+            for name, (contrib, truth, have) in read.items():
+                t = pending[name]
+                lacking[name], unsure[name] = classify(t, contrib, truth, have)
+                # A target short by exactly the range may also be one whose next insert of the
+                # same keys is between its tables right now (a later range of the partition,
+                # another consumer's flush): a fill is made only on a reading that held still
+                # for RETRY_S.
+                if not unsure[name] and (not lacking[name] or (truth, have) == seen.get(name)):
+                    del pending[name]
+                    if lacking[name]:
+                        self._fill(client, t, params, lacking[name])
+                        out.filled[name] = len(lacking[name])
+                        m.VIEW_REPAIRS.labels(name, OUTCOMES[0]).inc(len(lacking[name]))
+                seen[name] = (truth, have)
+        for name in pending:
+            n = len(unsure[name]) + len(lacking[name])
+            out.unresolved[name] = n
+            m.VIEW_REPAIRS.labels(name, OUTCOMES[1]).inc(n)
+            log.error("%s: %d keys of a replayed range could not be settled against events (another "
+                      "insert kept changing them); left as they are", name, n)
+        return out
+
+    def _reading(self, t: DerivedTable) -> str:
+        """(table, 0 contrib / 1 truth / 2 have, key hash, measure) for the range's keys. The
+        aliases are names no view column has: ClickHouse resolves an alias before a column, so
+        ``0 AS kind`` would have hashed every key with kind 0."""
+        select = self._selects[t.view]
+        h = f"cityHash64({', '.join(t.key)})"
+        measure = f"sum({t.measure})" if t.measure else "count()"
+        keys = f"SELECT {h} FROM ({over(select, _RANGE)})"
+        head = f"SELECT '{t.table}' AS _vr_table"
+        parts = [f"{head}, 0 AS _vr_kind, {h} AS _vr_h, {measure} AS _vr_v FROM ({over(select, _RANGE)}) "
+                 "GROUP BY _vr_h"]
+        if t.measure is not None:
+            parts.append(f"{head}, 1 AS _vr_kind, {h} AS _vr_h, {measure} AS _vr_v FROM "
+                         f"({over(select, truth_scope(t))}) WHERE _vr_h IN ({keys}) GROUP BY _vr_h")
+        parts.append(f"{head}, 2 AS _vr_kind, {h} AS _vr_h, {measure} AS _vr_v FROM {t.table} "
+                     f"WHERE {target_scope(t)} AND _vr_h IN ({keys}) GROUP BY _vr_h")
+        return " UNION ALL ".join(parts)
+
+    def _fill(self, client: Any, t: DerivedTable, params: dict[str, Any], lacking: list[int]) -> None:
+        h = f"cityHash64({', '.join(t.key)})"
+        cols = ", ".join(f"`{c}`" for c in self._columns[t.view])
+        client.command(f"INSERT INTO {t.table} ({cols}) SELECT {cols} FROM ({over(self._selects[t.view], _RANGE)}) "
+                       f"WHERE {h} IN {{lack:Array(UInt64)}}", parameters=dict(params, lack=sorted(lacking)))
+        log.warning("%s: %d keys of a replayed range were missing (a kill kept their part from this "
+                    "table only); filled from events", t.table, len(lacking))

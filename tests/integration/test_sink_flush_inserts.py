@@ -218,10 +218,14 @@ class _Blink:
 
     def query(self, sql, parameters=None, **kw):
         result = self._c.query(sql, parameters=parameters, **kw)
-        if self.blinks == 0 and "FROM runs WHERE" in sql and "sum(event_count)" in sql:
+        if self.blinks == 0 and "_vr_kind" in sql:  # a reading of the view targets
             self.blinks += 1
-            rows = result.result_rows
-            return type("R", (), {"result_rows": [(h, 0) for h, _ in rows[:1]] + rows[1:]})()
+            rows, first = [], True
+            for table, kind, h, v in result.result_rows:
+                if first and table == "runs" and kind == 2:
+                    v, first = 0, False
+                rows.append((table, kind, h, v))
+            return type("R", (), {"result_rows": rows})()
         return result
 
 
