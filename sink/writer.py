@@ -164,7 +164,13 @@ class RangeWriter:
             refused |= {(r.partition, r.offset) for r in bad}
         if derived:
             held = [x for x in msgs if (x.partition(), x.offset()) not in refused]
-            self.views.settle(self._client(), sorted(set(record_keys(spec, self.codec, held).values())))
+            # a fill of run_events is an insert a run read may see: announced as one of any run
+            token = self.watch.begin(None) if self.watch is not None else 0
+            try:
+                self.views.settle(self._client(), sorted(set(record_keys(spec, self.codec, held).values())))
+            finally:
+                if self.watch is not None:
+                    self.watch.end(token)
         return stored, rejected
 
     def _store(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]],

@@ -242,3 +242,27 @@ def test_a_view_target_that_reads_short_only_for_an_instant_is_not_filled(chdb_c
                                                  for r in (codec.decode_as(EVENT, m.value()) for m in msgs)}))
     assert blink.blinks == 1 and outcome.filled == {} and outcome.unresolved == {}
     assert _derived(chdb_client, tenant) == whole
+
+
+def test_a_view_targets_fill_is_announced_to_the_insert_watch_as_an_insert_of_any_run(chdb_client, unique):
+    """The embedded API remembers a run's 404 only if no insert began or ended meanwhile
+    (api/store/run_misses.py): a fill of run_events behind its back could keep a stale 404."""
+    _, tenant, parts, writer, whole = _stored_flush(chdb_client, unique, "watch", runs=2)
+    chdb_client.command("ALTER TABLE run_events DELETE WHERE tenant_id = {t:String} SETTINGS mutations_sync = 2",
+                        parameters={"t": tenant})
+    seen: list[tuple] = []
+
+    class Watch:
+        def begin(self, runs):
+            seen.append(("begin", (runs, len(seen)), _derived(chdb_client, tenant)["run_events"][0]))
+            return len(seen) - 1
+
+        def end(self, token):
+            seen.append(("end", token, _derived(chdb_client, tenant)["run_events"][0]))
+
+    writer.watch = Watch()
+    writer.replay(SPEC, parts)
+    assert _derived(chdb_client, tenant) == whole
+    fills = [(b, e) for b, e in zip(seen, seen[1:]) if b[0] == "begin" and e[0] == "end" and b[2] < e[2]]
+    assert len(fills) == 1 and fills[0][0][1][0] is None  # an insert of any run
+    assert fills[0][1][1] == fills[0][0][1][1] and fills[0][1][2] == whole["run_events"][0]
