@@ -165,12 +165,12 @@ class RangeWriter:
         if derived:
             held = [x for x in msgs if (x.partition(), x.offset()) not in refused]
             # a fill of run_events is an insert a run read may see: announced as one of any run
-            token = self.watch.begin(None) if self.watch is not None else 0
+            announced = self.watch.begin(None) if self.watch is not None else 0
             try:
                 self.views.settle(self._client(), sorted(set(record_keys(spec, self.codec, held).values())))
             finally:
                 if self.watch is not None:
-                    self.watch.end(token)
+                    self.watch.end(announced)
         return stored, rejected
 
     def _store(self, spec: TableSpec, parts: list[tuple[dict[str, OffsetRange], list[KafkaMessage]]],

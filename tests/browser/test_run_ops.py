@@ -104,7 +104,9 @@ def test_stop_button_stops_a_live_agent(operator, dashboard_stack, live_agent):
     page = operator.page
     wait_for(lambda: page.request.get(f"/v1/runs/{run_id}").status == 200, 60, "the live run to be stored")
     page.goto(f"/ui/runs/{run_id}")
-    page.wait_for_selector("#stop-run:not([disabled])")
+    # the page asks for the run, its explanation and the key at once: on a loaded machine (CI runs
+    # 6 workers on 2 cores) that took over the default 30 s once
+    page.wait_for_selector("#stop-run:not([disabled])", timeout=60_000)
     page.wait_for_selector(".wf-bar[data-step-id]")
     page.click("#stop-run")
     page.wait_for_selector("#op-dialog[open]")

@@ -136,7 +136,8 @@ def test_kill_minus_nine_twenty_times_loses_and_duplicates_nothing(bootstrap, tm
                 # ledger holds ranges of both paths however slowly later lives replay on this
                 # machine: one run on a loaded machine had only direct ranges.
                 before = _committed(bootstrap, group, topic, list(range(4)))
-                wait_for(lambda: _committed(bootstrap, group, topic, list(range(4))) != before, deadline_s=60,
+                wait_for(lambda before=before: _committed(bootstrap, group, topic, list(range(4))) != before,
+                         deadline_s=60,
                          what="the first life with the direct path off to commit a flush")
             time.sleep(rng.uniform(0.0, 2.5))
         proc.send_signal(signal.SIGKILL)
