@@ -78,7 +78,9 @@ DERIVED_FROM_EVENTS: tuple[DerivedTable, ...] = (
 _SOURCE = re.compile(r"\bFROM\s+(?:`?\w+`?\.)?`?events(?:_local)?`?(?:\s+AS\s+`?events`?)?(?=\s|$)")
 _RANGE = ("tenant_id IN {tenants:Array(String)} AND run_id IN {runs:Array(String)} "
           "AND event_id IN {ids:Array(String)}")
-_RUNS = "tenant_id IN {tenants:Array(String)} AND run_id IN {runs:Array(String)}"
+# Keys per query parameter list: a server takes query parameters in the URL, ~1 MiB at most
+# (http_max_uri_size), and a flush holds up to batch_max_rows (50,000) records.
+CHUNK = 2000
 
 
 def over(select: str, where: str) -> str:
@@ -90,21 +92,25 @@ def over(select: str, where: str) -> str:
     return body
 
 
-def _bucket_scope(t: DerivedTable, column: str) -> str:
+def _bucket_scope(t: DerivedTable, column: str, j: int) -> str:
     fn = "toStartOfHour" if t.bucket == "hour" else "toStartOfDay"
     step = "INTERVAL 1 HOUR" if t.bucket == "hour" else "INTERVAL 1 DAY"
-    return (f"tenant_id IN {{tenants:Array(String)}} AND {column} >= {fn}({{lo:DateTime64(6, 'UTC')}}) "
+    return (f"tenant_id IN {{tenants{j}:Array(String)}} AND {column} >= {fn}({{lo:DateTime64(6, 'UTC')}}) "
             f"AND {column} < {fn}({{hi:DateTime64(6, 'UTC')}}) + {step}")
 
 
-def truth_scope(t: DerivedTable) -> str:
-    """The events whose contribution may share a key with the range's."""
-    return _RUNS if t.bucket is None else _bucket_scope(t, "ts")
+def _runs_scope(j: int) -> str:
+    return f"tenant_id IN {{tenants{j}:Array(String)}} AND run_id IN {{runs{j}:Array(String)}}"
 
 
-def target_scope(t: DerivedTable) -> str:
+def truth_scope(t: DerivedTable, j: int = 0) -> str:
+    """The events whose contribution may share a key with the range's (parameters suffixed j)."""
+    return _runs_scope(j) if t.bucket is None else _bucket_scope(t, "ts", j)
+
+
+def target_scope(t: DerivedTable, j: int = 0) -> str:
     """The target's rows that may hold one of the range's keys (a prefix of its sorting key)."""
-    return _RUNS if t.bucket is None else _bucket_scope(t, t.bucket_col)
+    return _runs_scope(j) if t.bucket is None else _bucket_scope(t, t.bucket_col, j)
 
 
 def classify(t: DerivedTable, contrib: dict[int, float], truth: dict[int, float], have: dict[int, float]
@@ -135,8 +141,9 @@ class ViewRepair:
     """Settles a replayed range in every table derived from ``events`` (module docstring)."""
 
     def __init__(self, tables: tuple[DerivedTable, ...] = DERIVED_FROM_EVENTS,
-                 attempts: int = ATTEMPTS, retry_s: float = RETRY_S) -> None:
+                 attempts: int = ATTEMPTS, retry_s: float = RETRY_S, chunk: int = CHUNK) -> None:
         self.tables = tables
+        self.chunk = chunk
         self.attempts = attempts
         self.retry_s = retry_s
         self._selects: dict[str, str] = {}
@@ -158,12 +165,25 @@ class ViewRepair:
         out = Outcome({}, {})
         if not keys:
             return out
-        params: dict[str, Any] = {"tenants": sorted({k[0] for k in keys}), "runs": sorted({k[1] for k in keys}),
-                                  "ids": sorted({k[2] for k in keys})}
-        lo, hi = client.query(f"SELECT min(ts), max(ts) FROM events FINAL WHERE {_RANGE}",
-                              parameters=params).result_rows[0]
-        params.update(lo=lo, hi=hi)
-        pending = {t.table: t for t in self.tables if self._select(client, t.view) is not None}
+        chunks = [{"tenants": sorted({k[0] for k in c}), "runs": sorted({k[1] for k in c}),
+                   "ids": sorted({k[2] for k in c})} for c in (keys[i:i + self.chunk] for i in range(0, len(keys), self.chunk))]
+        bounds = [client.query(f"SELECT min(ts), max(ts) FROM events FINAL WHERE {_RANGE}", parameters=p).result_rows[0]
+                  for p in chunks]
+        shared = {"lo": min(b[0] for b in bounds), "hi": max(b[1] for b in bounds)}
+        tables = [t for t in self.tables if self._select(client, t.view) is not None]
+        # what the range gives each key, summed over the chunks; each key's tenant and run scope
+        # its check, and the chunks it came from its fill
+        contrib: dict[str, dict[int, float]] = {t.table: {} for t in tables}
+        scope: dict[str, dict[int, tuple[str, str]]] = {t.table: {} for t in tables}
+        origin: dict[str, list[set[int]]] = {t.table: [] for t in tables}
+        for p in chunks:
+            for t in tables:
+                rows = client.query(self._contrib_sql(t), parameters=p).result_rows
+                for h, v, tenant, run in rows:
+                    contrib[t.table][int(h)] = contrib[t.table].get(int(h), 0.0) + float(v)
+                    scope[t.table][int(h)] = (tenant, run)
+                origin[t.table].append({int(r[0]) for r in rows})
+        pending = {t.table: t for t in tables if contrib[t.table]}
         seen: dict[str, Any] = {}
         lacking: dict[str, list[int]] = {}
         unsure: dict[str, list[int]] = {}
@@ -174,13 +194,13 @@ class ViewRepair:
                 break
             if attempt:
                 time.sleep(self.retry_s)
-            sql = " UNION ALL ".join(self._reading(t) for t in pending.values())
-            read: dict[str, tuple[dict[int, float], ...]] = {name: ({}, {}, {}) for name in pending}
+            sql, params = self._reading(list(pending.values()), scope, shared)
+            read: dict[str, tuple[dict[int, float], dict[int, float]]] = {name: ({}, {}) for name in pending}
             for name, kind, h, v in client.query(sql, parameters=params).result_rows:
-                read[name][int(kind)][int(h)] = float(v)
-            for name, (contrib, truth, have) in read.items():
+                read[name][int(kind) - 1][int(h)] = float(v)
+            for name, (truth, have) in read.items():
                 t = pending[name]
-                lacking[name], unsure[name] = classify(t, contrib, truth, have)
+                lacking[name], unsure[name] = classify(t, contrib[name], truth, have)
                 # A target short by exactly the range may also be one whose next insert of the
                 # same keys is between its tables right now (a later range of the partition,
                 # another consumer's flush): a fill is made only on a reading that held still
@@ -188,9 +208,12 @@ class ViewRepair:
                 if not unsure[name] and (not lacking[name] or (truth, have) == seen.get(name)):
                     del pending[name]
                     if lacking[name]:
-                        self._fill(client, t, params, lacking[name])
+                        for p, came in zip(chunks, origin[name]):
+                            self._fill(client, t, p, sorted(came.intersection(lacking[name])))
                         out.filled[name] = len(lacking[name])
                         m.VIEW_REPAIRS.labels(name, OUTCOMES[0]).inc(len(lacking[name]))
+                        log.warning("%s: %d keys of a replayed range were missing (a kill kept their part "
+                                    "from this table only); filled from events", name, len(lacking[name]))
                 seen[name] = (truth, have)
         for name in pending:
             n = len(unsure[name]) + len(lacking[name])
@@ -200,28 +223,49 @@ class ViewRepair:
                       "insert kept changing them); left as they are", name, n)
         return out
 
-    def _reading(self, t: DerivedTable) -> str:
-        """(table, 0 contrib / 1 truth / 2 have, key hash, measure) for the range's keys. The
+    def _contrib_sql(self, t: DerivedTable) -> str:
+        """(key hash, measure, a tenant, a run) of what the range's events give each key. The
         aliases are names no view column has: ClickHouse resolves an alias before a column, so
         ``0 AS kind`` would have hashed every key with kind 0."""
-        select = self._selects[t.view]
-        h = f"cityHash64({', '.join(t.key)})"
-        measure = f"sum({t.measure})" if t.measure else "count()"
-        keys = f"SELECT {h} FROM ({over(select, _RANGE)})"
-        head = f"SELECT '{t.table}' AS _vr_table"
-        parts = [f"{head}, 0 AS _vr_kind, {h} AS _vr_h, {measure} AS _vr_v FROM ({over(select, _RANGE)}) "
-                 "GROUP BY _vr_h"]
-        if t.measure is not None:
-            parts.append(f"{head}, 1 AS _vr_kind, {h} AS _vr_h, {measure} AS _vr_v FROM "
-                         f"({over(select, truth_scope(t))}) WHERE _vr_h IN ({keys}) GROUP BY _vr_h")
-        parts.append(f"{head}, 2 AS _vr_kind, {h} AS _vr_h, {measure} AS _vr_v FROM {t.table} "
-                     f"WHERE {target_scope(t)} AND _vr_h IN ({keys}) GROUP BY _vr_h")
-        return " UNION ALL ".join(parts)
+        run = "any(run_id)" if t.bucket is None else "''"
+        return (f"SELECT {_hash(t)} AS _vr_h, {_measure(t)}, any(tenant_id), {run} "
+                f"FROM ({over(self._selects[t.view], _RANGE)}) GROUP BY _vr_h")
+
+    def _reading(self, tables: list[DerivedTable], scope: dict[str, dict[int, tuple[str, str]]],
+                 shared: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """One query: (table, 1 truth / 2 have, key hash, measure) for every key of ``tables``,
+        its keys in lists of at most ``chunk`` (parameters suffixed by list)."""
+        parts: list[str] = []
+        params = dict(shared)
+        for t in tables:
+            hashes = sorted(scope[t.table])
+            for i in range(0, len(hashes), self.chunk):
+                j = len(parts)
+                part = hashes[i:i + self.chunk]
+                params[f"hs{j}"] = part
+                params[f"tenants{j}"] = sorted({scope[t.table][x][0] for x in part})
+                params[f"runs{j}"] = sorted({scope[t.table][x][1] for x in part})
+                head = f"SELECT '{t.table}' AS _vr_table"
+                h, measure = _hash(t), _measure(t)
+                if t.measure is not None:
+                    parts.append(f"{head}, 1 AS _vr_kind, {h} AS _vr_h, {measure} AS _vr_v FROM "
+                                 f"({over(self._selects[t.view], truth_scope(t, j))}) "
+                                 f"WHERE _vr_h IN {{hs{j}:Array(UInt64)}} GROUP BY _vr_h")
+                parts.append(f"{head}, 2 AS _vr_kind, {h} AS _vr_h, {measure} AS _vr_v FROM {t.table} "
+                             f"WHERE {target_scope(t, j)} AND _vr_h IN {{hs{j}:Array(UInt64)}} GROUP BY _vr_h")
+        return " UNION ALL ".join(parts), params
 
     def _fill(self, client: Any, t: DerivedTable, params: dict[str, Any], lacking: list[int]) -> None:
-        h = f"cityHash64({', '.join(t.key)})"
+        if not lacking:
+            return
         cols = ", ".join(f"`{c}`" for c in self._columns[t.view])
         client.command(f"INSERT INTO {t.table} ({cols}) SELECT {cols} FROM ({over(self._selects[t.view], _RANGE)}) "
-                       f"WHERE {h} IN {{lack:Array(UInt64)}}", parameters=dict(params, lack=sorted(lacking)))
-        log.warning("%s: %d keys of a replayed range were missing (a kill kept their part from this "
-                    "table only); filled from events", t.table, len(lacking))
+                       f"WHERE {_hash(t)} IN {{lack:Array(UInt64)}}", parameters=dict(params, lack=lacking))
+
+
+def _hash(t: DerivedTable) -> str:
+    return f"cityHash64({', '.join(t.key)})"
+
+
+def _measure(t: DerivedTable) -> str:
+    return f"sum({t.measure})" if t.measure else "count()"

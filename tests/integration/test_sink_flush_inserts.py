@@ -144,14 +144,20 @@ def _stored_flush(client, unique: str, name: str, runs: int):
     return codec, tenant, parts, writer, _derived(client, tenant)
 
 
-@pytest.mark.parametrize("lost", [
-    ("runs",), ("run_events",), ("step_rollup_hourly",), ("cost_rollup_daily", "cost_rollup_daily_user"),
-    ("runs", "step_rollup_hourly", "cost_rollup_daily", "cost_rollup_daily_user", "run_events"),
+ALL_TARGETS = ("runs", "step_rollup_hourly", "cost_rollup_daily", "cost_rollup_daily_user", "run_events")
+
+
+@pytest.mark.parametrize("lost,chunk", [
+    (("runs",), 2000), (("run_events",), 2000), (("step_rollup_hourly",), 2000),
+    (("cost_rollup_daily", "cost_rollup_daily_user"), 2000), (ALL_TARGETS, 2000),
+    # keys in parameter lists of 5: a rollup key's events and a run's split across lists
+    (ALL_TARGETS, 5),
 ])
-def test_a_replay_gives_a_view_target_the_part_a_kill_kept_from_it_alone(chdb_client, unique, lost):
+def test_a_replay_gives_a_view_target_the_part_a_kill_kept_from_it_alone(chdb_client, unique, lost, chunk):
     """A view target's part lost behind its recorded token, events' kept: the replay's insert is
     dropped everywhere, events holds every record, and only the table-by-table check finds it."""
     _, tenant, parts, writer, whole = _stored_flush(chdb_client, unique, "view", runs=3)
+    writer.views.chunk = chunk
     for table in lost:
         chdb_client.command(f"ALTER TABLE {table} DELETE WHERE tenant_id = {{t:String}} SETTINGS mutations_sync = 2",
                             parameters={"t": tenant})
