@@ -93,10 +93,9 @@ def over(select: str, where: str) -> str:
 
 
 def _bucket_scope(t: DerivedTable, column: str, j: int) -> str:
-    fn = "toStartOfHour" if t.bucket == "hour" else "toStartOfDay"
     step = "INTERVAL 1 HOUR" if t.bucket == "hour" else "INTERVAL 1 DAY"
-    return (f"tenant_id IN {{tenants{j}:Array(String)}} AND {column} >= {fn}({{lo:DateTime64(6, 'UTC')}}) "
-            f"AND {column} < {fn}({{hi:DateTime64(6, 'UTC')}}) + {step}")
+    return (f"tenant_id IN {{tenants{j}:Array(String)}} AND {column} >= toDateTime({{lo{j}:UInt32}}, 'UTC') "
+            f"AND {column} < toDateTime({{hi{j}:UInt32}}, 'UTC') + {step}")
 
 
 def _runs_scope(j: int) -> str:
@@ -167,22 +166,19 @@ class ViewRepair:
             return out
         chunks = [{"tenants": sorted({k[0] for k in c}), "runs": sorted({k[1] for k in c}),
                    "ids": sorted({k[2] for k in c})} for c in (keys[i:i + self.chunk] for i in range(0, len(keys), self.chunk))]
-        bounds = [client.query(f"SELECT min(ts), max(ts) FROM events FINAL WHERE {_RANGE}", parameters=p).result_rows[0]
-                  for p in chunks]
-        shared = {"lo": min(b[0] for b in bounds), "hi": max(b[1] for b in bounds)}
         tables = [t for t in self.tables if self._select(client, t.view) is not None]
-        # what the range gives each key, summed over the chunks; each key's tenant and run scope
-        # its check, and the chunks it came from its fill
+        # what the range gives each key, summed over the chunks (one query per chunk for every
+        # table); each key's tenant and run (or time bucket) scope its check, and the chunks it
+        # came from its fill
         contrib: dict[str, dict[int, float]] = {t.table: {} for t in tables}
         scope: dict[str, dict[int, tuple[str, str]]] = {t.table: {} for t in tables}
-        origin: dict[str, list[set[int]]] = {t.table: [] for t in tables}
-        for p in chunks:
-            for t in tables:
-                rows = client.query(self._contrib_sql(t), parameters=p).result_rows
-                for h, v, tenant, run in rows:
-                    contrib[t.table][int(h)] = contrib[t.table].get(int(h), 0.0) + float(v)
-                    scope[t.table][int(h)] = (tenant, run)
-                origin[t.table].append({int(r[0]) for r in rows})
+        origin: dict[str, list[set[int]]] = {t.table: [set() for _ in chunks] for t in tables}
+        for n, p in enumerate(chunks):
+            sql = " UNION ALL ".join(self._contrib_sql(t) for t in tables)
+            for name, h, v, tenant, where in client.query(sql, parameters=p).result_rows:
+                contrib[name][int(h)] = contrib[name].get(int(h), 0.0) + float(v)
+                scope[name][int(h)] = (tenant, where)
+                origin[name][n].add(int(h))
         pending = {t.table: t for t in tables if contrib[t.table]}
         seen: dict[str, Any] = {}
         lacking: dict[str, list[int]] = {}
@@ -194,7 +190,7 @@ class ViewRepair:
                 break
             if attempt:
                 time.sleep(self.retry_s)
-            sql, params = self._reading(list(pending.values()), scope, shared)
+            sql, params = self._reading(list(pending.values()), scope)
             read: dict[str, tuple[dict[int, float], dict[int, float]]] = {name: ({}, {}) for name in pending}
             for name, kind, h, v in client.query(sql, parameters=params).result_rows:
                 read[name][int(kind) - 1][int(h)] = float(v)
@@ -224,19 +220,21 @@ class ViewRepair:
         return out
 
     def _contrib_sql(self, t: DerivedTable) -> str:
-        """(key hash, measure, a tenant, a run) of what the range's events give each key. The
-        aliases are names no view column has: ClickHouse resolves an alias before a column, so
-        ``0 AS kind`` would have hashed every key with kind 0."""
-        run = "any(run_id)" if t.bucket is None else "''"
-        return (f"SELECT {_hash(t)} AS _vr_h, {_measure(t)}, any(tenant_id), {run} "
+        """(table, key hash, measure, a tenant, its run or time bucket) of what the range's events
+        give each key. The aliases are names no view column has: ClickHouse resolves an alias
+        before a column, so ``0 AS kind`` would have hashed every key with kind 0."""
+        where = ("any(run_id)" if t.bucket is None
+                 else f"toString(any(toUnixTimestamp(toDateTime({t.bucket_col}, 'UTC'))))")
+        return (f"SELECT '{t.table}' AS _vr_table, {_hash(t)} AS _vr_h, toFloat64({_measure(t)}) AS _vr_v, "
+                f"toString(any(tenant_id)) AS _vr_tenant, {where} AS _vr_where "
                 f"FROM ({over(self._selects[t.view], _RANGE)}) GROUP BY _vr_h")
 
-    def _reading(self, tables: list[DerivedTable], scope: dict[str, dict[int, tuple[str, str]]],
-                 shared: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _reading(self, tables: list[DerivedTable], scope: dict[str, dict[int, tuple[str, str]]]
+                 ) -> tuple[str, dict[str, Any]]:
         """One query: (table, 1 truth / 2 have, key hash, measure) for every key of ``tables``,
         its keys in lists of at most ``chunk`` (parameters suffixed by list)."""
         parts: list[str] = []
-        params = dict(shared)
+        params: dict[str, Any] = {}
         for t in tables:
             hashes = sorted(scope[t.table])
             for i in range(0, len(hashes), self.chunk):
@@ -244,9 +242,13 @@ class ViewRepair:
                 part = hashes[i:i + self.chunk]
                 params[f"hs{j}"] = part
                 params[f"tenants{j}"] = sorted({scope[t.table][x][0] for x in part})
-                params[f"runs{j}"] = sorted({scope[t.table][x][1] for x in part})
+                if t.bucket is None:
+                    params[f"runs{j}"] = sorted({scope[t.table][x][1] for x in part})
+                else:
+                    buckets = [int(scope[t.table][x][1]) for x in part]
+                    params[f"lo{j}"], params[f"hi{j}"] = min(buckets), max(buckets)
                 head = f"SELECT '{t.table}' AS _vr_table"
-                h, measure = _hash(t), _measure(t)
+                h, measure = _hash(t), f"toFloat64({_measure(t)})"
                 if t.measure is not None:
                     parts.append(f"{head}, 1 AS _vr_kind, {h} AS _vr_h, {measure} AS _vr_v FROM "
                                  f"({over(self._selects[t.view], truth_scope(t, j))}) "
