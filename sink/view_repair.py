@@ -26,6 +26,7 @@ twice, and a t-digest state cannot be taken back.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -261,8 +262,12 @@ class ViewRepair:
         if not lacking:
             return
         cols = ", ".join(f"`{c}`" for c in self._columns[t.view])
+        # under a token of what it stores (these events, these keys): a fill sent twice (a retry
+        # after a lost answer, a second replay that read before the first one's fill) is dropped
+        digest = hashlib.sha256(repr((t.table, params["ids"], lacking)).encode()).hexdigest()[:32]
         client.command(f"INSERT INTO {t.table} ({cols}) SELECT {cols} FROM ({over(self._selects[t.view], _RANGE)}) "
-                       f"WHERE {_hash(t)} IN {{lack:Array(UInt64)}}", parameters=dict(params, lack=lacking))
+                       f"WHERE {_hash(t)} IN {{lack:Array(UInt64)}}", parameters=dict(params, lack=lacking),
+                       settings={"insert_deduplicate": 1, "insert_deduplication_token": f"viewfill:{digest}"})
 
 
 def _hash(t: DerivedTable) -> str:

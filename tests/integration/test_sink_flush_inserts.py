@@ -285,3 +285,32 @@ def test_a_view_targets_fill_is_announced_to_the_insert_watch_as_an_insert_of_an
     fills = [(b, e) for b, e in zip(seen, seen[1:]) if b[0] == "begin" and e[0] == "end" and b[2] < e[2]]
     assert len(fills) == 1 and fills[0][0][1][0] is None  # an insert of any run
     assert fills[0][1][1] == fills[0][0][1][1] and fills[0][1][2] == whole["run_events"][0]
+
+
+def test_a_fill_sent_twice_is_stored_once(chdb_client, unique):
+    """A driver that re-sends a request whose answer it lost sends the fill twice: the fill's own
+    dedup token drops the second."""
+    _, tenant, parts, writer, whole = _stored_flush(chdb_client, unique, "twice", runs=2)
+    for table in ALL_TARGETS:
+        chdb_client.command(f"ALTER TABLE {table} DELETE WHERE tenant_id = {{t:String}} SETTINGS mutations_sync = 2",
+                            parameters={"t": tenant})
+
+    class Twice:
+        def __init__(self, client) -> None:
+            self._c, self.fills = client, 0
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+        def command(self, sql, *args, **kw):
+            if sql.startswith("INSERT INTO") and "_vr_" not in sql:
+                self.fills += 1
+                self._c.command(sql, *args, **kw)
+            return self._c.command(sql, *args, **kw)
+
+    twice = Twice(chdb_client)
+    writer.views.retry_s = 0.01
+    writer.views.settle(twice, sorted({(r["tenant_id"], r["run_id"], r["event_id"])
+                                       for r in (Codec().decode_as(EVENT, m.value()) for _, ms in parts for m in ms)}))
+    assert twice.fills == len(ALL_TARGETS)
+    assert _derived(chdb_client, tenant) == whole
