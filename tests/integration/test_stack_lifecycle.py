@@ -222,6 +222,27 @@ def test_processors_exit_on_sigterm_when_their_broker_is_gone(tmp_path):
         broker.stop()
 
 
+def _holds_connection_to(pid: int, port: int) -> bool:
+    """``pid`` has an established TCP connection to ``port`` (Linux: its socket fds against
+    /proc/net/tcp{,6})."""
+    fd_dir = f"/proc/{pid}/fd"
+    inodes = set()
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "01" and int(cols[2].rsplit(":", 1)[1], 16) == port and cols[9] in inodes:
+                    return True
+    return False
+
+
 def test_a_client_command_whose_broker_goes_away_does_not_flood_the_terminal(tmp_path):
     from agentstream.cli.embedded_broker import EmbeddedBroker
     from agentstream.schemas.topics import create_topics
@@ -235,7 +256,14 @@ def test_a_client_command_whose_broker_goes_away_does_not_flood_the_terminal(tmp
         proc = subprocess.Popen(CLI + ["alerts", "tail", "--bootstrap-servers", broker.bootstrap_servers],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
                                 start_new_session=True)
-        time.sleep(4)  # connected and polling
+        # connected and polling: its start (imports, the broker check) took over 4 s once under
+        # the suite's load, and with the broker gone by then it said so and exited
+        port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 60
+        while not _holds_connection_to(proc.pid, port):
+            assert proc.poll() is None and time.monotonic() < deadline, "alerts tail never connected"
+            time.sleep(0.2)
+        time.sleep(1)
         broker.stop()
         time.sleep(6)  # librdkafka retries several times a second meanwhile
         assert proc.poll() is None
