@@ -57,9 +57,10 @@ def held_keys(client: Any, spec: TableSpec, keys: list[tuple[str, ...]]) -> set[
     return held
 
 
-def missing_records(client: Any, spec: TableSpec, codec: Codec, msgs: list[KafkaMessage]) -> list[KafkaMessage]:
-    """The records of a replayed range the table does not hold (undecodable ones included)."""
-    keys = record_keys(spec, codec, msgs)
+def missing_records(client: Any, spec: TableSpec, msgs: list[KafkaMessage],
+                    keys: dict[tuple[int | None, int], tuple[str, ...]]) -> list[KafkaMessage]:
+    """The records of a replayed range the table does not hold (undecodable ones included);
+    ``keys``: ``record_keys`` of ``msgs`` (the caller decodes them once for this and view_repair)."""
     held = held_keys(client, spec, list(set(keys.values()))) if keys else set()
     return [m for m in msgs if (k := keys.get((m.partition(), m.offset()))) is None or k not in held]
 

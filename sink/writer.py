@@ -154,7 +154,8 @@ class RangeWriter:
         refused = {(r.partition, r.offset) for r in rejected}
         msgs = [x for _, ms in parts for x in ms if (x.partition(), x.offset()) not in refused]
         derived = spec.table == "events"
-        missing = missing_records(self._client(), spec, self.codec, msgs)
+        keys = record_keys(spec, self.codec, msgs)
+        missing = missing_records(self._client(), spec, msgs, keys)
         if missing:
             token = repair_token(ranges, missing)
             log.warning("%s: %d of the replayed records were not in %s; storing them", token, len(missing), spec.table)
@@ -163,11 +164,11 @@ class RangeWriter:
             _add(stored, rejected, ({"avro": 0, "python": n}, bad))
             refused |= {(r.partition, r.offset) for r in bad}
         if derived:
-            held = [x for x in msgs if (x.partition(), x.offset()) not in refused]
+            held = {k for at, k in keys.items() if at not in refused}
             # a fill of run_events is an insert a run read may see: announced as one of any run
             announced = self.watch.begin(None) if self.watch is not None else 0
             try:
-                self.views.settle(self._client(), sorted(set(record_keys(spec, self.codec, held).values())))
+                self.views.settle(self._client(), sorted(held))
             finally:
                 if self.watch is not None:
                     self.watch.end(announced)
