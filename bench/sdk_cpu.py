@@ -126,25 +126,48 @@ def _child_e2e(cfg: dict) -> dict:
 
 
 class _Discard:
-    """A producer that takes records and drops them (threads mode: no broker, no librdkafka)."""
+    """A producer that takes records and drops them (threads mode: no broker, no librdkafka).
+
+    Like librdkafka it reports each record from ``poll``/``flush`` (a success, unless configured
+    with ``delivery.report.only.error``): the transport counts a record in flight until its
+    report, and a flush waits for none left in flight."""
 
     def __init__(self, conf: dict) -> None:
         self.n = 0
+        self._cb = conf.get("on_delivery")
+        self._only_errors = str(conf.get("delivery.report.only.error", False)).lower() == "true"
+        self._pending: list = []
 
-    def produce(self, topic: str, value: bytes, key: bytes | None = None, **kw: object) -> None:
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, on_delivery=None,
+                **kw: object) -> None:
         self.n += 1
+        self._pending.append(on_delivery)
 
     def poll(self, timeout: float = 0) -> int:
-        return 0
+        pending, self._pending = self._pending, []
+        if not self._only_errors:
+            for cb in pending:
+                if (cb or self._cb) is not None:
+                    (cb or self._cb)(None, _Reported)
+        return len(pending)
 
     def flush(self, timeout: float = 0) -> int:
+        self.poll(0)
         return 0
 
     def purge(self, **kw: object) -> None:
-        pass
+        self._pending.clear()
 
     def __len__(self) -> int:
-        return 0
+        return len(self._pending)
+
+
+class _Reported:
+    """What a delivery callback reads of a delivered record (never read on success)."""
+
+    @staticmethod
+    def error() -> None:
+        return None
 
 
 def _runs(tracer, runs: int, steps: int) -> None:

@@ -104,17 +104,44 @@ def test_stop_button_stops_a_live_agent(operator, dashboard_stack, live_agent):
     run_id = state["run_id"]
     page = operator.page
     wait_for(lambda: page.request.get(f"/v1/runs/{run_id}").status == 200, 60, "the live run to be stored")
-    # The page reads the run once, when it loads. Twice in four clean-clone suites (6 workers on
-    # 2 cores) its Stop button stayed disabled for 60 s although the run was live and readable;
-    # the cause was not found (docs: the fourteenth stop's note). A reload reads it again.
+    # The page reads the run and the key's scopes once, when it loads. Twice in four clean-clone
+    # suites (6 workers on 2 cores) its Stop button stayed disabled for 60 s although the run was
+    # live and readable; the cause was not found (the fourteenth stop's note). A disabled button
+    # now says why (its title); a reload reads both again.
+    # A failed read of the key's scopes is tried again (here the first read fails), and when
+    # every read fails the button says so instead of blaming the key.
+    calls = {"n": 0}
+
+    def whoami(route, fail_all: bool) -> None:
+        calls["n"] += 1
+        if fail_all or calls["n"] == 1:
+            route.fulfill(status=503, content_type="application/json",
+                          body='{"error": {"code": "unavailable", "message": "busy"}}')
+        else:
+            route.continue_()
+
+    page.route("**/ui/api/whoami", lambda route: whoami(route, True))
+    page.goto(f"/ui/runs/{run_id}")
+    page.wait_for_selector("#stop-run[disabled]")
+    assert "could not read this key's permissions (busy)" in str(page.get_attribute("#stop-run", "title"))
+    assert calls["n"] == 3
+    page.unroute("**/ui/api/whoami")
+    calls["n"] = 0
+    page.route("**/ui/api/whoami", lambda route: whoami(route, False))
     deadline = time.monotonic() + 120
+    why: list[str] = []
     while True:
         page.goto(f"/ui/runs/{run_id}")
         try:
             page.wait_for_selector("#stop-run:not([disabled])", timeout=20_000)
             break
         except PlaywrightTimeout:
-            assert time.monotonic() < deadline, "the Stop button never enabled for a live run"
+            why.append(str(page.get_attribute("#stop-run", "title")))
+            assert time.monotonic() < deadline, f"the Stop button never enabled for a live run: {why}"
+    assert calls["n"] >= 2  # the first read failed, a second one gave the scopes
+    page.unroute("**/ui/api/whoami")
+    # the browser logs each refused read as an error; only what follows must be clean
+    operator.console_errors[:] = [e for e in operator.console_errors if "503" not in e]
     page.wait_for_selector(".wf-bar[data-step-id]")
     page.click("#stop-run")
     page.wait_for_selector("#op-dialog[open]")

@@ -5,9 +5,20 @@ AS.page(async function (main) {
   const el = AS.el, fmt = AS.fmt;
   const runId = main.dataset.runId;
   const path = "/v1/runs/" + encodeURIComponent(runId);
+  // The key's scopes decide whether Stop and Throttle are offered. A failed read is tried
+  // again before the buttons are disabled, and then they say it was the read that failed, not
+  // the key (a busy server must not pass for a key without the write scope).
+  async function whoami() {
+    for (const wait of [250, 1000, 0]) {
+      try { return await AS.api("/ui/api/whoami"); } catch (err) {
+        if (!wait) return { scopes: [], failed: err.message || String(err) };
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
   const [run, who, explained] = await Promise.all([
     AS.api(path).then((d) => d.run),
-    AS.api("/ui/api/whoami").catch(() => ({ scopes: [] })),
+    whoami(),
     AS.api(path + "/explain").catch(() => null),
   ]);
   const canWrite = (who.scopes || []).includes("write");
@@ -20,7 +31,9 @@ AS.page(async function (main) {
   const running = run.status === "RUNNING";
   for (const b of [stopBtn, throttleBtn]) {
     b.disabled = !running || !canWrite;
-    b.title = !running ? "the run already ended (" + run.status + ")" : !canWrite ? "needs an API key with the write scope" : "";
+    b.title = !running ? "the run already ended (" + run.status + ")"
+      : who.failed ? "could not read this key's permissions (" + who.failed + "); reload to try again"
+      : !canWrite ? "needs an API key with the write scope" : "";
   }
   const other = el("input", { id: "diff-other", placeholder: "another run id", size: 24, "aria-label": "run to compare with" });
   const diffForm = el("form", { id: "diff-form", class: "inline", style: { display: "inline-flex", gap: "6px", marginLeft: "12px" } },
