@@ -1,8 +1,9 @@
-"""The install is quiet unless something is wrong. Two sources of noise, each tested: setuptools'
+"""The install is quiet unless something is wrong. Three sources of noise, each tested: setuptools'
 "Package would be ignored" (~45 lines for each of six data-only folders) when the package is
 built, and pip's "Location 'file:///...' is ignored" for each package a local mirror of this
 machine's pip configuration lacks (139 lines in a dry run of `pip install -e .[dev]`), which
-`make install` filters through .ci/pip-quiet.sh, keeping every other line and pip's exit status."""
+`make install` filters through .ci/pip-quiet.sh, keeping every other line and pip's exit status,
+and setuptools 84's notice on every editable install of a package-dir layout, filtered there too."""
 from __future__ import annotations
 
 import shutil
@@ -69,3 +70,35 @@ def test_make_install_goes_through_pip_quiet():
     recipe = text.split("$(STAMP): pyproject.toml setup.py", 1)[1].split("\n\n", 1)[0]
     pip_lines = [ln for ln in recipe.splitlines() if "pip install" in ln]
     assert pip_lines and all("sh .ci/pip-quiet.sh" in ln and " -q " in ln for ln in pip_lines)
+
+
+# What setuptools 84 prints for every editable install of a package-dir layout (seen in
+# `make install` on a clean clone, 2026-12-07), as pip passes it through.
+EDITABLE_NOTICE = [
+    "  /tmp/pip-build-env-rgxdlpxf/overlay/lib/python3.11/site-packages/setuptools/command/"
+    "editable_wheel.py:354: BuildBackendWarning: Editable installation.",
+    "  !!",
+    "  ",
+    "          " + "*" * 80,
+    "          Please be careful with folders in your working directory with the same",
+    "          name as your package as they may take precedence during imports.",
+    "          " + "*" * 80,
+    "  ",
+    "  !!",
+    '    with strategy, WheelFile(wheel_path, "w") as wheel_obj:',
+]
+
+
+def test_pip_quiet_drops_setuptools_editable_notice_and_nothing_around_it(tmp_path):
+    other = ["  /x/setuptools/dist.py:1: SetuptoolsDeprecationWarning: License classifiers are deprecated.",
+             "  !!", "          " + "*" * 80, "          Please use a SPDX license expression.",
+             "          " + "*" * 80, "  !!"]
+    before, after = "Obtaining file:///work/main", "ERROR: Could not build wheels for agentstream"
+    # one stream (the fake pip alternates stdout and stderr; pip-quiet merges them in order)
+    script = tmp_path / "fake-pip"
+    script.write_text("#!/bin/sh\ncat <<'END'\n" + "\n".join([before, *EDITABLE_NOTICE, *other, after])
+                      + "\nEND\nexit 1\n")
+    script.chmod(0o755)
+    r = subprocess.run(["sh", str(PIP_QUIET), str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == [before, *other, after]
