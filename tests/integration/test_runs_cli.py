@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "api"))
@@ -54,7 +56,7 @@ def server(tmp_path_factory, chdb_client, bootstrap, topic_prefix):
     a, b = build_pair(tenant)
     live = RunBuilder(tenant, agent="support-bot", version="v2")
     live.step("PLAN", "plan", 5)
-    insert_runs(chdb_client, [a, b, live])
+    insert_runs(chdb_client, [a, b, live] + gate_cohorts(tenant))
     insert_alerts(chdb_client, tenant, pair_alerts(b))
     settings = ApiSettings(api_keys_file=keys, bootstrap_servers=bootstrap, topic_prefix=topic_prefix,
                            kafka_client_conf={"session.timeout.ms": "6000"})
@@ -74,6 +76,68 @@ def server(tmp_path_factory, chdb_client, bootstrap, topic_prefix):
     yield env, live.run_id, tmp
     srv.should_exit = True
     thread.join(10)
+
+
+def gate_cohorts(tenant: str) -> list[RunBuilder]:
+    """Three versions of one agent for `agentstream compare`: v2 as v1 (another draw of the same
+    behaviour), v3 failing a third of its runs and three times slower, v4 with five runs."""
+    rng = random.Random(11)
+    t0 = int(time.time() * 1e6) - 5 * 3_600_000_000
+    out = []
+    for version, n, fail_every, latency in (("v1", 60, 20, 100), ("v2", 60, 20, 100), ("v3", 60, 3, 300),
+                                            ("v4", 5, 0, 100)):
+        for i in range(n):
+            r = RunBuilder(tenant, "gate-bot", version, start_us=t0 + i * 1_000_000)
+            r.llm("think", latency * rng.uniform(0.8, 1.2), 100, 10, 0.01)
+            r.tool("search", 5)
+            out.append(r.end("FAILURE" if fail_every and i % fail_every == 0 else "SUCCESS"))
+    return out
+
+
+def _compare(env, *args):
+    from agentstream.cli.compare_commands import compare_command
+
+    app = typer.Typer()
+    app.command()(compare_command)
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def test_compare_gates_a_release_on_real_cohorts(server):
+    env, _, _ = server
+    same = _compare(env, "gate-bot", "v1", "v2")
+    assert same.exit_code == 0, same.output
+    assert "PASS" in same.stdout and "failure rate" in same.stdout and "latency p95" in same.stdout
+    worse = _compare(env, "gate-bot", "v1", "v3", "--json")
+    assert worse.exit_code == 1, worse.output
+    doc = json.loads(worse.stdout)
+    regressed = {c["metric"] for c in doc["checks"] if c["status"] == "regressed"}
+    assert {"failure rate", "latency p50"} <= regressed
+    assert doc["comparison"]["b"]["runs"] == 60 and doc["outcome"] == "regression"
+    # the same figures pass a team that allows that much
+    loose = _compare(env, "gate-bot", "v1", "v3", "--max-failure-rate-increase", "50",
+                     "--max-latency-increase", "500", "--max-cost-increase", "500")
+    assert loose.exit_code == 0, loose.output
+    # the other way round, v3 -> v1 is an improvement
+    better = _compare(env, "gate-bot", "v3", "v1", "--json")
+    assert better.exit_code == 0 and {c["metric"]: c["status"] for c in json.loads(better.stdout)["checks"]}[
+        "failure rate"] == "improved"
+    thin = _compare(env, "gate-bot", "v1", "v4")
+    assert thin.exit_code == 3 and "INSUFFICIENT" in thin.stdout and "candidate has 5 finished runs" in thin.stdout
+    assert _compare(env, "gate-bot", "v1", "v4", "--allow-insufficient").exit_code == 0
+    # a window with none of the runs in it is too little data, not a pass
+    assert _compare(env, "gate-bot", "v1", "v3", "--hours", "1").exit_code == 3
+
+
+def test_compare_errors_exit_2_not_as_a_regression(server):
+    env, _, _ = server
+    r = _compare({**env, "AGENTSTREAM_API_KEY": "ask_wrong_wrong_wrong_wrong"}, "gate-bot", "v1", "v3")
+    assert r.exit_code == 2 and "401" in r.stderr
+    r = _compare({**env, "AGENTSTREAM_API_URL": f"http://127.0.0.1:{_free_port()}"}, "gate-bot", "v1", "v3")
+    assert r.exit_code == 2 and "cannot reach" in r.stderr
+    r = _compare(env, "gate-bot", "v1", "v3", "--since", "not-a-time")
+    assert r.exit_code == 2 and "422" in r.stderr
+    r = _compare(env, "gate-bot", "v1", "v3", "--since", "2026-01-01", "--hours", "2")
+    assert r.exit_code == 2 and "--since or --hours" in r.output
 
 
 def _run(env, *args):
@@ -209,3 +273,4 @@ def test_interactive_replay_in_a_real_terminal(server):
         wait_for("EXITED-0")
     finally:
         subprocess.run(tmux + ["kill-server"], capture_output=True)
+
