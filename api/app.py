@@ -18,13 +18,13 @@ from .settings import ApiSettings
 
 from .routes import (alert_lifecycle, alerts, compare, costs, drift, feedback, health, policies, runs,
                      sessions, sql, stats, timeline)
-from .routes import export, run_ops, topology
+from .routes import export, run_ops, topology, whoami
 
 log = logging.getLogger("agentstream.api")
 
 # Included in this order (timeline before nothing that shadows /v1/runs/{run_id}/timeline).
 ROUTERS = [health, runs, timeline, sessions, stats, costs, compare, alerts, alert_lifecycle, drift, sql,
-           policies, feedback, run_ops, export, topology]
+           policies, feedback, run_ops, export, topology, whoami]
 
 DESCRIPTION = """\
 Read API over agentstream's ClickHouse tables. Every request needs a tenant API key

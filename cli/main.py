@@ -27,6 +27,7 @@ PART_COMMANDS = [
     "agentstream.cli.schema_commands",
     "agentstream.cli.runs",
     "agentstream.cli.compare_commands",
+    "agentstream.cli.digest_commands",
     "agentstream.cli.export_commands",
     "agentstream.cli.plan",
     "agentstream.cli.mcp_commands",

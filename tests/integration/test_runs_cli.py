@@ -56,7 +56,7 @@ def server(tmp_path_factory, chdb_client, bootstrap, topic_prefix):
     a, b = build_pair(tenant)
     live = RunBuilder(tenant, agent="support-bot", version="v2")
     live.step("PLAN", "plan", 5)
-    insert_runs(chdb_client, [a, b, live] + gate_cohorts(tenant))
+    insert_runs(chdb_client, [a, b, live] + gate_cohorts(tenant) + digest_runs(tenant))
     insert_alerts(chdb_client, tenant, pair_alerts(b))
     settings = ApiSettings(api_keys_file=keys, bootstrap_servers=bootstrap, topic_prefix=topic_prefix,
                            kafka_client_conf={"session.timeout.ms": "6000"})
@@ -92,6 +92,47 @@ def gate_cohorts(tenant: str) -> list[RunBuilder]:
             r.tool("search", 5)
             out.append(r.end("FAILURE" if fail_every and i % fail_every == 0 else "SUCCESS"))
     return out
+
+
+def digest_runs(tenant: str) -> list[RunBuilder]:
+    """digest-bot v1: 30 clean runs at $0.01 a day and a half ago, 30 runs now failing half the
+    time at $0.05 (the digest's period before, and its period)."""
+    now = int(time.time() * 1e6)
+    out = []
+    for start, fail_every, cost in ((now - 36 * 3_600_000_000, 0, 0.01), (now - 2 * 3_600_000_000, 2, 0.05)):
+        for i in range(30):
+            r = RunBuilder(tenant, "digest-bot", "v1", start_us=start + i * 1_000_000)
+            r.llm("think", 50, 100, 10, cost, model="gpt-digest")
+            out.append(r.end("FAILURE" if fail_every and i % fail_every == 0 else "SUCCESS"))
+    return out
+
+
+def test_digest_of_the_last_day_beside_the_day_before(server):
+    from agentstream.cli.digest_commands import digest_command
+
+    env, _, _ = server
+    app = typer.Typer()
+    app.command()(digest_command)
+    r = CliRunner().invoke(app, ["--json"], env=env, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["tenant"].startswith("cli-")
+    # every run started in the day: the pair, the live run, four gate versions, digest-bot's 30
+    assert d["totals"]["runs"] == 2 + 1 + 185 + 30 and d["totals_before"]["runs"] == 30
+    attention = {(a["kind"], a["agent_id"], a["agent_version"]) for a in d["attention"]}
+    assert ("failures", "digest-bot", "v1") in attention  # 50% now, 0% the day before
+    assert ("cost", "digest-bot", "v1") in attention  # $1.50 against $0.30: +400 %, $1.20 more
+    assert ("drift", "digest-bot", "v1") in attention  # /v1/drift: its day against its week
+    assert ("failures", "gate-bot", "v3") in attention  # new, a third of its runs failing
+    assert {m["model"] for m in d["models"]} >= {"gpt-digest"}
+    text = CliRunner().invoke(app, ["--top", "3"], env=env, catch_exceptions=False).stdout
+    assert text.startswith(f"## agentstream digest: {d['tenant']}")
+    assert "digest-bot v1: failure rate 50.0% (0.0% the period before)" in text
+    assert f"(top 3 of {d['versions_total']})" in text and d["versions_total"] >= 6
+    bad = CliRunner().invoke(app, ["--until", "yesterday"], env=env)
+    assert bad.exit_code == 2 and "not an ISO 8601 time" in bad.output
+    denied = CliRunner().invoke(app, [], env={**env, "AGENTSTREAM_API_KEY": "ask_wrong_wrong_wrong_wrong"})
+    assert denied.exit_code == 1 and "401" in denied.stderr
 
 
 def _compare(env, *args):
@@ -273,4 +314,5 @@ def test_interactive_replay_in_a_real_terminal(server):
         wait_for("EXITED-0")
     finally:
         subprocess.run(tmux + ["kill-server"], capture_output=True)
+
 
