@@ -1,5 +1,5 @@
 """``agentstream runs``: operate a live fleet through the query API (stop, throttle, explain,
-diff, replay, export, sample). HTTP only: see runs_client.py for the URL, key and config file."""
+diff, replay, export, sample, share). HTTP only: see runs_client.py for the URL, key and config file."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from rich.console import Console
 from .runs_client import ApiClient, CliError, resolve, run_path
 
 runs_app = typer.Typer(help="Operate runs through the query API: stop, throttle, explain, diff, "
-                            "replay, export, sample.", no_args_is_help=True)
+                            "replay, export, sample, share.", no_args_is_help=True)
 
 API_URL = typer.Option(None, "--api-url", help="query API base URL [env AGENTSTREAM_API_URL, "
                                                 "config api_url, default http://127.0.0.1:8000]")
@@ -212,6 +212,37 @@ def sample(worst: int = typer.Option(50, "--worst", min=1, max=100_000, help="ho
     params = _filters(agent, version, status, environment, since, until)
     params.update(format=fmt, worst=worst, by=by)
     _export(output, params, anonymize, api_url, api_key, f"sampling the {worst} worst by {by}")
+
+
+@runs_app.command("share")
+def share(run_id: str = typer.Argument(...),
+          output: Path = typer.Option(..., "-o", "--output", help="the HTML file to write"),
+          api_url: Optional[str] = API_URL, api_key: Optional[str] = API_KEY) -> None:
+    """One run as a single HTML file anyone can open offline: the run page with its data inside,
+    read-only, fetching nothing (the data as stored: already redacted)."""
+    from datetime import datetime, timezone
+
+    from .runs_share import requests, share_html
+
+    answers: dict[str, Any] = {}
+    try:
+        client = _client(api_url, api_key)
+        try:
+            tenant = client.get("/v1/whoami").get("tenant_id") or "?"
+            for key, (path, params) in requests(run_id).items():
+                try:
+                    answers[key] = client.get(path, **params)
+                except CliError:
+                    if not answers:  # the run itself: nothing to share without it
+                        raise
+        finally:
+            client.close()
+    except CliError as exc:
+        _fail(exc)
+    taken = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    output.write_text(share_html(run_id, answers, tenant, taken), encoding="utf-8")
+    Console(stderr=True).print(f"run {run_id} → {output} ({output.stat().st_size:,} bytes; open it in any "
+                               "browser, it fetches nothing)", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

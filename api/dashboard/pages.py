@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-ASSET_VERSION = "1"
+ASSET_VERSION = "2"
 
 NAV = [
     ("fleet", "/ui", "Fleet"),

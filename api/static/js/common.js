@@ -27,8 +27,23 @@
 
   // Every call carries the session cookie; unsafe methods also carry the header that proves the
   // request came from this page's script (a cross-site form cannot set it).
+  // A shared snapshot (`agentstream runs share`) carries the API's answers in the page itself and
+  // makes no request at all (its Content-Security-Policy forbids them too): a path it does not
+  // carry is a 404, and nothing can be changed from it.
+  const shared = window.AGENTSTREAM_SHARED;
+  AS.shared = Boolean(shared);
   AS.api = async function (path, opts) {
     opts = opts || {};
+    if (shared) {
+      const method = (opts.method || "GET").toUpperCase();
+      const hit = method === "GET" ? shared.answers[path] : undefined;
+      if (hit === undefined) {
+        const err = new Error(method === "GET" ? "not in this shared snapshot" : "a shared snapshot is read-only");
+        err.status = method === "GET" ? 404 : 405;
+        throw err;
+      }
+      return JSON.parse(JSON.stringify(hit));
+    }
     const headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
     const method = (opts.method || "GET").toUpperCase();
     if (method !== "GET") headers["X-AgentStream-CSRF"] = "1";

@@ -18,7 +18,7 @@ AS.page(async function (main) {
   }
   const [run, who, explained] = await Promise.all([
     AS.api(path).then((d) => d.run),
-    whoami(),
+    AS.shared ? { scopes: [] } : whoami(),
     AS.api(path + "/explain").catch(() => null),
   ]);
   const canWrite = (who.scopes || []).includes("write");
@@ -45,7 +45,14 @@ AS.page(async function (main) {
   const bar = el("div", { class: "ops-bar", style: { display: "flex", gap: "8px", alignItems: "center", margin: "8px 0 12px" } },
     stopBtn, throttleBtn, diffForm,
     running ? null : el("span", { class: "note" }, "stop and throttle apply to running runs only"));
-  AS.$("#run-sub").after(bar, result);
+  // A shared snapshot operates nothing: it says what it is instead.
+  if (AS.shared) {
+    const meta = window.AGENTSTREAM_SHARED;
+    AS.$("#run-sub").after(el("div", { id: "shared-banner", class: "note", style: { background: "#f1f3f5", padding: "8px 12px", borderRadius: "8px", margin: "8px 0 12px" } },
+      "Shared snapshot of this run as stored at " + meta.taken_at + " (tenant " + meta.tenant + "): read-only, no data is fetched; links to other pages do not work here."));
+  } else {
+    AS.$("#run-sub").after(bar, result);
+  }
 
   // ---- confirmation dialog: a reason is required, it is stored with the action
   function confirmDialog(kind) {
