@@ -22,9 +22,13 @@ from .routes import export, run_ops, topology, whoami
 
 log = logging.getLogger("agentstream.api")
 
-# Included in this order (timeline before nothing that shadows /v1/runs/{run_id}/timeline).
-ROUTERS = [health, runs, timeline, sessions, stats, costs, compare, alerts, alert_lifecycle, drift, sql,
-           policies, feedback, run_ops, export, topology, whoami]
+# Included in this order. Run and session ids may hold "/" (schemas/id_format.py), so their routes
+# take ``{run_id:path}``: ``runs`` (``/v1/runs/{run_id:path}``, which matches any tail) comes after
+# every ``/v1/runs/{run_id:path}/<tail>`` route (timeline, run_ops, topology), or it would take
+# "x/timeline" for a run id. An id that itself ends in "/timeline" (or another tail) is read as
+# that tail of the run before it.
+ROUTERS = [health, timeline, sessions, stats, costs, compare, alerts, alert_lifecycle, drift, sql,
+           policies, feedback, run_ops, export, topology, whoami, runs]
 
 DESCRIPTION = """\
 Read API over agentstream's ClickHouse tables. Every request needs a tenant API key

@@ -130,7 +130,7 @@ def mount_dashboard(app: FastAPI, settings: Any) -> None:
                               ("/costs", "costs", "Costs")]:
         router.add_api_route(path, page(name, title), methods=["GET"], response_class=HTMLResponse)
 
-    @router.get("/runs/{run_id}")
+    @router.get("/runs/{run_id:path}")
     def run_page(request: Request, run_id: str, db=Depends(deps.get_db)) -> Response:
         s = current_session(request)
         if s is None:
@@ -142,7 +142,7 @@ def mount_dashboard(app: FastAPI, settings: Any) -> None:
             return _html(pages.not_found_html(s.tenant_id, f"Run {run_id!r}"), 404)
         return _html(pages.page_html("run", f"Run {run_id}", s.tenant_id, {"run-id": run_id}))
 
-    @router.get("/sessions/{session_id}")
+    @router.get("/sessions/{session_id:path}")
     def session_page(request: Request, session_id: str, db=Depends(deps.get_db)) -> Response:
         s = current_session(request)
         if s is None:

@@ -104,7 +104,7 @@ def _issue(state: AppState, who: Principal, run_id: str, body: ManualCommand,
                          issued_by=issued_by, issued_us=now)
 
 
-@router.post("/{run_id}/stop", response_model=CommandIssued, status_code=202,
+@router.post("/{run_id:path}/stop", response_model=CommandIssued, status_code=202,
              summary="Stop a running run by hand (write scope)",
              description="Sends a STOP command; the SDK raises RunStopped in the agent before its "
                          "next step and acknowledges with a COMMAND_ACK event. Recorded as a "
@@ -114,7 +114,7 @@ def stop_run(body: ManualCommand, run_id: str = RUN_ID, who: Principal = Depends
     return _issue(state, who, run_id, body, "STOP", None)
 
 
-@router.post("/{run_id}/throttle", response_model=CommandIssued, status_code=202,
+@router.post("/{run_id:path}/throttle", response_model=CommandIssued, status_code=202,
              summary="Throttle a running run by hand (write scope)",
              description="Sends a THROTTLE command: the SDK waits throttle_ms before each further "
                          "step. Recorded as a `manual_throttle` alert. 409 if the run already ended.")
@@ -143,7 +143,7 @@ def _detail(db: Db, tenant: str, run_id: str) -> dict[str, Any]:
     return detail
 
 
-@router.get("/{run_id}/explain", response_model=Explanation,
+@router.get("/{run_id:path}/explain", response_model=Explanation,
             summary="A deterministic plain-language account of one run",
             description="Computed from the run's events and alerts, no model: outcome, where time "
                         "and cost went, the failure chain and its root step, retries, decisions, "
@@ -167,7 +167,7 @@ class Diff(BaseModel):
     ops: list[dict[str, Any]] = Field(description="aligned steps: same, changed, inserted, removed")
 
 
-@router.get("/{run_id}/diff/{other_run_id}", response_model=Diff,
+@router.get("/{run_id:path}/diff/{other_run_id:path}", response_model=Diff,
             summary="Align two runs' steps and show what differs",
             description="A global sequence alignment of the steps by kind, name and argument "
                         "digest (or model), not by position: inserted, removed and changed steps, "

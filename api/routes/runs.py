@@ -65,7 +65,7 @@ def get_runs(
     return model_response(RunPage(items=items, next_cursor=next_cursor))
 
 
-@router.get("/{run_id}", response_model=RunDetail,
+@router.get("/{run_id:path}", response_model=RunDetail,
             summary="One run with its steps in order, failures, decisions and signals")
 async def get_run(
     run_id: str = RUN_ID,

@@ -60,7 +60,7 @@ def get_sessions(
     return SessionPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{session_id}", response_model=SessionDetail,
+@router.get("/{session_id:path}", response_model=SessionDetail,
             summary="One session: its runs in start order, with totals")
 def get_session(
     session_id: str = Path(..., min_length=1, max_length=256),

@@ -62,7 +62,7 @@ class Timeline(BaseModel):
     child_runs: list[ChildRun]
 
 
-@router.get("/{run_id}/timeline", response_model=Timeline, summary="Waterfall of one run",
+@router.get("/{run_id:path}/timeline", response_model=Timeline, summary="Waterfall of one run",
             description="Spans are steps, offsets in ms from the run's start; depth comes from "
                         "parent_step_id; retries point at the attempt they retry (retry_of) and "
                         "the first attempt (retry_root); approval steps are waits (wait_ms is the "

@@ -59,7 +59,7 @@ class Topology(BaseModel):
     loops: list[Loop] = Field(description="runs whose agent reappears more than once in its own ancestry")
 
 
-@router.get("/{run_id}/topology", response_model=Topology, summary="Multi-agent topology of a run",
+@router.get("/{run_id:path}/topology", response_model=Topology, summary="Multi-agent topology of a run",
             description="Every stored run of the run's handoff tree: up to its root through parent_run_id, "
                         "then down; edges from HANDOFF steps and parent links; per-agent counts; loops.")
 def get_topology(run_id: str = RUN_ID, who: Principal = Depends(require_read),
