@@ -67,7 +67,7 @@ def test_a_shared_run_renders_offline_and_operates_nothing(browser, dashboard_st
 
 def test_markup_in_a_stored_run_stays_text(browser, dashboard_stack, tmp_path):
     tenant = dashboard_stack.tenants[0]
-    run = RunBuilder(tenant, agent=EVIL, version="v<1>", run_id=f"run <x>&\"'ü-{uuid.uuid4().hex[:8]}")
+    run = RunBuilder(tenant, agent=EVIL, version="v<1>", run_id=f"run <x>&\"'/ü#-{uuid.uuid4().hex[:8]}")
     run.llm(EVIL, 120, 100, 10, 0.01)
     run.tool("lookup</script>", 30)
     run.failure("tool_error", EVIL)
