@@ -1,5 +1,5 @@
 """``agentstream runs``: operate a live fleet through the query API (stop, throttle, explain,
-diff, replay, export, sample, share). HTTP only: see runs_client.py for the URL, key and config file."""
+diff, replay, why, export, sample, share). HTTP only: see runs_client.py for the URL, key and config file."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from rich.console import Console
 from .runs_client import ApiClient, CliError, resolve, run_path
 
 runs_app = typer.Typer(help="Operate runs through the query API: stop, throttle, explain, diff, "
-                            "replay, export, sample, share.", no_args_is_help=True)
+                            "replay, why, export, sample, share.", no_args_is_help=True)
 
 API_URL = typer.Option(None, "--api-url", help="query API base URL [env AGENTSTREAM_API_URL, "
                                                 "config api_url, default http://127.0.0.1:8000]")
@@ -212,6 +212,33 @@ def sample(worst: int = typer.Option(50, "--worst", min=1, max=100_000, help="ho
     params = _filters(agent, version, status, environment, since, until)
     params.update(format=fmt, worst=worst, by=by)
     _export(output, params, anonymize, api_url, api_key, f"sampling the {worst} worst by {by}")
+
+
+@runs_app.command("why")
+def why(run_id: str = typer.Argument(...),
+        step: str = typer.Argument(..., help="a step id, #seq, or a step name (its last attempt)"),
+        api_url: Optional[str] = API_URL, api_key: Optional[str] = API_KEY, as_json: bool = JSON) -> None:
+    """Why a step ran as it did: the steps around it, the decisions before it, its attempts, the
+    failure inside it and what its failure caused (computed from the data, no model)."""
+    from .runs_why import StepNotFound, lines
+    from .runs_why import why as account
+
+    try:
+        client = _client(api_url, api_key)
+        try:
+            timeline = client.get(run_path(run_id, "timeline"))
+            detail = client.get(run_path(run_id))
+        finally:
+            client.close()
+        doc = account(timeline, detail, step)
+    except StepNotFound as exc:
+        _fail(CliError(str(exc)))
+    except CliError as exc:
+        _fail(exc)
+    if as_json:
+        _out(doc, True)
+    else:
+        sys.stdout.write("\n".join(lines(doc)) + "\n")
 
 
 @runs_app.command("share")

@@ -205,6 +205,25 @@ def test_diff_terminal_and_json(server):
     assert doc["counts"] == {"changed": 2, "inserted": 3, "removed": 3, "same": 2}
 
 
+def test_why_a_step_failed_and_what_it_caused(server):
+    env, _, _ = server
+    r = _run(env, "why", RUN_B, "b-lookup-2")
+    assert r.exit_code == 0, r.output
+    text = r.stdout
+    assert "Step tool 'lookup_order'" in text and "attempt 2" in text and "TIMEOUT" in text
+    assert "It ran inside custom 'handle_order'" in text
+    assert "tool_selection chose lookup_order over search_docs (needs_order_data, confidence 0.82)" in text
+    assert "Its call was attempted 2 times" in text
+    assert "Its failure carried up to custom 'handle_order'" in text and "(ERROR)" in text
+    doc = json.loads(_run(env, "why", RUN_B, "handle_order", "--json").stdout)
+    assert doc["root_cause_inside"]["span_id"] == "b-lookup-1"
+    assert doc["root_cause_inside"]["failures"] == ["TOOL:timeout"]
+    by_name = json.loads(_run(env, "why", RUN_B, "lookup_order", "--json").stdout)
+    assert by_name["step"]["span_id"] == "b-lookup-2"  # a name means its last attempt
+    missing = _run(env, "why", RUN_B, "no-such-step")
+    assert missing.exit_code == 1 and "no step 'no-such-step' in this run" in missing.stderr
+
+
 def test_replay_non_interactive(server):
     env, _, _ = server
     r = _run(env, "replay", RUN_B, "--speed", "max", "--no-interactive")
@@ -314,5 +333,6 @@ def test_interactive_replay_in_a_real_terminal(server):
         wait_for("EXITED-0")
     finally:
         subprocess.run(tmux + ["kill-server"], capture_output=True)
+
 
 
