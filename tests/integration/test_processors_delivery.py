@@ -36,12 +36,17 @@ from test_sink_support import committed, produce, wait_for
 
 pytestmark = pytest.mark.integration
 codec = Codec()
-FREEZE_S = 3.0  # under the 6 s session timeout: the consumer stays in its group
+# The freeze lasts until librdkafka has refused an output (and at least FREEZE_MIN_S), at most
+# FREEZE_MAX_S: under the 6 s session timeout, so the consumer stays in its group. A fixed 3 s was
+# too short once on a loaded machine (6 suite workers on 2 cores): the thaw came before
+# librdkafka's timeout scan had run, nothing was refused, and the test's premise failed.
+FREEZE_MIN_S = 2.0
+FREEZE_MAX_S = 5.0
 
 
 class FreezingEmitter(Emitter):
     """The worker's emitter (errors_only) with timeouts short enough to expire while the broker
-    is frozen; its first batch of ``events`` outputs freezes the broker for ``FREEZE_S``."""
+    is frozen; its first batch of ``events`` outputs freezes the broker until a refusal."""
 
     def __init__(self, bootstrap: str, broker: EmbeddedBroker, events_topic: str, idempotent: bool) -> None:
         # Without idempotence: after a timeout librdkafka bumps the producer epoch and the embedded
@@ -52,6 +57,7 @@ class FreezingEmitter(Emitter):
         self.broker, self.events_topic = broker, events_topic
         self.frozen_at: float | None = None
         self.thawed_at: float | None = None
+        self.refused = threading.Event()
 
     def produce_all(self, records, on_delivery=None):
         records = list(records)
@@ -59,8 +65,21 @@ class FreezingEmitter(Emitter):
             assert self.broker.proc is not None
             os.kill(self.broker.proc.pid, signal.SIGSTOP)
             self.frozen_at = time.monotonic()
-            threading.Timer(FREEZE_S, self.thaw).start()
-        return super().produce_all(records, on_delivery)
+            threading.Thread(target=self._thaw_after_a_refusal, daemon=True).start()
+        report = on_delivery or self._on_delivery
+
+        def noted(err, msg):
+            if err is not None:
+                self.refused.set()
+            report(err, msg)
+
+        return super().produce_all(records, noted)
+
+    def _thaw_after_a_refusal(self) -> None:
+        assert self.frozen_at is not None
+        self.refused.wait(FREEZE_MAX_S)
+        time.sleep(max(0.0, self.frozen_at + FREEZE_MIN_S - time.monotonic()))
+        self.thaw()
 
     def thaw(self) -> None:
         if self.broker.proc is not None and self.thawed_at is None:
