@@ -25,13 +25,14 @@
   AS.$ = (sel, root) => (root || document).querySelector(sel);
   AS.clear = (node) => { while (node.firstChild) node.removeChild(node.firstChild); return node; };
 
-  // Every call carries the session cookie; unsafe methods also carry the header that proves the
-  // request came from this page's script (a cross-site form cannot set it).
   // A shared snapshot (`agentstream runs share`) carries the API's answers in the page itself and
   // makes no request at all (its Content-Security-Policy forbids them too): a path it does not
   // carry is a 404, and nothing can be changed from it.
   const shared = window.AGENTSTREAM_SHARED;
   AS.shared = Boolean(shared);
+
+  // Every call carries the session cookie; unsafe methods also carry the header that proves the
+  // request came from this page's script (a cross-site form cannot set it).
   AS.api = async function (path, opts) {
     opts = opts || {};
     if (shared) {
