@@ -162,8 +162,8 @@ class RedactionStage:
             self.counts.clamped += clamped is not None
             rules = clean["redaction"]["rule_counts"]
             if rules:
-                for k, v in rules.items():
-                    self.counts.rules[k] = self.counts.rules.get(k, 0) + v
+                for k, n in rules.items():
+                    self.counts.rules[k] = self.counts.rules.get(k, 0) + n
             out.append(OutRecord(self.events_topic, rec.key, value, list(rec.headers or [])))
             passed.append(Redacted(clean, rec))
         return passed
