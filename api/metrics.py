@@ -1,7 +1,6 @@
 """Prometheus metrics of the query API, in a registry per app (tests build many apps)."""
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -12,8 +11,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from agentstream.schemas.offset_gaps import register_gap_metrics
 
 from .kafka_io import POLICY_GAP_COUNTS
-
-_CONVERTER = re.compile(r":\w+}")
 
 
 class ApiMetrics:
@@ -88,9 +85,9 @@ class ObserveRequests:
             nonlocal seen
             seen = True
             # The template, not the raw path: run ids would explode the label cardinality.
-            # Labelled as written without the converters ("{run_id}", not "{run_id:path}"), so the
-            # label stays the one alerts and dashboards name (deploy/.../prometheusrule.yaml).
-            template = _CONVERTER.sub("}", getattr(scope.get("route"), "path", "unmatched"))
+            # Starlette's template without converters ("{run_id}", not "{run_id:path}"): the
+            # label alerts and dashboards name (deploy/.../prometheusrule.yaml).
+            template = getattr(scope.get("route"), "path_format", "unmatched")
             method = scope["method"]
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .runs import API_KEY, API_URL
+from .runs import API_KEY, API_URL, fail
 from .runs_client import ApiClient, CliError, resolve
 from .version_gate import (
     CHANGED, IMPROVED, INSUFFICIENT, NO_DATA, PASS, REGRESSED, GateLimits, Verdict, format_change, format_value,
@@ -65,8 +65,7 @@ def compare_command(
         finally:
             client.close()
     except CliError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(ERROR_EXIT) from None
+        fail(exc, ERROR_EXIT)
     verdict = judge(doc, limits)
     if as_json:
         sys.stdout.write(json.dumps({**verdict.as_dict(), "comparison": doc}, indent=2, sort_keys=True) + "\n")

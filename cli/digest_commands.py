@@ -9,10 +9,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
 from .digest_report import Period, build, markdown
-from .runs import API_KEY, API_URL
+from .runs import API_KEY, API_URL, fail
 from .runs_client import ApiClient, CliError, resolve
 
 PAGE = 1000
@@ -80,8 +79,7 @@ def digest_command(
         finally:
             client.close()
     except CliError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        fail(exc)
     doc = build(tenant, period, now, earlier, alerts, complete, drift, models, top)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")

@@ -16,9 +16,10 @@ What needs attention is decided here, with the rules written down:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
+
+from agentstream.schemas.usage_numbers import usage_cost
 
 FAILURE_RISE_PTS = 5.0
 MIN_RUNS = 20
@@ -37,14 +38,8 @@ class Period:
 
 
 def _n(v: Any) -> float:
-    """A figure of an answer, 0 when absent or not a finite number."""
-    if isinstance(v, bool) or v is None:
-        return 0.0
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return 0.0
-    return f if math.isfinite(f) else 0.0
+    """A figure of an answer, 0 when absent or not a finite number >= 0."""
+    return usage_cost(v) or 0.0
 
 
 def _rate(failures: float, finished: float) -> float | None:
@@ -79,11 +74,12 @@ def build(tenant: str, period: Period, now: Sequence[Mapping[str, Any]], before:
         fin, fails, cost = _n(s.get("finished_runs")), _n(s.get("failures")), _n(s.get("cost_usd"))
         rate = _rate(fails, fin)
         row = {"agent_id": key[0], "agent_version": key[1], "runs": int(_n(s.get("runs"))), "finished_runs": int(fin),
+               "failures": int(fails),
                "failure_rate": rate, "latency_p95_ms": s.get("latency_p95_ms"), "cost_usd": cost, "new": p is None,
                "failure_rate_before": None if p is None else _rate(_n(p.get("failures")), _n(p.get("finished_runs"))),
                "cost_change_pct": None if p is None else _pct(cost, _n(p.get("cost_usd")))}
         versions.append(row)
-        attention += _version_attention(row, p, cur, s)
+        attention += _version_attention(row, p, cur)
     for d in drift:
         on = [str(x) for x in d.get("drifted_on") or []]
         if d.get("drifted") and on:
@@ -122,8 +118,8 @@ def _models(models: Sequence[Mapping[str, Any]], top: int) -> list[dict[str, Any
     return sorted(rows, key=lambda m: (-m["cost_usd"], m["model"]))[:top]
 
 
-def _version_attention(row: dict[str, Any], before: Mapping[str, Any] | None, fleet: dict[str, Any],
-                       stats: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _version_attention(row: dict[str, Any], before: Mapping[str, Any] | None,
+                       fleet: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     name = f"{_inline(row['agent_id'])} {_inline(row['agent_version'])}"
     rate, fin = row["failure_rate"], row["finished_runs"]
@@ -135,7 +131,7 @@ def _version_attention(row: dict[str, Any], before: Mapping[str, Any] | None, fl
                     "text": f"{name}: failure rate {_p(rate)} ({_p(row['failure_rate_before'])} the period before)"})
     elif before is None and rate is not None and fin >= MIN_RUNS:
         others_fin = fleet["finished_runs"] - fin
-        others = _rate(fleet["failures"] - _n(stats.get("failures")), others_fin) or 0.0
+        others = _rate(fleet["failures"] - row["failures"], others_fin) or 0.0
         if rate >= 2 * others and (rate - others) * 100 > FAILURE_RISE_PTS:
             out.append({**base, "kind": "failures",
                         "text": f"{name} is new and fails {_p(rate)} of its runs (the rest of the fleet {_p(others)})"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -25,9 +25,10 @@ def _client(api_url: Optional[str], api_key: Optional[str]) -> ApiClient:
     return ApiClient(resolve(api_url, api_key))
 
 
-def _fail(exc: CliError) -> None:
+def fail(exc: CliError, code: int = 1) -> NoReturn:
+    """The error as one line on stderr, then exit ``code``."""
     Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def _out(doc: Any, as_json: bool, view=None) -> None:
@@ -43,7 +44,7 @@ def _command(kind: str, run_id: str, body: dict[str, Any], api_url, api_key, as_
     try:
         doc = _client(api_url, api_key).post(run_path(run_id, kind), body)
     except CliError as exc:
-        _fail(exc)
+        fail(exc)
     _out(doc, as_json, issued_view)
 
 
@@ -78,7 +79,7 @@ def explain(run_id: str = typer.Argument(...), api_url: Optional[str] = API_URL,
     try:
         doc = _client(api_url, api_key).get(run_path(run_id, "explain"))
     except CliError as exc:
-        _fail(exc)
+        fail(exc)
     _out(doc, as_json, explain_view)
 
 
@@ -92,7 +93,7 @@ def diff(run_a: str = typer.Argument(..., help="baseline run"),
     try:
         doc = _client(api_url, api_key).get(run_path(run_a, "diff", run_b))
     except CliError as exc:
-        _fail(exc)
+        fail(exc)
     _out(doc, as_json, diff_view)
 
 
@@ -113,7 +114,7 @@ def replay(run_id: str = typer.Argument(...),
     try:
         timeline = _client(api_url, api_key).get(run_path(run_id, "timeline"))
     except CliError as exc:
-        _fail(exc)
+        fail(exc)
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive and not tty:
         raise typer.BadParameter("needs a terminal on stdin and stdout", param_hint="--interactive")
@@ -155,7 +156,7 @@ def _export(path: Optional[Path], params: dict[str, Any], anonymize: bool, api_u
             else:
                 out.flush()
     except CliError as exc:
-        _fail(exc)
+        fail(exc)
     err.print(f"{what}: {runs} runs, {size} bytes" + (f" → {path}" if path else ""), highlight=False)
 
 
@@ -232,9 +233,9 @@ def why(run_id: str = typer.Argument(...),
             client.close()
         doc = account(timeline, detail, step)
     except StepNotFound as exc:
-        _fail(CliError(str(exc)))
+        fail(CliError(str(exc)))
     except CliError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         _out(doc, True)
     else:
@@ -265,7 +266,7 @@ def share(run_id: str = typer.Argument(...),
         finally:
             client.close()
     except CliError as exc:
-        _fail(exc)
+        fail(exc)
     taken = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
     output.write_text(share_html(run_id, answers, tenant, taken), encoding="utf-8")
     Console(stderr=True).print(f"run {run_id} → {output} ({output.stat().st_size:,} bytes; open it in any "

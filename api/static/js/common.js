@@ -35,8 +35,8 @@
   // request came from this page's script (a cross-site form cannot set it).
   AS.api = async function (path, opts) {
     opts = opts || {};
+    const method = (opts.method || "GET").toUpperCase();
     if (shared) {
-      const method = (opts.method || "GET").toUpperCase();
       const hit = method === "GET" ? shared.answers[path] : undefined;
       if (hit === undefined) {
         const err = new Error(method === "GET" ? "not in this shared snapshot" : "a shared snapshot is read-only");
@@ -46,7 +46,6 @@
       return JSON.parse(JSON.stringify(hit));
     }
     const headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
-    const method = (opts.method || "GET").toUpperCase();
     if (method !== "GET") headers["X-AgentStream-CSRF"] = "1";
     let body = opts.body;
     if (body !== undefined && typeof body !== "string") {
