@@ -23,7 +23,6 @@ from typing import Any
 # text) so that the byte prefilter can see the same run in a raw record without a schema.
 MAX_FREE_VALUE_CHARS = 256
 LONG_TEXT_RUN = r"[^\x00-\x08\x0e-\x1f]{%d,}" % (MAX_FREE_VALUE_CHARS + 1)
-_LONG = re.compile(LONG_TEXT_RUN)
 # A free value that reads as a sentence is content, however short: metadata values are names,
 # ids, enums, numbers and paths, not four words in a row ("tell me the refund policy"). Matched
 # over the value's UTF-8 bytes (a byte >= 0x80 counts as a letter, so Cyrillic or Greek words
@@ -180,11 +179,30 @@ def attribute_verdict(key: str, value: str, mode: str) -> str | None:
         return "content_key"
     if kind == "numeric":
         kind = "metadata" if _NUMBER.fullmatch(value) else "free"
-    if mode == "METADATA_ONLY" and kind == "free":
-        if len(value) > MAX_FREE_VALUE_CHARS and _LONG.search(value):
+    if mode != "METADATA_ONLY":
+        return None
+    if kind != "metadata" and (reason := _free_key_verdict(key)) is not None:
+        return reason
+    if kind == "free":
+        # Any free value past the bound, whatever it holds: a control character every 250
+        # characters kept a long text out of ``LONG_TEXT_RUN`` (the byte prefilter sees such a
+        # value by its length: prefilter.text_may_need_redaction).
+        if len(value) > MAX_FREE_VALUE_CHARS:
             return "free_value_too_long"
         if len(value) >= 7 and _PROSE.search(value.encode("utf-8", "surrogatepass")):  # 7: "a b c d"
             return "free_value_prose"
+    return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _free_key_verdict(key: str) -> str | None:
+    """A key that is not a name: a producer that writes a sentence as the key (``note.Patient
+    Maria Gonzalez, DOB …``) stores it as surely as a value, so a free key is held to a free
+    value's bounds."""
+    if len(key) > MAX_FREE_VALUE_CHARS:
+        return "free_key_too_long"
+    if len(key) >= 7 and _PROSE.search(key.encode("utf-8", "surrogatepass")):
+        return "free_key_prose"
     return None
 
 

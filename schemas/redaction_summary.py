@@ -21,7 +21,8 @@ RULE_NAMES = frozenset((
     "capture_policy",  # a preview or reference the capture mode does not allow, removed
 ))
 # Why an attribute or a field was dropped by an edge or the processors, counted by name.
-DROP_REASONS = frozenset(("content_key", "free_value_too_long", "free_value_prose", "credential_key"))
+DROP_REASONS = frozenset(("content_key", "free_value_too_long", "free_value_prose", "credential_key",
+                          "free_key_too_long", "free_key_prose", "bytes_value", "structured_value"))
 DROPPED_PREFIX = "dropped_attribute:"
 
 

@@ -16,6 +16,7 @@ from agentstream.schemas.redaction_summary import is_dropped_name
 from .escapes import decoded, unglued
 from .fields import ID_FIELDS, IdChecker, apply_capture, effective_mode, filter_attributes
 from .findings import Finding, disjoint
+from .folding import folded
 from .keywords import assigned_secret
 from .multipattern import compile_any
 from .rules import CATEGORIES, PREFILTER_PATTERNS, RULES, Rule, is_uuid
@@ -156,6 +157,15 @@ class Redactor:
         dec = decoded(text)  # %-escapes, \uXXXX: judged decoded, redacted where they stand
         if dec is not None and self._prefilter(dec[0]):
             found += [Finding(f.rule, dec[1][f.start], dec[1][f.end]) for f in self._findings(dec[0])]
+        # as a terminal or another script shows it (folding.py): found there, redacted here
+        sources: list[tuple[str, list[int] | None]] = [(text, None)] if dec is None else [(text, None), dec]
+        for src, starts in sources:
+            view = folded(src)
+            if view is None or not self._prefilter(view[0]):
+                continue
+            for f in self._findings(view[0]):
+                s, e = (f.start, f.end) if view[1] is None else (view[1][f.start], view[1][f.end])
+                found.append(Finding(f.rule, s, e) if starts is None else Finding(f.rule, starts[s], starts[e]))
         return disjoint(found)
 
     def token(self, category: str, value: str, action: str) -> str:

@@ -4,7 +4,8 @@ Identifiers (event, run, session, step, parent, call ids) are joined on downstre
 validated by FORMAT: a token of id characters passes without the free-text rules (a digit run in
 ``run_7a52225967589722`` is not a card), and only token-shaped secret formats (API keys, JWTs,
 PEM, bearer tokens, credentials in URLs) are looked for, since those are whole tokens by
-construction, and phone numbers written as contacts (``whatsapp:+1…``), which bots use as ids.
+construction, phone numbers written as contacts (``whatsapp:+1…``), which bots use as ids, and
+card numbers, IBANs and national ids standing whole in an id (``ID_PII_RULES``).
 An id that is not id-shaped (spaces, ``@``…) is scanned as text. In run_id either finding
 quarantines the event (the Kafka key: it cannot be rewritten without breaking the run); another
 envelope id that fails is replaced by its keyed pseudonym (``Redactor.pseudonym``), and an id
@@ -29,10 +30,22 @@ ID_FIELDS = frozenset(("event_id", "run_id", "session_id", "parent_run_id", "par
 # Rules whose matches are whole tokens of a documented format: the ones an id can hold.
 TOKEN_CATEGORIES = frozenset(("api_key", "jwt", "private_key", "bearer_token", "url_credentials"))
 # And PII an id is made of: a phone number written as a contact (``whatsapp:+14155550132``,
-# ``tel:…``, ``chat:+44…``), the sender's number a messaging bot keys its sessions by. Its rule wants
-# the contact syntax and a valid number, which no random or counter id has.
-ID_PII_RULES = frozenset(("contact_uri",))
+# ``tel:…``, ``chat:+44…``), the sender's number a messaging bot keys its sessions by; a card
+# number grouped as printed, an IBAN, a US SSN or a UK NINO as the whole id or after a ``word:``
+# prefix (a support bot's ``session_id`` is the caller's account, ``ssn:219-09-3420``). Each rule
+# wants a checksum or a fixed shape between token boundaries (not after ``_``, ``-`` or ``.``),
+# which no random, counter or hex id has: ``run_7a52225967589722`` and
+# ``ord-4111111111111111-3`` stay ids, and so does a bare digit run (``_card_in_id``).
+ID_PII_RULES = frozenset(("contact_uri", "payment_card", "iban", "us_ssn", "uk_nino"))
 _STRICTNESS = {"REDACTED": 0, "SECURE_REFERENCE": 1, "METADATA_ONLY": 2}
+
+
+def _card_in_id(number: str) -> bool:
+    """A card number as an id only when grouped as printed (``4232-8280-1407-2785``). An
+    ungrouped run is ambiguous: one random 16-digit id in ~25 passes Luhn with a card prefix, and
+    numeric ids (sequences, snowflakes) are common, so such an id stays an id (a run id would be
+    quarantined, and its run lost, for a number that is most likely not a card)."""
+    return not number.isdigit()
 
 
 def effective_mode(tenant_mode: str, event_mode: Any) -> str:
@@ -59,8 +72,9 @@ class IdChecker:
             return None
         for rule in self.token_rules:
             if rule.trigger(value):
-                for _ in rule.matches(value):
-                    return cast(str, rule.name)
+                for s, e in rule.matches(value):
+                    if rule.name != "payment_card" or _card_in_id(value[s:e]):
+                        return cast(str, rule.name)
         return None
 
     def check(self, value: str) -> str | None:

@@ -43,7 +43,8 @@ from bisect import bisect_left
 from re import _parser as sre_parse  # type: ignore[attr-defined]  # re's own parser (sre_parse: deprecated)
 from typing import Any, Protocol
 
-from agentstream.schemas.attribute_keys import LONG_TEXT_RUN, PROSE_RUN, content_trigger_words, credential_key
+from agentstream.schemas.attribute_keys import (LONG_TEXT_RUN, MAX_FREE_VALUE_CHARS, PROSE_RUN, content_trigger_words,
+                                                credential_key)
 
 from .multipattern import compile_any, compile_ends
 from .rules import PREFILTER_PATTERNS
@@ -170,7 +171,9 @@ def text_may_need_redaction(text: bytes, attributes_start: int, attributes_end: 
     """
     if longest > engine.max_chars:
         return True
-    if attributes_end > attributes_start and _attributes_trip(text[attributes_start:attributes_end]):
+    if attributes_end > attributes_start and (
+            _attributes_trip(text[attributes_start:attributes_end])
+            or longest > MAX_FREE_VALUE_CHARS and _long_attribute(ends, attributes_start, attributes_end)):
         return True
     if not rule_hit or not _rule_match(text):
         return False
@@ -194,6 +197,19 @@ def text_may_need_redaction(text: bytes, attributes_start: int, attributes_end: 
             return True
         if attributes_start <= start < attributes_end and credential_key(s) is not None:
             return True  # an attribute under a credential name: the engine judges its value
+    return False
+
+
+def _long_attribute(ends: bytes, start: int, end: int) -> bool:
+    """Whether a key or value of the attributes (``text[start:end]``) is longer than a free value
+    may be, in bytes (so at least as often as in characters): the engine drops such a value
+    whatever it holds, controls included, which ``LONG_TEXT_RUN`` does not see across."""
+    prev = -1
+    for e in memoryview(ends).cast("I"):
+        e &= 0x7FFFFFFF
+        if e > start and e <= end and e - max(prev + 1, start) > MAX_FREE_VALUE_CHARS:
+            return True
+        prev = e
     return False
 
 

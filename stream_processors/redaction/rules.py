@@ -28,6 +28,7 @@ from . import prose_credentials as prose
 from . import token_shapes as shapes
 from . import vendor_tokens as vendors
 from .escapes import PREFILTER as ESCAPES_PREFILTER
+from .folding import PREFILTER as FOLDING_PREFILTER
 from .keywords import LOCALIZED_SOURCE, SETTING_WORDS, TRIGGER_WORDS, code_literal, find_assignments, placeholder
 from .localized_passwords import find_localized
 from .multipattern import compile_any, words_trigger
@@ -366,7 +367,7 @@ PREFILTER_PATTERNS: tuple[str, ...] = (
     r"\d\.\d{1,3}\.\d{1,3}\.\d", "::",
     r"(?:[0-9A-Fa-f]{1,4}:){7}", r"[A-Z]{2} ?\d{2}", PHONE_CONTEXT_SOURCE,
     *shapes.PREFILTER, *prose.PREFILTER, *vendors.PREFILTER, *CONTACT_PREFILTER, LOCALIZED_SOURCE,
-    files.PGPASS_PREFILTER, "Private-Lines", *ESCAPES_PREFILTER,
+    files.PGPASS_PREFILTER, "Private-Lines", *ESCAPES_PREFILTER, *FOLDING_PREFILTER,
 )
 PREFILTER_SOURCE = "|".join(f"(?:{p})" for p in PREFILTER_PATTERNS)
 PREFILTER = re.compile(PREFILTER_SOURCE, re.ASCII)
