@@ -47,6 +47,11 @@ class ApiSettings(BaseSettings):
     sql_max_memory_bytes: int = 1 << 30
     sql_max_rows_to_read: int = 200_000_000
     sql_max_query_chars: int = 20_000
+    # The answer's own bounds: JSON bytes of one page's rows (also ClickHouse's max_result_bytes),
+    # result columns, and lines of the query tree the API reads before running a query.
+    sql_max_result_bytes: int = 32 << 20
+    sql_max_columns: int = 1_000
+    sql_max_explain_lines: int = 100_000
     # /v1/sql fair sharing: queries one tenant runs at once and may queue (more get 429 with
     # Retry-After), how long a queued one waits, and the SQL pool: its own ClickHouse
     # connections and threads, apart from the API routes' pool, so routes never wait behind SQL.
@@ -65,6 +70,11 @@ class ApiSettings(BaseSettings):
     # policies read the tenant from (``agentstream api row-policies`` prints the DDL; docs/deploy.md).
     sql_clickhouse_dsn: str | None = None
     sql_tenant_setting: str | None = None
+
+    # Alert destinations may name only public hosts (schemas/webhook_hosts.py: no loopback,
+    # private, link-local… addresses, no localhost), except these: comma-separated hosts or CIDR
+    # networks, e.g. "127.0.0.1" for local receivers. Empty: none.
+    alert_webhook_allowed_hosts: str = ""
 
     # Alert stream: how often the SSE endpoint polls ClickHouse, and the keep-alive period.
     alerts_poll_interval_s: float = 1.0

@@ -89,13 +89,18 @@ class Codec:
             raise DecodeError(f"unknown schema id {sid}")
         name = writer["name"] if isinstance(writer, dict) else str(writer)
         reader = self.catalog.latest(name).parsed if name in self.catalog.names() else writer
+        body = io.BytesIO(data[5:])
         try:
             # Same schema object: skip fastavro's resolution pass, which roughly doubles cost.
-            record = fastavro.schemaless_reader(
-                io.BytesIO(data[5:]), writer, None if reader is writer else reader
-            )
+            record = fastavro.schemaless_reader(body, writer, None if reader is writer else reader)
         except Exception as exc:  # truncated or corrupt Avro body
             raise DecodeError(f"avro body does not match schema id {sid}: {exc!r}") from exc
+        # A record followed by more bytes is not one record of this schema: the rest may be a
+        # second record, or a body meant for another schema. The reader stops where the schema
+        # ends, so without this check the rest was dropped unseen (the C readers refuse it too).
+        left = len(data) - 5 - body.tell()
+        if left:
+            raise DecodeError(f"avro body of schema id {sid} has {left} bytes after the record")
         return cast(str, name), cast(dict[str, Any], record)
 
     def decode_as(self, expected: str, data: bytes | None) -> dict[str, Any]:

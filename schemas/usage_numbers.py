@@ -8,11 +8,47 @@ a negative one paid a run's spend back; and a NaN stored in ``events.cost_usd`` 
 sum over the tenant's costs into NaN. So the SDK coerces what it is handed (``usage_count``,
 ``usage_cost``), the gateway refuses such a field, the processors leave it out of a budget, and
 the sink dead-letters a record carrying one (``is_cost``).
+
+Token counts and durations have upper bounds too (``TOKENS_MAX``, ``DURATION_MS_MAX``): the
+events table sums tokens in UInt64, so three calls of 2^63-1 tokens wrapped a tenant's total;
+and a latency of -1e308 ms or infinity overflowed every reader converting it to microseconds
+(the timeline answered 500, an OTLP export stopped mid-body). The gateway refuses such a field
+(``out_of_range``), the sink dead-letters it, and readers of rows stored before show
+``shown_ms`` of it.
 """
 from __future__ import annotations
 
 import math
 from typing import Any
+
+
+# One call's tokens: ~10^12, a thousand times the largest context window, and 2^24 such calls
+# still sum inside UInt64 (events.input_tokens and the sums over it).
+TOKENS_MAX = 2**40
+# A step's latency, a run's duration, a human approval's wait: 30 days. Past it a figure is a
+# clock error or an attack, and x1000 (to µs) stays far inside Int64.
+DURATION_MS_MAX = 30 * 24 * 3600 * 1000.0
+
+
+def is_token_count(n: int) -> bool:
+    return 0 <= n <= TOKENS_MAX
+
+
+def is_duration_ms(ms: float) -> bool:
+    """A finite duration 0 <= ms <= DURATION_MS_MAX (NaN compares false with everything)."""
+    return 0.0 <= ms <= DURATION_MS_MAX
+
+
+def shown_ms(v: Any) -> float:
+    """A stored duration as readers show and compute with it: NaN and what is not a number are
+    0.0, the rest clamped into 0..DURATION_MS_MAX. For rows stored before the sink refused
+    them (or written around it): one such row must not fail a read or cut off an export."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return 0.0
+    ms = float(v)
+    if ms != ms:  # NaN
+        return 0.0
+    return min(max(ms, 0.0), DURATION_MS_MAX)
 
 
 def usage_count(v: Any) -> int | None:
@@ -25,7 +61,7 @@ def usage_count(v: Any) -> int | None:
         n = int(v)
     except (TypeError, ValueError, OverflowError):  # int(nan), int(inf), int({}), int("x")
         return None
-    return n if n >= 0 else None  # 12.7 rounds down, as int() does
+    return n if is_token_count(n) else None  # 12.7 rounds down, as int() does
 
 
 def is_cost(c: float) -> bool:

@@ -208,6 +208,24 @@ static int rd_payload(In *c, Ev *v, int v2) {
     }
 }
 
+/* schemas/id_format.py ID_FORMAT, [A-Za-z0-9][A-Za-z0-9._:/+=#-]{0,255}: every character it
+   takes is ASCII, so bytes and Python's characters agree. Empty (or null) is not judged here. */
+static int id_shaped(const Str *s) {
+    if (s->n <= 0) return 1;
+    if (s->n > 256) return 0;
+    for (int64_t i = 0; i < s->n; i++) {
+        unsigned char ch = s->p[i];
+        int alnum = (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z');
+        if (!alnum && (i == 0 || !strchr("._:/+=#-", ch) || ch == 0)) return 0;
+    }
+    return 1;
+}
+
+/* schemas/usage_numbers.py is_duration_ms (NaN fails both comparisons) and is_token_count */
+#define DURATION_MS_MAX 2592000000.0
+#define TOKENS_MAX 1099511627776LL
+static int is_duration(double ms) { return ms >= 0.0 && ms <= DURATION_MS_MAX; }
+
 /* One record, framing and trailer included: [sink_head fixed(5)] Event [retention int] [mark] */
 static int rd_event(In *c, Ev *v, int v2) {
     int k;
@@ -233,11 +251,17 @@ static int rd_event(In *c, Ev *v, int v2) {
     if (v->branch != v->kind) REFUSE(c, "a payload branch other than the one its kind names");
     if (v->seq < 0 || v->seq > 4294967295LL) REFUSE(c, "seq out of range");
     if (!v->tenant_id.n || !v->run_id.n || !v->event_id.n) REFUSE(c, "an empty tenant_id, run_id or event_id");
+    if (!id_shaped(&v->event_id) || !id_shaped(&v->run_id) || !id_shaped(&v->session_id)
+        || !id_shaped(&v->parent_run_id) || !id_shaped(&v->parent_step_id))
+        REFUSE(c, "an id that is not one token of id characters");
+    if (v->kind == 1 && !is_duration(v->dbl)) REFUSE(c, "run duration_ms is not a duration of 0 to 30 days");
     if (v->kind == 2) {
+        if (!is_duration(v->dbl)) REFUSE(c, "step latency_ms is not a duration of 0 to 30 days");
+        if (v->approval && !is_duration(v->approval_ms)) REFUSE(c, "approval_latency_ms is not a duration of 0 to 30 days");
         if (v->attempt < 0 || v->attempt > 65535) REFUSE(c, "step attempt out of range");
         if (v->llm) {
             for (int i = 0; i < 4; i++)
-                if (v->tok[i] < 0) REFUSE(c, "llm token count is negative");
+                if (v->tok[i] < 0 || v->tok[i] > TOKENS_MAX) REFUSE(c, "llm token count is outside 0..2^40");
             /* schemas/usage_numbers.py is_cost: NaN fails both comparisons */
             if (!(v->llm_cost >= 0.0 && v->llm_cost < INFINITY)) REFUSE(c, "llm cost_usd is not a finite cost >= 0");
         }

@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 import orjson
 
+from agentstream.schemas.id_format import is_id_shaped
 from agentstream.schemas.stored_ranges import ATTEMPT_MAX, SEQ_MAX
-from agentstream.schemas.usage_numbers import is_cost
+from agentstream.schemas.usage_numbers import TOKENS_MAX, is_cost, is_duration_ms, is_token_count
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "tenant_id", "ts", "event_id", "agent_id", "agent_version", "environment", "run_id",
@@ -66,6 +67,20 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None and v != [] and v != {}}
 
 
+# The envelope's ids the gateway checks by format (api/gateway/validation.py ID_FIELDS): a run id
+# holding a newline or 10 KB long, written around the gateway, was stored and then unreadable
+# through the API (which routes by id). _eventrows_read.h checks the same fields alike.
+ID_FIELDS = ("event_id", "run_id", "session_id", "parent_run_id", "parent_step_id")
+
+
+def _duration(p: dict[str, Any], name: str, what: str) -> float:
+    """A duration in ms (schemas/usage_numbers.py): -1e308 or inf failed every read of the run."""
+    v = float(p[name])
+    if not is_duration_ms(v):
+        raise RowError(f"{what} is not a duration of 0 to 30 days in ms ({v})")
+    return v
+
+
 def _rule_counts(counts: dict[str, Any]) -> dict[str, int]:
     out = {k: int(v) for k, v in counts.items()}
     if any(v < 0 for v in out.values()):
@@ -81,7 +96,7 @@ def _run_start(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
 def _run_end(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     row["run_status"] = p["status"]
     row["outcome"] = p.get("outcome") or ""
-    row["duration_ms"] = float(p["duration_ms"])
+    row["duration_ms"] = _duration(p, "duration_ms", "run duration_ms")
     row["started_ts"] = int(p["started_us"])
     # Totals stay in payload only: token/cost columns belong to LLM steps, so sums never double.
     return {k: p.get(k) for k in ("step_count", "llm_calls", "input_tokens", "output_tokens", "cost_usd")}
@@ -90,7 +105,7 @@ def _run_end(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
 def _step(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     row.update(
         step_id=p["step_id"], step_kind=p["step_kind"], name=p["name"], status=p["status"],
-        started_ts=int(p["started_us"]), latency_ms=float(p["latency_ms"]),
+        started_ts=int(p["started_us"]), latency_ms=_duration(p, "latency_ms", "step latency_ms"),
         attempt=int(p.get("attempt") or 0), retry_of=p.get("retry_of") or "",
     )
     if not 0 <= row["attempt"] <= ATTEMPT_MAX:
@@ -108,8 +123,8 @@ def _step(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
             request_digest=llm.get("request_digest") or "",  # Event v2; absent in v1
         )
         for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
-            if row[k] < 0:
-                raise RowError(f"llm {k} is negative ({row[k]})")
+            if not is_token_count(row[k]):  # past it, the tenant's UInt64 sums wrap
+                raise RowError(f"llm {k} is outside 0..{TOKENS_MAX} ({row[k]})")
         if not is_cost(row["cost_usd"]):  # a NaN here made every sum over the tenant's costs NaN
             raise RowError(f"llm cost_usd is not a finite cost >= 0 ({row['cost_usd']})")
         rest["llm"] = _compact({k: llm.get(k) for k in
@@ -119,6 +134,9 @@ def _step(p: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         row["tool_name"] = tool["tool_name"]
         row["args_digest"] = tool.get("args_digest") or ""
         rest["tool"] = _compact({"call_id": tool.get("call_id")})
+    approval = p.get("approval")
+    if approval:
+        _duration(approval, "approval_latency_ms", "approval_latency_ms")
     for k in ("handoff", "approval", "fallback", "content"):
         if p.get(k):
             rest[k] = _compact(p[k])
@@ -172,6 +190,11 @@ def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple[Any, ...]:
             raise RowError(f"seq {seq} is outside 0..{SEQ_MAX}")
         if not ev["tenant_id"] or not ev["run_id"] or not ev["event_id"]:
             raise RowError("tenant_id, run_id and event_id must be non-empty")
+        for k in ID_FIELDS:
+            v = ev.get(k)
+            if v and not is_id_shaped(v):  # the reason never quotes it: it may be 10 KB
+                raise RowError(f"{k} is not an id (one token of letters, digits and ._:/+=#-, "
+                               "at most 256 characters)")
         ts = int(ev["ts_us"])
         row: dict[str, Any] = dict(_EVENT_DEFAULTS)
         row["started_ts"] = ts

@@ -9,6 +9,11 @@ high watermark of 1 for a partition holding hundreds of records. So lag is a low
 ``exact: False`` whenever any partition's committed offset is above its reported end (the one
 case where the report is provably wrong), and the dashboard always shows it with that caveat. The
 consumed rate (committed offsets advancing between two reads) does not depend on the end offset.
+
+The pipeline is shared by every tenant, so its offsets count every tenant's records: a tenant's
+dashboard gets ``tenant_view`` only (the pipeline's own stages, each caught up or behind by an
+order of magnitude), never group ids, offsets or rates. The full reading is for operators, on the
+broker's own tools.
 """
 from __future__ import annotations
 
@@ -151,3 +156,38 @@ class LagReader:
             stages.append(StageLag(group, topic, stage_name(group, ours[topic]), len(parts), total,
                                    end_sum, lag, exact, rate, detail))
         return stages
+
+
+# The pipeline's own stages, by the names ``stage_name`` gives them; any other group (a tool, a
+# forwarder run by someone) is not shown: its name and pace are its owner's.
+_PIPELINE_STAGES = ("redaction (raw → events)", "detectors (events → alerts, commands)")
+# Lag as an order of magnitude: whether the pipeline keeps up, not how much anyone sent.
+_BUCKETS = ((0, "none"), (1_000, "under 1,000"), (100_000, "1,000 – 100,000"))
+
+
+def lag_bucket(lag: int) -> str:
+    for bound, label in _BUCKETS:
+        if lag <= bound:
+            return label
+    return "over 100,000"
+
+
+def tenant_view(reading: dict[str, Any]) -> dict[str, Any]:
+    """What any tenant's session may see of ``LagReader.read()``: per pipeline stage whether it is
+    behind, and by how much to an order of magnitude (the worst of its groups)."""
+    worst: dict[str, tuple[int, bool]] = {}
+    for s in reading.get("stages") or []:
+        if s.get("stage") not in _PIPELINE_STAGES and not str(s.get("stage")).startswith("sink ("):
+            continue
+        lag, exact = worst.get(s["stage"], (0, True))
+        worst[s["stage"]] = (max(lag, int(s.get("lag") or 0)), exact and bool(s.get("exact", True)))
+    stages = [{"stage": name, "behind": lag > 0, "lag": lag_bucket(lag), "exact": exact}
+              for name, (lag, exact) in sorted(worst.items())]
+    out: dict[str, Any] = {"available": bool(reading.get("available")), "stages": stages}
+    if not reading.get("available"):
+        # Kafka's own error text names brokers and hosts: a fixed sentence instead.
+        out["note"] = "consumer lag is unavailable right now"
+    if reading.get("caveat"):
+        out["caveat"] = ("Lag is shared by every tenant of this deployment, shown as an order of "
+                         "magnitude. " + reading["caveat"])
+    return out

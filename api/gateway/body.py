@@ -39,6 +39,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _inflate(body: bytes, limit: int, gzip: bool) -> bytes:
+    """The body decompressed, all of it or a 4xx: one gzip member (or zlib stream) ending in its
+    checksum, nothing after it. A decompressor stops at the first member's end and keeps the
+    rest aside (``unused_data``), and a stream cut short decompresses as far as it goes without
+    an error: both were accepted as if whole, a second member or trailing bytes ignored."""
+    what = "gzip" if gzip else "deflate"
     # The limit applies to the decompressed size too: a small bomb must not become a big body.
     d = zlib.decompressobj(wbits=31 if gzip else 15)
     try:
@@ -46,8 +51,17 @@ def _inflate(body: bytes, limit: int, gzip: bool) -> bytes:
         if len(out) > limit or d.unconsumed_tail:
             raise too_large(limit, "decompressed request body")
         out += d.flush()
-    except zlib.error as exc:
-        raise GatewayError(400, "malformed_body", f"body is not valid {'gzip' if gzip else 'deflate'}: {exc}") from None
+    except zlib.error:
+        # zlib's text ("invalid distance too far back") helps no client: say what is wrong
+        raise GatewayError(400, "malformed_body", f"body is not valid {what}: its compressed "
+                           "data is corrupt") from None
+    if not d.eof:
+        raise GatewayError(400, "malformed_body", f"body is not valid {what}: the compressed "
+                           "stream is truncated (no end of stream or checksum)")
+    if d.unused_data:
+        raise GatewayError(400, "malformed_body", f"body is not valid {what}: "
+                           f"{len(d.unused_data)} bytes follow the end of the compressed stream "
+                           "(send one member, with nothing after it)")
     if len(out) > limit:
         raise too_large(limit, "decompressed request body")
     return out

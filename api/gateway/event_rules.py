@@ -4,7 +4,8 @@ event accepted here is one the processors pass and the sink stores, and nothing 
 reaches a field meant for something else.
 
 - usage figures (schemas/usage_numbers.py): a negative or NaN token count or cost would pay a
-  run's budget back or poison every sum over costs;
+  run's budget back or poison every sum over costs, a huge count wraps UInt64 sums, and a
+  duration of -1e308 or infinity broke every reader converting it to microseconds;
 - stored ranges (schemas/stored_ranges.py): longs in the contract, narrower in the events table;
 - digest fields: keyed hex HMACs, checked by format, never text;
 - a redaction summary names only what the product writes (schemas/redaction_summary.py);
@@ -18,7 +19,8 @@ from agentstream.schemas.digests import is_digest_shaped
 from agentstream.schemas.feedback_values import feedback_problem
 from agentstream.schemas.redaction_summary import is_summary_name
 from agentstream.schemas.stored_ranges import ATTEMPT_MAX, SEQ_MAX
-from agentstream.schemas.usage_numbers import is_cost
+from agentstream.schemas.usage_numbers import (DURATION_MS_MAX, TOKENS_MAX, is_cost, is_duration_ms,
+                                               is_token_count)
 
 Issue = dict[str, str]
 
@@ -29,7 +31,7 @@ def issue(path: str, reason: str, message: str) -> Issue:
 
 def rule_issues(out: dict[str, Any]) -> list[Issue]:
     """Every rule's issues with a record the schema check passed."""
-    return (_digest_issues(out) + _summary_issues(out) + _usage_issues(out) + _stored_range_issues(out)
+    return (_digest_issues(out) + _summary_issues(out) + usage_issues(out) + _stored_range_issues(out)
             + _feedback_issues(out))
 
 
@@ -49,18 +51,42 @@ def _llm_of(out: dict[str, Any]) -> dict[str, Any] | None:
     return llm if isinstance(llm, dict) else None
 
 
-def _usage_issues(out: dict[str, Any]) -> list[Issue]:
-    """An LLM call's token counts are >= 0 and its cost finite and >= 0 (schemas/usage_numbers.py):
-    a negative or NaN figure would pay a run's budget back or poison every sum over costs."""
+def usage_issues(out: dict[str, Any]) -> list[Issue]:
+    """An LLM call's token counts are 0..TOKENS_MAX and its cost finite and >= 0, and every
+    duration finite and 0..DURATION_MS_MAX (schemas/usage_numbers.py): a negative or NaN figure
+    would pay a run's budget back or poison every sum over costs, a huge count wraps the
+    tenant's UInt64 sums, and an infinite latency fails every read of the run."""
+    issues = _duration_issues(out)
     llm = _llm_of(out)
     if llm is None:
-        return []
-    issues = [issue(f"payload.llm.{k}", "out_of_range", "a token count is a whole number >= 0")
-              for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-              if type(llm.get(k)) is int and llm[k] < 0]
+        return issues
+    issues += [issue(f"payload.llm.{k}", "out_of_range", f"a token count is a whole number 0 to {TOKENS_MAX}")
+               for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+               if type(llm.get(k)) is int and not is_token_count(llm[k])]
     cost = llm.get("cost_usd")
     if type(cost) is float and not is_cost(cost):
         issues.append(issue("payload.llm.cost_usd", "out_of_range", "a cost is a finite number >= 0"))
+    return issues
+
+
+# The contract's durations in ms: (kind, payload record or None, field).
+DURATION_FIELDS = (("STEP", None, "latency_ms"), ("RUN_END", None, "duration_ms"),
+                   ("STEP", "approval", "approval_latency_ms"))
+
+
+def _duration_issues(out: dict[str, Any]) -> list[Issue]:
+    payload = out.get("payload")
+    if not isinstance(payload, dict):
+        return []
+    issues = []
+    for kind, record, name in DURATION_FIELDS:
+        sub = payload.get(record) if record else payload
+        v = sub.get(name) if out.get("kind") == kind and isinstance(sub, dict) else None
+        # bool is an int too, but the schema check already refused it as a double
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not is_duration_ms(float(v)):
+            path = f"payload.{record}.{name}" if record else f"payload.{name}"
+            issues.append(issue(path, "out_of_range",
+                                f"a duration is a finite number of ms from 0 to {DURATION_MS_MAX:.0f} (30 days)"))
     return issues
 
 

@@ -25,6 +25,13 @@ class OtlpDecodeError(ValueError):
     pass
 
 
+class OtlpBytes(str):
+    """A ``bytesValue``, as its base64 text. Why a type of its own: base64 hides whatever the
+    bytes hold (a header, a key file) from every rule, so such a value is never kept as an
+    attribute (``otlp_mapping.safe_attributes``); where a known key is read as text it still
+    reads as before."""
+
+
 @dataclass
 class OtlpSpan:
     trace_id: str  # 32 lowercase hex chars
@@ -53,7 +60,7 @@ def _pb_value(v: Any) -> Any:
     if which == "kvlist_value":
         return {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
     if which == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
+        return OtlpBytes(base64.b64encode(v.bytes_value).decode())
     return getattr(v, which)
 
 
@@ -107,7 +114,7 @@ def _json_value(v: Any) -> Any:
     if key in ("kvlistValue", "kvlist_value"):
         return _json_attrs((val or {}).get("values", []))
     if key in ("bytesValue", "bytes_value"):
-        return val
+        return OtlpBytes(val)
     raise OtlpDecodeError(f"unknown AnyValue field {key!r}")
 
 

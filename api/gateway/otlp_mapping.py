@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstream.schemas.attribute_keys import attribute_verdict, credential_key
+from agentstream.schemas.attribute_keys import attribute_verdict, credential_key, is_metadata_key
 from agentstream.schemas.digests import end_user_digest
-from agentstream.schemas.usage_numbers import usage_cost
+from agentstream.schemas.usage_numbers import TOKENS_MAX, usage_cost
 
 from . import span_digest
-from .otlp_decode import STATUS_ERROR, OtlpSpan
+from .otlp_decode import STATUS_ERROR, OtlpBytes, OtlpSpan
 
 LLM_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 AGENT_OPS = frozenset({"invoke_agent", "create_agent"})
@@ -139,7 +139,10 @@ def _map_trace(trace_id: str, spans: list[OtlpSpan], ctx: MappingContext) -> Map
             "outcome": "error" if failed else "completed",
             "started_us": root.start_ns // 1000,
             "duration_ms": (root.end_ns - root.start_ns) / 1e6,
-            **totals, "cost_usd": round(totals["cost_usd"], 10),
+            # each count is clamped (_int), but a run's sum of them may pass the bound
+            **totals, "input_tokens": min(totals["input_tokens"], TOKENS_MAX),
+            "output_tokens": min(totals["output_tokens"], TOKENS_MAX),
+            "cost_usd": round(totals["cost_usd"], 10),
         }))
     for seq, ev in enumerate(run.events):
         ev["seq"] = seq
@@ -319,20 +322,35 @@ def safe_attributes(s: OtlpSpan, dropped: dict[str, int] | None = None) -> dict[
         if v is None or k.startswith(IDENTITY_PREFIXES):
             continue
         text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
+        # A list is judged by its items read as one text: as JSON (``["Maria","HIV positive"]``)
+        # it never held four words in a row, so the prose verdict never saw what a list carried.
+        judged = " ".join(map(str, v)) if isinstance(v, list) else text
         # the shared allow-list: content keys (OpenInference messages, tool schemas, invocation
         # parameters…) and long free values never reach the raw topic; nor does a value under a
         # name that says credential (db.password, http.request.header.authorization, x-api-key):
         # an edge has no redactor, and such a value has no part worth keeping. Names only weakly
         # sensitive (``*.key``) go on to the processors, which judge the value with its key.
+        # Bytes (as base64) and maps are dropped whole: no rule reads inside base64, and a map
+        # is a record of fields (a tool call's arguments), not one metadata value.
         reason = ("content_key" if k.startswith(CONTENT_PREFIXES)
                   else "credential_key" if credential_key(k) == "strong"
-                  else attribute_verdict(k, text, "METADATA_ONLY"))
+                  else "bytes_value" if _holds_bytes(v)
+                  else "structured_value" if isinstance(v, dict) and not is_metadata_key(k)
+                  else attribute_verdict(k, judged, "METADATA_ONLY") or attribute_verdict(k, text, "METADATA_ONLY"))
         if reason is not None:
             if dropped is not None:
                 dropped["dropped_attribute:" + reason] = dropped.get("dropped_attribute:" + reason, 0) + 1
             continue
         out[k] = text[:MAX_VALUE_CHARS]
     return out
+
+
+def _holds_bytes(v: Any) -> bool:
+    if isinstance(v, OtlpBytes):
+        return True
+    if isinstance(v, list):
+        return any(_holds_bytes(x) for x in v)
+    return isinstance(v, dict) and any(_holds_bytes(x) for x in v.values())
 
 
 def _args_digest(args: Any, ctx: MappingContext) -> str | None:
@@ -366,8 +384,11 @@ def _str(v: Any) -> str | None:
 
 
 def _int(v: Any) -> int:
+    """A count attribute as a whole number clamped to 0..TOKENS_MAX: OTLP's int64 (and a JSON
+    "1e30") has no bound the events table keeps, and a count past Avro's long failed the
+    RUN_END's encoding, leaving the run RUNNING for ever."""
     try:
-        return max(0, int(v)) if v is not None and not isinstance(v, bool) else 0
+        return min(max(0, int(v)), TOKENS_MAX) if v is not None and not isinstance(v, bool) else 0
     except (TypeError, ValueError, OverflowError):  # int(inf)
         return 0
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import logging
+
 import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -11,6 +13,7 @@ from agentstream.schemas import EVENT, EncodeError
 
 from .body import read_body
 from .errors import GatewayError, error_response
+from .event_rules import usage_issues
 from .otlp_decode import OtlpDecodeError, decode_json, decode_protobuf, encode_response
 from .otlp_mapping import MappingContext, map_spans
 
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     from .app import GatewayState
 
 TRACES = "/v1/traces"
+log = logging.getLogger("agentstream.gateway")
 
 
 def _kind(v: Any) -> str:
@@ -133,14 +137,24 @@ def add_traces_route(app: FastAPI, state: "GatewayState") -> None:
             for ev in run.events:
                 ev["seq"] += start
                 ref = f"{run.run_id}/{ev['payload'].get('step_id', '?')}"
+                # A span's times and usage figures meet the rules /v1/ingest applies: a span
+                # open for 40 days or a count of 1e30 tokens is refused here, not dead-lettered
+                # by the sink after the client was told it was accepted.
                 bad_time = state.validator.time_issues(ev, ctx.now_us)
                 if bad_time:
                     rejected.append((ref, bad_time[0]["message"]))
                     continue
+                bad_usage = usage_issues(ev)
+                if bad_usage:
+                    rejected.append((ref, f"{bad_usage[0]['field']}: {bad_usage[0]['message']}"))
+                    continue
                 try:
                     value = state.codec.encode(EVENT, ev)
-                except EncodeError as exc:
-                    rejected.append((ref, f"encode: {exc}"))
+                except EncodeError:
+                    # fastavro's message quotes the whole record and its schema (KBs, and the
+                    # span's attributes): the client gets a short generic reason.
+                    log.warning("an OTLP span's event did not encode", exc_info=True)
+                    rejected.append((ref, "encode: the span's event does not fit the Event schema"))
                     continue
                 if len(value) + len(key) > settings.max_record_bytes:
                     rejected.append((ref, f"record_too_large: the span's event encodes to "

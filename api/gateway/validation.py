@@ -328,7 +328,9 @@ class EventValidator:
                 issues.append(issue(name, "empty_value", "must not be empty"))
         for name in ID_FIELDS:
             v = out.get(name)
-            if type(v) is str and v.strip() and not is_id_shaped(v):
+            # any non-empty value, blank ones too: the sink dead-letters an optional id of " "
+            # (sink/rows.py ID_FIELDS), so it is refused here; a required one is empty_value
+            if type(v) is str and v and (v.strip() or name not in NON_EMPTY) and not is_id_shaped(v):
                 issues.append(issue(name, "invalid_id", "an id is one token (letters, digits and "
                                                         "._:/+=#-, at most 256 characters)"))
         issues += rule_issues(out)

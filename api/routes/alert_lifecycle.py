@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentstream.schemas.alerting import (AlertingError, AlertState, Matcher, Rule, Silence, encode,
                                           make_key, parse_rules, routing_doc)
+from agentstream.schemas.webhook_hosts import host_problem
 
 from ..alerting_io import AlertingCache
 from ..auth import Principal
@@ -208,6 +209,12 @@ def put_routing(body: RoutingIn, who: Principal = Depends(require_write),
         rules = parse_rules(doc)  # the contract's own validation: what readers will accept
     except AlertingError as exc:
         raise bad_request("validation_error", str(exc)) from exc
+    # the forwarder would POST to the host each rule names, from inside the deployment (SSRF)
+    allowed = state.settings.alert_webhook_allowed_hosts.split(",")
+    for r in rules:
+        problem = host_problem(r.destination.url, allowed)
+        if problem is not None:
+            raise bad_request("validation_error", f"rule {r.rule_id}: {problem}")
     publish(state, make_key(who.tenant_id, "routing"), routing_doc(rules, doc["updated_us"]))
     return _routing_out(rules)
 

@@ -71,7 +71,9 @@ def service(state: AppState) -> SqlService:
                  "functions are rejected with 400; ClickHouse errors come back as a stable code and "
                  "a generic message, never a row value. Each tenant runs a bounded number of "
                  "queries at once (429 with Retry-After beyond its queue). Limits: rows per page, "
-                 "execution time, memory and rows read (see the server settings)."))
+                 "execution time for the whole request, memory, rows read, result bytes and result "
+                 "columns (see the server settings); IN in function-call form (globalIn(x, t)) is "
+                 "refused: write x IN (SELECT ...)."))
 async def post_sql(body: SqlRequest, who: Principal = Depends(require_read),
                    state: AppState = Depends(get_state)) -> SqlResult:
     svc = service(state)

@@ -40,7 +40,7 @@ _GROUPS: dict[str, tuple[str, str, tuple[int, ...]]] = {
     "table": ("sql_forbidden_table", "the query reads a table that is not readable through /v1/sql",
               (60, 81)),
 }
-_LIMITS = {158: "rows read", 396: "rows or bytes", 159: "execution time", 241: "memory",
+_LIMITS = {158: "rows read", 396: "result rows or bytes", 159: "execution time", 241: "memory",
            160: "execution speed", 307: "bytes read", 394: "execution time"}
 UNAVAILABLE_CODES = {209, 210, 202, 999, 1002}
 _BY_CODE = {c: (api_code, msg) for api_code, msg, codes in _GROUPS.values() for c in codes}

@@ -48,6 +48,9 @@ _TABLE_ARGS = {"this", "db", "catalog", "alias", "sample"}
 class ScopedQuery:
     sql: str  # generated from the rewritten tree: the only text that reaches ClickHouse
     tables: tuple[str, ...]  # the readable tables it reads, each through the tenant subquery
+    # Items of the outermost projection, a ``*`` counted once: a lower bound on the result's
+    # columns, known before ClickHouse expands anything.
+    width: int = 0
 
 
 def parse_one(sql: str) -> exp.Expression:
@@ -70,10 +73,16 @@ def _parse_message(exc: Exception) -> str:
     return str(exc).split("\n")[0][:200]
 
 
-def scope_query(sql: str, readable: Collection[str], database: str) -> ScopedQuery:
-    """The caller's query, rewritten so every table it reads is the tenant's rows only."""
+# Databases every ClickHouse has, whether or not the catalog listed them.
+BUILTIN_DATABASES = frozenset({"system", "information_schema"})
+
+
+def scope_query(sql: str, readable: Collection[str], database: str,
+                databases: Collection[str] = ()) -> ScopedQuery:
+    """The caller's query, rewritten so every table it reads is the tenant's rows only.
+    ``databases``: the server's database names (a name qualified by one is a table)."""
     try:
-        return _scope_query(sql, readable, database)
+        return _scope_query(sql, readable, database, databases)
     except RecursionError:
         # sqlglot parses and prints recursively: a few thousand nested brackets, NOTs or
         # subqueries (well under the length limit) exhausted the stack and answered 500.
@@ -81,14 +90,15 @@ def scope_query(sql: str, readable: Collection[str], database: str) -> ScopedQue
                           "subqueries inside each other); flatten it") from None
 
 
-def _scope_query(sql: str, readable: Collection[str], database: str) -> ScopedQuery:
+def _scope_query(sql: str, readable: Collection[str], database: str,
+                 databases: Collection[str]) -> ScopedQuery:
     tree = parse_one(sql)
     if not isinstance(tree, _QUERY_ROOTS):
         kind = type(tree).__name__.upper()
         raise SqlRejected("sql_not_select",
                           f"{kind} statements are not allowed: /v1/sql runs read-only SELECT queries",
                           {"statement": kind})
-    _check_nodes(tree, database)
+    _check_nodes(tree, database, {d.lower() for d in (*databases, *BUILTIN_DATABASES, database)})
     _keep_sample_offsets(tree, sql)
     _relocate_prewhere(tree)
     _attach_final_sample(tree)
@@ -98,7 +108,14 @@ def _scope_query(sql: str, readable: Collection[str], database: str) -> ScopedQu
         if _is_cte_reference(table):
             continue  # its body's tables are rewritten where they stand
         read.append(_scope_table(table, readable, database))
-    return ScopedQuery(tree.sql(dialect=DIALECT), tuple(read))
+    return ScopedQuery(tree.sql(dialect=DIALECT), tuple(read), _width(tree))
+
+
+def _width(tree: exp.Expression) -> int:
+    node = tree
+    while isinstance(node, (exp.SetOperation, exp.Subquery)):
+        node = node.this  # a set operation's columns are its first query's
+    return len(node.expressions) if isinstance(node, exp.Select) else 0
 
 
 def _is_cte_reference(table: exp.Table) -> bool:
@@ -126,7 +143,7 @@ def _is_cte_reference(table: exp.Table) -> bool:
     return False
 
 
-def _check_nodes(tree: exp.Expression, database: str) -> None:
+def _check_nodes(tree: exp.Expression, database: str, databases: set[str]) -> None:
     for node in tree.walk():
         if isinstance(node, _NOT_QUERY):
             raise SqlRejected("sql_not_select", "only SELECT queries run through /v1/sql")
@@ -160,7 +177,7 @@ def _check_nodes(tree: exp.Expression, database: str) -> None:
             # (a function in table position is a table function: refused with the tables)
             check_function_name(_function_name(node))
         if isinstance(node, exp.Column):
-            _unqualify_database(node, database)
+            _unqualify_database(node, database, databases)
 
 
 def _function_name(node: exp.Func) -> str:
@@ -169,16 +186,32 @@ def _function_name(node: exp.Func) -> str:
     return node.sql_name()
 
 
-def _unqualify_database(col: exp.Column, database: str) -> None:
+def _unqualify_database(col: exp.Column, database: str, databases: set[str]) -> None:
     # ``default.events.run_id`` names the table, which is now a subquery aliased ``events``.
     if col.args.get("catalog") is not None:
         raise SqlRejected("sql_unsupported", "four-part column names are not supported")
     db = col.args.get("db")
     if db is None:
+        _refuse_table_name(col, database, databases)
         return
     if db.name != database:
         raise forbidden_table(f"{db.name}.{col.table}")
     col.set("db", None)
+
+
+def _refuse_table_name(col: exp.Column, database: str, databases: set[str]) -> None:
+    """``system.one`` where a value belongs is a column to sqlglot and may be a table to ClickHouse
+    (the second argument of an IN function, an IN's right side): never scoped, read while the query
+    is analysed. Refused whatever reads it, so no future such position can open that door."""
+    table = col.args.get("table")
+    if table is None or table.name.lower() not in databases or col.find_ancestor(exp.Table):
+        return  # (inside a table reference: a table function's argument, refused with it)
+    name = f"{table.name}.{col.name}"
+    if table.name.lower() != database.lower():
+        raise forbidden_table(name)
+    raise SqlRejected("sql_unsupported", f"{name} names a table where a value belongs; read it in a "
+                      f"subquery: (SELECT ... FROM {col.name}), or alias the table if {table.name} is "
+                      "meant as one", {"name": name})
 
 
 def _selects_with(tree: exp.Expression, arg: str):

@@ -20,7 +20,8 @@ from typing import Iterable
 TENANT_SETTING = "SQL_agentstream_tenant"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Settings the API sends with each analyst query; the profile lets them change under readonly.
-_CHANGEABLE = ("max_execution_time", "max_memory_usage", "max_rows_to_read")
+_CHANGEABLE = ("max_execution_time", "max_memory_usage", "max_rows_to_read", "max_result_rows",
+               "max_result_bytes", "result_overflow_mode")
 
 
 def _ident(name: str) -> str:
@@ -47,7 +48,9 @@ def row_policy_ddl(database: str, tables: Iterable[str], user: str = "agentstrea
             if password is not None else "IDENTIFIED WITH sha256_password BY '<choose a password>'")
     changeable = ", ".join(f"{s} CHANGEABLE_IN_READONLY" for s in _CHANGEABLE)
     out = [
-        f"CREATE SETTINGS PROFILE IF NOT EXISTS {profile}{on} SETTINGS readonly = 1, "
+        # OR REPLACE: re-running after an upgrade lets the limits a newer API sends change too
+        # (readonly refuses any setting the profile does not list).
+        f"CREATE SETTINGS PROFILE OR REPLACE {profile}{on} SETTINGS readonly = 1, "
         f"{setting} = '' CHANGEABLE_IN_READONLY, {changeable}",
         f"CREATE USER IF NOT EXISTS {u}{on} {auth} DEFAULT DATABASE {db} SETTINGS PROFILE {profile}",
     ]

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from agentstream.schemas.usage_numbers import shown_ms
+
 ENFORCEMENT_OUTCOMES = {
     "stopped_by_command": "a stop command",
     "budget_stopped": "a budget",
@@ -42,7 +44,7 @@ def _pct(part: float, whole: float) -> str:
 def _wait_ms(step: dict[str, Any]) -> float:
     approval = (step.get("details") or {}).get("approval")
     if isinstance(approval, dict) and isinstance(approval.get("approval_latency_ms"), (int, float)):
-        return max(0.0, float(approval["approval_latency_ms"]))
+        return shown_ms(approval["approval_latency_ms"])  # a stored -1e308 is none, 1e308 30 days
     return 0.0
 
 

@@ -10,7 +10,10 @@ ids (SHA-256), so exporting the same run twice gives the same ids.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
+
+from agentstream.schemas.usage_numbers import shown_ms
 
 SCOPE = {"name": "agentstream.export", "version": "1"}
 SPAN_KIND_INTERNAL, SPAN_KIND_CLIENT = 1, 3
@@ -43,8 +46,16 @@ def _attrs(pairs: list[tuple[str, Any]]) -> list[dict[str, Any]]:
     return [a for a in (_attr(k, v) for k, v in pairs) if a is not None]
 
 
+# OTLP times are fixed64 ns: a time outside 0..2^64-1 ns (or NaN, inf) has no encoding. Clamped,
+# never raised: this runs inside a streamed 200 response, where an exception cuts the body off
+# mid-run and with it the rest of the tenant's export.
+_MAX_US = (2**64 - 1) // 1000
+
+
 def _nanos(us: int | float) -> str:
-    return str(int(us) * 1000)
+    if us.__class__ is not int:
+        us = int(us) if us == us and abs(us) < math.inf else 0  # NaN and infinities: 0
+    return str(min(max(us, 0), _MAX_US) * 1000)
 
 
 def run_to_otlp(detail: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +101,8 @@ def run_to_otlp(detail: dict[str, Any]) -> dict[str, Any]:
                        if isinstance(v, (str, int, float, bool))])
 
     failed_run = run["status"] == "FAILURE"
-    end_us = run["started_us"] + run["duration_ms"] * 1000 if run["duration_ms"] is not None else run["last_us"]
+    duration = run["duration_ms"]
+    end_us = run["started_us"] + shown_ms(duration) * 1000 if duration is not None else run["last_us"]
     spans = [{
         "traceId": trace_id, "spanId": root_id, "parentSpanId": "",
         "name": f"invoke_agent {run['agent_id']}", "kind": SPAN_KIND_INTERNAL,
@@ -145,7 +157,7 @@ def run_to_otlp(detail: dict[str, Any]) -> dict[str, Any]:
             "name": f"{s['step_kind'].lower()} {s['name']}",
             "kind": SPAN_KIND_CLIENT if s["step_kind"] in ("LLM", "TOOL") else SPAN_KIND_INTERNAL,
             "startTimeUnixNano": _nanos(s["started_us"]),
-            "endTimeUnixNano": _nanos(s["started_us"] + s["latency_ms"] * 1000),
+            "endTimeUnixNano": _nanos(s["started_us"] + shown_ms(s["latency_ms"]) * 1000),
             "attributes": _attrs(pairs), "events": events_by_span.get(sid, []), "links": links,
             "status": {"code": STATUS_ERROR if error else STATUS_OK},
         })

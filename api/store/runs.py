@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from agentstream.schemas.avro_binary import read_varint
+from agentstream.schemas.usage_numbers import shown_ms
 
 from ..db import Db, RowReader
 from ..errors import ApiError
@@ -92,7 +93,9 @@ def shape_run(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     finished = bool(row["status"])
     out["status"] = row["status"] or "RUNNING"
-    out["duration_ms"] = row["duration_ms"] if finished else None
+    # shown_ms: a NaN, infinite or negative duration stored before the sink refused them must
+    # not fail the response (JSON has no NaN) or every reader computing with it
+    out["duration_ms"] = shown_ms(row["duration_ms"]) if finished else None
     return out
 
 
@@ -335,7 +338,7 @@ def _step(row: dict[str, Any]) -> dict[str, Any]:
         "seq": row["seq"], "event_id": row["event_id"], "step_id": row["step_id"],
         "step_kind": row["step_kind"], "name": row["name"], "status": row["status"],
         "parent_step_id": row["parent_step_id"], "started_us": row["started_us"],
-        "ts_us": row["ts_us"], "latency_ms": row["latency_ms"], "attempt": row["attempt"],
+        "ts_us": row["ts_us"], "latency_ms": shown_ms(row["latency_ms"]), "attempt": row["attempt"],
         "retry_of": row["retry_of"], "llm": llm, "tool": tool, "details": _payload(row),
         "attributes": dict(row["attributes"] or {}),
     }

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentstream.schemas.usage_numbers import shown_ms
+
 from ..db import Db
 from .runs import RUN_COLUMNS, get_run, run_detail, shape_run
 
@@ -41,7 +43,7 @@ def build_timeline(detail: dict[str, Any], children: list[dict[str, Any]]) -> di
         approval = s["details"].get("approval") if isinstance(s["details"], dict) else None
         wait_ms = None
         if isinstance(approval, dict) and isinstance(approval.get("approval_latency_ms"), (int, float)):
-            wait_ms = float(approval["approval_latency_ms"])
+            wait_ms = shown_ms(approval["approval_latency_ms"])  # a stored -1e308 is none, 1e308 30 days
         handoff = s["details"].get("handoff") if isinstance(s["details"], dict) else None
         spans.append({
             "span_id": s["step_id"],
@@ -76,7 +78,9 @@ def build_timeline(detail: dict[str, Any], children: list[dict[str, Any]]) -> di
     child_rows = [{"run_id": c["run_id"], "agent_id": c["agent_id"], "status": c["status"],
                    "start_ms": _ms(c["started_us"], origin),
                    "duration_ms": c["duration_ms"]} for c in children]
-    end_us = max([run["last_us"]] + [s["started_us"] + int(s["latency_ms"] * 1000) for s in steps])
+    # shown_ms again (run_detail's steps have it already): a -1e308 or infinite latency stored
+    # before the sink refused them made int() raise OverflowError and the route answer 500
+    end_us = max([run["last_us"]] + [s["started_us"] + int(shown_ms(s["latency_ms"]) * 1000) for s in steps])
     total_wait = sum(s["wait_ms"] or 0.0 for s in spans)
     return {
         "run_id": run["run_id"],

@@ -43,9 +43,14 @@ _LN_LAT_BASE = math.log(LAT_BASE)
 _BUCKET_NAMES = tuple(str(i) for i in range(512))
 
 
-def lat_bucket(ms: float) -> str:
+def lat_bucket(ms: float) -> str | None:
+    """The histogram bucket of a latency, or None for what is not one (NaN, infinity): written
+    around the gateway, an infinite latency raised OverflowError here and failed the detectors
+    for the whole batch. A huge finite one lands in a high bucket, as any slow run would."""
     if ms <= 1:
         return "0"
+    if not ms < math.inf:  # NaN and +inf (NaN compares false with everything)
+        return None
     i = int(math.log(ms) / _LN_LAT_BASE)
     return _BUCKET_NAMES[i] if i < 512 else str(i)
 
@@ -54,7 +59,8 @@ def add_run(s: dict[str, Any], failed: bool, duration_ms: float, cost: float, st
     s["n"] += 1
     s["fail"] += int(failed)
     b = lat_bucket(duration_ms)
-    s["lat"][b] = s["lat"].get(b, 0) + 1
+    if b is not None:
+        s["lat"][b] = s["lat"].get(b, 0) + 1
     s["cost"][0] += cost
     s["cost"][1] += cost * cost
     s["steps"][0] += steps
@@ -80,7 +86,8 @@ def add_step(s: dict[str, Any], name: str, latency_ms: float) -> None:
             return  # bounded: the first step names seen are the ones judged
         h = s["step_lat"][name] = {}
     b = lat_bucket(latency_ms)
-    h[b] = h.get(b, 0) + 1
+    if b is not None:
+        h[b] = h.get(b, 0) + 1
 
 
 def merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

@@ -114,4 +114,5 @@ def approval_wait(state: dict[str, Any], approval: Mapping[str, Any], quiet_us: 
     its wall time, back to its previous event at most (``quiet_us``)."""
     ms = approval.get("approval_latency_ms")
     if ms and ms > 0 and quiet_us > 0:  # (NaN is not > 0)
-        state["wait_us"] = state.get("wait_us", 0) + min(int(ms * 1000), quiet_us)
+        # min before int: an infinite wait (written around the gateway) is capped, not an OverflowError
+        state["wait_us"] = state.get("wait_us", 0) + int(min(ms * 1000, quiet_us))

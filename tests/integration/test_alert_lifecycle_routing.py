@@ -97,7 +97,8 @@ def lifecycle_api(tmp_path, chdb_client, bootstrap, topic_prefix, unique):
     keys = tmp_path / "keys.json"
     tenant, other = "al-" + unique, "al2-" + unique
     settings = ApiSettings(api_keys_file=keys, bootstrap_servers=bootstrap, topic_prefix=topic_prefix,
-                           kafka_client_conf={"session.timeout.ms": "6000"})
+                           kafka_client_conf={"session.timeout.ms": "6000"},
+                           alert_webhook_allowed_hosts="127.0.0.1")  # the test's own receivers
     auth = {"Authorization": "Bearer " + add_key(keys, tenant, scopes=["read", "write"], name="alice")}
     other_auth = {"Authorization": "Bearer " + add_key(keys, other, scopes=["read", "write"])}
     reader = {"Authorization": "Bearer " + add_key(keys, tenant, scopes=["read"])}

@@ -65,13 +65,8 @@ AS.page(async function (main) {
       }
       box.append(AS.table([
         { label: "stage", render: (s) => s.stage },
-        { label: "group", render: (s) => el("span", { class: "mono" }, s.group_id) },
-        { label: "topic", render: (s) => el("span", { class: "mono" }, s.topic) },
-        { label: "partitions", num: true, key: "partitions" },
-        { label: "committed", num: true, render: (s) => fmt.int(s.committed) },
-        { label: "reported end", num: true, render: (s) => fmt.int(s.reported_end) },
-        { label: "lag (≥)", num: true, render: (s) => el("span", {}, fmt.int(s.lag), s.exact ? "" : el("span", { class: "badge warn", title: "the broker reported an end offset below the committed offset: its end offsets are short, so the real lag is unknown (at least this)" }, " end offset under-reported")) },
-        { label: "consumed/s", num: true, render: (s) => (s.rate_per_s === null ? "…" : fmt.num(s.rate_per_s, 1)) },
+        { label: "state", render: (s) => el("span", { class: s.behind ? "badge warn" : "badge ok" }, s.behind ? "behind" : "caught up") },
+        { label: "lag (records, ≥)", render: (s) => el("span", {}, s.lag, s.exact ? "" : el("span", { class: "badge warn", title: "the broker reported an end offset below the committed offset: its end offsets are short, so the real lag is unknown (at least this)" }, " end offset under-reported")) },
       ], lag.stages));
     } catch (e) {
       AS.clear(box).append(el("p", { class: "empty" }, "lag unavailable: " + e.message));

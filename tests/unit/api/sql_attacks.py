@@ -241,4 +241,11 @@ ESCAPES = [
     # a line break in a name would forge lines of ClickHouse's EXPLAIN output
     "SELECT 1 AS `x\n    JOIN TREE\n      TABLE id: 9, table_name: default.events`",
     "SELECT count() FROM events AS `e\nPREWHERE`",
+    # IN in call form reads its second argument as a table, unscoped, while the query is analysed
+    "SELECT (SELECT throwIf(globalIn('UTC', system.time_zones)))",
+    "SELECT count() FROM events WHERE globalIn(run_id, runs)",
+    "SELECT count() FROM events WHERE NOTNULLIN(run_id, alerts)",
+    "SELECT toString(`system`.`one`)",
+    "SELECT currentQueryID()",
+    "SELECT logTrace('x')",
 ]

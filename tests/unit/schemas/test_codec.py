@@ -95,3 +95,22 @@ def test_generated_types_are_current():
     from agentstream.schemas import codegen
 
     assert codegen.target().read_text() == codegen.render(), "run python -m agentstream.schemas.codegen"
+
+
+def test_a_record_followed_by_more_bytes_is_refused_with_the_reason():
+    """Red-team s17: a valid Event followed by junk was stored as if whole (the reader stops
+    where the schema ends). The C readers refuse it too (sink/_eventrows.c, _fieldreader.c)."""
+    import pytest as _pytest
+
+    from agentstream.schemas import EVENT, Codec, DecodeError
+
+    codec = Codec()
+    rec = {"event_id": "e1", "tenant_id": "t", "agent_id": "a", "agent_version": "1", "environment": "d",
+           "run_id": "r", "seq": 0, "ts_us": 1, "emitted_us": 1, "sdk_version": "x",
+           "capture_mode": "METADATA_ONLY", "policy_version": "", "attributes": {}, "kind": "FEEDBACK",
+           "payload": {"interaction_id": "i", "feedback_type": "thumbs", "value": "up", "source": "user"}}
+    value = codec.encode(EVENT, rec)
+    assert codec.decode_as(EVENT, value)["run_id"] == "r"
+    for junk in (b"\x00", b"garbage", value[5:]):
+        with _pytest.raises(DecodeError, match=f"{len(junk)} bytes after the record"):
+            codec.decode(value + junk)

@@ -9,7 +9,7 @@ from agentstream.schemas.usage_numbers import is_cost, usage_cost, usage_count
 
 
 @pytest.mark.parametrize("v,want", [
-    (None, 0), ("", 0), (0, 0), (12, 12), (12.7, 12), ("12", 12), (2**63, 2**63),
+    (None, 0), ("", 0), (0, 0), (12, 12), (12.7, 12), ("12", 12), (2**40, 2**40), (2**40 + 1, None), (2**63, None),
     (-1, None), (-0.5, 0), (math.nan, None), (math.inf, None), ("x", None), ({}, None), ([1], None),
     (True, None), (b"\xff", None),
 ])

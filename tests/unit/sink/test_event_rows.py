@@ -60,7 +60,15 @@ def _event(schema: dict, rng: random.Random) -> dict:
     llm = payload.get("llm")
     if isinstance(llm, dict) and rng.random() < 0.8:
         for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
-            llm[k] = rng.choice([0, 5, 2**63 - 1, rng.randrange(0, 2**40)])
+            llm[k] = rng.choice([0, 5, 2**40, rng.randrange(0, 2**40)])  # datum() makes 2^63-1 and < 0
+    # durations and ids mostly as the mapper takes them (0..30 days; one token of id characters),
+    # else whatever datum() made: nan, infinities, -1e300, text of any script
+    for rec, k in ((payload, "latency_ms"), (payload, "duration_ms"), (payload.get("approval"), "approval_latency_ms")):
+        if isinstance(rec, dict) and k in rec and rng.random() < 0.95:
+            rec[k] = rng.choice([0.0, -0.0, 0.5, 2_592_000_000.0, rng.uniform(0, 1e6)])
+    for k in ("event_id", "run_id", "session_id", "parent_run_id", "parent_step_id"):
+        if ev.get(k) and rng.random() < 0.97:
+            ev[k] = rng.choice(["r", "run_7a52:x/y+=#-.", "R" * 256, k + str(rng.randrange(100))])
     red = ev.get("redaction")
     if isinstance(red, dict) and rng.random() < 0.85:
         red["rule_counts"] = {k: abs(v) % 2**63 for k, v in red["rule_counts"].items()}
@@ -369,3 +377,70 @@ def test_a_cost_that_is_no_cost_is_refused_by_both_mappers(sid, schema, v2):
             assert want is None, cost
             with pytest.raises(ValueError, match="cost_usd"):
                 event_rows.rows(value + _trailer(30), 1, v2)
+
+
+def _step_payload(v2: bool, **over) -> dict:
+    llm = {"provider": "p", "operation": "chat", "request_model": "m", "response_model": None,
+           "input_tokens": 1, "output_tokens": 1, "cache_read_tokens": 0, "cache_write_tokens": 0,
+           "cost_usd": 0.0, "finish_reasons": [], "tool_calls": []}
+    if v2:
+        llm["request_digest"] = None
+    step = {"step_id": "s", "step_kind": "LLM", "name": "chat", "status": "OK", "started_us": 1,
+            "latency_ms": 1.0, "attempt": 1, "retry_of": None, "llm": llm, "tool": None, "handoff": None,
+            "approval": None, "fallback": None, "content": None}
+    for k, v in over.items():
+        if k in llm:
+            llm[k] = v
+        else:
+            step[k] = v
+    return step
+
+
+@pytest.mark.parametrize("sid,schema,v2", SCHEMAS, ids=lambda x: str(x)[:12])
+def test_durations_token_counts_and_ids_out_of_bounds_are_refused_by_both_mappers(sid, schema, v2):
+    """Red-team s17: written around the gateway, a latency of -1e308 or NaN failed every read of
+    the run, 2^63-1 tokens wrapped the tenant's sums, and a run id with a newline (or 10 KB long)
+    was stored and unreadable. Both mappers dead-letter each alike, with a reason."""
+    codec = Codec()
+    approval = {"action_digest": "ab" * 16, "decision": "approved", "approval_latency_ms": 1.0}
+    run_end = {"status": "SUCCESS", "outcome": "ok", "started_us": 1, "duration_ms": 1.0, "step_count": 1,
+               "llm_calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    bad = [
+        *[dict(kind="STEP", payload=("agentstream.v1.Step", _step_payload(v2, latency_ms=x)))
+          for x in (-1e308, -1.0, math.nan, math.inf, -math.inf, 2_592_000_000.5)],
+        *[dict(kind="RUN_END", payload=("agentstream.v1.RunEnd", {**run_end, "duration_ms": x}))
+          for x in (-1e308, math.nan, math.inf)],
+        dict(kind="STEP", payload=("agentstream.v1.Step", _step_payload(
+            v2, llm=None, step_kind="APPROVAL", approval={**approval, "approval_latency_ms": math.inf}))),
+        *[dict(kind="STEP", payload=("agentstream.v1.Step", _step_payload(v2, **{k: n})))
+          for k in ("input_tokens", "cache_write_tokens") for n in (2**40 + 1, 2**63 - 1)],
+        *[{k: v} for k in ("run_id", "event_id", "session_id", "parent_run_id", "parent_step_id")
+          for v in ("a b", "a\nb", "x" * 10_000, "-lead", "é")],
+    ]
+    for over in bad:
+        value = _framed(sid, schema, _one(sid, schema, **over))
+        with pytest.raises(RowError):
+            event_row(codec.decode_as(EVENT, value), 30)
+        with pytest.raises(ValueError):
+            event_rows.rows(value + _trailer(30), 1, v2)
+    good = [
+        dict(kind="STEP", payload=("agentstream.v1.Step", _step_payload(v2, latency_ms=2_592_000_000.0,
+                                                                         input_tokens=2**40))),
+        dict(kind="RUN_END", payload=("agentstream.v1.RunEnd", {**run_end, "duration_ms": -0.0})),
+        dict(kind="STEP", payload=("agentstream.v1.Step", _step_payload(v2, llm=None, step_kind="APPROVAL",
+                                                                         approval=approval))),
+        {"run_id": "R" * 256, "session_id": "", "parent_run_id": None, "parent_step_id": "run_7:a/b+=#-."},
+    ]
+    for over in good:
+        value = _framed(sid, schema, _one(sid, schema, **over))
+        want = event_row(codec.decode_as(EVENT, value), 30)
+        [row] = _rows(event_rows.rows(value + _trailer(30), 1, v2))
+        assert _same(row, want)
+
+
+def test_the_row_error_names_the_field_never_the_value():
+    ev = {"kind": "FEEDBACK", "payload": {}, "seq": 1, "tenant_id": "t", "run_id": "x" * 10_000,
+          "event_id": "e", "ts_us": 1}
+    with pytest.raises(RowError) as e:
+        event_row(ev)
+    assert "run_id is not an id" in e.value.reason and len(e.value.reason) < 200
