@@ -203,6 +203,22 @@ class CapturePolicy:
         mac.update(canonical_json(value))
         return mac.hexdigest()
 
+    def digest_total(self, value: Any) -> str:
+        """``digest``, for any value: what canonical JSON cannot write (mixed or tuple keys,
+        cycles, deep nesting, a raising ``__str__``) is digested in its ``total_canonical``
+        form. JSON-able values keep ``digest``'s bytes, the gateway's digest of them."""
+        try:
+            return self.digest(value)
+        except Exception:  # noqa: BLE001 - not JSON-able as it is (or a __str__ raised)
+            pass
+        try:
+            text = _CANONICAL.encode(["<total>", total_canonical(value)])
+        except Exception:  # noqa: BLE001 - e.g. an int past Python's 4300-digit str limit
+            text = _CANONICAL.encode(["<total>", f"<{type(value).__name__}>"])
+        mac = self._mac.copy()
+        mac.update(text.encode("utf-8", "surrogatepass"))
+        return mac.hexdigest()
+
     def project(self, content: Any) -> dict[str, str | None] | None:
         """The ``content`` record a step may carry under this policy, or None."""
         if self.mode == "metadata_only" or content is None:
@@ -219,3 +235,42 @@ class CapturePolicy:
             self.blocked += 1
             return None
         return {"preview": None, "reference": str(self.content_store(text))}
+
+
+_DEPTH_MAX = 64  # deeper than any action a person approves; json's C encoder recursed to death
+
+
+def total_canonical(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
+    """``value`` as plain JSON data for any object, for what ``canonical_json`` cannot write:
+    mixed-type dict keys (``{1: "refund", "amount": 5}``, sorted by (type name, text) so they
+    digest deterministically), tuple or None keys, cycles, nesting deeper than ``_DEPTH_MAX``,
+    objects whose ``str`` raises. A JSON-able value never comes here (``digest_total`` tries
+    ``canonical_json`` first), so its digest stays the gateway's (``span_digest.keyed``)."""
+    if value is None or value.__class__ in (str, int, float, bool):
+        return value
+    if _depth >= _DEPTH_MAX:
+        return "<deep>"
+    if id(value) in _seen:
+        return "<cycle>"
+    seen = _seen | {id(value)}
+    if isinstance(value, dict):
+        items = [(_key_text(k), total_canonical(v, _depth + 1, seen)) for k, v in list(value.items())]
+        items.sort(key=lambda kv: kv[0])
+        return [["<dict>"]] + [[k[1], v] for k, v in items]  # a list: keeps this order as written
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [total_canonical(v, _depth + 1, seen) for v in list(value)]
+        if isinstance(value, (set, frozenset)):
+            items.sort(key=_safe_text)
+        return items
+    return _safe_text(value)
+
+
+def _safe_text(value: Any) -> str:
+    try:
+        return value if value.__class__ is str else str(value)
+    except Exception:  # noqa: BLE001 - an object whose __str__ raises: its type stands in
+        return f"<{type(value).__name__}>"
+
+
+def _key_text(k: Any) -> tuple[str, str]:
+    return (type(k).__name__, _safe_text(k))

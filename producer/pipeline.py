@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from .bounds import Bounds
 from .capture import allowed_attributes
 from .step import Step
 from .wire import MAX_ATTRS, RunWire, attr_str
@@ -25,7 +26,8 @@ def clean_attributes(attrs: dict[str, Any]) -> dict[str, str]:
 
 class EventPipeline:
     def __init__(self, header: Callable[[], bytes], sdk_version: str, capture_mode: str,
-                 policy_version: str, buffer_max: int, speedups: bool = True) -> None:
+                 policy_version: str, buffer_max: int, speedups: bool = True,
+                 counter: Any = None) -> None:
         self._header_fn = header
         self._header: bytes | None = None
         self.sdk_version = sdk_version
@@ -34,6 +36,9 @@ class EventPipeline:
         self.buffer_max = buffer_max
         self.sampled_out = 0
         self.speedups = speedups  # the C encoder (_wirecore.c) for the shapes it handles
+        # over-long names and ids are cut before encoding, counted on ``counter.truncated``
+        self.bounds = Bounds(counter if counter is not None else self)
+        self.truncated = 0  # (the count when no counter is given)
 
     def _wire(self, run: Run) -> RunWire:
         if self._header is None:
@@ -53,6 +58,7 @@ class EventPipeline:
             return self._step(item)
         run, kind, ts_us, parent_step_id, attrs, payload = item
         wire = run._wire or self._wire(run)
+        payload = self.bounds.payload(payload)
         data = wire.encode(run._seq, ts_us, ts_us, parent_step_id, allowed_attributes(attrs, self.capture_mode),
                            kind, payload)
         run._seq += 1
@@ -63,6 +69,7 @@ class EventPipeline:
     def _step(self, s: Step) -> list[tuple[bytes, bytes]]:
         # The agent thread left raw numbers and references; make ids and wall times here.
         s._taken()
+        self.bounds.step(s)
         run = s.run
         wire = run._wire or self._wire(run)
         sid = run._sid

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Literal
 
 from agentstream.schemas.feedback_values import FEEDBACK_VALUES, NEGATIVE_SIGNALS
 from agentstream.schemas.id_format import is_id_shaped
-from agentstream.schemas.usage_numbers import is_cost, usage_cost, usage_count
+from agentstream.schemas.usage_numbers import is_cost, is_duration_ms, usage_cost, usage_count
 
 from .context import current_step
 from .ids import uuid4_str
@@ -153,7 +153,12 @@ class RunRecords(RunState):
         if breach is _UNJUDGED:
             breach = _UNBUDGETED if self.budget is None else self._judge_record(s)
         s._parent = current_step.get()
-        lat_ns = int(float(latency_ms) * 1e6)
+        lat = float(latency_ms)
+        if not is_duration_ms(lat):  # NaN, negative, past 30 days: the sink refuses the row
+            self._t.failed += 1
+            log.warning("agentstream: latency_ms %r is not a duration; 0 sent", lat)
+            lat = 0.0
+        lat_ns = int(lat * 1e6)
         s._t0 = time.perf_counter_ns() - lat_ns
         if status != "OK":
             s.set_status(status)
@@ -233,12 +238,18 @@ class RunRecords(RunState):
         """An approval bound to the HMAC digest of the canonical action. The human wait is
         recorded as ``approval_latency_ms``, apart from the step's (agent) latency."""
         try:
-            digest = self._policy.digest(_canonical_action(action))
-            decision = decision if decision in APPROVAL_DECISIONS else "rejected"
+            digest = self._policy.digest_total(_canonical_action(action))
+            decision = decision if decision.__class__ is str and decision in APPROVAL_DECISIONS \
+                else "rejected"
+            wait = float(approval_latency_ms)
+            if not is_duration_ms(wait):  # NaN, negative, past 30 days: the sink refuses the row
+                self._t.failed += 1
+                log.warning("agentstream: approval_latency_ms %r is not a duration; 0 sent", wait)
+                wait = 0.0
             s = self.step("approval", name or f"approval {_action_name(action)}", **attrs)
             s.approval = {"action_digest": digest, "decision": decision,
-                          "approval_latency_ms": float(approval_latency_ms)}
-            self.approval_wait_ms += float(approval_latency_ms)
+                          "approval_latency_ms": wait}
+            self.approval_wait_ms += wait
             self._record_done(s, "OK", 0.0)
             return digest
         except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
@@ -266,7 +277,14 @@ class RunRecords(RunState):
                 **attrs: Any) -> str:
         """Records a handoff and returns the child's run id; open the child with
         ``tracer.run(..., run_id=that, parent=run)`` (same session, parent link)."""
-        to_run_id = to_run_id or uuid4_str()
+        try:
+            # (inside the try: ``bool()`` of a caller's object may raise)
+            to_run_id = to_run_id or uuid4_str()
+            if to_run_id.__class__ is not str:
+                to_run_id = str(to_run_id)
+        except Exception:  # noqa: BLE001 - an unusable id: the child gets a fresh one
+            self._count_failure("handoff to_run_id")
+            to_run_id = uuid4_str()
         try:
             s = self.step("handoff", f"handoff {to_agent_id}", **attrs)
             s.handoff = {"to_agent_id": str(to_agent_id), "to_run_id": to_run_id, "role": role}
@@ -289,7 +307,11 @@ class ApprovalRequest:
 
     def __enter__(self) -> "ApprovalRequest":
         self._t0 = time.perf_counter_ns()
-        self.digest = self.run._policy.digest(_canonical_action(self.action))
+        try:
+            self.digest = self.run._policy.digest_total(_canonical_action(self.action))
+        except Exception:  # noqa: BLE001 - never raise into the agent (as Step.record_tool)
+            self.run._count_failure("approval action digest")
+            self.digest = None
         return self
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
@@ -300,12 +322,18 @@ class ApprovalRequest:
 
 
 def _canonical_action(action: Any) -> Any:
-    if hasattr(action, "__dataclass_fields__"):
-        import dataclasses
+    """A dataclass or pydantic action as its fields; anything else (or one whose conversion
+    raises, e.g. an object whose ``__getattr__`` raises) as itself: ``digest_total`` takes any
+    value."""
+    try:
+        if hasattr(action, "__dataclass_fields__"):
+            import dataclasses
 
-        return dataclasses.asdict(action)
-    if hasattr(action, "model_dump"):
-        return action.model_dump()
+            return dataclasses.asdict(action)
+        if hasattr(action, "model_dump"):
+            return action.model_dump()
+    except Exception:  # noqa: BLE001 - the action as given is still digestible
+        pass
     return action
 
 
@@ -317,7 +345,10 @@ def _action_name(action: Any) -> str:
     a = _canonical_action(action)
     if isinstance(a, dict):
         for key in ("tool", "action", "name"):
-            v = a.get(key)
+            try:
+                v = a.get(key)
+            except Exception:  # noqa: BLE001 - a dict subclass whose get raises: no name
+                return "action"
             if v.__class__ is str and len(v) <= 64 and is_id_shaped(v):
                 return v
     return "action"

@@ -161,8 +161,13 @@ class Step:
     def set_attribute(self, key: str, value: Any) -> "Step":
         if self.attrs is None:
             self.attrs = {}
-        # attribute keys are text on the wire; an unhashable key would raise here
-        self.attrs[key if key.__class__ is str else str(key)] = value
+        if key.__class__ is str:
+            self.attrs[key] = value
+            return self
+        try:  # attribute keys are text on the wire; a key whose str() raises is left out
+            self.attrs[str(key)] = value
+        except Exception:  # noqa: BLE001 - never raise into the agent: counted and logged
+            self.run._count_failure("step attribute key")
         return self
 
     def set_attributes(self, **attrs: Any) -> "Step":

@@ -139,9 +139,15 @@ class _InMemoryKafkaClient:
         self._only_errors = str(conf.get("delivery.report.only.error", False)).lower() == "true"
         self._lock = threading.Lock()
         self._pending: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []
+        self._max_bytes = int(conf.get("message.max.bytes", 1_000_000))  # librdkafka's default
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                 on_delivery: Callable[[Any, Any], None] | None = None, **_: Any) -> None:
+        if len(value or b"") + len(key or b"") > self._max_bytes:
+            # as librdkafka refuses a record over message.max.bytes, before queueing it
+            from confluent_kafka import KafkaError, KafkaException
+
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         with self._lock:
             self._pending.append((topic, key, value, on_delivery, None))
 

@@ -9,8 +9,10 @@ import threading
 import time
 from typing import Any, Callable
 
+from agentstream.schemas.id_format import is_id_shaped
 from agentstream.schemas import COMMAND, EVENT, POLICY, Codec, load_catalog, make_resolver, topic_name
 
+from .bounds import ID_MAX, NAME_MAX
 from .capture import CapturePolicy
 from .commands import CommandListener
 from .context import current_run, current_step, propagate
@@ -89,6 +91,11 @@ class Tracer(Decorators):
                                        settings.sample_buffer_max, settings.speedups)
         self._transport = Transport(settings, self.topic, self._pipeline.process,
                                     producer_factory)
+        self._pipeline.bounds.counter = self._transport  # cuts show in stats()["truncated"]
+        # The tracer's identity is in every event's envelope: bounded once, here (bounds.py).
+        self.agent_id, self.agent_version, self.environment = (
+            self._pipeline.bounds.text(v) for v in (agent_id, agent_version, environment))
+        self.tenant_id = self._pipeline.bounds.text(tenant_id, ID_MAX)
         self._producer_factory = producer_factory  # the durable-action audit producer's too
         self._live: dict[str, Run] = {}
         self._run_type = FastRun if settings.speedups and FastRun is not None else Run
@@ -148,23 +155,30 @@ class Tracer(Decorators):
         a name that is a number becomes its text; what is neither text nor a number, a
         ``parent`` that is not a run and a ``budget`` that is not a ``Budget`` are left out,
         each counted in ``stats()["failed"]`` and logged."""
-        def text(v: Any, what: str) -> str | None:
-            if v is None or v.__class__ is str:
-                return v
-            if isinstance(v, (str, int)) and not isinstance(v, bool):
-                return str(v)
+        cut = self._pipeline.bounds.text
+
+        def text(v: Any, what: str, limit: int = ID_MAX) -> str | None:
+            if v is None:
+                return None
+            if v.__class__ is str or isinstance(v, (str, int)) and not isinstance(v, bool):
+                v = cut(v if v.__class__ is str else str(v), limit)  # cut: bounds.py, counted
+                # An id the gateway and the sink would refuse (not one token of id characters,
+                # schemas/id_format.py) is left out as any other unusable id: a run id is drawn.
+                if limit != ID_MAX or is_id_shaped(v):
+                    return v
             self._bad_argument(what)
             return None
 
         ids = [text(v, w) for v, w in ((run_id, "run_id"), (session_id, "session_id"),
-                                       (parent_run_id, "parent_run_id"), (role, "role"))]
+                                       (parent_run_id, "parent_run_id"))]
+        ids.append(text(role, "role", NAME_MAX))
         if parent is not None and getattr(parent, "run_id", None).__class__ is not str:
             self._bad_argument("parent (not a run)")
             parent = None
         if budget is not None and not isinstance(budget, Budget):
             self._bad_argument("budget (not a Budget)")
             budget = None
-        return (text(name, "name") or "run", *ids, parent, budget)
+        return (text(name, "name", NAME_MAX) or "run", *ids, parent, budget)
 
     def _bad_argument(self, what: str) -> None:
         self._transport.failed += 1

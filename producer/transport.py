@@ -67,6 +67,7 @@ class Transport:
         self.overflow = self.queue.overflow
         self.delivery = Delivery(settings, topic, producer_factory)
         self.failed = 0                    # items the SDK could not turn into records
+        self.truncated = 0                 # over-long names and ids cut to their bound (bounds.py)
         self._thread: threading.Thread | None = None
         self._stop = False
         self.needs_start = True
@@ -79,8 +80,9 @@ class Transport:
 
     @property
     def dropped(self) -> int:
-        """Events lost: dropped from a full queue, or not writable to a full/broken spool."""
-        return self.queue.dropped + self.delivery.dropped
+        """Events lost: dropped from a full queue, not writable to a full/broken spool, or
+        refused by Kafka for good (``rejected``: too large, malformed)."""
+        return self.queue.dropped + self.delivery.dropped + self.delivery.rejected.count
 
     # ---- agent thread -------------------------------------------------------------------
     def start(self) -> None:
@@ -108,12 +110,30 @@ class Transport:
         return m.done.wait(timeout) and m.ok
 
     def close(self, timeout: float | None = None) -> bool:
+        """Flushes, stops the worker and closes the delivery (what Kafka did not ack by then is
+        spooled). Events recorded after ``close`` wait in the queue (``stats()["queued"]``)
+        until the next ``close``, which delivers or spools them on its caller's thread; the
+        one at interpreter exit does it for everyone."""
+        timeout = self.settings.flush_timeout_s if timeout is None else timeout
         ok = self.flush(timeout)
         self._stop = True
-        if self._thread is not None:
-            self._thread.join(max(1.0, timeout or 0.0))
+        thread = self._thread
+        if thread is not None:
+            # The worker stops probing once told to stop; a probe already under way takes up
+            # to a second (``Delivery._probe``), and the delivery's close flushes (bounded by
+            # flush_timeout_s) before it spools: wait for that much, or the records were lost.
+            thread.join(max(1.0, timeout) + 1.5 + self.settings.flush_timeout_s)
         with self._here_lock:
-            if self._opened:  # worker_thread=False: the delivery lives on the callers' threads
+            if self.q and (thread is None or not thread.is_alive()):
+                # Events queued after the worker's last turn (or after an earlier close):
+                # delivered or spooled here, never left in a queue nobody drains.
+                if not self._opened:
+                    self.delivery.open()
+                    self._opened = True
+                self._drain()
+                self.delivery.tick(True, self._drain, probe=False)
+                ok = self.delivery.flush(timeout) and ok
+            if self._opened:  # delivered on the callers' threads: close the delivery here
                 self.delivery.close()
                 self._opened = False
             self._closed = True
@@ -145,7 +165,9 @@ class Transport:
             "spooled": d.spooled,
             "replayed": d.replayed,
             "dropped": self.dropped,
+            "rejected": d.rejected.count,
             "failed": self.failed,
+            "truncated": self.truncated,
             "sampled_out": 0,  # the pipeline's count; Tracer.stats fills it in
             "queued": len(self.q),
             "in_flight": in_flight,
@@ -161,7 +183,7 @@ class Transport:
         while True:
             try:
                 busy = self._drain()
-                self.delivery.tick(busy, self._drain)
+                self.delivery.tick(busy, self._drain, probe=not self._stop)
                 if self._stop and not q:
                     break
             except Exception:  # the worker must outlive any one bad turn
@@ -212,7 +234,7 @@ def _after_fork_in_child() -> None:
 
 def _close_all_at_exit() -> None:
     for t in list(_LIVE):
-        if not t.needs_start:
+        if not t.needs_start or (t._closed and t.q):
             try:
                 t.close(t.settings.flush_timeout_s)
             except Exception:  # noqa: BLE001 - at exit nothing is left to report to

@@ -17,7 +17,7 @@ from agentstream.schemas import PARTITIONER
 from .settings import ProducerSettings
 from .shared_producer import POOL
 from .spool import Spool
-from .transport_reports import Reports
+from .transport_reports import Rejections, Reports, is_permanent, produce_refused
 
 log = logging.getLogger("agentstream.producer")
 
@@ -45,7 +45,10 @@ class Delivery:
     - **Online**, records are produced with an idempotent producer (acks=all); librdkafka keeps
       them in order per partition and retries without duplicates.
     - A record is never silently lost: it is acked by Kafka, or written to the spool, or
-      counted in ``dropped`` (spool full or disk error, with a log line).
+      counted in ``dropped`` (spool full or disk error, with a log line), or counted in
+      ``rejected`` (Kafka or librdkafka refused that record for good: too large, malformed;
+      ``transport_reports.is_permanent``). A rejected record is dropped and the delivery
+      stays online: spooled, it was replayed first by every later process and failed forever.
     - **Offline** (a transport error, all brokers down, a fatal producer error, a failed
       delivery or a full librdkafka queue), new records are spooled in ``w`` order; records
       that fail in flight are numbered from a block reserved when going offline, so on disk
@@ -75,6 +78,7 @@ class Delivery:
         self.spooled = 0
         self.replayed = 0
         self.dropped = 0          # spool full or unwritable
+        self.rejected = Rejections()  # refused for good (too large, malformed): never spooled
         self._w = 0
         self._fail_w = 0
         self._fatal = False
@@ -110,6 +114,7 @@ class Delivery:
         except Exception:  # never raise into the agent: spool until a probe works
             log.exception("agentstream: producer start failed")
             self.state = DeliveryState.OFFLINE
+        self._reports.reopen()  # opened again after a close: settle on our thread again
         try:
             d = self.settings.spool_dir
             if os.path.isdir(d) and os.listdir(d) and not self._ensure_spool().empty():
@@ -161,22 +166,26 @@ class Delivery:
         try:
             self.producer.produce(self.topic, value, key, on_delivery=self._report)
             self.produced += 1
-        except Exception:  # noqa: BLE001 - BufferError (local queue full) or a fatal producer
+        except Exception as exc:  # noqa: BLE001 - BufferError (queue full), fatal, or refused
             reports.sent -= 1
+            if produce_refused(exc):  # this record can never be sent: drop it, stay online
+                self.rejected.add(exc, len(value))
+                return
             self._go_offline()
             self._w += 1  # numbered after the block reserved for in-flight failures
             self._to_spool.append((self._w, key, value))
 
-    def tick(self, busy: bool, drain_to_spool: Callable[[], object]) -> None:
+    def tick(self, busy: bool, drain_to_spool: Callable[[], object], probe: bool = True) -> None:
         """One turn of the transport loop: serve librdkafka's callbacks, move failures to
         the spool, and probe/replay when offline. ``drain_to_spool`` sends the queue's
-        pending items (they are spooled while replaying)."""
+        pending items (they are spooled while replaying). ``probe=False`` while closing: a
+        probe takes up to a second, and a close that waited for it lost the records."""
         if self.producer is not None and (not self._shared or POOL.polls(self, self.producer)):
             self.producer.poll(0 if busy else 0.02)
         elif not busy:
             time.sleep(0.02)
         self.settle()
-        if not self.online and time.monotonic() >= self._next_probe:
+        if probe and not self.online and time.monotonic() >= self._next_probe:
             self._try_recover(drain_to_spool)
 
     def flush(self, timeout: float) -> bool:
@@ -226,8 +235,11 @@ class Delivery:
                 self._fatal = True
             self._go_offline()
         while reports.failed:
-            w, key, value = reports.failed.popleft()
+            w, key, value, err = reports.failed.popleft()
             self.delivery_failed += 1
+            if is_permanent(err):  # the broker refused this record: no outage to wait out
+                self.rejected.add(err, len(value))
+                continue
             self._go_offline()
             if w is None:  # sent online: numbered from the block reserved going offline
                 w = self._fail_w
@@ -326,25 +338,33 @@ class Delivery:
 
     def _replay_chunk(self, spool: Spool, d: Any, recs: list[Any]) -> bool:
         failed_before = self.delivery_failed
+        rejected_before = self.rejected.count
         taken = []
+        refused = 0  # refused at produce(): skipped for good (committed with the chunk)
         for rec in recs:
             w, key, value = rec[0], rec[1], rec[2]
             self._reports.sent += 1
             try:
                 self.producer.produce(self.topic, value, key,
                                       on_delivery=functools.partial(self._report, w=w))
-            except Exception:  # noqa: BLE001 - local queue full or fatal: stop this chunk here
+            except Exception as exc:  # noqa: BLE001 - queue full or fatal: stop this chunk here
                 self._reports.sent -= 1
-                break
+                if not produce_refused(exc):
+                    break
+                # A record no broker will take (a spool written before this check, or by an
+                # older SDK): skipped and counted, never retried at the spool's head forever.
+                self.rejected.add(exc, len(value))
+                refused += 1
             taken.append(rec)
         self._await_own(time.monotonic() + self.settings.delivery_timeout_ms / 1000 + 1)
         self._take_reports()
         spool.commit(d, taken)
         failures = self.delivery_failed - failed_before
-        self.produced += len(taken)
-        self.replayed += len(taken) - failures
+        outage = failures - (self.rejected.count - rejected_before - refused)
+        self.produced += len(taken) - refused
+        self.replayed += len(taken) - refused - failures
         self.settle()  # failed ones go back into the spool, sorted by their original w
-        if failures or len(taken) < len(recs):
+        if outage or len(taken) < len(recs):
             self.state = DeliveryState.OFFLINE
             return False
         return True

@@ -132,3 +132,40 @@ def test_decorated_agent_sync_async_and_threads(tracer, bootstrap, topic_prefix)
     assert sorted(e["payload"]["name"] for e in async_events[1:4]) == \
         ["answer", "async_lookup", "async_lookup"]
     assert [e["seq"] for e in async_events] == [0, 1, 2, 3, 4]
+
+
+def test_an_oversized_event_never_wedges_the_spool(bootstrap, topic_prefix, tmp_path, unique):
+    """The red-team's repro (sdk_poison2.py): a 12 MB tool name, then 100 small events, then
+    more processes on the same spool directory. The name is cut to 1 KB (bounds.py); a record
+    over librdkafka's message.max.bytes (1 MB) found at the spool's head (an older SDK's) is
+    refused locally (MSG_SIZE_TOO_LARGE): dropped and counted, and the rest replays."""
+    from agentstream.producer.spool import Spool
+
+    spool_dir = str(tmp_path / "shared-spool")
+
+    def tracer():
+        return Tracer(f"tenant-{unique}", "poison", "1", "test", bootstrap_servers=bootstrap,
+                      topic_prefix=topic_prefix, spool_dir=spool_dir, commands_enabled=False,
+                      probe_interval_s=0.2)
+
+    t = tracer()
+    with t.run("poison") as run:
+        run.tool_call("N" * 12_000_000, {"q": 1}, latency_ms=1.0)
+        for i in range(100):
+            run.tool_call("small", {"i": i}, latency_ms=1.0)
+    assert t.flush(15)
+    events = _read(bootstrap, topic_prefix, [run.run_id])[run.run_id]
+    assert len(events) == 103 and len(events[1]["payload"]["name"]) == 1024
+    t.close(5)
+    assert t.stats()["spooled"] == 0 and t.stats()["truncated"] >= 2
+
+    spool = Spool(spool_dir, 64 * 1024 * 1024, 8 * 1024 * 1024)
+    spool.append([(1, b"k", b"\x00" * 2_000_000)])
+    spool.close()
+    t2 = tracer()
+    with t2.run("after") as later:
+        later.tool_call("small", {}, latency_ms=1.0)
+    events = _read(bootstrap, topic_prefix, [later.run_id])[later.run_id]
+    assert [e["kind"] for e in events] == ["RUN_START", "STEP", "RUN_END"]
+    t2.close(5)
+    assert t2.stats()["rejected"] == 1 and t2.stats()["spool_bytes"] == 0
