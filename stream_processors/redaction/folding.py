@@ -13,11 +13,13 @@ What hid tokens from the rules (each seen in a red-team pass over the live stack
   hyphens (Unicode's format characters, category Cf), C0 controls, combining marks;
 - fullwidth forms (``ｇｈｐ＿…``), which read as the ASCII letters they stand for.
 
-The view: an escape sequence and every other non-ASCII character become a blank, as a terminal
-shows the one and as a reader parts a token from the script around it (a NUL was tried: the
-key-aware rules read it as part of a value, so ``ssn=303240050`` glued to a colour code or a
-CJK word went unseen); format characters, controls and combining marks are deleted; fullwidth
-forms become their ASCII letters.
+The view: an escape sequence and every letter, digit or mark of another script become a blank,
+as a terminal shows the one and as a reader parts a token from the script around it (a NUL was
+tried: the key-aware rules read it as part of a value, so ``ssn=303240050`` glued to a colour
+code or a CJK word went unseen); format characters, controls and combining marks are deleted;
+fullwidth forms become their ASCII letters. Other non-ASCII characters (no-break and thin
+spaces, dashes, symbols) stay as they are: the rules already read them where they stand, and as
+blanks they made phone numbers of card look-alikes grouped by narrow no-break spaces.
 The original text is still scanned as it is: the view only adds findings.
 
 Every character the view deletes or rewrites, and the escape character, is in ``PREFILTER`` (the
@@ -40,7 +42,7 @@ _FORMAT = "".join(chr(c) for c in (*range(0x80, 0x10000), *range(0xE0000, 0xE008
 _COMBINING = "".join(chr(c) for c in range(0x300, 0x370))
 _DELETED = frozenset(_CONTROLS + _FORMAT + _COMBINING + "\x00")
 _FULLWIDTH = {c: chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)}
-_FULLWIDTH[0x3000] = " "  # the ideographic space
+_FULLWIDTH[0x3000] = " "  # the ideographic space: the blank of fullwidth text
 # Anything that asks for the slow walk: an escape, a deleted character.
 _NEEDS_WALK = re.compile("[" + re.escape("\x1b" + "".join(sorted(_DELETED))) + "]")
 
@@ -52,12 +54,21 @@ PREFILTER: tuple[str, ...] = (
 )
 
 
+def _viewed(code: int) -> str:
+    """A non-ASCII character as the view shows it."""
+    full = _FULLWIDTH.get(code)
+    if full is not None:
+        return full
+    c = chr(code)
+    return " " if unicodedata.category(c)[0] in "LNM" else c
+
+
 class _Table(dict[int, str]):
-    """``str.translate``'s table for the one-to-one part of the view: fullwidth to ASCII, any
-    other non-ASCII character to a blank (remembered as it is met: a text holds few distinct ones)."""
+    """``str.translate``'s table for the one-to-one part of the view (remembered as it is met: a
+    text holds few distinct characters)."""
 
     def __missing__(self, code: int) -> str:
-        v = self[code] = _FULLWIDTH.get(code, " ")
+        v = self[code] = _viewed(code)
         return v
 
 
@@ -91,7 +102,7 @@ def folded(text: str) -> tuple[str, list[int] | None] | None:
             i += 1
             continue
         code = ord(c)
-        out.append(c if code < 0x80 else _FULLWIDTH.get(code, " "))
+        out.append(c if code < 0x80 else _TABLE[code])
         starts.append(i)
         i += 1
     starts.append(n)
