@@ -118,7 +118,10 @@ METADATA_KEYS = frozenset((
     "service.version", "deployment.environment", "telemetry.sdk.name", "telemetry.sdk.version",
     "user_agent.original", "http.user_agent", "user_agent.name", "os.description", "host.name",
 ))
-METADATA_PREFIXES = ("agentstream.",)
+# Our own keys (``agentstream.progress_fingerprint``, ``agentstream.budget.limit``…) are digests,
+# ids, codes and numbers: metadata, but judged as free values all the same, so that a producer
+# writing a prompt under ``agentstream.note`` does not have it kept whatever its length.
+METADATA_PREFIXES: tuple[str, ...] = ()
 # Usage figures: a number under one of these is metadata; anything else there is judged as a free
 # value (``gen_ai.usage.prompt`` holding a sentence is not a usage figure).
 NUMERIC_PREFIXES = ("gen_ai.usage.", "llm.token_count.", "llm.cost.")
@@ -183,14 +186,19 @@ def attribute_verdict(key: str, value: str, mode: str) -> str | None:
         return None
     if kind != "metadata" and (reason := _free_key_verdict(key)) is not None:
         return reason
-    if kind == "free":
-        # Any free value past the bound, whatever it holds: a control character every 250
-        # characters kept a long text out of ``LONG_TEXT_RUN`` (the byte prefilter sees such a
-        # value by its length: prefilter.text_may_need_redaction).
-        if len(value) > MAX_FREE_VALUE_CHARS:
-            return "free_value_too_long"
-        if len(value) >= 7 and _PROSE.search(value.encode("utf-8", "surrogatepass")):  # 7: "a b c d"
-            return "free_value_prose"
+    return free_value_verdict(value) if kind == "free" else None
+
+
+def free_value_verdict(value: str) -> str | None:
+    """Why a free text may not travel under metadata_only (None: it may): a short scalar that is
+    not prose is metadata, anything else content."""
+    # Any free value past the bound, whatever it holds: a control character every 250
+    # characters kept a long text out of ``LONG_TEXT_RUN`` (the byte prefilter sees such a
+    # value by its length: prefilter.text_may_need_redaction).
+    if len(value) > MAX_FREE_VALUE_CHARS:
+        return "free_value_too_long"
+    if len(value) >= 7 and _PROSE.search(value.encode("utf-8", "surrogatepass")):  # 7: "a b c d"
+        return "free_value_prose"
     return None
 
 

@@ -66,3 +66,12 @@ def test_a_long_string_outside_the_attributes_does_not_trip_the_length_check():
     # a long failure name is not an attribute: the record keeps the pass-through path
     ev = syn.step("t", "run-1", 2, name="n" * 600, args_digest="d", attributes={"env": "prod"})
     assert not record_fires(codec.encode(EVENT, ev))
+
+
+def test_our_own_prefix_is_no_shelter_for_prose():
+    note = "Patient Maria Gonzalez reports chest pain after the new dose"
+    assert attribute_verdict("agentstream.note", note, "METADATA_ONLY") == "free_value_prose"
+    assert attribute_verdict("agentstream.progress_fingerprint", "9f86d081884c7d65", "METADATA_ONLY") is None
+    ev = syn.step("t", "run-1", 2, name="tool", args_digest="d", attributes={"agentstream.note": note})
+    assert "agentstream.note" not in R.redact_event(ev, DEFAULT_ACTIONS, "p1")["attributes"]
+    assert record_fires(codec.encode(EVENT, ev))
