@@ -69,9 +69,10 @@ class AuditWriter:
         from .tracer import SDK_VERSION
 
         now = time.time_ns() // 1000
-        # Its own progress fingerprint: the processors read a DECISION's type/selected/reason as
-        # one, and the same durable tool called four times is not a run that stopped progressing
-        # (real repeats are judged on the TOOL steps themselves).
+        # Its own progress fingerprint, unique per step: processors before the fix that stopped
+        # reading a DECISION's type/selected/reason as one (docs/processors.md, no_progress) still
+        # do, and the same durable tool called four times is not a run that stopped progressing
+        # (real repeats are judged on the TOOL steps themselves). Harmless to the current ones.
         attrs = {"agentstream.durable": "true", "agentstream.progress_fingerprint": f"durable:{step_id}"}
         if args_digest:
             attrs["agentstream.args_digest"] = args_digest

@@ -13,7 +13,8 @@ decimal (``exceeds_usd``): three $0.10 calls fit a $0.30 budget.
 Repeated calls follow the processors' repeat rule too (``schemas/loop_repeats.py``): a call's
 signature counts within the last ``REPEAT_WINDOW`` logical steps that have one, a retry of a
 call is not a repeat of it, and a call whose result changed (``Step.record_result``) is
-progress: the calls after it count afresh. Progress fingerprints (``record_fingerprint``) count
+progress: the calls after it count afresh, and so is new work between two calls of one signature
+(``count_repeat``). Progress fingerprints (``record_fingerprint``) count
 over the whole run, as the processors count theirs.
 
 Wall time is the run's own time: the time since it started less its approval waits (``pause``;
@@ -30,7 +31,7 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
-from agentstream.schemas.loop_repeats import REPEAT_WINDOW, call_key, count_in_window, note_result
+from agentstream.schemas.loop_repeats import REPEAT_WINDOW, call_key, count_repeat, note_result
 from agentstream.schemas.usage_numbers import exceeds_usd, reaches_usd
 
 from .errors import BudgetExceeded, LackOfProgress
@@ -95,6 +96,7 @@ class RunBudget:
             self._win: list[str] = []
             self._cnt: dict[str, int] = {}
             self._res: dict[str, list] = {}  # signature -> [result changes, result digest]
+            self._nov: dict[str, Any] = {}  # the novelty balance (loop_repeats.count_repeat)
             # Steps admitted and not yet closed, with their signature (gate.py says what else):
             # one whose signature was still unknown (an LLM step's request digest, a tool's
             # arguments recorded inside the step) takes its place in the window once closed,
@@ -194,7 +196,9 @@ class RunBudget:
         ``fingerprint`` (the call is one the rule applies to: a tool call) raises
         ``LackOfProgress`` when the signature is in the window more often than allowed, naming
         ``fingerprint(signature)``, an opaque digest (made only then)."""
-        count = count_in_window(self._win, self._cnt, call_key(signature, self._res), REPEAT_WINDOW)
+        res = self._res
+        _, count = count_repeat(self._win, self._cnt, self._nov, call_key(signature, res), REPEAT_WINDOW,
+                                signature.startswith("LLM|"), signature in res)
         limit = self.repeats
         if fingerprint is not None and limit is not None and exceeds(count, limit):
             raise LackOfProgress(fingerprint(signature), count, self.run_id)
@@ -211,7 +215,7 @@ class RunBudget:
     def note_result(self, signature: str, digest: Any) -> None:
         """A closed call's result digest (``schemas/loop_repeats.note_result``): a changed one
         is progress, so the signature's next calls count afresh."""
-        note_result(self._res, signature, digest, self._win, self._cnt)
+        note_result(self._res, signature, digest, self._win, self._cnt, self._nov)
 
     def record_fingerprint(self, fingerprint: str) -> None:
         """Counts a fingerprint; raises when it repeats more often than allowed."""

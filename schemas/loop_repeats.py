@@ -25,11 +25,21 @@ every 25 steps were stopped as loops that the processors rightly did not see.
   status until it is done is not a loop, the same call returning the same result is, and a call
   whose result is unknown (no digest) is judged as before. A retry's result is its call's. LLM
   calls are not judged by their result: a sampled reply that differs is not new evidence.
+- New work between two calls is progress too (``count_repeat``): a call whose signature reports
+  no result (its result would decide) counts as a repeat only
+  when the steps since its previous call hold no more *new* non-LLM calls (a call key not in the
+  window before) than *identical* ones (a key already there; a call whose result changed counts
+  as new). Otherwise its count starts afresh. Found by a probe: ``screenshot()`` before each of 6
+  different clicks, 6 handed-off agents each reading ``get_ticket(123)`` once, a ``wait(10)``
+  between polls of a job whose status moves, all stopped as ``repeat`` loops. A call repeated
+  with only LLM turns between (the agent re-planning: its requests change every time, so they
+  are not counted either way) or beside other repeated calls still counts; so the loops in
+  which every lap repeats stay loops (ping-pong and cycles are judged on the window as before).
 
 Pure functions over the processors' persisted state layout (``win``: the window's call keys,
 oldest first; ``cnt``: call key -> count; ``res``: signature -> [changes, result digest's first
-``RESULT_CHARS`` characters], only for signatures that returned a result), so the processors' run
-state reads the same.
+``RESULT_CHARS`` characters], only for signatures that returned a result; ``nov``: the novelty
+balance, see ``count_repeat``), so the processors' run state reads the same.
 """
 from __future__ import annotations
 
@@ -94,6 +104,43 @@ def count_in_window(win: list[str], cnt: dict[str, int], sig: str, window: int) 
     return cnt.get(sig, 0)
 
 
+BALANCE = ""  # the novelty map's running balance (no call key is empty)
+
+
+def count_repeat(win: list[str], cnt: dict[str, int], nov: dict[str, Any], key: str, window: int,
+                 llm: bool, by_result: bool = False) -> tuple[int, int]:
+    """``count_in_window`` for a logical step counted under ``key``, then the novelty test.
+    Returns (how often ``key`` is in the window now, how many of those calls count as repeats:
+    the calls since the last one with more new than identical non-LLM calls before it).
+    ``by_result``: the call's signature reports results (``res`` has it), and they decide: the
+    same result again is no progress, whatever new work went on around it (a status poll stuck
+    on one value beside new searches is still a loop), so every call in the window counts.
+
+    Why a balance: the test is O(1) per step. ``nov[BALANCE]`` is (new - identical) non-LLM
+    calls so far; ``nov[key]`` is [the balance just after ``key``'s last call, its repeat count
+    then]. The steps between two calls of ``key`` held more new than identical calls iff the
+    balance rose in between. The calls that count as repeats and the calls in the window are
+    both the latest of ``key``'s calls, so the repeats in the window are the smaller number."""
+    seen = count_in_window(win, cnt, key, window)
+    bal = nov.get(BALANCE, 0)
+    last = nov.get(key)
+    if by_result:
+        run = seen
+    else:
+        run = last[1] + 1 if seen > 1 and last is not None and bal <= last[0] else 1
+    if not llm:
+        bal += 1 if seen == 1 else -1
+        nov[BALANCE] = bal
+    if last is None:
+        nov[key] = [bal, run]
+        if len(nov) > 2 * len(cnt) + 64:  # bounded as the window is (amortised: rarely)
+            for k in [k for k in nov if k not in cnt and k != BALANCE]:
+                del nov[k]
+    else:
+        last[0], last[1] = bal, run  # in place: no list per step
+    return seen, run if run < seen else seen
+
+
 def call_key(sig: str, res: Mapping[str, list[Any]] | None) -> str:
     """What a call with signature ``sig`` counts under in the window: ``sig`` until its result
     first changes, then ``sig`` + ``GEN_SEP`` + how often it changed."""
@@ -102,11 +149,12 @@ def call_key(sig: str, res: Mapping[str, list[Any]] | None) -> str:
 
 
 def note_result(res: dict[str, list[Any]], sig: str, digest: Any, win: list[str],
-                cnt: Mapping[str, int]) -> None:
+                cnt: Mapping[str, int], nov: dict[str, Any] | None = None) -> None:
     """After a call with signature ``sig`` (not an LLM call's) returned a result whose digest is
     ``digest``: a result unlike the last one noted for ``sig`` is progress, so its next calls
-    count afresh. Bounded: past ``MAX_RESULTS`` signatures, those with no call left in the window
-    are forgotten (their count starts afresh anyway)."""
+    count afresh, and (``nov``) the call counts as a new one in the novelty balance. Bounded:
+    past ``MAX_RESULTS`` signatures, those with no call left in the window are forgotten (their
+    count starts afresh anyway)."""
     if not digest or digest.__class__ is not str:
         return
     d = digest[:RESULT_CHARS]
@@ -120,5 +168,9 @@ def note_result(res: dict[str, list[Any]], sig: str, digest: Any, win: list[str]
             while len(res) > MAX_SIGNATURES:  # whole-run counting: as bounded as its counts
                 del res[next(iter(res))]
     elif r[1] != d:
+        if nov is not None and cnt.get(f"{sig}{GEN_SEP}{r[0]}" if r[0] else sig, 0) > 1:
+            # counted as identical (its key was in the window already), it brought something
+            # new: -1 becomes +1 (one counted as new already stays as it is)
+            nov[BALANCE] = nov.get(BALANCE, 0) + 2
         r[0] += 1
         r[1] = d

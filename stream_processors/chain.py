@@ -4,6 +4,13 @@ batch, plus per-tenant fleet deltas for the fleet detectors.
 Pure with respect to Kafka: records in, records out. State goes through ``get_state`` /
 ``put_state`` callables so faust tables (or a dict, in the bench and unit tests) back it; each
 touched run's state is read once and written once per batch.
+
+A run's state is keyed by (tenant, run): ``run_keys.run_key``, built here and nowhere else in
+the processors. Run ids are the client's choice (OTLP: the trace id, which ``traceparent`` sets)
+and two tenants may share one; under the run id alone one tenant's events counted in another's
+loops and budgets, ended its run (RUN_END deletes the state) or masked its events as copies
+(tests/unit/stream_processors/test_run_state_tenants.py). The raw topic stays keyed by run id:
+both tenants' runs then share a partition, each with its own state.
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from typing import Any, Callable
 import orjson
 
 from agentstream.schemas import ALERT, COMMAND, Codec, topic_name
+from agentstream.schemas.run_keys import run_key
 
 from .detectors import fleet, governance, governance_topology, redelivery, run_eviction, runs
 from .policies import PolicyBook, TenantPolicy
@@ -106,7 +114,8 @@ class Chain:
         record-by-record isolation) it sees the book as it is now."""
         self.policies.new_batch()
         out: list[OutRecord] = []
-        states: dict[str, list[Any]] = {}  # run_id -> [partition, state, ended, stored before]
+        # (tenant, run_id) -> [partition, state, ended, stored before, state key]
+        states: dict[tuple[str, str], list[Any]] = {}
         deltas: dict[str, fleet.DeltaBuilder] = {}
         # Each tenant's thresholds read out of its policy once per call, not once per event.
         limits: dict[str, tuple[runs.Limits, governance.Compiled]] = {}
@@ -116,13 +125,17 @@ class Chain:
             e = r.event
             run_id, tenant = e["run_id"], e["tenant_id"]
             src = r.source
-            entry = states.get(run_id)
+            entry = states.get((tenant, run_id))
             if entry is None:
-                raw = get_state(src.partition, run_id.encode())
-                entry = states[run_id] = [src.partition, orjson.loads(raw) if raw else runs.new_state(), False,
-                                          raw is not None]
-                if raw is None and self.idle.gone and self.idle.resumed(src.partition, run_id.encode()):
-                    entry[1]["mid"] = 1  # its earlier state was dropped: what came before is unknown
+                key = run_key(tenant, run_id)
+                raw = get_state(src.partition, key)
+                entry = states[(tenant, run_id)] = [src.partition, orjson.loads(raw) if raw else runs.new_state(),
+                                                    False, raw is not None, key]
+                # its earlier state was dropped (or kept by an older version under the run id
+                # alone, run_state_store.py): what came before is unknown
+                if raw is None and self.idle.gone and (self.idle.resumed(src.partition, key)
+                                                       or self.idle.resumed(src.partition, run_id.encode())):
+                    entry[1]["mid"] = 1
             st = entry[1]
             offset = src.offset
             if st.get("_o", -1) >= offset:
@@ -159,22 +172,22 @@ class Chain:
                 if d is None:
                     d = deltas[tenant] = fleet.DeltaBuilder(tenant)
                 d.add(e, src.topic, src.partition, offset, st.get("wait_us", 0) if kind == "RUN_END" else 0)
-        for run_id, (partition, st, ended, stored) in states.items():
+        for partition, st, ended, stored, key in states.values():
             if not ended:
-                put_state(partition, run_id.encode(), orjson.dumps(st))
+                put_state(partition, key, orjson.dumps(st))
             elif stored:  # a run that started and ended within the batch leaves nothing to delete
-                put_state(partition, run_id.encode(), None)
+                put_state(partition, key, None)
         if self.idle.enabled:
             self._evict(states, get_state, put_state)
         for tenant, d in deltas.items():
             out.append(OutRecord(self.fleet_topic, tenant.encode(), orjson.dumps(d.finish())))
         return out
 
-    def _evict(self, states: dict[str, list[Any]], get_state: GetState, put_state: PutState) -> None:
+    def _evict(self, states: dict[tuple[str, str], list[Any]], get_state: GetState, put_state: PutState) -> None:
         """Compacts or drops the states of runs gone quiet (detectors/run_eviction.py)."""
         idle = self.idle
         touched: dict[int, list[Any]] = {}  # partition -> [newest event time, runs with events]
-        for run_id, (partition, st, ended, stored) in states.items():
+        for partition, st, ended, stored, key in states.values():
             t = touched.get(partition)
             if t is None:
                 t = touched[partition] = [0, []]
@@ -182,9 +195,9 @@ class Chain:
             if last > t[0]:
                 t[0] = last
             if not ended:
-                t[1].append(run_id.encode())
+                t[1].append(key)
             elif stored:
-                idle.ended(partition, run_id.encode())
+                idle.ended(partition, key)
         for partition, (event_us, keys) in touched.items():
             for key, action in idle.touch(partition, event_us, keys):
                 if action == run_eviction.DROP:

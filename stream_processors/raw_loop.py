@@ -8,10 +8,11 @@ per message, channel queues, per-message ack bookkeeping). So the worker reads `
 in batches, in one thread of the worker process, and keeps faust for what is not per-event:
 the fleet agent (a few records per batch), the policy follower and the web/metrics server.
 
-Per-run detector state lives in ``RunStateStore``: a dict per owned raw partition, backed by a
-compacted changelog with the same partition numbers as raw. On assignment it is restored by
-reading the changelog partition up to a marker this worker wrote first (Tansu reports high
-watermarks short, so "read to the end" cannot be trusted). At-least-once; the run state records
+Per-run detector state lives in ``RunStateStore`` (run_state_store.py): a dict per owned raw
+partition, keyed by (tenant, run), backed by a compacted changelog with the same partition
+numbers as raw. On assignment it is restored by reading the changelog partition up to a marker
+this worker wrote first (Tansu reports high watermarks short, so "read to the end" cannot be
+trusted). At-least-once; the run state records
 the last raw offset it applied, so a batch redelivered after a crash is not counted twice.
 
 ``RawLoop`` is the driver only: it reads, hands each ``consume()`` batch to the chain of steps
@@ -32,7 +33,6 @@ import gc
 import logging
 import threading
 import time
-import uuid
 from typing import Any, Callable
 
 from mode import Service
@@ -47,7 +47,7 @@ from .chain import Chain
 from .emitter import Emitter
 from .metrics import ProcessorMetrics
 from .raw_steps import RawChain, RawIO, build_raw_chain
-from .records import OutRecord
+from .run_state_store import RunStateStore
 from .settings import ProcessorsSettings
 
 log = logging.getLogger("agentstream.processors.raw")
@@ -103,72 +103,6 @@ def raw_emitter(bootstrap_servers: str) -> Emitter:
     """The loop's producer: only refused outputs are reported to Python (emitter.py says how a
     batch's outputs are known acknowledged without a callback per record)."""
     return Emitter(bootstrap_servers, errors_only=True)
-
-
-class RunStateStore:
-    def __init__(self, settings: ProcessorsSettings, topic: str) -> None:
-        self.settings = settings
-        self.topic = topic
-        self.parts: dict[int, dict[bytes, bytes]] = {}
-        self.pending: list[OutRecord] = []
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        d = self.parts.get(partition)
-        return None if d is None else d.get(key)
-
-    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        d = self.parts.setdefault(partition, {})
-        if value is None:
-            d.pop(key, None)
-        else:
-            d[key] = value
-        self.pending.append(OutRecord(self.topic, key, value, partition=partition))
-
-    def drain(self) -> list[OutRecord]:
-        out, self.pending = self.pending, []
-        return out
-
-    def drop(self, partitions: list[int]) -> None:
-        for p in partitions:
-            self.parts.pop(p, None)
-
-    def restore(self, emitter: Emitter, partitions: list[int], timeout: float = 120.0) -> int:
-        """Loads the given partitions from the changelog; returns how many records were read."""
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        if not partitions:
-            return 0
-        marker = b"\x00restore-marker-" + uuid.uuid4().hex.encode()
-        emitter.produce_all(OutRecord(self.topic, marker, None, partition=p) for p in partitions)
-        emitter.flush_sync(30.0)
-        c = Consumer({"bootstrap.servers": self.settings.bootstrap_servers,
-                      "group.id": f"{self.settings.app_id}-restore-{uuid.uuid4().hex[:8]}",
-                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-        pending = set(partitions)
-        n = 0
-        try:
-            c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-            deadline = time.monotonic() + timeout
-            while pending:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"run-state restore of partitions {sorted(pending)} did not reach "
-                                       f"its marker in {timeout}s")
-                for m in c.consume(5000, 0.5):
-                    p, key, value = m.partition(), m.key(), m.value()
-                    if m.error() is not None or p not in pending or key is None:
-                        continue  # every record this store writes has a key
-                    if key == marker:
-                        pending.discard(p)
-                        continue
-                    n += 1
-                    d = self.parts.setdefault(p, {})
-                    if value is None:
-                        d.pop(key, None)
-                    else:
-                        d[key] = value
-        finally:
-            c.close()
-        return n
 
 
 class RawLoop(Service):
@@ -255,10 +189,15 @@ class RawLoop(Service):
         def on_assign(consumer: Any, tps: list[Any]) -> None:
             parts = [tp.partition for tp in tps]
             n = store.restore(emitter, parts)
+            old = sum(len(store.legacy.get(p, ())) for p in parts)
             for p in parts:  # restored runs age from now on: the ones that never end are evicted
                 self.chain.idle.adopt(p, list(store.parts.get(p, ())))
+                # states an older version kept under the run id alone were deleted by the
+                # restore: a run resuming under one begins mid-run (run_state_store.py)
+                self.chain.idle.forgotten(p, store.legacy.pop(p, ()))
             self._gaps.assign(start_positions(consumer, tps))
-            log.info("raw partitions assigned %s; %d run-state records restored", parts, n)
+            log.info("raw partitions assigned %s; %d run-state records restored, %d of them under the old "
+                     "run-id-only key (deleted)", parts, n, old)
             self._drop_chain(join=False)
             self._paused_at = None
             self._chain = build_raw_chain(RawIO(

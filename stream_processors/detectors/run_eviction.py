@@ -43,7 +43,8 @@ class IdleRuns:
         self.idle_us = int(idle_s * 1e6)
         self.max_runs = max_runs
         self.clock = clock
-        # partition -> run key -> the watermark at the run's last event (full states), and the
+        # partition -> run state key (opaque here: ``run_keys.run_key(tenant, run)``, built by
+        # Chain.detect) -> the watermark at the run's last event (full states), and the
         # runs compacted since, in the order they were (oldest activity first in both)
         self.live: dict[int, OrderedDict[bytes, int]] = {}
         self.idle: dict[int, OrderedDict[bytes, int]] = {}
@@ -96,6 +97,18 @@ class IdleRuns:
             return False
         del gone[key]
         return True
+
+    def forgotten(self, partition: int, keys: Iterable[bytes]) -> None:
+        """States deleted other than by the count bound (an upgrade's run-id-only keys,
+        run_state_store.py): a run resuming under one begins mid-run, as after a drop."""
+        keys = list(keys)
+        if not keys:
+            return  # ``gone`` stays empty: Chain.detect skips ``resumed`` while it is
+        gone = self.gone.setdefault(partition, OrderedDict())
+        for key in keys:
+            gone[key] = None
+        while len(gone) > max(self.max_runs, MIN_GONE):
+            del gone[next(iter(gone))]
 
     def ended(self, partition: int, key: bytes) -> None:
         for d in (self.live.get(partition), self.idle.get(partition)):

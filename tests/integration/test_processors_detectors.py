@@ -97,6 +97,26 @@ def test_looping_run_gets_a_stop_command(worker, bootstrap, topic_prefix, unique
     assert alert[0]["source_offsets"][0]["topic"] == topic_name("raw", topic_prefix)
 
 
+def test_another_tenant_on_the_same_run_id_does_not_count_in_the_run(worker, bootstrap, topic_prefix, unique,
+                                                                     reader):
+    """The red team's reproduction: acme's 4 identical calls under the run id globex uses made
+    globex's 2nd identical call a CRITICAL loop and a STOP. Run state is per (tenant, run) now
+    (test_run_state_tenants.py has the interleavings); a third tenant's real loop on the same
+    run id, produced last (raw is keyed by run id: one partition, read in order), says when the
+    worker has read globex's events, and is found on its own count."""
+    run = uuid.uuid4().hex  # an OTLP trace id, shared
+    acme, globex, initech = f"acme-{unique}", f"globex-{unique}", f"initech-{unique}"
+    produce(bootstrap, topic_prefix, [syn.step(acme, run, i, name="search", args_digest="q") for i in range(1, 5)])
+    produce(bootstrap, topic_prefix, [syn.run_start(globex, run)] +
+            [syn.step(globex, run, i, name="search", args_digest="q") for i in range(1, 3)])
+    produce(bootstrap, topic_prefix, [syn.step(initech, run, i, name="search", args_digest="q") for i in range(1, 7)])
+    assert reader.poll_until(lambda r: any(a["tenant_id"] == initech for a in r.alerts), settle=2.0)
+    found = [(a["tenant_id"], a["alert_type"], a["evidence"].get("count")) for a in reader.alerts if a["run_id"] == run]
+    assert [f[:2] for f in found] == [(initech, "loop")], found
+    stops = [(c["tenant_id"], c["command_type"]) for c in reader.commands if c["run_id"] == run]
+    assert stops == [(initech, "STOP")]
+
+
 def test_tenant_daily_budget_breach_alerted_once(worker, bootstrap, topic_prefix, unique, reader):
     tenant = f"budget-{unique}"
     settings = ProcessorsSettings(bootstrap_servers=bootstrap, topic_prefix=topic_prefix)
@@ -181,6 +201,12 @@ def test_killed_worker_restarts_without_lost_state_or_repeated_alerts(worker, bo
             [syn.step(tenant, run2, i, name="fetch", args_digest="x") for i in range(1, 7)])
     assert reader.poll_until(lambda r: any(a["run_id"] == run2 for a in r.alerts))
     time.sleep(1.5)  # let the worker commit offsets of the batch (commit interval) before the crash
+    # A state an older version kept under the run id alone (before states were keyed by
+    # (tenant, run)): the restarted worker's restore deletes it (run_state_store.py).
+    changelog = f"{topic_prefix}{app_id}-run-state-changelog"
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    p.produce(changelog, b'{"v": 2, "steps": 99}', run.encode())  # the partition run's events take
+    assert p.flush(30) == 0
     w = worker["w"]
     w.kill()
     d = worker["dir"]
@@ -192,3 +218,14 @@ def test_killed_worker_restarts_without_lost_state_or_repeated_alerts(worker, bo
     assert len({a["alert_id"] for a in reader.alerts if a["run_id"] == run2}) == 1
     # at-least-once may redeliver a record, but never a second, different alert for run2
     assert len([c for c in reader.commands if c["run_id"] == run2 and c["command_type"] == "STOP"]) >= 1
+    # the old-format state: deleted from the changelog too (its tombstone went with run's batch)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([changelog])
+    values, deadline = [], time.monotonic() + 30
+    try:
+        while (not values or values[-1] is not None) and time.monotonic() < deadline:
+            values += [m.value() for m in c.consume(500, 0.5) if m.error() is None and m.key() == run.encode()]
+    finally:
+        c.close()
+    assert values == [b'{"v": 2, "steps": 99}', None], worker["w"].log_tail()

@@ -74,19 +74,34 @@ def test_attempts_of_one_call_linked_by_retry_of_are_not_repeats(tmp_path, speed
     assert "FAILURE" not in [e["kind"] for e in drain(tracer)]
 
 
+def _ask(i):  # an LLM call with its request digest has a signature: it takes a place
+    def op(run):
+        with run.llm_step("openai", "gpt-4o") as s:
+            s.record_request("gpt-4o", [{"role": "user", "content": f"question {i}"}])
+            s.record_llm("openai", "gpt-4o", 10, 10)
+    return op
+
+
 @CORES
 def test_a_call_repeated_beyond_the_window_is_not_a_repeat(tmp_path, speedups):
     tracer = make_tracer(tmp_path, speedups)
-    ops = [_tool("inventory_lookup", {"sku": "A-1"} if i % 25 == 0 else {"sku": f"B-{i}"})
-           for i in range(100)]
+    # between the lookups only the agent's model calls (new requests: no progress either way)
+    ops = [_tool("inventory_lookup", {"sku": "A-1"}) if i % 25 == 0 else _ask(i) for i in range(100)]
     assert len(_ran(tracer, ops)) == 100
     # every 8th: never 4 in a window of 24 signed steps; every 7th: the 4th is (step 21)
-    ops = [_tool("inventory_lookup", {"sku": "A-1"} if i % 8 == 0 else {"sku": f"B-{i}"})
-           for i in range(100)]
+    ops = [_tool("inventory_lookup", {"sku": "A-1"}) if i % 8 == 0 else _ask(i) for i in range(100)]
     assert len(_ran(tracer, ops)) == 100
+    ops = [_tool("inventory_lookup", {"sku": "A-1"}) if i % 7 == 0 else _ask(i) for i in range(100)]
+    assert _ran(tracer, ops) == list(range(21))
+
+
+@CORES
+def test_a_constant_lookup_beside_new_calls_is_not_a_repeat(tmp_path, speedups):
+    """The novelty test (loop_repeats.count_repeat): new calls between two lookups are progress."""
+    tracer = make_tracer(tmp_path, speedups)
     ops = [_tool("inventory_lookup", {"sku": "A-1"} if i % 7 == 0 else {"sku": f"B-{i}"})
            for i in range(100)]
-    assert _ran(tracer, ops) == list(range(21))
+    assert len(_ran(tracer, ops)) == 100
 
 
 @CORES
@@ -121,7 +136,7 @@ def test_the_window_counts_steps_that_have_a_signature(tmp_path, speedups):
 def test_the_rule_is_the_processors_definition():
     """One definition (schemas/loop_repeats.py): the processors' detector calls it."""
     assert loop_repeats.REPEAT_WINDOW == runs.DEFAULT_WINDOW == LOOP_DEFAULTS["repeat_window"]
-    assert runs.count_in_window is loop_repeats.count_in_window
+    assert runs.count_repeat is loop_repeats.count_repeat
     assert runs.step_signature is loop_repeats.step_signature
     p = {"step_kind": "TOOL", "name": "s", "tool": {"tool_name": "search", "args_digest": "d1"}}
     assert runs.signature(p, None) == "TOOL|search|d1"
@@ -151,7 +166,7 @@ def _first_repeat(events, max_repeats, window, states=None):
 
 @pytest.mark.parametrize("window", [0, 1, 3, 24])
 def test_counting_in_the_window_is_the_processors_count(window):
-    """``count_in_window`` and ``is_retry`` over the processors' state layout fire where the
+    """``count_repeat`` and ``is_retry`` over the processors' state layout fire where the
     processors' detector does: the processors can adopt them unchanged."""
     rnd = random.Random(window)
     for trial in range(60):
@@ -172,12 +187,13 @@ def test_counting_in_the_window_is_the_processors_count(window):
         limit = rnd.randint(1, 4)
         win: list[str] = []
         cnt: dict[str, int] = {}
+        nov: dict = {}
         expected, ours = None, []
         for i, e in enumerate(events):
             p = e["payload"]
             if not loop_repeats.is_retry(p["attempt"], p["retry_of"]):
                 sig = loop_repeats.step_signature("TOOL", "t", p["tool"], None, None)
-                if loop_repeats.count_in_window(win, cnt, sig, window) > limit:
+                if loop_repeats.count_repeat(win, cnt, nov, sig, window, False)[1] > limit:
                     expected = i
             ours.append((list(win), dict(cnt)))
             if expected is not None:

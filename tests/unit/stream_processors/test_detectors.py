@@ -56,10 +56,12 @@ def test_one_alert_per_loop_naming_every_reason_that_fired():
     evs = [syn.step("t", "r", i, name="a" if i % 2 else "b", args_digest="x") for i in range(1, 40)]
     _, f = _observe(evs, loops=loops)
     assert len(f) == 1 and f[0][0] == 5 and f[0][1].evidence["reasons"] == "ping_pong"
-    # both reasons at the same step are both named
-    loops = {**LOOP_DEFAULTS, "max_repeats": 2, "max_ping_pong": 2}
+    # both reasons at the same step are both named (a's second call counts from 1: b was new
+    # between its first two, loop_repeats.count_repeat; so b's 4th and the 8th step fire together)
+    loops = {**LOOP_DEFAULTS, "max_repeats": 3, "max_ping_pong": 2}
+    evs = [syn.step("t", "r", i, name=n, args_digest="x") for i, n in enumerate("abaabababababab", 1)]
     _, f = _observe(evs, loops=loops)
-    assert len(f) == 1 and f[0][1].evidence["reasons"] == "ping_pong,repeat"
+    assert len(f) == 1 and f[0][0] == 8 and f[0][1].evidence["reasons"] == "ping_pong,repeat"
     assert "reason.repeat" in f[0][1].evidence and "reason.ping_pong" in f[0][1].evidence
 
 
@@ -119,9 +121,11 @@ def test_steps_without_a_digest_never_count_as_repeats():
 @pytest.mark.parametrize("window", [0, 24, 200])
 def test_repeat_window_is_configurable_and_whole_run_is_bounded(window):
     loops = {**LOOP_DEFAULTS, "repeat_window": window}
-    # the same call every 30 steps, with distinct calls in between: 6 occurrences over 180 steps
+    # the same call every 30 steps, model calls in between (new requests, which take places in
+    # the window and are no progress: new tool calls would be, loop_repeats.count_repeat)
     evs = [syn.step("t", "r", i, name="poll", args_digest="same") if i % 30 == 0
-           else syn.step("t", "r", i, name="search", args_digest=str(i)) for i in range(1, 181)]
+           else syn.step("t", "r", i, name="chat", step_kind="LLM", args_digest=None,
+                         llm={"request_digest": str(i)}) for i in range(1, 181)]
     st, f = _observe(evs, loops=loops)
     # a 24-step window never holds two of them; 200 steps or the whole run hold all 6
     assert bool(f) == (window != 24)

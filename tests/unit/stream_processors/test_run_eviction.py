@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from agentstream.schemas import ALERT, COMMAND, Codec
+from agentstream.schemas.run_keys import run_key
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.chain import Chain
 from agentstream.stream_processors.detectors import run_eviction, runs
@@ -147,7 +148,7 @@ def test_the_state_of_runs_that_never_end_is_bounded(seed):
         for p, e in part:
             marks[p] = max(marks.get(p, 0), e["ts_us"])
         for p, e in part:
-            last[(p, e["run_id"].encode())] = marks[p]
+            last[(p, run_key("t", e["run_id"]))] = marks[p]
     per_part = [0] * PARTS
     for (p, k), v in store.d.items():
         per_part[p] += 1
@@ -155,7 +156,7 @@ def test_the_state_of_runs_that_never_end_is_bounded(seed):
         if st["v"] == 2:  # a full state: its run had an event within the idle time
             assert marks[p] - last[(p, k)] <= IDLE_S * S, (p, k)
     assert max(per_part) <= 25
-    crashed = {k for (p, k) in last if not any(e["kind"] == "RUN_END" and e["run_id"].encode() == k for _, e in fleet)}
+    crashed = {k for (p, k) in last if not any(e["kind"] == "RUN_END" and run_key("t", e["run_id"]) == k for _, e in fleet)}
     assert len(store.d) <= 25 * PARTS < len(crashed)  # without eviction every crashed run stays
     assert chain.idle.compacted > 0 and chain.idle.dropped > 0
     assert store.tombstones >= chain.idle.dropped - 3 * PARTS  # a drop deletes what was stored

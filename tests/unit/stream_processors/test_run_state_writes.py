@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentstream.schemas import EVENT, Codec
+from agentstream.schemas.run_keys import run_key
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.chain import Chain
 from agentstream.stream_processors.policies import PolicyBook
@@ -15,6 +16,7 @@ from agentstream.stream_processors.redaction import Redactor
 from agentstream.stream_processors.settings import ProcessorsSettings
 
 codec = Codec()
+LONG, SHORT = run_key("t", "long"), run_key("t", "short")  # state keys: (tenant, run)
 
 
 class Store:
@@ -44,18 +46,18 @@ def test_state_writes_per_batch_skip_only_the_tombstone_of_a_run_never_stored():
     first = [syn.run_start("t", "long"), syn.step("t", "long", 1),
              syn.run_start("t", "short"), syn.step("t", "short", 1), syn.run_end("t", "short", 1)]
     chain.process(records(first, 0), store.get, store.put)
-    assert [k for k, v in store.writes] == [b"long"] and store.writes[0][1]  # open: its state
-    assert b"short" not in store.data  # begun and ended here: nothing written, nothing stored
+    assert [k for k, v in store.writes] == [LONG] and store.writes[0][1]  # open: its state
+    assert SHORT not in store.data  # begun and ended here: nothing written, nothing stored
 
     store.writes.clear()
     second = [syn.step("t", "long", 2), syn.run_end("t", "long", 2),
               syn.run_start("t", "late"), syn.run_end("t", "late", 0)]
     chain.process(records(second, len(first)), store.get, store.put)
-    assert store.writes == [(b"long", None)]  # stored before, ended now: deleted
+    assert store.writes == [(LONG, None)]  # stored before, ended now: deleted
     assert store.data == {}
 
     # A run redelivered after its state was stored (a crash before the commit) is deleted too.
     store.writes.clear()
     chain.process(records(first[:2], 0), store.get, store.put)
     chain.process(records([syn.run_end("t", "long", 1)], 9), store.get, store.put)
-    assert store.writes[-1] == (b"long", None) and store.data == {}
+    assert store.writes[-1] == (LONG, None) and store.data == {}
