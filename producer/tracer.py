@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from agentstream.schemas.id_format import is_id_shaped
+from agentstream.schemas.id_format import is_storable_id
 from agentstream.schemas import COMMAND, EVENT, POLICY, Codec, load_catalog, make_resolver, topic_name
 
 from .bounds import ID_MAX, NAME_MAX
@@ -162,9 +162,10 @@ class Tracer(Decorators):
                 return None
             if v.__class__ is str or isinstance(v, (str, int)) and not isinstance(v, bool):
                 v = cut(v if v.__class__ is str else str(v), limit)  # cut: bounds.py, counted
-                # An id the gateway and the sink would refuse (not one token of id characters,
-                # schemas/id_format.py) is left out as any other unusable id: a run id is drawn.
-                if limit != ID_MAX or is_id_shaped(v):
+                # An id the sink would refuse (a blank or a control character in it,
+                # schemas/id_format.is_storable_id) is left out as any other unusable id: a run
+                # id is drawn.
+                if limit != ID_MAX or is_storable_id(v):
                     return v
             self._bad_argument(what)
             return None

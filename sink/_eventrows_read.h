@@ -208,15 +208,14 @@ static int rd_payload(In *c, Ev *v, int v2) {
     }
 }
 
-/* schemas/id_format.py ID_FORMAT, [A-Za-z0-9][A-Za-z0-9._:/+=#-]{0,255}: every character it
-   takes is ASCII, so bytes and Python's characters agree. Empty (or null) is not judged here. */
+/* schemas/id_format.py is_storable_id: at most 1,024 bytes, no ASCII blank or control byte (a
+   UTF-8 multi-byte sequence holds none). Empty (or null) is not judged here. */
 static int id_shaped(const Str *s) {
     if (s->n <= 0) return 1;
-    if (s->n > 256) return 0;
+    if (s->n > 1024) return 0;
     for (int64_t i = 0; i < s->n; i++) {
         unsigned char ch = s->p[i];
-        int alnum = (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z');
-        if (!alnum && (i == 0 || !strchr("._:/+=#-", ch) || ch == 0)) return 0;
+        if (ch <= 0x20 || ch == 0x7f) return 0;
     }
     return 1;
 }
@@ -253,7 +252,7 @@ static int rd_event(In *c, Ev *v, int v2) {
     if (!v->tenant_id.n || !v->run_id.n || !v->event_id.n) REFUSE(c, "an empty tenant_id, run_id or event_id");
     if (!id_shaped(&v->event_id) || !id_shaped(&v->run_id) || !id_shaped(&v->session_id)
         || !id_shaped(&v->parent_run_id) || !id_shaped(&v->parent_step_id))
-        REFUSE(c, "an id that is not one token of id characters");
+        REFUSE(c, "an id that is not an id (at most 1,024 bytes, no blank or control character)");
     if (v->kind == 1 && !is_duration(v->dbl)) REFUSE(c, "run duration_ms is not a duration of 0 to 30 days");
     if (v->kind == 2) {
         if (!is_duration(v->dbl)) REFUSE(c, "step latency_ms is not a duration of 0 to 30 days");

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import orjson
 
-from agentstream.schemas.id_format import is_id_shaped
+from agentstream.schemas.id_format import is_storable_id
 from agentstream.schemas.stored_ranges import ATTEMPT_MAX, SEQ_MAX
 from agentstream.schemas.usage_numbers import TOKENS_MAX, is_cost, is_duration_ms, is_token_count
 
@@ -67,9 +67,10 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None and v != [] and v != {}}
 
 
-# The envelope's ids the gateway checks by format (api/gateway/validation.py ID_FIELDS): a run id
+# The envelope's ids (api/gateway/validation.py checks them at the edge, by ID_FORMAT): a run id
 # holding a newline or 10 KB long, written around the gateway, was stored and then unreadable
-# through the API (which routes by id). _eventrows_read.h checks the same fields alike.
+# through the API (which routes by id). Stored ids need only be storable
+# (schemas/id_format.is_storable_id); _eventrows_read.h checks the same fields alike.
 ID_FIELDS = ("event_id", "run_id", "session_id", "parent_run_id", "parent_step_id")
 
 
@@ -192,9 +193,9 @@ def event_row(ev: dict[str, Any], retention_days: int = 30) -> tuple[Any, ...]:
             raise RowError("tenant_id, run_id and event_id must be non-empty")
         for k in ID_FIELDS:
             v = ev.get(k)
-            if v and not is_id_shaped(v):  # the reason never quotes it: it may be 10 KB
-                raise RowError(f"{k} is not an id (one token of letters, digits and ._:/+=#-, "
-                               "at most 256 characters)")
+            if v and not is_storable_id(v):  # the reason never quotes it: it may be 10 KB
+                raise RowError(f"{k} is not an id (at most 1,024 bytes, no blank or control "
+                               "character)")
         ts = int(ev["ts_us"])
         row: dict[str, Any] = dict(_EVENT_DEFAULTS)
         row["started_ts"] = ts

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstream.schemas.attribute_keys import (attribute_verdict, credential_key, free_value_verdict,
-                                                is_metadata_key)
+from agentstream.schemas.attribute_keys import attribute_verdict, credential_key, is_metadata_key
 from agentstream.schemas.digests import end_user_digest
 from agentstream.schemas.usage_numbers import TOKENS_MAX, usage_cost
 
@@ -237,11 +236,6 @@ def _failure(s: OtlpSpan, step: dict[str, Any] | None) -> dict[str, Any]:
     status = _int(_first(s.attributes, "http.response.status_code", "http.status_code"))
     code = _str(s.attributes.get("error.type")) or exc_type or (f"http_{status}" if status else "error")
     message = s.status_message or exc_msg
-    if message and free_value_verdict(message) is not None:
-        # What the instrumentation caught (``str(exc)``), as the SDK's automatic capture is,
-        # which sends only the type: a ``ValidationError`` quotes its input, an API error the
-        # prompt. Under metadata_only it travels only as a short text that is not prose.
-        message = None
     return {
         "failure_type": {"LLM": "MODEL", "TOOL": "TOOL", "HANDOFF": "ORCHESTRATION", "RETRIEVAL": "RETRIEVAL",
                          "GUARDRAIL": "POLICY", "RUN": "ORCHESTRATION"}.get(kind, "UNKNOWN"),

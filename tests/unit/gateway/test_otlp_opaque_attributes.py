@@ -76,16 +76,3 @@ def test_opaque_and_structured_values_never_leave_the_gateway_protobuf():
     assert spans[0].attributes["http.raw_headers"] == base64.b64encode(BEARER).decode()  # still readable as text
     _check(_event(spans))
 
-
-def test_a_failure_message_travels_only_as_a_short_text_that_is_not_prose():
-    from agentstream.api.gateway.otlp_decode import STATUS_ERROR, OtlpSpan
-
-    prompt = "ValidationError: Patient Maria Gonzalez reports chest pain, what should I tell her"
-    for message, kept in ((prompt, False), ("x" * 300, False), ("Connection refused", True), ("Error code: 500", True)):
-        s = OtlpSpan("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "call", T, T + 10**7,
-                     {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "ehr"}, STATUS_ERROR, message,
-                     [], {"service.name": "a"}, "s")
-        events = map_spans([s], MappingContext("tenant-1", 123, PriceTable().cost)).runs[0].events
-        failure = next(e for e in events if e["kind"] == "FAILURE")
-        assert failure["payload"]["message"] == (message if kept else None)
-        assert (message in repr(events)) is kept

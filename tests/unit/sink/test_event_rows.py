@@ -400,7 +400,8 @@ def _step_payload(v2: bool, **over) -> dict:
 def test_durations_token_counts_and_ids_out_of_bounds_are_refused_by_both_mappers(sid, schema, v2):
     """Red-team s17: written around the gateway, a latency of -1e308 or NaN failed every read of
     the run, 2^63-1 tokens wrapped the tenant's sums, and a run id with a newline (or 10 KB long)
-    was stored and unreadable. Both mappers dead-letter each alike, with a reason."""
+    was stored and unreadable. Both mappers dead-letter each alike, with a reason; an id in another
+    script is stored."""
     codec = Codec()
     approval = {"action_digest": "ab" * 16, "decision": "approved", "approval_latency_ms": 1.0}
     run_end = {"status": "SUCCESS", "outcome": "ok", "started_us": 1, "duration_ms": 1.0, "step_count": 1,
@@ -415,7 +416,7 @@ def test_durations_token_counts_and_ids_out_of_bounds_are_refused_by_both_mapper
         *[dict(kind="STEP", payload=("agentstream.v1.Step", _step_payload(v2, **{k: n})))
           for k in ("input_tokens", "cache_write_tokens") for n in (2**40 + 1, 2**63 - 1)],
         *[{k: v} for k in ("run_id", "event_id", "session_id", "parent_run_id", "parent_step_id")
-          for v in ("a b", "a\nb", "x" * 10_000, "-lead", "é")],
+          for v in ("a b", "a\nb", "a\tb", "a\x7fb", "x" * 10_000, "é" * 513)],
     ]
     for over in bad:
         value = _framed(sid, schema, _one(sid, schema, **over))
@@ -430,6 +431,9 @@ def test_durations_token_counts_and_ids_out_of_bounds_are_refused_by_both_mapper
         dict(kind="STEP", payload=("agentstream.v1.Step", _step_payload(v2, llm=None, step_kind="APPROVAL",
                                                                          approval=approval))),
         {"run_id": "R" * 256, "session_id": "", "parent_run_id": None, "parent_step_id": "run_7:a/b+=#-."},
+        # stored ids need only be storable (schemas/id_format.is_storable_id): another script, a
+        # leading dash, 1,024 bytes
+        {"run_id": "run-é-東京", "session_id": "-lead", "parent_run_id": "é" * 512},
     ]
     for over in good:
         value = _framed(sid, schema, _one(sid, schema, **over))
