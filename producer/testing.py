@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import deque
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
@@ -33,6 +34,9 @@ class InMemoryTransport:
     - ``set_reachable(False)`` simulates a broker outage: deliveries fail and metadata probes
       fail, so the tracer spools to its ``spool_dir`` (give it a temporary directory) and
       replays once ``set_reachable(True)``; nothing is lost or duplicated.
+    - ``fail_next(code)`` makes the broker answer the next delivery with that librdkafka error
+      code: a refusal for good (``10``, MSG_SIZE_TOO_LARGE) is dropped and counted in
+      ``stats()["rejected"]``; an outage (``-192``, _MSG_TIMED_OUT) is spooled and replayed.
     - Thread-safe: tracers on several threads (or several tracers) may share one instance.
     """
 
@@ -41,6 +45,7 @@ class InMemoryTransport:
         self._lock = threading.Lock()
         self._records: list[tuple[str, bytes, bytes]] = []
         self._reachable = True
+        self._failures: deque[int] = deque()
 
     # ---- building tracers ---------------------------------------------------------------
     def producer_factory(self, conf: dict[str, Any]) -> "_InMemoryKafkaClient":
@@ -94,6 +99,18 @@ class InMemoryTransport:
 
     def set_reachable(self, reachable: bool) -> None:
         self._reachable = reachable
+
+    def fail_next(self, error_code: int, count: int = 1) -> None:
+        """The next ``count`` deliveries the broker answers fail with librdkafka's
+        ``error_code`` in their delivery report (a ``KafkaError``), in produce order: e.g.
+        ``10`` (MSG_SIZE_TOO_LARGE, a refusal for good) or ``-192`` (_MSG_TIMED_OUT, an
+        outage). While unreachable, deliveries time out as usual and these wait."""
+        with self._lock:
+            self._failures.extend([int(error_code)] * count)
+
+    def _next_failure(self) -> int | None:
+        with self._lock:
+            return self._failures.popleft() if self._failures else None
 
     def _deliver(self, topic: str, key: bytes, value: bytes) -> None:
         with self._lock:
@@ -160,6 +177,8 @@ class _InMemoryKafkaClient:
             # own threads, and a later record must not reach the log before an earlier one.
             pending, self._pending = self._pending, []
             if reachable:
+                pending = [(t, k, v, cb, self._memory._next_failure() if code is None else code)
+                           for t, k, v, cb, code in pending]
                 for topic, key, value, _cb, err_code in pending:
                     if err_code is None:
                         self._memory._deliver(topic, key or b"", value or b"")

@@ -14,17 +14,17 @@ from agentstream.producer import Tracer
 from agentstream.producer.bounds import ID_MAX, NAME_MAX
 from agentstream.producer.spool import Spool
 from agentstream.producer.testing import InMemoryTransport
-from agentstream.producer.transport_delivery import Delivery
 from agentstream.producer.transport_reports import is_permanent
 
-from tests.kafka_reports import Err, Msg
+from tests.kafka_reports import Err
 
 KEY = "k" * 32
 
 
 def _tracer(mem: InMemoryTransport, tmp_path, **kw) -> Tracer:
+    kw.setdefault("probe_interval_s", 0.05)
     return mem.tracer("t", "a", "1", "dev", spool_dir=str(tmp_path / "spool"), digest_key=KEY,
-                      probe_interval_s=0.05, **kw)
+                      **kw)
 
 
 def test_a_record_kafka_refuses_is_dropped_counted_and_the_rest_flow(tmp_path):
@@ -75,17 +75,37 @@ def test_a_refused_record_at_the_spool_head_is_skipped_not_retried_forever(tmp_p
 
 
 def test_a_delivery_refused_by_the_broker_keeps_the_delivery_online(tmp_path):
-    t = Tracer("t", "a", settings=None, spool_dir=str(tmp_path), commands_enabled=False,
-               producer_factory=lambda conf: None)
-    d = Delivery(t.settings, "topic", lambda conf: None)
-    d._reports.sent = 2
-    d._reports.on_report(Err(10), Msg(b"k", b"v" * 10))      # MSG_SIZE_TOO_LARGE: for good
-    d._take_reports()
-    assert d.online and d.rejected.count == 1 and not d._failed_batch
-    d._reports.on_report(Err(-192), Msg(b"k", b"v"))           # _MSG_TIMED_OUT: an outage
-    d._take_reports()
-    assert not d.online and len(d._failed_batch) == 1
+    mem = InMemoryTransport()
+    t = _tracer(mem, tmp_path, worker_thread=False)  # flush does the delivery's turns here
+    mem.fail_next(10)  # MSG_SIZE_TOO_LARGE in the delivery report: refused for good
+    with t.run("r") as run:  # its RUN_START is the record refused
+        run.tool_call("t", {"i": 1}, latency_ms=1.0)
+    assert t.flush(5)
+    s = t.stats()
+    assert s["online"] and s["rejected"] == 1 and s["spooled"] == 0 and s["spool_bytes"] == 0
+    assert [e["kind"] for e in mem.events(run.run_id)] == ["STEP", "RUN_END"]
+    with t.run("after") as after:  # still online: the next run goes straight through
+        pass
+    assert t.flush(5) and t.stats()["online"] and t.stats()["spooled"] == 0
+    assert len(mem.events(after.run_id)) == 2
+    t.close(2)
     assert is_permanent(Err(10)) and not is_permanent(Err(-185))
+
+
+def test_a_delivery_that_timed_out_is_spooled_and_replayed_not_rejected(tmp_path):
+    mem = InMemoryTransport()
+    t = _tracer(mem, tmp_path, worker_thread=False)  # flush does the delivery's turns here
+    mem.fail_next(-192)  # _MSG_TIMED_OUT in the delivery report: an outage, not a refusal
+    with t.run("r") as run:  # its RUN_START is the record that times out
+        run.tool_call("t", {"i": 1}, latency_ms=1.0)
+    assert t.flush(5)
+    s = t.stats()
+    # offline for the failed record (only an outage spools it), replayed once the broker
+    # answered the probe, and online again
+    assert s["rejected"] == 0 and s["spooled"] == 1 and s["replayed"] == 1 and s["dropped"] == 0
+    assert sorted(e["kind"] for e in mem.events(run.run_id)) == ["RUN_END", "RUN_START", "STEP"]
+    assert s["online"] and s["spool_bytes"] == 0
+    t.close(2)
 
 
 def test_over_long_names_and_ids_are_cut_and_counted(tmp_path):
@@ -158,9 +178,11 @@ def test_approval_request_of_any_action_never_raises(tmp_path, i):
 
 def test_mixed_keys_digest_deterministically_and_apart(tmp_path):
     t = _tracer(InMemoryTransport(), tmp_path)
-    a = t._policy.digest_total({1: "refund", "amount": 5})
-    assert a == t._policy.digest_total({"amount": 5, 1: "refund"})
-    assert a != t._policy.digest_total({1: "refund", "amount": 6})
+    with t.run("r") as run:
+        a = run.approval({1: "refund", "amount": 5}, "approved", 1.0)
+        same = run.approval({"amount": 5, 1: "refund"}, "approved", 1.0)
+        other = run.approval({1: "refund", "amount": 6}, "approved", 1.0)
+    assert a is not None and a == same and a != other
     t.close(1)
 
 
