@@ -12,6 +12,7 @@ from pipeline_stack import stack_fixtures
 from test_sink_support import wait_for
 from test_processors_detectors import Reader, produce
 
+from agentstream.schemas.loop_repeats import RESULT_DIGEST_ATTR
 from agentstream.stream_processors import synthetic as syn
 from agentstream.stream_processors.policy_io import read_policy, set_policy
 from agentstream.stream_processors.settings import ProcessorsSettings
@@ -27,8 +28,8 @@ def reader(bootstrap, topic_prefix):
     r.close()
 
 
-def tool(tenant, run, seq, name, digest="d"):
-    return syn.step(tenant, run, seq, name=name, args_digest=digest)
+def tool(tenant, run, seq, name, digest="d", **kw):
+    return syn.step(tenant, run, seq, name=name, args_digest=digest, **kw)
 
 
 def approval(tenant, run, seq, digest, decision="approved"):
@@ -49,6 +50,7 @@ def test_policy_v2_rules_alert_and_stop_in_flight(stack, bootstrap, topic_prefix
     back = read_policy(settings, tenant)  # v2 round trip over the topic
     assert back["governance"]["require_approval"] == ["pay*"] and back["loops"]["repeat_window"] == 0
     time.sleep(1.0)  # the policy reaches the workers' global table
+    same_result = {RESULT_DIGEST_ATTR: "5e4f3a2b1c0d9e8f"}  # a result digest (Step.record_result)
     r = {k: f"{k}-{unique}" for k in ("deny", "calls", "forbid", "ok", "swap", "missing", "window", "warn")}
     produce(bootstrap, topic_prefix, [
         syn.run_start(tenant, r["deny"]), tool(tenant, r["deny"], 1, "shell"),
@@ -57,9 +59,13 @@ def test_policy_v2_rules_alert_and_stop_in_flight(stack, bootstrap, topic_prefix
         approval(tenant, r["ok"], 1, "a1"), tool(tenant, r["ok"], 2, "payout", "a1"),
         approval(tenant, r["swap"], 1, "a1"), tool(tenant, r["swap"], 2, "payout", "a2"),
         tool(tenant, r["missing"], 1, "pay", "a1"),
-        # one call three times, 30 other calls apart: a loop only over the whole run (window 0)
-        *[tool(tenant, r["window"], i, "lookup" if i % 31 == 0 else f"other{i}", "same" if i % 31 == 0 else f"x{i}")
-          for i in range(0, 63)],
+        # one call three times, 30 other calls apart: a loop only over the whole run (window 0).
+        # It returns the same result each time: the 30 new calls between its calls are new work,
+        # which makes a call whose result is unknown count afresh (the novelty test,
+        # schemas/loop_repeats.count_repeat), but a call that reports its result is judged by it:
+        # the same result again is no progress whatever went on around it.
+        *[tool(tenant, r["window"], i, "lookup", "same", attributes=same_result) if i % 31 == 0
+          else tool(tenant, r["window"], i, f"other{i}", f"x{i}") for i in range(0, 63)],
         *[syn.llm_step(tenant, r["warn"], i, cost_usd=0.0) for i in range(1, 6)],
     ])
     want = {(r["deny"], "policy_violation"), (r["calls"], "policy_violation"), (r["forbid"], "policy_violation"),

@@ -180,12 +180,16 @@ def test_no_progress_stops_repeated_identical_tool_calls(make_tracer, bootstrap,
 
     with pytest.raises(LackOfProgress):
         stuck_agent()
-    assert executed == ["o-1", "o-2", "o-1"]
+    # o-2 is another signature, and new work between o-1's first two calls: its second call
+    # counts afresh (the novelty test, schemas/loop_repeats.count_repeat: a call is a repeat only
+    # when no more new calls than identical ones went on since its last time). The loop is the
+    # calls back to back: two in a row are allowed, the third is refused before it runs.
+    assert executed == ["o-1", "o-2", "o-1", "o-1"]
     assert tracer.flush(10)
     events = _events(bootstrap, topic_prefix, runs[0].run_id)
-    assert [e["kind"] for e in events] == ["RUN_START", "STEP", "STEP", "STEP", "FAILURE",
+    assert [e["kind"] for e in events] == ["RUN_START", "STEP", "STEP", "STEP", "STEP", "FAILURE",
                                            "RUN_END"]
-    digests = [e["payload"]["tool"]["args_digest"] for e in events[1:4]]
-    assert digests[0] == digests[2] != digests[1]
-    assert events[4]["payload"]["failure_code"] == "no_progress"
+    digests = [e["payload"]["tool"]["args_digest"] for e in events[1:5]]
+    assert digests[0] == digests[2] == digests[3] != digests[1]
+    assert events[5]["payload"]["failure_code"] == "no_progress"
     assert events[-1]["payload"]["outcome"] == "no_progress_stopped"
