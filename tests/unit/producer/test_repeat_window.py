@@ -121,15 +121,9 @@ def test_the_window_counts_steps_that_have_a_signature(tmp_path, speedups):
     lookup = _tool("lookup", {"sku": "A-1"})
     assert _ran(tracer, [lookup] + [plain] * 30 + [lookup] * 3) == list(range(33))
 
-    def ask(i):  # an LLM call with its request digest has a signature: it takes a place
-        def op(run):
-            with run.llm_step("openai", "gpt-4o") as s:
-                s.record_request("gpt-4o", [{"role": "user", "content": f"question {i}"}])
-                s.record_llm("openai", "gpt-4o", 10, 10)
-        return op
-
-    # the first lookup is 26 signed steps back at the 4th: out of the window, not a repeat
-    ops = [lookup] + [ask(i) for i in range(23)] + [lookup] * 3
+    # the first lookup is 26 signed steps back at the 4th (an LLM call with its request digest
+    # takes a place): out of the window, not a repeat
+    ops = [lookup] + [_ask(i) for i in range(23)] + [lookup] * 3
     assert len(_ran(tracer, ops)) == len(ops)
 
 
