@@ -336,7 +336,9 @@ def safe_attributes(s: OtlpSpan, dropped: dict[str, int] | None = None) -> dict[
                   else "credential_key" if credential_key(k) == "strong"
                   else "bytes_value" if _holds_bytes(v)
                   else "structured_value" if isinstance(v, dict) and not is_metadata_key(k)
-                  else attribute_verdict(k, judged, "METADATA_ONLY") or attribute_verdict(k, text, "METADATA_ONLY"))
+                  else attribute_verdict(k, judged, "METADATA_ONLY"))
+        if reason is None and judged is not text:  # a list: its JSON as stored, too (its length)
+            reason = attribute_verdict(k, text, "METADATA_ONLY")
         if reason is not None:
             if dropped is not None:
                 dropped["dropped_attribute:" + reason] = dropped.get("dropped_attribute:" + reason, 0) + 1

@@ -75,18 +75,13 @@ class _Table(dict[int, str]):
 _TABLE = _Table({c: chr(c) for c in range(0x80)})
 
 
-def needs_view(text: str) -> bool:
-    return not text.isascii() or _NEEDS_WALK.search(text) is not None
-
-
 def folded(text: str) -> tuple[str, list[int] | None] | None:
     """(the view, ``starts``) or None when the view would equal ``text``. ``starts`` maps as in
     ``escapes.decoded`` (a span ``[s, e)`` of the view came from ``[starts[s], starts[e])``);
     None when the view is character for character (nothing deleted), so offsets are the same."""
-    if not needs_view(text):
-        return None
     if _NEEDS_WALK.search(text) is None:
-        return text.translate(_TABLE), None
+        # nothing to delete or unescape: only non-ASCII characters can change, one for one
+        return None if text.isascii() else (text.translate(_TABLE), None)
     out: list[str] = []
     starts: list[int] = []
     i, n = 0, len(text)
